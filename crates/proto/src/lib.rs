@@ -1,0 +1,44 @@
+//! The wire contract of claude-warroom.
+//!
+//! Everything that crosses a process boundary is defined here and nowhere else: the request
+//! file engineers write (`TroubleshootingRequest`, `SessionRequest`) and its validation, the
+//! messages the daemons exchange over NATS (`Task`, `AuditEvent`, `RunnerReport`,
+//! `StatusUpdate`), the `results/<id>/status.json` contract (`RequestStatus`), and the
+//! stream, subject, consumer and bucket names. This crate does no I/O.
+
+pub mod names;
+pub mod request;
+pub mod schema;
+pub mod session;
+pub mod status;
+pub mod validate;
+pub mod wire;
+
+pub use request::{
+    ClusterRef, ClusterType, Coordination, CoordinationMode, Investigation, Issue, Metadata,
+    Output, OutputFormat, RequestSpec, Tool, TroubleshootingRequest,
+};
+pub use session::SessionRequest;
+pub use status::{ClusterPhase, ClusterStatus, RequestPhase, RequestStatus};
+pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request};
+pub use wire::{
+    AcceptedRequest, AuditEvent, AuditKind, ClusterReport, Denial, Finding, Outcome, RequestSummary, RunnerReport,
+    StatusUpdate, Task, TaskResult,
+};
+
+/// The `apiVersion` of every request file this version understands.
+pub const API_VERSION: &str = "warroom.intility.io/v1";
+
+/// The `kind` of an ad-hoc or cross-cluster investigation request.
+pub const KIND_TROUBLESHOOTING: &str = "TroubleshootingRequest";
+
+/// The `kind` of a persistent-session request.
+pub const KIND_SESSION: &str = "SessionRequest";
+
+/// Timestamps on the wire and in `status.json` are RFC 3339 in UTC.
+pub type Timestamp = time::OffsetDateTime;
+
+/// The current time, in UTC.
+pub fn now() -> Timestamp {
+    time::OffsetDateTime::now_utc()
+}

@@ -1,0 +1,190 @@
+//! The `results/<id>/status.json` contract, which engineers and their tools read.
+//!
+//! [`RequestStatus`] is serialized as it is into `status.json`; fields are only ever added,
+//! never renamed or removed, so scripts written against it keep working.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+use crate::request::{ClusterType, CoordinationMode};
+use crate::validate::FieldError;
+
+/// Where a request is in its life. `rejected`, `completed`, `failed`, `timed_out` and
+/// `cancelled` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestPhase {
+    /// Validated and authorized by the gateway; the dispatcher owns it now.
+    Accepted,
+    /// Refused by the gateway; `error` and `errors` say why.
+    Rejected,
+    /// Tasks are queued for the target clusters; no runner has started yet.
+    Dispatched,
+    /// At least one cluster's runner is investigating.
+    Running,
+    /// Every cluster completed.
+    Completed,
+    /// At least one cluster failed; `error` says which and why.
+    Failed,
+    /// No cluster failed, but at least one ran out of time.
+    TimedOut,
+    /// Cancelled before it finished.
+    Cancelled,
+}
+
+impl RequestPhase {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RequestPhase::Rejected
+                | RequestPhase::Completed
+                | RequestPhase::Failed
+                | RequestPhase::TimedOut
+                | RequestPhase::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestPhase::Accepted => "accepted",
+            RequestPhase::Rejected => "rejected",
+            RequestPhase::Dispatched => "dispatched",
+            RequestPhase::Running => "running",
+            RequestPhase::Completed => "completed",
+            RequestPhase::Failed => "failed",
+            RequestPhase::TimedOut => "timed_out",
+            RequestPhase::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for RequestPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where one cluster's part of a request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterPhase {
+    /// Waiting for its turn (sequential mode) or for dispatch.
+    Pending,
+    /// Its task is queued for the cluster's runner.
+    Dispatched,
+    /// The runner is investigating.
+    Running,
+    Completed,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+impl ClusterPhase {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ClusterPhase::Completed
+                | ClusterPhase::Failed
+                | ClusterPhase::TimedOut
+                | ClusterPhase::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterPhase::Pending => "pending",
+            ClusterPhase::Dispatched => "dispatched",
+            ClusterPhase::Running => "running",
+            ClusterPhase::Completed => "completed",
+            ClusterPhase::Failed => "failed",
+            ClusterPhase::TimedOut => "timed_out",
+            ClusterPhase::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for ClusterPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The content of `results/<id>/status.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestStatus {
+    /// The request id (the file stem of `requests/pending/<id>.yaml`).
+    pub id: String,
+    pub phase: RequestPhase,
+    /// Each target cluster's own phase and figures, by cluster name.
+    #[serde(default)]
+    pub clusters: BTreeMap<String, ClusterStatus>,
+    /// A readable reason when the request was rejected, failed, timed out or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Every validation error, when the request was rejected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// `parallel` or `sequential` for a multi-cluster request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<CoordinationMode>,
+    /// The engineer named in the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engineer: Option<String>,
+    /// The repository folder holding this request's results, e.g. `results/<id>`.
+    pub results_dir: String,
+    /// Grows by one at every transition; a reader can tell a newer status from an older one.
+    pub revision: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+/// One cluster's part of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    #[serde(rename = "type")]
+    pub kind: ClusterType,
+    pub phase: ClusterPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub started_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<Timestamp>,
+    /// How long the investigation ran, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<f64>,
+    /// What the model calls cost, in US dollars, as the Claude Code CLI reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// Model turns used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_turns: Option<u32>,
+    /// Tool calls the policy refused.
+    #[serde(default)]
+    pub permission_denials: u32,
+    /// Why this cluster failed, timed out or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The cluster's report, relative to the results folder (e.g. `prod-cluster-1.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+}
+
+impl ClusterStatus {
+    /// A cluster that has not started.
+    pub fn new(kind: ClusterType, phase: ClusterPhase) -> Self {
+        ClusterStatus {
+            kind,
+            phase,
+            started_at: None,
+            finished_at: None,
+            duration_secs: None,
+            cost_usd: None,
+            num_turns: None,
+            permission_denials: 0,
+            error: None,
+            report: None,
+        }
+    }
+}

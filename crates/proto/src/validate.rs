@@ -1,0 +1,671 @@
+//! Parsing and validation of request files, with every problem reported at once.
+//!
+//! A request file is checked in two passes. The first reads the bytes as one YAML document
+//! (size limit, UTF-8, a single document, no alias-expansion bombs). The second walks the
+//! YAML tree and checks every field against the contract, collecting each problem with its
+//! field path (`spec.investigation.timeout`) and what was expected, instead of stopping at
+//! the first one the way serde's derive does. Only a file without problems is turned into
+//! the typed [`TroubleshootingRequest`].
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_yaml_ng::{Mapping, Value};
+
+use crate::names::{MAX_CLUSTER_NAME_LEN, MAX_REQUEST_ID_LEN, check_token};
+use crate::request::{
+    ClusterRef, ClusterType, CoordinationMode, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS, Tool,
+    TroubleshootingRequest,
+};
+use crate::session::{MAX_SESSION_SECS, SessionRequest};
+use crate::{API_VERSION, KIND_SESSION, KIND_TROUBLESHOOTING};
+
+/// Largest request file accepted, in bytes.
+pub const MAX_FILE_BYTES: usize = 64 * 1024;
+/// Most clusters one request may target.
+pub const MAX_CLUSTERS: usize = 32;
+
+/// One problem in a request file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// The field, as a path from the document root (`spec.targetClusters[1].name`); empty
+    /// for a problem with the file as a whole.
+    pub field: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationErrors {
+    /// The file, as it was named to the parser.
+    pub file: String,
+    pub errors: Vec<FieldError>,
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}: {error}", self.file)?;
+        }
+        Ok(())
+    }
+}
+
+impl ValidationErrors {
+    /// One line that sums the errors up, for `status.json`'s `error`.
+    pub fn summary(&self) -> String {
+        let first = self.errors.first().map(ToString::to_string).unwrap_or_default();
+        match self.errors.len() {
+            0 | 1 => format!("invalid request {}: {first}", self.file),
+            n => format!("invalid request {}: {first} (and {} more)", self.file, n - 1),
+        }
+    }
+}
+
+/// A request file that passed validation, with what follows from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidatedRequest {
+    /// The file stem.
+    pub id: String,
+    pub request: TroubleshootingRequest,
+    /// The target clusters, in order (one for `targetCluster`).
+    pub clusters: Vec<ClusterRef>,
+    /// `Some` for `targetClusters`.
+    pub mode: Option<CoordinationMode>,
+    /// The repository folder for the results, without a trailing `/`: `results/<id>` or the
+    /// resolved `spec.output.destination`.
+    pub results_dir: String,
+}
+
+/// A session request file that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidatedSession {
+    pub id: String,
+    pub request: SessionRequest,
+}
+
+/// Any request file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Document {
+    Troubleshooting(Box<ValidatedRequest>),
+    Session(Box<ValidatedSession>),
+}
+
+/// Parses and validates a `TroubleshootingRequest` file. `path` names the file in errors and
+/// gives the request id (its stem).
+pub fn parse_request(path: &Path, bytes: &[u8]) -> Result<ValidatedRequest, ValidationErrors> {
+    match parse_document(path, bytes)? {
+        Document::Troubleshooting(request) => Ok(*request),
+        Document::Session(_) => Err(ValidationErrors {
+            file: path.display().to_string(),
+            errors: vec![FieldError {
+                field: "kind".to_owned(),
+                message: format!(
+                    "`{KIND_SESSION}` requests are not supported by this version yet; \
+                     expected `{KIND_TROUBLESHOOTING}`"
+                ),
+            }],
+        }),
+    }
+}
+
+/// Parses and validates a request file of either kind.
+pub fn parse_document(path: &Path, bytes: &[u8]) -> Result<Document, ValidationErrors> {
+    let file = path.display().to_string();
+    let fail = |errors: Vec<FieldError>| ValidationErrors {
+        file: file.clone(),
+        errors,
+    };
+    let mut check = Check::default();
+    let id = request_id(path, &mut check);
+    let value = read_yaml(bytes).map_err(|message| {
+        let mut errors = std::mem::take(&mut check.errors);
+        errors.push(FieldError {
+            field: String::new(),
+            message,
+        });
+        fail(errors)
+    })?;
+
+    let Some(root) = check.mapping(&value, "", &["apiVersion", "kind", "metadata", "spec"]) else {
+        return Err(fail(check.errors));
+    };
+    match check.string(root, "", "apiVersion", true) {
+        Some(API_VERSION) | None => {}
+        Some(other) => check.error(
+            "apiVersion",
+            format!("unknown apiVersion `{other}`; expected `{API_VERSION}`"),
+        ),
+    }
+    let kind = check.string(root, "", "kind", true);
+    match kind {
+        Some(KIND_TROUBLESHOOTING) | Some(KIND_SESSION) | None => {}
+        Some(other) => check.error(
+            "kind",
+            format!(
+                "unknown kind `{other}`; expected `{KIND_TROUBLESHOOTING}` or `{KIND_SESSION}`"
+            ),
+        ),
+    }
+    if let Some(metadata) = check.child_mapping(root, "", "metadata", &["name", "timestamp", "engineer"]) {
+        check.metadata(metadata);
+    }
+
+    if kind == Some(KIND_SESSION) {
+        if let Some(spec) = check.child_mapping(
+            root,
+            "",
+            "spec",
+            &["targetCluster", "duration", "purpose", "namespace"],
+        ) {
+            check.session_spec(spec);
+        }
+        if !check.errors.is_empty() {
+            return Err(fail(check.errors));
+        }
+        let request: SessionRequest = check.typed(value).map_err(|e| fail(vec![e]))?;
+        return Ok(Document::Session(Box::new(ValidatedSession {
+            id: id.unwrap_or_default(),
+            request,
+        })));
+    }
+
+    let mut results_dir = None;
+    let mut clusters = Vec::new();
+    let mut mode = None;
+    if let Some(spec) = check.child_mapping(
+        root,
+        "",
+        "spec",
+        &[
+            "targetCluster",
+            "targetClusters",
+            "coordination",
+            "issue",
+            "investigation",
+            "output",
+        ],
+    ) {
+        (clusters, mode) = check.targets(spec);
+        if let Some(issue) = check.child_mapping(
+            spec,
+            "spec",
+            "issue",
+            &["category", "description", "affectedResources"],
+        ) {
+            check.string(issue, "spec.issue", "category", true);
+            check.string(issue, "spec.issue", "description", true);
+            check.string_list(issue, "spec.issue", "affectedResources");
+        }
+        if let Some(investigation) = check.child_mapping(
+            spec,
+            "spec",
+            "investigation",
+            &["prompt", "allowedTools", "timeout", "strategy", "namespace"],
+        ) {
+            check.investigation(investigation);
+        }
+        results_dir = check.output(spec);
+    }
+
+    if !check.errors.is_empty() {
+        return Err(fail(check.errors));
+    }
+    let id = id.unwrap_or_default();
+    let request: TroubleshootingRequest = check.typed(value).map_err(|e| fail(vec![e]))?;
+    Ok(Document::Troubleshooting(Box::new(ValidatedRequest {
+        results_dir: results_dir.unwrap_or_else(|| format!("results/{id}")),
+        id,
+        request,
+        clusters,
+        mode,
+    })))
+}
+
+/// Resolves `spec.output.destination` to a repository folder inside `results/`, without a
+/// leading or trailing `/`. A leading `/` means the repository root.
+pub fn resolve_destination(destination: &str) -> Result<String, String> {
+    let expected = "expected a folder inside `results/`, such as `results/<request-id>/`";
+    if destination.contains('\\') || destination.contains('\0') {
+        return Err(format!(
+            "`{destination}` contains a backslash or a NUL byte; {expected}"
+        ));
+    }
+    let mut parts = Vec::new();
+    for part in destination.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                return Err(format!(
+                    "`{destination}` contains `..`, which could escape `results/`; {expected}"
+                ));
+            }
+            part => parts.push(part),
+        }
+    }
+    if parts.first() != Some(&"results") || parts.len() < 2 {
+        return Err(format!("`{destination}` is outside `results/`; {expected}"));
+    }
+    Ok(parts.join("/"))
+}
+
+/// Reads the bytes as exactly one YAML document.
+fn read_yaml(bytes: &[u8]) -> Result<Value, String> {
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "the file is {} bytes; request files may be at most {MAX_FILE_BYTES} bytes",
+            bytes.len()
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        format!(
+            "the file is not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        )
+    })?;
+    let mut documents = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = Value::deserialize(document).map_err(yaml_error)?;
+        documents.push(value);
+        if documents.len() > 1 {
+            return Err(
+                "the file holds more than one YAML document (a `---` separator); \
+                 expected exactly one request per file"
+                    .to_owned(),
+            );
+        }
+    }
+    match documents.pop() {
+        None | Some(Value::Null) => Err("the file is empty; expected one YAML document".to_owned()),
+        Some(value) => Ok(value),
+    }
+}
+
+fn yaml_error(error: serde_yaml_ng::Error) -> String {
+    let text = error.to_string();
+    // serde_yaml_ng refuses documents whose aliases expand too far ("billion laughs") or
+    // nest too deep; say so in words an engineer recognises.
+    if text.contains("repetition limit") || text.contains("recursion limit") {
+        format!("the YAML aliases or nesting expand too far (an alias-expansion bomb?): {text}")
+    } else {
+        format!("not valid YAML: {text}")
+    }
+}
+
+/// The request id from the file name.
+fn request_id(path: &Path, check: &mut Check) -> Option<String> {
+    let stem = path.file_stem().and_then(|s| s.to_str());
+    let extension = path.extension().and_then(|s| s.to_str());
+    if !matches!(extension, Some("yaml" | "yml")) {
+        check.error(
+            "",
+            "the file name must end in `.yaml` or `.yml` (its stem is the request id)",
+        );
+    }
+    match stem {
+        Some(stem) => match check_token(stem, MAX_REQUEST_ID_LEN) {
+            None => Some(stem.to_owned()),
+            Some(problem) => {
+                check.error("", format!("the request id (file name stem) `{stem}` {problem}"));
+                None
+            }
+        },
+        None => {
+            check.error("", "the file name has no stem to use as the request id");
+            None
+        }
+    }
+}
+
+/// Collects problems while walking the YAML tree.
+#[derive(Default)]
+struct Check {
+    errors: Vec<FieldError>,
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+fn one_of(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The closest known name, to suggest for a typo.
+fn suggestion(unknown: &str, known: &[&str]) -> Option<String> {
+    known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(&unknown.to_lowercase(), &k.to_lowercase()), k))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, k)| (*k).to_owned())
+}
+
+impl Check {
+    fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// `value` as a mapping whose keys are all in `known`.
+    fn mapping<'v>(&mut self, value: &'v Value, path: &str, known: &[&str]) -> Option<&'v Mapping> {
+        let Value::Mapping(mapping) = value else {
+            let what = if path.is_empty() { "the document" } else { "" };
+            self.error(
+                path,
+                format!("{what}expected a mapping, found {}", describe(value)).trim_start().to_owned(),
+            );
+            return None;
+        };
+        for key in mapping.keys() {
+            match key.as_str() {
+                Some(key) if known.contains(&key) => {}
+                Some(key) => {
+                    let hint = match suggestion(key, known) {
+                        Some(s) => format!(" (did you mean `{s}`?)"),
+                        None => String::new(),
+                    };
+                    self.error(
+                        &join(path, key),
+                        format!("unknown field{hint}; expected one of: {}", one_of(known)),
+                    );
+                }
+                None => self.error(
+                    path,
+                    format!("a key is {}; expected field names", describe(key)),
+                ),
+            }
+        }
+        Some(mapping)
+    }
+
+    /// A field's value; `None` when absent or null (an error when required).
+    fn field<'v>(&mut self, map: &'v Mapping, path: &str, key: &str, required: bool) -> Option<&'v Value> {
+        match map.get(key) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.error(&join(path, key), "is required");
+                }
+                None
+            }
+            Some(value) => Some(value),
+        }
+    }
+
+    fn child_mapping<'v>(&mut self, map: &'v Mapping, path: &str, key: &str, known: &[&str]) -> Option<&'v Mapping> {
+        let value = self.field(map, path, key, true)?;
+        self.mapping(value, &join(path, key), known)
+    }
+
+    /// A non-empty string field.
+    fn string<'v>(&mut self, map: &'v Mapping, path: &str, key: &str, required: bool) -> Option<&'v str> {
+        let value = self.field(map, path, key, required)?;
+        self.string_value(value, &join(path, key))
+    }
+
+    fn string_value<'v>(&mut self, value: &'v Value, field: &str) -> Option<&'v str> {
+        match value {
+            Value::String(s) if s.trim().is_empty() => {
+                self.error(field, "must not be empty");
+                None
+            }
+            Value::String(s) => Some(s),
+            other => {
+                self.error(field, format!("expected a string, found {}", describe(other)));
+                None
+            }
+        }
+    }
+
+    /// An optional list of non-empty strings.
+    fn string_list<'v>(&mut self, map: &'v Mapping, path: &str, key: &str) -> Vec<&'v str> {
+        let field = join(path, key);
+        match self.field(map, path, key, false) {
+            None => Vec::new(),
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| self.string_value(item, &format!("{field}[{i}]")))
+                .collect(),
+            Some(other) => {
+                self.error(&field, format!("expected a list of strings, found {}", describe(other)));
+                Vec::new()
+            }
+        }
+    }
+
+    /// A whole number within a range.
+    fn number(&mut self, map: &Mapping, path: &str, key: &str, min: u64, max: u64, unit: &str) -> Option<u64> {
+        let field = join(path, key);
+        let value = self.field(map, path, key, true)?;
+        let expected = format!("expected a whole number of {unit} from {min} to {max}");
+        match value.as_u64() {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(n) => {
+                self.error(&field, format!("{n} is out of range; {expected}"));
+                None
+            }
+            None => {
+                let found = match value {
+                    Value::Number(n) => format!("`{n}`"),
+                    other => describe(other).to_owned(),
+                };
+                self.error(&field, format!("{expected}, found {found}"));
+                None
+            }
+        }
+    }
+
+    fn token(&mut self, map: &Mapping, path: &str, key: &str, required: bool, what: &str) -> Option<String> {
+        let value = self.string(map, path, key, required)?;
+        match check_token(value, MAX_CLUSTER_NAME_LEN) {
+            None => Some(value.to_owned()),
+            Some(problem) => {
+                self.error(&join(path, key), format!("{what} `{value}` {problem}"));
+                None
+            }
+        }
+    }
+
+    fn metadata(&mut self, metadata: &Mapping) {
+        self.string(metadata, "metadata", "name", true);
+        self.string(metadata, "metadata", "engineer", true);
+        if let Some(timestamp) = self.string(metadata, "metadata", "timestamp", true)
+            && time::OffsetDateTime::parse(timestamp, &time::format_description::well_known::Rfc3339).is_err()
+        {
+            self.error(
+                "metadata.timestamp",
+                format!("`{timestamp}` is not an RFC 3339 time; expected e.g. `2024-01-15T14:30:00Z`"),
+            );
+        }
+    }
+
+    fn cluster(&mut self, value: &Value, path: &str) -> Option<ClusterRef> {
+        let map = self.mapping(value, path, &["type", "name"])?;
+        let kind = match self.string(map, path, "type", true) {
+            Some("hub") => Some(ClusterType::Hub),
+            Some("hosted") => Some(ClusterType::Hosted),
+            Some(other) => {
+                self.error(&join(path, "type"), format!("unknown cluster type `{other}`; expected `hub` or `hosted`"));
+                None
+            }
+            None => None,
+        };
+        let name = self.token(map, path, "name", true, "cluster name");
+        Some(ClusterRef { kind: kind?, name: name? })
+    }
+
+    fn targets(&mut self, spec: &Mapping) -> (Vec<ClusterRef>, Option<CoordinationMode>) {
+        let single = self.field(spec, "spec", "targetCluster", false);
+        let several = self.field(spec, "spec", "targetClusters", false);
+        let coordination = self.field(spec, "spec", "coordination", false);
+        let mode = coordination.and_then(|value| {
+            let map = self.mapping(value, "spec.coordination", &["mode"])?;
+            match self.string(map, "spec.coordination", "mode", true)? {
+                "sequential" => Some(CoordinationMode::Sequential),
+                "parallel" => Some(CoordinationMode::Parallel),
+                other => {
+                    self.error("spec.coordination.mode", format!("unknown mode `{other}`; expected `sequential` or `parallel`"));
+                    None
+                }
+            }
+        });
+        match (single, several) {
+            (Some(_), Some(_)) => {
+                self.error("spec.targetClusters", "give either `targetCluster` (one cluster) or `targetClusters` (several), not both");
+                (Vec::new(), None)
+            }
+            (None, None) => {
+                self.error("spec.targetCluster", "is required (or `spec.targetClusters` to investigate several clusters)");
+                (Vec::new(), None)
+            }
+            (Some(single), None) => {
+                if coordination.is_some() {
+                    self.error("spec.coordination", "only applies to `targetClusters`; remove it or list the clusters under `targetClusters`");
+                }
+                (self.cluster(single, "spec.targetCluster").into_iter().collect(), None)
+            }
+            (None, Some(several)) => {
+                let Value::Sequence(items) = several else {
+                    self.error("spec.targetClusters", format!("expected a list of clusters, found {}", describe(several)));
+                    return (Vec::new(), mode);
+                };
+                if items.is_empty() {
+                    self.error("spec.targetClusters", "must list at least one cluster");
+                }
+                if items.len() > MAX_CLUSTERS {
+                    self.error("spec.targetClusters", format!("lists {} clusters; at most {MAX_CLUSTERS} are allowed", items.len()));
+                }
+                if coordination.is_none() {
+                    self.error("spec.coordination.mode", "is required with `targetClusters`; expected `sequential` or `parallel`");
+                }
+                let mut clusters: Vec<ClusterRef> = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let path = format!("spec.targetClusters[{i}]");
+                    if let Some(cluster) = self.cluster(item, &path) {
+                        if clusters.iter().any(|c| c.name == cluster.name) {
+                            self.error(&join(&path, "name"), format!("cluster `{}` is listed twice", cluster.name));
+                        } else {
+                            clusters.push(cluster);
+                        }
+                    }
+                }
+                (clusters, mode)
+            }
+        }
+    }
+
+    fn investigation(&mut self, map: &Mapping) {
+        let path = "spec.investigation";
+        self.string(map, path, "prompt", true);
+        self.number(map, path, "timeout", MIN_TIMEOUT_SECS, MAX_TIMEOUT_SECS, "seconds");
+        self.token(map, path, "strategy", false, "strategy");
+        if let Some(namespace) = self.string(map, path, "namespace", false) {
+            let valid = namespace.len() <= 63
+                && namespace.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !namespace.starts_with('-')
+                && !namespace.ends_with('-');
+            if !valid {
+                self.error(
+                    "spec.investigation.namespace",
+                    format!("`{namespace}` is not a Kubernetes namespace name; expected at most 63 lowercase letters, digits and `-`"),
+                );
+            }
+        }
+        let field = "spec.investigation.allowedTools";
+        let known: Vec<&str> = Tool::ALL.iter().map(|t| t.as_str()).collect();
+        match self.field(map, path, "allowedTools", true) {
+            None => {}
+            Some(Value::Sequence(items)) if items.is_empty() => {
+                self.error(field, format!("must list at least one tool; expected some of: {}", one_of(&known)));
+            }
+            Some(Value::Sequence(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let item_field = format!("{field}[{i}]");
+                    let Some(name) = self.string_value(item, &item_field) else { continue };
+                    if Tool::parse(name).is_none() {
+                        let hint = match suggestion(name, &known) {
+                            Some(s) => format!(" (did you mean `{s}`?)"),
+                            None => String::new(),
+                        };
+                        self.error(&item_field, format!("unknown tool `{name}`{hint}; expected one of: {}", one_of(&known)));
+                    }
+                }
+            }
+            Some(other) => self.error(field, format!("expected a list of tools, found {}", describe(other))),
+        }
+    }
+
+    /// Checks `spec.output` and returns the resolved destination, if one is given.
+    fn output(&mut self, spec: &Mapping) -> Option<String> {
+        let value = self.field(spec, "spec", "output", false)?;
+        let map = self.mapping(value, "spec.output", &["format", "destination"])?;
+        match self.string(map, "spec.output", "format", false) {
+            None | Some("markdown") => {}
+            Some(other) => self.error("spec.output.format", format!("unknown format `{other}`; expected `markdown`")),
+        }
+        let destination = self.string(map, "spec.output", "destination", false)?;
+        match resolve_destination(destination) {
+            Ok(dir) => Some(dir),
+            Err(message) => {
+                self.error("spec.output.destination", message);
+                None
+            }
+        }
+    }
+
+    fn session_spec(&mut self, spec: &Mapping) {
+        if let Some(cluster) = self.field(spec, "spec", "targetCluster", true) {
+            self.cluster(cluster, "spec.targetCluster");
+        }
+        self.number(spec, "spec", "duration", 60, MAX_SESSION_SECS, "seconds");
+        self.string(spec, "spec", "purpose", false);
+        self.string(spec, "spec", "namespace", false);
+    }
+
+    /// The typed request, once the walk found nothing wrong. A failure here means the walk
+    /// and the types disagree, which the tests guard against.
+    fn typed<T: serde::de::DeserializeOwned>(&self, value: Value) -> Result<T, FieldError> {
+        serde_yaml_ng::from_value(value).map_err(|e| FieldError {
+            field: String::new(),
+            message: format!("the request does not match the contract: {e}"),
+        })
+    }
+}

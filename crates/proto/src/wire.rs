@@ -1,0 +1,216 @@
+//! Messages between the daemons.
+//!
+//! gateway -> dispatcher: the accepted [`TroubleshootingRequest`] itself, on
+//! `warroom.requests.<id>`. dispatcher -> runner: [`Task`]. runner -> dispatcher:
+//! [`RunnerReport`]. runner -> publisher: [`AuditEvent`]. dispatcher and gateway ->
+//! publisher: [`StatusUpdate`]. All are JSON.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+use crate::request::{ClusterRef, CoordinationMode, Issue, Tool, TroubleshootingRequest};
+use crate::status::{ClusterPhase, RequestStatus};
+
+/// An accepted request, as the gateway publishes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptedRequest {
+    pub id: String,
+    /// The commit that added the request file.
+    pub commit: String,
+    /// Where the results go, e.g. `results/<id>`.
+    pub results_dir: String,
+    pub request: TroubleshootingRequest,
+}
+
+/// One cluster's share of a request, for that cluster's runner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub request_id: String,
+    pub cluster: ClusterRef,
+    pub engineer: String,
+    pub issue: Issue,
+    /// The engineer's instructions, as written in the request.
+    pub prompt: String,
+    pub allowed_tools: Vec<Tool>,
+    pub timeout_secs: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<CoordinationMode>,
+    /// In sequential mode, what the clusters before this one found, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prior_findings: Vec<Finding>,
+}
+
+/// What one cluster's investigation found, handed to the next cluster in sequential mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub cluster: String,
+    pub phase: ClusterPhase,
+    pub report: String,
+}
+
+/// A runner's word about a task, for the dispatcher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RunnerReport {
+    /// The runner took the task and started the agent.
+    Started {
+        request_id: String,
+        cluster: String,
+        /// Which replica took it (its host name).
+        runner: String,
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// The agent ended, one way or another.
+    Finished(TaskResult),
+}
+
+/// How an investigation ended. Only `Completed` is a success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Completed,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn phase(self) -> ClusterPhase {
+        match self {
+            Outcome::Completed => ClusterPhase::Completed,
+            Outcome::Failed => ClusterPhase::Failed,
+            Outcome::TimedOut => ClusterPhase::TimedOut,
+            Outcome::Cancelled => ClusterPhase::Cancelled,
+        }
+    }
+}
+
+/// The end of one cluster's investigation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub request_id: String,
+    pub cluster: String,
+    pub outcome: Outcome,
+    /// The agent's final text (its report); partial findings when it did not complete.
+    pub final_text: String,
+    /// Why it did not complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub cost_usd: f64,
+    #[serde(default)]
+    pub num_turns: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permission_denials: Vec<Denial>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished_at: Timestamp,
+}
+
+/// A tool call the policy refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Denial {
+    pub tool: String,
+    pub tool_use_id: String,
+    pub input: serde_json::Value,
+}
+
+/// One line of `results/<id>/audit.jsonl`: something the agent did or was refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Unique per event (`<request>/<cluster>/<task attempt>/<sequence>`), so a redelivered
+    /// event is written once.
+    pub id: String,
+    pub request_id: String,
+    pub cluster: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+    #[serde(flatten)]
+    pub kind: AuditKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AuditKind {
+    /// The agent started, with the effective tool policy.
+    Started {
+        runner: String,
+        allowed: Vec<String>,
+        denied: Vec<String>,
+    },
+    /// The agent asked for a tool.
+    ToolCall {
+        tool_use_id: String,
+        tool: String,
+        input: serde_json::Value,
+    },
+    /// What a tool call returned (truncated), or the refusal the agent saw.
+    ToolResult {
+        tool_use_id: String,
+        is_error: bool,
+        output: String,
+    },
+    /// The policy refused a tool call.
+    ToolRefused {
+        tool_use_id: String,
+        tool: String,
+        input: serde_json::Value,
+    },
+    /// The agent ended.
+    Finished {
+        outcome: Outcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+/// A request's status at one transition, with what the publisher needs to write the reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusUpdate {
+    pub status: RequestStatus,
+    /// A summary of the request for the aggregated report; absent when it could not be parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestSummary>,
+    /// The reports of clusters that finished, by cluster name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reports: BTreeMap<String, ClusterReport>,
+}
+
+/// What the aggregated report says about the request itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestSummary {
+    pub name: String,
+    pub engineer: String,
+    pub category: String,
+    pub description: String,
+    pub prompt: String,
+}
+
+impl RequestSummary {
+    pub fn of(request: &TroubleshootingRequest) -> Self {
+        RequestSummary {
+            name: request.metadata.name.clone(),
+            engineer: request.metadata.engineer.clone(),
+            category: request.spec.issue.category.clone(),
+            description: request.spec.issue.description.clone(),
+            prompt: request.spec.investigation.prompt.clone(),
+        }
+    }
+}
+
+/// One cluster's report, written to `<results_dir>/<cluster>.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterReport {
+    pub final_text: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permission_denials: Vec<Denial>,
+}

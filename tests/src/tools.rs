@@ -1,0 +1,47 @@
+//! Finds the external programs the tests run for real: `nats-server` and the Claude Code CLI.
+//!
+//! `scripts/setup` installs both into `.tools/bin` of the workspace. An environment variable
+//! overrides that (`WARROOM_NATS_SERVER_BIN`, `WARROOM_CLAUDE_BIN`), and `PATH` is the last
+//! resort, so a machine that has them installed elsewhere works too.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root (the folder holding the virtual `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the test kit lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// The `nats-server` binary the tests start.
+pub fn nats_server() -> PathBuf {
+    find("nats-server", "WARROOM_NATS_SERVER_BIN")
+}
+
+/// The `claude` binary (the Claude Code CLI) the tests run.
+pub fn claude() -> PathBuf {
+    find("claude", "WARROOM_CLAUDE_BIN")
+}
+
+fn find(name: &str, env_var: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_var) {
+        return PathBuf::from(path);
+    }
+    let local = workspace_root().join(".tools/bin").join(name);
+    if local.exists() {
+        return local;
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "`{name}` was not found: run `scripts/setup` (it installs it into .tools/bin), \
+         or set {env_var} to its path"
+    );
+}

@@ -1,0 +1,4 @@
+//! Workspace-level end-to-end tests: one test binary, one module per area.
+
+mod claude_cli;
+mod testkit;
