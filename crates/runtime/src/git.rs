@@ -1,0 +1,149 @@
+//! Runs the real `git` binary for the gateway (reads) and the publisher (writes).
+//!
+//! Every call is non-interactive (`GIT_TERMINAL_PROMPT=0`), ignores the machine's system
+//! configuration, and fails with git's own stderr in the error. An HTTPS token is handed to
+//! git through `GIT_CONFIG_*` environment variables, so it never shows in a process list or
+//! in a remote URL that could be logged.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::process::Command;
+
+/// A failed git command.
+#[derive(Debug, thiserror::Error)]
+#[error("`git {args}` in {dir} failed: {message}")]
+pub struct GitError {
+    pub args: String,
+    pub dir: String,
+    pub message: String,
+}
+
+/// Git commands run in one folder.
+#[derive(Clone, Debug)]
+pub struct Git {
+    dir: PathBuf,
+    token: Option<String>,
+    identity: Option<(String, String)>,
+}
+
+/// The output of a git command.
+#[derive(Debug)]
+pub struct Output {
+    pub success: bool,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Git {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Git {
+            dir: dir.into(),
+            token: None,
+            identity: None,
+        }
+    }
+
+    /// Authenticates HTTPS remotes with this token (GitHub: a PAT or an installation token).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Commits as this author and committer.
+    pub fn with_identity(mut self, name: &str, email: &str) -> Self {
+        self.identity = Some((name.to_owned(), email.to_owned()));
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs git and returns its stdout as text; a non-zero exit is an error.
+    pub async fn run(&self, args: &[&str]) -> Result<String, GitError> {
+        let output = self.output(args).await?;
+        if output.success {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(self.error(args, output.stderr.trim().to_owned()))
+        }
+    }
+
+    /// Runs git and returns its stdout as bytes; a non-zero exit is an error.
+    pub async fn run_bytes(&self, args: &[&str]) -> Result<Vec<u8>, GitError> {
+        let output = self.output(args).await?;
+        if output.success {
+            Ok(output.stdout)
+        } else {
+            Err(self.error(args, output.stderr.trim().to_owned()))
+        }
+    }
+
+    /// Runs git and returns whatever happened, for callers that act on failures (a rejected
+    /// push, `merge-base --is-ancestor`).
+    pub async fn output(&self, args: &[&str]) -> Result<Output, GitError> {
+        let mut command = Command::new("git");
+        command
+            .args(args)
+            .current_dir(&self.dir)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(token) = &self.token {
+            command
+                .env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env(
+                    "GIT_CONFIG_VALUE_0",
+                    format!("Authorization: Basic {}", basic_auth(token)),
+                );
+        }
+        if let Some((name, email)) = &self.identity {
+            command
+                .env("GIT_AUTHOR_NAME", name)
+                .env("GIT_AUTHOR_EMAIL", email)
+                .env("GIT_COMMITTER_NAME", name)
+                .env("GIT_COMMITTER_EMAIL", email);
+        }
+        let output = command
+            .output()
+            .await
+            .map_err(|e| self.error(args, format!("cannot run git: {e}")))?;
+        Ok(Output {
+            success: output.status.success(),
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    fn error(&self, args: &[&str], message: String) -> GitError {
+        GitError {
+            args: args.join(" "),
+            dir: self.dir.display().to_string(),
+            message,
+        }
+    }
+}
+
+/// `x-access-token:<token>` in base64, as GitHub expects for token authentication over HTTPS.
+fn basic_auth(token: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_is_standard_base64() {
+        // echo -n 'x-access-token:abc' | base64
+        assert_eq!(basic_auth("abc"), "eC1hY2Nlc3MtdG9rZW46YWJj");
+        assert_eq!(basic_auth("ab"), "eC1hY2Nlc3MtdG9rZW46YWI=");
+    }
+}
