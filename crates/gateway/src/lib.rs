@@ -1,1 +1,325 @@
-//! TODO-skeleton
+//! The gateway: git -> NATS.
+//!
+//! It follows one branch of a git remote. Every poll interval it asks the remote where the
+//! branch points (`git ls-remote`, one round trip) and fetches into its bare mirror only when
+//! that moved. It then looks at the request files added under `requests/pending/` since the
+//! last processed commit, the cursor, which it keeps in the NATS key-value bucket
+//! [`names::GATEWAY_BUCKET`] so that a restart neither re-runs nor skips anything. Each file
+//! is validated ([`warroom_proto::parse_request`]) and checked against the secure zone's
+//! policy; an accepted request is published on `warroom.requests.<id>` (deduplicated by its
+//! id), a refused one as a `rejected` status on `warroom.status.<id>`, which the publisher
+//! writes into `results/<id>/status.json`. The cursor moves only after every file of the
+//! range was published and acknowledged.
+//!
+//! Without a cursor (the first start), or when the branch was force-pushed so that the
+//! cursor is no longer an ancestor of the head, every request file present at the head whose
+//! `results/<id>/status.json` does not exist yet is published.
+
+mod config;
+mod mirror;
+mod scan;
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use futures::FutureExt as _;
+use tracing::{debug, error, info, warn};
+use warroom_proto::names;
+use warroom_runtime::{Bus, BusError, Health, git::GitError};
+
+pub use config::{Config, MIN_POLL_INTERVAL, Secret, parse_interval};
+
+use crate::config::{Settings, short_hash};
+use crate::mirror::Mirror;
+use crate::scan::{Range, Scanner};
+
+/// How long a poll in flight may take to finish once shutdown was asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How many old cursor values the bucket keeps, for looking back when debugging.
+const CURSOR_HISTORY: i64 = 5;
+
+/// What can stop the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("cannot {action} the cursor `{key}` in bucket {bucket}: {message}", bucket = names::GATEWAY_BUCKET)]
+    Cursor {
+        action: &'static str,
+        key: String,
+        message: String,
+    },
+    #[error("{what} did not finish within {after:?}")]
+    Timeout { what: &'static str, after: Duration },
+    #[error("cannot create the work directory {path}: {source}")]
+    WorkDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs the gateway until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    run_with_health(config, Health::default(), shutdown).await
+}
+
+/// [`run`], reporting readiness and counters into `health` (which tests and an embedding
+/// process can read): `polls_total`, `fetches_total`, `requests_accepted_total`,
+/// `requests_rejected_total`, `poll_errors_total`.
+pub async fn run_with_health(
+    config: Config,
+    health: Health,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let settings = config.validate()?;
+    let shutdown = shutdown.boxed().shared();
+
+    if let Some(addr) = config.common.health_addr {
+        let server = health.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = server.serve(addr, stop).await {
+                error!(cause = %e, addr = %addr, "the health endpoint failed");
+            }
+        });
+    }
+
+    info!(
+        repo = %settings.repo,
+        branch = %settings.branch,
+        interval_ms = settings.poll_interval.as_millis() as u64,
+        work_dir = %settings.work_dir.display(),
+        allowed_clusters = ?settings.allowed_clusters,
+        "gateway starting"
+    );
+    let setup = async {
+        let bus = Bus::connect(&config.common.nats_url, "warroom-gateway").await?;
+        let bucket = bus.bucket(names::GATEWAY_BUCKET, CURSOR_HISTORY).await?;
+        let mirror = Mirror::open(
+            &settings.work_dir,
+            &settings.repo,
+            &settings.branch,
+            settings.token.as_ref().map(|t| t.expose().to_owned()),
+        )
+        .await?;
+        Ok::<_, Error>((bus, bucket, mirror))
+    };
+    let (bus, bucket, mirror) = tokio::select! {
+        setup = setup => setup?,
+        () = shutdown.clone() => {
+            info!("shutdown before the gateway was connected");
+            return Ok(());
+        }
+    };
+
+    // Exported at zero from the start, so a dashboard sees the series before the first event.
+    for counter in [
+        "polls_total",
+        "fetches_total",
+        "requests_accepted_total",
+        "requests_rejected_total",
+        "poll_errors_total",
+    ] {
+        health.metrics.add(counter, 0);
+    }
+    let mut gateway = Gateway {
+        branch_missing: false,
+        cursor_key: cursor_key(&settings.branch),
+        cursor: None,
+        settings,
+        bus,
+        bucket,
+        mirror,
+        health: health.clone(),
+    };
+    gateway.cursor = gateway.load_cursor().await?;
+    info!(cursor = gateway.cursor.as_deref().unwrap_or("none"), key = %gateway.cursor_key, "cursor loaded");
+
+    let mut ticker = tokio::time::interval(gateway.settings.poll_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.clone() => break,
+            _ = ticker.tick() => {}
+        }
+        let poll = gateway.poll();
+        tokio::pin!(poll);
+        let result = tokio::select! {
+            result = &mut poll => result,
+            () = shutdown.clone() => {
+                // Let the poll in flight finish, so that what it published is also recorded
+                // in the cursor. Cutting it off is safe too (the range is scanned again and
+                // deduplicated), only noisier.
+                match tokio::time::timeout(SHUTDOWN_GRACE, &mut poll).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "the poll in flight did not finish within the grace period; it will be redone at the next start");
+                        break;
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(()) => health.set_ready(true),
+            Err(e) => {
+                health.metrics.inc("poll_errors_total");
+                health.set_ready(false);
+                error!(cause = %e, "poll failed; retrying at the next interval");
+            }
+        }
+    }
+    health.set_ready(false);
+    info!("gateway stopped");
+    Ok(())
+}
+
+/// The running gateway's state.
+struct Gateway {
+    settings: Settings,
+    bus: Bus,
+    bucket: kv::Store,
+    mirror: Mirror,
+    health: Health,
+    cursor_key: String,
+    /// The last commit whose added request files were all published.
+    cursor: Option<String>,
+    /// Whether the missing branch was already reported, so it is logged once, not per poll.
+    branch_missing: bool,
+}
+
+impl Gateway {
+    /// One head check, and the publishing of whatever it brought.
+    async fn poll(&mut self) -> Result<()> {
+        self.health.metrics.inc("polls_total");
+        let Some(remote) = self.mirror.remote_head().await? else {
+            if !self.branch_missing {
+                warn!(branch = %self.settings.branch, "the remote has no such branch (yet); waiting for it");
+                self.branch_missing = true;
+            }
+            return Ok(());
+        };
+        self.branch_missing = false;
+        if self.mirror.local_head().await?.as_deref() != Some(remote.as_str()) {
+            self.mirror.fetch().await?;
+            self.health.metrics.inc("fetches_total");
+            debug!(remote = %remote, "fetched");
+        }
+        // Work on what was fetched, which may already be newer than what ls-remote said.
+        let Some(head) = self.mirror.local_head().await? else {
+            warn!(branch = %self.settings.branch, "the fetch brought no branch");
+            return Ok(());
+        };
+        if self.cursor.as_deref() == Some(head.as_str()) {
+            return Ok(());
+        }
+        let range = self.range(&head).await?;
+        let scanner = Scanner {
+            mirror: &self.mirror,
+            bus: &self.bus,
+            metrics: &self.health.metrics,
+            allowed_clusters: &self.settings.allowed_clusters,
+        };
+        let verdicts = scanner.scan(&range, &head).await?;
+        self.save_cursor(&head).await?;
+        info!(head = %head, files = verdicts.len(), "processed up to head");
+        Ok(())
+    }
+
+    /// Which files to look at: those added since the cursor, or everything when the cursor
+    /// is missing or no longer in the branch's history.
+    async fn range(&self, head: &str) -> Result<Range> {
+        let Some(cursor) = &self.cursor else {
+            info!(head = %head, "no cursor yet: publishing every request at the head that has no results");
+            return Ok(Range::Everything);
+        };
+        if !self.mirror.has_commit(cursor).await? {
+            warn!(cursor = %cursor, head = %head, "the cursor is not in the repository (another remote, or rewritten history): publishing every request at the head that has no results");
+            return Ok(Range::Everything);
+        }
+        if !self.mirror.is_ancestor(cursor, head).await? {
+            warn!(cursor = %cursor, head = %head, "the branch was force-pushed past the cursor: publishing every request at the head that has no results");
+            return Ok(Range::Everything);
+        }
+        Ok(Range::Since(cursor.clone()))
+    }
+
+    async fn load_cursor(&self) -> Result<Option<String>> {
+        let value = self
+            .bucket
+            .get(&self.cursor_key)
+            .await
+            .map_err(|e| Error::Cursor {
+                action: "read",
+                key: self.cursor_key.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(value
+            .map(|v| String::from_utf8_lossy(&v).trim().to_owned())
+            .filter(|v| !v.is_empty()))
+    }
+
+    async fn save_cursor(&mut self, head: &str) -> Result<()> {
+        self.bucket
+            .put(&self.cursor_key, head.to_owned().into_bytes().into())
+            .await
+            .map_err(|e| Error::Cursor {
+                action: "write",
+                key: self.cursor_key.clone(),
+                message: e.to_string(),
+            })?;
+        self.cursor = Some(head.to_owned());
+        Ok(())
+    }
+}
+
+/// The cursor's key for a branch. Characters a KV key cannot hold become `-`; a hash of the
+/// real name then keeps `a/b` and `a-b` apart.
+fn cursor_key(branch: &str) -> String {
+    let plain = branch
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if plain {
+        return format!("cursor-{branch}");
+    }
+    let replaced: String = branch
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("cursor-{replaced}-{}", short_hash(branch, 8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_keys_are_valid_and_distinct() {
+        assert_eq!(cursor_key("main"), "cursor-main");
+        let slashed = cursor_key("release/1.2");
+        assert!(slashed.starts_with("cursor-release-1-2-"));
+        assert_ne!(cursor_key("a/b"), cursor_key("a-b"));
+        assert!(
+            slashed
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+    }
+}

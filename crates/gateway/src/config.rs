@@ -1,0 +1,368 @@
+//! The gateway's command line and environment, and its validation before any I/O.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use warroom_runtime::CommonArgs;
+
+use crate::{Error, Result};
+
+/// Shortest poll interval accepted: a head check is cheap, but not free for the git host.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Follows a git branch and publishes the request files added under `requests/pending/`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "warroom-gateway", version, about, long_about = None)]
+pub struct Config {
+    /// The git remote to follow: a local path, file://, ssh://, scp-like (git@host:org/repo)
+    /// or https:// URL. Never put credentials in the URL: an https token comes from
+    /// WARROOM_GIT_TOKEN.
+    #[arg(long, env = "WARROOM_REPO")]
+    pub repo: String,
+
+    /// The branch to follow.
+    #[arg(long, env = "WARROOM_BRANCH", default_value = "main")]
+    pub branch: String,
+
+    /// How often the remote head is checked: a number with a unit (`500ms`, `5s`, `2m`,
+    /// `1h`) or a plain number of seconds. At least 100ms.
+    #[arg(long, env = "WARROOM_POLL_INTERVAL", default_value = "5s", value_parser = parse_interval)]
+    pub poll_interval: Duration,
+
+    /// Where the gateway keeps its bare mirror of the branch. The mirror is a cache (the
+    /// cursor lives in NATS), so any empty or previously used folder will do. Default:
+    /// `<system temp dir>/warroom-gateway/<hash of repo and branch>`.
+    #[arg(long, env = "WARROOM_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+
+    /// Token for https remotes (GitHub: a PAT or an installation token). Read it from the
+    /// environment, not the command line, where other users could see it. Never logged.
+    #[arg(long, env = "WARROOM_GIT_TOKEN", hide_env_values = true)]
+    pub git_token: Option<Secret>,
+
+    /// Secure-zone policy: the only clusters a request may target, comma separated. A request
+    /// naming another cluster is rejected. Empty: every cluster is allowed.
+    #[arg(long, env = "WARROOM_ALLOWED_CLUSTERS", value_delimiter = ',')]
+    pub allowed_clusters: Vec<String>,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// A value that must never be printed (a token). `Debug` shows `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// Parses a poll interval: `500ms`, `5s`, `2m`, `1h`, or a plain number of seconds.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let expected = "expected a number with a unit such as `500ms`, `5s`, `2m` or `1h`, \
+                    or a plain number of seconds";
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not an interval; {expected}"))?;
+    let duration = match unit.trim() {
+        "" | "s" => Duration::from_secs(value),
+        "ms" => Duration::from_millis(value),
+        "m" => Duration::from_secs(value.saturating_mul(60)),
+        "h" => Duration::from_secs(value.saturating_mul(3600)),
+        other => {
+            return Err(format!(
+                "`{text}` has the unknown unit `{other}`; {expected}"
+            ));
+        }
+    };
+    if duration < MIN_POLL_INTERVAL {
+        return Err(format!(
+            "`{text}` is shorter than the shortest poll interval, {}ms",
+            MIN_POLL_INTERVAL.as_millis()
+        ));
+    }
+    Ok(duration)
+}
+
+/// The configuration after validation: what `run` works with.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// The remote as git is given it (a local path made absolute).
+    pub repo: String,
+    pub branch: String,
+    pub poll_interval: Duration,
+    pub work_dir: PathBuf,
+    pub token: Option<Secret>,
+    pub allowed_clusters: Vec<String>,
+}
+
+impl Config {
+    /// Checks every value and resolves the defaults, without touching the network or git.
+    pub(crate) fn validate(&self) -> Result<Settings> {
+        let invalid = |message: String| Error::Config(message);
+        let repo = check_repo(&self.repo).map_err(invalid)?;
+        check_branch(&self.branch).map_err(invalid)?;
+        // The interval parser refuses too short values already; a Config built in code may
+        // bypass it.
+        if self.poll_interval < MIN_POLL_INTERVAL {
+            return Err(invalid(format!(
+                "--poll-interval {:?} is shorter than {}ms",
+                self.poll_interval,
+                MIN_POLL_INTERVAL.as_millis()
+            )));
+        }
+        let mut allowed_clusters = Vec::new();
+        for cluster in &self.allowed_clusters {
+            let cluster = cluster.trim();
+            if cluster.is_empty() {
+                continue;
+            }
+            if let Some(problem) = warroom_proto::names::check_token(
+                cluster,
+                warroom_proto::names::MAX_CLUSTER_NAME_LEN,
+            ) {
+                return Err(invalid(format!(
+                    "--allowed-clusters: the cluster name `{cluster}` {problem}"
+                )));
+            }
+            allowed_clusters.push(cluster.to_owned());
+        }
+        let work_dir = match &self.work_dir {
+            Some(dir) if dir.as_os_str().is_empty() => {
+                return Err(invalid("--work-dir must not be empty".to_owned()));
+            }
+            Some(dir) => absolute(dir)?,
+            None => std::env::temp_dir()
+                .join("warroom-gateway")
+                .join(short_hash(&format!("{repo}\n{}", self.branch), 16)),
+        };
+        if self.git_token.is_some() && repo.starts_with("http://") {
+            return Err(invalid(
+                "--repo is a plain http:// URL but a git token is set; the token would cross \
+                 the network unencrypted: use https://"
+                    .to_owned(),
+            ));
+        }
+        let token = self
+            .git_token
+            .as_ref()
+            .map(|t| t.expose().trim())
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
+        Ok(Settings {
+            repo,
+            branch: self.branch.clone(),
+            poll_interval: self.poll_interval,
+            work_dir,
+            token,
+            allowed_clusters,
+        })
+    }
+}
+
+fn absolute(path: &std::path::Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| {
+        Error::Config(format!(
+            "cannot make the path {} absolute: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// The remote as git should be given it, or why it cannot be used.
+fn check_repo(repo: &str) -> Result<String, String> {
+    let repo = repo.trim();
+    if repo.is_empty() {
+        return Err("--repo must not be empty".to_owned());
+    }
+    // git would read a leading `-` as an option.
+    if repo.starts_with('-') {
+        return Err(format!("--repo `{repo}` must not start with `-`"));
+    }
+    if repo.chars().any(char::is_control) {
+        return Err("--repo contains a control character".to_owned());
+    }
+    if let Some((scheme, rest)) = repo.split_once("://") {
+        match scheme {
+            "file" | "ssh" | "git+ssh" | "https" | "http" => {}
+            other => {
+                return Err(format!(
+                    "--repo `{repo}` uses the unsupported scheme `{other}`; expected a local \
+                     path, file://, ssh:// or https://"
+                ));
+            }
+        }
+        if matches!(scheme, "https" | "http") {
+            let authority = rest.split('/').next().unwrap_or_default();
+            if authority.contains('@') {
+                // Refused so that a token never ends up in a log line or a process list.
+                return Err(
+                    "--repo carries credentials in the URL; give the token in WARROOM_GIT_TOKEN \
+                     instead"
+                        .to_owned(),
+                );
+            }
+        }
+        return Ok(repo.to_owned());
+    }
+    // git's own rule: a `:` before the first `/` makes it scp-like (`git@host:org/repo`).
+    let colon = repo.find(':');
+    let slash = repo.find('/');
+    if let Some(colon) = colon
+        && slash.is_none_or(|slash| colon < slash)
+    {
+        return Ok(repo.to_owned());
+    }
+    // A local path: git runs inside the mirror, so a relative path must be made absolute.
+    std::path::absolute(repo)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| format!("cannot make the path `{repo}` absolute: {e}"))
+}
+
+/// Refuses branch names git would refuse, or that could be read as an option.
+fn check_branch(branch: &str) -> Result<(), String> {
+    let problem = if branch.is_empty() {
+        Some("must not be empty")
+    } else if branch.starts_with('-') || branch.starts_with('/') || branch.starts_with('.') {
+        Some("must not start with `-`, `/` or `.`")
+    } else if branch.ends_with('/') || branch.ends_with('.') || branch.ends_with(".lock") {
+        Some("must not end with `/`, `.` or `.lock`")
+    } else if branch.contains("..") || branch.contains("//") || branch.contains("@{") {
+        Some("must not contain `..`, `//` or `@{`")
+    } else if !branch
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    {
+        Some("may only hold letters, digits, `-`, `_`, `.` and `/`")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(format!("--branch `{branch}` {problem}")),
+        None => Ok(()),
+    }
+}
+
+/// The first `len` hex digits of the SHA-256 of `text`.
+pub(crate) fn short_hash(text: &str, len: usize) -> String {
+    let mut hex = hex::encode(Sha256::digest(text.as_bytes()));
+    hex.truncate(len);
+    hex
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn config(args: &[&str]) -> Config {
+        let mut all = vec!["warroom-gateway"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn intervals_take_units_or_plain_seconds() {
+        assert_eq!(parse_interval("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_interval("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_interval("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_interval("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "s", "5x", "-5s", "1.5s", "10ms", "0"] {
+            assert!(parse_interval(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn defaults_are_documented_ones() {
+        let c = config(&["--repo", "/srv/git/warroom.git"]);
+        assert_eq!(c.branch, "main");
+        assert_eq!(c.poll_interval, Duration::from_secs(5));
+        let s = c.validate().unwrap();
+        assert!(s.work_dir.starts_with(std::env::temp_dir()));
+        assert_eq!(s.repo, "/srv/git/warroom.git");
+    }
+
+    #[test]
+    fn remotes_of_every_supported_kind_are_accepted() {
+        for repo in [
+            "file:///srv/git/w.git",
+            "ssh://git@example.com/org/w.git",
+            "git@example.com:org/w.git",
+            "https://github.com/org/w.git",
+        ] {
+            assert_eq!(check_repo(repo).as_deref(), Ok(repo));
+        }
+        let relative = check_repo("some/dir").unwrap();
+        assert!(relative.starts_with('/') && relative.ends_with("some/dir"));
+    }
+
+    #[test]
+    fn dangerous_remotes_and_branches_are_refused() {
+        for repo in [
+            "",
+            "--upload-pack=evil",
+            "https://user:tok@github.com/org/w.git",
+            "ftp://x/y",
+        ] {
+            assert!(check_repo(repo).is_err(), "{repo:?} was accepted");
+        }
+        for branch in ["", "-x", "a..b", "a b", "a/", "x.lock", "a@{1}"] {
+            assert!(check_branch(branch).is_err(), "{branch:?} was accepted");
+        }
+        for branch in ["main", "release/1.2", "feature_x-y"] {
+            assert_eq!(check_branch(branch), Ok(()));
+        }
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let c = config(&["--repo", "/r", "--git-token", "s3cr3t"]);
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        let settings = c.validate().unwrap();
+        assert!(!format!("{settings:?}").contains("s3cr3t"));
+        assert_eq!(settings.token.as_ref().map(Secret::expose), Some("s3cr3t"));
+    }
+
+    #[test]
+    fn allowed_clusters_are_checked_as_subject_tokens() {
+        let c = config(&["--repo", "/r", "--allowed-clusters", "hub,prod-1"]);
+        assert_eq!(c.validate().unwrap().allowed_clusters, ["hub", "prod-1"]);
+        let c = config(&["--repo", "/r", "--allowed-clusters", "hub,a.b"]);
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn a_token_is_never_sent_over_plain_http() {
+        let c = config(&["--repo", "http://git.local/w.git", "--git-token", "t"]);
+        assert!(c.validate().is_err());
+        let c = config(&["--repo", "http://git.local/w.git"]);
+        assert!(c.validate().is_ok());
+    }
+}

@@ -1,0 +1,234 @@
+//! The gateway's bare mirror of the followed branch, and the git reads it needs.
+//!
+//! The mirror is only a cache: the cursor lives in NATS, so a lost work directory costs one
+//! full fetch and nothing else. Every read names a commit explicitly (`<commit>:<path>`), so
+//! the branch moving during a poll never mixes two states of the repository, and every path
+//! is taken literally (`--literal-pathspecs`), so a file named `*.yaml` matches only itself.
+
+use std::path::Path;
+use std::time::Duration;
+
+use warroom_runtime::git::Git;
+
+use crate::{Error, Result};
+
+/// Longest wait for the remote to name its head. A hung connection must not stop the
+/// gateway for good: the next poll tries again.
+const LS_REMOTE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest wait for a fetch; the first one of a large repository takes a while.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Runs `future`, or gives up after `limit` (git is killed when its future is dropped).
+async fn within<T>(
+    limit: Duration,
+    what: &'static str,
+    future: impl Future<Output = T>,
+) -> Result<T> {
+    tokio::time::timeout(limit, future)
+        .await
+        .map_err(|_| Error::Timeout { what, after: limit })
+}
+
+/// A bare repository holding `refs/heads/<branch>` as last fetched from the remote.
+#[derive(Debug, Clone)]
+pub(crate) struct Mirror {
+    git: Git,
+    repo: String,
+    refname: String,
+}
+
+impl Mirror {
+    /// Opens the mirror in `dir`, creating the folder and the bare repository when missing.
+    pub async fn open(dir: &Path, repo: &str, branch: &str, token: Option<String>) -> Result<Self> {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|source| Error::WorkDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        let git = Git::new(dir).with_token(token);
+        if !dir.join("HEAD").exists() {
+            git.run(&["init", "--quiet", "--bare", "."]).await?;
+        }
+        Ok(Mirror {
+            git,
+            repo: repo.to_owned(),
+            refname: format!("refs/heads/{branch}"),
+        })
+    }
+
+    /// The commit the remote branch points at, or `None` when the remote has no such branch.
+    /// This is the cheap check made at every poll: one round trip, no objects transferred.
+    pub async fn remote_head(&self) -> Result<Option<String>> {
+        let out = within(
+            LS_REMOTE_TIMEOUT,
+            "git ls-remote",
+            self.git
+                .run(&["ls-remote", "--heads", &self.repo, &self.refname]),
+        )
+        .await??;
+        // ls-remote matches patterns against the tail of ref names; keep the exact ref only.
+        Ok(out.lines().find_map(|line| {
+            let (sha, name) = line.split_once('\t')?;
+            (name == self.refname).then(|| sha.to_owned())
+        }))
+    }
+
+    /// The commit the mirror's copy of the branch points at, if it was ever fetched.
+    pub async fn local_head(&self) -> Result<Option<String>> {
+        let spec = format!("{}^{{commit}}", self.refname);
+        let out = self
+            .git
+            .output(&["rev-parse", "--verify", "--quiet", &spec])
+            .await?;
+        let sha = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Ok((out.success && !sha.is_empty()).then_some(sha))
+    }
+
+    /// Fetches the branch (forced, so a force push on the remote is followed too).
+    pub async fn fetch(&self) -> Result<()> {
+        let refspec = format!("+{0}:{0}", self.refname);
+        within(
+            FETCH_TIMEOUT,
+            "git fetch",
+            self.git
+                .run(&["fetch", "--quiet", "--no-tags", &self.repo, &refspec]),
+        )
+        .await??;
+        Ok(())
+    }
+
+    /// Whether `commit` is a commit object in the mirror.
+    pub async fn has_commit(&self, commit: &str) -> Result<bool> {
+        let spec = format!("{commit}^{{commit}}");
+        Ok(self.git.output(&["cat-file", "-e", &spec]).await?.success)
+    }
+
+    /// Whether `ancestor` is `head` or one of its ancestors.
+    pub async fn is_ancestor(&self, ancestor: &str, head: &str) -> Result<bool> {
+        let out = self
+            .git
+            .output(&["merge-base", "--is-ancestor", ancestor, head])
+            .await?;
+        if out.success {
+            return Ok(true);
+        }
+        // Exit status 1 means "not an ancestor"; anything else is a real failure, which
+        // `output` reports only through stderr.
+        if out.stderr.trim().is_empty() {
+            Ok(false)
+        } else {
+            Err(Error::Git(warroom_runtime::git::GitError {
+                args: format!("merge-base --is-ancestor {ancestor} {head}"),
+                dir: self.git.dir().display().to_string(),
+                message: out.stderr.trim().to_owned(),
+            }))
+        }
+    }
+
+    /// Paths of the files added under `folder` between `from` and `to` (renames count as
+    /// additions, so a request moved into the folder is seen).
+    pub async fn added_files(&self, from: &str, to: &str, folder: &str) -> Result<Vec<String>> {
+        let out = self
+            .git
+            .run_bytes(&[
+                "--literal-pathspecs",
+                "diff",
+                "-z",
+                "--name-only",
+                "--diff-filter=A",
+                "--no-renames",
+                from,
+                to,
+                "--",
+                folder,
+            ])
+            .await?;
+        Ok(split_z(&out))
+    }
+
+    /// Paths of the files (blobs, not folders) directly inside `folder` at `commit`.
+    pub async fn files_in(&self, commit: &str, folder: &str) -> Result<Vec<String>> {
+        let out = self
+            .git
+            .run_bytes(&["--literal-pathspecs", "ls-tree", "-z", commit, "--", folder])
+            .await?;
+        // Each entry is `<mode> <type> <object>\t<path>`.
+        Ok(split_z(&out)
+            .into_iter()
+            .filter_map(|entry| {
+                let (meta, path) = entry.split_once('\t')?;
+                (meta.split(' ').nth(1) == Some("blob")).then(|| path.to_owned())
+            })
+            .collect())
+    }
+
+    /// Whether `path` exists at `commit`.
+    pub async fn exists(&self, commit: &str, path: &str) -> Result<bool> {
+        let spec = format!("{commit}:{path}");
+        Ok(self.git.output(&["cat-file", "-e", &spec]).await?.success)
+    }
+
+    /// The size in bytes of `path` at `commit` when it is a plain file (a blob), or `None`
+    /// for anything else (a submodule, a folder) or when it does not exist.
+    pub async fn blob_size(&self, commit: &str, path: &str) -> Result<Option<u64>> {
+        let out = self
+            .git
+            .run_bytes(&[
+                "--literal-pathspecs",
+                "ls-tree",
+                "-z",
+                "--long",
+                commit,
+                "--",
+                path,
+            ])
+            .await?;
+        // One entry: `<mode> <type> <object> <size>\t<path>`, the size padded with spaces.
+        Ok(split_z(&out).into_iter().find_map(|entry| {
+            let (meta, _) = entry.split_once('\t')?;
+            let mut fields = meta.split_whitespace();
+            let kind = fields.nth(1)?;
+            let size = fields.nth(1)?;
+            (kind == "blob").then(|| size.parse().ok()).flatten()
+        }))
+    }
+
+    /// The contents of the file `path` at `commit`.
+    pub async fn read(&self, commit: &str, path: &str) -> Result<Vec<u8>> {
+        let spec = format!("{commit}:{path}");
+        Ok(self.git.run_bytes(&["cat-file", "blob", &spec]).await?)
+    }
+
+    /// The newest commit reachable from `head` that added `path`, if git can tell.
+    pub async fn adding_commit(&self, head: &str, path: &str) -> Result<Option<String>> {
+        let out = self
+            .git
+            .run(&[
+                "--literal-pathspecs",
+                "log",
+                "--format=%H",
+                "--diff-filter=A",
+                "--no-renames",
+                "-1",
+                head,
+                "--",
+                path,
+            ])
+            .await?;
+        Ok(out
+            .lines()
+            .next()
+            .map(str::to_owned)
+            .filter(|s| !s.is_empty()))
+    }
+}
+
+/// Splits git's `-z` output into paths (git never puts a NUL inside one).
+fn split_z(bytes: &[u8]) -> Vec<String> {
+    bytes
+        .split(|b| *b == 0)
+        .filter(|part| !part.is_empty())
+        .map(|part| String::from_utf8_lossy(part).into_owned())
+        .collect()
+}
