@@ -1,4 +1,13 @@
-//! The shared test kit: real `nats-server`, real `git` with bare remotes, the scripted model
-//! server that drives the real Claude Code CLI, and waiting on conditions with a deadline.
+//! The shared test kit: a real `nats-server` ([`NatsServer`]), real `git` with bare remotes
+//! ([`BareRemote`], [`WorkClone`]), and waiting on conditions with a deadline ([`wait_for`]).
+//! The scripted model server that drives the real Claude Code CLI lives in
+//! `warroom-scripted-model`.
 
+pub mod git;
+pub mod nats;
 pub mod tools;
+pub mod wait;
+
+pub use git::{BareRemote, GitFailure, WorkClone};
+pub use nats::NatsServer;
+pub use wait::{DEFAULT_TIMEOUT, wait_for, wait_for_ok, wait_until};
