@@ -1,0 +1,168 @@
+//! The dispatcher's command-line and environment configuration, checked before any I/O.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::{Error, Result};
+
+/// Owns each troubleshooting request's lifecycle: fans it out into per-cluster tasks, collects
+/// the runners' results, enforces the pickup and run timeouts, and publishes the request's
+/// status at every transition.
+///
+/// Durations are written as a number with a unit: `500ms`, `30s`, `10m`, `2h` (a bare number
+/// means seconds).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "warroom-dispatcher", version)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: warroom_runtime::CommonArgs,
+
+    /// How long a dispatched task may wait for a runner to start it. A task that no runner of
+    /// its cluster started within this time ends that cluster as `failed` ("no runner for
+    /// cluster X picked the task up within ..."), and the task is taken back off the queue.
+    #[arg(long, env = "WARROOM_PICKUP_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub pickup_timeout: Duration,
+
+    /// Added to a request's own timeout: a cluster whose runner started but sent no result
+    /// within the request timeout plus this grace ends as `timed_out`. The runner enforces the
+    /// request timeout itself; the grace covers stopping the agent and publishing its result.
+    #[arg(long, env = "WARROOM_RUN_GRACE", default_value = "2m", value_parser = parse_duration)]
+    pub run_grace: Duration,
+
+    /// How often requests that are not final are checked for pickup and run timeouts, and
+    /// for work a crash left half done.
+    #[arg(long, env = "WARROOM_SWEEP_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+}
+
+impl Config {
+    /// Checks what clap cannot: values that parse but make no sense.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |message: String| Err(Error::Config(message));
+        if self.common.nats_url.trim().is_empty() {
+            return invalid("--nats-url must not be empty".to_owned());
+        }
+        if self.pickup_timeout.is_zero() {
+            return invalid("--pickup-timeout must be longer than zero".to_owned());
+        }
+        if self.sweep_interval.is_zero() {
+            return invalid("--sweep-interval must be longer than zero".to_owned());
+        }
+        if self.sweep_interval > self.pickup_timeout {
+            return invalid(format!(
+                "--sweep-interval ({}) must not be longer than --pickup-timeout ({}): the sweep \
+                 is what enforces the timeout",
+                human(self.sweep_interval),
+                human(self.pickup_timeout)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses `500ms`, `30s`, `10m`, `2h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let expected =
+        || format!("`{text}` is not a duration; expected e.g. `500ms`, `30s`, `10m` or `2h`");
+    let value: u64 = number.parse().map_err(|_| expected())?;
+    let per_unit = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(value)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 60 * 60,
+        _ => return Err(expected()),
+    };
+    value
+        .checked_mul(per_unit)
+        .map(Duration::from_secs)
+        .ok_or_else(expected)
+}
+
+/// A duration the way an engineer writes it: `10m`, `1h 30m`, `45s`, `500ms`.
+pub fn human(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let millis = duration.subsec_millis();
+    if secs == 0 {
+        return format!("{millis}ms");
+    }
+    let mut parts = Vec::new();
+    let (hours, minutes, seconds) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if hours > 0 {
+        parts.push(format!("{hours}h"));
+    }
+    if minutes > 0 {
+        parts.push(format!("{minutes}m"));
+    }
+    if seconds > 0 || millis > 0 {
+        if millis > 0 {
+            parts.push(format!("{seconds}.{millis:03}s"));
+        } else {
+            parts.push(format!("{seconds}s"));
+        }
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in [
+            "",
+            "m",
+            "10 minutes",
+            "-1s",
+            "1.5s",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn durations_print_the_way_they_are_written() {
+        assert_eq!(human(Duration::from_secs(600)), "10m");
+        assert_eq!(human(Duration::from_secs(5400)), "1h 30m");
+        assert_eq!(human(Duration::from_secs(1)), "1s");
+        assert_eq!(human(Duration::from_millis(1500)), "1.500s");
+        assert_eq!(human(Duration::from_millis(250)), "250ms");
+    }
+
+    #[test]
+    fn defaults_are_valid_and_nonsense_is_refused() {
+        let config = Config::parse_from(["warroom-dispatcher"]);
+        assert_eq!(config.pickup_timeout, Duration::from_secs(600));
+        assert_eq!(config.run_grace, Duration::from_secs(120));
+        assert_eq!(config.sweep_interval, Duration::from_secs(5));
+        assert!(config.validate().is_ok());
+
+        let config = Config::parse_from(["warroom-dispatcher", "--pickup-timeout", "0s"]);
+        assert!(config.validate().is_err());
+        let config = Config::parse_from([
+            "warroom-dispatcher",
+            "--pickup-timeout",
+            "1s",
+            "--sweep-interval",
+            "5s",
+        ]);
+        let error = config
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("--sweep-interval"), "{error}");
+    }
+}

@@ -1,0 +1,930 @@
+//! A request's lifecycle as the dispatcher stores it (one key-value entry per request), and the
+//! pure rules that move it forward.
+//!
+//! Nothing here does I/O. The engine reads a [`RequestState`], asks [`RequestState::next_step`]
+//! what is due, does it, and writes the changed state back with compare-and-set. Because every
+//! decision is derived from the stored state alone, a dispatcher that crashed between two steps
+//! picks up exactly where the stored state says it stopped, and applying the same runner report
+//! twice changes nothing the second time.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use warroom_proto::names::{self, check_token};
+use warroom_proto::{
+    AcceptedRequest, ClusterPhase, ClusterRef, ClusterReport, ClusterStatus, ClusterType,
+    CoordinationMode, Denial, Finding, RequestPhase, RequestStatus, RequestSummary, StatusUpdate,
+    Task, TaskResult, Timestamp,
+};
+
+use crate::config::human;
+
+/// How many bytes of report text one request keeps, shared by its clusters. A status snapshot
+/// carries every finished cluster's report and must stay under NATS's default 1 MiB message
+/// limit together with everything else it holds; a longer report is cut, and says so.
+pub const REPORT_BUDGET_BYTES: usize = 640 * 1024;
+
+/// The timeouts the dispatcher enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A dispatched task that no runner started within this time fails its cluster.
+    pub pickup: Duration,
+    /// Added to the request's own timeout before a started cluster is declared timed out.
+    pub run_grace: Duration,
+}
+
+/// One request, as stored under its id in the requests bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestState {
+    pub accepted: AcceptedRequest,
+    /// `Some` for a request with `targetClusters`.
+    #[serde(default)]
+    pub mode: Option<CoordinationMode>,
+    pub phase: RequestPhase,
+    /// Why the request did not complete, once it is final.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The target clusters in the order of the request (the order sequential mode follows).
+    pub clusters: Vec<ClusterState>,
+    /// The status revision: grows by one at every transition; `<id>-<revision>` is the dedup
+    /// id of the status snapshot published for it.
+    pub revision: u64,
+    /// The last revision whose snapshot the event stream confirmed. Lower than `revision` only
+    /// between a transition and its publication, or after a crash in between, so whoever
+    /// reads the state next publishes it.
+    #[serde(default)]
+    pub published_revision: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+/// One cluster's part of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub name: String,
+    pub kind: ClusterType,
+    pub phase: ClusterPhase,
+    /// How many times a runner started this task (a redelivered task starts again).
+    #[serde(default)]
+    pub attempts: u32,
+    /// The runner replica that started it last.
+    #[serde(default)]
+    pub runner: Option<String>,
+    /// When the task was queued, by the dispatcher's clock (the pickup timeout counts from it).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub dispatched_at: Option<Timestamp>,
+    /// The task's sequence in the tasks stream, so an expired task can be taken back.
+    #[serde(default)]
+    pub task_sequence: Option<u64>,
+    /// When the dispatcher learned that the runner started, by its own clock (the run timeout
+    /// counts from it, so a runner's clock skew cannot shorten or stretch it).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub running_since: Option<Timestamp>,
+    /// When the agent started and ended, as the runner reported.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub started_at: Option<Timestamp>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<Timestamp>,
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    #[serde(default)]
+    pub num_turns: Option<u32>,
+    #[serde(default)]
+    pub permission_denials: Vec<Denial>,
+    /// Why it failed, timed out or was cancelled.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The report (the agent's final text, or the dispatcher's explanation when no runner
+    /// answered); `Some` once the cluster is final.
+    #[serde(default)]
+    pub final_text: Option<String>,
+}
+
+/// What is due next for a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// The current revision's snapshot has not been published yet.
+    PublishStatus,
+    /// A cluster ran out of time waiting for a runner or for its result.
+    Expire {
+        cluster: usize,
+        phase: ClusterPhase,
+        error: String,
+    },
+    /// These clusters' tasks are to be queued now.
+    Dispatch(Vec<usize>),
+}
+
+/// What applying a runner report did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The state changed: a new revision to store and publish.
+    Changed,
+    /// Already applied (a redelivered report): nothing to do.
+    Unchanged,
+    /// The request has no such target cluster.
+    UnknownCluster,
+    /// The cluster already has its final result; later reports about it are ignored.
+    AlreadyFinal,
+}
+
+impl RequestState {
+    /// The state of a request that was just accepted: every cluster pending, revision 1.
+    pub fn new(accepted: AcceptedRequest, now: Timestamp) -> Self {
+        let spec = &accepted.request.spec;
+        let (targets, mode) = match (&spec.target_clusters, &spec.target_cluster) {
+            (Some(many), _) => (
+                many.clone(),
+                Some(
+                    spec.coordination
+                        .as_ref()
+                        .map_or(CoordinationMode::Parallel, |c| c.mode),
+                ),
+            ),
+            (None, Some(one)) => (vec![one.clone()], None),
+            (None, None) => (Vec::new(), None),
+        };
+        let mut clusters: Vec<ClusterState> = Vec::with_capacity(targets.len());
+        for target in targets {
+            // Validation refuses a cluster named twice; should one slip through, it is
+            // investigated once, because its name is its key in the status and its subject.
+            if !clusters.iter().any(|c| c.name == target.name) {
+                clusters.push(ClusterState::pending(&target));
+            }
+        }
+        // The gateway validated all this; a request that still breaks the rules ends here as
+        // failed, with the reason, rather than publishing a task on a subject it could widen.
+        let invalid_name = clusters.iter().find_map(|c| {
+            check_token(&c.name, names::MAX_CLUSTER_NAME_LEN)
+                .map(|why| format!("target cluster name `{}` {why}", c.name))
+        });
+        let (phase, error) = if clusters.is_empty() {
+            (
+                RequestPhase::Failed,
+                Some("the request names no target cluster".to_owned()),
+            )
+        } else if let Some(why) = invalid_name {
+            (RequestPhase::Failed, Some(why))
+        } else {
+            (RequestPhase::Accepted, None)
+        };
+        RequestState {
+            accepted,
+            mode,
+            phase,
+            error,
+            clusters,
+            revision: 1,
+            published_revision: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.accepted.id
+    }
+
+    /// Whether the request still needs the dispatcher: not final, or its last snapshot not
+    /// yet published.
+    pub fn is_active(&self) -> bool {
+        !self.phase.is_final() || self.published_revision < self.revision
+    }
+
+    /// What is due next at `now`, or `None` when the request waits for a runner (or is done).
+    /// Without `timeouts`, nothing expires (see [`crate::engine::Engine::sweep`] for when).
+    ///
+    /// The order matters: the pending snapshot goes out first, so statuses are published in
+    /// revision order; expiries come before dispatches, so in sequential mode a cluster that
+    /// timed out hands over to the next one in the same sweep.
+    pub fn next_step(&self, now: Timestamp, timeouts: Option<Timeouts>) -> Option<Step> {
+        if self.published_revision < self.revision {
+            return Some(Step::PublishStatus);
+        }
+        if self.phase.is_final() {
+            return None;
+        }
+        if let Some(expiry) = timeouts.and_then(|t| self.expiry(now, t)) {
+            return Some(expiry);
+        }
+        let due = self.due_for_dispatch();
+        if due.is_empty() {
+            None
+        } else {
+            Some(Step::Dispatch(due))
+        }
+    }
+
+    /// The first cluster that ran out of time at `now`, if any.
+    fn expiry(&self, now: Timestamp, timeouts: Timeouts) -> Option<Step> {
+        let request_timeout = Duration::from_secs(self.accepted.request.spec.investigation.timeout);
+        let run_limit = request_timeout.saturating_add(timeouts.run_grace);
+        for (index, cluster) in self.clusters.iter().enumerate() {
+            let expired = match cluster.phase {
+                ClusterPhase::Dispatched
+                    if elapsed(cluster.dispatched_at, now) >= Some(timeouts.pickup) =>
+                {
+                    (
+                        ClusterPhase::Failed,
+                        format!(
+                            "no runner for cluster {} picked the task up within {}",
+                            cluster.name,
+                            human(timeouts.pickup)
+                        ),
+                    )
+                }
+                ClusterPhase::Running if elapsed(cluster.running_since, now) >= Some(run_limit) => {
+                    (
+                        ClusterPhase::TimedOut,
+                        format!(
+                            "no result from cluster {} within the request timeout ({}) plus {} \
+                         grace after its runner started",
+                            cluster.name,
+                            human(request_timeout),
+                            human(timeouts.run_grace)
+                        ),
+                    )
+                }
+                _ => continue,
+            };
+            return Some(Step::Expire {
+                cluster: index,
+                phase: expired.0,
+                error: expired.1,
+            });
+        }
+        None
+    }
+
+    /// The pending clusters whose tasks are to be queued now.
+    ///
+    /// Sequential mode queues one cluster at a time, in the request's order, once every
+    /// cluster before it is final. A cluster that failed or timed out does not stop the
+    /// sequence: the next cluster still runs, and its task carries the failure (with whatever
+    /// partial findings there were) among its prior findings. The engineer asked for every
+    /// cluster's view; a broken hub investigation is itself a finding for the hosted cluster,
+    /// and the request still ends `failed`, naming the cluster that failed and why.
+    fn due_for_dispatch(&self) -> Vec<usize> {
+        match self.mode {
+            Some(CoordinationMode::Sequential) => self
+                .clusters
+                .iter()
+                .position(|c| !c.phase.is_final())
+                .filter(|&i| self.clusters[i].phase == ClusterPhase::Pending)
+                .into_iter()
+                .collect(),
+            _ => self
+                .clusters
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.phase == ClusterPhase::Pending)
+                .map(|(i, _)| i)
+                .collect(),
+        }
+    }
+
+    /// The task for the cluster at `index`, with the findings of the clusters before it in
+    /// sequential mode.
+    pub fn task_for(&self, index: usize) -> Option<Task> {
+        let cluster = self.clusters.get(index)?;
+        let request = &self.accepted.request;
+        let investigation = &request.spec.investigation;
+        let prior_findings = if self.mode == Some(CoordinationMode::Sequential) {
+            self.clusters[..index]
+                .iter()
+                .filter(|c| c.phase.is_final())
+                .map(ClusterState::finding)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Some(Task {
+            request_id: self.accepted.id.clone(),
+            cluster: ClusterRef {
+                kind: cluster.kind,
+                name: cluster.name.clone(),
+            },
+            engineer: request.metadata.engineer.clone(),
+            issue: request.spec.issue.clone(),
+            prompt: investigation.prompt.clone(),
+            allowed_tools: investigation.allowed_tools.clone(),
+            timeout_secs: investigation.timeout,
+            strategy: investigation.strategy.clone(),
+            namespace: investigation.namespace.clone(),
+            mode: self.mode,
+            prior_findings,
+        })
+    }
+
+    /// Records that the tasks of these clusters were queued (with their stream sequences).
+    pub fn mark_dispatched(&mut self, queued: &[(usize, Option<u64>)], now: Timestamp) -> bool {
+        let mut changed = false;
+        for &(index, sequence) in queued {
+            if let Some(cluster) = self.clusters.get_mut(index)
+                && cluster.phase == ClusterPhase::Pending
+            {
+                cluster.phase = ClusterPhase::Dispatched;
+                cluster.dispatched_at = Some(now);
+                cluster.task_sequence = sequence;
+                changed = true;
+            }
+        }
+        if changed {
+            self.transition(now);
+        }
+        changed
+    }
+
+    /// A runner started (or restarted) a cluster's task.
+    pub fn on_started(
+        &mut self,
+        cluster: &str,
+        runner: &str,
+        at: Timestamp,
+        now: Timestamp,
+    ) -> Applied {
+        let Some(state) = self.clusters.iter_mut().find(|c| c.name == cluster) else {
+            return Applied::UnknownCluster;
+        };
+        if state.phase.is_final() {
+            return Applied::AlreadyFinal;
+        }
+        if state.phase == ClusterPhase::Running
+            && state.runner.as_deref() == Some(runner)
+            && state.started_at == Some(at)
+        {
+            return Applied::Unchanged;
+        }
+        // A task that is still `pending` here was queued by a dispatcher that crashed before
+        // it recorded the dispatch; the runner has it, so it counts as started all the same.
+        state.phase = ClusterPhase::Running;
+        state.attempts += 1;
+        state.runner = Some(runner.to_owned());
+        state.started_at = Some(at);
+        state.running_since = Some(now);
+        self.transition(now);
+        Applied::Changed
+    }
+
+    /// A runner reported a cluster's result.
+    pub fn on_finished(&mut self, result: &TaskResult, now: Timestamp) -> Applied {
+        let budget = REPORT_BUDGET_BYTES / self.clusters.len().max(1);
+        let Some(state) = self.clusters.iter_mut().find(|c| c.name == result.cluster) else {
+            return Applied::UnknownCluster;
+        };
+        if state.phase.is_final() {
+            return Applied::AlreadyFinal;
+        }
+        let phase = result.outcome.phase();
+        state.phase = phase;
+        state.started_at = Some(result.started_at);
+        state.finished_at = Some(result.finished_at);
+        state.cost_usd = Some(result.cost_usd);
+        state.num_turns = Some(result.num_turns);
+        state.permission_denials = result.permission_denials.clone();
+        state.error = match (&result.error, phase) {
+            (Some(error), _) => Some(error.clone()),
+            (None, ClusterPhase::Completed) => None,
+            (None, phase) => Some(format!("ended {phase} without giving a reason")),
+        };
+        state.final_text = Some(truncate(&result.final_text, budget));
+        self.transition(now);
+        Applied::Changed
+    }
+
+    /// Ends a cluster that ran out of time, with the dispatcher's explanation as its report.
+    pub fn expire(
+        &mut self,
+        index: usize,
+        phase: ClusterPhase,
+        error: &str,
+        now: Timestamp,
+    ) -> bool {
+        let Some(state) = self.clusters.get_mut(index) else {
+            return false;
+        };
+        if state.phase.is_final() {
+            return false;
+        }
+        state.phase = phase;
+        state.finished_at = Some(now);
+        state.error = Some(error.to_owned());
+        state.final_text = Some(format!(
+            "The dispatcher ended this investigation as {phase}: {error}. No report was \
+             received from the cluster's runner."
+        ));
+        self.transition(now);
+        true
+    }
+
+    /// Records that the snapshot of `revision` was published.
+    pub fn mark_published(&mut self, revision: u64) -> bool {
+        if self.published_revision >= revision {
+            return false;
+        }
+        self.published_revision = revision;
+        true
+    }
+
+    /// A new revision: bumps the counter and derives the request's phase from its clusters.
+    fn transition(&mut self, now: Timestamp) {
+        self.revision += 1;
+        self.updated_at = now;
+        if self.phase.is_final() || self.clusters.is_empty() {
+            return;
+        }
+        if self.clusters.iter().all(|c| c.phase.is_final()) {
+            self.finish();
+        } else if self
+            .clusters
+            .iter()
+            .any(|c| c.phase == ClusterPhase::Running || c.phase.is_final())
+        {
+            self.phase = RequestPhase::Running;
+        } else if self
+            .clusters
+            .iter()
+            .any(|c| c.phase == ClusterPhase::Dispatched)
+        {
+            self.phase = RequestPhase::Dispatched;
+        }
+    }
+
+    /// Every cluster is final: the request ends, with a reason unless all completed.
+    fn finish(&mut self) {
+        let any = |phase| self.clusters.iter().any(|c| c.phase == phase);
+        let (phase, cluster_phase) = if self
+            .clusters
+            .iter()
+            .all(|c| c.phase == ClusterPhase::Completed)
+        {
+            (RequestPhase::Completed, ClusterPhase::Completed)
+        } else if any(ClusterPhase::Failed) {
+            (RequestPhase::Failed, ClusterPhase::Failed)
+        } else if any(ClusterPhase::TimedOut) {
+            (RequestPhase::TimedOut, ClusterPhase::TimedOut)
+        } else {
+            (RequestPhase::Cancelled, ClusterPhase::Cancelled)
+        };
+        self.phase = phase;
+        if phase == RequestPhase::Completed {
+            self.error = None;
+            return;
+        }
+        let reasons: Vec<String> = self
+            .clusters
+            .iter()
+            .filter(|c| c.phase != ClusterPhase::Completed)
+            .map(|c| {
+                let reason = c
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("ended {} without giving a reason", c.phase));
+                if c.phase == cluster_phase {
+                    format!("{}: {reason}", c.name)
+                } else {
+                    format!("{} ({}): {reason}", c.name, c.phase)
+                }
+            })
+            .collect();
+        self.error = Some(reasons.join("; "));
+    }
+
+    /// The full snapshot published for the current revision.
+    pub fn snapshot(&self) -> StatusUpdate {
+        let clusters = self
+            .clusters
+            .iter()
+            .map(|c| (c.name.clone(), c.status()))
+            .collect();
+        let reports = self
+            .clusters
+            .iter()
+            .filter_map(|c| {
+                c.final_text.as_ref().map(|text| {
+                    (
+                        c.name.clone(),
+                        ClusterReport {
+                            final_text: text.clone(),
+                            permission_denials: c.permission_denials.clone(),
+                        },
+                    )
+                })
+            })
+            .collect();
+        StatusUpdate {
+            status: RequestStatus {
+                id: self.accepted.id.clone(),
+                phase: self.phase,
+                clusters,
+                error: self.error.clone(),
+                errors: Vec::new(),
+                mode: self.mode,
+                engineer: Some(self.accepted.request.metadata.engineer.clone()),
+                results_dir: self.accepted.results_dir.clone(),
+                revision: self.revision,
+                updated_at: self.updated_at,
+            },
+            request: Some(RequestSummary::of(&self.accepted.request)),
+            reports,
+        }
+    }
+}
+
+impl ClusterState {
+    fn pending(target: &ClusterRef) -> Self {
+        ClusterState {
+            name: target.name.clone(),
+            kind: target.kind,
+            phase: ClusterPhase::Pending,
+            attempts: 0,
+            runner: None,
+            dispatched_at: None,
+            task_sequence: None,
+            running_since: None,
+            started_at: None,
+            finished_at: None,
+            cost_usd: None,
+            num_turns: None,
+            permission_denials: Vec::new(),
+            error: None,
+            final_text: None,
+        }
+    }
+
+    /// This cluster's line in `status.json`.
+    fn status(&self) -> ClusterStatus {
+        let duration_secs = match (self.started_at, self.finished_at) {
+            (Some(start), Some(end)) => Some((end - start).as_seconds_f64().max(0.0)),
+            _ => None,
+        };
+        ClusterStatus {
+            kind: self.kind,
+            phase: self.phase,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            duration_secs,
+            cost_usd: self.cost_usd,
+            num_turns: self.num_turns,
+            permission_denials: u32::try_from(self.permission_denials.len()).unwrap_or(u32::MAX),
+            error: self.error.clone(),
+            report: self
+                .final_text
+                .as_ref()
+                .map(|_| format!("{}.md", self.name)),
+        }
+    }
+
+    /// What this (final) cluster hands to the next one in sequential mode.
+    fn finding(&self) -> Finding {
+        let text = self.final_text.clone().unwrap_or_default();
+        let report = match (&self.error, self.phase) {
+            (_, ClusterPhase::Completed) | (None, _) => text,
+            (Some(error), phase) if text.trim().is_empty() => {
+                format!("This investigation ended {phase} without findings: {error}")
+            }
+            (Some(error), phase) => {
+                format!("{text}\n\n(This investigation ended {phase}: {error})")
+            }
+        };
+        Finding {
+            cluster: self.name.clone(),
+            phase: self.phase,
+            report,
+        }
+    }
+}
+
+/// How long ago `since` was at `now`; `None` without a start (never expires).
+fn elapsed(since: Option<Timestamp>, now: Timestamp) -> Option<Duration> {
+    let since = since?;
+    Some(Duration::try_from(now - since).unwrap_or(Duration::ZERO))
+}
+
+/// `text` cut to at most about `limit` bytes (on a character boundary), with a note saying so.
+fn truncate(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let mut cut = limit;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}\n\n[The dispatcher cut this report here: {} more bytes did not fit the status \
+         message.]",
+        &text[..cut],
+        text.len() - cut
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warroom_proto::{
+        Coordination, Investigation, Issue, Metadata, Outcome, RequestSpec, Tool,
+        TroubleshootingRequest,
+    };
+
+    const TIMEOUTS: Timeouts = Timeouts {
+        pickup: Duration::from_secs(600),
+        run_grace: Duration::from_secs(120),
+    };
+
+    fn at(secs: i64) -> Timestamp {
+        time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_800_000_000 + secs)
+    }
+
+    fn request(clusters: &[&str], mode: Option<CoordinationMode>) -> RequestState {
+        let refs: Vec<ClusterRef> = clusters
+            .iter()
+            .map(|name| ClusterRef {
+                kind: ClusterType::Hosted,
+                name: (*name).to_owned(),
+            })
+            .collect();
+        let (target_cluster, target_clusters) = match mode {
+            None => (refs.first().cloned(), None),
+            Some(_) => (None, Some(refs)),
+        };
+        let accepted = AcceptedRequest {
+            id: "r1".to_owned(),
+            commit: "abc".to_owned(),
+            results_dir: "results/r1".to_owned(),
+            request: TroubleshootingRequest {
+                api_version: warroom_proto::API_VERSION.to_owned(),
+                kind: warroom_proto::KIND_TROUBLESHOOTING.to_owned(),
+                metadata: Metadata {
+                    name: "api-timeout".to_owned(),
+                    timestamp: "2026-01-01T00:00:00Z".to_owned(),
+                    engineer: "ada".to_owned(),
+                },
+                spec: RequestSpec {
+                    target_cluster,
+                    target_clusters,
+                    coordination: mode.map(|mode| Coordination { mode }),
+                    issue: Issue {
+                        category: "api-timeout".to_owned(),
+                        description: "the API times out".to_owned(),
+                        affected_resources: Vec::new(),
+                    },
+                    investigation: Investigation {
+                        prompt: "find out why".to_owned(),
+                        allowed_tools: vec![Tool::Bash],
+                        timeout: 300,
+                        strategy: None,
+                        namespace: None,
+                    },
+                    output: None,
+                },
+            },
+        };
+        let mut state = RequestState::new(accepted, at(0));
+        state.published_revision = state.revision;
+        state
+    }
+
+    fn result(cluster: &str, outcome: Outcome, error: Option<&str>, text: &str) -> TaskResult {
+        TaskResult {
+            request_id: "r1".to_owned(),
+            cluster: cluster.to_owned(),
+            outcome,
+            final_text: text.to_owned(),
+            error: error.map(str::to_owned),
+            cost_usd: 0.25,
+            num_turns: 3,
+            permission_denials: Vec::new(),
+            started_at: at(10),
+            finished_at: at(70),
+        }
+    }
+
+    /// Applies `next_step` the way the engine does, without I/O, until nothing is due.
+    fn settle(state: &mut RequestState, now: Timestamp) -> Vec<Step> {
+        let mut steps = Vec::new();
+        while let Some(step) = state.next_step(now, Some(TIMEOUTS)) {
+            match &step {
+                Step::PublishStatus => {
+                    state.mark_published(state.revision);
+                }
+                Step::Expire {
+                    cluster,
+                    phase,
+                    error,
+                } => {
+                    state.expire(*cluster, *phase, error, now);
+                }
+                Step::Dispatch(due) => {
+                    let queued: Vec<_> = due.iter().map(|&i| (i, Some(7))).collect();
+                    state.mark_dispatched(&queued, now);
+                }
+            }
+            steps.push(step);
+        }
+        steps
+    }
+
+    #[test]
+    fn an_accepted_request_with_nothing_dispatched_resumes_with_its_dispatch() {
+        let mut state = request(&["hub"], None);
+        assert_eq!(state.phase, RequestPhase::Accepted);
+        assert_eq!(
+            state.next_step(at(1), Some(TIMEOUTS)),
+            Some(Step::Dispatch(vec![0]))
+        );
+        settle(&mut state, at(1));
+        assert_eq!(state.phase, RequestPhase::Dispatched);
+        assert_eq!(state.revision, 2);
+        assert_eq!(state.published_revision, 2);
+        // Dispatching again is a no-op: the stored state says it is done.
+        assert!(!state.mark_dispatched(&[(0, Some(9))], at(2)));
+        assert_eq!(state.clusters[0].task_sequence, Some(7));
+    }
+
+    #[test]
+    fn an_unpublished_revision_is_published_before_anything_else() {
+        let mut state = request(&["hub"], None);
+        state.published_revision = 0;
+        assert_eq!(
+            state.next_step(at(1), Some(TIMEOUTS)),
+            Some(Step::PublishStatus)
+        );
+        assert!(state.is_active());
+    }
+
+    #[test]
+    fn parallel_dispatches_every_cluster_and_fails_naming_the_failed_one() {
+        let mut state = request(&["hub", "prod-1"], Some(CoordinationMode::Parallel));
+        settle(&mut state, at(1));
+        assert!(
+            state
+                .clusters
+                .iter()
+                .all(|c| c.phase == ClusterPhase::Dispatched)
+        );
+        assert_eq!(
+            state.on_started("hub", "r-0", at(10), at(10)),
+            Applied::Changed
+        );
+        assert_eq!(state.phase, RequestPhase::Running);
+        let done = result("hub", Outcome::Completed, None, "all good");
+        assert_eq!(state.on_finished(&done, at(70)), Applied::Changed);
+        assert_eq!(state.phase, RequestPhase::Running);
+        let failed = result(
+            "prod-1",
+            Outcome::Failed,
+            Some("reached the turn limit (30 turns)"),
+            "partial",
+        );
+        assert_eq!(state.on_finished(&failed, at(80)), Applied::Changed);
+        assert_eq!(state.phase, RequestPhase::Failed);
+        assert_eq!(
+            state.error.as_deref(),
+            Some("prod-1: reached the turn limit (30 turns)")
+        );
+        // A late or repeated result changes nothing.
+        assert_eq!(state.on_finished(&done, at(90)), Applied::AlreadyFinal);
+        assert_eq!(
+            state.on_started("nope", "r-0", at(10), at(90)),
+            Applied::UnknownCluster
+        );
+        let snapshot = state.snapshot();
+        assert_eq!(snapshot.reports["hub"].final_text, "all good");
+        assert_eq!(snapshot.status.clusters["hub"].duration_secs, Some(60.0));
+        assert_eq!(
+            snapshot.status.clusters["prod-1"].report.as_deref(),
+            Some("prod-1.md")
+        );
+    }
+
+    #[test]
+    fn sequential_hands_findings_on_and_continues_after_a_failure() {
+        let mut state = request(&["hub", "a", "b"], Some(CoordinationMode::Sequential));
+        settle(&mut state, at(1));
+        let phases: Vec<_> = state.clusters.iter().map(|c| c.phase).collect();
+        assert_eq!(
+            phases,
+            [
+                ClusterPhase::Dispatched,
+                ClusterPhase::Pending,
+                ClusterPhase::Pending
+            ]
+        );
+        state.on_finished(
+            &result("hub", Outcome::Failed, Some("API error 500"), ""),
+            at(70),
+        );
+        assert_eq!(
+            settle(&mut state, at(70)),
+            [
+                Step::PublishStatus,
+                Step::Dispatch(vec![1]),
+                Step::PublishStatus
+            ]
+        );
+        assert_eq!(state.clusters[1].phase, ClusterPhase::Dispatched);
+        let task = state.task_for(1).expect("task for a");
+        assert_eq!(task.prior_findings.len(), 1);
+        assert_eq!(task.prior_findings[0].phase, ClusterPhase::Failed);
+        assert!(task.prior_findings[0].report.contains("API error 500"));
+        state.on_finished(
+            &result("a", Outcome::Completed, None, "etcd is slow"),
+            at(80),
+        );
+        settle(&mut state, at(80));
+        let task = state.task_for(2).expect("task for b");
+        let clusters: Vec<_> = task
+            .prior_findings
+            .iter()
+            .map(|f| f.cluster.as_str())
+            .collect();
+        assert_eq!(clusters, ["hub", "a"]);
+        assert_eq!(task.prior_findings[1].report, "etcd is slow");
+        state.on_finished(&result("b", Outcome::Completed, None, "ok"), at(90));
+        assert_eq!(state.phase, RequestPhase::Failed);
+        assert_eq!(state.error.as_deref(), Some("hub: API error 500"));
+    }
+
+    #[test]
+    fn pickup_and_run_timeouts_end_clusters_with_reasons() {
+        let mut state = request(&["hub", "a"], Some(CoordinationMode::Parallel));
+        settle(&mut state, at(0));
+        state.on_started("a", "r-0", at(5), at(5));
+        assert_eq!(settle(&mut state, at(424)), [Step::PublishStatus]);
+        // 300 s request timeout + 120 s grace, counted from when the start was learned.
+        settle(&mut state, at(5 + 420));
+        assert_eq!(state.clusters[1].phase, ClusterPhase::TimedOut);
+        assert_eq!(state.clusters[0].phase, ClusterPhase::Dispatched);
+        assert_eq!(settle(&mut state, at(599)), []);
+        settle(&mut state, at(600));
+        assert_eq!(state.clusters[0].phase, ClusterPhase::Failed);
+        assert_eq!(
+            state.clusters[0].error.as_deref(),
+            Some("no runner for cluster hub picked the task up within 10m")
+        );
+        assert_eq!(state.phase, RequestPhase::Failed);
+        let error = state.error.clone().unwrap_or_default();
+        assert!(error.starts_with("hub: no runner"), "{error}");
+        assert!(
+            error.contains("a (timed_out): no result from cluster a within the request timeout (5m) plus 2m grace"),
+            "{error}"
+        );
+        assert!(!state.is_active());
+        assert!(
+            state.snapshot().reports["hub"]
+                .final_text
+                .contains("no runner")
+        );
+    }
+
+    #[test]
+    fn a_redelivered_start_is_applied_once_and_a_restart_counts_an_attempt() {
+        let mut state = request(&["hub"], None);
+        settle(&mut state, at(0));
+        assert_eq!(
+            state.on_started("hub", "r-0", at(5), at(5)),
+            Applied::Changed
+        );
+        assert_eq!(
+            state.on_started("hub", "r-0", at(5), at(6)),
+            Applied::Unchanged
+        );
+        assert_eq!(
+            state.on_started("hub", "r-1", at(50), at(50)),
+            Applied::Changed
+        );
+        assert_eq!(state.clusters[0].attempts, 2);
+    }
+
+    #[test]
+    fn long_reports_are_cut_on_a_character_boundary() {
+        let text = "é".repeat(10);
+        let cut = truncate(&text, 5);
+        assert!(cut.starts_with("éé\n\n[The dispatcher cut"), "{cut}");
+        assert_eq!(truncate("short", 5), "short");
+    }
+
+    #[test]
+    fn a_cluster_name_that_could_widen_a_subject_fails_the_request() {
+        let mut state = request(&["prod.*"], None);
+        assert_eq!(state.phase, RequestPhase::Failed);
+        let error = state.error.clone().unwrap_or_default();
+        assert!(
+            error.starts_with("target cluster name `prod.*` contains `.`"),
+            "{error}"
+        );
+        state.published_revision = 0;
+        assert_eq!(settle(&mut state, at(1)), [Step::PublishStatus]);
+    }
+
+    #[test]
+    fn the_state_survives_a_round_trip_through_json() {
+        let mut state = request(&["hub"], None);
+        settle(&mut state, at(0));
+        let json = serde_json::to_vec(&state).expect("encode");
+        let back: RequestState = serde_json::from_slice(&json).expect("decode");
+        assert_eq!(back, state);
+    }
+}

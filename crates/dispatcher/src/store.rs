@@ -1,0 +1,137 @@
+//! The requests bucket: one [`RequestState`] per request id, created once and changed only
+//! with compare-and-set, so two writers (a dispatcher and its restarted self, or two replicas)
+//! can never overwrite each other's transition.
+
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use warroom_proto::names;
+
+use crate::state::RequestState;
+use crate::{Error, Result};
+
+/// How many times a change is re-read and re-applied after compare-and-set conflicts before
+/// the dispatcher gives up on it for now (the message is redelivered, the sweep retries).
+const MAX_CAS_ATTEMPTS: u32 = 50;
+
+/// The requests bucket.
+#[derive(Clone, Debug)]
+pub struct Store {
+    kv: kv::Store,
+}
+
+/// The stored state and the bucket revision it was read at (the compare-and-set token).
+pub type Versioned = (RequestState, u64);
+
+/// What [`Store::modify`] did.
+#[derive(Debug)]
+pub enum Modified {
+    /// No such request.
+    Missing,
+    /// The change had nothing to do; the state as it is.
+    Unchanged(RequestState),
+    /// The change was stored; the new state.
+    Changed(RequestState),
+}
+
+impl Store {
+    pub fn new(kv: kv::Store) -> Self {
+        Store { kv }
+    }
+
+    /// The request's state, or `None` when there is no such request.
+    pub async fn load(&self, id: &str) -> Result<Option<Versioned>> {
+        let entry = self
+            .kv
+            .entry(id)
+            .await
+            .map_err(|e| kv_error("read", id, &e))?;
+        let Some(entry) = entry else {
+            return Ok(None);
+        };
+        if entry.operation != Operation::Put {
+            return Ok(None);
+        }
+        let state = serde_json::from_slice(&entry.value).map_err(|source| Error::CorruptState {
+            id: id.to_owned(),
+            source,
+        })?;
+        Ok(Some((state, entry.revision)))
+    }
+
+    /// Stores a new request; `false` when the id is already taken (by this very request,
+    /// redelivered or published twice).
+    pub async fn create(&self, state: &RequestState) -> Result<bool> {
+        let id = state.id();
+        match self.kv.create(id, encode(state)?).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(kv_error("create", id, &e)),
+        }
+    }
+
+    /// Writes `state` if the entry is still at `revision`; `false` on a conflict (someone
+    /// changed it since it was read: re-read and re-apply).
+    pub async fn update(&self, state: &RequestState, revision: u64) -> Result<bool> {
+        let id = state.id();
+        match self.kv.update(id, encode(state)?, revision).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
+            Err(e) => Err(kv_error("update", id, &e)),
+        }
+    }
+
+    /// Reads, applies `change` (which says whether it changed anything) and writes back with
+    /// compare-and-set, re-reading and re-applying on every conflict.
+    pub async fn modify(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut RequestState) -> bool,
+    ) -> Result<Modified> {
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let Some((mut state, revision)) = self.load(id).await? else {
+                return Ok(Modified::Missing);
+            };
+            if !change(&mut state) {
+                return Ok(Modified::Unchanged(state));
+            }
+            if self.update(&state, revision).await? {
+                return Ok(Modified::Changed(state));
+            }
+        }
+        Err(Error::Contention {
+            id: id.to_owned(),
+            attempts: MAX_CAS_ATTEMPTS,
+        })
+    }
+
+    /// Every request id in the bucket.
+    pub async fn ids(&self) -> Result<Vec<String>> {
+        let keys = self
+            .kv
+            .keys()
+            .await
+            .map_err(|e| kv_error("list", "*", &e))?;
+        keys.try_collect()
+            .await
+            .map_err(|e| kv_error("list", "*", &e))
+    }
+}
+
+fn encode(state: &RequestState) -> Result<Bytes> {
+    serde_json::to_vec(state)
+        .map(Bytes::from)
+        .map_err(|source| Error::Encode {
+            what: format!("the state of request {}", state.id()),
+            source,
+        })
+}
+
+fn kv_error(action: &'static str, id: &str, error: &dyn std::fmt::Display) -> Error {
+    Error::Kv {
+        action,
+        bucket: names::REQUESTS_BUCKET,
+        id: id.to_owned(),
+        message: error.to_string(),
+    }
+}

@@ -1,0 +1,1017 @@
+//! The dispatcher against a real nats-server. No runner runs: each test plays the runner
+//! itself, pulling tasks from `warroom.tasks.<cluster>` and publishing `RunnerReport`s, and
+//! reads the status snapshots the publisher would read from the events stream.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull};
+use clap::Parser;
+use futures::StreamExt;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use warroom_dispatcher::Config;
+use warroom_proto::names;
+use warroom_proto::{
+    AcceptedRequest, ClusterPhase, ClusterRef, ClusterType, Coordination, CoordinationMode, Denial,
+    Investigation, Issue, Metadata, Outcome, RequestPhase, RequestSpec, RunnerReport, StatusUpdate,
+    Task, TaskResult, Tool, TroubleshootingRequest,
+};
+use warroom_runtime::Bus;
+use warroom_testkit::{DEFAULT_TIMEOUT, NatsServer, wait_until};
+
+/// A nats-server, a client, and the dispatcher running against them.
+struct Harness {
+    server: NatsServer,
+    bus: Bus,
+    dispatcher: Option<Dispatcher>,
+}
+
+struct Dispatcher {
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<warroom_dispatcher::Result<()>>,
+}
+
+impl Harness {
+    /// Starts nats-server and the dispatcher with `args` on top of a fast sweep.
+    async fn start(args: &[&str]) -> Harness {
+        let mut harness = Harness::without_dispatcher().await;
+        harness.start_dispatcher(args);
+        harness
+    }
+
+    /// Starts nats-server (with the warroom streams) but no dispatcher.
+    async fn without_dispatcher() -> Harness {
+        let server = NatsServer::start().await;
+        let bus = Bus::connect(server.url(), "dispatcher-test")
+            .await
+            .expect("test client connects");
+        Harness {
+            server,
+            bus,
+            dispatcher: None,
+        }
+    }
+
+    fn start_dispatcher(&mut self, args: &[&str]) {
+        let mut argv = vec![
+            "warroom-dispatcher",
+            "--nats-url",
+            self.server.url(),
+            "--sweep-interval",
+            "100ms",
+        ];
+        argv.extend_from_slice(args);
+        let config = Config::try_parse_from(argv).expect("test config parses");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(warroom_dispatcher::run(config, async move {
+            let _ = stopped.await;
+        }));
+        self.dispatcher = Some(Dispatcher { stop, handle });
+    }
+
+    /// Asks the dispatcher to stop and waits until it did, cleanly.
+    async fn stop_dispatcher(&mut self) {
+        let Some(dispatcher) = self.dispatcher.take() else {
+            return;
+        };
+        let _ = dispatcher.stop.send(());
+        let outcome = tokio::time::timeout(DEFAULT_TIMEOUT, dispatcher.handle)
+            .await
+            .expect("dispatcher stops within the deadline")
+            .expect("dispatcher task did not panic");
+        outcome.expect("dispatcher ends without an error");
+    }
+
+    fn js(&self) -> &jetstream::Context {
+        &self.bus.jetstream
+    }
+
+    /// Publishes an accepted request the way the gateway does (dedup id = request id).
+    async fn submit(&self, request: &AcceptedRequest) {
+        self.submit_with_id(request, &request.id).await;
+    }
+
+    async fn submit_with_id(&self, request: &AcceptedRequest, dedup: &str) {
+        self.bus
+            .publish(&names::request_subject(&request.id), Some(dedup), request)
+            .await
+            .expect("request published");
+    }
+
+    async fn report(&self, report: &RunnerReport) {
+        let (id, cluster) = match report {
+            RunnerReport::Started {
+                request_id,
+                cluster,
+                ..
+            } => (request_id, cluster),
+            RunnerReport::Finished(result) => (&result.request_id, &result.cluster),
+        };
+        self.bus
+            .publish(&names::result_subject(id, cluster), None, report)
+            .await
+            .expect("report published");
+    }
+
+    async fn started(&self, id: &str, cluster: &str) {
+        self.report(&RunnerReport::Started {
+            request_id: id.to_owned(),
+            cluster: cluster.to_owned(),
+            runner: format!("runner-{cluster}-0"),
+            at: warroom_proto::now(),
+        })
+        .await;
+    }
+
+    async fn finished(
+        &self,
+        id: &str,
+        cluster: &str,
+        outcome: Outcome,
+        text: &str,
+        error: Option<&str>,
+    ) {
+        let now = warroom_proto::now();
+        self.report(&RunnerReport::Finished(TaskResult {
+            request_id: id.to_owned(),
+            cluster: cluster.to_owned(),
+            outcome,
+            final_text: text.to_owned(),
+            error: error.map(str::to_owned),
+            cost_usd: 0.42,
+            num_turns: 7,
+            permission_denials: vec![Denial {
+                tool: "Bash".to_owned(),
+                tool_use_id: "toolu_1".to_owned(),
+                input: serde_json::json!({"command": "kubectl delete pod x"}),
+            }],
+            started_at: now - time::Duration::seconds(30),
+            finished_at: now,
+        }))
+        .await;
+    }
+
+    /// The runner side of a cluster: its durable work-queue consumer, as the runner makes it.
+    async fn runner(&self, cluster: &str) -> Runner {
+        let consumer: jetstream::consumer::PullConsumer = self
+            .js()
+            .get_stream(names::TASKS_STREAM)
+            .await
+            .expect("tasks stream exists")
+            .get_or_create_consumer(
+                &names::runner_consumer(cluster),
+                pull::Config {
+                    durable_name: Some(names::runner_consumer(cluster)),
+                    filter_subject: names::task_subject(cluster),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("runner consumer created");
+        let messages = consumer.messages().await.expect("runner pulls");
+        Runner { consumer, messages }
+    }
+
+    /// Every status snapshot of request `id`, from the first on.
+    async fn statuses(&self, id: &str) -> Statuses {
+        let messages = self
+            .js()
+            .get_stream(names::EVENTS_STREAM)
+            .await
+            .expect("events stream exists")
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: names::status_subject(id),
+                ..Default::default()
+            })
+            .await
+            .expect("status consumer created")
+            .messages()
+            .await
+            .expect("status messages");
+        Statuses {
+            messages,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits until the dispatcher has handled (acknowledged or terminated) every message on
+    /// the requests stream, `count` in all.
+    async fn requests_handled(&self, count: u64) {
+        self.handled(
+            names::REQUESTS_STREAM,
+            names::DISPATCHER_REQUESTS_CONSUMER,
+            count,
+        )
+        .await;
+    }
+
+    /// The last status snapshot of request `id` on the events stream.
+    async fn last_status(&self, id: &str) -> StatusUpdate {
+        let message = self
+            .js()
+            .get_stream(names::EVENTS_STREAM)
+            .await
+            .expect("events stream exists")
+            .get_last_raw_message_by_subject(&names::status_subject(id))
+            .await
+            .expect("a status was published");
+        serde_json::from_slice(&message.payload).expect("status is a StatusUpdate")
+    }
+
+    /// Waits until `consumer` (the dispatcher's) has handled every message of `stream`,
+    /// `count` in all.
+    async fn handled(&self, stream: &str, consumer: &'static str, count: u64) {
+        let stream = self.js().get_stream(stream).await.expect("stream exists");
+        wait_until(
+            format!("the dispatcher handled all {count} messages of its consumer {consumer}"),
+            DEFAULT_TIMEOUT,
+            || {
+                let stream = stream.clone();
+                async move {
+                    let Ok(mut consumer) = stream.get_consumer::<pull::Config>(consumer).await
+                    else {
+                        return false;
+                    };
+                    let Ok(info) = consumer.info().await else {
+                        return false;
+                    };
+                    info.delivered.stream_sequence >= count
+                        && info.num_pending == 0
+                        && info.num_ack_pending == 0
+                }
+            },
+        )
+        .await;
+    }
+
+    /// How many messages the tasks stream holds for `cluster`.
+    async fn queued_tasks(&self, cluster: &str) -> u64 {
+        let stream = self
+            .js()
+            .get_stream(names::TASKS_STREAM)
+            .await
+            .expect("tasks stream exists");
+        let info = stream
+            .info_with_subjects(names::task_subject(cluster))
+            .await
+            .expect("tasks stream info");
+        let mut total = 0;
+        let mut subjects = info;
+        while let Some(entry) = subjects.next().await {
+            let (_, count) = entry.expect("subject count");
+            total += u64::try_from(count).expect("count fits");
+        }
+        total
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(dispatcher) = self.dispatcher.take() {
+            dispatcher.handle.abort();
+        }
+    }
+}
+
+struct Runner {
+    consumer: jetstream::consumer::PullConsumer,
+    messages: pull::Stream,
+}
+
+impl Runner {
+    /// Takes the next task off the queue (acknowledging it, as a runner does at the end).
+    async fn take(&mut self) -> Task {
+        let message = tokio::time::timeout(DEFAULT_TIMEOUT, self.messages.next())
+            .await
+            .expect("a task arrives within the deadline")
+            .expect("task stream open")
+            .expect("task message");
+        message.ack().await.expect("task acked");
+        serde_json::from_slice(&message.payload).expect("task is a Task")
+    }
+
+    /// Tasks queued for this runner and not yet delivered to it.
+    async fn waiting(&mut self) -> u64 {
+        self.consumer
+            .info()
+            .await
+            .expect("consumer info")
+            .num_pending
+    }
+}
+
+struct Statuses {
+    messages: pull::Ordered,
+    seen: Vec<StatusUpdate>,
+}
+
+impl Statuses {
+    /// Reads snapshots until one satisfies `done`, and returns it.
+    async fn until(&mut self, what: &str, done: impl Fn(&StatusUpdate) -> bool) -> StatusUpdate {
+        let deadline = Instant::now() + DEFAULT_TIMEOUT;
+        if let Some(found) = self.seen.iter().find(|s| done(s)) {
+            return found.clone();
+        }
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let next = tokio::time::timeout(remaining, self.messages.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "timed out waiting for a status where {what}; seen: {:#?}",
+                        self.phases()
+                    )
+                })
+                .expect("status stream open")
+                .expect("status message");
+            let update: StatusUpdate =
+                serde_json::from_slice(&next.payload).expect("status is a StatusUpdate");
+            self.seen.push(update.clone());
+            if done(&update) {
+                return update;
+            }
+        }
+    }
+
+    async fn phase(&mut self, phase: RequestPhase) -> StatusUpdate {
+        self.until(&format!("the request is {phase}"), |s| {
+            s.status.phase == phase
+        })
+        .await
+    }
+
+    async fn final_status(&mut self) -> StatusUpdate {
+        self.until("the request is final", |s| s.status.phase.is_final())
+            .await
+    }
+
+    fn phases(&self) -> Vec<(u64, RequestPhase)> {
+        self.seen
+            .iter()
+            .map(|s| (s.status.revision, s.status.phase))
+            .collect()
+    }
+}
+
+fn cluster(name: &str) -> ClusterRef {
+    ClusterRef {
+        kind: if name.contains("hub") {
+            ClusterType::Hub
+        } else {
+            ClusterType::Hosted
+        },
+        name: name.to_owned(),
+    }
+}
+
+/// An accepted request for `clusters`: one cluster without a mode is `targetCluster`.
+fn request(id: &str, clusters: &[&str], mode: Option<CoordinationMode>) -> AcceptedRequest {
+    let refs: Vec<ClusterRef> = clusters.iter().map(|c| cluster(c)).collect();
+    let (target_cluster, target_clusters) = match mode {
+        None => (refs.first().cloned(), None),
+        Some(_) => (None, Some(refs)),
+    };
+    AcceptedRequest {
+        id: id.to_owned(),
+        commit: "0123456789abcdef0123456789abcdef01234567".to_owned(),
+        results_dir: format!("results/{id}"),
+        request: TroubleshootingRequest {
+            api_version: warroom_proto::API_VERSION.to_owned(),
+            kind: warroom_proto::KIND_TROUBLESHOOTING.to_owned(),
+            metadata: Metadata {
+                name: "api-timeout-investigation".to_owned(),
+                timestamp: "2026-11-23T14:30:00Z".to_owned(),
+                engineer: "ada@example.com".to_owned(),
+            },
+            spec: RequestSpec {
+                target_cluster,
+                target_clusters,
+                coordination: mode.map(|mode| Coordination { mode }),
+                issue: Issue {
+                    category: "api-timeout".to_owned(),
+                    description: "the API server times out".to_owned(),
+                    affected_resources: Vec::new(),
+                },
+                investigation: Investigation {
+                    prompt: "Find out why the API server times out.".to_owned(),
+                    allowed_tools: vec![Tool::Bash, Tool::Read],
+                    timeout: 300,
+                    strategy: Some("control-plane-health".to_owned()),
+                    namespace: Some("clusters-prod-1".to_owned()),
+                },
+                output: None,
+            },
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_single_cluster_request_goes_through_every_phase_in_order() {
+    let harness = Harness::start(&[]).await;
+    let mut statuses = harness.statuses("r-single").await;
+    let mut runner = harness.runner("prod-1").await;
+    harness
+        .submit(&request("r-single", &["prod-1"], None))
+        .await;
+
+    let task = runner.take().await;
+    assert_eq!(task.request_id, "r-single");
+    assert_eq!(task.cluster, cluster("prod-1"));
+    assert_eq!(task.engineer, "ada@example.com");
+    assert_eq!(task.timeout_secs, 300);
+    assert_eq!(task.allowed_tools, [Tool::Bash, Tool::Read]);
+    assert_eq!(task.strategy.as_deref(), Some("control-plane-health"));
+    assert_eq!(task.mode, None);
+    assert!(task.prior_findings.is_empty());
+
+    let dispatched = statuses.phase(RequestPhase::Dispatched).await;
+    assert_eq!(
+        dispatched.status.clusters["prod-1"].phase,
+        ClusterPhase::Dispatched
+    );
+    harness.started("r-single", "prod-1").await;
+    let running = statuses.phase(RequestPhase::Running).await;
+    assert_eq!(
+        running.status.clusters["prod-1"].phase,
+        ClusterPhase::Running
+    );
+    harness
+        .finished(
+            "r-single",
+            "prod-1",
+            Outcome::Completed,
+            "etcd is slow.",
+            None,
+        )
+        .await;
+    let done = statuses.final_status().await;
+
+    assert_eq!(
+        statuses.phases(),
+        [
+            (1, RequestPhase::Accepted),
+            (2, RequestPhase::Dispatched),
+            (3, RequestPhase::Running),
+            (4, RequestPhase::Completed),
+        ]
+    );
+    let status = &done.status;
+    assert_eq!(status.id, "r-single");
+    assert_eq!(status.error, None);
+    assert_eq!(status.results_dir, "results/r-single");
+    assert_eq!(status.engineer.as_deref(), Some("ada@example.com"));
+    assert_eq!(status.mode, None);
+    let prod = &status.clusters["prod-1"];
+    assert_eq!(prod.phase, ClusterPhase::Completed);
+    assert_eq!(prod.cost_usd, Some(0.42));
+    assert_eq!(prod.num_turns, Some(7));
+    assert_eq!(prod.permission_denials, 1);
+    assert_eq!(prod.duration_secs, Some(30.0));
+    assert_eq!(prod.report.as_deref(), Some("prod-1.md"));
+    assert_eq!(done.reports["prod-1"].final_text, "etcd is slow.");
+    assert_eq!(done.reports["prod-1"].permission_denials.len(), 1);
+    let summary = done.request.expect("status carries the request summary");
+    assert_eq!(summary.name, "api-timeout-investigation");
+    assert_eq!(summary.engineer, "ada@example.com");
+}
+
+#[tokio::test]
+async fn a_parallel_request_dispatches_every_cluster_and_completes_when_all_finished() {
+    let harness = Harness::start(&[]).await;
+    let mut statuses = harness.statuses("r-par").await;
+    let mut hub = harness.runner("production-hub").await;
+    let mut prod = harness.runner("prod-cluster-1").await;
+    harness
+        .submit(&request(
+            "r-par",
+            &["production-hub", "prod-cluster-1"],
+            Some(CoordinationMode::Parallel),
+        ))
+        .await;
+
+    // Both tasks are out before any runner reported anything.
+    let hub_task = hub.take().await;
+    let prod_task = prod.take().await;
+    assert_eq!(hub_task.mode, Some(CoordinationMode::Parallel));
+    assert_eq!(prod_task.cluster, cluster("prod-cluster-1"));
+    let dispatched = statuses.phase(RequestPhase::Dispatched).await;
+    assert!(
+        dispatched
+            .status
+            .clusters
+            .values()
+            .all(|c| c.phase == ClusterPhase::Dispatched)
+    );
+
+    harness.started("r-par", "production-hub").await;
+    harness.started("r-par", "prod-cluster-1").await;
+    harness
+        .finished(
+            "r-par",
+            "production-hub",
+            Outcome::Completed,
+            "hub fine",
+            None,
+        )
+        .await;
+    let one_done = statuses
+        .until("the hub completed", |s| {
+            s.status.clusters["production-hub"].phase == ClusterPhase::Completed
+        })
+        .await;
+    assert_eq!(one_done.status.phase, RequestPhase::Running);
+    assert_eq!(one_done.reports.len(), 1);
+    harness
+        .finished(
+            "r-par",
+            "prod-cluster-1",
+            Outcome::Completed,
+            "prod fine",
+            None,
+        )
+        .await;
+    let done = statuses.final_status().await;
+    assert_eq!(done.status.phase, RequestPhase::Completed);
+    assert_eq!(done.status.mode, Some(CoordinationMode::Parallel));
+    assert_eq!(done.reports["production-hub"].final_text, "hub fine");
+    assert_eq!(done.reports["prod-cluster-1"].final_text, "prod fine");
+    let revisions: Vec<u64> = statuses.seen.iter().map(|s| s.status.revision).collect();
+    assert!(
+        revisions.windows(2).all(|w| w[1] == w[0] + 1),
+        "revisions grow by one: {revisions:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_parallel_request_fails_with_the_reason_of_the_cluster_that_failed() {
+    let harness = Harness::start(&[]).await;
+    let mut statuses = harness.statuses("r-fail").await;
+    let mut hub = harness.runner("production-hub").await;
+    let mut prod = harness.runner("prod-cluster-1").await;
+    harness
+        .submit(&request(
+            "r-fail",
+            &["production-hub", "prod-cluster-1"],
+            Some(CoordinationMode::Parallel),
+        ))
+        .await;
+    hub.take().await;
+    prod.take().await;
+    harness.started("r-fail", "prod-cluster-1").await;
+    harness
+        .finished(
+            "r-fail",
+            "prod-cluster-1",
+            Outcome::Failed,
+            "Partial: the API server pods restart.",
+            Some("reached the turn limit (30 turns)"),
+        )
+        .await;
+    harness
+        .finished(
+            "r-fail",
+            "production-hub",
+            Outcome::Completed,
+            "hub fine",
+            None,
+        )
+        .await;
+    let done = statuses.final_status().await;
+    assert_eq!(done.status.phase, RequestPhase::Failed);
+    assert_eq!(
+        done.status.error.as_deref(),
+        Some("prod-cluster-1: reached the turn limit (30 turns)")
+    );
+    let prod_status = &done.status.clusters["prod-cluster-1"];
+    assert_eq!(prod_status.phase, ClusterPhase::Failed);
+    assert_eq!(
+        prod_status.error.as_deref(),
+        Some("reached the turn limit (30 turns)")
+    );
+    // The partial findings still reach the engineer.
+    assert_eq!(
+        done.reports["prod-cluster-1"].final_text,
+        "Partial: the API server pods restart."
+    );
+
+    // A late report about a cluster that already has its result changes nothing.
+    let final_revision = done.status.revision;
+    harness
+        .finished("r-fail", "prod-cluster-1", Outcome::Completed, "late", None)
+        .await;
+    harness.started("r-fail", "no-such-cluster").await;
+    harness.started("no-such-request", "prod-cluster-1").await;
+    // A later request proves the reports before it were handled.
+    let mut later = harness.statuses("r-after").await;
+    harness
+        .submit(&request("r-after", &["prod-cluster-1"], None))
+        .await;
+    prod.take().await;
+    harness
+        .finished("r-after", "prod-cluster-1", Outcome::Completed, "ok", None)
+        .await;
+    later.final_status().await;
+    let mut again = harness.statuses("r-fail").await;
+    let last = again
+        .until("the final revision", |s| {
+            s.status.revision == final_revision
+        })
+        .await;
+    assert_eq!(
+        last.reports["prod-cluster-1"].final_text,
+        "Partial: the API server pods restart."
+    );
+    let kv = harness
+        .js()
+        .get_key_value(names::REQUESTS_BUCKET)
+        .await
+        .expect("requests bucket");
+    let stored: serde_json::Value =
+        serde_json::from_slice(&kv.get("r-fail").await.expect("read").expect("stored"))
+            .expect("json");
+    assert_eq!(stored["revision"], final_revision);
+}
+
+#[tokio::test]
+async fn a_sequential_request_hands_the_first_clusters_findings_to_the_next() {
+    let harness = Harness::start(&[]).await;
+    let mut statuses = harness.statuses("r-seq").await;
+    let mut hub = harness.runner("production-hub").await;
+    let mut prod = harness.runner("prod-cluster-1").await;
+    harness
+        .submit(&request(
+            "r-seq",
+            &["production-hub", "prod-cluster-1"],
+            Some(CoordinationMode::Sequential),
+        ))
+        .await;
+    let first = hub.take().await;
+    assert!(first.prior_findings.is_empty());
+    assert_eq!(first.mode, Some(CoordinationMode::Sequential));
+    let dispatched = statuses.phase(RequestPhase::Dispatched).await;
+    assert_eq!(
+        dispatched.status.clusters["prod-cluster-1"].phase,
+        ClusterPhase::Pending
+    );
+    // The hub's task is published before its dispatch is recorded, so a second task sent at
+    // the same time would be queued by now.
+    assert_eq!(harness.queued_tasks("prod-cluster-1").await, 0);
+    assert_eq!(prod.waiting().await, 0);
+
+    harness.started("r-seq", "production-hub").await;
+    statuses.phase(RequestPhase::Running).await;
+    assert_eq!(harness.queued_tasks("prod-cluster-1").await, 0);
+    harness
+        .finished(
+            "r-seq",
+            "production-hub",
+            Outcome::Completed,
+            "The hub's etcd is slow.",
+            None,
+        )
+        .await;
+
+    let second = prod.take().await;
+    assert_eq!(second.cluster, cluster("prod-cluster-1"));
+    assert_eq!(second.prior_findings.len(), 1);
+    assert_eq!(second.prior_findings[0].cluster, "production-hub");
+    assert_eq!(second.prior_findings[0].phase, ClusterPhase::Completed);
+    assert_eq!(second.prior_findings[0].report, "The hub's etcd is slow.");
+    let handed_on = statuses
+        .until("the second cluster is dispatched", |s| {
+            s.status.clusters["prod-cluster-1"].phase == ClusterPhase::Dispatched
+        })
+        .await;
+    assert_eq!(
+        handed_on.status.clusters["production-hub"].phase,
+        ClusterPhase::Completed
+    );
+
+    harness.started("r-seq", "prod-cluster-1").await;
+    harness
+        .finished(
+            "r-seq",
+            "prod-cluster-1",
+            Outcome::Completed,
+            "prod ok",
+            None,
+        )
+        .await;
+    let done = statuses.final_status().await;
+    assert_eq!(done.status.phase, RequestPhase::Completed);
+    assert_eq!(done.status.mode, Some(CoordinationMode::Sequential));
+}
+
+#[tokio::test]
+async fn a_sequential_request_continues_after_a_failed_cluster_and_ends_failed() {
+    let harness = Harness::start(&[]).await;
+    let mut statuses = harness.statuses("r-seqf").await;
+    let mut hub = harness.runner("production-hub").await;
+    let mut prod = harness.runner("prod-cluster-1").await;
+    harness
+        .submit(&request(
+            "r-seqf",
+            &["production-hub", "prod-cluster-1"],
+            Some(CoordinationMode::Sequential),
+        ))
+        .await;
+    hub.take().await;
+    harness
+        .finished(
+            "r-seqf",
+            "production-hub",
+            Outcome::TimedOut,
+            "",
+            Some("stopped after the 300 s timeout"),
+        )
+        .await;
+    let second = prod.take().await;
+    assert_eq!(second.prior_findings[0].phase, ClusterPhase::TimedOut);
+    assert!(
+        second.prior_findings[0]
+            .report
+            .contains("stopped after the 300 s timeout"),
+        "{:?}",
+        second.prior_findings[0]
+    );
+    harness
+        .finished("r-seqf", "prod-cluster-1", Outcome::Completed, "ok", None)
+        .await;
+    let done = statuses.final_status().await;
+    assert_eq!(done.status.phase, RequestPhase::TimedOut);
+    assert_eq!(
+        done.status.error.as_deref(),
+        Some("production-hub: stopped after the 300 s timeout")
+    );
+}
+
+#[tokio::test]
+async fn the_same_request_published_twice_is_dispatched_once() {
+    let harness = Harness::start(&[]).await;
+    let mut statuses = harness.statuses("r-twice").await;
+    let twice = request("r-twice", &["prod-1"], None);
+    harness.submit_with_id(&twice, "first").await;
+    harness.submit_with_id(&twice, "second").await;
+    harness.requests_handled(2).await;
+
+    assert_eq!(harness.queued_tasks("prod-1").await, 1);
+    statuses.phase(RequestPhase::Dispatched).await;
+    assert_eq!(
+        statuses.phases(),
+        [(1, RequestPhase::Accepted), (2, RequestPhase::Dispatched)]
+    );
+    // The request still runs to its end normally.
+    let mut runner = harness.runner("prod-1").await;
+    runner.take().await;
+    harness
+        .finished("r-twice", "prod-1", Outcome::Completed, "done", None)
+        .await;
+    let done = statuses.final_status().await;
+    assert_eq!(done.status.revision, 3);
+    assert_eq!(harness.queued_tasks("prod-1").await, 0);
+}
+
+#[tokio::test]
+async fn garbage_does_not_stop_the_next_valid_message() {
+    let harness = Harness::start(&[]).await;
+    let mut statuses = harness.statuses("r-valid").await;
+    harness
+        .bus
+        .client
+        .publish(names::request_subject("junk"), "{ not json".into())
+        .await
+        .expect("garbage published");
+    harness
+        .bus
+        .publish(
+            &names::request_subject("junk2"),
+            None,
+            &serde_json::json!({"id": "junk2"}),
+        )
+        .await
+        .expect("wrong shape published");
+    harness
+        .bus
+        .client
+        .publish(
+            names::result_subject("r-valid", "prod-1"),
+            "\u{0}\u{1}".into(),
+        )
+        .await
+        .expect("garbage report published");
+    harness.bus.client.flush().await.expect("flushed");
+
+    let mut runner = harness.runner("prod-1").await;
+    harness.submit(&request("r-valid", &["prod-1"], None)).await;
+    runner.take().await;
+    harness.started("r-valid", "prod-1").await;
+    harness
+        .finished("r-valid", "prod-1", Outcome::Completed, "fine", None)
+        .await;
+    let done = statuses.final_status().await;
+    assert_eq!(done.status.phase, RequestPhase::Completed);
+    // The garbage was terminated, not left for endless redelivery.
+    harness.requests_handled(3).await;
+}
+
+#[tokio::test]
+async fn a_task_nobody_picks_up_fails_its_cluster_with_the_reason() {
+    let harness = Harness::start(&["--pickup-timeout", "1s"]).await;
+    let mut statuses = harness.statuses("r-orphan").await;
+    harness
+        .submit(&request("r-orphan", &["lonely-cluster"], None))
+        .await;
+    statuses.phase(RequestPhase::Dispatched).await;
+    let done = statuses.final_status().await;
+    assert_eq!(done.status.phase, RequestPhase::Failed);
+    let expected = "no runner for cluster lonely-cluster picked the task up within 1s";
+    assert_eq!(
+        done.status.clusters["lonely-cluster"].error.as_deref(),
+        Some(expected)
+    );
+    assert_eq!(
+        done.status.error.as_deref(),
+        Some(format!("lonely-cluster: {expected}").as_str())
+    );
+    assert_eq!(
+        done.status.clusters["lonely-cluster"].report.as_deref(),
+        Some("lonely-cluster.md")
+    );
+    assert!(done.reports["lonely-cluster"].final_text.contains(expected));
+    // The expired task is off the queue: a runner coming up late does not start it.
+    assert_eq!(harness.queued_tasks("lonely-cluster").await, 0);
+}
+
+#[tokio::test]
+async fn a_started_cluster_without_a_result_times_out() {
+    let harness = Harness::start(&["--run-grace", "500ms"]).await;
+    let mut statuses = harness.statuses("r-slow").await;
+    let mut runner = harness.runner("prod-1").await;
+    let mut slow = request("r-slow", &["prod-1"], None);
+    // Below the file contract's minimum, which the dispatcher does not re-check: it keeps
+    // the test short.
+    slow.request.spec.investigation.timeout = 1;
+    harness.submit(&slow).await;
+    runner.take().await;
+    harness.started("r-slow", "prod-1").await;
+    statuses.phase(RequestPhase::Running).await;
+    let done = statuses.final_status().await;
+    assert_eq!(done.status.phase, RequestPhase::TimedOut);
+    assert_eq!(
+        done.status.error.as_deref(),
+        Some(
+            "prod-1: no result from cluster prod-1 within the request timeout (1s) plus \
+             500ms grace after its runner started"
+        )
+    );
+    // A result that arrives after that is ignored.
+    harness
+        .finished("r-slow", "prod-1", Outcome::Completed, "late", None)
+        .await;
+    harness
+        .handled(names::RESULTS_STREAM, names::DISPATCHER_RESULTS_CONSUMER, 2)
+        .await;
+    let last = harness.last_status("r-slow").await;
+    assert_eq!(last.status.phase, RequestPhase::TimedOut);
+    assert_eq!(last.status.revision, done.status.revision);
+}
+
+#[tokio::test]
+async fn a_restarted_dispatcher_completes_the_request_it_had_dispatched() {
+    let mut harness = Harness::start(&[]).await;
+    let mut statuses = harness.statuses("r-restart").await;
+    let mut runner = harness.runner("prod-1").await;
+    harness
+        .submit(&request("r-restart", &["prod-1"], None))
+        .await;
+    let task = runner.take().await;
+    assert_eq!(task.request_id, "r-restart");
+    statuses.phase(RequestPhase::Dispatched).await;
+
+    harness.stop_dispatcher().await;
+    // The runner keeps working while no dispatcher runs; its reports wait in the stream.
+    harness.started("r-restart", "prod-1").await;
+    harness.start_dispatcher(&[]);
+    harness
+        .finished(
+            "r-restart",
+            "prod-1",
+            Outcome::Completed,
+            "after restart",
+            None,
+        )
+        .await;
+
+    let done = statuses.final_status().await;
+    assert_eq!(done.status.phase, RequestPhase::Completed);
+    assert_eq!(done.reports["prod-1"].final_text, "after restart");
+    assert_eq!(
+        statuses.phases(),
+        [
+            (1, RequestPhase::Accepted),
+            (2, RequestPhase::Dispatched),
+            (3, RequestPhase::Running),
+            (4, RequestPhase::Completed),
+        ]
+    );
+    // Nothing was dispatched twice.
+    assert_eq!(harness.queued_tasks("prod-1").await, 0);
+    harness.stop_dispatcher().await;
+}
+
+#[tokio::test]
+async fn reports_that_arrived_during_an_outage_beat_the_pickup_timeout() {
+    let mut harness = Harness::start(&["--pickup-timeout", "1s"]).await;
+    let mut statuses = harness.statuses("r-outage").await;
+    let mut runner = harness.runner("prod-1").await;
+    harness
+        .submit(&request("r-outage", &["prod-1"], None))
+        .await;
+    runner.take().await;
+    let dispatched = statuses.phase(RequestPhase::Dispatched).await;
+    harness.stop_dispatcher().await;
+    harness.started("r-outage", "prod-1").await;
+    // The dispatcher stays away longer than the pickup timeout.
+    let dispatched_at = dispatched.status.updated_at;
+    wait_until("the pickup timeout has passed", DEFAULT_TIMEOUT, || async {
+        warroom_proto::now() - dispatched_at > time::Duration::milliseconds(1500)
+    })
+    .await;
+    harness.start_dispatcher(&["--pickup-timeout", "1s"]);
+    let running = statuses.phase(RequestPhase::Running).await;
+    assert_eq!(running.status.revision, 3, "{:?}", statuses.phases());
+    harness
+        .finished("r-outage", "prod-1", Outcome::Completed, "fine", None)
+        .await;
+    let done = statuses.final_status().await;
+    assert_eq!(
+        done.status.phase,
+        RequestPhase::Completed,
+        "{:?}",
+        done.status.error
+    );
+    harness.stop_dispatcher().await;
+}
+
+#[tokio::test]
+async fn a_request_stored_but_never_dispatched_is_resumed_at_start() {
+    let mut harness = Harness::without_dispatcher().await;
+    // What a dispatcher that crashed right after storing the request leaves behind.
+    let kv = harness
+        .bus
+        .bucket(names::REQUESTS_BUCKET, 5)
+        .await
+        .expect("requests bucket");
+    let accepted = request("r-crashed", &["prod-1"], None);
+    let now = warroom_proto::now();
+    let stored = serde_json::json!({
+        "accepted": accepted,
+        "mode": null,
+        "phase": "accepted",
+        "clusters": [{"name": "prod-1", "kind": "hosted", "phase": "pending"}],
+        "revision": 1,
+        "published_revision": 0,
+        "created_at": now.format(&time::format_description::well_known::Rfc3339).expect("format"),
+        "updated_at": now.format(&time::format_description::well_known::Rfc3339).expect("format"),
+    });
+    kv.create(
+        "r-crashed",
+        serde_json::to_vec(&stored).expect("json").into(),
+    )
+    .await
+    .expect("stored");
+
+    let mut statuses = harness.statuses("r-crashed").await;
+    let mut runner = harness.runner("prod-1").await;
+    harness.start_dispatcher(&[]);
+    let task = runner.take().await;
+    assert_eq!(task.request_id, "r-crashed");
+    statuses.phase(RequestPhase::Dispatched).await;
+    assert_eq!(
+        statuses.phases(),
+        [(1, RequestPhase::Accepted), (2, RequestPhase::Dispatched)]
+    );
+    harness.stop_dispatcher().await;
+}
+
+#[tokio::test]
+async fn an_invalid_configuration_is_refused_before_connecting() {
+    // Nothing listens on port 1: a dispatcher that tried to connect would hang, not fail.
+    let config = Config::try_parse_from([
+        "warroom-dispatcher",
+        "--nats-url",
+        "nats://127.0.0.1:1",
+        "--pickup-timeout",
+        "0s",
+    ])
+    .expect("parses");
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(5),
+        warroom_dispatcher::run(config, std::future::pending()),
+    )
+    .await
+    .expect("returns at once");
+    let error = outcome.expect_err("refused").to_string();
+    assert!(error.contains("--pickup-timeout"), "{error}");
+}
