@@ -1,1 +1,428 @@
-//! TODO-skeleton
+//! The runner: one per cluster. Pulls that cluster's tasks from NATS, one at a time, and runs
+//! the Claude Code CLI headless on each in a fresh, empty workspace with its own `HOME`, under
+//! a read-only tool policy ([`policy`]). Every tool call, tool result and refused call is
+//! published as an audit event while the agent runs; the task's result (final text, cost,
+//! turns, denials and an honest outcome) is published last, and only then is the task acked.
+//!
+//! Module map: [`policy`] (request tools -> CLI permission arguments), [`prompt`] (what the
+//! agent is told), [`stream`] (reading stream-json, judging the outcome), [`agent`] (the
+//! process: environment, process group, timeout), [`task`] (one task from message to ack).
+
+pub mod agent;
+pub mod policy;
+pub mod prompt;
+pub mod stream;
+pub mod task;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use futures::StreamExt as _;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+use warroom_proto::names;
+use warroom_runtime::{Bus, Health};
+
+use crate::agent::AgentEnv;
+
+/// How often a task is delivered before it is given up (a runner that crashes on it each time
+/// must not loop forever).
+pub const MAX_DELIVER: i64 = 3;
+/// How long one pull waits for a task, so shutdown is noticed between pulls.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How long shutdown waits for unsent messages to reach NATS.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Backoff after NATS errors in the pull loop.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Errors of the runner.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Bus(#[from] warroom_runtime::BusError),
+    #[error("cannot set up the task consumer {consumer}: {message}")]
+    Consumer { consumer: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The Anthropic API key, kept out of `Debug` output and `--help`.
+#[derive(Clone)]
+pub struct ApiKey(pub String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(ApiKey(s.to_owned()))
+    }
+}
+
+/// The runner's configuration.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "warroom-runner",
+    version,
+    about = "Runs the Claude Code CLI on one cluster's warroom tasks."
+)]
+pub struct Config {
+    /// The cluster this runner serves; its tasks come from `warroom.tasks.<cluster>`.
+    #[arg(long, env = "WARROOM_CLUSTER")]
+    pub cluster: String,
+    /// The Claude Code CLI binary (a name looked up on PATH, or a path).
+    #[arg(long, env = "WARROOM_CLAUDE_BIN", default_value = "claude")]
+    pub claude_bin: PathBuf,
+    /// Where per-task workspaces and HOME folders are created (default: the system's temp).
+    #[arg(long, env = "WARROOM_WORK_ROOT")]
+    pub work_root: Option<PathBuf>,
+    /// The most model turns one investigation may take.
+    #[arg(long, env = "WARROOM_MAX_TURNS", default_value_t = 30)]
+    pub max_turns: u32,
+    /// How long a stopped agent gets between SIGINT and SIGKILL (e.g. `10s`, `500ms`).
+    #[arg(long, env = "WARROOM_KILL_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub kill_grace: Duration,
+    /// The Anthropic API endpoint, passed to the CLI as ANTHROPIC_BASE_URL.
+    #[arg(long, env = "ANTHROPIC_BASE_URL")]
+    pub anthropic_base_url: Option<String>,
+    /// The Anthropic API key, passed to the CLI as ANTHROPIC_API_KEY. Set it through the
+    /// environment: a flag shows in process lists.
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<ApiKey>,
+    /// The model the CLI uses (its default when not given).
+    #[arg(long, env = "WARROOM_MODEL")]
+    pub model: Option<String>,
+    /// Retries of failed model API calls, passed as CLAUDE_CODE_MAX_RETRIES (CLI default 10).
+    #[arg(long, env = "WARROOM_MAX_RETRIES")]
+    pub max_retries: Option<u32>,
+    /// A kubeconfig for the agent's kubectl/oc, passed as KUBECONFIG. In a pod, leave it out:
+    /// KUBERNETES_SERVICE_HOST/PORT are passed through for in-cluster access.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Have the CLI strip credentials (ANTHROPIC_API_KEY, cloud keys) from the environment of
+    /// the commands it runs (CLAUDE_CODE_SUBPROCESS_ENV_SCRUB=1). The CLI refuses to start
+    /// without bubblewrap (`bwrap`) when this is on.
+    #[arg(long, env = "WARROOM_SCRUB_AGENT_ENV")]
+    pub scrub_agent_env: bool,
+    /// How long a task may go without an ack before NATS gives it to another replica; the
+    /// runner sends a progress ack every third of it while the agent runs. Applies when the
+    /// cluster's durable consumer is created (the first runner of the cluster creates it).
+    #[arg(long, env = "WARROOM_ACK_WAIT", default_value = "60s", value_parser = parse_duration)]
+    pub ack_wait: Duration,
+    /// The PATH of the CLI and the commands it runs (default: the runner's own PATH).
+    #[arg(long, env = "WARROOM_AGENT_PATH")]
+    pub path: Option<String>,
+    #[command(flatten)]
+    pub common: warroom_runtime::CommonArgs,
+}
+
+impl Config {
+    /// Checks what clap cannot; called before any I/O.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(problem) = names::check_token(&self.cluster, names::MAX_CLUSTER_NAME_LEN) {
+            return Err(Error::Config(format!(
+                "--cluster {:?} {problem}",
+                self.cluster
+            )));
+        }
+        if self.claude_bin.as_os_str().is_empty() {
+            return Err(Error::Config("--claude-bin must not be empty".to_owned()));
+        }
+        if self.resolve_claude_bin().is_none() {
+            return Err(Error::Config(format!(
+                "--claude-bin {} is not an executable file{}",
+                self.claude_bin.display(),
+                if self.claude_bin.components().count() == 1 {
+                    " on the agent's PATH"
+                } else {
+                    ""
+                }
+            )));
+        }
+        if self.ack_wait < Duration::from_secs(1) {
+            return Err(Error::Config("--ack-wait must be at least 1s".to_owned()));
+        }
+        if self.max_turns == 0 {
+            return Err(Error::Config("--max-turns must be at least 1".to_owned()));
+        }
+        if let Some(root) = &self.work_root
+            && !root.is_dir()
+        {
+            return Err(Error::Config(format!(
+                "--work-root {} is not an existing folder",
+                root.display()
+            )));
+        }
+        if let Some(url) = &self.anthropic_base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(Error::Config(format!(
+                "--anthropic-base-url {url:?} must start with http:// or https://"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The Claude Code CLI binary: `--claude-bin` itself when it is a path, otherwise the
+    /// first executable of that name on the agent's PATH (where the process would look).
+    pub fn resolve_claude_bin(&self) -> Option<PathBuf> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let executable = |path: &std::path::Path| {
+            path.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        };
+        if self.claude_bin.components().count() > 1 {
+            return executable(&self.claude_bin).then(|| self.claude_bin.clone());
+        }
+        std::env::split_paths(&self.agent_env().path)
+            .map(|dir| dir.join(&self.claude_bin))
+            .find(|candidate| executable(candidate))
+    }
+
+    /// The environment the agent gets, from this configuration and the runner's own PATH and
+    /// in-cluster service variables.
+    pub fn agent_env(&self) -> AgentEnv {
+        let path = self
+            .path
+            .clone()
+            .or_else(|| std::env::var("PATH").ok())
+            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".to_owned());
+        let kubernetes_service = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"]
+            .into_iter()
+            .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_owned(), v)))
+            .collect();
+        AgentEnv {
+            path,
+            api_key: self.anthropic_api_key.as_ref().map(|k| k.0.clone()),
+            base_url: self.anthropic_base_url.clone(),
+            max_retries: self.max_retries,
+            kubeconfig: self.kubeconfig.clone(),
+            kubernetes_service,
+            scrub_subprocess_env: self.scrub_agent_env,
+        }
+    }
+}
+
+/// `10s`, `500ms`, `2m` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 10s, 500ms or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(value)),
+        "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        _ => Err(format!(
+            "{text:?} has an unknown unit {unit:?}; use ms, s or m"
+        )),
+    }
+}
+
+/// Runs the runner until `shutdown` resolves. A task in flight at shutdown is stopped and
+/// handed back (nak) so another replica, or the next start, runs it.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    config.validate()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        stop_tx.send_replace(true);
+    });
+
+    let health = Health::default();
+    if let Some(addr) = config.common.health_addr {
+        let server = health.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let until = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = server.serve(addr, until).await {
+                error!(cause = %e, %addr, "cannot serve the health endpoints");
+            }
+        });
+    }
+
+    // The connection is retried until NATS is up; shutdown must still end that wait.
+    let mut stop = stop_rx.clone();
+    let client_name = format!("warroom-runner-{}", config.cluster);
+    let bus = tokio::select! {
+        _ = stop.wait_for(|s| *s) => {
+            info!(cluster = %config.cluster, "stopped before NATS was reachable");
+            return Ok(());
+        }
+        bus = Bus::connect(&config.common.nats_url, &client_name) => bus?,
+    };
+    let consumer_name = names::runner_consumer(&config.cluster);
+    let consumer = bus
+        .jetstream
+        .get_stream(names::TASKS_STREAM)
+        .await
+        .map_err(|e| Error::Consumer {
+            consumer: consumer_name.clone(),
+            message: e.to_string(),
+        })?
+        .get_or_create_consumer(
+            &consumer_name,
+            pull::Config {
+                durable_name: Some(consumer_name.clone()),
+                filter_subject: names::task_subject(&config.cluster),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                max_deliver: MAX_DELIVER,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| Error::Consumer {
+            consumer: consumer_name.clone(),
+            message: e.to_string(),
+        })?;
+
+    let client = bus.client.clone();
+    let runner = task::Runner::new(&config, bus, health.clone());
+    health.set_ready(true);
+    info!(cluster = %config.cluster, consumer = %consumer_name, "runner ready");
+
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        // One message per pull: a task waits in the stream, where another replica can take
+        // it, rather than in this replica's buffer while it is busy.
+        let batch = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            batch = consumer.batch().max_messages(1).expires(PULL_EXPIRES).messages() => batch,
+        };
+        let mut batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                warn!(cause = %e, "cannot pull a task; retrying");
+                health.metrics.inc("warroom_runner_pull_errors_total");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
+        };
+        let next = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            next = batch.next() => next,
+        };
+        match next {
+            Some(Ok(message)) => runner.handle(message, stop_rx.clone()).await,
+            Some(Err(e)) => {
+                warn!(cause = %e, "cannot receive a task; retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            None => {}
+        }
+    }
+    health.set_ready(false);
+    // Acks and naks sent last must reach the server before the connection goes away.
+    match tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(cause = %e, "cannot flush the NATS connection"),
+        Err(_) => warn!(timeout = ?FLUSH_TIMEOUT, "flushing the NATS connection timed out"),
+    }
+    info!(cluster = %config.cluster, "runner stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["warroom-runner"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).expect("parses")
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        let config = parse(&["--cluster", "prod-cluster-1"]);
+        assert_eq!(config.max_turns, 30);
+        assert_eq!(config.kill_grace, Duration::from_secs(10));
+        assert_eq!(config.ack_wait, Duration::from_secs(60));
+        assert_eq!(config.claude_bin, PathBuf::from("claude"));
+        // `sh` stands in for the CLI: found on PATH, or given as a path.
+        let config = parse(&["--cluster", "prod-cluster-1", "--claude-bin", "sh"]);
+        assert!(config.validate().is_ok());
+        assert!(config.resolve_claude_bin().is_some());
+        let config = parse(&["--cluster", "a", "--claude-bin", "/bin/sh"]);
+        assert_eq!(config.resolve_claude_bin(), Some(PathBuf::from("/bin/sh")));
+
+        let missing = parse(&["--cluster", "a", "--claude-bin", "no-such-claude-xyz"]);
+        let err = missing.validate().expect_err("missing binary").to_string();
+        assert!(err.contains("on the agent's PATH"), "{err}");
+        let missing = parse(&["--cluster", "a", "--claude-bin", "/nope/claude"]);
+        assert!(missing.validate().is_err());
+
+        let bad = parse(&["--cluster", "prod.cluster", "--claude-bin", "sh"]);
+        let err = bad
+            .validate()
+            .expect_err("a dot in a cluster name")
+            .to_string();
+        assert!(err.contains("--cluster \"prod.cluster\""), "{err}");
+
+        let bad = parse(&["--cluster", "a", "--claude-bin", "sh", "--max-turns", "0"]);
+        assert!(bad.validate().is_err());
+        let bad = parse(&[
+            "--cluster",
+            "a",
+            "--claude-bin",
+            "sh",
+            "--anthropic-base-url",
+            "localhost:1",
+        ]);
+        assert!(bad.validate().is_err());
+        let bad = parse(&[
+            "--cluster",
+            "a",
+            "--claude-bin",
+            "sh",
+            "--work-root",
+            "/does/not/exist",
+        ]);
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("1h").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn api_key_never_shows() {
+        let config = parse(&["--cluster", "a", "--anthropic-api-key", "sk-ant-secret"]);
+        assert!(!format!("{config:?}").contains("sk-ant-secret"));
+        // `--help` shows env values unless told not to; the key's value must never show.
+        let command = <Config as clap::CommandFactory>::command();
+        let key = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "anthropic_api_key")
+            .expect("the key argument");
+        assert!(key.is_hide_env_values_set());
+    }
+}

@@ -1,0 +1,380 @@
+//! Runs one Claude Code CLI process: its environment, its process group, its stream-json
+//! output, and stopping it (SIGINT to the whole group, SIGKILL after a grace period).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::stream::{self, Ending, Item, RunResult};
+
+/// How much of the CLI's stderr is kept for the error text.
+const MAX_STDERR: usize = 16 * 1024;
+/// How long the output of an exited CLI is still read: a tool's child that escaped the
+/// process group could hold the pipe open forever.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// How long the runner waits for the process after SIGKILL before giving up on it.
+const AFTER_KILL: Duration = Duration::from_secs(5);
+
+/// What the agent's process gets from the runner's configuration. Nothing else of the
+/// runner's environment reaches it.
+#[derive(Clone, Default)]
+pub struct AgentEnv {
+    /// The `PATH` of the CLI (and so of every command it runs).
+    pub path: String,
+    pub api_key: Option<String>,
+    pub base_url: Option<String>,
+    pub max_retries: Option<u32>,
+    pub kubeconfig: Option<PathBuf>,
+    /// `KUBERNETES_SERVICE_HOST` / `_PORT` of the runner's pod, for in-cluster kubectl.
+    pub kubernetes_service: Vec<(String, String)>,
+    /// Have the CLI strip credentials from the environment of the commands it runs. Without
+    /// it the CLI hands ANTHROPIC_API_KEY on to them; the CLI needs bubblewrap for it.
+    pub scrub_subprocess_env: bool,
+}
+
+impl std::fmt::Debug for AgentEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentEnv")
+            .field("path", &self.path)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("base_url", &self.base_url)
+            .field("max_retries", &self.max_retries)
+            .field("kubeconfig", &self.kubeconfig)
+            .field("kubernetes_service", &self.kubernetes_service)
+            .field("scrub_subprocess_env", &self.scrub_subprocess_env)
+            .finish()
+    }
+}
+
+impl AgentEnv {
+    /// The complete environment of the CLI with `home` as its `HOME` and `tmp` as its
+    /// temporary folder.
+    pub fn vars(&self, home: &Path, tmp: &Path) -> Vec<(String, String)> {
+        let tmp = tmp.display().to_string();
+        let mut vars = vec![
+            ("PATH".to_owned(), self.path.clone()),
+            ("HOME".to_owned(), home.display().to_string()),
+            // The CLI keeps sockets and notes in its temp folder (`/tmp/claude-<uid>`,
+            // `/tmp/cc-socks` otherwise); the task's own is removed with the task.
+            ("TMPDIR".to_owned(), tmp.clone()),
+            ("CLAUDE_CODE_TMPDIR".to_owned(), tmp),
+            // No telemetry, update checks or other side traffic from inside the secure zone.
+            (
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".to_owned(),
+                "1".to_owned(),
+            ),
+            ("DISABLE_AUTOUPDATER".to_owned(), "1".to_owned()),
+        ];
+        if let Some(key) = &self.api_key {
+            vars.push(("ANTHROPIC_API_KEY".to_owned(), key.clone()));
+        }
+        if let Some(url) = &self.base_url {
+            vars.push(("ANTHROPIC_BASE_URL".to_owned(), url.clone()));
+        }
+        if let Some(retries) = self.max_retries {
+            vars.push(("CLAUDE_CODE_MAX_RETRIES".to_owned(), retries.to_string()));
+        }
+        if let Some(kubeconfig) = &self.kubeconfig {
+            vars.push(("KUBECONFIG".to_owned(), kubeconfig.display().to_string()));
+        }
+        vars.extend(self.kubernetes_service.iter().cloned());
+        if self.scrub_subprocess_env {
+            vars.push((
+                "CLAUDE_CODE_SUBPROCESS_ENV_SCRUB".to_owned(),
+                "1".to_owned(),
+            ));
+        }
+        vars
+    }
+}
+
+/// One CLI run.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Written to the CLI's stdin: a prompt can be longer than one argument may be.
+    pub prompt: String,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    pub timeout: Duration,
+    pub timeout_secs: u64,
+    pub kill_grace: Duration,
+}
+
+/// What happened in a run.
+#[derive(Debug)]
+pub struct Run {
+    pub ending: Ending,
+    /// The run was stopped because the runner was told to stop (`cancel`), not by the model or
+    /// the timeout.
+    pub cancelled: bool,
+    pub result: Option<RunResult>,
+    /// The model's last text, the partial report when there is no result.
+    pub last_text: Option<String>,
+    pub stderr: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum StopReason {
+    Timeout,
+    Cancel,
+}
+
+/// Runs the CLI to its end. Tool calls and results go to `items` as they happen; `cancel`
+/// turning true stops the run (shutdown, or the audit events cannot be published).
+pub async fn run(
+    launch: &Launch,
+    items: mpsc::Sender<Item>,
+    mut cancel: watch::Receiver<bool>,
+) -> Run {
+    let mut command = Command::new(&launch.program);
+    command
+        .args(&launch.args)
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&launch.cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so that stopping it reaches every command it started.
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            return Run {
+                ending: Ending::SpawnFailed(format!("{}: {e}", launch.program.display())),
+                cancelled: false,
+                result: None,
+                last_text: None,
+                stderr: String::new(),
+            };
+        }
+    };
+    let group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
+
+    if let Some(mut stdin) = child.stdin.take() {
+        let prompt = launch.prompt.clone();
+        tokio::spawn(async move {
+            // A CLI that exits before reading its prompt closes the pipe; its result says why.
+            let _ = stdin.write_all(prompt.as_bytes()).await;
+            let _ = stdin.shutdown().await;
+        });
+    }
+    let stderr_task = child
+        .stderr
+        .take()
+        .map(|stderr| tokio::spawn(read_bounded(stderr, MAX_STDERR)));
+    let mut lines = child.stdout.take().map(|out| BufReader::new(out).lines());
+
+    let deadline = Instant::now() + launch.timeout;
+    let mut stopping: Option<(StopReason, Instant)> = None;
+    let mut killed_at: Option<Instant> = None;
+    let mut exited: Option<(Option<i32>, Instant)> = None;
+    let mut result = None;
+    let mut last_text = None;
+    let mut items = Some(items);
+
+    loop {
+        if exited.is_some() && lines.is_none() {
+            break;
+        }
+        let kill_at = stopping.map(|(_, at)| at).filter(|_| killed_at.is_none());
+        let drain_until = exited.map(|(_, at)| at + DRAIN_AFTER_EXIT);
+        let give_up_at = killed_at.map(|at| at + AFTER_KILL);
+        tokio::select! {
+            line = next_line(&mut lines) => match line {
+                Some(line) => {
+                    for item in stream::parse_line(&line) {
+                        match item {
+                            Item::Result(r) => result = Some(*r),
+                            Item::Text(text) => last_text = Some(text),
+                            item => {
+                                // A closed channel means nobody publishes any more; the
+                                // cancel signal that follows stops the run.
+                                if let Some(tx) = &items
+                                    && tx.send(item).await.is_err()
+                                {
+                                    items = None;
+                                }
+                            }
+                        }
+                    }
+                }
+                None => lines = None,
+            },
+            status = child.wait(), if exited.is_none() => {
+                let code = match status {
+                    Ok(status) => status.code(),
+                    Err(e) => {
+                        warn!(cause = %e, "cannot wait for the Claude Code CLI");
+                        None
+                    }
+                };
+                exited = Some((code, Instant::now()));
+            }
+            () = tokio::time::sleep_until(deadline), if stopping.is_none() && exited.is_none() => {
+                debug!("timeout reached, interrupting the agent");
+                signal_group(group, Signal::SIGINT);
+                stopping = Some((StopReason::Timeout, Instant::now() + launch.kill_grace));
+            }
+            () = cancelled(&mut cancel), if stopping.is_none() && exited.is_none() => {
+                debug!("cancelled, interrupting the agent");
+                signal_group(group, Signal::SIGINT);
+                stopping = Some((StopReason::Cancel, Instant::now() + launch.kill_grace));
+            }
+            () = sleep_until_some(kill_at) => {
+                warn!(grace = ?launch.kill_grace, "the agent did not stop after SIGINT, killing its process group");
+                signal_group(group, Signal::SIGKILL);
+                killed_at = Some(Instant::now());
+            }
+            () = sleep_until_some(drain_until), if lines.is_some() => {
+                warn!("the agent exited but its output stayed open; stop reading it");
+                lines = None;
+            }
+            () = sleep_until_some(give_up_at) => {
+                warn!("the agent's process did not end after SIGKILL; leaving it");
+                break;
+            }
+        }
+    }
+    // Whatever the CLI left behind in its group (a backgrounded command) goes with it. While
+    // anything is left the group id cannot be reused; when nothing is, this is ESRCH.
+    signal_group(group, Signal::SIGKILL);
+
+    let stderr = match stderr_task {
+        Some(mut task) => match tokio::time::timeout(DRAIN_AFTER_EXIT, &mut task).await {
+            Ok(Ok(text)) => text,
+            _ => {
+                // Something outside the group still holds the pipe; stop reading it.
+                task.abort();
+                String::new()
+            }
+        },
+        None => String::new(),
+    };
+    let ending = match stopping.map(|(reason, _)| reason) {
+        Some(StopReason::Timeout) => Ending::TimedOut {
+            timeout_secs: launch.timeout_secs,
+        },
+        _ => Ending::Exited {
+            code: exited.and_then(|(code, _)| code),
+        },
+    };
+    Run {
+        ending,
+        cancelled: matches!(stopping, Some((StopReason::Cancel, _))),
+        result,
+        last_text,
+        stderr,
+    }
+}
+
+async fn next_line<R: AsyncRead + Unpin>(
+    lines: &mut Option<tokio::io::Lines<BufReader<R>>>,
+) -> Option<String> {
+    match lines {
+        Some(lines) => match lines.next_line().await {
+            Ok(line) => line,
+            Err(e) => {
+                warn!(cause = %e, "cannot read the Claude Code CLI's output");
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|stop| *stop).await.is_err() {
+        // Nobody can cancel any more.
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn signal_group(group: Option<Pid>, signal: Signal) {
+    if let Some(group) = group
+        && let Err(e) = killpg(group, signal)
+        && e != nix::errno::Errno::ESRCH
+    {
+        warn!(cause = %e, ?signal, "cannot signal the agent's process group");
+    }
+}
+
+/// Reads all of `reader`, keeping the first `max` bytes.
+async fn read_bounded(mut reader: impl AsyncRead + Unpin, max: usize) -> String {
+    let mut kept = Vec::new();
+    let mut buf = [0_u8; 8192];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = max.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_is_rebuilt_from_the_configuration_only() {
+        let env = AgentEnv {
+            path: "/opt/bin:/usr/bin".to_owned(),
+            api_key: Some("sk-secret".to_owned()),
+            base_url: Some("http://127.0.0.1:9".to_owned()),
+            max_retries: Some(0),
+            kubeconfig: Some(PathBuf::from("/etc/kube/config")),
+            kubernetes_service: vec![("KUBERNETES_SERVICE_HOST".to_owned(), "10.0.0.1".to_owned())],
+            scrub_subprocess_env: true,
+        };
+        let vars = env.vars(Path::new("/tmp/home"), Path::new("/tmp/t"));
+        let get = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("PATH"), Some("/opt/bin:/usr/bin"));
+        assert_eq!(get("HOME"), Some("/tmp/home"));
+        assert_eq!(get("ANTHROPIC_API_KEY"), Some("sk-secret"));
+        assert_eq!(get("ANTHROPIC_BASE_URL"), Some("http://127.0.0.1:9"));
+        assert_eq!(get("CLAUDE_CODE_MAX_RETRIES"), Some("0"));
+        assert_eq!(get("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"), Some("1"));
+        assert_eq!(get("DISABLE_AUTOUPDATER"), Some("1"));
+        assert_eq!(get("KUBECONFIG"), Some("/etc/kube/config"));
+        assert_eq!(get("KUBERNETES_SERVICE_HOST"), Some("10.0.0.1"));
+        assert_eq!(get("TMPDIR"), Some("/tmp/t"));
+        assert_eq!(get("CLAUDE_CODE_SUBPROCESS_ENV_SCRUB"), Some("1"));
+        assert_eq!(vars.len(), 12);
+        assert!(!format!("{env:?}").contains("sk-secret"));
+
+        let minimal = AgentEnv {
+            path: "/usr/bin".to_owned(),
+            ..AgentEnv::default()
+        };
+        assert_eq!(minimal.vars(Path::new("/h"), Path::new("/t")).len(), 6);
+    }
+}

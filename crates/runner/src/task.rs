@@ -1,0 +1,469 @@
+//! One task, from the JetStream message to its ack: decode, report `Started`, prepare a fresh
+//! workspace and HOME, run the agent while publishing audit events and progress acks, judge
+//! the outcome, publish the result, ack. Stopped by shutdown, the task is handed back (nak)
+//! without a result.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use tokio::sync::{mpsc, watch};
+use tracing::{Instrument as _, error, info, info_span, warn};
+use warroom_proto::{AuditEvent, AuditKind, Outcome, RunnerReport, Task, TaskResult, names};
+use warroom_runtime::{Bus, BusError, Health};
+
+use crate::agent::{self, AgentEnv, Launch, Run};
+use crate::policy::Policy;
+use crate::stream::{self, Ending, Item};
+use crate::{Config, prompt};
+
+/// Attempts to publish one message before the task is given back.
+const PUBLISH_ATTEMPTS: u32 = 3;
+/// Pause between publish attempts (doubled each time).
+const PUBLISH_BACKOFF: Duration = Duration::from_millis(500);
+/// When a task is handed back because NATS failed, wait this long before it comes again.
+const NAK_DELAY: Duration = Duration::from_secs(5);
+
+/// What the runner needs for every task.
+#[derive(Debug)]
+pub struct Runner {
+    cluster: String,
+    /// This replica's name (its host name), as `RunnerReport::Started` reports it.
+    name: String,
+    claude_bin: PathBuf,
+    work_root: PathBuf,
+    max_turns: u32,
+    kill_grace: Duration,
+    ack_wait: Duration,
+    model: Option<String>,
+    env: AgentEnv,
+    bus: Bus,
+    health: Health,
+}
+
+/// How the handling of a task ended, for the ack.
+enum Done {
+    /// The result is stored: ack.
+    Finished,
+    /// Shutdown stopped the agent: hand the task back at once.
+    HandedBack,
+}
+
+impl Runner {
+    pub fn new(config: &Config, bus: Bus, health: Health) -> Runner {
+        let name = nix::unistd::gethostname()
+            .ok()
+            .and_then(|name| name.into_string().ok())
+            .unwrap_or_else(|| "runner".to_owned());
+        Runner {
+            cluster: config.cluster.clone(),
+            name,
+            claude_bin: config.claude_bin.clone(),
+            work_root: config.work_root.clone().unwrap_or_else(std::env::temp_dir),
+            max_turns: config.max_turns,
+            kill_grace: config.kill_grace,
+            ack_wait: config.ack_wait,
+            model: config.model.clone(),
+            env: config.agent_env(),
+            bus,
+            health,
+        }
+    }
+
+    /// Handles one delivered task message to its ack, nak or term. Never fails: whatever goes
+    /// wrong is logged and decided on here.
+    pub async fn handle(&self, message: jetstream::Message, stop: watch::Receiver<bool>) {
+        let task: Task = match serde_json::from_slice(&message.payload) {
+            Ok(task) => task,
+            Err(e) => {
+                error!(subject = %message.subject, cause = %e, "cannot decode a task; terminating it");
+                self.terminate(&message).await;
+                return;
+            }
+        };
+        if task.cluster.name != self.cluster {
+            error!(request = %task.request_id, task_cluster = %task.cluster.name, cluster = %self.cluster,
+                "a task for another cluster reached this runner; terminating it");
+            self.terminate(&message).await;
+            return;
+        }
+        if let Some(problem) = names::check_token(&task.request_id, names::MAX_REQUEST_ID_LEN) {
+            error!(request = %task.request_id, problem = %problem,
+                "a task's request id cannot be a subject token; terminating it");
+            self.terminate(&message).await;
+            return;
+        }
+        let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
+        let span = info_span!("task", request = %task.request_id, cluster = %self.cluster, attempt);
+        async {
+            self.health.metrics.inc("warroom_runner_tasks_total");
+            let progress = spawn_progress_acks(message.clone(), self.ack_wait / 3);
+            let done = self.execute(&task, attempt, stop).await;
+            progress.abort();
+            match done {
+                Ok(Done::Finished) => {
+                    if let Err(e) = message.double_ack().await {
+                        // The result is stored; a redelivery would run the task again and its
+                        // second result would be a duplicate the dispatcher ignores.
+                        warn!(cause = %e, "cannot ack the finished task");
+                    }
+                }
+                Ok(Done::HandedBack) => {
+                    info!("stopped by shutdown; handing the task back");
+                    self.health
+                        .metrics
+                        .inc("warroom_runner_tasks_handed_back_total");
+                    if let Err(e) = message.double_ack_with(AckKind::Nak(None)).await {
+                        warn!(cause = %e, "cannot nak the task; it comes back after the ack wait");
+                    }
+                }
+                Err(e) => {
+                    error!(cause = %e, "cannot publish what the agent did; handing the task back");
+                    if let Err(e) = message.double_ack_with(AckKind::Nak(Some(NAK_DELAY))).await {
+                        warn!(cause = %e, "cannot nak the task; it comes back after the ack wait");
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    async fn terminate(&self, message: &jetstream::Message) {
+        self.health
+            .metrics
+            .inc("warroom_runner_tasks_terminated_total");
+        if let Err(e) = message.double_ack_with(AckKind::Term).await {
+            warn!(cause = %e, "cannot terminate the task message");
+        }
+    }
+
+    async fn execute(
+        &self,
+        task: &Task,
+        attempt: i64,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Done, BusError> {
+        let started_at = warroom_proto::now();
+        let request = task.request_id.as_str();
+        let cluster = self.cluster.as_str();
+        let results = names::result_subject(request, cluster);
+        publish(
+            &self.bus,
+            &results,
+            &format!("{request}/{cluster}/{attempt}/started"),
+            &RunnerReport::Started {
+                request_id: request.to_owned(),
+                cluster: cluster.to_owned(),
+                runner: self.name.clone(),
+                at: started_at,
+            },
+        )
+        .await?;
+
+        let policy = Policy::for_tools(&task.allowed_tools);
+        let mut events = Events::new(&self.bus, request, cluster, attempt);
+        events
+            .publish(AuditKind::Started {
+                runner: self.name.clone(),
+                allowed: policy.allowed.clone(),
+                denied: policy.denied.clone(),
+            })
+            .await?;
+        info!(timeout_secs = task.timeout_secs, tools = ?policy.tools, "agent starting");
+
+        let (run, publish_error) = match TaskDirs::create(&self.work_root, request) {
+            Ok(dirs) => {
+                let launch = self.launch(task, &policy, &dirs);
+                let outcome = self.run_agent(&launch, &mut events, stop.clone()).await;
+                dirs.remove();
+                outcome
+            }
+            Err(e) => (
+                Run {
+                    ending: Ending::SpawnFailed(format!(
+                        "cannot create a workspace in {}: {e}",
+                        self.work_root.display()
+                    )),
+                    cancelled: false,
+                    result: None,
+                    last_text: None,
+                    stderr: String::new(),
+                },
+                None,
+            ),
+        };
+        if let Some(e) = publish_error {
+            return Err(e);
+        }
+        if run.cancelled {
+            return Ok(Done::HandedBack);
+        }
+
+        let (outcome, error) = stream::judge(
+            &run.ending,
+            run.result.as_ref(),
+            self.max_turns,
+            &run.stderr,
+        );
+        let denials: Vec<_> = run
+            .result
+            .as_ref()
+            .map(|r| r.permission_denials.iter().map(|d| d.to_wire()).collect())
+            .unwrap_or_default();
+        for denial in &denials {
+            self.health.metrics.inc("warroom_runner_tool_refused_total");
+            events
+                .publish(AuditKind::ToolRefused {
+                    tool_use_id: denial.tool_use_id.clone(),
+                    tool: denial.tool.clone(),
+                    input: denial.input.clone(),
+                })
+                .await?;
+        }
+        events
+            .publish(AuditKind::Finished {
+                outcome,
+                error: error.clone(),
+            })
+            .await?;
+
+        let final_text = match outcome {
+            Outcome::Completed => run
+                .result
+                .as_ref()
+                .and_then(|r| r.result.clone())
+                .filter(|t| !t.trim().is_empty())
+                .or(run.last_text.clone()),
+            // The result text of a failed run is the error; the model's last words are its
+            // partial findings.
+            _ => run.last_text.clone(),
+        }
+        .unwrap_or_default();
+        let result = TaskResult {
+            request_id: request.to_owned(),
+            cluster: cluster.to_owned(),
+            outcome,
+            final_text,
+            error: error.clone(),
+            cost_usd: run.result.as_ref().map_or(0.0, |r| r.total_cost_usd),
+            num_turns: run.result.as_ref().map_or(0, |r| r.num_turns),
+            permission_denials: denials,
+            started_at,
+            finished_at: warroom_proto::now(),
+        };
+        publish(
+            &self.bus,
+            &results,
+            &format!("{request}/{cluster}/{attempt}/finished"),
+            &RunnerReport::Finished(result),
+        )
+        .await?;
+        self.health.metrics.inc(match outcome {
+            Outcome::Completed => "warroom_runner_tasks_completed_total",
+            Outcome::Failed => "warroom_runner_tasks_failed_total",
+            Outcome::TimedOut => "warroom_runner_tasks_timed_out_total",
+            Outcome::Cancelled => "warroom_runner_tasks_cancelled_total",
+        });
+        match &error {
+            Some(reason) => warn!(outcome = ?outcome, reason = %reason, "agent finished"),
+            None => info!(outcome = ?outcome, "agent finished"),
+        }
+        Ok(Done::Finished)
+    }
+
+    fn launch(&self, task: &Task, policy: &Policy, dirs: &TaskDirs) -> Launch {
+        let mut args = vec![
+            "-p".to_owned(),
+            "--output-format".to_owned(),
+            "stream-json".to_owned(),
+            "--verbose".to_owned(),
+            "--max-turns".to_owned(),
+            self.max_turns.to_string(),
+            "--no-session-persistence".to_owned(),
+        ];
+        if let Some(model) = &self.model {
+            args.push("--model".to_owned());
+            args.push(model.clone());
+        }
+        args.extend(policy.cli_args());
+        Launch {
+            program: self.claude_bin.clone(),
+            args,
+            prompt: prompt::build(task),
+            env: self.env.vars(&dirs.home, &dirs.tmp),
+            cwd: dirs.workspace.clone(),
+            timeout: Duration::from_secs(task.timeout_secs),
+            timeout_secs: task.timeout_secs,
+            kill_grace: self.kill_grace,
+        }
+    }
+
+    /// Runs the agent and publishes its tool calls and results as they come. A publish
+    /// failure stops the agent and is returned with the run.
+    async fn run_agent(
+        &self,
+        launch: &Launch,
+        events: &mut Events<'_>,
+        mut stop: watch::Receiver<bool>,
+    ) -> (Run, Option<BusError>) {
+        let (items_tx, mut items_rx) = mpsc::channel::<Item>(64);
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let forward = {
+            let cancel_tx = cancel_tx.clone();
+            tokio::spawn(async move {
+                if stop.wait_for(|s| *s).await.is_ok() {
+                    cancel_tx.send_replace(true);
+                }
+            })
+        };
+        let publishing = async {
+            while let Some(item) = items_rx.recv().await {
+                let kind = match item {
+                    Item::ToolCall { id, tool, input } => {
+                        self.health.metrics.inc("warroom_runner_tool_calls_total");
+                        AuditKind::ToolCall {
+                            tool_use_id: id,
+                            tool,
+                            input,
+                        }
+                    }
+                    Item::ToolResult {
+                        id,
+                        is_error,
+                        output,
+                    } => AuditKind::ToolResult {
+                        tool_use_id: id,
+                        is_error,
+                        output,
+                    },
+                    Item::Text(_) | Item::Result(_) => continue,
+                };
+                if let Err(e) = events.publish(kind).await {
+                    cancel_tx.send_replace(true);
+                    return Some(e);
+                }
+            }
+            None
+        };
+        let (run, publish_error) =
+            tokio::join!(agent::run(launch, items_tx, cancel_rx), publishing);
+        forward.abort();
+        (run, publish_error)
+    }
+}
+
+/// A progress ack every `every`, so a long investigation is not given to another replica.
+fn spawn_progress_acks(
+    message: jetstream::Message,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            if let Err(e) = message.ack_with(AckKind::Progress).await {
+                warn!(cause = %e, "cannot send a progress ack");
+            }
+        }
+    })
+}
+
+/// The audit events of one task attempt, numbered in order.
+struct Events<'a> {
+    bus: &'a Bus,
+    subject: String,
+    request: String,
+    cluster: String,
+    attempt: i64,
+    seq: u64,
+}
+
+impl<'a> Events<'a> {
+    fn new(bus: &'a Bus, request: &str, cluster: &str, attempt: i64) -> Events<'a> {
+        Events {
+            bus,
+            subject: names::event_subject(request, cluster),
+            request: request.to_owned(),
+            cluster: cluster.to_owned(),
+            attempt,
+            seq: 0,
+        }
+    }
+
+    async fn publish(&mut self, kind: AuditKind) -> Result<(), BusError> {
+        let id = format!(
+            "{}/{}/{}/{}",
+            self.request, self.cluster, self.attempt, self.seq
+        );
+        self.seq += 1;
+        let event = AuditEvent {
+            id: id.clone(),
+            request_id: self.request.clone(),
+            cluster: self.cluster.clone(),
+            at: warroom_proto::now(),
+            kind,
+        };
+        publish(self.bus, &self.subject, &id, &event).await
+    }
+}
+
+/// Publishes with a few retries: a short NATS hiccup must not cost a whole investigation.
+async fn publish<T: serde::Serialize>(
+    bus: &Bus,
+    subject: &str,
+    dedup_id: &str,
+    message: &T,
+) -> Result<(), BusError> {
+    let mut pause = PUBLISH_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match bus.publish(subject, Some(dedup_id), message).await {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < PUBLISH_ATTEMPTS && !matches!(e, BusError::Encode { .. }) => {
+                warn!(cause = %e, subject, attempt, "publish failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A task's fresh, empty workspace (the agent's cwd), its own HOME and temp folder, all
+/// removed afterwards.
+struct TaskDirs {
+    root: tempfile::TempDir,
+    workspace: PathBuf,
+    home: PathBuf,
+    tmp: PathBuf,
+}
+
+impl TaskDirs {
+    fn create(work_root: &Path, request: &str) -> std::io::Result<TaskDirs> {
+        let root = tempfile::Builder::new()
+            .prefix(&format!("warroom-{request}-"))
+            .tempdir_in(work_root)?;
+        let workspace = root.path().join("workspace");
+        let home = root.path().join("home");
+        let tmp = root.path().join("tmp");
+        std::fs::create_dir(&workspace)?;
+        std::fs::create_dir(&home)?;
+        std::fs::create_dir(&tmp)?;
+        Ok(TaskDirs {
+            root,
+            workspace,
+            home,
+            tmp,
+        })
+    }
+
+    fn remove(self) {
+        let path = self.root.path().to_path_buf();
+        if let Err(e) = self.root.close() {
+            warn!(cause = %e, path = %path.display(), "cannot remove the task's workspace");
+        }
+    }
+}

@@ -1,0 +1,623 @@
+//! The runner against a real nats-server and the REAL Claude Code CLI, driven by the scripted
+//! model. The agent's `kubectl` is a script placed first on its PATH: it logs its arguments,
+//! prints a fake pod table, and with `--watch` records its pid and hangs (a long-running tool
+//! the timeout must stop).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use serde::de::DeserializeOwned;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use warroom_proto::{
+    AuditEvent, AuditKind, ClusterRef, ClusterType, Issue, Outcome, RunnerReport, Task, TaskResult,
+    Tool, names,
+};
+use warroom_runner::Config;
+use warroom_runtime::Bus;
+use warroom_scripted_model::{Conversation, Script, ScriptedModel, Turn};
+use warroom_testkit::{NatsServer, tools, wait_for, wait_until};
+
+const CLUSTER: &str = "prod-cluster-1";
+/// Long enough for a loaded two-core machine to start the CLI a few times.
+const WAIT: Duration = Duration::from_secs(60);
+const FAKE_TABLE: &str = "NAMESPACE     NAME                 READY   STATUS\n\
+                          kube-system   etcd-0               1/1     Running\n\
+                          openshift-api api-7d9f-warroomx    0/1     CrashLoopBackOff";
+
+/// A nats-server, a scripted model, the fake `kubectl`, and a runner started with `run()`.
+struct Harness {
+    _nats: NatsServer,
+    model: ScriptedModel,
+    dir: TempDir,
+    bus: Bus,
+    js: jetstream::Context,
+    /// The running runners (replicas of the same cluster), each with its shutdown trigger.
+    runners: Vec<(oneshot::Sender<()>, JoinHandle<warroom_runner::Result<()>>)>,
+    url: String,
+}
+
+impl Harness {
+    async fn start(script: Script, extra_args: &[&str]) -> Harness {
+        let nats = NatsServer::start().await;
+        let model = ScriptedModel::start(script).await.expect("start the model");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).expect("bin dir");
+        std::fs::create_dir(dir.path().join("work")).expect("work root");
+        let kubectl = bin.join("kubectl");
+        std::fs::write(
+            &kubectl,
+            format!(
+                "#!/bin/sh\n\
+                 echo \"$*\" >> '{log}'\n\
+                 env > '{env}'\n\
+                 case \"$*\" in\n\
+                 *--watch*)\n\
+                   if [ ! -e '{once}' ]; then touch '{once}'; echo $$ > '{pid}'; exec sleep 60; fi;;\n\
+                 esac\n\
+                 printf '%s\\n' '{table}'\n",
+                log = dir.path().join("kubectl.log").display(),
+                env = dir.path().join("kubectl.env").display(),
+                once = dir.path().join("hung-once").display(),
+                pid = dir.path().join("kubectl.pid").display(),
+                table = FAKE_TABLE.replace('\'', ""),
+            ),
+        )
+        .expect("write kubectl");
+        make_executable(&kubectl);
+
+        let bus = Bus::connect(nats.url(), "runner-test").await.expect("bus");
+        let js = nats.jetstream().await;
+        let mut harness = Harness {
+            url: nats.url().to_owned(),
+            _nats: nats,
+            model,
+            dir,
+            bus,
+            js,
+            runners: Vec::new(),
+        };
+        harness.start_runner(extra_args);
+        harness
+    }
+
+    fn start_runner(&mut self, extra_args: &[&str]) {
+        let path = format!(
+            "{}:{}",
+            self.dir.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".to_owned())
+        );
+        let claude = tools::claude();
+        let work = self.dir.path().join("work");
+        let base_url = self.model.base_url();
+        let mut args = vec![
+            "warroom-runner",
+            "--cluster",
+            CLUSTER,
+            "--nats-url",
+            &self.url,
+            "--claude-bin",
+            claude.to_str().expect("utf-8 path"),
+            "--work-root",
+            work.to_str().expect("utf-8 path"),
+            "--anthropic-base-url",
+            &base_url,
+            "--anthropic-api-key",
+            "test-key",
+            "--path",
+            &path,
+            "--kill-grace",
+            "2s",
+        ];
+        args.extend_from_slice(extra_args);
+        let config: Config = clap::Parser::try_parse_from(&args).expect("valid runner arguments");
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let runner = tokio::spawn(warroom_runner::run(config, async move {
+            let _ = stop_rx.await;
+        }));
+        self.runners.push((stop_tx, runner));
+    }
+
+    /// Stops every runner and waits for their `run()` to return.
+    async fn stop_runner(&mut self) {
+        for (stop, runner) in self.runners.drain(..) {
+            let _ = stop.send(());
+            tokio::time::timeout(WAIT, runner)
+                .await
+                .expect("the runner stops within the deadline")
+                .expect("the runner task did not panic")
+                .expect("run() ends without an error");
+        }
+    }
+
+    async fn publish_task(&self, task: &Task) {
+        self.bus
+            .publish(
+                &names::task_subject(&task.cluster.name),
+                Some(&format!("{}-{}", task.request_id, task.cluster.name)),
+                task,
+            )
+            .await
+            .expect("publish the task");
+    }
+
+    async fn events(&self, request: &str) -> Vec<AuditEvent> {
+        stored(
+            &self.js,
+            names::EVENTS_STREAM,
+            &names::event_subject(request, CLUSTER),
+        )
+        .await
+    }
+
+    async fn reports(&self, request: &str) -> Vec<RunnerReport> {
+        stored(
+            &self.js,
+            names::RESULTS_STREAM,
+            &names::result_subject(request, CLUSTER),
+        )
+        .await
+    }
+
+    /// Waits for the task's `Finished` report.
+    async fn finished(&self, request: &str) -> TaskResult {
+        wait_for(format!("a Finished report for {request}"), WAIT, || async {
+            self.reports(request)
+                .await
+                .into_iter()
+                .find_map(|r| match r {
+                    RunnerReport::Finished(result) => Some(result),
+                    RunnerReport::Started { .. } => None,
+                })
+        })
+        .await
+    }
+
+    async fn tasks_left(&self) -> u64 {
+        let mut stream = self
+            .js
+            .get_stream(names::TASKS_STREAM)
+            .await
+            .expect("tasks stream");
+        stream.info().await.expect("stream info").state.messages
+    }
+
+    async fn wait_tasks_acked(&self) {
+        wait_until("the task stream is empty (acked)", WAIT, || async {
+            self.tasks_left().await == 0
+        })
+        .await;
+    }
+
+    fn kubectl_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("kubectl.log")).unwrap_or_default()
+    }
+
+    fn work_root_entries(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("work"))
+            .expect("read work root")
+            .count()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for (_, runner) in &self.runners {
+            runner.abort();
+        }
+    }
+}
+
+fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut perms = std::fs::metadata(path).expect("metadata").permissions();
+    perms.set_mode(0o755);
+    std::fs::set_permissions(path, perms).expect("chmod");
+}
+
+/// Every message stored on `subject` in `stream`, in order.
+async fn stored<T: DeserializeOwned>(
+    js: &jetstream::Context,
+    stream: &str,
+    subject: &str,
+) -> Vec<T> {
+    let mut stream = js.get_stream(stream).await.expect("stream");
+    let state = stream.info().await.expect("stream info").state.clone();
+    let mut out = Vec::new();
+    if state.messages == 0 {
+        return out;
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        if let Ok(message) = stream.get_raw_message(seq).await
+            && message.subject.as_str() == subject
+        {
+            out.push(serde_json::from_slice(&message.payload).expect("decodes"));
+        }
+    }
+    out
+}
+
+fn task(request: &str, timeout_secs: u64) -> Task {
+    Task {
+        request_id: request.to_owned(),
+        cluster: ClusterRef {
+            kind: ClusterType::Hosted,
+            name: CLUSTER.to_owned(),
+        },
+        engineer: "jane".to_owned(),
+        issue: Issue {
+            category: "api-timeout".to_owned(),
+            description: "The API server times out".to_owned(),
+            affected_resources: vec!["deployment/api".to_owned()],
+        },
+        prompt: "Find out why the API times out.".to_owned(),
+        allowed_tools: vec![Tool::Bash, Tool::Read],
+        timeout_secs,
+        strategy: None,
+        namespace: Some("openshift-api".to_owned()),
+        mode: None,
+        prior_findings: Vec::new(),
+    }
+}
+
+fn outcomes(events: &[AuditEvent]) -> Vec<Outcome> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            AuditKind::Finished { outcome, .. } => Some(*outcome),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_command_runs_and_the_report_completes() {
+    let report = "## Summary\nThe API pod is in CrashLoopBackOff.";
+    let mut harness = Harness::start(
+        Script::single(vec![Turn::bash("kubectl get pods -A"), Turn::text(report)]),
+        &[],
+    )
+    .await;
+    // A message that is not a task is terminated and does not block the next one.
+    harness
+        .js
+        .publish(names::task_subject(CLUSTER), "not json".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    harness.publish_task(&task("req-ok", 60)).await;
+
+    let result = harness.finished("req-ok").await;
+    assert_eq!(result.outcome, Outcome::Completed, "{result:?}");
+    assert_eq!(result.final_text, report);
+    assert_eq!(result.error, None);
+    assert!(result.num_turns >= 2, "{result:?}");
+    assert!(result.cost_usd > 0.0, "{result:?}");
+    assert!(result.permission_denials.is_empty());
+    harness.wait_tasks_acked().await;
+
+    // The fake kubectl really ran, with a clean environment.
+    assert_eq!(harness.kubectl_log().trim(), "get pods -A");
+    let env = std::fs::read_to_string(harness.dir.path().join("kubectl.env")).expect("env");
+    assert!(
+        !env.contains("CARGO"),
+        "the runner's environment leaked:\n{env}"
+    );
+    assert!(env.contains("DISABLE_AUTOUPDATER=1"));
+
+    let events = harness.events("req-ok").await;
+    for (seq, event) in events.iter().enumerate() {
+        assert_eq!(event.id, format!("req-ok/{CLUSTER}/1/{seq}"));
+    }
+    let AuditKind::Started {
+        allowed, denied, ..
+    } = &events[0].kind
+    else {
+        panic!("first event is not Started: {events:?}");
+    };
+    assert!(allowed.contains(&"Bash(kubectl get:*)".to_owned()));
+    assert!(denied.contains(&"Bash(kubectl delete:*)".to_owned()));
+    let call = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            AuditKind::ToolCall {
+                tool,
+                input,
+                tool_use_id,
+            } => Some((tool.clone(), input["command"].clone(), tool_use_id.clone())),
+            _ => None,
+        })
+        .expect("a ToolCall event");
+    assert_eq!(call.0, "Bash");
+    assert_eq!(call.1, "kubectl get pods -A");
+    let output = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            AuditKind::ToolResult {
+                tool_use_id,
+                output,
+                is_error,
+            } if *tool_use_id == call.2 => Some((output.clone(), *is_error)),
+            _ => None,
+        })
+        .expect("the call's ToolResult event");
+    assert!(output.0.contains("api-7d9f-warroomx"), "{output:?}");
+    assert!(!output.1);
+    assert_eq!(outcomes(&events), vec![Outcome::Completed]);
+    assert!(matches!(
+        events.last().map(|e| &e.kind),
+        Some(AuditKind::Finished { .. })
+    ));
+
+    let reports = harness.reports("req-ok").await;
+    assert!(matches!(reports[0], RunnerReport::Started { .. }));
+    assert_eq!(reports.len(), 2);
+
+    // The agent was told where it is; its workspace and HOME are gone.
+    let prompt = harness.model.turn_requests()[0].first_user_text();
+    assert!(
+        prompt.contains("Find out why the API times out."),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("- Cluster: prod-cluster-1 (hosted cluster)"),
+        "{prompt}"
+    );
+    assert_eq!(harness.work_root_entries(), 0);
+    harness.stop_runner().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutating_command_is_refused_and_audited() {
+    let mut harness = Harness::start(
+        Script::single(vec![
+            Turn::bash("kubectl delete pod api-7d9f-warroomx"),
+            Turn::bash("kubectl get secrets -A"),
+            Turn::text("I may not delete pods or read secrets."),
+        ]),
+        &[],
+    )
+    .await;
+    harness.publish_task(&task("req-deny", 60)).await;
+    let result = harness.finished("req-deny").await;
+    // Refusals are not failures: the investigation itself completed.
+    assert_eq!(result.outcome, Outcome::Completed, "{result:?}");
+    let denied: Vec<_> = result
+        .permission_denials
+        .iter()
+        .map(|d| (d.tool.as_str(), d.input["command"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        denied,
+        vec![
+            ("Bash", "kubectl delete pod api-7d9f-warroomx"),
+            ("Bash", "kubectl get secrets -A")
+        ]
+    );
+    let events = harness.events("req-deny").await;
+    let refused: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            AuditKind::ToolRefused { input, tool, .. } => {
+                Some((tool.clone(), input["command"].clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused.len(), 2, "{events:?}");
+    assert_eq!(refused[0].1, "kubectl delete pod api-7d9f-warroomx");
+    assert!(
+        !harness.kubectl_log().contains("delete") && !harness.kubectl_log().contains("secret"),
+        "a refused command ran: {}",
+        harness.kubectl_log()
+    );
+    harness.wait_tasks_acked().await;
+    harness.stop_runner().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn looping_model_fails_at_the_turn_limit() {
+    let mut harness = Harness::start(
+        Script::new()
+            .with(Conversation::new(vec![Turn::bash("kubectl get pods -A")]).repeat_last()),
+        &["--max-turns", "2"],
+    )
+    .await;
+    harness.publish_task(&task("req-loop", 60)).await;
+    let result = harness.finished("req-loop").await;
+    assert_eq!(result.outcome, Outcome::Failed, "{result:?}");
+    assert_eq!(
+        result.error.as_deref(),
+        Some("reached the turn limit of 2 turns")
+    );
+    assert_eq!(
+        outcomes(&harness.events("req-loop").await),
+        vec![Outcome::Failed]
+    );
+    harness.wait_tasks_acked().await;
+    harness.stop_runner().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_error_fails_with_the_status() {
+    let mut harness = Harness::start(
+        Script::single(vec![Turn::server_error()]),
+        &["--max-retries", "0"],
+    )
+    .await;
+    harness.publish_task(&task("req-api", 60)).await;
+    let result = harness.finished("req-api").await;
+    assert_eq!(result.outcome, Outcome::Failed, "{result:?}");
+    let error = result.error.unwrap_or_default();
+    assert!(
+        error.starts_with("the model API failed: HTTP 500"),
+        "{error}"
+    );
+    // The API's error text is the reason, not a report.
+    assert!(
+        !result.final_text.contains("API Error"),
+        "{}",
+        result.final_text
+    );
+    harness.wait_tasks_acked().await;
+    harness.stop_runner().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_model_times_out() {
+    let mut harness = Harness::start(
+        Script::single(vec![
+            Turn::text("too late").delayed(Duration::from_secs(30)),
+        ]),
+        &[],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    harness.publish_task(&task("req-slow", 2)).await;
+    let result = harness.finished("req-slow").await;
+    assert_eq!(result.outcome, Outcome::TimedOut, "{result:?}");
+    assert!(
+        result
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("timeout of 2 s"),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        outcomes(&harness.events("req-slow").await),
+        vec![Outcome::TimedOut]
+    );
+    harness.wait_tasks_acked().await;
+    harness.stop_runner().await;
+}
+
+/// Whether `pid` is gone (or a zombie nobody reaped yet: it runs no more).
+fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+async fn hung_kubectl_pid(dir: &Path) -> i32 {
+    let pid_file: PathBuf = dir.join("kubectl.pid");
+    wait_for("the hanging kubectl records its pid", WAIT, || async {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_stops_the_whole_process_group() {
+    let mut harness = Harness::start(
+        Script::single(vec![
+            Turn::bash("kubectl get pods -A --watch"),
+            Turn::text("never reached"),
+        ]),
+        &[],
+    )
+    .await;
+    harness.publish_task(&task("req-hang", 3)).await;
+    let pid = hung_kubectl_pid(harness.dir.path()).await;
+    assert!(!process_gone(pid), "the tool should be running now");
+    let result = harness.finished("req-hang").await;
+    assert_eq!(result.outcome, Outcome::TimedOut, "{result:?}");
+    wait_until("the tool's process is gone", WAIT, || async {
+        process_gone(pid)
+    })
+    .await;
+    harness.wait_tasks_acked().await;
+    assert_eq!(harness.work_root_entries(), 0);
+    harness.stop_runner().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_hands_the_task_back_and_the_next_runner_finishes_it() {
+    let mut harness = Harness::start(
+        Script::single(vec![
+            Turn::bash("kubectl get pods -A --watch"),
+            Turn::text("Second attempt finished."),
+        ]),
+        &[],
+    )
+    .await;
+    harness.publish_task(&task("req-handback", 120)).await;
+    let pid = hung_kubectl_pid(harness.dir.path()).await;
+    harness.stop_runner().await;
+
+    // No result, the tool is stopped, the task is back in the stream.
+    assert!(
+        !harness
+            .reports("req-handback")
+            .await
+            .iter()
+            .any(|r| matches!(r, RunnerReport::Finished(_))),
+        "a handed-back task must not report a result"
+    );
+    assert!(process_gone(pid), "the agent's tool survived shutdown");
+    assert!(outcomes(&harness.events("req-handback").await).is_empty());
+    assert_eq!(harness.tasks_left().await, 1);
+
+    // The fake kubectl hangs only once: the next runner completes the task as attempt 2.
+    let restarted = std::time::Instant::now();
+    harness.start_runner(&[]);
+    let result = harness.finished("req-handback").await;
+    // At once, not after the 60 s ack wait: the task was really handed back.
+    assert!(
+        restarted.elapsed() < Duration::from_secs(30),
+        "the task came back only after {:?}",
+        restarted.elapsed()
+    );
+    assert_eq!(result.outcome, Outcome::Completed, "{result:?}");
+    assert_eq!(result.final_text, "Second attempt finished.");
+    let events = harness.events("req-handback").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.id.starts_with(&format!("req-handback/{CLUSTER}/2/"))),
+        "{events:?}"
+    );
+    harness.wait_tasks_acked().await;
+    harness.stop_runner().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_acks_keep_a_second_replica_from_taking_a_long_task() {
+    // Two replicas share the cluster's consumer. The task outlives the ack wait several
+    // times over; only progress acks keep the idle replica from getting it as attempt 2.
+    let args = ["--ack-wait", "1s"];
+    let mut harness = Harness::start(
+        Script::single(vec![
+            Turn::text("Slow but done.").delayed(Duration::from_secs(4)),
+        ]),
+        &args,
+    )
+    .await;
+    harness.start_runner(&args);
+    harness.publish_task(&task("req-long", 60)).await;
+    let result = harness.finished("req-long").await;
+    assert_eq!(result.outcome, Outcome::Completed, "{result:?}");
+    harness.wait_tasks_acked().await;
+    let started = harness
+        .reports("req-long")
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, RunnerReport::Started { .. }))
+        .count();
+    assert_eq!(started, 1, "the task was delivered again while it ran");
+    harness.stop_runner().await;
+}
