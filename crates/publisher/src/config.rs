@@ -1,0 +1,373 @@
+//! The publisher's command line and environment, and its validation before any I/O.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use warroom_runtime::CommonArgs;
+
+use crate::{Error, Result};
+
+/// The longest batch window accepted: messages wait this long before they are committed, and
+/// each one's ack timer runs meanwhile.
+pub const MAX_BATCH_WINDOW: Duration = Duration::from_secs(60);
+/// The most push attempts per batch accepted; each one refetches the remote.
+pub const MAX_PUSH_ATTEMPTS: u32 = 100;
+
+/// Writes what the daemons report into `results/<id>/` of the repository: the only git writer.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "warroom-publisher", version, about, long_about = None)]
+pub struct Config {
+    /// The git remote to write to: a local path, file://, ssh://, scp-like (git@host:org/repo)
+    /// or https:// URL. Never put credentials in the URL: an https token comes from
+    /// WARROOM_GIT_TOKEN.
+    #[arg(long, env = "WARROOM_REPO")]
+    pub repo: String,
+
+    /// The branch to commit results to.
+    #[arg(long, env = "WARROOM_BRANCH", default_value = "main")]
+    pub branch: String,
+
+    /// The publisher's own working clone. It is reset to the remote branch before every batch,
+    /// so it holds nothing that is not in the remote: any empty or previously used folder will
+    /// do (a non-empty folder that is not a git repository is refused). Default:
+    /// `<system temp dir>/warroom-publisher/<hash of repo and branch>`.
+    #[arg(long, env = "WARROOM_PUBLISHER_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+
+    /// Token for https remotes (GitHub: a PAT or an installation token). Read it from the
+    /// environment, not the command line, where other users could see it. Never logged.
+    #[arg(long, env = "WARROOM_GIT_TOKEN", hide_env_values = true)]
+    pub git_token: Option<Secret>,
+
+    /// The author and committer name of result commits.
+    #[arg(
+        long,
+        env = "WARROOM_GIT_AUTHOR_NAME",
+        default_value = "claude-warroom"
+    )]
+    pub author_name: String,
+
+    /// The author and committer email of result commits.
+    #[arg(
+        long,
+        env = "WARROOM_GIT_AUTHOR_EMAIL",
+        default_value = "warroom@localhost"
+    )]
+    pub author_email: String,
+
+    /// After the first message of a batch, how long to gather further messages into the same
+    /// commit: a number with a unit (`300ms`, `2s`) or a plain number of seconds; `0` commits
+    /// every message that is already waiting, without waiting for more. At most 60s.
+    #[arg(long, env = "WARROOM_BATCH_WINDOW", default_value = "300ms", value_parser = parse_duration)]
+    pub batch_window: Duration,
+
+    /// How many times a batch is pushed (fetching the remote and redoing the batch on its new
+    /// head between attempts) before its messages are handed back for a later retry.
+    #[arg(long, env = "WARROOM_PUSH_ATTEMPTS", default_value_t = 10)]
+    pub push_attempts: u32,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// A value that must never be printed (a token). `Debug` shows `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// Parses a duration: `300ms`, `2s`, `1m`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let expected = "expected a number with a unit such as `300ms`, `2s` or `1m`, or a plain \
+                    number of seconds";
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; {expected}"))?;
+    match unit.trim() {
+        "" | "s" => Ok(Duration::from_secs(value)),
+        "ms" => Ok(Duration::from_millis(value)),
+        "m" => Ok(Duration::from_secs(value.saturating_mul(60))),
+        other => Err(format!(
+            "`{text}` has the unknown unit `{other}`; {expected}"
+        )),
+    }
+}
+
+/// The configuration after validation: what `run` works with.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// The remote as git is given it (a local path made absolute).
+    pub repo: String,
+    pub branch: String,
+    pub work_dir: PathBuf,
+    pub token: Option<Secret>,
+    pub author_name: String,
+    pub author_email: String,
+    pub batch_window: Duration,
+    pub push_attempts: u32,
+}
+
+impl Config {
+    /// Checks every value and resolves the defaults, without touching the network or git.
+    pub(crate) fn validate(&self) -> Result<Settings> {
+        let invalid = Error::Config;
+        let repo = check_repo(&self.repo).map_err(invalid)?;
+        check_branch(&self.branch).map_err(invalid)?;
+        check_identity("--author-name", &self.author_name).map_err(invalid)?;
+        check_identity("--author-email", &self.author_email).map_err(invalid)?;
+        if self.batch_window > MAX_BATCH_WINDOW {
+            return Err(invalid(format!(
+                "--batch-window {:?} is longer than {}s",
+                self.batch_window,
+                MAX_BATCH_WINDOW.as_secs()
+            )));
+        }
+        if !(1..=MAX_PUSH_ATTEMPTS).contains(&self.push_attempts) {
+            return Err(invalid(format!(
+                "--push-attempts {} is out of range; expected 1 to {MAX_PUSH_ATTEMPTS}",
+                self.push_attempts
+            )));
+        }
+        let work_dir = match &self.work_dir {
+            Some(dir) if dir.as_os_str().is_empty() => {
+                return Err(invalid("--work-dir must not be empty".to_owned()));
+            }
+            Some(dir) => std::path::absolute(dir).map_err(|e| {
+                invalid(format!(
+                    "cannot make the --work-dir {} absolute: {e}",
+                    dir.display()
+                ))
+            })?,
+            None => std::env::temp_dir()
+                .join("warroom-publisher")
+                .join(short_hash(&format!("{repo}\n{}", self.branch), 16)),
+        };
+        if self.git_token.is_some() && repo.starts_with("http://") {
+            return Err(invalid(
+                "--repo is a plain http:// URL but a git token is set; the token would cross \
+                 the network unencrypted: use https://"
+                    .to_owned(),
+            ));
+        }
+        let token = self
+            .git_token
+            .as_ref()
+            .map(|t| t.expose().trim())
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
+        Ok(Settings {
+            repo,
+            branch: self.branch.clone(),
+            work_dir,
+            token,
+            author_name: self.author_name.trim().to_owned(),
+            author_email: self.author_email.trim().to_owned(),
+            batch_window: self.batch_window,
+            push_attempts: self.push_attempts,
+        })
+    }
+}
+
+/// The remote as git should be given it, or why it cannot be used.
+fn check_repo(repo: &str) -> Result<String, String> {
+    let repo = repo.trim();
+    if repo.is_empty() {
+        return Err("--repo must not be empty".to_owned());
+    }
+    // git would read a leading `-` as an option.
+    if repo.starts_with('-') {
+        return Err(format!("--repo `{repo}` must not start with `-`"));
+    }
+    if repo.chars().any(char::is_control) {
+        return Err("--repo contains a control character".to_owned());
+    }
+    if let Some((scheme, rest)) = repo.split_once("://") {
+        match scheme {
+            "file" | "ssh" | "git+ssh" | "https" | "http" => {}
+            other => {
+                return Err(format!(
+                    "--repo `{repo}` uses the unsupported scheme `{other}`; expected a local \
+                     path, file://, ssh:// or https://"
+                ));
+            }
+        }
+        if matches!(scheme, "https" | "http") {
+            let authority = rest.split('/').next().unwrap_or_default();
+            if authority.contains('@') {
+                // Refused so that a token never ends up in a log line or a process list.
+                return Err(
+                    "--repo carries credentials in the URL; give the token in WARROOM_GIT_TOKEN \
+                     instead"
+                        .to_owned(),
+                );
+            }
+        }
+        return Ok(repo.to_owned());
+    }
+    // git's own rule: a `:` before the first `/` makes it scp-like (`git@host:org/repo`).
+    let colon = repo.find(':');
+    let slash = repo.find('/');
+    if let Some(colon) = colon
+        && slash.is_none_or(|slash| colon < slash)
+    {
+        return Ok(repo.to_owned());
+    }
+    // A local path: git runs inside the working clone, so a relative path must be absolute.
+    std::path::absolute(repo)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| format!("cannot make the path `{repo}` absolute: {e}"))
+}
+
+/// Refuses branch names git would refuse, or that could be read as an option.
+fn check_branch(branch: &str) -> Result<(), String> {
+    let problem = if branch.is_empty() {
+        Some("must not be empty")
+    } else if branch.starts_with('-') || branch.starts_with('/') || branch.starts_with('.') {
+        Some("must not start with `-`, `/` or `.`")
+    } else if branch.ends_with('/') || branch.ends_with('.') || branch.ends_with(".lock") {
+        Some("must not end with `/`, `.` or `.lock`")
+    } else if branch.contains("..") || branch.contains("//") || branch.contains("@{") {
+        Some("must not contain `..`, `//` or `@{`")
+    } else if !branch
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    {
+        Some("may only hold letters, digits, `-`, `_`, `.` and `/`")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(format!("--branch `{branch}` {problem}")),
+        None => Ok(()),
+    }
+}
+
+/// Refuses an author name or email git would mangle or refuse (`<`, `>`, line breaks).
+fn check_identity(flag: &str, value: &str) -> Result<(), String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(format!("{flag} must not be empty"));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() || c == '<' || c == '>')
+    {
+        return Err(format!(
+            "{flag} `{value}` contains `<`, `>` or a control character"
+        ));
+    }
+    Ok(())
+}
+
+/// The first `len` hex digits of the SHA-256 of `text`.
+fn short_hash(text: &str, len: usize) -> String {
+    let mut hex = hex::encode(Sha256::digest(text.as_bytes()));
+    hex.truncate(len);
+    hex
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn config(args: &[&str]) -> Config {
+        let mut all = vec!["warroom-publisher"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = config(&["--repo", "/srv/git/warroom.git"]);
+        assert_eq!(c.branch, "main");
+        assert_eq!(c.batch_window, Duration::from_millis(300));
+        assert_eq!(c.push_attempts, 10);
+        assert_eq!(c.author_name, "claude-warroom");
+        assert_eq!(c.author_email, "warroom@localhost");
+        let s = c.validate().unwrap();
+        assert!(s.work_dir.starts_with(std::env::temp_dir()));
+        assert_eq!(s.repo, "/srv/git/warroom.git");
+    }
+
+    #[test]
+    fn durations_take_units_or_plain_seconds() {
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        for bad in ["", "ms", "5x", "-1s", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn remotes_of_every_supported_kind_are_accepted() {
+        for repo in [
+            "file:///srv/git/w.git",
+            "ssh://git@example.com/org/w.git",
+            "git@example.com:org/w.git",
+            "https://github.com/org/w.git",
+        ] {
+            assert_eq!(check_repo(repo).as_deref(), Ok(repo));
+        }
+        let relative = check_repo("some/dir").unwrap();
+        assert!(relative.starts_with('/') && relative.ends_with("some/dir"));
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_the_flag_named() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--repo", "https://u:t@github.com/o/r.git"], "credentials"),
+            (&["--repo", "ftp://x/y"], "scheme"),
+            (&["--repo", "/r", "--branch", "a..b"], "--branch"),
+            (&["--repo", "/r", "--author-name", "a<b"], "--author-name"),
+            (&["--repo", "/r", "--author-email", " "], "--author-email"),
+            (&["--repo", "/r", "--push-attempts", "0"], "--push-attempts"),
+            (&["--repo", "/r", "--batch-window", "2m"], "--batch-window"),
+            (&["--repo", "http://h/r.git", "--git-token", "t"], "http://"),
+        ];
+        for (args, expected) in cases {
+            let err = config(args).validate().unwrap_err().to_string();
+            assert!(err.contains(expected), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let c = config(&["--repo", "/r", "--git-token", "s3cr3t"]);
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        let settings = c.validate().unwrap();
+        assert!(!format!("{settings:?}").contains("s3cr3t"));
+        assert_eq!(settings.token.as_ref().map(Secret::expose), Some("s3cr3t"));
+    }
+}

@@ -1,0 +1,391 @@
+//! The markdown the publisher writes: one report per cluster (`<cluster>.md`) and the
+//! aggregated report (`README.md`) of a request.
+//!
+//! Every piece of text that came from a message passes through [`redact::text`] before it
+//! is placed into the document; the template around it is ours. Rendering is a pure function
+//! of the status snapshot, so the same snapshot always renders the same bytes and a
+//! redelivered status changes nothing in git.
+
+use std::fmt::Write as _;
+
+use time::format_description::well_known::Rfc3339;
+use warroom_proto::{ClusterReport, ClusterStatus, RequestPhase, RequestStatus, RequestSummary};
+
+use crate::redact;
+
+/// The files of a results folder the publisher owns besides the cluster reports.
+pub(crate) const STATUS_FILE: &str = "status.json";
+pub(crate) const README_FILE: &str = "README.md";
+pub(crate) const AUDIT_FILE: &str = "audit.jsonl";
+
+/// The report file of `cluster`, relative to the results folder. A cluster named `README`
+/// (in any case) would overwrite the aggregated report, so it gets `README.cluster.md`; a
+/// cluster name never holds a `.`, so that name cannot be another cluster's.
+pub(crate) fn report_file(cluster: &str) -> String {
+    if cluster.eq_ignore_ascii_case("readme") {
+        format!("{cluster}.cluster.md")
+    } else {
+        format!("{cluster}.md")
+    }
+}
+
+/// `text` with secrets redacted, for a markdown table cell: one line, no `|`.
+fn cell(text: &str) -> String {
+    redact::text(text)
+        .replace(['\r', '\n'], " ")
+        .replace('|', "\\|")
+}
+
+/// `text` as an inline code span, with a fence longer than any backtick run inside it.
+fn code(text: &str) -> String {
+    let text = redact::text(text).replace(['\r', '\n'], " ");
+    let longest = longest_backtick_run(&text);
+    let fence = "`".repeat(longest + 1);
+    let pad = if text.starts_with('`') || text.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{text}{pad}{fence}")
+}
+
+fn longest_backtick_run(text: &str) -> usize {
+    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
+}
+
+/// `text` as a block quote, each line prefixed.
+fn quote(text: &str) -> String {
+    redact::text(text)
+        .lines()
+        .map(|line| format!("> {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn timestamp(at: &warroom_proto::Timestamp) -> String {
+    at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
+}
+
+fn duration(secs: Option<f64>) -> String {
+    let Some(secs) = secs.filter(|s| s.is_finite() && *s >= 0.0) else {
+        return "—".to_owned();
+    };
+    if secs < 60.0 {
+        return format!("{secs:.1}s");
+    }
+    let whole = secs.round() as u64;
+    if whole < 3600 {
+        format!("{}m {:02}s", whole / 60, whole % 60)
+    } else {
+        format!("{}h {:02}m", whole / 3600, (whole % 3600) / 60)
+    }
+}
+
+fn cost(cost: Option<f64>) -> String {
+    cost.filter(|c| c.is_finite())
+        .map_or_else(|| "—".to_owned(), |c| format!("${c:.4}"))
+}
+
+fn turns(turns: Option<u32>) -> String {
+    turns.map_or_else(|| "—".to_owned(), |t| t.to_string())
+}
+
+/// A readable one-line form of a refused tool call's input: the shell command when there is
+/// one, else the JSON.
+fn tool_input(input: &serde_json::Value) -> String {
+    if let Some(command) = input.get("command").and_then(|c| c.as_str()) {
+        return command.to_owned();
+    }
+    let mut input = input.clone();
+    redact::json(&mut input);
+    input.to_string()
+}
+
+/// `<results_dir>/<cluster>.md`: one cluster's report.
+pub(crate) fn cluster_report(
+    status: &RequestStatus,
+    cluster: &str,
+    report: &ClusterReport,
+) -> String {
+    let line = status.clusters.get(cluster);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Request {} on cluster {}\n",
+        code(&status.id),
+        code(cluster)
+    );
+    out.push_str("| | |\n|---|---|\n");
+    let _ = writeln!(out, "| Request | {} |", code(&status.id));
+    match line {
+        Some(line) => {
+            let _ = writeln!(
+                out,
+                "| Cluster | {} ({}) |",
+                code(cluster),
+                line.kind.as_str()
+            );
+            let _ = writeln!(out, "| Phase | **{}** |", line.phase);
+            let _ = writeln!(out, "| Duration | {} |", duration(line.duration_secs));
+            let _ = writeln!(out, "| Cost | {} |", cost(line.cost_usd));
+            let _ = writeln!(out, "| Turns | {} |", turns(line.num_turns));
+        }
+        None => {
+            let _ = writeln!(out, "| Cluster | {} |", code(cluster));
+        }
+    }
+    let refused = line
+        .map_or(0, |l| l.permission_denials as usize)
+        .max(report.permission_denials.len());
+    let _ = writeln!(out, "| Refused tool calls | {refused} |");
+    if let Some(error) = line.and_then(|l| l.error.as_deref()) {
+        let _ = write!(out, "\n{}\n", quote(&format!("**Error:** {error}")));
+    }
+    if !report.permission_denials.is_empty() {
+        out.push_str("\n## Refused tool calls\n\n");
+        for denial in &report.permission_denials {
+            let _ = writeln!(
+                out,
+                "- {} {}",
+                code(&denial.tool),
+                code(&tool_input(&denial.input))
+            );
+        }
+    }
+    out.push_str("\n## Report\n\n");
+    let text = redact::text(report.final_text.trim_end());
+    if text.trim().is_empty() {
+        out.push_str("_The agent wrote no final text._\n");
+    } else {
+        out.push_str(&text);
+        out.push('\n');
+    }
+    out
+}
+
+/// `<results_dir>/README.md`: the aggregated report of a request.
+pub(crate) fn readme(
+    status: &RequestStatus,
+    request: Option<&RequestSummary>,
+    reports: &std::collections::BTreeMap<String, ClusterReport>,
+) -> String {
+    let mut out = String::new();
+    let title = request.map_or(status.id.as_str(), |r| r.name.as_str());
+    let _ = writeln!(out, "# {}\n", cell(title));
+    out.push_str("| | |\n|---|---|\n");
+    let _ = writeln!(out, "| Request | {} |", code(&status.id));
+    let _ = writeln!(out, "| Phase | **{}** |", status.phase);
+    let engineer = request
+        .map(|r| r.engineer.as_str())
+        .or(status.engineer.as_deref());
+    if let Some(engineer) = engineer {
+        let _ = writeln!(out, "| Engineer | {} |", cell(engineer));
+    }
+    if let Some(request) = request {
+        let _ = writeln!(out, "| Category | {} |", cell(&request.category));
+    }
+    if let Some(mode) = status.mode {
+        let _ = writeln!(out, "| Mode | {} |", mode.as_str());
+    }
+    let _ = writeln!(
+        out,
+        "| Updated | {} (revision {}) |",
+        timestamp(&status.updated_at),
+        status.revision
+    );
+    if let Some(error) = &status.error {
+        let _ = write!(out, "\n{}\n", quote(&format!("**Error:** {error}")));
+    }
+    if !status.errors.is_empty() {
+        out.push_str("\n## Validation errors\n\n");
+        for error in &status.errors {
+            let field = if error.field.is_empty() {
+                "(the file)".to_owned()
+            } else {
+                code(&error.field)
+            };
+            let _ = writeln!(out, "- {field}: {}", cell(&error.message));
+        }
+    }
+    if let Some(request) = request {
+        out.push_str("\n## Issue\n\n");
+        let _ = writeln!(out, "{}", quote(&request.description));
+        out.push_str("\n## Prompt\n\n");
+        let prompt = redact::text(request.prompt.trim_end());
+        let fence = "`".repeat(longest_backtick_run(&prompt).max(2) + 1);
+        let _ = writeln!(out, "{fence}text\n{prompt}\n{fence}");
+    }
+    if !status.clusters.is_empty() {
+        out.push_str("\n## Clusters\n\n");
+        out.push_str(
+            "| Cluster | Type | Phase | Duration | Cost | Turns | Refused calls | Report |\n",
+        );
+        out.push_str("|---|---|---|---|---|---|---|---|\n");
+        for (name, line) in &status.clusters {
+            let link = if reports.contains_key(name) {
+                let file = report_file(name);
+                format!("[{file}]({file})")
+            } else {
+                "—".to_owned()
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {link} |",
+                code(name),
+                line.kind.as_str(),
+                line.phase,
+                duration(line.duration_secs),
+                cost(line.cost_usd),
+                turns(line.num_turns),
+                line.permission_denials
+            );
+        }
+        let errors: Vec<(&String, &ClusterStatus)> = status
+            .clusters
+            .iter()
+            .filter(|(_, line)| line.error.is_some())
+            .collect();
+        if !errors.is_empty() {
+            out.push('\n');
+            for (name, line) in errors {
+                let _ = writeln!(
+                    out,
+                    "- {}: {}",
+                    code(name),
+                    cell(line.error.as_deref().unwrap_or_default())
+                );
+            }
+        }
+    }
+    if status.phase != RequestPhase::Rejected {
+        let _ = write!(
+            out,
+            "\n## Audit log\n\nEvery tool call the agents made or were refused, one JSON object \
+             per line: [{AUDIT_FILE}]({AUDIT_FILE}).\n"
+        );
+    }
+    let _ = write!(
+        out,
+        "\n---\n_Written by claude-warroom from `{STATUS_FILE}` revision {}. Secrets are \
+         replaced by `[REDACTED:<kind>]`._\n",
+        status.revision
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use warroom_proto::{ClusterPhase, ClusterType, Denial, FieldError};
+
+    use super::*;
+
+    fn status(phase: RequestPhase) -> RequestStatus {
+        RequestStatus {
+            id: "r1".to_owned(),
+            phase,
+            clusters: BTreeMap::new(),
+            error: None,
+            errors: Vec::new(),
+            mode: None,
+            engineer: Some("alice".to_owned()),
+            results_dir: "results/r1".to_owned(),
+            revision: 3,
+            updated_at: time::macros::datetime!(2026-11-23 12:00 UTC),
+        }
+    }
+
+    #[test]
+    fn a_readme_cluster_cannot_overwrite_the_aggregated_report() {
+        assert_eq!(report_file("hub"), "hub.md");
+        assert_eq!(report_file("README"), "README.cluster.md");
+        assert_eq!(report_file("readme"), "readme.cluster.md");
+    }
+
+    #[test]
+    fn durations_costs_and_code_spans_read_well() {
+        assert_eq!(duration(Some(12.34)), "12.3s");
+        assert_eq!(duration(Some(125.0)), "2m 05s");
+        assert_eq!(duration(Some(3725.0)), "1h 02m");
+        assert_eq!(duration(None), "—");
+        assert_eq!(cost(Some(0.01234)), "$0.0123");
+        assert_eq!(code("a`b"), "``a`b``");
+        assert_eq!(cell("a|b\nc"), "a\\|b c");
+    }
+
+    #[test]
+    fn the_cluster_report_has_the_figures_denials_and_final_text() {
+        let mut s = status(RequestPhase::Completed);
+        let mut line = ClusterStatus::new(ClusterType::Hub, ClusterPhase::Completed);
+        line.duration_secs = Some(90.0);
+        line.cost_usd = Some(0.5);
+        line.num_turns = Some(4);
+        line.permission_denials = 1;
+        s.clusters.insert("hub".to_owned(), line);
+        let report = ClusterReport {
+            final_text: "## Root cause\netcd is slow; password=hunter2".to_owned(),
+            permission_denials: vec![Denial {
+                tool: "Bash".to_owned(),
+                tool_use_id: "t1".to_owned(),
+                input: serde_json::json!({"command": "kubectl delete pod x"}),
+            }],
+        };
+        let md = cluster_report(&s, "hub", &report);
+        assert!(md.starts_with("# Request `r1` on cluster `hub`"), "{md}");
+        for expected in [
+            "**completed**",
+            "1m 30s",
+            "$0.5000",
+            "| Turns | 4 |",
+            "`kubectl delete pod x`",
+            "## Root cause",
+            "password=[REDACTED:password]",
+        ] {
+            assert!(md.contains(expected), "{expected} missing in:\n{md}");
+        }
+        assert!(!md.contains("hunter2"));
+    }
+
+    #[test]
+    fn the_readme_links_reports_and_lists_validation_errors() {
+        let mut s = status(RequestPhase::Completed);
+        s.clusters.insert(
+            "hub".to_owned(),
+            ClusterStatus::new(ClusterType::Hub, ClusterPhase::Completed),
+        );
+        let mut reports = BTreeMap::new();
+        reports.insert(
+            "hub".to_owned(),
+            ClusterReport {
+                final_text: "ok".to_owned(),
+                permission_denials: Vec::new(),
+            },
+        );
+        let summary = RequestSummary {
+            name: "api-timeouts".to_owned(),
+            engineer: "alice".to_owned(),
+            category: "api-timeout".to_owned(),
+            description: "API slow".to_owned(),
+            prompt: "Look at ```etcd```".to_owned(),
+        };
+        let md = readme(&s, Some(&summary), &reports);
+        assert!(md.starts_with("# api-timeouts\n"), "{md}");
+        assert!(md.contains("[hub.md](hub.md)"), "{md}");
+        assert!(md.contains("````text\nLook at ```etcd```\n````"), "{md}");
+        assert!(md.contains("[audit.jsonl](audit.jsonl)"), "{md}");
+
+        let mut rejected = status(RequestPhase::Rejected);
+        rejected.error = Some("invalid request r1.yaml: spec.issue: is required".to_owned());
+        rejected.errors = vec![FieldError {
+            field: "spec.issue".to_owned(),
+            message: "is required".to_owned(),
+        }];
+        let md = readme(&rejected, None, &BTreeMap::new());
+        assert!(
+            md.contains("## Validation errors\n\n- `spec.issue`: is required"),
+            "{md}"
+        );
+        assert!(!md.contains("audit.jsonl"), "{md}");
+    }
+}

@@ -1,0 +1,199 @@
+//! The publisher's working clone: fetch the branch, reset to it, commit, push.
+//!
+//! The clone holds nothing of its own between batches. Every attempt starts from the
+//! remote's branch exactly (a detached checkout of the fetched commit, with every untracked
+//! and ignored file removed), so a push lost to a concurrent push is redone on the new head:
+//! the publisher only writes `results/`, engineers only add `requests/`, and nothing is lost
+//! or merged by hand. The remote URL is given to every command instead of being stored as a
+//! named remote, and a token only ever travels in the environment of the git process.
+
+use std::path::Path;
+use std::time::Duration;
+
+use warroom_runtime::git::{Git, GitError};
+
+use crate::{Error, Result};
+
+/// Longest wait for a fetch or a push; a hung connection must not stop the publisher.
+const NETWORK_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// The local branch used only while the remote has no branch to start from.
+const UNBORN_BRANCH: &str = "refs/heads/warroom-publisher-unborn";
+
+/// A working clone that follows one branch of one remote.
+#[derive(Debug, Clone)]
+pub(crate) struct Repo {
+    git: Git,
+    url: String,
+    branch: String,
+    /// Where the fetched branch is kept locally.
+    tracking: String,
+}
+
+impl Repo {
+    /// Opens the clone in `dir`, creating it when missing. A non-empty folder that is not a
+    /// git repository is refused rather than emptied: it could be anybody's files.
+    pub async fn open(
+        dir: &Path,
+        url: &str,
+        branch: &str,
+        token: Option<String>,
+        author: (&str, &str),
+    ) -> Result<Self> {
+        let work_dir = |source: std::io::Error| Error::WorkDir {
+            path: dir.display().to_string(),
+            source,
+        };
+        tokio::fs::create_dir_all(dir).await.map_err(work_dir)?;
+        let git = Git::new(dir)
+            .with_token(token)
+            .with_identity(author.0, author.1);
+        if !dir.join(".git").exists() {
+            let mut entries = tokio::fs::read_dir(dir).await.map_err(work_dir)?;
+            if entries.next_entry().await.map_err(work_dir)?.is_some() {
+                return Err(Error::Config(format!(
+                    "the work directory {} is not empty and not a git repository; give an \
+                     empty folder or the publisher's own clone",
+                    dir.display()
+                )));
+            }
+            git.run(&["init", "--quiet"]).await?;
+        }
+        // A crash in the middle of a commit leaves the index locked; nobody else uses this
+        // clone, so the lock is stale.
+        let lock = dir.join(".git").join("index.lock");
+        if lock.exists() {
+            tokio::fs::remove_file(&lock).await.map_err(work_dir)?;
+        }
+        for (key, value) in [
+            ("commit.gpgsign", "false"),
+            ("core.autocrlf", "false"),
+            ("core.hooksPath", "/dev/null"),
+            ("advice.detachedHead", "false"),
+        ] {
+            git.run(&["config", "--local", key, value]).await?;
+        }
+        Ok(Repo {
+            git,
+            url: url.to_owned(),
+            branch: branch.to_owned(),
+            tracking: format!("refs/remotes/origin/{branch}"),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.git.dir()
+    }
+
+    /// Fetches the branch and returns the commit it points at, or `None` when the remote has
+    /// no such branch yet.
+    pub async fn fetch(&self) -> Result<Option<String>> {
+        let refspec = format!("+refs/heads/{}:{}", self.branch, self.tracking);
+        let out = within(
+            "git fetch",
+            self.git
+                .output(&["fetch", "--quiet", "--no-tags", &self.url, &refspec]),
+        )
+        .await??;
+        if !out.success {
+            if out.stderr.contains("couldn't find remote ref") {
+                let _ = self
+                    .git
+                    .output(&["update-ref", "-d", &self.tracking])
+                    .await?;
+                return Ok(None);
+            }
+            return Err(Error::Git(GitError {
+                args: format!("fetch {} {refspec}", self.url),
+                dir: self.dir().display().to_string(),
+                message: out.stderr.trim().to_owned(),
+            }));
+        }
+        let head = self
+            .git
+            .run(&[
+                "rev-parse",
+                "--verify",
+                &format!("{}^{{commit}}", self.tracking),
+            ])
+            .await?;
+        Ok(Some(head.trim().to_owned()))
+    }
+
+    /// Makes the working tree exactly `base` (or empty when there is none), dropping
+    /// whatever a failed attempt left.
+    pub async fn reset(&self, base: Option<&str>) -> Result<()> {
+        match base {
+            Some(commit) => {
+                self.git
+                    .run(&["checkout", "--quiet", "--force", "--detach", commit])
+                    .await?;
+            }
+            None => {
+                let _ = self
+                    .git
+                    .output(&["update-ref", "-d", UNBORN_BRANCH])
+                    .await?;
+                self.git
+                    .run(&["symbolic-ref", "HEAD", UNBORN_BRANCH])
+                    .await?;
+                self.git.run(&["read-tree", "--empty"]).await?;
+            }
+        }
+        self.git.run(&["clean", "-ffdxq"]).await?;
+        Ok(())
+    }
+
+    /// Commits every change of the working tree; `false` when there was nothing to commit.
+    pub async fn commit(&self, message: &str) -> Result<bool> {
+        self.git.run(&["add", "--all", "--force", "."]).await?;
+        let diff = self.git.output(&["diff", "--cached", "--quiet"]).await?;
+        if diff.success {
+            return Ok(false);
+        }
+        self.git
+            .run(&["commit", "--quiet", "--no-verify", "--message", message])
+            .await?;
+        Ok(true)
+    }
+
+    /// Pushes `HEAD` to the branch, fast-forward only. `Err` carries git's reason, for the
+    /// log and the retry.
+    pub async fn push(&self) -> Result<Result<(), String>> {
+        let target = format!("HEAD:refs/heads/{}", self.branch);
+        let out = within(
+            "git push",
+            self.git
+                .output(&["push", "--quiet", "--porcelain", &self.url, &target]),
+        )
+        .await??;
+        if out.success {
+            Ok(Ok(()))
+        } else {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            Ok(Err(format!("{} {}", out.stderr.trim(), stdout.trim())
+                .trim()
+                .to_owned()))
+        }
+    }
+
+    /// The commit `HEAD` points at.
+    pub async fn head(&self) -> Result<String> {
+        Ok(self
+            .git
+            .run(&["rev-parse", "HEAD"])
+            .await?
+            .trim()
+            .to_owned())
+    }
+}
+
+/// Runs `future`, or gives up after [`NETWORK_TIMEOUT`] (git is killed when its future is
+/// dropped).
+async fn within<T>(what: &'static str, future: impl Future<Output = T>) -> Result<T> {
+    tokio::time::timeout(NETWORK_TIMEOUT, future)
+        .await
+        .map_err(|_| Error::Timeout {
+            what,
+            after: NETWORK_TIMEOUT,
+        })
+}

@@ -1,0 +1,587 @@
+//! Turning messages into files of the working tree: decoding and checking each message
+//! ([`prepare`]), and writing it under `results/` ([`Tree::apply`]).
+//!
+//! Every path comes from a message, so every path is checked twice: the folder must be inside
+//! `results/` ([`resolve_destination`]) and the request id and cluster names must be subject
+//! tokens ([`names::check_token`]), and while writing, no part of the path may be a symlink or
+//! something other than a folder (the tree comes from the remote, where anybody who can push
+//! could have committed `results/x -> /etc`).
+//!
+//! Applying is idempotent, because a batch is applied again after a lost push race and a
+//! message may be delivered again after a crash: a status snapshot older than the one in
+//! `status.json` is skipped, and an audit event whose id is already in `audit.jsonl` is not
+//! written again.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use tracing::{debug, warn};
+use warroom_proto::names::{self, MAX_CLUSTER_NAME_LEN, MAX_REQUEST_ID_LEN};
+use warroom_proto::validate::resolve_destination;
+use warroom_proto::{AuditEvent, RequestPhase, StatusUpdate};
+
+use crate::redact;
+use crate::render::{self, AUDIT_FILE, README_FILE, STATUS_FILE};
+
+/// A message that passed its checks, ready to be written.
+#[derive(Debug, Clone)]
+pub(crate) enum Item {
+    Status {
+        update: Box<StatusUpdate>,
+        /// `status.results_dir`, resolved.
+        dir: String,
+    },
+    Audit(Box<AuditEvent>),
+}
+
+impl Item {
+    pub fn request_id(&self) -> &str {
+        match self {
+            Item::Status { update, .. } => &update.status.id,
+            Item::Audit(event) => &event.request_id,
+        }
+    }
+}
+
+const STATUS_PREFIX: &str = "warroom.status.";
+const EVENTS_PREFIX: &str = "warroom.events.";
+
+fn check(what: &str, value: &str, max_len: usize) -> Result<(), String> {
+    match names::check_token(value, max_len) {
+        None => Ok(()),
+        Some(problem) => Err(format!("the {what} `{value}` {problem}")),
+    }
+}
+
+/// Decodes a message from the events stream and checks every name that becomes a path, or
+/// says why it can never be written (the caller terminates it).
+pub(crate) fn prepare(subject: &str, payload: &[u8]) -> Result<Item, String> {
+    if let Some(request) = subject.strip_prefix(STATUS_PREFIX) {
+        let update: StatusUpdate =
+            serde_json::from_slice(payload).map_err(|e| format!("not a status update: {e}"))?;
+        check("request id", &update.status.id, MAX_REQUEST_ID_LEN)?;
+        if update.status.id != request {
+            return Err(format!(
+                "the status of request `{}` arrived on the subject of `{request}`",
+                update.status.id
+            ));
+        }
+        let dir = resolve_destination(&update.status.results_dir)
+            .map_err(|e| format!("results_dir: {e}"))?;
+        for cluster in update.status.clusters.keys().chain(update.reports.keys()) {
+            check("cluster name", cluster, MAX_CLUSTER_NAME_LEN)?;
+        }
+        return Ok(Item::Status {
+            update: Box::new(update),
+            dir,
+        });
+    }
+    if let Some(rest) = subject.strip_prefix(EVENTS_PREFIX) {
+        let event: AuditEvent =
+            serde_json::from_slice(payload).map_err(|e| format!("not an audit event: {e}"))?;
+        check("request id", &event.request_id, MAX_REQUEST_ID_LEN)?;
+        check("cluster name", &event.cluster, MAX_CLUSTER_NAME_LEN)?;
+        if rest != format!("{}.{}", event.request_id, event.cluster) {
+            return Err(format!(
+                "the event of `{}` on `{}` arrived on the subject `{subject}`",
+                event.request_id, event.cluster
+            ));
+        }
+        if event.id.is_empty() {
+            return Err("the audit event has an empty id".to_owned());
+        }
+        return Ok(Item::Audit(Box::new(event)));
+    }
+    Err(format!("unexpected subject `{subject}`"))
+}
+
+/// What applying one item did.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Applied {
+    /// Files were written.
+    Written,
+    /// Nothing to write: a duplicate or an older snapshot.
+    Skipped(String),
+    /// The item can never be written into this tree (a symlink in its path).
+    Refused(String),
+}
+
+/// Why an item could not be applied.
+#[derive(Debug)]
+pub(crate) enum Problem {
+    /// Something about this item and this tree: skip it.
+    Refused(String),
+    /// The file system failed: the whole attempt fails.
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Problem + '_ {
+    move |source| Problem::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What one batch changed, for the commit message.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Summary {
+    /// Requests in the order they were first touched, with the last phase written and the
+    /// number of audit lines added.
+    pub requests: Vec<(String, Option<RequestPhase>, usize)>,
+    /// Items that changed files.
+    pub written: usize,
+    /// Items with nothing to write.
+    pub skipped: usize,
+}
+
+impl Summary {
+    fn entry(&mut self, request: &str) -> &mut (String, Option<RequestPhase>, usize) {
+        let index = match self.requests.iter().position(|(id, ..)| id == request) {
+            Some(index) => index,
+            None => {
+                self.requests.push((request.to_owned(), None, 0));
+                self.requests.len() - 1
+            }
+        };
+        &mut self.requests[index]
+    }
+
+    /// `results: <id> completed (+2 more)`, and a line per request below.
+    pub fn commit_message(&self) -> String {
+        let describe = |(id, phase, lines): &(String, Option<RequestPhase>, usize)| {
+            let mut parts = Vec::new();
+            if let Some(phase) = phase {
+                parts.push(phase.to_string());
+            }
+            if *lines > 0 {
+                parts.push(format!(
+                    "{lines} audit event{}",
+                    if *lines == 1 { "" } else { "s" }
+                ));
+            }
+            format!("{id} {}", parts.join(", "))
+        };
+        let Some(first) = self.requests.first() else {
+            return "results: update".to_owned();
+        };
+        let mut message = format!("results: {}", describe(first));
+        if self.requests.len() > 1 {
+            message.push_str(&format!(" (+{} more)", self.requests.len() - 1));
+            message.push('\n');
+            for request in &self.requests {
+                message.push_str(&format!("\n- {}", describe(request)));
+            }
+        }
+        message
+    }
+}
+
+/// The ids already in one `audit.jsonl`.
+struct AuditFile {
+    ids: HashSet<String>,
+    /// The file exists, is not empty, and does not end with a line break.
+    needs_newline: bool,
+}
+
+/// The working tree of one attempt.
+pub(crate) struct Tree<'a> {
+    root: &'a Path,
+    /// Request id -> results folder, from the status updates seen. An audit event does not
+    /// carry the folder; the dispatcher's first status of a request precedes its events.
+    dirs: &'a mut HashMap<String, String>,
+    audit: HashMap<PathBuf, AuditFile>,
+    pub summary: Summary,
+}
+
+impl<'a> Tree<'a> {
+    pub fn new(root: &'a Path, dirs: &'a mut HashMap<String, String>) -> Self {
+        Tree {
+            root,
+            dirs,
+            audit: HashMap::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    /// Writes one item.
+    pub fn apply(&mut self, item: &Item) -> Result<Applied, Problem> {
+        let result = match item {
+            Item::Status { update, dir } => self.status(update, dir),
+            Item::Audit(event) => self.audit(event),
+        };
+        match result {
+            Err(Problem::Refused(reason)) => Ok(Applied::Refused(reason)),
+            other => other,
+        }
+    }
+
+    fn status(&mut self, update: &StatusUpdate, dir: &str) -> Result<Applied, Problem> {
+        let id = &update.status.id;
+        self.dirs.insert(id.clone(), dir.to_owned());
+        let folder = self.folder(dir)?;
+        let status_path = folder.join(STATUS_FILE);
+        if let Some(existing) = read_file(&status_path)? {
+            let revision = serde_json::from_slice::<serde_json::Value>(&existing)
+                .ok()
+                .and_then(|v| v.get("revision").and_then(serde_json::Value::as_u64));
+            match revision {
+                Some(revision) if revision > update.status.revision => {
+                    return Ok(Applied::Skipped(format!(
+                        "revision {} is older than revision {revision} in {dir}/{STATUS_FILE}",
+                        update.status.revision
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    warn!(request = %id, path = %status_path.display(), "the existing status has no readable revision; overwriting it")
+                }
+            }
+        }
+
+        let mut status = update.status.clone();
+        status.results_dir = dir.to_owned();
+        for (cluster, line) in status.clusters.iter_mut() {
+            if update.reports.contains_key(cluster) {
+                line.report = Some(render::report_file(cluster));
+            }
+        }
+        let mut value = serde_json::to_value(&status)
+            .map_err(|e| Problem::Refused(format!("the status cannot be encoded: {e}")))?;
+        redact::json(&mut value);
+        let mut json = serde_json::to_string_pretty(&value)
+            .map_err(|e| Problem::Refused(format!("the status cannot be encoded: {e}")))?;
+        json.push('\n');
+        write_file(&status_path, json.as_bytes())?;
+        for (cluster, report) in &update.reports {
+            let path = folder.join(render::report_file(cluster));
+            write_file(
+                &path,
+                render::cluster_report(&status, cluster, report).as_bytes(),
+            )?;
+        }
+        let readme = render::readme(&status, update.request.as_ref(), &update.reports);
+        write_file(&folder.join(README_FILE), readme.as_bytes())?;
+        self.summary.entry(id).1 = Some(status.phase);
+        Ok(Applied::Written)
+    }
+
+    fn audit(&mut self, event: &AuditEvent) -> Result<Applied, Problem> {
+        let dir = self
+            .dirs
+            .get(&event.request_id)
+            .cloned()
+            .unwrap_or_else(|| format!("results/{}", event.request_id));
+        let folder = self.folder(&dir)?;
+        let path = folder.join(AUDIT_FILE);
+        let mut value = serde_json::to_value(event)
+            .map_err(|e| Problem::Refused(format!("the event cannot be encoded: {e}")))?;
+        redact::json(&mut value);
+        // The id as it is written, so that the comparison with the file is like for like.
+        let id = value
+            .get("id")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if !self.audit.contains_key(&path) {
+            let file = load_audit(&path)?;
+            self.audit.insert(path.clone(), file);
+        }
+        let Some(file) = self.audit.get_mut(&path) else {
+            return Err(Problem::Refused("the audit file vanished".to_owned()));
+        };
+        if file.ids.contains(&id) {
+            return Ok(Applied::Skipped(format!(
+                "event `{id}` is already in {dir}/{AUDIT_FILE}"
+            )));
+        }
+        let mut line = serde_json::to_string(&value)
+            .map_err(|e| Problem::Refused(format!("the event cannot be encoded: {e}")))?;
+        line.push('\n');
+        if file.needs_newline {
+            line.insert(0, '\n');
+        }
+        let mut handle = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        handle.write_all(line.as_bytes()).map_err(io(&path))?;
+        file.needs_newline = false;
+        file.ids.insert(id);
+        self.summary.entry(&event.request_id).2 += 1;
+        Ok(Applied::Written)
+    }
+
+    /// The folder `dir` (relative to the root), created as needed; refused when a part of it
+    /// is a symlink or a file.
+    fn folder(&self, dir: &str) -> Result<PathBuf, Problem> {
+        let mut path = self.root.to_path_buf();
+        for part in dir.split('/') {
+            if part.is_empty() || part == "." || part == ".." {
+                return Err(Problem::Refused(format!(
+                    "`{dir}` is not a plain relative folder"
+                )));
+            }
+            path.push(part);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    return Err(Problem::Refused(format!(
+                        "`{}` in the repository is a symlink or a file, not a folder",
+                        path.strip_prefix(self.root).unwrap_or(&path).display()
+                    )));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir(&path).map_err(io(&path))?;
+                }
+                Err(e) => return Err(io(&path)(e)),
+            }
+        }
+        Ok(path)
+    }
+}
+
+/// The contents of a regular file, `None` when there is none; refused for anything else.
+fn read_file(path: &Path) -> Result<Option<Vec<u8>>, Problem> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => std::fs::read(path).map(Some).map_err(io(path)),
+        Ok(_) => Err(Problem::Refused(format!(
+            "{} is a symlink or a folder, not a file",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// Writes a regular file; refused when a symlink or a folder is in the way.
+fn write_file(path: &Path, contents: &[u8]) -> Result<(), Problem> {
+    check_writable(path)?;
+    std::fs::write(path, contents).map_err(io(path))
+}
+
+/// Whether `path` is a regular file or nothing.
+fn check_writable(path: &Path) -> Result<(), Problem> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(_) => Err(Problem::Refused(format!(
+            "{} is a symlink or a folder, not a file",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+fn load_audit(path: &Path) -> Result<AuditFile, Problem> {
+    let bytes = read_file(path)?.unwrap_or_default();
+    let ids = String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).ok()?;
+            value.get("id")?.as_str().map(str::to_owned)
+        })
+        .collect();
+    Ok(AuditFile {
+        ids,
+        needs_newline: !bytes.is_empty() && !bytes.ends_with(b"\n"),
+    })
+}
+
+/// The results folders of requests whose folder is not the default `results/<id>`, read from
+/// the `status.json` files of the tree. After a restart, an audit event whose status was
+/// handled before the restart still lands in the right folder.
+pub(crate) fn scan_dirs(root: &Path) -> HashMap<String, String> {
+    let mut found = HashMap::new();
+    let mut stack = vec![(root.join("results"), "results".to_owned(), 0_usize)];
+    while let Some((path, rel, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if kind.is_dir() && depth < 8 {
+                stack.push((entry.path(), format!("{rel}/{name}"), depth + 1));
+            } else if kind.is_file() && name == STATUS_FILE {
+                let id = std::fs::read(entry.path())
+                    .ok()
+                    .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                    .and_then(|v| v.get("id").and_then(|id| id.as_str().map(str::to_owned)));
+                if let Some(id) = id
+                    && names::check_token(&id, MAX_REQUEST_ID_LEN).is_none()
+                    && rel != format!("results/{id}")
+                {
+                    debug!(request = %id, dir = %rel, "results folder found in the tree");
+                    found.insert(id, rel.clone());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use warroom_proto::{
+        AuditKind, ClusterPhase, ClusterReport, ClusterStatus, ClusterType, RequestStatus,
+    };
+
+    use super::*;
+
+    fn update(id: &str, dir: &str, revision: u64, phase: RequestPhase) -> StatusUpdate {
+        let mut clusters = BTreeMap::new();
+        clusters.insert(
+            "hub".to_owned(),
+            ClusterStatus::new(ClusterType::Hub, ClusterPhase::Completed),
+        );
+        let mut reports = BTreeMap::new();
+        reports.insert(
+            "hub".to_owned(),
+            ClusterReport {
+                final_text: "all good".to_owned(),
+                permission_denials: Vec::new(),
+            },
+        );
+        StatusUpdate {
+            status: RequestStatus {
+                id: id.to_owned(),
+                phase,
+                clusters,
+                error: None,
+                errors: Vec::new(),
+                mode: None,
+                engineer: None,
+                results_dir: dir.to_owned(),
+                revision,
+                updated_at: warroom_proto::now(),
+            },
+            request: None,
+            reports,
+        }
+    }
+
+    fn event(id: &str, request: &str) -> AuditEvent {
+        AuditEvent {
+            id: id.to_owned(),
+            request_id: request.to_owned(),
+            cluster: "hub".to_owned(),
+            at: warroom_proto::now(),
+            kind: AuditKind::ToolResult {
+                tool_use_id: "t".to_owned(),
+                is_error: false,
+                output: "token=abc123".to_owned(),
+            },
+        }
+    }
+
+    fn item(update: StatusUpdate) -> Item {
+        let subject = names::status_subject(&update.status.id);
+        prepare(&subject, &serde_json::to_vec(&update).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn names_that_would_leave_results_are_refused() {
+        let bad = update("r1", "../x", 1, RequestPhase::Running);
+        let err = prepare("warroom.status.r1", &serde_json::to_vec(&bad).unwrap()).unwrap_err();
+        assert!(err.contains("results_dir"), "{err}");
+        let mut bad = update("r1", "results/r1", 1, RequestPhase::Running);
+        bad.reports.insert(
+            "../../etc/passwd".to_owned(),
+            ClusterReport {
+                final_text: String::new(),
+                permission_denials: Vec::new(),
+            },
+        );
+        assert!(prepare("warroom.status.r1", &serde_json::to_vec(&bad).unwrap()).is_err());
+        let good = update("r1", "results/r1", 1, RequestPhase::Running);
+        assert!(prepare("warroom.status.r2", &serde_json::to_vec(&good).unwrap()).is_err());
+        assert!(prepare("warroom.other.r1", b"{}").is_err());
+        assert!(prepare("warroom.status.r1", b"not json").is_err());
+        let e = event("e1", "r1");
+        assert!(prepare("warroom.events.r1.hub", &serde_json::to_vec(&e).unwrap()).is_ok());
+        assert!(prepare("warroom.events.r1.other", &serde_json::to_vec(&e).unwrap()).is_err());
+    }
+
+    #[test]
+    fn older_snapshots_and_repeated_events_write_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let mut dirs = HashMap::new();
+        let mut tree = Tree::new(root.path(), &mut dirs);
+        assert_eq!(
+            tree.apply(&item(update(
+                "r1",
+                "results/custom/r1",
+                5,
+                RequestPhase::Completed
+            )))
+            .unwrap(),
+            Applied::Written
+        );
+        assert!(matches!(
+            tree.apply(&item(update(
+                "r1",
+                "results/custom/r1",
+                4,
+                RequestPhase::Running
+            )))
+            .unwrap(),
+            Applied::Skipped(_)
+        ));
+        let e = Item::Audit(Box::new(event("e1", "r1")));
+        assert_eq!(tree.apply(&e).unwrap(), Applied::Written);
+        assert!(matches!(tree.apply(&e).unwrap(), Applied::Skipped(_)));
+        assert_eq!(
+            tree.summary.commit_message(),
+            "results: r1 completed, 1 audit event"
+        );
+
+        let folder = root.path().join("results/custom/r1");
+        let status: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(folder.join("status.json")).unwrap()).unwrap();
+        assert_eq!(status["revision"], 5);
+        assert_eq!(status["clusters"]["hub"]["report"], "hub.md");
+        let audit = std::fs::read_to_string(folder.join("audit.jsonl")).unwrap();
+        assert_eq!(audit.lines().count(), 1);
+        assert!(audit.contains("token=[REDACTED:token]"), "{audit}");
+        assert!(
+            std::fs::read_to_string(folder.join("hub.md"))
+                .unwrap()
+                .contains("all good")
+        );
+
+        // A new attempt (fresh tree state) still knows the ids from the file, and after a
+        // restart the folder is found again from status.json.
+        let mut dirs = scan_dirs(root.path());
+        assert_eq!(
+            dirs.get("r1").map(String::as_str),
+            Some("results/custom/r1")
+        );
+        let mut tree = Tree::new(root.path(), &mut dirs);
+        assert!(matches!(tree.apply(&e).unwrap(), Applied::Skipped(_)));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_in_the_tree_are_never_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("results")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("results/r1")).unwrap();
+        let mut dirs = HashMap::new();
+        let mut tree = Tree::new(root.path(), &mut dirs);
+        let applied = tree
+            .apply(&item(update("r1", "results/r1", 1, RequestPhase::Running)))
+            .unwrap();
+        assert!(matches!(applied, Applied::Refused(_)), "{applied:?}");
+        assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+    }
+}

@@ -1,0 +1,857 @@
+//! The publisher against a real nats-server and a real bare git remote: the test publishes
+//! status updates and audit events the way the gateway, the dispatcher and the runners do,
+//! and reads what landed in git.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clap::Parser as _;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use warroom_proto::names;
+use warroom_proto::{
+    AuditEvent, AuditKind, ClusterPhase, ClusterReport, ClusterStatus, ClusterType, Denial,
+    FieldError, Outcome, RequestPhase, RequestStatus, RequestSummary, StatusUpdate,
+};
+use warroom_publisher::Config;
+use warroom_runtime::{Bus, Health};
+use warroom_testkit::{BareRemote, DEFAULT_TIMEOUT, NatsServer, wait_for, wait_until};
+
+/// A nats-server, a bare remote, and a publisher writing into it.
+struct Stack {
+    nats: NatsServer,
+    remote: BareRemote,
+    _work_dir: tempfile::TempDir,
+    extra_args: Vec<String>,
+    /// How many publishers were started; each gets a fresh working clone.
+    clones: u32,
+    bus: Bus,
+    health: Health,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<warroom_publisher::Result<()>>>,
+}
+
+impl Stack {
+    async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(extra_args: &[&str]) -> Self {
+        let nats = NatsServer::start().await;
+        let remote = BareRemote::new();
+        let work_dir = tempfile::tempdir().expect("a temporary work directory");
+        let bus = Bus::connect(nats.url(), "publisher-test")
+            .await
+            .expect("the test connects to NATS");
+        let mut stack = Stack {
+            nats,
+            remote,
+            _work_dir: work_dir,
+            extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+            clones: 0,
+            bus,
+            health: Health::default(),
+            stop: None,
+            task: None,
+        };
+        stack.spawn();
+        stack
+    }
+
+    /// Starts a publisher with a working clone of its own.
+    fn spawn(&mut self) {
+        self.clones += 1;
+        let clone = self
+            ._work_dir
+            .path()
+            .join(format!("clone-{}", self.clones))
+            .display()
+            .to_string();
+        let repo = self.remote.file_url();
+        let mut args = vec![
+            "warroom-publisher".to_owned(),
+            "--repo".to_owned(),
+            repo,
+            "--work-dir".to_owned(),
+            clone,
+            "--batch-window".to_owned(),
+            "100ms".to_owned(),
+            "--nats-url".to_owned(),
+            self.nats.url().to_owned(),
+        ];
+        args.extend(self.extra_args.iter().cloned());
+        let config = Config::try_parse_from(args).expect("the test's arguments parse");
+        self.health = Health::default();
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(warroom_publisher::run_with_health(
+            config,
+            self.health.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        )));
+        self.stop = Some(stop);
+    }
+
+    /// Stops the running publisher and waits for it to end cleanly.
+    async fn halt(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let task = self.task.take().expect("the publisher is running");
+        let result = tokio::time::timeout(DEFAULT_TIMEOUT, task)
+            .await
+            .expect("the publisher stops within the deadline")
+            .expect("the publisher task did not panic");
+        result.expect("the publisher ends without an error");
+    }
+
+    async fn stop(mut self) {
+        self.halt().await;
+    }
+
+    async fn status(&self, update: &StatusUpdate) {
+        let id = &update.status.id;
+        let dedup = format!("{id}-{}", update.status.revision);
+        self.bus
+            .publish(&names::status_subject(id), Some(&dedup), update)
+            .await
+            .expect("the status update is stored");
+    }
+
+    /// Publishes an audit event without a dedup id, so that a repeat is stored again, the
+    /// way a redelivery after a crash reaches the publisher.
+    async fn event(&self, event: &AuditEvent) {
+        self.bus
+            .publish(
+                &names::event_subject(&event.request_id, &event.cluster),
+                None,
+                event,
+            )
+            .await
+            .expect("the audit event is stored");
+    }
+
+    async fn raw(&self, subject: &str, payload: &[u8]) {
+        self.bus
+            .jetstream
+            .publish(subject.to_owned(), payload.to_vec().into())
+            .await
+            .expect("the message is sent")
+            .await
+            .expect("the message is stored");
+    }
+
+    /// Waits until `path` on the remote's `main` satisfies `check`, and returns it.
+    async fn wait_file(&self, path: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+        wait_for(format!("{path} {what}"), DEFAULT_TIMEOUT, || {
+            let found = self.remote.read(path).filter(|text| check(text));
+            async move { found }
+        })
+        .await
+    }
+
+    async fn wait_status(&self, id: &str, phase: &str) -> serde_json::Value {
+        let text = self
+            .wait_file(
+                &format!("results/{id}/status.json"),
+                &format!("says {phase}"),
+                |t| serde_json::from_str::<serde_json::Value>(t).is_ok_and(|v| v["phase"] == phase),
+            )
+            .await;
+        serde_json::from_str(&text).expect("status.json is JSON")
+    }
+
+    /// Every file on the remote's `main`.
+    fn files(&self) -> Vec<String> {
+        self.remote
+            .git(["ls-tree", "-r", "--name-only", "main"])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn status(id: &str, phase: RequestPhase, revision: u64) -> StatusUpdate {
+    StatusUpdate {
+        status: RequestStatus {
+            id: id.to_owned(),
+            phase,
+            clusters: BTreeMap::new(),
+            error: None,
+            errors: Vec::new(),
+            mode: None,
+            engineer: Some("alice".to_owned()),
+            results_dir: format!("results/{id}"),
+            revision,
+            updated_at: warroom_proto::now(),
+        },
+        request: Some(RequestSummary {
+            name: "etcd-latency".to_owned(),
+            engineer: "alice".to_owned(),
+            category: "etcd".to_owned(),
+            description: "etcd latency above 500ms".to_owned(),
+            prompt: "Check etcd health.".to_owned(),
+        }),
+        reports: BTreeMap::new(),
+    }
+}
+
+fn with_cluster(mut update: StatusUpdate, cluster: &str, phase: ClusterPhase) -> StatusUpdate {
+    let mut line = ClusterStatus::new(ClusterType::Hosted, phase);
+    if phase.is_final() {
+        line.duration_secs = Some(83.0);
+        line.cost_usd = Some(0.0421);
+        line.num_turns = Some(6);
+    }
+    update.status.clusters.insert(cluster.to_owned(), line);
+    update
+}
+
+fn with_report(mut update: StatusUpdate, cluster: &str, text: &str) -> StatusUpdate {
+    update.reports.insert(
+        cluster.to_owned(),
+        ClusterReport {
+            final_text: text.to_owned(),
+            permission_denials: Vec::new(),
+        },
+    );
+    update
+}
+
+fn event(request: &str, cluster: &str, seq: u32, kind: AuditKind) -> AuditEvent {
+    AuditEvent {
+        id: format!("{request}/{cluster}/1/{seq}"),
+        request_id: request.to_owned(),
+        cluster: cluster.to_owned(),
+        at: warroom_proto::now(),
+        kind,
+    }
+}
+
+fn tool_call(command: &str) -> AuditKind {
+    AuditKind::ToolCall {
+        tool_use_id: "toolu_1".to_owned(),
+        tool: "Bash".to_owned(),
+        input: serde_json::json!({ "command": command }),
+    }
+}
+
+fn tool_result(output: &str) -> AuditKind {
+    AuditKind::ToolResult {
+        tool_use_id: "toolu_1".to_owned(),
+        is_error: false,
+        output: output.to_owned(),
+    }
+}
+
+fn audit_ids(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"));
+            value["id"]
+                .as_str()
+                .expect("every line has an id")
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_request_lands_in_git_with_reports_and_audit() {
+    let stack = Stack::start().await;
+    let id = "r-complete";
+    stack
+        .status(&with_cluster(
+            status(id, RequestPhase::Dispatched, 1),
+            "prod-1",
+            ClusterPhase::Dispatched,
+        ))
+        .await;
+    let events = [
+        event(
+            id,
+            "prod-1",
+            1,
+            AuditKind::Started {
+                runner: "runner-0".to_owned(),
+                allowed: vec!["Bash(kubectl get:*)".to_owned()],
+                denied: Vec::new(),
+            },
+        ),
+        event(id, "prod-1", 2, tool_call("kubectl get pods -n etcd")),
+        event(
+            id,
+            "prod-1",
+            3,
+            tool_result(
+                "NAME     READY   STATUS    RESTARTS   AGE\netcd-0   1/1     Running   0          3d",
+            ),
+        ),
+        event(
+            id,
+            "prod-1",
+            4,
+            AuditKind::Finished {
+                outcome: Outcome::Completed,
+                error: None,
+            },
+        ),
+    ];
+    for e in &events {
+        stack.event(e).await;
+    }
+    let done = with_report(
+        with_cluster(
+            status(id, RequestPhase::Completed, 3),
+            "prod-1",
+            ClusterPhase::Completed,
+        ),
+        "prod-1",
+        "## Root cause\n\netcd-0 is healthy; the latency comes from the disk.",
+    );
+    stack.status(&done).await;
+
+    let status = stack.wait_status(id, "completed").await;
+    assert_eq!(status["id"], id);
+    assert_eq!(status["revision"], 3);
+    assert_eq!(status["results_dir"], format!("results/{id}"));
+    assert_eq!(status["clusters"]["prod-1"]["phase"], "completed");
+    assert_eq!(status["clusters"]["prod-1"]["report"], "prod-1.md");
+    assert!(status.get("error").is_none(), "{status}");
+    let updated_at = status["updated_at"]
+        .as_str()
+        .expect("updated_at is a string");
+    assert!(
+        time::OffsetDateTime::parse(updated_at, &time::format_description::well_known::Rfc3339)
+            .is_ok()
+    );
+
+    let report = stack
+        .remote
+        .read(&format!("results/{id}/prod-1.md"))
+        .expect("the cluster report");
+    assert!(
+        report.contains("etcd-0 is healthy; the latency comes from the disk."),
+        "{report}"
+    );
+    assert!(
+        report.contains("**completed**") && report.contains("1m 23s") && report.contains("$0.0421"),
+        "{report}"
+    );
+
+    let readme = stack
+        .remote
+        .read(&format!("results/{id}/README.md"))
+        .expect("the aggregated report");
+    assert!(readme.starts_with("# etcd-latency"), "{readme}");
+    assert!(readme.contains("[prod-1.md](prod-1.md)"), "{readme}");
+    assert!(readme.contains("| Engineer | alice |"), "{readme}");
+    assert!(readme.contains("Check etcd health."), "{readme}");
+
+    let audit = stack
+        .wait_file(&format!("results/{id}/audit.jsonl"), "has 4 lines", |t| {
+            t.lines().count() == 4
+        })
+        .await;
+    let expected: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(audit_ids(&audit), expected);
+    assert!(
+        audit.contains(r#""command":"kubectl get pods -n etcd""#),
+        "{audit}"
+    );
+
+    let author = stack
+        .remote
+        .git(["log", "-1", "--format=%an <%ae>", "main"]);
+    assert_eq!(author.trim(), "claude-warroom <warroom@localhost>");
+    assert!(
+        stack
+            .remote
+            .log_subjects()
+            .iter()
+            .any(|s| s.starts_with(&format!("results: {id}"))),
+        "{:?}",
+        stack.remote.log_subjects()
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_in_reports_and_audit_lines_never_reach_git() {
+    let stack = Stack::start().await;
+    let id = "r-secrets";
+    let jwt = "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ.eyJzdWIiOiJzeXN0ZW06c2EifQ.c2lnbmF0dXJlMTIz";
+    let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEAsecretkeymaterial\n-----END RSA PRIVATE KEY-----";
+    let github = "ghp_0123456789abcdefghijABCDEFGHIJ0123";
+    stack
+        .status(&with_cluster(
+            status(id, RequestPhase::Running, 1),
+            "hub",
+            ClusterPhase::Running,
+        ))
+        .await;
+    stack
+        .event(&event(
+            id,
+            "hub",
+            1,
+            tool_call(&format!(
+                "curl -H 'Authorization: Bearer {jwt}' https://api"
+            )),
+        ))
+        .await;
+    stack
+        .event(&event(
+            id,
+            "hub",
+            2,
+            tool_result(&format!("{pem}\nGITHUB_TOKEN={github}\n")),
+        ))
+        .await;
+    let mut done = with_report(
+        with_cluster(
+            status(id, RequestPhase::Completed, 2),
+            "hub",
+            ClusterPhase::Completed,
+        ),
+        "hub",
+        &format!("Found the DB credentials: password=hunter2, and a token {jwt}."),
+    );
+    done.reports
+        .get_mut("hub")
+        .expect("the report")
+        .permission_denials = vec![Denial {
+        tool: "Bash".to_owned(),
+        tool_use_id: "toolu_9".to_owned(),
+        input: serde_json::json!({ "command": "kubectl get secret db -o yaml", "token": "sha256~leaked" }),
+    }];
+    stack.status(&done).await;
+    stack.wait_status(id, "completed").await;
+    let audit = stack
+        .wait_file(&format!("results/{id}/audit.jsonl"), "has 2 lines", |t| {
+            t.lines().count() == 2
+        })
+        .await;
+    assert_eq!(audit_ids(&audit).len(), 2, "every line stays valid JSON");
+
+    let mut everything = String::new();
+    for file in stack.files().iter().filter(|f| f.starts_with("results/")) {
+        everything.push_str(&stack.remote.read(file).expect("a listed file"));
+    }
+    for secret in [
+        "hunter2",
+        "c2lnbmF0dXJlMTIz",
+        "secretkeymaterial",
+        github,
+        "sha256~leaked",
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "{secret} reached git:\n{everything}"
+        );
+    }
+    for kind in ["password", "jwt", "private_key", "github_token"] {
+        assert!(
+            everything.contains(&format!("[REDACTED:{kind}]")),
+            "no [REDACTED:{kind}] in:\n{everything}"
+        );
+    }
+    let report = stack
+        .remote
+        .read(&format!("results/{id}/hub.md"))
+        .expect("the report");
+    assert!(report.contains("password=[REDACTED:password]"), "{report}");
+    assert!(report.contains("kubectl get secret db -o yaml"), "{report}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_race_with_an_engineer_loses_nothing() {
+    let stack = Stack::start().await;
+    // The remote holds the publisher's first push until the test has pushed an engineer's
+    // request, so the publisher's push is the one that loses the race, every time.
+    let markers = tempfile::tempdir().expect("a marker folder");
+    let first = markers.path().join("first-push");
+    let release = markers.path().join("release");
+    let hook = stack.remote.path().join("hooks").join("pre-receive");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nif [ ! -e '{first}' ]; then\n  touch '{first}'\n  i=0\n  while [ ! -e '{release}' ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\nfi\nexit 0\n",
+            first = first.display(),
+            release = release.display()
+        ),
+    )
+    .expect("the hook is written");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
+            .expect("the hook is executable");
+    }
+    let engineer = stack.remote.work_clone();
+
+    let id = "r-race";
+    stack
+        .status(&with_report(
+            with_cluster(
+                status(id, RequestPhase::Completed, 2),
+                "hub",
+                ClusterPhase::Completed,
+            ),
+            "hub",
+            "Nothing wrong.",
+        ))
+        .await;
+    wait_until(
+        "the publisher's first push reaches the remote",
+        DEFAULT_TIMEOUT,
+        || {
+            let seen = first.exists();
+            async move { seen }
+        },
+    )
+    .await;
+    let engineer = tokio::task::spawn_blocking(move || {
+        engineer.write(
+            "requests/pending/r-next.yaml",
+            "kind: TroubleshootingRequest\n",
+        );
+        engineer.commit_all("add request r-next");
+        engineer.push();
+        engineer
+    })
+    .await
+    .expect("the engineer pushes");
+    std::fs::write(&release, "").expect("the hook is released");
+
+    stack.wait_status(id, "completed").await;
+    assert_eq!(
+        stack.remote.read("requests/pending/r-next.yaml").as_deref(),
+        Some("kind: TroubleshootingRequest\n"),
+        "the engineer's request survived"
+    );
+    let subjects = stack.remote.log_subjects();
+    assert!(
+        subjects.contains(&"add request r-next".to_owned()),
+        "{subjects:?}"
+    );
+    assert!(subjects[0].starts_with("results: r-race"), "{subjects:?}");
+    assert!(stack.health.metrics.get("push_retries_total") >= 1);
+    drop(engineer);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_audit_event_is_written_once() {
+    let stack = Stack::start().await;
+    let id = "r-dup";
+    stack
+        .status(&with_cluster(
+            status(id, RequestPhase::Running, 1),
+            "hub",
+            ClusterPhase::Running,
+        ))
+        .await;
+    let one = event(id, "hub", 1, tool_call("kubectl get nodes"));
+    let two = event(id, "hub", 2, tool_call("kubectl top nodes"));
+    // A repeat within one batch...
+    stack.event(&one).await;
+    stack.event(&one).await;
+    stack.event(&two).await;
+    let path = format!("results/{id}/audit.jsonl");
+    stack
+        .wait_file(&path, "has event 2", |t| t.contains(&two.id))
+        .await;
+    // ...and in a later batch, after the first one was pushed.
+    stack.event(&one).await;
+    let three = event(id, "hub", 3, tool_call("kubectl get events"));
+    stack.event(&three).await;
+    let audit = stack
+        .wait_file(&path, "has event 3", |t| t.contains(&three.id))
+        .await;
+    assert_eq!(
+        audit_ids(&audit),
+        [one.id.clone(), two.id.clone(), three.id.clone()]
+    );
+    assert!(stack.health.metrics.get("messages_skipped_total") >= 2);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_redelivered_events_are_not_duplicated_and_find_their_folder() {
+    let mut stack = Stack::start().await;
+    let id = "r-restart";
+    let mut running = with_cluster(
+        status(id, RequestPhase::Running, 1),
+        "hub",
+        ClusterPhase::Running,
+    );
+    running.status.results_dir = format!("results/2026/{id}");
+    stack.status(&running).await;
+    let one = event(id, "hub", 1, tool_call("kubectl get nodes"));
+    stack.event(&one).await;
+    let path = format!("results/2026/{id}/audit.jsonl");
+    stack
+        .wait_file(&path, "has event 1", |t| t.contains(&one.id))
+        .await;
+
+    // A new publisher, with a new working clone and no memory of the request's folder,
+    // receives the event again (as after a crash before its ack) and a new one.
+    stack.halt().await;
+    stack.event(&one).await;
+    let two = event(id, "hub", 2, tool_call("kubectl top nodes"));
+    stack.event(&two).await;
+    stack.spawn();
+    let audit = stack
+        .wait_file(&path, "has event 2", |t| t.contains(&two.id))
+        .await;
+    assert_eq!(audit_ids(&audit), [one.id.clone(), two.id.clone()]);
+    assert!(
+        !stack
+            .files()
+            .iter()
+            .any(|f| f.starts_with(&format!("results/{id}/"))),
+        "{:?}",
+        stack.files()
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_status_never_overwrites_a_newer_one() {
+    let stack = Stack::start().await;
+    let id = "r-order";
+    stack
+        .status(&with_cluster(
+            status(id, RequestPhase::Running, 3),
+            "hub",
+            ClusterPhase::Running,
+        ))
+        .await;
+    stack.wait_status(id, "running").await;
+    stack
+        .status(&with_cluster(
+            status(id, RequestPhase::Dispatched, 2),
+            "hub",
+            ClusterPhase::Dispatched,
+        ))
+        .await;
+    let marker = event(id, "hub", 1, tool_call("kubectl get pods"));
+    stack.event(&marker).await;
+    stack
+        .wait_file(
+            &format!("results/{id}/audit.jsonl"),
+            "has the marker",
+            |t| t.contains(&marker.id),
+        )
+        .await;
+    let status: serde_json::Value = serde_json::from_str(
+        &stack
+            .remote
+            .read(&format!("results/{id}/status.json"))
+            .expect("status.json"),
+    )
+    .expect("JSON");
+    assert_eq!(status["revision"], 3);
+    assert_eq!(status["phase"], "running");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_request_lists_its_field_errors() {
+    let stack = Stack::start().await;
+    let id = "r-rejected";
+    let mut rejected = status(id, RequestPhase::Rejected, 1);
+    rejected.request = None;
+    rejected.status.error = Some(format!(
+        "invalid request requests/pending/{id}.yaml: spec.investigation.timeout: 5 is below 30 (and 1 more)"
+    ));
+    rejected.status.errors = vec![
+        FieldError {
+            field: "spec.investigation.timeout".to_owned(),
+            message: "5 is below 30".to_owned(),
+        },
+        FieldError {
+            field: "metadata.engineer".to_owned(),
+            message: "is required".to_owned(),
+        },
+    ];
+    stack.status(&rejected).await;
+    let status = stack.wait_status(id, "rejected").await;
+    assert_eq!(
+        status["errors"],
+        serde_json::json!([
+            {"field": "spec.investigation.timeout", "message": "5 is below 30"},
+            {"field": "metadata.engineer", "message": "is required"},
+        ])
+    );
+    assert!(
+        status["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("(and 1 more)")),
+        "{status}"
+    );
+    let readme = stack
+        .remote
+        .read(&format!("results/{id}/README.md"))
+        .expect("README.md");
+    assert!(readme.contains("## Validation errors"), "{readme}");
+    assert!(
+        readme.contains("- `metadata.engineer`: is required"),
+        "{readme}"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_with_a_bad_path_is_refused_and_does_not_block_the_next() {
+    let stack = Stack::start().await;
+    let mut escaping = status("r-bad", RequestPhase::Running, 1);
+    escaping.status.results_dir = "../x".to_owned();
+    stack.status(&escaping).await;
+    stack
+        .raw(&names::status_subject("r-garbage"), b"{not json")
+        .await;
+    let bad_cluster = event("r-bad", "hub", 1, tool_call("x"));
+    let mut bad_cluster_json = serde_json::to_value(&bad_cluster).expect("JSON");
+    bad_cluster_json["cluster"] = serde_json::json!("../../etc");
+    stack
+        .raw(
+            &names::event_subject("r-bad", "hub"),
+            bad_cluster_json.to_string().as_bytes(),
+        )
+        .await;
+
+    // The next request, with its results in a folder of its own choosing.
+    let id = "r-good";
+    let mut good = with_cluster(
+        status(id, RequestPhase::Running, 1),
+        "hub",
+        ClusterPhase::Running,
+    );
+    good.status.results_dir = format!("results/team-a/{id}/");
+    stack.status(&good).await;
+    let marker = event(id, "hub", 1, tool_call("kubectl get pods"));
+    stack.event(&marker).await;
+    stack
+        .wait_file(
+            &format!("results/team-a/{id}/audit.jsonl"),
+            "has the event",
+            |t| t.contains(&marker.id),
+        )
+        .await;
+    let status: serde_json::Value = serde_json::from_str(
+        &stack
+            .remote
+            .read(&format!("results/team-a/{id}/status.json"))
+            .expect("status.json"),
+    )
+    .expect("JSON");
+    assert_eq!(status["results_dir"], format!("results/team-a/{id}"));
+
+    for file in stack.files() {
+        assert!(
+            file.starts_with("results/team-a/r-good/")
+                || file == "README.md"
+                || file.starts_with("requests/"),
+            "unexpected file {file}"
+        );
+    }
+    assert!(stack.health.metrics.get("messages_refused_total") >= 3);
+    // The refused messages were terminated, not left for redelivery.
+    let js = stack.nats.jetstream().await;
+    wait_until("no message is left unacknowledged", DEFAULT_TIMEOUT, || {
+        let js = js.clone();
+        async move {
+            let Ok(stream) = js.get_stream(names::EVENTS_STREAM).await else {
+                return false;
+            };
+            let Ok(mut consumer) = stream
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
+                    names::PUBLISHER_CONSUMER,
+                )
+                .await
+            else {
+                return false;
+            };
+            consumer
+                .info()
+                .await
+                .is_ok_and(|info| info.num_ack_pending == 0 && info.num_pending == 0)
+        }
+    })
+    .await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_the_remote_does_not_have_yet_is_created() {
+    let stack = Stack::start_with(&["--branch", "warroom-results"]).await;
+    let id = "r-branch";
+    stack
+        .status(&with_cluster(
+            status(id, RequestPhase::Dispatched, 1),
+            "hub",
+            ClusterPhase::Dispatched,
+        ))
+        .await;
+    let spec = format!("warroom-results:results/{id}/status.json");
+    wait_until("the new branch holds the status", DEFAULT_TIMEOUT, || {
+        let found = stack.remote.try_git(["cat-file", "-e", &spec]).is_ok();
+        async move { found }
+    })
+    .await;
+    // A second batch builds on the branch it created.
+    stack
+        .status(&with_cluster(
+            status(id, RequestPhase::Running, 2),
+            "hub",
+            ClusterPhase::Running,
+        ))
+        .await;
+    wait_until(
+        "the branch holds the second status",
+        DEFAULT_TIMEOUT,
+        || {
+            let running = stack
+                .remote
+                .try_git(["cat-file", "blob", &spec])
+                .is_ok_and(|t| t.contains("\"running\""));
+            async move { running }
+        },
+    )
+    .await;
+    let commits = stack.remote.git(["rev-list", "--count", "warroom-results"]);
+    assert_eq!(commits.trim(), "2");
+    assert!(
+        stack.remote.read("results/r-branch/status.json").is_none(),
+        "main was not touched"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_configuration_fails_before_any_io() {
+    let config = Config::try_parse_from([
+        "warroom-publisher",
+        "--repo",
+        "https://user:token@example.com/r.git",
+        // Nothing listens here: the error must come before a connection is tried.
+        "--nats-url",
+        "nats://127.0.0.1:1",
+    ])
+    .expect("the arguments parse");
+    let result = tokio::time::timeout(
+        Duration::from_secs(5),
+        warroom_publisher::run(config, std::future::pending()),
+    )
+    .await
+    .expect("run returns at once");
+    let error = result
+        .expect_err("the configuration is refused")
+        .to_string();
+    assert!(error.contains("credentials"), "{error}");
+}
