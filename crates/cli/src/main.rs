@@ -1,1 +1,100 @@
-fn main() {}
+//! `claude-warroom`, the engineer's command. It runs in the insecure zone and only ever talks
+//! to git: it writes and pushes request files, and reads status and results back.
+//!
+//! Each subcommand lives in its own module with an `Args` struct and a `run` function; this
+//! file only parses the command line, dispatches, and turns the outcome into an exit code.
+
+mod get_results;
+mod git;
+mod investigate;
+mod results;
+mod schema;
+mod status;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code: the request has no results yet (it is pending).
+pub const EXIT_NOT_YET: u8 = 3;
+
+/// Troubleshoot OpenShift/HyperShift clusters in the secure zone through git.
+///
+/// You describe an issue; `claude-warroom investigate` writes a validated request file to
+/// `requests/pending/<id>.yaml` in your clone of the warroom repository, commits it and pushes.
+/// Inside the secure zone the Claude Code CLI investigates in each target cluster, read-only,
+/// and the report comes back to the same repository under `results/<id>/`, where
+/// `claude-warroom status` and `claude-warroom get-results` read it. Nothing here talks to a
+/// cluster or to NATS: git is the only channel.
+#[derive(Debug, Parser)]
+#[command(
+    name = "claude-warroom",
+    version,
+    propagate_version = true,
+    after_help = "\
+Examples:
+  claude-warroom investigate --cluster production-hub --namespace clusters-prod-1 \\
+      --issue \"etcd latency\" --strategy control-plane-health
+  claude-warroom investigate --clusters production-hub,prod-cluster-1 --mode sequential \\
+      --issue \"API timeouts\" --prompt \"Find why the API server of prod-cluster-1 times out.\"
+  claude-warroom status <id>
+  claude-warroom get-results <id>
+  claude-warroom validate requests/pending/*.yaml
+
+Exit codes: 0 success, 1 error (invalid request, git failure, unknown id), 2 usage error,
+3 no results yet (the request is pending)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// One variant per subcommand; each wraps the `Args` of its own module (`src/<command>.rs`
+/// with `pub struct Args` and `pub fn run(Args) -> anyhow::Result<ExitCode>`), so the local
+/// stack (`dev up`, `dev demo`) is one more variant and one more module.
+// Parsed once per process, so the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+enum Command {
+    #[command(visible_alias = "create")]
+    Investigate(investigate::Args),
+    Status(status::Args),
+    GetResults(get_results::Args),
+    Validate(validate::Args),
+    Schema(schema::Args),
+}
+
+/// Marks an error as "no results yet" so that it exits with [`EXIT_NOT_YET`].
+#[derive(Debug)]
+pub struct NotYet(pub String);
+
+impl std::fmt::Display for NotYet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotYet {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Investigate(args) => investigate::run(args),
+        Command::Status(args) => status::run(args),
+        Command::GetResults(args) => get_results::run(args),
+        Command::Validate(args) => validate::run(args),
+        Command::Schema(args) => schema::run(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if err.downcast_ref::<NotYet>().is_some() {
+                ExitCode::from(EXIT_NOT_YET)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

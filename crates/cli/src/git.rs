@@ -1,0 +1,135 @@
+//! The engineer's own `git`, run in their clone of the warroom repository.
+//!
+//! Unlike the daemons' wrapper in `warroom-runtime`, this one deliberately keeps the
+//! engineer's configuration (identity, credential helpers, commit signing, hooks): the
+//! request must be committed exactly as the engineer would commit it by hand, signed by
+//! their key if they sign, because the secure zone may check that signature.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// The remote every command works against.
+pub const REMOTE: &str = "origin";
+
+/// A clone of the warroom repository.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    /// The top of the working tree.
+    root: PathBuf,
+}
+
+impl Repo {
+    /// The repository that contains `dir`.
+    pub fn open(dir: &Path) -> Result<Repo> {
+        if !dir.is_dir() {
+            bail!(
+                "{} is not a directory (pass --repo DIR: a clone of the warroom repository)",
+                dir.display()
+            );
+        }
+        let output = raw(dir, &["rev-parse", "--show-toplevel"])?;
+        if !output.status.success() {
+            bail!(
+                "{} is not inside a git repository (pass --repo DIR: a clone of the warroom \
+                 repository): {}",
+                dir.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let root = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        Ok(Repo {
+            root: PathBuf::from(root),
+        })
+    }
+
+    /// The top of the working tree.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Runs git and returns its stdout as text; a non-zero exit is an error with git's stderr.
+    pub fn run(&self, args: &[&str]) -> Result<String> {
+        let output = self.output(args)?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs git and returns its stdout as bytes; a non-zero exit is an error with git's stderr.
+    pub fn output(&self, args: &[&str]) -> Result<Output> {
+        let output = self.try_output(args)?;
+        if !output.status.success() {
+            bail!(
+                "`git {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(output)
+    }
+
+    /// Runs git and returns whatever happened, for callers that act on a failure.
+    pub fn try_output(&self, args: &[&str]) -> Result<Output> {
+        raw(&self.root, args)
+    }
+
+    /// A configuration value, or `None` when it is unset or empty.
+    pub fn config(&self, key: &str) -> Option<String> {
+        let output = self.try_output(&["config", "--get", key]).ok()?;
+        let value = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        (output.status.success() && !value.is_empty()).then_some(value)
+    }
+
+    /// The branch `HEAD` is on, or `None` on a detached `HEAD`.
+    pub fn current_branch(&self) -> Option<String> {
+        let output = self
+            .try_output(&["symbolic-ref", "--quiet", "--short", "HEAD"])
+            .ok()?;
+        let branch = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        (output.status.success() && !branch.is_empty()).then_some(branch)
+    }
+
+    /// Whether `rev` names a commit.
+    pub fn has_commit(&self, rev: &str) -> Result<bool> {
+        let spec = format!("{rev}^{{commit}}");
+        Ok(self
+            .try_output(&["rev-parse", "--verify", "--quiet", &spec])?
+            .status
+            .success())
+    }
+
+    /// The contents of `path` at `rev`, or `None` when `rev` has no such file.
+    pub fn read_at(&self, rev: &str, path: &str) -> Result<Option<Vec<u8>>> {
+        let spec = format!("{rev}:{path}");
+        // `cat-file -e` exits non-zero without a message exactly when the object is missing,
+        // so a real failure of the read below is still reported.
+        if !self
+            .try_output(&["cat-file", "-e", &spec])?
+            .status
+            .success()
+        {
+            return Ok(None);
+        }
+        Ok(Some(self.output(&["cat-file", "blob", &spec])?.stdout))
+    }
+
+    /// Every file under the folder `dir` at `rev`, as paths from the repository root.
+    pub fn files_under(&self, rev: &str, dir: &str) -> Result<Vec<String>> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let listing = self.run(&["ls-tree", "-r", "-z", "--name-only", rev, "--", &prefix])?;
+        Ok(listing
+            .split('\0')
+            .filter(|path| !path.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+}
+
+fn raw(dir: &Path, args: &[&str]) -> Result<Output> {
+    Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run `git {}` (is git installed?)", args.join(" ")))
+}

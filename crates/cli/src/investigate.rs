@@ -1,0 +1,656 @@
+//! `claude-warroom investigate` (alias `create`): writes a request file, validated exactly
+//! as the gateway will validate it, commits only that file, and pushes.
+
+use std::fmt::Write as _;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use warroom_proto::names::{MAX_REQUEST_ID_LEN, check_token};
+use warroom_proto::request::{
+    ClusterRef, ClusterType, Coordination, CoordinationMode, Investigation, Issue, Metadata,
+    Output, OutputFormat, RequestSpec, Tool, TroubleshootingRequest,
+};
+use warroom_proto::{API_VERSION, KIND_TROUBLESHOOTING};
+
+use crate::git::{REMOTE, Repo};
+
+/// The folder request files go to, from the repository root.
+const PENDING_DIR: &str = "requests/pending";
+/// Longest slug in a generated id, so the id stays readable.
+const MAX_SLUG_LEN: usize = 40;
+
+/// Ask for an investigation: write, commit and push a request file.
+///
+/// Builds a TroubleshootingRequest from the flags, validates it exactly as the secure zone's
+/// gateway will (an invalid request is never written), writes
+/// `requests/pending/<ID>.yaml` in your clone, commits only that file (anything else you
+/// have staged stays staged), and pushes the current branch to `origin` (after a
+/// `git pull --rebase` and one retry if the remote moved). Your own git identity, signing
+/// key and hooks are used. The request id is printed alone on the last line of stdout;
+/// everything else goes to stderr.
+#[derive(Debug, clap::Args)]
+#[command(
+    group(clap::ArgGroup::new("target").required(true).args(["cluster", "clusters"])),
+    after_help = "\
+Examples:
+  # The design's example: one cluster (production-hub is a hub: its name ends in -hub).
+  claude-warroom investigate --cluster production-hub --namespace clusters-prod-1 \\
+      --issue \"etcd latency\" --strategy control-plane-health
+
+  claude-warroom create --cluster hub --issue \"API timeout\" \\
+      --prompt \"Investigate control plane health\"
+
+  # Several clusters, one after another: each later cluster's prompt carries what the
+  # clusters before it found.
+  claude-warroom investigate --clusters production-hub,prod-cluster-1 --mode sequential \\
+      --issue \"API server experiencing 30s+ response times\" --timeout 900
+
+  # Capture the id in a script, then follow the request.
+  id=$(claude-warroom investigate --cluster prod-cluster-1 --issue \"node NotReady\")
+  claude-warroom status \"$id\"
+
+Exit codes: 0 written, committed and pushed; 1 the request would be invalid (nothing is
+written) or git failed; 2 usage error."
+)]
+pub struct Args {
+    /// The one cluster to investigate (letters, digits, `-`, `_`).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+
+    /// The HyperShift role of --cluster. Default: `hub` when the name is `hub` or ends with
+    /// `-hub`, else `hosted`.
+    #[arg(long, value_name = "TYPE", requires = "cluster")]
+    pub cluster_type: Option<ClusterKind>,
+
+    /// Several clusters, comma-separated, in order. Each is `NAME` or `NAME:TYPE`
+    /// (`hub`/`hosted`; the type defaults as for --cluster). Needs --mode.
+    #[arg(
+        long,
+        value_name = "NAME[:TYPE],...",
+        value_delimiter = ',',
+        requires = "mode"
+    )]
+    pub clusters: Vec<String>,
+
+    /// How --clusters are investigated: `parallel` (all at once) or `sequential` (one after
+    /// another, in the listed order, each later one told what the earlier ones found).
+    #[arg(
+        long,
+        value_name = "MODE",
+        requires = "clusters",
+        conflicts_with = "cluster"
+    )]
+    pub mode: Option<Mode>,
+
+    /// The issue, in a sentence (the request's `spec.issue.description`).
+    #[arg(long, value_name = "TEXT")]
+    pub issue: String,
+
+    /// A short category for the issue. Default: the issue text as a slug
+    /// (`API timeout` -> `api-timeout`).
+    #[arg(long, value_name = "SLUG")]
+    pub category: Option<String>,
+
+    /// Resources affected by the issue (hosted clusters, nodes...), comma-separated.
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub affected_resources: Vec<String>,
+
+    /// The Kubernetes namespace to focus on, e.g. `clusters-prod-1`.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// A named troubleshooting strategy (a runbook in the secure zone), e.g.
+    /// `control-plane-health`.
+    #[arg(long, value_name = "NAME")]
+    pub strategy: Option<String>,
+
+    /// The instructions for the agent. Default: a prompt composed from --issue, --namespace
+    /// and --strategy.
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+
+    /// The tools the agent may use, comma-separated: bash, read, grep, glob, write, edit.
+    /// The secure zone narrows them further (bash runs only read-only oc/kubectl verbs and
+    /// text tools; writes stay in the task's own workspace).
+    #[arg(
+        long,
+        value_name = "TOOL,...",
+        value_delimiter = ',',
+        default_value = "bash,read,grep",
+        value_parser = parse_tool
+    )]
+    pub tools: Vec<Tool>,
+
+    /// Seconds the investigation may run in each cluster before it is stopped and reported
+    /// `timed_out` (30 to 14400; the secure zone may allow less).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+    pub timeout: u64,
+
+    /// Who is asking. Default: `git config user.email` of the repository, else `user.name`,
+    /// else $USER.
+    #[arg(long, value_name = "WHO", env = "WARROOM_ENGINEER")]
+    pub engineer: Option<String>,
+
+    /// A short human name for the request. Default: `<category>-investigation`.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// The request id, which is also the file name. Default: `<YYYY-MM-DD-HHMM>-<category>-<6
+    /// hex>`, the time in UTC.
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+
+    /// Where the publisher writes the results, a folder inside `results/`. Default:
+    /// `results/<ID>/`.
+    #[arg(long, value_name = "DIR")]
+    pub destination: Option<String>,
+
+    /// A clone of the warroom repository.
+    #[arg(long, value_name = "DIR", env = "WARROOM_REPO", default_value = ".")]
+    pub repo: PathBuf,
+
+    /// Commit, but do not push (push later with `git push`).
+    #[arg(long)]
+    pub no_push: bool,
+}
+
+/// `--cluster-type`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ClusterKind {
+    /// The hub (management) cluster that hosts control planes.
+    Hub,
+    /// A hosted cluster.
+    Hosted,
+}
+
+impl From<ClusterKind> for ClusterType {
+    fn from(kind: ClusterKind) -> Self {
+        match kind {
+            ClusterKind::Hub => ClusterType::Hub,
+            ClusterKind::Hosted => ClusterType::Hosted,
+        }
+    }
+}
+
+/// `--mode`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Mode {
+    /// Every cluster at once.
+    Parallel,
+    /// One cluster after another, each later one told what the earlier ones found.
+    Sequential,
+}
+
+impl From<Mode> for CoordinationMode {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::Parallel => CoordinationMode::Parallel,
+            Mode::Sequential => CoordinationMode::Sequential,
+        }
+    }
+}
+
+fn parse_tool(name: &str) -> Result<Tool, String> {
+    Tool::parse(name.trim()).ok_or_else(|| {
+        let known: Vec<&str> = Tool::ALL.iter().map(|t| t.as_str()).collect();
+        format!(
+            "unknown tool `{name}`; expected some of: {}",
+            known.join(", ")
+        )
+    })
+}
+
+/// The type a cluster name implies: the hub is `hub` or `*-hub`.
+fn default_type(name: &str) -> ClusterType {
+    if name == "hub" || name.ends_with("-hub") {
+        ClusterType::Hub
+    } else {
+        ClusterType::Hosted
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    // Everything that needs no git is checked first, so a typo costs nothing.
+    let targets = targets(&args)?;
+    if let Some(id) = &args.id
+        && let Some(problem) = check_token(id, MAX_REQUEST_ID_LEN)
+    {
+        bail!("--id: the request id `{id}` {problem}");
+    }
+
+    let repo = Repo::open(&args.repo)?;
+    let branch = match (repo.current_branch(), args.no_push) {
+        (Some(branch), _) => Some(branch),
+        (None, true) => None,
+        (None, false) => bail!(
+            "{} is on a detached HEAD; check out the branch the secure zone follows (usually \
+             `main`) or pass --no-push",
+            repo.root().display()
+        ),
+    };
+    if !args.no_push && repo.config(&format!("remote.{REMOTE}.url")).is_none() {
+        bail!(
+            "{} has no `{REMOTE}` remote to push to; add it, or pass --no-push",
+            repo.root().display()
+        );
+    }
+    let engineer = match &args.engineer {
+        Some(engineer) => engineer.clone(),
+        None => default_engineer(&repo)?,
+    };
+
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .context("truncating the time")?;
+    let category = args.category.clone().unwrap_or_else(|| slug(&args.issue));
+    let id = match &args.id {
+        Some(id) => id.clone(),
+        None => generate_id(now, &category)?,
+    };
+    let request = build(&args, targets, engineer, category, now)?;
+    let relative = format!("{PENDING_DIR}/{id}.yaml");
+    let yaml = render(&request, &id)?;
+
+    // The exact check the gateway makes; only a request that passes it is written.
+    let validated = warroom_proto::parse_request(Path::new(&relative), yaml.as_bytes())
+        .map_err(|errors| invalid(&errors))?;
+    if let Some(branch) = &branch
+        && validated.results_dir != format!("results/{id}")
+    {
+        let rev = format!("{REMOTE}/{branch}");
+        let status = format!("{}/status.json", validated.results_dir);
+        if repo.has_commit(&rev)? && repo.read_at(&rev, &status)?.is_some() {
+            bail!(
+                "--destination: `{}` already holds the results of another request on `{rev}`; \
+                 choose a folder of its own",
+                validated.results_dir
+            );
+        }
+    }
+
+    if let Some(branch) = &branch
+        && !args.no_push
+    {
+        warn_unpushed(&repo, branch);
+    }
+
+    let path = repo.root().join(&relative);
+    write_new(&path, &yaml)?;
+    if let Err(err) = commit(&repo, &relative, &id) {
+        // Leave the clone as it was, so that running the command again is clean.
+        let _ = repo.try_output(&[
+            "rm",
+            "--cached",
+            "--quiet",
+            "--ignore-unmatch",
+            "--",
+            &relative,
+        ]);
+        let _ = std::fs::remove_file(&path);
+        return Err(err.context(format!(
+            "committing {relative} failed; nothing was committed"
+        )));
+    }
+    eprintln!("committed {relative}");
+
+    match &branch {
+        Some(branch) if !args.no_push => {
+            push(&repo, branch).with_context(|| {
+                format!(
+                    "request {id} is committed in {} but was not pushed; run `git push` there \
+                     once the problem is fixed",
+                    repo.root().display()
+                )
+            })?;
+            eprintln!("pushed to {REMOTE}/{branch}; follow it with: claude-warroom status {id}");
+        }
+        _ => eprintln!("not pushed (--no-push); push with `git push` to submit it"),
+    }
+    println!("{id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The target clusters the flags name.
+fn targets(args: &Args) -> Result<Targets> {
+    if let Some(name) = &args.cluster {
+        let kind = args
+            .cluster_type
+            .map_or_else(|| default_type(name), ClusterType::from);
+        return Ok(Targets::One(ClusterRef {
+            kind,
+            name: name.clone(),
+        }));
+    }
+    let mut clusters = Vec::new();
+    for item in &args.clusters {
+        let item = item.trim();
+        let (name, kind) = match item.split_once(':') {
+            None => (item, default_type(item)),
+            Some((name, "hub")) => (name, ClusterType::Hub),
+            Some((name, "hosted")) => (name, ClusterType::Hosted),
+            Some((_, other)) => {
+                bail!(
+                    "--clusters: unknown cluster type `{other}` in `{item}`; expected `hub` or `hosted`"
+                )
+            }
+        };
+        clusters.push(ClusterRef {
+            kind,
+            name: name.to_owned(),
+        });
+    }
+    // clap makes --mode required with --clusters.
+    let mode = args
+        .mode
+        .map_or(CoordinationMode::Sequential, CoordinationMode::from);
+    Ok(Targets::Several(clusters, mode))
+}
+
+enum Targets {
+    One(ClusterRef),
+    Several(Vec<ClusterRef>, CoordinationMode),
+}
+
+fn build(
+    args: &Args,
+    targets: Targets,
+    engineer: String,
+    category: String,
+    now: time::OffsetDateTime,
+) -> Result<TroubleshootingRequest> {
+    let (target_cluster, target_clusters, coordination) = match targets {
+        Targets::One(cluster) => (Some(cluster), None, None),
+        Targets::Several(clusters, mode) => (None, Some(clusters), Some(Coordination { mode })),
+    };
+    let prompt = args.prompt.clone().unwrap_or_else(|| {
+        default_prompt(
+            &args.issue,
+            args.namespace.as_deref(),
+            args.strategy.as_deref(),
+        )
+    });
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-investigation", slug(&category)));
+    let timestamp = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .context("formatting the time")?;
+    Ok(TroubleshootingRequest {
+        api_version: API_VERSION.to_owned(),
+        kind: KIND_TROUBLESHOOTING.to_owned(),
+        metadata: Metadata {
+            name,
+            timestamp,
+            engineer,
+        },
+        spec: RequestSpec {
+            target_cluster,
+            target_clusters,
+            coordination,
+            issue: Issue {
+                category,
+                description: args.issue.clone(),
+                affected_resources: args
+                    .affected_resources
+                    .iter()
+                    .map(|r| r.trim().to_owned())
+                    .collect(),
+            },
+            investigation: Investigation {
+                prompt,
+                allowed_tools: args.tools.clone(),
+                timeout: args.timeout,
+                strategy: args.strategy.clone(),
+                namespace: args.namespace.clone(),
+            },
+            output: args.destination.as_ref().map(|destination| Output {
+                format: OutputFormat::Markdown,
+                destination: Some(destination.clone()),
+            }),
+        },
+    })
+}
+
+/// The prompt when none is given: the issue, and where and how to look.
+fn default_prompt(issue: &str, namespace: Option<&str>, strategy: Option<&str>) -> String {
+    let mut prompt = format!("Investigate this issue: {}\n", issue.trim());
+    if let Some(namespace) = namespace {
+        let _ = writeln!(prompt, "Focus on the namespace {namespace}.");
+    }
+    if let Some(strategy) = strategy {
+        let _ = writeln!(prompt, "Follow the {strategy} troubleshooting strategy.");
+    }
+    prompt.push_str(
+        "Find the root cause, cite the evidence (commands and their output), and recommend \
+         the next steps.\n",
+    );
+    prompt
+}
+
+/// The request file's text: a comment that says where it came from, then the request.
+fn render(request: &TroubleshootingRequest, id: &str) -> Result<String> {
+    let mut body = serde_yaml_ng::to_string(request).context("serializing the request")?;
+    // A plain `2024-01-15T14:30:00Z` is a timestamp to YAML 1.1 readers (PyYAML, and so
+    // schema linters built on it), not the string the schema asks for: quote it, as the
+    // design's example does.
+    let timestamp = &request.metadata.timestamp;
+    body = body.replacen(
+        &format!("  timestamp: {timestamp}\n"),
+        &format!("  timestamp: \"{timestamp}\"\n"),
+        1,
+    );
+    Ok(format!(
+        "# Request {id}, written by `claude-warroom investigate`.\n\
+         # Results: results/{id}/ (unless spec.output.destination says otherwise).\n{body}"
+    ))
+}
+
+/// Turns validation errors into one message that names each field and the flag that set it.
+fn invalid(errors: &warroom_proto::ValidationErrors) -> anyhow::Error {
+    let mut message = String::from("the request would be invalid, so nothing was written:");
+    for error in &errors.errors {
+        let flag = flag_for(&error.field);
+        let field = if error.field.is_empty() {
+            "request id"
+        } else {
+            &error.field
+        };
+        let _ = write!(message, "\n  {field} ({flag}): {}", error.message);
+    }
+    anyhow::anyhow!(message)
+}
+
+/// The flag that sets a request field.
+fn flag_for(field: &str) -> &'static str {
+    const FLAGS: &[(&str, &str)] = &[
+        // Longer prefixes first: `spec.targetClusters` also starts with `spec.targetCluster`.
+        ("spec.targetClusters", "--clusters"),
+        ("spec.targetCluster.type", "--cluster-type"),
+        ("spec.targetCluster", "--cluster"),
+        ("spec.coordination", "--mode"),
+        ("spec.issue.category", "--category"),
+        ("spec.issue.description", "--issue"),
+        ("spec.issue.affectedResources", "--affected-resources"),
+        ("spec.investigation.prompt", "--prompt"),
+        ("spec.investigation.allowedTools", "--tools"),
+        ("spec.investigation.timeout", "--timeout"),
+        ("spec.investigation.strategy", "--strategy"),
+        ("spec.investigation.namespace", "--namespace"),
+        ("spec.output", "--destination"),
+        ("metadata.name", "--name"),
+        ("metadata.engineer", "--engineer"),
+        ("metadata.timestamp", "the clock"),
+    ];
+    FLAGS
+        .iter()
+        .find(|(prefix, _)| field.starts_with(prefix))
+        .map_or("--id", |(_, flag)| flag)
+}
+
+/// `git config user.email`, else `user.name`, else `$USER`.
+fn default_engineer(repo: &Repo) -> Result<String> {
+    repo.config("user.email")
+        .or_else(|| repo.config("user.name"))
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.trim().is_empty()))
+        .context("cannot tell who you are: set `git config user.email` or pass --engineer")
+}
+
+/// Lowercase ASCII letters and digits, runs of anything else as one `-`.
+fn slug(text: &str) -> String {
+    let mut slug = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    if slug.len() > MAX_SLUG_LEN {
+        slug.truncate(MAX_SLUG_LEN);
+    }
+    let slug = slug.trim_end_matches('-');
+    if slug.is_empty() {
+        "request".to_owned()
+    } else {
+        slug.to_owned()
+    }
+}
+
+/// `<YYYY-MM-DD-HHMM>-<slug>-<6 hex>`: sorts by time, reads as the issue, and the random
+/// suffix keeps two requests written in the same minute apart.
+fn generate_id(now: time::OffsetDateTime, category: &str) -> Result<String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]-[hour][minute]");
+    let stamp = now.format(&format).context("formatting the time")?;
+    let random = uuid::Uuid::new_v4();
+    let suffix: String = random.as_bytes()[..3]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(format!("{stamp}-{}-{suffix}", slug(category)))
+}
+
+/// Writes a new file; never overwrites an existing request.
+fn write_new(path: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "creating {} (does a request with this id exist?)",
+                path.display()
+            )
+        })?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Commits only the request file: a pathspec on `git commit` leaves whatever else the
+/// engineer has staged out of the commit and still staged.
+fn commit(repo: &Repo, relative: &str, id: &str) -> Result<()> {
+    repo.output(&["add", "--", relative])?;
+    let message = format!("request: {id}");
+    repo.output(&["commit", "--quiet", "--message", &message, "--", relative])?;
+    Ok(())
+}
+
+/// Says so when the push will carry the engineer's own unpushed commits along.
+fn warn_unpushed(repo: &Repo, branch: &str) {
+    let range = format!("{REMOTE}/{branch}..HEAD");
+    let Ok(count) = repo.run(&["rev-list", "--count", &range]) else {
+        return;
+    };
+    match count.trim().parse::<u64>() {
+        Ok(0) | Err(_) => {}
+        Ok(n) => eprintln!(
+            "warning: {branch} has {n} commit(s) not on {REMOTE}/{branch}; they are pushed \
+             together with the request"
+        ),
+    }
+}
+
+/// Pushes the branch; when the remote moved on, rebases onto it and tries once more.
+fn push(repo: &Repo, branch: &str) -> Result<()> {
+    let args = ["push", "--porcelain", REMOTE, branch];
+    let output = repo.try_output(&args)?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // `--porcelain` marks a ref the remote refused as out of date with `[rejected]`, in every
+    // locale; anything else (authentication, a hook saying no) is not cured by a rebase.
+    if !stdout.contains("[rejected]") {
+        bail!(
+            "`git push {REMOTE} {branch}` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    eprintln!("{REMOTE}/{branch} moved on; rebasing onto it and pushing again");
+    repo.output(&["pull", "--quiet", "--rebase", "--autostash", REMOTE, branch])
+        .context("rebasing onto the remote")?;
+    repo.output(&["push", "--quiet", REMOTE, branch])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn slugs_are_id_safe() {
+        assert_eq!(slug("API timeout"), "api-timeout");
+        assert_eq!(slug("  etcd latency (30s+)!"), "etcd-latency-30s");
+        assert_eq!(slug("ÄÖÜ"), "request");
+        assert!(slug(&"x y ".repeat(40)).len() <= MAX_SLUG_LEN);
+        assert!(!slug(&"ab-".repeat(40)).ends_with('-'));
+    }
+
+    #[test]
+    fn generated_ids_are_valid_request_ids() {
+        let id = generate_id(datetime!(2024-01-15 14:30:59 UTC), "api-timeout").unwrap();
+        assert!(id.starts_with("2024-01-15-1430-api-timeout-"), "{id}");
+        assert_eq!(id.len(), "2024-01-15-1430-api-timeout-".len() + 6);
+        assert_eq!(check_token(&id, MAX_REQUEST_ID_LEN), None);
+        let long = generate_id(datetime!(2024-01-15 14:30 UTC), &"word ".repeat(100)).unwrap();
+        assert_eq!(check_token(&long, MAX_REQUEST_ID_LEN), None);
+    }
+
+    #[test]
+    fn hub_type_follows_the_name() {
+        assert_eq!(default_type("hub"), ClusterType::Hub);
+        assert_eq!(default_type("production-hub"), ClusterType::Hub);
+        assert_eq!(default_type("hubble"), ClusterType::Hosted);
+        assert_eq!(default_type("prod-cluster-1"), ClusterType::Hosted);
+    }
+
+    #[test]
+    fn fields_map_to_their_flags() {
+        assert_eq!(flag_for("spec.targetCluster.name"), "--cluster");
+        assert_eq!(flag_for("spec.targetCluster.type"), "--cluster-type");
+        assert_eq!(flag_for("spec.targetClusters[1].name"), "--clusters");
+        assert_eq!(flag_for("spec.investigation.timeout"), "--timeout");
+        assert_eq!(flag_for(""), "--id");
+    }
+
+    #[test]
+    fn default_prompt_names_namespace_and_strategy() {
+        let prompt = default_prompt(
+            "etcd latency",
+            Some("clusters-prod-1"),
+            Some("control-plane-health"),
+        );
+        assert!(prompt.contains("etcd latency"));
+        assert!(prompt.contains("clusters-prod-1"));
+        assert!(prompt.contains("control-plane-health"));
+    }
+}

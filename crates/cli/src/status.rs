@@ -1,0 +1,233 @@
+//! `claude-warroom status`: where a request is, read from `status.json` in git.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use warroom_proto::{RequestStatus, Timestamp};
+
+use crate::results::Target;
+
+/// Show where a request is: its phase, each cluster's phase, and any error.
+///
+/// Fetches `origin/<BRANCH>` and reads the request's `status.json`, which the secure zone's
+/// publisher rewrites at every transition. It is usually `results/<ID>/status.json`; for a
+/// request with `spec.output.destination` it is in that folder. Reads git only.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  claude-warroom status 2026-01-15-1430-etcd-latency-3f9a2c
+  claude-warroom status --request-id 2026-01-15-1430-etcd-latency-3f9a2c --json | jq .phase
+  watch -n 10 claude-warroom status <ID>
+
+Phases: accepted, dispatched, running; final: completed, failed, timed_out, cancelled,
+rejected (the request was invalid or not allowed; the errors are listed).
+
+Exit codes: 0 the status was shown, 1 error (unknown id, git failure), 2 usage error,
+3 no status yet (the request is pending: the secure zone has not picked it up yet).")]
+pub struct Args {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Print `status.json` exactly as committed, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let results = args.target.locate()?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        stdout
+            .write_all(&results.status_bytes)
+            .context("writing to stdout")?;
+    } else {
+        let text = render(
+            &results.status,
+            &results.dir,
+            &results.rev,
+            warroom_proto::now(),
+        );
+        stdout
+            .write_all(text.as_bytes())
+            .context("writing to stdout")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The status for people.
+fn render(status: &RequestStatus, dir: &str, rev: &str, now: Timestamp) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "request   {}", status.id);
+    let _ = writeln!(out, "phase     {}", status.phase);
+    if let Some(mode) = status.mode {
+        let _ = writeln!(out, "mode      {}", mode.as_str());
+    }
+    if let Some(engineer) = &status.engineer {
+        let _ = writeln!(out, "engineer  {engineer}");
+    }
+    let _ = writeln!(
+        out,
+        "updated   {} ({}, revision {})",
+        format_time(status.updated_at),
+        ago(now - status.updated_at),
+        status.revision
+    );
+    let _ = writeln!(out, "results   {dir}/ on {rev}");
+    if let Some(error) = &status.error {
+        let _ = writeln!(out, "error     {error}");
+    }
+    for error in &status.errors {
+        let _ = writeln!(out, "  - {error}");
+    }
+
+    if !status.clusters.is_empty() {
+        let rows: Vec<[String; 7]> = status
+            .clusters
+            .iter()
+            .map(|(name, cluster)| {
+                [
+                    name.clone(),
+                    cluster.kind.as_str().to_owned(),
+                    cluster.phase.as_str().to_owned(),
+                    cluster.duration_secs.map_or("-".to_owned(), duration),
+                    cluster
+                        .cost_usd
+                        .map_or("-".to_owned(), |c| format!("${c:.2}")),
+                    cluster.num_turns.map_or("-".to_owned(), |n| n.to_string()),
+                    cluster.permission_denials.to_string(),
+                ]
+            })
+            .collect();
+        let header = [
+            "CLUSTER", "TYPE", "PHASE", "DURATION", "COST", "TURNS", "DENIED",
+        ];
+        let mut widths = header.map(str::len);
+        for row in &rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        out.push('\n');
+        let mut line = |cells: &[String]| {
+            let mut text = String::new();
+            for (cell, width) in cells.iter().zip(widths) {
+                let _ = write!(text, "{cell:<width$}  ");
+            }
+            let _ = writeln!(out, "{}", text.trim_end());
+        };
+        line(&header.map(str::to_owned));
+        for row in &rows {
+            line(row);
+        }
+        for (name, cluster) in &status.clusters {
+            if let Some(error) = &cluster.error {
+                let _ = writeln!(out, "{name}: {error}");
+            }
+        }
+    }
+    if status.phase.is_final() && status.phase != warroom_proto::RequestPhase::Rejected {
+        let _ = writeln!(out, "\nreport: claude-warroom get-results {}", status.id);
+    }
+    out
+}
+
+fn format_time(at: Timestamp) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+/// "3 min ago", for a glance at how fresh a status is.
+fn ago(elapsed: time::Duration) -> String {
+    let secs = elapsed.whole_seconds();
+    if secs < 0 {
+        return "in the future: check your clock".to_owned();
+    }
+    match secs {
+        0..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h {} min ago", secs / 3600, secs % 3600 / 60),
+        _ => format!("{} days ago", secs / 86_400),
+    }
+}
+
+/// `2m 13s`.
+fn duration(secs: f64) -> String {
+    let secs = secs.max(0.0).round() as u64;
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use time::macros::datetime;
+    use warroom_proto::{ClusterPhase, ClusterStatus, ClusterType, RequestPhase};
+
+    use super::*;
+
+    #[test]
+    fn render_shows_every_cluster_and_the_error() {
+        let mut clusters = BTreeMap::new();
+        let mut hub = ClusterStatus::new(ClusterType::Hub, ClusterPhase::Completed);
+        hub.duration_secs = Some(133.4);
+        hub.cost_usd = Some(0.4213);
+        hub.num_turns = Some(12);
+        clusters.insert("production-hub".to_owned(), hub);
+        let mut hosted = ClusterStatus::new(ClusterType::Hosted, ClusterPhase::Failed);
+        hosted.error = Some("the agent hit the turn limit".to_owned());
+        clusters.insert("prod-cluster-1".to_owned(), hosted);
+        let status = RequestStatus {
+            id: "r1".to_owned(),
+            phase: RequestPhase::Failed,
+            clusters,
+            error: Some("prod-cluster-1 failed".to_owned()),
+            errors: Vec::new(),
+            mode: Some(warroom_proto::CoordinationMode::Sequential),
+            engineer: Some("a@b.c".to_owned()),
+            results_dir: "results/r1".to_owned(),
+            revision: 7,
+            updated_at: datetime!(2026-01-15 14:30:00 UTC),
+        };
+        let text = render(
+            &status,
+            "results/r1",
+            "origin/main",
+            datetime!(2026-01-15 14:33:10 UTC),
+        );
+        assert!(text.contains("phase     failed"), "{text}");
+        assert!(
+            text.contains("2026-01-15 14:30:00 UTC (3 min ago, revision 7)"),
+            "{text}"
+        );
+        assert!(text.contains("error     prod-cluster-1 failed"), "{text}");
+        assert!(
+            text.contains("production-hub  hub     completed  2m 13s    $0.42  12"),
+            "{text}"
+        );
+        assert!(
+            text.contains("prod-cluster-1: the agent hit the turn limit"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(5.4), "5s");
+        assert_eq!(duration(133.0), "2m 13s");
+        assert_eq!(duration(7322.0), "2h 02m");
+    }
+}

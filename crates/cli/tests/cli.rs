@@ -1,0 +1,697 @@
+//! The `claude-warroom` binary, run as an engineer runs it, against real git: a bare remote
+//! from the test kit, the engineer's clone, and a second clone playing the publisher.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use warroom_proto::{
+    ClusterPhase, ClusterStatus, ClusterType, CoordinationMode, RequestPhase, RequestStatus,
+    parse_request,
+};
+use warroom_testkit::BareRemote;
+use warroom_testkit::git::{TEST_USER_EMAIL, WorkClone};
+
+/// The binary with a hermetic environment: no system or global git config (so the clone's
+/// local test identity is what counts), no prompts, and none of our own env defaults.
+fn cli(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_claude-warroom"));
+    for var in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+        "GIT_CONFIG_PARAMETERS",
+        "GIT_CONFIG_COUNT",
+        "WARROOM_REPO",
+        "WARROOM_BRANCH",
+        "WARROOM_ENGINEER",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// What a run printed and how it ended.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn of(output: Output) -> Run {
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// The request id `investigate` printed: the last line of stdout.
+    fn id(&self) -> String {
+        assert_eq!(self.code, Some(0), "{self}");
+        self.stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn run(dir: &Path, args: &[&str]) -> Run {
+    Run::of(
+        cli(dir)
+            .args(args)
+            .output()
+            .expect("running claude-warroom"),
+    )
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The pushed request file, parsed exactly as the gateway parses it.
+fn pushed_request(remote: &BareRemote, id: &str) -> warroom_proto::ValidatedRequest {
+    let path = format!("requests/pending/{id}.yaml");
+    let text = remote
+        .read(&path)
+        .unwrap_or_else(|| panic!("{path} is not on the remote's main"));
+    parse_request(Path::new(&path), text.as_bytes())
+        .unwrap_or_else(|errors| panic!("the pushed request is invalid:\n{errors}\n{text}"))
+}
+
+fn status(
+    id: &str,
+    phase: RequestPhase,
+    dir: &str,
+    clusters: &[(&str, ClusterPhase)],
+) -> RequestStatus {
+    RequestStatus {
+        id: id.to_owned(),
+        phase,
+        clusters: clusters
+            .iter()
+            .map(|(name, phase)| {
+                let mut cluster = ClusterStatus::new(ClusterType::Hosted, *phase);
+                if phase.is_final() {
+                    cluster.duration_secs = Some(61.0);
+                    cluster.cost_usd = Some(0.12);
+                    cluster.num_turns = Some(4);
+                    cluster.report = Some(format!("{name}.md"));
+                }
+                ((*name).to_owned(), cluster)
+            })
+            .collect::<BTreeMap<_, _>>(),
+        error: None,
+        errors: Vec::new(),
+        mode: None,
+        engineer: Some(TEST_USER_EMAIL.to_owned()),
+        results_dir: dir.to_owned(),
+        revision: 3,
+        updated_at: warroom_proto::now(),
+    }
+}
+
+/// Plays the publisher: writes `files` into `dir` from its own clone and pushes.
+fn publish(remote: &BareRemote, dir: &str, files: &[(&str, String)]) {
+    let publisher = remote.work_clone();
+    for (name, text) in files {
+        publisher.write(format!("{dir}/{name}"), text);
+    }
+    publisher.commit_all("results");
+    publisher.push();
+}
+
+#[test]
+fn validate_accepts_the_design_examples() {
+    let examples = workspace_root().join("examples/requests");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&examples)
+        .expect("reading examples/requests")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no examples in {}", examples.display());
+    let mut args = vec!["validate".to_owned()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = run(&examples, &args);
+    assert_eq!(result.code, Some(0), "{result}");
+    for file in &files {
+        assert!(
+            result.stdout.contains(&format!("{}: ok", file.display())),
+            "{result}"
+        );
+    }
+}
+
+#[test]
+fn validate_names_the_file_and_field_of_every_problem() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let broken = dir.path().join("broken-request.yaml");
+    std::fs::write(
+        &broken,
+        "apiVersion: warroom.intility.io/v1\n\
+         kind: TroubleshootingRequest\n\
+         metadata: {name: n, timestamp: \"2024-01-15T14:30:00Z\", engineer: e}\n\
+         spec:\n  targetCluster: {type: hub, name: production-hub}\n\
+         \x20 issue: {category: c, description: d}\n\
+         \x20 investigation: {prompt: p, allowedTools: [bash], timeout: 5}\n",
+    )
+    .expect("writing the broken file");
+    let good = workspace_root().join("examples/requests/2024-01-15-1430-api-timeout.yaml");
+    let missing = dir.path().join("missing.yaml");
+    let result = run(
+        dir.path(),
+        &[
+            "validate",
+            &broken.display().to_string(),
+            &good.display().to_string(),
+            &missing.display().to_string(),
+        ],
+    );
+    assert_eq!(result.code, Some(1), "{result}");
+    assert!(
+        result.stdout.contains(&format!(
+            "{}: spec.investigation.timeout: 5 is out of range",
+            broken.display()
+        )),
+        "{result}"
+    );
+    assert!(
+        result.stdout.contains(&format!("{}: ok", good.display())),
+        "{result}"
+    );
+    assert!(
+        result
+            .stdout
+            .contains(&format!("{}: cannot read", missing.display())),
+        "{result}"
+    );
+}
+
+#[test]
+fn schema_equals_the_committed_file() {
+    let committed = std::fs::read_to_string(
+        workspace_root().join("schema/troubleshooting-request.schema.json"),
+    )
+    .expect("reading the committed schema");
+    let result = run(&workspace_root(), &["schema"]);
+    assert_eq!(result.code, Some(0), "{result}");
+    assert_eq!(result.stdout, committed, "the committed schema is stale");
+}
+
+#[test]
+fn investigate_pushes_a_valid_request_named_by_the_printed_id() {
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    // Work of the engineer's own that must stay out of the request's commit.
+    engineer.write("notes.txt", "mine\n");
+    engineer.git(["add", "notes.txt"]);
+
+    let result = run(
+        engineer.path(),
+        &[
+            "investigate",
+            "--cluster",
+            "production-hub",
+            "--namespace",
+            "clusters-prod-1",
+            "--issue",
+            "etcd latency",
+            "--strategy",
+            "control-plane-health",
+        ],
+    );
+    let id = result.id();
+    assert!(id.contains("-etcd-latency-"), "{id}");
+    let validated = pushed_request(&remote, &id);
+    assert_eq!(validated.id, id);
+    let request = &validated.request;
+    let cluster = request.spec.target_cluster.as_ref().expect("targetCluster");
+    assert_eq!(
+        (cluster.kind, cluster.name.as_str()),
+        (ClusterType::Hub, "production-hub")
+    );
+    assert_eq!(request.spec.issue.category, "etcd-latency");
+    assert_eq!(request.spec.issue.description, "etcd latency");
+    assert_eq!(request.metadata.engineer, TEST_USER_EMAIL);
+    let investigation = &request.spec.investigation;
+    assert_eq!(investigation.timeout, 1800);
+    assert_eq!(investigation.namespace.as_deref(), Some("clusters-prod-1"));
+    assert_eq!(
+        investigation.strategy.as_deref(),
+        Some("control-plane-health")
+    );
+    assert!(
+        investigation.prompt.contains("etcd latency"),
+        "{}",
+        investigation.prompt
+    );
+    assert!(
+        investigation.prompt.contains("clusters-prod-1"),
+        "{}",
+        investigation.prompt
+    );
+    assert_eq!(validated.results_dir, format!("results/{id}"));
+    // Quoted, so YAML 1.1 readers (schema linters) see a string, as the schema says.
+    let text = remote
+        .read(&format!("requests/pending/{id}.yaml"))
+        .unwrap_or_default();
+    let timestamp = &request.metadata.timestamp;
+    assert!(
+        text.contains(&format!("timestamp: \"{timestamp}\"")),
+        "{text}"
+    );
+
+    assert_eq!(remote.log_subjects()[0], format!("request: {id}"));
+    let committed = remote.git(["show", "--name-only", "--format=", "main"]);
+    assert_eq!(committed.trim(), format!("requests/pending/{id}.yaml"));
+    let staged = engineer.git(["diff", "--cached", "--name-only"]);
+    assert_eq!(
+        staged.trim(),
+        "notes.txt",
+        "the engineer's staged work was touched"
+    );
+}
+
+#[test]
+fn create_with_several_clusters_writes_target_clusters_and_coordination() {
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    let result = run(
+        engineer.path(),
+        &[
+            "create",
+            "--clusters",
+            "production-hub,prod-cluster-1,edge:hub",
+            "--mode",
+            "sequential",
+            "--issue",
+            "API timeouts",
+            "--prompt",
+            "Find why the API server times out.",
+            "--tools",
+            "bash,read",
+            "--timeout",
+            "900",
+            "--engineer",
+            "platform-engineer-1",
+        ],
+    );
+    let id = result.id();
+    let validated = pushed_request(&remote, &id);
+    let spec = &validated.request.spec;
+    assert_eq!(spec.target_cluster, None);
+    let clusters: Vec<(ClusterType, &str)> = spec
+        .target_clusters
+        .as_ref()
+        .expect("targetClusters")
+        .iter()
+        .map(|c| (c.kind, c.name.as_str()))
+        .collect();
+    assert_eq!(
+        clusters,
+        [
+            (ClusterType::Hub, "production-hub"),
+            (ClusterType::Hosted, "prod-cluster-1"),
+            (ClusterType::Hub, "edge"),
+        ]
+    );
+    assert_eq!(validated.mode, Some(CoordinationMode::Sequential));
+    assert_eq!(
+        spec.investigation.prompt,
+        "Find why the API server times out."
+    );
+    assert_eq!(spec.investigation.timeout, 900);
+    assert_eq!(
+        spec.investigation.allowed_tools,
+        [warroom_proto::Tool::Bash, warroom_proto::Tool::Read]
+    );
+    assert_eq!(validated.request.metadata.engineer, "platform-engineer-1");
+}
+
+#[test]
+fn invalid_values_write_and_push_nothing() {
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    let before = remote.head();
+
+    let result = run(
+        engineer.path(),
+        &[
+            "investigate",
+            "--cluster",
+            "bad.name",
+            "--issue",
+            "x",
+            "--timeout",
+            "5",
+        ],
+    );
+    assert_eq!(result.code, Some(1), "{result}");
+    assert!(
+        result
+            .stderr
+            .contains("spec.targetCluster.name (--cluster)"),
+        "{result}"
+    );
+    assert!(
+        result
+            .stderr
+            .contains("spec.investigation.timeout (--timeout)"),
+        "{result}"
+    );
+    assert!(result.stdout.is_empty(), "{result}");
+
+    // Usage errors: clap's exit code 2.
+    for args in [
+        &["investigate", "--clusters", "a,b", "--issue", "x"][..],
+        &[
+            "investigate",
+            "--cluster",
+            "a",
+            "--mode",
+            "parallel",
+            "--issue",
+            "x",
+        ],
+        &[
+            "investigate",
+            "--cluster",
+            "a",
+            "--clusters",
+            "b",
+            "--mode",
+            "parallel",
+            "--issue",
+            "x",
+        ],
+        &[
+            "investigate",
+            "--cluster",
+            "a",
+            "--issue",
+            "x",
+            "--tools",
+            "bash,sudo",
+        ],
+        &["investigate", "--issue", "x"],
+    ] {
+        let result = run(engineer.path(), args);
+        assert_eq!(result.code, Some(2), "{args:?}: {result}");
+    }
+
+    assert_eq!(remote.head(), before, "something was pushed");
+    assert_eq!(engineer.head(), before, "something was committed");
+    let status = engineer.git(["status", "--porcelain", "--untracked-files=all"]);
+    assert_eq!(status.trim(), "", "something was written");
+}
+
+#[test]
+fn investigate_rebases_when_the_remote_moved() {
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    // Someone else pushes first; the engineer's clone is now behind.
+    let other = remote.work_clone();
+    other.write("requests/pending/someone-else.yaml", "x: 1\n");
+    other.commit_all("request: someone-else");
+    other.push();
+
+    let result = run(
+        engineer.path(),
+        &[
+            "investigate",
+            "--cluster",
+            "prod-cluster-1",
+            "--issue",
+            "node NotReady",
+            "--id",
+            "r-race",
+        ],
+    );
+    assert_eq!(result.id(), "r-race");
+    assert_eq!(
+        remote.log_subjects()[..2],
+        ["request: r-race", "request: someone-else"]
+    );
+    pushed_request(&remote, "r-race");
+}
+
+#[test]
+fn status_and_results_of_a_finished_request() {
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    let id = run(
+        engineer.path(),
+        &[
+            "investigate",
+            "--cluster",
+            "prod-cluster-1",
+            "--issue",
+            "etcd latency",
+        ],
+    )
+    .id();
+
+    // Not picked up yet: exit 3 for both commands.
+    for command in ["status", "get-results"] {
+        let result = run(engineer.path(), &[command, &id]);
+        assert_eq!(result.code, Some(3), "{command}: {result}");
+        assert!(
+            result
+                .stderr
+                .contains(&format!("no results for {id} yet: the request is pending")),
+            "{command}: {result}"
+        );
+    }
+
+    let dir = format!("results/{id}");
+    let status = status(
+        &id,
+        RequestPhase::Completed,
+        &dir,
+        &[("prod-cluster-1", ClusterPhase::Completed)],
+    );
+    let status_json = serde_json::to_string_pretty(&status).expect("serializing the status") + "\n";
+    publish(
+        &remote,
+        &dir,
+        &[
+            ("status.json", status_json.clone()),
+            ("README.md", "# Aggregated report\n".to_owned()),
+            (
+                "prod-cluster-1.md",
+                "# etcd is slow on prod-cluster-1\n".to_owned(),
+            ),
+            ("audit.jsonl", "{\"command\":\"oc get pods\"}\n".to_owned()),
+        ],
+    );
+
+    let shown = run(engineer.path(), &["status", &id]);
+    assert_eq!(shown.code, Some(0), "{shown}");
+    assert!(shown.stdout.contains("phase     completed"), "{shown}");
+    assert!(
+        shown
+            .stdout
+            .contains("prod-cluster-1  hosted  completed  1m 01s"),
+        "{shown}"
+    );
+
+    let json = run(engineer.path(), &["status", "--request-id", &id, "--json"]);
+    assert_eq!(json.code, Some(0), "{json}");
+    assert_eq!(json.stdout, status_json);
+
+    let printed = run(engineer.path(), &["get-results", "--request-id", &id]);
+    assert_eq!(printed.code, Some(0), "{printed}");
+    let readme = printed
+        .stdout
+        .find("# Aggregated report")
+        .expect("README.md printed");
+    let report = printed
+        .stdout
+        .find("# etcd is slow on prod-cluster-1")
+        .expect("cluster report printed");
+    assert!(readme < report, "{printed}");
+    assert!(
+        printed
+            .stdout
+            .contains(&format!("==> {dir}/prod-cluster-1.md <==")),
+        "{printed}"
+    );
+
+    let out = tempfile::tempdir().expect("a temporary directory");
+    let target = out.path().join("report");
+    let copied = run(
+        engineer.path(),
+        &[
+            "get-results",
+            &id,
+            "--output",
+            &target.display().to_string(),
+        ],
+    );
+    assert_eq!(copied.code, Some(0), "{copied}");
+    for name in [
+        "status.json",
+        "README.md",
+        "prod-cluster-1.md",
+        "audit.jsonl",
+    ] {
+        assert!(
+            target.join(name).is_file(),
+            "{name} was not copied: {copied}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(target.join("status.json")).expect("status.json"),
+        status_json
+    );
+}
+
+#[test]
+fn status_follows_the_output_destination() {
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    let id = run(
+        engineer.path(),
+        &[
+            "investigate",
+            "--cluster",
+            "hub",
+            "--issue",
+            "API timeout",
+            "--destination",
+            "/results/team-a/api-timeout/",
+        ],
+    )
+    .id();
+    assert_eq!(
+        pushed_request(&remote, &id).results_dir,
+        "results/team-a/api-timeout"
+    );
+
+    let pending = run(engineer.path(), &["status", &id]);
+    assert_eq!(pending.code, Some(3), "{pending}");
+
+    let dir = "results/team-a/api-timeout";
+    let status = status(
+        &id,
+        RequestPhase::Running,
+        dir,
+        &[("hub", ClusterPhase::Running)],
+    );
+    publish(
+        &remote,
+        dir,
+        &[(
+            "status.json",
+            serde_json::to_string_pretty(&status).expect("serializing"),
+        )],
+    );
+    let shown = run(engineer.path(), &["status", &id]);
+    assert_eq!(shown.code, Some(0), "{shown}");
+    assert!(shown.stdout.contains("phase     running"), "{shown}");
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("results   {dir}/ on origin/main")),
+        "{shown}"
+    );
+
+    // Running, and no report written yet: nothing to show.
+    let results = run(engineer.path(), &["get-results", &id]);
+    assert_eq!(results.code, Some(3), "{results}");
+}
+
+#[test]
+fn unknown_ids_are_errors() {
+    let remote = BareRemote::new();
+    let engineer: WorkClone = remote.work_clone();
+    let result = run(engineer.path(), &["status", "no-such-request"]);
+    assert_eq!(result.code, Some(1), "{result}");
+    assert!(
+        result.stderr.contains("unknown request `no-such-request`"),
+        "{result}"
+    );
+
+    let result = run(engineer.path(), &["get-results", "../escape"]);
+    assert_eq!(result.code, Some(2), "{result}");
+}
+
+#[test]
+fn no_push_commits_locally_only() {
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    let before = remote.head();
+    let result = run(
+        engineer.path(),
+        &[
+            "investigate",
+            "--cluster",
+            "hub",
+            "--issue",
+            "API timeout",
+            "--no-push",
+        ],
+    );
+    let id = result.id();
+    assert_eq!(remote.head(), before, "--no-push pushed: {result}");
+    let subject = engineer.git(["log", "-1", "--format=%s"]);
+    assert_eq!(subject.trim(), format!("request: {id}"));
+}
+
+#[test]
+fn a_failed_commit_leaves_the_clone_as_it_was() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    let hook = engineer.path().join(".git/hooks/pre-commit");
+    std::fs::write(&hook, "#!/bin/sh\necho 'hook says no' >&2\nexit 1\n")
+        .expect("writing the hook");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
+        .expect("making the hook executable");
+    let before = remote.head();
+
+    let result = run(
+        engineer.path(),
+        &[
+            "investigate",
+            "--cluster",
+            "hub",
+            "--issue",
+            "API timeout",
+            "--id",
+            "r-hook",
+        ],
+    );
+    assert_eq!(result.code, Some(1), "{result}");
+    assert!(result.stderr.contains("hook says no"), "{result}");
+    assert_eq!(remote.head(), before);
+    assert_eq!(engineer.head(), before);
+    let status = engineer.git(["status", "--porcelain", "--untracked-files=all"]);
+    assert_eq!(status.trim(), "", "the failed request was left behind");
+}
