@@ -22,8 +22,8 @@ pub use session::SessionRequest;
 pub use status::{ClusterPhase, ClusterStatus, RequestPhase, RequestStatus};
 pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request};
 pub use wire::{
-    AcceptedRequest, AuditEvent, AuditKind, ClusterReport, Denial, Finding, Outcome, RequestSummary, RunnerReport,
-    StatusUpdate, Task, TaskResult,
+    AcceptedRequest, AuditEvent, AuditKind, ClusterReport, Denial, Finding, Outcome,
+    RequestSummary, RunnerReport, StatusUpdate, Task, TaskResult,
 };
 
 /// The `apiVersion` of every request file this version understands.

@@ -153,7 +153,9 @@ pub struct Investigation {
 }
 
 /// A tool a request may ask for. Each maps onto Claude Code tools under a read-only policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Tool {
     /// Shell commands, limited to read-only `oc`/`kubectl` verbs and text tools.

@@ -147,9 +147,17 @@ pub struct ClusterStatus {
     #[serde(rename = "type")]
     pub kind: ClusterType,
     pub phase: ClusterPhase,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
     pub started_at: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
     pub finished_at: Option<Timestamp>,
     /// How long the investigation ran, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -69,10 +69,18 @@ impl fmt::Display for ValidationErrors {
 impl ValidationErrors {
     /// One line that sums the errors up, for `status.json`'s `error`.
     pub fn summary(&self) -> String {
-        let first = self.errors.first().map(ToString::to_string).unwrap_or_default();
+        let first = self
+            .errors
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         match self.errors.len() {
             0 | 1 => format!("invalid request {}: {first}", self.file),
-            n => format!("invalid request {}: {first} (and {} more)", self.file, n - 1),
+            n => format!(
+                "invalid request {}: {first} (and {} more)",
+                self.file,
+                n - 1
+            ),
         }
     }
 }
@@ -162,7 +170,9 @@ pub fn parse_document(path: &Path, bytes: &[u8]) -> Result<Document, ValidationE
             ),
         ),
     }
-    if let Some(metadata) = check.child_mapping(root, "", "metadata", &["name", "timestamp", "engineer"]) {
+    if let Some(metadata) =
+        check.child_mapping(root, "", "metadata", &["name", "timestamp", "engineer"])
+    {
         check.metadata(metadata);
     }
 
@@ -321,7 +331,10 @@ fn request_id(path: &Path, check: &mut Check) -> Option<String> {
         Some(stem) => match check_token(stem, MAX_REQUEST_ID_LEN) {
             None => Some(stem.to_owned()),
             Some(problem) => {
-                check.error("", format!("the request id (file name stem) `{stem}` {problem}"));
+                check.error(
+                    "",
+                    format!("the request id (file name stem) `{stem}` {problem}"),
+                );
                 None
             }
         },
@@ -370,7 +383,12 @@ fn one_of(names: &[&str]) -> String {
 fn suggestion(unknown: &str, known: &[&str]) -> Option<String> {
     known
         .iter()
-        .map(|k| (strsim::damerau_levenshtein(&unknown.to_lowercase(), &k.to_lowercase()), k))
+        .map(|k| {
+            (
+                strsim::damerau_levenshtein(&unknown.to_lowercase(), &k.to_lowercase()),
+                k,
+            )
+        })
         .filter(|(distance, _)| *distance <= 2)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, k)| (*k).to_owned())
@@ -390,7 +408,9 @@ impl Check {
             let what = if path.is_empty() { "the document" } else { "" };
             self.error(
                 path,
-                format!("{what}expected a mapping, found {}", describe(value)).trim_start().to_owned(),
+                format!("{what}expected a mapping, found {}", describe(value))
+                    .trim_start()
+                    .to_owned(),
             );
             return None;
         };
@@ -417,7 +437,13 @@ impl Check {
     }
 
     /// A field's value; `None` when absent or null (an error when required).
-    fn field<'v>(&mut self, map: &'v Mapping, path: &str, key: &str, required: bool) -> Option<&'v Value> {
+    fn field<'v>(
+        &mut self,
+        map: &'v Mapping,
+        path: &str,
+        key: &str,
+        required: bool,
+    ) -> Option<&'v Value> {
         match map.get(key) {
             None | Some(Value::Null) => {
                 if required {
@@ -429,13 +455,25 @@ impl Check {
         }
     }
 
-    fn child_mapping<'v>(&mut self, map: &'v Mapping, path: &str, key: &str, known: &[&str]) -> Option<&'v Mapping> {
+    fn child_mapping<'v>(
+        &mut self,
+        map: &'v Mapping,
+        path: &str,
+        key: &str,
+        known: &[&str],
+    ) -> Option<&'v Mapping> {
         let value = self.field(map, path, key, true)?;
         self.mapping(value, &join(path, key), known)
     }
 
     /// A non-empty string field.
-    fn string<'v>(&mut self, map: &'v Mapping, path: &str, key: &str, required: bool) -> Option<&'v str> {
+    fn string<'v>(
+        &mut self,
+        map: &'v Mapping,
+        path: &str,
+        key: &str,
+        required: bool,
+    ) -> Option<&'v str> {
         let value = self.field(map, path, key, required)?;
         self.string_value(value, &join(path, key))
     }
@@ -448,7 +486,10 @@ impl Check {
             }
             Value::String(s) => Some(s),
             other => {
-                self.error(field, format!("expected a string, found {}", describe(other)));
+                self.error(
+                    field,
+                    format!("expected a string, found {}", describe(other)),
+                );
                 None
             }
         }
@@ -465,14 +506,25 @@ impl Check {
                 .filter_map(|(i, item)| self.string_value(item, &format!("{field}[{i}]")))
                 .collect(),
             Some(other) => {
-                self.error(&field, format!("expected a list of strings, found {}", describe(other)));
+                self.error(
+                    &field,
+                    format!("expected a list of strings, found {}", describe(other)),
+                );
                 Vec::new()
             }
         }
     }
 
     /// A whole number within a range.
-    fn number(&mut self, map: &Mapping, path: &str, key: &str, min: u64, max: u64, unit: &str) -> Option<u64> {
+    fn number(
+        &mut self,
+        map: &Mapping,
+        path: &str,
+        key: &str,
+        min: u64,
+        max: u64,
+        unit: &str,
+    ) -> Option<u64> {
         let field = join(path, key);
         let value = self.field(map, path, key, true)?;
         let expected = format!("expected a whole number of {unit} from {min} to {max}");
@@ -493,7 +545,14 @@ impl Check {
         }
     }
 
-    fn token(&mut self, map: &Mapping, path: &str, key: &str, required: bool, what: &str) -> Option<String> {
+    fn token(
+        &mut self,
+        map: &Mapping,
+        path: &str,
+        key: &str,
+        required: bool,
+        what: &str,
+    ) -> Option<String> {
         let value = self.string(map, path, key, required)?;
         match check_token(value, MAX_CLUSTER_NAME_LEN) {
             None => Some(value.to_owned()),
@@ -508,11 +567,17 @@ impl Check {
         self.string(metadata, "metadata", "name", true);
         self.string(metadata, "metadata", "engineer", true);
         if let Some(timestamp) = self.string(metadata, "metadata", "timestamp", true)
-            && time::OffsetDateTime::parse(timestamp, &time::format_description::well_known::Rfc3339).is_err()
+            && time::OffsetDateTime::parse(
+                timestamp,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .is_err()
         {
             self.error(
                 "metadata.timestamp",
-                format!("`{timestamp}` is not an RFC 3339 time; expected e.g. `2024-01-15T14:30:00Z`"),
+                format!(
+                    "`{timestamp}` is not an RFC 3339 time; expected e.g. `2024-01-15T14:30:00Z`"
+                ),
             );
         }
     }
@@ -523,13 +588,19 @@ impl Check {
             Some("hub") => Some(ClusterType::Hub),
             Some("hosted") => Some(ClusterType::Hosted),
             Some(other) => {
-                self.error(&join(path, "type"), format!("unknown cluster type `{other}`; expected `hub` or `hosted`"));
+                self.error(
+                    &join(path, "type"),
+                    format!("unknown cluster type `{other}`; expected `hub` or `hosted`"),
+                );
                 None
             }
             None => None,
         };
         let name = self.token(map, path, "name", true, "cluster name");
-        Some(ClusterRef { kind: kind?, name: name? })
+        Some(ClusterRef {
+            kind: kind?,
+            name: name?,
+        })
     }
 
     fn targets(&mut self, spec: &Mapping) -> (Vec<ClusterRef>, Option<CoordinationMode>) {
@@ -542,7 +613,10 @@ impl Check {
                 "sequential" => Some(CoordinationMode::Sequential),
                 "parallel" => Some(CoordinationMode::Parallel),
                 other => {
-                    self.error("spec.coordination.mode", format!("unknown mode `{other}`; expected `sequential` or `parallel`"));
+                    self.error(
+                        "spec.coordination.mode",
+                        format!("unknown mode `{other}`; expected `sequential` or `parallel`"),
+                    );
                     None
                 }
             }
@@ -553,35 +627,58 @@ impl Check {
                 (Vec::new(), None)
             }
             (None, None) => {
-                self.error("spec.targetCluster", "is required (or `spec.targetClusters` to investigate several clusters)");
+                self.error(
+                    "spec.targetCluster",
+                    "is required (or `spec.targetClusters` to investigate several clusters)",
+                );
                 (Vec::new(), None)
             }
             (Some(single), None) => {
                 if coordination.is_some() {
                     self.error("spec.coordination", "only applies to `targetClusters`; remove it or list the clusters under `targetClusters`");
                 }
-                (self.cluster(single, "spec.targetCluster").into_iter().collect(), None)
+                (
+                    self.cluster(single, "spec.targetCluster")
+                        .into_iter()
+                        .collect(),
+                    None,
+                )
             }
             (None, Some(several)) => {
                 let Value::Sequence(items) = several else {
-                    self.error("spec.targetClusters", format!("expected a list of clusters, found {}", describe(several)));
+                    self.error(
+                        "spec.targetClusters",
+                        format!("expected a list of clusters, found {}", describe(several)),
+                    );
                     return (Vec::new(), mode);
                 };
                 if items.is_empty() {
                     self.error("spec.targetClusters", "must list at least one cluster");
                 }
                 if items.len() > MAX_CLUSTERS {
-                    self.error("spec.targetClusters", format!("lists {} clusters; at most {MAX_CLUSTERS} are allowed", items.len()));
+                    self.error(
+                        "spec.targetClusters",
+                        format!(
+                            "lists {} clusters; at most {MAX_CLUSTERS} are allowed",
+                            items.len()
+                        ),
+                    );
                 }
                 if coordination.is_none() {
-                    self.error("spec.coordination.mode", "is required with `targetClusters`; expected `sequential` or `parallel`");
+                    self.error(
+                        "spec.coordination.mode",
+                        "is required with `targetClusters`; expected `sequential` or `parallel`",
+                    );
                 }
                 let mut clusters: Vec<ClusterRef> = Vec::new();
                 for (i, item) in items.iter().enumerate() {
                     let path = format!("spec.targetClusters[{i}]");
                     if let Some(cluster) = self.cluster(item, &path) {
                         if clusters.iter().any(|c| c.name == cluster.name) {
-                            self.error(&join(&path, "name"), format!("cluster `{}` is listed twice", cluster.name));
+                            self.error(
+                                &join(&path, "name"),
+                                format!("cluster `{}` is listed twice", cluster.name),
+                            );
                         } else {
                             clusters.push(cluster);
                         }
@@ -595,11 +692,20 @@ impl Check {
     fn investigation(&mut self, map: &Mapping) {
         let path = "spec.investigation";
         self.string(map, path, "prompt", true);
-        self.number(map, path, "timeout", MIN_TIMEOUT_SECS, MAX_TIMEOUT_SECS, "seconds");
+        self.number(
+            map,
+            path,
+            "timeout",
+            MIN_TIMEOUT_SECS,
+            MAX_TIMEOUT_SECS,
+            "seconds",
+        );
         self.token(map, path, "strategy", false, "strategy");
         if let Some(namespace) = self.string(map, path, "namespace", false) {
             let valid = namespace.len() <= 63
-                && namespace.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && namespace
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 && !namespace.starts_with('-')
                 && !namespace.ends_with('-');
             if !valid {
@@ -614,22 +720,39 @@ impl Check {
         match self.field(map, path, "allowedTools", true) {
             None => {}
             Some(Value::Sequence(items)) if items.is_empty() => {
-                self.error(field, format!("must list at least one tool; expected some of: {}", one_of(&known)));
+                self.error(
+                    field,
+                    format!(
+                        "must list at least one tool; expected some of: {}",
+                        one_of(&known)
+                    ),
+                );
             }
             Some(Value::Sequence(items)) => {
                 for (i, item) in items.iter().enumerate() {
                     let item_field = format!("{field}[{i}]");
-                    let Some(name) = self.string_value(item, &item_field) else { continue };
+                    let Some(name) = self.string_value(item, &item_field) else {
+                        continue;
+                    };
                     if Tool::parse(name).is_none() {
                         let hint = match suggestion(name, &known) {
                             Some(s) => format!(" (did you mean `{s}`?)"),
                             None => String::new(),
                         };
-                        self.error(&item_field, format!("unknown tool `{name}`{hint}; expected one of: {}", one_of(&known)));
+                        self.error(
+                            &item_field,
+                            format!(
+                                "unknown tool `{name}`{hint}; expected one of: {}",
+                                one_of(&known)
+                            ),
+                        );
                     }
                 }
             }
-            Some(other) => self.error(field, format!("expected a list of tools, found {}", describe(other))),
+            Some(other) => self.error(
+                field,
+                format!("expected a list of tools, found {}", describe(other)),
+            ),
         }
     }
 
@@ -639,7 +762,10 @@ impl Check {
         let map = self.mapping(value, "spec.output", &["format", "destination"])?;
         match self.string(map, "spec.output", "format", false) {
             None | Some("markdown") => {}
-            Some(other) => self.error("spec.output.format", format!("unknown format `{other}`; expected `markdown`")),
+            Some(other) => self.error(
+                "spec.output.format",
+                format!("unknown format `{other}`; expected `markdown`"),
+            ),
         }
         let destination = self.string(map, "spec.output", "destination", false)?;
         match resolve_destination(destination) {

@@ -53,7 +53,9 @@ fn errors_with(from: &str, to: &str) -> Vec<FieldError> {
 #[track_caller]
 fn assert_error(errors: &[FieldError], field: &str, needle: &str) {
     assert!(
-        errors.iter().any(|e| e.field == field && e.message.contains(needle)),
+        errors
+            .iter()
+            .any(|e| e.field == field && e.message.contains(needle)),
         "no error on `{field}` containing {needle:?}; got: {errors:#?}"
     );
 }
@@ -61,7 +63,8 @@ fn assert_error(errors: &[FieldError], field: &str, needle: &str) {
 #[test]
 fn the_design_example_parses_exactly_as_written() {
     let path = Path::new("requests/pending/2024-01-15-1430-api-timeout.yaml");
-    let parsed = parse_request(path, DESIGN_EXAMPLE.as_bytes()).expect("the design example is valid");
+    let parsed =
+        parse_request(path, DESIGN_EXAMPLE.as_bytes()).expect("the design example is valid");
     assert_eq!(parsed.id, "2024-01-15-1430-api-timeout");
     assert_eq!(parsed.results_dir, "results/2024-01-15-1430-api-timeout");
     assert_eq!(parsed.mode, None);
@@ -70,13 +73,20 @@ fn the_design_example_parses_exactly_as_written() {
     assert_eq!(parsed.clusters[0].name, "production-hub");
     let spec = &parsed.request.spec;
     assert_eq!(spec.issue.category, "api-timeout");
-    assert_eq!(spec.issue.affected_resources, ["hosted-cluster-prod-1", "hosted-cluster-prod-2"]);
+    assert_eq!(
+        spec.issue.affected_resources,
+        ["hosted-cluster-prod-1", "hosted-cluster-prod-2"]
+    );
     assert_eq!(
         spec.investigation.allowed_tools,
         [Tool::Bash, Tool::Read, Tool::Grep, Tool::Write]
     );
     assert_eq!(spec.investigation.timeout, 1800);
-    assert!(spec.investigation.prompt.starts_with("Investigate API server timeout issues"));
+    assert!(
+        spec.investigation
+            .prompt
+            .starts_with("Investigate API server timeout issues")
+    );
     assert_eq!(parsed.request.metadata.engineer, "platform-engineer-1");
 }
 
@@ -87,7 +97,10 @@ fn the_cross_cluster_example_parses_with_its_mode_and_order() {
     assert_eq!(parsed.mode, Some(CoordinationMode::Sequential));
     let names: Vec<_> = parsed.clusters.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["production-hub", "prod-cluster-1"]);
-    assert_eq!(parsed.results_dir, "results/2024-01-15-1500-cross-cluster-api-timeout");
+    assert_eq!(
+        parsed.results_dir,
+        "results/2024-01-15-1500-cross-cluster-api-timeout"
+    );
 }
 
 #[test]
@@ -100,16 +113,36 @@ fn unknown_api_version_and_kind_are_named() {
 
 #[test]
 fn missing_and_empty_required_fields_are_named() {
-    assert_error(&errors_with("  engineer: alice\n", ""), "metadata.engineer", "is required");
-    assert_error(&errors_with("Check etcd health.", "\"  \""), "spec.investigation.prompt", "must not be empty");
-    assert_error(&errors_with("    timeout: 600\n", ""), "spec.investigation.timeout", "is required");
-    assert_error(&errors_with("  issue:\n", "  isue:\n"), "spec.issue", "is required");
+    assert_error(
+        &errors_with("  engineer: alice\n", ""),
+        "metadata.engineer",
+        "is required",
+    );
+    assert_error(
+        &errors_with("Check etcd health.", "\"  \""),
+        "spec.investigation.prompt",
+        "must not be empty",
+    );
+    assert_error(
+        &errors_with("    timeout: 600\n", ""),
+        "spec.investigation.timeout",
+        "is required",
+    );
+    assert_error(
+        &errors_with("  issue:\n", "  isue:\n"),
+        "spec.issue",
+        "is required",
+    );
 }
 
 #[test]
 fn a_typo_is_an_unknown_field_with_a_suggestion() {
     let found = errors_with("timeout: 600", "tiemout: 600");
-    assert_error(&found, "spec.investigation.tiemout", "did you mean `timeout`?");
+    assert_error(
+        &found,
+        "spec.investigation.tiemout",
+        "did you mean `timeout`?",
+    );
     assert_error(&found, "spec.investigation.timeout", "is required");
     let found = errors_with("metadata:", "metdata: {}\nmetadata:");
     assert_error(&found, "metdata", "did you mean `metadata`?");
@@ -118,7 +151,14 @@ fn a_typo_is_an_unknown_field_with_a_suggestion() {
 #[test]
 fn cluster_names_unsafe_as_subject_tokens_are_refused() {
     let long = "a".repeat(64);
-    for bad in ["prod.cluster", "prod*", "'>'", "'prod cluster'", "''", long.as_str()] {
+    for bad in [
+        "prod.cluster",
+        "prod*",
+        "'>'",
+        "'prod cluster'",
+        "''",
+        long.as_str(),
+    ] {
         let found = errors_with("name: prod-cluster-1", &format!("name: {bad}"));
         assert!(
             found.iter().any(|e| e.field == "spec.targetCluster.name"),
@@ -128,33 +168,73 @@ fn cluster_names_unsafe_as_subject_tokens_are_refused() {
     let found = errors_with("name: prod-cluster-1", "name: prod.cluster");
     assert_error(&found, "spec.targetCluster.name", "NATS subject token");
     let found = errors_with("type: hosted", "type: spoke");
-    assert_error(&found, "spec.targetCluster.type", "expected `hub` or `hosted`");
+    assert_error(
+        &found,
+        "spec.targetCluster.type",
+        "expected `hub` or `hosted`",
+    );
 }
 
 #[test]
 fn timeouts_out_of_range_are_refused() {
-    assert_error(&errors_with("timeout: 600", "timeout: 5"), "spec.investigation.timeout", "from 30 to 14400");
-    assert_error(&errors_with("timeout: 600", "timeout: 86400"), "spec.investigation.timeout", "out of range");
-    assert_error(&errors_with("timeout: 600", "timeout: -1"), "spec.investigation.timeout", "found `-1`");
-    assert_error(&errors_with("timeout: 600", "timeout: 10m"), "spec.investigation.timeout", "found a string");
+    assert_error(
+        &errors_with("timeout: 600", "timeout: 5"),
+        "spec.investigation.timeout",
+        "from 30 to 14400",
+    );
+    assert_error(
+        &errors_with("timeout: 600", "timeout: 86400"),
+        "spec.investigation.timeout",
+        "out of range",
+    );
+    assert_error(
+        &errors_with("timeout: 600", "timeout: -1"),
+        "spec.investigation.timeout",
+        "found `-1`",
+    );
+    assert_error(
+        &errors_with("timeout: 600", "timeout: 10m"),
+        "spec.investigation.timeout",
+        "found a string",
+    );
 }
 
 #[test]
 fn unknown_tools_are_refused() {
     let found = errors_with("[bash, read]", "[bash, wirte, kubectl]");
-    assert_error(&found, "spec.investigation.allowedTools[1]", "did you mean `write`?");
-    assert_error(&found, "spec.investigation.allowedTools[2]", "unknown tool `kubectl`");
-    assert_error(&errors_with("[bash, read]", "[]"), "spec.investigation.allowedTools", "at least one");
+    assert_error(
+        &found,
+        "spec.investigation.allowedTools[1]",
+        "did you mean `write`?",
+    );
+    assert_error(
+        &found,
+        "spec.investigation.allowedTools[2]",
+        "unknown tool `kubectl`",
+    );
+    assert_error(
+        &errors_with("[bash, read]", "[]"),
+        "spec.investigation.allowedTools",
+        "at least one",
+    );
 }
 
 #[test]
 fn destinations_outside_results_are_refused() {
-    for bad in ["/results/../etc", "requests/pending/x", "/etc/passwd", "results", "results/..", "results\\\\x"] {
+    for bad in [
+        "/results/../etc",
+        "requests/pending/x",
+        "/etc/passwd",
+        "results",
+        "results/..",
+        "results\\\\x",
+    ] {
         let yaml = format!("{VALID}  output:\n    destination: \"{bad}\"\n");
         let found = errors("r1.yaml", &yaml);
         assert_error(&found, "spec.output.destination", "inside `results/`");
     }
-    let yaml = format!("{VALID}  output:\n    format: markdown\n    destination: /results/elsewhere/\n");
+    let yaml =
+        format!("{VALID}  output:\n    format: markdown\n    destination: /results/elsewhere/\n");
     let parsed = parse_request(Path::new("r1.yaml"), yaml.as_bytes()).expect("valid");
     assert_eq!(parsed.results_dir, "results/elsewhere");
 }
@@ -182,8 +262,13 @@ fn more_than_one_document_is_refused() {
 
 #[test]
 fn alias_expansion_bombs_are_refused() {
-    let mut yaml = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
-    for (name, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"].iter().zip(["a", "b", "c", "d", "e", "f", "g", "h"]) {
+    let mut yaml = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for (name, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+        .iter()
+        .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+    {
         yaml.push_str(&format!("{name}: &{name} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
     }
     let found = errors("r1.yaml", &yaml);
@@ -222,13 +307,27 @@ fn targets_are_one_cluster_or_a_coordinated_list() {
     assert_error(&errors("r1.yaml", &both), "spec.targetClusters", "not both");
 
     let list = "  targetClusters:\n    - type: hub\n      name: hub\n    - type: hosted\n      name: hub\n";
-    let yaml = VALID.replace("  targetCluster:\n    type: hosted\n    name: prod-cluster-1\n", list);
+    let yaml = VALID.replace(
+        "  targetCluster:\n    type: hosted\n    name: prod-cluster-1\n",
+        list,
+    );
     let found = errors("r1.yaml", &yaml);
-    assert_error(&found, "spec.coordination.mode", "is required with `targetClusters`");
+    assert_error(
+        &found,
+        "spec.coordination.mode",
+        "is required with `targetClusters`",
+    );
     assert_error(&found, "spec.targetClusters[1].name", "listed twice");
 
-    let none = VALID.replace("  targetCluster:\n    type: hosted\n    name: prod-cluster-1\n", "");
-    assert_error(&errors("r1.yaml", &none), "spec.targetCluster", "is required");
+    let none = VALID.replace(
+        "  targetCluster:\n    type: hosted\n    name: prod-cluster-1\n",
+        "",
+    );
+    assert_error(
+        &errors("r1.yaml", &none),
+        "spec.targetCluster",
+        "is required",
+    );
 
     let parallel = VALID.replace(
         "  targetCluster:\n    type: hosted\n    name: prod-cluster-1\n",
@@ -241,8 +340,16 @@ fn targets_are_one_cluster_or_a_coordinated_list() {
 
 #[test]
 fn the_request_id_must_be_a_safe_file_stem() {
-    assert_error(&errors("requests/pending/bad.id.yaml", VALID), "", "request id");
-    assert_error(&errors("requests/pending/r1.json", VALID), "", "`.yaml` or `.yml`");
+    assert_error(
+        &errors("requests/pending/bad.id.yaml", VALID),
+        "",
+        "request id",
+    );
+    assert_error(
+        &errors("requests/pending/r1.json", VALID),
+        "",
+        "`.yaml` or `.yml`",
+    );
 }
 
 #[test]
@@ -278,7 +385,10 @@ fn a_request_with_every_field_round_trips() {
     let again = parse_request(Path::new("x.yaml"), written.as_bytes()).expect("re-parses");
     assert_eq!(again.request, parsed.request);
     let typed: TroubleshootingRequest = serde_yaml_ng::from_str(&written).expect("typed");
-    assert_eq!(typed.spec.investigation.strategy.as_deref(), Some("control-plane-health"));
+    assert_eq!(
+        typed.spec.investigation.strategy.as_deref(),
+        Some("control-plane-health")
+    );
 }
 
 #[test]

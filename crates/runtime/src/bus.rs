@@ -141,15 +141,24 @@ pub fn stream_configs() -> Vec<stream::Config> {
         ..Default::default()
     };
     vec![
-        limits(names::REQUESTS_STREAM, vec!["warroom.requests.*".to_owned()]),
+        limits(
+            names::REQUESTS_STREAM,
+            vec!["warroom.requests.*".to_owned()],
+        ),
         stream::Config {
             retention: stream::RetentionPolicy::WorkQueue,
             ..limits(names::TASKS_STREAM, vec!["warroom.tasks.*".to_owned()])
         },
-        limits(names::RESULTS_STREAM, vec!["warroom.results.*.*".to_owned()]),
+        limits(
+            names::RESULTS_STREAM,
+            vec!["warroom.results.*.*".to_owned()],
+        ),
         limits(
             names::EVENTS_STREAM,
-            vec!["warroom.events.*.*".to_owned(), "warroom.status.*".to_owned()],
+            vec![
+                "warroom.events.*.*".to_owned(),
+                "warroom.status.*".to_owned(),
+            ],
         ),
     ]
 }

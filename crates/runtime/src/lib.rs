@@ -16,7 +16,11 @@ pub use health::{Health, Metrics};
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
     /// NATS server URL.
-    #[arg(long, env = "WARROOM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "WARROOM_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub nats_url: String,
     /// Address for /healthz, /readyz and /metrics (e.g. 0.0.0.0:8080); off when not given.
     #[arg(long, env = "WARROOM_HEALTH_ADDR")]
