@@ -4,6 +4,7 @@
 //! Each subcommand lives in its own module with an `Args` struct and a `run` function; this
 //! file only parses the command line, dispatches, and turns the outcome into an exit code.
 
+mod dev;
 mod get_results;
 mod git;
 mod investigate;
@@ -41,6 +42,7 @@ Examples:
   claude-warroom status <id>
   claude-warroom get-results <id>
   claude-warroom validate requests/pending/*.yaml
+  claude-warroom dev demo
 
 Exit codes: 0 success, 1 error (invalid request, git failure, unknown id), 2 usage error,
 3 no results yet (the request is pending)."
@@ -63,6 +65,7 @@ enum Command {
     GetResults(get_results::Args),
     Validate(validate::Args),
     Schema(schema::Args),
+    Dev(dev::Args),
 }
 
 /// Marks an error as "no results yet" so that it exits with [`EXIT_NOT_YET`].
@@ -85,9 +88,12 @@ fn main() -> ExitCode {
         Command::GetResults(args) => get_results::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Dev(args) => dev::run(args),
     };
     match outcome {
         Ok(code) => code,
+        // `claude-warroom get-results ID | head`: the reader has all it wanted.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             if err.downcast_ref::<NotYet>().is_some() {
@@ -97,4 +103,12 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

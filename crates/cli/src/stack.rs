@@ -1,0 +1,421 @@
+//! The local stack: every daemon in one process, against a git remote, for trying the whole
+//! system on one machine (`claude-warroom dev up` and `dev demo`) and for the workspace's
+//! end-to-end tests.
+//!
+//! Each daemon runs through its library's `run`, exactly as its own binary would, with the
+//! configuration parsed from the same flags. `nats-server` is started here unless a URL is
+//! given. Without `ANTHROPIC_API_KEY` the runners talk to a local scripted model that replays
+//! a recorded demo investigation, and run recorded `oc`/`kubectl` answers instead of real
+//! ones: every report made that way says that it is a replay.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use warroom_scripted_model::{Script, ScriptedModel};
+
+/// The recorded demo investigation of replay mode.
+const REPLAY_SCRIPT: &str = include_str!("../replay/demo-script.yaml");
+/// What every report made in replay mode says first.
+const REPLAY_NOTE: &str = "**Replay.** Made by `claude-warroom dev` in replay mode: a recorded \
+    demo investigation served by a local scripted model, with recorded `oc`/`kubectl` answers. \
+    No model and no cluster were consulted; durations and costs are not real.";
+/// Recorded `oc`/`kubectl` answers of replay mode.
+const REPLAY_KUBECTL: &str = include_str!("../replay/replay-kubectl.sh");
+
+/// What the local stack runs against.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// The git remote (a path or a URL).
+    pub repo: String,
+    pub branch: String,
+    pub clusters: Vec<String>,
+    /// An existing NATS server; `None` starts one.
+    pub nats_url: Option<String>,
+    /// Where the stack keeps its state (NATS store, clones, workspaces).
+    pub state_dir: PathBuf,
+    /// The Claude Code CLI.
+    pub claude_bin: PathBuf,
+    /// How often the gateway checks the remote (a duration such as `1s`).
+    pub poll_interval: String,
+    /// Which model the runners' Claude Code CLI talks to.
+    pub model: Model,
+    /// Put in front of `PATH` for the agents (where `oc`/`kubectl` are looked up).
+    pub agent_path: Vec<PathBuf>,
+    /// Flags added after the stack's own, per daemon (for example `--max-turns 3` for the
+    /// runners): the daemons' own defaults hold otherwise.
+    pub extra_args: ExtraArgs,
+}
+
+impl StackOptions {
+    /// The options for `clusters` against `repo` with every default: branch `main`, a 1 s
+    /// poll, the `claude` found by [`find_tool`], and replay mode.
+    pub fn new(repo: impl Into<String>, clusters: &[&str], state_dir: impl Into<PathBuf>) -> Self {
+        StackOptions {
+            repo: repo.into(),
+            branch: "main".to_owned(),
+            clusters: clusters.iter().map(|c| (*c).to_owned()).collect(),
+            nats_url: None,
+            state_dir: state_dir.into(),
+            claude_bin: find_tool("claude", "WARROOM_CLAUDE_BIN")
+                .unwrap_or_else(|| PathBuf::from("claude")),
+            poll_interval: "1s".to_owned(),
+            model: Model::Replay,
+            agent_path: Vec::new(),
+            extra_args: ExtraArgs::default(),
+        }
+    }
+}
+
+/// The model behind the runners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Model {
+    /// Anthropic's API with this key (`ANTHROPIC_BASE_URL` from the environment, if set).
+    Anthropic { api_key: String },
+    /// The recorded demo investigation, served by a local scripted model; `oc` and `kubectl`
+    /// answer from a recording too. Every report says that it is a replay.
+    Replay,
+    /// Any Anthropic-Messages-compatible server (the tests' scripted model).
+    At { base_url: String },
+}
+
+/// Extra flags per daemon.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraArgs {
+    pub gateway: Vec<String>,
+    pub dispatcher: Vec<String>,
+    pub runner: Vec<String>,
+    pub publisher: Vec<String>,
+}
+
+/// A running local stack. Dropping it stops the NATS server it started; call
+/// [`Stack::shutdown`] to stop the daemons cleanly first.
+pub struct Stack {
+    pub nats_url: String,
+    /// Whether the runners replay the recorded demo instead of calling a real model.
+    pub replay: bool,
+    cancel: CancellationToken,
+    daemons: JoinSet<(String, Result<()>)>,
+    _model: Option<ScriptedModel>,
+    _nats: Option<LocalNats>,
+}
+
+impl Stack {
+    /// Starts NATS (unless given), the replay model (without an API key), and every daemon.
+    pub async fn start(options: &StackOptions) -> Result<Stack> {
+        if options.clusters.is_empty() {
+            bail!("--clusters: name at least one cluster");
+        }
+        for cluster in &options.clusters {
+            if let Some(problem) = warroom_proto::names::check_token(
+                cluster,
+                warroom_proto::names::MAX_CLUSTER_NAME_LEN,
+            ) {
+                bail!("--clusters: cluster name `{cluster}` {problem}");
+            }
+        }
+        std::fs::create_dir_all(&options.state_dir).with_context(|| {
+            format!(
+                "cannot create the state folder {}",
+                options.state_dir.display()
+            )
+        })?;
+        let state = options.state_dir.canonicalize()?;
+
+        let (nats, nats_url) = match &options.nats_url {
+            Some(url) => (None, url.clone()),
+            None => {
+                let local = LocalNats::start(&state.join("nats")).await?;
+                let url = local.url.clone();
+                (Some(local), url)
+            }
+        };
+
+        let replay = options.model == Model::Replay;
+        let mut agent_path = options.agent_path.clone();
+        let mut runner_env: Vec<String> = Vec::new();
+        let mut publisher_env: Vec<String> = Vec::new();
+        let mut model = None;
+        match &options.model {
+            Model::Anthropic { api_key } => {
+                runner_env.extend(["--anthropic-api-key".to_owned(), api_key.clone()]);
+            }
+            Model::At { base_url } => runner_env.extend([
+                "--anthropic-base-url".to_owned(),
+                base_url.clone(),
+                "--anthropic-api-key".to_owned(),
+                "scripted-model".to_owned(),
+            ]),
+            Model::Replay => {
+                let script = Script::from_yaml(REPLAY_SCRIPT)
+                    .context("the built-in replay script is invalid")?;
+                let server = ScriptedModel::start(script)
+                    .await
+                    .context("cannot start the replay model server")?;
+                runner_env.extend([
+                    "--anthropic-base-url".to_owned(),
+                    server.base_url(),
+                    "--anthropic-api-key".to_owned(),
+                    "replay-mode".to_owned(),
+                ]);
+                publisher_env.extend(["--report-note".to_owned(), REPLAY_NOTE.to_owned()]);
+                let bin = state.join("replay-bin");
+                install_replay_kubectl(&bin)?;
+                agent_path.insert(0, bin);
+                model = Some(server);
+            }
+        }
+        if !agent_path.is_empty() {
+            let inherited = std::env::var_os("PATH").unwrap_or_default();
+            let path = std::env::join_paths(
+                agent_path
+                    .iter()
+                    .cloned()
+                    .chain(std::env::split_paths(&inherited)),
+            )
+            .context("the agent PATH holds a folder with a `:` in its name")?;
+            runner_env.extend(["--path".to_owned(), path.to_string_lossy().into_owned()]);
+        }
+
+        let cancel = CancellationToken::new();
+        let mut daemons = JoinSet::new();
+        let state_arg = |part: &str| state.join(part).display().to_string();
+        let common = ["--nats-url".to_owned(), nats_url.clone()];
+        let extra = &options.extra_args;
+
+        let mut gateway: warroom_gateway::Config = parse(
+            "warroom-gateway",
+            [
+                "--repo",
+                &options.repo,
+                "--branch",
+                &options.branch,
+                "--poll-interval",
+                &options.poll_interval,
+                "--work-dir",
+                &state_arg("gateway"),
+            ],
+            &common,
+            &extra.gateway,
+        )?;
+        gateway.common.health_addr = None;
+        spawn(
+            &mut daemons,
+            "gateway",
+            warroom_gateway::run(gateway, cancel.clone().cancelled_owned()),
+        );
+
+        let mut dispatcher: warroom_dispatcher::Config =
+            parse("warroom-dispatcher", [], &common, &extra.dispatcher)?;
+        dispatcher.common.health_addr = None;
+        spawn(
+            &mut daemons,
+            "dispatcher",
+            warroom_dispatcher::run(dispatcher, cancel.clone().cancelled_owned()),
+        );
+
+        for cluster in &options.clusters {
+            let work_root = state.join("runner").join(cluster);
+            std::fs::create_dir_all(&work_root)
+                .with_context(|| format!("cannot create {}", work_root.display()))?;
+            let work_root = work_root.display().to_string();
+            let claude_bin = options.claude_bin.display().to_string();
+            let own = [
+                "--cluster",
+                cluster.as_str(),
+                "--claude-bin",
+                &claude_bin,
+                "--work-root",
+                &work_root,
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(runner_env.iter().cloned())
+            .collect::<Vec<_>>();
+            let mut runner: warroom_runner::Config = parse(
+                "warroom-runner",
+                own.iter().map(String::as_str),
+                &common,
+                &extra.runner,
+            )?;
+            runner.common.health_addr = None;
+            spawn(
+                &mut daemons,
+                &format!("runner {cluster}"),
+                warroom_runner::run(runner, cancel.clone().cancelled_owned()),
+            );
+        }
+
+        let mut publisher: warroom_publisher::Config = parse(
+            "warroom-publisher",
+            [
+                "--repo",
+                &options.repo,
+                "--branch",
+                &options.branch,
+                "--work-dir",
+                &state_arg("publisher"),
+            ],
+            &common,
+            &[publisher_env, extra.publisher.clone()].concat(),
+        )?;
+        publisher.common.health_addr = None;
+        spawn(
+            &mut daemons,
+            "publisher",
+            warroom_publisher::run(publisher, cancel.clone().cancelled_owned()),
+        );
+
+        Ok(Stack {
+            nats_url,
+            replay,
+            cancel,
+            daemons,
+            _model: model,
+            _nats: nats,
+        })
+    }
+
+    /// Resolves with the daemon's name and error when one stops on its own: a daemon only
+    /// stops when asked, so this is always a failure.
+    pub async fn failed(&mut self) -> (String, anyhow::Error) {
+        match self.daemons.join_next().await {
+            Some(Ok((name, Ok(())))) => (name, anyhow::anyhow!("stopped without being asked")),
+            Some(Ok((name, Err(e)))) => (name, e),
+            Some(Err(e)) => ("a daemon".to_owned(), anyhow::Error::from(e)),
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stops every daemon and waits for them to finish their work in flight.
+    pub async fn shutdown(mut self) -> Result<()> {
+        self.cancel.cancel();
+        let mut failures = Vec::new();
+        while let Some(joined) = self.daemons.join_next().await {
+            match joined {
+                Ok((_, Ok(()))) => {}
+                Ok((name, Err(e))) => failures.push(format!("{name}: {e:#}")),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            bail!("daemons failed: {}", failures.join("; "))
+        }
+    }
+}
+
+/// A daemon's configuration from the stack's flags, then the caller's extra flags, exactly
+/// as its binary would parse them (environment variables still apply where no flag is given).
+fn parse<'a, C: clap::Parser>(
+    binary: &'a str,
+    own: impl IntoIterator<Item = &'a str>,
+    common: &[String],
+    extra: &[String],
+) -> Result<C> {
+    let args: Vec<String> = std::iter::once(binary)
+        .chain(own)
+        .map(str::to_owned)
+        .chain(common.iter().cloned())
+        .chain(extra.iter().cloned())
+        .collect();
+    C::try_parse_from(&args).with_context(|| format!("{binary} configuration"))
+}
+
+fn spawn<E>(
+    daemons: &mut JoinSet<(String, Result<()>)>,
+    name: &str,
+    run: impl std::future::Future<Output = std::result::Result<(), E>> + Send + 'static,
+) where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let name = name.to_owned();
+    daemons.spawn(async move { (name, run.await.map_err(anyhow::Error::from)) });
+}
+
+fn install_replay_kubectl(bin: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(bin)?;
+    for name in ["kubectl", "oc"] {
+        let path = bin.join(name);
+        std::fs::write(&path, REPLAY_KUBECTL)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
+/// A `nats-server` with JetStream started for the local stack, stopped on drop.
+struct LocalNats {
+    url: String,
+    _child: tokio::process::Child,
+}
+
+impl LocalNats {
+    async fn start(store: &Path) -> Result<LocalNats> {
+        let binary = find_tool("nats-server", "WARROOM_NATS_SERVER_BIN")
+            .context("nats-server was not found: run scripts/setup, give --nats-url, or set WARROOM_NATS_SERVER_BIN")?;
+        std::fs::create_dir_all(store)?;
+        let ports_dir = store.join("ports");
+        let _ = std::fs::remove_dir_all(&ports_dir);
+        std::fs::create_dir_all(&ports_dir)?;
+        let log = std::fs::File::create(store.join("nats-server.log"))?;
+        let child = tokio::process::Command::new(&binary)
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .arg(store)
+            .arg("--ports_file_dir")
+            .arg(&ports_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(url) = read_ports_file(&ports_dir) {
+                return Ok(LocalNats { url, _child: child });
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "nats-server did not start within 20 s; see {}",
+                    store.join("nats-server.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn read_ports_file(dir: &Path) -> Option<String> {
+    let entry = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".ports"))?;
+    let text = std::fs::read_to_string(entry.path()).ok()?;
+    let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
+    ports["nats"][0].as_str().map(str::to_owned)
+}
+
+/// A tool from an environment variable, `.tools/bin` of the current folder or of the
+/// workspace this binary was built in, or `PATH`.
+pub fn find_tool(name: &str, env_var: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env_var) {
+        return Some(PathBuf::from(path));
+    }
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.tools/bin")
+        .join(name);
+    let here = PathBuf::from(".tools/bin").join(name);
+    for candidate in [here, built_in] {
+        if candidate.is_file() {
+            return candidate.canonicalize().ok();
+        }
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
