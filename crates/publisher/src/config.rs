@@ -67,6 +67,12 @@ pub struct Config {
     #[arg(long, env = "WARROOM_PUSH_ATTEMPTS", default_value_t = 10)]
     pub push_attempts: u32,
 
+    /// A note (Markdown) put at the top of every report written, the aggregated README.md and
+    /// each cluster's report: for example to mark a staging or replay environment. The local
+    /// stack's replay mode sets it.
+    #[arg(long, env = "WARROOM_REPORT_NOTE")]
+    pub report_note: Option<String>,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -133,6 +139,7 @@ pub(crate) struct Settings {
     pub author_email: String,
     pub batch_window: Duration,
     pub push_attempts: u32,
+    pub report_note: Option<String>,
 }
 
 impl Config {
@@ -192,6 +199,12 @@ impl Config {
             author_email: self.author_email.trim().to_owned(),
             batch_window: self.batch_window,
             push_attempts: self.push_attempts,
+            report_note: self
+                .report_note
+                .as_deref()
+                .map(str::trim)
+                .filter(|note| !note.is_empty())
+                .map(str::to_owned),
         })
     }
 }

@@ -458,13 +458,14 @@ impl Publisher {
         let root = self.repo.dir().to_path_buf();
         let mut dirs = std::mem::take(&mut self.dirs);
         let scan = !self.scanned;
+        let note = self.settings.report_note.clone();
         let applied = tokio::task::spawn_blocking(move || {
             if scan {
                 for (id, dir) in tree::scan_dirs(&root) {
                     dirs.entry(id).or_insert(dir);
                 }
             }
-            let result = apply_all(&root, &mut dirs, &items);
+            let result = apply_all(&root, &mut dirs, &items, note.as_deref());
             (dirs, result)
         })
         .await
@@ -511,8 +512,9 @@ fn apply_all(
     root: &std::path::Path,
     dirs: &mut HashMap<String, String>,
     items: &[(usize, Item)],
+    note: Option<&str>,
 ) -> Result<(Summary, HashMap<usize, String>)> {
-    let mut tree = Tree::new(root, dirs);
+    let mut tree = Tree::new(root, dirs).with_note(note);
     let mut refused = HashMap::new();
     for (index, item) in items {
         match tree.apply(item) {

@@ -101,11 +101,20 @@ fn tool_input(input: &serde_json::Value) -> String {
     input.to_string()
 }
 
+/// The `--report-note`, quoted, under a report's title.
+fn push_note(out: &mut String, note: Option<&str>) {
+    if let Some(note) = note {
+        out.push_str(&quote(note));
+        out.push_str("\n\n");
+    }
+}
+
 /// `<results_dir>/<cluster>.md`: one cluster's report.
 pub(crate) fn cluster_report(
     status: &RequestStatus,
     cluster: &str,
     report: &ClusterReport,
+    note: Option<&str>,
 ) -> String {
     let line = status.clusters.get(cluster);
     let mut out = String::new();
@@ -115,6 +124,7 @@ pub(crate) fn cluster_report(
         code(&status.id),
         code(cluster)
     );
+    push_note(&mut out, note);
     out.push_str("| | |\n|---|---|\n");
     let _ = writeln!(out, "| Request | {} |", code(&status.id));
     match line {
@@ -168,10 +178,12 @@ pub(crate) fn readme(
     status: &RequestStatus,
     request: Option<&RequestSummary>,
     reports: &std::collections::BTreeMap<String, ClusterReport>,
+    note: Option<&str>,
 ) -> String {
     let mut out = String::new();
     let title = request.map_or(status.id.as_str(), |r| r.name.as_str());
     let _ = writeln!(out, "# {}\n", cell(title));
+    push_note(&mut out, note);
     out.push_str("| | |\n|---|---|\n");
     let _ = writeln!(out, "| Request | {} |", code(&status.id));
     let _ = writeln!(out, "| Phase | **{}** |", status.phase);
@@ -331,7 +343,7 @@ mod tests {
                 input: serde_json::json!({"command": "kubectl delete pod x"}),
             }],
         };
-        let md = cluster_report(&s, "hub", &report);
+        let md = cluster_report(&s, "hub", &report, None);
         assert!(md.starts_with("# Request `r1` on cluster `hub`"), "{md}");
         for expected in [
             "**completed**",
@@ -345,6 +357,25 @@ mod tests {
             assert!(md.contains(expected), "{expected} missing in:\n{md}");
         }
         assert!(!md.contains("hunter2"));
+    }
+
+    #[test]
+    fn the_report_note_heads_both_reports_redacted() {
+        let s = status(RequestPhase::Completed);
+        let note = "Staging.\ntoken=hunter2";
+        let report = ClusterReport {
+            final_text: "All good.".to_owned(),
+            permission_denials: Vec::new(),
+        };
+        let cluster = cluster_report(&s, "hub", &report, Some(note));
+        let aggregated = readme(&s, None, &BTreeMap::new(), Some(note));
+        for md in [&cluster, &aggregated] {
+            let (title, rest) = md.split_once("\n\n").expect("a title line");
+            assert!(title.starts_with("# "), "{md}");
+            assert!(rest.starts_with("> Staging.\n> token=[REDACTED"), "{md}");
+            assert!(!md.contains("hunter2"), "{md}");
+        }
+        assert!(!cluster_report(&s, "hub", &report, None).contains("Staging"));
     }
 
     #[test]
@@ -369,7 +400,7 @@ mod tests {
             description: "API slow".to_owned(),
             prompt: "Look at ```etcd```".to_owned(),
         };
-        let md = readme(&s, Some(&summary), &reports);
+        let md = readme(&s, Some(&summary), &reports, None);
         assert!(md.starts_with("# api-timeouts\n"), "{md}");
         assert!(md.contains("[hub.md](hub.md)"), "{md}");
         assert!(md.contains("````text\nLook at ```etcd```\n````"), "{md}");
@@ -381,7 +412,7 @@ mod tests {
             field: "spec.issue".to_owned(),
             message: "is required".to_owned(),
         }];
-        let md = readme(&rejected, None, &BTreeMap::new());
+        let md = readme(&rejected, None, &BTreeMap::new(), None);
         assert!(
             md.contains("## Validation errors\n\n- `spec.issue`: is required"),
             "{md}"

@@ -194,6 +194,8 @@ pub(crate) struct Tree<'a> {
     /// carry the folder; the dispatcher's first status of a request precedes its events.
     dirs: &'a mut HashMap<String, String>,
     audit: HashMap<PathBuf, AuditFile>,
+    /// Put at the top of every report (`--report-note`).
+    note: Option<&'a str>,
     pub summary: Summary,
 }
 
@@ -203,8 +205,15 @@ impl<'a> Tree<'a> {
             root,
             dirs,
             audit: HashMap::new(),
+            note: None,
             summary: Summary::default(),
         }
+    }
+
+    /// Puts `note` at the top of every report written.
+    pub fn with_note(mut self, note: Option<&'a str>) -> Self {
+        self.note = note;
+        self
     }
 
     /// Writes one item.
@@ -260,10 +269,10 @@ impl<'a> Tree<'a> {
             let path = folder.join(render::report_file(cluster));
             write_file(
                 &path,
-                render::cluster_report(&status, cluster, report).as_bytes(),
+                render::cluster_report(&status, cluster, report, self.note).as_bytes(),
             )?;
         }
-        let readme = render::readme(&status, update.request.as_ref(), &update.reports);
+        let readme = render::readme(&status, update.request.as_ref(), &update.reports, self.note);
         write_file(&folder.join(README_FILE), readme.as_bytes())?;
         self.summary.entry(id).1 = Some(status.phase);
         Ok(Applied::Written)
