@@ -61,28 +61,7 @@ impl Config {
     }
 }
 
-/// Parses `500ms`, `30s`, `10m`, `2h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let expected =
-        || format!("`{text}` is not a duration; expected e.g. `500ms`, `30s`, `10m` or `2h`");
-    let value: u64 = number.parse().map_err(|_| expected())?;
-    let per_unit = match unit.trim() {
-        "ms" => return Ok(Duration::from_millis(value)),
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 60 * 60,
-        _ => return Err(expected()),
-    };
-    value
-        .checked_mul(per_unit)
-        .map(Duration::from_secs)
-        .ok_or_else(expected)
-}
+pub use warroom_runtime::parse_duration;
 
 /// A duration the way an engineer writes it: `10m`, `1h 30m`, `45s`, `500ms`.
 pub fn human(duration: Duration) -> String {

@@ -80,30 +80,11 @@ impl std::str::FromStr for Secret {
 
 /// Parses a poll interval: `500ms`, `5s`, `2m`, `1h`, or a plain number of seconds.
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let expected = "expected a number with a unit such as `500ms`, `5s`, `2m` or `1h`, \
-                    or a plain number of seconds";
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not an interval; {expected}"))?;
-    let duration = match unit.trim() {
-        "" | "s" => Duration::from_secs(value),
-        "ms" => Duration::from_millis(value),
-        "m" => Duration::from_secs(value.saturating_mul(60)),
-        "h" => Duration::from_secs(value.saturating_mul(3600)),
-        other => {
-            return Err(format!(
-                "`{text}` has the unknown unit `{other}`; {expected}"
-            ));
-        }
-    };
+    let duration = warroom_runtime::parse_duration(text)?;
     if duration < MIN_POLL_INTERVAL {
         return Err(format!(
-            "`{text}` is shorter than the shortest poll interval, {}ms",
+            "`{}` is shorter than the shortest poll interval, {}ms",
+            text.trim(),
             MIN_POLL_INTERVAL.as_millis()
         ));
     }

@@ -105,27 +105,7 @@ impl std::str::FromStr for Secret {
     }
 }
 
-/// Parses a duration: `300ms`, `2s`, `1m`, or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let expected = "expected a number with a unit such as `300ms`, `2s` or `1m`, or a plain \
-                    number of seconds";
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; {expected}"))?;
-    match unit.trim() {
-        "" | "s" => Ok(Duration::from_secs(value)),
-        "ms" => Ok(Duration::from_millis(value)),
-        "m" => Ok(Duration::from_secs(value.saturating_mul(60))),
-        other => Err(format!(
-            "`{text}` has the unknown unit `{other}`; {expected}"
-        )),
-    }
-}
+pub use warroom_runtime::parse_duration;
 
 /// The configuration after validation: what `run` works with.
 #[derive(Debug, Clone)]

@@ -87,6 +87,10 @@ pub struct Config {
     /// The most model turns one investigation may take.
     #[arg(long, env = "WARROOM_MAX_TURNS", default_value_t = 30)]
     pub max_turns: u32,
+    /// The longest one investigation may run, whatever its request asks: a secure-zone cap
+    /// (e.g. `1h`); a request's longer `timeout` is cut to it.
+    #[arg(long, env = "WARROOM_MAX_TIMEOUT", default_value = "4h", value_parser = parse_duration)]
+    pub max_timeout: Duration,
     /// How long a stopped agent gets between SIGINT and SIGKILL (e.g. `10s`, `500ms`).
     #[arg(long, env = "WARROOM_KILL_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub kill_grace: Duration,
@@ -150,6 +154,11 @@ impl Config {
         if self.ack_wait < Duration::from_secs(1) {
             return Err(Error::Config("--ack-wait must be at least 1s".to_owned()));
         }
+        if self.max_timeout < Duration::from_secs(1) {
+            return Err(Error::Config(
+                "--max-timeout must be at least 1s".to_owned(),
+            ));
+        }
         if self.max_turns == 0 {
             return Err(Error::Config("--max-turns must be at least 1".to_owned()));
         }
@@ -211,25 +220,7 @@ impl Config {
     }
 }
 
-/// `10s`, `500ms`, `2m` or a plain number of seconds.
-pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 10s, 500ms or 2m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(value)),
-        "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value * 60)),
-        _ => Err(format!(
-            "{text:?} has an unknown unit {unit:?}; use ms, s or m"
-        )),
-    }
-}
+pub use warroom_runtime::parse_duration;
 
 /// Runs the runner until `shutdown` resolves. A task in flight at shutdown is stopped and
 /// handed back (nak) so another replica, or the next start, runs it.

@@ -33,6 +33,7 @@ pub struct Runner {
     claude_bin: PathBuf,
     work_root: PathBuf,
     max_turns: u32,
+    max_timeout: Duration,
     kill_grace: Duration,
     ack_wait: Duration,
     model: Option<String>,
@@ -61,6 +62,7 @@ impl Runner {
             claude_bin: config.claude_bin.clone(),
             work_root: config.work_root.clone().unwrap_or_else(std::env::temp_dir),
             max_turns: config.max_turns,
+            max_timeout: config.max_timeout,
             kill_grace: config.kill_grace,
             ack_wait: config.ack_wait,
             model: config.model.clone(),
@@ -170,7 +172,7 @@ impl Runner {
                 denied: policy.denied.clone(),
             })
             .await?;
-        info!(timeout_secs = task.timeout_secs, tools = ?policy.tools, "agent starting");
+        info!(timeout = ?self.timeout(task), tools = ?policy.tools, "agent starting");
 
         let (run, publish_error) = match TaskDirs::create(&self.work_root, request) {
             Ok(dirs) => {
@@ -272,6 +274,11 @@ impl Runner {
         Ok(Done::Finished)
     }
 
+    /// The request's timeout, cut to `--max-timeout`.
+    fn timeout(&self, task: &Task) -> Duration {
+        Duration::from_secs(task.timeout_secs).min(self.max_timeout)
+    }
+
     fn launch(&self, task: &Task, policy: &Policy, dirs: &TaskDirs) -> Launch {
         let mut args = vec![
             "-p".to_owned(),
@@ -293,8 +300,8 @@ impl Runner {
             prompt: prompt::build(task),
             env: self.env.vars(&dirs.home, &dirs.tmp),
             cwd: dirs.workspace.clone(),
-            timeout: Duration::from_secs(task.timeout_secs),
-            timeout_secs: task.timeout_secs,
+            timeout: self.timeout(task),
+            timeout_secs: self.timeout(task).as_secs().max(1),
             kill_grace: self.kill_grace,
         }
     }

@@ -4,12 +4,14 @@
 //! `/readyz` and `/metrics` endpoints.
 
 pub mod bus;
+pub mod duration;
 pub mod git;
 pub mod health;
 pub mod shutdown;
 pub mod telemetry;
 
 pub use bus::{Bus, BusError};
+pub use duration::parse_duration;
 pub use health::{Health, Metrics};
 
 /// Options every daemon takes, flattened into its clap config.
