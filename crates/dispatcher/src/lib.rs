@@ -22,7 +22,7 @@ use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{self, pull};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use warroom_proto::names;
 use warroom_runtime::{Bus, BusError, Health};
 
@@ -116,15 +116,7 @@ pub async fn run(
     });
 
     let health = Health::default();
-    if let Some(addr) = config.common.health_addr {
-        let serving = health.clone();
-        let stop = stopped(stop_rx.clone());
-        tokio::spawn(async move {
-            if let Err(e) = serving.serve(addr, stop).await {
-                error!(%addr, cause = %e, "cannot serve /healthz, /readyz and /metrics");
-            }
-        });
-    }
+    health.spawn_server(config.common.health_addr, stopped(stop_rx.clone()));
 
     // Connecting retries until NATS is up; shutdown must still be able to end that wait.
     let setup = setup(&config, &health);

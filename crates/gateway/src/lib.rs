@@ -30,9 +30,10 @@ use warroom_runtime::{Bus, BusError, Health, git::GitError};
 
 pub use config::{Config, MIN_POLL_INTERVAL, Secret, parse_interval};
 
-use crate::config::{Settings, short_hash};
+use crate::config::Settings;
 use crate::mirror::Mirror;
 use crate::scan::{Range, Scanner};
+use warroom_runtime::config::short_hash;
 
 /// How long a poll in flight may take to finish once shutdown was asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -85,15 +86,7 @@ pub async fn run_with_health(
     let settings = config.validate()?;
     let shutdown = shutdown.boxed().shared();
 
-    if let Some(addr) = config.common.health_addr {
-        let server = health.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = server.serve(addr, stop).await {
-                error!(cause = %e, addr = %addr, "the health endpoint failed");
-            }
-        });
-    }
+    health.spawn_server(config.common.health_addr, shutdown.clone());
 
     info!(
         repo = %settings.repo,

@@ -15,8 +15,8 @@ use warroom_proto::{FieldError, RequestPhase, RequestStatus, ValidatedRequest, V
 use warroom_runtime::{Bus, Metrics};
 
 use crate::Result;
-use crate::config::short_hash;
 use crate::mirror::Mirror;
+use warroom_runtime::config::short_hash;
 
 /// The folder engineers add request files to.
 pub(crate) const PENDING: &str = "requests/pending/";

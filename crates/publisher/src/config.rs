@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use warroom_runtime::CommonArgs;
+pub use warroom_runtime::config::Secret;
+use warroom_runtime::config::{check_branch, check_repo, short_hash};
 
 use crate::{Error, Result};
 
@@ -75,34 +76,6 @@ pub struct Config {
 
     #[command(flatten)]
     pub common: CommonArgs,
-}
-
-/// A value that must never be printed (a token). `Debug` shows `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
 }
 
 pub use warroom_runtime::parse_duration;
@@ -189,80 +162,6 @@ impl Config {
     }
 }
 
-/// The remote as git should be given it, or why it cannot be used.
-fn check_repo(repo: &str) -> Result<String, String> {
-    let repo = repo.trim();
-    if repo.is_empty() {
-        return Err("--repo must not be empty".to_owned());
-    }
-    // git would read a leading `-` as an option.
-    if repo.starts_with('-') {
-        return Err(format!("--repo `{repo}` must not start with `-`"));
-    }
-    if repo.chars().any(char::is_control) {
-        return Err("--repo contains a control character".to_owned());
-    }
-    if let Some((scheme, rest)) = repo.split_once("://") {
-        match scheme {
-            "file" | "ssh" | "git+ssh" | "https" | "http" => {}
-            other => {
-                return Err(format!(
-                    "--repo `{repo}` uses the unsupported scheme `{other}`; expected a local \
-                     path, file://, ssh:// or https://"
-                ));
-            }
-        }
-        if matches!(scheme, "https" | "http") {
-            let authority = rest.split('/').next().unwrap_or_default();
-            if authority.contains('@') {
-                // Refused so that a token never ends up in a log line or a process list.
-                return Err(
-                    "--repo carries credentials in the URL; give the token in WARROOM_GIT_TOKEN \
-                     instead"
-                        .to_owned(),
-                );
-            }
-        }
-        return Ok(repo.to_owned());
-    }
-    // git's own rule: a `:` before the first `/` makes it scp-like (`git@host:org/repo`).
-    let colon = repo.find(':');
-    let slash = repo.find('/');
-    if let Some(colon) = colon
-        && slash.is_none_or(|slash| colon < slash)
-    {
-        return Ok(repo.to_owned());
-    }
-    // A local path: git runs inside the working clone, so a relative path must be absolute.
-    std::path::absolute(repo)
-        .map(|p| p.to_string_lossy().into_owned())
-        .map_err(|e| format!("cannot make the path `{repo}` absolute: {e}"))
-}
-
-/// Refuses branch names git would refuse, or that could be read as an option.
-fn check_branch(branch: &str) -> Result<(), String> {
-    let problem = if branch.is_empty() {
-        Some("must not be empty")
-    } else if branch.starts_with('-') || branch.starts_with('/') || branch.starts_with('.') {
-        Some("must not start with `-`, `/` or `.`")
-    } else if branch.ends_with('/') || branch.ends_with('.') || branch.ends_with(".lock") {
-        Some("must not end with `/`, `.` or `.lock`")
-    } else if branch.contains("..") || branch.contains("//") || branch.contains("@{") {
-        Some("must not contain `..`, `//` or `@{`")
-    } else if !branch
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-    {
-        Some("may only hold letters, digits, `-`, `_`, `.` and `/`")
-    } else {
-        None
-    };
-    match problem {
-        Some(problem) => Err(format!("--branch `{branch}` {problem}")),
-        None => Ok(()),
-    }
-}
-
 /// Refuses an author name or email git would mangle or refuse (`<`, `>`, line breaks).
 fn check_identity(flag: &str, value: &str) -> Result<(), String> {
     let value = value.trim();
@@ -278,13 +177,6 @@ fn check_identity(flag: &str, value: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// The first `len` hex digits of the SHA-256 of `text`.
-fn short_hash(text: &str, len: usize) -> String {
-    let mut hex = hex::encode(Sha256::digest(text.as_bytes()));
-    hex.truncate(len);
-    hex
 }
 
 #[cfg(test)]
@@ -309,32 +201,6 @@ mod tests {
         let s = c.validate().unwrap();
         assert!(s.work_dir.starts_with(std::env::temp_dir()));
         assert_eq!(s.repo, "/srv/git/warroom.git");
-    }
-
-    #[test]
-    fn durations_take_units_or_plain_seconds() {
-        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        for bad in ["", "ms", "5x", "-1s", "1.5s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
-        }
-    }
-
-    #[test]
-    fn remotes_of_every_supported_kind_are_accepted() {
-        for repo in [
-            "file:///srv/git/w.git",
-            "ssh://git@example.com/org/w.git",
-            "git@example.com:org/w.git",
-            "https://github.com/org/w.git",
-        ] {
-            assert_eq!(check_repo(repo).as_deref(), Ok(repo));
-        }
-        let relative = check_repo("some/dir").unwrap();
-        assert!(relative.starts_with('/') && relative.ends_with("some/dir"));
     }
 
     #[test]

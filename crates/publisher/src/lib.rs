@@ -126,15 +126,7 @@ pub async fn run_with_health(
     let settings = config.validate()?;
     let shutdown = shutdown.boxed().shared();
 
-    if let Some(addr) = config.common.health_addr {
-        let server = health.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = server.serve(addr, stop).await {
-                error!(cause = %e, addr = %addr, "the health endpoint failed");
-            }
-        });
-    }
+    health.spawn_server(config.common.health_addr, shutdown.clone());
 
     info!(
         repo = %settings.repo,

@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use futures::StreamExt as _;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use warroom_proto::names;
 use warroom_runtime::{Bus, Health};
 
@@ -236,18 +236,10 @@ pub async fn run(
     });
 
     let health = Health::default();
-    if let Some(addr) = config.common.health_addr {
-        let server = health.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let until = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = server.serve(addr, until).await {
-                error!(cause = %e, %addr, "cannot serve the health endpoints");
-            }
-        });
-    }
+    let mut stop = stop_rx.clone();
+    health.spawn_server(config.common.health_addr, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    });
 
     // The connection is retried until NATS is up; shutdown must still end that wait.
     let mut stop = stop_rx.clone();

@@ -68,6 +68,22 @@ impl Health {
         self.ready.load(Ordering::Relaxed)
     }
 
+    /// Serves the endpoints at `addr`, when given, in the background until `shutdown`. Not
+    /// being able to serve them is logged, never fatal: the daemon's work goes on.
+    pub fn spawn_server(
+        &self,
+        addr: Option<SocketAddr>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let Some(addr) = addr else { return };
+        let server = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = server.serve(addr, shutdown).await {
+                tracing::error!(%addr, cause = %e, "cannot serve /healthz, /readyz and /metrics");
+            }
+        });
+    }
+
     /// Serves the endpoints on `addr` until `shutdown` resolves.
     pub async fn serve(
         self,

@@ -4,6 +4,7 @@
 //! `/readyz` and `/metrics` endpoints.
 
 pub mod bus;
+pub mod config;
 pub mod duration;
 pub mod git;
 pub mod health;
