@@ -145,6 +145,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 async fn up(args: UpArgs) -> Result<ExitCode> {
+    // The daemons retry an unreachable remote for ever, as they should; a local path that
+    // does not exist is a typo, and is said at once.
+    let local = !args.repo.contains("://") && !args.repo.contains(':');
+    if local && !Path::new(&args.repo).exists() {
+        bail!(
+            "--repo {}: no such folder; give a path to a git repository or a URL",
+            args.repo
+        );
+    }
     warroom_runtime::telemetry::init("text");
     let options = args.stack.options(args.repo, args.branch, args.clusters);
     let mut stack = start(&options).await?;

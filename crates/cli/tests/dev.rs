@@ -159,3 +159,24 @@ async fn up_runs_pushed_requests_until_interrupted() {
     assert!(exit.success(), "dev up did not stop cleanly:\n{stderr}");
     assert!(stderr.contains("stopping"), "{stderr}");
 }
+
+#[test]
+fn up_refuses_a_local_remote_that_does_not_exist() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let missing = dir.path().join("no-such-remote.git");
+    let output = dev(dir.path())
+        .args(["dev", "up", "--clusters", "prod-cluster-1", "--repo"])
+        .arg(&missing)
+        .output()
+        .expect("run claude-warroom dev up");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--repo") && stderr.contains("no such folder"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join(".warroom-dev").exists(),
+        "nothing was started"
+    );
+}
