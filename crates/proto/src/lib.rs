@@ -6,6 +6,7 @@
 //! `StatusUpdate`), the `results/<id>/status.json` contract (`RequestStatus`), and the
 //! stream, subject, consumer and bucket names. This crate does no I/O.
 
+pub mod ids;
 pub mod names;
 pub mod request;
 pub mod schema;
@@ -18,10 +19,12 @@ pub use request::{
     ClusterRef, ClusterType, Coordination, CoordinationMode, Investigation, Issue, Metadata,
     Output, OutputFormat, RequestSpec, Tool, TroubleshootingRequest,
 };
+pub use ids::{ClusterName, InvalidToken, RequestId, ResultsDir};
+pub use names::{Stream, Subject};
 pub use session::SessionRequest;
 pub use status::{ClusterPhase, ClusterStatus, RequestPhase, RequestStatus};
 pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request};
-pub use wire::{
+pub use wire::{Inbound, PublisherInput, 
     AcceptedRequest, AuditEvent, AuditKind, ClusterReport, Denial, Finding, Outcome,
     RequestSummary, RunnerReport, StatusUpdate, Task, TaskResult,
 };

@@ -1,130 +1,257 @@
-//! NATS stream, subject, consumer and key-value bucket names, and the rules for the tokens
-//! (request ids, cluster names) that become part of a subject.
+//! NATS stream, subject, consumer and key-value bucket names.
 //!
-//! Only this module spells a subject. A request id or a cluster name is placed into a
-//! subject only after [`check_token`] accepted it, so no request can widen a subscription
-//! with `*` or `>` or split a token with `.`.
+//! Only this module spells a subject: [`Subject`] builds every `warroom.*` subject from
+//! checked identities ([`RequestId`], [`ClusterName`]) and parses one back, and [`Stream`]
+//! gives each stream its subject filters. No request can widen a subscription with `*` or
+//! `>` or split a token with `.`, because the identities cannot hold those characters.
 
-/// Accepted requests, kept for audit: `warroom.requests.<request>`.
-pub const REQUESTS_STREAM: &str = "WARROOM_REQUESTS";
-/// Per-cluster tasks, work-queue retention: `warroom.tasks.<cluster>`.
-pub const TASKS_STREAM: &str = "WARROOM_TASKS";
-/// Runner reports (started, finished) for the dispatcher: `warroom.results.<request>.<cluster>`.
-pub const RESULTS_STREAM: &str = "WARROOM_RESULTS";
-/// Everything the publisher writes to git, in one stream so that one consumer sees it in the
-/// order it happened: audit events (`warroom.events.<request>.<cluster>`) and request status
-/// snapshots (`warroom.status.<request>`). A terminal status is published only after the
-/// runner's last event was stored, so the publisher never writes a final status before the
-/// audit lines that led to it.
-pub const EVENTS_STREAM: &str = "WARROOM_EVENTS";
+use std::fmt;
+
+use crate::ids::{ClusterName, RequestId};
 
 /// Dispatcher state, one key per request id, updated with compare-and-set.
 pub const REQUESTS_BUCKET: &str = "warroom-requests";
 /// Gateway cursor: the last commit whose added request files were all published.
 pub const GATEWAY_BUCKET: &str = "warroom-gateway";
 
-/// The durable consumer of the dispatcher on [`REQUESTS_STREAM`].
+/// The durable consumer of the dispatcher on [`Stream::Requests`].
 pub const DISPATCHER_REQUESTS_CONSUMER: &str = "dispatcher-requests";
-/// The durable consumer of the dispatcher on [`RESULTS_STREAM`].
+/// The durable consumer of the dispatcher on [`Stream::Results`].
 pub const DISPATCHER_RESULTS_CONSUMER: &str = "dispatcher-results";
-/// The durable consumer of the publisher on [`EVENTS_STREAM`].
+/// The durable consumer of the publisher on [`Stream::Events`].
 pub const PUBLISHER_CONSUMER: &str = "publisher";
 
-/// Longest request id or cluster name (a DNS label is 63 characters at most; ids may be
-/// longer because they carry a date and a slug).
-pub const MAX_CLUSTER_NAME_LEN: usize = 63;
-/// Longest request id.
-pub const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// The subject of an accepted request.
-pub fn request_subject(request: &str) -> String {
-    format!("warroom.requests.{request}")
-}
-
-/// The subject a cluster's runner pulls its tasks from.
-pub fn task_subject(cluster: &str) -> String {
-    format!("warroom.tasks.{cluster}")
-}
-
-/// The subject a runner reports on for one request.
-pub fn result_subject(request: &str, cluster: &str) -> String {
-    format!("warroom.results.{request}.{cluster}")
-}
-
-/// The subject of a runner's audit and progress events for one request.
-pub fn event_subject(request: &str, cluster: &str) -> String {
-    format!("warroom.events.{request}.{cluster}")
-}
-
-/// The subject of a request's status snapshots.
-pub fn status_subject(request: &str) -> String {
-    format!("warroom.status.{request}")
-}
-
 /// The durable consumer shared by a cluster's runner replicas.
-pub fn runner_consumer(cluster: &str) -> String {
+pub fn runner_consumer(cluster: &ClusterName) -> String {
     format!("runner-{cluster}")
 }
 
-/// Why a string cannot be a subject token, or `None` when it can.
-///
-/// A token is 1 to `max_len` characters of ASCII letters, digits, `-` and `_`, starting with a
-/// letter or digit. That is stricter than NATS (which only forbids `.`, `*`, `>` and white
-/// space) on purpose: the same string is also a file name, a Kubernetes label value and a
-/// JetStream consumer name.
-pub fn check_token(value: &str, max_len: usize) -> Option<String> {
-    if value.is_empty() {
-        return Some("must not be empty".to_owned());
+/// The JetStream streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// Accepted requests, kept for audit: `warroom.requests.<request>`.
+    Requests,
+    /// Per-cluster tasks, work-queue retention: `warroom.tasks.<cluster>`.
+    Tasks,
+    /// Runner reports (started, finished) for the dispatcher:
+    /// `warroom.results.<request>.<cluster>`.
+    Results,
+    /// Everything the publisher writes to git, in one stream so that one consumer sees it in
+    /// the order it happened: audit events (`warroom.events.<request>.<cluster>`) and request
+    /// status snapshots (`warroom.status.<request>`). A terminal status is published only
+    /// after the runner's last event was stored, so the publisher never writes a final
+    /// status before the audit lines that led to it.
+    Events,
+    /// Messages that could not be handled after their last delivery, kept for an operator:
+    /// `warroom.dead.<consumer>`.
+    DeadLetters,
+}
+
+impl Stream {
+    /// Every stream, in the order they are created.
+    pub const ALL: [Stream; 5] = [
+        Stream::Requests,
+        Stream::Tasks,
+        Stream::Results,
+        Stream::Events,
+        Stream::DeadLetters,
+    ];
+
+    /// The stream's JetStream name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Requests => "WARROOM_REQUESTS",
+            Stream::Tasks => "WARROOM_TASKS",
+            Stream::Results => "WARROOM_RESULTS",
+            Stream::Events => "WARROOM_EVENTS",
+            Stream::DeadLetters => "WARROOM_DEAD_LETTERS",
+        }
     }
-    if value.len() > max_len {
-        return Some(format!(
-            "is {} characters long; at most {max_len} are allowed",
-            value.len()
-        ));
-    }
-    if let Some(bad) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-    {
-        let shown = match bad {
-            ' ' => "a space".to_owned(),
-            '\t' => "a tab".to_owned(),
-            '\n' | '\r' => "a line break".to_owned(),
-            c => format!("`{c}`"),
+
+    /// The subject filters the stream captures.
+    pub fn subjects(self) -> Vec<String> {
+        let all = |kind: &str, tokens: usize| {
+            let mut subject = format!("{PREFIX}.{kind}");
+            for _ in 0..tokens {
+                subject.push_str(".*");
+            }
+            subject
         };
-        return Some(format!(
-            "contains {shown}; only letters, digits, `-` and `_` are allowed \
-             (the name becomes a NATS subject token)"
-        ));
+        match self {
+            Stream::Requests => vec![all(REQUESTS, 1)],
+            Stream::Tasks => vec![all(TASKS, 1)],
+            Stream::Results => vec![all(RESULTS, 2)],
+            Stream::Events => vec![all(EVENTS, 2), all(STATUS, 1)],
+            Stream::DeadLetters => vec![all(DEAD, 1)],
+        }
     }
-    if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Some("must start with a letter or a digit".to_owned());
+}
+
+impl fmt::Display for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
-    None
+}
+
+const PREFIX: &str = "warroom";
+const REQUESTS: &str = "requests";
+const TASKS: &str = "tasks";
+const RESULTS: &str = "results";
+const EVENTS: &str = "events";
+const STATUS: &str = "status";
+const DEAD: &str = "dead";
+
+/// Every `warroom.*` subject, built from checked identities.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// An accepted request: `warroom.requests.<request>`.
+    Request(RequestId),
+    /// A cluster's task queue: `warroom.tasks.<cluster>`.
+    Task(ClusterName),
+    /// A runner's reports on one request: `warroom.results.<request>.<cluster>`.
+    Result(RequestId, ClusterName),
+    /// A runner's audit and progress events: `warroom.events.<request>.<cluster>`.
+    Event(RequestId, ClusterName),
+    /// A request's status snapshots: `warroom.status.<request>`.
+    Status(RequestId),
+    /// Dead letters of one durable consumer: `warroom.dead.<consumer>`. The consumer name
+    /// is one of this module's constants or [`runner_consumer`], all valid tokens.
+    DeadLetter(String),
+}
+
+/// A subject that is not one of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{subject}` is not a warroom subject: {reason}")]
+pub struct UnknownSubject {
+    pub subject: String,
+    pub reason: String,
+}
+
+impl Subject {
+    /// The stream that stores messages on this subject.
+    pub fn stream(&self) -> Stream {
+        match self {
+            Subject::Request(_) => Stream::Requests,
+            Subject::Task(_) => Stream::Tasks,
+            Subject::Result(..) => Stream::Results,
+            Subject::Event(..) | Subject::Status(_) => Stream::Events,
+            Subject::DeadLetter(_) => Stream::DeadLetters,
+        }
+    }
+
+    /// The request this subject is about, when it is about one.
+    pub fn request(&self) -> Option<&RequestId> {
+        match self {
+            Subject::Request(r) | Subject::Result(r, _) | Subject::Event(r, _) => Some(r),
+            Subject::Status(r) => Some(r),
+            Subject::Task(_) | Subject::DeadLetter(_) => None,
+        }
+    }
+
+    /// The cluster this subject is about, when it is about one.
+    pub fn cluster(&self) -> Option<&ClusterName> {
+        match self {
+            Subject::Task(c) | Subject::Result(_, c) | Subject::Event(_, c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Parses a subject built by [`Subject`]'s `Display`.
+    pub fn parse(subject: &str) -> Result<Subject, UnknownSubject> {
+        let fail = |reason: String| UnknownSubject {
+            subject: subject.chars().take(200).collect(),
+            reason,
+        };
+        let tokens: Vec<&str> = subject.split('.').collect();
+        if tokens.first() != Some(&PREFIX) {
+            return Err(fail(format!("it does not start with `{PREFIX}.`")));
+        }
+        let request = |t: &str| RequestId::new(t).map_err(|e| fail(e.to_string()));
+        let cluster = |t: &str| ClusterName::new(t).map_err(|e| fail(e.to_string()));
+        match tokens[1..] {
+            [REQUESTS, r] => Ok(Subject::Request(request(r)?)),
+            [TASKS, c] => Ok(Subject::Task(cluster(c)?)),
+            [RESULTS, r, c] => Ok(Subject::Result(request(r)?, cluster(c)?)),
+            [EVENTS, r, c] => Ok(Subject::Event(request(r)?, cluster(c)?)),
+            [STATUS, r] => Ok(Subject::Status(request(r)?)),
+            [DEAD, consumer] if !consumer.is_empty() => {
+                Ok(Subject::DeadLetter(consumer.to_owned()))
+            }
+            _ => Err(fail("unknown kind or wrong number of tokens".to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Request(r) => write!(f, "{PREFIX}.{REQUESTS}.{r}"),
+            Subject::Task(c) => write!(f, "{PREFIX}.{TASKS}.{c}"),
+            Subject::Result(r, c) => write!(f, "{PREFIX}.{RESULTS}.{r}.{c}"),
+            Subject::Event(r, c) => write!(f, "{PREFIX}.{EVENTS}.{r}.{c}"),
+            Subject::Status(r) => write!(f, "{PREFIX}.{STATUS}.{r}"),
+            Subject::DeadLetter(consumer) => write!(f, "{PREFIX}.{DEAD}.{consumer}"),
+        }
+    }
+}
+
+impl From<&Subject> for String {
+    fn from(subject: &Subject) -> String {
+        subject.to_string()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn r(s: &str) -> RequestId {
+        RequestId::new(s).unwrap()
+    }
+    fn c(s: &str) -> ClusterName {
+        ClusterName::new(s).unwrap()
+    }
+
     #[test]
-    fn tokens_that_could_change_a_subject_are_refused() {
-        for bad in ["a.b", "a*", ">", "a b", "a\tb", "", "-lead", "ä"] {
-            assert!(check_token(bad, 63).is_some(), "{bad:?} was accepted");
-        }
-        assert!(check_token(&"a".repeat(64), 63).is_some());
-        for good in ["production-hub", "prod_cluster_1", "a", &"a".repeat(63)] {
-            assert_eq!(check_token(good, 63), None, "{good:?} was refused");
+    fn subjects_round_trip_and_land_in_their_stream() {
+        let all = [
+            (Subject::Request(r("r1")), "warroom.requests.r1", Stream::Requests),
+            (Subject::Task(c("hub")), "warroom.tasks.hub", Stream::Tasks),
+            (Subject::Result(r("r1"), c("hub")), "warroom.results.r1.hub", Stream::Results),
+            (Subject::Event(r("r1"), c("hub")), "warroom.events.r1.hub", Stream::Events),
+            (Subject::Status(r("r1")), "warroom.status.r1", Stream::Events),
+            (
+                Subject::DeadLetter("publisher".to_owned()),
+                "warroom.dead.publisher",
+                Stream::DeadLetters,
+            ),
+        ];
+        for (subject, text, stream) in all {
+            assert_eq!(subject.to_string(), text);
+            assert_eq!(Subject::parse(text).unwrap(), subject);
+            assert_eq!(subject.stream(), stream);
+            let filters = stream.subjects();
+            let matches = filters.iter().any(|f| {
+                let f: Vec<&str> = f.split('.').collect();
+                let s: Vec<&str> = text.split('.').collect();
+                f.len() == s.len() && f.iter().zip(&s).all(|(f, s)| *f == "*" || f == s)
+            });
+            assert!(matches, "{text} is not captured by {filters:?}");
         }
     }
 
     #[test]
-    fn subjects_place_tokens_where_consumers_filter() {
-        assert_eq!(task_subject("hub"), "warroom.tasks.hub");
-        assert_eq!(result_subject("r1", "hub"), "warroom.results.r1.hub");
-        assert_eq!(event_subject("r1", "hub"), "warroom.events.r1.hub");
-        assert_eq!(status_subject("r1"), "warroom.status.r1");
-        assert_eq!(request_subject("r1"), "warroom.requests.r1");
-        assert_eq!(runner_consumer("hub"), "runner-hub");
+    fn foreign_or_malformed_subjects_are_refused() {
+        for bad in [
+            "other.requests.r1",
+            "warroom.requests",
+            "warroom.requests.r1.extra",
+            "warroom.events.r1",
+            "warroom.tasks.a*",
+            "warroom.unknown.r1",
+            "",
+        ] {
+            assert!(Subject::parse(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }

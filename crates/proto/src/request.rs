@@ -7,6 +7,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::Timestamp;
+use crate::ids::ClusterName;
+
 /// Shortest investigation timeout, in seconds.
 pub const MIN_TIMEOUT_SECS: u64 = 30;
 /// Longest investigation timeout, in seconds (4 hours). The secure zone may set a lower one.
@@ -32,13 +35,14 @@ pub struct TroubleshootingRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metadata {
     /// A short human name, e.g. `api-timeout-investigation`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = crate::validate::MAX_NAME_LEN))]
     pub name: String,
     /// When the request was written, RFC 3339 (e.g. `2024-01-15T14:30:00Z`).
-    #[schemars(length(min = 1))]
-    pub timestamp: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub timestamp: Timestamp,
     /// The engineer who asked; checked against secure-zone policy.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = crate::validate::MAX_NAME_LEN))]
     pub engineer: String,
 }
 
@@ -51,7 +55,7 @@ pub struct RequestSpec {
     pub target_cluster: Option<ClusterRef>,
     /// Several clusters, investigated as `coordination.mode` says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = crate::validate::MAX_CLUSTERS))]
     pub target_clusters: Option<Vec<ClusterRef>>,
     /// How several clusters are investigated; required with `targetClusters`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,8 +73,7 @@ pub struct ClusterRef {
     #[serde(rename = "type")]
     pub kind: ClusterType,
     /// 1 to 63 letters, digits, `-` or `_`, starting with a letter or digit.
-    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"))]
-    pub name: String,
+    pub name: ClusterName,
 }
 
 /// The HyperShift role of a cluster.
@@ -122,11 +125,12 @@ impl CoordinationMode {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Issue {
     /// A short category, e.g. `api-timeout`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = crate::validate::MAX_NAME_LEN))]
     pub category: String,
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = crate::validate::MAX_DESCRIPTION_LEN))]
     pub description: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::validate::MAX_AFFECTED_RESOURCES), inner(length(min = 1, max = crate::validate::MAX_NAME_LEN)))]
     pub affected_resources: Vec<String>,
 }
 
@@ -135,20 +139,22 @@ pub struct Issue {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Investigation {
     /// The instructions for the agent.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = crate::validate::MAX_PROMPT_LEN))]
     pub prompt: String,
     /// The tools the agent may use. The secure zone's policy narrows them further: `bash`
     /// only runs read-only `oc`/`kubectl` verbs and plain text tools.
     #[schemars(length(min = 1))]
     pub allowed_tools: Vec<Tool>,
     /// Seconds the investigation may run before it is stopped and reported `timed_out`.
-    #[schemars(range(min = 30, max = 14400))]
+    #[schemars(range(min = MIN_TIMEOUT_SECS, max = MAX_TIMEOUT_SECS))]
     pub timeout: u64,
     /// A named troubleshooting strategy (a runbook), e.g. `control-plane-health`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"))]
     pub strategy: Option<String>,
     /// The namespace to focus on, e.g. `clusters-prod-1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))]
     pub namespace: Option<String>,
 }
 
@@ -207,9 +213,11 @@ impl Tool {
 pub struct Output {
     #[serde(default)]
     pub format: OutputFormat,
-    /// A folder inside `results/` (a leading `/` means the repository root). The default is
-    /// `results/<request-id>/`.
+    /// A folder inside `results/` ending in the request id (a leading `/` means the
+    /// repository root): `results/<request-id>/` (the default) or
+    /// `results/<folder>/<request-id>/` with at most three folders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::validate::MAX_DESTINATION_LEN), regex(pattern = r"^/?(\./)?results(/+[A-Za-z0-9][A-Za-z0-9_-]{0,62}){0,3}/+[A-Za-z0-9][A-Za-z0-9_-]{0,127}/*$"))]
     pub destination: Option<String>,
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
+use crate::ids::{ClusterName, RequestId, ResultsDir};
 use crate::request::{ClusterType, CoordinationMode};
 use crate::validate::FieldError;
 
@@ -116,11 +117,11 @@ impl std::fmt::Display for ClusterPhase {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestStatus {
     /// The request id (the file stem of `requests/pending/<id>.yaml`).
-    pub id: String,
+    pub id: RequestId,
     pub phase: RequestPhase,
     /// Each target cluster's own phase and figures, by cluster name.
     #[serde(default)]
-    pub clusters: BTreeMap<String, ClusterStatus>,
+    pub clusters: BTreeMap<ClusterName, ClusterStatus>,
     /// A readable reason when the request was rejected, failed, timed out or was cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -134,7 +135,7 @@ pub struct RequestStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engineer: Option<String>,
     /// The repository folder holding this request's results, e.g. `results/<id>`.
-    pub results_dir: String,
+    pub results_dir: ResultsDir,
     /// Grows by one at every transition; a reader can tell a newer status from an older one.
     pub revision: u64,
     #[serde(with = "time::serde::rfc3339")]

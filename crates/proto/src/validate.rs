@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::names::{MAX_CLUSTER_NAME_LEN, MAX_REQUEST_ID_LEN, check_token};
+use crate::ids::{ClusterName, RequestId, ResultsDir};
 use crate::request::{
     ClusterRef, ClusterType, CoordinationMode, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS, Tool,
     TroubleshootingRequest,
@@ -25,6 +25,18 @@ use crate::{API_VERSION, KIND_SESSION, KIND_TROUBLESHOOTING};
 pub const MAX_FILE_BYTES: usize = 64 * 1024;
 /// Most clusters one request may target.
 pub const MAX_CLUSTERS: usize = 32;
+/// Longest `metadata.name`, `metadata.engineer` and `spec.issue.category`.
+pub const MAX_NAME_LEN: usize = 253;
+/// Longest `spec.issue.description`.
+pub const MAX_DESCRIPTION_LEN: usize = 8 * 1024;
+/// Longest `spec.investigation.prompt`.
+pub const MAX_PROMPT_LEN: usize = 32 * 1024;
+/// Most entries of `spec.issue.affectedResources`.
+pub const MAX_AFFECTED_RESOURCES: usize = 64;
+/// Longest `spec.output.destination`.
+pub const MAX_DESTINATION_LEN: usize = 512;
+/// Longest Kubernetes namespace name.
+pub const MAX_NAMESPACE_LEN: usize = 63;
 
 /// One problem in a request file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +101,7 @@ impl ValidationErrors {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidatedRequest {
     /// The file stem.
-    pub id: String,
+    pub id: RequestId,
     pub request: TroubleshootingRequest,
     /// The target clusters, in order (one for `targetCluster`).
     pub clusters: Vec<ClusterRef>,
@@ -97,13 +109,13 @@ pub struct ValidatedRequest {
     pub mode: Option<CoordinationMode>,
     /// The repository folder for the results, without a trailing `/`: `results/<id>` or the
     /// resolved `spec.output.destination`.
-    pub results_dir: String,
+    pub results_dir: ResultsDir,
 }
 
 /// A session request file that passed validation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidatedSession {
-    pub id: String,
+    pub id: RequestId,
     pub request: SessionRequest,
 }
 
@@ -189,10 +201,8 @@ pub fn parse_document(path: &Path, bytes: &[u8]) -> Result<Document, ValidationE
             return Err(fail(check.errors));
         }
         let request: SessionRequest = check.typed(value).map_err(|e| fail(vec![e]))?;
-        return Ok(Document::Session(Box::new(ValidatedSession {
-            id: id.unwrap_or_default(),
-            request,
-        })));
+        let id = id.ok_or_else(|| fail(vec![no_id()]))?;
+        return Ok(Document::Session(Box::new(ValidatedSession { id, request })));
     }
 
     let mut results_dir = None;
@@ -218,9 +228,32 @@ pub fn parse_document(path: &Path, bytes: &[u8]) -> Result<Document, ValidationE
             "issue",
             &["category", "description", "affectedResources"],
         ) {
-            check.string(issue, "spec.issue", "category", true);
-            check.string(issue, "spec.issue", "description", true);
-            check.string_list(issue, "spec.issue", "affectedResources");
+            check.limited(issue, "spec.issue", "category", true, MAX_NAME_LEN);
+            check.limited(
+                issue,
+                "spec.issue",
+                "description",
+                true,
+                MAX_DESCRIPTION_LEN,
+            );
+            let affected = check.string_list(issue, "spec.issue", "affectedResources");
+            if affected.len() > MAX_AFFECTED_RESOURCES {
+                check.error(
+                    "spec.issue.affectedResources",
+                    format!(
+                        "lists {} resources; at most {MAX_AFFECTED_RESOURCES} are allowed",
+                        affected.len()
+                    ),
+                );
+            }
+            for (i, resource) in affected.iter().enumerate() {
+                if resource.len() > MAX_NAME_LEN {
+                    check.error(
+                        &format!("spec.issue.affectedResources[{i}]"),
+                        format!("is {} bytes long; at most {MAX_NAME_LEN} are allowed", resource.len()),
+                    );
+                }
+            }
         }
         if let Some(investigation) = check.child_mapping(
             spec,
@@ -230,16 +263,16 @@ pub fn parse_document(path: &Path, bytes: &[u8]) -> Result<Document, ValidationE
         ) {
             check.investigation(investigation);
         }
-        results_dir = check.output(spec);
+        results_dir = check.output(spec, id.as_ref());
     }
 
     if !check.errors.is_empty() {
         return Err(fail(check.errors));
     }
-    let id = id.unwrap_or_default();
+    let id = id.ok_or_else(|| fail(vec![no_id()]))?;
     let request: TroubleshootingRequest = check.typed(value).map_err(|e| fail(vec![e]))?;
     Ok(Document::Troubleshooting(Box::new(ValidatedRequest {
-        results_dir: results_dir.unwrap_or_else(|| format!("results/{id}")),
+        results_dir: results_dir.unwrap_or_else(|| ResultsDir::default_for(&id)),
         id,
         request,
         clusters,
@@ -247,31 +280,13 @@ pub fn parse_document(path: &Path, bytes: &[u8]) -> Result<Document, ValidationE
     })))
 }
 
-/// Resolves `spec.output.destination` to a repository folder inside `results/`, without a
-/// leading or trailing `/`. A leading `/` means the repository root.
-pub fn resolve_destination(destination: &str) -> Result<String, String> {
-    let expected = "expected a folder inside `results/`, such as `results/<request-id>/`";
-    if destination.contains('\\') || destination.contains('\0') {
-        return Err(format!(
-            "`{destination}` contains a backslash or a NUL byte; {expected}"
-        ));
+/// The error for a file without a usable id; only reached when the walk found nothing else
+/// wrong, which cannot happen because a bad id is itself an error.
+fn no_id() -> FieldError {
+    FieldError {
+        field: String::new(),
+        message: "the file name gives no request id".to_owned(),
     }
-    let mut parts = Vec::new();
-    for part in destination.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                return Err(format!(
-                    "`{destination}` contains `..`, which could escape `results/`; {expected}"
-                ));
-            }
-            part => parts.push(part),
-        }
-    }
-    if parts.first() != Some(&"results") || parts.len() < 2 {
-        return Err(format!("`{destination}` is outside `results/`; {expected}"));
-    }
-    Ok(parts.join("/"))
 }
 
 /// Reads the bytes as exactly one YAML document.
@@ -318,7 +333,7 @@ fn yaml_error(error: serde_yaml_ng::Error) -> String {
 }
 
 /// The request id from the file name.
-fn request_id(path: &Path, check: &mut Check) -> Option<String> {
+fn request_id(path: &Path, check: &mut Check) -> Option<RequestId> {
     let stem = path.file_stem().and_then(|s| s.to_str());
     let extension = path.extension().and_then(|s| s.to_str());
     if !matches!(extension, Some("yaml" | "yml")) {
@@ -328,12 +343,12 @@ fn request_id(path: &Path, check: &mut Check) -> Option<String> {
         );
     }
     match stem {
-        Some(stem) => match check_token(stem, MAX_REQUEST_ID_LEN) {
-            None => Some(stem.to_owned()),
-            Some(problem) => {
+        Some(stem) => match RequestId::new(stem) {
+            Ok(id) => Some(id),
+            Err(e) => {
                 check.error(
                     "",
-                    format!("the request id (file name stem) `{stem}` {problem}"),
+                    format!("the request id (file name stem) `{}` {}", e.value, e.reason),
                 );
                 None
             }
@@ -466,6 +481,26 @@ impl Check {
         self.mapping(value, &join(path, key), known)
     }
 
+    /// A non-empty string field of at most `max` bytes.
+    fn limited<'v>(
+        &mut self,
+        map: &'v Mapping,
+        path: &str,
+        key: &str,
+        required: bool,
+        max: usize,
+    ) -> Option<&'v str> {
+        let value = self.string(map, path, key, required)?;
+        if value.len() > max {
+            self.error(
+                &join(path, key),
+                format!("is {} bytes long; at most {max} are allowed", value.len()),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
     /// A non-empty string field.
     fn string<'v>(
         &mut self,
@@ -545,6 +580,7 @@ impl Check {
         }
     }
 
+    /// A field that must be a safe token (a cluster name, a strategy).
     fn token(
         &mut self,
         map: &Mapping,
@@ -552,20 +588,20 @@ impl Check {
         key: &str,
         required: bool,
         what: &str,
-    ) -> Option<String> {
+    ) -> Option<ClusterName> {
         let value = self.string(map, path, key, required)?;
-        match check_token(value, MAX_CLUSTER_NAME_LEN) {
-            None => Some(value.to_owned()),
-            Some(problem) => {
-                self.error(&join(path, key), format!("{what} `{value}` {problem}"));
+        match ClusterName::new(value) {
+            Ok(name) => Some(name),
+            Err(e) => {
+                self.error(&join(path, key), format!("{what} `{}` {}", e.value, e.reason));
                 None
             }
         }
     }
 
     fn metadata(&mut self, metadata: &Mapping) {
-        self.string(metadata, "metadata", "name", true);
-        self.string(metadata, "metadata", "engineer", true);
+        self.limited(metadata, "metadata", "name", true, MAX_NAME_LEN);
+        self.limited(metadata, "metadata", "engineer", true, MAX_NAME_LEN);
         if let Some(timestamp) = self.string(metadata, "metadata", "timestamp", true)
             && time::OffsetDateTime::parse(
                 timestamp,
@@ -691,7 +727,7 @@ impl Check {
 
     fn investigation(&mut self, map: &Mapping) {
         let path = "spec.investigation";
-        self.string(map, path, "prompt", true);
+        self.limited(map, path, "prompt", true, MAX_PROMPT_LEN);
         self.number(
             map,
             path,
@@ -702,7 +738,7 @@ impl Check {
         );
         self.token(map, path, "strategy", false, "strategy");
         if let Some(namespace) = self.string(map, path, "namespace", false) {
-            let valid = namespace.len() <= 63
+            let valid = namespace.len() <= MAX_NAMESPACE_LEN
                 && namespace
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -757,7 +793,7 @@ impl Check {
     }
 
     /// Checks `spec.output` and returns the resolved destination, if one is given.
-    fn output(&mut self, spec: &Mapping) -> Option<String> {
+    fn output(&mut self, spec: &Mapping, id: Option<&RequestId>) -> Option<ResultsDir> {
         let value = self.field(spec, "spec", "output", false)?;
         let map = self.mapping(value, "spec.output", &["format", "destination"])?;
         match self.string(map, "spec.output", "format", false) {
@@ -767,8 +803,14 @@ impl Check {
                 format!("unknown format `{other}`; expected `markdown`"),
             ),
         }
-        let destination = self.string(map, "spec.output", "destination", false)?;
-        match resolve_destination(destination) {
+        let destination = self.limited(
+            map,
+            "spec.output",
+            "destination",
+            false,
+            MAX_DESTINATION_LEN,
+        )?;
+        match ResultsDir::resolve(destination, id?) {
             Ok(dir) => Some(dir),
             Err(message) => {
                 self.error("spec.output.destination", message);

@@ -10,24 +10,27 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
+use crate::ids::{ClusterName, RequestId, ResultsDir};
 use crate::request::{ClusterRef, CoordinationMode, Issue, Tool, TroubleshootingRequest};
 use crate::status::{ClusterPhase, RequestStatus};
 
 /// An accepted request, as the gateway publishes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AcceptedRequest {
-    pub id: String,
+    pub id: RequestId,
     /// The commit that added the request file.
     pub commit: String,
     /// Where the results go, e.g. `results/<id>`.
-    pub results_dir: String,
+    pub results_dir: ResultsDir,
     pub request: TroubleshootingRequest,
 }
 
 /// One cluster's share of a request, for that cluster's runner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
-    pub request_id: String,
+    pub request_id: RequestId,
+    /// Where the request's results go; carried so that the runner's events name it.
+    pub results_dir: ResultsDir,
     pub cluster: ClusterRef,
     pub engineer: String,
     pub issue: Issue,
@@ -49,7 +52,7 @@ pub struct Task {
 /// What one cluster's investigation found, handed to the next cluster in sequential mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
-    pub cluster: String,
+    pub cluster: ClusterName,
     pub phase: ClusterPhase,
     pub report: String,
 }
@@ -60,8 +63,8 @@ pub struct Finding {
 pub enum RunnerReport {
     /// The runner took the task and started the agent.
     Started {
-        request_id: String,
-        cluster: String,
+        request_id: RequestId,
+        cluster: ClusterName,
         /// Which replica took it (its host name).
         runner: String,
         #[serde(with = "time::serde::rfc3339")]
@@ -95,8 +98,8 @@ impl Outcome {
 /// The end of one cluster's investigation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskResult {
-    pub request_id: String,
-    pub cluster: String,
+    pub request_id: RequestId,
+    pub cluster: ClusterName,
     pub outcome: Outcome,
     /// The agent's final text (its report); partial findings when it did not complete.
     pub final_text: String,
@@ -129,8 +132,10 @@ pub struct AuditEvent {
     /// Unique per event (`<request>/<cluster>/<task attempt>/<sequence>`), so a redelivered
     /// event is written once.
     pub id: String,
-    pub request_id: String,
-    pub cluster: String,
+    pub request_id: RequestId,
+    pub cluster: ClusterName,
+    /// The request's results folder, where this event's `audit.jsonl` line goes.
+    pub results_dir: ResultsDir,
     #[serde(with = "time::serde::rfc3339")]
     pub at: Timestamp,
     #[serde(flatten)]
@@ -182,7 +187,7 @@ pub struct StatusUpdate {
     pub request: Option<RequestSummary>,
     /// The reports of clusters that finished, by cluster name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub reports: BTreeMap<String, ClusterReport>,
+    pub reports: BTreeMap<ClusterName, ClusterReport>,
 }
 
 /// What the aggregated report says about the request itself.
@@ -213,4 +218,129 @@ pub struct ClusterReport {
     pub final_text: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permission_denials: Vec<Denial>,
+}
+
+/// A message as a consumer receives it: decoded from its payload and checked against the
+/// subject it arrived on, so that no message can speak for another request or cluster than
+/// its subject names. A failure is permanent: the same bytes fail the same way every time.
+pub trait Inbound: Sized {
+    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, String>;
+}
+
+fn json<T: serde::de::DeserializeOwned>(what: &str, payload: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(payload).map_err(|e| format!("not {what}: {e}"))
+}
+
+fn mismatch(what: &str, found: &str, subject: &crate::Subject) -> String {
+    format!("{what} `{found}` arrived on the subject `{subject}`")
+}
+
+impl Inbound for AcceptedRequest {
+    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, String> {
+        let message: AcceptedRequest = json("an accepted request", payload)?;
+        match subject {
+            crate::Subject::Request(id) if *id == message.id => Ok(message),
+            _ => Err(mismatch("the request", &message.id, subject)),
+        }
+    }
+}
+
+impl Inbound for Task {
+    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, String> {
+        let task: Task = json("a task", payload)?;
+        match subject {
+            crate::Subject::Task(cluster) if *cluster == task.cluster.name => Ok(task),
+            _ => Err(mismatch("the task for", &task.cluster.name, subject)),
+        }
+    }
+}
+
+impl RunnerReport {
+    /// The request and cluster the report is about.
+    pub fn about(&self) -> (&RequestId, &ClusterName) {
+        match self {
+            RunnerReport::Started {
+                request_id,
+                cluster,
+                ..
+            } => (request_id, cluster),
+            RunnerReport::Finished(result) => (&result.request_id, &result.cluster),
+        }
+    }
+}
+
+impl Inbound for RunnerReport {
+    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, String> {
+        let report: RunnerReport = json("a runner report", payload)?;
+        let (request, cluster) = report.about();
+        match subject {
+            crate::Subject::Result(r, c) if r == request && c == cluster => Ok(report),
+            _ => Err(mismatch(
+                "the report on",
+                &format!("{request}/{cluster}"),
+                subject,
+            )),
+        }
+    }
+}
+
+/// What the publisher consumes from the events stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PublisherInput {
+    Status(Box<StatusUpdate>),
+    Event(Box<AuditEvent>),
+}
+
+impl PublisherInput {
+    pub fn request_id(&self) -> &RequestId {
+        match self {
+            PublisherInput::Status(update) => &update.status.id,
+            PublisherInput::Event(event) => &event.request_id,
+        }
+    }
+
+    /// The folder the message writes into.
+    pub fn results_dir(&self) -> &ResultsDir {
+        match self {
+            PublisherInput::Status(update) => &update.status.results_dir,
+            PublisherInput::Event(event) => &event.results_dir,
+        }
+    }
+}
+
+impl Inbound for PublisherInput {
+    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, String> {
+        let input = match subject {
+            crate::Subject::Status(id) => {
+                let update: StatusUpdate = json("a status update", payload)?;
+                if update.status.id != *id {
+                    return Err(mismatch("the status of", &update.status.id, subject));
+                }
+                PublisherInput::Status(Box::new(update))
+            }
+            crate::Subject::Event(id, cluster) => {
+                let event: AuditEvent = json("an audit event", payload)?;
+                if event.request_id != *id || event.cluster != *cluster {
+                    return Err(mismatch(
+                        "the event of",
+                        &format!("{}/{}", event.request_id, event.cluster),
+                        subject,
+                    ));
+                }
+                if event.id.is_empty() {
+                    return Err("the audit event has an empty id".to_owned());
+                }
+                PublisherInput::Event(Box::new(event))
+            }
+            other => return Err(format!("unexpected subject `{other}` on the events stream")),
+        };
+        if input.results_dir().request_id() != input.request_id().as_str() {
+            return Err(format!(
+                "the results folder `{}` does not belong to request `{}`",
+                input.results_dir(),
+                input.request_id()
+            ));
+        }
+        Ok(input)
+    }
 }

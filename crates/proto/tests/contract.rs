@@ -233,10 +233,32 @@ fn destinations_outside_results_are_refused() {
         let found = errors("r1.yaml", &yaml);
         assert_error(&found, "spec.output.destination", "inside `results/`");
     }
-    let yaml =
-        format!("{VALID}  output:\n    format: markdown\n    destination: /results/elsewhere/\n");
+    let yaml = format!(
+        "{VALID}  output:\n    format: markdown\n    destination: /results/team-a/r1/\n"
+    );
     let parsed = parse_request(Path::new("r1.yaml"), yaml.as_bytes()).expect("valid");
-    assert_eq!(parsed.results_dir, "results/elsewhere");
+    assert_eq!(parsed.results_dir, "results/team-a/r1");
+}
+
+#[test]
+fn destinations_that_could_collide_or_break_the_file_system_are_refused() {
+    // Another request's folder, a shared folder, and a folder name no file system takes
+    // (the outage of a 300-character folder that stopped all publishing).
+    let long = format!("results/{}/", "a".repeat(300));
+    let long_folder = format!("results/{}/r1/", "a".repeat(300));
+    for (bad, why) in [
+        ("results/other-request/", "does not end in the request id"),
+        ("results/shared/", "does not end in the request id"),
+        (long.as_str(), "does not end in the request id"),
+        (long_folder.as_str(), "characters long"),
+        ("results/a b/r1/", "a space"),
+        ("results//r1/", "empty folder"),
+        ("results/a/b/c/d/r1/", "4 folders"),
+    ] {
+        let yaml = format!("{VALID}  output:\n    destination: \"{bad}\"\n");
+        let found = errors("r1.yaml", &yaml);
+        assert_error(&found, "spec.output.destination", why);
+    }
 }
 
 #[test]
@@ -378,7 +400,7 @@ fn the_error_display_names_file_field_and_expectation() {
 fn a_request_with_every_field_round_trips() {
     let yaml = CROSS_CLUSTER_EXAMPLE.replace(
         "    namespace: clusters-prod-1\n",
-        "    namespace: clusters-prod-1\n    strategy: control-plane-health\n  output:\n    format: markdown\n    destination: results/x/\n",
+        "    namespace: clusters-prod-1\n    strategy: control-plane-health\n  output:\n    format: markdown\n    destination: results/team/x/\n",
     );
     let parsed = parse_request(Path::new("x.yaml"), yaml.as_bytes()).expect("valid");
     let written = serde_yaml_ng::to_string(&parsed.request).expect("serializes");
@@ -413,14 +435,115 @@ spec:
 }
 
 /// The committed schema is what the types generate; regenerate it with
-/// `cargo run -p claude-warroom -- schema > schema/troubleshooting-request.schema.json`.
+/// `cargo run -p claude-warroom -- schema > schema/troubleshooting-request.schema.json`
+/// (or run this test with `WARROOM_BLESS=1`).
 #[test]
 fn the_committed_json_schema_is_current() {
     let committed = include_str!("../../../schema/troubleshooting-request.schema.json");
     let generated = warroom_proto::schema::troubleshooting_request_pretty();
+    if std::env::var_os("WARROOM_BLESS").is_some() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schema/troubleshooting-request.schema.json");
+        std::fs::write(path, &generated).expect("writes the schema");
+        return;
+    }
     assert!(
         committed == generated,
         "schema/troubleshooting-request.schema.json is stale; regenerate it with \
          `cargo run -p claude-warroom -- schema > schema/troubleshooting-request.schema.json`"
+    );
+}
+
+/// Follows `$ref`s and `properties` from the schema root to a field's schema.
+fn schema_at<'s>(schema: &'s serde_json::Value, path: &[&str]) -> &'s serde_json::Value {
+    fn resolve<'s>(root: &'s serde_json::Value, node: &'s serde_json::Value) -> &'s serde_json::Value {
+        let node = match node.get("anyOf").and_then(|a| a.as_array()) {
+            // `Option<T>`: the non-null branch.
+            Some(branches) => branches
+                .iter()
+                .find(|b| b.get("type") != Some(&serde_json::json!("null")))
+                .unwrap_or(node),
+            None => node,
+        };
+        match node.get("$ref").and_then(|r| r.as_str()) {
+            Some(reference) => {
+                let name = reference.rsplit('/').next().unwrap();
+                resolve(root, &root["$defs"][name])
+            }
+            None => node,
+        }
+    }
+    let mut node = resolve(schema, schema);
+    for part in path {
+        node = match *part {
+            "[]" => resolve(schema, &node["items"]),
+            field => resolve(schema, &node["properties"][field]),
+        };
+    }
+    node
+}
+
+/// The JSON Schema states every limit the validator enforces, with the same numbers, and
+/// the validator enforces each at exactly that number.
+#[test]
+fn the_schema_states_every_limit_the_validator_enforces() {
+    use warroom_proto::ids::{MAX_CLUSTER_NAME_LEN, MAX_REQUEST_ID_LEN};
+    use warroom_proto::request::{MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS};
+    use warroom_proto::validate::*;
+    let schema = warroom_proto::schema::troubleshooting_request();
+    let limit = |path: &[&str], key: &str| -> u64 {
+        schema_at(&schema, path)[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{path:?} has no {key} in the schema"))
+    };
+    let limits: [(&[&str], &str, usize); 11] = [
+        (&["metadata", "name"], "maxLength", MAX_NAME_LEN),
+        (&["metadata", "engineer"], "maxLength", MAX_NAME_LEN),
+        (&["spec", "targetClusters"], "maxItems", MAX_CLUSTERS),
+        (&["spec", "targetCluster", "name"], "maxLength", MAX_CLUSTER_NAME_LEN),
+        (&["spec", "issue", "category"], "maxLength", MAX_NAME_LEN),
+        (&["spec", "issue", "description"], "maxLength", MAX_DESCRIPTION_LEN),
+        (&["spec", "issue", "affectedResources"], "maxItems", MAX_AFFECTED_RESOURCES),
+        (&["spec", "issue", "affectedResources", "[]"], "maxLength", MAX_NAME_LEN),
+        (&["spec", "investigation", "prompt"], "maxLength", MAX_PROMPT_LEN),
+        (&["spec", "output", "destination"], "maxLength", MAX_DESTINATION_LEN),
+        (&["spec", "investigation", "timeout"], "maximum", MAX_TIMEOUT_SECS as usize),
+    ];
+    for (path, key, expected) in limits {
+        assert_eq!(limit(path, key), expected as u64, "{path:?} {key}");
+    }
+    assert_eq!(
+        limit(&["spec", "investigation", "timeout"], "minimum"),
+        MIN_TIMEOUT_SECS
+    );
+    assert!(MAX_REQUEST_ID_LEN >= 64);
+
+    // The validator enforces each at that number: one more is refused, the limit itself
+    // passes.
+    let clusters = |n: usize| {
+        let list: String = (0..n)
+            .map(|i| format!("    - {{type: hosted, name: c{i}}}\n"))
+            .collect();
+        VALID.replace(
+            "  targetCluster:\n    type: hosted\n    name: prod-cluster-1\n",
+            &format!("  targetClusters:\n{list}  coordination:\n    mode: parallel\n"),
+        )
+    };
+    assert!(VALID.contains("  targetCluster:\n    type: hosted\n    name: prod-cluster-1\n"));
+    parse_request(Path::new("r1.yaml"), clusters(MAX_CLUSTERS).as_bytes()).expect("at the limit");
+    assert_error(
+        &errors("r1.yaml", &clusters(MAX_CLUSTERS + 1)),
+        "spec.targetClusters",
+        "at most",
+    );
+    let prompt = |n: usize| VALID.replace("Check etcd health.", &"x".repeat(n));
+    assert!(VALID.contains("Check etcd health."));
+    let at_limit = prompt(MAX_PROMPT_LEN);
+    let parsed = parse_request(Path::new("r1.yaml"), at_limit.as_bytes());
+    // The prompt line holds only the replaced text, so its length is the limit exactly.
+    assert!(parsed.is_ok(), "{parsed:?}");
+    assert_error(
+        &errors("r1.yaml", &prompt(MAX_PROMPT_LEN + 1)),
+        "spec.investigation.prompt",
+        "at most",
     );
 }

@@ -1,71 +1,169 @@
-//! The NATS connection and the JetStream layout the daemons share.
+//! The typed NATS bus every daemon uses: the JetStream layout, typed publishing, and typed
+//! durable consumers whose deliveries settle themselves.
 //!
 //! Streams and buckets are created with the same configuration by every daemon that uses
-//! them, so the daemons can start in any order. Stream names and subjects come from
-//! [`warroom_proto::names`] only.
+//! them, so the daemons can start in any order. Subjects and stream names come from
+//! [`warroom_proto::names`] only; this module never spells one.
+//!
+//! A consumer yields [`Delivery`]s: a decoded, subject-checked message plus the ways to
+//! settle it. A message that can never be handled is terminated with its reason and copied to
+//! the dead-letter stream ([`Delivery::term`]); one that failed for now is handed back with a
+//! delay ([`Delivery::retry`]) until its last delivery, after which it is dead-lettered too.
+//! No message can stall a stream.
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, stream};
-use serde::Serialize;
-use warroom_proto::names;
+use async_nats::jetstream::{self, AckKind, consumer, kv, stream};
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use warroom_proto::{Inbound, Stream, Subject};
 
 /// Errors talking to NATS.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("cannot connect to NATS at {url}: {source}")]
+    #[error("cannot connect to NATS at {url}")]
     Connect {
         url: String,
+        #[source]
         source: async_nats::ConnectError,
+    },
+    #[error("cannot read the NATS credentials {path}")]
+    Credentials {
+        path: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("cannot create or open JetStream stream {name}: {message}")]
     Stream { name: String, message: String },
     #[error("cannot create or open key-value bucket {name}: {message}")]
     Bucket { name: String, message: String },
+    #[error("cannot open consumer {consumer} on stream {stream}: {message}")]
+    Consumer {
+        stream: &'static str,
+        consumer: String,
+        message: String,
+    },
     #[error("cannot publish to {subject}: {message}")]
     Publish { subject: String, message: String },
-    #[error("cannot encode a message for {subject}: {source}")]
+    #[error("cannot encode a message for {subject}")]
     Encode {
         subject: String,
+        #[source]
         source: serde_json::Error,
     },
 }
 
 pub type Result<T, E = BusError> = std::result::Result<T, E>;
 
-/// How long accepted requests, results and events are kept in their streams.
+/// How long accepted requests and results are kept in their streams.
 const KEEP_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// How long a repeated `Nats-Msg-Id` is recognised as a duplicate.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+/// The default retention of the events stream (raw tool output, already redacted at the
+/// source): the publisher reads it within seconds, so a week leaves room for an outage.
+pub const DEFAULT_EVENTS_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
-/// A connected client with JetStream and the warroom layout in place.
+/// How a daemon reaches NATS.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    pub url: String,
+    /// A `.creds` file (JWT and NKey seed) for decentralised auth.
+    pub creds: Option<std::path::PathBuf>,
+    /// A file holding an NKey seed (`SU...`), for NKey users in the server's config.
+    pub nkey_seed: Option<std::path::PathBuf>,
+    /// The CA that signed the server's certificate; its presence turns TLS on.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// The client certificate and key, for mutual TLS.
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Replicas of each stream and bucket this daemon creates (1, or 3 on a NATS cluster).
+    pub replicas: usize,
+    /// How long the events stream keeps messages.
+    pub events_retention: Duration,
+}
+
+impl Connection {
+    /// A plain connection to `url`, one replica, default retention.
+    pub fn plain(url: &str) -> Connection {
+        Connection {
+            url: url.to_owned(),
+            replicas: 1,
+            events_retention: DEFAULT_EVENTS_RETENTION,
+            ..Connection::default()
+        }
+    }
+}
+
+/// A connected client with JetStream and the warroom layout in place. It does not hand out
+/// its raw client: everything goes through typed subjects and messages.
 #[derive(Clone, Debug)]
 pub struct Bus {
-    pub client: async_nats::Client,
-    pub jetstream: jetstream::Context,
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    replicas: usize,
+    events_retention: Duration,
+}
+
+/// What the stream said when it stored a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// The message's sequence in its stream.
+    pub sequence: u64,
+    /// It repeated a deduplication id seen within the window and was not stored again.
+    pub duplicate: bool,
 }
 
 impl Bus {
     /// Connects (retrying while the server is not up yet) and makes sure every stream exists.
-    pub async fn connect(url: &str, name: &str) -> Result<Bus> {
-        let client = async_nats::ConnectOptions::new()
+    pub async fn connect(connection: &Connection, name: &str) -> Result<Bus> {
+        let mut options = async_nats::ConnectOptions::new()
             .name(name)
-            .retry_on_initial_connect()
-            .connect(url)
-            .await
-            .map_err(|source| BusError::Connect {
-                url: url.to_owned(),
+            .retry_on_initial_connect();
+        if let Some(path) = &connection.creds {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|source| BusError::Credentials {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+        }
+        if let Some(path) = &connection.nkey_seed {
+            let seed = std::fs::read_to_string(path).map_err(|source| BusError::Credentials {
+                path: path.display().to_string(),
                 source,
             })?;
+            options = options.nkey(seed.trim().to_owned());
+        }
+        if let Some(ca) = &connection.tls_ca {
+            options = options.require_tls(true).add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&connection.tls_cert, &connection.tls_key) {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        let client =
+            options
+                .connect(&connection.url)
+                .await
+                .map_err(|source| BusError::Connect {
+                    url: connection.url.clone(),
+                    source,
+                })?;
         let jetstream = jetstream::new(client.clone());
-        let bus = Bus { client, jetstream };
+        let bus = Bus {
+            client,
+            jetstream,
+            replicas: connection.replicas.max(1),
+            events_retention: connection.events_retention,
+        };
         bus.ensure_streams().await?;
         Ok(bus)
     }
 
     /// Creates the warroom streams that do not exist yet.
     pub async fn ensure_streams(&self) -> Result<()> {
-        for config in stream_configs() {
+        for config in stream_configs(self.replicas, self.events_retention) {
             let name = config.name.clone();
             self.jetstream
                 .get_or_create_stream(config)
@@ -80,85 +178,496 @@ impl Bus {
 
     /// Opens a key-value bucket, creating it when it does not exist.
     pub async fn bucket(&self, name: &str, history: i64) -> Result<kv::Store> {
-        if let Ok(store) = self.jetstream.get_key_value(name).await {
+        self.bucket_with(kv::Config {
+            bucket: name.to_owned(),
+            history,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Opens a key-value bucket, creating it with `config` (file storage, this bus's
+    /// replicas) when it does not exist.
+    pub async fn bucket_with(&self, config: kv::Config) -> Result<kv::Store> {
+        if let Ok(store) = self.jetstream.get_key_value(&config.bucket).await {
             return Ok(store);
         }
+        let name = config.bucket.clone();
         self.jetstream
             .create_key_value(kv::Config {
-                bucket: name.to_owned(),
-                history,
                 storage: stream::StorageType::File,
-                ..Default::default()
+                num_replicas: self.replicas,
+                ..config
             })
             .await
             .map_err(|e| BusError::Bucket {
-                name: name.to_owned(),
+                name,
                 message: e.to_string(),
             })
     }
 
-    /// Publishes `message` as JSON and waits until the stream stored it. With `dedup_id`, a
-    /// repeat within the duplicate window is acknowledged but not stored again; the return
-    /// value says whether it was such a duplicate.
+    /// Publishes `message` as JSON on `subject` and waits until the stream stored it. With
+    /// `dedup_id`, a repeat within the duplicate window is acknowledged but not stored again.
     pub async fn publish<T: Serialize>(
         &self,
-        subject: &str,
+        subject: &Subject,
         dedup_id: Option<&str>,
         message: &T,
-    ) -> Result<bool> {
+    ) -> Result<Stored> {
         let payload = serde_json::to_vec(message).map_err(|source| BusError::Encode {
-            subject: subject.to_owned(),
+            subject: subject.to_string(),
             source,
         })?;
+        self.publish_bytes(subject, dedup_id, payload).await
+    }
+
+    async fn publish_bytes(
+        &self,
+        subject: &Subject,
+        dedup_id: Option<&str>,
+        payload: Vec<u8>,
+    ) -> Result<Stored> {
         let mut publish = jetstream::message::PublishMessage::build().payload(payload.into());
         if let Some(id) = dedup_id {
             publish = publish.message_id(id);
         }
         let failed = |e: &dyn std::fmt::Display| BusError::Publish {
-            subject: subject.to_owned(),
+            subject: subject.to_string(),
             message: e.to_string(),
         };
         let ack = self
             .jetstream
-            .send_publish(subject.to_owned(), publish)
+            .send_publish(subject.to_string(), publish)
             .await
             .map_err(|e| failed(&e))?
             .await
             .map_err(|e| failed(&e))?;
-        Ok(ack.duplicate)
+        Ok(Stored {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// Opens (creating it the first time) a durable pull consumer and yields its typed
+    /// deliveries.
+    pub async fn consume<T: Inbound>(&self, spec: ConsumerSpec) -> Result<Consumer<T>> {
+        let failed = |e: &dyn std::fmt::Display| BusError::Consumer {
+            stream: spec.stream.name(),
+            consumer: spec.durable.clone(),
+            message: e.to_string(),
+        };
+        let consumer: consumer::PullConsumer = self
+            .jetstream
+            .get_stream(spec.stream.name())
+            .await
+            .map_err(|e| failed(&e))?
+            .get_or_create_consumer(
+                &spec.durable,
+                consumer::pull::Config {
+                    durable_name: Some(spec.durable.clone()),
+                    description: Some(spec.description.clone()),
+                    filter_subject: spec
+                        .filter
+                        .as_ref()
+                        .map(Subject::to_string)
+                        .unwrap_or_default(),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: spec.ack_wait,
+                    max_deliver: spec.max_deliver,
+                    max_ack_pending: spec.max_ack_pending,
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| failed(&e))?;
+        Ok(Consumer {
+            bus: self.clone(),
+            consumer,
+            spec,
+            messages: None,
+            _type: PhantomData,
+        })
+    }
+
+    /// Sends what is buffered (acks above all) to the server, waiting at most `timeout`.
+    pub async fn flush(&self, timeout: Duration) {
+        match tokio::time::timeout(timeout, self.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(cause = %e, "cannot flush the NATS connection"),
+            Err(_) => tracing::warn!(?timeout, "flushing the NATS connection timed out"),
+        }
+    }
+
+    /// Unsubscribes and closes the connection, so the server stops handing this daemon
+    /// messages it would no longer handle.
+    pub async fn close(&self, timeout: Duration) {
+        if let Err(e) = self.client.drain().await {
+            tracing::warn!(cause = %e, "cannot drain the NATS connection");
+            return;
+        }
+        // The client says it has closed by refusing commands: a flush fails once it is gone.
+        let client = self.client.clone();
+        let closed = async move {
+            while client.flush().await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        if tokio::time::timeout(timeout, closed).await.is_err() {
+            tracing::warn!(?timeout, "the NATS connection did not close in time");
+        }
+    }
+
+    /// The JetStream stream handle, for the few callers that read stream state (the
+    /// dispatcher counts queued tasks).
+    pub async fn stream(&self, stream: Stream) -> Result<jetstream::stream::Stream> {
+        self.jetstream
+            .get_stream(stream.name())
+            .await
+            .map_err(|e| BusError::Stream {
+                name: stream.name().to_owned(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Publishes raw bytes on a subject with core NATS (no stream): acks with a reason.
+    async fn reply(&self, subject: String, payload: Vec<u8>) -> Result<(), String> {
+        self.client
+            .publish(subject, payload.into())
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// How a durable consumer is set up.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    pub stream: Stream,
+    pub durable: String,
+    pub description: String,
+    /// Only messages on this subject; every subject of the stream when `None`.
+    pub filter: Option<Subject>,
+    /// How long the server waits for an ack before redelivering.
+    pub ack_wait: Duration,
+    /// Deliveries before a message is dead-lettered by [`Delivery::retry`].
+    pub max_deliver: i64,
+    pub max_ack_pending: i64,
+    /// Messages per pull request.
+    pub batch: usize,
+}
+
+impl ConsumerSpec {
+    /// A consumer with sensible defaults: 30 s ack wait, 10 deliveries, 1000 pending.
+    pub fn new(stream: Stream, durable: impl Into<String>, description: &str) -> ConsumerSpec {
+        ConsumerSpec {
+            stream,
+            durable: durable.into(),
+            description: description.to_owned(),
+            filter: None,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 10,
+            max_ack_pending: 1000,
+            batch: 100,
+        }
+    }
+}
+
+/// A durable pull consumer yielding typed deliveries.
+pub struct Consumer<T> {
+    bus: Bus,
+    consumer: consumer::PullConsumer,
+    spec: ConsumerSpec,
+    messages: Option<consumer::pull::Stream>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("durable", &self.spec.durable)
+            .finish()
+    }
+}
+
+/// What a pull returned that was not a usable message.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot pull from consumer {consumer}: {message}")]
+pub struct PullError {
+    pub consumer: String,
+    pub message: String,
+}
+
+impl<T: Inbound> Consumer<T> {
+    /// The next delivery, waiting as long as it takes. A message that does not decode or
+    /// does not match its subject is terminated and dead-lettered here and never reaches the
+    /// caller. Errors are transient (the caller logs them and asks again).
+    pub async fn next(&mut self) -> Result<Delivery<T>, PullError> {
+        loop {
+            let message = self.next_raw().await?;
+            let Ok(subject) = Subject::parse(message.subject.as_str()) else {
+                let delivery = RawDelivery::new(&self.bus, &self.spec, message);
+                delivery.term_raw("the subject is not a warroom subject").await;
+                continue;
+            };
+            match T::decode(&subject, &message.payload) {
+                Ok(decoded) => {
+                    return Ok(Delivery {
+                        message: decoded,
+                        subject,
+                        raw: RawDelivery::new(&self.bus, &self.spec, message),
+                    });
+                }
+                Err(reason) => {
+                    tracing::error!(consumer = %self.spec.durable, subject = %subject, reason = %reason, "message refused; terminating it");
+                    let delivery = RawDelivery::new(&self.bus, &self.spec, message);
+                    delivery.term_raw(&reason).await;
+                }
+            }
+        }
+    }
+
+    /// The next delivery if one arrives before `deadline`.
+    pub async fn next_before(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Option<Result<Delivery<T>, PullError>> {
+        tokio::time::timeout_at(deadline, self.next()).await.ok()
+    }
+
+    /// Hands the messages already fetched but not handled back to the server at once (rather
+    /// than after the ack wait), so another replica gets them without delay.
+    pub async fn hand_back(&mut self) {
+        use futures::FutureExt as _;
+        let Some(messages) = self.messages.as_mut() else {
+            return;
+        };
+        while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+            if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
+                tracing::warn!(subject = %message.subject, cause = %e, "cannot hand a message back");
+            }
+        }
+    }
+
+    /// The number of messages waiting for this consumer and not yet delivered.
+    pub async fn pending(&mut self) -> Result<u64, PullError> {
+        let info = self.consumer.info().await.map_err(|e| PullError {
+            consumer: self.spec.durable.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(info.num_pending)
+    }
+
+    async fn next_raw(&mut self) -> Result<jetstream::Message, PullError> {
+        let failed = |consumer: &str, e: &dyn std::fmt::Display| PullError {
+            consumer: consumer.to_owned(),
+            message: e.to_string(),
+        };
+        if self.messages.is_none() {
+            let messages = self
+                .consumer
+                .stream()
+                .max_messages_per_batch(self.spec.batch)
+                .messages()
+                .await
+                .map_err(|e| failed(&self.spec.durable, &e))?;
+            self.messages = Some(messages);
+        }
+        let Some(messages) = self.messages.as_mut() else {
+            return Err(failed(&self.spec.durable, &"no message stream"));
+        };
+        match messages.next().await {
+            Some(Ok(message)) => Ok(message),
+            Some(Err(e)) => {
+                if matches!(
+                    e.kind(),
+                    consumer::pull::MessagesErrorKind::ConsumerDeleted
+                        | consumer::pull::MessagesErrorKind::NoResponders
+                ) {
+                    // The stream of messages is gone; the next call opens a new one.
+                    self.messages = None;
+                }
+                Err(failed(&self.spec.durable, &e))
+            }
+            None => {
+                self.messages = None;
+                Err(failed(&self.spec.durable, &"the message stream ended"))
+            }
+        }
+    }
+}
+
+/// One message of a consumer, decoded and checked against its subject.
+#[derive(Debug)]
+pub struct Delivery<T> {
+    pub message: T,
+    pub subject: Subject,
+    raw: RawDelivery,
+}
+
+/// What the dead-letter stream keeps of a message that could not be handled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub stream: String,
+    pub consumer: String,
+    pub subject: String,
+    pub stream_sequence: u64,
+    pub deliveries: i64,
+    pub reason: String,
+    /// The message as it was, when it is text (it is JSON for every warroom message).
+    pub payload: String,
+}
+
+#[derive(Debug)]
+struct RawDelivery {
+    bus: Bus,
+    durable: String,
+    stream: Stream,
+    max_deliver: i64,
+    message: jetstream::Message,
+}
+
+impl RawDelivery {
+    fn new(bus: &Bus, spec: &ConsumerSpec, message: jetstream::Message) -> RawDelivery {
+        RawDelivery {
+            bus: bus.clone(),
+            durable: spec.durable.clone(),
+            stream: spec.stream,
+            max_deliver: spec.max_deliver,
+            message,
+        }
+    }
+
+    fn delivered(&self) -> i64 {
+        self.message.info().map(|i| i.delivered).unwrap_or(1)
+    }
+
+    fn stream_sequence(&self) -> u64 {
+        self.message.info().map(|i| i.stream_sequence).unwrap_or(0)
+    }
+
+    async fn settle(&self, kind: AckKind) {
+        if let Err(e) = self.message.ack_with(kind).await {
+            tracing::warn!(subject = %self.message.subject, cause = %e, "cannot settle a message; it will be redelivered");
+        }
+    }
+
+    /// Copies the message to the dead-letter stream, then terminates it with the reason.
+    async fn term_raw(&self, reason: &str) {
+        let letter = DeadLetter {
+            stream: self.stream.name().to_owned(),
+            consumer: self.durable.clone(),
+            subject: self.message.subject.to_string(),
+            stream_sequence: self.stream_sequence(),
+            deliveries: self.delivered(),
+            reason: reason.to_owned(),
+            payload: String::from_utf8_lossy(&self.message.payload).into_owned(),
+        };
+        let dedup = format!("{}-{}", self.durable, letter.stream_sequence);
+        let subject = Subject::DeadLetter(self.durable.clone());
+        if let Err(e) = self.bus.publish(&subject, Some(&dedup), &letter).await {
+            // Keep the message rather than lose it: it comes back after a delay.
+            tracing::error!(cause = %e, "cannot dead-letter a message; handing it back");
+            self.settle(AckKind::Nak(Some(Duration::from_secs(30))))
+                .await;
+            return;
+        }
+        // `+TERM <reason>` (NATS 2.10+) puts the reason into the server's advisory.
+        let term = format!("+TERM {}", reason.replace(['\n', '\r'], " "));
+        let sent = match self.message.reply.as_ref() {
+            Some(reply) => self.bus.reply(reply.to_string(), term.into_bytes()).await,
+            None => Err("the message has no reply subject".to_owned()),
+        };
+        if let Err(e) = sent {
+            tracing::warn!(cause = %e, "cannot terminate a message; it will be redelivered");
+        }
+    }
+}
+
+impl<T> Delivery<T> {
+    /// Done: the message is removed from the consumer's pending set.
+    pub async fn ack(&self) {
+        self.raw.settle(AckKind::Ack).await;
+    }
+
+    /// Done, and wait until the server confirmed it (for work that must not run twice).
+    pub async fn ack_confirmed(&self) -> Result<(), String> {
+        self.raw.message.double_ack().await.map_err(|e| e.to_string())
+    }
+
+    /// Still being worked on: resets the ack wait.
+    pub async fn in_progress(&self) {
+        self.raw.settle(AckKind::Progress).await;
+    }
+
+    /// Hand back for redelivery after `delay`, no questions asked (shutdown, a busy runner).
+    pub async fn nak(&self, delay: Option<Duration>) {
+        self.raw.settle(AckKind::Nak(delay)).await;
+    }
+
+    /// A transient failure: redelivered after `delay`, unless this was the last delivery the
+    /// consumer allows, in which case it is dead-lettered and terminated with `reason`.
+    /// Returns whether it was dead-lettered.
+    pub async fn retry(&self, delay: Duration, reason: &str) -> bool {
+        if self.raw.delivered() >= self.raw.max_deliver {
+            let reason = format!(
+                "gave up after {} deliveries: {reason}",
+                self.raw.delivered()
+            );
+            self.raw.term_raw(&reason).await;
+            true
+        } else {
+            self.raw.settle(AckKind::Nak(Some(delay))).await;
+            false
+        }
+    }
+
+    /// A permanent failure: dead-lettered and terminated with `reason`.
+    pub async fn term(&self, reason: &str) {
+        self.raw.term_raw(reason).await;
+    }
+
+    /// How many times the server delivered this message (1 the first time).
+    pub fn delivered(&self) -> i64 {
+        self.raw.delivered()
+    }
+
+    /// The message's sequence in its stream.
+    pub fn stream_sequence(&self) -> u64 {
+        self.raw.stream_sequence()
+    }
+
+    /// Whether this is the last delivery the consumer allows.
+    pub fn is_last_delivery(&self) -> bool {
+        self.raw.delivered() >= self.raw.max_deliver
     }
 }
 
 /// The streams, as every daemon creates them.
-pub fn stream_configs() -> Vec<stream::Config> {
-    let limits = |name: &str, subjects: Vec<String>| stream::Config {
-        name: name.to_owned(),
-        subjects,
-        retention: stream::RetentionPolicy::Limits,
-        storage: stream::StorageType::File,
-        max_age: KEEP_FOR,
-        duplicate_window: DUPLICATE_WINDOW,
-        ..Default::default()
-    };
-    vec![
-        limits(
-            names::REQUESTS_STREAM,
-            vec!["warroom.requests.*".to_owned()],
-        ),
-        stream::Config {
-            retention: stream::RetentionPolicy::WorkQueue,
-            ..limits(names::TASKS_STREAM, vec!["warroom.tasks.*".to_owned()])
-        },
-        limits(
-            names::RESULTS_STREAM,
-            vec!["warroom.results.*.*".to_owned()],
-        ),
-        limits(
-            names::EVENTS_STREAM,
-            vec![
-                "warroom.events.*.*".to_owned(),
-                "warroom.status.*".to_owned(),
-            ],
-        ),
-    ]
+pub fn stream_configs(replicas: usize, events_retention: Duration) -> Vec<stream::Config> {
+    Stream::ALL
+        .into_iter()
+        .map(|s| {
+            let base = stream::Config {
+                name: s.name().to_owned(),
+                subjects: s.subjects(),
+                retention: stream::RetentionPolicy::Limits,
+                storage: stream::StorageType::File,
+                max_age: KEEP_FOR,
+                duplicate_window: DUPLICATE_WINDOW,
+                num_replicas: replicas.max(1),
+                ..Default::default()
+            };
+            match s {
+                Stream::Tasks => stream::Config {
+                    retention: stream::RetentionPolicy::WorkQueue,
+                    ..base
+                },
+                Stream::Events => stream::Config {
+                    max_age: events_retention,
+                    ..base
+                },
+                _ => base,
+            }
+        })
+        .collect()
 }

@@ -3,31 +3,21 @@
 
 use std::time::Duration;
 
-/// Parses `500ms`, `30s`, `10m`, `2h` or a plain number of seconds.
+/// Parses a duration as `humantime` does (`500ms`, `30s`, `10m`, `2h`, `7d`, `1h 30m`), or a
+/// plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let expected = || {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse::<u64>().map(Duration::from_secs).map_err(|_| {
+            format!("`{text}` is not a duration: too large")
+        });
+    }
+    humantime::parse_duration(text).map_err(|e| {
         format!(
-            "`{text}` is not a duration; expected a number with a unit such as `500ms`, `30s`, \
-             `10m` or `2h`, or a plain number of seconds"
+            "`{text}` is not a duration ({e}); expected a number with a unit such as `500ms`, \
+             `30s`, `10m` or `2h`, or a plain number of seconds"
         )
-    };
-    let value: u64 = number.parse().map_err(|_| expected())?;
-    let per_unit: u64 = match unit.trim() {
-        "ms" => return Ok(Duration::from_millis(value)),
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 60 * 60,
-        _ => return Err(expected()),
-    };
-    value
-        .checked_mul(per_unit)
-        .map(Duration::from_secs)
-        .ok_or_else(expected)
+    })
 }
 
 #[cfg(test)]
@@ -46,9 +36,13 @@ mod tests {
 
     #[test]
     fn bad_input_says_what_was_expected() {
-        for bad in ["", "s", "1d", "-1s", "1.5s", "99999999999999999999h"] {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 24 * 3600)));
+        for bad in ["", "s", "1x", "-1s", "1.5.2s", "99999999999999999999h"] {
             let error = parse_duration(bad).expect_err(bad);
-            assert!(error.contains("expected a number with a unit"), "{error}");
+            assert!(
+                error.contains("expected a number with a unit") || error.contains("too large"),
+                "{error}"
+            );
         }
     }
 }

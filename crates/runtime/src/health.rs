@@ -3,63 +3,119 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-/// Counters a daemon exports, by metric name.
-#[derive(Debug, Default, Clone)]
+/// The labels of one counter series (`cluster`, `outcome`, ...).
+type Labels = Vec<(String, String)>;
+
+/// Counters a daemon exports, through the Prometheus project's client
+/// (`prometheus-client`), under one naming scheme: `warroom_<daemon>_<what>_total`.
+///
+/// Callers name a counter by `<what>` (`polls`, `batches_pushed`); a name given with the
+/// daemon's prefix or a `_total` suffix is the same counter, so the scheme holds whatever
+/// the call site spells.
+#[derive(Debug, Clone)]
 pub struct Metrics {
-    counters: Arc<Mutex<BTreeMap<&'static str, Arc<AtomicU64>>>>,
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    daemon: &'static str,
+    registry: Registry,
+    counters: BTreeMap<String, Family<Labels, Counter>>,
 }
 
 impl Metrics {
+    /// The counters of `daemon` (`gateway`, `dispatcher`, `runner`, `publisher`).
+    pub fn new(daemon: &'static str) -> Metrics {
+        Metrics {
+            inner: Arc::new(Mutex::new(Inner {
+                daemon,
+                registry: Registry::with_prefix(format!("warroom_{daemon}")),
+                counters: BTreeMap::new(),
+            })),
+        }
+    }
+
+    fn family(&self, name: &str) -> Family<Labels, Counter> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let prefix = format!("warroom_{}_", inner.daemon);
+        let short = name.strip_prefix(&prefix).unwrap_or(name);
+        let short = short.strip_suffix("_total").unwrap_or(short).to_owned();
+        if let Some(family) = inner.counters.get(&short) {
+            return family.clone();
+        }
+        let family = Family::<Labels, Counter>::default();
+        inner
+            .registry
+            .register(short.clone(), format!("{short} (counter)"), family.clone());
+        inner.counters.insert(short, family.clone());
+        family
+    }
+
     /// Adds `by` to the counter `name` (created at zero on first use).
-    pub fn add(&self, name: &'static str, by: u64) {
-        let counter = {
-            let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-            counters.entry(name).or_default().clone()
-        };
-        counter.fetch_add(by, Ordering::Relaxed);
+    pub fn add(&self, name: &str, by: u64) {
+        self.family(name).get_or_create(&Vec::new()).inc_by(by);
     }
 
     /// Adds one to the counter `name`.
-    pub fn inc(&self, name: &'static str) {
+    pub fn inc(&self, name: &str) {
         self.add(name, 1);
     }
 
-    /// The counter's value.
-    pub fn get(&self, name: &str) -> u64 {
-        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        counters.get(name).map_or(0, |c| c.load(Ordering::Relaxed))
+    /// Adds one to the series of counter `name` with these labels.
+    pub fn inc_with(&self, name: &str, labels: &[(&str, &str)]) {
+        let labels: Labels = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.family(name).get_or_create(&labels).inc();
     }
 
-    /// The Prometheus text exposition.
+    /// The value of the counter's unlabelled series.
+    pub fn get(&self, name: &str) -> u64 {
+        self.family(name).get_or_create(&Vec::new()).get()
+    }
+
+    /// The Prometheus (OpenMetrics) text exposition.
     pub fn render(&self) -> String {
-        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        for (name, value) in counters.iter() {
-            out.push_str(&format!(
-                "# TYPE {name} counter\n{name} {}\n",
-                value.load(Ordering::Relaxed)
-            ));
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &inner.registry) {
+            tracing::error!(cause = %e, "cannot encode the metrics");
         }
         out
     }
 }
 
 /// Readiness and metrics of one daemon.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Health {
     ready: Arc<AtomicBool>,
     pub metrics: Metrics,
 }
 
 impl Health {
+    /// Not ready yet, no counters, for `daemon` (`gateway`, `dispatcher`, `runner`,
+    /// `publisher`).
+    pub fn new(daemon: &'static str) -> Health {
+        Health {
+            ready: Arc::default(),
+            metrics: Metrics::new(daemon),
+        }
+    }
+
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
@@ -110,6 +166,38 @@ async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
     }
 }
 
-async fn metrics(State(health): State<Health>) -> String {
-    health.metrics.render()
+async fn metrics(
+    State(health): State<Health>,
+) -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        health.metrics.render(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_follows_the_naming_scheme_whatever_the_call_site_spells() {
+        let metrics = Metrics::new("publisher");
+        metrics.inc("batches_pushed");
+        metrics.inc("batches_pushed_total");
+        metrics.inc("warroom_publisher_batches_pushed_total");
+        metrics.inc_with("runs", &[("cluster", "hub"), ("outcome", "completed")]);
+        assert_eq!(metrics.get("batches_pushed"), 3);
+        let text = metrics.render();
+        assert!(text.contains("warroom_publisher_batches_pushed_total 3"), "{text}");
+        assert!(
+            text.contains(r#"warroom_publisher_runs_total{cluster="hub",outcome="completed"} 1"#),
+            "{text}"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("warroom_publisher_"), "{line}");
+        }
+    }
 }

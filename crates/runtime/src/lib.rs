@@ -11,7 +11,7 @@ pub mod health;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use bus::{Bus, BusError};
+pub use bus::{Bus, BusError, Connection, ConsumerSpec, Consumer, Delivery, DeadLetter, Stored};
 pub use duration::parse_duration;
 pub use health::{Health, Metrics};
 
@@ -25,10 +25,72 @@ pub struct CommonArgs {
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats_url: String,
+    /// NATS credentials file (`.creds`: JWT and NKey seed) of this component.
+    #[arg(long, env = "WARROOM_NATS_CREDS")]
+    pub nats_creds: Option<std::path::PathBuf>,
+    /// File holding this component's NKey seed (`SU...`), for NKey users in the server's
+    /// authorization config (`warroom-admin nats-auth` writes both).
+    #[arg(long, env = "WARROOM_NATS_NKEY")]
+    pub nats_nkey: Option<std::path::PathBuf>,
+    /// CA certificate of the NATS server; turns TLS on.
+    #[arg(long, env = "WARROOM_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate for mutual TLS (with --nats-tls-key).
+    #[arg(long, env = "WARROOM_NATS_TLS_CERT", requires = "nats_tls_key")]
+    pub nats_tls_cert: Option<std::path::PathBuf>,
+    /// Client key for mutual TLS (with --nats-tls-cert).
+    #[arg(long, env = "WARROOM_NATS_TLS_KEY", requires = "nats_tls_cert")]
+    pub nats_tls_key: Option<std::path::PathBuf>,
+    /// Replicas of the streams and buckets this daemon creates: 1, or 3 on a 3-node NATS
+    /// cluster. Existing streams keep theirs.
+    #[arg(long, env = "WARROOM_NATS_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_replicas: u8,
+    /// How long the events stream (redacted tool output, status snapshots) keeps messages,
+    /// when this daemon creates it.
+    #[arg(long, env = "WARROOM_EVENTS_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub events_retention: std::time::Duration,
     /// Address for /healthz, /readyz and /metrics (e.g. 0.0.0.0:8080); off when not given.
     #[arg(long, env = "WARROOM_HEALTH_ADDR")]
     pub health_addr: Option<std::net::SocketAddr>,
     /// Log format: `text` or `json`. The level comes from RUST_LOG (default `info`).
     #[arg(long, env = "WARROOM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+}
+
+impl CommonArgs {
+    /// How to reach NATS, as these flags say.
+    pub fn connection(&self) -> bus::Connection {
+        bus::Connection {
+            url: self.nats_url.clone(),
+            creds: self.nats_creds.clone(),
+            nkey_seed: self.nats_nkey.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            tls_cert: self.nats_tls_cert.clone(),
+            tls_key: self.nats_tls_key.clone(),
+            replicas: usize::from(self.nats_replicas),
+            events_retention: self.events_retention,
+        }
+    }
+
+    /// Problems with the files these flags name, each as one line naming the flag.
+    pub fn problems(&self) -> Vec<String> {
+        let files = [
+            ("--nats-creds", &self.nats_creds),
+            ("--nats-nkey", &self.nats_nkey),
+            ("--nats-tls-ca", &self.nats_tls_ca),
+            ("--nats-tls-cert", &self.nats_tls_cert),
+            ("--nats-tls-key", &self.nats_tls_key),
+        ];
+        files
+            .into_iter()
+            .filter_map(|(flag, path)| {
+                let path = path.as_ref()?;
+                match std::fs::metadata(path) {
+                    Ok(meta) if meta.is_file() => None,
+                    Ok(_) => Some(format!("{flag} {}: not a file", path.display())),
+                    Err(e) => Some(format!("{flag} {}: {e}", path.display())),
+                }
+            })
+            .collect()
+    }
 }
