@@ -97,10 +97,7 @@ impl Config {
             if cluster.is_empty() {
                 continue;
             }
-            if let Some(problem) = warroom_proto::names::check_token(
-                cluster,
-                warroom_proto::names::MAX_CLUSTER_NAME_LEN,
-            ) {
+            if let Some(problem) = warroom_proto::ClusterName::problem(cluster) {
                 return Err(invalid(format!(
                     "--allowed-clusters: the cluster name `{cluster}` {problem}"
                 )));

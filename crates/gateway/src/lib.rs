@@ -72,7 +72,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    run_with_health(config, Health::default(), shutdown).await
+    run_with_health(config, Health::new("gateway"), shutdown).await
 }
 
 /// [`run`], reporting readiness and counters into `health` (which tests and an embedding
@@ -97,7 +97,7 @@ pub async fn run_with_health(
         "gateway starting"
     );
     let setup = async {
-        let bus = Bus::connect(&config.common.nats_url, "warroom-gateway").await?;
+        let bus = Bus::connect(&config.common.connection(), "warroom-gateway").await?;
         let bucket = bus.bucket(names::GATEWAY_BUCKET, CURSOR_HISTORY).await?;
         let mirror = Mirror::open(
             &settings.work_dir,

@@ -163,12 +163,6 @@ impl Mirror {
             .collect())
     }
 
-    /// Whether `path` exists at `commit`.
-    pub async fn exists(&self, commit: &str, path: &str) -> Result<bool> {
-        let spec = format!("{commit}:{path}");
-        Ok(self.git.output(&["cat-file", "-e", &spec]).await?.success)
-    }
-
     /// The size in bytes of `path` at `commit` when it is a plain file (a blob), or `None`
     /// for anything else (a submodule, a folder) or when it does not exist.
     pub async fn blob_size(&self, commit: &str, path: &str) -> Result<Option<u64>> {

@@ -7,11 +7,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use tracing::{debug, info, warn};
-use warroom_proto::names::{self, MAX_REQUEST_ID_LEN, check_token};
+use tracing::{debug, error, info, warn};
 use warroom_proto::validate::MAX_FILE_BYTES;
 use warroom_proto::wire::{AcceptedRequest, RequestSummary, StatusUpdate};
-use warroom_proto::{FieldError, RequestPhase, RequestStatus, ValidatedRequest, ValidationErrors};
+use warroom_proto::{
+    FieldError, RequestId, RequestPhase, RequestStatus, ResultsDir, Subject, ValidatedRequest,
+    ValidationErrors,
+};
 use warroom_runtime::{Bus, Metrics};
 
 use crate::Result;
@@ -67,7 +69,7 @@ impl Scanner<'_> {
     }
 
     /// Handles one file; an `Err` is git or NATS failing, never the file's content.
-    async fn file(&self, path: &str, head: &str, seen: &mut HashSet<String>) -> Result<Verdict> {
+    async fn file(&self, path: &str, head: &str, seen: &mut HashSet<RequestId>) -> Result<Verdict> {
         let Some(name) = path.strip_prefix(PENDING) else {
             return Ok(Verdict::Skipped);
         };
@@ -83,25 +85,28 @@ impl Scanner<'_> {
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default();
-        let id = if check_token(stem, MAX_REQUEST_ID_LEN).is_none() {
-            stem.to_owned()
-        } else {
-            let id = sanitized_id(path);
-            warn!(file = %path, request = %id, "the file name is not a valid request id; its rejection goes to a sanitized id");
-            id
+        let id = match RequestId::new(stem) {
+            Ok(id) => id,
+            Err(_) => match RequestId::new(sanitized_id(path)) {
+                Ok(id) => {
+                    warn!(file = %path, request = %id, "the file name is not a valid request id; its rejection goes to a sanitized id");
+                    id
+                }
+                Err(e) => {
+                    // Unreachable: a sanitized id is made of valid characters only.
+                    error!(file = %path, cause = %e, "cannot derive a request id; ignoring the file");
+                    return Ok(Verdict::Skipped);
+                }
+            },
         };
         if !seen.insert(id.clone()) {
             warn!(file = %path, request = %id, "another file of the same push already has this request id; ignoring this one");
             return Ok(Verdict::Skipped);
         }
-        // A request whose results already exist was handled before: by this gateway before
-        // a crash between publishing and saving the cursor, or the id was used by an older
-        // request. Either way it is not run again, and its results are not overwritten.
-        let own_status = format!("results/{id}/status.json");
-        if self.mirror.exists(head, &own_status).await? {
-            info!(file = %path, request = %id, "results/<id>/status.json already exists; not publishing this request again");
-            return Ok(Verdict::Skipped);
-        }
+        // Whether the request was handled before is decided from the secure zone's own
+        // state, never from files under `results/` that anyone who can push could plant:
+        // the cursor, the stream's deduplication by request id, and the dispatcher's state
+        // record, created once per id.
         // A path git could not give us as UTF-8 cannot be read back by name.
         if path.contains(char::REPLACEMENT_CHARACTER) {
             let errors = vec![FieldError {
@@ -132,20 +137,9 @@ impl Scanner<'_> {
             }
         };
 
-        let mut errors = self.authorize(&request);
-        if request.results_dir != format!("results/{id}") {
-            let status = format!("{}/status.json", request.results_dir);
-            if self.mirror.exists(head, &status).await? {
-                errors.push(FieldError {
-                    field: "spec.output.destination".to_owned(),
-                    message: format!(
-                        "`{}` already holds the results of another request; choose a folder \
-                         of its own (the default is `results/{id}/`)",
-                        request.results_dir
-                    ),
-                });
-            }
-        }
+        // A results folder always ends in the request id (`ResultsDir`), so two requests can
+        // never share one.
+        let errors = self.authorize(&request);
         if !errors.is_empty() {
             return self.reject(path, &id, errors, Some(&request)).await;
         }
@@ -161,11 +155,12 @@ impl Scanner<'_> {
             results_dir: request.results_dir.clone(),
             request: request.request,
         };
-        let duplicate = self
+        let stored = self
             .bus
-            .publish(&names::request_subject(&id), Some(&id), &message)
+            .publish(&Subject::Request(id.clone()), Some(&id), &message)
             .await?;
-        self.metrics.inc("requests_accepted_total");
+        let duplicate = stored.duplicate;
+        self.metrics.inc("requests_accepted");
         info!(
             request = %id,
             file = %path,
@@ -187,7 +182,7 @@ impl Scanner<'_> {
             .clusters
             .iter()
             .enumerate()
-            .filter(|(_, c)| !self.allowed_clusters.contains(&c.name))
+            .filter(|(_, c)| !self.allowed_clusters.iter().any(|a| *a == c.name.as_str()))
             .map(|(i, c)| FieldError {
                 field: if single {
                     "spec.targetCluster.name".to_owned()
@@ -208,7 +203,7 @@ impl Scanner<'_> {
     async fn reject(
         &self,
         path: &str,
-        id: &str,
+        id: &RequestId,
         errors: Vec<FieldError>,
         request: Option<&ValidatedRequest>,
     ) -> Result<Verdict> {
@@ -219,14 +214,14 @@ impl Scanner<'_> {
         .summary();
         let update = StatusUpdate {
             status: RequestStatus {
-                id: id.to_owned(),
+                id: id.clone(),
                 phase: RequestPhase::Rejected,
                 clusters: BTreeMap::new(),
                 error: Some(summary.clone()),
                 errors,
                 mode: request.and_then(|r| r.mode),
                 engineer: request.map(|r| r.request.metadata.engineer.clone()),
-                results_dir: format!("results/{id}"),
+                results_dir: ResultsDir::default_for(id),
                 revision: 1,
                 updated_at: warroom_proto::now(),
             },
@@ -235,9 +230,9 @@ impl Scanner<'_> {
         };
         let dedup = format!("{id}-rejected");
         self.bus
-            .publish(&names::status_subject(id), Some(&dedup), &update)
+            .publish(&Subject::Status(id.clone()), Some(&dedup), &update)
             .await?;
-        self.metrics.inc("requests_rejected_total");
+        self.metrics.inc("requests_rejected");
         warn!(request = %id, file = %path, reason = %summary, "request rejected");
         Ok(Verdict::Rejected)
     }
@@ -288,7 +283,7 @@ mod tests {
             &format!("requests/pending/{}.yaml", "x.".repeat(200)),
         ] {
             let id = sanitized_id(path);
-            assert_eq!(check_token(&id, MAX_REQUEST_ID_LEN), None, "{path} -> {id}");
+            assert!(RequestId::new(id.clone()).is_ok(), "{path} -> {id}");
         }
         assert!(sanitized_id("requests/pending/my request.yaml").starts_with("my-request-"));
         assert_ne!(

@@ -34,11 +34,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer};
-use futures::{FutureExt as _, StreamExt as _};
 use tracing::{debug, error, info, warn};
-use warroom_proto::{RequestPhase, names};
-use warroom_runtime::{Bus, BusError, Health, git::GitError};
+use warroom_proto::{PublisherInput, RequestPhase, Stream, names};
+use warroom_runtime::{Bus, BusError, ConsumerSpec, Delivery, Health, git::GitError};
 
 pub use config::{Config, MAX_BATCH_WINDOW, MAX_PUSH_ATTEMPTS, Secret, parse_duration};
 
@@ -61,8 +59,13 @@ const PULL_BATCH: usize = 200;
 const NAK_DELAY: Duration = Duration::from_secs(10);
 /// How long the batch in flight may take to finish once shutdown was asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-/// The pause before reopening the consumer after its message stream failed.
+/// The pause before pulling again after the message stream failed.
 const REOPEN_DELAY: Duration = Duration::from_secs(1);
+/// Deliveries of one message before it goes to the dead letters: with the 10 s delay
+/// between them, about five minutes of a failing file system or remote.
+const MAX_DELIVER: i64 = 30;
+/// How long shutdown waits for the last acks to reach NATS.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What can stop the publisher.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +76,7 @@ pub enum Error {
     Git(#[from] GitError),
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("cannot open consumer {consumer} on stream {stream}: {message}", consumer = names::PUBLISHER_CONSUMER, stream = names::EVENTS_STREAM)]
+    #[error("cannot open consumer {consumer} on stream {stream}: {message}", consumer = names::PUBLISHER_CONSUMER, stream = Stream::Events.name())]
     Consumer { message: String },
     #[error("{what} did not finish within {after:?}")]
     Timeout { what: &'static str, after: Duration },
@@ -112,21 +115,25 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    run_with_health(config, Health::default(), shutdown).await
+    run_with_health(config, Health::new("publisher"), shutdown).await
 }
 
-/// [`run`], reporting readiness and counters into `health`: `batches_pushed_total`,
-/// `batches_failed_total`, `push_retries_total`, `messages_written_total`,
-/// `messages_skipped_total`, `messages_refused_total`.
+/// [`run`], reporting readiness and counters into `health` (exported as
+/// `warroom_publisher_<what>_total`): `batches_pushed`, `batches_failed`, `push_retries`,
+/// `messages_written`, `messages_skipped`, `messages_refused`, `messages_retried`,
+/// `dead_letters`.
 pub async fn run_with_health(
     config: Config,
     health: Health,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let settings = config.validate()?;
-    let shutdown = shutdown.boxed().shared();
+    let shutdown = warroom_runtime::shutdown::token(shutdown);
 
-    health.spawn_server(config.common.health_addr, shutdown.clone());
+    health.spawn_server(
+        config.common.health_addr,
+        shutdown.clone().cancelled_owned(),
+    );
 
     info!(
         repo = %settings.repo,
@@ -136,8 +143,9 @@ pub async fn run_with_health(
         push_attempts = settings.push_attempts,
         "publisher starting"
     );
+    let connection = config.common.connection();
     let setup = async {
-        let bus = Bus::connect(&config.common.nats_url, "warroom-publisher").await?;
+        let bus = Bus::connect(&connection, "warroom-publisher").await?;
         let repo = Repo::open(
             &settings.work_dir,
             &settings.repo,
@@ -146,12 +154,24 @@ pub async fn run_with_health(
             (&settings.author_name, &settings.author_email),
         )
         .await?;
-        let messages = open_messages(&bus).await?;
+        let messages = bus
+            .consume::<PublisherInput>(ConsumerSpec {
+                ack_wait: ACK_WAIT,
+                max_deliver: MAX_DELIVER,
+                max_ack_pending: MAX_ACK_PENDING,
+                batch: PULL_BATCH,
+                ..ConsumerSpec::new(
+                    Stream::Events,
+                    names::PUBLISHER_CONSUMER,
+                    "claude-warroom publisher: results into git",
+                )
+            })
+            .await?;
         Ok::<_, Error>((bus, repo, messages))
     };
     let (bus, repo, mut messages) = tokio::select! {
         setup = setup => setup?,
-        () = shutdown.clone() => {
+        () = shutdown.cancelled() => {
             info!("shutdown before the publisher was connected");
             return Ok(());
         }
@@ -161,49 +181,38 @@ pub async fn run_with_health(
     let mut publisher = Publisher {
         settings,
         repo,
-        dirs: HashMap::new(),
-        scanned: false,
         health: health.clone(),
     };
-    'outer: loop {
+    loop {
         // The first message of a batch: wait as long as it takes.
         let first = tokio::select! {
             biased;
-            () = shutdown.clone() => break,
+            () = shutdown.cancelled() => break,
             next = messages.next() => next,
         };
-        let mut batch = Vec::new();
-        match first {
-            Some(Ok(message)) => batch.push(message),
-            Some(Err(e)) => {
+        let mut batch = match first {
+            Ok(delivery) => vec![delivery],
+            Err(e) => {
                 warn!(cause = %e, "error pulling messages");
-                if is_fatal(&e) {
-                    match reopen(&bus, &health, &shutdown).await {
-                        Some(reopened) => messages = reopened,
-                        None => break,
-                    }
+                health.set_ready(false);
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(REOPEN_DELAY) => {}
                 }
                 continue;
             }
-            None => {
-                match reopen(&bus, &health, &shutdown).await {
-                    Some(reopened) => messages = reopened,
-                    None => break,
-                }
-                continue;
-            }
-        }
+        };
+        health.set_ready(true);
         // Whatever else arrives within the window joins the same commit.
         let deadline = tokio::time::Instant::now() + publisher.settings.batch_window;
-        let mut stopping = false;
         while batch.len() < MAX_BATCH {
             tokio::select! {
                 biased;
-                () = shutdown.clone() => { stopping = true; break; }
-                next = tokio::time::timeout_at(deadline, messages.next()) => match next {
-                    Ok(Some(Ok(message))) => batch.push(message),
-                    Ok(Some(Err(e))) => warn!(cause = %e, "error pulling messages"),
-                    Ok(None) | Err(_) => break,
+                () = shutdown.cancelled() => break,
+                next = messages.next_before(deadline) => match next {
+                    Some(Ok(delivery)) => batch.push(delivery),
+                    Some(Err(e)) => warn!(cause = %e, "error pulling messages"),
+                    None => break,
                 },
             }
         }
@@ -213,8 +222,7 @@ pub async fn run_with_health(
         tokio::pin!(work);
         let done = tokio::select! {
             () = &mut work => true,
-            () = shutdown.clone() => {
-                stopping = true;
+            () = shutdown.cancelled() => {
                 tokio::time::timeout(SHUTDOWN_GRACE, &mut work).await.is_ok()
             }
         };
@@ -224,92 +232,25 @@ pub async fn run_with_health(
                 messages = batch.len(),
                 "the batch in flight did not finish within the grace period; handing it back"
             );
-            for message in batch.iter() {
-                let _ = message.ack_with(AckKind::Nak(None)).await;
+            for delivery in batch.iter() {
+                delivery.nak(None).await;
             }
         }
-        if stopping {
-            break 'outer;
+        if shutdown.is_cancelled() {
+            break;
         }
     }
     health.set_ready(false);
+    messages.hand_back().await;
+    bus.flush(FLUSH_TIMEOUT).await;
     info!("publisher stopped");
     Ok(())
-}
-
-/// Whether a pull error means the message stream is gone and must be reopened.
-fn is_fatal(error: &consumer::pull::MessagesError) -> bool {
-    matches!(
-        error.kind(),
-        consumer::pull::MessagesErrorKind::ConsumerDeleted
-            | consumer::pull::MessagesErrorKind::NoResponders
-    )
-}
-
-/// Opens (creating it the first time) the durable consumer and its message stream.
-async fn open_messages(bus: &Bus) -> Result<consumer::pull::Stream> {
-    let failed = |e: &dyn std::fmt::Display| Error::Consumer {
-        message: e.to_string(),
-    };
-    let consumer: consumer::PullConsumer = bus
-        .jetstream
-        .get_stream(names::EVENTS_STREAM)
-        .await
-        .map_err(|e| failed(&e))?
-        .get_or_create_consumer(
-            names::PUBLISHER_CONSUMER,
-            consumer::pull::Config {
-                durable_name: Some(names::PUBLISHER_CONSUMER.to_owned()),
-                description: Some("claude-warroom publisher: results into git".to_owned()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: ACK_WAIT,
-                max_ack_pending: MAX_ACK_PENDING,
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| failed(&e))?;
-    consumer
-        .stream()
-        .max_messages_per_batch(PULL_BATCH)
-        .messages()
-        .await
-        .map_err(|e| failed(&e))
-}
-
-/// Reopens the message stream, retrying until it works; `None` when shutdown was asked
-/// for meanwhile.
-async fn reopen(
-    bus: &Bus,
-    health: &Health,
-    shutdown: &(impl Future<Output = ()> + Clone),
-) -> Option<consumer::pull::Stream> {
-    health.set_ready(false);
-    loop {
-        tokio::select! {
-            () = shutdown.clone() => return None,
-            () = tokio::time::sleep(REOPEN_DELAY) => {}
-        }
-        match open_messages(bus).await {
-            Ok(stream) => {
-                health.set_ready(true);
-                info!("consumer reopened");
-                return Some(stream);
-            }
-            Err(e) => warn!(cause = %e, "cannot reopen the consumer; retrying"),
-        }
-    }
 }
 
 /// The running publisher's state.
 struct Publisher {
     settings: Settings,
     repo: Repo,
-    /// Request id -> results folder, from the status updates seen (see [`Tree`]).
-    dirs: HashMap<String, String>,
-    /// Whether the folders of earlier requests were read from the tree since the start.
-    scanned: bool,
     health: Health,
 }
 
@@ -317,7 +258,7 @@ struct Publisher {
 enum AttemptError {
     /// The push was refused (the remote moved, or it failed); the batch is redone.
     Push(String),
-    /// Anything else: fetching, writing, committing.
+    /// Anything else: fetching, committing.
     Other(Error),
 }
 
@@ -327,27 +268,29 @@ impl From<Error> for AttemptError {
     }
 }
 
+/// What became of each message of a batch, by its index.
+#[derive(Debug, Default)]
+struct Settled {
+    /// Can never be written: terminated and dead-lettered with the reason.
+    refused: HashMap<usize, String>,
+    /// Failed for now (the file system): handed back with a delay, on their own.
+    retry: HashMap<usize, String>,
+}
+
 impl Publisher {
     /// Publishes one batch and settles each of its messages: ack after the push, term for
-    /// messages that can never be written, nak when the batch could not be pushed.
-    async fn handle(&mut self, batch: Arc<Vec<jetstream::Message>>) {
+    /// messages that can never be written, a bounded retry for messages that failed for now
+    /// and for the whole batch when it could not be pushed. One message never holds up the
+    /// others.
+    async fn handle(&mut self, batch: Arc<Vec<Delivery<PublisherInput>>>) {
         let metrics = self.health.metrics.clone();
-        // Decode and check first: a message that fails here fails on every attempt.
-        let mut items = Vec::new();
-        for (index, message) in batch.iter().enumerate() {
-            match tree::prepare(message.subject.as_str(), &message.payload) {
-                Ok(item) => items.push((index, item)),
-                Err(reason) => {
-                    metrics.inc("messages_refused_total");
-                    error!(subject = %message.subject, reason = %reason, "message refused; terminating it");
-                    settle(message, AckKind::Term).await;
-                }
-            }
-        }
-        if items.is_empty() {
-            return;
-        }
-        let items = Arc::new(items);
+        let items: Arc<Vec<(usize, Item)>> = Arc::new(
+            batch
+                .iter()
+                .enumerate()
+                .map(|(index, delivery)| (index, delivery.message.clone()))
+                .collect(),
+        );
 
         let work = self.publish(items.clone());
         tokio::pin!(work);
@@ -357,30 +300,37 @@ impl Publisher {
             tokio::select! {
                 outcome = &mut work => break outcome,
                 _ = progress.tick() => {
-                    for (index, _) in items.iter() {
-                        let _ = batch[*index].ack_with(AckKind::Progress).await;
+                    for delivery in batch.iter() {
+                        delivery.in_progress().await;
                     }
                 }
             }
         };
 
         match outcome {
-            Ok((published, refused)) => {
-                for (index, item) in items.iter() {
-                    let message = &batch[*index];
-                    if let Some(reason) = refused.get(index) {
-                        metrics.inc("messages_refused_total");
-                        error!(subject = %message.subject, request = %item.request_id(), reason = %reason, "message refused; terminating it");
-                        settle(message, AckKind::Term).await;
+            Ok((published, settled)) => {
+                for (index, delivery) in batch.iter().enumerate() {
+                    let request = delivery.message.request_id();
+                    if let Some(reason) = settled.refused.get(&index) {
+                        metrics.inc("messages_refused");
+                        metrics.inc("dead_letters");
+                        error!(subject = %delivery.subject, request = %request, reason = %reason, "message refused; terminating it");
+                        delivery.term(reason).await;
+                    } else if let Some(reason) = settled.retry.get(&index) {
+                        metrics.inc("messages_retried");
+                        warn!(subject = %delivery.subject, request = %request, reason = %reason, deliveries = delivery.delivered(), "message not written; retrying it later");
+                        if delivery.retry(NAK_DELAY, reason).await {
+                            metrics.inc("dead_letters");
+                        }
                     } else {
-                        settle(message, AckKind::Ack).await;
+                        delivery.ack().await;
                     }
                 }
                 if published.commit.is_some() {
-                    metrics.inc("batches_pushed_total");
+                    metrics.inc("batches_pushed");
                 }
-                metrics.add("messages_written_total", published.written as u64);
-                metrics.add("messages_skipped_total", published.skipped as u64);
+                metrics.add("messages_written", published.written as u64);
+                metrics.add("messages_skipped", published.skipped as u64);
                 info!(
                     commit = published.commit.as_deref().unwrap_or("none"),
                     messages = items.len(),
@@ -389,10 +339,13 @@ impl Publisher {
                 );
             }
             Err(e) => {
-                metrics.inc("batches_failed_total");
+                metrics.inc("batches_failed");
                 error!(cause = %e, messages = items.len(), retry_in_secs = NAK_DELAY.as_secs(), "the batch could not be published; handing its messages back");
-                for (index, _) in items.iter() {
-                    settle(&batch[*index], AckKind::Nak(Some(NAK_DELAY))).await;
+                let reason = e.to_string();
+                for delivery in batch.iter() {
+                    if delivery.retry(NAK_DELAY, &reason).await {
+                        metrics.inc("dead_letters");
+                    }
                 }
             }
         }
@@ -403,7 +356,7 @@ impl Publisher {
     async fn publish(
         &mut self,
         items: Arc<Vec<(usize, Item)>>,
-    ) -> Result<(Published, HashMap<usize, String>)> {
+    ) -> Result<(Published, Settled)> {
         let attempts = self.settings.push_attempts;
         let mut last = String::new();
         for attempt in 1..=attempts {
@@ -438,7 +391,7 @@ impl Publisher {
     async fn attempt(
         &mut self,
         items: Arc<Vec<(usize, Item)>>,
-    ) -> Result<(Published, HashMap<usize, String>), AttemptError> {
+    ) -> Result<(Published, Settled), AttemptError> {
         let base = self.repo.fetch().await?;
         self.repo.reset(base.as_deref()).await?;
         debug!(
@@ -446,26 +399,13 @@ impl Publisher {
             "working clone reset to the remote"
         );
 
-        // The file work runs on the blocking pool; the folder map travels there and back.
+        // The file work runs on the blocking pool.
         let root = self.repo.dir().to_path_buf();
-        let mut dirs = std::mem::take(&mut self.dirs);
-        let scan = !self.scanned;
         let note = self.settings.report_note.clone();
-        let applied = tokio::task::spawn_blocking(move || {
-            if scan {
-                for (id, dir) in tree::scan_dirs(&root) {
-                    dirs.entry(id).or_insert(dir);
-                }
-            }
-            let result = apply_all(&root, &mut dirs, &items, note.as_deref());
-            (dirs, result)
-        })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?;
-        let (dirs, result) = applied;
-        self.dirs = dirs;
-        self.scanned = true;
-        let (summary, refused) = result?;
+        let (summary, settled) =
+            tokio::task::spawn_blocking(move || apply_all(&root, &items, note.as_deref()))
+                .await
+                .map_err(|e| Error::Task(e.to_string()))?;
         let (written, skipped) = (summary.written, summary.skipped);
 
         let statuses: Vec<(String, RequestPhase)> = summary
@@ -482,7 +422,7 @@ impl Publisher {
                     written,
                     skipped,
                 },
-                refused,
+                settled,
             ));
         }
         self.repo.push().await?.map_err(AttemptError::Push)?;
@@ -494,47 +434,58 @@ impl Publisher {
                 written,
                 skipped,
             },
-            refused,
+            settled,
         ))
     }
 }
 
-/// Writes every item into the tree at `root`, in order.
-fn apply_all(
-    root: &std::path::Path,
-    dirs: &mut HashMap<String, String>,
-    items: &[(usize, Item)],
-    note: Option<&str>,
-) -> Result<(Summary, HashMap<usize, String>)> {
-    let mut tree = Tree::new(root, dirs).with_note(note);
-    let mut refused = HashMap::new();
+/// Writes every item into the tree at `root`, in order. An item that can never be written
+/// is refused; one that hit a file-system error that may pass is set aside for a retry,
+/// together with the later items of the same request (so a request's files keep their
+/// order); every other item is written.
+fn apply_all(root: &std::path::Path, items: &[(usize, Item)], note: Option<&str>) -> (Summary, Settled) {
+    let mut tree = Tree::new(root).with_note(note);
+    let mut settled = Settled::default();
+    let mut held_back: HashMap<String, String> = HashMap::new();
     for (index, item) in items {
+        let request = item.request_id().to_string();
+        if let Some(reason) = held_back.get(&request) {
+            settled.retry.insert(*index, format!("an earlier message of the request failed: {reason}"));
+            continue;
+        }
         match tree.apply(item) {
             Ok(Applied::Written) => tree.summary.written += 1,
             Ok(Applied::Skipped(reason)) => {
                 tree.summary.skipped += 1;
-                debug!(request = %item.request_id(), reason = %reason, "nothing to write");
+                debug!(request = %request, reason = %reason, "nothing to write");
             }
-            Ok(Applied::Refused(reason)) => {
-                refused.insert(*index, reason);
+            Ok(Applied::Refused(reason)) | Err(Problem::Refused(reason)) => {
+                settled.refused.insert(*index, reason);
             }
             Err(Problem::Io { path, source }) => {
-                return Err(Error::Write {
-                    path: path.display().to_string(),
-                    source,
-                });
-            }
-            Err(Problem::Refused(reason)) => {
-                refused.insert(*index, reason);
+                let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+                let reason = format!("cannot write {rel}: {source}");
+                if is_permanent(&source) {
+                    settled.refused.insert(*index, reason);
+                } else {
+                    held_back.insert(request, reason.clone());
+                    settled.retry.insert(*index, reason);
+                }
             }
         }
     }
-    Ok((tree.summary, refused))
+    (tree.summary, settled)
 }
 
-/// Acks, naks or terminates a message; a failure only means it comes back, which is safe.
-async fn settle(message: &jetstream::Message, kind: AckKind) {
-    if let Err(e) = message.ack_with(kind).await {
-        warn!(subject = %message.subject, cause = %e, "cannot settle a message; it will be redelivered");
-    }
+/// Whether a file-system error will happen again for the same path whatever we do: the
+/// name is too long or invalid for this file system, or something is in the way.
+fn is_permanent(error: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    let Some(code) = error.raw_os_error() else {
+        return matches!(error.kind(), std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidFilename);
+    };
+    matches!(
+        Errno::from_raw(code),
+        Errno::ENAMETOOLONG | Errno::EINVAL | Errno::EISDIR | Errno::ENOTDIR | Errno::EILSEQ | Errno::ELOOP | Errno::EFBIG
+    )
 }

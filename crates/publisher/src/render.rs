@@ -177,7 +177,7 @@ pub(crate) fn cluster_report(
 pub(crate) fn readme(
     status: &RequestStatus,
     request: Option<&RequestSummary>,
-    reports: &std::collections::BTreeMap<String, ClusterReport>,
+    reports: &std::collections::BTreeMap<warroom_proto::ClusterName, ClusterReport>,
     note: Option<&str>,
 ) -> String {
     let mut out = String::new();
@@ -252,7 +252,7 @@ pub(crate) fn readme(
                 line.permission_denials
             );
         }
-        let errors: Vec<(&String, &ClusterStatus)> = status
+        let errors: Vec<(&warroom_proto::ClusterName, &ClusterStatus)> = status
             .clusters
             .iter()
             .filter(|(_, line)| line.error.is_some())

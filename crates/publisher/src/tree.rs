@@ -1,11 +1,11 @@
-//! Turning messages into files of the working tree: decoding and checking each message
-//! ([`prepare`]), and writing it under `results/` ([`Tree::apply`]).
+//! Turning messages into files of the working tree ([`Tree::apply`]).
 //!
-//! Every path comes from a message, so every path is checked twice: the folder must be inside
-//! `results/` ([`resolve_destination`]) and the request id and cluster names must be subject
-//! tokens ([`names::check_token`]), and while writing, no part of the path may be a symlink or
-//! something other than a folder (the tree comes from the remote, where anybody who can push
-//! could have committed `results/x -> /etc`).
+//! Every path comes from a message. The bus already decoded and checked each message
+//! ([`warroom_proto::Inbound`]): its request id and cluster names are checked tokens and its
+//! results folder is a [`ResultsDir`](warroom_proto::ResultsDir) inside `results/` that
+//! belongs to the request. While writing, no part of a path may be a symlink or something
+//! other than a folder (the tree comes from the remote, where anybody who can push could have
+//! committed `results/x -> /etc`).
 //!
 //! Applying is idempotent, because a batch is applied again after a lost push race and a
 //! message may be delivered again after a crash: a status snapshot older than the one in
@@ -16,85 +16,14 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use tracing::{debug, warn};
-use warroom_proto::names::{self, MAX_CLUSTER_NAME_LEN, MAX_REQUEST_ID_LEN};
-use warroom_proto::validate::resolve_destination;
-use warroom_proto::{AuditEvent, RequestPhase, StatusUpdate};
+use tracing::warn;
+use warroom_proto::{AuditEvent, PublisherInput, RequestPhase, StatusUpdate};
 
 use crate::redact;
 use crate::render::{self, AUDIT_FILE, README_FILE, STATUS_FILE};
 
 /// A message that passed its checks, ready to be written.
-#[derive(Debug, Clone)]
-pub(crate) enum Item {
-    Status {
-        update: Box<StatusUpdate>,
-        /// `status.results_dir`, resolved.
-        dir: String,
-    },
-    Audit(Box<AuditEvent>),
-}
-
-impl Item {
-    pub fn request_id(&self) -> &str {
-        match self {
-            Item::Status { update, .. } => &update.status.id,
-            Item::Audit(event) => &event.request_id,
-        }
-    }
-}
-
-const STATUS_PREFIX: &str = "warroom.status.";
-const EVENTS_PREFIX: &str = "warroom.events.";
-
-fn check(what: &str, value: &str, max_len: usize) -> Result<(), String> {
-    match names::check_token(value, max_len) {
-        None => Ok(()),
-        Some(problem) => Err(format!("the {what} `{value}` {problem}")),
-    }
-}
-
-/// Decodes a message from the events stream and checks every name that becomes a path, or
-/// says why it can never be written (the caller terminates it).
-pub(crate) fn prepare(subject: &str, payload: &[u8]) -> Result<Item, String> {
-    if let Some(request) = subject.strip_prefix(STATUS_PREFIX) {
-        let update: StatusUpdate =
-            serde_json::from_slice(payload).map_err(|e| format!("not a status update: {e}"))?;
-        check("request id", &update.status.id, MAX_REQUEST_ID_LEN)?;
-        if update.status.id != request {
-            return Err(format!(
-                "the status of request `{}` arrived on the subject of `{request}`",
-                update.status.id
-            ));
-        }
-        let dir = resolve_destination(&update.status.results_dir)
-            .map_err(|e| format!("results_dir: {e}"))?;
-        for cluster in update.status.clusters.keys().chain(update.reports.keys()) {
-            check("cluster name", cluster, MAX_CLUSTER_NAME_LEN)?;
-        }
-        return Ok(Item::Status {
-            update: Box::new(update),
-            dir,
-        });
-    }
-    if let Some(rest) = subject.strip_prefix(EVENTS_PREFIX) {
-        let event: AuditEvent =
-            serde_json::from_slice(payload).map_err(|e| format!("not an audit event: {e}"))?;
-        check("request id", &event.request_id, MAX_REQUEST_ID_LEN)?;
-        check("cluster name", &event.cluster, MAX_CLUSTER_NAME_LEN)?;
-        if rest != format!("{}.{}", event.request_id, event.cluster) {
-            return Err(format!(
-                "the event of `{}` on `{}` arrived on the subject `{subject}`",
-                event.request_id, event.cluster
-            ));
-        }
-        if event.id.is_empty() {
-            return Err("the audit event has an empty id".to_owned());
-        }
-        return Ok(Item::Audit(Box::new(event)));
-    }
-    Err(format!("unexpected subject `{subject}`"))
-}
+pub(crate) type Item = PublisherInput;
 
 /// What applying one item did.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,7 +41,7 @@ pub(crate) enum Applied {
 pub(crate) enum Problem {
     /// Something about this item and this tree: skip it.
     Refused(String),
-    /// The file system failed: the whole attempt fails.
+    /// The file system failed on this item.
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -190,9 +119,6 @@ struct AuditFile {
 /// The working tree of one attempt.
 pub(crate) struct Tree<'a> {
     root: &'a Path,
-    /// Request id -> results folder, from the status updates seen. An audit event does not
-    /// carry the folder; the dispatcher's first status of a request precedes its events.
-    dirs: &'a mut HashMap<String, String>,
     audit: HashMap<PathBuf, AuditFile>,
     /// Put at the top of every report (`--report-note`).
     note: Option<&'a str>,
@@ -200,10 +126,9 @@ pub(crate) struct Tree<'a> {
 }
 
 impl<'a> Tree<'a> {
-    pub fn new(root: &'a Path, dirs: &'a mut HashMap<String, String>) -> Self {
+    pub fn new(root: &'a Path) -> Self {
         Tree {
             root,
-            dirs,
             audit: HashMap::new(),
             note: None,
             summary: Summary::default(),
@@ -219,8 +144,8 @@ impl<'a> Tree<'a> {
     /// Writes one item.
     pub fn apply(&mut self, item: &Item) -> Result<Applied, Problem> {
         let result = match item {
-            Item::Status { update, dir } => self.status(update, dir),
-            Item::Audit(event) => self.audit(event),
+            Item::Status(update) => self.status(update),
+            Item::Event(event) => self.audit(event),
         };
         match result {
             Err(Problem::Refused(reason)) => Ok(Applied::Refused(reason)),
@@ -228,9 +153,9 @@ impl<'a> Tree<'a> {
         }
     }
 
-    fn status(&mut self, update: &StatusUpdate, dir: &str) -> Result<Applied, Problem> {
+    fn status(&mut self, update: &StatusUpdate) -> Result<Applied, Problem> {
         let id = &update.status.id;
-        self.dirs.insert(id.clone(), dir.to_owned());
+        let dir = update.status.results_dir.as_str();
         let folder = self.folder(dir)?;
         let status_path = folder.join(STATUS_FILE);
         if let Some(existing) = read_file(&status_path)? {
@@ -252,7 +177,6 @@ impl<'a> Tree<'a> {
         }
 
         let mut status = update.status.clone();
-        status.results_dir = dir.to_owned();
         for (cluster, line) in status.clusters.iter_mut() {
             if update.reports.contains_key(cluster) {
                 line.report = Some(render::report_file(cluster));
@@ -279,12 +203,8 @@ impl<'a> Tree<'a> {
     }
 
     fn audit(&mut self, event: &AuditEvent) -> Result<Applied, Problem> {
-        let dir = self
-            .dirs
-            .get(&event.request_id)
-            .cloned()
-            .unwrap_or_else(|| format!("results/{}", event.request_id));
-        let folder = self.folder(&dir)?;
+        let dir = event.results_dir.as_str();
+        let folder = self.folder(dir)?;
         let path = folder.join(AUDIT_FILE);
         let mut value = serde_json::to_value(event)
             .map_err(|e| Problem::Refused(format!("the event cannot be encoded: {e}")))?;
@@ -399,41 +319,6 @@ fn load_audit(path: &Path) -> Result<AuditFile, Problem> {
         ids,
         needs_newline: !bytes.is_empty() && !bytes.ends_with(b"\n"),
     })
-}
-
-/// The results folders of requests whose folder is not the default `results/<id>`, read from
-/// the `status.json` files of the tree. After a restart, an audit event whose status was
-/// handled before the restart still lands in the right folder.
-pub(crate) fn scan_dirs(root: &Path) -> HashMap<String, String> {
-    let mut found = HashMap::new();
-    let mut stack = vec![(root.join("results"), "results".to_owned(), 0_usize)];
-    while let Some((path, rel, depth)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&path) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if kind.is_dir() && depth < 8 {
-                stack.push((entry.path(), format!("{rel}/{name}"), depth + 1));
-            } else if kind.is_file() && name == STATUS_FILE {
-                let id = std::fs::read(entry.path())
-                    .ok()
-                    .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-                    .and_then(|v| v.get("id").and_then(|id| id.as_str().map(str::to_owned)));
-                if let Some(id) = id
-                    && names::check_token(&id, MAX_REQUEST_ID_LEN).is_none()
-                    && rel != format!("results/{id}")
-                {
-                    debug!(request = %id, dir = %rel, "results folder found in the tree");
-                    found.insert(id, rel.clone());
-                }
-            }
-        }
-    }
-    found
 }
 
 #[cfg(test)]

@@ -18,12 +18,10 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{AckPolicy, pull};
-use futures::StreamExt as _;
 use tokio::sync::watch;
 use tracing::{info, warn};
-use warroom_proto::names;
-use warroom_runtime::{Bus, Health};
+use warroom_proto::{ClusterName, Stream, Subject, Task, names};
+use warroom_runtime::{Bus, ConsumerSpec, Health};
 
 use crate::agent::AgentEnv;
 
@@ -77,7 +75,7 @@ impl std::str::FromStr for ApiKey {
 pub struct Config {
     /// The cluster this runner serves; its tasks come from `warroom.tasks.<cluster>`.
     #[arg(long, env = "WARROOM_CLUSTER")]
-    pub cluster: String,
+    pub cluster: ClusterName,
     /// The Claude Code CLI binary (a name looked up on PATH, or a path).
     #[arg(long, env = "WARROOM_CLAUDE_BIN", default_value = "claude")]
     pub claude_bin: PathBuf,
@@ -131,12 +129,6 @@ pub struct Config {
 impl Config {
     /// Checks what clap cannot; called before any I/O.
     pub fn validate(&self) -> Result<()> {
-        if let Some(problem) = names::check_token(&self.cluster, names::MAX_CLUSTER_NAME_LEN) {
-            return Err(Error::Config(format!(
-                "--cluster {:?} {problem}",
-                self.cluster
-            )));
-        }
         if self.claude_bin.as_os_str().is_empty() {
             return Err(Error::Config("--claude-bin must not be empty".to_owned()));
         }
@@ -235,7 +227,7 @@ pub async fn run(
         stop_tx.send_replace(true);
     });
 
-    let health = Health::default();
+    let health = Health::new("runner");
     let mut stop = stop_rx.clone();
     health.spawn_server(config.common.health_addr, async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -244,41 +236,30 @@ pub async fn run(
     // The connection is retried until NATS is up; shutdown must still end that wait.
     let mut stop = stop_rx.clone();
     let client_name = format!("warroom-runner-{}", config.cluster);
+    let connection = config.common.connection();
     let bus = tokio::select! {
         _ = stop.wait_for(|s| *s) => {
             info!(cluster = %config.cluster, "stopped before NATS was reachable");
             return Ok(());
         }
-        bus = Bus::connect(&config.common.nats_url, &client_name) => bus?,
+        bus = Bus::connect(&connection, &client_name) => bus?,
     };
     let consumer_name = names::runner_consumer(&config.cluster);
-    let consumer = bus
-        .jetstream
-        .get_stream(names::TASKS_STREAM)
-        .await
-        .map_err(|e| Error::Consumer {
-            consumer: consumer_name.clone(),
-            message: e.to_string(),
-        })?
-        .get_or_create_consumer(
-            &consumer_name,
-            pull::Config {
-                durable_name: Some(consumer_name.clone()),
-                filter_subject: names::task_subject(&config.cluster),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: config.ack_wait,
-                max_deliver: MAX_DELIVER,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| Error::Consumer {
-            consumer: consumer_name.clone(),
-            message: e.to_string(),
-        })?;
+    let mut consumer = bus
+        .consume::<Task>(ConsumerSpec {
+            filter: Some(Subject::Task(config.cluster.clone())),
+            ack_wait: config.ack_wait,
+            max_deliver: MAX_DELIVER,
+            batch: 1,
+            ..ConsumerSpec::new(
+                Stream::Tasks,
+                consumer_name.clone(),
+                "claude-warroom runner: this cluster's tasks",
+            )
+        })
+        .await?;
 
-    let client = bus.client.clone();
-    let runner = task::Runner::new(&config, bus, health.clone());
+    let runner = task::Runner::new(&config, bus.clone(), health.clone());
     health.set_ready(true);
     info!(cluster = %config.cluster, consumer = %consumer_name, "runner ready");
 
@@ -288,39 +269,26 @@ pub async fn run(
         }
         // One message per pull: a task waits in the stream, where another replica can take
         // it, rather than in this replica's buffer while it is busy.
-        let batch = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            batch = consumer.batch().max_messages(1).expires(PULL_EXPIRES).messages() => batch,
-        };
-        let mut batch = match batch {
-            Ok(batch) => batch,
-            Err(e) => {
-                warn!(cause = %e, "cannot pull a task; retrying");
-                health.metrics.inc("warroom_runner_pull_errors_total");
-                tokio::time::sleep(RETRY_PAUSE).await;
-                continue;
-            }
-        };
         let next = tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
-            next = batch.next() => next,
+            next = consumer.fetch_one(PULL_EXPIRES) => next,
         };
         match next {
-            Some(Ok(message)) => runner.handle(message, stop_rx.clone()).await,
-            Some(Err(e)) => {
-                warn!(cause = %e, "cannot receive a task; retrying");
-                tokio::time::sleep(RETRY_PAUSE).await;
+            Ok(Some(delivery)) => runner.handle(delivery, stop_rx.clone()).await,
+            Ok(None) => {}
+            Err(e) => {
+                warn!(cause = %e, "cannot pull a task; retrying");
+                health.metrics.inc("pull_errors");
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    () = tokio::time::sleep(RETRY_PAUSE) => {}
+                }
             }
-            None => {}
         }
     }
     health.set_ready(false);
     // Acks and naks sent last must reach the server before the connection goes away.
-    match tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!(cause = %e, "cannot flush the NATS connection"),
-        Err(_) => warn!(timeout = ?FLUSH_TIMEOUT, "flushing the NATS connection timed out"),
-    }
+    bus.flush(FLUSH_TIMEOUT).await;
     info!(cluster = %config.cluster, "runner stopped");
     Ok(())
 }

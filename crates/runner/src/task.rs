@@ -6,11 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument as _, error, info, info_span, warn};
-use warroom_proto::{AuditEvent, AuditKind, Outcome, RunnerReport, Task, TaskResult, names};
-use warroom_runtime::{Bus, BusError, Health};
+use warroom_proto::{
+    AuditEvent, AuditKind, ClusterName, Outcome, RequestId, ResultsDir, RunnerReport, Subject, Task,
+    TaskResult,
+};
+use warroom_runtime::bus::Progress;
+use warroom_runtime::{Bus, BusError, Delivery, Health};
 
 use crate::agent::{self, AgentEnv, Launch, Run};
 use crate::policy::Policy;
@@ -27,7 +30,7 @@ const NAK_DELAY: Duration = Duration::from_secs(5);
 /// What the runner needs for every task.
 #[derive(Debug)]
 pub struct Runner {
-    cluster: String,
+    cluster: ClusterName,
     /// This replica's name (its host name), as `RunnerReport::Started` reports it.
     name: String,
     claude_bin: PathBuf,
@@ -74,37 +77,27 @@ impl Runner {
 
     /// Handles one delivered task message to its ack, nak or term. Never fails: whatever goes
     /// wrong is logged and decided on here.
-    pub async fn handle(&self, message: jetstream::Message, stop: watch::Receiver<bool>) {
-        let task: Task = match serde_json::from_slice(&message.payload) {
-            Ok(task) => task,
-            Err(e) => {
-                error!(subject = %message.subject, cause = %e, "cannot decode a task; terminating it");
-                self.terminate(&message).await;
-                return;
-            }
-        };
+    pub async fn handle(&self, delivery: Delivery<Task>, stop: watch::Receiver<bool>) {
+        // The bus checked that the task arrived on this cluster's subject; a task naming
+        // another cluster never gets here.
+        let task = &delivery.message;
         if task.cluster.name != self.cluster {
             error!(request = %task.request_id, task_cluster = %task.cluster.name, cluster = %self.cluster,
                 "a task for another cluster reached this runner; terminating it");
-            self.terminate(&message).await;
+            self.health.metrics.inc("tasks_terminated");
+            delivery.term("the task is for another cluster").await;
             return;
         }
-        if let Some(problem) = names::check_token(&task.request_id, names::MAX_REQUEST_ID_LEN) {
-            error!(request = %task.request_id, problem = %problem,
-                "a task's request id cannot be a subject token; terminating it");
-            self.terminate(&message).await;
-            return;
-        }
-        let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
+        let attempt = delivery.delivered();
         let span = info_span!("task", request = %task.request_id, cluster = %self.cluster, attempt);
         async {
-            self.health.metrics.inc("warroom_runner_tasks_total");
-            let progress = spawn_progress_acks(message.clone(), self.ack_wait / 3);
-            let done = self.execute(&task, attempt, stop).await;
+            self.health.metrics.inc("tasks");
+            let progress = spawn_progress_acks(delivery.progress_handle(), self.ack_wait / 3);
+            let done = self.execute(task, attempt, stop).await;
             progress.abort();
             match done {
                 Ok(Done::Finished) => {
-                    if let Err(e) = message.double_ack().await {
+                    if let Err(e) = delivery.ack_confirmed().await {
                         // The result is stored; a redelivery would run the task again and its
                         // second result would be a duplicate the dispatcher ignores.
                         warn!(cause = %e, "cannot ack the finished task");
@@ -112,16 +105,14 @@ impl Runner {
                 }
                 Ok(Done::HandedBack) => {
                     info!("stopped by shutdown; handing the task back");
-                    self.health
-                        .metrics
-                        .inc("warroom_runner_tasks_handed_back_total");
-                    if let Err(e) = message.double_ack_with(AckKind::Nak(None)).await {
+                    self.health.metrics.inc("tasks_handed_back");
+                    if let Err(e) = delivery.nak_confirmed(None).await {
                         warn!(cause = %e, "cannot nak the task; it comes back after the ack wait");
                     }
                 }
                 Err(e) => {
                     error!(cause = %e, "cannot publish what the agent did; handing the task back");
-                    if let Err(e) = message.double_ack_with(AckKind::Nak(Some(NAK_DELAY))).await {
+                    if let Err(e) = delivery.nak_confirmed(Some(NAK_DELAY)).await {
                         warn!(cause = %e, "cannot nak the task; it comes back after the ack wait");
                     }
                 }
@@ -131,15 +122,6 @@ impl Runner {
         .await;
     }
 
-    async fn terminate(&self, message: &jetstream::Message) {
-        self.health
-            .metrics
-            .inc("warroom_runner_tasks_terminated_total");
-        if let Err(e) = message.double_ack_with(AckKind::Term).await {
-            warn!(cause = %e, "cannot terminate the task message");
-        }
-    }
-
     async fn execute(
         &self,
         task: &Task,
@@ -147,16 +129,16 @@ impl Runner {
         stop: watch::Receiver<bool>,
     ) -> Result<Done, BusError> {
         let started_at = warroom_proto::now();
-        let request = task.request_id.as_str();
-        let cluster = self.cluster.as_str();
-        let results = names::result_subject(request, cluster);
+        let request = &task.request_id;
+        let cluster = &self.cluster;
+        let results = Subject::Result(request.clone(), cluster.clone());
         publish(
             &self.bus,
             &results,
             &format!("{request}/{cluster}/{attempt}/started"),
             &RunnerReport::Started {
-                request_id: request.to_owned(),
-                cluster: cluster.to_owned(),
+                request_id: request.clone(),
+                cluster: cluster.clone(),
                 runner: self.name.clone(),
                 at: started_at,
             },
@@ -164,7 +146,7 @@ impl Runner {
         .await?;
 
         let policy = Policy::for_tools(&task.allowed_tools);
-        let mut events = Events::new(&self.bus, request, cluster, attempt);
+        let mut events = Events::new(&self.bus, task, cluster, attempt);
         events
             .publish(AuditKind::Started {
                 runner: self.name.clone(),
@@ -214,7 +196,7 @@ impl Runner {
             .map(|r| r.permission_denials.iter().map(|d| d.to_wire()).collect())
             .unwrap_or_default();
         for denial in &denials {
-            self.health.metrics.inc("warroom_runner_tool_refused_total");
+            self.health.metrics.inc("tool_refused");
             events
                 .publish(AuditKind::ToolRefused {
                     tool_use_id: denial.tool_use_id.clone(),
@@ -243,8 +225,8 @@ impl Runner {
         }
         .unwrap_or_default();
         let result = TaskResult {
-            request_id: request.to_owned(),
-            cluster: cluster.to_owned(),
+            request_id: request.clone(),
+            cluster: cluster.clone(),
             outcome,
             final_text,
             error: error.clone(),
@@ -362,7 +344,7 @@ impl Runner {
 
 /// A progress ack every `every`, so a long investigation is not given to another replica.
 fn spawn_progress_acks(
-    message: jetstream::Message,
+    progress: Progress,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -370,9 +352,7 @@ fn spawn_progress_acks(
         ticks.tick().await;
         loop {
             ticks.tick().await;
-            if let Err(e) = message.ack_with(AckKind::Progress).await {
-                warn!(cause = %e, "cannot send a progress ack");
-            }
+            progress.in_progress().await;
         }
     })
 }
@@ -380,20 +360,22 @@ fn spawn_progress_acks(
 /// The audit events of one task attempt, numbered in order.
 struct Events<'a> {
     bus: &'a Bus,
-    subject: String,
-    request: String,
-    cluster: String,
+    subject: Subject,
+    request: RequestId,
+    cluster: ClusterName,
+    results_dir: ResultsDir,
     attempt: i64,
     seq: u64,
 }
 
 impl<'a> Events<'a> {
-    fn new(bus: &'a Bus, request: &str, cluster: &str, attempt: i64) -> Events<'a> {
+    fn new(bus: &'a Bus, task: &Task, cluster: &ClusterName, attempt: i64) -> Events<'a> {
         Events {
             bus,
-            subject: names::event_subject(request, cluster),
-            request: request.to_owned(),
-            cluster: cluster.to_owned(),
+            subject: Subject::Event(task.request_id.clone(), cluster.clone()),
+            request: task.request_id.clone(),
+            cluster: cluster.clone(),
+            results_dir: task.results_dir.clone(),
             attempt,
             seq: 0,
         }
@@ -409,6 +391,7 @@ impl<'a> Events<'a> {
             id: id.clone(),
             request_id: self.request.clone(),
             cluster: self.cluster.clone(),
+            results_dir: self.results_dir.clone(),
             at: warroom_proto::now(),
             kind,
         };
@@ -419,7 +402,7 @@ impl<'a> Events<'a> {
 /// Publishes with a few retries: a short NATS hiccup must not cost a whole investigation.
 async fn publish<T: serde::Serialize>(
     bus: &Bus,
-    subject: &str,
+    subject: &Subject,
     dedup_id: &str,
     message: &T,
 ) -> Result<(), BusError> {
@@ -429,7 +412,7 @@ async fn publish<T: serde::Serialize>(
         match bus.publish(subject, Some(dedup_id), message).await {
             Ok(_) => return Ok(()),
             Err(e) if attempt < PUBLISH_ATTEMPTS && !matches!(e, BusError::Encode { .. }) => {
-                warn!(cause = %e, subject, attempt, "publish failed; retrying");
+                warn!(cause = %e, %subject, attempt, "publish failed; retrying");
                 tokio::time::sleep(pause).await;
                 pause *= 2;
                 attempt += 1;

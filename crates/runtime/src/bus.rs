@@ -404,24 +404,8 @@ impl<T: Inbound> Consumer<T> {
     pub async fn next(&mut self) -> Result<Delivery<T>, PullError> {
         loop {
             let message = self.next_raw().await?;
-            let Ok(subject) = Subject::parse(message.subject.as_str()) else {
-                let delivery = RawDelivery::new(&self.bus, &self.spec, message);
-                delivery.term_raw("the subject is not a warroom subject").await;
-                continue;
-            };
-            match T::decode(&subject, &message.payload) {
-                Ok(decoded) => {
-                    return Ok(Delivery {
-                        message: decoded,
-                        subject,
-                        raw: RawDelivery::new(&self.bus, &self.spec, message),
-                    });
-                }
-                Err(reason) => {
-                    tracing::error!(consumer = %self.spec.durable, subject = %subject, reason = %reason, "message refused; terminating it");
-                    let delivery = RawDelivery::new(&self.bus, &self.spec, message);
-                    delivery.term_raw(&reason).await;
-                }
+            if let Some(delivery) = self.check(message).await {
+                return Ok(delivery);
             }
         }
     }
@@ -444,6 +428,58 @@ impl<T: Inbound> Consumer<T> {
         while let Some(Some(Ok(message))) = messages.next().now_or_never() {
             if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
                 tracing::warn!(subject = %message.subject, cause = %e, "cannot hand a message back");
+            }
+        }
+    }
+
+    /// Pulls at most one message, waiting up to `expires`: for workers that take one job at
+    /// a time and leave the rest in the stream for other replicas. `None` when nothing came.
+    pub async fn fetch_one(
+        &mut self,
+        expires: Duration,
+    ) -> Result<Option<Delivery<T>>, PullError> {
+        let failed = |consumer: &str, e: &dyn std::fmt::Display| PullError {
+            consumer: consumer.to_owned(),
+            message: e.to_string(),
+        };
+        let mut batch = self
+            .consumer
+            .batch()
+            .max_messages(1)
+            .expires(expires)
+            .messages()
+            .await
+            .map_err(|e| failed(&self.spec.durable, &e))?;
+        let message = match batch.next().await {
+            None => return Ok(None),
+            Some(Err(e)) => return Err(failed(&self.spec.durable, &e)),
+            Some(Ok(message)) => message,
+        };
+        Ok(self.check(message).await)
+    }
+
+    /// Decodes and checks a message; terminates and dead-letters it when it can never be
+    /// handled.
+    async fn check(&self, message: jetstream::Message) -> Option<Delivery<T>> {
+        let subject = match Subject::parse(message.subject.as_str()) {
+            Ok(subject) => subject,
+            Err(e) => {
+                let delivery = RawDelivery::new(&self.bus, &self.spec, message);
+                delivery.term_raw(&e.to_string()).await;
+                return None;
+            }
+        };
+        match T::decode(&subject, &message.payload) {
+            Ok(decoded) => Some(Delivery {
+                message: decoded,
+                subject,
+                raw: RawDelivery::new(&self.bus, &self.spec, message),
+            }),
+            Err(reason) => {
+                tracing::error!(consumer = %self.spec.durable, subject = %subject, reason = %reason, "message refused; terminating it");
+                let delivery = RawDelivery::new(&self.bus, &self.spec, message);
+                delivery.term_raw(&reason).await;
+                None
             }
         }
     }
@@ -502,6 +538,18 @@ pub struct Delivery<T> {
     pub message: T,
     pub subject: Subject,
     raw: RawDelivery,
+}
+
+/// Marks one delivered message as still being worked on.
+#[derive(Debug, Clone)]
+pub struct Progress(jetstream::Message);
+
+impl Progress {
+    pub async fn in_progress(&self) {
+        if let Err(e) = self.0.ack_with(AckKind::Progress).await {
+            tracing::warn!(cause = %e, "cannot mark a message as in progress");
+        }
+    }
 }
 
 /// What the dead-letter stream keeps of a message that could not be handled.
@@ -602,6 +650,21 @@ impl<T> Delivery<T> {
     /// Hand back for redelivery after `delay`, no questions asked (shutdown, a busy runner).
     pub async fn nak(&self, delay: Option<Duration>) {
         self.raw.settle(AckKind::Nak(delay)).await;
+    }
+
+    /// A handle that only marks the message as still being worked on, for a task that keeps
+    /// a long job from being redelivered while the owner of the delivery awaits the job.
+    pub fn progress_handle(&self) -> Progress {
+        Progress(self.raw.message.clone())
+    }
+
+    /// Hand back at once and wait until the server confirmed it.
+    pub async fn nak_confirmed(&self, delay: Option<Duration>) -> Result<(), String> {
+        self.raw
+            .message
+            .double_ack_with(AckKind::Nak(delay))
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// A transient failure: redelivered after `delay`, unless this was the last delivery the

@@ -1,4 +1,22 @@
-//! The one shutdown future of a daemon binary: resolves on SIGTERM or SIGINT.
+//! Shutdown: the one signal future of a daemon binary (SIGTERM or SIGINT), and the one
+//! primitive every daemon's loops select on, a [`CancellationToken`].
+
+pub use tokio_util::sync::CancellationToken;
+
+/// A token cancelled when `shutdown` resolves: `run(config, shutdown)` turns its future into
+/// this once, and every loop, retry pause and drain of the daemon selects on it.
+pub fn token(shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown => cancel.cancel(),
+            // Everyone holding the token dropped it: nothing left to stop.
+            () = cancel.cancelled() => {}
+        }
+    });
+    token
+}
 
 /// Resolves when the process is asked to stop (SIGTERM from Kubernetes, SIGINT from a
 /// terminal).
