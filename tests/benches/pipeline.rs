@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use claude_warroom::{Model, Stack, StackOptions};
+use warroom_dev::{Model, Stack, StackOptions};
 use warroom_proto::RequestStatus;
 use warroom_scripted_model::{Script, ScriptedModel, Turn};
 use warroom_testkit::{BareRemote, NatsServer, tools, wait_for};

@@ -1,391 +1,82 @@
-//! `claude-warroom dev`: the whole secure zone on one machine, for trying the product.
+//! `claude-warroom dev`: hands the command line to `warroom-dev`, the local stack, git-style.
 //!
-//! `dev up` runs the gateway, the dispatcher, one runner per cluster and the publisher in
-//! this process against a git remote, until Ctrl-C. `dev demo` makes a local remote, brings
-//! the stack up for the design's two clusters, pushes the design's sample multi-cluster
-//! request, waits for its report and says where it landed.
+//! The local stack links every daemon, a NATS client and the scripted model; the engineer's
+//! command links none of them, so the stack is a binary of its own (crate `crates/dev`).
+//! `claude-warroom dev <args>` replaces this process with `warroom-dev <args>`, found next to
+//! this executable first, then on `PATH`, so signals (Ctrl-C) and the exit code are
+//! `warroom-dev`'s own.
 
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
-use claude_warroom::{Model, Stack, StackOptions, find_tool};
-use warroom_proto::{RequestPhase, RequestStatus};
+use anyhow::Result;
 
-use crate::git::Repo;
+/// The local-stack binary `claude-warroom dev` runs.
+const DEV_BINARY: &str = "warroom-dev";
 
-/// The design's sample multi-cluster request, which `dev demo` submits.
-const SAMPLE_REQUEST: &str =
-    include_str!("../../../examples/requests/2024-01-15-1500-cross-cluster-api-timeout.yaml");
-/// The clusters the sample request targets.
-const DEMO_CLUSTERS: [&str; 2] = ["production-hub", "prod-cluster-1"];
+/// Exit code when `warroom-dev` is not installed: the command cannot be used as it stands.
+const EXIT_NOT_INSTALLED: u8 = 2;
 
-/// Run the whole stack locally: gateway, dispatcher, a runner per cluster, publisher.
+/// Run the whole secure zone on one machine (`dev up`, `dev demo`) through `warroom-dev`.
 ///
-/// The runners use the real Claude Code CLI. With ANTHROPIC_API_KEY set it talks to Anthropic
-/// (ANTHROPIC_BASE_URL is honoured). Without it the stack runs in replay mode: a local scripted
-/// model serves a recorded demo investigation and recorded `oc`/`kubectl` answers stand in for
-/// the clusters; every report made that way says that it is a replay.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    command: DevCommand,
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum DevCommand {
-    Up(UpArgs),
-    Demo(DemoArgs),
-}
-
-/// Run the stack against a git remote until Ctrl-C.
-///
-/// Push requests to the remote (with `claude-warroom investigate` from a clone, or a plain
-/// commit under `requests/pending/`); the reports come back to `results/<id>/` there.
+/// Everything after `dev` is passed unchanged to the local-stack binary `warroom-dev`, found
+/// next to `claude-warroom` or on PATH (build it with `cargo build -p warroom-dev`). `up` runs
+/// the gateway, the dispatcher, a runner per cluster and the publisher against a git remote
+/// until Ctrl-C; `demo` brings them up on a fresh local remote, submits the design's sample
+/// multi-cluster request and prints where its report landed. Without ANTHROPIC_API_KEY the
+/// stack runs in replay mode, and every report says so.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
+  claude-warroom dev demo
   claude-warroom dev up --repo /srv/git/warroom.git --clusters production-hub,prod-cluster-1
-  ANTHROPIC_API_KEY=... claude-warroom dev up --repo https://git.example.com/warroom.git \\
-      --clusters prod-cluster-1 --nats-url nats://127.0.0.1:4222")]
-struct UpArgs {
-    /// The git remote the gateway follows and the publisher writes to: a path, or a
-    /// `file://`, `ssh://` or `https://` URL (token from WARROOM_GIT_TOKEN).
-    #[arg(long, env = "WARROOM_REPO")]
-    repo: String,
-
-    /// The clusters to run a runner for, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
-    clusters: Vec<String>,
-
-    /// The branch to follow and write to.
-    #[arg(long, default_value = "main")]
-    branch: String,
-
-    #[command(flatten)]
-    stack: StackArgs,
-}
-
-/// Bring the stack up on a fresh local remote, submit the design's sample multi-cluster
-/// request, wait for its report, print where it landed, and stop.
-///
-/// Everything lives in `<STATE_DIR>/demo`, made anew at each run and left in place
-/// afterwards: the bare remote `remote.git`, and `clone`, an engineer's clone in which
-/// `claude-warroom status` and `get-results` work.
-#[derive(Debug, clap::Args)]
-struct DemoArgs {
-    #[command(flatten)]
-    stack: StackArgs,
-
-    /// How long to wait for the report.
-    #[arg(long, default_value = "10m", value_parser = warroom_dispatcher::config::parse_duration)]
-    timeout: Duration,
-}
-
-#[derive(Debug, clap::Args)]
-struct StackArgs {
-    /// Where the stack keeps its state: the NATS store, the daemons' clones, the runners'
-    /// workspaces.
-    #[arg(long, default_value = ".warroom-dev")]
-    state_dir: PathBuf,
-
-    /// Use this NATS server (with JetStream) instead of starting one. Otherwise `nats-server`
-    /// is taken from WARROOM_NATS_SERVER_BIN, `.tools/bin` (see scripts/setup) or PATH.
-    #[arg(long)]
-    nats_url: Option<String>,
-
-    /// The Claude Code CLI; default: WARROOM_CLAUDE_BIN, `.tools/bin/claude` or `claude` on
-    /// PATH.
-    #[arg(long)]
-    claude_bin: Option<PathBuf>,
-
-    /// How often the gateway checks the remote for new requests.
-    #[arg(long, default_value = "1s")]
-    poll_interval: String,
-}
-
-impl StackArgs {
-    fn options(&self, repo: String, branch: String, clusters: Vec<String>) -> StackOptions {
-        let model = match std::env::var("ANTHROPIC_API_KEY") {
-            Ok(api_key) if !api_key.trim().is_empty() => Model::Anthropic { api_key },
-            _ => Model::Replay,
-        };
-        let claude_bin = self
-            .claude_bin
-            .clone()
-            .or_else(|| find_tool("claude", "WARROOM_CLAUDE_BIN"))
-            .unwrap_or_else(|| PathBuf::from("claude"));
-        StackOptions {
-            repo,
-            branch,
-            clusters,
-            nats_url: self.nats_url.clone(),
-            state_dir: self.state_dir.clone(),
-            claude_bin,
-            poll_interval: self.poll_interval.clone(),
-            model,
-            agent_path: Vec::new(),
-            extra_args: Default::default(),
-        }
-    }
+  claude-warroom dev up --help      (warroom-dev's own help: every flag of `up`)")]
+pub struct Args {
+    /// The `warroom-dev` subcommand (`up`, `demo`, `help`) and its flags.
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    args: Vec<OsString>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        match args.command {
-            DevCommand::Up(args) => up(args).await,
-            DevCommand::Demo(args) => demo(args).await,
-        }
-    })
-}
-
-async fn up(args: UpArgs) -> Result<ExitCode> {
-    // The daemons retry an unreachable remote for ever, as they should; a local path that
-    // does not exist is a typo, and is said at once.
-    let local = !args.repo.contains("://") && !args.repo.contains(':');
-    if local && !Path::new(&args.repo).exists() {
-        bail!(
-            "--repo {}: no such folder; give a path to a git repository or a URL",
-            args.repo
-        );
-    }
-    warroom_runtime::telemetry::init("text");
-    let options = args.stack.options(args.repo, args.branch, args.clusters);
-    let mut stack = start(&options).await?;
-    eprintln!(
-        "claude-warroom dev: following {} ({}) for {}; Ctrl-C stops",
-        options.repo,
-        options.branch,
-        options.clusters.join(", ")
-    );
-    tokio::select! {
-        () = warroom_runtime::shutdown::signal() => {
-            eprintln!("claude-warroom dev: stopping");
-            stack.shutdown().await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        (name, error) = stack.failed() => {
-            let _ = stack.shutdown().await;
-            Err(error.context(format!("the {name} stopped")))
-        }
-    }
-}
-
-async fn demo(args: DemoArgs) -> Result<ExitCode> {
-    init_demo_logging();
-
-    let demo = args.stack.state_dir.join("demo");
-    if demo.exists() {
-        std::fs::remove_dir_all(&demo)
-            .with_context(|| format!("cannot clear the previous demo in {}", demo.display()))?;
-    }
-    std::fs::create_dir_all(&demo).with_context(|| format!("cannot create {}", demo.display()))?;
-    let demo = demo.canonicalize()?;
-    let remote = demo.join("remote.git");
-    let clone = seed_remote(&remote, &demo.join("clone"))?;
-
-    let clusters = DEMO_CLUSTERS.iter().map(|c| (*c).to_owned()).collect();
-    let mut options = args
-        .stack
-        .options(remote.display().to_string(), "main".to_owned(), clusters);
-    // A fresh remote needs a fresh NATS store: the gateway's cursor must not point into
-    // the previous demo's history.
-    options.state_dir = demo.join("stack");
-    let mut stack = start(&options).await?;
-
-    let id = submit_sample(&clone)?;
-    println!("submitted request {id} (sequential: production-hub, then prod-cluster-1)");
-
-    let status = tokio::select! {
-        status = follow(&remote, &id, args.timeout) => status,
-        (name, error) = stack.failed() => Err(error.context(format!("the {name} stopped"))),
-    };
-    let shutdown = stack.shutdown().await;
-    let status = status?;
-    shutdown?;
-
-    let clone_repo = Repo::open(&clone)?;
-    clone_repo.run(&["pull", "--quiet", "--ff-only"])?;
-    let results = clone.join(&status.results_dir);
-    println!();
-    println!("request {id}: {}", describe(&status));
-    println!("report: {}", results.join("README.md").display());
-    for (cluster, part) in &status.clusters {
-        if let Some(report) = &part.report {
-            println!("  {cluster}: {}", results.join(report).display());
-        }
-    }
-    println!();
-    println!("From the engineer's clone:");
-    println!(
-        "  claude-warroom status {id} --repo {}\n  claude-warroom get-results {id} --repo {}",
-        clone.display(),
-        clone.display()
-    );
-    Ok(if status.phase == RequestPhase::Completed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-async fn start(options: &StackOptions) -> Result<Stack> {
-    let stack = Stack::start(options).await?;
-    if stack.replay {
+    let here = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let Some(binary) = find(here.as_deref()) else {
+        let beside = here
+            .map(|dir| format!(" (looked in {} and on PATH)", dir.display()))
+            .unwrap_or_default();
         eprintln!(
-            "claude-warroom dev: replay mode (ANTHROPIC_API_KEY is not set): a recorded demo \
-             investigation, recorded oc/kubectl answers; every report says so"
+            "error: `claude-warroom dev` needs the local-stack binary `{DEV_BINARY}` (build it \
+             with `cargo build -p {DEV_BINARY}`), next to `claude-warroom` or on PATH{beside}; \
+             from a checkout, `cargo run -p {DEV_BINARY} -- demo` runs it directly"
         );
-    } else {
-        eprintln!("claude-warroom dev: the runners talk to Anthropic");
-    }
-    eprintln!("claude-warroom dev: NATS at {}", stack.nats_url);
-    Ok(stack)
+        return Ok(ExitCode::from(EXIT_NOT_INSTALLED));
+    };
+    // `exec` returns only when it failed to replace this process.
+    let error = Command::new(&binary).args(&args.args).exec();
+    Err(anyhow::Error::new(error).context(format!("cannot run {}", binary.display())))
 }
 
-/// The daemons' progress is not the demo's story: only warnings, unless RUST_LOG asks more.
-fn init_demo_logging() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        warroom_runtime::telemetry::init("text");
-    } else {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init();
-    }
+/// `warroom-dev` in `here` (the folder of this executable), else the first on `PATH`.
+/// Relative `PATH` entries (an empty one means the current folder) are skipped: a stray file
+/// wherever the engineer happens to stand is not run.
+fn find(here: Option<&Path>) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    here.map(Path::to_path_buf)
+        .into_iter()
+        .chain(std::env::split_paths(&path).filter(|dir| dir.is_absolute()))
+        .map(|dir| dir.join(DEV_BINARY))
+        .find(|candidate| is_executable(candidate))
 }
 
-/// Makes the bare remote with one commit on `main` and an engineer's clone of it.
-fn seed_remote(remote: &Path, clone: &Path) -> Result<PathBuf> {
-    let remote_text = remote.display().to_string();
-    let clone_text = clone.display().to_string();
-    git(
-        None,
-        &[
-            "init",
-            "--quiet",
-            "--bare",
-            "--initial-branch",
-            "main",
-            &remote_text,
-        ],
-    )?;
-    git(None, &["clone", "--quiet", &remote_text, &clone_text])?;
-    // An empty clone's HEAD follows git's own default branch name: make it `main`.
-    git(Some(clone), &["symbolic-ref", "HEAD", "refs/heads/main"])?;
-    let repo = Repo::open(clone)?;
-    if repo.config("user.email").is_none() {
-        repo.run(&["config", "user.name", "claude-warroom demo"])?;
-        repo.run(&["config", "user.email", "demo@warroom.invalid"])?;
-    }
-    std::fs::create_dir_all(clone.join("requests/pending"))?;
-    std::fs::write(clone.join("requests/pending/.gitkeep"), "")?;
-    std::fs::write(
-        clone.join("README.md"),
-        "# Warroom demo\n\nMade by `claude-warroom dev demo`.\n",
-    )?;
-    repo.run(&["add", "--all"])?;
-    repo.run(&["commit", "--quiet", "-m", "Initial commit"])?;
-    repo.run(&["push", "--quiet", "origin", "main"])?;
-    Ok(clone.to_path_buf())
-}
-
-/// Runs git outside any repository (for `init` and `clone`) or in `dir`.
-fn git(dir: Option<&Path>, args: &[&str]) -> Result<()> {
-    let mut command = Command::new("git");
-    if let Some(dir) = dir {
-        command.current_dir(dir);
-    }
-    let output = command.args(args).output().context("cannot run git")?;
-    if !output.status.success() {
-        bail!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// Commits and pushes the sample request with a fresh id and timestamp; returns the id.
-fn submit_sample(clone: &Path) -> Result<String> {
-    let now = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .context("truncating the time")?;
-    let stamp = now
-        .format(time::macros::format_description!(
-            "[year]-[month]-[day]-[hour][minute][second]"
-        ))
-        .context("formatting the time")?;
-    let id = format!("{stamp}-cross-cluster-api-timeout");
-    let timestamp = now
-        .format(&time::format_description::well_known::Rfc3339)
-        .context("formatting the time")?;
-    let yaml = SAMPLE_REQUEST.replace("2024-01-15T15:00:00Z", &timestamp);
-    let relative = format!("requests/pending/{id}.yaml");
-    warroom_proto::parse_request(Path::new(&relative), yaml.as_bytes())
-        .map_err(|errors| anyhow::anyhow!("the sample request is invalid: {errors}"))?;
-    std::fs::write(clone.join(&relative), yaml)
-        .with_context(|| format!("cannot write {relative}"))?;
-    let repo = Repo::open(clone)?;
-    repo.run(&["add", "--", &relative])?;
-    repo.run(&["commit", "--quiet", "-m", &format!("Request {id}")])?;
-    repo.run(&["push", "--quiet", "origin", "main"])?;
-    Ok(id)
-}
-
-/// Reads `status.json` from the remote until it is final, printing each change.
-async fn follow(remote: &Path, id: &str, timeout: Duration) -> Result<RequestStatus> {
-    let deadline = Instant::now() + timeout;
-    let path = format!("main:results/{id}/status.json");
-    let mut last = String::new();
-    loop {
-        let output = tokio::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(remote)
-            .args(["show", &path])
-            .output()
-            .await
-            .context("cannot run git")?;
-        if output.status.success() {
-            let status: RequestStatus = serde_json::from_slice(&output.stdout)
-                .with_context(|| format!("results/{id}/status.json is not a valid status"))?;
-            let line = describe(&status);
-            if line != last {
-                println!("  {line}");
-                last = line;
-            }
-            if status.phase.is_final() {
-                return Ok(status);
-            }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "no final status for {id} within {} s; the stack's state is in {}",
-                timeout.as_secs(),
-                remote.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// `completed (production-hub: completed, prod-cluster-1: completed)`, and the error if any.
-fn describe(status: &RequestStatus) -> String {
-    let clusters: Vec<String> = status
-        .clusters
-        .iter()
-        .map(|(name, part)| format!("{name}: {}", part.phase))
-        .collect();
-    let mut line = format!("{} ({})", status.phase, clusters.join(", "));
-    if let Some(error) = &status.error {
-        line.push_str(&format!(": {error}"));
-    }
-    line
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }

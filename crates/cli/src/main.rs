@@ -53,8 +53,8 @@ struct Cli {
 }
 
 /// One variant per subcommand; each wraps the `Args` of its own module (`src/<command>.rs`
-/// with `pub struct Args` and `pub fn run(Args) -> anyhow::Result<ExitCode>`), so the local
-/// stack (`dev up`, `dev demo`) is one more variant and one more module.
+/// with `pub struct Args` and `pub fn run(Args) -> anyhow::Result<ExitCode>`). `dev` only
+/// hands its arguments to the separate local-stack binary `warroom-dev`.
 // Parsed once per process, so the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]

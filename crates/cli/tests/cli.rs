@@ -695,3 +695,157 @@ fn a_failed_commit_leaves_the_clone_as_it_was() {
     let status = engineer.git(["status", "--porcelain", "--untracked-files=all"]);
     assert_eq!(status.trim(), "", "the failed request was left behind");
 }
+
+/// A folder holding `claude-warroom` as an engineer installs it, and nothing else yet, so
+/// that the real `warroom-dev` next to the test binary in `target/` is not what `dev` finds.
+fn install_claude_warroom(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("creating the install folder");
+    let installed = dir.join("claude-warroom");
+    let built = Path::new(env!("CARGO_BIN_EXE_claude-warroom"));
+    // A hard link is instant; a temporary folder on another file system needs a copy.
+    if std::fs::hard_link(built, &installed).is_err() {
+        std::fs::copy(built, &installed).expect("copying claude-warroom");
+    }
+    installed
+}
+
+/// A stand-in `warroom-dev` in `dir` that writes its arguments, one a line, to `dir/args`
+/// and exits 7, so a test sees both what it was given and that its exit code came through.
+fn fake_warroom_dev(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    std::fs::create_dir_all(dir).expect("creating the fake's folder");
+    let path = dir.join("warroom-dev");
+    std::fs::write(
+        &path,
+        // Only shell builtins: the tests give it a PATH without the usual tools.
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"${0%/*}/args\"\nexit 7\n",
+    )
+    .expect("writing the fake warroom-dev");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .expect("making the fake warroom-dev executable");
+}
+
+/// `claude-warroom dev ARGS` run from `installed`, with only `path` as PATH.
+fn run_dev(installed: &Path, path: &Path, args: &[&str]) -> Run {
+    Run::of(
+        Command::new(installed)
+            .arg("dev")
+            .args(args)
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running claude-warroom dev"),
+    )
+}
+
+#[test]
+fn dev_runs_the_warroom_dev_beside_it_with_every_argument() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let installed = install_claude_warroom(&dir.path().join("bin"));
+    fake_warroom_dev(&dir.path().join("bin"));
+    // Another one on PATH: the one beside the binary comes first.
+    fake_warroom_dev(&dir.path().join("on-path"));
+
+    let args = [
+        "demo",
+        "--timeout",
+        "2m",
+        "--state-dir",
+        "/tmp/x y",
+        "--help",
+    ];
+    let result = run_dev(&installed, &dir.path().join("on-path"), &args);
+    assert_eq!(result.code, Some(7), "{result}");
+    let given = std::fs::read_to_string(dir.path().join("bin/args")).expect("the fake ran");
+    assert_eq!(given.lines().collect::<Vec<_>>(), args);
+    assert!(!dir.path().join("on-path/args").exists());
+}
+
+#[test]
+fn dev_runs_the_warroom_dev_on_path_when_none_is_beside_it() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let installed = install_claude_warroom(&dir.path().join("bin"));
+    fake_warroom_dev(&dir.path().join("on-path"));
+
+    let result = run_dev(
+        &installed,
+        &dir.path().join("on-path"),
+        &["up", "--clusters", "a,b"],
+    );
+    assert_eq!(result.code, Some(7), "{result}");
+    let given = std::fs::read_to_string(dir.path().join("on-path/args")).expect("the fake ran");
+    assert_eq!(
+        given.lines().collect::<Vec<_>>(),
+        ["up", "--clusters", "a,b"]
+    );
+}
+
+#[test]
+fn dev_without_warroom_dev_says_how_to_build_it() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let installed = install_claude_warroom(&dir.path().join("bin"));
+    std::fs::create_dir_all(dir.path().join("empty")).expect("an empty PATH folder");
+
+    let result = run_dev(&installed, &dir.path().join("empty"), &["demo"]);
+    assert_eq!(result.code, Some(2), "{result}");
+    assert!(
+        result
+            .stderr
+            .contains("needs the local-stack binary `warroom-dev`")
+            && result.stderr.contains("cargo build -p warroom-dev"),
+        "{result}"
+    );
+}
+
+#[test]
+fn dev_help_says_where_the_local_stack_is() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let result = run(dir.path(), &["dev", "--help"]);
+    assert_eq!(result.code, Some(0), "{result}");
+    for text in [
+        "warroom-dev",
+        "dev demo",
+        "dev up",
+        "cargo build -p warroom-dev",
+    ] {
+        assert!(result.stdout.contains(text), "no `{text}` in {result}");
+    }
+}
+
+/// The engineer's command talks only to git: it must not link a NATS client, a daemon or
+/// the scripted model (they belong to `warroom-dev`). Read from Cargo's own dependency graph.
+#[test]
+fn the_engineers_command_links_no_daemon_and_no_nats_client() {
+    let output = Command::new(env!("CARGO"))
+        .args(["tree", "--offline", "--package", "claude-warroom"])
+        .args(["--edges", "normal", "--target", "all"])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("running cargo tree");
+    let tree = Run::of(output);
+    assert_eq!(tree.code, Some(0), "{tree}");
+    let crates: std::collections::BTreeSet<&str> = tree
+        .stdout
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert!(crates.contains("warroom-proto"), "{tree}");
+    for forbidden in [
+        "async-nats",
+        "warroom-runtime",
+        "warroom-gateway",
+        "warroom-dispatcher",
+        "warroom-runner",
+        "warroom-publisher",
+        "warroom-scripted-model",
+        "warroom-dev",
+    ] {
+        assert!(
+            !crates.contains(forbidden),
+            "claude-warroom links {forbidden}"
+        );
+    }
+}

@@ -1,14 +1,14 @@
 //! The whole product in one test: a real `nats-server`, a bare git remote, the scripted model,
-//! a logging `kubectl`, and every daemon started through `claude-warroom`'s local stack (the
-//! same composition `claude-warroom dev up` runs). Requests go in as plain git commits, as an
+//! a logging `kubectl`, and every daemon started through `warroom-dev`'s local stack (the
+//! same composition `warroom-dev up` runs). Requests go in as plain git commits, as an
 //! engineer's would; everything is read back from the remote.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use claude_warroom::{Model, Stack, StackOptions};
 use serde_json::Value;
 use tempfile::TempDir;
+use warroom_dev::{Model, Stack, StackOptions};
 use warroom_proto::{RequestPhase, RequestStatus};
 use warroom_scripted_model::{Script, ScriptedModel};
 use warroom_testkit::{BareRemote, NatsServer, WorkClone, tools, wait_for};

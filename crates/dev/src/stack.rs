@@ -1,6 +1,6 @@
 //! The local stack: every daemon in one process, against a git remote, for trying the whole
-//! system on one machine (`claude-warroom dev up` and `dev demo`) and for the workspace's
-//! end-to-end tests.
+//! system on one machine (`warroom-dev up` and `demo`, also reached as `claude-warroom dev`)
+//! and for the workspace's end-to-end tests.
 //!
 //! Each daemon runs through its library's `run`, exactly as its own binary would, with the
 //! configuration parsed from the same flags. `nats-server` is started here unless a URL is
@@ -20,7 +20,7 @@ use warroom_scripted_model::{Script, ScriptedModel};
 /// The recorded demo investigation of replay mode.
 const REPLAY_SCRIPT: &str = include_str!("../replay/demo-script.yaml");
 /// What every report made in replay mode says first.
-const REPLAY_NOTE: &str = "**Replay.** Made by `claude-warroom dev` in replay mode: a recorded \
+const REPLAY_NOTE: &str = "**Replay.** Made by `warroom-dev` in replay mode: a recorded \
     demo investigation served by a local scripted model, with recorded `oc`/`kubectl` answers. \
     No model and no cluster were consulted; durations and costs are not real.";
 /// Recorded `oc`/`kubectl` answers of replay mode.

@@ -1,5 +1,5 @@
-//! `claude-warroom dev`, run as a new user runs it: the quick start's `dev demo`, and
-//! `dev up` against a remote an engineer pushes to, stopped with Ctrl-C. Real nats-server,
+//! `warroom-dev`, run as a new user runs it: the quick start's `demo`, and
+//! `up` against a remote an engineer pushes to, stopped with Ctrl-C. Real nats-server,
 //! real git, the real Claude Code CLI in replay mode.
 
 use std::path::Path;
@@ -17,7 +17,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// The binary with the tools found the way the test kit finds them and no API key, so the
 /// stack runs in replay mode whatever the machine has set.
 fn dev(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_claude-warroom"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warroom-dev"));
     for var in [
         "ANTHROPIC_API_KEY",
         "ANTHROPIC_BASE_URL",
@@ -39,9 +39,9 @@ fn dev(dir: &Path) -> Command {
 fn demo_submits_the_sample_and_prints_where_the_replayed_reports_landed() {
     let dir = tempfile::tempdir().expect("temporary folder");
     let output = dev(dir.path())
-        .args(["dev", "demo", "--timeout", "2m"])
+        .args(["demo", "--timeout", "2m"])
         .output()
-        .expect("run claude-warroom dev demo");
+        .expect("run warroom-dev demo");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -100,7 +100,6 @@ async fn up_runs_pushed_requests_until_interrupted() {
     let log = std::fs::File::create(&log_path).expect("create the log");
     let child = dev(dir.path())
         .args([
-            "dev",
             "up",
             "--repo",
             &remote.url(),
@@ -111,7 +110,7 @@ async fn up_runs_pushed_requests_until_interrupted() {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .expect("start claude-warroom dev up");
+        .expect("start warroom-dev up");
 
     let engineer = remote.work_clone();
     let id = "2026-11-24-1200-dev-up";
@@ -165,10 +164,10 @@ fn up_refuses_a_local_remote_that_does_not_exist() {
     let dir = tempfile::tempdir().expect("temporary folder");
     let missing = dir.path().join("no-such-remote.git");
     let output = dev(dir.path())
-        .args(["dev", "up", "--clusters", "prod-cluster-1", "--repo"])
+        .args(["up", "--clusters", "prod-cluster-1", "--repo"])
         .arg(&missing)
         .output()
-        .expect("run claude-warroom dev up");
+        .expect("run warroom-dev up");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
