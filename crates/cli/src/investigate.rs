@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use warroom_proto::names::{MAX_REQUEST_ID_LEN, check_token};
+use warroom_proto::{ClusterName, RequestId};
 use warroom_proto::request::{
     ClusterRef, ClusterType, Coordination, CoordinationMode, Investigation, Issue, Metadata,
     Output, OutputFormat, RequestSpec, Tool, TroubleshootingRequest,
@@ -216,7 +216,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // Everything that needs no git is checked first, so a typo costs nothing.
     let targets = targets(&args)?;
     if let Some(id) = &args.id
-        && let Some(problem) = check_token(id, MAX_REQUEST_ID_LEN)
+        && let Some(problem) = RequestId::problem(id)
     {
         bail!("--id: the request id `{id}` {problem}");
     }
@@ -258,7 +258,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let validated = warroom_proto::parse_request(Path::new(&relative), yaml.as_bytes())
         .map_err(|errors| invalid(&errors))?;
     if let Some(branch) = &branch
-        && validated.results_dir != format!("results/{id}")
+        && validated.results_dir.as_str() != format!("results/{id}")
     {
         let rev = format!("{REMOTE}/{branch}");
         let status = format!("{}/status.json", validated.results_dir);
@@ -319,10 +319,8 @@ fn targets(args: &Args) -> Result<Targets> {
         let kind = args
             .cluster_type
             .map_or_else(|| default_type(name), ClusterType::from);
-        return Ok(Targets::One(ClusterRef {
-            kind,
-            name: name.clone(),
-        }));
+        let name = ClusterName::new(name.as_str()).map_err(|e| anyhow::anyhow!("--cluster: {e}"))?;
+        return Ok(Targets::One(ClusterRef { kind, name }));
     }
     let mut clusters = Vec::new();
     for item in &args.clusters {
@@ -337,10 +335,8 @@ fn targets(args: &Args) -> Result<Targets> {
                 )
             }
         };
-        clusters.push(ClusterRef {
-            kind,
-            name: name.to_owned(),
-        });
+        let name = ClusterName::new(name).map_err(|e| anyhow::anyhow!("--clusters: {e}"))?;
+        clusters.push(ClusterRef { kind, name });
     }
     // clap makes --mode required with --clusters.
     let mode = args
@@ -376,9 +372,8 @@ fn build(
         .name
         .clone()
         .unwrap_or_else(|| format!("{}-investigation", slug(&category)));
-    let timestamp = now
-        .format(&time::format_description::well_known::Rfc3339)
-        .context("formatting the time")?;
+    // Whole seconds: the file is read by people.
+    let timestamp = now.replace_nanosecond(0).context("rounding the time")?;
     Ok(TroubleshootingRequest {
         api_version: API_VERSION.to_owned(),
         kind: KIND_TROUBLESHOOTING.to_owned(),
@@ -433,16 +428,7 @@ fn default_prompt(issue: &str, namespace: Option<&str>, strategy: Option<&str>) 
 
 /// The request file's text: a comment that says where it came from, then the request.
 fn render(request: &TroubleshootingRequest, id: &str) -> Result<String> {
-    let mut body = serde_yaml_ng::to_string(request).context("serializing the request")?;
-    // A plain `2024-01-15T14:30:00Z` is a timestamp to YAML 1.1 readers (PyYAML, and so
-    // schema linters built on it), not the string the schema asks for: quote it, as the
-    // design's example does.
-    let timestamp = &request.metadata.timestamp;
-    body = body.replacen(
-        &format!("  timestamp: {timestamp}\n"),
-        &format!("  timestamp: \"{timestamp}\"\n"),
-        1,
-    );
+    let body = serde_yaml_ng::to_string(request).context("serializing the request")?;
     Ok(format!(
         "# Request {id}, written by `claude-warroom investigate`.\n\
          # Results: results/{id}/ (unless spec.output.destination says otherwise).\n{body}"
@@ -620,9 +606,9 @@ mod tests {
         let id = generate_id(datetime!(2024-01-15 14:30:59 UTC), "api-timeout").unwrap();
         assert!(id.starts_with("2024-01-15-1430-api-timeout-"), "{id}");
         assert_eq!(id.len(), "2024-01-15-1430-api-timeout-".len() + 6);
-        assert_eq!(check_token(&id, MAX_REQUEST_ID_LEN), None);
+        assert_eq!(RequestId::problem(&id), None);
         let long = generate_id(datetime!(2024-01-15 14:30 UTC), &"word ".repeat(100)).unwrap();
-        assert_eq!(check_token(&long, MAX_REQUEST_ID_LEN), None);
+        assert_eq!(RequestId::problem(&long), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::builder::TypedValueParser as _;
 use warroom_proto::RequestStatus;
-use warroom_proto::names::{MAX_REQUEST_ID_LEN, check_token};
+use warroom_proto::RequestId;
 
 use crate::NotYet;
 use crate::git::{REMOTE, Repo};
@@ -59,7 +59,7 @@ fn request_id(id: String) -> Result<String, String> {
         _ => &id,
     }
     .to_owned();
-    match check_token(&stem, MAX_REQUEST_ID_LEN) {
+    match RequestId::problem(&stem) {
         None => Ok(stem),
         Some(problem) => Err(format!("the request id `{stem}` {problem}")),
     }
@@ -119,9 +119,9 @@ impl Target {
             // An invalid request file gets its rejection in `results/<id>/`; a valid one may
             // name another folder.
             if let Ok(validated) = warroom_proto::parse_request(Path::new(&path), &request)
-                && validated.results_dir != default_dir
+                && validated.results_dir.as_str() != default_dir
             {
-                dir = validated.results_dir;
+                dir = validated.results_dir.to_string();
                 status_bytes = repo.read_at(&rev, &format!("{dir}/status.json"))?;
             }
         }

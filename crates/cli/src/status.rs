@@ -88,7 +88,7 @@ fn render(status: &RequestStatus, dir: &str, rev: &str, now: Timestamp) -> Strin
             .iter()
             .map(|(name, cluster)| {
                 [
-                    name.clone(),
+                    name.to_string(),
                     cluster.kind.as_str().to_owned(),
                     cluster.phase.as_str().to_owned(),
                     cluster.duration_secs.map_or("-".to_owned(), duration),
@@ -186,19 +186,19 @@ mod tests {
         hub.duration_secs = Some(133.4);
         hub.cost_usd = Some(0.4213);
         hub.num_turns = Some(12);
-        clusters.insert("production-hub".to_owned(), hub);
+        clusters.insert("production-hub".parse().unwrap(), hub);
         let mut hosted = ClusterStatus::new(ClusterType::Hosted, ClusterPhase::Failed);
         hosted.error = Some("the agent hit the turn limit".to_owned());
-        clusters.insert("prod-cluster-1".to_owned(), hosted);
+        clusters.insert("prod-cluster-1".parse().unwrap(), hosted);
         let status = RequestStatus {
-            id: "r1".to_owned(),
+            id: "r1".parse().unwrap(),
             phase: RequestPhase::Failed,
             clusters,
             error: Some("prod-cluster-1 failed".to_owned()),
             errors: Vec::new(),
             mode: Some(warroom_proto::CoordinationMode::Sequential),
             engineer: Some("a@b.c".to_owned()),
-            results_dir: "results/r1".to_owned(),
+            results_dir: "results/r1".parse().unwrap(),
             revision: 7,
             updated_at: datetime!(2026-01-15 14:30:00 UTC),
         };

@@ -109,7 +109,7 @@ fn status(
     clusters: &[(&str, ClusterPhase)],
 ) -> RequestStatus {
     RequestStatus {
-        id: id.to_owned(),
+        id: id.parse().unwrap(),
         phase,
         clusters: clusters
             .iter()
@@ -121,14 +121,14 @@ fn status(
                     cluster.num_turns = Some(4);
                     cluster.report = Some(format!("{name}.md"));
                 }
-                ((*name).to_owned(), cluster)
+                (name.parse().unwrap(), cluster)
             })
             .collect::<BTreeMap<_, _>>(),
         error: None,
         errors: Vec::new(),
         mode: None,
         engineer: Some(TEST_USER_EMAIL.to_owned()),
-        results_dir: dir.to_owned(),
+        results_dir: dir.parse().unwrap(),
         revision: 3,
         updated_at: warroom_proto::now(),
     }

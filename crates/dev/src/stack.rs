@@ -110,10 +110,7 @@ impl Stack {
             bail!("--clusters: name at least one cluster");
         }
         for cluster in &options.clusters {
-            if let Some(problem) = warroom_proto::names::check_token(
-                cluster,
-                warroom_proto::names::MAX_CLUSTER_NAME_LEN,
-            ) {
+            if let Some(problem) = warroom_proto::ClusterName::problem(cluster) {
                 bail!("--clusters: cluster name `{cluster}` {problem}");
             }
         }

@@ -68,7 +68,7 @@ fn demo_submits_the_sample_and_prints_where_the_replayed_reports_landed() {
         status
             .clusters
             .keys()
-            .map(String::as_str)
+            .map(|c| c.as_str())
             .collect::<Vec<_>>(),
         ["prod-cluster-1", "production-hub"]
     );

@@ -181,6 +181,12 @@ macro_rules! token_type {
             }
         }
 
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                self.0 == *other
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
@@ -306,6 +312,13 @@ impl TryFrom<String> for ResultsDir {
     }
 }
 
+impl FromStr for ResultsDir {
+    type Err = InvalidToken;
+    fn from_str(value: &str) -> Result<Self, InvalidToken> {
+        Self::try_from(value.to_owned())
+    }
+}
+
 impl From<ResultsDir> for String {
     fn from(value: ResultsDir) -> String {
         value.0
@@ -320,6 +333,12 @@ impl PartialEq<str> for ResultsDir {
 
 impl PartialEq<&str> for ResultsDir {
     fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for ResultsDir {
+    fn eq(&self, other: &String) -> bool {
         self.0 == *other
     }
 }
