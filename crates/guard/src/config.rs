@@ -244,25 +244,25 @@ fn validate_flags(flags: &[FlagConfig], at: &str, path: &Path) -> Result<()> {
                 message: "a flag needs `long`, `short` or both".to_owned(),
             });
         }
-        if let Some(long) = &flag.long {
-            if long.starts_with('-') || !is_resource_name(long) {
-                return Err(Error::Invalid {
-                    path: path.to_owned(),
-                    field: format!("{field}.long"),
-                    message: format!(
-                        "`{long}` must be the name without dashes (lowercase letters, digits, `-`)"
-                    ),
-                });
-            }
+        if let Some(long) = &flag.long
+            && (long.starts_with('-') || !is_resource_name(long))
+        {
+            return Err(Error::Invalid {
+                path: path.to_owned(),
+                field: format!("{field}.long"),
+                message: format!(
+                    "`{long}` must be the name without dashes (lowercase letters, digits, `-`)"
+                ),
+            });
         }
-        if let Some(short) = flag.short {
-            if !short.is_ascii_alphanumeric() {
-                return Err(Error::Invalid {
-                    path: path.to_owned(),
-                    field: format!("{field}.short"),
-                    message: format!("`{short}` must be one ASCII letter or digit"),
-                });
-            }
+        if let Some(short) = flag.short
+            && !short.is_ascii_alphanumeric()
+        {
+            return Err(Error::Invalid {
+                path: path.to_owned(),
+                field: format!("{field}.short"),
+                message: format!("`{short}` must be one ASCII letter or digit"),
+            });
         }
     }
     Ok(())

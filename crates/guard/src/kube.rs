@@ -355,6 +355,16 @@ impl KubePolicy {
             }
         }
 
+        // An operand that looks like a flag (only possible after `--`) is no resource name
+        // anyone needs, and refusing it leaves no room for a parser that reads it as a flag.
+        if let Some(odd) = positionals.iter().find(|p| p.starts_with('-')) {
+            return Decision::deny(
+                "kubectl.operand",
+                format!(
+                    "the operand `{odd}` of `{program} {verb_name}` starts with `-`; flags go before `--`, and only allowed ones"
+                ),
+            );
+        }
         match spec.operands {
             Operands::None => {
                 if let Some(extra) = positionals.first() {
@@ -392,10 +402,10 @@ impl KubePolicy {
                         ),
                     );
                 }
-                if let Some((ty, _)) = positionals.first().and_then(|p| p.split_once('/')) {
-                    if let Some(d) = self.check_type(program, &verb_name, ty) {
-                        return d;
-                    }
+                if let Some((ty, _)) = positionals.first().and_then(|p| p.split_once('/'))
+                    && let Some(d) = self.check_type(program, &verb_name, ty)
+                {
+                    return d;
                 }
             }
         }

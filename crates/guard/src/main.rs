@@ -31,17 +31,24 @@ const MAX_INPUT: u64 = 1024 * 1024;
 fn main() {
     // Argument errors must not end in clap's exit code 2: a failing hook may not block the
     // call, so they are answered with a deny like everything else.
-    let args = match Args::try_parse() {
+    let args = Args::try_parse();
+    if let Err(err) = &args
+        && matches!(
+            err.kind(),
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+        )
+    {
+        let _ = err.print();
+        return;
+    }
+
+    // Stdin is read before anything can refuse, so the CLI can always write the whole tool
+    // call and never sees a broken pipe.
+    let mut stdin = String::new();
+    let read = std::io::stdin().take(MAX_INPUT).read_to_string(&mut stdin);
+
+    let args = match args {
         Ok(args) => args,
-        Err(err)
-            if matches!(
-                err.kind(),
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-            ) =>
-        {
-            let _ = err.print();
-            return;
-        }
         Err(err) => {
             answer(&Decision::deny(
                 "hook.bad-arguments",
@@ -53,9 +60,6 @@ fn main() {
             return;
         }
     };
-
-    let mut stdin = String::new();
-    let read = std::io::stdin().take(MAX_INPUT).read_to_string(&mut stdin);
 
     let guard = match &args.config {
         None => Ok(Guard::builtin()),
@@ -83,14 +87,14 @@ fn main() {
     };
     answer(&decision);
 
-    if let Some(path) = &args.decisions {
-        if let Err(err) = append(path, &record) {
-            // The decision is already printed; a lost audit line is reported, not fatal.
-            eprintln!(
-                "warroom-guard: cannot append to decisions file {}: {err}",
-                path.display()
-            );
-        }
+    if let Some(path) = &args.decisions
+        && let Err(err) = append(path, &record)
+    {
+        // The decision is already printed; a lost audit line is reported, not fatal.
+        eprintln!(
+            "warroom-guard: cannot append to decisions file {}: {err}",
+            path.display()
+        );
     }
 }
 

@@ -29,14 +29,16 @@ pub struct Arg {
 }
 
 /// Characters a word may contain outside quotes. Everything else (glob `*?[`, brace `{}`,
-/// tilde `~`, extglob `@(..)`, `!`, `&`, `;`, `<>`, `|`, `$`, backticks, non-ASCII look-alikes)
+/// tilde `~`, extglob `@(..)`, `&`, `;`, `<>`, `|`, `$`, backticks, non-ASCII look-alikes)
 /// either means something to the shell or has no business in a troubleshooting command, so it
-/// must be quoted to be accepted; quoted, it is a literal character.
+/// must be quoted to be accepted; quoted, it is a literal character. `!` stays allowed for
+/// selectors (`status.phase!=Running`): without a `(` after it (refused) it is no extglob, and
+/// a non-interactive shell does no history expansion.
 fn plain_char_ok(c: char) -> bool {
     c.is_ascii_alphanumeric()
         || matches!(
             c,
-            '-' | '_' | '.' | '/' | ':' | '=' | ',' | '+' | '%' | '@' | '^'
+            '-' | '_' | '.' | '/' | ':' | '=' | ',' | '+' | '%' | '@' | '^' | '!'
         )
 }
 
@@ -61,6 +63,15 @@ pub fn parse_pipeline(command: &str) -> Result<Vec<Vec<Arg>>, Decision> {
             format!(
                 "the command contains the control character {c:?}; write one command on a single line"
             ),
+        ));
+    }
+
+    if has_comment(command) {
+        // Comments are harmless to bash, but they are text the shell drops: refusing them
+        // keeps what is checked identical to what runs, whatever a parser thinks a `#` means.
+        return Err(Decision::deny(
+            "shell.comment",
+            "comments (`# ..`) are refused: send only the command",
         ));
     }
 
@@ -137,6 +148,35 @@ pub fn parse_pipeline(command: &str) -> Result<Vec<Vec<Arg>>, Decision> {
     Ok(argvs)
 }
 
+/// Whether `command` has a `#` outside quotes at the start of a word, where the shell starts a
+/// comment. Backslash escapes and both quote kinds are tracked; `$'..'` is tracked as a
+/// single-quoted string, which errs towards finding a comment.
+fn has_comment(command: &str) -> bool {
+    let mut chars = command.chars().peekable();
+    let mut prev: Option<char> = None;
+    let (mut single, mut double) = (false, false);
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if !single => {
+                chars.next();
+                prev = Some('x');
+                continue;
+            }
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            '#' if !single
+                && !double
+                && prev.is_none_or(|p| p.is_whitespace() || "|&;()<>".contains(p)) =>
+            {
+                return true;
+            }
+            _ => {}
+        }
+        prev = Some(c);
+    }
+    false
+}
+
 fn list_refusal() -> Decision {
     Decision::deny(
         "shell.list",
@@ -146,10 +186,8 @@ fn list_refusal() -> Decision {
 
 fn simple_argv(simple: &SimpleCommand) -> Result<Vec<Arg>, Decision> {
     let mut raw: Vec<&str> = Vec::new();
-    if let Some(prefix) = &simple.prefix {
-        for item in &prefix.0 {
-            return Err(item_refusal(item, true));
-        }
+    if let Some(item) = simple.prefix.as_ref().and_then(|prefix| prefix.0.first()) {
+        return Err(item_refusal(item, true));
     }
     let Some(name) = &simple.word_or_name else {
         return Err(Decision::deny(
@@ -415,5 +453,10 @@ mod tests {
         assert_eq!(rule("a {b,c}"), "shell.brace-expansion");
         assert_eq!(rule("a $'x'"), "shell.ansi-c-quoting");
         assert_eq!(rule("a 'unterminated"), "shell.unparseable");
+        assert_eq!(rule("a # b"), "shell.comment");
+        assert_eq!(rule("#a"), "shell.comment");
+        assert_eq!(rule("a|#b"), "shell.comment");
+        assert_eq!(argv("a 'x # y' \\#z"), vec![vec!["a", "x # y", "#z"]]);
+        assert_eq!(rule("a b#c"), "shell.special-character");
     }
 }
