@@ -5,3 +5,4 @@ mod harness;
 mod outcomes;
 mod pipeline;
 mod testkit;
+mod tidy;
