@@ -6,13 +6,12 @@
 # and /tmp (HOME=/tmp). Linted by scripts/lint-deploy (hadolint, checkov); it cannot be built
 # on the development machines, which have no container engine.
 
-ARG RUST_IMAGE=rust:1.90-bookworm
-ARG NODE_IMAGE=node:22.12.0-bookworm-slim
-ARG RUNTIME_IMAGE=debian:bookworm-slim
+# Base images, pinned by version (the Rust one is the workspace's rust-version). Add
+# @sha256 digests when you mirror them into your registry.
 
 # ---------------------------------------------------------------------------------------
 # 1. Every binary of the workspace, release profile, from the committed Cargo.lock.
-FROM ${RUST_IMAGE} AS build
+FROM rust:1.90-bookworm AS build
 WORKDIR /src
 COPY . .
 # Binaries the image must carry; the build fails when one is missing. warroom-guard is the
@@ -29,7 +28,7 @@ RUN cargo build --release --locked --bins \
 # ---------------------------------------------------------------------------------------
 # 2. The Claude Code CLI, pinned (same pin as scripts/setup). The npm package carries a
 #    native binary, so the runtime image needs no Node.js.
-FROM ${NODE_IMAGE} AS claude
+FROM node:22.12.0-bookworm-slim AS claude
 ARG CLAUDE_CODE_VERSION=2.1.330
 WORKDIR /opt/claude
 RUN npm install --no-audit --no-fund --prefix /opt/claude "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}" \
@@ -39,7 +38,7 @@ RUN npm install --no-audit --no-fund --prefix /opt/claude "@anthropic-ai/claude-
 
 # ---------------------------------------------------------------------------------------
 # 3. oc and kubectl, pinned by version and checked by sha256.
-FROM ${RUNTIME_IMAGE} AS clients
+FROM debian:bookworm-slim AS clients
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # kubectl 1.32.3 linux/amd64 (dl.k8s.io); the same binary scripts/setup checks.
 ARG KUBECTL_VERSION=1.32.3
@@ -64,7 +63,7 @@ RUN test -n "${OC_SHA256}" || { echo "pass --build-arg OC_SHA256=<sha256 of open
 # ---------------------------------------------------------------------------------------
 # 4. Runtime: the daemons, claude, oc, kubectl, jq, git (gateway and publisher), tini as
 #    PID 1 (reaps the agent's orphaned tool processes), bwrap (--scrub-agent-env).
-FROM ${RUNTIME_IMAGE}
+FROM debian:bookworm-slim
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="claude-warroom" \
