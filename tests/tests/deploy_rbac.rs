@@ -1,0 +1,355 @@
+//! The runners' RBAC, as deployed: every runner overlay under `deploy/runner/overlays` is
+//! rendered with `kubectl kustomize` (the same renderer Argo CD uses), and every Role and
+//! ClusterRole in it must be read-only: verbs within get/list/watch, no Secrets, no wildcard,
+//! no exec/attach/port-forward/token subresources, no aggregation. The opt-in
+//! `deploy/components/session-exec` is the only place `pods/exec` may appear, and no default
+//! overlay may contain it.
+//!
+//! kubectl comes from `WARROOM_KUBECTL_BIN`, `.tools/bin/kubectl` (scripts/setup) or `PATH`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_yaml_ng::Value;
+use warroom_testkit::tools::workspace_root;
+
+/// The only verbs a runner role may grant.
+const READ_VERBS: &[&str] = &["get", "list", "watch"];
+/// Resources a runner role must never name, in any API group.
+const FORBIDDEN_RESOURCES: &[&str] = &[
+    "secrets",
+    "pods/exec",
+    "pods/attach",
+    "pods/portforward",
+    "pods/proxy",
+    "nodes/proxy",
+    "services/proxy",
+    "serviceaccounts/token",
+];
+/// The opt-in component's role: the one role allowed `pods/exec`, and only that.
+const SESSION_EXEC_ROLE: &str = "warroom-runner-session-exec";
+
+/// What the checker allows beyond reading.
+#[derive(Clone, Copy, PartialEq)]
+enum Allow {
+    /// Default overlays: read-only, nothing else.
+    ReadOnly,
+    /// Overlays with the session-exec component: its role may grant create/get on pods/exec.
+    SessionExec,
+}
+
+fn kubectl() -> PathBuf {
+    if let Some(path) = std::env::var_os("WARROOM_KUBECTL_BIN") {
+        return PathBuf::from(path);
+    }
+    let local = workspace_root().join(".tools/bin/kubectl");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from("kubectl")
+}
+
+/// `kubectl kustomize <dir>`, parsed into its documents.
+fn render(dir: &Path) -> Vec<Value> {
+    let output = Command::new(kubectl())
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run kubectl ({e}): run scripts/setup"));
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("kustomize output is UTF-8");
+    parse_documents(&text)
+}
+
+/// Splits a multi-document YAML stream (as kustomize writes it: `---` lines between
+/// documents) and parses each document.
+fn parse_documents(text: &str) -> Vec<Value> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    for line in text.lines().chain(std::iter::once("---")) {
+        if line.trim_end() == "---" {
+            if !current.trim().is_empty() {
+                let doc: Value = serde_yaml_ng::from_str(&current)
+                    .unwrap_or_else(|e| panic!("invalid YAML document ({e}):\n{current}"));
+                docs.push(doc);
+            }
+            current.clear();
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    docs
+}
+
+fn str_list(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_sequence)
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| item.as_str().unwrap_or("<not a string>").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every way the Roles and ClusterRoles among `docs` break the rules, one line each.
+fn violations(docs: &[Value], allow: Allow) -> Vec<String> {
+    let mut found = Vec::new();
+    for doc in docs {
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+        if kind != "Role" && kind != "ClusterRole" {
+            continue;
+        }
+        let name = doc
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("<unnamed>");
+        let role = format!("{kind} {name}");
+        if doc.get("aggregationRule").is_some() {
+            found.push(format!(
+                "{role}: aggregationRule pulls in rules from other roles"
+            ));
+        }
+        let exec_allowed = allow == Allow::SessionExec && name == SESSION_EXEC_ROLE;
+        let rules = doc
+            .get("rules")
+            .and_then(Value::as_sequence)
+            .cloned()
+            .unwrap_or_default();
+        for (i, rule) in rules.iter().enumerate() {
+            let at = format!("{role} rule {i}");
+            let verbs = str_list(rule.get("verbs"));
+            let resources = str_list(rule.get("resources"));
+            let groups = str_list(rule.get("apiGroups"));
+            if rule.get("nonResourceURLs").is_some() {
+                found.push(format!("{at}: nonResourceURLs"));
+            }
+            if verbs.is_empty() || resources.is_empty() {
+                found.push(format!("{at}: a rule needs explicit verbs and resources"));
+            }
+            if groups.iter().any(|g| g.contains('*')) {
+                found.push(format!("{at}: wildcard apiGroup"));
+            }
+            for resource in &resources {
+                let lower = resource.to_ascii_lowercase();
+                if lower.contains('*') {
+                    found.push(format!("{at}: wildcard resource `{resource}`"));
+                }
+                let exec_here = exec_allowed && lower == "pods/exec";
+                if FORBIDDEN_RESOURCES.contains(&lower.as_str()) && !exec_here {
+                    found.push(format!("{at}: forbidden resource `{resource}`"));
+                }
+            }
+            for verb in &verbs {
+                let lower = verb.to_ascii_lowercase();
+                let exec_verb = exec_allowed
+                    && resources.iter().all(|r| r == "pods/exec")
+                    && (lower == "create" || lower == "get");
+                if lower.contains('*') {
+                    found.push(format!("{at}: wildcard verb `{verb}`"));
+                } else if !READ_VERBS.contains(&lower.as_str()) && !exec_verb {
+                    found.push(format!("{at}: write or special verb `{verb}`"));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn roles(docs: &[Value]) -> Vec<String> {
+    docs.iter()
+        .filter(|d| {
+            matches!(
+                d.get("kind").and_then(Value::as_str),
+                Some("Role" | "ClusterRole")
+            )
+        })
+        .filter_map(|d| d.get("metadata")?.get("name")?.as_str().map(str::to_string))
+        .collect()
+}
+
+fn runner_overlays() -> Vec<PathBuf> {
+    let dir = workspace_root().join("deploy/runner/overlays");
+    let mut overlays: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("readable overlay folder").path())
+        .filter(|path| path.join("kustomization.yaml").is_file())
+        .collect();
+    overlays.sort();
+    overlays
+}
+
+#[test]
+fn every_runner_overlay_is_read_only() {
+    let overlays = runner_overlays();
+    let names: Vec<String> = overlays
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+        .collect();
+    assert!(
+        names.contains(&"hub".to_string()) && names.contains(&"hosted".to_string()),
+        "expected the hub and hosted overlays, found {names:?}"
+    );
+    for overlay in &overlays {
+        let docs = render(overlay);
+        let roles = roles(&docs);
+        assert!(
+            roles.contains(&"warroom-runner-read".to_string()),
+            "{}: no warroom-runner-read ClusterRole (roles: {roles:?})",
+            overlay.display()
+        );
+        assert!(
+            !roles.contains(&SESSION_EXEC_ROLE.to_string()),
+            "{}: a default overlay must not include the session-exec component",
+            overlay.display()
+        );
+        let found = violations(&docs, Allow::ReadOnly);
+        assert!(
+            found.is_empty(),
+            "{}:\n{}",
+            overlay.display(),
+            found.join("\n")
+        );
+        // The overlays (and Argo CD) set the cluster name by position: it must land there.
+        let cluster = runner_env(&docs, "WARROOM_CLUSTER");
+        assert!(
+            cluster
+                .as_deref()
+                .is_some_and(|c| c != "set-by-overlay" && !c.is_empty()),
+            "{}: WARROOM_CLUSTER is {cluster:?}",
+            overlay.display()
+        );
+    }
+}
+
+/// The value of one environment variable of the runner container, if set.
+fn runner_env(docs: &[Value], name: &str) -> Option<String> {
+    let runner = docs.iter().find(|d| {
+        d.get("kind").and_then(Value::as_str) == Some("StatefulSet")
+            && d.get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(Value::as_str)
+                == Some("warroom-runner")
+    })?;
+    let env = runner
+        .get("spec")?
+        .get("template")?
+        .get("spec")?
+        .get("containers")?
+        .get(0)?
+        .get("env")?
+        .as_sequence()?;
+    env.iter()
+        .find(|e| e.get("name").and_then(Value::as_str) == Some(name))?
+        .get("value")?
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn session_exec_is_opt_in_and_grants_only_exec() {
+    let example = workspace_root().join("deploy/runner/examples/hub-with-session-exec");
+    let docs = render(&example);
+    assert!(roles(&docs).contains(&SESSION_EXEC_ROLE.to_string()));
+    // With the component allowed, nothing else slips in.
+    let found = violations(&docs, Allow::SessionExec);
+    assert!(
+        found.is_empty(),
+        "{}:\n{}",
+        example.display(),
+        found.join("\n")
+    );
+    // Judged as a default overlay, the exec grant is exactly what is flagged.
+    let found = violations(&docs, Allow::ReadOnly);
+    assert!(
+        !found.is_empty(),
+        "the session-exec component grants no exec any more"
+    );
+    for line in &found {
+        assert!(
+            line.contains(SESSION_EXEC_ROLE),
+            "only the session-exec role may be flagged, got: {line}"
+        );
+    }
+    assert!(found.iter().any(|l| l.contains("`pods/exec`")), "{found:?}");
+    assert!(found.iter().any(|l| l.contains("`create`")), "{found:?}");
+}
+
+#[test]
+fn the_checker_catches_bad_roles() {
+    let bad = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: too-much}
+rules:
+  - apiGroups: [""]
+    resources: ["pods", "Secrets"]
+    verbs: ["get", "list"]
+  - apiGroups: ["apps"]
+    resources: ["deployments"]
+    verbs: ["get", "patch"]
+  - apiGroups: ["*"]
+    resources: ["*"]
+    verbs: ["*"]
+  - apiGroups: [""]
+    resources: ["pods/portforward", "pods/attach", "serviceaccounts/token"]
+    verbs: ["create"]
+  - nonResourceURLs: ["/metrics"]
+    verbs: ["get"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: sneaky-exec, namespace: claude-warroom}
+rules:
+  - apiGroups: [""]
+    resources: ["pods/exec"]
+    verbs: ["create"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: aggregated}
+aggregationRule:
+  clusterRoleSelectors:
+    - matchLabels: {rbac.example/aggregate-to-admin: "true"}
+rules: []
+"#;
+    let docs = parse_documents(bad);
+    assert_eq!(docs.len(), 3);
+    let found = violations(&docs, Allow::ReadOnly);
+    let expect = [
+        "ClusterRole too-much rule 0: forbidden resource `Secrets`",
+        "ClusterRole too-much rule 1: write or special verb `patch`",
+        "ClusterRole too-much rule 2: wildcard apiGroup",
+        "ClusterRole too-much rule 2: wildcard resource `*`",
+        "ClusterRole too-much rule 2: wildcard verb `*`",
+        "ClusterRole too-much rule 3: forbidden resource `pods/portforward`",
+        "ClusterRole too-much rule 3: forbidden resource `pods/attach`",
+        "ClusterRole too-much rule 3: forbidden resource `serviceaccounts/token`",
+        "ClusterRole too-much rule 3: write or special verb `create`",
+        "ClusterRole too-much rule 4: nonResourceURLs",
+        "Role sneaky-exec rule 0: forbidden resource `pods/exec`",
+        "Role sneaky-exec rule 0: write or special verb `create`",
+        "ClusterRole aggregated: aggregationRule pulls in rules from other roles",
+    ];
+    for line in expect {
+        assert!(
+            found.iter().any(|f| f == line),
+            "not caught: {line}\nfound:\n{}",
+            found.join("\n")
+        );
+    }
+    // The session-exec allowance is for the component's role only, not for any exec role.
+    let found = violations(&docs, Allow::SessionExec);
+    assert!(
+        found.iter().any(|f| f.starts_with("Role sneaky-exec")),
+        "{found:?}"
+    );
+}
