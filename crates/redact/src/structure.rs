@@ -119,6 +119,59 @@ pub(crate) static SECRET_DATA_JSON_ENTRY: LazyLock<Regex> = LazyLock::new(|| {
     regex(r#"(?:"[^"\n]*"|[A-Za-z0-9._-]+)[ \t]*:[ \t]*(?P<value>"[^"\n]*"|[^,}\s]+)"#)
 });
 
+/// The `"kind"` that follows a JSON object's `data` in `kubectl`'s sorted output.
+pub(crate) static JSON_KIND_AFTER: LazyLock<Regex> =
+    LazyLock::new(|| regex(r#"^[ \t\r\n]*,[ \t\r\n]*"kind"[ \t]*:[ \t]*"(?P<kind>[A-Za-z]+)""#));
+
+/// A YAML `kind:` line, perhaps the first key of a list item.
+pub(crate) static YAML_KIND: LazyLock<Regex> =
+    LazyLock::new(|| regex(r#"^[ \t]*(?:-[ \t]+)?kind:[ \t]*["']?(?P<kind>[A-Za-z]+)"#));
+
+/// The `kind` of the YAML object whose key at column `column` is on line `at`, looking at
+/// that key's siblings above and below.
+fn yaml_object_kind<'h>(lines: &[&'h str], at: usize, column: usize) -> Option<&'h str> {
+    let kind_of = |line: &'h str| {
+        YAML_KIND
+            .captures(line)
+            .and_then(|c| c.name("kind"))
+            .map(|m| m.as_str())
+    };
+    for line in lines[..at].iter().rev() {
+        let content = line.trim_end_matches(['\n', '\r']);
+        if content.trim().is_empty() {
+            continue;
+        }
+        let indent = indent_of(content);
+        let item = content[indent..].starts_with("- ");
+        if indent == column || (item && indent + 2 == column) {
+            if let Some(kind) = kind_of(content) {
+                return Some(kind);
+            }
+            if item {
+                break;
+            }
+        } else if indent < column {
+            break;
+        }
+    }
+    for line in &lines[at + 1..] {
+        let content = line.trim_end_matches(['\n', '\r']);
+        if content.trim().is_empty() {
+            continue;
+        }
+        let indent = indent_of(content);
+        if indent < column || (indent == column && content[indent..].starts_with("- ")) {
+            break;
+        }
+        if indent == column
+            && let Some(kind) = kind_of(content)
+        {
+            return Some(kind);
+        }
+    }
+    None
+}
+
 pub(crate) static YAML_BLOCK_START: LazyLock<Regex> = LazyLock::new(|| {
     regex(r#"^(?P<lead>[ \t]*(?:-[ \t]+)?)(?P<key>data|stringData|"data"|"stringData"):[ \t]*$"#)
 });
@@ -130,6 +183,14 @@ pub(crate) static YAML_ENTRY: LazyLock<Regex> = LazyLock::new(|| {
 pub(crate) fn secret_data_json<'h>(input: &'h str, counts: &mut Counts) -> Cow<'h, str> {
     let mut edits = Edits::new(input);
     for caps in SECRET_DATA_JSON.captures_iter(input) {
+        // `kubectl -o json` sorts keys, so the object's kind follows its `data`: a
+        // ConfigMap's data is configuration, not a secret. Unknown kinds are redacted.
+        if let Some(whole) = caps.get(0)
+            && let Some(kind) = JSON_KIND_AFTER.captures(&input[whole.end()..])
+            && &kind["kind"] != "Secret"
+        {
+            continue;
+        }
         let string_data = caps
             .name("k1")
             .or_else(|| caps.name("k2"))
@@ -164,6 +225,8 @@ struct DataBlock {
     entry_indent: Option<usize>,
     /// Whether the lines below the current entry belong to a redacted block scalar (`|`).
     in_scalar: bool,
+    /// Whether the object is known not to be a Secret (a ConfigMap's `data`).
+    not_secret: bool,
 }
 
 fn indent_of(line: &str) -> usize {
@@ -174,7 +237,8 @@ pub(crate) fn secret_data_yaml<'h>(input: &'h str, counts: &mut Counts) -> Cow<'
     let mut edits = Edits::new(input);
     let mut block: Option<DataBlock> = None;
     let mut offset = 0;
-    for line in input.split_inclusive('\n') {
+    let lines: Vec<&str> = input.split_inclusive('\n').collect();
+    for (at, line) in lines.iter().enumerate() {
         let start = offset;
         offset += line.len();
         let content = line.trim_end_matches(['\n', '\r']);
@@ -184,6 +248,9 @@ pub(crate) fn secret_data_yaml<'h>(input: &'h str, counts: &mut Counts) -> Cow<'
                 continue;
             }
             if indent > current.indent {
+                if current.not_secret {
+                    continue;
+                }
                 let entry_indent = *current.entry_indent.get_or_insert(indent);
                 if indent > entry_indent && current.in_scalar {
                     if !is_placeholder(&content[indent..]) {
@@ -215,11 +282,13 @@ pub(crate) fn secret_data_yaml<'h>(input: &'h str, counts: &mut Counts) -> Cow<'
             block = None;
         }
         if let Some(open) = YAML_BLOCK_START.captures(content) {
+            let column = open["lead"].len();
             block = Some(DataBlock {
-                indent: open["lead"].len(),
+                indent: column,
                 string_data: open["key"].trim_matches('"') == "stringData",
                 entry_indent: None,
                 in_scalar: false,
+                not_secret: yaml_object_kind(&lines, at, column).is_some_and(|k| k != "Secret"),
             });
         }
     }
@@ -574,6 +643,8 @@ mod tests {
             &SECRET_DATA_JSON_ENTRY,
             &YAML_BLOCK_START,
             &YAML_ENTRY,
+            &JSON_KIND_AFTER,
+            &YAML_KIND,
             &KUBECONFIG,
             &HEADER,
             &ENV_YAML,

@@ -227,6 +227,18 @@ fn secret_data_in_yaml_is_redacted() {
 }
 
 #[test]
+fn config_map_data_is_not_secret_data() {
+    let yaml = "apiVersion: v1\ndata:\n  ca-bundle: Y2VydGlmaWNhdGU=\n  mode: cHJvZA==\nkind: ConfigMap\nmetadata:\n  name: x\n";
+    assert_eq!(t(yaml), yaml);
+    let list = "items:\n- apiVersion: v1\n  data:\n    mode: cHJvZA==\n  kind: ConfigMap\n- apiVersion: v1\n  data:\n    password: aHVudGVyMg==\n  kind: Secret\n";
+    let out = t(list);
+    assert!(out.contains("mode: cHJvZA=="), "{out}");
+    assert!(!out.contains("aHVudGVyMg=="), "{out}");
+    let json_text = "{\n    \"apiVersion\": \"v1\",\n    \"data\": {\n        \"mode\": \"cHJvZA==\"\n    },\n    \"kind\": \"ConfigMap\"\n}";
+    assert_eq!(t(json_text), json_text);
+}
+
+#[test]
 fn secret_data_in_json_is_redacted() {
     let json_text = "{\n    \"apiVersion\": \"v1\",\n    \"data\": {\n        \"password\": \"aHVudGVyMg==\",\n        \"user\": \"YWRtaW4=\"\n    },\n    \"kind\": \"Secret\"\n}";
     let out = t(json_text);
