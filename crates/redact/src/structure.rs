@@ -483,6 +483,7 @@ pub(crate) fn connection_strings<'h>(input: &'h str, counts: &mut Counts) -> Cow
     for caps in CONNECTION_STRING.captures_iter(input) {
         if let (Some(key), Some(value)) = (caps.name("key"), caps.name("value"))
             && !is_trivial(value.as_str())
+            && !is_path(value.as_str())
         {
             // `Pwd` alone is a password here, not the working directory.
             let kind = match key.as_str().to_ascii_lowercase().as_str() {
