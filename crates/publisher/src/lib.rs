@@ -24,7 +24,7 @@
 //! push: [`Published`] is what such a reporter would receive.
 
 mod config;
-pub mod redact;
+pub use warroom_redact as redact;
 mod render;
 mod repo;
 mod tree;
