@@ -370,6 +370,11 @@ pub(crate) fn headers<'h>(input: &'h str, counts: &mut Counts) -> Cow<'h, str> {
         else {
             continue;
         };
+        // A value already replaced, even where `[` would read as Go's `Name:[value]`.
+        let value_start = caps.name("bracket").map_or(quote.start(), |b| b.start());
+        if is_placeholder(&input[value_start..]) || is_placeholder(&input[quote.end()..]) {
+            continue;
+        }
         let quote_byte = quote.as_str().bytes().next();
         let start = quote.end();
         let end = header_value_end(

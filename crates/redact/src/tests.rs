@@ -618,6 +618,16 @@ fn counts_say_what_was_removed() {
     );
 }
 
+/// Inputs the property tests found, kept as plain cases.
+#[test]
+fn found_by_the_property_tests() {
+    for input in ["Cookie=-", "Cookie=A"] {
+        let once = t(input);
+        assert_eq!(t(&once), once, "{input}");
+        assert_eq!(text(input).removed.total(), 1, "{input}");
+    }
+}
+
 #[test]
 fn redaction_is_deterministic() {
     let input = "token=abc password=def Bearer abcdefgh12345678";
