@@ -164,7 +164,10 @@ mod tests {
         assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_interval("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_interval("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["", "s", "5x", "-5s", "1.5s", "10ms", "0"] {
+        // The one duration syntax of every daemon (humantime): fractions and compound values.
+        assert_eq!(parse_interval("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_interval("1m 30s"), Ok(Duration::from_secs(90)));
+        for bad in ["", "s", "5x", "-5s", "10ms", "0"] {
             assert!(parse_interval(bad).is_err(), "{bad:?} was accepted");
         }
     }

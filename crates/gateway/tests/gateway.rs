@@ -9,7 +9,9 @@ use tokio::task::JoinHandle;
 use warroom_gateway::Config;
 use warroom_proto::names;
 use warroom_proto::wire::{AcceptedRequest, StatusUpdate};
-use warroom_proto::{FieldError, RequestPhase};
+use warroom_proto::{
+    FieldError, RequestId, RequestPhase, RequestStatus, ResultsDir, Stream, Subject,
+};
 use warroom_runtime::Health;
 use warroom_testkit::{BareRemote, DEFAULT_TIMEOUT, NatsServer, WorkClone, wait_for, wait_until};
 
@@ -38,6 +40,12 @@ fn invalid() -> String {
     VALID
         .replace("timeout: 600", "timeout: 5")
         .replace("  engineer: alice\n", "")
+}
+
+/// A request id for a test; the ids used here are all valid.
+fn id(id: &str) -> RequestId {
+    id.parse()
+        .unwrap_or_else(|e| panic!("the test's request id: {e}"))
 }
 
 /// A nats-server, a git remote with a working clone, and a gateway that can be stopped
@@ -85,7 +93,7 @@ impl Stack {
         ];
         args.extend(self.extra_args.iter().cloned());
         let config = Config::try_parse_from(args).expect("the test's arguments parse");
-        let health = Health::default();
+        let health = Health::new("gateway");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(warroom_gateway::run_with_health(
             config,
@@ -130,46 +138,64 @@ impl Stack {
         commit
     }
 
-    async fn stream(&self, name: &str) -> async_nats::jetstream::stream::Stream {
+    async fn stream(&self, stream: Stream) -> async_nats::jetstream::stream::Stream {
         let js = self.nats.jetstream().await;
-        wait_for(format!("stream {name} exists"), DEFAULT_TIMEOUT, || {
+        wait_for(format!("stream {stream} exists"), DEFAULT_TIMEOUT, || {
             let js = js.clone();
-            async move { js.get_stream(name).await.ok() }
+            async move { js.get_stream(stream.name()).await.ok() }
         })
         .await
     }
 
-    /// Every message in the stream `name`, as (subject, payload).
-    async fn messages(&self, name: &str) -> Vec<(String, Vec<u8>)> {
-        let mut stream = self.stream(name).await;
-        let state = stream.info().await.expect("stream info").state.clone();
+    /// Every message in `stream`, as (subject, payload). A subject that is not one of ours
+    /// fails the test: the gateway builds every subject with [`Subject`].
+    async fn messages(&self, stream: Stream) -> Vec<(Subject, Vec<u8>)> {
+        let mut handle = self.stream(stream).await;
+        let state = handle.info().await.expect("stream info").state.clone();
         let mut out = Vec::new();
         if state.messages == 0 {
             return out;
         }
         for sequence in state.first_sequence..=state.last_sequence {
-            if let Ok(message) = stream.get_raw_message(sequence).await {
-                out.push((message.subject.to_string(), message.payload.to_vec()));
+            if let Ok(message) = handle.get_raw_message(sequence).await {
+                let subject = Subject::parse(message.subject.as_str())
+                    .unwrap_or_else(|e| panic!("in {stream}: {e}"));
+                out.push((subject, message.payload.to_vec()));
             }
         }
         out
     }
 
-    async fn message_count(&self, name: &str) -> u64 {
-        let mut stream = self.stream(name).await;
-        stream.info().await.expect("stream info").state.messages
+    /// The subjects of every message in `stream`, in order.
+    async fn subjects(&self, stream: Stream) -> Vec<Subject> {
+        let messages = self.messages(stream).await;
+        messages.into_iter().map(|(subject, _)| subject).collect()
     }
 
-    /// Waits for the last message on `subject` in the stream `name` and decodes it.
-    async fn wait_message<T: serde::de::DeserializeOwned>(&self, name: &str, subject: &str) -> T {
-        let stream = self.stream(name).await;
+    async fn message_count(&self, stream: Stream) -> u64 {
+        let mut handle = self.stream(stream).await;
+        handle.info().await.expect("stream info").state.messages
+    }
+
+    /// Waits for the last message on `subject` (in the stream that stores it) and decodes it.
+    async fn wait_message<T: serde::de::DeserializeOwned>(&self, subject: &Subject) -> T {
+        let stream = self.stream(subject.stream()).await;
+        let subject = subject.to_string();
         let message = wait_for(format!("a message on {subject}"), DEFAULT_TIMEOUT, || {
             let stream = stream.clone();
-            let subject = subject.to_owned();
+            let subject = subject.clone();
             async move { stream.get_last_raw_message_by_subject(&subject).await.ok() }
         })
         .await;
         serde_json::from_slice(&message.payload).expect("the message decodes")
+    }
+
+    async fn wait_accepted(&self, request: &str) -> AcceptedRequest {
+        self.wait_message(&Subject::Request(id(request))).await
+    }
+
+    async fn wait_status(&self, request: &str) -> StatusUpdate {
+        self.wait_message(&Subject::Status(id(request))).await
     }
 
     /// The cursor the gateway keeps in NATS, once it equals `commit`.
@@ -190,10 +216,10 @@ impl Stack {
     /// Waits until the running gateway completed `n` more polls than it had so far.
     async fn wait_polls(&self, n: u64) {
         let health = self.health().clone();
-        let target = health.metrics.get("polls_total") + n;
+        let target = health.metrics.get("polls") + n;
         wait_until(format!("{n} more polls"), DEFAULT_TIMEOUT, || {
             let health = health.clone();
-            async move { health.metrics.get("polls_total") >= target }
+            async move { health.metrics.get("polls") >= target }
         })
         .await;
     }
@@ -217,17 +243,13 @@ async fn one_push_publishes_the_valid_request_and_rejects_the_invalid_ones() {
         ("requests/pending/sub/r-nested.yaml", VALID),
     ]);
 
-    let accepted: AcceptedRequest = stack
-        .wait_message(names::REQUESTS_STREAM, &names::request_subject("r-valid"))
-        .await;
+    let accepted = stack.wait_accepted("r-valid").await;
     assert_eq!(accepted.id, "r-valid");
     assert_eq!(accepted.commit, commit);
     assert_eq!(accepted.results_dir, "results/r-valid");
     assert_eq!(accepted.request.metadata.engineer, "alice");
 
-    let rejected: StatusUpdate = stack
-        .wait_message(names::EVENTS_STREAM, &names::status_subject("r-bad"))
-        .await;
+    let rejected = stack.wait_status("r-bad").await;
     let status = rejected.status;
     assert_eq!(status.id, "r-bad");
     assert_eq!(status.phase, RequestPhase::Rejected);
@@ -248,18 +270,18 @@ async fn one_push_publishes_the_valid_request_and_rejects_the_invalid_ones() {
 
     stack.wait_cursor(&commit).await;
     // The file whose name is not a request id is rejected under a sanitized id.
-    let events = stack.messages(names::EVENTS_STREAM).await;
-    let subjects: Vec<&str> = events.iter().map(|(s, _)| s.as_str()).collect();
+    let events = stack.messages(Stream::Events).await;
+    let subjects: Vec<&Subject> = events.iter().map(|(s, _)| s).collect();
     assert_eq!(events.len(), 2, "{subjects:?}");
     let (subject, payload) = events
         .iter()
-        .find(|(s, _)| s.starts_with("warroom.status.my-request-"))
+        .find(|(s, _)| matches!(s, Subject::Status(request) if request.starts_with("my-request-")))
         .unwrap_or_else(|| panic!("no rejection for `my request.yaml` in {subjects:?}"));
     let update: StatusUpdate = serde_json::from_slice(payload).unwrap();
-    assert_eq!(names::status_subject(&update.status.id), *subject);
+    assert_eq!(*subject, Subject::Status(update.status.id.clone()));
     assert_eq!(
         update.status.results_dir,
-        format!("results/{}", update.status.id)
+        ResultsDir::default_for(&update.status.id)
     );
     assert!(
         update
@@ -271,9 +293,9 @@ async fn one_push_publishes_the_valid_request_and_rejects_the_invalid_ones() {
 
     // Only the valid request reached the dispatcher's stream; the text file and the file in
     // a subfolder were ignored.
-    assert_eq!(stack.message_count(names::REQUESTS_STREAM).await, 1);
-    assert_eq!(health.metrics.get("requests_accepted_total"), 1);
-    assert_eq!(health.metrics.get("requests_rejected_total"), 2);
+    assert_eq!(stack.message_count(Stream::Requests).await, 1);
+    assert_eq!(health.metrics.get("requests_accepted"), 1);
+    assert_eq!(health.metrics.get("requests_rejected"), 2);
     stack.stop().await;
 }
 
@@ -282,42 +304,30 @@ async fn a_restart_neither_reruns_nor_skips_requests() {
     let mut stack = Stack::new(&[]).await;
     stack.start();
     let first = stack.push(&[("requests/pending/r1.yaml", VALID)]);
-    let _: AcceptedRequest = stack
-        .wait_message(names::REQUESTS_STREAM, &names::request_subject("r1"))
-        .await;
+    stack.wait_accepted("r1").await;
     stack.wait_cursor(&first).await;
     stack.stop().await;
 
     // Pushed while the gateway is down: picked up after the restart.
     let while_down = stack.push(&[("requests/pending/r2.yaml", VALID)]);
     let health = stack.start();
-    let r2: AcceptedRequest = stack
-        .wait_message(names::REQUESTS_STREAM, &names::request_subject("r2"))
-        .await;
+    let r2 = stack.wait_accepted("r2").await;
     assert_eq!(r2.commit, while_down);
     stack.wait_cursor(&while_down).await;
 
     // Pushed after the restart: published too.
     let after = stack.push(&[("requests/pending/r3.yaml", VALID)]);
-    let _: AcceptedRequest = stack
-        .wait_message(names::REQUESTS_STREAM, &names::request_subject("r3"))
-        .await;
+    stack.wait_accepted("r3").await;
     stack.wait_cursor(&after).await;
     stack.wait_polls(3).await;
 
     // r1 was not published again: the restarted gateway published two requests (a repeat
     // of r1 would be dropped by the stream's deduplication, so count at the source too),
     // and the stream holds exactly one message per request.
-    assert_eq!(health.metrics.get("requests_accepted_total"), 2);
-    let messages = stack.messages(names::REQUESTS_STREAM).await;
-    let subjects: Vec<&str> = messages.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(health.metrics.get("requests_accepted"), 2);
     assert_eq!(
-        subjects,
-        [
-            "warroom.requests.r1",
-            "warroom.requests.r2",
-            "warroom.requests.r3"
-        ]
+        stack.subjects(Stream::Requests).await,
+        ["r1", "r2", "r3"].map(|r| Subject::Request(id(r)))
     );
     stack.stop().await;
 }
@@ -327,32 +337,129 @@ async fn the_head_check_fetches_only_when_the_head_moved() {
     let mut stack = Stack::new(&[]).await;
     let health = stack.start();
     stack.wait_cursor(&stack.remote.head()).await;
-    let fetches = health.metrics.get("fetches_total");
+    let fetches = health.metrics.get("fetches");
     assert_eq!(fetches, 1, "the first poll fetches once");
     assert!(health.is_ready());
 
     stack.wait_polls(5).await;
-    assert_eq!(health.metrics.get("fetches_total"), fetches);
+    assert_eq!(health.metrics.get("fetches"), fetches);
 
     let commit = stack.push(&[("requests/pending/r1.yaml", VALID)]);
     stack.wait_cursor(&commit).await;
-    assert_eq!(health.metrics.get("fetches_total"), fetches + 1);
+    assert_eq!(health.metrics.get("fetches"), fetches + 1);
+    stack.stop().await;
+}
+
+/// What someone who can push but is not the publisher might commit to claim that request
+/// `request` already ran: a finished status with a revision far above any real one.
+fn planted_status(request: &str) -> String {
+    let request = id(request);
+    let status = RequestStatus {
+        results_dir: ResultsDir::default_for(&request),
+        id: request,
+        phase: RequestPhase::Completed,
+        clusters: Default::default(),
+        error: None,
+        errors: Vec::new(),
+        mode: None,
+        engineer: Some("mallory".to_owned()),
+        revision: 1_000_000,
+        updated_at: warroom_proto::now(),
+    };
+    serde_json::to_string_pretty(&status).expect("a status encodes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_status_does_not_stop_a_request_pushed_after_it() {
+    let mut stack = Stack::new(&[]).await;
+    let health = stack.start();
+    stack.wait_cursor(&stack.remote.head()).await;
+
+    // Someone else, from a clone of their own, plants a finished status for the id an
+    // engineer is about to use.
+    let someone = stack.remote.work_clone();
+    someone.write("results/r-planted/status.json", planted_status("r-planted"));
+    someone.git(["add", "--all"]);
+    someone.git([
+        "commit",
+        "--quiet",
+        "--author",
+        "Someone <someone@example.invalid>",
+        "--message",
+        "results for r-planted",
+    ]);
+    someone.push();
+    let planted = someone.head();
+    stack.wait_cursor(&planted).await;
+
+    // The engineer pushes the request on top of it.
+    stack.clone.pull();
+    let commit = stack.push(&[("requests/pending/r-planted.yaml", VALID)]);
+    let accepted = stack.wait_accepted("r-planted").await;
+    assert_eq!(accepted.commit, commit);
+    assert_eq!(accepted.results_dir, "results/r-planted");
+    stack.wait_cursor(&commit).await;
+    assert_eq!(health.metrics.get("requests_accepted"), 1);
+    assert_eq!(
+        stack.subjects(Stream::Requests).await,
+        [Subject::Request(id("r-planted"))]
+    );
+    // Nor was anything said about it on its behalf: no rejection, no status.
+    assert_eq!(stack.message_count(Stream::Events).await, 0);
     stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_start_publishes_requests_without_results_only() {
+async fn the_first_start_publishes_every_pending_request_whatever_results_say() {
     let mut stack = Stack::new(&[]).await;
     let head = stack.push(&[
-        ("requests/pending/r-done.yaml", VALID),
-        ("results/r-done/status.json", "{}"),
+        ("requests/pending/r-planted.yaml", VALID),
+        (
+            "results/r-planted/status.json",
+            &planted_status("r-planted"),
+        ),
         ("requests/pending/r-new.yaml", VALID),
     ]);
     stack.start();
     stack.wait_cursor(&head).await;
-    let messages = stack.messages(names::REQUESTS_STREAM).await;
-    let subjects: Vec<&str> = messages.iter().map(|(s, _)| s.as_str()).collect();
-    assert_eq!(subjects, ["warroom.requests.r-new"]);
+    assert_eq!(
+        stack.subjects(Stream::Requests).await,
+        ["r-new", "r-planted"].map(|r| Subject::Request(id(r)))
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_must_end_in_the_request_id() {
+    let mut stack = Stack::new(&[]).await;
+    stack.start();
+    let with_destination =
+        |destination: &str| format!("{VALID}  output:\n    destination: {destination}\n");
+    let head = stack.push(&[
+        (
+            "requests/pending/r-other.yaml",
+            &with_destination("results/r-victim/"),
+        ),
+        (
+            "requests/pending/r-team.yaml",
+            &with_destination("results/team-a/r-team/"),
+        ),
+    ]);
+    let update = stack.wait_status("r-other").await;
+    assert_eq!(update.status.phase, RequestPhase::Rejected);
+    assert!(
+        has_error(&update.status.errors, "spec.output.destination"),
+        "{:?}",
+        update.status.errors
+    );
+    assert_eq!(update.status.results_dir, "results/r-other");
+    let accepted = stack.wait_accepted("r-team").await;
+    assert_eq!(accepted.results_dir, "results/team-a/r-team");
+    stack.wait_cursor(&head).await;
+    assert_eq!(
+        stack.subjects(Stream::Requests).await,
+        [Subject::Request(id("r-team"))]
+    );
     stack.stop().await;
 }
 
@@ -361,9 +468,7 @@ async fn a_force_push_past_the_cursor_rescans_the_head() {
     let mut stack = Stack::new(&[]).await;
     stack.start();
     let first = stack.push(&[("requests/pending/r1.yaml", VALID)]);
-    let _: AcceptedRequest = stack
-        .wait_message(names::REQUESTS_STREAM, &names::request_subject("r1"))
-        .await;
+    stack.wait_accepted("r1").await;
     stack.wait_cursor(&first).await;
 
     // Rewrite history: drop the commit that added r1 and add r2 instead.
@@ -374,11 +479,9 @@ async fn a_force_push_past_the_cursor_rescans_the_head() {
         .clone
         .git(["push", "--quiet", "--force", "origin", "HEAD"]);
 
-    let _: AcceptedRequest = stack
-        .wait_message(names::REQUESTS_STREAM, &names::request_subject("r2"))
-        .await;
+    stack.wait_accepted("r2").await;
     stack.wait_cursor(&rewritten).await;
-    assert_eq!(stack.message_count(names::REQUESTS_STREAM).await, 2);
+    assert_eq!(stack.message_count(Stream::Requests).await, 2);
     stack.stop().await;
 }
 
@@ -393,9 +496,7 @@ async fn requests_for_clusters_outside_the_policy_are_rejected() {
             &VALID.replace("prod-cluster-1", "production-hub"),
         ),
     ]);
-    let update: StatusUpdate = stack
-        .wait_message(names::EVENTS_STREAM, &names::status_subject("r-denied"))
-        .await;
+    let update = stack.wait_status("r-denied").await;
     assert_eq!(update.status.phase, RequestPhase::Rejected);
     assert!(
         has_error(&update.status.errors, "spec.targetCluster.name"),
@@ -403,11 +504,9 @@ async fn requests_for_clusters_outside_the_policy_are_rejected() {
         update.status.errors
     );
     assert_eq!(update.status.engineer.as_deref(), Some("alice"));
-    let _: AcceptedRequest = stack
-        .wait_message(names::REQUESTS_STREAM, &names::request_subject("r-allowed"))
-        .await;
+    stack.wait_accepted("r-allowed").await;
     stack.wait_cursor(&head).await;
-    assert_eq!(stack.message_count(names::REQUESTS_STREAM).await, 1);
+    assert_eq!(stack.message_count(Stream::Requests).await, 1);
     stack.stop().await;
 }
 
@@ -454,25 +553,19 @@ spec:
         ("requests/pending/r-session.yaml", session),
         ("requests/pending/r-ok.yml", VALID),
     ]);
-    let huge: StatusUpdate = stack
-        .wait_message(names::EVENTS_STREAM, &names::status_subject("r-huge"))
-        .await;
+    let huge = stack.wait_status("r-huge").await;
     assert!(
         huge.status.errors[0].message.contains("at most"),
         "{:?}",
         huge.status.errors
     );
-    let session: StatusUpdate = stack
-        .wait_message(names::EVENTS_STREAM, &names::status_subject("r-session"))
-        .await;
+    let session = stack.wait_status("r-session").await;
     assert!(
         has_error(&session.status.errors, "kind"),
         "{:?}",
         session.status.errors
     );
-    let _: AcceptedRequest = stack
-        .wait_message(names::REQUESTS_STREAM, &names::request_subject("r-ok"))
-        .await;
+    stack.wait_accepted("r-ok").await;
     stack.wait_cursor(&head).await;
     stack.stop().await;
 }
