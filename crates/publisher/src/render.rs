@@ -163,7 +163,10 @@ pub(crate) fn cluster_report(
         }
     }
     out.push_str("\n## Report\n\n");
-    let text = redact::text(report.final_text.trim_end());
+    // The agent read text anyone in the cluster can write (logs, events, annotations): its
+    // Markdown is made inert (no remote images, no raw HTML) so that reading the report on
+    // GitHub never contacts another host.
+    let text = redact::markdown::neutralize(&redact::text(report.final_text.trim_end()));
     if text.trim().is_empty() {
         out.push_str("_The agent wrote no final text._\n");
     } else {
@@ -295,14 +298,14 @@ mod tests {
 
     fn status(phase: RequestPhase) -> RequestStatus {
         RequestStatus {
-            id: "r1".to_owned(),
+            id: "r1".parse().unwrap(),
             phase,
             clusters: BTreeMap::new(),
             error: None,
             errors: Vec::new(),
             mode: None,
             engineer: Some("alice".to_owned()),
-            results_dir: "results/r1".to_owned(),
+            results_dir: "results/r1".parse().unwrap(),
             revision: 3,
             updated_at: time::macros::datetime!(2026-11-23 12:00 UTC),
         }
@@ -327,6 +330,21 @@ mod tests {
     }
 
     #[test]
+    fn nothing_in_a_report_loads_by_itself() {
+        let s = status(RequestPhase::Completed);
+        let report = ClusterReport {
+            final_text: "## Findings\n![pixel](https://tracker.example/p.png?x=1)\n\
+                         <img src=\"https://tracker.example/i.png\">\n- etcd is slow\n"
+                .to_owned(),
+            permission_denials: Vec::new(),
+        };
+        let md = cluster_report(&s, "hub", &report, None);
+        assert!(!md.contains("![pixel]("), "{md}");
+        assert!(!md.contains("<img"), "{md}");
+        assert!(md.contains("## Findings") && md.contains("- etcd is slow"), "{md}");
+    }
+
+    #[test]
     fn the_cluster_report_has_the_figures_denials_and_final_text() {
         let mut s = status(RequestPhase::Completed);
         let mut line = ClusterStatus::new(ClusterType::Hub, ClusterPhase::Completed);
@@ -334,7 +352,7 @@ mod tests {
         line.cost_usd = Some(0.5);
         line.num_turns = Some(4);
         line.permission_denials = 1;
-        s.clusters.insert("hub".to_owned(), line);
+        s.clusters.insert("hub".parse().unwrap(), line);
         let report = ClusterReport {
             final_text: "## Root cause\netcd is slow; password=hunter2".to_owned(),
             permission_denials: vec![Denial {
@@ -382,12 +400,12 @@ mod tests {
     fn the_readme_links_reports_and_lists_validation_errors() {
         let mut s = status(RequestPhase::Completed);
         s.clusters.insert(
-            "hub".to_owned(),
+            "hub".parse().unwrap(),
             ClusterStatus::new(ClusterType::Hub, ClusterPhase::Completed),
         );
         let mut reports = BTreeMap::new();
         reports.insert(
-            "hub".to_owned(),
+            "hub".parse().unwrap(),
             ClusterReport {
                 final_text: "ok".to_owned(),
                 permission_denials: Vec::new(),
