@@ -43,6 +43,10 @@ impl Config {
         if self.common.nats_url.trim().is_empty() {
             return invalid("--nats-url must not be empty".to_owned());
         }
+        let problems = self.common.problems();
+        if !problems.is_empty() {
+            return invalid(problems.join("; "));
+        }
         if self.pickup_timeout.is_zero() {
             return invalid("--pickup-timeout must be longer than zero".to_owned());
         }
@@ -93,21 +97,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        for bad in [
-            "",
-            "m",
-            "10 minutes",
-            "-1s",
-            "1.5s",
-            "99999999999999999999h",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+    fn duration_flags_take_the_runtimes_syntax() {
+        // The syntax itself is tested in `warroom_runtime::duration`; this checks that the
+        // dispatcher's flags use it.
+        let config = Config::parse_from([
+            "warroom-dispatcher",
+            "--pickup-timeout",
+            "1h 30m",
+            "--run-grace",
+            "90",
+            "--sweep-interval",
+            "500ms",
+        ]);
+        assert_eq!(config.pickup_timeout, Duration::from_secs(5400));
+        assert_eq!(config.run_grace, Duration::from_secs(90));
+        assert_eq!(config.sweep_interval, Duration::from_millis(500));
+        for bad in ["", "m", "-1s", "99999999999999999999h"] {
+            assert!(
+                Config::try_parse_from(["warroom-dispatcher", "--pickup-timeout", bad]).is_err(),
+                "{bad:?} was accepted"
+            );
         }
     }
 

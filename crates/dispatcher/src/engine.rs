@@ -13,18 +13,20 @@
 //!   the same snapshot again, again discarded as a duplicate;
 //! - a message is acknowledged only after all of that.
 //!
+//! Messages arrive as typed [`Delivery`]s: the bus has already decoded them and checked them
+//! against their subject (a payload that does not decode is dead-lettered before it gets
+//! here), so request ids and cluster names are checked identities from here on.
+//!
 //! One task handling one message at a time also keeps each request's snapshots in revision
 //! order on the events stream, which is the order the publisher writes them to git.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
-use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::{self, AckKind, stream};
-use serde::Serialize;
+use async_nats::jetstream::stream;
 use tracing::{debug, error, info, instrument, warn};
-use warroom_proto::names::{self, MAX_CLUSTER_NAME_LEN, MAX_REQUEST_ID_LEN, check_token};
-use warroom_proto::{AcceptedRequest, RunnerReport};
-use warroom_runtime::{Bus, Metrics};
+use warroom_proto::{AcceptedRequest, ClusterName, RequestId, RunnerReport, Subject, names};
+use warroom_runtime::{Bus, Delivery, Metrics};
 
 use crate::state::{Applied, RequestState, Step, Timeouts};
 use crate::store::{Modified, Store};
@@ -35,20 +37,29 @@ use crate::{Error, Result};
 const MAX_STEPS: usize = 256;
 
 /// How long a message whose handling failed for a passing reason (NATS unavailable, a write
-/// conflict storm) waits before it is redelivered.
-pub const RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+/// conflict storm) waits before its first redelivery; each further one waits this much
+/// longer, up to [`MAX_RETRY_DELAY`]. The consumer's delivery limit bounds the retries, so the
+/// growing delay is what lets a message outlast a NATS hiccup of a few minutes.
+pub const RETRY_DELAY: Duration = Duration::from_secs(2);
 
-/// The counters the dispatcher exports on `/metrics`.
-const COUNTERS: [&str; 9] = [
-    "warroom_dispatcher_requests_accepted_total",
-    "warroom_dispatcher_requests_finished_total",
-    "warroom_dispatcher_tasks_published_total",
-    "warroom_dispatcher_statuses_published_total",
-    "warroom_dispatcher_reports_total",
-    "warroom_dispatcher_reports_ignored_total",
-    "warroom_dispatcher_timeouts_total",
-    "warroom_dispatcher_bad_messages_total",
-    "warroom_dispatcher_retries_total",
+/// The longest wait before a redelivery.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// The counters the dispatcher exports on `/metrics`, as
+/// `warroom_dispatcher_<name>_total`. `dead_letters` (alerted on, see `deploy/METRICS.md`)
+/// counts the messages this dispatcher set aside after handling them; payloads that do not
+/// even decode are set aside by the bus before they reach it and are not counted here.
+const COUNTERS: [&str; 10] = [
+    "requests_accepted",
+    "requests_finished",
+    "tasks_published",
+    "statuses_published",
+    "reports",
+    "reports_ignored",
+    "timeouts",
+    "bad_messages",
+    "retries",
+    "dead_letters",
 ];
 
 /// The dispatcher's state between messages: connections, and the requests still in flight.
@@ -57,13 +68,14 @@ pub struct Engine {
     bus: Bus,
     store: Store,
     tasks: stream::Stream,
-    /// The results consumer, to see whether runner reports wait undelivered.
-    results: PullConsumer,
+    /// The results stream, to see whether runner reports wait for this dispatcher's
+    /// consumer, delivered or not.
+    results: stream::Stream,
     timeouts: Timeouts,
     metrics: Metrics,
     /// Requests that are not final (or whose last snapshot is unpublished): what the sweep
     /// visits. Rebuilt from the bucket at start, so a restart loses none.
-    active: BTreeSet<String>,
+    active: BTreeSet<RequestId>,
 }
 
 impl Engine {
@@ -71,7 +83,7 @@ impl Engine {
         bus: Bus,
         store: Store,
         tasks: stream::Stream,
-        results: PullConsumer,
+        results: stream::Stream,
         timeouts: Timeouts,
         metrics: Metrics,
     ) -> Self {
@@ -108,66 +120,50 @@ impl Engine {
         Ok(())
     }
 
-    /// Handles one message of the requests stream and acknowledges it.
-    pub async fn on_request_message(&mut self, message: jetstream::Message) {
-        let outcome = match serde_json::from_slice::<AcceptedRequest>(&message.payload) {
-            Ok(request) => self.accept(request).await,
-            Err(e) => Err(Error::InvalidMessage(format!(
-                "{} is not an accepted request: {e}",
-                message.subject
-            ))),
-        };
-        self.settle_message(&message, outcome).await;
+    /// Handles one accepted request and settles its delivery.
+    pub async fn on_request(&mut self, delivery: Delivery<AcceptedRequest>) {
+        let outcome = self.accept(delivery.message.clone()).await;
+        self.settle(&delivery, outcome).await;
     }
 
-    /// Handles one message of the results stream and acknowledges it.
-    pub async fn on_report_message(&mut self, message: jetstream::Message) {
-        let outcome = match serde_json::from_slice::<RunnerReport>(&message.payload) {
-            Ok(report) => self.report(report).await,
-            Err(e) => Err(Error::InvalidMessage(format!(
-                "{} is not a runner report: {e}",
-                message.subject
-            ))),
-        };
-        self.settle_message(&message, outcome).await;
+    /// Handles one runner report and settles its delivery.
+    pub async fn on_report(&mut self, delivery: Delivery<RunnerReport>) {
+        let outcome = self.report(&delivery.message).await;
+        self.settle(&delivery, outcome).await;
     }
 
-    /// Acknowledges a handled message; terminates one that can never be handled; hands one
-    /// that failed for a passing reason back for redelivery.
-    async fn settle_message(&self, message: &jetstream::Message, outcome: Result<()>) {
-        let ack = match outcome {
-            Ok(()) => AckKind::Ack,
+    /// Acknowledges a handled message; dead-letters one that can never be handled; hands one
+    /// that failed for a passing reason back for redelivery, until its last delivery.
+    async fn settle<T>(&self, delivery: &Delivery<T>, outcome: Result<()>) {
+        let subject = &delivery.subject;
+        match outcome {
+            Ok(()) => delivery.ack().await,
             Err(e) if e.is_permanent() => {
-                self.metrics.inc("warroom_dispatcher_bad_messages_total");
-                error!(subject = %message.subject, cause = %e, "dropping a message that cannot be handled");
-                AckKind::Term
+                self.metrics.inc("bad_messages");
+                self.metrics.inc("dead_letters");
+                error!(%subject, cause = %e, "dead-lettering a message that cannot be handled");
+                delivery.term(&e.to_string()).await;
             }
             Err(e) => {
-                self.metrics.inc("warroom_dispatcher_retries_total");
-                warn!(subject = %message.subject, cause = %e, retry_in = ?RETRY_DELAY, "handling failed; the message will be redelivered");
-                AckKind::Nak(Some(RETRY_DELAY))
+                let delay = retry_delay(delivery.delivered());
+                if delivery.retry(delay, &e.to_string()).await {
+                    self.metrics.inc("dead_letters");
+                    error!(%subject, cause = %e, deliveries = delivery.delivered(), "handling kept failing; the message was dead-lettered");
+                } else {
+                    self.metrics.inc("retries");
+                    warn!(%subject, cause = %e, retry_in = ?delay, "handling failed; the message will be redelivered");
+                }
             }
-        };
-        if let Err(e) = message.ack_with(ack).await {
-            // Not acknowledged means redelivered after the ack wait; handling is idempotent.
-            warn!(subject = %message.subject, cause = %e, "cannot acknowledge a message");
         }
     }
 
     /// Takes an accepted request: stores it once, then drives it.
     #[instrument(skip_all, fields(request = %request.id))]
     async fn accept(&mut self, request: AcceptedRequest) -> Result<()> {
-        if let Some(why) = check_token(&request.id, MAX_REQUEST_ID_LEN) {
-            return Err(Error::InvalidMessage(format!(
-                "request id `{}` {why}",
-                request.id
-            )));
-        }
         let id = request.id.clone();
         let state = RequestState::new(request, warroom_proto::now());
         if self.store.create(&state).await? {
-            self.metrics
-                .inc("warroom_dispatcher_requests_accepted_total");
+            self.metrics.inc("requests_accepted");
             info!(clusters = state.clusters.len(), mode = ?state.mode, "request accepted");
         } else {
             // Redelivered, or published twice: the stored state says how far it got.
@@ -177,53 +173,40 @@ impl Engine {
     }
 
     /// Applies a runner's report to its request, then drives the request.
-    async fn report(&mut self, report: RunnerReport) -> Result<()> {
-        let (id, cluster) = match &report {
-            RunnerReport::Started {
-                request_id,
-                cluster,
-                ..
-            } => (request_id.clone(), cluster.clone()),
-            RunnerReport::Finished(result) => (result.request_id.clone(), result.cluster.clone()),
-        };
-        if let Some(why) = check_token(&id, MAX_REQUEST_ID_LEN)
-            .or_else(|| check_token(&cluster, MAX_CLUSTER_NAME_LEN))
-        {
-            return Err(Error::InvalidMessage(format!(
-                "report names request `{id}` and cluster `{cluster}`, one of which {why}"
-            )));
-        }
+    #[instrument(skip_all, fields(request = %report.about().0, cluster = %report.about().1))]
+    async fn report(&mut self, report: &RunnerReport) -> Result<()> {
+        let (id, cluster) = report.about();
         let now = warroom_proto::now();
         let mut applied = Applied::Unchanged;
         let modified = self
             .store
-            .modify(&id, |state| {
-                applied = match &report {
+            .modify(id, |state| {
+                applied = match report {
                     RunnerReport::Started { runner, at, .. } => {
-                        state.on_started(&cluster, runner, *at, now)
+                        state.on_started(cluster, runner, *at, now)
                     }
                     RunnerReport::Finished(result) => state.on_finished(result, now),
                 };
                 applied == Applied::Changed
             })
             .await?;
-        self.metrics.inc("warroom_dispatcher_reports_total");
+        self.metrics.inc("reports");
         let kind = match report {
             RunnerReport::Started { .. } => "started",
             RunnerReport::Finished(_) => "finished",
         };
         match (modified, applied) {
             (Modified::Missing, _) => {
-                self.metrics.inc("warroom_dispatcher_reports_ignored_total");
+                self.metrics.inc("reports_ignored");
                 warn!(request = %id, cluster = %cluster, report = kind, "ignoring a report for an unknown request");
                 return Ok(());
             }
             (_, Applied::UnknownCluster) => {
-                self.metrics.inc("warroom_dispatcher_reports_ignored_total");
+                self.metrics.inc("reports_ignored");
                 warn!(request = %id, cluster = %cluster, report = kind, "ignoring a report for a cluster the request does not target");
             }
             (_, Applied::AlreadyFinal) => {
-                self.metrics.inc("warroom_dispatcher_reports_ignored_total");
+                self.metrics.inc("reports_ignored");
                 info!(request = %id, cluster = %cluster, report = kind, "ignoring a report for a cluster that already has its result");
             }
             (_, Applied::Unchanged) => {
@@ -233,7 +216,7 @@ impl Engine {
                 let phase = state
                     .clusters
                     .iter()
-                    .find(|c| c.name == cluster)
+                    .find(|c| c.name == *cluster)
                     .map(|c| c.phase.as_str())
                     .unwrap_or_default();
                 info!(request = %id, cluster = %cluster, report = kind, cluster_phase = phase, request_phase = %state.phase, "runner report applied");
@@ -241,7 +224,7 @@ impl Engine {
         }
         // Driving also repairs whatever a crash left undone for this request, even when the
         // report itself was a repeat.
-        self.drive(&id, false).await
+        self.drive(id, false).await
     }
 
     /// Visits every request in flight: publishes what is unpublished, expires what ran out of
@@ -254,7 +237,11 @@ impl Engine {
     pub async fn sweep(&mut self) {
         // Delivered but unacknowledged reports count too: between two messages nothing is
         // being handled, so they are still on their way to this dispatcher.
-        let expire = match self.results.info().await {
+        let backlog = self
+            .results
+            .consumer_info(names::DISPATCHER_RESULTS_CONSUMER)
+            .await;
+        let expire = match backlog {
             Ok(info) if info.num_pending + info.num_ack_pending as u64 > 0 => {
                 debug!(
                     undelivered = info.num_pending,
@@ -269,7 +256,7 @@ impl Engine {
                 false
             }
         };
-        let ids: Vec<String> = self.active.iter().cloned().collect();
+        let ids: Vec<RequestId> = self.active.iter().cloned().collect();
         for id in ids {
             if let Err(e) = self.drive(&id, expire).await {
                 warn!(request = %id, cause = %e, "sweep could not drive a request; retrying at the next sweep");
@@ -280,7 +267,7 @@ impl Engine {
     /// Does whatever the stored state says is due, one step at a time, until nothing is;
     /// with `expire`, that includes ending clusters that ran out of time.
     #[instrument(skip_all, fields(request = %id, expire))]
-    pub async fn drive(&mut self, id: &str, expire: bool) -> Result<()> {
+    pub async fn drive(&mut self, id: &RequestId, expire: bool) -> Result<()> {
         for _ in 0..MAX_STEPS {
             let Some((state, revision)) = self.store.load(id).await? else {
                 self.active.remove(id);
@@ -303,7 +290,7 @@ impl Engine {
                     if next.expire(cluster, phase, &error, now)
                         && self.store.update(&next, revision).await?
                     {
-                        self.metrics.inc("warroom_dispatcher_timeouts_total");
+                        self.metrics.inc("timeouts");
                         let name = &next.clusters[cluster].name;
                         warn!(request = %id, cluster = %name, phase = %phase, reason = %error, "cluster ran out of time");
                         if let Some(sequence) = next.clusters[cluster].task_sequence {
@@ -314,7 +301,7 @@ impl Engine {
             }
         }
         Err(Error::Contention {
-            id: id.to_owned(),
+            id: id.to_string(),
             attempts: u32::try_from(MAX_STEPS).unwrap_or(u32::MAX),
         })
     }
@@ -322,15 +309,16 @@ impl Engine {
     /// Publishes the current revision's snapshot and records that it went out.
     async fn publish_status(&mut self, mut state: RequestState, revision: u64) -> Result<()> {
         let snapshot = state.snapshot();
-        let id = state.id().to_owned();
-        let subject = names::status_subject(&id);
+        let id = state.id().clone();
         let dedup = format!("{id}-{}", state.revision);
-        let duplicate = self.bus.publish(&subject, Some(&dedup), &snapshot).await?;
-        self.metrics
-            .inc("warroom_dispatcher_statuses_published_total");
+        let stored = self
+            .bus
+            .publish(&Subject::Status(id.clone()), Some(&dedup), &snapshot)
+            .await?;
+        let duplicate = stored.duplicate;
+        self.metrics.inc("statuses_published");
         if state.phase.is_final() && !duplicate {
-            self.metrics
-                .inc("warroom_dispatcher_requests_finished_total");
+            self.metrics.inc("requests_finished");
         }
         info!(request = %id, revision = state.revision, phase = %state.phase, duplicate, error = state.error.as_deref().unwrap_or(""), "status published");
         // A conflict here only means someone moved the request on meanwhile; the next step
@@ -355,10 +343,12 @@ impl Engine {
                 continue;
             };
             let cluster = task.cluster.name.clone();
-            let subject = names::task_subject(&cluster);
             let dedup = format!("{}-{cluster}", state.id());
-            let ack = self.publish(&subject, &dedup, &task).await?;
-            self.metrics.inc("warroom_dispatcher_tasks_published_total");
+            let ack = self
+                .bus
+                .publish(&Subject::Task(cluster.clone()), Some(&dedup), &task)
+                .await?;
+            self.metrics.inc("tasks_published");
             info!(request = %state.id(), cluster = %cluster, sequence = ack.sequence, duplicate = ack.duplicate, prior_findings = task.prior_findings.len(), "task published");
             queued.push((index, Some(ack.sequence)));
         }
@@ -372,7 +362,7 @@ impl Engine {
     /// Removes an expired task from the queue, so a runner that comes up late does not start
     /// an investigation whose cluster has already been reported failed. Best effort: a runner
     /// may have taken it meanwhile, and its late reports are then ignored.
-    async fn take_back_task(&self, id: &str, cluster: &str, sequence: u64) {
+    async fn take_back_task(&self, id: &RequestId, cluster: &ClusterName, sequence: u64) {
         match self.tasks.delete_message(sequence).await {
             Ok(_) => {
                 info!(request = %id, cluster = %cluster, sequence, "expired task taken off the queue")
@@ -383,44 +373,32 @@ impl Engine {
         }
     }
 
-    /// Publishes `message` as JSON with a dedup id and returns the stream's acknowledgement
-    /// (with the message's sequence, which [`Bus::publish`] does not return).
-    async fn publish<T: Serialize>(
-        &self,
-        subject: &str,
-        dedup: &str,
-        message: &T,
-    ) -> Result<jetstream::publish::PublishAck> {
-        let payload = serde_json::to_vec(message).map_err(|source| Error::Encode {
-            what: format!("the message for {subject}"),
-            source,
-        })?;
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(payload.into())
-            .message_id(dedup);
-        let failed = |e: &dyn std::fmt::Display| Error::Publish {
-            subject: subject.to_owned(),
-            message: e.to_string(),
-        };
-        self.bus
-            .jetstream
-            .send_publish(subject.to_owned(), publish)
-            .await
-            .map_err(|e| failed(&e))?
-            .await
-            .map_err(|e| failed(&e))
-    }
-
-    /// The NATS client, for closing it at shutdown.
-    pub fn client(&self) -> async_nats::Client {
-        self.bus.client.clone()
-    }
-
     fn track(&mut self, state: &RequestState) {
         if state.is_active() {
-            self.active.insert(state.id().to_owned());
+            self.active.insert(state.id().clone());
         } else {
             self.active.remove(state.id());
         }
+    }
+}
+
+/// The wait before redelivering a message that failed `delivered` times: [`RETRY_DELAY`]
+/// times the deliveries so far, at most [`MAX_RETRY_DELAY`].
+fn retry_delay(delivered: i64) -> Duration {
+    let times = u32::try_from(delivered.max(1)).unwrap_or(u32::MAX);
+    RETRY_DELAY.saturating_mul(times).min(MAX_RETRY_DELAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_wait_longer_each_time_up_to_a_limit() {
+        assert_eq!(retry_delay(0), RETRY_DELAY);
+        assert_eq!(retry_delay(1), RETRY_DELAY);
+        assert_eq!(retry_delay(3), RETRY_DELAY * 3);
+        assert_eq!(retry_delay(1_000), MAX_RETRY_DELAY);
+        assert_eq!(retry_delay(i64::MAX), MAX_RETRY_DELAY);
     }
 }

@@ -18,13 +18,11 @@ pub mod store;
 use std::future::Future;
 use std::time::Duration;
 
-use async_nats::jetstream::AckKind;
-use async_nats::jetstream::consumer::{self, pull};
-use futures::{FutureExt, StreamExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
-use warroom_proto::names;
-use warroom_runtime::{Bus, BusError, Health};
+use warroom_proto::{AcceptedRequest, Inbound, RunnerReport, Stream, names};
+use warroom_runtime::bus::PullError;
+use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, Health};
 
 pub use config::Config;
 use engine::Engine;
@@ -45,6 +43,15 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many messages each consumer fetches at once.
 const BATCH: usize = 16;
 
+/// How many times a message is delivered before it is dead-lettered. Handling is idempotent,
+/// so redeliveries are harmless; the limit is for a message that fails every time for a
+/// reason that looks passing (with the growing retry delay, about six minutes of trying).
+const MAX_DELIVER: i64 = 20;
+
+/// How long to wait before pulling again after a pull failed (NATS unreachable, the consumer
+/// deleted), so a persistent failure is not a busy loop.
+const PULL_RETRY: Duration = Duration::from_secs(1);
+
 /// How many versions of a request's state the bucket keeps, for looking back when debugging.
 const BUCKET_HISTORY: i64 = 5;
 
@@ -55,14 +62,6 @@ pub enum Error {
     Config(String),
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("cannot create or open consumer {consumer} on stream {stream}: {message}")]
-    Consumer {
-        stream: &'static str,
-        consumer: &'static str,
-        message: String,
-    },
-    #[error("the message stream of consumer {consumer} ended unexpectedly")]
-    Subscription { consumer: &'static str },
     #[error("cannot {action} request {id} in key-value bucket {bucket}: {message}")]
     Kv {
         action: &'static str,
@@ -82,11 +81,6 @@ pub enum Error {
         what: String,
         source: serde_json::Error,
     },
-    #[error("cannot publish to {subject}: {message}")]
-    Publish { subject: String, message: String },
-    /// A message that can never be handled, whatever is retried.
-    #[error("{0}")]
-    InvalidMessage(String),
     #[error("request {id} kept changing while the dispatcher worked on it ({attempts} attempts)")]
     Contention { id: String, attempts: u32 },
 }
@@ -94,10 +88,7 @@ pub enum Error {
 impl Error {
     /// Whether retrying the message that caused it can never help.
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            Error::InvalidMessage(_) | Error::CorruptState { .. } | Error::Encode { .. }
-        )
+        matches!(self, Error::CorruptState { .. } | Error::Encode { .. })
     }
 }
 
@@ -115,12 +106,12 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
 
-    let health = Health::default();
+    let health = Health::new("dispatcher");
     health.spawn_server(config.common.health_addr, stopped(stop_rx.clone()));
 
     // Connecting retries until NATS is up; shutdown must still be able to end that wait.
     let setup = setup(&config, &health);
-    let (mut engine, mut requests, mut results) = tokio::select! {
+    let (bus, mut engine, requests, results) = tokio::select! {
         ready = setup => ready?,
         () = stopped(stop_rx.clone()) => {
             info!("shutdown before the dispatcher was connected");
@@ -135,6 +126,11 @@ pub async fn run(
         "dispatcher running"
     );
 
+    let (report_tx, mut reports) = mpsc::channel(1);
+    let (request_tx, mut accepted) = mpsc::channel(1);
+    let report_pump = tokio::spawn(pump(results, report_tx, stop_rx.clone()));
+    let request_pump = tokio::spawn(pump(requests, request_tx, stop_rx.clone()));
+
     let mut sweep = tokio::time::interval(config.sweep_interval);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = stopped(stop_rx.clone());
@@ -142,141 +138,141 @@ pub async fn run(
     // Biased, in this order: shutdown first; runner reports before new requests, so work in
     // flight ends before more is taken on; the sweep last, so the reports already fetched are
     // applied before any timeout is judged.
-    let outcome = loop {
+    loop {
         tokio::select! {
             biased;
-            () = &mut stop => break Ok(()),
-            next = results.next() => match next {
-                Some(Ok(message)) => {
-                    with_grace(&stop_rx, engine.on_report_message(message)).await;
-                }
-                Some(Err(e)) => warn!(consumer = names::DISPATCHER_RESULTS_CONSUMER, cause = %e, "error pulling runner reports"),
-                None => break Err(Error::Subscription { consumer: names::DISPATCHER_RESULTS_CONSUMER }),
-            },
-            next = requests.next() => match next {
-                Some(Ok(message)) => {
-                    with_grace(&stop_rx, engine.on_request_message(message)).await;
-                }
-                Some(Err(e)) => warn!(consumer = names::DISPATCHER_REQUESTS_CONSUMER, cause = %e, "error pulling requests"),
-                None => break Err(Error::Subscription { consumer: names::DISPATCHER_REQUESTS_CONSUMER }),
-            },
+            () = &mut stop => break,
+            Some(delivery) = reports.recv() => {
+                with_grace(&stop_rx, engine.on_report(delivery)).await;
+            }
+            Some(delivery) = accepted.recv() => {
+                with_grace(&stop_rx, engine.on_request(delivery)).await;
+            }
             _ = sweep.tick() => with_grace(&stop_rx, engine.sweep()).await,
         }
-    };
+    }
     health.set_ready(false);
-    hand_back(&mut requests).await;
-    hand_back(&mut results).await;
-    let client = engine.client();
-    drop((engine, requests, results));
-    close(client).await;
+    hand_back(&mut reports, report_pump).await;
+    hand_back(&mut accepted, request_pump).await;
+    drop(engine);
+    bus.close(CLOSE_TIMEOUT).await;
     info!("dispatcher stopped");
-    outcome
+    Ok(())
 }
 
-/// Hands the messages already fetched but not handled back to the server at once (rather
-/// than after the ack wait), so the next dispatcher gets them without delay.
-async fn hand_back(messages: &mut pull::Stream) {
-    while let Some(Some(Ok(message))) = messages.next().now_or_never() {
-        if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
-            warn!(subject = %message.subject, cause = %e, "cannot hand a message back");
+/// Pulls deliveries from `consumer` into `deliveries` until shutdown, then returns the
+/// consumer so that what it fetched can be handed back.
+///
+/// [`Consumer::next`] settles a message that does not decode itself, so it must not be cut
+/// off half way, as the main loop's `select!` would whenever another branch won. In its own
+/// task it runs to its end; the main loop waits on the channel, whose `recv` can be cut off
+/// at any point without losing anything.
+async fn pump<T: Inbound>(
+    mut consumer: Consumer<T>,
+    deliveries: mpsc::Sender<Delivery<T>>,
+    stop: watch::Receiver<bool>,
+) -> Consumer<T> {
+    loop {
+        // Take a message only once the main loop has room for it, so that at shutdown none
+        // is held here, out of reach of the hand-back.
+        let permit = tokio::select! {
+            biased;
+            () = stopped(stop.clone()) => break,
+            permit = deliveries.reserve() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        tokio::select! {
+            biased;
+            () = stopped(stop.clone()) => break,
+            next = consumer.next() => match next {
+                Ok(delivery) => permit.send(delivery),
+                Err(e) => pull_failed(&stop, &e).await,
+            },
         }
     }
+    consumer
 }
 
-/// Unsubscribes and closes the connection, so the server stops handing this dispatcher
-/// messages it would no longer handle (they would wait out the ack wait before redelivery
-/// to the next dispatcher).
-async fn close(client: async_nats::Client) {
-    if let Err(e) = client.drain().await {
-        warn!(cause = %e, "cannot drain the NATS connection");
-        return;
+/// Hands what was fetched but not handled back to the server at once (rather than after the
+/// ack wait), so the next dispatcher gets it without delay: the delivery the main loop did
+/// not take, then whatever the consumer had fetched.
+async fn hand_back<T: Inbound>(
+    deliveries: &mut mpsc::Receiver<Delivery<T>>,
+    pump: tokio::task::JoinHandle<Consumer<T>>,
+) {
+    deliveries.close();
+    while let Some(delivery) = deliveries.recv().await {
+        delivery.nak(None).await;
     }
-    // The client says it has closed by refusing commands: a flush fails once it is gone.
-    let closed = async {
-        while client.flush().await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    match pump.await {
+        Ok(mut consumer) => consumer.hand_back().await,
+        Err(e) => {
+            warn!(cause = %e, "a consumer task failed; its messages return after the ack wait")
         }
-    };
-    if tokio::time::timeout(CLOSE_TIMEOUT, closed).await.is_err() {
-        warn!(timeout = ?CLOSE_TIMEOUT, "the NATS connection did not close in time");
     }
 }
 
 /// Connects, opens the bucket and the consumers, and loads the requests in flight.
-async fn setup(config: &Config, health: &Health) -> Result<(Engine, pull::Stream, pull::Stream)> {
-    let bus = Bus::connect(&config.common.nats_url, "warroom-dispatcher").await?;
+async fn setup(
+    config: &Config,
+    health: &Health,
+) -> Result<(
+    Bus,
+    Engine,
+    Consumer<AcceptedRequest>,
+    Consumer<RunnerReport>,
+)> {
+    let bus = Bus::connect(&config.common.connection(), "warroom-dispatcher").await?;
     let store = Store::new(bus.bucket(names::REQUESTS_BUCKET, BUCKET_HISTORY).await?);
-    let tasks = bus
-        .jetstream
-        .get_stream(names::TASKS_STREAM)
-        .await
-        .map_err(|e| BusError::Stream {
-            name: names::TASKS_STREAM.to_owned(),
-            message: e.to_string(),
-        })?;
-    let (_, requests) = consume(
-        &bus,
-        names::REQUESTS_STREAM,
-        names::DISPATCHER_REQUESTS_CONSUMER,
-    )
-    .await?;
-    let (results_consumer, results) = consume(
-        &bus,
-        names::RESULTS_STREAM,
-        names::DISPATCHER_RESULTS_CONSUMER,
-    )
-    .await?;
+    let tasks = bus.stream(Stream::Tasks).await?;
+    let results_stream = bus.stream(Stream::Results).await?;
+    let requests = bus
+        .consume(consumer_spec(
+            Stream::Requests,
+            names::DISPATCHER_REQUESTS_CONSUMER,
+        ))
+        .await?;
+    let results = bus
+        .consume(consumer_spec(
+            Stream::Results,
+            names::DISPATCHER_RESULTS_CONSUMER,
+        ))
+        .await?;
     let timeouts = Timeouts {
         pickup: config.pickup_timeout,
         run_grace: config.run_grace,
     };
     let mut engine = Engine::new(
-        bus,
+        bus.clone(),
         store,
         tasks,
-        results_consumer,
+        results_stream,
         timeouts,
         health.metrics.clone(),
     );
     engine.load_active().await?;
-    Ok((engine, requests, results))
+    Ok((bus, engine, requests, results))
 }
 
-/// Opens (creating it the first time) a durable pull consumer and its message stream.
-async fn consume(
-    bus: &Bus,
-    stream: &'static str,
-    name: &'static str,
-) -> Result<(consumer::PullConsumer, pull::Stream)> {
-    let failed = |e: &dyn std::fmt::Display| Error::Consumer {
-        stream,
-        consumer: name,
-        message: e.to_string(),
-    };
-    let consumer: consumer::PullConsumer = bus
-        .jetstream
-        .get_stream(stream)
-        .await
-        .map_err(|e| failed(&e))?
-        .get_or_create_consumer(
-            name,
-            pull::Config {
-                durable_name: Some(name.to_owned()),
-                description: Some("claude-warroom dispatcher".to_owned()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: ACK_WAIT,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| failed(&e))?;
-    let messages = consumer
-        .stream()
-        .max_messages_per_batch(BATCH)
-        .messages()
-        .await
-        .map_err(|e| failed(&e))?;
-    Ok((consumer, messages))
+/// How each of the dispatcher's durable consumers is set up: every subject of its stream.
+fn consumer_spec(stream: Stream, durable: &str) -> ConsumerSpec {
+    ConsumerSpec {
+        ack_wait: ACK_WAIT,
+        max_deliver: MAX_DELIVER,
+        batch: BATCH,
+        ..ConsumerSpec::new(stream, durable, "claude-warroom dispatcher")
+    }
+}
+
+/// Logs a failed pull and waits a moment (or until shutdown) before the next one.
+async fn pull_failed(stop: &watch::Receiver<bool>, error: &PullError) {
+    warn!(consumer = %error.consumer, cause = %error.message, "error pulling messages");
+    tokio::select! {
+        () = stopped(stop.clone()) => {}
+        () = tokio::time::sleep(PULL_RETRY) => {}
+    }
 }
 
 /// Runs `work` to its end, unless shutdown was asked for and the grace period ran out.

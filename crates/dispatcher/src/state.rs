@@ -10,11 +10,10 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use warroom_proto::names::{self, check_token};
 use warroom_proto::{
-    AcceptedRequest, ClusterPhase, ClusterRef, ClusterReport, ClusterStatus, ClusterType,
-    CoordinationMode, Denial, Finding, RequestPhase, RequestStatus, RequestSummary, StatusUpdate,
-    Task, TaskResult, Timestamp,
+    AcceptedRequest, ClusterName, ClusterPhase, ClusterRef, ClusterReport, ClusterStatus,
+    ClusterType, CoordinationMode, Denial, Finding, RequestId, RequestPhase, RequestStatus,
+    RequestSummary, StatusUpdate, Task, TaskResult, Timestamp,
 };
 
 use crate::config::human;
@@ -63,7 +62,7 @@ pub struct RequestState {
 /// One cluster's part of a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
-    pub name: String,
+    pub name: ClusterName,
     pub kind: ClusterType,
     pub phase: ClusterPhase,
     /// How many times a runner started this task (a redelivered task starts again).
@@ -154,19 +153,14 @@ impl RequestState {
                 clusters.push(ClusterState::pending(&target));
             }
         }
-        // The gateway validated all this; a request that still breaks the rules ends here as
-        // failed, with the reason, rather than publishing a task on a subject it could widen.
-        let invalid_name = clusters.iter().find_map(|c| {
-            check_token(&c.name, names::MAX_CLUSTER_NAME_LEN)
-                .map(|why| format!("target cluster name `{}` {why}", c.name))
-        });
+        // Cluster names are `ClusterName`s, checked when the request was decoded, so none can
+        // widen a subject. The gateway refuses a request without targets; should one slip
+        // through, it ends here as failed, with the reason.
         let (phase, error) = if clusters.is_empty() {
             (
                 RequestPhase::Failed,
                 Some("the request names no target cluster".to_owned()),
             )
-        } else if let Some(why) = invalid_name {
-            (RequestPhase::Failed, Some(why))
         } else {
             (RequestPhase::Accepted, None)
         };
@@ -183,7 +177,7 @@ impl RequestState {
         }
     }
 
-    pub fn id(&self) -> &str {
+    pub fn id(&self) -> &RequestId {
         &self.accepted.id
     }
 
@@ -302,6 +296,7 @@ impl RequestState {
         };
         Some(Task {
             request_id: self.accepted.id.clone(),
+            results_dir: self.accepted.results_dir.clone(),
             cluster: ClusterRef {
                 kind: cluster.kind,
                 name: cluster.name.clone(),
@@ -340,12 +335,12 @@ impl RequestState {
     /// A runner started (or restarted) a cluster's task.
     pub fn on_started(
         &mut self,
-        cluster: &str,
+        cluster: &ClusterName,
         runner: &str,
         at: Timestamp,
         now: Timestamp,
     ) -> Applied {
-        let Some(state) = self.clusters.iter_mut().find(|c| c.name == cluster) else {
+        let Some(state) = self.clusters.iter_mut().find(|c| c.name == *cluster) else {
             return Applied::UnknownCluster;
         };
         if state.phase.is_final() {
@@ -624,7 +619,7 @@ fn truncate(text: &str, limit: usize) -> String {
 mod tests {
     use super::*;
     use warroom_proto::{
-        Coordination, Investigation, Issue, Metadata, Outcome, RequestSpec, Tool,
+        Coordination, Investigation, Issue, Metadata, Outcome, RequestSpec, ResultsDir, Tool,
         TroubleshootingRequest,
     };
 
@@ -637,12 +632,16 @@ mod tests {
         time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_800_000_000 + secs)
     }
 
+    fn name(cluster: &str) -> ClusterName {
+        ClusterName::new(cluster).expect("valid cluster name")
+    }
+
     fn request(clusters: &[&str], mode: Option<CoordinationMode>) -> RequestState {
         let refs: Vec<ClusterRef> = clusters
             .iter()
-            .map(|name| ClusterRef {
+            .map(|cluster| ClusterRef {
                 kind: ClusterType::Hosted,
-                name: (*name).to_owned(),
+                name: name(cluster),
             })
             .collect();
         let (target_cluster, target_clusters) = match mode {
@@ -650,15 +649,15 @@ mod tests {
             Some(_) => (None, Some(refs)),
         };
         let accepted = AcceptedRequest {
-            id: "r1".to_owned(),
+            id: RequestId::new("r1").expect("valid id"),
             commit: "abc".to_owned(),
-            results_dir: "results/r1".to_owned(),
+            results_dir: ResultsDir::default_for(&RequestId::new("r1").expect("valid id")),
             request: TroubleshootingRequest {
                 api_version: warroom_proto::API_VERSION.to_owned(),
                 kind: warroom_proto::KIND_TROUBLESHOOTING.to_owned(),
                 metadata: Metadata {
                     name: "api-timeout".to_owned(),
-                    timestamp: "2026-01-01T00:00:00Z".to_owned(),
+                    timestamp: at(0),
                     engineer: "ada".to_owned(),
                 },
                 spec: RequestSpec {
@@ -688,8 +687,8 @@ mod tests {
 
     fn result(cluster: &str, outcome: Outcome, error: Option<&str>, text: &str) -> TaskResult {
         TaskResult {
-            request_id: "r1".to_owned(),
-            cluster: cluster.to_owned(),
+            request_id: RequestId::new("r1").expect("valid id"),
+            cluster: name(cluster),
             outcome,
             final_text: text.to_owned(),
             error: error.map(str::to_owned),
@@ -765,7 +764,7 @@ mod tests {
                 .all(|c| c.phase == ClusterPhase::Dispatched)
         );
         assert_eq!(
-            state.on_started("hub", "r-0", at(10), at(10)),
+            state.on_started(&name("hub"), "r-0", at(10), at(10)),
             Applied::Changed
         );
         assert_eq!(state.phase, RequestPhase::Running);
@@ -787,7 +786,7 @@ mod tests {
         // A late or repeated result changes nothing.
         assert_eq!(state.on_finished(&done, at(90)), Applied::AlreadyFinal);
         assert_eq!(
-            state.on_started("nope", "r-0", at(10), at(90)),
+            state.on_started(&name("nope"), "r-0", at(10), at(90)),
             Applied::UnknownCluster
         );
         let snapshot = state.snapshot();
@@ -851,7 +850,7 @@ mod tests {
     fn pickup_and_run_timeouts_end_clusters_with_reasons() {
         let mut state = request(&["hub", "a"], Some(CoordinationMode::Parallel));
         settle(&mut state, at(0));
-        state.on_started("a", "r-0", at(5), at(5));
+        state.on_started(&name("a"), "r-0", at(5), at(5));
         assert_eq!(settle(&mut state, at(424)), [Step::PublishStatus]);
         // 300 s request timeout + 120 s grace, counted from when the start was learned.
         settle(&mut state, at(5 + 420));
@@ -884,15 +883,15 @@ mod tests {
         let mut state = request(&["hub"], None);
         settle(&mut state, at(0));
         assert_eq!(
-            state.on_started("hub", "r-0", at(5), at(5)),
+            state.on_started(&name("hub"), "r-0", at(5), at(5)),
             Applied::Changed
         );
         assert_eq!(
-            state.on_started("hub", "r-0", at(5), at(6)),
+            state.on_started(&name("hub"), "r-0", at(5), at(6)),
             Applied::Unchanged
         );
         assert_eq!(
-            state.on_started("hub", "r-1", at(50), at(50)),
+            state.on_started(&name("hub"), "r-1", at(50), at(50)),
             Applied::Changed
         );
         assert_eq!(state.clusters[0].attempts, 2);
@@ -907,16 +906,34 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_name_that_could_widen_a_subject_fails_the_request() {
-        let mut state = request(&["prod.*"], None);
+    fn a_request_without_targets_fails_with_the_reason() {
+        let mut state = request(&[], None);
         assert_eq!(state.phase, RequestPhase::Failed);
-        let error = state.error.clone().unwrap_or_default();
-        assert!(
-            error.starts_with("target cluster name `prod.*` contains `.`"),
-            "{error}"
+        assert_eq!(
+            state.error.as_deref(),
+            Some("the request names no target cluster")
         );
         state.published_revision = 0;
         assert_eq!(settle(&mut state, at(1)), [Step::PublishStatus]);
+        assert!(!state.is_active());
+    }
+
+    #[test]
+    fn tasks_carry_the_requests_results_dir() {
+        let state = request(&["hub"], None);
+        let task = state.task_for(0).expect("task for hub");
+        assert_eq!(task.results_dir, "results/r1");
+        assert_eq!(task.request_id, "r1");
+        assert_eq!(task.cluster.name, "hub");
+    }
+
+    #[test]
+    fn a_stored_cluster_name_that_could_widen_a_subject_is_refused_on_load() {
+        let state = request(&["hub"], None);
+        let mut json = serde_json::to_value(&state).expect("encode");
+        json["clusters"][0]["name"] = "prod.*".into();
+        let error = serde_json::from_value::<RequestState>(json).expect_err("refused");
+        assert!(error.to_string().contains("cluster name"), "{error}");
     }
 
     #[test]

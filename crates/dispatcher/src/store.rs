@@ -5,7 +5,8 @@
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use bytes::Bytes;
 use futures::TryStreamExt;
-use warroom_proto::names;
+use tracing::error;
+use warroom_proto::{RequestId, names};
 
 use crate::state::RequestState;
 use crate::{Error, Result};
@@ -40,10 +41,10 @@ impl Store {
     }
 
     /// The request's state, or `None` when there is no such request.
-    pub async fn load(&self, id: &str) -> Result<Option<Versioned>> {
+    pub async fn load(&self, id: &RequestId) -> Result<Option<Versioned>> {
         let entry = self
             .kv
-            .entry(id)
+            .entry(id.as_str())
             .await
             .map_err(|e| kv_error("read", id, &e))?;
         let Some(entry) = entry else {
@@ -53,7 +54,7 @@ impl Store {
             return Ok(None);
         }
         let state = serde_json::from_slice(&entry.value).map_err(|source| Error::CorruptState {
-            id: id.to_owned(),
+            id: id.to_string(),
             source,
         })?;
         Ok(Some((state, entry.revision)))
@@ -85,7 +86,7 @@ impl Store {
     /// compare-and-set, re-reading and re-applying on every conflict.
     pub async fn modify(
         &self,
-        id: &str,
+        id: &RequestId,
         mut change: impl FnMut(&mut RequestState) -> bool,
     ) -> Result<Modified> {
         for _ in 0..MAX_CAS_ATTEMPTS {
@@ -100,21 +101,33 @@ impl Store {
             }
         }
         Err(Error::Contention {
-            id: id.to_owned(),
+            id: id.to_string(),
             attempts: MAX_CAS_ATTEMPTS,
         })
     }
 
-    /// Every request id in the bucket.
-    pub async fn ids(&self) -> Result<Vec<String>> {
+    /// Every request id in the bucket. A key that is not a request id was not written by a
+    /// dispatcher; it is logged and left alone.
+    pub async fn ids(&self) -> Result<Vec<RequestId>> {
         let keys = self
             .kv
             .keys()
             .await
             .map_err(|e| kv_error("list", "*", &e))?;
-        keys.try_collect()
+        let keys: Vec<String> = keys
+            .try_collect()
             .await
-            .map_err(|e| kv_error("list", "*", &e))
+            .map_err(|e| kv_error("list", "*", &e))?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|key| match RequestId::new(key) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    error!(bucket = names::REQUESTS_BUCKET, cause = %e, "skipping a key that is not a request id");
+                    None
+                }
+            })
+            .collect())
     }
 }
 

@@ -1,6 +1,10 @@
 //! The dispatcher against a real nats-server. No runner runs: each test plays the runner
 //! itself, pulling tasks from `warroom.tasks.<cluster>` and publishing `RunnerReport`s, and
 //! reads the status snapshots the publisher would read from the events stream.
+//!
+//! The test publishes through the typed [`Bus`], like the other daemons, and inspects the
+//! streams with its own raw JetStream client; every subject and stream name comes from
+//! [`Subject`] and [`Stream`].
 
 use std::time::{Duration, Instant};
 
@@ -12,17 +16,22 @@ use tokio::task::JoinHandle;
 use warroom_dispatcher::Config;
 use warroom_proto::names;
 use warroom_proto::{
-    AcceptedRequest, ClusterPhase, ClusterRef, ClusterType, Coordination, CoordinationMode, Denial,
-    Investigation, Issue, Metadata, Outcome, RequestPhase, RequestSpec, RunnerReport, StatusUpdate,
-    Task, TaskResult, Tool, TroubleshootingRequest,
+    AcceptedRequest, ClusterName, ClusterPhase, ClusterRef, ClusterType, Coordination,
+    CoordinationMode, Denial, Investigation, Issue, Metadata, Outcome, RequestId, RequestPhase,
+    RequestSpec, ResultsDir, RunnerReport, StatusUpdate, Stream, Subject, Task, TaskResult, Tool,
+    TroubleshootingRequest,
 };
-use warroom_runtime::Bus;
+use warroom_runtime::{Bus, Connection};
 use warroom_testkit::{DEFAULT_TIMEOUT, NatsServer, wait_until};
 
-/// A nats-server, a client, and the dispatcher running against them.
+/// A nats-server, clients, and the dispatcher running against them.
 struct Harness {
     server: NatsServer,
+    /// Publishes the way the gateway and the runners do.
     bus: Bus,
+    /// The test's own raw client, for inspecting streams and publishing garbage.
+    nats: async_nats::Client,
+    js: jetstream::Context,
     dispatcher: Option<Dispatcher>,
 }
 
@@ -42,12 +51,16 @@ impl Harness {
     /// Starts nats-server (with the warroom streams) but no dispatcher.
     async fn without_dispatcher() -> Harness {
         let server = NatsServer::start().await;
-        let bus = Bus::connect(server.url(), "dispatcher-test")
+        let bus = Bus::connect(&Connection::plain(server.url()), "dispatcher-test")
             .await
             .expect("test client connects");
+        let nats = server.connect().await;
+        let js = jetstream::new(nats.clone());
         Harness {
             server,
             bus,
+            nats,
+            js,
             dispatcher: None,
         }
     }
@@ -83,7 +96,7 @@ impl Harness {
     }
 
     fn js(&self) -> &jetstream::Context {
-        &self.bus.jetstream
+        &self.js
     }
 
     /// Publishes an accepted request the way the gateway does (dedup id = request id).
@@ -93,30 +106,23 @@ impl Harness {
 
     async fn submit_with_id(&self, request: &AcceptedRequest, dedup: &str) {
         self.bus
-            .publish(&names::request_subject(&request.id), Some(dedup), request)
+            .publish(&Subject::Request(request.id.clone()), Some(dedup), request)
             .await
             .expect("request published");
     }
 
     async fn report(&self, report: &RunnerReport) {
-        let (id, cluster) = match report {
-            RunnerReport::Started {
-                request_id,
-                cluster,
-                ..
-            } => (request_id, cluster),
-            RunnerReport::Finished(result) => (&result.request_id, &result.cluster),
-        };
+        let (id, cluster) = report.about();
         self.bus
-            .publish(&names::result_subject(id, cluster), None, report)
+            .publish(&Subject::Result(id.clone(), cluster.clone()), None, report)
             .await
             .expect("report published");
     }
 
     async fn started(&self, id: &str, cluster: &str) {
         self.report(&RunnerReport::Started {
-            request_id: id.to_owned(),
-            cluster: cluster.to_owned(),
+            request_id: request_id(id),
+            cluster: cluster_name(cluster),
             runner: format!("runner-{cluster}-0"),
             at: warroom_proto::now(),
         })
@@ -133,8 +139,8 @@ impl Harness {
     ) {
         let now = warroom_proto::now();
         self.report(&RunnerReport::Finished(TaskResult {
-            request_id: id.to_owned(),
-            cluster: cluster.to_owned(),
+            request_id: request_id(id),
+            cluster: cluster_name(cluster),
             outcome,
             final_text: text.to_owned(),
             error: error.map(str::to_owned),
@@ -153,16 +159,18 @@ impl Harness {
 
     /// The runner side of a cluster: its durable work-queue consumer, as the runner makes it.
     async fn runner(&self, cluster: &str) -> Runner {
+        let cluster = cluster_name(cluster);
+        let durable = names::runner_consumer(&cluster);
         let consumer: jetstream::consumer::PullConsumer = self
             .js()
-            .get_stream(names::TASKS_STREAM)
+            .get_stream(Stream::Tasks.name())
             .await
             .expect("tasks stream exists")
             .get_or_create_consumer(
-                &names::runner_consumer(cluster),
+                &durable,
                 pull::Config {
-                    durable_name: Some(names::runner_consumer(cluster)),
-                    filter_subject: names::task_subject(cluster),
+                    durable_name: Some(durable.clone()),
+                    filter_subject: Subject::Task(cluster).to_string(),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     ..Default::default()
                 },
@@ -177,11 +185,11 @@ impl Harness {
     async fn statuses(&self, id: &str) -> Statuses {
         let messages = self
             .js()
-            .get_stream(names::EVENTS_STREAM)
+            .get_stream(Stream::Events.name())
             .await
             .expect("events stream exists")
             .create_consumer(pull::OrderedConfig {
-                filter_subject: names::status_subject(id),
+                filter_subject: Subject::Status(request_id(id)).to_string(),
                 ..Default::default()
             })
             .await
@@ -198,22 +206,18 @@ impl Harness {
     /// Waits until the dispatcher has handled (acknowledged or terminated) every message on
     /// the requests stream, `count` in all.
     async fn requests_handled(&self, count: u64) {
-        self.handled(
-            names::REQUESTS_STREAM,
-            names::DISPATCHER_REQUESTS_CONSUMER,
-            count,
-        )
-        .await;
+        self.handled(Stream::Requests, names::DISPATCHER_REQUESTS_CONSUMER, count)
+            .await;
     }
 
     /// The last status snapshot of request `id` on the events stream.
     async fn last_status(&self, id: &str) -> StatusUpdate {
         let message = self
             .js()
-            .get_stream(names::EVENTS_STREAM)
+            .get_stream(Stream::Events.name())
             .await
             .expect("events stream exists")
-            .get_last_raw_message_by_subject(&names::status_subject(id))
+            .get_last_raw_message_by_subject(&Subject::Status(request_id(id)).to_string())
             .await
             .expect("a status was published");
         serde_json::from_slice(&message.payload).expect("status is a StatusUpdate")
@@ -221,8 +225,12 @@ impl Harness {
 
     /// Waits until `consumer` (the dispatcher's) has handled every message of `stream`,
     /// `count` in all.
-    async fn handled(&self, stream: &str, consumer: &'static str, count: u64) {
-        let stream = self.js().get_stream(stream).await.expect("stream exists");
+    async fn handled(&self, stream: Stream, consumer: &'static str, count: u64) {
+        let stream = self
+            .js()
+            .get_stream(stream.name())
+            .await
+            .expect("stream exists");
         wait_until(
             format!("the dispatcher handled all {count} messages of its consumer {consumer}"),
             DEFAULT_TIMEOUT,
@@ -247,15 +255,20 @@ impl Harness {
 
     /// How many messages the tasks stream holds for `cluster`.
     async fn queued_tasks(&self, cluster: &str) -> u64 {
+        self.stored(&Subject::Task(cluster_name(cluster))).await
+    }
+
+    /// How many messages the stream of `subject` holds on it.
+    async fn stored(&self, subject: &Subject) -> u64 {
         let stream = self
             .js()
-            .get_stream(names::TASKS_STREAM)
+            .get_stream(subject.stream().name())
             .await
-            .expect("tasks stream exists");
+            .expect("stream exists");
         let info = stream
-            .info_with_subjects(names::task_subject(cluster))
+            .info_with_subjects(subject.to_string())
             .await
-            .expect("tasks stream info");
+            .expect("stream info");
         let mut total = 0;
         let mut subjects = info;
         while let Some(entry) = subjects.next().await {
@@ -354,6 +367,14 @@ impl Statuses {
     }
 }
 
+fn request_id(id: &str) -> RequestId {
+    RequestId::new(id).expect("test request ids are valid")
+}
+
+fn cluster_name(name: &str) -> ClusterName {
+    ClusterName::new(name).expect("test cluster names are valid")
+}
+
 fn cluster(name: &str) -> ClusterRef {
     ClusterRef {
         kind: if name.contains("hub") {
@@ -361,7 +382,7 @@ fn cluster(name: &str) -> ClusterRef {
         } else {
             ClusterType::Hosted
         },
-        name: name.to_owned(),
+        name: cluster_name(name),
     }
 }
 
@@ -372,16 +393,21 @@ fn request(id: &str, clusters: &[&str], mode: Option<CoordinationMode>) -> Accep
         None => (refs.first().cloned(), None),
         Some(_) => (None, Some(refs)),
     };
+    let id = request_id(id);
     AcceptedRequest {
-        id: id.to_owned(),
+        results_dir: ResultsDir::default_for(&id),
+        id,
         commit: "0123456789abcdef0123456789abcdef01234567".to_owned(),
-        results_dir: format!("results/{id}"),
         request: TroubleshootingRequest {
             api_version: warroom_proto::API_VERSION.to_owned(),
             kind: warroom_proto::KIND_TROUBLESHOOTING.to_owned(),
             metadata: Metadata {
                 name: "api-timeout-investigation".to_owned(),
-                timestamp: "2026-11-23T14:30:00Z".to_owned(),
+                timestamp: time::OffsetDateTime::parse(
+                    "2026-11-23T14:30:00Z",
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .expect("valid timestamp"),
                 engineer: "ada@example.com".to_owned(),
             },
             spec: RequestSpec {
@@ -777,30 +803,31 @@ async fn garbage_does_not_stop_the_next_valid_message() {
     let harness = Harness::start(&[]).await;
     let mut statuses = harness.statuses("r-valid").await;
     harness
-        .bus
-        .client
-        .publish(names::request_subject("junk"), "{ not json".into())
+        .nats
+        .publish(
+            Subject::Request(request_id("junk")).to_string(),
+            "{ not json".into(),
+        )
         .await
         .expect("garbage published");
     harness
         .bus
         .publish(
-            &names::request_subject("junk2"),
+            &Subject::Request(request_id("junk2")),
             None,
             &serde_json::json!({"id": "junk2"}),
         )
         .await
         .expect("wrong shape published");
     harness
-        .bus
-        .client
+        .nats
         .publish(
-            names::result_subject("r-valid", "prod-1"),
+            Subject::Result(request_id("r-valid"), cluster_name("prod-1")).to_string(),
             "\u{0}\u{1}".into(),
         )
         .await
         .expect("garbage report published");
-    harness.bus.client.flush().await.expect("flushed");
+    harness.nats.flush().await.expect("flushed");
 
     let mut runner = harness.runner("prod-1").await;
     harness.submit(&request("r-valid", &["prod-1"], None)).await;
@@ -811,8 +838,24 @@ async fn garbage_does_not_stop_the_next_valid_message() {
         .await;
     let done = statuses.final_status().await;
     assert_eq!(done.status.phase, RequestPhase::Completed);
-    // The garbage was terminated, not left for endless redelivery.
+    // The garbage was terminated, not left for endless redelivery, and kept for an operator.
     harness.requests_handled(3).await;
+    harness
+        .handled(Stream::Results, names::DISPATCHER_RESULTS_CONSUMER, 3)
+        .await;
+    let dead = |consumer: &str| Subject::DeadLetter(consumer.to_owned());
+    assert_eq!(
+        harness
+            .stored(&dead(names::DISPATCHER_REQUESTS_CONSUMER))
+            .await,
+        2
+    );
+    assert_eq!(
+        harness
+            .stored(&dead(names::DISPATCHER_RESULTS_CONSUMER))
+            .await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -870,7 +913,7 @@ async fn a_started_cluster_without_a_result_times_out() {
         .finished("r-slow", "prod-1", Outcome::Completed, "late", None)
         .await;
     harness
-        .handled(names::RESULTS_STREAM, names::DISPATCHER_RESULTS_CONSUMER, 2)
+        .handled(Stream::Results, names::DISPATCHER_RESULTS_CONSUMER, 2)
         .await;
     let last = harness.last_status("r-slow").await;
     assert_eq!(last.status.phase, RequestPhase::TimedOut);
