@@ -399,8 +399,9 @@ pub struct PullError {
 
 impl<T: Inbound> Consumer<T> {
     /// The next delivery, waiting as long as it takes. A message that does not decode or
-    /// does not match its subject is terminated and dead-lettered here and never reaches the
-    /// caller. Errors are transient (the caller logs them and asks again).
+    /// does not match its subject is terminated and dead-lettered (on a task of its own, so
+    /// this future is safe to drop in a `select!`) and never reaches the caller. Errors are
+    /// transient (the caller logs them and asks again).
     pub async fn next(&mut self) -> Result<Delivery<T>, PullError> {
         loop {
             let message = self.next_raw().await?;
@@ -465,7 +466,10 @@ impl<T: Inbound> Consumer<T> {
             Ok(subject) => subject,
             Err(e) => {
                 let delivery = RawDelivery::new(&self.bus, &self.spec, message);
-                delivery.term_raw(&e.to_string()).await;
+                let reason = e.to_string();
+                // On its own task: the caller may drop `next()` (a `select!` branch that lost)
+                // and the message must be settled all the same.
+                tokio::spawn(async move { delivery.term_raw(&reason).await });
                 return None;
             }
         };
@@ -478,7 +482,7 @@ impl<T: Inbound> Consumer<T> {
             Err(reason) => {
                 tracing::error!(consumer = %self.spec.durable, subject = %subject, reason = %reason, "message refused; terminating it");
                 let delivery = RawDelivery::new(&self.bus, &self.spec, message);
-                delivery.term_raw(&reason).await;
+                tokio::spawn(async move { delivery.term_raw(&reason).await });
                 None
             }
         }
