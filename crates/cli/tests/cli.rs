@@ -109,7 +109,7 @@ fn status(
     clusters: &[(&str, ClusterPhase)],
 ) -> RequestStatus {
     RequestStatus {
-        id: id.parse().unwrap(),
+        id: id.parse().expect("a valid request id"),
         phase,
         clusters: clusters
             .iter()
@@ -121,14 +121,14 @@ fn status(
                     cluster.num_turns = Some(4);
                     cluster.report = Some(format!("{name}.md"));
                 }
-                (name.parse().unwrap(), cluster)
+                (name.parse().expect("a valid cluster name"), cluster)
             })
             .collect::<BTreeMap<_, _>>(),
         error: None,
         errors: Vec::new(),
         mode: None,
         engineer: Some(TEST_USER_EMAIL.to_owned()),
-        results_dir: dir.parse().unwrap(),
+        results_dir: dir.parse().expect("a valid results folder"),
         revision: 3,
         updated_at: warroom_proto::now(),
     }
