@@ -353,10 +353,7 @@ impl Publisher {
 
     /// Applies the batch to the remote's head, commits and pushes, redoing it all when the
     /// push is rejected. Returns what was pushed and the messages refused on the way.
-    async fn publish(
-        &mut self,
-        items: Arc<Vec<(usize, Item)>>,
-    ) -> Result<(Published, Settled)> {
+    async fn publish(&mut self, items: Arc<Vec<(usize, Item)>>) -> Result<(Published, Settled)> {
         let attempts = self.settings.push_attempts;
         let mut last = String::new();
         for attempt in 1..=attempts {
@@ -443,14 +440,21 @@ impl Publisher {
 /// is refused; one that hit a file-system error that may pass is set aside for a retry,
 /// together with the later items of the same request (so a request's files keep their
 /// order); every other item is written.
-fn apply_all(root: &std::path::Path, items: &[(usize, Item)], note: Option<&str>) -> (Summary, Settled) {
+fn apply_all(
+    root: &std::path::Path,
+    items: &[(usize, Item)],
+    note: Option<&str>,
+) -> (Summary, Settled) {
     let mut tree = Tree::new(root).with_note(note);
     let mut settled = Settled::default();
     let mut held_back: HashMap<String, String> = HashMap::new();
     for (index, item) in items {
         let request = item.request_id().to_string();
         if let Some(reason) = held_back.get(&request) {
-            settled.retry.insert(*index, format!("an earlier message of the request failed: {reason}"));
+            settled.retry.insert(
+                *index,
+                format!("an earlier message of the request failed: {reason}"),
+            );
             continue;
         }
         match tree.apply(item) {
@@ -463,7 +467,11 @@ fn apply_all(root: &std::path::Path, items: &[(usize, Item)], note: Option<&str>
                 settled.refused.insert(*index, reason);
             }
             Err(Problem::Io { path, source }) => {
-                let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
                 let reason = format!("cannot write {rel}: {source}");
                 if is_permanent(&source) {
                     settled.refused.insert(*index, reason);
@@ -482,10 +490,19 @@ fn apply_all(root: &std::path::Path, items: &[(usize, Item)], note: Option<&str>
 fn is_permanent(error: &std::io::Error) -> bool {
     use nix::errno::Errno;
     let Some(code) = error.raw_os_error() else {
-        return matches!(error.kind(), std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidFilename);
+        return matches!(
+            error.kind(),
+            std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidFilename
+        );
     };
     matches!(
         Errno::from_raw(code),
-        Errno::ENAMETOOLONG | Errno::EINVAL | Errno::EISDIR | Errno::ENOTDIR | Errno::EILSEQ | Errno::ELOOP | Errno::EFBIG
+        Errno::ENAMETOOLONG
+            | Errno::EINVAL
+            | Errno::EISDIR
+            | Errno::ENOTDIR
+            | Errno::EILSEQ
+            | Errno::ELOOP
+            | Errno::EFBIG
     )
 }

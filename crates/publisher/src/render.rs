@@ -341,7 +341,10 @@ mod tests {
         let md = cluster_report(&s, "hub", &report, None);
         assert!(!md.contains("![pixel]("), "{md}");
         assert!(!md.contains("<img"), "{md}");
-        assert!(md.contains("## Findings") && md.contains("- etcd is slow"), "{md}");
+        assert!(
+            md.contains("## Findings") && md.contains("- etcd is slow"),
+            "{md}"
+        );
     }
 
     #[test]

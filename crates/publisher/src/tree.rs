@@ -326,7 +326,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use warroom_proto::{
-        AuditKind, ClusterPhase, ClusterReport, ClusterStatus, ClusterType, RequestStatus,
+        AuditKind, ClusterPhase, ClusterReport, ClusterStatus, ClusterType, Inbound, RequestStatus,
+        Subject,
     };
 
     use super::*;
@@ -334,12 +335,12 @@ mod tests {
     fn update(id: &str, dir: &str, revision: u64, phase: RequestPhase) -> StatusUpdate {
         let mut clusters = BTreeMap::new();
         clusters.insert(
-            "hub".to_owned(),
+            "hub".parse().unwrap(),
             ClusterStatus::new(ClusterType::Hub, ClusterPhase::Completed),
         );
         let mut reports = BTreeMap::new();
         reports.insert(
-            "hub".to_owned(),
+            "hub".parse().unwrap(),
             ClusterReport {
                 final_text: "all good".to_owned(),
                 permission_denials: Vec::new(),
@@ -347,14 +348,14 @@ mod tests {
         );
         StatusUpdate {
             status: RequestStatus {
-                id: id.to_owned(),
+                id: id.parse().unwrap(),
                 phase,
                 clusters,
                 error: None,
                 errors: Vec::new(),
                 mode: None,
                 engineer: None,
-                results_dir: dir.to_owned(),
+                results_dir: dir.parse().unwrap(),
                 revision,
                 updated_at: warroom_proto::now(),
             },
@@ -366,8 +367,9 @@ mod tests {
     fn event(id: &str, request: &str) -> AuditEvent {
         AuditEvent {
             id: id.to_owned(),
-            request_id: request.to_owned(),
-            cluster: "hub".to_owned(),
+            request_id: request.parse().unwrap(),
+            cluster: "hub".parse().unwrap(),
+            results_dir: format!("results/custom/{request}").parse().unwrap(),
             at: warroom_proto::now(),
             kind: AuditKind::ToolResult {
                 tool_use_id: "t".to_owned(),
@@ -378,38 +380,38 @@ mod tests {
     }
 
     fn item(update: StatusUpdate) -> Item {
-        let subject = names::status_subject(&update.status.id);
-        prepare(&subject, &serde_json::to_vec(&update).unwrap()).unwrap()
+        Item::Status(Box::new(update))
+    }
+
+    fn decode(subject: &str, json: &serde_json::Value) -> Result<Item, String> {
+        let subject = Subject::parse(subject).map_err(|e| e.to_string())?;
+        Item::decode(&subject, json.to_string().as_bytes())
     }
 
     #[test]
-    fn names_that_would_leave_results_are_refused() {
-        let bad = update("r1", "../x", 1, RequestPhase::Running);
-        let err = prepare("warroom.status.r1", &serde_json::to_vec(&bad).unwrap()).unwrap_err();
-        assert!(err.contains("results_dir"), "{err}");
-        let mut bad = update("r1", "results/r1", 1, RequestPhase::Running);
-        bad.reports.insert(
-            "../../etc/passwd".to_owned(),
-            ClusterReport {
-                final_text: String::new(),
-                permission_denials: Vec::new(),
-            },
-        );
-        assert!(prepare("warroom.status.r1", &serde_json::to_vec(&bad).unwrap()).is_err());
-        let good = update("r1", "results/r1", 1, RequestPhase::Running);
-        assert!(prepare("warroom.status.r2", &serde_json::to_vec(&good).unwrap()).is_err());
-        assert!(prepare("warroom.other.r1", b"{}").is_err());
-        assert!(prepare("warroom.status.r1", b"not json").is_err());
-        let e = event("e1", "r1");
-        assert!(prepare("warroom.events.r1.hub", &serde_json::to_vec(&e).unwrap()).is_ok());
-        assert!(prepare("warroom.events.r1.other", &serde_json::to_vec(&e).unwrap()).is_err());
+    fn names_that_would_leave_results_are_refused_before_they_reach_the_tree() {
+        let good =
+            serde_json::to_value(update("r1", "results/r1", 1, RequestPhase::Running)).unwrap();
+        assert!(decode("warroom.status.r1", &good).is_ok());
+        let mut bad = good.clone();
+        bad["status"]["results_dir"] = serde_json::json!("../x");
+        assert!(decode("warroom.status.r1", &bad).is_err());
+        let mut bad = good.clone();
+        bad["status"]["results_dir"] = serde_json::json!("results/r2");
+        assert!(decode("warroom.status.r1", &bad).is_err());
+        let mut bad = good.clone();
+        bad["reports"]["../../etc/passwd"] = serde_json::json!({"final_text": ""});
+        assert!(decode("warroom.status.r1", &bad).is_err());
+        assert!(decode("warroom.status.r2", &good).is_err());
+        let e = serde_json::to_value(event("e1", "r1")).unwrap();
+        assert!(decode("warroom.events.r1.hub", &e).is_ok());
+        assert!(decode("warroom.events.r1.other", &e).is_err());
     }
 
     #[test]
     fn older_snapshots_and_repeated_events_write_nothing() {
         let root = tempfile::tempdir().unwrap();
-        let mut dirs = HashMap::new();
-        let mut tree = Tree::new(root.path(), &mut dirs);
+        let mut tree = Tree::new(root.path());
         assert_eq!(
             tree.apply(&item(update(
                 "r1",
@@ -430,7 +432,7 @@ mod tests {
             .unwrap(),
             Applied::Skipped(_)
         ));
-        let e = Item::Audit(Box::new(event("e1", "r1")));
+        let e = Item::Event(Box::new(event("e1", "r1")));
         assert_eq!(tree.apply(&e).unwrap(), Applied::Written);
         assert!(matches!(tree.apply(&e).unwrap(), Applied::Skipped(_)));
         assert_eq!(
@@ -452,14 +454,9 @@ mod tests {
                 .contains("all good")
         );
 
-        // A new attempt (fresh tree state) still knows the ids from the file, and after a
-        // restart the folder is found again from status.json.
-        let mut dirs = scan_dirs(root.path());
-        assert_eq!(
-            dirs.get("r1").map(String::as_str),
-            Some("results/custom/r1")
-        );
-        let mut tree = Tree::new(root.path(), &mut dirs);
+        // A new attempt (fresh tree state) still knows the ids from the file; the event
+        // carries its folder, so no map of folders is needed after a restart.
+        let mut tree = Tree::new(root.path());
         assert!(matches!(tree.apply(&e).unwrap(), Applied::Skipped(_)));
     }
 
@@ -470,8 +467,7 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("results")).unwrap();
         std::os::unix::fs::symlink(outside.path(), root.path().join("results/r1")).unwrap();
-        let mut dirs = HashMap::new();
-        let mut tree = Tree::new(root.path(), &mut dirs);
+        let mut tree = Tree::new(root.path());
         let applied = tree
             .apply(&item(update("r1", "results/r1", 1, RequestPhase::Running)))
             .unwrap();

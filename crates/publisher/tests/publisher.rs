@@ -8,11 +8,11 @@ use std::time::Duration;
 use clap::Parser as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use warroom_proto::names;
 use warroom_proto::{
     AuditEvent, AuditKind, ClusterPhase, ClusterReport, ClusterStatus, ClusterType, Denial,
     FieldError, Outcome, RequestPhase, RequestStatus, RequestSummary, StatusUpdate,
 };
+use warroom_proto::{ClusterName, RequestId, ResultsDir, Stream, Subject, names};
 use warroom_publisher::Config;
 use warroom_runtime::{Bus, Health};
 use warroom_testkit::{BareRemote, DEFAULT_TIMEOUT, NatsServer, wait_for, wait_until};
@@ -40,9 +40,12 @@ impl Stack {
         let nats = NatsServer::start().await;
         let remote = BareRemote::new();
         let work_dir = tempfile::tempdir().expect("a temporary work directory");
-        let bus = Bus::connect(nats.url(), "publisher-test")
-            .await
-            .expect("the test connects to NATS");
+        let bus = Bus::connect(
+            &warroom_runtime::Connection::plain(nats.url()),
+            "publisher-test",
+        )
+        .await
+        .expect("the test connects to NATS");
         let mut stack = Stack {
             nats,
             remote,
@@ -50,7 +53,7 @@ impl Stack {
             extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
             clones: 0,
             bus,
-            health: Health::default(),
+            health: Health::new("publisher"),
             stop: None,
             task: None,
         };
@@ -81,7 +84,7 @@ impl Stack {
         ];
         args.extend(self.extra_args.iter().cloned());
         let config = Config::try_parse_from(args).expect("the test's arguments parse");
-        self.health = Health::default();
+        self.health = Health::new("publisher");
         let (stop, stopped) = oneshot::channel::<()>();
         self.task = Some(tokio::spawn(warroom_publisher::run_with_health(
             config,
@@ -114,7 +117,7 @@ impl Stack {
         let id = &update.status.id;
         let dedup = format!("{id}-{}", update.status.revision);
         self.bus
-            .publish(&names::status_subject(id), Some(&dedup), update)
+            .publish(&Subject::Status(id.clone()), Some(&dedup), update)
             .await
             .expect("the status update is stored");
     }
@@ -124,7 +127,7 @@ impl Stack {
     async fn event(&self, event: &AuditEvent) {
         self.bus
             .publish(
-                &names::event_subject(&event.request_id, &event.cluster),
+                &Subject::Event(event.request_id.clone(), event.cluster.clone()),
                 None,
                 event,
             )
@@ -133,8 +136,9 @@ impl Stack {
     }
 
     async fn raw(&self, subject: &str, payload: &[u8]) {
-        self.bus
-            .jetstream
+        self.nats
+            .jetstream()
+            .await
             .publish(subject.to_owned(), payload.to_vec().into())
             .await
             .expect("the message is sent")
@@ -172,17 +176,35 @@ impl Stack {
     }
 }
 
+fn rid(id: &str) -> RequestId {
+    id.parse().expect("a valid request id")
+}
+
+fn cname(name: &str) -> ClusterName {
+    name.parse().expect("a valid cluster name")
+}
+
+fn dir(path: &str) -> ResultsDir {
+    path.parse().expect("a valid results folder")
+}
+
+/// The event as the runner of a request with its results in `folder` sends it.
+fn in_folder(folder: &str, mut event: AuditEvent) -> AuditEvent {
+    event.results_dir = dir(folder);
+    event
+}
+
 fn status(id: &str, phase: RequestPhase, revision: u64) -> StatusUpdate {
     StatusUpdate {
         status: RequestStatus {
-            id: id.to_owned(),
+            id: rid(id),
             phase,
             clusters: BTreeMap::new(),
             error: None,
             errors: Vec::new(),
             mode: None,
             engineer: Some("alice".to_owned()),
-            results_dir: format!("results/{id}"),
+            results_dir: dir(&format!("results/{id}")),
             revision,
             updated_at: warroom_proto::now(),
         },
@@ -204,13 +226,13 @@ fn with_cluster(mut update: StatusUpdate, cluster: &str, phase: ClusterPhase) ->
         line.cost_usd = Some(0.0421);
         line.num_turns = Some(6);
     }
-    update.status.clusters.insert(cluster.to_owned(), line);
+    update.status.clusters.insert(cname(cluster), line);
     update
 }
 
 fn with_report(mut update: StatusUpdate, cluster: &str, text: &str) -> StatusUpdate {
     update.reports.insert(
-        cluster.to_owned(),
+        cname(cluster),
         ClusterReport {
             final_text: text.to_owned(),
             permission_denials: Vec::new(),
@@ -222,8 +244,9 @@ fn with_report(mut update: StatusUpdate, cluster: &str, text: &str) -> StatusUpd
 fn event(request: &str, cluster: &str, seq: u32, kind: AuditKind) -> AuditEvent {
     AuditEvent {
         id: format!("{request}/{cluster}/1/{seq}"),
-        request_id: request.to_owned(),
-        cluster: cluster.to_owned(),
+        request_id: rid(request),
+        cluster: cname(cluster),
+        results_dir: dir(&format!("results/{request}")),
         at: warroom_proto::now(),
         kind,
     }
@@ -539,7 +562,7 @@ async fn a_push_race_with_an_engineer_loses_nothing() {
         "{subjects:?}"
     );
     assert!(subjects[0].starts_with("results: r-race"), "{subjects:?}");
-    assert!(stack.health.metrics.get("push_retries_total") >= 1);
+    assert!(stack.health.metrics.get("push_retries") >= 1);
     drop(engineer);
     stack.stop().await;
 }
@@ -580,7 +603,7 @@ async fn a_redelivered_audit_event_is_written_once() {
     wait_until(
         "both repeats counted as skipped",
         DEFAULT_TIMEOUT,
-        || async { stack.health.metrics.get("messages_skipped_total") >= 2 },
+        || async { stack.health.metrics.get("messages_skipped") >= 2 },
     )
     .await;
     stack.stop().await;
@@ -595,9 +618,12 @@ async fn after_a_restart_redelivered_events_are_not_duplicated_and_find_their_fo
         "hub",
         ClusterPhase::Running,
     );
-    running.status.results_dir = format!("results/2026/{id}");
+    running.status.results_dir = dir(&format!("results/2026/{id}"));
     stack.status(&running).await;
-    let one = event(id, "hub", 1, tool_call("kubectl get nodes"));
+    let one = in_folder(
+        "results/2026/r-restart",
+        event(id, "hub", 1, tool_call("kubectl get nodes")),
+    );
     stack.event(&one).await;
     let path = format!("results/2026/{id}/audit.jsonl");
     stack
@@ -608,7 +634,10 @@ async fn after_a_restart_redelivered_events_are_not_duplicated_and_find_their_fo
     // receives the event again (as after a crash before its ack) and a new one.
     stack.halt().await;
     stack.event(&one).await;
-    let two = event(id, "hub", 2, tool_call("kubectl top nodes"));
+    let two = in_folder(
+        "results/2026/r-restart",
+        event(id, "hub", 2, tool_call("kubectl top nodes")),
+    );
     stack.event(&two).await;
     stack.spawn();
     let audit = stack
@@ -715,18 +744,25 @@ async fn a_rejected_request_lists_its_field_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_with_a_bad_path_is_refused_and_does_not_block_the_next() {
     let stack = Stack::start().await;
-    let mut escaping = status("r-bad", RequestPhase::Running, 1);
-    escaping.status.results_dir = "../x".to_owned();
-    stack.status(&escaping).await;
+    // A folder outside results/ cannot even be built as a ResultsDir: send the JSON by hand.
+    let mut escaping =
+        serde_json::to_value(status("r-bad", RequestPhase::Running, 1)).expect("JSON");
+    escaping["status"]["results_dir"] = serde_json::json!("../x");
     stack
-        .raw(&names::status_subject("r-garbage"), b"{not json")
+        .raw(
+            &Subject::Status(rid("r-bad")).to_string(),
+            escaping.to_string().as_bytes(),
+        )
+        .await;
+    stack
+        .raw(&Subject::Status(rid("r-garbage")).to_string(), b"{not json")
         .await;
     let bad_cluster = event("r-bad", "hub", 1, tool_call("x"));
     let mut bad_cluster_json = serde_json::to_value(&bad_cluster).expect("JSON");
     bad_cluster_json["cluster"] = serde_json::json!("../../etc");
     stack
         .raw(
-            &names::event_subject("r-bad", "hub"),
+            &Subject::Event(rid("r-bad"), cname("hub")).to_string(),
             bad_cluster_json.to_string().as_bytes(),
         )
         .await;
@@ -738,9 +774,12 @@ async fn a_message_with_a_bad_path_is_refused_and_does_not_block_the_next() {
         "hub",
         ClusterPhase::Running,
     );
-    good.status.results_dir = format!("results/team-a/{id}/");
+    good.status.results_dir = dir(&format!("results/team-a/{id}"));
     stack.status(&good).await;
-    let marker = event(id, "hub", 1, tool_call("kubectl get pods"));
+    let marker = in_folder(
+        "results/team-a/r-good",
+        event(id, "hub", 1, tool_call("kubectl get pods")),
+    );
     stack.event(&marker).await;
     stack
         .wait_file(
@@ -766,13 +805,28 @@ async fn a_message_with_a_bad_path_is_refused_and_does_not_block_the_next() {
             "unexpected file {file}"
         );
     }
-    assert!(stack.health.metrics.get("messages_refused_total") >= 3);
+    // Refused at decoding by the bus (dead-lettered there), never reaching the publisher's
+    // own counters.
+    let dead = stack.nats.jetstream().await;
+    wait_until("the bad messages are dead letters", DEFAULT_TIMEOUT, || {
+        let js = dead.clone();
+        async move {
+            let Ok(mut stream) = js.get_stream(Stream::DeadLetters.name()).await else {
+                return false;
+            };
+            stream
+                .info()
+                .await
+                .is_ok_and(|info| info.state.messages >= 3)
+        }
+    })
+    .await;
     // The refused messages were terminated, not left for redelivery.
     let js = stack.nats.jetstream().await;
     wait_until("no message is left unacknowledged", DEFAULT_TIMEOUT, || {
         let js = js.clone();
         async move {
-            let Ok(stream) = js.get_stream(names::EVENTS_STREAM).await else {
+            let Ok(stream) = js.get_stream(Stream::Events.name()).await else {
                 return false;
             };
             let Ok(mut consumer) = stream
