@@ -474,4 +474,68 @@ mod tests {
         assert!(matches!(applied, Applied::Refused(_)), "{applied:?}");
         assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
     }
+
+    #[test]
+    fn a_file_in_the_way_refuses_only_its_own_messages() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("results")).unwrap();
+        std::fs::write(root.path().join("results/r-blocked"), "not a folder").unwrap();
+        let mut blocked_event = event("e1", "r-blocked");
+        blocked_event.results_dir = "results/r-blocked".parse().unwrap();
+        let items = vec![
+            (
+                0,
+                item(update(
+                    "r-blocked",
+                    "results/r-blocked",
+                    1,
+                    RequestPhase::Running,
+                )),
+            ),
+            (
+                1,
+                item(update("r-ok", "results/r-ok", 1, RequestPhase::Running)),
+            ),
+            (2, Item::Event(Box::new(blocked_event))),
+        ];
+        let (summary, settled) = crate::apply_all(root.path(), &items, None);
+        assert_eq!(summary.written, 1);
+        assert!(settled.retry.is_empty(), "{settled:?}");
+        let mut refused: Vec<usize> = settled.refused.keys().copied().collect();
+        refused.sort_unstable();
+        assert_eq!(refused, [0, 2]);
+        assert!(
+            settled.refused[&0].contains("results/r-blocked"),
+            "{settled:?}"
+        );
+        assert!(root.path().join("results/r-ok/status.json").is_file());
+    }
+
+    #[test]
+    fn file_system_errors_that_repeat_are_permanent() {
+        use nix::errno::Errno;
+        // The names the contract lets through (a request id of 128 characters, at most 3
+        // folders of 63) stay far below NAME_MAX and PATH_MAX, so no message can make the
+        // file system answer ENAMETOOLONG any more; the classification is checked here on
+        // the errors themselves.
+        for permanent in [
+            Errno::ENAMETOOLONG,
+            Errno::ENOTDIR,
+            Errno::EISDIR,
+            Errno::ELOOP,
+        ] {
+            let error = std::io::Error::from_raw_os_error(permanent as i32);
+            assert!(
+                crate::is_permanent(&error),
+                "{permanent} counted as passing"
+            );
+        }
+        for transient in [Errno::ENOSPC, Errno::EACCES, Errno::EIO, Errno::EMFILE] {
+            let error = std::io::Error::from_raw_os_error(transient as i32);
+            assert!(
+                !crate::is_permanent(&error),
+                "{transient} counted as permanent"
+            );
+        }
+    }
 }

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use async_nats::jetstream;
 use clap::Parser as _;
+use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use warroom_proto::{
@@ -14,7 +16,7 @@ use warroom_proto::{
 };
 use warroom_proto::{ClusterName, RequestId, ResultsDir, Stream, Subject, names};
 use warroom_publisher::Config;
-use warroom_runtime::{Bus, Health};
+use warroom_runtime::{Bus, DeadLetter, Health};
 use warroom_testkit::{BareRemote, DEFAULT_TIMEOUT, NatsServer, wait_for, wait_until};
 
 /// A nats-server, a bare remote, and a publisher writing into it.
@@ -37,6 +39,14 @@ impl Stack {
     }
 
     async fn start_with(extra_args: &[&str]) -> Self {
+        let mut stack = Self::without_publisher(extra_args).await;
+        stack.spawn();
+        stack
+    }
+
+    /// NATS (with every stream) and the remote, but no publisher yet: messages published
+    /// now wait in the stream and reach the publisher started later in one batch.
+    async fn without_publisher(extra_args: &[&str]) -> Self {
         let nats = NatsServer::start().await;
         let remote = BareRemote::new();
         let work_dir = tempfile::tempdir().expect("a temporary work directory");
@@ -46,7 +56,7 @@ impl Stack {
         )
         .await
         .expect("the test connects to NATS");
-        let mut stack = Stack {
+        Stack {
             nats,
             remote,
             _work_dir: work_dir,
@@ -56,9 +66,7 @@ impl Stack {
             health: Health::new("publisher"),
             stop: None,
             task: None,
-        };
-        stack.spawn();
-        stack
+        }
     }
 
     /// Starts a publisher with a working clone of its own.
@@ -146,6 +154,35 @@ impl Stack {
             .expect("the message is stored");
     }
 
+    /// Every letter the publisher's consumer left in the dead-letter stream, in order.
+    async fn dead_letters(&self) -> Vec<DeadLetter> {
+        stored(
+            &self.nats.jetstream().await,
+            Stream::DeadLetters,
+            &Subject::DeadLetter(names::PUBLISHER_CONSUMER.to_owned()),
+        )
+        .await
+    }
+
+    /// Whether the publisher's consumer has nothing left: nothing undelivered and nothing
+    /// delivered but unsettled (so no message is stuck or waiting for a redelivery).
+    async fn consumer_is_drained(&self) -> bool {
+        let js = self.nats.jetstream().await;
+        let Ok(stream) = js.get_stream(Stream::Events.name()).await else {
+            return false;
+        };
+        let Ok(mut consumer) = stream
+            .get_consumer::<jetstream::consumer::pull::Config>(names::PUBLISHER_CONSUMER)
+            .await
+        else {
+            return false;
+        };
+        consumer
+            .info()
+            .await
+            .is_ok_and(|info| info.num_ack_pending == 0 && info.num_pending == 0)
+    }
+
     /// Waits until `path` on the remote's `main` satisfies `check`, and returns it.
     async fn wait_file(&self, path: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
         wait_for(format!("{path} {what}"), DEFAULT_TIMEOUT, || {
@@ -174,6 +211,31 @@ impl Stack {
             .map(str::to_owned)
             .collect()
     }
+}
+
+/// Every message stored on `subject` in `stream`, in order.
+async fn stored<T: DeserializeOwned>(
+    js: &jetstream::Context,
+    stream: Stream,
+    subject: &Subject,
+) -> Vec<T> {
+    let subject = subject.to_string();
+    let Ok(mut stream) = js.get_stream(stream.name()).await else {
+        return Vec::new();
+    };
+    let state = stream.info().await.expect("stream info").state.clone();
+    let mut out = Vec::new();
+    if state.messages == 0 {
+        return out;
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        if let Ok(message) = stream.get_raw_message(seq).await
+            && message.subject.as_str() == subject
+        {
+            out.push(serde_json::from_slice(&message.payload).expect("a stored message decodes"));
+        }
+    }
+    out
 }
 
 fn rid(id: &str) -> RequestId {
@@ -844,6 +906,149 @@ async fn a_message_with_a_bad_path_is_refused_and_does_not_block_the_next() {
         }
     })
     .await;
+    stack.stop().await;
+}
+
+/// The poison messages of the issue: one batch holds a status whose folder is far too long,
+/// a status and an event whose folder cannot be created because a file is in the way, and a
+/// normal request's status. The normal one lands, the others end in the dead letters with
+/// their reason, and after a restart nothing is stuck.
+///
+/// The first case is refused at the bus, before the publisher sees it: `ResultsDir` allows
+/// at most 3 folders of 63 characters plus a request id of 128, far below NAME_MAX (255)
+/// and PATH_MAX, and cluster report names are at most 63 + `.md`. So a message can no longer
+/// make the file system answer ENAMETOOLONG, and `is_permanent` is checked by a unit test
+/// (`tree::tests::file_system_errors_that_repeat_are_permanent`) instead of here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_and_the_rest_of_the_batch_lands() {
+    // Everything is in the stream before the publisher starts, so it comes as one batch.
+    let mut stack = Stack::without_publisher(&[]).await;
+
+    // Someone who can push committed a regular file where a results folder goes.
+    let engineer = stack.remote.work_clone();
+    engineer.write("results/r-blocked", "not a folder\n");
+    engineer.commit_all("a file where a results folder goes");
+    engineer.push();
+
+    let long = format!("results/{}/r-long", "a".repeat(300));
+    let mut too_long =
+        serde_json::to_value(status("r-long", RequestPhase::Running, 1)).expect("a status encodes");
+    too_long["status"]["results_dir"] = serde_json::json!(long);
+    stack
+        .raw(
+            &Subject::Status(rid("r-long")).to_string(),
+            too_long.to_string().as_bytes(),
+        )
+        .await;
+    stack
+        .status(&with_cluster(
+            status("r-blocked", RequestPhase::Running, 1),
+            "hub",
+            ClusterPhase::Running,
+        ))
+        .await;
+    stack
+        .event(&event("r-blocked", "hub", 1, tool_call("kubectl get pods")))
+        .await;
+    stack
+        .status(&with_cluster(
+            status("r-normal", RequestPhase::Running, 1),
+            "hub",
+            ClusterPhase::Running,
+        ))
+        .await;
+    stack.spawn();
+
+    stack.wait_status("r-normal", "running").await;
+    let letters = wait_for("three dead letters", DEFAULT_TIMEOUT, || async {
+        let letters = stack.dead_letters().await;
+        (letters.len() >= 3).then_some(letters)
+    })
+    .await;
+    let by_subject = |subject: &str| {
+        letters
+            .iter()
+            .find(|l| l.subject == subject)
+            .unwrap_or_else(|| panic!("no dead letter for {subject}: {letters:?}"))
+    };
+    let long_letter = by_subject("warroom.status.r-long");
+    assert!(
+        long_letter.reason.contains("300 characters long"),
+        "{long_letter:?}"
+    );
+    assert_eq!(long_letter.stream, Stream::Events.name());
+    assert_eq!(long_letter.consumer, names::PUBLISHER_CONSUMER);
+    assert!(
+        long_letter.payload.contains(&long),
+        "the message is kept as it was"
+    );
+    for subject in ["warroom.status.r-blocked", "warroom.events.r-blocked.hub"] {
+        let letter = by_subject(subject);
+        assert!(
+            letter.reason.contains("results/r-blocked") && letter.reason.contains("not a folder"),
+            "{letter:?}"
+        );
+        assert_eq!(
+            letter.deliveries, 1,
+            "refused at once, not retried: {letter:?}"
+        );
+    }
+    assert_eq!(letters.len(), 3, "{letters:?}");
+
+    // The publisher counts the messages it dead-lettered itself (the two with a file in the
+    // way). The undecodable one was dead-lettered by the bus before it reached the
+    // publisher, and the bus keeps no counter of its own.
+    wait_until(
+        "the publisher counted its dead letters",
+        DEFAULT_TIMEOUT,
+        || async { stack.health.metrics.get("dead_letters") >= 2 },
+    )
+    .await;
+    assert_eq!(stack.health.metrics.get("dead_letters"), 2);
+    assert_eq!(stack.health.metrics.get("messages_refused"), 2);
+    wait_until("nothing is left for the publisher", DEFAULT_TIMEOUT, || {
+        stack.consumer_is_drained()
+    })
+    .await;
+    assert_eq!(
+        stack.remote.read("results/r-blocked").as_deref(),
+        Some("not a folder\n"),
+        "the file in the way is left alone"
+    );
+    for file in stack.files() {
+        assert!(
+            file.starts_with("results/r-normal/")
+                || file == "results/r-blocked"
+                || file == "README.md"
+                || file.starts_with("requests/"),
+            "unexpected file {file}"
+        );
+    }
+
+    // A new publisher finds nothing stuck: no poison message comes back, and a new request's
+    // status lands.
+    stack.halt().await;
+    stack.spawn();
+    stack
+        .status(&with_cluster(
+            status("r-after", RequestPhase::Running, 1),
+            "hub",
+            ClusterPhase::Running,
+        ))
+        .await;
+    stack.wait_status("r-after", "running").await;
+    wait_until("nothing is left after the restart", DEFAULT_TIMEOUT, || {
+        stack.consumer_is_drained()
+    })
+    .await;
+    assert_eq!(
+        stack.dead_letters().await.len(),
+        3,
+        "nothing was dead-lettered again"
+    );
+    assert_eq!(stack.health.metrics.get("dead_letters"), 0);
+    assert!(stack.health.metrics.get("batches_pushed") >= 1);
+    drop(engineer);
     stack.stop().await;
 }
 
