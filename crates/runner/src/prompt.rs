@@ -86,10 +86,11 @@ mod tests {
 
     fn task() -> Task {
         Task {
-            request_id: "2024-01-15-api-timeout".to_owned(),
+            request_id: "2024-01-15-api-timeout".parse().unwrap(),
+            results_dir: "results/2024-01-15-api-timeout".parse().unwrap(),
             cluster: ClusterRef {
                 kind: ClusterType::Hosted,
-                name: "prod-cluster-1".to_owned(),
+                name: "prod-cluster-1".parse().unwrap(),
             },
             engineer: "jane".to_owned(),
             issue: Issue {
@@ -143,12 +144,12 @@ mod tests {
         later.mode = Some(CoordinationMode::Sequential);
         later.prior_findings = vec![
             Finding {
-                cluster: "production-hub".to_owned(),
+                cluster: "production-hub".parse().unwrap(),
                 phase: ClusterPhase::Completed,
                 report: "## Summary\netcd is slow: `fsync` 800ms.\n".to_owned(),
             },
             Finding {
-                cluster: "prod-cluster-0".to_owned(),
+                cluster: "prod-cluster-0".parse().unwrap(),
                 phase: ClusterPhase::TimedOut,
                 report: "Partial: nodes look fine.".to_owned(),
             },

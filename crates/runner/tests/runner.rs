@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use warroom_proto::{
     AuditEvent, AuditKind, ClusterRef, ClusterType, Issue, Outcome, RunnerReport, Task, TaskResult,
-    Tool, names,
+    Tool,
 };
 use warroom_runner::Config;
 use warroom_runtime::Bus;
@@ -69,7 +69,12 @@ impl Harness {
         .expect("write kubectl");
         make_executable(&kubectl);
 
-        let bus = Bus::connect(nats.url(), "runner-test").await.expect("bus");
+        let bus = Bus::connect(
+            &warroom_runtime::Connection::plain(nats.url()),
+            "runner-test",
+        )
+        .await
+        .expect("bus");
         let js = nats.jetstream().await;
         let mut harness = Harness {
             url: nats.url().to_owned(),
@@ -136,7 +141,7 @@ impl Harness {
     async fn publish_task(&self, task: &Task) {
         self.bus
             .publish(
-                &names::task_subject(&task.cluster.name),
+                &warroom_proto::Subject::Task(task.cluster.name.clone()),
                 Some(&format!("{}-{}", task.request_id, task.cluster.name)),
                 task,
             )
@@ -147,8 +152,12 @@ impl Harness {
     async fn events(&self, request: &str) -> Vec<AuditEvent> {
         stored(
             &self.js,
-            names::EVENTS_STREAM,
-            &names::event_subject(request, CLUSTER),
+            warroom_proto::Stream::Events.name(),
+            &warroom_proto::Subject::Event(
+                request.parse().expect("request id"),
+                CLUSTER.parse().expect("cluster"),
+            )
+            .to_string(),
         )
         .await
     }
@@ -156,8 +165,12 @@ impl Harness {
     async fn reports(&self, request: &str) -> Vec<RunnerReport> {
         stored(
             &self.js,
-            names::RESULTS_STREAM,
-            &names::result_subject(request, CLUSTER),
+            warroom_proto::Stream::Results.name(),
+            &warroom_proto::Subject::Result(
+                request.parse().expect("request id"),
+                CLUSTER.parse().expect("cluster"),
+            )
+            .to_string(),
         )
         .await
     }
@@ -179,7 +192,7 @@ impl Harness {
     async fn tasks_left(&self) -> u64 {
         let mut stream = self
             .js
-            .get_stream(names::TASKS_STREAM)
+            .get_stream(warroom_proto::Stream::Tasks.name())
             .await
             .expect("tasks stream");
         stream.info().await.expect("stream info").state.messages
@@ -242,10 +255,13 @@ async fn stored<T: DeserializeOwned>(
 
 fn task(request: &str, timeout_secs: u64) -> Task {
     Task {
-        request_id: request.to_owned(),
+        request_id: request.parse().expect("request id"),
+        results_dir: format!("results/{request}")
+            .parse()
+            .expect("results folder"),
         cluster: ClusterRef {
             kind: ClusterType::Hosted,
-            name: CLUSTER.to_owned(),
+            name: CLUSTER.parse().expect("cluster"),
         },
         engineer: "jane".to_owned(),
         issue: Issue {
@@ -284,7 +300,10 @@ async fn allowed_command_runs_and_the_report_completes() {
     // A message that is not a task is terminated and does not block the next one.
     harness
         .js
-        .publish(names::task_subject(CLUSTER), "not json".into())
+        .publish(
+            warroom_proto::Subject::Task(CLUSTER.parse().expect("cluster")).to_string(),
+            "not json".into(),
+        )
         .await
         .expect("publish")
         .await
