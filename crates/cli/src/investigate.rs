@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use warroom_proto::{ClusterName, RequestId};
 use warroom_proto::request::{
     ClusterRef, ClusterType, Coordination, CoordinationMode, Investigation, Issue, Metadata,
     Output, OutputFormat, RequestSpec, Tool, TroubleshootingRequest,
 };
 use warroom_proto::{API_VERSION, KIND_TROUBLESHOOTING};
+use warroom_proto::{ClusterName, RequestId};
 
 use crate::git::{REMOTE, Repo};
 
@@ -319,7 +319,8 @@ fn targets(args: &Args) -> Result<Targets> {
         let kind = args
             .cluster_type
             .map_or_else(|| default_type(name), ClusterType::from);
-        let name = ClusterName::new(name.as_str()).map_err(|e| anyhow::anyhow!("--cluster: {e}"))?;
+        let name =
+            ClusterName::new(name.as_str()).map_err(|e| anyhow::anyhow!("--cluster: {e}"))?;
         return Ok(Targets::One(ClusterRef { kind, name }));
     }
     let mut clusters = Vec::new();

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::builder::TypedValueParser as _;
-use warroom_proto::RequestStatus;
 use warroom_proto::RequestId;
+use warroom_proto::RequestStatus;
 
 use crate::NotYet;
 use crate::git::{REMOTE, Repo};

@@ -46,7 +46,11 @@ impl RequestFacts {
         let investigation = &request.request.spec.investigation;
         RequestFacts {
             engineer: request.request.metadata.engineer.clone(),
-            clusters: request.clusters.iter().map(|c| c.name.to_string()).collect(),
+            clusters: request
+                .clusters
+                .iter()
+                .map(|c| c.name.to_string())
+                .collect(),
             timeout_secs: investigation.timeout,
             tools: investigation.allowed_tools.clone(),
             active_requests,

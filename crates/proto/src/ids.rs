@@ -251,7 +251,9 @@ impl ResultsDir {
         let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
         let parts: Vec<&str> = trimmed.split('/').collect();
         if parts.iter().any(|p| p.is_empty()) {
-            return Err(format!("`{shown}` contains an empty folder (`//`); {expected}"));
+            return Err(format!(
+                "`{shown}` contains an empty folder (`//`); {expected}"
+            ));
         }
         if parts.first() != Some(&"results") || parts.len() < 2 {
             return Err(format!("`{shown}` is outside `results/`; {expected}"));
@@ -368,7 +370,9 @@ mod tests {
 
     #[test]
     fn tokens_that_could_change_a_subject_or_a_path_are_refused() {
-        for bad in ["a.b", "a*", ">", "a b", "a\tb", "", "-lead", "ä", "a/b", ".."] {
+        for bad in [
+            "a.b", "a*", ">", "a b", "a\tb", "", "-lead", "ä", "a/b", "..",
+        ] {
             assert!(ClusterName::new(bad).is_err(), "{bad:?} was accepted");
             assert!(RequestId::new(bad).is_err(), "{bad:?} was accepted");
         }
@@ -412,7 +416,10 @@ mod tests {
             "results//r1",
             "./results/r1",
         ] {
-            assert!(ResultsDir::resolve(bad, &id).is_err(), "{bad:?} was accepted");
+            assert!(
+                ResultsDir::resolve(bad, &id).is_err(),
+                "{bad:?} was accepted"
+            );
         }
         let long = format!("results/{}/r1", "a".repeat(300));
         let err = ResultsDir::resolve(&long, &id).unwrap_err();
@@ -424,7 +431,13 @@ mod tests {
     fn results_dirs_from_the_wire_are_checked() {
         assert!(ResultsDir::try_from("results/r1".to_owned()).is_ok());
         assert!(ResultsDir::try_from("results/g/r1".to_owned()).is_ok());
-        for bad in ["results/", "/results/r1", "results/r1/", "x/r1", "results/../r1"] {
+        for bad in [
+            "results/",
+            "/results/r1",
+            "results/r1/",
+            "x/r1",
+            "results/../r1",
+        ] {
             assert!(
                 ResultsDir::try_from(bad.to_owned()).is_err(),
                 "{bad:?} was accepted"

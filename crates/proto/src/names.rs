@@ -215,11 +215,27 @@ mod tests {
     #[test]
     fn subjects_round_trip_and_land_in_their_stream() {
         let all = [
-            (Subject::Request(r("r1")), "warroom.requests.r1", Stream::Requests),
+            (
+                Subject::Request(r("r1")),
+                "warroom.requests.r1",
+                Stream::Requests,
+            ),
             (Subject::Task(c("hub")), "warroom.tasks.hub", Stream::Tasks),
-            (Subject::Result(r("r1"), c("hub")), "warroom.results.r1.hub", Stream::Results),
-            (Subject::Event(r("r1"), c("hub")), "warroom.events.r1.hub", Stream::Events),
-            (Subject::Status(r("r1")), "warroom.status.r1", Stream::Events),
+            (
+                Subject::Result(r("r1"), c("hub")),
+                "warroom.results.r1.hub",
+                Stream::Results,
+            ),
+            (
+                Subject::Event(r("r1"), c("hub")),
+                "warroom.events.r1.hub",
+                Stream::Events,
+            ),
+            (
+                Subject::Status(r("r1")),
+                "warroom.status.r1",
+                Stream::Events,
+            ),
             (
                 Subject::DeadLetter("publisher".to_owned()),
                 "warroom.dead.publisher",

@@ -202,7 +202,10 @@ pub fn parse_document(path: &Path, bytes: &[u8]) -> Result<Document, ValidationE
         }
         let request: SessionRequest = check.typed(value).map_err(|e| fail(vec![e]))?;
         let id = id.ok_or_else(|| fail(vec![no_id()]))?;
-        return Ok(Document::Session(Box::new(ValidatedSession { id, request })));
+        return Ok(Document::Session(Box::new(ValidatedSession {
+            id,
+            request,
+        })));
     }
 
     let mut results_dir = None;
@@ -250,7 +253,10 @@ pub fn parse_document(path: &Path, bytes: &[u8]) -> Result<Document, ValidationE
                 if resource.len() > MAX_NAME_LEN {
                     check.error(
                         &format!("spec.issue.affectedResources[{i}]"),
-                        format!("is {} bytes long; at most {MAX_NAME_LEN} are allowed", resource.len()),
+                        format!(
+                            "is {} bytes long; at most {MAX_NAME_LEN} are allowed",
+                            resource.len()
+                        ),
                     );
                 }
             }
@@ -593,7 +599,10 @@ impl Check {
         match ClusterName::new(value) {
             Ok(name) => Some(name),
             Err(e) => {
-                self.error(&join(path, key), format!("{what} `{}` {}", e.value, e.reason));
+                self.error(
+                    &join(path, key),
+                    format!("{what} `{}` {}", e.value, e.reason),
+                );
                 None
             }
         }

@@ -233,9 +233,8 @@ fn destinations_outside_results_are_refused() {
         let found = errors("r1.yaml", &yaml);
         assert_error(&found, "spec.output.destination", "inside `results/`");
     }
-    let yaml = format!(
-        "{VALID}  output:\n    format: markdown\n    destination: /results/team-a/r1/\n"
-    );
+    let yaml =
+        format!("{VALID}  output:\n    format: markdown\n    destination: /results/team-a/r1/\n");
     let parsed = parse_request(Path::new("r1.yaml"), yaml.as_bytes()).expect("valid");
     assert_eq!(parsed.results_dir, "results/team-a/r1");
 }
@@ -442,7 +441,10 @@ fn the_committed_json_schema_is_current() {
     let committed = include_str!("../../../schema/troubleshooting-request.schema.json");
     let generated = warroom_proto::schema::troubleshooting_request_pretty();
     if std::env::var_os("WARROOM_BLESS").is_some() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schema/troubleshooting-request.schema.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schema/troubleshooting-request.schema.json"
+        );
         std::fs::write(path, &generated).expect("writes the schema");
         return;
     }
@@ -455,7 +457,10 @@ fn the_committed_json_schema_is_current() {
 
 /// Follows `$ref`s and `properties` from the schema root to a field's schema.
 fn schema_at<'s>(schema: &'s serde_json::Value, path: &[&str]) -> &'s serde_json::Value {
-    fn resolve<'s>(root: &'s serde_json::Value, node: &'s serde_json::Value) -> &'s serde_json::Value {
+    fn resolve<'s>(
+        root: &'s serde_json::Value,
+        node: &'s serde_json::Value,
+    ) -> &'s serde_json::Value {
         let node = match node.get("anyOf").and_then(|a| a.as_array()) {
             // `Option<T>`: the non-null branch.
             Some(branches) => branches
@@ -499,14 +504,42 @@ fn the_schema_states_every_limit_the_validator_enforces() {
         (&["metadata", "name"], "maxLength", MAX_NAME_LEN),
         (&["metadata", "engineer"], "maxLength", MAX_NAME_LEN),
         (&["spec", "targetClusters"], "maxItems", MAX_CLUSTERS),
-        (&["spec", "targetCluster", "name"], "maxLength", MAX_CLUSTER_NAME_LEN),
+        (
+            &["spec", "targetCluster", "name"],
+            "maxLength",
+            MAX_CLUSTER_NAME_LEN,
+        ),
         (&["spec", "issue", "category"], "maxLength", MAX_NAME_LEN),
-        (&["spec", "issue", "description"], "maxLength", MAX_DESCRIPTION_LEN),
-        (&["spec", "issue", "affectedResources"], "maxItems", MAX_AFFECTED_RESOURCES),
-        (&["spec", "issue", "affectedResources", "[]"], "maxLength", MAX_NAME_LEN),
-        (&["spec", "investigation", "prompt"], "maxLength", MAX_PROMPT_LEN),
-        (&["spec", "output", "destination"], "maxLength", MAX_DESTINATION_LEN),
-        (&["spec", "investigation", "timeout"], "maximum", MAX_TIMEOUT_SECS as usize),
+        (
+            &["spec", "issue", "description"],
+            "maxLength",
+            MAX_DESCRIPTION_LEN,
+        ),
+        (
+            &["spec", "issue", "affectedResources"],
+            "maxItems",
+            MAX_AFFECTED_RESOURCES,
+        ),
+        (
+            &["spec", "issue", "affectedResources", "[]"],
+            "maxLength",
+            MAX_NAME_LEN,
+        ),
+        (
+            &["spec", "investigation", "prompt"],
+            "maxLength",
+            MAX_PROMPT_LEN,
+        ),
+        (
+            &["spec", "output", "destination"],
+            "maxLength",
+            MAX_DESTINATION_LEN,
+        ),
+        (
+            &["spec", "investigation", "timeout"],
+            "maximum",
+            MAX_TIMEOUT_SECS as usize,
+        ),
     ];
     for (path, key, expected) in limits {
         assert_eq!(limit(path, key), expected as u64, "{path:?} {key}");

@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument as _, error, info, info_span, warn};
 use warroom_proto::{
-    AuditEvent, AuditKind, ClusterName, Outcome, RequestId, ResultsDir, RunnerReport, Subject, Task,
-    TaskResult,
+    AuditEvent, AuditKind, ClusterName, Outcome, RequestId, ResultsDir, RunnerReport, Subject,
+    Task, TaskResult,
 };
 use warroom_runtime::bus::Progress;
 use warroom_runtime::{Bus, BusError, Delivery, Health};
@@ -343,10 +343,7 @@ impl Runner {
 }
 
 /// A progress ack every `every`, so a long investigation is not given to another replica.
-fn spawn_progress_acks(
-    progress: Progress,
-    every: Duration,
-) -> tokio::task::JoinHandle<()> {
+fn spawn_progress_acks(progress: Progress, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.tick().await;

@@ -121,13 +121,14 @@ impl Bus {
             .name(name)
             .retry_on_initial_connect();
         if let Some(path) = &connection.creds {
-            options = options
-                .credentials_file(path)
-                .await
-                .map_err(|source| BusError::Credentials {
-                    path: path.display().to_string(),
-                    source,
-                })?;
+            options =
+                options
+                    .credentials_file(path)
+                    .await
+                    .map_err(|source| BusError::Credentials {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
         }
         if let Some(path) = &connection.nkey_seed {
             let seed = std::fs::read_to_string(path).map_err(|source| BusError::Credentials {
@@ -435,10 +436,7 @@ impl<T: Inbound> Consumer<T> {
 
     /// Pulls at most one message, waiting up to `expires`: for workers that take one job at
     /// a time and leave the rest in the stream for other replicas. `None` when nothing came.
-    pub async fn fetch_one(
-        &mut self,
-        expires: Duration,
-    ) -> Result<Option<Delivery<T>>, PullError> {
+    pub async fn fetch_one(&mut self, expires: Duration) -> Result<Option<Delivery<T>>, PullError> {
         let failed = |consumer: &str, e: &dyn std::fmt::Display| PullError {
             consumer: consumer.to_owned(),
             message: e.to_string(),
@@ -643,7 +641,11 @@ impl<T> Delivery<T> {
 
     /// Done, and wait until the server confirmed it (for work that must not run twice).
     pub async fn ack_confirmed(&self) -> Result<(), String> {
-        self.raw.message.double_ack().await.map_err(|e| e.to_string())
+        self.raw
+            .message
+            .double_ack()
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Still being worked on: resets the ack wait.

@@ -8,9 +8,10 @@ use std::time::Duration;
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse::<u64>().map(Duration::from_secs).map_err(|_| {
-            format!("`{text}` is not a duration: too large")
-        });
+        return text
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("`{text}` is not a duration: too large"));
     }
     humantime::parse_duration(text).map_err(|e| {
         format!(

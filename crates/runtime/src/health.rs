@@ -191,7 +191,10 @@ mod tests {
         metrics.inc_with("runs", &[("cluster", "hub"), ("outcome", "completed")]);
         assert_eq!(metrics.get("batches_pushed"), 3);
         let text = metrics.render();
-        assert!(text.contains("warroom_publisher_batches_pushed_total 3"), "{text}");
+        assert!(
+            text.contains("warroom_publisher_batches_pushed_total 3"),
+            "{text}"
+        );
         assert!(
             text.contains(r#"warroom_publisher_runs_total{cluster="hub",outcome="completed"} 1"#),
             "{text}"

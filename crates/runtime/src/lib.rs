@@ -11,7 +11,7 @@ pub mod health;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use bus::{Bus, BusError, Connection, ConsumerSpec, Consumer, Delivery, DeadLetter, Stored};
+pub use bus::{Bus, BusError, Connection, Consumer, ConsumerSpec, DeadLetter, Delivery, Stored};
 pub use duration::parse_duration;
 pub use health::{Health, Metrics};
 

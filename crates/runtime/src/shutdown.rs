@@ -5,7 +5,9 @@ pub use tokio_util::sync::CancellationToken;
 
 /// A token cancelled when `shutdown` resolves: `run(config, shutdown)` turns its future into
 /// this once, and every loop, retry pause and drain of the daemon selects on it.
-pub fn token(shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> CancellationToken {
+pub fn token(
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {

@@ -33,7 +33,11 @@ fn rust_files() -> Vec<(String, String)> {
             }
         }
     }
-    assert!(files.len() > 50, "the walk found too few files: {}", files.len());
+    assert!(
+        files.len() > 50,
+        "the walk found too few files: {}",
+        files.len()
+    );
     files
 }
 
@@ -64,9 +68,11 @@ fn offenders(
 
 #[test]
 fn only_proto_spells_a_subject() {
-    let found = offenders(&rust_files(), &["crates/proto/", "tests/tests/e2e/tidy.rs"], |line| {
-        line.contains("\"warroom.") || line.contains("\"$JS.")
-    });
+    let found = offenders(
+        &rust_files(),
+        &["crates/proto/", "tests/tests/e2e/tidy.rs"],
+        |line| line.contains("\"warroom.") || line.contains("\"$JS."),
+    );
     assert!(
         found.is_empty(),
         "subjects are built with warroom_proto::Subject and Stream only:\n{}",
@@ -76,9 +82,11 @@ fn only_proto_spells_a_subject() {
 
 #[test]
 fn only_proto_checks_tokens() {
-    let found = offenders(&rust_files(), &["crates/proto/", "tests/tests/e2e/tidy.rs"], |line| {
-        line.contains("check_token")
-    });
+    let found = offenders(
+        &rust_files(),
+        &["crates/proto/", "tests/tests/e2e/tidy.rs"],
+        |line| line.contains("check_token"),
+    );
     assert!(
         found.is_empty(),
         "ids are checked by building RequestId/ClusterName, never by check_token:\n{}",
