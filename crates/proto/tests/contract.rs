@@ -471,7 +471,10 @@ fn schema_at<'s>(schema: &'s serde_json::Value, path: &[&str]) -> &'s serde_json
         };
         match node.get("$ref").and_then(|r| r.as_str()) {
             Some(reference) => {
-                let name = reference.rsplit('/').next().unwrap();
+                let name = reference
+                    .rsplit('/')
+                    .next()
+                    .expect("a $ref has a last part");
                 resolve(root, &root["$defs"][name])
             }
             None => node,
@@ -548,7 +551,14 @@ fn the_schema_states_every_limit_the_validator_enforces() {
         limit(&["spec", "investigation", "timeout"], "minimum"),
         MIN_TIMEOUT_SECS
     );
-    assert!(MAX_REQUEST_ID_LEN >= 64);
+    // The schema's pattern for request ids is generated from the same constant.
+    let id_schema = <warroom_proto::RequestId as schemars::JsonSchema>::json_schema(
+        &mut schemars::SchemaGenerator::default(),
+    );
+    assert_eq!(
+        id_schema.get("maxLength").and_then(|v| v.as_u64()),
+        Some(MAX_REQUEST_ID_LEN as u64)
+    );
 
     // The validator enforces each at that number: one more is refused, the limit itself
     // passes.
