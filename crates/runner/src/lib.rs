@@ -79,6 +79,14 @@ pub struct Config {
     /// The Claude Code CLI binary (a name looked up on PATH, or a path).
     #[arg(long, env = "WARROOM_CLAUDE_BIN", default_value = "claude")]
     pub claude_bin: PathBuf,
+    /// The tool-call guard the CLI runs before every tool call (a `PreToolUse` hook). A bare
+    /// name is looked up next to the runner's own executable, then on the agent's PATH.
+    #[arg(long, env = "WARROOM_GUARD_BIN", default_value = "warroom-guard")]
+    pub guard_bin: PathBuf,
+    /// A guard configuration (YAML) extending the guard's built-in policy; loaded at start,
+    /// so a bad file stops the runner with the guard's own error.
+    #[arg(long, env = "WARROOM_GUARD_CONFIG")]
+    pub guard_config: Option<PathBuf>,
     /// Where per-task workspaces and HOME folders are created (default: the system's temp).
     #[arg(long, env = "WARROOM_WORK_ROOT")]
     pub work_root: Option<PathBuf>,
@@ -143,6 +151,28 @@ impl Config {
                 }
             )));
         }
+        if self.resolve_guard_bin().is_none() {
+            let beside = std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|dir| dir.display().to_string()));
+            return Err(Error::Config(if self.guard_bin.components().count() > 1 {
+                format!(
+                    "--guard-bin {} is not an executable file",
+                    self.guard_bin.display()
+                )
+            } else {
+                format!(
+                    "--guard-bin {} was not found next to the runner ({}) or on the agent's PATH \
+                     (build it with `cargo build -p warroom-guard`, or give its path)",
+                    self.guard_bin.display(),
+                    beside.as_deref().unwrap_or("unknown folder"),
+                )
+            }));
+        }
+        if let Some(path) = &self.guard_config {
+            warroom_guard::Guard::load(path)
+                .map_err(|e| Error::Config(format!("--guard-config: {e}")))?;
+        }
         if self.ack_wait < Duration::from_secs(1) {
             return Err(Error::Config("--ack-wait must be at least 1s".to_owned()));
         }
@@ -175,17 +205,28 @@ impl Config {
     /// The Claude Code CLI binary: `--claude-bin` itself when it is a path, otherwise the
     /// first executable of that name on the agent's PATH (where the process would look).
     pub fn resolve_claude_bin(&self) -> Option<PathBuf> {
-        use std::os::unix::fs::PermissionsExt as _;
-        let executable = |path: &std::path::Path| {
-            path.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        };
         if self.claude_bin.components().count() > 1 {
-            return executable(&self.claude_bin).then(|| self.claude_bin.clone());
+            return is_executable(&self.claude_bin).then(|| self.claude_bin.clone());
         }
         std::env::split_paths(&self.agent_env().path)
             .map(|dir| dir.join(&self.claude_bin))
-            .find(|candidate| executable(candidate))
+            .find(|candidate| is_executable(candidate))
+    }
+
+    /// The guard binary, as an absolute path: `--guard-bin` itself when it is a path,
+    /// otherwise the executable of that name next to the runner's own executable, then the
+    /// first on the agent's PATH.
+    pub fn resolve_guard_bin(&self) -> Option<PathBuf> {
+        let found = if self.guard_bin.components().count() > 1 {
+            is_executable(&self.guard_bin).then(|| self.guard_bin.clone())
+        } else {
+            beside_runner()
+                .into_iter()
+                .chain(std::env::split_paths(&self.agent_env().path).filter(|d| d.is_absolute()))
+                .map(|dir| dir.join(&self.guard_bin))
+                .find(|candidate| is_executable(candidate))
+        };
+        found.and_then(|path| std::path::absolute(path).ok())
     }
 
     /// The environment the agent gets, from this configuration and the runner's own PATH and
@@ -213,6 +254,31 @@ impl Config {
 }
 
 pub use warroom_runtime::parse_duration;
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The folders "next to the runner": its executable's own, and, when that is Cargo's `deps`
+/// folder (a test binary running the runner as a library), the profile folder above it, where
+/// Cargo puts the workspace's binaries.
+fn beside_runner() -> Vec<PathBuf> {
+    let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
+    else {
+        return Vec::new();
+    };
+    let mut dirs = vec![dir.clone()];
+    if dir.file_name().is_some_and(|name| name == "deps")
+        && let Some(profile) = dir.parent()
+    {
+        dirs.push(profile.to_path_buf());
+    }
+    dirs
+}
 
 /// Runs the runner until `shutdown` resolves. A task in flight at shutdown is stopped and
 /// handed back (nak) so another replica, or the next start, runs it.
@@ -312,6 +378,8 @@ mod tests {
         assert_eq!(config.kill_grace, Duration::from_secs(10));
         assert_eq!(config.ack_wait, Duration::from_secs(60));
         assert_eq!(config.claude_bin, PathBuf::from("claude"));
+        assert_eq!(config.guard_bin, PathBuf::from("warroom-guard"));
+        assert_eq!(config.guard_config, None);
         // `sh` stands in for the CLI: found on PATH, or given as a path.
         let config = parse(&["--cluster", "prod-cluster-1", "--claude-bin", "sh"]);
         assert!(config.validate().is_ok());

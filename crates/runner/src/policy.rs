@@ -16,8 +16,18 @@
 //! - deny rules win over allow rules;
 //! - `Edit(./**)` lets Write and Edit change files inside the working directory only; a bare
 //!   `Write` or `Edit` rule would allow writes anywhere.
+//!
+//! In front of these rules sits the tool-call guard (`warroom-guard`, [`GuardHook`]), a
+//! `PreToolUse` hook the CLI runs before every tool call: it parses each command with a shell
+//! grammar and kubectl/oc the way they parse themselves, and its refusals carry a rule and a
+//! reason. The permission rules above stay as the second layer.
 
-use warroom_proto::Tool;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use warroom_guard::hook::DecisionRecord;
+use warroom_proto::{Denial, Tool};
 
 /// Read-only verbs of both `kubectl` and `oc`.
 const READ_ONLY_VERBS: [&str; 10] = [
@@ -207,6 +217,171 @@ impl Policy {
     }
 }
 
+/// The guard hook of every run: the resolved `warroom-guard` binary and its optional config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardHook {
+    /// The guard binary, an absolute path.
+    pub bin: PathBuf,
+    /// The guard configuration, an absolute path (the hook runs in the workspace).
+    pub config: Option<PathBuf>,
+}
+
+/// The files of one run's hook, in the task's private folder (never in the workspace, which
+/// the agent may write).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookFiles {
+    /// The CLI settings registering the hook (`--settings`).
+    pub settings: PathBuf,
+    /// The script the CLI runs as the hook command.
+    pub script: PathBuf,
+    /// Where the guard appends one line per decision.
+    pub decisions: PathBuf,
+}
+
+impl GuardHook {
+    /// Writes the hook script and the CLI settings for a run in `workspace` into `private`.
+    pub fn write(&self, private: &Path, workspace: &Path) -> std::io::Result<HookFiles> {
+        let files = HookFiles {
+            settings: private.join("claude-settings.json"),
+            script: private.join("guard-hook.sh"),
+            decisions: private.join("guard-decisions.jsonl"),
+        };
+        write_file(
+            &files.script,
+            &self.script(workspace, &files.decisions),
+            0o500,
+        )?;
+        let settings = settings(&sh_quote(&files.script.display().to_string()));
+        write_file(&files.settings, &format!("{settings:#}\n"), 0o400)?;
+        Ok(files)
+    }
+
+    /// The hook script. The CLI runs a hook command through a shell, so every path is quoted.
+    /// It does not `exec` the guard: the guard itself always exits 0, and a guard that cannot
+    /// run at all (exit 126/127, a crash) must block the call with exit 2, because the CLI lets
+    /// a call through when its hook fails with any other code.
+    fn script(&self, workspace: &Path, decisions: &Path) -> String {
+        let mut command = format!(
+            "{} --workspace {} --decisions {}",
+            sh_quote(&self.bin.display().to_string()),
+            sh_quote(&workspace.display().to_string()),
+            sh_quote(&decisions.display().to_string()),
+        );
+        if let Some(config) = &self.config {
+            command.push_str(" --config ");
+            command.push_str(&sh_quote(&config.display().to_string()));
+        }
+        format!(
+            "#!/bin/sh\n\
+             # The warroom-guard PreToolUse hook of this task, written by warroom-runner.\n\
+             {command} || {{ echo \"warroom-guard could not decide (exit $?); the call is blocked\" >&2; exit 2; }}\n"
+        )
+    }
+}
+
+/// The CLI settings registering `command` as the `PreToolUse` hook of every tool.
+pub fn settings(command: &str) -> Value {
+    json!({
+        "hooks": {
+            "PreToolUse": [{
+                "matcher": "*",
+                "hooks": [{ "type": "command", "command": command }],
+            }],
+        },
+    })
+}
+
+fn write_file(path: &Path, contents: &str, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+/// `text` as one single-quoted POSIX shell word: `'` becomes `'\''`.
+pub fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// Reads the guard's decisions file; a missing file (no tool call) is empty, and a line that
+/// is not a decision is skipped with a warning.
+pub fn read_decisions(path: &Path) -> Vec<DecisionRecord> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            tracing::warn!(cause = %e, path = %path.display(), "cannot read the guard's decisions");
+            return Vec::new();
+        }
+    };
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .filter_map(|line| match serde_json::from_str(line) {
+            Ok(record) => Some(record),
+            Err(e) => {
+                tracing::warn!(cause = %e, path = %path.display(), "skipping a guard decision line that does not parse");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Adds the guard's rule and reason (`guard_rule`, `guard_reason`) to the input of each
+/// denial the guard made, matched by tool and input text (the command, the path: what the
+/// guard records). Returns the guard's denied decisions that matched no denial, e.g. when the
+/// run ended without a result.
+pub fn attribute_denials(
+    denials: &mut [Denial],
+    decisions: &[DecisionRecord],
+) -> Vec<DecisionRecord> {
+    let mut unmatched = Vec::new();
+    let mut taken = vec![false; denials.len()];
+    for record in decisions.iter().filter(|r| r.decision == "deny") {
+        let found = denials.iter().enumerate().position(|(i, denial)| {
+            !taken[i]
+                && denial.tool == record.tool
+                && denial.input.is_object()
+                && input_summary(&denial.tool, &denial.input).as_deref()
+                    == Some(record.input.as_str())
+        });
+        match found {
+            Some(i) => {
+                taken[i] = true;
+                if let Some(input) = denials[i].input.as_object_mut() {
+                    input.insert("guard_rule".to_owned(), Value::from(record.rule.clone()));
+                    input.insert(
+                        "guard_reason".to_owned(),
+                        Value::from(record.reason.clone()),
+                    );
+                }
+            }
+            None => unmatched.push(record.clone()),
+        }
+    }
+    unmatched
+}
+
+/// The input text the guard records for a call (`warroom_guard::hook`'s summary): the Bash
+/// command, else the path or pattern, cut to the same length.
+fn input_summary(tool: &str, input: &Value) -> Option<String> {
+    let field = |name: &str| input.get(name).and_then(Value::as_str);
+    let text = match tool {
+        "Bash" => field("command"),
+        _ => field("file_path")
+            .or_else(|| field("notebook_path"))
+            .or_else(|| field("path"))
+            .or_else(|| field("pattern")),
+    }?;
+    const SUMMARY_LEN: usize = 2000;
+    Some(match text.char_indices().nth(SUMMARY_LEN) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    })
+}
+
 /// The Claude Code tool a request tool maps onto.
 pub fn claude_tool(tool: Tool) -> &'static str {
     match tool {
@@ -331,6 +506,135 @@ mod tests {
         assert_eq!(policy.tools, vec!["Read", "Grep", "Glob"]);
         assert_eq!(policy.allowed, vec!["Read(./**)"]);
         assert!(!policy.allowed.iter().any(|r| r.starts_with("Bash")));
+    }
+
+    #[test]
+    fn the_hook_quotes_every_path_and_blocks_when_the_guard_cannot_run() {
+        assert_eq!(sh_quote("/a b/it's"), r"'/a b/it'\''s'");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let private = dir.path().join("task 'x'");
+        std::fs::create_dir(&private).expect("private dir");
+        let hook = GuardHook {
+            bin: PathBuf::from("/opt/warroom/bin/warroom-guard"),
+            config: Some(PathBuf::from("/etc/warroom/guard.yaml")),
+        };
+        let files = hook
+            .write(&private, Path::new("/work/ws"))
+            .expect("writes the hook");
+        let script = std::fs::read_to_string(&files.script).expect("script");
+        let decisions = sh_quote(&files.decisions.display().to_string());
+        assert!(script.starts_with("#!/bin/sh\n"), "{script}");
+        assert!(
+            script.contains(&format!(
+                "'/opt/warroom/bin/warroom-guard' --workspace '/work/ws' --decisions {decisions} --config '/etc/warroom/guard.yaml' || "
+            )),
+            "{script}"
+        );
+        assert!(script.contains("exit 2;"), "{script}");
+        let settings: Value =
+            serde_json::from_str(&std::fs::read_to_string(&files.settings).expect("settings"))
+                .expect("settings are JSON");
+        let entry = &settings["hooks"]["PreToolUse"][0];
+        assert_eq!(entry["matcher"], "*");
+        assert_eq!(entry["hooks"][0]["type"], "command");
+        assert_eq!(
+            entry["hooks"][0]["command"],
+            sh_quote(&files.script.display().to_string())
+        );
+        // Nothing of the hook is in the workspace the agent writes.
+        for file in [&files.script, &files.settings, &files.decisions] {
+            assert!(file.starts_with(&private), "{}", file.display());
+        }
+    }
+
+    #[test]
+    fn a_missing_guard_blocks_the_call_with_exit_2() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let hook = GuardHook {
+            bin: dir.path().join("no-such-guard"),
+            config: None,
+        };
+        let files = hook.write(dir.path(), dir.path()).expect("writes the hook");
+        let status = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(sh_quote(&files.script.display().to_string()))
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("runs the hook");
+        assert_eq!(status.code(), Some(2));
+    }
+
+    fn record(tool: &str, input: &str, decision: &str, rule: &str) -> DecisionRecord {
+        DecisionRecord {
+            time: "2026-01-01T00:00:00Z".to_owned(),
+            session_id: None,
+            tool: tool.to_owned(),
+            input: input.to_owned(),
+            decision: decision.to_owned(),
+            rule: rule.to_owned(),
+            reason: format!("because {rule}"),
+        }
+    }
+
+    #[test]
+    fn guard_refusals_are_matched_to_denials_by_input() {
+        let denial = |tool: &str, input: Value| Denial {
+            tool: tool.to_owned(),
+            tool_use_id: "t".to_owned(),
+            input,
+        };
+        let mut denials = vec![
+            denial("Bash", json!({"command": "kubectl get secrets"})),
+            denial("Read", json!({"file_path": "/etc/passwd"})),
+            denial("Bash", json!({"command": "kubectl get secrets"})),
+            // Refused by the CLI's own rules, not by the guard.
+            denial("Bash", json!({"command": "kubectl delete pod x"})),
+        ];
+        let decisions = vec![
+            record("Bash", "kubectl get pods", "allow", "kubectl.get"),
+            record(
+                "Bash",
+                "kubectl get secrets",
+                "deny",
+                "kubectl.refused-kind",
+            ),
+            record("Read", "/etc/passwd", "deny", "tool.path-outside-workspace"),
+            record(
+                "Bash",
+                "kubectl get secrets",
+                "deny",
+                "kubectl.refused-kind",
+            ),
+            // Never reached the result (e.g. a run stopped by its timeout).
+            record("Bash", "oc whoami -t", "deny", "kubectl.flag"),
+        ];
+        let unmatched = attribute_denials(&mut denials, &decisions);
+        assert_eq!(denials[0].input["guard_rule"], "kubectl.refused-kind");
+        assert_eq!(
+            denials[0].input["guard_reason"],
+            "because kubectl.refused-kind"
+        );
+        assert_eq!(denials[0].input["command"], "kubectl get secrets");
+        assert_eq!(
+            denials[1].input["guard_rule"],
+            "tool.path-outside-workspace"
+        );
+        assert_eq!(denials[2].input["guard_rule"], "kubectl.refused-kind");
+        assert!(denials[3].input.get("guard_rule").is_none());
+        assert_eq!(unmatched.len(), 1);
+        assert_eq!(unmatched[0].input, "oc whoami -t");
+    }
+
+    #[test]
+    fn decisions_file_missing_or_partly_broken_is_read_as_far_as_it_goes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("guard-decisions.jsonl");
+        assert!(read_decisions(&path).is_empty());
+        let line =
+            serde_json::to_string(&record("Bash", "ls", "deny", "bash.program")).expect("encodes");
+        std::fs::write(&path, format!("{line}\nnot json\n\n{line}\n")).expect("write");
+        assert_eq!(read_decisions(&path).len(), 2);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use warroom_runtime::bus::Progress;
 use warroom_runtime::{Bus, BusError, Delivery, Health};
 
 use crate::agent::{self, AgentEnv, Launch, Run};
-use crate::policy::Policy;
+use crate::policy::{self, GuardHook, HookFiles, Policy};
 use crate::stream::{self, Ending, Item};
 use crate::{Config, prompt};
 
@@ -41,6 +41,8 @@ pub struct Runner {
     ack_wait: Duration,
     model: Option<String>,
     env: AgentEnv,
+    /// The tool-call guard every run registers as its `PreToolUse` hook.
+    guard: GuardHook,
     bus: Bus,
     health: Health,
 }
@@ -70,6 +72,17 @@ impl Runner {
             ack_wait: config.ack_wait,
             model: config.model.clone(),
             env: config.agent_env(),
+            // `run` validated the configuration, so the guard binary was found; the name
+            // itself is the fallback only for a runner built without validation.
+            guard: GuardHook {
+                bin: config
+                    .resolve_guard_bin()
+                    .unwrap_or_else(|| config.guard_bin.clone()),
+                config: config
+                    .guard_config
+                    .as_ref()
+                    .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone())),
+            },
             bus,
             health,
         }
@@ -156,25 +169,36 @@ impl Runner {
             .await?;
         info!(timeout = ?self.timeout(task), tools = ?policy.tools, "agent starting");
 
-        let (run, publish_error) = match TaskDirs::create(&self.work_root, request) {
-            Ok(dirs) => {
-                let launch = self.launch(task, &policy, &dirs);
-                let outcome = self.run_agent(&launch, &mut events, stop.clone()).await;
-                dirs.remove();
-                outcome
-            }
+        let ((run, publish_error), decisions) = match TaskDirs::create(&self.work_root, request) {
+            Ok(dirs) => match self.guard.write(dirs.root.path(), &dirs.workspace) {
+                Ok(hook) => {
+                    let launch = self.launch(task, &policy, &dirs, &hook);
+                    let outcome = self.run_agent(&launch, &mut events, stop.clone()).await;
+                    let decisions = policy::read_decisions(&hook.decisions);
+                    dirs.remove();
+                    (outcome, decisions)
+                }
+                Err(e) => {
+                    let path = dirs.root.path().display().to_string();
+                    dirs.remove();
+                    (
+                        (
+                            not_started(format!("cannot write the guard hook into {path}: {e}")),
+                            None,
+                        ),
+                        Vec::new(),
+                    )
+                }
+            },
             Err(e) => (
-                Run {
-                    ending: Ending::SpawnFailed(format!(
+                (
+                    not_started(format!(
                         "cannot create a workspace in {}: {e}",
                         self.work_root.display()
                     )),
-                    cancelled: false,
-                    result: None,
-                    last_text: None,
-                    stderr: String::new(),
-                },
-                None,
+                    None,
+                ),
+                Vec::new(),
             ),
         };
         if let Some(e) = publish_error {
@@ -190,11 +214,25 @@ impl Runner {
             self.max_turns,
             &run.stderr,
         );
-        let denials: Vec<_> = run
+        let mut denials: Vec<_> = run
             .result
             .as_ref()
             .map(|r| r.permission_denials.iter().map(|d| d.to_wire()).collect())
             .unwrap_or_default();
+        // The guard's rule and reason go into the refused call's input. A guard refusal no
+        // denial of the CLI's result names (a run that ended without a result) is published
+        // on its own, so no refusal goes unaudited.
+        let unmatched = policy::attribute_denials(&mut denials, &decisions);
+        for record in unmatched {
+            self.health.metrics.inc("tool_refused");
+            events
+                .publish(AuditKind::ToolResult {
+                    tool_use_id: String::new(),
+                    is_error: true,
+                    output: format!("guard: {}: {}", record.rule, record.reason),
+                })
+                .await?;
+        }
         for denial in &denials {
             self.health.metrics.inc("tool_refused");
             events
@@ -261,7 +299,7 @@ impl Runner {
         Duration::from_secs(task.timeout_secs).min(self.max_timeout)
     }
 
-    fn launch(&self, task: &Task, policy: &Policy, dirs: &TaskDirs) -> Launch {
+    fn launch(&self, task: &Task, policy: &Policy, dirs: &TaskDirs, hook: &HookFiles) -> Launch {
         let mut args = vec![
             "-p".to_owned(),
             "--output-format".to_owned(),
@@ -276,6 +314,9 @@ impl Runner {
             args.push(model.clone());
         }
         args.extend(policy.cli_args());
+        // The guard hook decides every call first; the permission rules stay the second layer.
+        args.push("--settings".to_owned());
+        args.push(hook.settings.display().to_string());
         Launch {
             program: self.claude_bin.clone(),
             args,
@@ -339,6 +380,17 @@ impl Runner {
             tokio::join!(agent::run(launch, items_tx, cancel_rx), publishing);
         forward.abort();
         (run, publish_error)
+    }
+}
+
+/// The run of an agent that could not be started.
+fn not_started(reason: String) -> Run {
+    Run {
+        ending: Ending::SpawnFailed(reason),
+        cancelled: false,
+        result: None,
+        last_text: None,
+        stderr: String::new(),
     }
 }
 
@@ -420,7 +472,8 @@ async fn publish<T: serde::Serialize>(
 }
 
 /// A task's fresh, empty workspace (the agent's cwd), its own HOME and temp folder, all
-/// removed afterwards.
+/// removed afterwards. The root beside them is private to the runner: it holds the guard
+/// hook's settings, script and decisions, out of the workspace the agent may write.
 struct TaskDirs {
     root: tempfile::TempDir,
     workspace: PathBuf,

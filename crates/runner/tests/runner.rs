@@ -1,7 +1,7 @@
 //! The runner against a real nats-server and the REAL Claude Code CLI, driven by the scripted
 //! model. The agent's `kubectl` is a script placed first on its PATH: it logs its arguments,
-//! prints a fake pod table, and with `--watch` records its pid and hangs (a long-running tool
-//! the timeout must stop).
+//! prints a fake pod table, and with `-l app=hang` records its pid and hangs (a long-running
+//! tool the timeout must stop; a selector, because the guard refuses `--watch`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -55,7 +55,7 @@ impl Harness {
                  echo \"$*\" >> '{log}'\n\
                  env > '{env}'\n\
                  case \"$*\" in\n\
-                 *--watch*)\n\
+                 *app=hang*)\n\
                    if [ ! -e '{once}' ]; then touch '{once}'; echo $$ > '{pid}'; exec sleep 60; fi;;\n\
                  esac\n\
                  printf '%s\\n' '{table}'\n",
@@ -544,7 +544,7 @@ async fn hung_kubectl_pid(dir: &Path) -> i32 {
 async fn timeout_stops_the_whole_process_group() {
     let mut harness = Harness::start(
         Script::single(vec![
-            Turn::bash("kubectl get pods -A --watch"),
+            Turn::bash("kubectl get pods -A -l app=hang"),
             Turn::text("never reached"),
         ]),
         &[],
@@ -568,7 +568,7 @@ async fn timeout_stops_the_whole_process_group() {
 async fn shutdown_hands_the_task_back_and_the_next_runner_finishes_it() {
     let mut harness = Harness::start(
         Script::single(vec![
-            Turn::bash("kubectl get pods -A --watch"),
+            Turn::bash("kubectl get pods -A -l app=hang"),
             Turn::text("Second attempt finished."),
         ]),
         &[],
@@ -639,4 +639,139 @@ async fn progress_acks_keep_a_second_replica_from_taking_a_long_task() {
         .count();
     assert_eq!(started, 1, "the task was delivered again while it ran");
     harness.stop_runner().await;
+}
+
+// --- guard ---
+
+/// Builds the real `warroom-guard` (a no-op when it is fresh). The runner finds it beside the
+/// test binary's `deps` folder, where Cargo puts the workspace's binaries; a test run of this
+/// crate alone does not build another crate's binary by itself.
+fn build_guard() {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--offline", "-p", "warroom-guard"])
+        .args(["--bin", "warroom-guard"])
+        .current_dir(tools::workspace_root())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running cargo build");
+    assert!(
+        output.status.success(),
+        "cannot build warroom-guard: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Every attempt to step outside read-only troubleshooting is refused by the guard hook
+/// before the command runs, and audited with the guard's rule and reason; the legal command
+/// runs, and the investigation completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_refuses_hostile_commands_with_its_reason() {
+    build_guard();
+    let hostile = [
+        ("kubectl get SeCrEtS -A", "kubectl.refused-kind"),
+        ("kubectl get pods -s http://127.0.0.1:1", "kubectl.flag"),
+        ("oc whoami -ct", "kubectl.flag"),
+        (
+            "kubectl get pods -o go-template='{{range .items}}{{.data.token | base64decode}}{{end}}'",
+            "kubectl.output-format",
+        ),
+        ("kubectl get pods --kubeconfig /etc/x", "kubectl.flag"),
+        ("kubectl get -f /etc/passwd", "kubectl.flag"),
+    ];
+    let mut turns: Vec<Turn> = hostile.iter().map(|(cmd, _)| Turn::bash(*cmd)).collect();
+    turns.push(Turn::bash("kubectl get pods -A"));
+    turns.push(Turn::text("Only the pod list was allowed."));
+    let mut harness = Harness::start(Script::single(turns), &[]).await;
+    harness.publish_task(&task("req-guard", 120)).await;
+
+    let result = harness.finished("req-guard").await;
+    assert_eq!(result.outcome, Outcome::Completed, "{result:?}");
+    assert_eq!(result.final_text, "Only the pod list was allowed.");
+    // Only the allowed command reached kubectl.
+    assert_eq!(harness.kubectl_log().trim(), "get pods -A");
+
+    let events = harness.events("req-guard").await;
+    let refused: Vec<(String, serde_json::Value)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            AuditKind::ToolRefused { input, tool, .. } => Some((tool.clone(), input.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused.len(), hostile.len(), "{refused:#?}");
+    for ((tool, input), (command, rule)) in refused.iter().zip(hostile) {
+        assert_eq!(tool, "Bash");
+        assert_eq!(input["command"], command, "{input}");
+        assert_eq!(input["guard_rule"], rule, "{command}: {input}");
+        let reason = input["guard_reason"].as_str().unwrap_or_default();
+        assert!(!reason.is_empty(), "{command}: no guard reason in {input}");
+    }
+    // No guard refusal was left unmatched.
+    assert!(
+        !events.iter().any(|e| matches!(&e.kind,
+            AuditKind::ToolResult { output, .. } if output.starts_with("guard: "))),
+        "{events:#?}"
+    );
+    // The model was told why, in the guard's words, so it can choose a legal command.
+    let seen = harness.model.tool_results();
+    let secrets = seen
+        .iter()
+        .find(|r| r.content_text.contains("[kubectl.refused-kind]"))
+        .unwrap_or_else(|| panic!("the model never saw the guard's reason: {seen:#?}"));
+    assert!(secrets.is_error, "{secrets:?}");
+    // The hook's files lived beside the workspace and went with it.
+    assert_eq!(harness.work_root_entries(), 0);
+    harness.wait_tasks_acked().await;
+    harness.stop_runner().await;
+}
+
+/// A guard configuration that does not load stops the runner at start with the guard's
+/// field-precise error; a missing guard binary is a clear configuration error too.
+#[tokio::test]
+async fn a_bad_guard_setup_stops_the_runner_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("guard.yaml");
+    std::fs::write(&config, "programs:\n  - name: ''\n").expect("write config");
+    let parse = |extra: &[&str]| -> Config {
+        let mut args = vec![
+            "warroom-runner",
+            "--cluster",
+            CLUSTER,
+            "--claude-bin",
+            "/bin/sh",
+        ];
+        args.extend_from_slice(extra);
+        clap::Parser::try_parse_from(&args).expect("valid runner arguments")
+    };
+    let guard = dir.path().join("warroom-guard");
+    std::fs::write(&guard, "#!/bin/sh\n").expect("write a stand-in guard");
+    make_executable(&guard);
+    let guard = guard.to_str().expect("utf-8 path");
+
+    let err = parse(&[
+        "--guard-bin",
+        guard,
+        "--guard-config",
+        config.to_str().expect("utf-8"),
+    ])
+    .validate()
+    .expect_err("a bad guard config")
+    .to_string();
+    assert!(
+        err.contains("--guard-config: invalid guard config")
+            && err.contains(config.to_str().expect("utf-8"))
+            && err.contains("programs[0]"),
+        "{err}"
+    );
+    let err = parse(&["--guard-bin", "/no/such/warroom-guard"])
+        .validate()
+        .expect_err("a missing guard")
+        .to_string();
+    assert!(err.contains("--guard-bin /no/such/warroom-guard"), "{err}");
+    let err = parse(&["--guard-bin", "no-such-guard-xyz"])
+        .validate()
+        .expect_err("a missing guard")
+        .to_string();
+    assert!(err.contains("on the agent's PATH"), "{err}");
+    assert!(parse(&["--guard-bin", guard]).validate().is_ok());
 }
