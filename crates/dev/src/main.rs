@@ -135,6 +135,17 @@ impl StackArgs {
 }
 
 fn main() -> ExitCode {
+    // Started as `warroom-guard` (the link `start` makes for the runners' hook), this binary
+    // is the guard: one binary to build for the local stack.
+    let called = std::env::args_os().next().map(PathBuf::from);
+    if called
+        .as_deref()
+        .and_then(|p| p.file_name())
+        .is_some_and(|n| n == "warroom-guard")
+    {
+        warroom_guard::cli::main();
+        return ExitCode::SUCCESS;
+    }
     match run(Args::parse()) {
         Ok(code) => code,
         Err(err) => {
@@ -247,7 +258,13 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
 }
 
 async fn start(options: &StackOptions) -> Result<Stack> {
-    let stack = Stack::start(options).await?;
+    let mut options = options.clone();
+    let guard = guard_link(&options.state_dir)?;
+    options
+        .extra_args
+        .runner
+        .extend(["--guard-bin".to_owned(), guard.display().to_string()]);
+    let stack = Stack::start(&options).await?;
     if stack.replay {
         eprintln!(
             "warroom-dev: replay mode (ANTHROPIC_API_KEY is not set): a recorded demo \
@@ -413,4 +430,21 @@ fn describe(status: &RequestStatus) -> String {
         line.push_str(&format!(": {error}"));
     }
     line
+}
+
+/// A `warroom-guard` link to this binary in the state folder: the runners' tool-call guard
+/// (see `main`), so `warroom-dev` needs no second binary next to it.
+fn guard_link(state_dir: &std::path::Path) -> Result<PathBuf> {
+    let dir = state_dir.join("bin");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let link = dir.join("warroom-guard");
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    match std::fs::remove_file(&link) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot replace {}", link.display())),
+    }
+    std::os::unix::fs::symlink(&exe, &link)
+        .with_context(|| format!("cannot link {} to {}", link.display(), exe.display()))?;
+    Ok(link)
 }

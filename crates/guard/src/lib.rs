@@ -8,6 +8,7 @@
 //! real boundary; the guard keeps the agent to read-only troubleshooting and makes each attempt
 //! to step outside it visible. `POLICY.md` describes the policy in words.
 
+pub mod cli;
 pub mod config;
 pub mod decision;
 mod error;

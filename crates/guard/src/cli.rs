@@ -1,0 +1,136 @@
+//! The hook's command line: what the `warroom-guard` binary runs, as a library function so
+//! that another binary (the local stack's `warroom-dev`, started under the name
+//! `warroom-guard`) can be the guard too. It reads one hook JSON object on stdin, prints the
+//! decision and always exits 0, because a failing hook may let the call through: every
+//! failure, a bad config included, becomes a deny with its reason.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use crate::hook::{DecisionRecord, HookOutput, decide};
+use crate::{Decision, Guard};
+use clap::Parser;
+
+/// Decides one Claude Code tool call (PreToolUse hook): reads the hook JSON on stdin and prints
+/// an allow or deny decision.
+#[derive(Debug, Parser)]
+#[command(name = "warroom-guard", version)]
+struct Args {
+    /// Guard configuration (YAML) extending the built-in policy.
+    #[arg(long, env = "WARROOM_GUARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// The task workspace; defaults to the hook input's `cwd`.
+    #[arg(long, env = "WARROOM_GUARD_WORKSPACE")]
+    workspace: Option<PathBuf>,
+    /// Appends one JSON line per decision to this file.
+    #[arg(long, env = "WARROOM_GUARD_DECISIONS")]
+    decisions: Option<PathBuf>,
+}
+
+/// Stdin beyond this is not a tool call the guard reads (commands are capped far lower).
+const MAX_INPUT: u64 = 1024 * 1024;
+
+/// Runs the hook: parses the process's arguments, decides the call on stdin, prints the
+/// answer.
+pub fn main() {
+    // Argument errors must not end in clap's exit code 2: a failing hook may not block the
+    // call, so they are answered with a deny like everything else.
+    let args = Args::try_parse();
+    if let Err(err) = &args
+        && matches!(
+            err.kind(),
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+        )
+    {
+        let _ = err.print();
+        return;
+    }
+
+    // Stdin is read before anything can refuse, so the CLI can always write the whole tool
+    // call and never sees a broken pipe.
+    let mut stdin = String::new();
+    let read = std::io::stdin().take(MAX_INPUT).read_to_string(&mut stdin);
+
+    let args = match args {
+        Ok(args) => args,
+        Err(err) => {
+            answer(&Decision::deny(
+                "hook.bad-arguments",
+                format!(
+                    "the guard was started with invalid arguments: {}",
+                    err.to_string().lines().next().unwrap_or_default()
+                ),
+            ));
+            return;
+        }
+    };
+
+    let guard = match &args.config {
+        None => Ok(Guard::builtin()),
+        Some(path) => Guard::load(path),
+    };
+    let (decision, record) = match (guard, read) {
+        (Err(err), _) => {
+            eprintln!("warroom-guard: {err}");
+            let d = Decision::deny(
+                "hook.bad-config",
+                format!("the guard cannot load its configuration, so every call is refused: {err}"),
+            );
+            let record = record_for(&d, &stdin);
+            (d, record)
+        }
+        (Ok(_), Err(err)) => {
+            let d = Decision::deny(
+                "hook.malformed-input",
+                format!("the hook input could not be read: {err}"),
+            );
+            let record = record_for(&d, "");
+            (d, record)
+        }
+        (Ok(guard), Ok(_)) => decide(&guard, &stdin, args.workspace.as_deref()),
+    };
+    answer(&decision);
+
+    if let Some(path) = &args.decisions
+        && let Err(err) = append(path, &record)
+    {
+        // The decision is already printed; a lost audit line is reported, not fatal.
+        eprintln!(
+            "warroom-guard: cannot append to decisions file {}: {err}",
+            path.display()
+        );
+    }
+}
+
+fn record_for(decision: &Decision, input: &str) -> DecisionRecord {
+    DecisionRecord {
+        time: crate::hook::now(),
+        session_id: None,
+        tool: String::new(),
+        input: input.chars().take(2000).collect(),
+        decision: "deny".to_owned(),
+        rule: decision.rule.to_owned(),
+        reason: decision.reason.clone(),
+    }
+}
+
+fn answer(decision: &Decision) {
+    let output = HookOutput::new(decision);
+    let line = serde_json::to_string(&output).unwrap_or_else(|_| {
+        r#"{"hookSpecificOutput":{"hookEventName":"PreToolUse","permissionDecision":"deny","permissionDecisionReason":"[hook.internal] the guard could not encode its answer"}}"#.to_owned()
+    });
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+fn append(path: &std::path::Path, record: &DecisionRecord) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(record).map_err(std::io::Error::other)?;
+    line.push('\n');
+    // One write of one line with O_APPEND, so concurrent hooks never interleave within a line.
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(line.as_bytes())
+}
