@@ -143,8 +143,9 @@ pub struct Args {
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
 
-    /// Where the publisher writes the results, a folder inside `results/`. Default:
-    /// `results/<ID>/`.
+    /// Where the publisher writes the results: a folder inside `results/` (e.g.
+    /// `results/team-a/`), to which the request id is added as the last folder so that two
+    /// requests never share one. Default: `results/<ID>/`.
     #[arg(long, value_name = "DIR")]
     pub destination: Option<String>,
 
@@ -214,7 +215,7 @@ fn default_type(name: &str) -> ClusterType {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     // Everything that needs no git is checked first, so a typo costs nothing.
-    let targets = targets(&args)?;
+    let (targets, unchecked) = targets(&args)?;
     if let Some(id) = &args.id
         && let Some(problem) = RequestId::problem(id)
     {
@@ -250,9 +251,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(id) => id.clone(),
         None => generate_id(now, &category)?,
     };
-    let request = build(&args, targets, engineer, category, now)?;
+    let request = build(&args, &id, targets, engineer, category, now)?;
     let relative = format!("{PENDING_DIR}/{id}.yaml");
-    let yaml = render(&request, &id)?;
+    let yaml = if unchecked.is_empty() {
+        render(&request, &id)?
+    } else {
+        // A cluster name the type refuses goes into the file as written, so the validation
+        // below reports it together with every other problem, with its field and flag.
+        let mut value = serde_yaml_ng::to_value(&request).context("serializing the request")?;
+        for (index, raw) in &unchecked {
+            let spec = &mut value["spec"];
+            let cluster = match index {
+                None => &mut spec["targetCluster"],
+                Some(i) => &mut spec["targetClusters"][*i],
+            };
+            cluster["name"] = serde_yaml_ng::Value::String(raw.clone());
+        }
+        render(&value, &id)?
+    };
 
     // The exact check the gateway makes; only a request that passes it is written.
     let validated = warroom_proto::parse_request(Path::new(&relative), yaml.as_bytes())
@@ -313,15 +329,39 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--destination` as the request file says it: the folder, ending in the request id (added
+/// unless the engineer already wrote it).
+fn destination_for(destination: &str, id: &str) -> String {
+    let trimmed = destination.trim_end_matches('/');
+    if trimmed.rsplit('/').next() == Some(id) {
+        format!("{trimmed}/")
+    } else {
+        format!("{trimmed}/{id}/")
+    }
+}
+
 /// The target clusters the flags name.
-fn targets(args: &Args) -> Result<Targets> {
+/// A cluster name the flags gave that is not a valid `ClusterName`: its index in
+/// `targetClusters` (`None` for `targetCluster`) and the name as written.
+type Unchecked = Vec<(Option<usize>, String)>;
+
+/// A stand-in for an invalid cluster name while the request is built; the name as written
+/// replaces it in the file, where validation reports it.
+fn checked(name: &str, index: Option<usize>, unchecked: &mut Unchecked) -> ClusterName {
+    ClusterName::new(name).unwrap_or_else(|_| {
+        unchecked.push((index, name.to_owned()));
+        ClusterName::new("invalid").unwrap_or_else(|_| unreachable!("`invalid` is a valid name"))
+    })
+}
+
+fn targets(args: &Args) -> Result<(Targets, Unchecked)> {
+    let mut unchecked = Unchecked::new();
     if let Some(name) = &args.cluster {
         let kind = args
             .cluster_type
             .map_or_else(|| default_type(name), ClusterType::from);
-        let name =
-            ClusterName::new(name.as_str()).map_err(|e| anyhow::anyhow!("--cluster: {e}"))?;
-        return Ok(Targets::One(ClusterRef { kind, name }));
+        let name = checked(name, None, &mut unchecked);
+        return Ok((Targets::One(ClusterRef { kind, name }), unchecked));
     }
     let mut clusters = Vec::new();
     for item in &args.clusters {
@@ -336,14 +376,14 @@ fn targets(args: &Args) -> Result<Targets> {
                 )
             }
         };
-        let name = ClusterName::new(name).map_err(|e| anyhow::anyhow!("--clusters: {e}"))?;
+        let name = checked(name, Some(clusters.len()), &mut unchecked);
         clusters.push(ClusterRef { kind, name });
     }
     // clap makes --mode required with --clusters.
     let mode = args
         .mode
         .map_or(CoordinationMode::Sequential, CoordinationMode::from);
-    Ok(Targets::Several(clusters, mode))
+    Ok((Targets::Several(clusters, mode), unchecked))
 }
 
 enum Targets {
@@ -353,6 +393,7 @@ enum Targets {
 
 fn build(
     args: &Args,
+    id: &str,
     targets: Targets,
     engineer: String,
     category: String,
@@ -405,7 +446,7 @@ fn build(
             },
             output: args.destination.as_ref().map(|destination| Output {
                 format: OutputFormat::Markdown,
-                destination: Some(destination.clone()),
+                destination: Some(destination_for(destination, id)),
             }),
         },
     })
@@ -428,7 +469,7 @@ fn default_prompt(issue: &str, namespace: Option<&str>, strategy: Option<&str>) 
 }
 
 /// The request file's text: a comment that says where it came from, then the request.
-fn render(request: &TroubleshootingRequest, id: &str) -> Result<String> {
+fn render(request: &impl serde::Serialize, id: &str) -> Result<String> {
     let body = serde_yaml_ng::to_string(request).context("serializing the request")?;
     Ok(format!(
         "# Request {id}, written by `claude-warroom investigate`.\n\

@@ -276,15 +276,16 @@ fn investigate_pushes_a_valid_request_named_by_the_printed_id() {
         investigation.prompt
     );
     assert_eq!(validated.results_dir, format!("results/{id}"));
-    // Quoted, so YAML 1.1 readers (schema linters) see a string, as the schema says.
+    // The timestamp is a time, written in RFC 3339 and read back as the same instant.
     let text = remote
         .read(&format!("requests/pending/{id}.yaml"))
         .unwrap_or_default();
-    let timestamp = &request.metadata.timestamp;
-    assert!(
-        text.contains(&format!("timestamp: \"{timestamp}\"")),
-        "{text}"
-    );
+    let written = request
+        .metadata
+        .timestamp
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats");
+    assert!(text.contains(&format!("timestamp: {written}")), "{text}");
 
     assert_eq!(remote.log_subjects()[0], format!("request: {id}"));
     let committed = remote.git(["show", "--name-only", "--format=", "main"]);
@@ -588,15 +589,14 @@ fn status_follows_the_output_destination() {
         ],
     )
     .id();
-    assert_eq!(
-        pushed_request(&remote, &id).results_dir,
-        "results/team-a/api-timeout"
-    );
+    // The CLI adds the request id as the last folder.
+    let dir = format!("results/team-a/api-timeout/{id}");
+    assert_eq!(pushed_request(&remote, &id).results_dir, dir);
 
     let pending = run(engineer.path(), &["status", &id]);
     assert_eq!(pending.code, Some(3), "{pending}");
 
-    let dir = "results/team-a/api-timeout";
+    let dir = dir.as_str();
     let status = status(
         &id,
         RequestPhase::Running,

@@ -383,29 +383,36 @@ mod tests {
         Item::Status(Box::new(update))
     }
 
-    fn decode(subject: &str, json: &serde_json::Value) -> Result<Item, String> {
-        let subject = Subject::parse(subject).map_err(|e| e.to_string())?;
+    fn decode(subject: Subject, json: &serde_json::Value) -> Result<Item, String> {
         Item::decode(&subject, json.to_string().as_bytes())
+    }
+
+    fn status_of(id: &str) -> Subject {
+        Subject::Status(id.parse().unwrap())
+    }
+
+    fn events_of(id: &str, cluster: &str) -> Subject {
+        Subject::Event(id.parse().unwrap(), cluster.parse().unwrap())
     }
 
     #[test]
     fn names_that_would_leave_results_are_refused_before_they_reach_the_tree() {
         let good =
             serde_json::to_value(update("r1", "results/r1", 1, RequestPhase::Running)).unwrap();
-        assert!(decode("warroom.status.r1", &good).is_ok());
+        assert!(decode(status_of("r1"), &good).is_ok());
         let mut bad = good.clone();
         bad["status"]["results_dir"] = serde_json::json!("../x");
-        assert!(decode("warroom.status.r1", &bad).is_err());
+        assert!(decode(status_of("r1"), &bad).is_err());
         let mut bad = good.clone();
         bad["status"]["results_dir"] = serde_json::json!("results/r2");
-        assert!(decode("warroom.status.r1", &bad).is_err());
+        assert!(decode(status_of("r1"), &bad).is_err());
         let mut bad = good.clone();
         bad["reports"]["../../etc/passwd"] = serde_json::json!({"final_text": ""});
-        assert!(decode("warroom.status.r1", &bad).is_err());
-        assert!(decode("warroom.status.r2", &good).is_err());
+        assert!(decode(status_of("r1"), &bad).is_err());
+        assert!(decode(status_of("r2"), &good).is_err());
         let e = serde_json::to_value(event("e1", "r1")).unwrap();
-        assert!(decode("warroom.events.r1.hub", &e).is_ok());
-        assert!(decode("warroom.events.r1.other", &e).is_err());
+        assert!(decode(events_of("r1", "hub"), &e).is_ok());
+        assert!(decode(events_of("r1", "other"), &e).is_err());
     }
 
     #[test]

@@ -971,7 +971,7 @@ async fn poison_messages_are_dead_lettered_and_the_rest_of_the_batch_lands() {
             .find(|l| l.subject == subject)
             .unwrap_or_else(|| panic!("no dead letter for {subject}: {letters:?}"))
     };
-    let long_letter = by_subject("warroom.status.r-long");
+    let long_letter = by_subject(&Subject::Status(rid("r-long")).to_string());
     assert!(
         long_letter.reason.contains("300 characters long"),
         "{long_letter:?}"
@@ -982,8 +982,11 @@ async fn poison_messages_are_dead_lettered_and_the_rest_of_the_batch_lands() {
         long_letter.payload.contains(&long),
         "the message is kept as it was"
     );
-    for subject in ["warroom.status.r-blocked", "warroom.events.r-blocked.hub"] {
-        let letter = by_subject(subject);
+    for subject in [
+        Subject::Status(rid("r-blocked")),
+        Subject::Event(rid("r-blocked"), cname("hub")),
+    ] {
+        let letter = by_subject(&subject.to_string());
         assert!(
             letter.reason.contains("results/r-blocked") && letter.reason.contains("not a folder"),
             "{letter:?}"
