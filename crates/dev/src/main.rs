@@ -82,7 +82,7 @@ struct DemoArgs {
     stack: StackArgs,
 
     /// How long to wait for the report.
-    #[arg(long, default_value = "10m", value_parser = warroom_dispatcher::config::parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = warroom_runtime::parse_duration)]
     timeout: Duration,
 }
 
