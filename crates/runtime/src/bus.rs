@@ -154,10 +154,13 @@ impl Bus {
                     })?;
         }
         if let Some(path) = &connection.nkey_seed {
-            let seed = std::fs::read_to_string(path).map_err(|source| BusError::Credentials {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let seed =
+                tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|source| BusError::Credentials {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
             options = options.nkey(seed.trim().to_owned());
         }
         if let Some(ca) = &connection.tls_ca {
