@@ -25,12 +25,15 @@ pub fn backoff(first: Duration, max: Duration, retries: usize) -> ExponentialBui
 /// retries the server schedules (a nak's delay chosen from the delivery count); `max` past
 /// the end.
 pub fn delay(first: Duration, max: Duration, retry: usize) -> Duration {
+    // Doubling reaches any `max` long before 64 steps; the cap keeps `nth` from walking an
+    // endless iterator for a huge delivery count.
+    let step = retry.clamp(1, 64) - 1;
     ExponentialBuilder::default()
         .with_min_delay(first)
         .with_max_delay(max)
         .without_max_times()
         .build()
-        .nth(retry.saturating_sub(1))
+        .nth(step)
         .unwrap_or(max)
         .min(max)
 }
