@@ -82,7 +82,7 @@ struct DemoArgs {
     stack: StackArgs,
 
     /// How long to wait for the report.
-    #[arg(long, default_value = "10m", value_parser = warroom_dispatcher::config::parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = warroom_runtime::parse_duration)]
     timeout: Duration,
 }
 
@@ -172,7 +172,7 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
     // The daemons retry an unreachable remote for ever, as they should; a local path that
     // does not exist is a typo, and is said at once.
     let local = !args.repo.contains("://") && !args.repo.contains(':');
-    if local && !Path::new(&args.repo).exists() {
+    if local && !tokio::fs::try_exists(&args.repo).await.unwrap_or(false) {
         bail!(
             "--repo {}: no such folder; give a path to a git repository or a URL",
             args.repo
@@ -204,14 +204,20 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
     init_demo_logging();
 
     let demo = args.stack.state_dir.join("demo");
-    if demo.exists() {
-        std::fs::remove_dir_all(&demo)
+    if tokio::fs::try_exists(&demo).await.unwrap_or(false) {
+        tokio::fs::remove_dir_all(&demo)
+            .await
             .with_context(|| format!("cannot clear the previous demo in {}", demo.display()))?;
     }
-    std::fs::create_dir_all(&demo).with_context(|| format!("cannot create {}", demo.display()))?;
-    let demo = demo.canonicalize()?;
+    tokio::fs::create_dir_all(&demo)
+        .await
+        .with_context(|| format!("cannot create {}", demo.display()))?;
+    let demo = tokio::fs::canonicalize(&demo).await?;
     let remote = demo.join("remote.git");
-    let clone = seed_remote(&remote, &demo.join("clone"))?;
+    let clone = {
+        let (remote, clone) = (remote.clone(), demo.join("clone"));
+        blocking(move || seed_remote(&remote, &clone)).await?
+    };
 
     let clusters = DEMO_CLUSTERS.iter().map(|c| (*c).to_owned()).collect();
     let mut options = args
@@ -222,7 +228,10 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
     options.state_dir = demo.join("stack");
     let mut stack = start(&options).await?;
 
-    let id = submit_sample(&clone)?;
+    let id = {
+        let clone = clone.clone();
+        blocking(move || submit_sample(&clone)).await?
+    };
     println!("submitted request {id} (sequential: production-hub, then prod-cluster-1)");
 
     let status = tokio::select! {
@@ -233,7 +242,10 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
     let status = status?;
     shutdown?;
 
-    git(Some(&clone), &["pull", "--quiet", "--ff-only"])?;
+    {
+        let clone = clone.clone();
+        blocking(move || git(Some(&clone), &["pull", "--quiet", "--ff-only"])).await?;
+    }
     let results = clone.join(&status.results_dir);
     println!();
     println!("request {id}: {}", describe(&status));
@@ -275,6 +287,16 @@ async fn start(options: &StackOptions) -> Result<Stack> {
     }
     eprintln!("warroom-dev: NATS at {}", stack.nats_url);
     Ok(stack)
+}
+
+/// Runs `work` (git through `std::process`, file writes) on the blocking pool, off the
+/// threads that drive the stack's daemons.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .context("a blocking step of the demo panicked")?
 }
 
 /// The daemons' progress is not the demo's story: only warnings, unless RUST_LOG asks more.

@@ -106,22 +106,16 @@ pub struct Stack {
 impl Stack {
     /// Starts NATS (unless given), the replay model (without an API key), and every daemon.
     pub async fn start(options: &StackOptions) -> Result<Stack> {
-        if options.clusters.is_empty() {
-            bail!("--clusters: name at least one cluster");
-        }
-        for cluster in &options.clusters {
-            if let Some(problem) = warroom_proto::ClusterName::problem(cluster) {
-                bail!("--clusters: cluster name `{cluster}` {problem}");
-            }
-        }
-        std::fs::create_dir_all(&options.state_dir).with_context(|| {
-            format!(
-                "cannot create the state folder {}",
-                options.state_dir.display()
-            )
-        })?;
-        let state = options.state_dir.canonicalize()?;
-
+        check_clusters(&options.clusters)?;
+        tokio::fs::create_dir_all(&options.state_dir)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot create the state folder {}",
+                    options.state_dir.display()
+                )
+            })?;
+        let state = tokio::fs::canonicalize(&options.state_dir).await?;
         let (nats, nats_url) = match &options.nats_url {
             Some(url) => (None, url.clone()),
             None => {
@@ -130,148 +124,26 @@ impl Stack {
                 (Some(local), url)
             }
         };
+        let model = ModelSetup::prepare(options, &state).await?;
 
-        let replay = options.model == Model::Replay;
-        let mut agent_path = options.agent_path.clone();
-        let mut runner_env: Vec<String> = Vec::new();
-        let mut publisher_env: Vec<String> = Vec::new();
-        let mut model = None;
-        match &options.model {
-            Model::Anthropic { api_key } => {
-                runner_env.extend(["--anthropic-api-key".to_owned(), api_key.clone()]);
-            }
-            Model::At { base_url } => runner_env.extend([
-                "--anthropic-base-url".to_owned(),
-                base_url.clone(),
-                "--anthropic-api-key".to_owned(),
-                "scripted-model".to_owned(),
-            ]),
-            Model::Replay => {
-                let script = Script::from_yaml(REPLAY_SCRIPT)
-                    .context("the built-in replay script is invalid")?;
-                let server = ScriptedModel::start(script)
-                    .await
-                    .context("cannot start the replay model server")?;
-                runner_env.extend([
-                    "--anthropic-base-url".to_owned(),
-                    server.base_url(),
-                    "--anthropic-api-key".to_owned(),
-                    "replay-mode".to_owned(),
-                ]);
-                publisher_env.extend(["--report-note".to_owned(), REPLAY_NOTE.to_owned()]);
-                let bin = state.join("replay-bin");
-                install_replay_kubectl(&bin)?;
-                agent_path.insert(0, bin);
-                model = Some(server);
-            }
-        }
-        if !agent_path.is_empty() {
-            let inherited = std::env::var_os("PATH").unwrap_or_default();
-            let path = std::env::join_paths(
-                agent_path
-                    .iter()
-                    .cloned()
-                    .chain(std::env::split_paths(&inherited)),
-            )
-            .context("the agent PATH holds a folder with a `:` in its name")?;
-            runner_env.extend(["--path".to_owned(), path.to_string_lossy().into_owned()]);
-        }
-
-        let cancel = CancellationToken::new();
-        let mut daemons = JoinSet::new();
-        let state_arg = |part: &str| state.join(part).display().to_string();
-        let common = ["--nats-url".to_owned(), nats_url.clone()];
-        let extra = &options.extra_args;
-
-        let mut gateway: warroom_gateway::Config = parse(
-            "warroom-gateway",
-            [
-                "--repo",
-                &options.repo,
-                "--branch",
-                &options.branch,
-                "--poll-interval",
-                &options.poll_interval,
-                "--work-dir",
-                &state_arg("gateway"),
-            ],
-            &common,
-            &extra.gateway,
-        )?;
-        gateway.common.health_addr = None;
-        spawn(
-            &mut daemons,
-            "gateway",
-            warroom_gateway::run(gateway, cancel.clone().cancelled_owned()),
-        );
-
-        let mut dispatcher: warroom_dispatcher::Config =
-            parse("warroom-dispatcher", [], &common, &extra.dispatcher)?;
-        dispatcher.common.health_addr = None;
-        spawn(
-            &mut daemons,
-            "dispatcher",
-            warroom_dispatcher::run(dispatcher, cancel.clone().cancelled_owned()),
-        );
-
-        for cluster in &options.clusters {
-            let work_root = state.join("runner").join(cluster);
-            std::fs::create_dir_all(&work_root)
-                .with_context(|| format!("cannot create {}", work_root.display()))?;
-            let work_root = work_root.display().to_string();
-            let claude_bin = options.claude_bin.display().to_string();
-            let own = [
-                "--cluster",
-                cluster.as_str(),
-                "--claude-bin",
-                &claude_bin,
-                "--work-root",
-                &work_root,
-            ]
-            .into_iter()
-            .map(str::to_owned)
-            .chain(runner_env.iter().cloned())
-            .collect::<Vec<_>>();
-            let mut runner: warroom_runner::Config = parse(
-                "warroom-runner",
-                own.iter().map(String::as_str),
-                &common,
-                &extra.runner,
-            )?;
-            runner.common.health_addr = None;
-            spawn(
-                &mut daemons,
-                &format!("runner {cluster}"),
-                warroom_runner::run(runner, cancel.clone().cancelled_owned()),
-            );
-        }
-
-        let mut publisher: warroom_publisher::Config = parse(
-            "warroom-publisher",
-            [
-                "--repo",
-                &options.repo,
-                "--branch",
-                &options.branch,
-                "--work-dir",
-                &state_arg("publisher"),
-            ],
-            &common,
-            &[publisher_env, extra.publisher.clone()].concat(),
-        )?;
-        publisher.common.health_addr = None;
-        spawn(
-            &mut daemons,
-            "publisher",
-            warroom_publisher::run(publisher, cancel.clone().cancelled_owned()),
-        );
+        let mut launch = Launch {
+            options,
+            state: &state,
+            common: ["--nats-url".to_owned(), nats_url.clone()],
+            cancel: CancellationToken::new(),
+            daemons: JoinSet::new(),
+        };
+        launch.gateway()?;
+        launch.dispatcher()?;
+        launch.runners(&model.runner_args).await?;
+        launch.publisher(&model.publisher_args)?;
 
         Ok(Stack {
             nats_url,
-            replay,
-            cancel,
-            daemons,
-            _model: model,
+            replay: options.model == Model::Replay,
+            cancel: launch.cancel,
+            daemons: launch.daemons,
+            _model: model.server,
             _nats: nats,
         })
     }
@@ -334,13 +206,218 @@ fn spawn<E>(
     daemons.spawn(async move { (name, run.await.map_err(anyhow::Error::from)) });
 }
 
-fn install_replay_kubectl(bin: &Path) -> Result<()> {
+/// Refuses an empty cluster list and names that are not cluster names.
+fn check_clusters(clusters: &[String]) -> Result<()> {
+    if clusters.is_empty() {
+        bail!("--clusters: name at least one cluster");
+    }
+    for cluster in clusters {
+        if let Some(problem) = warroom_proto::ClusterName::problem(cluster) {
+            bail!("--clusters: cluster name `{cluster}` {problem}");
+        }
+    }
+    Ok(())
+}
+
+/// What the model of [`StackOptions::model`] needs: flags for the runners and the
+/// publisher, and in replay mode the scripted model server, kept running with the stack.
+struct ModelSetup {
+    runner_args: Vec<String>,
+    publisher_args: Vec<String>,
+    server: Option<ScriptedModel>,
+}
+
+impl ModelSetup {
+    async fn prepare(options: &StackOptions, state: &Path) -> Result<ModelSetup> {
+        let mut agent_path = options.agent_path.clone();
+        let mut setup = ModelSetup {
+            runner_args: Vec::new(),
+            publisher_args: Vec::new(),
+            server: None,
+        };
+        match &options.model {
+            Model::Anthropic { api_key } => {
+                setup
+                    .runner_args
+                    .extend(["--anthropic-api-key".to_owned(), api_key.clone()]);
+            }
+            Model::At { base_url } => setup.runner_args.extend([
+                "--anthropic-base-url".to_owned(),
+                base_url.clone(),
+                "--anthropic-api-key".to_owned(),
+                "scripted-model".to_owned(),
+            ]),
+            Model::Replay => {
+                let script = Script::from_yaml(REPLAY_SCRIPT)
+                    .context("the built-in replay script is invalid")?;
+                let server = ScriptedModel::start(script)
+                    .await
+                    .context("cannot start the replay model server")?;
+                setup.runner_args.extend([
+                    "--anthropic-base-url".to_owned(),
+                    server.base_url(),
+                    "--anthropic-api-key".to_owned(),
+                    "replay-mode".to_owned(),
+                ]);
+                setup
+                    .publisher_args
+                    .extend(["--report-note".to_owned(), REPLAY_NOTE.to_owned()]);
+                let bin = state.join("replay-bin");
+                install_replay_kubectl(&bin).await?;
+                agent_path.insert(0, bin);
+                setup.server = Some(server);
+            }
+        }
+        if !agent_path.is_empty() {
+            let inherited = std::env::var_os("PATH").unwrap_or_default();
+            let path = std::env::join_paths(
+                agent_path
+                    .iter()
+                    .cloned()
+                    .chain(std::env::split_paths(&inherited)),
+            )
+            .context("the agent PATH holds a folder with a `:` in its name")?;
+            setup
+                .runner_args
+                .extend(["--path".to_owned(), path.to_string_lossy().into_owned()]);
+        }
+        Ok(setup)
+    }
+}
+
+/// Starts the daemons, each configured from its binary's flags, under one cancellation.
+struct Launch<'a> {
+    options: &'a StackOptions,
+    state: &'a Path,
+    /// The flags every daemon takes (the NATS URL).
+    common: [String; 2],
+    cancel: CancellationToken,
+    daemons: JoinSet<(String, Result<()>)>,
+}
+
+impl Launch<'_> {
+    fn state_arg(&self, part: &str) -> String {
+        self.state.join(part).display().to_string()
+    }
+
+    fn gateway(&mut self) -> Result<()> {
+        let options = self.options;
+        let work_dir = self.state_arg("gateway");
+        let mut config: warroom_gateway::Config = parse(
+            "warroom-gateway",
+            [
+                "--repo",
+                &options.repo,
+                "--branch",
+                &options.branch,
+                "--poll-interval",
+                &options.poll_interval,
+                "--work-dir",
+                &work_dir,
+            ],
+            &self.common,
+            &options.extra_args.gateway,
+        )?;
+        config.common.health_addr = None;
+        let shutdown = self.cancel.clone().cancelled_owned();
+        spawn(
+            &mut self.daemons,
+            "gateway",
+            warroom_gateway::run(config, shutdown),
+        );
+        Ok(())
+    }
+
+    fn dispatcher(&mut self) -> Result<()> {
+        let mut config: warroom_dispatcher::Config = parse(
+            "warroom-dispatcher",
+            [],
+            &self.common,
+            &self.options.extra_args.dispatcher,
+        )?;
+        config.common.health_addr = None;
+        let shutdown = self.cancel.clone().cancelled_owned();
+        spawn(
+            &mut self.daemons,
+            "dispatcher",
+            warroom_dispatcher::run(config, shutdown),
+        );
+        Ok(())
+    }
+
+    /// One runner per cluster, each in a work folder of its own.
+    async fn runners(&mut self, model_args: &[String]) -> Result<()> {
+        let options = self.options;
+        let claude_bin = options.claude_bin.display().to_string();
+        for cluster in &options.clusters {
+            let work_root = self.state.join("runner").join(cluster);
+            tokio::fs::create_dir_all(&work_root)
+                .await
+                .with_context(|| format!("cannot create {}", work_root.display()))?;
+            let work_root = work_root.display().to_string();
+            let own = [
+                "--cluster",
+                cluster.as_str(),
+                "--claude-bin",
+                &claude_bin,
+                "--work-root",
+                &work_root,
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(model_args.iter().cloned())
+            .collect::<Vec<_>>();
+            let mut config: warroom_runner::Config = parse(
+                "warroom-runner",
+                own.iter().map(String::as_str),
+                &self.common,
+                &options.extra_args.runner,
+            )?;
+            config.common.health_addr = None;
+            let shutdown = self.cancel.clone().cancelled_owned();
+            spawn(
+                &mut self.daemons,
+                &format!("runner {cluster}"),
+                warroom_runner::run(config, shutdown),
+            );
+        }
+        Ok(())
+    }
+
+    fn publisher(&mut self, model_args: &[String]) -> Result<()> {
+        let options = self.options;
+        let work_dir = self.state_arg("publisher");
+        let mut config: warroom_publisher::Config = parse(
+            "warroom-publisher",
+            [
+                "--repo",
+                &options.repo,
+                "--branch",
+                &options.branch,
+                "--work-dir",
+                &work_dir,
+            ],
+            &self.common,
+            &[model_args, &options.extra_args.publisher].concat(),
+        )?;
+        config.common.health_addr = None;
+        let shutdown = self.cancel.clone().cancelled_owned();
+        spawn(
+            &mut self.daemons,
+            "publisher",
+            warroom_publisher::run(config, shutdown),
+        );
+        Ok(())
+    }
+}
+
+async fn install_replay_kubectl(bin: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::create_dir_all(bin)?;
+    tokio::fs::create_dir_all(bin).await?;
     for name in ["kubectl", "oc"] {
         let path = bin.join(name);
-        std::fs::write(&path, REPLAY_KUBECTL)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        tokio::fs::write(&path, REPLAY_KUBECTL).await?;
+        tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).await?;
     }
     Ok(())
 }
@@ -353,13 +430,20 @@ struct LocalNats {
 
 impl LocalNats {
     async fn start(store: &Path) -> Result<LocalNats> {
-        let binary = find_tool("nats-server", "WARROOM_NATS_SERVER_BIN")
-            .context("nats-server was not found: run scripts/setup, give --nats-url, or set WARROOM_NATS_SERVER_BIN")?;
-        std::fs::create_dir_all(store)?;
+        // Looking for the binary reads the file system: off the async threads.
+        let binary = tokio::task::spawn_blocking(|| {
+            find_tool("nats-server", "WARROOM_NATS_SERVER_BIN")
+        })
+        .await?
+        .context("nats-server was not found: run scripts/setup, give --nats-url, or set WARROOM_NATS_SERVER_BIN")?;
+        tokio::fs::create_dir_all(store).await?;
         let ports_dir = store.join("ports");
-        let _ = std::fs::remove_dir_all(&ports_dir);
-        std::fs::create_dir_all(&ports_dir)?;
-        let log = std::fs::File::create(store.join("nats-server.log"))?;
+        let _ = tokio::fs::remove_dir_all(&ports_dir).await;
+        tokio::fs::create_dir_all(&ports_dir).await?;
+        let log = tokio::fs::File::create(store.join("nats-server.log"))
+            .await?
+            .into_std()
+            .await;
         let child = tokio::process::Command::new(&binary)
             .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
             .arg(store)
@@ -373,7 +457,7 @@ impl LocalNats {
             .with_context(|| format!("cannot start {}", binary.display()))?;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(url) = read_ports_file(&ports_dir) {
+            if let Some(url) = read_ports_file(&ports_dir).await {
                 return Ok(LocalNats { url, _child: child });
             }
             if Instant::now() > deadline {
@@ -387,14 +471,18 @@ impl LocalNats {
     }
 }
 
-fn read_ports_file(dir: &Path) -> Option<String> {
-    let entry = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().ends_with(".ports"))?;
-    let text = std::fs::read_to_string(entry.path()).ok()?;
-    let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
-    ports["nats"][0].as_str().map(str::to_owned)
+/// The client URL `nats-server` wrote into its ports file, once it has.
+async fn read_ports_file(dir: &Path) -> Option<String> {
+    let mut entries = tokio::fs::read_dir(dir).await.ok()?;
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        if !entry.file_name().to_string_lossy().ends_with(".ports") {
+            continue;
+        }
+        let text = tokio::fs::read_to_string(entry.path()).await.ok()?;
+        let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
+        return ports["nats"][0].as_str().map(str::to_owned);
+    }
+    None
 }
 
 /// A tool from an environment variable, `.tools/bin` of the current folder or of the

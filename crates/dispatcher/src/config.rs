@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use warroom_runtime::config::Problems;
 
 use crate::{Error, Result};
 
@@ -37,35 +38,30 @@ pub struct Config {
 }
 
 impl Config {
-    /// Checks what clap cannot: values that parse but make no sense.
+    /// Checks what clap cannot (values that parse but make no sense), and reports every
+    /// problem at once, one per line.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |message: String| Err(Error::Config(message));
-        if self.common.nats_url.trim().is_empty() {
-            return invalid("--nats-url must not be empty".to_owned());
-        }
-        let problems = self.common.problems();
-        if !problems.is_empty() {
-            return invalid(problems.join("; "));
-        }
+        let mut problems = Problems::new();
+        problems.extend(self.common.problems());
         if self.pickup_timeout.is_zero() {
-            return invalid("--pickup-timeout must be longer than zero".to_owned());
+            problems.push("--pickup-timeout must be longer than zero");
         }
         if self.sweep_interval.is_zero() {
-            return invalid("--sweep-interval must be longer than zero".to_owned());
+            problems.push("--sweep-interval must be longer than zero");
         }
-        if self.sweep_interval > self.pickup_timeout {
-            return invalid(format!(
+        if self.sweep_interval > self.pickup_timeout && !self.pickup_timeout.is_zero() {
+            problems.push(format!(
                 "--sweep-interval ({}) must not be longer than --pickup-timeout ({}): the sweep \
                  is what enforces the timeout",
                 human(self.sweep_interval),
                 human(self.pickup_timeout)
             ));
         }
-        Ok(())
+        problems.finish().map_err(Error::Config)
     }
 }
 
-pub use warroom_runtime::parse_duration;
+use warroom_runtime::parse_duration;
 
 /// A duration the way an engineer writes it: `10m`, `1h 30m`, `45s`, `500ms`.
 pub fn human(duration: Duration) -> String {
@@ -152,5 +148,40 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(error.contains("--sweep-interval"), "{error}");
+    }
+
+    #[test]
+    fn every_bad_flag_is_reported_at_once() {
+        let config = Config::parse_from([
+            "warroom-dispatcher",
+            "--nats-url",
+            " ",
+            "--nats-creds",
+            "/nonexistent/warroom.creds",
+            "--pickup-timeout",
+            "0s",
+            "--sweep-interval",
+            "0s",
+        ]);
+        let error = config
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let lines: Vec<&str> = error.lines().collect();
+        assert_eq!(lines.len(), 5, "{error}");
+        assert!(lines[0].contains("4 problems"), "{error}");
+        for flag in [
+            "--nats-url",
+            "--nats-creds",
+            "--pickup-timeout",
+            "--sweep-interval",
+        ] {
+            assert_eq!(
+                lines.iter().filter(|l| l.contains(flag)).count(),
+                1,
+                "{flag} is not reported on its own line: {error}"
+            );
+        }
     }
 }

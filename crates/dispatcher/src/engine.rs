@@ -37,9 +37,10 @@ use crate::{Error, Result};
 const MAX_STEPS: usize = 256;
 
 /// How long a message whose handling failed for a passing reason (NATS unavailable, a write
-/// conflict storm) waits before its first redelivery; each further one waits this much
-/// longer, up to [`MAX_RETRY_DELAY`]. The consumer's delivery limit bounds the retries, so the
-/// growing delay is what lets a message outlast a NATS hiccup of a few minutes.
+/// conflict storm) waits before its first redelivery; each further one waits twice as long,
+/// up to [`MAX_RETRY_DELAY`] (the runtime's one retry policy, `warroom_runtime::retry`). The
+/// consumer's delivery limit bounds the retries, so the growing delay is what lets a message
+/// outlast a NATS hiccup of a few minutes.
 pub const RETRY_DELAY: Duration = Duration::from_secs(2);
 
 /// The longest wait before a redelivery.
@@ -47,8 +48,8 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// The counters the dispatcher exports on `/metrics`, as
 /// `warroom_dispatcher_<name>_total`. `dead_letters` (alerted on, see `deploy/METRICS.md`)
-/// counts the messages this dispatcher set aside after handling them; payloads that do not
-/// even decode are set aside by the bus before they reach it and are not counted here.
+/// is counted by the consumers themselves ([`warroom_runtime::Consumer::with_metrics`]):
+/// the messages this dispatcher set aside and the payloads that did not even decode.
 const COUNTERS: [&str; 10] = [
     "requests_accepted",
     "requests_finished",
@@ -61,6 +62,11 @@ const COUNTERS: [&str; 10] = [
     "retries",
     "dead_letters",
 ];
+
+/// The gauge of the requests in flight (`warroom_dispatcher_requests_active`): those not
+/// final, or whose last snapshot is not published yet. Alerted on with
+/// `requests_finished` (see `deploy/METRICS.md`).
+const REQUESTS_ACTIVE: &str = "requests_active";
 
 /// The dispatcher's state between messages: connections, and the requests still in flight.
 #[derive(Debug)]
@@ -91,6 +97,7 @@ impl Engine {
         for name in COUNTERS {
             metrics.add(name, 0);
         }
+        metrics.set(REQUESTS_ACTIVE, 0);
         Engine {
             bus,
             store,
@@ -116,6 +123,7 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
+        self.count_active();
         info!(active = self.active.len(), "requests in flight loaded");
         Ok(())
     }
@@ -140,14 +148,12 @@ impl Engine {
             Ok(()) => delivery.ack().await,
             Err(e) if e.is_permanent() => {
                 self.metrics.inc("bad_messages");
-                self.metrics.inc("dead_letters");
                 error!(%subject, cause = %e, "dead-lettering a message that cannot be handled");
                 delivery.term(&e.to_string()).await;
             }
             Err(e) => {
                 let delay = retry_delay(delivery.delivered());
                 if delivery.retry(delay, &e.to_string()).await {
-                    self.metrics.inc("dead_letters");
                     error!(%subject, cause = %e, deliveries = delivery.delivered(), "handling kept failing; the message was dead-lettered");
                 } else {
                     self.metrics.inc("retries");
@@ -271,6 +277,7 @@ impl Engine {
         for _ in 0..MAX_STEPS {
             let Some((state, revision)) = self.store.load(id).await? else {
                 self.active.remove(id);
+                self.count_active();
                 return Ok(());
             };
             let now = warroom_proto::now();
@@ -379,14 +386,23 @@ impl Engine {
         } else {
             self.active.remove(state.id());
         }
+        self.count_active();
+    }
+
+    /// Exports the number of requests in flight.
+    fn count_active(&self) {
+        self.metrics.set(
+            REQUESTS_ACTIVE,
+            i64::try_from(self.active.len()).unwrap_or(i64::MAX),
+        );
     }
 }
 
-/// The wait before redelivering a message that failed `delivered` times: [`RETRY_DELAY`]
-/// times the deliveries so far, at most [`MAX_RETRY_DELAY`].
+/// The wait before redelivering a message that failed `delivered` times: [`RETRY_DELAY`],
+/// doubling with each delivery, at most [`MAX_RETRY_DELAY`].
 fn retry_delay(delivered: i64) -> Duration {
-    let times = u32::try_from(delivered.max(1)).unwrap_or(u32::MAX);
-    RETRY_DELAY.saturating_mul(times).min(MAX_RETRY_DELAY)
+    let retry = usize::try_from(delivered.max(1)).unwrap_or(usize::MAX);
+    warroom_runtime::retry::delay(RETRY_DELAY, MAX_RETRY_DELAY, retry)
 }
 
 #[cfg(test)]
@@ -397,7 +413,8 @@ mod tests {
     fn retries_wait_longer_each_time_up_to_a_limit() {
         assert_eq!(retry_delay(0), RETRY_DELAY);
         assert_eq!(retry_delay(1), RETRY_DELAY);
-        assert_eq!(retry_delay(3), RETRY_DELAY * 3);
+        assert_eq!(retry_delay(2), RETRY_DELAY * 2);
+        assert_eq!(retry_delay(3), RETRY_DELAY * 4);
         assert_eq!(retry_delay(1_000), MAX_RETRY_DELAY);
         assert_eq!(retry_delay(i64::MAX), MAX_RETRY_DELAY);
     }

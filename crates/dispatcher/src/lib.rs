@@ -10,18 +10,19 @@
 //! Cancellation is not implemented yet: the `cancelled` phases exist in the contract and are
 //! handled when a runner reports them, but nothing asks for a cancellation.
 
-pub mod config;
-pub mod engine;
-pub mod state;
-pub mod store;
+mod config;
+mod engine;
+mod state;
+mod store;
 
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 use warroom_proto::{AcceptedRequest, Inbound, RunnerReport, Stream, names};
 use warroom_runtime::bus::PullError;
+use warroom_runtime::shutdown::CancellationToken;
 use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, Health};
 
 pub use config::Config;
@@ -40,12 +41,19 @@ const ACK_WAIT: Duration = Duration::from_secs(60);
 /// How long closing the NATS connection may take at shutdown.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long shutdown waits for the last acks to reach NATS.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long handing back what was fetched but not handled may take at shutdown; what is
+/// not handed back by then returns to the stream after the ack wait.
+const HAND_BACK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How many messages each consumer fetches at once.
 const BATCH: usize = 16;
 
 /// How many times a message is delivered before it is dead-lettered. Handling is idempotent,
 /// so redeliveries are harmless; the limit is for a message that fails every time for a
-/// reason that looks passing (with the growing retry delay, about six minutes of trying).
+/// reason that looks passing (with the doubling retry delay, about eight minutes of trying).
 const MAX_DELIVER: i64 = 20;
 
 /// How long to wait before pulling again after a pull failed (NATS unreachable, the consumer
@@ -62,12 +70,13 @@ pub enum Error {
     Config(String),
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("cannot {action} request {id} in key-value bucket {bucket}: {message}")]
+    #[error("cannot {action} request {id} in key-value bucket {bucket}: {source}")]
     Kv {
         action: &'static str,
         bucket: &'static str,
         id: String,
-        message: String,
+        #[source]
+        source: warroom_runtime::bus::Cause,
     },
     #[error(
         "the stored state of request {id} is not a state this dispatcher understands: {source}"
@@ -99,21 +108,28 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    config.validate()?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
+    run_with_health(config, Health::new("dispatcher"), shutdown).await
+}
 
-    let health = Health::new("dispatcher");
-    health.spawn_server(config.common.health_addr, stopped(stop_rx.clone()));
+/// [`run`], reporting readiness and metrics into `health` (exported as
+/// `warroom_dispatcher_<what>_total` for the counters, `warroom_dispatcher_requests_active`
+/// for the requests in flight).
+pub async fn run_with_health(
+    config: Config,
+    health: Health,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    config.validate()?;
+    let shutdown = warroom_runtime::shutdown::token(shutdown);
+    health.spawn_server(
+        config.common.health_addr,
+        shutdown.clone().cancelled_owned(),
+    );
 
     // Connecting retries until NATS is up; shutdown must still be able to end that wait.
-    let setup = setup(&config, &health);
     let (bus, mut engine, requests, results) = tokio::select! {
-        ready = setup => ready?,
-        () = stopped(stop_rx.clone()) => {
+        ready = setup(&config, &health) => ready?,
+        () = shutdown.cancelled() => {
             info!("shutdown before the dispatcher was connected");
             return Ok(());
         }
@@ -128,33 +144,41 @@ pub async fn run(
 
     let (report_tx, mut reports) = mpsc::channel(1);
     let (request_tx, mut accepted) = mpsc::channel(1);
-    let report_pump = tokio::spawn(pump(results, report_tx, stop_rx.clone()));
-    let request_pump = tokio::spawn(pump(requests, request_tx, stop_rx.clone()));
+    let report_pump = tokio::spawn(pump(results, report_tx, shutdown.clone()));
+    let request_pump = tokio::spawn(pump(requests, request_tx, shutdown.clone()));
 
     let mut sweep = tokio::time::interval(config.sweep_interval);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stop = stopped(stop_rx.clone());
-    tokio::pin!(stop);
     // Biased, in this order: shutdown first; runner reports before new requests, so work in
     // flight ends before more is taken on; the sweep last, so the reports already fetched are
     // applied before any timeout is judged.
     loop {
         tokio::select! {
             biased;
-            () = &mut stop => break,
+            () = shutdown.cancelled() => break,
             Some(delivery) = reports.recv() => {
-                with_grace(&stop_rx, engine.on_report(delivery)).await;
+                with_grace(&shutdown, engine.on_report(delivery)).await;
             }
             Some(delivery) = accepted.recv() => {
-                with_grace(&stop_rx, engine.on_request(delivery)).await;
+                with_grace(&shutdown, engine.on_request(delivery)).await;
             }
-            _ = sweep.tick() => with_grace(&stop_rx, engine.sweep()).await,
+            _ = sweep.tick() => with_grace(&shutdown, engine.sweep()).await,
         }
     }
     health.set_ready(false);
-    hand_back(&mut reports, report_pump).await;
-    hand_back(&mut accepted, request_pump).await;
+    let drain = async {
+        hand_back(&mut reports, report_pump).await;
+        hand_back(&mut accepted, request_pump).await;
+    };
+    if tokio::time::timeout(HAND_BACK_TIMEOUT, drain)
+        .await
+        .is_err()
+    {
+        warn!(timeout = ?HAND_BACK_TIMEOUT, "handing messages back took too long; the rest return after the ack wait");
+    }
     drop(engine);
+    // The acks of the last messages handled must reach the server, or they are redelivered.
+    bus.flush(FLUSH_TIMEOUT).await;
     bus.close(CLOSE_TIMEOUT).await;
     info!("dispatcher stopped");
     Ok(())
@@ -170,14 +194,14 @@ pub async fn run(
 async fn pump<T: Inbound>(
     mut consumer: Consumer<T>,
     deliveries: mpsc::Sender<Delivery<T>>,
-    stop: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Consumer<T> {
     loop {
         // Take a message only once the main loop has room for it, so that at shutdown none
         // is held here, out of reach of the hand-back.
         let permit = tokio::select! {
             biased;
-            () = stopped(stop.clone()) => break,
+            () = shutdown.cancelled() => break,
             permit = deliveries.reserve() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break,
@@ -185,10 +209,10 @@ async fn pump<T: Inbound>(
         };
         tokio::select! {
             biased;
-            () = stopped(stop.clone()) => break,
+            () = shutdown.cancelled() => break,
             next = consumer.next() => match next {
                 Ok(delivery) => permit.send(delivery),
-                Err(e) => pull_failed(&stop, &e).await,
+                Err(e) => pull_failed(&shutdown, &e).await,
             },
         }
     }
@@ -228,18 +252,21 @@ async fn setup(
     let store = Store::new(bus.bucket(names::REQUESTS_BUCKET, BUCKET_HISTORY).await?);
     let tasks = bus.stream(Stream::Tasks).await?;
     let results_stream = bus.stream(Stream::Results).await?;
+    // The consumers count every message set aside, including those that do not decode.
     let requests = bus
         .consume(consumer_spec(
             Stream::Requests,
             names::DISPATCHER_REQUESTS_CONSUMER,
         ))
-        .await?;
+        .await?
+        .with_metrics(health.metrics.clone());
     let results = bus
         .consume(consumer_spec(
             Stream::Results,
             names::DISPATCHER_RESULTS_CONSUMER,
         ))
-        .await?;
+        .await?
+        .with_metrics(health.metrics.clone());
     let timeouts = Timeouts {
         pickup: config.pickup_timeout,
         run_grace: config.run_grace,
@@ -267,28 +294,22 @@ fn consumer_spec(stream: Stream, durable: &str) -> ConsumerSpec {
 }
 
 /// Logs a failed pull and waits a moment (or until shutdown) before the next one.
-async fn pull_failed(stop: &watch::Receiver<bool>, error: &PullError) {
-    warn!(consumer = %error.consumer, cause = %error.message, "error pulling messages");
+async fn pull_failed(shutdown: &CancellationToken, error: &PullError) {
+    warn!(consumer = %error.consumer, cause = %error.source, "error pulling messages");
     tokio::select! {
-        () = stopped(stop.clone()) => {}
+        () = shutdown.cancelled() => {}
         () = tokio::time::sleep(PULL_RETRY) => {}
     }
 }
 
 /// Runs `work` to its end, unless shutdown was asked for and the grace period ran out.
-async fn with_grace(stop: &watch::Receiver<bool>, work: impl Future<Output = ()>) {
+async fn with_grace(shutdown: &CancellationToken, work: impl Future<Output = ()>) {
     let deadline = async {
-        stopped(stop.clone()).await;
+        shutdown.cancelled().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
         () = work => {}
         () = deadline => warn!(grace = ?SHUTDOWN_GRACE, "shutdown grace period ran out; unfinished work will be redelivered"),
     }
-}
-
-/// Resolves once shutdown was asked for (at once if it already was).
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    // An error means the sender is gone, which only happens after it sent `true`.
-    let _ = stop.wait_for(|stopped| *stopped).await;
 }

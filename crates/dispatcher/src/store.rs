@@ -46,7 +46,7 @@ impl Store {
             .kv
             .entry(id.as_str())
             .await
-            .map_err(|e| kv_error("read", id, &e))?;
+            .map_err(|e| kv_error("read", id, e))?;
         let Some(entry) = entry else {
             return Ok(None);
         };
@@ -67,7 +67,7 @@ impl Store {
         match self.kv.create(id, encode(state)?).await {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(kv_error("create", id, &e)),
+            Err(e) => Err(kv_error("create", id, e)),
         }
     }
 
@@ -78,7 +78,7 @@ impl Store {
         match self.kv.update(id, encode(state)?, revision).await {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
-            Err(e) => Err(kv_error("update", id, &e)),
+            Err(e) => Err(kv_error("update", id, e)),
         }
     }
 
@@ -109,15 +109,11 @@ impl Store {
     /// Every request id in the bucket. A key that is not a request id was not written by a
     /// dispatcher; it is logged and left alone.
     pub async fn ids(&self) -> Result<Vec<RequestId>> {
-        let keys = self
-            .kv
-            .keys()
-            .await
-            .map_err(|e| kv_error("list", "*", &e))?;
+        let keys = self.kv.keys().await.map_err(|e| kv_error("list", "*", e))?;
         let keys: Vec<String> = keys
             .try_collect()
             .await
-            .map_err(|e| kv_error("list", "*", &e))?;
+            .map_err(|e| kv_error("list", "*", e))?;
         Ok(keys
             .into_iter()
             .filter_map(|key| match RequestId::new(key) {
@@ -140,11 +136,15 @@ fn encode(state: &RequestState) -> Result<Bytes> {
         })
 }
 
-fn kv_error(action: &'static str, id: &str, error: &dyn std::fmt::Display) -> Error {
+fn kv_error(
+    action: &'static str,
+    id: &str,
+    error: impl Into<warroom_runtime::bus::Cause>,
+) -> Error {
     Error::Kv {
         action,
         bucket: names::REQUESTS_BUCKET,
         id: id.to_owned(),
-        message: error.to_string(),
+        source: error.into(),
     }
 }

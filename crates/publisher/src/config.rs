@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use warroom_runtime::CommonArgs;
 pub use warroom_runtime::config::Secret;
-use warroom_runtime::config::{check_branch, check_repo, short_hash};
+use warroom_runtime::config::{Problems, check_branch, check_repo, short_hash};
 
 use crate::{Error, Result};
 
@@ -97,46 +97,39 @@ pub(crate) struct Settings {
 
 impl Config {
     /// Checks every value and resolves the defaults, without touching the network or git.
+    /// Every problem is reported at once, one per line.
     pub(crate) fn validate(&self) -> Result<Settings> {
-        let invalid = Error::Config;
-        let repo = check_repo(&self.repo).map_err(invalid)?;
-        check_branch(&self.branch).map_err(invalid)?;
-        check_identity("--author-name", &self.author_name).map_err(invalid)?;
-        check_identity("--author-email", &self.author_email).map_err(invalid)?;
+        let mut problems = Problems::new();
+        problems.extend(self.common.problems());
+        let repo = problems.check(check_repo(&self.repo));
+        problems.check(check_branch(&self.branch));
+        problems.check(check_identity("--author-name", &self.author_name));
+        problems.check(check_identity("--author-email", &self.author_email));
         if self.batch_window > MAX_BATCH_WINDOW {
-            return Err(invalid(format!(
+            problems.push(format!(
                 "--batch-window {:?} is longer than {}s",
                 self.batch_window,
                 MAX_BATCH_WINDOW.as_secs()
-            )));
-        }
-        if !(1..=MAX_PUSH_ATTEMPTS).contains(&self.push_attempts) {
-            return Err(invalid(format!(
-                "--push-attempts {} is out of range; expected 1 to {MAX_PUSH_ATTEMPTS}",
-                self.push_attempts
-            )));
-        }
-        let work_dir = match &self.work_dir {
-            Some(dir) if dir.as_os_str().is_empty() => {
-                return Err(invalid("--work-dir must not be empty".to_owned()));
-            }
-            Some(dir) => std::path::absolute(dir).map_err(|e| {
-                invalid(format!(
-                    "cannot make the --work-dir {} absolute: {e}",
-                    dir.display()
-                ))
-            })?,
-            None => std::env::temp_dir()
-                .join("warroom-publisher")
-                .join(short_hash(&format!("{repo}\n{}", self.branch), 16)),
-        };
-        if self.git_token.is_some() && repo.starts_with("http://") {
-            return Err(invalid(
-                "--repo is a plain http:// URL but a git token is set; the token would cross \
-                 the network unencrypted: use https://"
-                    .to_owned(),
             ));
         }
+        if !(1..=MAX_PUSH_ATTEMPTS).contains(&self.push_attempts) {
+            problems.push(format!(
+                "--push-attempts {} is out of range; expected 1 to {MAX_PUSH_ATTEMPTS}",
+                self.push_attempts
+            ));
+        }
+        let work_dir = problems.check(self.work_dir(repo.as_deref().unwrap_or(&self.repo)));
+        if self.git_token.is_some() && repo.as_deref().is_some_and(|r| r.starts_with("http://")) {
+            problems.push(
+                "--repo is a plain http:// URL but a git token is set; the token would cross \
+                 the network unencrypted: use https://",
+            );
+        }
+        problems.finish().map_err(Error::Config)?;
+        let (Some(repo), Some(work_dir)) = (repo, work_dir) else {
+            // Unreachable: a failed check noted a problem, and `finish` returned it.
+            return Err(Error::Config("--repo or --work-dir is invalid".to_owned()));
+        };
         let token = self
             .git_token
             .as_ref()
@@ -159,6 +152,20 @@ impl Config {
                 .filter(|note| !note.is_empty())
                 .map(str::to_owned),
         })
+    }
+
+    /// `--work-dir` made absolute, or the default for `repo` and the branch.
+    fn work_dir(&self, repo: &str) -> Result<PathBuf, String> {
+        match &self.work_dir {
+            Some(dir) if dir.as_os_str().is_empty() => {
+                Err("--work-dir must not be empty".to_owned())
+            }
+            Some(dir) => std::path::absolute(dir)
+                .map_err(|e| format!("cannot make the --work-dir {} absolute: {e}", dir.display())),
+            None => Ok(std::env::temp_dir()
+                .join("warroom-publisher")
+                .join(short_hash(&format!("{repo}\n{}", self.branch), 16))),
+        }
     }
 }
 
@@ -219,6 +226,45 @@ mod tests {
             let err = config(args).validate().unwrap_err().to_string();
             assert!(err.contains(expected), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn every_bad_flag_is_reported_at_once() {
+        let c = config(&[
+            "--repo",
+            "ftp://x/y",
+            "--branch",
+            "a..b",
+            "--author-name",
+            "a<b",
+            "--push-attempts",
+            "0",
+            "--batch-window",
+            "2m",
+            "--nats-url",
+            "",
+            "--nats-tls-ca",
+            "/nonexistent/ca.pem",
+        ]);
+        let err = c.validate().unwrap_err().to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(lines[0].contains("7 problems"), "{err}");
+        for expected in [
+            "scheme",
+            "--branch",
+            "--author-name",
+            "--push-attempts",
+            "--batch-window",
+            "--nats-url",
+            "--nats-tls-ca",
+        ] {
+            assert_eq!(
+                lines.iter().filter(|l| l.contains(expected)).count(),
+                1,
+                "{expected} is not reported on its own line: {err}"
+            );
+        }
+        assert_eq!(lines.len(), 8, "{err}");
     }
 
     #[test]

@@ -34,9 +34,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use tracing::{debug, error, info, warn};
 use warroom_proto::{PublisherInput, RequestPhase, Stream, names};
-use warroom_runtime::{Bus, BusError, ConsumerSpec, Delivery, Health, git::GitError};
+use warroom_runtime::retry::{self, Retryable as _};
+use warroom_runtime::shutdown::CancellationToken;
+use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, Health, git::GitError};
 
 pub use config::{Config, MAX_BATCH_WINDOW, MAX_PUSH_ATTEMPTS, Secret, parse_duration};
 
@@ -66,6 +70,11 @@ const REOPEN_DELAY: Duration = Duration::from_secs(1);
 const MAX_DELIVER: i64 = 30;
 /// How long shutdown waits for the last acks to reach NATS.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The pause before the first push retry; it doubles with each retry, up to
+/// [`MAX_PUSH_PAUSE`]. Short: a concurrent engineer's push is over in moments.
+const FIRST_PUSH_PAUSE: Duration = Duration::from_millis(100);
+/// The longest pause between two push attempts.
+const MAX_PUSH_PAUSE: Duration = Duration::from_secs(3);
 
 /// What can stop the publisher.
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +85,10 @@ pub enum Error {
     Git(#[from] GitError),
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("cannot open consumer {consumer} on stream {stream}: {message}", consumer = names::PUBLISHER_CONSUMER, stream = Stream::Events.name())]
-    Consumer { message: String },
+    #[error("the batch was not pushed after {attempts} attempts; the last refusal: {reason}")]
+    PushRefused { attempts: u32, reason: String },
+    #[error("shutdown came before the batch could be pushed again")]
+    Stopped,
     #[error("{what} did not finish within {after:?}")]
     Timeout { what: &'static str, after: Duration },
     #[error("cannot use the work directory {path}: {source}")]
@@ -91,7 +102,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("the apply step stopped unexpectedly: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -118,10 +129,10 @@ pub async fn run(
     run_with_health(config, Health::new("publisher"), shutdown).await
 }
 
-/// [`run`], reporting readiness and counters into `health` (exported as
+/// [`run`], reporting readiness and metrics into `health` (exported as
 /// `warroom_publisher_<what>_total`): `batches_pushed`, `batches_failed`, `push_retries`,
-/// `messages_written`, `messages_skipped`, `messages_refused`, `messages_retried`,
-/// `dead_letters`.
+/// `push_failures`, `messages_written`, `messages_skipped`, `messages_refused`,
+/// `messages_retried`, `dead_letters`; and the gauge `last_push_timestamp_seconds`.
 pub async fn run_with_health(
     config: Config,
     health: Health,
@@ -129,12 +140,10 @@ pub async fn run_with_health(
 ) -> Result<()> {
     let settings = config.validate()?;
     let shutdown = warroom_runtime::shutdown::token(shutdown);
-
     health.spawn_server(
         config.common.health_addr,
         shutdown.clone().cancelled_owned(),
     );
-
     info!(
         repo = %settings.repo,
         branch = %settings.branch,
@@ -143,34 +152,9 @@ pub async fn run_with_health(
         push_attempts = settings.push_attempts,
         "publisher starting"
     );
-    let connection = config.common.connection();
-    let setup = async {
-        let bus = Bus::connect(&connection, "warroom-publisher").await?;
-        let repo = Repo::open(
-            &settings.work_dir,
-            &settings.repo,
-            &settings.branch,
-            settings.token.as_ref().map(|t| t.expose().to_owned()),
-            (&settings.author_name, &settings.author_email),
-        )
-        .await?;
-        let messages = bus
-            .consume::<PublisherInput>(ConsumerSpec {
-                ack_wait: ACK_WAIT,
-                max_deliver: MAX_DELIVER,
-                max_ack_pending: MAX_ACK_PENDING,
-                batch: PULL_BATCH,
-                ..ConsumerSpec::new(
-                    Stream::Events,
-                    names::PUBLISHER_CONSUMER,
-                    "claude-warroom publisher: results into git",
-                )
-            })
-            .await?;
-        Ok::<_, Error>((bus, repo, messages))
-    };
+    // Connecting retries until NATS is up; shutdown must still be able to end that wait.
     let (bus, repo, mut messages) = tokio::select! {
-        setup = setup => setup?,
+        setup = connect(&config, &settings, &health) => setup?,
         () = shutdown.cancelled() => {
             info!("shutdown before the publisher was connected");
             return Ok(());
@@ -178,73 +162,101 @@ pub async fn run_with_health(
     };
     health.set_ready(true);
 
-    let mut publisher = Publisher {
+    let publisher = Publisher {
         settings,
         repo,
         health: health.clone(),
+        shutdown: shutdown.clone(),
     };
-    loop {
-        // The first message of a batch: wait as long as it takes.
-        let first = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            next = messages.next() => next,
-        };
-        let mut batch = match first {
-            Ok(delivery) => vec![delivery],
-            Err(e) => {
-                warn!(cause = %e, "error pulling messages");
-                health.set_ready(false);
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(REOPEN_DELAY) => {}
-                }
-                continue;
-            }
-        };
-        health.set_ready(true);
-        // Whatever else arrives within the window joins the same commit.
-        let deadline = tokio::time::Instant::now() + publisher.settings.batch_window;
-        while batch.len() < MAX_BATCH {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                next = messages.next_before(deadline) => match next {
-                    Some(Ok(delivery)) => batch.push(delivery),
-                    Some(Err(e)) => warn!(cause = %e, "error pulling messages"),
-                    None => break,
-                },
-            }
-        }
-
-        let batch = Arc::new(batch);
-        let work = publisher.handle(batch.clone());
-        tokio::pin!(work);
-        let done = tokio::select! {
-            () = &mut work => true,
-            () = shutdown.cancelled() => {
-                tokio::time::timeout(SHUTDOWN_GRACE, &mut work).await.is_ok()
-            }
-        };
-        if !done {
-            warn!(
-                grace_secs = SHUTDOWN_GRACE.as_secs(),
-                messages = batch.len(),
-                "the batch in flight did not finish within the grace period; handing it back"
-            );
-            for delivery in batch.iter() {
-                delivery.nak(None).await;
-            }
-        }
+    while let Some(batch) = next_batch(&mut messages, &publisher, &shutdown).await {
+        publisher.handle_with_grace(batch).await;
         if shutdown.is_cancelled() {
             break;
         }
     }
     health.set_ready(false);
     messages.hand_back().await;
+    // The acks of the last batch must reach the server, or it is written again.
     bus.flush(FLUSH_TIMEOUT).await;
     info!("publisher stopped");
     Ok(())
+}
+
+/// Connects to NATS, opens the working clone and the consumer, whose dead letters (those
+/// that do not decode included) are counted in `health`.
+async fn connect(
+    config: &Config,
+    settings: &Settings,
+    health: &Health,
+) -> Result<(Bus, Repo, Consumer<PublisherInput>)> {
+    let bus = Bus::connect(&config.common.connection(), "warroom-publisher").await?;
+    let repo = Repo::open(
+        &settings.work_dir,
+        &settings.repo,
+        &settings.branch,
+        settings.token.as_ref().map(|t| t.expose().to_owned()),
+        (&settings.author_name, &settings.author_email),
+    )
+    .await?;
+    let messages = bus
+        .consume::<PublisherInput>(ConsumerSpec {
+            ack_wait: ACK_WAIT,
+            max_deliver: MAX_DELIVER,
+            max_ack_pending: MAX_ACK_PENDING,
+            batch: PULL_BATCH,
+            ..ConsumerSpec::new(
+                Stream::Events,
+                names::PUBLISHER_CONSUMER,
+                "claude-warroom publisher: results into git",
+            )
+        })
+        .await?
+        .with_metrics(health.metrics.clone());
+    Ok((bus, repo, messages))
+}
+
+/// The next batch: the first message, waited for as long as it takes, and whatever else
+/// arrives within the batch window. `None` at shutdown (a batch already begun is returned,
+/// to be finished within the grace period).
+async fn next_batch(
+    messages: &mut Consumer<PublisherInput>,
+    publisher: &Publisher,
+    shutdown: &CancellationToken,
+) -> Option<Vec<Delivery<PublisherInput>>> {
+    let health = &publisher.health;
+    let first = loop {
+        let next = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return None,
+            next = messages.next() => next,
+        };
+        match next {
+            Ok(delivery) => break delivery,
+            Err(e) => {
+                warn!(cause = %e, "error pulling messages");
+                health.set_ready(false);
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(REOPEN_DELAY) => {}
+                }
+            }
+        }
+    };
+    health.set_ready(true);
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + publisher.settings.batch_window;
+    while batch.len() < MAX_BATCH {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            next = messages.next_before(deadline) => match next {
+                Some(Ok(delivery)) => batch.push(delivery),
+                Some(Err(e)) => warn!(cause = %e, "error pulling messages"),
+                None => break,
+            },
+        }
+    }
+    Some(batch)
 }
 
 /// The running publisher's state.
@@ -252,6 +264,8 @@ struct Publisher {
     settings: Settings,
     repo: Repo,
     health: Health,
+    /// Ends the pauses between push attempts, and the attempts themselves.
+    shutdown: CancellationToken,
 }
 
 /// Why one attempt at a batch did not land.
@@ -278,11 +292,36 @@ struct Settled {
 }
 
 impl Publisher {
+    /// [`Publisher::handle`], given [`SHUTDOWN_GRACE`] to finish once shutdown was asked for;
+    /// a batch that does not finish by then is handed back whole.
+    async fn handle_with_grace(&self, batch: Vec<Delivery<PublisherInput>>) {
+        let batch = Arc::new(batch);
+        let shutdown = self.shutdown.clone();
+        let work = self.handle(batch.clone());
+        tokio::pin!(work);
+        let done = tokio::select! {
+            () = &mut work => true,
+            () = shutdown.cancelled() => {
+                tokio::time::timeout(SHUTDOWN_GRACE, &mut work).await.is_ok()
+            }
+        };
+        if !done {
+            warn!(
+                grace_secs = SHUTDOWN_GRACE.as_secs(),
+                messages = batch.len(),
+                "the batch in flight did not finish within the grace period; handing it back"
+            );
+            for delivery in batch.iter() {
+                delivery.nak(None).await;
+            }
+        }
+    }
+
     /// Publishes one batch and settles each of its messages: ack after the push, term for
     /// messages that can never be written, a bounded retry for messages that failed for now
     /// and for the whole batch when it could not be pushed. One message never holds up the
     /// others.
-    async fn handle(&mut self, batch: Arc<Vec<Delivery<PublisherInput>>>) {
+    async fn handle(&self, batch: Arc<Vec<Delivery<PublisherInput>>>) {
         let metrics = self.health.metrics.clone();
         let items: Arc<Vec<(usize, Item)>> = Arc::new(
             batch
@@ -311,23 +350,25 @@ impl Publisher {
             Ok((published, settled)) => {
                 for (index, delivery) in batch.iter().enumerate() {
                     let request = delivery.message.request_id();
+                    // Dead letters are counted by the consumer (`with_metrics`).
                     if let Some(reason) = settled.refused.get(&index) {
                         metrics.inc("messages_refused");
-                        metrics.inc("dead_letters");
                         error!(subject = %delivery.subject, request = %request, reason = %reason, "message refused; terminating it");
                         delivery.term(reason).await;
                     } else if let Some(reason) = settled.retry.get(&index) {
                         metrics.inc("messages_retried");
                         warn!(subject = %delivery.subject, request = %request, reason = %reason, deliveries = delivery.delivered(), "message not written; retrying it later");
-                        if delivery.retry(NAK_DELAY, reason).await {
-                            metrics.inc("dead_letters");
-                        }
+                        delivery.retry(NAK_DELAY, reason).await;
                     } else {
                         delivery.ack().await;
                     }
                 }
                 if published.commit.is_some() {
                     metrics.inc("batches_pushed");
+                    metrics.set(
+                        "last_push_timestamp_seconds",
+                        warroom_proto::now().unix_timestamp(),
+                    );
                 }
                 metrics.add("messages_written", published.written as u64);
                 metrics.add("messages_skipped", published.skipped as u64);
@@ -338,55 +379,68 @@ impl Publisher {
                     "batch published"
                 );
             }
+            Err(Error::Stopped) => {
+                info!(
+                    messages = items.len(),
+                    "shutdown before the batch was pushed; handing it back"
+                );
+                for delivery in batch.iter() {
+                    delivery.nak(None).await;
+                }
+            }
             Err(e) => {
                 metrics.inc("batches_failed");
                 error!(cause = %e, messages = items.len(), retry_in_secs = NAK_DELAY.as_secs(), "the batch could not be published; handing its messages back");
                 let reason = e.to_string();
                 for delivery in batch.iter() {
-                    if delivery.retry(NAK_DELAY, &reason).await {
-                        metrics.inc("dead_letters");
-                    }
+                    delivery.retry(NAK_DELAY, &reason).await;
                 }
             }
         }
     }
 
     /// Applies the batch to the remote's head, commits and pushes, redoing it all when the
-    /// push is rejected. Returns what was pushed and the messages refused on the way.
-    async fn publish(&mut self, items: Arc<Vec<(usize, Item)>>) -> Result<(Published, Settled)> {
+    /// push is rejected (the runtime's retry policy, at most `--push-attempts` attempts). The
+    /// pause between attempts ends at shutdown, and no attempt starts after it: the batch
+    /// is then handed back. Returns what was pushed and the messages refused on the way.
+    async fn publish(&self, items: Arc<Vec<(usize, Item)>>) -> Result<(Published, Settled)> {
         let attempts = self.settings.push_attempts;
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            match self.attempt(items.clone()).await {
-                Ok(result) => return Ok(result),
-                Err(AttemptError::Push(reason)) => {
-                    self.health.metrics.inc("push_retries_total");
-                    warn!(attempt, attempts, reason = %reason, "push rejected; redoing the batch on the new head");
-                    last = reason;
-                }
-                Err(AttemptError::Other(e)) => {
-                    self.health.metrics.inc("push_retries_total");
-                    warn!(attempt, attempts, cause = %e, "the batch failed; retrying");
-                    last = e.to_string();
-                }
+        let metrics = &self.health.metrics;
+        let started = AtomicU32::new(0);
+        let attempt = || async {
+            // The first attempt runs even at shutdown: the run loop's grace period bounds it.
+            if started.fetch_add(1, Ordering::Relaxed) > 0 && self.shutdown.is_cancelled() {
+                return Err(AttemptError::Other(Error::Stopped));
             }
-            if attempt < attempts {
-                // Short and growing: a concurrent engineer's push is over in moments.
-                let backoff =
-                    Duration::from_millis(100 * u64::from(attempt)).min(Duration::from_secs(3));
-                tokio::time::sleep(backoff).await;
-            }
-        }
-        Err(Error::Git(GitError {
-            args: "push".to_owned(),
-            dir: self.repo.dir().display().to_string(),
-            message: format!("gave up after {attempts} attempts; the last failure: {last}"),
-        }))
+            self.attempt(items.clone()).await
+        };
+        let retries = usize::try_from(attempts.saturating_sub(1)).unwrap_or(usize::MAX);
+        let outcome = attempt
+            .retry(retry::backoff(FIRST_PUSH_PAUSE, MAX_PUSH_PAUSE, retries))
+            .sleep(retry::until(self.shutdown.clone()))
+            .when(|e| !matches!(e, AttemptError::Other(Error::Stopped)))
+            .notify(|e, pause| {
+                metrics.inc("push_retries");
+                let attempt = started.load(Ordering::Relaxed);
+                match e {
+                    AttemptError::Push(reason) => {
+                        warn!(attempt, attempts, reason = %reason, retry_in = ?pause, "push rejected; redoing the batch on the new head")
+                    }
+                    AttemptError::Other(e) => {
+                        warn!(attempt, attempts, cause = %e, retry_in = ?pause, "the batch failed; retrying")
+                    }
+                }
+            })
+            .await;
+        outcome.map_err(|e| match e {
+            AttemptError::Push(reason) => Error::PushRefused { attempts, reason },
+            AttemptError::Other(e) => e,
+        })
     }
 
     /// One attempt: fetch, reset, apply, commit, push.
     async fn attempt(
-        &mut self,
+        &self,
         items: Arc<Vec<(usize, Item)>>,
     ) -> Result<(Published, Settled), AttemptError> {
         let base = self.repo.fetch().await?;
@@ -402,13 +456,13 @@ impl Publisher {
         let (summary, settled) =
             tokio::task::spawn_blocking(move || apply_all(&root, &items, note.as_deref()))
                 .await
-                .map_err(|e| Error::Task(e.to_string()))?;
+                .map_err(Error::Task)?;
         let (written, skipped) = (summary.written, summary.skipped);
 
         let statuses: Vec<(String, RequestPhase)> = summary
             .requests
             .iter()
-            .filter_map(|(id, phase, _)| phase.map(|p| (id.clone(), p)))
+            .filter_map(|r| r.phase.map(|p| (r.id.clone(), p)))
             .collect();
         if !self.repo.commit(&summary.commit_message()).await? {
             debug!("the batch changed nothing; no commit");
@@ -422,7 +476,10 @@ impl Publisher {
                 settled,
             ));
         }
-        self.repo.push().await?.map_err(AttemptError::Push)?;
+        if let Err(reason) = self.repo.push().await? {
+            self.health.metrics.inc("push_failures");
+            return Err(AttemptError::Push(reason));
+        }
         let commit = self.repo.head().await?;
         Ok((
             Published {

@@ -176,7 +176,7 @@ pub(crate) fn cluster_report(
     out
 }
 
-/// `<results_dir>/README.md`: the aggregated report of a request.
+/// `<results_dir>/README.md`: the aggregated report of a request, section by section.
 pub(crate) fn readme(
     status: &RequestStatus,
     request: Option<&RequestSummary>,
@@ -187,6 +187,31 @@ pub(crate) fn readme(
     let title = request.map_or(status.id.as_str(), |r| r.name.as_str());
     let _ = writeln!(out, "# {}\n", cell(title));
     push_note(&mut out, note);
+    push_overview(&mut out, status, request);
+    push_validation_errors(&mut out, status);
+    if let Some(request) = request {
+        push_request(&mut out, request);
+    }
+    push_clusters(&mut out, status, reports);
+    if status.phase != RequestPhase::Rejected {
+        let _ = write!(
+            out,
+            "\n## Audit log\n\nEvery tool call the agents made or were refused, one JSON object \
+             per line: [{AUDIT_FILE}]({AUDIT_FILE}).\n"
+        );
+    }
+    let _ = write!(
+        out,
+        "\n---\n_Written by claude-warroom from `{STATUS_FILE}` revision {}. Secrets are \
+         replaced by `[REDACTED:<kind>]`._\n",
+        status.revision
+    );
+    out
+}
+
+/// The table at the top of the README (request, phase, engineer, category, mode, update)
+/// and the request's error.
+fn push_overview(out: &mut String, status: &RequestStatus, request: Option<&RequestSummary>) {
     out.push_str("| | |\n|---|---|\n");
     let _ = writeln!(out, "| Request | {} |", code(&status.id));
     let _ = writeln!(out, "| Phase | **{}** |", status.phase);
@@ -211,81 +236,81 @@ pub(crate) fn readme(
     if let Some(error) = &status.error {
         let _ = write!(out, "\n{}\n", quote(&format!("**Error:** {error}")));
     }
-    if !status.errors.is_empty() {
-        out.push_str("\n## Validation errors\n\n");
-        for error in &status.errors {
-            let field = if error.field.is_empty() {
-                "(the file)".to_owned()
-            } else {
-                code(&error.field)
-            };
-            let _ = writeln!(out, "- {field}: {}", cell(&error.message));
-        }
+}
+
+/// `## Validation errors`, when the request file was rejected.
+fn push_validation_errors(out: &mut String, status: &RequestStatus) {
+    if status.errors.is_empty() {
+        return;
     }
-    if let Some(request) = request {
-        out.push_str("\n## Issue\n\n");
-        let _ = writeln!(out, "{}", quote(&request.description));
-        out.push_str("\n## Prompt\n\n");
-        let prompt = redact::text(request.prompt.trim_end());
-        let fence = "`".repeat(longest_backtick_run(&prompt).max(2) + 1);
-        let _ = writeln!(out, "{fence}text\n{prompt}\n{fence}");
+    out.push_str("\n## Validation errors\n\n");
+    for error in &status.errors {
+        let field = if error.field.is_empty() {
+            "(the file)".to_owned()
+        } else {
+            code(&error.field)
+        };
+        let _ = writeln!(out, "- {field}: {}", cell(&error.message));
     }
-    if !status.clusters.is_empty() {
-        out.push_str("\n## Clusters\n\n");
-        out.push_str(
-            "| Cluster | Type | Phase | Duration | Cost | Turns | Refused calls | Report |\n",
+}
+
+/// `## Issue` and `## Prompt`: what the engineer asked.
+fn push_request(out: &mut String, request: &RequestSummary) {
+    out.push_str("\n## Issue\n\n");
+    let _ = writeln!(out, "{}", quote(&request.description));
+    out.push_str("\n## Prompt\n\n");
+    let prompt = redact::text(request.prompt.trim_end());
+    let fence = "`".repeat(longest_backtick_run(&prompt).max(2) + 1);
+    let _ = writeln!(out, "{fence}text\n{prompt}\n{fence}");
+}
+
+/// `## Clusters`: a line per cluster with a link to its report, then the clusters' errors.
+fn push_clusters(
+    out: &mut String,
+    status: &RequestStatus,
+    reports: &std::collections::BTreeMap<warroom_proto::ClusterName, ClusterReport>,
+) {
+    if status.clusters.is_empty() {
+        return;
+    }
+    out.push_str("\n## Clusters\n\n");
+    out.push_str("| Cluster | Type | Phase | Duration | Cost | Turns | Refused calls | Report |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    for (name, line) in &status.clusters {
+        let link = if reports.contains_key(name) {
+            let file = report_file(name);
+            format!("[{file}]({file})")
+        } else {
+            "—".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {link} |",
+            code(name),
+            line.kind.as_str(),
+            line.phase,
+            duration(line.duration_secs),
+            cost(line.cost_usd),
+            turns(line.num_turns),
+            line.permission_denials
         );
-        out.push_str("|---|---|---|---|---|---|---|---|\n");
-        for (name, line) in &status.clusters {
-            let link = if reports.contains_key(name) {
-                let file = report_file(name);
-                format!("[{file}]({file})")
-            } else {
-                "—".to_owned()
-            };
+    }
+    let errors: Vec<(&warroom_proto::ClusterName, &ClusterStatus)> = status
+        .clusters
+        .iter()
+        .filter(|(_, line)| line.error.is_some())
+        .collect();
+    if !errors.is_empty() {
+        out.push('\n');
+        for (name, line) in errors {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {link} |",
+                "- {}: {}",
                 code(name),
-                line.kind.as_str(),
-                line.phase,
-                duration(line.duration_secs),
-                cost(line.cost_usd),
-                turns(line.num_turns),
-                line.permission_denials
+                cell(line.error.as_deref().unwrap_or_default())
             );
         }
-        let errors: Vec<(&warroom_proto::ClusterName, &ClusterStatus)> = status
-            .clusters
-            .iter()
-            .filter(|(_, line)| line.error.is_some())
-            .collect();
-        if !errors.is_empty() {
-            out.push('\n');
-            for (name, line) in errors {
-                let _ = writeln!(
-                    out,
-                    "- {}: {}",
-                    code(name),
-                    cell(line.error.as_deref().unwrap_or_default())
-                );
-            }
-        }
     }
-    if status.phase != RequestPhase::Rejected {
-        let _ = write!(
-            out,
-            "\n## Audit log\n\nEvery tool call the agents made or were refused, one JSON object \
-             per line: [{AUDIT_FILE}]({AUDIT_FILE}).\n"
-        );
-    }
-    let _ = write!(
-        out,
-        "\n---\n_Written by claude-warroom from `{STATUS_FILE}` revision {}. Secrets are \
-         replaced by `[REDACTED:<kind>]`._\n",
-        status.revision
-    );
-    out
 }
 
 #[cfg(test)]

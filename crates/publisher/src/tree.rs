@@ -55,12 +55,39 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Problem + '_ {
     }
 }
 
+/// What one batch changed in one request's folder.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RequestChange {
+    pub id: String,
+    /// The last phase written to `status.json`, when a status was.
+    pub phase: Option<RequestPhase>,
+    /// Lines added to `audit.jsonl`.
+    pub audit_lines: usize,
+}
+
+impl RequestChange {
+    /// `<id> completed, 2 audit events`.
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(phase) = self.phase {
+            parts.push(phase.to_string());
+        }
+        if self.audit_lines > 0 {
+            parts.push(format!(
+                "{} audit event{}",
+                self.audit_lines,
+                if self.audit_lines == 1 { "" } else { "s" }
+            ));
+        }
+        format!("{} {}", self.id, parts.join(", "))
+    }
+}
+
 /// What one batch changed, for the commit message.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Summary {
-    /// Requests in the order they were first touched, with the last phase written and the
-    /// number of audit lines added.
-    pub requests: Vec<(String, Option<RequestPhase>, usize)>,
+    /// Requests in the order they were first touched.
+    pub requests: Vec<RequestChange>,
     /// Items that changed files.
     pub written: usize,
     /// Items with nothing to write.
@@ -68,11 +95,15 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
-    fn entry(&mut self, request: &str) -> &mut (String, Option<RequestPhase>, usize) {
-        let index = match self.requests.iter().position(|(id, ..)| id == request) {
+    fn entry(&mut self, request: &str) -> &mut RequestChange {
+        let index = match self.requests.iter().position(|r| r.id == request) {
             Some(index) => index,
             None => {
-                self.requests.push((request.to_owned(), None, 0));
+                self.requests.push(RequestChange {
+                    id: request.to_owned(),
+                    phase: None,
+                    audit_lines: 0,
+                });
                 self.requests.len() - 1
             }
         };
@@ -81,28 +112,15 @@ impl Summary {
 
     /// `results: <id> completed (+2 more)`, and a line per request below.
     pub fn commit_message(&self) -> String {
-        let describe = |(id, phase, lines): &(String, Option<RequestPhase>, usize)| {
-            let mut parts = Vec::new();
-            if let Some(phase) = phase {
-                parts.push(phase.to_string());
-            }
-            if *lines > 0 {
-                parts.push(format!(
-                    "{lines} audit event{}",
-                    if *lines == 1 { "" } else { "s" }
-                ));
-            }
-            format!("{id} {}", parts.join(", "))
-        };
         let Some(first) = self.requests.first() else {
             return "results: update".to_owned();
         };
-        let mut message = format!("results: {}", describe(first));
+        let mut message = format!("results: {}", first.describe());
         if self.requests.len() > 1 {
             message.push_str(&format!(" (+{} more)", self.requests.len() - 1));
             message.push('\n');
             for request in &self.requests {
-                message.push_str(&format!("\n- {}", describe(request)));
+                message.push_str(&format!("\n- {}", request.describe()));
             }
         }
         message
@@ -198,7 +216,7 @@ impl<'a> Tree<'a> {
         }
         let readme = render::readme(&status, update.request.as_ref(), &update.reports, self.note);
         write_file(&folder.join(README_FILE), readme.as_bytes())?;
-        self.summary.entry(id).1 = Some(status.phase);
+        self.summary.entry(id).phase = Some(status.phase);
         Ok(Applied::Written)
     }
 
@@ -241,7 +259,7 @@ impl<'a> Tree<'a> {
         handle.write_all(line.as_bytes()).map_err(io(&path))?;
         file.needs_newline = false;
         file.ids.insert(id);
-        self.summary.entry(&event.request_id).2 += 1;
+        self.summary.entry(&event.request_id).audit_lines += 1;
         Ok(Applied::Written)
     }
 

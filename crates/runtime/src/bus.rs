@@ -19,6 +19,16 @@ use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use warroom_proto::{Inbound, Stream, Subject};
 
+use crate::health::Metrics;
+
+/// The counter (`warroom_<daemon>_dead_letters_total`) of every message a consumer with
+/// [`Consumer::with_metrics`] set aside, whether it did not decode or its handler gave up.
+pub const DEAD_LETTERS: &str = "dead_letters";
+
+/// The cause of a failed NATS operation: async-nats has an error type per operation, and
+/// the bus keeps whichever it got as the source.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Errors talking to NATS.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -34,18 +44,31 @@ pub enum BusError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot create or open JetStream stream {name}: {message}")]
-    Stream { name: String, message: String },
-    #[error("cannot create or open key-value bucket {name}: {message}")]
-    Bucket { name: String, message: String },
-    #[error("cannot open consumer {consumer} on stream {stream}: {message}")]
+    #[error("cannot create or open JetStream stream {name}: {source}")]
+    Stream {
+        name: String,
+        #[source]
+        source: Cause,
+    },
+    #[error("cannot create or open key-value bucket {name}: {source}")]
+    Bucket {
+        name: String,
+        #[source]
+        source: Cause,
+    },
+    #[error("cannot open consumer {consumer} on stream {stream}: {source}")]
     Consumer {
         stream: &'static str,
         consumer: String,
-        message: String,
+        #[source]
+        source: Cause,
     },
-    #[error("cannot publish to {subject}: {message}")]
-    Publish { subject: String, message: String },
+    #[error("cannot publish to {subject}: {source}")]
+    Publish {
+        subject: String,
+        #[source]
+        source: Cause,
+    },
     #[error("cannot encode a message for {subject}")]
     Encode {
         subject: String,
@@ -131,10 +154,13 @@ impl Bus {
                     })?;
         }
         if let Some(path) = &connection.nkey_seed {
-            let seed = std::fs::read_to_string(path).map_err(|source| BusError::Credentials {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let seed =
+                tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|source| BusError::Credentials {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
             options = options.nkey(seed.trim().to_owned());
         }
         if let Some(ca) = &connection.tls_ca {
@@ -171,7 +197,7 @@ impl Bus {
                 .await
                 .map_err(|e| BusError::Stream {
                     name,
-                    message: e.to_string(),
+                    source: e.into(),
                 })?;
         }
         Ok(())
@@ -203,7 +229,7 @@ impl Bus {
             .await
             .map_err(|e| BusError::Bucket {
                 name,
-                message: e.to_string(),
+                source: e.into(),
             })
     }
 
@@ -232,17 +258,17 @@ impl Bus {
         if let Some(id) = dedup_id {
             publish = publish.message_id(id);
         }
-        let failed = |e: &dyn std::fmt::Display| BusError::Publish {
+        let failed = |source: Cause| BusError::Publish {
             subject: subject.to_string(),
-            message: e.to_string(),
+            source,
         };
         let ack = self
             .jetstream
             .send_publish(subject.to_string(), publish)
             .await
-            .map_err(|e| failed(&e))?
+            .map_err(|e| failed(e.into()))?
             .await
-            .map_err(|e| failed(&e))?;
+            .map_err(|e| failed(e.into()))?;
         Ok(Stored {
             sequence: ack.sequence,
             duplicate: ack.duplicate,
@@ -252,16 +278,16 @@ impl Bus {
     /// Opens (creating it the first time) a durable pull consumer and yields its typed
     /// deliveries.
     pub async fn consume<T: Inbound>(&self, spec: ConsumerSpec) -> Result<Consumer<T>> {
-        let failed = |e: &dyn std::fmt::Display| BusError::Consumer {
+        let failed = |source: Cause| BusError::Consumer {
             stream: spec.stream.name(),
             consumer: spec.durable.clone(),
-            message: e.to_string(),
+            source,
         };
         let consumer: consumer::PullConsumer = self
             .jetstream
             .get_stream(spec.stream.name())
             .await
-            .map_err(|e| failed(&e))?
+            .map_err(|e| failed(e.into()))?
             .get_or_create_consumer(
                 &spec.durable,
                 consumer::pull::Config {
@@ -281,12 +307,13 @@ impl Bus {
                 },
             )
             .await
-            .map_err(|e| failed(&e))?;
+            .map_err(|e| failed(e.into()))?;
         Ok(Consumer {
             bus: self.clone(),
             consumer,
             spec,
             messages: None,
+            metrics: None,
             _type: PhantomData,
         })
     }
@@ -327,7 +354,7 @@ impl Bus {
             .await
             .map_err(|e| BusError::Stream {
                 name: stream.name().to_owned(),
-                message: e.to_string(),
+                source: e.into(),
             })
     }
 
@@ -379,6 +406,8 @@ pub struct Consumer<T> {
     consumer: consumer::PullConsumer,
     spec: ConsumerSpec,
     messages: Option<consumer::pull::Stream>,
+    /// Where the dead letters of this consumer's messages are counted.
+    metrics: Option<Metrics>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -392,13 +421,32 @@ impl<T> std::fmt::Debug for Consumer<T> {
 
 /// What a pull returned that was not a usable message.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot pull from consumer {consumer}: {message}")]
+#[error("cannot pull from consumer {consumer}: {source}")]
 pub struct PullError {
     pub consumer: String,
-    pub message: String,
+    #[source]
+    pub source: Cause,
+}
+
+impl PullError {
+    fn new(consumer: &str, source: impl Into<Cause>) -> PullError {
+        PullError {
+            consumer: consumer.to_owned(),
+            source: source.into(),
+        }
+    }
 }
 
 impl<T: Inbound> Consumer<T> {
+    /// Counts every message of this consumer that goes to the dead letters in
+    /// [`DEAD_LETTERS`] of `metrics`: those that do not decode (set aside here, before the
+    /// daemon sees them) and those the daemon terminates or retries for the last time.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        metrics.add(DEAD_LETTERS, 0);
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// The next delivery, waiting as long as it takes. A message that does not decode or
     /// does not match its subject is terminated and dead-lettered (on a task of its own, so
     /// this future is safe to drop in a `select!`) and never reaches the caller. Errors are
@@ -437,10 +485,6 @@ impl<T: Inbound> Consumer<T> {
     /// Pulls at most one message, waiting up to `expires`: for workers that take one job at
     /// a time and leave the rest in the stream for other replicas. `None` when nothing came.
     pub async fn fetch_one(&mut self, expires: Duration) -> Result<Option<Delivery<T>>, PullError> {
-        let failed = |consumer: &str, e: &dyn std::fmt::Display| PullError {
-            consumer: consumer.to_owned(),
-            message: e.to_string(),
-        };
         let mut batch = self
             .consumer
             .batch()
@@ -448,10 +492,10 @@ impl<T: Inbound> Consumer<T> {
             .expires(expires)
             .messages()
             .await
-            .map_err(|e| failed(&self.spec.durable, &e))?;
+            .map_err(|e| PullError::new(&self.spec.durable, e))?;
         let message = match batch.next().await {
             None => return Ok(None),
-            Some(Err(e)) => return Err(failed(&self.spec.durable, &e)),
+            Some(Err(e)) => return Err(PullError::new(&self.spec.durable, e)),
             Some(Ok(message)) => message,
         };
         Ok(self.check(message).await)
@@ -463,7 +507,7 @@ impl<T: Inbound> Consumer<T> {
         let subject = match Subject::parse(message.subject.as_str()) {
             Ok(subject) => subject,
             Err(e) => {
-                let delivery = RawDelivery::new(&self.bus, &self.spec, message);
+                let delivery = self.raw(message);
                 let reason = e.to_string();
                 // On its own task: the caller may drop `next()` (a `select!` branch that lost)
                 // and the message must be settled all the same.
@@ -475,31 +519,39 @@ impl<T: Inbound> Consumer<T> {
             Ok(decoded) => Some(Delivery {
                 message: decoded,
                 subject,
-                raw: RawDelivery::new(&self.bus, &self.spec, message),
+                raw: self.raw(message),
             }),
             Err(reason) => {
                 tracing::error!(consumer = %self.spec.durable, subject = %subject, reason = %reason, "message refused; terminating it");
-                let delivery = RawDelivery::new(&self.bus, &self.spec, message);
+                let delivery = self.raw(message);
                 tokio::spawn(async move { delivery.term_raw(&reason).await });
                 None
             }
         }
     }
 
+    fn raw(&self, message: jetstream::Message) -> RawDelivery {
+        RawDelivery {
+            bus: self.bus.clone(),
+            durable: self.spec.durable.clone(),
+            stream: self.spec.stream,
+            max_deliver: self.spec.max_deliver,
+            metrics: self.metrics.clone(),
+            message,
+        }
+    }
+
     /// The number of messages waiting for this consumer and not yet delivered.
     pub async fn pending(&mut self) -> Result<u64, PullError> {
-        let info = self.consumer.info().await.map_err(|e| PullError {
-            consumer: self.spec.durable.clone(),
-            message: e.to_string(),
-        })?;
+        let info = self
+            .consumer
+            .info()
+            .await
+            .map_err(|e| PullError::new(&self.spec.durable, e))?;
         Ok(info.num_pending)
     }
 
     async fn next_raw(&mut self) -> Result<jetstream::Message, PullError> {
-        let failed = |consumer: &str, e: &dyn std::fmt::Display| PullError {
-            consumer: consumer.to_owned(),
-            message: e.to_string(),
-        };
         if self.messages.is_none() {
             let messages = self
                 .consumer
@@ -507,11 +559,11 @@ impl<T: Inbound> Consumer<T> {
                 .max_messages_per_batch(self.spec.batch)
                 .messages()
                 .await
-                .map_err(|e| failed(&self.spec.durable, &e))?;
+                .map_err(|e| PullError::new(&self.spec.durable, e))?;
             self.messages = Some(messages);
         }
         let Some(messages) = self.messages.as_mut() else {
-            return Err(failed(&self.spec.durable, &"no message stream"));
+            return Err(PullError::new(&self.spec.durable, "no message stream"));
         };
         match messages.next().await {
             Some(Ok(message)) => Ok(message),
@@ -524,11 +576,14 @@ impl<T: Inbound> Consumer<T> {
                     // The stream of messages is gone; the next call opens a new one.
                     self.messages = None;
                 }
-                Err(failed(&self.spec.durable, &e))
+                Err(PullError::new(&self.spec.durable, e))
             }
             None => {
                 self.messages = None;
-                Err(failed(&self.spec.durable, &"the message stream ended"))
+                Err(PullError::new(
+                    &self.spec.durable,
+                    "the message stream ended",
+                ))
             }
         }
     }
@@ -573,20 +628,11 @@ struct RawDelivery {
     durable: String,
     stream: Stream,
     max_deliver: i64,
+    metrics: Option<Metrics>,
     message: jetstream::Message,
 }
 
 impl RawDelivery {
-    fn new(bus: &Bus, spec: &ConsumerSpec, message: jetstream::Message) -> RawDelivery {
-        RawDelivery {
-            bus: bus.clone(),
-            durable: spec.durable.clone(),
-            stream: spec.stream,
-            max_deliver: spec.max_deliver,
-            message,
-        }
-    }
-
     fn delivered(&self) -> i64 {
         self.message.info().map(|i| i.delivered).unwrap_or(1)
     }
@@ -602,7 +648,8 @@ impl RawDelivery {
     }
 
     /// Copies the message to the dead-letter stream, then terminates it with the reason.
-    async fn term_raw(&self, reason: &str) {
+    /// Returns whether it was dead-lettered (else it was handed back for later).
+    async fn term_raw(&self, reason: &str) -> bool {
         let letter = DeadLetter {
             stream: self.stream.name().to_owned(),
             consumer: self.durable.clone(),
@@ -619,7 +666,10 @@ impl RawDelivery {
             tracing::error!(cause = %e, "cannot dead-letter a message; handing it back");
             self.settle(AckKind::Nak(Some(Duration::from_secs(30))))
                 .await;
-            return;
+            return false;
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.inc(DEAD_LETTERS);
         }
         // `+TERM <reason>` (NATS 2.10+) puts the reason into the server's advisory.
         let term = format!("+TERM {}", reason.replace(['\n', '\r'], " "));
@@ -630,6 +680,7 @@ impl RawDelivery {
         if let Err(e) = sent {
             tracing::warn!(cause = %e, "cannot terminate a message; it will be redelivered");
         }
+        true
     }
 }
 
@@ -682,17 +733,17 @@ impl<T> Delivery<T> {
                 "gave up after {} deliveries: {reason}",
                 self.raw.delivered()
             );
-            self.raw.term_raw(&reason).await;
-            true
+            self.raw.term_raw(&reason).await
         } else {
             self.raw.settle(AckKind::Nak(Some(delay))).await;
             false
         }
     }
 
-    /// A permanent failure: dead-lettered and terminated with `reason`.
-    pub async fn term(&self, reason: &str) {
-        self.raw.term_raw(reason).await;
+    /// A permanent failure: dead-lettered and terminated with `reason`. Returns whether it
+    /// was dead-lettered (else it was handed back, to be tried again later).
+    pub async fn term(&self, reason: &str) -> bool {
+        self.raw.term_raw(reason).await
     }
 
     /// How many times the server delivered this message (1 the first time).

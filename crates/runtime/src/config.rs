@@ -1,19 +1,26 @@
 //! Checks and types shared by the daemons' configurations: git remotes and branches as
 //! flags give them, and secrets that must never be printed.
 
+use secrecy::ExposeSecret as _;
+pub use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
-/// A value that must never be printed (a token). `Debug` shows `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// A value that must never be printed (a token), held in a [`secrecy::SecretString`]: its
+/// `Debug` shows `***` and its memory is wiped when it is dropped.
+///
+/// A newtype rather than an alias so that the daemons' call sites keep `Secret::new` and
+/// `expose()` (and clap can parse it from a flag); reading the value is the one explicit
+/// `expose`.
+#[derive(Clone)]
+pub struct Secret(SecretString);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(SecretString::from(value.into()))
     }
 
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 }
 
@@ -27,7 +34,59 @@ impl std::str::FromStr for Secret {
     type Err = std::convert::Infallible;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
+        Ok(Secret::new(s))
+    }
+}
+
+impl From<SecretString> for Secret {
+    fn from(secret: SecretString) -> Self {
+        Secret(secret)
+    }
+}
+
+impl AsRef<SecretString> for Secret {
+    fn as_ref(&self) -> &SecretString {
+        &self.0
+    }
+}
+
+/// Every problem found in a daemon's configuration, each one line naming its flag, so that
+/// one run shows all of them (as request validation does) instead of one per try.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<String>);
+
+impl Problems {
+    pub fn new() -> Self {
+        Problems::default()
+    }
+
+    /// Notes `problem`.
+    pub fn push(&mut self, problem: impl Into<String>) {
+        self.0.push(problem.into());
+    }
+
+    /// Notes every problem of `problems`.
+    pub fn extend(&mut self, problems: impl IntoIterator<Item = String>) {
+        self.0.extend(problems);
+    }
+
+    /// The value of a check, noting its problem when it failed.
+    pub fn check<T>(&mut self, checked: Result<T, String>) -> Option<T> {
+        checked.map_err(|problem| self.push(problem)).ok()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok` when nothing was noted; else the problems, one per line (after a count when
+    /// there are several).
+    pub fn finish(self) -> Result<(), String> {
+        match self.0.as_slice() {
+            [] => Ok(()),
+            [one] => Err(one.clone()),
+            all => Err(format!("{} problems:\n  {}", all.len(), all.join("\n  "))),
+        }
     }
 }
 
@@ -150,9 +209,27 @@ mod tests {
     }
 
     #[test]
+    fn problems_are_listed_one_per_line() {
+        assert_eq!(Problems::new().finish(), Ok(()));
+        let mut one = Problems::new();
+        assert_eq!(one.check(Err::<(), _>("--a is bad".to_owned())), None);
+        assert_eq!(one.finish(), Err("--a is bad".to_owned()));
+        let mut two = Problems::new();
+        two.push("--a is bad");
+        two.extend(["--b is bad".to_owned()]);
+        assert_eq!(
+            two.finish(),
+            Err("2 problems:\n  --a is bad\n  --b is bad".to_owned())
+        );
+    }
+
+    #[test]
     fn a_secret_never_shows_in_debug_output() {
         let secret: Secret = "s3cr3t".parse().unwrap();
         assert_eq!(format!("{secret:?}"), "***");
         assert_eq!(secret.expose(), "s3cr3t");
+        let wrapped = Secret::from(SecretString::from("t0k3n"));
+        assert_eq!(format!("{wrapped:?}"), "***");
+        assert_eq!(wrapped.expose(), "t0k3n");
     }
 }

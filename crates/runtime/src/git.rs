@@ -10,6 +10,8 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
+use crate::config::Secret;
+
 /// A failed git command.
 #[derive(Debug, thiserror::Error)]
 #[error("`git {args}` in {dir} failed: {message}")]
@@ -23,7 +25,8 @@ pub struct GitError {
 #[derive(Clone, Debug)]
 pub struct Git {
     dir: PathBuf,
-    token: Option<String>,
+    /// Kept as a [`Secret`], so that the derived `Debug` of a `Git` never shows it.
+    token: Option<Secret>,
     identity: Option<(String, String)>,
 }
 
@@ -46,7 +49,7 @@ impl Git {
 
     /// Authenticates HTTPS remotes with this token (GitHub: a PAT or an installation token).
     pub fn with_token(mut self, token: Option<String>) -> Self {
-        self.token = token.filter(|t| !t.is_empty());
+        self.token = token.filter(|t| !t.is_empty()).map(Secret::new);
         self
     }
 
@@ -100,7 +103,7 @@ impl Git {
                 .env("GIT_CONFIG_KEY_0", "http.extraHeader")
                 .env(
                     "GIT_CONFIG_VALUE_0",
-                    format!("Authorization: Basic {}", basic_auth(token)),
+                    format!("Authorization: Basic {}", basic_auth(token.expose())),
                 );
         }
         if let Some((name, email)) = &self.identity {
@@ -139,6 +142,12 @@ fn basic_auth(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let git = Git::new("/tmp").with_token(Some("s3cr3t".to_owned()));
+        assert!(!format!("{git:?}").contains("s3cr3t"));
+    }
 
     #[test]
     fn basic_auth_is_standard_base64() {

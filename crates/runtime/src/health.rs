@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use axum::Router;
@@ -18,12 +19,13 @@ use axum::routing::get;
 /// The labels of one counter series (`cluster`, `outcome`, ...).
 type Labels = Vec<(String, String)>;
 
-/// Counters a daemon exports, through the Prometheus project's client
-/// (`prometheus-client`), under one naming scheme: `warroom_<daemon>_<what>_total`.
+/// Counters and gauges a daemon exports, through the Prometheus project's client
+/// (`prometheus-client`), under one naming scheme: `warroom_<daemon>_<what>_total` for a
+/// counter, `warroom_<daemon>_<what>` for a gauge.
 ///
-/// Callers name a counter by `<what>` (`polls`, `batches_pushed`); a name given with the
-/// daemon's prefix or a `_total` suffix is the same counter, so the scheme holds whatever
-/// the call site spells.
+/// Callers name a metric by `<what>` (`polls`, `batches_pushed`, `requests_active`); a name
+/// given with the daemon's prefix or a `_total` suffix is the same counter, so the scheme
+/// holds whatever the call site spells.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     inner: Arc<Mutex<Inner>>,
@@ -34,6 +36,7 @@ struct Inner {
     daemon: &'static str,
     registry: Registry,
     counters: BTreeMap<String, Family<Labels, Counter>>,
+    gauges: BTreeMap<String, Gauge>,
 }
 
 impl Metrics {
@@ -44,15 +47,15 @@ impl Metrics {
                 daemon,
                 registry: Registry::with_prefix(format!("warroom_{daemon}")),
                 counters: BTreeMap::new(),
+                gauges: BTreeMap::new(),
             })),
         }
     }
 
     fn family(&self, name: &str) -> Family<Labels, Counter> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let prefix = format!("warroom_{}_", inner.daemon);
-        let short = name.strip_prefix(&prefix).unwrap_or(name);
-        let short = short.strip_suffix("_total").unwrap_or(short).to_owned();
+        let short = inner.short(name);
+        let short = short.strip_suffix("_total").unwrap_or(&short).to_owned();
         if let Some(family) = inner.counters.get(&short) {
             return family.clone();
         }
@@ -88,6 +91,30 @@ impl Metrics {
         self.family(name).get_or_create(&Vec::new()).get()
     }
 
+    fn gauge(&self, name: &str) -> Gauge {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let short = inner.short(name);
+        if let Some(gauge) = inner.gauges.get(&short) {
+            return gauge.clone();
+        }
+        let gauge = Gauge::default();
+        inner
+            .registry
+            .register(short.clone(), format!("{short} (gauge)"), gauge.clone());
+        inner.gauges.insert(short, gauge.clone());
+        gauge
+    }
+
+    /// Sets the gauge `name` (`warroom_<daemon>_<name>`, created on first use) to `value`.
+    pub fn set(&self, name: &str, value: i64) {
+        self.gauge(name).set(value);
+    }
+
+    /// The value of the gauge `name` (0 until it is set).
+    pub fn gauge_value(&self, name: &str) -> i64 {
+        self.gauge(name).get()
+    }
+
     /// The Prometheus (OpenMetrics) text exposition.
     pub fn render(&self) -> String {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -96,6 +123,14 @@ impl Metrics {
             tracing::error!(cause = %e, "cannot encode the metrics");
         }
         out
+    }
+}
+
+impl Inner {
+    /// `name` without the daemon's prefix, however the call site spelled it.
+    fn short(&self, name: &str) -> String {
+        let prefix = format!("warroom_{}_", self.daemon);
+        name.strip_prefix(&prefix).unwrap_or(name).to_owned()
     }
 }
 
@@ -202,5 +237,22 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("warroom_publisher_"), "{line}");
         }
+    }
+
+    #[test]
+    fn a_gauge_is_named_without_a_suffix_and_holds_the_last_value() {
+        let metrics = Metrics::new("dispatcher");
+        metrics.set("requests_active", 3);
+        metrics.set("warroom_dispatcher_requests_active", 2);
+        assert_eq!(metrics.gauge_value("requests_active"), 2);
+        let text = metrics.render();
+        assert!(
+            text.contains("warroom_dispatcher_requests_active 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE warroom_dispatcher_requests_active gauge"),
+            "{text}"
+        );
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod duration;
 pub mod git;
 pub mod health;
+pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -72,8 +73,18 @@ impl CommonArgs {
         }
     }
 
-    /// Problems with the files these flags name, each as one line naming the flag.
+    /// Problems with these flags (an empty URL, files that are not there), each as one line
+    /// naming the flag.
     pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.nats_url.trim().is_empty() {
+            problems.push("--nats-url must not be empty".to_owned());
+        }
+        problems.extend(self.file_problems());
+        problems
+    }
+
+    fn file_problems(&self) -> Vec<String> {
         let files = [
             ("--nats-creds", &self.nats_creds),
             ("--nats-nkey", &self.nats_nkey),
