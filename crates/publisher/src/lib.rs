@@ -38,7 +38,9 @@ use tracing::{debug, error, info, warn};
 use warroom_proto::{PublisherInput, RequestPhase, Stream, names};
 use warroom_runtime::{Bus, BusError, ConsumerSpec, Delivery, Health, git::GitError};
 
-pub use config::{Config, MAX_BATCH_WINDOW, MAX_PUSH_ATTEMPTS, Secret, parse_duration};
+pub use config::{
+    Config, MAX_BATCH_WINDOW, MAX_PUSH_ATTEMPTS, Secret, SigningFormat, parse_duration,
+};
 
 use crate::config::Settings;
 use crate::repo::Repo;
@@ -141,6 +143,7 @@ pub async fn run_with_health(
         work_dir = %settings.work_dir.display(),
         batch_window_ms = settings.batch_window.as_millis() as u64,
         push_attempts = settings.push_attempts,
+        signing_key = settings.signing.as_ref().map_or("none (commits are not signed)", |s| s.public.as_str()),
         "publisher starting"
     );
     let connection = config.common.connection();
@@ -152,6 +155,7 @@ pub async fn run_with_health(
             &settings.branch,
             settings.token.as_ref().map(|t| t.expose().to_owned()),
             (&settings.author_name, &settings.author_email),
+            settings.signing.as_ref(),
         )
         .await?;
         let messages = bus
