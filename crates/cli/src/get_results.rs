@@ -27,7 +27,8 @@ Examples:
 A request that is still running shows the reports of the clusters that finished so far.
 
 Exit codes: 0 results were shown or copied, 1 error (unknown id, git failure; with --verify,
-a commit of the results folder not signed by the publisher), 2 usage error, 3 no results yet (the request is pending, or no cluster has finished).")]
+a commit of the results folder not signed by the publisher), 2 usage error, 3 no results yet
+(the request is pending, or no cluster has finished).")]
 pub struct Args {
     #[command(flatten)]
     pub target: Target,

@@ -26,7 +26,8 @@ Phases: accepted, dispatched, running; final: completed, failed, timed_out, canc
 rejected (the request was invalid or not allowed; the errors are listed).
 
 Exit codes: 0 the status was shown, 1 error (unknown id, git failure; with --verify, a
-commit of the results folder not signed by the publisher), 2 usage error, 3 no status yet (the request is pending: the secure zone has not picked it up yet).")]
+commit of the results folder not signed by the publisher), 2 usage error, 3 no status yet
+(the request is pending: the secure zone has not picked it up yet).")]
 pub struct Args {
     #[command(flatten)]
     pub target: Target,

@@ -97,6 +97,8 @@ pub struct Stack {
     pub nats_url: String,
     /// Whether the runners replay the recorded demo instead of calling a real model.
     pub replay: bool,
+    /// The publisher's signing key, when the stack made one: its public key file and line.
+    pub publisher_key: Option<(PathBuf, String)>,
     cancel: CancellationToken,
     daemons: JoinSet<(String, Result<()>)>,
     _model: Option<ScriptedModel>,
@@ -246,6 +248,23 @@ impl Stack {
             );
         }
 
+        // The publisher signs its commits with a throwaway key kept in the state folder
+        // (unless the caller gave one), so `claude-warroom status --verify` works locally.
+        let given_key = extra
+            .publisher
+            .iter()
+            .any(|a| a.starts_with("--signing-key"))
+            || std::env::var_os("WARROOM_SIGNING_KEY").is_some();
+        let publisher_key = if given_key {
+            None
+        } else {
+            let key = throwaway_signing_key(&state.join("publisher-signing-key"))?;
+            publisher_env.extend([
+                "--signing-key".to_owned(),
+                state.join("publisher-signing-key").display().to_string(),
+            ]);
+            Some(key)
+        };
         let mut publisher: warroom_publisher::Config = parse(
             "warroom-publisher",
             [
@@ -269,6 +288,7 @@ impl Stack {
         Ok(Stack {
             nats_url,
             replay,
+            publisher_key,
             cancel,
             daemons,
             _model: model,
@@ -332,6 +352,43 @@ fn spawn<E>(
 {
     let name = name.to_owned();
     daemons.spawn(async move { (name, run.await.map_err(anyhow::Error::from)) });
+}
+
+/// Makes (once) an SSH key pair without passphrase at `path` for the publisher to sign with,
+/// and returns its public key file and line. Local use only: it is a key of this machine's
+/// state folder, never of a secure zone.
+fn throwaway_signing_key(path: &Path) -> Result<(PathBuf, String)> {
+    let public = path.with_extension("pub");
+    if !path.exists() {
+        let output = std::process::Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "warroom-dev-publisher",
+                "-f",
+            ])
+            .arg(path)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .context(
+                "cannot run ssh-keygen to make the publisher's signing key (install OpenSSH's \
+                 client)",
+            )?;
+        if !output.status.success() {
+            bail!(
+                "ssh-keygen could not make the publisher's signing key {}: {}",
+                path.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+    }
+    let line = std::fs::read_to_string(&public)
+        .with_context(|| format!("cannot read {}", public.display()))?;
+    Ok((public, line.trim().to_owned()))
 }
 
 fn install_replay_kubectl(bin: &Path) -> Result<()> {
