@@ -393,3 +393,91 @@ impl WorkClone {
         self.path().join(path)
     }
 }
+
+/// An SSH key pair made by the real `ssh-keygen -t ed25519 -N ''` in a temporary directory,
+/// for signing commits and checking their signatures in tests.
+#[derive(Debug)]
+pub struct SshKey {
+    /// Holds the key files; removed on drop.
+    dir: TempDir,
+    public: String,
+}
+
+impl SshKey {
+    /// A new key pair whose public key carries `comment`. Panics if `ssh-keygen` fails.
+    pub fn generate(comment: &str) -> SshKey {
+        let dir = tempfile::Builder::new()
+            .prefix("warroom-ssh-key-")
+            .tempdir()
+            .expect("creating a temporary directory for an SSH key");
+        let private = dir.path().join("id_ed25519");
+        let output = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+            .arg(&private)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running ssh-keygen (is openssh-client installed?)");
+        assert!(
+            output.status.success(),
+            "ssh-keygen failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let public = std::fs::read_to_string(dir.path().join("id_ed25519.pub"))
+            .expect("reading the public key ssh-keygen wrote")
+            .trim()
+            .to_owned();
+        SshKey { dir, public }
+    }
+
+    /// The private key file (mode 600).
+    pub fn private_key(&self) -> PathBuf {
+        self.dir.path().join("id_ed25519")
+    }
+
+    /// The public key file, next to the private one.
+    pub fn public_key_file(&self) -> PathBuf {
+        self.dir.path().join("id_ed25519.pub")
+    }
+
+    /// The public key line: `ssh-ed25519 AAAA... <comment>`.
+    pub fn public_key(&self) -> &str {
+        &self.public
+    }
+
+    /// The key's `SHA256:...` fingerprint, as git's `%GK` prints it.
+    pub fn fingerprint(&self) -> String {
+        let output = Command::new("ssh-keygen")
+            .arg("-l")
+            .arg("-f")
+            .arg(self.public_key_file())
+            .stdin(Stdio::null())
+            .output()
+            .expect("running ssh-keygen -l");
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.split_whitespace()
+            .nth(1)
+            .expect("ssh-keygen -l prints `<bits> <fingerprint> ...`")
+            .to_owned()
+    }
+
+    /// Writes an allowed-signers file trusting this key for `principal` and returns its path,
+    /// for `git -c gpg.ssh.allowedSignersFile=<path> verify-commit`.
+    pub fn allowed_signers(&self, principal: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("allowed_signers-{principal}"));
+        std::fs::write(&path, format!("{principal} {}\n", self.public))
+            .expect("writing an allowed-signers file");
+        path
+    }
+
+    /// `-c` arguments that make a git command sign its commit with this key.
+    pub fn signing_args(&self) -> Vec<String> {
+        [
+            "gpg.format=ssh".to_owned(),
+            format!("user.signingkey={}", self.private_key().display()),
+            "commit.gpgsign=true".to_owned(),
+        ]
+        .into_iter()
+        .flat_map(|setting| ["-c".to_owned(), setting])
+        .collect()
+    }
+}

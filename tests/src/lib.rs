@@ -8,6 +8,6 @@ pub mod nats;
 pub mod tools;
 pub mod wait;
 
-pub use git::{BareRemote, GitFailure, WorkClone};
+pub use git::{BareRemote, GitFailure, SshKey, WorkClone};
 pub use nats::NatsServer;
 pub use wait::{DEFAULT_TIMEOUT, wait_for, wait_for_ok, wait_until};

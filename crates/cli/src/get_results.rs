@@ -22,11 +22,13 @@ Examples:
   claude-warroom get-results 2026-01-15-1430-etcd-latency-3f9a2c | less
   claude-warroom get-results --request-id 2026-01-15-1430-etcd-latency-3f9a2c --output ./report
   jq -r .command ./report/audit.jsonl     # every command the agent ran or was refused
+  claude-warroom get-results --verify <ID>   # only results the publisher signed
 
 A request that is still running shows the reports of the clusters that finished so far.
 
-Exit codes: 0 results were shown or copied, 1 error (unknown id, git failure), 2 usage error,
-3 no results yet (the request is pending, or no cluster has finished).")]
+Exit codes: 0 results were shown or copied, 1 error (unknown id, git failure; with --verify,
+a commit of the results folder not signed by the publisher), 2 usage error, 3 no results yet
+(the request is pending, or no cluster has finished).")]
 pub struct Args {
     #[command(flatten)]
     pub target: Target,
@@ -39,6 +41,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let results = args.target.locate()?;
+    results.report_verification();
     match &args.output {
         Some(dir) => copy(&results, dir)?,
         None => print(&results)?,

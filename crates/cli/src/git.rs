@@ -13,6 +13,17 @@ use anyhow::{Context, Result, bail};
 /// The remote every command works against.
 pub const REMOTE: &str = "origin";
 
+/// How the engineer's git signs commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// `user.signingkey` is set: sign with it (`-S`).
+    WithKey,
+    /// `commit.gpgsign=true` without a key: git signs with its default.
+    ByDefault,
+    /// Nothing set up: commits are not signed.
+    Off,
+}
+
 /// A clone of the warroom repository.
 #[derive(Debug, Clone)]
 pub struct Repo {
@@ -78,6 +89,35 @@ impl Repo {
         let output = self.try_output(&["config", "--get", key]).ok()?;
         let value = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         (output.status.success() && !value.is_empty()).then_some(value)
+    }
+
+    /// Whether the engineer's git is set up to sign commits: a `user.signingkey` (then
+    /// `investigate` passes `-S`, whatever `commit.gpgsign` says), or `commit.gpgsign=true`
+    /// (then git signs with its default key).
+    pub fn signing(&self) -> Signing {
+        if self.config("user.signingkey").is_some() {
+            return Signing::WithKey;
+        }
+        let gpgsign = self
+            .try_output(&["config", "--type=bool", "--get", "commit.gpgsign"])
+            .ok()
+            .filter(|output| output.status.success())
+            .is_some_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "true");
+        if gpgsign {
+            Signing::ByDefault
+        } else {
+            Signing::Off
+        }
+    }
+
+    /// Whether the commit `rev` carries a signature (a `gpgsig` header), whoever made it.
+    pub fn is_signed(&self, rev: &str) -> Result<bool> {
+        let object = self.output(&["cat-file", "commit", rev])?.stdout;
+        let text = String::from_utf8_lossy(&object);
+        let headers = text.split("\n\n").next().unwrap_or_default();
+        Ok(headers
+            .lines()
+            .any(|line| line.starts_with("gpgsig ") || line.starts_with("gpgsig-sha256 ")))
     }
 
     /// The branch `HEAD` is on, or `None` on a detached `HEAD`.

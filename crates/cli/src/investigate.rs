@@ -15,7 +15,7 @@ use warroom_proto::request::{
 use warroom_proto::{API_VERSION, KIND_TROUBLESHOOTING};
 use warroom_proto::{ClusterName, RequestId};
 
-use crate::git::{REMOTE, Repo};
+use crate::git::{REMOTE, Repo, Signing};
 
 /// The folder request files go to, from the repository root.
 const PENDING_DIR: &str = "requests/pending";
@@ -311,10 +311,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         )));
     }
     eprintln!("committed {relative}");
+    let signed = repo.is_signed("HEAD")?;
+    if !signed {
+        eprintln!(
+            "warning: this commit is not signed; a secure zone with a policy will reject it: set \
+             up commit signing with: {SIGNING_HELP}"
+        );
+    }
 
     match &branch {
         Some(branch) if !args.no_push => {
-            push(&repo, branch).with_context(|| {
+            push(&repo, branch, signed).with_context(|| {
                 format!(
                     "request {id} is committed in {} but was not pushed; run `git push` there \
                      once the problem is fixed",
@@ -583,12 +590,25 @@ fn write_new(path: &Path, text: &str) -> Result<()> {
 
 /// Commits only the request file: a pathspec on `git commit` leaves whatever else the
 /// engineer has staged out of the commit and still staged.
+///
+/// With a `user.signingkey` configured it passes `-S`, so the commit is signed even without
+/// `commit.gpgsign=true`: a secure zone with a policy accepts only signed requests.
 fn commit(repo: &Repo, relative: &str, id: &str) -> Result<()> {
     repo.output(&["add", "--", relative])?;
     let message = format!("request: {id}");
-    repo.output(&["commit", "--quiet", "--message", &message, "--", relative])?;
+    let mut args = vec!["commit", "--quiet"];
+    if repo.signing() == Signing::WithKey {
+        args.push("--gpg-sign");
+    }
+    args.extend(["--message", &message, "--", relative]);
+    repo.output(&args)?;
     Ok(())
 }
+
+/// What to set up so that requests are signed, for the warning about an unsigned one.
+const SIGNING_HELP: &str = "git config gpg.format ssh; git config user.signingkey \
+     ~/.ssh/id_ed25519.pub; git config commit.gpgsign true (add --global for every clone), \
+     and give the public key to the secure zone's operators for its policy";
 
 /// Says so when the push will carry the engineer's own unpushed commits along.
 fn warn_unpushed(repo: &Repo, branch: &str) {
@@ -605,8 +625,9 @@ fn warn_unpushed(repo: &Repo, branch: &str) {
     }
 }
 
-/// Pushes the branch; when the remote moved on, rebases onto it and tries once more.
-fn push(repo: &Repo, branch: &str) -> Result<()> {
+/// Pushes the branch; when the remote moved on, rebases onto it and tries once more. A
+/// signed request commit is signed again when the rebase rewrites it.
+fn push(repo: &Repo, branch: &str, signed: bool) -> Result<()> {
     let args = ["push", "--porcelain", REMOTE, branch];
     let output = repo.try_output(&args)?;
     if output.status.success() {
@@ -622,8 +643,12 @@ fn push(repo: &Repo, branch: &str) -> Result<()> {
         );
     }
     eprintln!("{REMOTE}/{branch} moved on; rebasing onto it and pushing again");
-    repo.output(&["pull", "--quiet", "--rebase", "--autostash", REMOTE, branch])
-        .context("rebasing onto the remote")?;
+    let mut pull = vec!["pull", "--quiet", "--rebase", "--autostash"];
+    if signed {
+        pull.push("--gpg-sign");
+    }
+    pull.extend([REMOTE, branch]);
+    repo.output(&pull).context("rebasing onto the remote")?;
     repo.output(&["push", "--quiet", REMOTE, branch])?;
     Ok(())
 }

@@ -7,11 +7,13 @@
 mod dev;
 mod get_results;
 mod git;
+mod init;
 mod investigate;
 mod results;
 mod schema;
 mod status;
 mod validate;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -39,12 +41,14 @@ Examples:
       --issue \"etcd latency\" --strategy control-plane-health
   claude-warroom investigate --clusters production-hub,prod-cluster-1 --mode sequential \\
       --issue \"API timeouts\" --prompt \"Find why the API server of prod-cluster-1 times out.\"
-  claude-warroom status <id>
-  claude-warroom get-results <id>
+  claude-warroom init --publisher-key ./warroom-publisher.pub
+  claude-warroom status --verify <id>
+  claude-warroom get-results --verify <id>
   claude-warroom validate requests/pending/*.yaml
   claude-warroom dev demo
 
-Exit codes: 0 success, 1 error (invalid request, git failure, unknown id), 2 usage error,
+Exit codes: 0 success, 1 error (invalid request, git failure, unknown id, results that fail
+--verify), 2 usage error,
 3 no results yet (the request is pending)."
 )]
 struct Cli {
@@ -61,6 +65,7 @@ struct Cli {
 enum Command {
     #[command(visible_alias = "create")]
     Investigate(investigate::Args),
+    Init(init::Args),
     Status(status::Args),
     GetResults(get_results::Args),
     Validate(validate::Args),
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Investigate(args) => investigate::run(args),
+        Command::Init(args) => init::run(args),
         Command::Status(args) => status::run(args),
         Command::GetResults(args) => get_results::run(args),
         Command::Validate(args) => validate::run(args),

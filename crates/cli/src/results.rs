@@ -14,6 +14,7 @@ use warroom_proto::RequestStatus;
 
 use crate::NotYet;
 use crate::git::{REMOTE, Repo};
+use crate::verify::{self, PublisherKey};
 
 /// How `status` and `get-results` find the repository and the request.
 #[derive(Debug, clap::Args)]
@@ -47,6 +48,17 @@ pub struct Target {
         default_value = "main"
     )]
     pub branch: String,
+
+    /// Refuse the results unless every commit that wrote the results folder is signed by
+    /// the secure zone's publisher (checked by git with `ssh-keygen`). The publisher's key
+    /// comes from --publisher-key or from `claude-warroom init --publisher-key`.
+    #[arg(long)]
+    pub verify: bool,
+
+    /// The publisher's SSH public key for --verify (implies it): a `.pub` file, the key line
+    /// or its `SHA256:...` fingerprint. Wins over the clone's `warroom.publisherKey`.
+    #[arg(long, value_name = "KEY")]
+    pub publisher_key: Option<String>,
 }
 
 /// Refuses ids that are not request ids, so an id can never point a path outside `results/`.
@@ -72,11 +84,16 @@ pub struct Results {
     pub id: String,
     /// `origin/<branch>`, the ref everything was read from.
     pub rev: String,
+    /// The commit `rev` pointed at when the results were located: every read, and the
+    /// verification, use it, so a fetch meanwhile cannot swap what is shown.
+    pub commit: String,
     /// The results folder, without a trailing `/`.
     pub dir: String,
     /// `status.json` as committed, byte for byte.
     pub status_bytes: Vec<u8>,
     pub status: RequestStatus,
+    /// Set when --verify checked every commit of the folder.
+    pub verified: Option<verify::Verified>,
 }
 
 impl Target {
@@ -93,6 +110,12 @@ impl Target {
     pub fn locate(&self) -> Result<Results> {
         let id = self.id().to_owned();
         let repo = Repo::open(&self.repo)?;
+        // The key is resolved first, so a missing one fails before any fetch.
+        let key = if self.verify || self.publisher_key.is_some() {
+            Some(PublisherKey::resolve(self.publisher_key.as_deref(), &repo)?)
+        } else {
+            None
+        };
         let rev = format!("{REMOTE}/{}", self.branch);
         fetch(&repo, &self.branch);
         if !repo.has_commit(&rev)? {
@@ -104,11 +127,16 @@ impl Target {
             );
         }
 
+        let commit = repo
+            .run(&["rev-parse", "--verify", &format!("{rev}^{{commit}}")])?
+            .trim()
+            .to_owned();
+
         let default_dir = format!("results/{id}");
         let mut dir = default_dir.clone();
-        let mut status_bytes = repo.read_at(&rev, &format!("{dir}/status.json"))?;
+        let mut status_bytes = repo.read_at(&commit, &format!("{dir}/status.json"))?;
         if status_bytes.is_none() {
-            let Some((path, request)) = request_file(&repo, &rev, &id)? else {
+            let Some((path, request)) = request_file(&repo, &commit, &id)? else {
                 bail!(
                     "unknown request `{id}`: `{rev}` has neither `requests/pending/{id}.yaml` \
                      nor `{default_dir}/` (is the id right, and was the request pushed to \
@@ -122,7 +150,7 @@ impl Target {
                 && validated.results_dir.as_str() != default_dir
             {
                 dir = validated.results_dir.to_string();
-                status_bytes = repo.read_at(&rev, &format!("{dir}/status.json"))?;
+                status_bytes = repo.read_at(&commit, &format!("{dir}/status.json"))?;
             }
         }
         let Some(status_bytes) = status_bytes else {
@@ -132,24 +160,42 @@ impl Target {
             ))
             .into());
         };
+        // Verified before anything of the folder is parsed or shown.
+        let verified = match &key {
+            Some(key) => Some(verify::verify(&repo, &commit, &rev, &dir, key)?),
+            None => None,
+        };
         let status: RequestStatus = serde_json::from_slice(&status_bytes)
             .with_context(|| format!("`{dir}/status.json` on `{rev}` is not a valid status"))?;
         Ok(Results {
             repo,
             id,
             rev,
+            commit,
             dir,
             status_bytes,
             status,
+            verified,
         })
     }
 }
 
 impl Results {
+    /// Says on stderr what --verify checked, when it ran.
+    pub fn report_verification(&self) {
+        if let Some(verified) = &self.verified {
+            eprintln!(
+                "verified: all {} commit(s) that wrote {}/ on {} are signed by the publisher's \
+                 key {}",
+                verified.commits, self.dir, self.rev, verified.fingerprint
+            );
+        }
+    }
+
     /// A file in the results folder, by its name relative to the folder.
     pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
         self.repo
-            .read_at(&self.rev, &format!("{}/{name}", self.dir))
+            .read_at(&self.commit, &format!("{}/{name}", self.dir))
     }
 
     /// Every file in the results folder, relative to it, sorted.
@@ -157,7 +203,7 @@ impl Results {
         let prefix = format!("{}/", self.dir);
         let mut files: Vec<String> = self
             .repo
-            .files_under(&self.rev, &self.dir)?
+            .files_under(&self.commit, &self.dir)?
             .into_iter()
             .filter_map(|path| path.strip_prefix(&prefix).map(str::to_owned))
             .collect();

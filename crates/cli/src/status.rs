@@ -20,12 +20,14 @@ Examples:
   claude-warroom status 2026-01-15-1430-etcd-latency-3f9a2c
   claude-warroom status --request-id 2026-01-15-1430-etcd-latency-3f9a2c --json | jq .phase
   watch -n 10 claude-warroom status <ID>
+  claude-warroom status --verify <ID>     # refuse results the publisher did not sign
 
 Phases: accepted, dispatched, running; final: completed, failed, timed_out, cancelled,
 rejected (the request was invalid or not allowed; the errors are listed).
 
-Exit codes: 0 the status was shown, 1 error (unknown id, git failure), 2 usage error,
-3 no status yet (the request is pending: the secure zone has not picked it up yet).")]
+Exit codes: 0 the status was shown, 1 error (unknown id, git failure; with --verify, a
+commit of the results folder not signed by the publisher), 2 usage error, 3 no status yet
+(the request is pending: the secure zone has not picked it up yet).")]
 pub struct Args {
     #[command(flatten)]
     pub target: Target,
@@ -37,6 +39,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let results = args.target.locate()?;
+    results.report_verification();
     let mut stdout = std::io::stdout().lock();
     if args.json {
         stdout

@@ -9,8 +9,8 @@ use warroom_proto::{
     ClusterPhase, ClusterStatus, ClusterType, CoordinationMode, RequestPhase, RequestStatus,
     parse_request,
 };
-use warroom_testkit::BareRemote;
 use warroom_testkit::git::{TEST_USER_EMAIL, WorkClone};
+use warroom_testkit::{BareRemote, SshKey};
 
 /// The binary with a hermetic environment: no system or global git config (so the clone's
 /// local test identity is what counts), no prompts, and none of our own env defaults.
@@ -570,6 +570,292 @@ fn status_and_results_of_a_finished_request() {
         std::fs::read_to_string(target.join("status.json")).expect("status.json"),
         status_json
     );
+}
+
+/// Plays the publisher with its signing key: writes `files` into `dir`, commits signed with
+/// `key` exactly as the publisher's git does (`-c gpg.format=ssh ...`), and pushes.
+fn publish_signed(
+    remote: &BareRemote,
+    key: &SshKey,
+    dir: &str,
+    files: &[(&str, String)],
+) -> String {
+    let publisher = remote.work_clone();
+    for (name, text) in files {
+        publisher.write(format!("{dir}/{name}"), text);
+    }
+    publisher.git(["add", "--all"]);
+    let mut args = key.signing_args();
+    args.extend(["commit", "--quiet", "--message", "results"].map(str::to_owned));
+    publisher.git(&args);
+    publisher.push();
+    publisher.head()
+}
+
+/// Someone else's clone rewrites `status.json` and pushes; `sign` signs it with their key.
+fn forge(remote: &BareRemote, dir: &str, text: &str, sign: Option<&SshKey>) -> String {
+    let forger = remote.work_clone();
+    forger.write(format!("{dir}/status.json"), text);
+    forger.git(["add", "--all"]);
+    let mut args = sign.map(SshKey::signing_args).unwrap_or_default();
+    args.extend(["commit", "--quiet", "--message", "forged status"].map(str::to_owned));
+    forger.git(&args);
+    forger.push();
+    forger.head()
+}
+
+#[test]
+fn verify_accepts_the_publishers_signed_results_and_names_every_forged_commit() {
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    let publisher_key = SshKey::generate("warroom-publisher");
+    let id = "r-signed";
+    let dir = format!("results/{id}");
+    let completed = status(
+        id,
+        RequestPhase::Completed,
+        &dir,
+        &[("prod-1", ClusterPhase::Completed)],
+    );
+    let status_json = serde_json::to_string_pretty(&completed).expect("serializing") + "\n";
+    publish_signed(
+        &remote,
+        &publisher_key,
+        &dir,
+        &[
+            ("status.json", status_json.clone()),
+            ("README.md", "# Aggregated report\n".to_owned()),
+            ("prod-1.md", "# prod-1\n".to_owned()),
+        ],
+    );
+
+    // No key known yet: --verify says how to set one.
+    let unknown = run(engineer.path(), &["status", "--verify", id]);
+    assert_eq!(unknown.code, Some(1), "{unknown}");
+    assert!(
+        unknown
+            .stderr
+            .contains("claude-warroom init --publisher-key"),
+        "{unknown}"
+    );
+
+    let public_file = publisher_key.public_key_file().display().to_string();
+    let init = run(engineer.path(), &["init", "--publisher-key", &public_file]);
+    assert_eq!(init.code, Some(0), "{init}");
+    let fingerprint = publisher_key.fingerprint();
+    assert!(init.stderr.contains(&fingerprint), "{init}");
+    let recorded = engineer.git(["config", "--local", "warroom.publisherKey"]);
+    let key_without_comment = publisher_key
+        .public_key()
+        .rsplit_once(' ')
+        .map(|(key, _comment)| key)
+        .unwrap_or_default();
+    assert_eq!(recorded.trim(), key_without_comment);
+
+    let verified = run(engineer.path(), &["status", "--verify", id]);
+    assert_eq!(verified.code, Some(0), "{verified}");
+    assert!(
+        verified.stdout.contains("phase     completed"),
+        "{verified}"
+    );
+    assert!(
+        verified
+            .stderr
+            .contains(&format!("verified: all 1 commit(s) that wrote {dir}/")),
+        "{verified}"
+    );
+    assert!(verified.stderr.contains(&fingerprint), "{verified}");
+    let results = run(engineer.path(), &["get-results", "--verify", id]);
+    assert_eq!(results.code, Some(0), "{results}");
+    assert!(results.stdout.contains("# Aggregated report"), "{results}");
+
+    // Only the fingerprint, on the command line of a clone without `init`.
+    let fresh = remote.work_clone();
+    let by_fingerprint = run(
+        fresh.path(),
+        &["status", "--publisher-key", &fingerprint, id],
+    );
+    assert_eq!(by_fingerprint.code, Some(0), "{by_fingerprint}");
+    // The flag wins over the clone's key: under another key the publisher's commit is unknown.
+    let other_key = SshKey::generate("mallory");
+    let other_public = other_key.public_key_file().display().to_string();
+    let flag_wins = run(
+        engineer.path(),
+        &["status", "--verify", "--publisher-key", &other_public, id],
+    );
+    assert_eq!(flag_wins.code, Some(1), "{flag_wins}");
+    assert!(
+        flag_wins
+            .stderr
+            .contains(&format!("signed by an unknown key ({fingerprint})")),
+        "{flag_wins}"
+    );
+
+    // A forged status.json, unsigned: refused, naming the commit, and nothing is shown.
+    let mut forged = completed.clone();
+    forged.error = Some("nothing to see here".to_owned());
+    let forged_json = serde_json::to_string_pretty(&forged).expect("serializing") + "\n";
+    let unsigned = forge(&remote, &dir, &forged_json, None);
+    let refused = run(engineer.path(), &["status", "--verify", id]);
+    assert_eq!(refused.code, Some(1), "{refused}");
+    assert!(refused.stdout.is_empty(), "{refused}");
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("commit {unsigned} \"forged status\"")),
+        "{refused}"
+    );
+    assert!(refused.stderr.contains("not signed"), "{refused}");
+    let refused = run(engineer.path(), &["get-results", "--verify", id]);
+    assert_eq!(refused.code, Some(1), "{refused}");
+    assert!(refused.stdout.is_empty(), "{refused}");
+    assert!(refused.stderr.contains(&unsigned), "{refused}");
+    // Without --verify the forgery is shown: checking is the engineer's choice.
+    let unchecked = run(engineer.path(), &["status", id]);
+    assert_eq!(unchecked.code, Some(0), "{unchecked}");
+
+    // Signed, but with another key: refused, and the unsigned one is still named.
+    let other_signed = forge(&remote, &dir, &status_json, Some(&other_key));
+    let refused = run(engineer.path(), &["status", "--verify", id]);
+    assert_eq!(refused.code, Some(1), "{refused}");
+    assert!(
+        refused.stderr.contains(&format!(
+            "commit {other_signed} \"forged status\" by {}",
+            warroom_testkit::git::TEST_USER_NAME
+        )),
+        "{refused}"
+    );
+    assert!(
+        refused.stderr.contains(&format!(
+            "signed by an unknown key ({})",
+            other_key.fingerprint()
+        )),
+        "{refused}"
+    );
+    assert!(refused.stderr.contains(&unsigned), "{refused}");
+}
+
+#[test]
+fn verify_refuses_a_publisher_commit_changed_after_it_was_signed() {
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    let publisher_key = SshKey::generate("warroom-publisher");
+    let id = "r-tampered";
+    let dir = format!("results/{id}");
+    let completed = status(id, RequestPhase::Completed, &dir, &[]);
+    let signed = publish_signed(
+        &remote,
+        &publisher_key,
+        &dir,
+        &[(
+            "status.json",
+            serde_json::to_string_pretty(&completed).expect("serializing"),
+        )],
+    );
+    // The same commit with another message: its signature no longer matches it.
+    let object = remote.git(["cat-file", "commit", &signed]);
+    let tampered_object = object.replace("\nresults\n", "\nresults, tampered\n");
+    assert_ne!(object, tampered_object);
+    let scratch = tempfile::tempdir().expect("a temporary directory");
+    let file = scratch.path().join("commit");
+    std::fs::write(&file, tampered_object).expect("writing the commit object");
+    let tampered = remote
+        .git([
+            "hash-object",
+            "-t",
+            "commit",
+            "-w",
+            &file.display().to_string(),
+        ])
+        .trim()
+        .to_owned();
+    remote.git(["update-ref", "refs/heads/main", &tampered]);
+
+    let public_file = publisher_key.public_key_file().display().to_string();
+    let refused = run(
+        engineer.path(),
+        &["status", "--publisher-key", &public_file, id],
+    );
+    assert_eq!(refused.code, Some(1), "{refused}");
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("commit {tampered} \"results, tampered\"")),
+        "{refused}"
+    );
+    assert!(refused.stderr.contains("bad signature"), "{refused}");
+}
+
+#[test]
+fn investigate_signs_with_the_engineers_key_and_keeps_it_signed_through_a_rebase() {
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    let key = SshKey::generate("engineer");
+    // A signing key without commit.gpgsign: investigate passes -S itself.
+    engineer.git(["config", "--local", "gpg.format", "ssh"]);
+    engineer.git([
+        "config",
+        "--local",
+        "user.signingkey",
+        &key.private_key().display().to_string(),
+    ]);
+    // Someone else pushes first, so the request commit is rebased before the push.
+    let other = remote.work_clone();
+    other.write("requests/pending/someone-else.yaml", "x: 1\n");
+    other.commit_all("request: someone-else");
+    other.push();
+
+    let result = run(
+        engineer.path(),
+        &[
+            "investigate",
+            "--cluster",
+            "prod-cluster-1",
+            "--issue",
+            "etcd latency",
+            "--id",
+            "r-sig",
+        ],
+    );
+    assert_eq!(result.id(), "r-sig");
+    assert!(!result.stderr.contains("not signed"), "{result}");
+    assert_eq!(remote.log_subjects()[0], "request: r-sig");
+    let allowed = format!(
+        "gpg.ssh.allowedSignersFile={}",
+        key.allowed_signers(TEST_USER_EMAIL).display()
+    );
+    remote
+        .try_git(["-c", &allowed, "verify-commit", "main"])
+        .unwrap_or_else(|failure| panic!("the pushed request commit is not signed: {failure}"));
+}
+
+#[test]
+fn investigate_without_signing_warns_and_still_pushes() {
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    let result = run(
+        engineer.path(),
+        &[
+            "investigate",
+            "--cluster",
+            "prod-cluster-1",
+            "--issue",
+            "etcd latency",
+            "--id",
+            "r-unsigned",
+        ],
+    );
+    assert_eq!(result.id(), "r-unsigned");
+    let warning = result
+        .stderr
+        .find("warning: this commit is not signed; a secure zone with a policy will reject it: set up commit signing with")
+        .expect("the warning is printed");
+    let pushed = result.stderr.find("pushed to origin/main").expect("pushed");
+    assert!(
+        warning < pushed,
+        "the warning comes before the push: {result}"
+    );
+    pushed_request(&remote, "r-unsigned");
 }
 
 #[test]

@@ -228,9 +228,23 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
     options.state_dir = demo.join("stack");
     let mut stack = start(&options).await?;
 
+    // What `claude-warroom init --publisher-key` records, so --verify works in the clone.
+    let publisher_key = stack.publisher_key.as_ref().map(|(_, line)| {
+        let key: Vec<&str> = line.split_whitespace().take(2).collect();
+        key.join(" ")
+    });
     let id = {
         let clone = clone.clone();
-        blocking(move || submit_sample(&clone)).await?
+        blocking(move || {
+            if let Some(key) = &publisher_key {
+                git(
+                    Some(&clone),
+                    &["config", "--local", "warroom.publisherKey", key],
+                )?;
+            }
+            submit_sample(&clone)
+        })
+        .await?
     };
     println!("submitted request {id} (sequential: production-hub, then prod-cluster-1)");
 
@@ -258,7 +272,7 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
     println!();
     println!("From the engineer's clone:");
     println!(
-        "  claude-warroom status {id} --repo {}\n  claude-warroom get-results {id} --repo {}",
+        "  claude-warroom status --verify {id} --repo {}\n  claude-warroom get-results --verify {id} --repo {}",
         clone.display(),
         clone.display()
     );
@@ -286,6 +300,13 @@ async fn start(options: &StackOptions) -> Result<Stack> {
         eprintln!("warroom-dev: the runners talk to Anthropic");
     }
     eprintln!("warroom-dev: NATS at {}", stack.nats_url);
+    if let Some((file, line)) = &stack.publisher_key {
+        eprintln!(
+            "warroom-dev: the publisher signs its commits with the throwaway key {line}; in a \
+             clone, `claude-warroom init --publisher-key {}` lets `status --verify` check them",
+            file.display()
+        );
+    }
     Ok(stack)
 }
 

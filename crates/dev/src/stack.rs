@@ -97,6 +97,8 @@ pub struct Stack {
     pub nats_url: String,
     /// Whether the runners replay the recorded demo instead of calling a real model.
     pub replay: bool,
+    /// The publisher's signing key, when the stack made one: its public key file and line.
+    pub publisher_key: Option<(PathBuf, String)>,
     cancel: CancellationToken,
     daemons: JoinSet<(String, Result<()>)>,
     _model: Option<ScriptedModel>,
@@ -136,11 +138,12 @@ impl Stack {
         launch.gateway()?;
         launch.dispatcher()?;
         launch.runners(&model.runner_args).await?;
-        launch.publisher(&model.publisher_args)?;
+        let publisher_key = launch.publisher(&model.publisher_args).await?;
 
         Ok(Stack {
             nats_url,
             replay: options.model == Model::Replay,
+            publisher_key,
             cancel: launch.cancel,
             daemons: launch.daemons,
             _model: model.server,
@@ -384,9 +387,32 @@ impl Launch<'_> {
         Ok(())
     }
 
-    fn publisher(&mut self, model_args: &[String]) -> Result<()> {
+    /// Starts the publisher; returns the throwaway signing key it made, if it made one.
+    async fn publisher(&mut self, model_args: &[String]) -> Result<Option<(PathBuf, String)>> {
         let options = self.options;
         let work_dir = self.state_arg("publisher");
+        // The publisher signs its commits with a throwaway key kept in the state folder
+        // (unless the caller gave one), so `claude-warroom status --verify` works locally.
+        let given_key = options
+            .extra_args
+            .publisher
+            .iter()
+            .any(|a| a.starts_with("--signing-key"))
+            || std::env::var_os("WARROOM_SIGNING_KEY").is_some();
+        let mut signing_args = Vec::new();
+        let publisher_key = if given_key {
+            None
+        } else {
+            let path = self.state.join("publisher-signing-key");
+            let key = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || throwaway_signing_key(&path))
+                    .await
+                    .context("the key maker stopped")??
+            };
+            signing_args.extend(["--signing-key".to_owned(), path.display().to_string()]);
+            Some(key)
+        };
         let mut config: warroom_publisher::Config = parse(
             "warroom-publisher",
             [
@@ -398,7 +424,7 @@ impl Launch<'_> {
                 &work_dir,
             ],
             &self.common,
-            &[model_args, &options.extra_args.publisher].concat(),
+            &[model_args, &signing_args, &options.extra_args.publisher].concat(),
         )?;
         config.common.health_addr = None;
         let shutdown = self.cancel.clone().cancelled_owned();
@@ -407,8 +433,45 @@ impl Launch<'_> {
             "publisher",
             warroom_publisher::run(config, shutdown),
         );
-        Ok(())
+        Ok(publisher_key)
     }
+}
+
+/// Makes (once) an SSH key pair without passphrase at `path` for the publisher to sign with,
+/// and returns its public key file and line. Local use only: it is a key of this machine's
+/// state folder, never of a secure zone.
+fn throwaway_signing_key(path: &Path) -> Result<(PathBuf, String)> {
+    let public = path.with_extension("pub");
+    if !path.exists() {
+        let output = std::process::Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "warroom-dev-publisher",
+                "-f",
+            ])
+            .arg(path)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .context(
+                "cannot run ssh-keygen to make the publisher's signing key (install OpenSSH's \
+                 client)",
+            )?;
+        if !output.status.success() {
+            bail!(
+                "ssh-keygen could not make the publisher's signing key {}: {}",
+                path.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+    }
+    let line = std::fs::read_to_string(&public)
+        .with_context(|| format!("cannot read {}", public.display()))?;
+    Ok((public, line.trim().to_owned()))
 }
 
 async fn install_replay_kubectl(bin: &Path) -> Result<()> {

@@ -1,6 +1,7 @@
 //! The publisher's command line and environment, and its validation before any I/O.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use warroom_runtime::CommonArgs;
@@ -74,8 +75,67 @@ pub struct Config {
     #[arg(long, env = "WARROOM_REPORT_NOTE")]
     pub report_note: Option<String>,
 
+    /// Sign every result commit with this key, so that engineers can check with
+    /// `claude-warroom status --verify` that results were written by this publisher. With
+    /// `--signing-format ssh` (the default): an unencrypted OpenSSH private key file, readable
+    /// only by its owner (mode 600 or 400); its public key is logged at start. With `openpgp`:
+    /// the key id or fingerprint of a secret key without passphrase in the GnuPG keyring
+    /// (`GNUPGHOME`). Checked at start: the publisher refuses to run with a key it cannot use.
+    #[arg(long, env = "WARROOM_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<String>,
+
+    /// How `--signing-key` signs: `ssh` (git's `gpg.format=ssh`, run by `ssh-keygen`) or
+    /// `openpgp` (gpg).
+    #[arg(
+        long,
+        env = "WARROOM_SIGNING_FORMAT",
+        value_enum,
+        default_value_t = SigningFormat::Ssh
+    )]
+    pub signing_format: SigningFormat,
+
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// The signature format of result commits: git's `gpg.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SigningFormat {
+    /// An SSH key, signed and checked with `ssh-keygen`.
+    Ssh,
+    /// An OpenPGP key in the GnuPG keyring, signed with `gpg`.
+    Openpgp,
+}
+
+impl SigningFormat {
+    fn as_git(self) -> &'static str {
+        match self {
+            SigningFormat::Ssh => "ssh",
+            SigningFormat::Openpgp => "openpgp",
+        }
+    }
+}
+
+/// A signing key that was checked to work.
+#[derive(Debug, Clone)]
+pub(crate) struct Signing {
+    pub format: SigningFormat,
+    /// What git is given as `user.signingkey`: the absolute path of the SSH private key, or
+    /// the OpenPGP key id.
+    pub key: String,
+    /// What identifies the key in the log: the SSH public key line, or the OpenPGP key id.
+    pub public: String,
+}
+
+impl Signing {
+    /// The `-c` settings that make every commit of the publisher's git signed by this key.
+    pub fn git_config(&self) -> [(&'static str, &str); 3] {
+        [
+            ("gpg.format", self.format.as_git()),
+            ("user.signingkey", &self.key),
+            ("commit.gpgsign", "true"),
+        ]
+    }
 }
 
 pub use warroom_runtime::parse_duration;
@@ -93,6 +153,7 @@ pub(crate) struct Settings {
     pub batch_window: Duration,
     pub push_attempts: u32,
     pub report_note: Option<String>,
+    pub signing: Option<Signing>,
 }
 
 impl Config {
@@ -125,6 +186,10 @@ impl Config {
                  the network unencrypted: use https://",
             );
         }
+        let signing = match self.signing_key.as_deref() {
+            None => None,
+            Some(key) => problems.check(check_signing_key(key, self.signing_format)),
+        };
         problems.finish().map_err(Error::Config)?;
         let (Some(repo), Some(work_dir)) = (repo, work_dir) else {
             // Unreachable: a failed check noted a problem, and `finish` returned it.
@@ -151,6 +216,7 @@ impl Config {
                 .map(str::trim)
                 .filter(|note| !note.is_empty())
                 .map(str::to_owned),
+            signing,
         })
     }
 
@@ -166,6 +232,88 @@ impl Config {
                 .join("warroom-publisher")
                 .join(short_hash(&format!("{repo}\n{}", self.branch), 16))),
         }
+    }
+}
+
+/// Checks that git will be able to sign with `key`: the file is readable and `ssh-keygen`
+/// can load it without a passphrase (ssh), or gpg has its secret key (openpgp). This runs
+/// local programs but touches no network: a key that cannot sign must stop the publisher at
+/// start, not fail every batch later.
+fn check_signing_key(key: &str, format: SigningFormat) -> Result<Signing, String> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Err("--signing-key must not be empty".to_owned());
+    }
+    match format {
+        SigningFormat::Ssh => {
+            let path = std::path::absolute(Path::new(key))
+                .map_err(|e| format!("cannot make the --signing-key {key} absolute: {e}"))?;
+            std::fs::read(&path)
+                .map_err(|e| format!("cannot read the --signing-key {}: {e}", path.display()))?;
+            // `-P ''` so that an encrypted key fails here instead of asking for a passphrase.
+            let public = program_output(
+                "ssh-keygen",
+                Command::new("ssh-keygen")
+                    .args(["-y", "-P", ""])
+                    .arg("-f")
+                    .arg(&path),
+            )
+            .map_err(|e| {
+                format!(
+                    "the --signing-key {} is not a usable SSH private key ({e}); expected an \
+                     OpenSSH private key without passphrase, readable only by its owner \
+                     (chmod 600)",
+                    path.display()
+                )
+            })?;
+            let public = public.lines().next().unwrap_or_default().trim().to_owned();
+            Ok(Signing {
+                format,
+                key: path.display().to_string(),
+                public,
+            })
+        }
+        SigningFormat::Openpgp => {
+            program_output(
+                "gpg",
+                Command::new("gpg").args(["--batch", "--list-secret-keys", "--", key]),
+            )
+            .map_err(|e| {
+                format!(
+                    "--signing-key {key} with --signing-format openpgp is not a secret key in \
+                     the GnuPG keyring ({e}); expected the key id or fingerprint of a key \
+                     `gpg --list-secret-keys` shows (GNUPGHOME selects the keyring)"
+                )
+            })?;
+            Ok(Signing {
+                format,
+                key: key.to_owned(),
+                public: key.to_owned(),
+            })
+        }
+    }
+}
+
+/// Runs a local program with nothing on stdin and returns its stdout, or what went wrong.
+fn program_output(name: &str, command: &mut Command) -> Result<String, String> {
+    let output = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run `{name}`: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // ssh-keygen frames a permission problem in a banner of `@`; its last line says it.
+        let reason = stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('@'))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(format!("`{name}` said: {reason}"))
     }
 }
 
@@ -274,5 +422,75 @@ mod tests {
         let settings = c.validate().unwrap();
         assert!(!format!("{settings:?}").contains("s3cr3t"));
         assert_eq!(settings.token.as_ref().map(Secret::expose), Some("s3cr3t"));
+    }
+
+    #[test]
+    fn a_signing_key_is_checked_before_the_publisher_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let not_a_key = dir.path().join("not-a-key");
+        std::fs::write(&not_a_key, "hello\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&not_a_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        for (key, expected) in [
+            (
+                missing.display().to_string(),
+                "cannot read the --signing-key",
+            ),
+            (
+                not_a_key.display().to_string(),
+                "not a usable SSH private key",
+            ),
+            (" ".to_owned(), "--signing-key must not be empty"),
+        ] {
+            let err = config(&["--repo", "/r", "--signing-key", &key])
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{key}: {err}");
+        }
+
+        let key = dir.path().join("id_ed25519");
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "publisher", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let public = std::fs::read_to_string(dir.path().join("id_ed25519.pub")).unwrap();
+        let settings = config(&["--repo", "/r", "--signing-key", &key.display().to_string()])
+            .validate()
+            .unwrap();
+        let signing = settings.signing.unwrap();
+        assert_eq!(signing.format, SigningFormat::Ssh);
+        assert_eq!(signing.key, key.display().to_string());
+        assert_eq!(signing.public, public.trim());
+        assert_eq!(
+            signing.git_config().map(|(k, _)| k),
+            ["gpg.format", "user.signingkey", "commit.gpgsign"]
+        );
+    }
+
+    #[test]
+    fn an_openpgp_key_must_be_in_the_keyring() {
+        // No keyring holds a secret key with this made-up id.
+        let config = Config::try_parse_from([
+            "warroom-publisher",
+            "--repo",
+            "/r",
+            "--signing-format",
+            "openpgp",
+            "--signing-key",
+            "0000000000000000DEADBEEF0000000000000000",
+        ])
+        .unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("not a secret key in the GnuPG keyring"),
+            "{err}"
+        );
     }
 }

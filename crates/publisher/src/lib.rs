@@ -42,7 +42,9 @@ use warroom_runtime::retry::{self, Retryable as _};
 use warroom_runtime::shutdown::CancellationToken;
 use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, Health, git::GitError};
 
-pub use config::{Config, MAX_BATCH_WINDOW, MAX_PUSH_ATTEMPTS, Secret, parse_duration};
+pub use config::{
+    Config, MAX_BATCH_WINDOW, MAX_PUSH_ATTEMPTS, Secret, SigningFormat, parse_duration,
+};
 
 use crate::config::Settings;
 use crate::repo::Repo;
@@ -150,6 +152,7 @@ pub async fn run_with_health(
         work_dir = %settings.work_dir.display(),
         batch_window_ms = settings.batch_window.as_millis() as u64,
         push_attempts = settings.push_attempts,
+        signing_key = settings.signing.as_ref().map_or("none (commits are not signed)", |s| s.public.as_str()),
         "publisher starting"
     );
     // Connecting retries until NATS is up; shutdown must still be able to end that wait.
@@ -196,6 +199,7 @@ async fn connect(
         &settings.branch,
         settings.token.as_ref().map(|t| t.expose().to_owned()),
         (&settings.author_name, &settings.author_email),
+        settings.signing.as_ref(),
     )
     .await?;
     let messages = bus

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use warroom_runtime::git::{Git, GitError};
 
+use crate::config::Signing;
 use crate::{Error, Result};
 
 /// Longest wait for a fetch or a push; a hung connection must not stop the publisher.
@@ -32,21 +33,31 @@ pub(crate) struct Repo {
 impl Repo {
     /// Opens the clone in `dir`, creating it when missing. A non-empty folder that is not a
     /// git repository is refused rather than emptied: it could be anybody's files.
+    ///
+    /// With `signing`, every command gets the signing settings with `-c`, so every commit is
+    /// signed (git fails the commit, and so the batch, when it cannot sign); without it the
+    /// clone's `commit.gpgsign=false` keeps a signing setup in the environment from applying.
     pub async fn open(
         dir: &Path,
         url: &str,
         branch: &str,
         token: Option<String>,
         author: (&str, &str),
+        signing: Option<&Signing>,
     ) -> Result<Self> {
         let work_dir = |source: std::io::Error| Error::WorkDir {
             path: dir.display().to_string(),
             source,
         };
         tokio::fs::create_dir_all(dir).await.map_err(work_dir)?;
-        let git = Git::new(dir)
+        let mut git = Git::new(dir)
             .with_token(token)
             .with_identity(author.0, author.1);
+        if let Some(signing) = signing {
+            for (key, value) in signing.git_config() {
+                git = git.with_config(key, value);
+            }
+        }
         if !dir.join(".git").exists() {
             let mut entries = tokio::fs::read_dir(dir).await.map_err(work_dir)?;
             if entries.next_entry().await.map_err(work_dir)?.is_some() {

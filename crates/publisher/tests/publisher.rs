@@ -17,7 +17,7 @@ use warroom_proto::{
 use warroom_proto::{ClusterName, RequestId, ResultsDir, Stream, Subject, names};
 use warroom_publisher::Config;
 use warroom_runtime::{Bus, DeadLetter, Health};
-use warroom_testkit::{BareRemote, DEFAULT_TIMEOUT, NatsServer, wait_for, wait_until};
+use warroom_testkit::{BareRemote, DEFAULT_TIMEOUT, NatsServer, SshKey, wait_for, wait_until};
 
 /// A nats-server, a bare remote, and a publisher writing into it.
 struct Stack {
@@ -1098,6 +1098,90 @@ async fn a_branch_the_remote_does_not_have_yet_is_created() {
         "main was not touched"
     );
     stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_signing_key_every_result_commit_is_signed_by_it() {
+    let key = SshKey::generate("warroom-publisher");
+    let stack =
+        Stack::start_with(&["--signing-key", &key.private_key().display().to_string()]).await;
+    let id = "r-signed";
+    stack.status(&status(id, RequestPhase::Dispatched, 1)).await;
+    stack.wait_status(id, "dispatched").await;
+    stack.status(&status(id, RequestPhase::Completed, 2)).await;
+    stack.wait_status(id, "completed").await;
+
+    // git itself checks each signature against an allowed-signers file with only this key.
+    let allowed = key.allowed_signers("publisher");
+    let allowed = format!("gpg.ssh.allowedSignersFile={}", allowed.display());
+    let commits = stack
+        .remote
+        .git(["log", "--format=%H", "main", "--", "results/"]);
+    let commits: Vec<&str> = commits.lines().collect();
+    assert!(!commits.is_empty(), "no result commits on main");
+    for commit in &commits {
+        stack
+            .remote
+            .try_git(["-c", &allowed, "verify-commit", commit])
+            .unwrap_or_else(|failure| panic!("result commit {commit} does not verify: {failure}"));
+    }
+    let signers = stack.remote.git([
+        "-c",
+        &allowed,
+        "log",
+        "--format=%G? %GK %GS",
+        "main",
+        "--",
+        "results/",
+    ]);
+    for line in signers.lines() {
+        assert_eq!(
+            line,
+            format!("G {} publisher", key.fingerprint()),
+            "{signers}"
+        );
+    }
+
+    // Another key's allowed-signers file does not vouch for them.
+    let other = SshKey::generate("someone-else").allowed_signers("publisher");
+    let refused = stack.remote.try_git([
+        "-c",
+        &format!("gpg.ssh.allowedSignersFile={}", other.display()),
+        "verify-commit",
+        commits[0],
+    ]);
+    assert!(refused.is_err(), "a commit verified under another key");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_signing_key_that_cannot_sign_stops_the_publisher_at_start() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let public_only = SshKey::generate("public-only");
+    let config = Config::try_parse_from([
+        "warroom-publisher",
+        "--repo",
+        "/srv/git/warroom.git",
+        // A public key is not a signing key.
+        "--signing-key",
+        &public_only.public_key_file().display().to_string(),
+        "--work-dir",
+        &dir.path().display().to_string(),
+        "--nats-url",
+        "nats://127.0.0.1:1",
+    ])
+    .expect("the arguments parse");
+    let result = tokio::time::timeout(
+        Duration::from_secs(5),
+        warroom_publisher::run(config, std::future::pending()),
+    )
+    .await
+    .expect("run returns at once");
+    let error = result.expect_err("the key is refused").to_string();
+    assert!(
+        error.contains("--signing-key") && error.contains("not a usable SSH private key"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

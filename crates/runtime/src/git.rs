@@ -28,6 +28,8 @@ pub struct Git {
     /// Kept as a [`Secret`], so that the derived `Debug` of a `Git` never shows it.
     token: Option<Secret>,
     identity: Option<(String, String)>,
+    /// `-c key=value` settings given to every command, ahead of the repository's own.
+    config: Vec<(String, String)>,
 }
 
 /// The output of a git command.
@@ -44,6 +46,7 @@ impl Git {
             dir: dir.into(),
             token: None,
             identity: None,
+            config: Vec::new(),
         }
     }
 
@@ -56,6 +59,14 @@ impl Git {
     /// Commits as this author and committer.
     pub fn with_identity(mut self, name: &str, email: &str) -> Self {
         self.identity = Some((name.to_owned(), email.to_owned()));
+        self
+    }
+
+    /// Gives every command `-c key=value`, which wins over the repository's configuration
+    /// (the publisher's commit signing, for example, so that no file in the clone can turn
+    /// it off).
+    pub fn with_config(mut self, key: &str, value: &str) -> Self {
+        self.config.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -87,6 +98,9 @@ impl Git {
     /// push, `merge-base --is-ancestor`).
     pub async fn output(&self, args: &[&str]) -> Result<Output, GitError> {
         let mut command = Command::new("git");
+        for (key, value) in &self.config {
+            command.arg("-c").arg(format!("{key}={value}"));
+        }
         command
             .args(args)
             .current_dir(&self.dir)
