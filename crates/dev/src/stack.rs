@@ -45,6 +45,10 @@ pub struct StackOptions {
     pub model: Model,
     /// Put in front of `PATH` for the agents (where `oc`/`kubectl` are looked up).
     pub agent_path: Vec<PathBuf>,
+    /// The secure-zone policy file the gateway enforces (`warroom-gateway --policy`). `None`
+    /// runs the gateway with `--insecure-allow-unsigned`: every valid request runs, and
+    /// nothing checks who wrote it.
+    pub policy: Option<PathBuf>,
     /// Flags added after the stack's own, per daemon (for example `--max-turns 3` for the
     /// runners): the daemons' own defaults hold otherwise.
     pub extra_args: ExtraArgs,
@@ -52,7 +56,8 @@ pub struct StackOptions {
 
 impl StackOptions {
     /// The options for `clusters` against `repo` with every default: branch `main`, a 1 s
-    /// poll, the `claude` found by [`find_tool`], and replay mode.
+    /// poll, the `claude` found by [`find_tool`], replay mode, and no policy (requests are
+    /// not verified).
     pub fn new(repo: impl Into<String>, clusters: &[&str], state_dir: impl Into<PathBuf>) -> Self {
         StackOptions {
             repo: repo.into(),
@@ -65,6 +70,7 @@ impl StackOptions {
             poll_interval: "1s".to_owned(),
             model: Model::Replay,
             agent_path: Vec::new(),
+            policy: None,
             extra_args: ExtraArgs::default(),
         }
     }
@@ -183,6 +189,10 @@ impl Stack {
         let common = ["--nats-url".to_owned(), nats_url.clone()];
         let extra = &options.extra_args;
 
+        let trust = match &options.policy {
+            Some(path) => vec!["--policy".to_owned(), path.display().to_string()],
+            None => vec!["--insecure-allow-unsigned".to_owned()],
+        };
         let mut gateway: warroom_gateway::Config = parse(
             "warroom-gateway",
             [
@@ -196,8 +206,12 @@ impl Stack {
                 &state_arg("gateway"),
             ],
             &common,
-            &extra.gateway,
+            &[trust, extra.gateway.clone()].concat(),
         )?;
+        if options.policy.is_none() {
+            // An operator's WARROOM_POLICY would otherwise still reach the gateway.
+            gateway.policy = None;
+        }
         gateway.common.health_addr = None;
         spawn(
             &mut daemons,
