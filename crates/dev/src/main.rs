@@ -66,6 +66,12 @@ struct UpArgs {
     #[arg(long, default_value = "main")]
     branch: String,
 
+    /// The secure-zone policy file the gateway enforces (see crates/policy/POLICY.md): only
+    /// requests whose commits are signed by their engineer's key run. Without it, the gateway
+    /// runs with --insecure-allow-unsigned: every valid request runs, unverified.
+    #[arg(long, env = "WARROOM_POLICY")]
+    policy: Option<PathBuf>,
+
     #[command(flatten)]
     stack: StackArgs,
 }
@@ -129,6 +135,7 @@ impl StackArgs {
             poll_interval: self.poll_interval.clone(),
             model,
             agent_path: Vec::new(),
+            policy: None,
             extra_args: Default::default(),
         }
     }
@@ -178,8 +185,14 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
             args.repo
         );
     }
+    if let Some(policy) = &args.policy
+        && !policy.is_file()
+    {
+        bail!("--policy {}: no such file", policy.display());
+    }
     warroom_runtime::telemetry::init("text");
-    let options = args.stack.options(args.repo, args.branch, args.clusters);
+    let mut options = args.stack.options(args.repo, args.branch, args.clusters);
+    options.policy = args.policy;
     let mut stack = start(&options).await?;
     eprintln!(
         "warroom-dev: following {} ({}) for {}; Ctrl-C stops",
@@ -298,6 +311,17 @@ async fn start(options: &StackOptions) -> Result<Stack> {
         );
     } else {
         eprintln!("warroom-dev: the runners talk to Anthropic");
+    }
+    match &options.policy {
+        Some(policy) => eprintln!(
+            "warroom-dev: the gateway enforces the policy {}: only requests signed by their \
+             engineer run",
+            policy.display()
+        ),
+        None => eprintln!(
+            "warroom-dev: no --policy: requests are NOT verified (the gateway runs with \
+             --insecure-allow-unsigned); anyone who can push can run investigations"
+        ),
     }
     eprintln!("warroom-dev: NATS at {}", stack.nats_url);
     if let Some((file, line)) = &stack.publisher_key {

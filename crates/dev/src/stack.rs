@@ -45,6 +45,10 @@ pub struct StackOptions {
     pub model: Model,
     /// Put in front of `PATH` for the agents (where `oc`/`kubectl` are looked up).
     pub agent_path: Vec<PathBuf>,
+    /// The secure-zone policy file the gateway enforces (`warroom-gateway --policy`). `None`
+    /// runs the gateway with `--insecure-allow-unsigned`: every valid request runs, and
+    /// nothing checks who wrote it.
+    pub policy: Option<PathBuf>,
     /// Flags added after the stack's own, per daemon (for example `--max-turns 3` for the
     /// runners): the daemons' own defaults hold otherwise.
     pub extra_args: ExtraArgs,
@@ -52,7 +56,8 @@ pub struct StackOptions {
 
 impl StackOptions {
     /// The options for `clusters` against `repo` with every default: branch `main`, a 1 s
-    /// poll, the `claude` found by [`find_tool`], and replay mode.
+    /// poll, the `claude` found by [`find_tool`], replay mode, and no policy (requests are
+    /// not verified).
     pub fn new(repo: impl Into<String>, clusters: &[&str], state_dir: impl Into<PathBuf>) -> Self {
         StackOptions {
             repo: repo.into(),
@@ -65,6 +70,7 @@ impl StackOptions {
             poll_interval: "1s".to_owned(),
             model: Model::Replay,
             agent_path: Vec::new(),
+            policy: None,
             extra_args: ExtraArgs::default(),
         }
     }
@@ -306,6 +312,10 @@ impl Launch<'_> {
     fn gateway(&mut self) -> Result<()> {
         let options = self.options;
         let work_dir = self.state_arg("gateway");
+        let trust = match &options.policy {
+            Some(path) => vec!["--policy".to_owned(), path.display().to_string()],
+            None => vec!["--insecure-allow-unsigned".to_owned()],
+        };
         let mut config: warroom_gateway::Config = parse(
             "warroom-gateway",
             [
@@ -319,8 +329,12 @@ impl Launch<'_> {
                 &work_dir,
             ],
             &self.common,
-            &options.extra_args.gateway,
+            &[trust, options.extra_args.gateway.clone()].concat(),
         )?;
+        if options.policy.is_none() {
+            // An operator's WARROOM_POLICY would otherwise still reach the gateway.
+            config.policy = None;
+        }
         config.common.health_addr = None;
         let shutdown = self.cancel.clone().cancelled_owned();
         spawn(

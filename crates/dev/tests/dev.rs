@@ -23,6 +23,8 @@ fn dev(dir: &Path) -> Command {
         "ANTHROPIC_BASE_URL",
         "RUST_LOG",
         "WARROOM_REPO",
+        "WARROOM_POLICY",
+        "WARROOM_INSECURE_ALLOW_UNSIGNED",
     ] {
         cmd.env_remove(var);
     }
@@ -49,6 +51,7 @@ fn demo_submits_the_sample_and_prints_where_the_replayed_reports_landed() {
         "dev demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(stderr.contains("replay mode"), "{stderr}");
+    assert!(stderr.contains("requests are NOT verified"), "{stderr}");
 
     let report = stdout
         .lines()
@@ -157,6 +160,58 @@ async fn up_runs_pushed_requests_until_interrupted() {
     let stderr = std::fs::read_to_string(&log_path).expect("read the log");
     assert!(exit.success(), "dev up did not stop cleanly:\n{stderr}");
     assert!(stderr.contains("stopping"), "{stderr}");
+    assert!(stderr.contains("requests are NOT verified"), "{stderr}");
+    assert!(
+        stderr.contains("INSECURE"),
+        "the gateway warns too:\n{stderr}"
+    );
+}
+
+#[test]
+fn up_hands_the_policy_to_the_gateway_which_refuses_an_invalid_one() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let remote = BareRemote::new();
+    let missing = dir.path().join("no-such-policy.yaml");
+    let output = dev(dir.path())
+        .args([
+            "up",
+            "--clusters",
+            "prod-cluster-1",
+            "--repo",
+            &remote.url(),
+        ])
+        .arg("--policy")
+        .arg(&missing)
+        .output()
+        .expect("run warroom-dev up");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no such file"), "{stderr}");
+
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: warroom.intility.io/v1\nkind: WarroomPolicy\nengineers:\n  - name: alice\n    keys: [nonsense]\n    clusters: [hub]\n",
+    )
+    .expect("write the policy");
+    let output = dev(dir.path())
+        .args([
+            "up",
+            "--clusters",
+            "prod-cluster-1",
+            "--repo",
+            &remote.url(),
+        ])
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .expect("run warroom-dev up");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("gateway") && stderr.contains("engineers[0].keys[0]"),
+        "{stderr}"
+    );
 }
 
 #[test]

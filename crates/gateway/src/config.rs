@@ -42,10 +42,34 @@ pub struct Config {
     #[arg(long, env = "WARROOM_GIT_TOKEN", hide_env_values = true)]
     pub git_token: Option<Secret>,
 
-    /// Secure-zone policy: the only clusters a request may target, comma separated. A request
-    /// naming another cluster is rejected. Empty: every cluster is allowed.
+    /// The secure-zone policy file (`WarroomPolicy`, see crates/policy/POLICY.md): who may run
+    /// requests on which clusters, proven by signed commits. Validated at start (an invalid
+    /// file stops the gateway), read again at every poll and used when its content changed
+    /// and is valid.
+    #[arg(long, env = "WARROOM_POLICY")]
+    pub policy: Option<PathBuf>,
+
+    /// Run without a policy: every valid request runs, whoever pushed it, and nothing checks
+    /// who wrote it. Only for trying the product; without it, the gateway refuses to start
+    /// without --policy. Has no effect when --policy is given.
+    #[arg(long, env = "WARROOM_INSECURE_ALLOW_UNSIGNED")]
+    pub insecure_allow_unsigned: bool,
+
+    /// Only these clusters may be targeted, comma separated; narrows the policy further. A
+    /// request naming another cluster is rejected. Empty: no narrowing.
     #[arg(long, env = "WARROOM_ALLOWED_CLUSTERS", value_delimiter = ',')]
     pub allowed_clusters: Vec<String>,
+
+    /// Listen here for GitHub push webhooks (`POST /webhook`), which wake the poller at once
+    /// instead of at the next interval. Polling stays the source of truth. Needs
+    /// --webhook-secret.
+    #[arg(long, env = "WARROOM_WEBHOOK_ADDR")]
+    pub webhook_addr: Option<std::net::SocketAddr>,
+
+    /// The webhook's shared secret, as entered in GitHub: every delivery must carry a valid
+    /// `X-Hub-Signature-256` made with it. Read it from the environment. Never logged.
+    #[arg(long, env = "WARROOM_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<Secret>,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -74,6 +98,19 @@ pub(crate) struct Settings {
     pub work_dir: PathBuf,
     pub token: Option<Secret>,
     pub allowed_clusters: Vec<String>,
+    /// How requests are authorized: by the policy file, or not at all.
+    pub trust: Trust,
+    /// Where to listen for webhooks, and their secret.
+    pub webhook: Option<(std::net::SocketAddr, Secret)>,
+}
+
+/// Who is believed to have written a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Trust {
+    /// Only commits signed by the engineer's keys of the policy at this path.
+    Policy(PathBuf),
+    /// Nobody is checked (`--insecure-allow-unsigned`).
+    Unsigned,
 }
 
 impl Config {
@@ -120,6 +157,43 @@ impl Config {
                     .to_owned(),
             ));
         }
+        let trust = match (&self.policy, self.insecure_allow_unsigned) {
+            (Some(path), _) if path.as_os_str().is_empty() => {
+                return Err(invalid("--policy must not be empty".to_owned()));
+            }
+            (Some(path), _) => Trust::Policy(absolute(path)?),
+            (None, true) => Trust::Unsigned,
+            (None, false) => {
+                return Err(invalid(
+                    "no --policy (WARROOM_POLICY) given: without a policy nothing proves who \
+                     wrote a request, so the gateway does not start; give the secure zone's \
+                     policy file, or --insecure-allow-unsigned \
+                     (WARROOM_INSECURE_ALLOW_UNSIGNED=true) to run every valid request \
+                     unverified"
+                        .to_owned(),
+                ));
+            }
+        };
+        let webhook = match (self.webhook_addr, &self.webhook_secret) {
+            (None, None) => None,
+            (Some(addr), Some(secret)) if !secret.expose().trim().is_empty() => {
+                Some((addr, Secret::new(secret.expose().trim())))
+            }
+            (Some(_), _) => {
+                return Err(invalid(
+                    "--webhook-addr needs --webhook-secret (WARROOM_WEBHOOK_SECRET): an \
+                     unsigned webhook would let anyone make the gateway poll"
+                        .to_owned(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "--webhook-secret is set but --webhook-addr is not: give the address to \
+                     listen on, or drop the secret"
+                        .to_owned(),
+                ));
+            }
+        };
         let token = self
             .git_token
             .as_ref()
@@ -133,6 +207,8 @@ impl Config {
             work_dir,
             token,
             allowed_clusters,
+            trust,
+            webhook,
         })
     }
 }
@@ -152,7 +228,7 @@ mod tests {
     use clap::Parser as _;
 
     fn config(args: &[&str]) -> Config {
-        let mut all = vec!["warroom-gateway"];
+        let mut all = vec!["warroom-gateway", "--insecure-allow-unsigned"];
         all.extend_from_slice(args);
         Config::try_parse_from(all).unwrap()
     }
@@ -197,6 +273,55 @@ mod tests {
         assert_eq!(c.validate().unwrap().allowed_clusters, ["hub", "prod-1"]);
         let c = config(&["--repo", "/r", "--allowed-clusters", "hub,a.b"]);
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn without_a_policy_the_gateway_needs_to_be_told_to_run_unverified() {
+        let c = Config::try_parse_from(["warroom-gateway", "--repo", "/r"]).unwrap();
+        let error = c.validate().unwrap_err().to_string();
+        assert!(error.contains("--insecure-allow-unsigned"), "{error}");
+        assert!(error.contains("--policy"), "{error}");
+        assert_eq!(
+            config(&["--repo", "/r"]).validate().unwrap().trust,
+            Trust::Unsigned
+        );
+        let c = config(&["--repo", "/r", "--policy", "/etc/warroom/policy.yaml"]);
+        assert_eq!(
+            c.validate().unwrap().trust,
+            Trust::Policy(PathBuf::from("/etc/warroom/policy.yaml"))
+        );
+    }
+
+    #[test]
+    fn a_webhook_needs_both_an_address_and_a_secret() {
+        let c = config(&["--repo", "/r", "--webhook-addr", "127.0.0.1:8080"]);
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--webhook-secret")
+        );
+        let c = config(&["--repo", "/r", "--webhook-secret", "s"]);
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--webhook-addr")
+        );
+        let c = config(&[
+            "--repo",
+            "/r",
+            "--webhook-addr",
+            "127.0.0.1:8080",
+            "--webhook-secret",
+            "hush",
+        ]);
+        assert!(!format!("{c:?}").contains("hush"));
+        let settings = c.validate().unwrap();
+        assert!(!format!("{settings:?}").contains("hush"));
+        let (addr, secret) = settings.webhook.expect("a webhook");
+        assert_eq!(addr.port(), 8080);
+        assert_eq!(secret.expose(), "hush");
     }
 
     #[test]

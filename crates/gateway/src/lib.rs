@@ -9,7 +9,12 @@
 //! policy; an accepted request is published on `warroom.requests.<id>` (deduplicated by its
 //! id), a refused one as a `rejected` status on `warroom.status.<id>`, which the publisher
 //! writes into `results/<id>/status.json`. The cursor moves only after every file of the
-//! range was published and acknowledged.
+//! range was published and acknowledged. The same bucket keeps, per accepted request, the
+//! git object id of the accepted file: a later version of that file, or a new file reusing
+//! the id, is never run (it is logged and counted).
+//!
+//! A signed GitHub push webhook (`--webhook-addr`, [`webhook`]) wakes the poll loop at once;
+//! polling stays the source of truth.
 //!
 //! Without a cursor (the first start), or when the branch was force-pushed so that the
 //! cursor is no longer an ancestor of the head, every request file present at the head whose
@@ -18,19 +23,23 @@
 mod config;
 mod mirror;
 mod scan;
+pub mod webhook;
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use futures::FutureExt as _;
+use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
+use warroom_policy::{PolicyWatcher, Reload};
 use warroom_proto::names;
 use warroom_runtime::{Bus, BusError, Health, git::GitError};
 
 pub use config::{Config, MIN_POLL_INTERVAL, Secret, parse_interval};
 
-use crate::config::Settings;
+use crate::config::{Settings, Trust};
 use crate::mirror::Mirror;
 use crate::scan::{Range, Scanner};
 use warroom_runtime::config::short_hash;
@@ -56,6 +65,21 @@ pub enum Error {
         key: String,
         message: String,
     },
+    #[error("cannot {action} the record `{key}` in bucket {bucket}: {message}", bucket = names::GATEWAY_BUCKET)]
+    Record {
+        action: &'static str,
+        key: String,
+        message: String,
+    },
+    #[error("the policy file cannot be used, so the gateway does not start:\n{0}")]
+    Policy(String),
+    #[error("cannot verify the signatures of {file}: {message}")]
+    Verify { file: String, message: String },
+    #[error("cannot listen for webhooks on {addr}: {source}")]
+    Webhook {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{what} did not finish within {after:?}")]
     Timeout { what: &'static str, after: Duration },
     #[error("cannot create the work directory {path}: {source}")]
@@ -77,7 +101,10 @@ pub async fn run(
 
 /// [`run`], reporting readiness and counters into `health` (which tests and an embedding
 /// process can read): `polls_total`, `fetches_total`, `requests_accepted_total`,
-/// `requests_rejected_total`, `poll_errors_total`.
+/// `requests_rejected_total`, `poll_errors_total`, `policy_refusals_total{code}`,
+/// `policy_reloads_total`, `policy_reloads_refused_total`,
+/// `requests_changed_after_acceptance_total`, `request_ids_reused_total` and the
+/// `webhook_*_total` counters of [`webhook`].
 pub async fn run_with_health(
     config: Config,
     health: Health,
@@ -86,7 +113,52 @@ pub async fn run_with_health(
     let settings = config.validate()?;
     let shutdown = shutdown.boxed().shared();
 
+    // The policy is checked before anything connects: a gateway told to use a policy it
+    // cannot read must not run requests at all.
+    let policy = match &settings.trust {
+        Trust::Policy(path) => {
+            let path = path.clone();
+            let watcher = tokio::task::spawn_blocking(move || PolicyWatcher::load(path))
+                .await
+                .map_err(|e| Error::Policy(e.to_string()))?
+                .map_err(|e| Error::Policy(chain(&e)))?;
+            info!(
+                policy = %watcher.path().display(),
+                sha256 = %watcher.hash_hex(),
+                engineers = watcher.policy().engineers.len(),
+                "policy loaded: requests run only when signed by their engineer"
+            );
+            Some(Arc::new(Mutex::new(watcher)))
+        }
+        Trust::Unsigned => {
+            warn!(
+                "INSECURE: running without a policy (--insecure-allow-unsigned): every valid \
+                 request runs, and nothing checks who wrote it; anyone who can push to the \
+                 repository can run investigations"
+            );
+            None
+        }
+    };
+    if config.insecure_allow_unsigned && policy.is_some() {
+        warn!("--insecure-allow-unsigned has no effect: a --policy is given and is enforced");
+    }
+
     health.spawn_server(config.common.health_addr, shutdown.clone());
+    let wake = Arc::new(Notify::new());
+    if let Some((addr, secret)) = &settings.webhook {
+        webhook::serve(
+            *addr,
+            secret.clone(),
+            Arc::clone(&wake),
+            health.metrics.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|source| Error::Webhook {
+            addr: *addr,
+            source,
+        })?;
+    }
 
     info!(
         repo = %settings.repo,
@@ -94,6 +166,8 @@ pub async fn run_with_health(
         interval_ms = settings.poll_interval.as_millis() as u64,
         work_dir = %settings.work_dir.display(),
         allowed_clusters = ?settings.allowed_clusters,
+        verified = policy.is_some(),
+        webhook = ?settings.webhook.as_ref().map(|(addr, _)| addr),
         "gateway starting"
     );
     let setup = async {
@@ -123,6 +197,10 @@ pub async fn run_with_health(
         "requests_accepted_total",
         "requests_rejected_total",
         "poll_errors_total",
+        "policy_reloads_total",
+        "policy_reloads_refused_total",
+        "requests_changed_after_acceptance_total",
+        "request_ids_reused_total",
     ] {
         health.metrics.add(counter, 0);
     }
@@ -135,6 +213,7 @@ pub async fn run_with_health(
         bucket,
         mirror,
         health: health.clone(),
+        policy,
     };
     gateway.cursor = gateway.load_cursor().await?;
     info!(cursor = gateway.cursor.as_deref().unwrap_or("none"), key = %gateway.cursor_key, "cursor loaded");
@@ -146,6 +225,11 @@ pub async fn run_with_health(
             biased;
             () = shutdown.clone() => break,
             _ = ticker.tick() => {}
+            () = wake.notified() => {
+                debug!("woken by a webhook");
+                // The next regular poll is a full interval after this one.
+                ticker.reset();
+            }
         }
         let poll = gateway.poll();
         tokio::pin!(poll);
@@ -190,12 +274,15 @@ struct Gateway {
     cursor: Option<String>,
     /// Whether the missing branch was already reported, so it is logged once, not per poll.
     branch_missing: bool,
+    /// The policy in use and its file, read again at every poll; `None` without a policy.
+    policy: Option<Arc<Mutex<PolicyWatcher>>>,
 }
 
 impl Gateway {
     /// One head check, and the publishing of whatever it brought.
     async fn poll(&mut self) -> Result<()> {
         self.health.metrics.inc("polls_total");
+        let verifier = self.reload_policy().await;
         let Some(remote) = self.mirror.remote_head().await? else {
             if !self.branch_missing {
                 warn!(branch = %self.settings.branch, "the remote has no such branch (yet); waiting for it");
@@ -223,11 +310,48 @@ impl Gateway {
             bus: &self.bus,
             metrics: &self.health.metrics,
             allowed_clusters: &self.settings.allowed_clusters,
+            verifier,
+            records: &self.bucket,
         };
         let verdicts = scanner.scan(&range, &head).await?;
         self.save_cursor(&head).await?;
         info!(head = %head, files = verdicts.len(), "processed up to head");
         Ok(())
+    }
+
+    /// Reads the policy file again; a changed valid version is used from now on, a changed
+    /// invalid one is refused (logged once and counted) and the old one stays. Returns the
+    /// verifier of the policy in use, `None` without a policy.
+    async fn reload_policy(&self) -> Option<Arc<warroom_policy::Verifier>> {
+        let watcher = Arc::clone(self.policy.as_ref()?);
+        let polled = tokio::task::spawn_blocking(move || {
+            let mut watcher = watcher.lock().unwrap_or_else(|p| p.into_inner());
+            let reload = watcher.poll();
+            (reload, watcher.verifier(), watcher.hash_hex())
+        })
+        .await;
+        let (reload, verifier, hash) = match polled {
+            Ok(polled) => polled,
+            Err(e) => {
+                // Only a panic in the policy crate ends up here; the policy in use stays.
+                error!(cause = %e, "reading the policy file failed");
+                let watcher = self.policy.as_ref()?;
+                let verifier = watcher.lock().unwrap_or_else(|p| p.into_inner()).verifier();
+                return Some(verifier);
+            }
+        };
+        match reload {
+            Reload::Unchanged => {}
+            Reload::Reloaded => {
+                self.health.metrics.inc("policy_reloads");
+                info!(sha256 = %hash, engineers = verifier.policy().engineers.len(), "policy reloaded");
+            }
+            Reload::Refused(e) => {
+                self.health.metrics.inc("policy_reloads_refused");
+                error!(cause = %chain(&e), in_use = %hash, "the changed policy file is refused; the previous policy stays in use");
+            }
+        }
+        Some(verifier)
     }
 
     /// Which files to look at: those added since the cursor, or everything when the cursor
@@ -275,6 +399,18 @@ impl Gateway {
         self.cursor = Some(head.to_owned());
         Ok(())
     }
+}
+
+/// An error with its sources, one after the other.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The cursor's key for a branch. Characters a KV key cannot hold become `-`; a hash of the

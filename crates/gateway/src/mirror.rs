@@ -29,6 +29,25 @@ async fn within<T>(
         .map_err(|_| Error::Timeout { what, after: limit })
 }
 
+/// How a file changed between two commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// The path did not exist before.
+    Added,
+    /// The path existed and its content (or mode) changed.
+    Modified,
+    /// Present at the head; how it got there is not known (a full scan).
+    Present,
+}
+
+/// A file's git object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Blob {
+    /// The object id: a hash of the content.
+    pub id: String,
+    pub size: u64,
+}
+
 /// A bare repository holding `refs/heads/<branch>` as last fetched from the remote.
 #[derive(Debug, Clone)]
 pub(crate) struct Mirror {
@@ -55,6 +74,11 @@ impl Mirror {
             repo: repo.to_owned(),
             refname: format!("refs/heads/{branch}"),
         })
+    }
+
+    /// The mirror's folder, for tools that read it directly (signature verification).
+    pub fn dir(&self) -> &Path {
+        self.git.dir()
     }
 
     /// The commit the remote branch points at, or `None` when the remote has no such branch.
@@ -126,17 +150,22 @@ impl Mirror {
         }
     }
 
-    /// Paths of the files added under `folder` between `from` and `to` (renames count as
-    /// additions, so a request moved into the folder is seen).
-    pub async fn added_files(&self, from: &str, to: &str, folder: &str) -> Result<Vec<String>> {
+    /// The files added or modified under `folder` between `from` and `to`, each with how it
+    /// changed (renames count as additions, so a request moved into the folder is seen).
+    pub async fn changed_files(
+        &self,
+        from: &str,
+        to: &str,
+        folder: &str,
+    ) -> Result<Vec<(Change, String)>> {
         let out = self
             .git
             .run_bytes(&[
                 "--literal-pathspecs",
                 "diff",
                 "-z",
-                "--name-only",
-                "--diff-filter=A",
+                "--name-status",
+                "--diff-filter=AM",
                 "--no-renames",
                 from,
                 to,
@@ -144,7 +173,19 @@ impl Mirror {
                 folder,
             ])
             .await?;
-        Ok(split_z(&out))
+        // With -z: `<status>\0<path>\0` for each file.
+        let parts = split_z(&out);
+        Ok(parts
+            .chunks_exact(2)
+            .filter_map(|pair| {
+                let change = match pair[0].as_str() {
+                    "A" => Change::Added,
+                    "M" => Change::Modified,
+                    _ => return None,
+                };
+                Some((change, pair[1].clone()))
+            })
+            .collect())
     }
 
     /// Paths of the files (blobs, not folders) directly inside `folder` at `commit`.
@@ -163,9 +204,11 @@ impl Mirror {
             .collect())
     }
 
-    /// The size in bytes of `path` at `commit` when it is a plain file (a blob), or `None`
-    /// for anything else (a submodule, a folder) or when it does not exist.
-    pub async fn blob_size(&self, commit: &str, path: &str) -> Result<Option<u64>> {
+    /// The object id and size in bytes of `path` at `commit` when it is a plain file (a
+    /// blob), or `None` for anything else (a submodule, a folder) or when it does not exist.
+    /// The object id is a hash of the content: two versions of a file have the same one
+    /// exactly when their bytes are the same.
+    pub async fn blob(&self, commit: &str, path: &str) -> Result<Option<Blob>> {
         let out = self
             .git
             .run_bytes(&[
@@ -183,8 +226,12 @@ impl Mirror {
             let (meta, _) = entry.split_once('\t')?;
             let mut fields = meta.split_whitespace();
             let kind = fields.nth(1)?;
-            let size = fields.nth(1)?;
-            (kind == "blob").then(|| size.parse().ok()).flatten()
+            let id = fields.next()?;
+            let size = fields.next()?.parse().ok()?;
+            (kind == "blob").then(|| Blob {
+                id: id.to_owned(),
+                size,
+            })
         }))
     }
 

@@ -6,8 +6,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
+use async_nats::jetstream::kv;
 use tracing::{debug, error, info, warn};
+use warroom_policy::{CommitRange, Refusal, RequestFacts, Verifier};
 use warroom_proto::validate::MAX_FILE_BYTES;
 use warroom_proto::wire::{AcceptedRequest, RequestSummary, StatusUpdate};
 use warroom_proto::{
@@ -16,8 +19,8 @@ use warroom_proto::{
 };
 use warroom_runtime::{Bus, Metrics};
 
-use crate::Result;
-use crate::mirror::Mirror;
+use crate::mirror::{Change, Mirror};
+use crate::{Error, Result};
 use warroom_runtime::config::short_hash;
 
 /// The folder engineers add request files to.
@@ -29,7 +32,7 @@ const SANITIZED_MAX: usize = 100;
 /// Which files a scan looks at.
 #[derive(Debug, Clone)]
 pub(crate) enum Range {
-    /// Files added after `from` up to the head.
+    /// Files added or modified after `from` up to the head.
     Since(String),
     /// Every request file present at the head (first start, or the history was rewritten).
     Everything,
@@ -41,6 +44,10 @@ pub(crate) struct Scanner<'a> {
     pub bus: &'a Bus,
     pub metrics: &'a Metrics,
     pub allowed_clusters: &'a [String],
+    /// The policy's verifier; `None` runs requests unverified (`--insecure-allow-unsigned`).
+    pub verifier: Option<Arc<Verifier>>,
+    /// The gateway's bucket, holding a record per accepted request (see [`accepted_key`]).
+    pub records: &'a kv::Store,
 }
 
 /// What became of one file.
@@ -51,25 +58,44 @@ pub(crate) enum Verdict {
     Skipped,
 }
 
+/// The key of the record kept for each accepted request: its value is the git object id of
+/// the file that was accepted, so that a later version of the file is recognised and never
+/// run.
+pub(crate) fn accepted_key(id: &RequestId) -> String {
+    format!("accepted-{id}")
+}
+
 impl Scanner<'_> {
     /// Publishes every request file of `range` up to `head`. Returns only when each file was
     /// published (with an acknowledgement) or deliberately skipped.
     pub async fn scan(&self, range: &Range, head: &str) -> Result<BTreeMap<String, Verdict>> {
-        let paths = match range {
-            Range::Since(from) => self.mirror.added_files(from, head, PENDING).await?,
-            Range::Everything => self.mirror.files_in(head, PENDING).await?,
+        let files = match range {
+            Range::Since(from) => self.mirror.changed_files(from, head, PENDING).await?,
+            Range::Everything => self
+                .mirror
+                .files_in(head, PENDING)
+                .await?
+                .into_iter()
+                .map(|path| (Change::Present, path))
+                .collect(),
         };
         let mut seen = HashSet::new();
         let mut verdicts = BTreeMap::new();
-        for path in paths {
-            let verdict = self.file(&path, head, &mut seen).await?;
+        for (change, path) in files {
+            let verdict = self.file(&path, change, head, &mut seen).await?;
             verdicts.insert(path, verdict);
         }
         Ok(verdicts)
     }
 
     /// Handles one file; an `Err` is git or NATS failing, never the file's content.
-    async fn file(&self, path: &str, head: &str, seen: &mut HashSet<RequestId>) -> Result<Verdict> {
+    async fn file(
+        &self,
+        path: &str,
+        change: Change,
+        head: &str,
+        seen: &mut HashSet<RequestId>,
+    ) -> Result<Verdict> {
         let Some(name) = path.strip_prefix(PENDING) else {
             return Ok(Verdict::Skipped);
         };
@@ -105,43 +131,92 @@ impl Scanner<'_> {
         }
         // Whether the request was handled before is decided from the secure zone's own
         // state, never from files under `results/` that anyone who can push could plant:
-        // the cursor, the stream's deduplication by request id, and the dispatcher's state
-        // record, created once per id.
+        // the cursor, the records of accepted requests kept here, the stream's
+        // deduplication by request id, and the dispatcher's state record, created once per
+        // id.
         // A path git could not give us as UTF-8 cannot be read back by name.
         if path.contains(char::REPLACEMENT_CHARACTER) {
             let errors = vec![FieldError {
                 field: String::new(),
                 message: "the file name is not valid UTF-8".to_owned(),
             }];
-            return self.reject(path, &id, errors, None).await;
+            return self.reject(path, &id, errors, None, None, "name").await;
         }
 
-        let Some(size) = self.mirror.blob_size(head, path).await? else {
+        let Some(blob) = self.mirror.blob(head, path).await? else {
             warn!(file = %path, "ignoring an entry that is not a plain file (a submodule?)");
             return Ok(Verdict::Skipped);
         };
-        if size > MAX_FILE_BYTES as u64 {
+
+        // A request that was accepted is never run again, and a later version of its file
+        // is never run at all: its status belongs to the dispatcher, so this is said in the
+        // log and the metrics only. An id that was rejected before is judged again as new.
+        if let Some(accepted) = self.accepted_version(&id).await? {
+            if accepted == blob.id {
+                debug!(file = %path, request = %id, "already accepted; unchanged");
+                return Ok(Verdict::Skipped);
+            }
+            if change == Change::Added {
+                self.metrics.inc("request_ids_reused");
+                warn!(
+                    file = %path,
+                    request = %id,
+                    "a new request file reuses the id of an accepted request; it does not run, and results/<id>/ keeps the earlier request's results: use a new id"
+                );
+            } else {
+                self.metrics.inc("requests_changed_after_acceptance");
+                warn!(
+                    file = %path,
+                    request = %id,
+                    accepted = %accepted,
+                    now = %blob.id,
+                    "the request file changed after its request was accepted; the new text does not run (the accepted version is the one that runs)"
+                );
+            }
+            return Ok(Verdict::Skipped);
+        }
+
+        if blob.size > MAX_FILE_BYTES as u64 {
             let errors = vec![FieldError {
                 field: String::new(),
                 message: format!(
-                    "the file is {size} bytes; request files may be at most {MAX_FILE_BYTES} bytes"
+                    "the file is {} bytes; request files may be at most {MAX_FILE_BYTES} bytes",
+                    blob.size
                 ),
             }];
-            return self.reject(path, &id, errors, None).await;
+            return self.reject(path, &id, errors, None, None, &blob.id).await;
         }
         let bytes = self.mirror.read(head, path).await?;
         let request = match warroom_proto::parse_request(Path::new(path), &bytes) {
             Ok(request) => request,
             Err(ValidationErrors { errors, .. }) => {
-                return self.reject(path, &id, errors, None).await;
+                return self.reject(path, &id, errors, None, None, &blob.id).await;
             }
         };
 
+        // Who wrote it comes first, so that a forged request learns nothing else.
+        if let Some(verifier) = &self.verifier
+            && let Err(refusal) = self.verify(verifier, head, path, &request).await?
+        {
+            self.metrics
+                .inc_with("policy_refusals", &[("code", refusal.code())]);
+            let errors = vec![FieldError {
+                field: refusal_field(&refusal, &request),
+                message: format!("{}: {refusal}", refusal.code()),
+            }];
+            let summary = refusal.to_string();
+            return self
+                .reject(path, &id, errors, Some(&request), Some(summary), &blob.id)
+                .await;
+        }
+
         // A results folder always ends in the request id (`ResultsDir`), so two requests can
         // never share one.
-        let errors = self.authorize(&request);
+        let errors = self.allowed(&request);
         if !errors.is_empty() {
-            return self.reject(path, &id, errors, Some(&request)).await;
+            return self
+                .reject(path, &id, errors, Some(&request), None, &blob.id)
+                .await;
         }
 
         let commit = self
@@ -159,6 +234,9 @@ impl Scanner<'_> {
             .bus
             .publish(&Subject::Request(id.clone()), Some(&id), &message)
             .await?;
+        // Recorded after the publish: a crash in between publishes again (deduplicated) at
+        // the next scan, and records it then.
+        self.record_accepted(&id, &blob.id).await?;
         let duplicate = stored.duplicate;
         self.metrics.inc("requests_accepted");
         info!(
@@ -166,29 +244,94 @@ impl Scanner<'_> {
             file = %path,
             commit = %commit,
             clusters = request.clusters.len(),
+            verified = self.verifier.is_some(),
             duplicate,
             "request accepted"
         );
         Ok(Verdict::Accepted)
     }
 
-    /// The secure-zone policy's objections to the request's target clusters.
-    fn authorize(&self, request: &ValidatedRequest) -> Vec<FieldError> {
+    /// The git object id of the file accepted under `id`, if a request was accepted there.
+    async fn accepted_version(&self, id: &RequestId) -> Result<Option<String>> {
+        let key = accepted_key(id);
+        let value = self.records.get(&key).await.map_err(|e| Error::Record {
+            action: "read",
+            key: key.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(value
+            .map(|v| String::from_utf8_lossy(&v).trim().to_owned())
+            .filter(|v| !v.is_empty()))
+    }
+
+    async fn record_accepted(&self, id: &RequestId, version: &str) -> Result<()> {
+        let key = accepted_key(id);
+        self.records
+            .put(&key, version.to_owned().into_bytes().into())
+            .await
+            .map_err(|e| Error::Record {
+                action: "write",
+                key,
+                message: e.to_string(),
+            })?;
+        Ok(())
+    }
+
+    /// Verifies who signed the commits that added or changed `path` up to `head`, and asks
+    /// the policy. The outer `Err` is git failing (retried at the next poll); the inner one
+    /// is the policy's refusal.
+    async fn verify(
+        &self,
+        verifier: &Arc<Verifier>,
+        head: &str,
+        path: &str,
+        request: &ValidatedRequest,
+    ) -> Result<std::result::Result<warroom_policy::Authorized, Refusal>> {
+        // Counting an engineer's active requests needs the dispatcher's state, read key by
+        // key; that is not cheap enough for every request, so the limit is not enforced
+        // here yet (see the README).
+        let facts = RequestFacts::of(request, 0);
+        let verifier = Arc::clone(verifier);
+        let repo = self.mirror.dir().to_path_buf();
+        let range = CommitRange::UpTo {
+            head: head.to_owned(),
+        };
+        let file = path.to_owned();
+        let decision = tokio::task::spawn_blocking(move || {
+            let commits = verifier.commits(&repo, &range, &file)?;
+            Ok::<_, warroom_policy::Error>(warroom_policy::authorize(
+                verifier.policy(),
+                &facts,
+                &commits,
+            ))
+        })
+        .await
+        .map_err(|e| Error::Verify {
+            file: path.to_owned(),
+            message: e.to_string(),
+        })?
+        .map_err(|e| Error::Verify {
+            file: path.to_owned(),
+            message: crate::chain(&e),
+        })?;
+        if let Ok(authorized) = &decision {
+            debug!(file = %path, engineer = %authorized.engineer, commits = authorized.signers.len(), "signatures verified");
+        }
+        Ok(decision)
+    }
+
+    /// `--allowed-clusters`' objections to the request's target clusters.
+    fn allowed(&self, request: &ValidatedRequest) -> Vec<FieldError> {
         if self.allowed_clusters.is_empty() {
             return Vec::new();
         }
-        let single = request.request.spec.target_cluster.is_some();
         request
             .clusters
             .iter()
             .enumerate()
             .filter(|(_, c)| !self.allowed_clusters.iter().any(|a| *a == c.name.as_str()))
             .map(|(i, c)| FieldError {
-                field: if single {
-                    "spec.targetCluster.name".to_owned()
-                } else {
-                    format!("spec.targetClusters[{i}].name")
-                },
+                field: cluster_field(request, i),
                 message: format!(
                     "the cluster `{}` is not one this gateway may send requests to; allowed: {}",
                     c.name,
@@ -199,19 +342,24 @@ impl Scanner<'_> {
     }
 
     /// Publishes the rejection of one file, for the publisher to write into
-    /// `results/<id>/status.json`.
+    /// `results/<id>/status.json`. `version` (the file's object id) is part of the
+    /// deduplication id, so a corrected file that is rejected again is still reported.
     async fn reject(
         &self,
         path: &str,
         id: &RequestId,
         errors: Vec<FieldError>,
         request: Option<&ValidatedRequest>,
+        summary: Option<String>,
+        version: &str,
     ) -> Result<Verdict> {
-        let summary = ValidationErrors {
-            file: path.to_owned(),
-            errors: errors.clone(),
-        }
-        .summary();
+        let summary = summary.unwrap_or_else(|| {
+            ValidationErrors {
+                file: path.to_owned(),
+                errors: errors.clone(),
+            }
+            .summary()
+        });
         let update = StatusUpdate {
             status: RequestStatus {
                 id: id.clone(),
@@ -228,13 +376,39 @@ impl Scanner<'_> {
             request: request.map(|r| RequestSummary::of(&r.request)),
             reports: BTreeMap::new(),
         };
-        let dedup = format!("{id}-rejected");
+        let dedup = format!("{id}-rejected-{version}");
         self.bus
             .publish(&Subject::Status(id.clone()), Some(&dedup), &update)
             .await?;
         self.metrics.inc("requests_rejected");
         warn!(request = %id, file = %path, reason = %summary, "request rejected");
         Ok(Verdict::Rejected)
+    }
+}
+
+/// The field path of the `index`th target cluster's name.
+fn cluster_field(request: &ValidatedRequest, index: usize) -> String {
+    if request.request.spec.target_cluster.is_some() {
+        "spec.targetCluster.name".to_owned()
+    } else {
+        format!("spec.targetClusters[{index}].name")
+    }
+}
+
+/// The field a policy refusal is about: the claimed engineer for everything about who wrote
+/// the request, the cluster, timeout or tools for the checks on what it asks.
+fn refusal_field(refusal: &Refusal, request: &ValidatedRequest) -> String {
+    match refusal {
+        Refusal::NoCommits => String::new(),
+        Refusal::ClusterNotAllowed { cluster, .. } => request
+            .clusters
+            .iter()
+            .position(|c| c.name.as_str() == cluster)
+            .map(|i| cluster_field(request, i))
+            .unwrap_or_default(),
+        Refusal::TimeoutAboveCeiling { .. } => "spec.investigation.timeout".to_owned(),
+        Refusal::ToolNotAllowed { .. } => "spec.investigation.allowedTools".to_owned(),
+        _ => "metadata.engineer".to_owned(),
     }
 }
 

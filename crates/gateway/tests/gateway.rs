@@ -84,13 +84,18 @@ impl Stack {
             "warroom-gateway".to_owned(),
             "--repo".to_owned(),
             self.remote.file_url(),
-            "--poll-interval".to_owned(),
-            "100ms".to_owned(),
             "--work-dir".to_owned(),
             self.work_dir.path().join("mirror").display().to_string(),
             "--nats-url".to_owned(),
             self.nats.url().to_owned(),
         ];
+        if !self.extra_args.iter().any(|a| a == "--poll-interval") {
+            args.extend(["--poll-interval".to_owned(), "100ms".to_owned()]);
+        }
+        // Without a policy of their own, the tests run unverified, as the local stack does.
+        if !self.extra_args.iter().any(|a| a == "--policy") {
+            args.push("--insecure-allow-unsigned".to_owned());
+        }
         args.extend(self.extra_args.iter().cloned());
         let config = Config::try_parse_from(args).expect("the test's arguments parse");
         let health = Health::new("gateway");
@@ -567,5 +572,565 @@ spec:
     );
     stack.wait_accepted("r-ok").await;
     stack.wait_cursor(&head).await;
+    stack.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The secure-zone policy: real `ssh-keygen` keys, commits signed with `gpg.format=ssh`.
+
+/// An SSH key pair made by the real `ssh-keygen`, in its own temporary folder.
+struct SshKey {
+    _dir: tempfile::TempDir,
+    private: std::path::PathBuf,
+    public: String,
+}
+
+fn ssh_key(name: &str) -> SshKey {
+    let dir = tempfile::tempdir().expect("a folder for the key");
+    let private = dir.path().join(name);
+    let output = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&private)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh-keygen runs");
+    assert!(
+        output.status.success(),
+        "ssh-keygen: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let public = std::fs::read_to_string(private.with_extension("pub"))
+        .expect("the public key")
+        .trim()
+        .to_owned();
+    SshKey {
+        _dir: dir,
+        private,
+        public,
+    }
+}
+
+/// A policy: alice (`alice_key`) may target `prod-cluster-*`, bob (`bob_key`) `other-hub`.
+fn policy_text(alice_key: &str, bob_key: &str, alice_clusters: &str) -> String {
+    format!(
+        r#"apiVersion: warroom.intility.io/v1
+kind: WarroomPolicy
+engineers:
+  - name: alice
+    keys: ["{alice_key}"]
+    clusters: [{alice_clusters}]
+  - name: bob
+    keys: ["{bob_key}"]
+    clusters: [other-hub]
+"#
+    )
+}
+
+impl Stack {
+    /// Writes `files` and commits them, signed with `key` when given; does not push.
+    fn commit_signed(&self, files: &[(&str, &str)], key: Option<&SshKey>) -> String {
+        for (path, contents) in files {
+            self.clone.write(path, contents);
+        }
+        self.clone.git(["add", "--all"]);
+        match key {
+            None => {
+                self.clone
+                    .git(["commit", "--quiet", "--message", "unsigned commit"]);
+            }
+            Some(key) => {
+                let signingkey = format!("user.signingkey={}", key.private.display());
+                self.clone.git([
+                    "-c",
+                    "gpg.format=ssh",
+                    "-c",
+                    &signingkey,
+                    "commit",
+                    "--quiet",
+                    "-S",
+                    "--message",
+                    "signed commit",
+                ]);
+            }
+        }
+        self.clone.head()
+    }
+}
+
+/// A gateway with a policy in a file the test can rewrite. Keep `_policy_dir` bound while
+/// the gateway runs: it holds the file.
+struct Secured {
+    stack: Stack,
+    policy: std::path::PathBuf,
+    _policy_dir: tempfile::TempDir,
+    alice: SshKey,
+    bob: SshKey,
+}
+
+async fn secured(extra: &[&str]) -> Secured {
+    let alice = ssh_key("alice");
+    let bob = ssh_key("bob");
+    let policy_dir = tempfile::tempdir().expect("a folder for the policy");
+    let policy = policy_dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        policy_text(&alice.public, &bob.public, "\"prod-cluster-*\""),
+    )
+    .expect("write the policy");
+    let policy_arg = policy.display().to_string();
+    let mut args = vec!["--policy", policy_arg.as_str()];
+    args.extend_from_slice(extra);
+    Secured {
+        stack: Stack::new(&args).await,
+        policy,
+        _policy_dir: policy_dir,
+        alice,
+        bob,
+    }
+}
+
+/// The one policy refusal of a rejected request: (field, message).
+fn refusal(update: &StatusUpdate) -> (&str, &str) {
+    assert_eq!(update.status.phase, RequestPhase::Rejected);
+    assert_eq!(update.status.errors.len(), 1, "{:?}", update.status.errors);
+    let error = &update.status.errors[0];
+    (error.field.as_str(), error.message.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_requests_signed_by_their_allowed_engineer_run() {
+    let Secured {
+        _policy_dir: _keep,
+        mut stack,
+        alice,
+        bob,
+        ..
+    } = secured(&[]).await;
+    let mallory = ssh_key("mallory");
+    let health = stack.start();
+    stack.wait_cursor(&stack.remote.head()).await;
+
+    let path = |id: &str| format!("requests/pending/{id}.yaml");
+    let signed = stack.commit_signed(&[(&path("r-signed"), VALID)], Some(&alice));
+    let unsigned = stack.commit_signed(&[(&path("r-unsigned"), VALID)], None);
+    let unknown = stack.commit_signed(&[(&path("r-unknown"), VALID)], Some(&mallory));
+    let other = stack.commit_signed(&[(&path("r-other"), VALID)], Some(&bob));
+    stack.commit_signed(
+        &[(
+            &path("r-cluster"),
+            &VALID.replace("prod-cluster-1", "other-hub"),
+        )],
+        Some(&alice),
+    );
+    stack.commit_signed(
+        &[(
+            &path("r-nobody"),
+            &VALID.replace("engineer: alice", "engineer: nobody"),
+        )],
+        Some(&alice),
+    );
+    stack.clone.push();
+    let head = stack.clone.head();
+
+    let accepted = stack.wait_accepted("r-signed").await;
+    assert_eq!(accepted.commit, signed);
+
+    let update = stack.wait_status("r-unsigned").await;
+    let (field, message) = refusal(&update);
+    assert_eq!(field, "metadata.engineer");
+    assert!(message.starts_with("unsigned: "), "{message}");
+    assert!(message.contains(&unsigned), "{message}");
+    let error = update.status.error.as_deref().unwrap_or_default();
+    assert!(error.contains("without a signature"), "{error}");
+
+    let update = stack.wait_status("r-unknown").await;
+    let (field, message) = refusal(&update);
+    assert_eq!(field, "metadata.engineer");
+    assert!(message.starts_with("unknown_key: "), "{message}");
+    assert!(message.contains(&unknown), "{message}");
+
+    let update = stack.wait_status("r-other").await;
+    let (field, message) = refusal(&update);
+    assert_eq!(field, "metadata.engineer");
+    assert!(message.starts_with("other_engineer: "), "{message}");
+    assert!(
+        message.contains(&other) && message.contains("bob"),
+        "{message}"
+    );
+
+    let update = stack.wait_status("r-cluster").await;
+    let (field, message) = refusal(&update);
+    assert_eq!(field, "spec.targetCluster.name");
+    assert!(message.starts_with("cluster_not_allowed: "), "{message}");
+    assert!(message.contains("other-hub"), "{message}");
+
+    let update = stack.wait_status("r-nobody").await;
+    let (field, message) = refusal(&update);
+    assert_eq!(field, "metadata.engineer");
+    assert!(message.starts_with("unknown_engineer: "), "{message}");
+    assert_eq!(update.status.engineer.as_deref(), Some("nobody"));
+
+    stack.wait_cursor(&head).await;
+    assert_eq!(
+        stack.subjects(Stream::Requests).await,
+        [Subject::Request(id("r-signed"))]
+    );
+    assert_eq!(health.metrics.get("requests_accepted"), 1);
+    assert_eq!(health.metrics.get("requests_rejected"), 5);
+    let metrics = health.metrics.render();
+    assert!(
+        metrics.contains(r#"warroom_gateway_policy_refusals_total{code="unsigned"} 1"#),
+        "{metrics}"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_request_edited_after_acceptance_never_runs_the_edit() {
+    let Secured {
+        _policy_dir: _keep,
+        mut stack,
+        alice,
+        ..
+    } = secured(&[]).await;
+    let health = stack.start();
+    let file = "requests/pending/r-edit.yaml";
+    stack.commit_signed(&[(file, VALID)], Some(&alice));
+    stack.clone.push();
+    let accepted = stack.wait_accepted("r-edit").await;
+    assert_eq!(
+        accepted.request.spec.investigation.prompt,
+        "Check etcd health."
+    );
+    stack.wait_cursor(&stack.clone.head()).await;
+
+    // Someone edits the accepted request in an unsigned commit.
+    let edited = VALID.replace("Check etcd health.", "Print every secret.");
+    stack.commit_signed(&[(file, &edited)], None);
+    stack.clone.push();
+    stack.wait_cursor(&stack.clone.head()).await;
+    assert_eq!(health.metrics.get("requests_changed_after_acceptance"), 1);
+
+    // A signed edit does not run either: an accepted request is never run again.
+    let edited_again = VALID.replace("Check etcd health.", "Check etcd again.");
+    stack.commit_signed(&[(file, &edited_again)], Some(&alice));
+    stack.clone.push();
+    stack.wait_cursor(&stack.clone.head()).await;
+    assert_eq!(health.metrics.get("requests_changed_after_acceptance"), 2);
+
+    // Deleted, then a new file with the same id: the id is not run again.
+    stack.clone.remove(file);
+    stack.clone.commit_all("remove r-edit");
+    stack.clone.push();
+    stack.wait_cursor(&stack.clone.head()).await;
+    stack.commit_signed(&[(file, &edited_again)], Some(&alice));
+    stack.clone.push();
+    stack.wait_cursor(&stack.clone.head()).await;
+    assert_eq!(health.metrics.get("request_ids_reused"), 1);
+
+    // After a restart (the records live in NATS) a full rescan neither runs the edit.
+    stack.stop().await;
+    let js = stack.nats.jetstream().await;
+    let kv = js.get_key_value(names::GATEWAY_BUCKET).await.unwrap();
+    kv.delete("cursor-main").await.unwrap();
+    let health = stack.start();
+    stack.wait_cursor(&stack.clone.head()).await;
+    assert_eq!(health.metrics.get("requests_changed_after_acceptance"), 1);
+
+    let messages = stack.messages(Stream::Requests).await;
+    assert_eq!(messages.len(), 1);
+    let only: AcceptedRequest = serde_json::from_slice(&messages[0].1).unwrap();
+    assert_eq!(only.request.spec.investigation.prompt, "Check etcd health.");
+    // The accepted request's status belongs to the dispatcher: nothing was said over it.
+    assert_eq!(stack.message_count(Stream::Events).await, 0);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_request_corrected_in_place_is_judged_again() {
+    let mut stack = Stack::new(&[]).await;
+    let health = stack.start();
+    let file = "requests/pending/r-fix.yaml";
+    stack.push(&[(file, &invalid())]);
+    let update = stack.wait_status("r-fix").await;
+    assert_eq!(update.status.phase, RequestPhase::Rejected);
+    stack.wait_cursor(&stack.clone.head()).await;
+
+    let head = stack.push(&[(file, VALID)]);
+    stack.wait_accepted("r-fix").await;
+    stack.wait_cursor(&head).await;
+    assert_eq!(health.metrics.get("requests_accepted"), 1);
+    assert_eq!(health.metrics.get("requests_changed_after_acceptance"), 0);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_policy_the_gateway_does_not_start_unless_told_to_run_unverified() {
+    let nats = NatsServer::start().await;
+    let remote = BareRemote::new();
+    let config = Config::try_parse_from([
+        "warroom-gateway",
+        "--repo",
+        &remote.file_url(),
+        "--nats-url",
+        nats.url(),
+    ])
+    .unwrap();
+    let result = tokio::time::timeout(
+        Duration::from_secs(5),
+        warroom_gateway::run(config, std::future::pending()),
+    )
+    .await
+    .expect("the refusal comes at once");
+    let error = result.expect_err("no policy, no start").to_string();
+    assert!(error.contains("--policy"), "{error}");
+    assert!(error.contains("--insecure-allow-unsigned"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_policy_stops_the_start_with_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: warroom.intility.io/v1\nkind: WarroomPolicy\nengineers:\n  - name: alice\n    keys: [nonsense]\n    clusters: [hub]\n    maxConcurentRequests: 2\n",
+    )
+    .unwrap();
+    let config = Config::try_parse_from([
+        "warroom-gateway",
+        "--repo",
+        "/srv/git/warroom.git",
+        "--policy",
+        &policy.display().to_string(),
+        // Nothing listens here: the error must come before connecting.
+        "--nats-url",
+        "nats://127.0.0.1:1",
+    ])
+    .unwrap();
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        warroom_gateway::run(config, std::future::pending()),
+    )
+    .await
+    .expect("the policy is checked before connecting");
+    let error = result
+        .expect_err("an invalid policy stops the start")
+        .to_string();
+    assert!(error.contains("engineers[0].keys[0]"), "{error}");
+    assert!(
+        error.contains("engineers[0].maxConcurentRequests"),
+        "{error}"
+    );
+    assert!(error.contains("policy.yaml"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_policy_at_reload_keeps_the_old_one() {
+    let Secured {
+        _policy_dir: _keep,
+        mut stack,
+        policy,
+        alice,
+        bob,
+        ..
+    } = secured(&[]).await;
+    let health = stack.start();
+    stack.wait_cursor(&stack.remote.head()).await;
+
+    std::fs::write(&policy, "kind: WarroomPolicy\nengineers: nonsense\n").unwrap();
+    let h = health.clone();
+    wait_until("the invalid policy is refused", DEFAULT_TIMEOUT, || {
+        let h = h.clone();
+        async move { h.metrics.get("policy_reloads_refused") == 1 }
+    })
+    .await;
+    // Alice's signed request runs under the old policy.
+    stack.commit_signed(&[("requests/pending/r-old.yaml", VALID)], Some(&alice));
+    stack.clone.push();
+    stack.wait_accepted("r-old").await;
+    stack.wait_cursor(&stack.clone.head()).await;
+    assert_eq!(
+        health.metrics.get("policy_reloads_refused"),
+        1,
+        "reported once"
+    );
+
+    // A valid new version is used: alice may no longer target prod-cluster-*.
+    std::fs::write(&policy, policy_text(&alice.public, &bob.public, "staging")).unwrap();
+    let h = health.clone();
+    wait_until("the new policy is loaded", DEFAULT_TIMEOUT, || {
+        let h = h.clone();
+        async move { h.metrics.get("policy_reloads") == 1 }
+    })
+    .await;
+    stack.commit_signed(&[("requests/pending/r-new.yaml", VALID)], Some(&alice));
+    stack.clone.push();
+    let update = stack.wait_status("r-new").await;
+    let (_, message) = refusal(&update);
+    assert!(message.starts_with("cluster_not_allowed: "), "{message}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_clusters_narrow_the_policy_further() {
+    let Secured {
+        _policy_dir: _keep,
+        mut stack,
+        alice,
+        ..
+    } = secured(&["--allowed-clusters", "prod-cluster-2"]).await;
+    stack.start();
+    stack.commit_signed(&[("requests/pending/r-narrow.yaml", VALID)], Some(&alice));
+    stack.clone.push();
+    let update = stack.wait_status("r-narrow").await;
+    assert!(
+        has_error(&update.status.errors, "spec.targetCluster.name"),
+        "{:?}",
+        update.status.errors
+    );
+    stack.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The webhook.
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `sha256=<hex>` of `body` with `secret`, as GitHub signs deliveries.
+fn github_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// POSTs `body` to `/webhook` over a plain HTTP/1.1 connection; returns the status code.
+async fn post_webhook(port: u16, headers: &[(&str, &str)], body: Vec<u8>) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("the webhook listens");
+    let (mut read, mut write) = stream.into_split();
+    let mut head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    // The body is written while the answer is read: a server refusing a large body may
+    // answer before reading it all.
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(head.as_bytes()).await;
+        let _ = write.write_all(&body).await;
+        let _ = write.flush().await;
+        write
+    });
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 1024];
+    loop {
+        match read.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&buffer[..n]),
+        }
+        if response.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    drop(writer);
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_webhook_wakes_the_gateway_and_nothing_else_does() {
+    const SECRET: &str = "shared webhook secret";
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut stack = Stack::new(&[
+        "--poll-interval",
+        "30s",
+        "--webhook-addr",
+        &addr,
+        "--webhook-secret",
+        SECRET,
+    ])
+    .await;
+    let health = stack.start();
+    // The first poll happens at start; the next regular one is 30 s later.
+    stack.wait_cursor(&stack.remote.head()).await;
+    let started = std::time::Instant::now();
+    assert_eq!(health.metrics.get("polls"), 1);
+
+    let head = stack.push(&[("requests/pending/r-hook.yaml", VALID)]);
+    let body = br#"{"ref":"refs/heads/main"}"#.to_vec();
+    let signature = github_signature(SECRET, &body);
+
+    // A bad signature is refused and wakes nothing.
+    let forged = github_signature("another secret", &body);
+    let status = post_webhook(
+        port,
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "d-forged"),
+            ("X-Hub-Signature-256", &forged),
+        ],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let status = post_webhook(port, &[("X-GitHub-Event", "push")], body.clone()).await;
+    assert_eq!(status, 401, "an unsigned delivery");
+    assert_eq!(health.metrics.get("webhook_rejected"), 2);
+
+    // Too large a body is refused before its signature is looked at.
+    let huge = vec![b' '; warroom_gateway::webhook::MAX_BODY_BYTES + 1];
+    let huge_signature = github_signature(SECRET, &huge);
+    let status = post_webhook(
+        port,
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "d-huge"),
+            ("X-Hub-Signature-256", &huge_signature),
+        ],
+        huge,
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_eq!(health.metrics.get("webhook_too_large"), 1);
+    assert_eq!(health.metrics.get("webhook_wakes"), 0);
+    assert_eq!(health.metrics.get("polls"), 1, "nothing woke the poller");
+
+    // A signed push wakes it.
+    let delivery = [
+        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Delivery", "d-1"),
+        ("X-Hub-Signature-256", signature.as_str()),
+    ];
+    assert_eq!(post_webhook(port, &delivery, body.clone()).await, 202);
+    stack.wait_accepted("r-hook").await;
+    stack.wait_cursor(&head).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "published {:?} after the start: the webhook did not wake the poller",
+        started.elapsed()
+    );
+    assert_eq!(health.metrics.get("webhook_wakes"), 1);
+
+    // The same delivery again is ignored: counted, no second wake.
+    assert_eq!(post_webhook(port, &delivery, body.clone()).await, 200);
+    assert_eq!(health.metrics.get("webhook_replays"), 1);
+    assert_eq!(health.metrics.get("webhook_wakes"), 1);
     stack.stop().await;
 }
