@@ -89,6 +89,9 @@ pub struct ExtraArgs {
     pub dispatcher: Vec<String>,
     pub runner: Vec<String>,
     pub publisher: Vec<String>,
+    /// Flags for one cluster's runner only, after [`ExtraArgs::runner`] (for example its own
+    /// `--nats-nkey`), by cluster name.
+    pub runner_of: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// A running local stack. Dropping it stops the NATS server it started; call
@@ -232,11 +235,16 @@ impl Stack {
             .map(str::to_owned)
             .chain(runner_env.iter().cloned())
             .collect::<Vec<_>>();
+            let runner_extra = [
+                extra.runner.clone(),
+                extra.runner_of.get(cluster).cloned().unwrap_or_default(),
+            ]
+            .concat();
             let mut runner: warroom_runner::Config = parse(
                 "warroom-runner",
                 own.iter().map(String::as_str),
                 &common,
-                &extra.runner,
+                &runner_extra,
             )?;
             runner.common.health_addr = None;
             spawn(
