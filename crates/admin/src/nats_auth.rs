@@ -50,7 +50,10 @@ impl Generated {
             .iter()
             .map(|(component, key, new)| {
                 let what = if *new { "new seed" } else { "kept seed" };
-                format!("{:<24} {key}  ({what} {component}.nk)", component.to_string())
+                format!(
+                    "{:<24} {key}  ({what} {component}.nk)",
+                    component.to_string()
+                )
             })
             .collect();
         lines.push(format!("wrote {}", self.auth_conf.display()));
@@ -154,7 +157,9 @@ fn read_seed(path: &Path) -> Result<String> {
 }
 
 /// The `authorization` block for these users.
-pub fn authorization_config<'a>(users: impl IntoIterator<Item = (&'a Component, &'a str)>) -> String {
+pub fn authorization_config<'a>(
+    users: impl IntoIterator<Item = (&'a Component, &'a str)>,
+) -> String {
     let mut out = String::from(
         "# Written by `warroom-admin nats-auth`; regenerate rather than edit.\n\
          # Include it from nats-server.conf: `include nats-auth.conf`.\n\
@@ -213,7 +218,10 @@ mod tests {
 
     fn options(dir: &Path, clusters: &[&str]) -> Options {
         Options {
-            clusters: clusters.iter().map(|c| ClusterName::new(*c).unwrap()).collect(),
+            clusters: clusters
+                .iter()
+                .map(|c| ClusterName::new(*c).unwrap())
+                .collect(),
             out: dir.to_owned(),
             tls_hosts: Vec::new(),
             tls_server_dir: PathBuf::from("/etc/nats/tls"),

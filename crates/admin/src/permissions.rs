@@ -26,7 +26,11 @@ pub enum Component {
 impl Component {
     /// The control plane and one runner per cluster.
     pub fn all(clusters: &[ClusterName]) -> Vec<Component> {
-        let mut all = vec![Component::Gateway, Component::Dispatcher, Component::Publisher];
+        let mut all = vec![
+            Component::Gateway,
+            Component::Dispatcher,
+            Component::Publisher,
+        ];
         all.extend(clusters.iter().cloned().map(Component::Runner));
         all
     }
@@ -172,10 +176,9 @@ mod tests {
         let p = Component::Runner(cluster("hub")).permissions();
         assert!(p.publish.contains(&"warroom.results.*.hub".to_owned()));
         assert!(p.publish.contains(&"warroom.events.*.hub".to_owned()));
-        assert!(
-            p.publish
-                .contains(&"$JS.API.CONSUMER.CREATE.WARROOM_TASKS.runner-hub.warroom.tasks.hub".to_owned())
-        );
+        assert!(p.publish.contains(
+            &"$JS.API.CONSUMER.CREATE.WARROOM_TASKS.runner-hub.warroom.tasks.hub".to_owned()
+        ));
         let forbidden_prefixes = ["warroom.requests", "warroom.tasks", "warroom.status", "$KV"];
         for forbidden in forbidden_prefixes {
             assert!(

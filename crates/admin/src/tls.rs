@@ -60,12 +60,10 @@ pub fn generate(
         })?
     } else {
         let key = new_key("CA")?;
-        let cert = ca_params()
-            .self_signed(&key)
-            .map_err(|source| Error::Tls {
-                what: "CA".to_owned(),
-                source,
-            })?;
+        let cert = ca_params().self_signed(&key).map_err(|source| Error::Tls {
+            what: "CA".to_owned(),
+            source,
+        })?;
         write_file(&ca_pem, &cert.pem(), 0o644)?;
         write_private(&ca_key_pem, &key.serialize_pem())?;
         files.extend([ca_pem, ca_key_pem]);
@@ -75,7 +73,10 @@ pub fn generate(
     let issuer = Issuer::new(ca_params(), ca_key);
 
     let mut leaf = |stem: &str, sans: Vec<String>, usage: ExtendedKeyUsagePurpose| {
-        let (cert_path, key_path) = (out.join(format!("{stem}.pem")), out.join(format!("{stem}-key.pem")));
+        let (cert_path, key_path) = (
+            out.join(format!("{stem}.pem")),
+            out.join(format!("{stem}-key.pem")),
+        );
         if keep_existing && cert_path.exists() && key_path.exists() {
             return Ok(());
         }
@@ -94,7 +95,11 @@ pub fn generate(
         files.extend([cert_path, key_path]);
         Ok::<_, Error>(())
     };
-    leaf("server", hosts.to_vec(), ExtendedKeyUsagePurpose::ServerAuth)?;
+    leaf(
+        "server",
+        hosts.to_vec(),
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
     for component in components {
         leaf(
             &component.to_string(),

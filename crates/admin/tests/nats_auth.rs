@@ -46,7 +46,12 @@ impl Locked {
             std::fs::read_to_string(creds.path().join(name))
                 .unwrap_or_else(|e| panic!("reading the generated {name} failed: {e}"))
         };
-        let config = format!("{}\n{}", read("nats-auth.conf"), read("nats-tls.conf"));
+        // `debug` makes the server log each permission violation, which the tests read.
+        let config = format!(
+            "debug: true\n{}\n{}",
+            read("nats-auth.conf"),
+            read("nats-tls.conf")
+        );
         let server = NatsServer::start_with_config(&config).await;
         Locked { creds, server }
     }
@@ -214,7 +219,10 @@ async fn a_runner_only_reaches_its_own_cluster() {
 
     // prod-1's tasks: neither through prod-1's consumer, nor through a consumer of its own
     // that filters on prod-1's subject.
-    let pull = format!("$JS.API.CONSUMER.MSG.NEXT.{}.runner-prod-1", Stream::Tasks.name());
+    let pull = format!(
+        "$JS.API.CONSUMER.MSG.NEXT.{}.runner-prod-1",
+        Stream::Tasks.name()
+    );
     let pulled = tokio::time::timeout(
         DENIED_TIMEOUT,
         hub.request(pull.clone(), r#"{"batch":1,"expires":1000000000}"#.into()),
@@ -225,7 +233,9 @@ async fn a_runner_only_reaches_its_own_cluster() {
         "hub's runner pulled from prod-1's consumer: {pulled:?}"
     );
     violation(&mut errors, &pull).await;
-    let theirs = tasks.get_consumer::<consumer::pull::Config>("runner-prod-1").await;
+    let theirs = tasks
+        .get_consumer::<consumer::pull::Config>("runner-prod-1")
+        .await;
     assert!(theirs.is_err(), "hub's runner opened prod-1's consumer");
     let widened = tasks
         .create_consumer(consumer::pull::Config {
@@ -234,7 +244,10 @@ async fn a_runner_only_reaches_its_own_cluster() {
             ..Default::default()
         })
         .await;
-    assert!(widened.is_err(), "hub's runner made a consumer on prod-1's tasks");
+    assert!(
+        widened.is_err(),
+        "hub's runner made a consumer on prod-1's tasks"
+    );
     // Nor by listening in on prod-1's replies.
     let snoop = hub
         .subscribe("_INBOX.warroom-runner-prod-1.>")
@@ -256,7 +269,11 @@ async fn a_runner_only_reaches_its_own_cluster() {
         }
         violation(&mut errors, &subject.to_string()).await;
     }
-    assert_eq!(counts(&dispatcher).await, before, "a forged message was stored");
+    assert_eq!(
+        counts(&dispatcher).await,
+        before,
+        "a forged message was stored"
+    );
 
     // The request state: not readable, neither as a bucket nor by its subjects.
     assert!(
@@ -279,6 +296,14 @@ async fn a_runner_only_reaches_its_own_cluster() {
         .expect("the client sends the subscription");
     violation(&mut errors, &format!("$KV.{}.>", names::REQUESTS_BUCKET)).await;
     drop(watch);
+
+    // The server logs what it refused: the pipeline test below relies on that to show that
+    // no daemon needed anything it was not given.
+    let log = std::fs::read_to_string(locked.server.log_path()).unwrap_or_default();
+    assert!(
+        log.to_lowercase().contains("permissions violation"),
+        "the server logs no violations:\n{log}"
+    );
 }
 
 /// A runner's consumer on its cluster's tasks, as `warroom-runner` creates it.
@@ -295,7 +320,10 @@ fn pull_config(c: &str) -> consumer::pull::Config {
 async fn counts(bus: &Bus) -> Vec<u64> {
     let mut counts = Vec::new();
     for stream in [Stream::Requests, Stream::Tasks, Stream::Events] {
-        let mut handle = bus.stream(stream).await.expect("the dispatcher sees the stream");
+        let mut handle = bus
+            .stream(stream)
+            .await
+            .expect("the dispatcher sees the stream");
         let info = handle.info().await.expect("stream info");
         counts.push(info.state.messages);
     }
@@ -357,7 +385,10 @@ async fn the_pipeline_completes_a_request_with_every_component_on_its_own_creden
 
     let id = "2026-11-24-1000-locked-down";
     engineer.pull();
-    engineer.write(format!("requests/pending/{id}.yaml"), &request_yaml("prod-1"));
+    engineer.write(
+        format!("requests/pending/{id}.yaml"),
+        request_yaml("prod-1"),
+    );
     engineer.commit_all("Request on a locked-down NATS");
     engineer.push();
 
@@ -421,8 +452,11 @@ fn install_kubectl(bin: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::create_dir_all(bin).expect("create the agents' bin folder");
     let path = bin.join("kubectl");
-    std::fs::write(&path, "#!/bin/sh\necho 'kube-apiserver 0/1 CrashLoopBackOff'\n")
-        .expect("write kubectl");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\necho 'kube-apiserver 0/1 CrashLoopBackOff'\n",
+    )
+    .expect("write kubectl");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
         .expect("make kubectl executable");
 }
