@@ -95,6 +95,9 @@ pub struct ExtraArgs {
     pub dispatcher: Vec<String>,
     pub runner: Vec<String>,
     pub publisher: Vec<String>,
+    /// Flags for one cluster's runner only, after [`ExtraArgs::runner`] (for example its own
+    /// `--nats-nkey`), by cluster name.
+    pub runner_of: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// A running local stack. Dropping it stops the NATS server it started; call
@@ -384,11 +387,21 @@ impl Launch<'_> {
             .map(str::to_owned)
             .chain(model_args.iter().cloned())
             .collect::<Vec<_>>();
+            let extra = [
+                options.extra_args.runner.clone(),
+                options
+                    .extra_args
+                    .runner_of
+                    .get(cluster)
+                    .cloned()
+                    .unwrap_or_default(),
+            ]
+            .concat();
             let mut config: warroom_runner::Config = parse(
                 "warroom-runner",
                 own.iter().map(String::as_str),
                 &self.common,
-                &options.extra_args.runner,
+                &extra,
             )?;
             config.common.health_addr = None;
             let shutdown = self.cancel.clone().cancelled_owned();

@@ -139,9 +139,14 @@ pub struct Stored {
 
 impl Bus {
     /// Connects (retrying while the server is not up yet) and makes sure every stream exists.
+    ///
+    /// Replies (JetStream API answers, pulled messages) come to inboxes under
+    /// `_INBOX.<name>`, so that a locked-down server can let each component subscribe to its
+    /// own inboxes only (see `warroom-admin nats-auth`).
     pub async fn connect(connection: &Connection, name: &str) -> Result<Bus> {
         let mut options = async_nats::ConnectOptions::new()
             .name(name)
+            .custom_inbox_prefix(inbox_prefix(name))
             .retry_on_initial_connect();
         if let Some(path) = &connection.creds {
             options =
@@ -760,6 +765,22 @@ impl<T> Delivery<T> {
     pub fn is_last_delivery(&self) -> bool {
         self.raw.delivered() >= self.raw.max_deliver
     }
+}
+
+/// The inbox prefix of a client named `name`: `_INBOX.<name>`, with every character that
+/// cannot be in a subject token replaced by `_`.
+pub fn inbox_prefix(name: &str) -> String {
+    let token: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("_INBOX.{token}")
 }
 
 /// The streams, as every daemon creates them.

@@ -1,0 +1,7 @@
+//! `warroom-admin`: operator commands (see the library).
+
+use clap::Parser as _;
+
+fn main() -> anyhow::Result<()> {
+    warroom_admin::run(warroom_admin::Cli::parse())
+}
