@@ -186,8 +186,7 @@ impl Pipeline {
                 }
             })
             .collect();
-        std::fs::write(self.kubectl_answers.join(name), output)
-            .expect("write a kubectl answer");
+        std::fs::write(self.kubectl_answers.join(name), output).expect("write a kubectl answer");
     }
 
     /// Every call the agents made to `kubectl`/`oc`, one line of arguments each.

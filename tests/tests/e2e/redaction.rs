@@ -27,12 +27,30 @@ impl Planted {
     fn new() -> Planted {
         Planted {
             db_password: ["Pg", "-pr0d-", "Hunter", "77x"].concat(),
-            openshift_token: ["sha256", "~", "Q7pLm2XvR9", "tYk4Wz8Nd3Hs6", "Jf1Bc5Ga0Ue7Ri2", "Lo9Mx4Pq"]
-                .concat(),
+            openshift_token: [
+                "sha256",
+                "~",
+                "Q7pLm2XvR9",
+                "tYk4Wz8Nd3Hs6",
+                "Jf1Bc5Ga0Ue7Ri2",
+                "Lo9Mx4Pq",
+            ]
+            .concat(),
             api_key: ["ak", "9F2kL", "x7Qp3Vz8", "Mw4Rt6Ys1"].concat(),
-            azure_key: ["Zm9vYmFy", "QmF6cXV4", "N2s5TTNw", "cTBsV1h6", "UkU4dEdq", "YjFrTW5w",
-                "WTJmSDZs", "Vm9LcjRh", "TXc3QnE1", "ZEc4WXNO", "MHpYY2Q=="]
-                .concat(),
+            azure_key: [
+                "Zm9vYmFy",
+                "QmF6cXV4",
+                "N2s5TTNw",
+                "cTBsV1h6",
+                "UkU4dEdq",
+                "YjFrTW5w",
+                "WTJmSDZs",
+                "Vm9LcjRh",
+                "TXc3QnE1",
+                "ZEc4WXNO",
+                "MHpYY2Q==",
+            ]
+            .concat(),
             docker_auth: ["cm9ib3Q6", "c2VjcmV0", "LXJlZ2lz", "dHJ5LXB3"].concat(),
             stripe_key: ["sk", "_live_", "51Hx9", "Tq2Lm8Vb4", "Nc7Zr3Wd6Kp"].concat(),
             session: ["s3ss", "ion-", "f0e1d2c3", "b4a59687"].concat(),
