@@ -140,7 +140,15 @@ pub struct AuditEvent {
     pub at: Timestamp,
     #[serde(flatten)]
     pub kind: AuditKind,
+    /// What redaction removed from this event before it was published, by kind: counts,
+    /// never the values. The runner fills it; the publisher adds what its own pass removed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub redacted: Redacted,
 }
+
+/// Values removed by redaction, by kind (`{"jwt": 1, "password": 2}`): never the values.
+/// A plain map, so that the contract does not depend on the redactor.
+pub type Redacted = BTreeMap<String, u64>;
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,6 +183,10 @@ pub enum AuditKind {
         outcome: Outcome,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// What redaction removed from the result the runner sent with this ending (the
+        /// final text, the error and the refused calls' inputs), by kind.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        report_redacted: Redacted,
     },
 }
 
@@ -342,5 +354,51 @@ impl Inbound for PublisherInput {
             ));
         }
         Ok(input)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event_json(extra: &str) -> String {
+        format!(
+            r#"{{"id":"r1/hub/1/3","request_id":"r1","cluster":"hub","results_dir":"results/r1",
+                "at":"2026-11-24T10:00:00Z","event":"finished","outcome":"completed"{extra}}}"#
+        )
+    }
+
+    #[test]
+    fn audit_events_without_redaction_counts_still_decode() {
+        let event: AuditEvent = serde_json::from_str(&event_json("")).unwrap();
+        assert!(event.redacted.is_empty());
+        let AuditKind::Finished {
+            report_redacted, ..
+        } = &event.kind
+        else {
+            panic!("not a finished event: {event:?}");
+        };
+        assert!(report_redacted.is_empty());
+        let written = serde_json::to_string(&event).unwrap();
+        assert!(!written.contains("redacted"), "{written}");
+    }
+
+    #[test]
+    fn redaction_counts_round_trip_beside_the_flattened_kind() {
+        let event: AuditEvent = serde_json::from_str(&event_json(
+            r#","redacted":{"jwt":1},"report_redacted":{"password":2}"#,
+        ))
+        .unwrap();
+        assert_eq!(event.redacted, Redacted::from([("jwt".to_owned(), 1)]));
+        let AuditKind::Finished {
+            report_redacted, ..
+        } = &event.kind
+        else {
+            panic!("not a finished event: {event:?}");
+        };
+        assert_eq!(report_redacted["password"], 2);
+        let again: AuditEvent =
+            serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
+        assert_eq!(again, event);
     }
 }

@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 
 use time::format_description::well_known::Rfc3339;
+use warroom_proto::wire::Redacted;
 use warroom_proto::{ClusterReport, ClusterStatus, RequestPhase, RequestStatus, RequestSummary};
 
 use crate::redact;
@@ -110,10 +111,14 @@ fn push_note(out: &mut String, note: Option<&str>) {
 }
 
 /// `<results_dir>/<cluster>.md`: one cluster's report.
+///
+/// `removed` is what redaction took out of the cluster's audit lines and of the result its
+/// runner sent, by kind; what the second pass here still finds in the report is added.
 pub(crate) fn cluster_report(
     status: &RequestStatus,
     cluster: &str,
     report: &ClusterReport,
+    removed: &Redacted,
     note: Option<&str>,
 ) -> String {
     let line = status.clusters.get(cluster);
@@ -148,6 +153,31 @@ pub(crate) fn cluster_report(
         .map_or(0, |l| l.permission_denials as usize)
         .max(report.permission_denials.len());
     let _ = writeln!(out, "| Refused tool calls | {refused} |");
+    let final_text = redact::text(report.final_text.trim_end());
+    let mut removed = removed.clone();
+    let mut second_pass = final_text.removed.clone();
+    for denial in &report.permission_denials {
+        second_pass.merge(&redact::json(&mut denial.input.clone()));
+    }
+    for (kind, n) in second_pass.iter() {
+        *removed.entry(kind.to_owned()).or_default() += n;
+    }
+    let total: u64 = removed.values().sum();
+    let _ = writeln!(out, "| Redacted values | {total} |");
+    if total > 0 {
+        let kinds: Vec<String> = removed
+            .iter()
+            .map(|(kind, n)| format!("{n} {}", code(kind)))
+            .collect();
+        let _ = write!(
+            out,
+            "\n{total} value{} {} removed by redaction ({}); `audit.jsonl` counts them per \
+             event.\n",
+            if total == 1 { "" } else { "s" },
+            if total == 1 { "was" } else { "were" },
+            kinds.join(", ")
+        );
+    }
     if let Some(error) = line.and_then(|l| l.error.as_deref()) {
         let _ = write!(out, "\n{}\n", quote(&format!("**Error:** {error}")));
     }
@@ -166,7 +196,7 @@ pub(crate) fn cluster_report(
     // The agent read text anyone in the cluster can write (logs, events, annotations): its
     // Markdown is made inert (no remote images, no raw HTML) so that reading the report on
     // GitHub never contacts another host.
-    let text = redact::markdown::neutralize(&redact::text(report.final_text.trim_end()));
+    let text = redact::markdown::neutralize(&final_text);
     if text.trim().is_empty() {
         out.push_str("_The agent wrote no final text._\n");
     } else {
@@ -363,7 +393,7 @@ mod tests {
                 .to_owned(),
             permission_denials: Vec::new(),
         };
-        let md = cluster_report(&s, "hub", &report, None);
+        let md = cluster_report(&s, "hub", &report, &Redacted::new(), None);
         assert!(!md.contains("![pixel]("), "{md}");
         assert!(!md.contains("<img"), "{md}");
         assert!(
@@ -389,8 +419,15 @@ mod tests {
                 input: serde_json::json!({"command": "kubectl delete pod x"}),
             }],
         };
-        let md = cluster_report(&s, "hub", &report, None);
+        // The runner removed three values already; the second pass finds the fourth.
+        let removed = Redacted::from([("jwt".to_owned(), 1), ("password".to_owned(), 2)]);
+        let md = cluster_report(&s, "hub", &report, &removed, None);
         assert!(md.starts_with("# Request `r1` on cluster `hub`"), "{md}");
+        assert!(md.contains("| Redacted values | 4 |"), "{md}");
+        assert!(
+            md.contains("4 values were removed by redaction (1 `jwt`, 3 `password`)"),
+            "{md}"
+        );
         for expected in [
             "**completed**",
             "1m 30s",
@@ -413,7 +450,7 @@ mod tests {
             final_text: "All good.".to_owned(),
             permission_denials: Vec::new(),
         };
-        let cluster = cluster_report(&s, "hub", &report, Some(note));
+        let cluster = cluster_report(&s, "hub", &report, &Redacted::new(), Some(note));
         let aggregated = readme(&s, None, &BTreeMap::new(), Some(note));
         for md in [&cluster, &aggregated] {
             let (title, rest) = md.split_once("\n\n").expect("a title line");
@@ -421,7 +458,7 @@ mod tests {
             assert!(rest.starts_with("> Staging.\n> token=[REDACTED"), "{md}");
             assert!(!md.contains("hunter2"), "{md}");
         }
-        assert!(!cluster_report(&s, "hub", &report, None).contains("Staging"));
+        assert!(!cluster_report(&s, "hub", &report, &Redacted::new(), None).contains("Staging"));
     }
 
     #[test]

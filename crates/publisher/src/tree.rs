@@ -17,6 +17,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use tracing::warn;
+use warroom_proto::wire::Redacted;
 use warroom_proto::{AuditEvent, PublisherInput, RequestPhase, StatusUpdate};
 
 use crate::redact;
@@ -127,9 +128,12 @@ impl Summary {
     }
 }
 
-/// The ids already in one `audit.jsonl`.
+/// The ids already in one `audit.jsonl`, and the redaction counts of its lines.
 struct AuditFile {
     ids: HashSet<String>,
+    /// Per cluster, what redaction removed from its events and from its reports (the
+    /// runner's counts and the publisher's own second pass), by kind.
+    redacted: HashMap<String, Redacted>,
     /// The file exists, is not empty, and does not end with a line break.
     needs_newline: bool,
 }
@@ -207,11 +211,20 @@ impl<'a> Tree<'a> {
             .map_err(|e| Problem::Refused(format!("the status cannot be encoded: {e}")))?;
         json.push('\n');
         write_file(&status_path, json.as_bytes())?;
+        // What redaction removed for a cluster is in its audit lines, which the stream
+        // delivers before the status that carries the cluster's report.
+        let audit_path = folder.join(AUDIT_FILE);
         for (cluster, report) in &update.reports {
             let path = folder.join(render::report_file(cluster));
+            let removed = self
+                .audit_file(&audit_path)?
+                .redacted
+                .get(cluster.as_str())
+                .cloned()
+                .unwrap_or_default();
             write_file(
                 &path,
-                render::cluster_report(&status, cluster, report, self.note).as_bytes(),
+                render::cluster_report(&status, cluster, report, &removed, self.note).as_bytes(),
             )?;
         }
         let readme = render::readme(&status, update.request.as_ref(), &update.reports, self.note);
@@ -226,20 +239,27 @@ impl<'a> Tree<'a> {
         let path = folder.join(AUDIT_FILE);
         let mut value = serde_json::to_value(event)
             .map_err(|e| Problem::Refused(format!("the event cannot be encoded: {e}")))?;
-        redact::json(&mut value);
+        // The runner redacted the event already; this pass is the last gate, and what it
+        // still finds is added to the counts the line carries.
+        let removed = redact::json(&mut value);
+        let mut redacted = event.redacted.clone();
+        for (kind, n) in removed.iter() {
+            *redacted.entry(kind.to_owned()).or_default() += n;
+        }
+        if let Some(fields) = value.as_object_mut() {
+            if redacted.is_empty() {
+                fields.remove("redacted");
+            } else {
+                fields.insert("redacted".to_owned(), serde_json::json!(redacted));
+            }
+        }
         // The id as it is written, so that the comparison with the file is like for like.
         let id = value
             .get("id")
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        if !self.audit.contains_key(&path) {
-            let file = load_audit(&path)?;
-            self.audit.insert(path.clone(), file);
-        }
-        let Some(file) = self.audit.get_mut(&path) else {
-            return Err(Problem::Refused("the audit file vanished".to_owned()));
-        };
+        let file = self.audit_file(&path)?;
         if file.ids.contains(&id) {
             return Ok(Applied::Skipped(format!(
                 "event `{id}` is already in {dir}/{AUDIT_FILE}"
@@ -259,8 +279,20 @@ impl<'a> Tree<'a> {
         handle.write_all(line.as_bytes()).map_err(io(&path))?;
         file.needs_newline = false;
         file.ids.insert(id);
+        file.count(&value);
         self.summary.entry(&event.request_id).audit_lines += 1;
         Ok(Applied::Written)
+    }
+
+    /// The state of the `audit.jsonl` at `path`, read once per attempt.
+    fn audit_file(&mut self, path: &Path) -> Result<&mut AuditFile, Problem> {
+        if !self.audit.contains_key(path) {
+            let file = load_audit(path)?;
+            self.audit.insert(path.to_path_buf(), file);
+        }
+        self.audit
+            .get_mut(path)
+            .ok_or_else(|| Problem::Refused("the audit file vanished".to_owned()))
     }
 
     /// The folder `dir` (relative to the root), created as needed; refused when a part of it
@@ -324,19 +356,49 @@ fn check_writable(path: &Path) -> Result<(), Problem> {
     }
 }
 
+impl AuditFile {
+    /// Adds the redaction counts of one written line (`redacted`, and `report_redacted` of a
+    /// `finished` event) to its cluster's. Lines are read as JSON rather than as
+    /// [`AuditEvent`]s, so a line an older version wrote still counts what it has.
+    fn count(&mut self, line: &serde_json::Value) {
+        let Some(cluster) = line.get("cluster").and_then(serde_json::Value::as_str) else {
+            return;
+        };
+        for field in ["redacted", "report_redacted"] {
+            let Some(counts) = line.get(field).and_then(serde_json::Value::as_object) else {
+                continue;
+            };
+            for (kind, n) in counts {
+                if let Some(n) = n.as_u64() {
+                    *self
+                        .redacted
+                        .entry(cluster.to_owned())
+                        .or_default()
+                        .entry(kind.clone())
+                        .or_default() += n;
+                }
+            }
+        }
+    }
+}
+
 fn load_audit(path: &Path) -> Result<AuditFile, Problem> {
     let bytes = read_file(path)?.unwrap_or_default();
-    let ids = String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter_map(|line| {
-            let value: serde_json::Value = serde_json::from_str(line).ok()?;
-            value.get("id")?.as_str().map(str::to_owned)
-        })
-        .collect();
-    Ok(AuditFile {
-        ids,
+    let mut file = AuditFile {
+        ids: HashSet::new(),
+        redacted: HashMap::new(),
         needs_newline: !bytes.is_empty() && !bytes.ends_with(b"\n"),
-    })
+    };
+    for line in String::from_utf8_lossy(&bytes).lines() {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if let Some(id) = value.get("id").and_then(serde_json::Value::as_str) {
+            file.ids.insert(id.to_owned());
+        }
+        file.count(&value);
+    }
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -394,6 +456,7 @@ mod tests {
                 is_error: false,
                 output: "token=abc123".to_owned(),
             },
+            redacted: Redacted::new(),
         }
     }
 
@@ -483,6 +546,43 @@ mod tests {
         // carries its folder, so no map of folders is needed after a restart.
         let mut tree = Tree::new(root.path());
         assert!(matches!(tree.apply(&e).unwrap(), Applied::Skipped(_)));
+    }
+
+    #[test]
+    fn redaction_counts_are_kept_per_line_and_summed_into_the_cluster_report() {
+        let root = tempfile::tempdir().unwrap();
+        let mut tree = Tree::new(root.path());
+        // The runner removed a JWT; the publisher's pass still finds the token.
+        let mut first = event("e1", "r1");
+        first.redacted = Redacted::from([("jwt".to_owned(), 1)]);
+        let mut finished = event("e2", "r1");
+        finished.kind = AuditKind::Finished {
+            outcome: warroom_proto::Outcome::Completed,
+            error: None,
+            report_redacted: Redacted::from([("password".to_owned(), 2)]),
+        };
+        for e in [first, finished] {
+            assert_eq!(
+                tree.apply(&Item::Event(Box::new(e))).unwrap(),
+                Applied::Written
+            );
+        }
+        let folder = root.path().join("results/custom/r1");
+        let audit = std::fs::read_to_string(folder.join("audit.jsonl")).unwrap();
+        let line: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+        assert_eq!(line["redacted"], serde_json::json!({"jwt": 1, "token": 1}));
+
+        // A fresh attempt reads the counts back from the file.
+        let mut tree = Tree::new(root.path());
+        tree.apply(&item(update(
+            "r1",
+            "results/custom/r1",
+            1,
+            RequestPhase::Completed,
+        )))
+        .unwrap();
+        let report = std::fs::read_to_string(folder.join("hub.md")).unwrap();
+        assert!(report.contains("| Redacted values | 4 |"), "{report}");
     }
 
     #[cfg(unix)]

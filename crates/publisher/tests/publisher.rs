@@ -311,6 +311,7 @@ fn event(request: &str, cluster: &str, seq: u32, kind: AuditKind) -> AuditEvent 
         results_dir: dir(&format!("results/{request}")),
         at: warroom_proto::now(),
         kind,
+        redacted: BTreeMap::new(),
     }
 }
 
@@ -381,6 +382,7 @@ async fn a_completed_request_lands_in_git_with_reports_and_audit() {
             AuditKind::Finished {
                 outcome: Outcome::Completed,
                 error: None,
+                report_redacted: BTreeMap::new(),
             },
         ),
     ];

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument as _, error, info, info_span, warn};
+use warroom_proto::wire::Redacted;
 use warroom_proto::{
-    AuditEvent, AuditKind, ClusterName, Outcome, RequestId, ResultsDir, RunnerReport, Subject,
-    Task, TaskResult,
+    AuditEvent, AuditKind, ClusterName, Denial, Outcome, RequestId, ResultsDir, RunnerReport,
+    Subject, Task, TaskResult,
 };
+use warroom_redact as redact;
 use warroom_runtime::bus::Progress;
 use warroom_runtime::{Bus, BusError, Delivery, Health};
 
@@ -214,7 +216,7 @@ impl Runner {
             self.max_turns,
             &run.stderr,
         );
-        let mut denials: Vec<_> = run
+        let mut denials: Vec<Denial> = run
             .result
             .as_ref()
             .map(|r| r.permission_denials.iter().map(|d| d.to_wire()).collect())
@@ -243,12 +245,6 @@ impl Runner {
                 })
                 .await?;
         }
-        events
-            .publish(AuditKind::Finished {
-                outcome,
-                error: error.clone(),
-            })
-            .await?;
 
         let final_text = match outcome {
             Outcome::Completed => run
@@ -262,6 +258,17 @@ impl Runner {
             _ => run.last_text.clone(),
         }
         .unwrap_or_default();
+        // The result goes to the dispatcher and from there into status snapshots: it is
+        // redacted here, and what was removed is recorded with the `finished` event.
+        let (final_text, error, denials, report_redacted) =
+            redact_result(final_text, error, denials);
+        events
+            .publish(AuditKind::Finished {
+                outcome,
+                error: error.clone(),
+                report_redacted: report_redacted.clone(),
+            })
+            .await?;
         let result = TaskResult {
             request_id: request.clone(),
             cluster: cluster.clone(),
@@ -430,7 +437,9 @@ impl<'a> Events<'a> {
         }
     }
 
-    async fn publish(&mut self, kind: AuditKind) -> Result<(), BusError> {
+    /// Redacts `kind` and publishes it, with the counts of what was removed.
+    async fn publish(&mut self, mut kind: AuditKind) -> Result<(), BusError> {
+        let redacted = redact_event(&mut kind);
         let id = format!(
             "{}/{}/{}/{}",
             self.request, self.cluster, self.attempt, self.seq
@@ -443,9 +452,76 @@ impl<'a> Events<'a> {
             results_dir: self.results_dir.clone(),
             at: warroom_proto::now(),
             kind,
+            redacted,
         };
         publish(self.bus, &self.subject, &id, &event).await
     }
+}
+
+/// Redacts every string of an audit event in place and returns what was removed. Tool
+/// output is already cut to [`stream::MAX_TOOL_OUTPUT`], so a large output costs one
+/// bounded scan; text with nothing to remove is not copied.
+fn redact_event(kind: &mut AuditKind) -> Redacted {
+    let mut removed = redact::Counts::new();
+    match kind {
+        AuditKind::Started {
+            runner,
+            allowed,
+            denied,
+        } => {
+            for text in std::iter::once(runner).chain(allowed).chain(denied) {
+                redact_text(text, &mut removed);
+            }
+        }
+        AuditKind::ToolCall { input, .. } | AuditKind::ToolRefused { input, .. } => {
+            removed.merge(&redact::json(input));
+        }
+        AuditKind::ToolResult { output, .. } => redact_text(output, &mut removed),
+        AuditKind::Finished { error, .. } => {
+            if let Some(error) = error {
+                redact_text(error, &mut removed);
+            }
+        }
+    }
+    to_wire(&removed)
+}
+
+/// The task's result as it may leave the runner: the final text, the error (which may quote
+/// the CLI's stderr) and the refused calls' inputs redacted, with what was removed.
+fn redact_result(
+    final_text: String,
+    error: Option<String>,
+    mut denials: Vec<Denial>,
+) -> (String, Option<String>, Vec<Denial>, Redacted) {
+    let mut removed = redact::Counts::new();
+    let mut final_text = final_text;
+    redact_text(&mut final_text, &mut removed);
+    let error = error.map(|mut error| {
+        redact_text(&mut error, &mut removed);
+        error
+    });
+    for denial in &mut denials {
+        removed.merge(&redact::json(&mut denial.input));
+    }
+    (final_text, error, denials, to_wire(&removed))
+}
+
+/// Replaces `text` by its redaction when something was removed.
+fn redact_text(text: &mut String, removed: &mut redact::Counts) {
+    let redaction = redact::text(text);
+    if redaction.removed.is_empty() {
+        return;
+    }
+    removed.merge(&redaction.removed);
+    let redacted = redaction.into_string();
+    *text = redacted;
+}
+
+fn to_wire(counts: &redact::Counts) -> Redacted {
+    counts
+        .iter()
+        .map(|(kind, n)| (kind.to_owned(), n))
+        .collect()
 }
 
 /// Publishes with a few retries: a short NATS hiccup must not cost a whole investigation.
@@ -505,5 +581,70 @@ impl TaskDirs {
         if let Err(e) = self.root.close() {
             warn!(cause = %e, path = %path.display(), "cannot remove the task's workspace");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_is_redacted_with_its_counts() {
+        let password = ["hunter", "2-", "secret"].concat();
+        let mut output = AuditKind::ToolResult {
+            tool_use_id: "t1".to_owned(),
+            is_error: false,
+            output: format!("env:\n- name: DB_PASSWORD\n  value: {password}\n"),
+        };
+        let removed = redact_event(&mut output);
+        let AuditKind::ToolResult { output, .. } = &output else {
+            unreachable!()
+        };
+        assert!(!output.contains(&password), "{output}");
+        assert!(output.contains("DB_PASSWORD"), "{output}");
+        assert_eq!(removed.values().sum::<u64>(), 1, "{removed:?}");
+
+        let mut call = AuditKind::ToolCall {
+            tool_use_id: "t2".to_owned(),
+            tool: "Bash".to_owned(),
+            input: serde_json::json!({"command": format!("curl -H 'X-Api-Key: {password}' x")}),
+        };
+        let removed = redact_event(&mut call);
+        assert!(!serde_json::to_string(&call).unwrap().contains(&password));
+        assert_eq!(removed.get("api_key"), Some(&1), "{removed:?}");
+
+        let mut clean = AuditKind::ToolResult {
+            tool_use_id: "t3".to_owned(),
+            is_error: false,
+            output: "NAME READY\nx 1/1".to_owned(),
+        };
+        assert!(redact_event(&mut clean).is_empty());
+    }
+
+    #[test]
+    fn the_result_is_redacted_and_counted_before_it_leaves() {
+        let password = ["hunter", "2-", "secret"].concat();
+        let denial = Denial {
+            tool: "Bash".to_owned(),
+            tool_use_id: "t1".to_owned(),
+            input: serde_json::json!({"command": format!("mysql --password={password}")}),
+        };
+        let (text, error, denials, removed) = redact_result(
+            format!("The pod's DB password is set in plain env: password={password}"),
+            Some(format!("stderr: token={password}")),
+            vec![denial],
+        );
+        assert!(
+            text.starts_with("The pod's DB password is set in plain env"),
+            "{text}"
+        );
+        for published in [
+            text,
+            error.unwrap_or_default(),
+            denials[0].input.to_string(),
+        ] {
+            assert!(!published.contains(&password), "{published}");
+        }
+        assert_eq!(removed.values().sum::<u64>(), 3, "{removed:?}");
     }
 }

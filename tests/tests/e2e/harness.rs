@@ -21,10 +21,13 @@ pub const FINAL_TIMEOUT: Duration = Duration::from_secs(90);
 pub const KUBECTL_PODS: &str = "kube-apiserver-6d9f7c8b5-x2k4q   4/5   CrashLoopBackOff   7";
 
 /// A `kubectl` (and `oc`) for the agents: appends every call's arguments to a log, one line a
-/// call, and answers `get pods` with [`KUBECTL_PODS`]. Nothing it does touches a cluster, so
-/// the log is the proof of what the agent did or did not run.
+/// call, answers a call a test gave a canned answer for ([`Pipeline::kubectl_answer`]) with
+/// it, and `get pods` with [`KUBECTL_PODS`]. Nothing it does touches a cluster, so the log is
+/// the proof of what the agent did or did not run.
 const LOGGING_KUBECTL: &str = r#"#!/bin/sh
 printf '%s\n' "$*" >> "$WARROOM_TEST_KUBECTL_LOG"
+answer=__ANSWERS__/"$(printf '%s' "$*" | tr -c 'A-Za-z0-9._-' '_')"
+if [ -f "$answer" ]; then cat "$answer"; exit 0; fi
 case "$1 $2" in
   "get pods") echo "__PODS__" ;;
   "delete "*) echo "deleted $*" ;;
@@ -38,11 +41,12 @@ pub struct Pipeline {
     /// An engineer's clone, for pushing requests.
     pub engineer: WorkClone,
     pub model: ScriptedModel,
-    /// Kept alive for the stack; stopped on drop.
-    _nats: NatsServer,
+    /// The stack's NATS server; stopped on drop.
+    pub nats: NatsServer,
     options: StackOptions,
     stack: Option<Stack>,
     kubectl_log: PathBuf,
+    kubectl_answers: PathBuf,
     _state: TempDir,
 }
 
@@ -66,7 +70,9 @@ impl Pipeline {
         let bin = state.path().join("bin");
         let kubectl_log = state.path().join("kubectl.log");
         std::fs::write(&kubectl_log, "").expect("create the kubectl log");
-        install_kubectl(&bin, &kubectl_log);
+        let kubectl_answers = state.path().join("kubectl-answers");
+        std::fs::create_dir(&kubectl_answers).expect("create the kubectl answers folder");
+        install_kubectl(&bin, &kubectl_log, &kubectl_answers);
 
         let remote = BareRemote::new();
         let engineer = remote.work_clone();
@@ -91,10 +97,11 @@ impl Pipeline {
             remote,
             engineer,
             model,
-            _nats: nats,
+            nats,
             options,
             stack: Some(stack),
             kubectl_log,
+            kubectl_answers,
             _state: state,
         }
     }
@@ -165,6 +172,21 @@ impl Pipeline {
                     .unwrap_or_else(|e| panic!("audit.jsonl line is not JSON ({e}): {line}"))
             })
             .collect()
+    }
+
+    /// Makes `kubectl`/`oc` print `output` when called with exactly `args`.
+    pub fn kubectl_answer(&self, args: &str, output: &str) {
+        let name: String = args
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        std::fs::write(self.kubectl_answers.join(name), output).expect("write a kubectl answer");
     }
 
     /// Every call the agents made to `kubectl`/`oc`, one line of arguments each.
@@ -242,13 +264,16 @@ pub fn assert_phase(status: &RequestStatus, phase: RequestPhase) {
     );
 }
 
-fn install_kubectl(bin: &Path, log: &Path) {
+fn install_kubectl(bin: &Path, log: &Path, answers: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::create_dir_all(bin).expect("create the agents' bin folder");
-    let script = LOGGING_KUBECTL.replace("__PODS__", KUBECTL_PODS).replace(
-        "\"$WARROOM_TEST_KUBECTL_LOG\"",
-        &format!("'{}'", log.display()),
-    );
+    let script = LOGGING_KUBECTL
+        .replace("__PODS__", KUBECTL_PODS)
+        .replace("__ANSWERS__", &format!("'{}'", answers.display()))
+        .replace(
+            "\"$WARROOM_TEST_KUBECTL_LOG\"",
+            &format!("'{}'", log.display()),
+        );
     for name in ["kubectl", "oc"] {
         let path = bin.join(name);
         std::fs::write(&path, &script).expect("write the logging kubectl");

@@ -4,5 +4,6 @@ mod claude_cli;
 mod harness;
 mod outcomes;
 mod pipeline;
+mod redaction;
 mod testkit;
 mod tidy;
