@@ -13,6 +13,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::proxy::PLACEHOLDER_KEY;
+use crate::reaper;
 use crate::stream::{self, Ending, Item, RunResult};
 
 /// How much of the CLI's stderr is kept for the error text.
@@ -24,44 +26,36 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 const AFTER_KILL: Duration = Duration::from_secs(5);
 
 /// What the agent's process gets from the runner's configuration. Nothing else of the
-/// runner's environment reaches it.
-#[derive(Clone, Default)]
+/// runner's environment reaches it, and it holds no credential: the model API key stays with
+/// the runner's proxy ([`crate::proxy`]), the agent gets [`PLACEHOLDER_KEY`].
+#[derive(Debug, Clone, Default)]
 pub struct AgentEnv {
     /// The `PATH` of the CLI (and so of every command it runs).
     pub path: String,
-    pub api_key: Option<String>,
-    pub base_url: Option<String>,
     pub max_retries: Option<u32>,
     pub kubeconfig: Option<PathBuf>,
     /// `KUBERNETES_SERVICE_HOST` / `_PORT` of the runner's pod, for in-cluster kubectl.
     pub kubernetes_service: Vec<(String, String)>,
-    /// Have the CLI strip credentials from the environment of the commands it runs. Without
-    /// it the CLI hands ANTHROPIC_API_KEY on to them; the CLI needs bubblewrap for it.
-    pub scrub_subprocess_env: bool,
 }
 
-impl std::fmt::Debug for AgentEnv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentEnv")
-            .field("path", &self.path)
-            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
-            .field("base_url", &self.base_url)
-            .field("max_retries", &self.max_retries)
-            .field("kubeconfig", &self.kubeconfig)
-            .field("kubernetes_service", &self.kubernetes_service)
-            .field("scrub_subprocess_env", &self.scrub_subprocess_env)
-            .finish()
-    }
+/// Where one run happens: its folders, its id and its model endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct RunSite<'a> {
+    pub home: &'a Path,
+    pub tmp: &'a Path,
+    /// The run's id, inherited by every process of the run ([`reaper::RUN_VAR`]).
+    pub run_id: &'a str,
+    /// The run's model-API proxy, `http://127.0.0.1:PORT`.
+    pub model_url: &'a str,
 }
 
 impl AgentEnv {
-    /// The complete environment of the CLI with `home` as its `HOME` and `tmp` as its
-    /// temporary folder.
-    pub fn vars(&self, home: &Path, tmp: &Path) -> Vec<(String, String)> {
-        let tmp = tmp.display().to_string();
+    /// The complete environment of the CLI of the run at `site`.
+    pub fn vars(&self, site: RunSite<'_>) -> Vec<(String, String)> {
+        let tmp = site.tmp.display().to_string();
         let mut vars = vec![
             ("PATH".to_owned(), self.path.clone()),
-            ("HOME".to_owned(), home.display().to_string()),
+            ("HOME".to_owned(), site.home.display().to_string()),
             // The CLI keeps sockets and notes in its temp folder (`/tmp/claude-<uid>`,
             // `/tmp/cc-socks` otherwise); the task's own is removed with the task.
             ("TMPDIR".to_owned(), tmp.clone()),
@@ -72,13 +66,11 @@ impl AgentEnv {
                 "1".to_owned(),
             ),
             ("DISABLE_AUTOUPDATER".to_owned(), "1".to_owned()),
+            // The proxy adds the real key; this one opens nothing.
+            ("ANTHROPIC_API_KEY".to_owned(), PLACEHOLDER_KEY.to_owned()),
+            ("ANTHROPIC_BASE_URL".to_owned(), site.model_url.to_owned()),
+            (reaper::RUN_VAR.to_owned(), site.run_id.to_owned()),
         ];
-        if let Some(key) = &self.api_key {
-            vars.push(("ANTHROPIC_API_KEY".to_owned(), key.clone()));
-        }
-        if let Some(url) = &self.base_url {
-            vars.push(("ANTHROPIC_BASE_URL".to_owned(), url.clone()));
-        }
         if let Some(retries) = self.max_retries {
             vars.push(("CLAUDE_CODE_MAX_RETRIES".to_owned(), retries.to_string()));
         }
@@ -86,12 +78,6 @@ impl AgentEnv {
             vars.push(("KUBECONFIG".to_owned(), kubeconfig.display().to_string()));
         }
         vars.extend(self.kubernetes_service.iter().cloned());
-        if self.scrub_subprocess_env {
-            vars.push((
-                "CLAUDE_CODE_SUBPROCESS_ENV_SCRUB".to_owned(),
-                "1".to_owned(),
-            ));
-        }
         vars
     }
 }
@@ -104,6 +90,8 @@ pub struct Launch {
     /// Written to the CLI's stdin: a prompt can be longer than one argument may be.
     pub prompt: String,
     pub env: Vec<(String, String)>,
+    /// The run's id (its [`reaper::RUN_VAR`]): what the sweep at its end looks for.
+    pub run_id: String,
     pub cwd: PathBuf,
     pub timeout: Duration,
     pub timeout_secs: u64,
@@ -253,6 +241,14 @@ pub async fn run(
     // Whatever the CLI left behind in its group (a backgrounded command) goes with it. While
     // anything is left the group id cannot be reused; when nothing is, this is ESRCH.
     signal_group(group, Signal::SIGKILL);
+    // The commands the CLI started run in sessions of their own, beyond the group: the sweep
+    // finds them by the run id. The CLI is named only while it was not reaped (its pid could
+    // be another process's by now).
+    let run_id = launch.run_id.clone();
+    let cli = group.filter(|_| exited.is_none()).map(Pid::as_raw);
+    if let Err(e) = tokio::task::spawn_blocking(move || reaper::sweep(&run_id, cli)).await {
+        warn!(cause = %e, "the sweep of the run's processes failed");
+    }
 
     let stderr = match stderr_task {
         Some(mut task) => match tokio::time::timeout(DRAIN_AFTER_EXIT, &mut task).await {
@@ -344,14 +340,17 @@ mod tests {
     fn environment_is_rebuilt_from_the_configuration_only() {
         let env = AgentEnv {
             path: "/opt/bin:/usr/bin".to_owned(),
-            api_key: Some("sk-secret".to_owned()),
-            base_url: Some("http://127.0.0.1:9".to_owned()),
             max_retries: Some(0),
             kubeconfig: Some(PathBuf::from("/etc/kube/config")),
             kubernetes_service: vec![("KUBERNETES_SERVICE_HOST".to_owned(), "10.0.0.1".to_owned())],
-            scrub_subprocess_env: true,
         };
-        let vars = env.vars(Path::new("/tmp/home"), Path::new("/tmp/t"));
+        let site = RunSite {
+            home: Path::new("/tmp/home"),
+            tmp: Path::new("/tmp/t"),
+            run_id: "warroom-req-1-abc",
+            model_url: "http://127.0.0.1:9",
+        };
+        let vars = env.vars(site);
         let get = |name: &str| {
             vars.iter()
                 .find(|(k, _)| k == name)
@@ -359,22 +358,22 @@ mod tests {
         };
         assert_eq!(get("PATH"), Some("/opt/bin:/usr/bin"));
         assert_eq!(get("HOME"), Some("/tmp/home"));
-        assert_eq!(get("ANTHROPIC_API_KEY"), Some("sk-secret"));
+        // The key is the proxy's; the agent gets a placeholder and the proxy's address.
+        assert_eq!(get("ANTHROPIC_API_KEY"), Some(PLACEHOLDER_KEY));
         assert_eq!(get("ANTHROPIC_BASE_URL"), Some("http://127.0.0.1:9"));
+        assert_eq!(get(reaper::RUN_VAR), Some("warroom-req-1-abc"));
         assert_eq!(get("CLAUDE_CODE_MAX_RETRIES"), Some("0"));
         assert_eq!(get("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"), Some("1"));
         assert_eq!(get("DISABLE_AUTOUPDATER"), Some("1"));
         assert_eq!(get("KUBECONFIG"), Some("/etc/kube/config"));
         assert_eq!(get("KUBERNETES_SERVICE_HOST"), Some("10.0.0.1"));
         assert_eq!(get("TMPDIR"), Some("/tmp/t"));
-        assert_eq!(get("CLAUDE_CODE_SUBPROCESS_ENV_SCRUB"), Some("1"));
         assert_eq!(vars.len(), 12);
-        assert!(!format!("{env:?}").contains("sk-secret"));
 
         let minimal = AgentEnv {
             path: "/usr/bin".to_owned(),
             ..AgentEnv::default()
         };
-        assert_eq!(minimal.vars(Path::new("/h"), Path::new("/t")).len(), 6);
+        assert_eq!(minimal.vars(site).len(), 9);
     }
 }

@@ -6,11 +6,15 @@
 //!
 //! Module map: [`policy`] (request tools -> CLI permission arguments), [`prompt`] (what the
 //! agent is told), [`stream`] (reading stream-json, judging the outcome), [`agent`] (the
-//! process: environment, process group, timeout), [`task`] (one task from message to ack).
+//! process: environment, process group, timeout), [`proxy`] (the model API on loopback: the
+//! key and the budget), [`reaper`] (nothing of a run outlives it), [`task`] (one task from
+//! message to ack).
 
 pub mod agent;
 pub mod policy;
 pub mod prompt;
+pub mod proxy;
+pub mod reaper;
 pub mod stream;
 pub mod task;
 
@@ -24,6 +28,7 @@ use warroom_proto::{ClusterName, Stream, Subject, Task, names};
 use warroom_runtime::{Bus, ConsumerSpec, Health};
 
 use crate::agent::AgentEnv;
+use crate::proxy::{ModelApi, Price, Prices};
 
 /// How often a task is delivered before it is given up (a runner that crashes on it each time
 /// must not loop forever).
@@ -100,13 +105,28 @@ pub struct Config {
     /// How long a stopped agent gets between SIGINT and SIGKILL (e.g. `10s`, `500ms`).
     #[arg(long, env = "WARROOM_KILL_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub kill_grace: Duration,
-    /// The Anthropic API endpoint, passed to the CLI as ANTHROPIC_BASE_URL.
+    /// The Anthropic API endpoint the runner's proxy forwards the agent's model calls to
+    /// (default https://api.anthropic.com). The CLI itself only talks to the proxy.
     #[arg(long, env = "ANTHROPIC_BASE_URL")]
     pub anthropic_base_url: Option<String>,
-    /// The Anthropic API key, passed to the CLI as ANTHROPIC_API_KEY. Set it through the
-    /// environment: a flag shows in process lists.
+    /// The Anthropic API key. Only the runner's proxy holds it; the CLI gets a placeholder.
+    /// Set it through the environment: a flag shows in process lists.
     #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
     pub anthropic_api_key: Option<ApiKey>,
+    /// The most one investigation may spend on model calls, in USD, as the proxy prices them;
+    /// past it the next call is refused and the run fails with "budget exceeded".
+    #[arg(long, env = "WARROOM_BUDGET_USD", default_value = "5.00", value_parser = parse_budget)]
+    pub budget_usd: f64,
+    /// The price of Opus models (and of models of no known family), `INPUT/OUTPUT` in USD per
+    /// million tokens; cache writes cost 1.25x input, cache reads 0.1x.
+    #[arg(long, env = "WARROOM_PRICE_OPUS", default_value = "15/75")]
+    pub price_opus: Price,
+    /// The price of Sonnet models, `INPUT/OUTPUT` in USD per million tokens.
+    #[arg(long, env = "WARROOM_PRICE_SONNET", default_value = "3/15")]
+    pub price_sonnet: Price,
+    /// The price of Haiku models, `INPUT/OUTPUT` in USD per million tokens.
+    #[arg(long, env = "WARROOM_PRICE_HAIKU", default_value = "1/5")]
+    pub price_haiku: Price,
     /// The model the CLI uses (its default when not given).
     #[arg(long, env = "WARROOM_MODEL")]
     pub model: Option<String>,
@@ -117,11 +137,6 @@ pub struct Config {
     /// KUBERNETES_SERVICE_HOST/PORT are passed through for in-cluster access.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    /// Have the CLI strip credentials (ANTHROPIC_API_KEY, cloud keys) from the environment of
-    /// the commands it runs (CLAUDE_CODE_SUBPROCESS_ENV_SCRUB=1). The CLI refuses to start
-    /// without bubblewrap (`bwrap`) when this is on.
-    #[arg(long, env = "WARROOM_SCRUB_AGENT_ENV")]
-    pub scrub_agent_env: bool,
     /// How long a task may go without an ack before NATS gives it to another replica; the
     /// runner sends a progress ack every third of it while the agent runs. Applies when the
     /// cluster's durable consumer is created (the first runner of the cluster creates it).
@@ -243,17 +258,45 @@ impl Config {
             .collect();
         AgentEnv {
             path,
-            api_key: self.anthropic_api_key.as_ref().map(|k| k.0.clone()),
-            base_url: self.anthropic_base_url.clone(),
             max_retries: self.max_retries,
             kubeconfig: self.kubeconfig.clone(),
             kubernetes_service,
-            scrub_subprocess_env: self.scrub_agent_env,
         }
+    }
+
+    /// The real model API the proxies forward to, with the key, prices and budget.
+    pub fn model_api(&self) -> Result<ModelApi> {
+        ModelApi::new(
+            self.anthropic_base_url
+                .as_deref()
+                .unwrap_or(proxy::DEFAULT_UPSTREAM),
+            self.anthropic_api_key.clone(),
+            Prices {
+                opus: self.price_opus,
+                sonnet: self.price_sonnet,
+                haiku: self.price_haiku,
+            },
+            self.budget_usd,
+        )
+    }
+
+    /// Where per-task workspaces are made.
+    pub fn work_root(&self) -> PathBuf {
+        self.work_root.clone().unwrap_or_else(std::env::temp_dir)
     }
 }
 
 pub use warroom_runtime::parse_duration;
+
+/// A budget in USD: a positive, finite number.
+fn parse_budget(text: &str) -> std::result::Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(usd) if usd.is_finite() && usd > 0.0 => Ok(usd),
+        _ => Err(format!(
+            "{text:?}: expected a positive amount in USD, such as 5.00"
+        )),
+    }
+}
 
 fn is_executable(path: &std::path::Path) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
@@ -287,6 +330,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     config.validate()?;
+    let model_api = config.model_api()?;
+    // Orphans of the agent's commands come to the runner, and a crashed run's leftovers go
+    // before the first task.
+    reaper::become_subreaper();
+    let work_root = config.work_root();
+    if let Err(e) = tokio::task::spawn_blocking(move || reaper::clean_work_root(&work_root)).await {
+        warn!(cause = %e, "cannot clean the work root");
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -325,7 +376,7 @@ pub async fn run(
         })
         .await?;
 
-    let runner = task::Runner::new(&config, bus.clone(), health.clone());
+    let runner = task::Runner::new(&config, model_api, bus.clone(), health.clone());
     health.set_ready(true);
     info!(cluster = %config.cluster, consumer = %consumer_name, "runner ready");
 

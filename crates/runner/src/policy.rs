@@ -186,8 +186,8 @@ impl Policy {
             }
             // `oc whoami -t` / `--show-token` prints the service account's token.
             denied.push("Bash(oc whoami *-t*)".to_owned());
-            // jq reads the environment (`env`, `$ENV`), which holds the API key unless the
-            // CLI scrubs it.
+            // jq reads the environment (`env`, `$ENV`). It holds no credential (the model
+            // key stays with the runner's proxy); refused all the same, as defence in depth.
             denied.push("Bash(jq *env*)".to_owned());
             denied.push("Bash(jq *ENV*)".to_owned());
         }

@@ -17,8 +17,10 @@ use warroom_redact as redact;
 use warroom_runtime::bus::Progress;
 use warroom_runtime::{Bus, BusError, Delivery, Health};
 
-use crate::agent::{self, AgentEnv, Launch, Run};
+use crate::agent::{self, AgentEnv, Launch, Run, RunSite};
 use crate::policy::{self, GuardHook, HookFiles, Policy};
+use crate::proxy::{ModelApi, Proxy, Spend};
+use crate::reaper::{self, WorkspaceLock};
 use crate::stream::{self, Ending, Item};
 use crate::{Config, prompt};
 
@@ -43,6 +45,8 @@ pub struct Runner {
     ack_wait: Duration,
     model: Option<String>,
     env: AgentEnv,
+    /// The real model API; each run reaches it through a proxy of its own.
+    model_api: ModelApi,
     /// The tool-call guard every run registers as its `PreToolUse` hook.
     guard: GuardHook,
     bus: Bus,
@@ -58,7 +62,7 @@ enum Done {
 }
 
 impl Runner {
-    pub fn new(config: &Config, bus: Bus, health: Health) -> Runner {
+    pub fn new(config: &Config, model_api: ModelApi, bus: Bus, health: Health) -> Runner {
         let name = nix::unistd::gethostname()
             .ok()
             .and_then(|name| name.into_string().ok())
@@ -67,13 +71,14 @@ impl Runner {
             cluster: config.cluster.clone(),
             name,
             claude_bin: config.claude_bin.clone(),
-            work_root: config.work_root.clone().unwrap_or_else(std::env::temp_dir),
+            work_root: config.work_root(),
             max_turns: config.max_turns,
             max_timeout: config.max_timeout,
             kill_grace: config.kill_grace,
             ack_wait: config.ack_wait,
             model: config.model.clone(),
             env: config.agent_env(),
+            model_api,
             // `run` validated the configuration, so the guard binary was found; the name
             // itself is the fallback only for a runner built without validation.
             guard: GuardHook {
@@ -171,38 +176,9 @@ impl Runner {
             .await?;
         info!(timeout = ?self.timeout(task), tools = ?policy.tools, "agent starting");
 
-        let ((run, publish_error), decisions) = match TaskDirs::create(&self.work_root, request) {
-            Ok(dirs) => match self.guard.write(dirs.root.path(), &dirs.workspace) {
-                Ok(hook) => {
-                    let launch = self.launch(task, &policy, &dirs, &hook);
-                    let outcome = self.run_agent(&launch, &mut events, stop.clone()).await;
-                    let decisions = policy::read_decisions(&hook.decisions);
-                    dirs.remove();
-                    (outcome, decisions)
-                }
-                Err(e) => {
-                    let path = dirs.root.path().display().to_string();
-                    dirs.remove();
-                    (
-                        (
-                            not_started(format!("cannot write the guard hook into {path}: {e}")),
-                            None,
-                        ),
-                        Vec::new(),
-                    )
-                }
-            },
-            Err(e) => (
-                (
-                    not_started(format!(
-                        "cannot create a workspace in {}: {e}",
-                        self.work_root.display()
-                    )),
-                    None,
-                ),
-                Vec::new(),
-            ),
-        };
+        let (run, publish_error, decisions, spend) = self
+            .run_in_workspace(task, &policy, &mut events, stop)
+            .await;
         if let Some(e) = publish_error {
             return Err(e);
         }
@@ -216,6 +192,7 @@ impl Runner {
             self.max_turns,
             &run.stderr,
         );
+        let (outcome, error) = spend.judge(outcome, error);
         let mut denials: Vec<Denial> = run
             .result
             .as_ref()
@@ -275,7 +252,8 @@ impl Runner {
             outcome,
             final_text,
             error: error.clone(),
-            cost_usd: run.result.as_ref().map_or(0.0, |r| r.total_cost_usd),
+            // What the proxy metered, the figure the budget holds the run to.
+            cost_usd: spend.cost_usd,
             num_turns: run.result.as_ref().map_or(0, |r| r.num_turns),
             permission_denials: denials,
             started_at,
@@ -294,9 +272,12 @@ impl Runner {
             Outcome::TimedOut => "warroom_runner_tasks_timed_out_total",
             Outcome::Cancelled => "warroom_runner_tasks_cancelled_total",
         });
+        let (cost, calls) = (spend.cost_usd, spend.requests);
         match &error {
-            Some(reason) => warn!(outcome = ?outcome, reason = %reason, "agent finished"),
-            None => info!(outcome = ?outcome, "agent finished"),
+            Some(reason) => {
+                warn!(outcome = ?outcome, reason = %reason, cost, calls, "agent finished");
+            }
+            None => info!(outcome = ?outcome, cost, calls, "agent finished"),
         }
         Ok(Done::Finished)
     }
@@ -306,7 +287,66 @@ impl Runner {
         Duration::from_secs(task.timeout_secs).min(self.max_timeout)
     }
 
-    fn launch(&self, task: &Task, policy: &Policy, dirs: &TaskDirs, hook: &HookFiles) -> Launch {
+    /// Prepares the workspace, the guard hook and the model proxy, runs the agent in them and
+    /// removes them again.
+    async fn run_in_workspace(
+        &self,
+        task: &Task,
+        policy: &Policy,
+        events: &mut Events<'_>,
+        stop: watch::Receiver<bool>,
+    ) -> (
+        Run,
+        Option<BusError>,
+        Vec<warroom_guard::hook::DecisionRecord>,
+        Spend,
+    ) {
+        let dirs = match TaskDirs::create(&self.work_root, &task.request_id) {
+            Ok(dirs) => dirs,
+            Err(e) => {
+                let reason = format!(
+                    "cannot create a workspace in {}: {e}",
+                    self.work_root.display()
+                );
+                return (not_started(reason), None, Vec::new(), Spend::default());
+            }
+        };
+        let hook = match self.guard.write(dirs.root.path(), &dirs.workspace) {
+            Ok(hook) => hook,
+            Err(e) => {
+                let reason = format!(
+                    "cannot write the guard hook into {}: {e}",
+                    dirs.root.path().display()
+                );
+                dirs.remove();
+                return (not_started(reason), None, Vec::new(), Spend::default());
+            }
+        };
+        let proxy = match Proxy::start(&self.model_api).await {
+            Ok(proxy) => proxy,
+            Err(e) => {
+                dirs.remove();
+                let reason = format!("cannot start the model API proxy on 127.0.0.1: {e}");
+                return (not_started(reason), None, Vec::new(), Spend::default());
+            }
+        };
+        let launch = self.launch(task, policy, &dirs, &hook, &proxy.base_url());
+        let (run, publish_error) = self.run_agent(&launch, events, stop).await;
+        let spend = proxy.spend();
+        drop(proxy);
+        let decisions = policy::read_decisions(&hook.decisions);
+        dirs.remove();
+        (run, publish_error, decisions, spend)
+    }
+
+    fn launch(
+        &self,
+        task: &Task,
+        policy: &Policy,
+        dirs: &TaskDirs,
+        hook: &HookFiles,
+        model_url: &str,
+    ) -> Launch {
         let mut args = vec![
             "-p".to_owned(),
             "--output-format".to_owned(),
@@ -328,7 +368,13 @@ impl Runner {
             program: self.claude_bin.clone(),
             args,
             prompt: prompt::build(task),
-            env: self.env.vars(&dirs.home, &dirs.tmp),
+            env: self.env.vars(RunSite {
+                home: &dirs.home,
+                tmp: &dirs.tmp,
+                run_id: &dirs.run_id(),
+                model_url,
+            }),
+            run_id: dirs.run_id(),
             cwd: dirs.workspace.clone(),
             timeout: self.timeout(task),
             timeout_secs: self.timeout(task).as_secs().max(1),
@@ -549,9 +595,11 @@ async fn publish<T: serde::Serialize>(
 
 /// A task's fresh, empty workspace (the agent's cwd), its own HOME and temp folder, all
 /// removed afterwards. The root beside them is private to the runner: it holds the guard
-/// hook's settings, script and decisions, out of the workspace the agent may write.
+/// hook's settings, script and decisions, out of the workspace the agent may write, and the
+/// lock that marks the run as alive (a dead runner's folders are removed at start-up).
 struct TaskDirs {
     root: tempfile::TempDir,
+    _lock: WorkspaceLock,
     workspace: PathBuf,
     home: PathBuf,
     tmp: PathBuf,
@@ -560,8 +608,9 @@ struct TaskDirs {
 impl TaskDirs {
     fn create(work_root: &Path, request: &str) -> std::io::Result<TaskDirs> {
         let root = tempfile::Builder::new()
-            .prefix(&format!("warroom-{request}-"))
+            .prefix(&format!("{}{request}-", reaper::WORKSPACE_PREFIX))
             .tempdir_in(work_root)?;
+        let lock = WorkspaceLock::acquire(root.path())?;
         let workspace = root.path().join("workspace");
         let home = root.path().join("home");
         let tmp = root.path().join("tmp");
@@ -570,10 +619,20 @@ impl TaskDirs {
         std::fs::create_dir(&tmp)?;
         Ok(TaskDirs {
             root,
+            _lock: lock,
             workspace,
             home,
             tmp,
         })
+    }
+
+    /// The run's id: its folder's name, unique below the work root.
+    fn run_id(&self) -> String {
+        self.root
+            .path()
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     fn remove(self) {

@@ -41,6 +41,13 @@ struct Harness {
 
 impl Harness {
     async fn start(script: Script, extra_args: &[&str]) -> Harness {
+        let mut harness = Harness::without_runner(script).await;
+        harness.start_runner(extra_args);
+        harness
+    }
+
+    /// Everything but the runner.
+    async fn without_runner(script: Script) -> Harness {
         let nats = NatsServer::start().await;
         let model = ScriptedModel::start(script).await.expect("start the model");
         let dir = tempfile::tempdir().expect("temp dir");
@@ -76,7 +83,7 @@ impl Harness {
         .await
         .expect("bus");
         let js = nats.jetstream().await;
-        let mut harness = Harness {
+        Harness {
             url: nats.url().to_owned(),
             _nats: nats,
             model,
@@ -84,12 +91,12 @@ impl Harness {
             bus,
             js,
             runners: Vec::new(),
-        };
-        harness.start_runner(extra_args);
-        harness
+        }
     }
 
-    fn start_runner(&mut self, extra_args: &[&str]) {
+    /// The runner's arguments (without the program name): the harness's, then `extra_args`.
+    /// The model key is `test-key` unless `extra_args` gives one.
+    fn runner_args(&self, extra_args: &[&str]) -> Vec<String> {
         let path = format!(
             "{}:{}",
             self.dir.path().join("bin").display(),
@@ -97,9 +104,7 @@ impl Harness {
         );
         let claude = tools::claude();
         let work = self.dir.path().join("work");
-        let base_url = self.model.base_url();
-        let mut args = vec![
-            "warroom-runner",
+        let mut args: Vec<String> = [
             "--cluster",
             CLUSTER,
             "--nats-url",
@@ -109,16 +114,25 @@ impl Harness {
             "--work-root",
             work.to_str().expect("utf-8 path"),
             "--anthropic-base-url",
-            &base_url,
-            "--anthropic-api-key",
-            "test-key",
+            &self.model.base_url(),
             "--path",
             &path,
             "--kill-grace",
             "2s",
-        ];
-        args.extend_from_slice(extra_args);
-        let config: Config = clap::Parser::try_parse_from(&args).expect("valid runner arguments");
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        if !extra_args.contains(&"--anthropic-api-key") {
+            args.extend(["--anthropic-api-key".to_owned(), "test-key".to_owned()]);
+        }
+        args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
+        args
+    }
+
+    fn start_runner(&mut self, extra_args: &[&str]) {
+        let args = std::iter::once("warroom-runner".to_owned()).chain(self.runner_args(extra_args));
+        let config: Config = clap::Parser::try_parse_from(args).expect("valid runner arguments");
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let runner = tokio::spawn(warroom_runner::run(config, async move {
             let _ = stop_rx.await;
@@ -555,10 +569,10 @@ async fn timeout_stops_the_whole_process_group() {
     assert!(!process_gone(pid), "the tool should be running now");
     let result = harness.finished("req-hang").await;
     assert_eq!(result.outcome, Outcome::TimedOut, "{result:?}");
-    wait_until("the tool's process is gone", WAIT, || async {
-        process_gone(pid)
-    })
-    .await;
+    // The hung command runs in a session of its own, out of the CLI's process group: the
+    // sweep at the end of the run killed it before the result was published (it would
+    // otherwise sleep on for a minute).
+    assert!(process_gone(pid), "the hung tool outlived its run");
     harness.wait_tasks_acked().await;
     assert_eq!(harness.work_root_entries(), 0);
     harness.stop_runner().await;
@@ -774,4 +788,250 @@ async fn a_bad_guard_setup_stops_the_runner_at_start() {
         .to_string();
     assert!(err.contains("on the agent's PATH"), "{err}");
     assert!(parse(&["--guard-bin", guard]).validate().is_ok());
+}
+
+// --- secrets of the runner, and nothing outlives a run ---
+
+/// Every process's environment that can be read, by pid.
+fn environments() -> Vec<(i32, Vec<u8>)> {
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| Some((pid, std::fs::read(format!("/proc/{pid}/environ")).ok()?)))
+        .collect()
+}
+
+fn env_var(environ: &[u8], name: &str) -> Option<String> {
+    environ.split(|b| *b == 0).find_map(|var| {
+        let var = String::from_utf8_lossy(var);
+        var.strip_prefix(&format!("{name}=")).map(str::to_owned)
+    })
+}
+
+/// The agent tries every way we know to read the model key: its own and its parents'
+/// environment, the CLI's config files, `/proc/<pid>/environ` of the CLI and of the runner.
+/// None of it shows the key, because the agent's process tree never had it: the CLI holds a
+/// placeholder and talks to the runner's proxy, which adds the real key on the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_command_of_the_agent_can_reveal_the_model_key() {
+    build_guard();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let marker = format!("sk-ant-warroom-marker-{}-{nanos}", std::process::id());
+    let runner_pid = std::process::id();
+    let mut turns = vec![
+        Turn::bash("cat /proc/self/environ"),
+        Turn::bash("env"),
+        Turn::bash("printenv"),
+        Turn::bash("printenv ANTHROPIC_API_KEY"),
+        Turn::bash("grep -r sk- ~/.claude"),
+        Turn::bash("cat ~/.claude.json"),
+        Turn::tool(
+            "Read",
+            serde_json::json!({ "file_path": "/proc/self/environ" }),
+        ),
+        Turn::tool(
+            "Read",
+            serde_json::json!({ "file_path": format!("/proc/{runner_pid}/environ") }),
+        ),
+        // Allowed: its environment is the CLI's, as every command gets it.
+        Turn::bash("kubectl get pods -A"),
+    ];
+    let attempts = turns.len();
+    // The last answer waits, so the test can look at the live CLI's environment.
+    turns.push(Turn::text("Nothing to see.").delayed(Duration::from_secs(3)));
+    let mut harness = Harness::start(
+        Script::single(turns),
+        &["--anthropic-api-key", marker.as_str()],
+    )
+    .await;
+    harness.publish_task(&task("req-key", 120)).await;
+
+    let waiting = harness
+        .model
+        .wait_for(WAIT, |requests| {
+            requests.iter().any(|r| {
+                r.answer
+                    == warroom_scripted_model::Answer::Turn {
+                        conversation: 0,
+                        turn: attempts,
+                    }
+            })
+        })
+        .await
+        .expect("the CLI asks for its last answer");
+    assert!(!waiting.is_empty());
+    // While the CLI waits: no process anywhere holds the key in its environment, and the
+    // processes of the run hold the placeholder.
+    let mut run_processes = 0;
+    for (pid, environ) in environments() {
+        assert!(
+            !String::from_utf8_lossy(&environ).contains(&marker),
+            "process {pid} has the model key in its environment"
+        );
+        if env_var(&environ, "WARROOM_RUN").is_some() {
+            run_processes += 1;
+            assert_eq!(
+                env_var(&environ, "ANTHROPIC_API_KEY").as_deref(),
+                Some(warroom_runner::proxy::PLACEHOLDER_KEY),
+                "process {pid} of the run"
+            );
+            let base = env_var(&environ, "ANTHROPIC_BASE_URL").unwrap_or_default();
+            assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+        }
+    }
+    assert!(run_processes >= 1, "the CLI was not found in /proc");
+
+    let result = harness.finished("req-key").await;
+    assert_eq!(result.outcome, Outcome::Completed, "{result:?}");
+    let events = harness.events("req-key").await;
+    let published = format!(
+        "{}\n{}",
+        serde_json::to_string(&events).expect("events as JSON"),
+        serde_json::to_string(&result).expect("result as JSON")
+    );
+    assert!(
+        !published.contains(&marker) && !published.contains("sk-ant-warroom-marker"),
+        "the key reached the audit trail"
+    );
+    // Neither did the model see it in any tool result.
+    for seen in harness.model.tool_results() {
+        assert!(!seen.content_text.contains(&marker), "{seen:?}");
+    }
+    // The command that ran saw the placeholder.
+    let env = std::fs::read_to_string(harness.dir.path().join("kubectl.env")).expect("env");
+    assert!(env.contains("ANTHROPIC_API_KEY=warroom-proxy"), "{env}");
+    assert!(!env.contains(&marker));
+
+    // Every model call went through the proxy and reached the model with the real key.
+    let calls: Vec<_> = harness
+        .model
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/v1/messages"))
+        .collect();
+    assert!(calls.len() > attempts, "{} calls", calls.len());
+    for call in &calls {
+        assert_eq!(
+            call.header("x-api-key"),
+            Some(marker.as_str()),
+            "{}",
+            call.path
+        );
+        assert_eq!(call.header("authorization"), None);
+    }
+    assert!(
+        result.cost_usd > 0.0,
+        "the proxy metered the calls: {result:?}"
+    );
+    harness.wait_tasks_acked().await;
+    harness.stop_runner().await;
+}
+
+/// Past the budget the proxy refuses the next model call, and the run fails for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_budget_fails() {
+    build_guard();
+    let mut harness = Harness::start(
+        Script::single(vec![
+            Turn::bash("kubectl get pods -A"),
+            Turn::text("Never sent: the budget is spent."),
+        ]),
+        &["--budget-usd", "0.000001", "--max-retries", "0"],
+    )
+    .await;
+    harness.publish_task(&task("req-budget", 120)).await;
+    let result = harness.finished("req-budget").await;
+    assert_eq!(result.outcome, Outcome::Failed, "{result:?}");
+    let error = result.error.clone().unwrap_or_default();
+    assert!(error.starts_with("budget exceeded: "), "{error}");
+    assert!(result.cost_usd > 0.000001, "{result:?}");
+    // The refused call never reached the model.
+    assert!(
+        !harness.model.turn_requests().iter().any(|r| r.answer
+            == warroom_scripted_model::Answer::Turn {
+                conversation: 0,
+                turn: 1
+            }),
+        "a call past the budget reached the model"
+    );
+    assert_eq!(
+        outcomes(&harness.events("req-budget").await),
+        vec![Outcome::Failed]
+    );
+    harness.wait_tasks_acked().await;
+    harness.stop_runner().await;
+}
+
+/// A runner process that is killed outright leaves its run behind: the workspace, and the
+/// CLI and its hung command, orphaned. The next runner on the same work root removes the
+/// workspace and kills what still runs of that run (found by its run id), and the task,
+/// never acked, comes back and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_runner_removes_what_a_killed_one_left() {
+    build_guard();
+    let mut harness = Harness::without_runner(Script::single(vec![
+        Turn::bash("kubectl get pods -A -l app=hang"),
+        Turn::text("Finished after the restart."),
+    ]))
+    .await;
+    let args = ["--ack-wait", "2s"];
+    let log = std::fs::File::create(harness.dir.path().join("killed-runner.log")).expect("log");
+    let mut killed = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_warroom-runner"))
+            .args(harness.runner_args(&args))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the runner binary"),
+    );
+    harness.publish_task(&task("req-crash", 300)).await;
+    let pid = hung_kubectl_pid(harness.dir.path()).await;
+    let work = harness.dir.path().join("work");
+    let workspaces: Vec<PathBuf> = std::fs::read_dir(&work)
+        .expect("work root")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(workspaces.len(), 1, "{workspaces:?}");
+
+    killed.0.kill().expect("SIGKILL the runner");
+    killed.0.wait().expect("reap the runner");
+    // Nothing cleaned up after the killed runner.
+    assert!(workspaces[0].is_dir());
+    assert!(
+        !process_gone(pid),
+        "the hung tool should have outlived its runner"
+    );
+
+    harness.start_runner(&args);
+    wait_until("the old workspace is removed", WAIT, || async {
+        !workspaces[0].exists()
+    })
+    .await;
+    // Killed before the folder went (it would otherwise sleep on for a minute).
+    assert!(
+        process_gone(pid),
+        "the old run's hung tool survived the restart"
+    );
+    let result = harness.finished("req-crash").await;
+    assert_eq!(result.outcome, Outcome::Completed, "{result:?}");
+    assert_eq!(result.final_text, "Finished after the restart.");
+    harness.wait_tasks_acked().await;
+    assert_eq!(harness.work_root_entries(), 0);
+    harness.stop_runner().await;
+}
+
+/// A child process killed when the test ends, whatever way it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -1,0 +1,768 @@
+//! The model-API proxy: the only holder of the model API key, and the meter of every run's
+//! spend.
+//!
+//! Each run gets its own [`Proxy`] on `127.0.0.1:0`. The CLI is pointed at it
+//! (`ANTHROPIC_BASE_URL`) with a placeholder key ([`PLACEHOLDER_KEY`]); the proxy forwards
+//! `POST /v1/messages` and `POST /v1/messages/count_tokens` to the real endpoint
+//! ([`ModelApi`]), replacing whatever key the caller sent by the real one, and answers every
+//! other path with an Anthropic-shaped 404. So the key never enters the agent's process tree:
+//! no command the agent runs can print it, whatever it reads.
+//!
+//! On the way back the proxy reads each answer's `usage` (a JSON message, or the
+//! `message_start` and `message_delta` events of an SSE stream, which pass through unchanged
+//! as they arrive) and prices it with [`Prices`]. Once a run's spend reaches its budget, the
+//! next call is refused with an Anthropic-shaped `invalid_request_error` the CLI does not
+//! retry, and [`Spend::judge`] turns the run into `failed: budget exceeded`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures::Stream;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+use warroom_proto::Outcome;
+
+use crate::{ApiKey, Error, Result};
+
+/// The `ANTHROPIC_API_KEY` the CLI gets: a placeholder the proxy replaces. It lets the CLI
+/// start (it wants some key) and is worth nothing anywhere else.
+pub const PLACEHOLDER_KEY: &str = "warroom-proxy";
+/// The real endpoint when `--anthropic-base-url` is not given.
+pub const DEFAULT_UPSTREAM: &str = "https://api.anthropic.com";
+/// A request late in a long investigation carries the whole history; the CLI's own limit is
+/// what bounds it.
+const MAX_REQUEST_BYTES: usize = 256 * 1024 * 1024;
+/// The most of a JSON (not streamed) answer read for its usage; larger answers pass unmetered.
+const MAX_METERED_JSON: usize = 16 * 1024 * 1024;
+/// An SSE line longer than this is a content delta, never a usage event: it is not kept.
+const MAX_SSE_LINE: usize = 64 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one model family costs, in USD per million tokens. Cache writes cost 1.25 times the
+/// input price and cache reads 0.1 times (Anthropic's five-minute cache).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+}
+
+impl FromStr for Price {
+    type Err = String;
+
+    /// `INPUT/OUTPUT` in USD per million tokens, e.g. `3/15`.
+    fn from_str(text: &str) -> std::result::Result<Price, String> {
+        let parse = |part: &str| {
+            part.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|value| value.is_finite() && *value >= 0.0)
+        };
+        match text.split_once('/') {
+            Some((input, output)) => match (parse(input), parse(output)) {
+                (Some(input), Some(output)) => Ok(Price { input, output }),
+                _ => Err(format!(
+                    "{text:?}: expected INPUT/OUTPUT in USD per million tokens, two \
+                     non-negative numbers such as 3/15"
+                )),
+            },
+            None => Err(format!(
+                "{text:?}: expected INPUT/OUTPUT in USD per million tokens, such as 3/15"
+            )),
+        }
+    }
+}
+
+/// The price table, by model family: the family is the first of `opus`, `sonnet`, `haiku`
+/// that the model name contains. A model of no known family is priced as `opus`, the
+/// dearest, so an unknown name never makes the budget looser.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prices {
+    pub opus: Price,
+    pub sonnet: Price,
+    pub haiku: Price,
+}
+
+impl Prices {
+    pub fn for_model(&self, model: &str) -> Price {
+        let model = model.to_ascii_lowercase();
+        if model.contains("sonnet") {
+            self.sonnet
+        } else if model.contains("haiku") {
+            self.haiku
+        } else {
+            self.opus
+        }
+    }
+}
+
+/// Tokens of one answer, or summed over a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+    pub cache_write: u64,
+    pub cache_read: u64,
+}
+
+impl Tokens {
+    /// What these tokens cost at `price`, in USD.
+    pub fn cost(&self, price: Price) -> f64 {
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "token counts are far below 2^52"
+        )]
+        let usd = (self.input as f64 * price.input
+            + self.output as f64 * price.output
+            + self.cache_write as f64 * price.input * 1.25
+            + self.cache_read as f64 * price.input * 0.1)
+            / 1_000_000.0;
+        usd
+    }
+
+    /// Overwrites the counts a `usage` object names (the API's counts are running totals, so
+    /// a later event replaces an earlier one).
+    fn update(&mut self, usage: &Value) {
+        let field = |name: &str| usage.get(name).and_then(Value::as_u64);
+        if let Some(n) = field("input_tokens") {
+            self.input = n;
+        }
+        if let Some(n) = field("output_tokens") {
+            self.output = n;
+        }
+        if let Some(n) = field("cache_creation_input_tokens") {
+            self.cache_write = n;
+        }
+        if let Some(n) = field("cache_read_input_tokens") {
+            self.cache_read = n;
+        }
+    }
+
+    fn add(&mut self, other: Tokens) {
+        self.input += other.input;
+        self.output += other.output;
+        self.cache_write += other.cache_write;
+        self.cache_read += other.cache_read;
+    }
+}
+
+/// The real model API: where the proxies forward to, with which key, at which prices and
+/// budget. Built once per runner; cheap to clone (the HTTP client is shared).
+#[derive(Clone)]
+pub struct ModelApi {
+    base: String,
+    key: Option<ApiKey>,
+    client: reqwest::Client,
+    prices: Prices,
+    budget_usd: f64,
+}
+
+impl std::fmt::Debug for ModelApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelApi")
+            .field("base", &self.base)
+            .field("key", &self.key)
+            .field("prices", &self.prices)
+            .field("budget_usd", &self.budget_usd)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModelApi {
+    /// `base` is the real endpoint (`https://api.anthropic.com`), without a trailing `/`.
+    pub fn new(
+        base: &str,
+        key: Option<ApiKey>,
+        prices: Prices,
+        budget_usd: f64,
+    ) -> Result<ModelApi> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            // The CLI sees the upstream's redirects, not a silently followed one.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the model API client: {e}")))?;
+        Ok(ModelApi {
+            base: base.trim_end_matches('/').to_owned(),
+            key,
+            client,
+            prices,
+            budget_usd,
+        })
+    }
+
+    pub fn budget_usd(&self) -> f64 {
+        self.budget_usd
+    }
+}
+
+/// What a run spent, as its proxy counted it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spend {
+    /// Answers metered (forwarded `/v1/messages` calls).
+    pub requests: u64,
+    pub tokens: Tokens,
+    pub cost_usd: f64,
+    pub budget_usd: f64,
+    /// Calls refused because the budget was spent.
+    pub refused: u64,
+}
+
+impl Spend {
+    /// The outcome of a run, given how the CLI's end was judged: a run whose calls were
+    /// refused for the budget failed for that reason, whatever the CLI made of the refusal.
+    pub fn judge(&self, outcome: Outcome, error: Option<String>) -> (Outcome, Option<String>) {
+        if self.refused == 0 {
+            return (outcome, error);
+        }
+        (
+            Outcome::Failed,
+            Some(format!(
+                "budget exceeded: the model calls cost ${:.4} of the run's ${:.2} budget; \
+                 {} further call(s) were refused",
+                self.cost_usd, self.budget_usd, self.refused
+            )),
+        )
+    }
+}
+
+/// One run's proxy. Serves until dropped.
+#[derive(Debug)]
+pub struct Proxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    api: ModelApi,
+    ledger: Mutex<Spend>,
+}
+
+impl Shared {
+    fn spend(&self) -> Spend {
+        *self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether another call may go out; counts the refusal when not.
+    fn admit(&self) -> std::result::Result<(), Spend> {
+        let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        if ledger.cost_usd >= ledger.budget_usd {
+            ledger.refused += 1;
+            return Err(*ledger);
+        }
+        Ok(())
+    }
+
+    fn record(&self, model: &str, tokens: Tokens) {
+        let cost = tokens.cost(self.api.prices.for_model(model));
+        let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        ledger.requests += 1;
+        ledger.tokens.add(tokens);
+        ledger.cost_usd += cost;
+        debug!(
+            model,
+            ?tokens,
+            cost,
+            total = ledger.cost_usd,
+            "model call metered"
+        );
+    }
+}
+
+impl Proxy {
+    /// Binds `127.0.0.1:0` and serves in a task of the current runtime.
+    pub async fn start(api: &ModelApi) -> std::io::Result<Proxy> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            api: api.clone(),
+            ledger: Mutex::new(Spend {
+                budget_usd: api.budget_usd,
+                ..Spend::default()
+            }),
+        });
+        let router = Router::new()
+            .route("/v1/messages", post(messages))
+            .route("/v1/messages/count_tokens", post(count_tokens))
+            .fallback(not_found)
+            .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+            .with_state(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                warn!(cause = %e, "the model API proxy stopped");
+            }
+        });
+        Ok(Proxy {
+            addr,
+            shared,
+            server,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`, the agent's `ANTHROPIC_BASE_URL`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What the run spent so far.
+    pub fn spend(&self) -> Spend {
+        self.shared.spend()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // The run is over: nothing may call the model on its behalf any more.
+        self.server.abort();
+    }
+}
+
+async fn messages(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(spend) = shared.admit() {
+        warn!(
+            cost = spend.cost_usd,
+            budget = spend.budget_usd,
+            "the run's budget is spent; refusing a model call"
+        );
+        let mut response = error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            &format!(
+                "warroom: budget exceeded: this investigation's model calls cost ${:.4} of its \
+                 ${:.2} budget",
+                spend.cost_usd, spend.budget_usd
+            ),
+        );
+        // The Anthropic SDKs honour this: the refusal is final, not worth a retry.
+        response
+            .headers_mut()
+            .insert("x-should-retry", HeaderValue::from_static("false"));
+        return response;
+    }
+    let model = serde_json::from_slice::<ModelField>(&body)
+        .ok()
+        .and_then(|m| m.model)
+        .unwrap_or_default();
+    forward(&shared, &uri, &headers, body, Some(model)).await
+}
+
+async fn count_tokens(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Counting is free: not metered, and not refused for the budget.
+    forward(&shared, &uri, &headers, body, None).await
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not_found_error",
+        &format!(
+            "warroom proxy: only /v1/messages is served, not {}",
+            uri.path()
+        ),
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct ModelField {
+    model: Option<String>,
+}
+
+/// Sends the request upstream with the real key; `meter` (the requested model) says the
+/// answer's usage counts against the budget.
+async fn forward(
+    shared: &Arc<Shared>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+    meter: Option<String>,
+) -> Response {
+    let api = &shared.api;
+    let target = match uri.query() {
+        Some(query) => format!("{}{}?{query}", api.base, uri.path()),
+        None => format!("{}{}", api.base, uri.path()),
+    };
+    let mut outgoing = HeaderMap::new();
+    for (name, value) in headers {
+        if forwarded_request_header(name) {
+            outgoing.append(name.clone(), value.clone());
+        }
+    }
+    if let Some(key) = &api.key
+        && let Ok(mut value) = HeaderValue::from_str(&key.0)
+    {
+        value.set_sensitive(true);
+        outgoing.insert("x-api-key", value);
+    }
+    let upstream = match api
+        .client
+        .post(&target)
+        .headers(outgoing)
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(response) => response,
+        Err(e) => {
+            warn!(cause = %e, target = %api.base, "cannot reach the model API");
+            // A 5xx: the CLI retries it as it would a real API outage.
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                "api_error",
+                &format!("warroom proxy: cannot reach the model API: {e}"),
+            );
+        }
+    };
+
+    let status = upstream.status();
+    let mut response_headers = HeaderMap::new();
+    for (name, value) in upstream.headers() {
+        if forwarded_response_header(name) {
+            response_headers.append(name.clone(), value.clone());
+        }
+    }
+    let is_sse = upstream
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+
+    let body = match meter {
+        Some(model) if status.is_success() && is_sse => Body::from_stream(Metered {
+            inner: Box::pin(upstream.bytes_stream()),
+            meter: SseMeter::default(),
+            sink: Some((Arc::clone(shared), model)),
+        }),
+        Some(model) if status.is_success() => {
+            let small = upstream
+                .content_length()
+                .is_none_or(|len| len <= MAX_METERED_JSON as u64);
+            if small {
+                match upstream.bytes().await {
+                    Ok(bytes) => {
+                        meter_json(shared, &model, &bytes);
+                        Body::from(bytes)
+                    }
+                    Err(e) => {
+                        return error_response(
+                            StatusCode::BAD_GATEWAY,
+                            "api_error",
+                            &format!("warroom proxy: the model API's answer broke off: {e}"),
+                        );
+                    }
+                }
+            } else {
+                warn!("an answer too large to meter passes unmetered");
+                Body::from_stream(upstream.bytes_stream())
+            }
+        }
+        _ => Body::from_stream(upstream.bytes_stream()),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = response_headers;
+    response
+}
+
+/// Hop-by-hop headers, the caller's credentials and `accept-encoding` stay behind: the key is
+/// the proxy's to add, and an uncompressed answer is one the proxy can read the usage of.
+fn forwarded_request_header(name: &HeaderName) -> bool {
+    !matches!(
+        name.as_str(),
+        "host"
+            | "content-length"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "x-api-key"
+            | "authorization"
+            | "accept-encoding"
+    )
+}
+
+fn forwarded_response_header(name: &HeaderName) -> bool {
+    !matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "trailer"
+            | "upgrade"
+            | "content-length"
+    )
+}
+
+fn meter_json(shared: &Shared, model: &str, bytes: &[u8]) {
+    let Ok(message) = serde_json::from_slice::<Value>(bytes) else {
+        return;
+    };
+    let Some(usage) = message.get("usage") else {
+        return;
+    };
+    let mut tokens = Tokens::default();
+    tokens.update(usage);
+    let model = message
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or(model);
+    shared.record(model, tokens);
+}
+
+/// Reads the usage out of an SSE stream as it passes.
+#[derive(Debug, Default)]
+struct SseMeter {
+    line: Vec<u8>,
+    /// The current line is longer than [`MAX_SSE_LINE`]: dropped up to its end.
+    skipping: bool,
+    tokens: Tokens,
+    model: Option<String>,
+}
+
+impl SseMeter {
+    fn feed(&mut self, mut chunk: &[u8]) {
+        while !chunk.is_empty() {
+            let (part, rest, ended) = match chunk.iter().position(|b| *b == b'\n') {
+                Some(at) => (&chunk[..at], &chunk[at + 1..], true),
+                None => (chunk, &[][..], false),
+            };
+            if !self.skipping {
+                if self.line.len() + part.len() > MAX_SSE_LINE {
+                    self.line.clear();
+                    self.skipping = true;
+                } else {
+                    self.line.extend_from_slice(part);
+                }
+            }
+            if ended {
+                if !self.skipping {
+                    let line = std::mem::take(&mut self.line);
+                    self.line_done(&line);
+                }
+                self.skipping = false;
+            }
+            chunk = rest;
+        }
+    }
+
+    fn line_done(&mut self, line: &[u8]) {
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return;
+        };
+        let Ok(event) = serde_json::from_slice::<Value>(data.trim_ascii()) else {
+            return;
+        };
+        match event.get("type").and_then(Value::as_str) {
+            Some("message_start") => {
+                if let Some(usage) = event.pointer("/message/usage") {
+                    self.tokens.update(usage);
+                }
+                if let Some(model) = event.pointer("/message/model").and_then(Value::as_str) {
+                    self.model = Some(model.to_owned());
+                }
+            }
+            Some("message_delta") => {
+                if let Some(usage) = event.get("usage") {
+                    self.tokens.update(usage);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An SSE body passed through unchanged, chunk by chunk, metered on the way; its usage is
+/// recorded when it ends or is dropped (a CLI that hangs up mid-answer still pays for what
+/// was generated).
+struct Metered {
+    inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    meter: SseMeter,
+    sink: Option<(Arc<Shared>, String)>,
+}
+
+impl Metered {
+    fn settle(&mut self) {
+        if let Some((shared, requested)) = self.sink.take() {
+            let model = self.meter.model.as_deref().unwrap_or(&requested);
+            shared.record(model, self.meter.tokens);
+        }
+    }
+}
+
+impl Stream for Metered {
+    type Item = reqwest::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = self.inner.as_mut().poll_next(cx);
+        match &next {
+            Poll::Ready(Some(Ok(chunk))) => self.meter.feed(chunk),
+            Poll::Ready(None | Some(Err(_))) => self.settle(),
+            Poll::Pending => {}
+        }
+        next
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+fn error_response(status: StatusCode, error_type: &str, message: &str) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json!({ "type": "error", "error": { "type": error_type, "message": message } }).to_string(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRICES: Prices = Prices {
+        opus: Price {
+            input: 15.0,
+            output: 75.0,
+        },
+        sonnet: Price {
+            input: 3.0,
+            output: 15.0,
+        },
+        haiku: Price {
+            input: 1.0,
+            output: 5.0,
+        },
+    };
+
+    #[test]
+    fn prices_parse_and_pick_the_family() {
+        assert_eq!(
+            "3/15".parse::<Price>(),
+            Ok(Price {
+                input: 3.0,
+                output: 15.0
+            })
+        );
+        assert_eq!(" 0.8 / 4 ".parse::<Price>().map(|p| p.output), Ok(4.0));
+        for bad in ["3", "3/x", "-1/2", "inf/1", "/"] {
+            assert!(bad.parse::<Price>().is_err(), "{bad}");
+        }
+        assert_eq!(PRICES.for_model("claude-sonnet-4-5-20250929").input, 3.0);
+        assert_eq!(PRICES.for_model("claude-3-5-haiku-latest").input, 1.0);
+        assert_eq!(PRICES.for_model("claude-opus-4-1").input, 15.0);
+        // Unknown families are priced as the dearest.
+        assert_eq!(PRICES.for_model("claude-scripted").input, 15.0);
+    }
+
+    #[test]
+    fn cost_counts_cache_tokens_at_their_rates() {
+        let tokens = Tokens {
+            input: 1_000_000,
+            output: 100_000,
+            cache_write: 1_000_000,
+            cache_read: 1_000_000,
+        };
+        let cost = tokens.cost(PRICES.sonnet);
+        assert!((cost - (3.0 + 1.5 + 3.75 + 0.3)).abs() < 1e-9, "{cost}");
+    }
+
+    #[test]
+    fn sse_usage_is_read_across_chunk_boundaries() {
+        let stream = "event: message_start\n\
+            data: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-haiku-4-5\",\"usage\":{\"input_tokens\":1200,\"output_tokens\":1,\"cache_read_input_tokens\":50}}}\n\n\
+            event: content_block_delta\n\
+            data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\n\
+            event: message_delta\r\n\
+            data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":345}}\r\n\r\n";
+        for size in [1, 7, 64, stream.len()] {
+            let mut meter = SseMeter::default();
+            for chunk in stream.as_bytes().chunks(size) {
+                meter.feed(chunk);
+            }
+            assert_eq!(
+                meter.tokens,
+                Tokens {
+                    input: 1200,
+                    output: 345,
+                    cache_write: 0,
+                    cache_read: 50
+                },
+                "chunks of {size}"
+            );
+            assert_eq!(meter.model.as_deref(), Some("claude-haiku-4-5"));
+        }
+        // An overlong line is skipped; the next one is still read.
+        let mut meter = SseMeter::default();
+        meter.feed(&vec![b'x'; MAX_SSE_LINE + 10]);
+        meter.feed(b"\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":9}}\n");
+        assert_eq!(meter.tokens.output, 9);
+    }
+
+    #[test]
+    fn a_refused_call_fails_the_run_for_the_budget() {
+        let spend = Spend {
+            cost_usd: 0.5,
+            budget_usd: 0.25,
+            ..Spend::default()
+        };
+        assert_eq!(
+            spend.judge(Outcome::Completed, None),
+            (Outcome::Completed, None),
+            "a run that needed no refused call keeps its outcome"
+        );
+        let refused = Spend {
+            refused: 1,
+            ..spend
+        };
+        let (outcome, error) = refused.judge(Outcome::Failed, Some("HTTP 400".to_owned()));
+        assert_eq!(outcome, Outcome::Failed);
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("budget exceeded: ")
+                    && e.contains("$0.5000 of the run's $0.25 budget")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn credentials_and_encodings_of_the_caller_stay_behind() {
+        for name in ["x-api-key", "authorization", "accept-encoding", "host"] {
+            assert!(!forwarded_request_header(&HeaderName::from_static(name)));
+        }
+        for name in ["anthropic-version", "anthropic-beta", "content-type"] {
+            assert!(forwarded_request_header(&HeaderName::from_static(name)));
+        }
+    }
+}
