@@ -30,7 +30,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
-use futures::FutureExt as _;
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 use warroom_policy::{PolicyWatcher, Reload};
@@ -111,7 +110,7 @@ pub async fn run_with_health(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let settings = config.validate()?;
-    let shutdown = shutdown.boxed().shared();
+    let shutdown = warroom_runtime::shutdown::token(shutdown);
 
     // The policy is checked before anything connects: a gateway told to use a policy it
     // cannot read must not run requests at all.
@@ -143,7 +142,10 @@ pub async fn run_with_health(
         warn!("--insecure-allow-unsigned has no effect: a --policy is given and is enforced");
     }
 
-    health.spawn_server(config.common.health_addr, shutdown.clone());
+    health.spawn_server(
+        config.common.health_addr,
+        shutdown.clone().cancelled_owned(),
+    );
     let wake = Arc::new(Notify::new());
     if let Some((addr, secret)) = &settings.webhook {
         webhook::serve(
@@ -151,7 +153,7 @@ pub async fn run_with_health(
             secret.clone(),
             Arc::clone(&wake),
             health.metrics.clone(),
-            shutdown.clone(),
+            shutdown.clone().cancelled_owned(),
         )
         .await
         .map_err(|source| Error::Webhook {
@@ -184,7 +186,7 @@ pub async fn run_with_health(
     };
     let (bus, bucket, mirror) = tokio::select! {
         setup = setup => setup?,
-        () = shutdown.clone() => {
+        () = shutdown.cancelled() => {
             info!("shutdown before the gateway was connected");
             return Ok(());
         }
@@ -223,7 +225,7 @@ pub async fn run_with_health(
     loop {
         tokio::select! {
             biased;
-            () = shutdown.clone() => break,
+            () = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
             () = wake.notified() => {
                 debug!("woken by a webhook");
@@ -235,7 +237,7 @@ pub async fn run_with_health(
         tokio::pin!(poll);
         let result = tokio::select! {
             result = &mut poll => result,
-            () = shutdown.clone() => {
+            () = shutdown.cancelled() => {
                 // Let the poll in flight finish, so that what it published is also recorded
                 // in the cursor. Cutting it off is safe too (the range is scanned again and
                 // deduplicated), only noisier.

@@ -9,9 +9,10 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
+use warroom_runtime::shutdown::CancellationToken;
 
 use crate::proxy::PLACEHOLDER_KEY;
 use crate::reaper;
@@ -119,11 +120,7 @@ enum StopReason {
 
 /// Runs the CLI to its end. Tool calls and results go to `items` as they happen; `cancel`
 /// turning true stops the run (shutdown, or the audit events cannot be published).
-pub async fn run(
-    launch: &Launch,
-    items: mpsc::Sender<Item>,
-    mut cancel: watch::Receiver<bool>,
-) -> Run {
+pub async fn run(launch: &Launch, items: mpsc::Sender<Item>, cancel: CancellationToken) -> Run {
     let mut command = Command::new(&launch.program);
     command
         .args(&launch.args)
@@ -218,7 +215,7 @@ pub async fn run(
                 signal_group(group, Signal::SIGINT);
                 stopping = Some((StopReason::Timeout, Instant::now() + launch.kill_grace));
             }
-            () = cancelled(&mut cancel), if stopping.is_none() && exited.is_none() => {
+            () = cancel.cancelled(), if stopping.is_none() && exited.is_none() => {
                 debug!("cancelled, interrupting the agent");
                 signal_group(group, Signal::SIGINT);
                 stopping = Some((StopReason::Cancel, Instant::now() + launch.kill_grace));
@@ -290,13 +287,6 @@ async fn next_line<R: AsyncRead + Unpin>(
             }
         },
         None => std::future::pending().await,
-    }
-}
-
-async fn cancelled(cancel: &mut watch::Receiver<bool>) {
-    if cancel.wait_for(|stop| *stop).await.is_err() {
-        // Nobody can cancel any more.
-        std::future::pending::<()>().await;
     }
 }
 

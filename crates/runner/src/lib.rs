@@ -22,7 +22,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tracing::{info, warn};
 use warroom_proto::{ClusterName, Stream, Subject, Task, names};
 use warroom_runtime::{Bus, ConsumerSpec, Health};
@@ -338,24 +337,16 @@ pub async fn run(
     if let Err(e) = tokio::task::spawn_blocking(move || reaper::clean_work_root(&work_root)).await {
         warn!(cause = %e, "cannot clean the work root");
     }
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        stop_tx.send_replace(true);
-    });
+    let stop = warroom_runtime::shutdown::token(shutdown);
 
     let health = Health::new("runner");
-    let mut stop = stop_rx.clone();
-    health.spawn_server(config.common.health_addr, async move {
-        let _ = stop.wait_for(|s| *s).await;
-    });
+    health.spawn_server(config.common.health_addr, stop.clone().cancelled_owned());
 
     // The connection is retried until NATS is up; shutdown must still end that wait.
-    let mut stop = stop_rx.clone();
     let client_name = format!("warroom-runner-{}", config.cluster);
     let connection = config.common.connection();
     let bus = tokio::select! {
-        _ = stop.wait_for(|s| *s) => {
+        () = stop.cancelled() => {
             info!(cluster = %config.cluster, "stopped before NATS was reachable");
             return Ok(());
         }
@@ -381,23 +372,23 @@ pub async fn run(
     info!(cluster = %config.cluster, consumer = %consumer_name, "runner ready");
 
     loop {
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             break;
         }
         // One message per pull: a task waits in the stream, where another replica can take
         // it, rather than in this replica's buffer while it is busy.
         let next = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
+            () = stop.cancelled() => break,
             next = consumer.fetch_one(PULL_EXPIRES) => next,
         };
         match next {
-            Ok(Some(delivery)) => runner.handle(delivery, stop_rx.clone()).await,
+            Ok(Some(delivery)) => runner.handle(delivery, stop.clone()).await,
             Ok(None) => {}
             Err(e) => {
                 warn!(cause = %e, "cannot pull a task; retrying");
                 health.metrics.inc("pull_errors");
                 tokio::select! {
-                    _ = stop.wait_for(|s| *s) => break,
+                    () = stop.cancelled() => break,
                     () = tokio::time::sleep(RETRY_PAUSE) => {}
                 }
             }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::{Instrument as _, error, info, info_span, warn};
 use warroom_proto::wire::Redacted;
 use warroom_proto::{
@@ -15,6 +15,7 @@ use warroom_proto::{
 };
 use warroom_redact as redact;
 use warroom_runtime::bus::Progress;
+use warroom_runtime::shutdown::CancellationToken;
 use warroom_runtime::{Bus, BusError, Delivery, Health};
 
 use crate::agent::{self, AgentEnv, Launch, Run, RunSite};
@@ -97,7 +98,7 @@ impl Runner {
 
     /// Handles one delivered task message to its ack, nak or term. Never fails: whatever goes
     /// wrong is logged and decided on here.
-    pub async fn handle(&self, delivery: Delivery<Task>, stop: watch::Receiver<bool>) {
+    pub async fn handle(&self, delivery: Delivery<Task>, stop: CancellationToken) {
         // The bus checked that the task arrived on this cluster's subject; a task naming
         // another cluster never gets here.
         let task = &delivery.message;
@@ -146,7 +147,7 @@ impl Runner {
         &self,
         task: &Task,
         attempt: i64,
-        stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> Result<Done, BusError> {
         let started_at = warroom_proto::now();
         let request = &task.request_id;
@@ -294,7 +295,7 @@ impl Runner {
         task: &Task,
         policy: &Policy,
         events: &mut Events<'_>,
-        stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> (
         Run,
         Option<BusError>,
@@ -388,18 +389,11 @@ impl Runner {
         &self,
         launch: &Launch,
         events: &mut Events<'_>,
-        mut stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> (Run, Option<BusError>) {
         let (items_tx, mut items_rx) = mpsc::channel::<Item>(64);
-        let (cancel_tx, cancel_rx) = watch::channel(false);
-        let forward = {
-            let cancel_tx = cancel_tx.clone();
-            tokio::spawn(async move {
-                if stop.wait_for(|s| *s).await.is_ok() {
-                    cancel_tx.send_replace(true);
-                }
-            })
-        };
+        // Cancelled by shutdown, or by this run when its events cannot be published.
+        let cancel = stop.child_token();
         let publishing = async {
             while let Some(item) = items_rx.recv().await {
                 let kind = match item {
@@ -423,15 +417,14 @@ impl Runner {
                     Item::Text(_) | Item::Result(_) => continue,
                 };
                 if let Err(e) = events.publish(kind).await {
-                    cancel_tx.send_replace(true);
+                    cancel.cancel();
                     return Some(e);
                 }
             }
             None
         };
         let (run, publish_error) =
-            tokio::join!(agent::run(launch, items_tx, cancel_rx), publishing);
-        forward.abort();
+            tokio::join!(agent::run(launch, items_tx, cancel.clone()), publishing);
         (run, publish_error)
     }
 }

@@ -564,7 +564,9 @@ async fn timeout_stops_the_whole_process_group() {
         &[],
     )
     .await;
-    harness.publish_task(&task("req-hang", 3)).await;
+    // Long enough for the CLI to start the tool even on a loaded machine; the tool hangs
+    // for a minute, so the run ends by its timeout.
+    harness.publish_task(&task("req-hang", 15)).await;
     let pid = hung_kubectl_pid(harness.dir.path()).await;
     assert!(!process_gone(pid), "the tool should be running now");
     let result = harness.finished("req-hang").await;
