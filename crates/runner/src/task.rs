@@ -570,20 +570,16 @@ async fn publish<T: serde::Serialize>(
     dedup_id: &str,
     message: &T,
 ) -> Result<(), BusError> {
-    let mut pause = PUBLISH_BACKOFF;
-    let mut attempt = 1;
-    loop {
-        match bus.publish(subject, Some(dedup_id), message).await {
-            Ok(_) => return Ok(()),
-            Err(e) if attempt < PUBLISH_ATTEMPTS && !matches!(e, BusError::Encode { .. }) => {
-                warn!(cause = %e, %subject, attempt, "publish failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    use warroom_runtime::retry::{self, Retryable as _};
+    let retries = usize::try_from(PUBLISH_ATTEMPTS.saturating_sub(1)).unwrap_or(0);
+    (|| async { bus.publish(subject, Some(dedup_id), message).await })
+        .retry(retry::backoff(PUBLISH_BACKOFF, PUBLISH_BACKOFF * 8, retries))
+        .sleep(tokio::time::sleep)
+        // An encoding error fails the same way every time.
+        .when(|e| !matches!(e, BusError::Encode { .. }))
+        .notify(|e, pause| warn!(cause = %e, %subject, ?pause, "publish failed; retrying"))
+        .await
+        .map(|_| ())
 }
 
 /// A task's fresh, empty workspace (the agent's cwd), its own HOME and temp folder, all
