@@ -62,7 +62,7 @@ RUN test -n "${OC_SHA256}" || { echo "pass --build-arg OC_SHA256=<sha256 of open
 
 # ---------------------------------------------------------------------------------------
 # 4. Runtime: the daemons, claude, oc, kubectl, jq, git (gateway and publisher), tini as
-#    PID 1 (reaps the agent's orphaned tool processes), bwrap (--scrub-agent-env).
+#    PID 1 (reaps orphans of a killed runner; the runner itself is the subreaper of its runs).
 FROM debian:bookworm-slim
 ARG VERSION=0.1.0
 ARG REVISION=unknown
@@ -81,7 +81,6 @@ RUN apt-get update \
          openssh-client=1:9.2p1-2+deb12u10 \
          jq=1.6-2.1+deb12u3 \
          tini=0.19.0-1+b3 \
-         bubblewrap=0.8.0-2+deb12u1 \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/* /var/log/apt /var/log/dpkg.log \
     && groupadd --gid 1001 warroom \

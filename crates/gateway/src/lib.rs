@@ -251,7 +251,15 @@ pub async fn run_with_health(
             }
         };
         match result {
-            Ok(()) => health.set_ready(true),
+            Ok(()) => {
+                health.set_ready(true);
+                // `warroom_gateway_last_poll_timestamp_seconds`: the alert on a gateway that
+                // stopped polling reads it (deploy/METRICS.md).
+                health.metrics.set(
+                    "last_poll_timestamp_seconds",
+                    warroom_proto::now().unix_timestamp(),
+                );
+            }
             Err(e) => {
                 health.metrics.inc("poll_errors_total");
                 health.set_ready(false);

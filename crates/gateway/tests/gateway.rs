@@ -1072,6 +1072,12 @@ async fn a_signed_webhook_wakes_the_gateway_and_nothing_else_does() {
     stack.wait_cursor(&stack.remote.head()).await;
     let started = std::time::Instant::now();
     assert_eq!(health.metrics.get("polls"), 1);
+    // The gauge the "gateway not polling" alert reads was set by that poll.
+    let last_poll = health.metrics.gauge_value("last_poll_timestamp_seconds");
+    assert!(
+        (warroom_proto::now().unix_timestamp() - last_poll) < 120,
+        "last poll at {last_poll}"
+    );
 
     let head = stack.push(&[("requests/pending/r-hook.yaml", VALID)]);
     let body = br#"{"ref":"refs/heads/main"}"#.to_vec();

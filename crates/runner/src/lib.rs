@@ -375,6 +375,12 @@ pub async fn run(
         if stop.is_cancelled() {
             break;
         }
+        // `warroom_runner_heartbeat_timestamp_seconds`: the pull loop is alive (it comes
+        // round at least every PULL_EXPIRES while idle, and after every task).
+        health.metrics.set(
+            "heartbeat_timestamp_seconds",
+            warroom_proto::now().unix_timestamp(),
+        );
         // One message per pull: a task waits in the stream, where another replica can take
         // it, rather than in this replica's buffer while it is busy.
         let next = tokio::select! {

@@ -573,7 +573,11 @@ async fn publish<T: serde::Serialize>(
     use warroom_runtime::retry::{self, Retryable as _};
     let retries = usize::try_from(PUBLISH_ATTEMPTS.saturating_sub(1)).unwrap_or(0);
     (|| async { bus.publish(subject, Some(dedup_id), message).await })
-        .retry(retry::backoff(PUBLISH_BACKOFF, PUBLISH_BACKOFF * 8, retries))
+        .retry(retry::backoff(
+            PUBLISH_BACKOFF,
+            PUBLISH_BACKOFF * 8,
+            retries,
+        ))
         .sleep(tokio::time::sleep)
         // An encoding error fails the same way every time.
         .when(|e| !matches!(e, BusError::Encode { .. }))
