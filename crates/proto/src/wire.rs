@@ -178,6 +178,15 @@ pub enum AuditKind {
         tool: String,
         input: serde_json::Value,
     },
+    /// The runner's tool-call guard allowed a call, and why (its refusals are in
+    /// `ToolRefused`, with `guard_rule` and `guard_reason` in the input).
+    GuardAllowed {
+        tool: String,
+        /// The command, path or pattern the guard decided on.
+        input: String,
+        rule: String,
+        reason: String,
+    },
     /// The agent ended.
     Finished {
         outcome: Outcome,

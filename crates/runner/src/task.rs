@@ -213,6 +213,17 @@ impl Runner {
                 })
                 .await?;
         }
+        // Every decision of the guard is audited: the allowed ones with their rule and reason.
+        for record in decisions.iter().filter(|r| r.decision == "allow") {
+            events
+                .publish(AuditKind::GuardAllowed {
+                    tool: record.tool.clone(),
+                    input: record.input.clone(),
+                    rule: record.rule.clone(),
+                    reason: record.reason.clone(),
+                })
+                .await?;
+        }
         for denial in &denials {
             self.health.metrics.inc("tool_refused");
             events
@@ -516,6 +527,10 @@ fn redact_event(kind: &mut AuditKind) -> Redacted {
             removed.merge(&redact::json(input));
         }
         AuditKind::ToolResult { output, .. } => redact_text(output, &mut removed),
+        AuditKind::GuardAllowed { input, reason, .. } => {
+            redact_text(input, &mut removed);
+            redact_text(reason, &mut removed);
+        }
         AuditKind::Finished { error, .. } => {
             if let Some(error) = error {
                 redact_text(error, &mut removed);

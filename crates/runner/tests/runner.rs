@@ -722,6 +722,21 @@ async fn the_guard_refuses_hostile_commands_with_its_reason() {
         let reason = input["guard_reason"].as_str().unwrap_or_default();
         assert!(!reason.is_empty(), "{command}: no guard reason in {input}");
     }
+    // The allowed call is audited with the guard's rule and reason too: every decision is.
+    let allowed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            AuditKind::GuardAllowed {
+                tool, input, rule, ..
+            } => Some((tool.as_str(), input.as_str(), rule.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        allowed,
+        [("Bash", "kubectl get pods -A", "kubectl.read-only")],
+        "{events:#?}"
+    );
     // No guard refusal was left unmatched.
     assert!(
         !events.iter().any(|e| matches!(&e.kind,
