@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use warroom_runtime::CommonArgs;
 pub use warroom_runtime::config::Secret;
-use warroom_runtime::config::{check_branch, check_repo, short_hash};
+use warroom_runtime::config::{Problems, check_branch, check_repo, short_hash};
 
 use crate::{Error, Result};
 
@@ -116,17 +116,19 @@ pub(crate) enum Trust {
 impl Config {
     /// Checks every value and resolves the defaults, without touching the network or git.
     pub(crate) fn validate(&self) -> Result<Settings> {
-        let invalid = |message: String| Error::Config(message);
-        let repo = check_repo(&self.repo).map_err(invalid)?;
-        check_branch(&self.branch).map_err(invalid)?;
+        // Every problem is reported at once, one per line, as request validation does.
+        let mut problems = Problems::new();
+        problems.extend(self.common.problems());
+        let repo = problems.check(check_repo(&self.repo));
+        problems.check(check_branch(&self.branch));
         // The interval parser refuses too short values already; a Config built in code may
         // bypass it.
         if self.poll_interval < MIN_POLL_INTERVAL {
-            return Err(invalid(format!(
+            problems.push(format!(
                 "--poll-interval {:?} is shorter than {}ms",
                 self.poll_interval,
                 MIN_POLL_INTERVAL.as_millis()
-            )));
+            ));
         }
         let mut allowed_clusters = Vec::new();
         for cluster in &self.allowed_clusters {
@@ -134,44 +136,47 @@ impl Config {
             if cluster.is_empty() {
                 continue;
             }
-            if let Some(problem) = warroom_proto::ClusterName::problem(cluster) {
-                return Err(invalid(format!(
+            match warroom_proto::ClusterName::problem(cluster) {
+                Some(problem) => problems.push(format!(
                     "--allowed-clusters: the cluster name `{cluster}` {problem}"
-                )));
+                )),
+                None => allowed_clusters.push(cluster.to_owned()),
             }
-            allowed_clusters.push(cluster.to_owned());
         }
         let work_dir = match &self.work_dir {
             Some(dir) if dir.as_os_str().is_empty() => {
-                return Err(invalid("--work-dir must not be empty".to_owned()));
+                problems.push("--work-dir must not be empty");
+                None
             }
-            Some(dir) => absolute(dir)?,
-            None => std::env::temp_dir()
-                .join("warroom-gateway")
-                .join(short_hash(&format!("{repo}\n{}", self.branch), 16)),
+            Some(dir) => problems.check(absolute(dir)),
+            None => repo.as_ref().map(|repo| {
+                std::env::temp_dir()
+                    .join("warroom-gateway")
+                    .join(short_hash(&format!("{repo}\n{}", self.branch), 16))
+            }),
         };
-        if self.git_token.is_some() && repo.starts_with("http://") {
-            return Err(invalid(
+        if self.git_token.is_some() && repo.as_deref().is_some_and(|r| r.starts_with("http://")) {
+            problems.push(
                 "--repo is a plain http:// URL but a git token is set; the token would cross \
-                 the network unencrypted: use https://"
-                    .to_owned(),
-            ));
+                 the network unencrypted: use https://",
+            );
         }
         let trust = match (&self.policy, self.insecure_allow_unsigned) {
             (Some(path), _) if path.as_os_str().is_empty() => {
-                return Err(invalid("--policy must not be empty".to_owned()));
+                problems.push("--policy must not be empty");
+                None
             }
-            (Some(path), _) => Trust::Policy(absolute(path)?),
-            (None, true) => Trust::Unsigned,
+            (Some(path), _) => problems.check(absolute(path)).map(Trust::Policy),
+            (None, true) => Some(Trust::Unsigned),
             (None, false) => {
-                return Err(invalid(
+                problems.push(
                     "no --policy (WARROOM_POLICY) given: without a policy nothing proves who \
                      wrote a request, so the gateway does not start; give the secure zone's \
                      policy file, or --insecure-allow-unsigned \
                      (WARROOM_INSECURE_ALLOW_UNSIGNED=true) to run every valid request \
-                     unverified"
-                        .to_owned(),
-                ));
+                     unverified",
+                );
+                None
             }
         };
         let webhook = match (self.webhook_addr, &self.webhook_secret) {
@@ -180,19 +185,26 @@ impl Config {
                 Some((addr, Secret::new(secret.expose().trim())))
             }
             (Some(_), _) => {
-                return Err(invalid(
+                problems.push(
                     "--webhook-addr needs --webhook-secret (WARROOM_WEBHOOK_SECRET): an \
-                     unsigned webhook would let anyone make the gateway poll"
-                        .to_owned(),
-                ));
+                     unsigned webhook would let anyone make the gateway poll",
+                );
+                None
             }
             (None, Some(_)) => {
-                return Err(invalid(
+                problems.push(
                     "--webhook-secret is set but --webhook-addr is not: give the address to \
-                     listen on, or drop the secret"
-                        .to_owned(),
-                ));
+                     listen on, or drop the secret",
+                );
+                None
             }
+        };
+        problems.finish().map_err(Error::Config)?;
+        let (Some(repo), Some(work_dir), Some(trust)) = (repo, work_dir, trust) else {
+            // Unreachable: a failed check noted a problem, and `finish` returned it.
+            return Err(Error::Config(
+                "--repo, --work-dir or --policy is invalid".to_owned(),
+            ));
         };
         let token = self
             .git_token
@@ -213,13 +225,9 @@ impl Config {
     }
 }
 
-fn absolute(path: &std::path::Path) -> Result<PathBuf> {
-    std::path::absolute(path).map_err(|e| {
-        Error::Config(format!(
-            "cannot make the path {} absolute: {e}",
-            path.display()
-        ))
-    })
+fn absolute(path: &std::path::Path) -> Result<PathBuf, String> {
+    std::path::absolute(path)
+        .map_err(|e| format!("cannot make the path {} absolute: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -231,6 +239,29 @@ mod tests {
         let mut all = vec!["warroom-gateway", "--insecure-allow-unsigned"];
         all.extend_from_slice(args);
         Config::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn every_bad_flag_is_reported_at_once() {
+        let c = Config::try_parse_from([
+            "warroom-gateway",
+            "--repo=-x",
+            "--allowed-clusters",
+            "a.b",
+            "--webhook-secret",
+            "s",
+        ])
+        .unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        for expected in [
+            "problems:",
+            "--repo",
+            "--allowed-clusters: the cluster name `a.b`",
+            "no --policy",
+            "--webhook-secret is set but --webhook-addr is not",
+        ] {
+            assert!(err.contains(expected), "{expected:?} missing from: {err}");
+        }
     }
 
     #[test]

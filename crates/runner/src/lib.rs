@@ -151,11 +151,13 @@ pub struct Config {
 impl Config {
     /// Checks what clap cannot; called before any I/O.
     pub fn validate(&self) -> Result<()> {
+        // Every problem is reported at once, one per line.
+        let mut problems = warroom_runtime::config::Problems::new();
+        problems.extend(self.common.problems());
         if self.claude_bin.as_os_str().is_empty() {
-            return Err(Error::Config("--claude-bin must not be empty".to_owned()));
-        }
-        if self.resolve_claude_bin().is_none() {
-            return Err(Error::Config(format!(
+            problems.push("--claude-bin must not be empty");
+        } else if self.resolve_claude_bin().is_none() {
+            problems.push(format!(
                 "--claude-bin {} is not an executable file{}",
                 self.claude_bin.display(),
                 if self.claude_bin.components().count() == 1 {
@@ -163,13 +165,13 @@ impl Config {
                 } else {
                     ""
                 }
-            )));
+            ));
         }
         if self.resolve_guard_bin().is_none() {
             let beside = std::env::current_exe()
                 .ok()
                 .and_then(|exe| exe.parent().map(|dir| dir.display().to_string()));
-            return Err(Error::Config(if self.guard_bin.components().count() > 1 {
+            problems.push(if self.guard_bin.components().count() > 1 {
                 format!(
                     "--guard-bin {} is not an executable file",
                     self.guard_bin.display()
@@ -181,39 +183,38 @@ impl Config {
                     self.guard_bin.display(),
                     beside.as_deref().unwrap_or("unknown folder"),
                 )
-            }));
+            });
         }
-        if let Some(path) = &self.guard_config {
-            warroom_guard::Guard::load(path)
-                .map_err(|e| Error::Config(format!("--guard-config: {e}")))?;
+        if let Some(path) = &self.guard_config
+            && let Err(e) = warroom_guard::Guard::load(path)
+        {
+            problems.push(format!("--guard-config: {e}"));
         }
         if self.ack_wait < Duration::from_secs(1) {
-            return Err(Error::Config("--ack-wait must be at least 1s".to_owned()));
+            problems.push("--ack-wait must be at least 1s");
         }
         if self.max_timeout < Duration::from_secs(1) {
-            return Err(Error::Config(
-                "--max-timeout must be at least 1s".to_owned(),
-            ));
+            problems.push("--max-timeout must be at least 1s");
         }
         if self.max_turns == 0 {
-            return Err(Error::Config("--max-turns must be at least 1".to_owned()));
+            problems.push("--max-turns must be at least 1");
         }
         if let Some(root) = &self.work_root
             && !root.is_dir()
         {
-            return Err(Error::Config(format!(
+            problems.push(format!(
                 "--work-root {} is not an existing folder",
                 root.display()
-            )));
+            ));
         }
         if let Some(url) = &self.anthropic_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return Err(Error::Config(format!(
+            problems.push(format!(
                 "--anthropic-base-url {url:?} must start with http:// or https://"
-            )));
+            ));
         }
-        Ok(())
+        problems.finish().map_err(Error::Config)
     }
 
     /// The Claude Code CLI binary: `--claude-bin` itself when it is a path, otherwise the
@@ -452,6 +453,21 @@ mod tests {
 
         let bad = parse(&["--cluster", "a", "--claude-bin", "sh", "--max-turns", "0"]);
         assert!(bad.validate().is_err());
+        // Every bad flag is reported at once.
+        let bad = parse(&[
+            "--cluster",
+            "a",
+            "--claude-bin",
+            "no-such-claude-xyz",
+            "--max-turns",
+            "0",
+            "--anthropic-base-url",
+            "ftp://x",
+        ]);
+        let err = bad.validate().expect_err("three problems").to_string();
+        for expected in ["--claude-bin", "--max-turns", "--anthropic-base-url"] {
+            assert!(err.contains(expected), "{expected} missing from: {err}");
+        }
         let bad = parse(&[
             "--cluster",
             "a",
