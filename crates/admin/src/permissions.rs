@@ -10,7 +10,7 @@ use std::fmt;
 
 use warroom_proto::names::{
     self, DISPATCHER_REQUESTS_CONSUMER, DISPATCHER_RESULTS_CONSUMER, GATEWAY_BUCKET,
-    PUBLISHER_CONSUMER, REQUESTS_BUCKET,
+    PUBLISHER_BUCKET, PUBLISHER_CONSUMER, REQUESTS_BUCKET,
 };
 use warroom_proto::{ClusterName, Stream, Subject};
 
@@ -74,6 +74,7 @@ impl Component {
             }
             Component::Publisher => {
                 p.consumer(Stream::Events, PUBLISHER_CONSUMER, None);
+                p.bucket(PUBLISHER_BUCKET);
             }
             Component::Runner(cluster) => {
                 p.consumer(

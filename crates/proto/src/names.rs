@@ -13,6 +13,9 @@ use crate::ids::{ClusterName, RequestId};
 pub const REQUESTS_BUCKET: &str = "warroom-requests";
 /// Gateway cursor: the last commit whose added request files were all published.
 pub const GATEWAY_BUCKET: &str = "warroom-gateway";
+/// The publisher's own record of the last status revision it pushed per request, so a
+/// `status.json` planted in git by someone else can neither freeze nor suppress a request.
+pub const PUBLISHER_BUCKET: &str = "warroom-publisher";
 
 /// The durable consumer of the dispatcher on [`Stream::Requests`].
 pub const DISPATCHER_REQUESTS_CONSUMER: &str = "dispatcher-requests";

@@ -165,9 +165,14 @@ pub async fn run_with_health(
     };
     health.set_ready(true);
 
+    let revisions = match bus.bucket(names::PUBLISHER_BUCKET, 1).await {
+        Ok(bucket) => bucket,
+        Err(e) => return Err(e.into()),
+    };
     let publisher = Publisher {
         settings,
         repo,
+        revisions,
         health: health.clone(),
         shutdown: shutdown.clone(),
     };
@@ -267,6 +272,9 @@ async fn next_batch(
 struct Publisher {
     settings: Settings,
     repo: Repo,
+    /// The last status revision this publisher pushed, per request: its own record, so a
+    /// `status.json` someone else committed can neither freeze nor suppress a request.
+    revisions: async_nats::jetstream::kv::Store,
     health: Health,
     /// Ends the pauses between push attempts, and the attempts themselves.
     shutdown: CancellationToken,
@@ -442,6 +450,47 @@ impl Publisher {
         })
     }
 
+    /// The revisions this publisher pushed for the requests of `items`' status updates, from
+    /// its own record. A request it cannot read is left out: the snapshot is then written
+    /// (the dispatcher's revisions only grow, so that is at worst a repeat).
+    async fn pushed_revisions(&self, items: &[(usize, Item)]) -> HashMap<String, u64> {
+        let mut pushed = HashMap::new();
+        for (_, item) in items {
+            let Item::Status(update) = item else { continue };
+            let id = update.status.id.as_str();
+            if pushed.contains_key(id) {
+                continue;
+            }
+            match self.revisions.get(id).await {
+                Ok(Some(bytes)) => {
+                    if let Some(revision) = std::str::from_utf8(&bytes)
+                        .ok()
+                        .and_then(|text| text.parse::<u64>().ok())
+                    {
+                        pushed.insert(id.to_owned(), revision);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => warn!(request = %id, cause = %e, "cannot read the pushed revision"),
+            }
+        }
+        pushed
+    }
+
+    /// Records the revisions of the statuses just pushed. A failure only means an older
+    /// snapshot redelivered later could be written once more.
+    async fn record_revisions(&self, summary: &Summary) {
+        for (id, revision) in &summary.revisions {
+            if let Err(e) = self
+                .revisions
+                .put(id.as_str(), revision.to_string().into_bytes().into())
+                .await
+            {
+                warn!(request = %id, cause = %e, "cannot record the pushed revision");
+            }
+        }
+    }
+
     /// One attempt: fetch, reset, apply, commit, push.
     async fn attempt(
         &self,
@@ -457,8 +506,9 @@ impl Publisher {
         // The file work runs on the blocking pool.
         let root = self.repo.dir().to_path_buf();
         let note = self.settings.report_note.clone();
+        let pushed = self.pushed_revisions(&items).await;
         let (summary, settled) =
-            tokio::task::spawn_blocking(move || apply_all(&root, &items, note.as_deref()))
+            tokio::task::spawn_blocking(move || apply_all(&root, &items, note.as_deref(), &pushed))
                 .await
                 .map_err(Error::Task)?;
         let (written, skipped) = (summary.written, summary.skipped);
@@ -485,6 +535,7 @@ impl Publisher {
             return Err(AttemptError::Push(reason));
         }
         let commit = self.repo.head().await?;
+        self.record_revisions(&summary).await;
         Ok((
             Published {
                 commit: Some(commit),
@@ -505,8 +556,9 @@ fn apply_all(
     root: &std::path::Path,
     items: &[(usize, Item)],
     note: Option<&str>,
+    pushed: &HashMap<String, u64>,
 ) -> (Summary, Settled) {
-    let mut tree = Tree::new(root).with_note(note);
+    let mut tree = Tree::new(root).with_note(note).with_pushed(pushed);
     let mut settled = Settled::default();
     let mut held_back: HashMap<String, String> = HashMap::new();
     for (index, item) in items {

@@ -16,7 +16,6 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use tracing::warn;
 use warroom_proto::wire::Redacted;
 use warroom_proto::{AuditEvent, PublisherInput, RequestPhase, StatusUpdate};
 
@@ -93,9 +92,16 @@ pub(crate) struct Summary {
     pub written: usize,
     /// Items with nothing to write.
     pub skipped: usize,
+    /// The status revision written per request, to record once the batch is pushed.
+    pub revisions: HashMap<String, u64>,
 }
 
 impl Summary {
+    /// The status revision this batch wrote for `request`, if it wrote one.
+    fn revision_of(&self, request: &str) -> Option<u64> {
+        self.revisions.get(request).copied()
+    }
+
     fn entry(&mut self, request: &str) -> &mut RequestChange {
         let index = match self.requests.iter().position(|r| r.id == request) {
             Some(index) => index,
@@ -144,6 +150,8 @@ pub(crate) struct Tree<'a> {
     audit: HashMap<PathBuf, AuditFile>,
     /// Put at the top of every report (`--report-note`).
     note: Option<&'a str>,
+    /// The revisions pushed before, by request id ([`Tree::with_pushed`]).
+    pushed: Option<&'a HashMap<String, u64>>,
     pub summary: Summary,
 }
 
@@ -153,8 +161,16 @@ impl<'a> Tree<'a> {
             root,
             audit: HashMap::new(),
             note: None,
+            pushed: None,
             summary: Summary::default(),
         }
+    }
+
+    /// The revisions this publisher pushed before, by request id (its own record): a
+    /// snapshot older than that is skipped, whatever `status.json` in the tree says.
+    pub fn with_pushed(mut self, pushed: &'a HashMap<String, u64>) -> Self {
+        self.pushed = Some(pushed);
+        self
     }
 
     /// Puts `note` at the top of every report written.
@@ -180,22 +196,22 @@ impl<'a> Tree<'a> {
         let dir = update.status.results_dir.as_str();
         let folder = self.folder(dir)?;
         let status_path = folder.join(STATUS_FILE);
-        if let Some(existing) = read_file(&status_path)? {
-            let revision = serde_json::from_slice::<serde_json::Value>(&existing)
-                .ok()
-                .and_then(|v| v.get("revision").and_then(serde_json::Value::as_u64));
-            match revision {
-                Some(revision) if revision > update.status.revision => {
-                    return Ok(Applied::Skipped(format!(
-                        "revision {} is older than revision {revision} in {dir}/{STATUS_FILE}",
-                        update.status.revision
-                    )));
-                }
-                Some(_) => {}
-                None => {
-                    warn!(request = %id, path = %status_path.display(), "the existing status has no readable revision; overwriting it")
-                }
-            }
+        // Whether a snapshot is older is decided from the publisher's own record, never from
+        // the `status.json` in the tree, which anyone who can push could have written (a
+        // planted high `revision` would otherwise freeze the request).
+        let newest = self
+            .pushed
+            .and_then(|pushed| pushed.get(id.as_str()).copied())
+            .into_iter()
+            .chain(self.summary.revision_of(id.as_str()))
+            .max();
+        if let Some(revision) = newest
+            && revision > update.status.revision
+        {
+            return Ok(Applied::Skipped(format!(
+                "revision {} is older than revision {revision} already pushed for {dir}",
+                update.status.revision
+            )));
         }
 
         let mut status = update.status.clone();
@@ -230,6 +246,9 @@ impl<'a> Tree<'a> {
         let readme = render::readme(&status, update.request.as_ref(), &update.reports, self.note);
         write_file(&folder.join(README_FILE), readme.as_bytes())?;
         self.summary.entry(id).phase = Some(status.phase);
+        self.summary
+            .revisions
+            .insert(id.to_string(), update.status.revision);
         Ok(Applied::Written)
     }
 
@@ -585,6 +604,47 @@ mod tests {
         assert!(report.contains("| Redacted values | 4 |"), "{report}");
     }
 
+    #[test]
+    fn a_planted_status_freezes_nothing_but_a_pushed_revision_holds() {
+        let root = tempfile::tempdir().unwrap();
+        let folder = root.path().join("results/r1");
+        std::fs::create_dir_all(&folder).unwrap();
+        // Someone who can push committed a status with a huge revision.
+        std::fs::write(
+            folder.join("status.json"),
+            r#"{"id":"r1","phase":"completed","revision":1000000}"#,
+        )
+        .unwrap();
+        let mut tree = Tree::new(root.path());
+        assert_eq!(
+            tree.apply(&item(update("r1", "results/r1", 2, RequestPhase::Running)))
+                .unwrap(),
+            Applied::Written
+        );
+        let status = std::fs::read_to_string(folder.join("status.json")).unwrap();
+        assert!(status.contains("\"revision\": 2"), "{status}");
+
+        // What this publisher pushed before (its own record) still wins over an older
+        // snapshot redelivered after a restart.
+        let pushed = HashMap::from([("r1".to_owned(), 7_u64)]);
+        let mut tree = Tree::new(root.path()).with_pushed(&pushed);
+        assert!(matches!(
+            tree.apply(&item(update("r1", "results/r1", 6, RequestPhase::Running)))
+                .unwrap(),
+            Applied::Skipped(_)
+        ));
+        assert_eq!(
+            tree.apply(&item(update(
+                "r1",
+                "results/r1",
+                8,
+                RequestPhase::Completed
+            )))
+            .unwrap(),
+            Applied::Written
+        );
+    }
+
     #[cfg(unix)]
     #[test]
     fn symlinks_in_the_tree_are_never_followed() {
@@ -623,7 +683,7 @@ mod tests {
             ),
             (2, Item::Event(Box::new(blocked_event))),
         ];
-        let (summary, settled) = crate::apply_all(root.path(), &items, None);
+        let (summary, settled) = crate::apply_all(root.path(), &items, None, &HashMap::new());
         assert_eq!(summary.written, 1);
         assert!(settled.retry.is_empty(), "{settled:?}");
         let mut refused: Vec<usize> = settled.refused.keys().copied().collect();
