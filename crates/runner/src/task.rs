@@ -313,7 +313,14 @@ impl Runner {
         Vec<warroom_guard::hook::DecisionRecord>,
         Spend,
     ) {
-        let dirs = match TaskDirs::create(&self.work_root, &task.request_id) {
+        // File system work runs on the blocking pool, off the threads that drive the run.
+        let created = {
+            let (root, id) = (self.work_root.clone(), task.request_id.clone());
+            tokio::task::spawn_blocking(move || TaskDirs::create(&root, &id))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
+        let dirs = match created {
             Ok(dirs) => dirs,
             Err(e) => {
                 let reason = format!(
@@ -330,14 +337,14 @@ impl Runner {
                     "cannot write the guard hook into {}: {e}",
                     dirs.root.path().display()
                 );
-                dirs.remove();
+                dirs.remove_in_background().await;
                 return (not_started(reason), None, Vec::new(), Spend::default());
             }
         };
         let proxy = match Proxy::start(&self.model_api).await {
             Ok(proxy) => proxy,
             Err(e) => {
-                dirs.remove();
+                dirs.remove_in_background().await;
                 let reason = format!("cannot start the model API proxy on 127.0.0.1: {e}");
                 return (not_started(reason), None, Vec::new(), Spend::default());
             }
@@ -347,7 +354,7 @@ impl Runner {
         let spend = proxy.spend();
         drop(proxy);
         let decisions = policy::read_decisions(&hook.decisions);
-        dirs.remove();
+        dirs.remove_in_background().await;
         (run, publish_error, decisions, spend)
     }
 
@@ -641,6 +648,13 @@ impl TaskDirs {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default()
+    }
+
+    /// [`TaskDirs::remove`] on the blocking pool.
+    async fn remove_in_background(self) {
+        if let Err(e) = tokio::task::spawn_blocking(move || self.remove()).await {
+            warn!(cause = %e, "removing the task's workspace stopped");
+        }
     }
 
     fn remove(self) {
