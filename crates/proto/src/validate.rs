@@ -146,9 +146,8 @@ pub fn parse_request(path: &Path, bytes: &[u8]) -> Result<ValidatedRequest, Vali
 
 /// Parses and validates a request file of either kind.
 pub fn parse_document(path: &Path, bytes: &[u8]) -> Result<Document, ValidationErrors> {
-    let file = path.display().to_string();
     let fail = |errors: Vec<FieldError>| ValidationErrors {
-        file: file.clone(),
+        file: path.display().to_string(),
         errors,
     };
     let mut check = Check::default();
@@ -161,129 +160,55 @@ pub fn parse_document(path: &Path, bytes: &[u8]) -> Result<Document, ValidationE
         });
         fail(errors)
     })?;
-
     let Some(root) = check.mapping(&value, "", &["apiVersion", "kind", "metadata", "spec"]) else {
         return Err(fail(check.errors));
     };
-    match check.string(root, "", "apiVersion", true) {
-        Some(API_VERSION) | None => {}
-        Some(other) => check.error(
-            "apiVersion",
-            format!("unknown apiVersion `{other}`; expected `{API_VERSION}`"),
-        ),
-    }
-    let kind = check.string(root, "", "kind", true);
-    match kind {
-        Some(KIND_TROUBLESHOOTING) | Some(KIND_SESSION) | None => {}
-        Some(other) => check.error(
-            "kind",
-            format!(
-                "unknown kind `{other}`; expected `{KIND_TROUBLESHOOTING}` or `{KIND_SESSION}`"
-            ),
-        ),
-    }
-    if let Some(metadata) =
-        check.child_mapping(root, "", "metadata", &["name", "timestamp", "engineer"])
-    {
-        check.metadata(metadata);
-    }
+    let kind = check.header(root);
+    let document = if kind == Some(KIND_SESSION) {
+        check.session_document(root, id)
+    } else {
+        check.troubleshooting_document(root, id)
+    };
+    // Only a file with no problems at all becomes a typed request.
+    let document = document.ok_or_else(|| fail(std::mem::take(&mut check.errors)))?;
+    document.typed(&check, value).map_err(|e| fail(vec![e]))
+}
 
-    if kind == Some(KIND_SESSION) {
-        if let Some(spec) = check.child_mapping(
-            root,
-            "",
-            "spec",
-            &["targetCluster", "duration", "purpose", "namespace"],
-        ) {
-            check.session_spec(spec);
-        }
-        if !check.errors.is_empty() {
-            return Err(fail(check.errors));
-        }
-        let request: SessionRequest = check.typed(value).map_err(|e| fail(vec![e]))?;
-        let id = id.ok_or_else(|| fail(vec![no_id()]))?;
-        return Ok(Document::Session(Box::new(ValidatedSession {
-            id,
-            request,
-        })));
-    }
+/// What the walk found in a file without problems, before the typed request is built.
+enum Walked {
+    Session {
+        id: RequestId,
+    },
+    Troubleshooting {
+        id: RequestId,
+        clusters: Vec<ClusterRef>,
+        mode: Option<CoordinationMode>,
+        results_dir: Option<ResultsDir>,
+    },
+}
 
-    let mut results_dir = None;
-    let mut clusters = Vec::new();
-    let mut mode = None;
-    if let Some(spec) = check.child_mapping(
-        root,
-        "",
-        "spec",
-        &[
-            "targetCluster",
-            "targetClusters",
-            "coordination",
-            "issue",
-            "investigation",
-            "output",
-        ],
-    ) {
-        (clusters, mode) = check.targets(spec);
-        if let Some(issue) = check.child_mapping(
-            spec,
-            "spec",
-            "issue",
-            &["category", "description", "affectedResources"],
-        ) {
-            check.limited(issue, "spec.issue", "category", true, MAX_NAME_LEN);
-            check.limited(
-                issue,
-                "spec.issue",
-                "description",
-                true,
-                MAX_DESCRIPTION_LEN,
-            );
-            let affected = check.string_list(issue, "spec.issue", "affectedResources");
-            if affected.len() > MAX_AFFECTED_RESOURCES {
-                check.error(
-                    "spec.issue.affectedResources",
-                    format!(
-                        "lists {} resources; at most {MAX_AFFECTED_RESOURCES} are allowed",
-                        affected.len()
-                    ),
-                );
-            }
-            for (i, resource) in affected.iter().enumerate() {
-                if resource.len() > MAX_NAME_LEN {
-                    check.error(
-                        &format!("spec.issue.affectedResources[{i}]"),
-                        format!(
-                            "is {} bytes long; at most {MAX_NAME_LEN} are allowed",
-                            resource.len()
-                        ),
-                    );
-                }
-            }
-        }
-        if let Some(investigation) = check.child_mapping(
-            spec,
-            "spec",
-            "investigation",
-            &["prompt", "allowedTools", "timeout", "strategy", "namespace"],
-        ) {
-            check.investigation(investigation);
-        }
-        results_dir = check.output(spec, id.as_ref());
+impl Walked {
+    /// The typed document, from the YAML the walk accepted.
+    fn typed(self, check: &Check, value: Value) -> Result<Document, FieldError> {
+        Ok(match self {
+            Walked::Session { id } => Document::Session(Box::new(ValidatedSession {
+                id,
+                request: check.typed(value)?,
+            })),
+            Walked::Troubleshooting {
+                id,
+                clusters,
+                mode,
+                results_dir,
+            } => Document::Troubleshooting(Box::new(ValidatedRequest {
+                results_dir: results_dir.unwrap_or_else(|| ResultsDir::default_for(&id)),
+                request: check.typed(value)?,
+                id,
+                clusters,
+                mode,
+            })),
+        })
     }
-
-    if !check.errors.is_empty() {
-        return Err(fail(check.errors));
-    }
-    let id = id.ok_or_else(|| fail(vec![no_id()]))?;
-    let request: TroubleshootingRequest = check.typed(value).map_err(|e| fail(vec![e]))?;
-    Ok(Document::Troubleshooting(Box::new(ValidatedRequest {
-        results_dir: results_dir.unwrap_or_else(|| ResultsDir::default_for(&id)),
-        id,
-        request,
-        clusters,
-        mode,
-    })))
 }
 
 /// The error for a file without a usable id; only reached when the walk found nothing else
@@ -416,6 +341,139 @@ fn suggestion(unknown: &str, known: &[&str]) -> Option<String> {
 }
 
 impl Check {
+    /// `apiVersion`, `kind` and `metadata`, the same for every kind; returns the kind.
+    fn header<'v>(&mut self, root: &'v Mapping) -> Option<&'v str> {
+        match self.string(root, "", "apiVersion", true) {
+            Some(API_VERSION) | None => {}
+            Some(other) => self.error(
+                "apiVersion",
+                format!("unknown apiVersion `{other}`; expected `{API_VERSION}`"),
+            ),
+        }
+        let kind = self.string(root, "", "kind", true);
+        match kind {
+            Some(KIND_TROUBLESHOOTING) | Some(KIND_SESSION) | None => {}
+            Some(other) => self.error(
+                "kind",
+                format!(
+                    "unknown kind `{other}`; expected `{KIND_TROUBLESHOOTING}` or `{KIND_SESSION}`"
+                ),
+            ),
+        }
+        if let Some(metadata) =
+            self.child_mapping(root, "", "metadata", &["name", "timestamp", "engineer"])
+        {
+            self.metadata(metadata);
+        }
+        kind
+    }
+
+    /// The `spec` of a `SessionRequest`; `None` when anything in the file is wrong.
+    fn session_document(&mut self, root: &Mapping, id: Option<RequestId>) -> Option<Walked> {
+        if let Some(spec) = self.child_mapping(
+            root,
+            "",
+            "spec",
+            &["targetCluster", "duration", "purpose", "namespace"],
+        ) {
+            self.session_spec(spec);
+        }
+        self.finished(id).map(|id| Walked::Session { id })
+    }
+
+    /// The `spec` of a `TroubleshootingRequest`; `None` when anything in the file is wrong.
+    fn troubleshooting_document(
+        &mut self,
+        root: &Mapping,
+        id: Option<RequestId>,
+    ) -> Option<Walked> {
+        let mut results_dir = None;
+        let mut clusters = Vec::new();
+        let mut mode = None;
+        if let Some(spec) = self.child_mapping(
+            root,
+            "",
+            "spec",
+            &[
+                "targetCluster",
+                "targetClusters",
+                "coordination",
+                "issue",
+                "investigation",
+                "output",
+            ],
+        ) {
+            (clusters, mode) = self.targets(spec);
+            if let Some(issue) = self.child_mapping(
+                spec,
+                "spec",
+                "issue",
+                &["category", "description", "affectedResources"],
+            ) {
+                self.issue(issue);
+            }
+            if let Some(investigation) = self.child_mapping(
+                spec,
+                "spec",
+                "investigation",
+                &["prompt", "allowedTools", "timeout", "strategy", "namespace"],
+            ) {
+                self.investigation(investigation);
+            }
+            results_dir = self.output(spec, id.as_ref());
+        }
+        self.finished(id).map(|id| Walked::Troubleshooting {
+            id,
+            clusters,
+            mode,
+            results_dir,
+        })
+    }
+
+    /// The id, when the walk found no problem (a bad id is itself a problem).
+    fn finished(&mut self, id: Option<RequestId>) -> Option<RequestId> {
+        if !self.errors.is_empty() {
+            return None;
+        }
+        if id.is_none() {
+            self.errors.push(no_id());
+        }
+        id
+    }
+
+    /// `spec.issue`.
+    fn issue(&mut self, issue: &Mapping) {
+        self.limited(issue, "spec.issue", "category", true, MAX_NAME_LEN);
+        self.limited(
+            issue,
+            "spec.issue",
+            "description",
+            true,
+            MAX_DESCRIPTION_LEN,
+        );
+        let affected = self.string_list(issue, "spec.issue", "affectedResources");
+        if affected.len() > MAX_AFFECTED_RESOURCES {
+            self.error(
+                "spec.issue.affectedResources",
+                format!(
+                    "lists {} resources; at most {MAX_AFFECTED_RESOURCES} are allowed",
+                    affected.len()
+                ),
+            );
+        }
+        for (i, resource) in affected.iter().enumerate() {
+            if resource.len() > MAX_NAME_LEN {
+                self.error(
+                    &format!("spec.issue.affectedResources[{i}]"),
+                    format!(
+                        "is {} bytes long; at most {MAX_NAME_LEN} are allowed",
+                        resource.len()
+                    ),
+                );
+            }
+        }
+    }
+
     fn error(&mut self, field: &str, message: impl Into<String>) {
         self.errors.push(FieldError {
             field: field.to_owned(),

@@ -1,0 +1,282 @@
+//! The runner's configuration: its flags (each with an environment variable), checked
+//! before any I/O.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use warroom_proto::ClusterName;
+
+use crate::agent::AgentEnv;
+use crate::proxy::{self, ModelApi, Price, Prices};
+use crate::{Error, Result};
+
+/// The Anthropic API key, kept out of `Debug` output and `--help`.
+#[derive(Clone)]
+pub struct ApiKey(pub String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(ApiKey(s.to_owned()))
+    }
+}
+
+/// The runner's configuration.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "warroom-runner",
+    version,
+    about = "Runs the Claude Code CLI on one cluster's warroom tasks."
+)]
+pub struct Config {
+    /// The cluster this runner serves; its tasks come from `warroom.tasks.<cluster>`.
+    #[arg(long, env = "WARROOM_CLUSTER")]
+    pub cluster: ClusterName,
+    /// The Claude Code CLI binary (a name looked up on PATH, or a path).
+    #[arg(long, env = "WARROOM_CLAUDE_BIN", default_value = "claude")]
+    pub claude_bin: PathBuf,
+    /// The tool-call guard the CLI runs before every tool call (a `PreToolUse` hook). A bare
+    /// name is looked up next to the runner's own executable, then on the agent's PATH.
+    #[arg(long, env = "WARROOM_GUARD_BIN", default_value = "warroom-guard")]
+    pub guard_bin: PathBuf,
+    /// A guard configuration (YAML) extending the guard's built-in policy; loaded at start,
+    /// so a bad file stops the runner with the guard's own error.
+    #[arg(long, env = "WARROOM_GUARD_CONFIG")]
+    pub guard_config: Option<PathBuf>,
+    /// Where per-task workspaces and HOME folders are created (default: the system's temp).
+    #[arg(long, env = "WARROOM_WORK_ROOT")]
+    pub work_root: Option<PathBuf>,
+    /// The most model turns one investigation may take.
+    #[arg(long, env = "WARROOM_MAX_TURNS", default_value_t = 30)]
+    pub max_turns: u32,
+    /// The longest one investigation may run, whatever its request asks: a secure-zone cap
+    /// (e.g. `1h`); a request's longer `timeout` is cut to it.
+    #[arg(long, env = "WARROOM_MAX_TIMEOUT", default_value = "4h", value_parser = parse_duration)]
+    pub max_timeout: Duration,
+    /// How long a stopped agent gets between SIGINT and SIGKILL (e.g. `10s`, `500ms`).
+    #[arg(long, env = "WARROOM_KILL_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub kill_grace: Duration,
+    /// The Anthropic API endpoint the runner's proxy forwards the agent's model calls to
+    /// (default https://api.anthropic.com). The CLI itself only talks to the proxy.
+    #[arg(long, env = "ANTHROPIC_BASE_URL")]
+    pub anthropic_base_url: Option<String>,
+    /// The Anthropic API key. Only the runner's proxy holds it; the CLI gets a placeholder.
+    /// Set it through the environment: a flag shows in process lists.
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<ApiKey>,
+    /// The most one investigation may spend on model calls, in USD, as the proxy prices them;
+    /// past it the next call is refused and the run fails with "budget exceeded".
+    #[arg(long, env = "WARROOM_BUDGET_USD", default_value = "5.00", value_parser = parse_budget)]
+    pub budget_usd: f64,
+    /// The price of Opus models (and of models of no known family), `INPUT/OUTPUT` in USD per
+    /// million tokens; cache writes cost 1.25x input, cache reads 0.1x.
+    #[arg(long, env = "WARROOM_PRICE_OPUS", default_value = "15/75")]
+    pub price_opus: Price,
+    /// The price of Sonnet models, `INPUT/OUTPUT` in USD per million tokens.
+    #[arg(long, env = "WARROOM_PRICE_SONNET", default_value = "3/15")]
+    pub price_sonnet: Price,
+    /// The price of Haiku models, `INPUT/OUTPUT` in USD per million tokens.
+    #[arg(long, env = "WARROOM_PRICE_HAIKU", default_value = "1/5")]
+    pub price_haiku: Price,
+    /// The model the CLI uses (its default when not given).
+    #[arg(long, env = "WARROOM_MODEL")]
+    pub model: Option<String>,
+    /// Retries of failed model API calls, passed as CLAUDE_CODE_MAX_RETRIES (CLI default 10).
+    #[arg(long, env = "WARROOM_MAX_RETRIES")]
+    pub max_retries: Option<u32>,
+    /// A kubeconfig for the agent's kubectl/oc, passed as KUBECONFIG. In a pod, leave it out:
+    /// KUBERNETES_SERVICE_HOST/PORT are passed through for in-cluster access.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// How long a task may go without an ack before NATS gives it to another replica; the
+    /// runner sends a progress ack every third of it while the agent runs. Applies when the
+    /// cluster's durable consumer is created (the first runner of the cluster creates it).
+    #[arg(long, env = "WARROOM_ACK_WAIT", default_value = "60s", value_parser = parse_duration)]
+    pub ack_wait: Duration,
+    /// The PATH of the CLI and the commands it runs (default: the runner's own PATH).
+    #[arg(long, env = "WARROOM_AGENT_PATH")]
+    pub path: Option<String>,
+    #[command(flatten)]
+    pub common: warroom_runtime::CommonArgs,
+}
+
+impl Config {
+    /// Checks what clap cannot; called before any I/O.
+    pub fn validate(&self) -> Result<()> {
+        // Every problem is reported at once, one per line.
+        let mut problems = warroom_runtime::config::Problems::new();
+        problems.extend(self.common.problems());
+        if self.claude_bin.as_os_str().is_empty() {
+            problems.push("--claude-bin must not be empty");
+        } else if self.resolve_claude_bin().is_none() {
+            problems.push(format!(
+                "--claude-bin {} is not an executable file{}",
+                self.claude_bin.display(),
+                if self.claude_bin.components().count() == 1 {
+                    " on the agent's PATH"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if self.resolve_guard_bin().is_none() {
+            let beside = std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|dir| dir.display().to_string()));
+            problems.push(if self.guard_bin.components().count() > 1 {
+                format!(
+                    "--guard-bin {} is not an executable file",
+                    self.guard_bin.display()
+                )
+            } else {
+                format!(
+                    "--guard-bin {} was not found next to the runner ({}) or on the agent's PATH \
+                     (build it with `cargo build -p warroom-guard`, or give its path)",
+                    self.guard_bin.display(),
+                    beside.as_deref().unwrap_or("unknown folder"),
+                )
+            });
+        }
+        if let Some(path) = &self.guard_config
+            && let Err(e) = warroom_guard::Guard::load(path)
+        {
+            problems.push(format!("--guard-config: {e}"));
+        }
+        if self.ack_wait < Duration::from_secs(1) {
+            problems.push("--ack-wait must be at least 1s");
+        }
+        if self.max_timeout < Duration::from_secs(1) {
+            problems.push("--max-timeout must be at least 1s");
+        }
+        if self.max_turns == 0 {
+            problems.push("--max-turns must be at least 1");
+        }
+        if let Some(root) = &self.work_root
+            && !root.is_dir()
+        {
+            problems.push(format!(
+                "--work-root {} is not an existing folder",
+                root.display()
+            ));
+        }
+        if let Some(url) = &self.anthropic_base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            problems.push(format!(
+                "--anthropic-base-url {url:?} must start with http:// or https://"
+            ));
+        }
+        problems.finish().map_err(Error::Config)
+    }
+
+    /// The Claude Code CLI binary: `--claude-bin` itself when it is a path, otherwise the
+    /// first executable of that name on the agent's PATH (where the process would look).
+    pub fn resolve_claude_bin(&self) -> Option<PathBuf> {
+        if self.claude_bin.components().count() > 1 {
+            return is_executable(&self.claude_bin).then(|| self.claude_bin.clone());
+        }
+        std::env::split_paths(&self.agent_env().path)
+            .map(|dir| dir.join(&self.claude_bin))
+            .find(|candidate| is_executable(candidate))
+    }
+
+    /// The guard binary, as an absolute path: `--guard-bin` itself when it is a path,
+    /// otherwise the executable of that name next to the runner's own executable, then the
+    /// first on the agent's PATH.
+    pub fn resolve_guard_bin(&self) -> Option<PathBuf> {
+        let found = if self.guard_bin.components().count() > 1 {
+            is_executable(&self.guard_bin).then(|| self.guard_bin.clone())
+        } else {
+            beside_runner()
+                .into_iter()
+                .chain(std::env::split_paths(&self.agent_env().path).filter(|d| d.is_absolute()))
+                .map(|dir| dir.join(&self.guard_bin))
+                .find(|candidate| is_executable(candidate))
+        };
+        found.and_then(|path| std::path::absolute(path).ok())
+    }
+
+    /// The environment the agent gets, from this configuration and the runner's own PATH and
+    /// in-cluster service variables.
+    pub fn agent_env(&self) -> AgentEnv {
+        let path = self
+            .path
+            .clone()
+            .or_else(|| std::env::var("PATH").ok())
+            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".to_owned());
+        let kubernetes_service = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"]
+            .into_iter()
+            .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_owned(), v)))
+            .collect();
+        AgentEnv {
+            path,
+            max_retries: self.max_retries,
+            kubeconfig: self.kubeconfig.clone(),
+            kubernetes_service,
+        }
+    }
+
+    /// The real model API the proxies forward to, with the key, prices and budget.
+    pub fn model_api(&self) -> Result<ModelApi> {
+        ModelApi::new(
+            self.anthropic_base_url
+                .as_deref()
+                .unwrap_or(proxy::DEFAULT_UPSTREAM),
+            self.anthropic_api_key.clone(),
+            Prices {
+                opus: self.price_opus,
+                sonnet: self.price_sonnet,
+                haiku: self.price_haiku,
+            },
+            self.budget_usd,
+        )
+    }
+
+    /// Where per-task workspaces are made.
+    pub fn work_root(&self) -> PathBuf {
+        self.work_root.clone().unwrap_or_else(std::env::temp_dir)
+    }
+}
+
+pub use warroom_runtime::parse_duration;
+
+/// A budget in USD: a positive, finite number.
+fn parse_budget(text: &str) -> std::result::Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(usd) if usd.is_finite() && usd > 0.0 => Ok(usd),
+        _ => Err(format!(
+            "{text:?}: expected a positive amount in USD, such as 5.00"
+        )),
+    }
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The folders "next to the runner": its executable's own, and, when that is Cargo's `deps`
+/// folder (a test binary running the runner as a library), the profile folder above it, where
+/// Cargo puts the workspace's binaries.
+fn beside_runner() -> Vec<PathBuf> {
+    let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
+    else {
+        return Vec::new();
+    };
+    let mut dirs = vec![dir.clone()];
+    if dir.file_name().is_some_and(|name| name == "deps")
+        && let Some(profile) = dir.parent()
+    {
+        dirs.push(profile.to_path_buf());
+    }
+    dirs
+}
