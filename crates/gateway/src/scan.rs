@@ -19,7 +19,7 @@ use warroom_proto::{
 };
 use warroom_runtime::{Bus, Metrics};
 
-use crate::mirror::{Change, Mirror};
+use crate::mirror::{Blob, Change, Mirror};
 use crate::{Error, Result};
 use warroom_runtime::config::short_hash;
 
@@ -96,34 +96,8 @@ impl Scanner<'_> {
         head: &str,
         seen: &mut HashSet<RequestId>,
     ) -> Result<Verdict> {
-        let Some(name) = path.strip_prefix(PENDING) else {
+        let Some(id) = request_file_id(path) else {
             return Ok(Verdict::Skipped);
-        };
-        if name.contains('/') {
-            warn!(file = %path, "ignoring a file in a subfolder of requests/pending/; requests must be direct children");
-            return Ok(Verdict::Skipped);
-        }
-        if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
-            debug!(file = %path, "ignoring a file that is not .yaml or .yml");
-            return Ok(Verdict::Skipped);
-        }
-        let stem = Path::new(name)
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default();
-        let id = match RequestId::new(stem) {
-            Ok(id) => id,
-            Err(_) => match RequestId::new(sanitized_id(path)) {
-                Ok(id) => {
-                    warn!(file = %path, request = %id, "the file name is not a valid request id; its rejection goes to a sanitized id");
-                    id
-                }
-                Err(e) => {
-                    // Unreachable: a sanitized id is made of valid characters only.
-                    error!(file = %path, cause = %e, "cannot derive a request id; ignoring the file");
-                    return Ok(Verdict::Skipped);
-                }
-            },
         };
         if !seen.insert(id.clone()) {
             warn!(file = %path, request = %id, "another file of the same push already has this request id; ignoring this one");
@@ -142,40 +116,71 @@ impl Scanner<'_> {
             }];
             return self.reject(path, &id, errors, None, None, "name").await;
         }
-
         let Some(blob) = self.mirror.blob(head, path).await? else {
             warn!(file = %path, "ignoring an entry that is not a plain file (a submodule?)");
             return Ok(Verdict::Skipped);
         };
-
-        // A request that was accepted is never run again, and a later version of its file
-        // is never run at all: its status belongs to the dispatcher, so this is said in the
-        // log and the metrics only. An id that was rejected before is judged again as new.
-        if let Some(accepted) = self.accepted_version(&id).await? {
-            if accepted == blob.id {
-                debug!(file = %path, request = %id, "already accepted; unchanged");
-                return Ok(Verdict::Skipped);
-            }
-            if change == Change::Added {
-                self.metrics.inc("request_ids_reused");
-                warn!(
-                    file = %path,
-                    request = %id,
-                    "a new request file reuses the id of an accepted request; it does not run, and results/<id>/ keeps the earlier request's results: use a new id"
-                );
-            } else {
-                self.metrics.inc("requests_changed_after_acceptance");
-                warn!(
-                    file = %path,
-                    request = %id,
-                    accepted = %accepted,
-                    now = %blob.id,
-                    "the request file changed after its request was accepted; the new text does not run (the accepted version is the one that runs)"
-                );
-            }
+        if self.accepted_before(path, &id, change, &blob).await? {
             return Ok(Verdict::Skipped);
         }
+        let request = match self.judge(path, head, &blob).await? {
+            Judged::Runs(request) => request,
+            Judged::Refused {
+                errors,
+                request,
+                summary,
+            } => {
+                return self
+                    .reject(path, &id, errors, request.as_deref(), summary, &blob.id)
+                    .await;
+            }
+        };
+        self.accept(path, head, id, &blob, *request).await
+    }
 
+    /// Whether a request was accepted under `id` before. A request that was accepted is
+    /// never run again, and a later version of its file is never run at all: its status
+    /// belongs to the dispatcher, so this is said in the log and the metrics only. An id
+    /// that was rejected before is judged again as new.
+    async fn accepted_before(
+        &self,
+        path: &str,
+        id: &RequestId,
+        change: Change,
+        blob: &Blob,
+    ) -> Result<bool> {
+        let Some(accepted) = self.accepted_version(id).await? else {
+            return Ok(false);
+        };
+        if accepted == blob.id {
+            debug!(file = %path, request = %id, "already accepted; unchanged");
+        } else if change == Change::Added {
+            self.metrics.inc("request_ids_reused");
+            warn!(
+                file = %path,
+                request = %id,
+                "a new request file reuses the id of an accepted request; it does not run, and results/<id>/ keeps the earlier request's results: use a new id"
+            );
+        } else {
+            self.metrics.inc("requests_changed_after_acceptance");
+            warn!(
+                file = %path,
+                request = %id,
+                accepted = %accepted,
+                now = %blob.id,
+                "the request file changed after its request was accepted; the new text does not run (the accepted version is the one that runs)"
+            );
+        }
+        Ok(true)
+    }
+
+    /// Reads, validates and authorizes one request file.
+    async fn judge(&self, path: &str, head: &str, blob: &Blob) -> Result<Judged> {
+        let refused = |errors, request, summary| Judged::Refused {
+            errors,
+            request,
+            summary,
+        };
         if blob.size > MAX_FILE_BYTES as u64 {
             let errors = vec![FieldError {
                 field: String::new(),
@@ -184,16 +189,14 @@ impl Scanner<'_> {
                     blob.size
                 ),
             }];
-            return self.reject(path, &id, errors, None, None, &blob.id).await;
+            return Ok(refused(errors, None, None));
         }
         let bytes = self.mirror.read(head, path).await?;
         let request = match warroom_proto::parse_request(Path::new(path), &bytes) {
             Ok(request) => request,
-            Err(ValidationErrors { errors, .. }) => {
-                return self.reject(path, &id, errors, None, None, &blob.id).await;
-            }
+            Err(ValidationErrors { errors, .. }) => return Ok(refused(errors, None, None)),
         };
-
+        let request = Box::new(request);
         // Who wrote it comes first, so that a forged request learns nothing else.
         if let Some(verifier) = &self.verifier
             && let Err(refusal) = self.verify(verifier, head, path, &request).await?
@@ -204,30 +207,36 @@ impl Scanner<'_> {
                 field: refusal_field(&refusal, &request),
                 message: format!("{}: {refusal}", refusal.code()),
             }];
-            let summary = refusal.to_string();
-            return self
-                .reject(path, &id, errors, Some(&request), Some(summary), &blob.id)
-                .await;
+            return Ok(refused(errors, Some(request), Some(refusal.to_string())));
         }
-
         // A results folder always ends in the request id (`ResultsDir`), so two requests can
         // never share one.
         let errors = self.allowed(&request);
         if !errors.is_empty() {
-            return self
-                .reject(path, &id, errors, Some(&request), None, &blob.id)
-                .await;
+            return Ok(refused(errors, Some(request), None));
         }
+        Ok(Judged::Runs(request))
+    }
 
+    /// Publishes an accepted request and records it as accepted.
+    async fn accept(
+        &self,
+        path: &str,
+        head: &str,
+        id: RequestId,
+        blob: &Blob,
+        request: ValidatedRequest,
+    ) -> Result<Verdict> {
         let commit = self
             .mirror
             .adding_commit(head, path)
             .await?
             .unwrap_or_else(|| head.to_owned());
+        let clusters = request.clusters.len();
         let message = AcceptedRequest {
             id: id.clone(),
             commit: commit.clone(),
-            results_dir: request.results_dir.clone(),
+            results_dir: request.results_dir,
             request: request.request,
         };
         let stored = self
@@ -237,15 +246,14 @@ impl Scanner<'_> {
         // Recorded after the publish: a crash in between publishes again (deduplicated) at
         // the next scan, and records it then.
         self.record_accepted(&id, &blob.id).await?;
-        let duplicate = stored.duplicate;
         self.metrics.inc("requests_accepted");
         info!(
             request = %id,
             file = %path,
             commit = %commit,
-            clusters = request.clusters.len(),
+            clusters,
             verified = self.verifier.is_some(),
-            duplicate,
+            duplicate = stored.duplicate,
             "request accepted"
         );
         Ok(Verdict::Accepted)
@@ -409,6 +417,52 @@ fn refusal_field(refusal: &Refusal, request: &ValidatedRequest) -> String {
         Refusal::TimeoutAboveCeiling { .. } => "spec.investigation.timeout".to_owned(),
         Refusal::ToolNotAllowed { .. } => "spec.investigation.allowedTools".to_owned(),
         _ => "metadata.engineer".to_owned(),
+    }
+}
+
+/// What judging a request file decided.
+enum Judged {
+    /// It runs.
+    Runs(Box<ValidatedRequest>),
+    /// It is rejected: the errors, the request when it parsed, and the status's `error`
+    /// when it is not the errors' summary.
+    Refused {
+        errors: Vec<FieldError>,
+        request: Option<Box<ValidatedRequest>>,
+        summary: Option<String>,
+    },
+}
+
+/// The request id of a path under `requests/pending/`, or `None` for a path that is not a
+/// request file (a subfolder, another extension). A file name that is not a valid id gets a
+/// sanitized one, so its rejection still has a place in `results/`.
+fn request_file_id(path: &str) -> Option<RequestId> {
+    let name = path.strip_prefix(PENDING)?;
+    if name.contains('/') {
+        warn!(file = %path, "ignoring a file in a subfolder of requests/pending/; requests must be direct children");
+        return None;
+    }
+    if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+        debug!(file = %path, "ignoring a file that is not .yaml or .yml");
+        return None;
+    }
+    let stem = Path::new(name)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    if let Ok(id) = RequestId::new(stem) {
+        return Some(id);
+    }
+    match RequestId::new(sanitized_id(path)) {
+        Ok(id) => {
+            warn!(file = %path, request = %id, "the file name is not a valid request id; its rejection goes to a sanitized id");
+            Some(id)
+        }
+        Err(e) => {
+            // Unreachable: a sanitized id is made of valid characters only.
+            error!(file = %path, cause = %e, "cannot derive a request id; ignoring the file");
+            None
+        }
     }
 }
 
