@@ -121,23 +121,11 @@ enum StopReason {
 /// Runs the CLI to its end. Tool calls and results go to `items` as they happen; `cancel`
 /// turning true stops the run (shutdown, or the audit events cannot be published).
 pub async fn run(launch: &Launch, items: mpsc::Sender<Item>, cancel: CancellationToken) -> Run {
-    let mut command = Command::new(&launch.program);
-    command
-        .args(&launch.args)
-        .env_clear()
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&launch.cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so that stopping it reaches every command it started.
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => {
+    let mut started = match Started::spawn(launch) {
+        Ok(started) => started,
+        Err(ending) => {
             return Run {
-                ending: Ending::SpawnFailed(format!("{}: {e}", launch.program.display())),
+                ending,
                 cancelled: false,
                 result: None,
                 last_text: None,
@@ -145,133 +133,203 @@ pub async fn run(launch: &Launch, items: mpsc::Sender<Item>, cancel: Cancellatio
             };
         }
     };
-    let group = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw);
+    let mut watch = Watch {
+        stopping: None,
+        killed_at: None,
+        exited: None,
+        result: None,
+        last_text: None,
+        items: Some(items),
+    };
+    watch.supervise(launch, &mut started, &cancel).await;
+    started.finish(launch, watch).await
+}
 
-    if let Some(mut stdin) = child.stdin.take() {
-        let prompt = launch.prompt.clone();
-        tokio::spawn(async move {
-            // A CLI that exits before reading its prompt closes the pipe; its result says why.
-            let _ = stdin.write_all(prompt.as_bytes()).await;
-            let _ = stdin.shutdown().await;
-        });
-    }
-    let stderr_task = child
-        .stderr
-        .take()
-        .map(|stderr| tokio::spawn(read_bounded(stderr, MAX_STDERR)));
-    let mut lines = child.stdout.take().map(|out| BufReader::new(out).lines());
+/// The running CLI: its process, its process group, its output.
+struct Started {
+    child: tokio::process::Child,
+    group: Option<Pid>,
+    stderr: Option<tokio::task::JoinHandle<String>>,
+    lines: Option<tokio::io::Lines<BufReader<tokio::process::ChildStdout>>>,
+}
 
-    let deadline = Instant::now() + launch.timeout;
-    let mut stopping: Option<(StopReason, Instant)> = None;
-    let mut killed_at: Option<Instant> = None;
-    let mut exited: Option<(Option<i32>, Instant)> = None;
-    let mut result = None;
-    let mut last_text = None;
-    let mut items = Some(items);
-
-    loop {
-        if exited.is_some() && lines.is_none() {
-            break;
+impl Started {
+    /// Starts the CLI in its own process group and hands it the prompt on stdin.
+    fn spawn(launch: &Launch) -> Result<Started, Ending> {
+        let mut command = Command::new(&launch.program);
+        command
+            .args(&launch.args)
+            .env_clear()
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&launch.cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so that stopping it reaches every command it started.
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .map_err(|e| Ending::SpawnFailed(format!("{}: {e}", launch.program.display())))?;
+        let group = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw);
+        if let Some(mut stdin) = child.stdin.take() {
+            let prompt = launch.prompt.clone();
+            tokio::spawn(async move {
+                // A CLI that exits before reading its prompt closes the pipe; its result says
+                // why.
+                let _ = stdin.write_all(prompt.as_bytes()).await;
+                let _ = stdin.shutdown().await;
+            });
         }
-        let kill_at = stopping.map(|(_, at)| at).filter(|_| killed_at.is_none());
-        let drain_until = exited.map(|(_, at)| at + DRAIN_AFTER_EXIT);
-        let give_up_at = killed_at.map(|at| at + AFTER_KILL);
-        tokio::select! {
-            line = next_line(&mut lines) => match line {
-                Some(line) => {
-                    for item in stream::parse_line(&line) {
-                        match item {
-                            Item::Result(r) => result = Some(*r),
-                            Item::Text(text) => last_text = Some(text),
-                            item => {
-                                // A closed channel means nobody publishes any more; the
-                                // cancel signal that follows stops the run.
-                                if let Some(tx) = &items
-                                    && tx.send(item).await.is_err()
-                                {
-                                    items = None;
-                                }
-                            }
-                        }
-                    }
+        let stderr = child
+            .stderr
+            .take()
+            .map(|stderr| tokio::spawn(read_bounded(stderr, MAX_STDERR)));
+        let lines = child.stdout.take().map(|out| BufReader::new(out).lines());
+        Ok(Started {
+            child,
+            group,
+            stderr,
+            lines,
+        })
+    }
+
+    /// After the run: kills what is left of it, reads the rest of stderr, and judges how it
+    /// ended.
+    async fn finish(self, launch: &Launch, watch: Watch) -> Run {
+        let group = self.group;
+        // Whatever the CLI left behind in its group (a backgrounded command) goes with it.
+        // While anything is left the group id cannot be reused; when nothing is, this is
+        // ESRCH.
+        signal_group(group, Signal::SIGKILL);
+        // The commands the CLI started run in sessions of their own, beyond the group: the
+        // sweep finds them by the run id. The CLI is named only while it was not reaped (its
+        // pid could be another process's by now).
+        let run_id = launch.run_id.clone();
+        let cli = group.filter(|_| watch.exited.is_none()).map(Pid::as_raw);
+        if let Err(e) = tokio::task::spawn_blocking(move || reaper::sweep(&run_id, cli)).await {
+            warn!(cause = %e, "the sweep of the run's processes failed");
+        }
+        let stderr = match self.stderr {
+            Some(mut task) => match tokio::time::timeout(DRAIN_AFTER_EXIT, &mut task).await {
+                Ok(Ok(text)) => text,
+                _ => {
+                    // Something outside the group still holds the pipe; stop reading it.
+                    task.abort();
+                    String::new()
                 }
-                None => lines = None,
             },
-            status = child.wait(), if exited.is_none() => {
-                let code = match status {
-                    Ok(status) => status.code(),
-                    Err(e) => {
-                        warn!(cause = %e, "cannot wait for the Claude Code CLI");
-                        None
-                    }
-                };
-                exited = Some((code, Instant::now()));
-            }
-            () = tokio::time::sleep_until(deadline), if stopping.is_none() && exited.is_none() => {
-                debug!("timeout reached, interrupting the agent");
-                signal_group(group, Signal::SIGINT);
-                stopping = Some((StopReason::Timeout, Instant::now() + launch.kill_grace));
-            }
-            () = cancel.cancelled(), if stopping.is_none() && exited.is_none() => {
-                debug!("cancelled, interrupting the agent");
-                signal_group(group, Signal::SIGINT);
-                stopping = Some((StopReason::Cancel, Instant::now() + launch.kill_grace));
-            }
-            () = sleep_until_some(kill_at) => {
-                warn!(grace = ?launch.kill_grace, "the agent did not stop after SIGINT, killing its process group");
-                signal_group(group, Signal::SIGKILL);
-                killed_at = Some(Instant::now());
-            }
-            () = sleep_until_some(drain_until), if lines.is_some() => {
-                warn!("the agent exited but its output stayed open; stop reading it");
-                lines = None;
-            }
-            () = sleep_until_some(give_up_at) => {
-                warn!("the agent's process did not end after SIGKILL; leaving it");
+            None => String::new(),
+        };
+        let ending = match watch.stopping.map(|(reason, _)| reason) {
+            Some(StopReason::Timeout) => Ending::TimedOut {
+                timeout_secs: launch.timeout_secs,
+            },
+            _ => Ending::Exited {
+                code: watch.exited.and_then(|(code, _)| code),
+            },
+        };
+        Run {
+            ending,
+            cancelled: matches!(watch.stopping, Some((StopReason::Cancel, _))),
+            result: watch.result,
+            last_text: watch.last_text,
+            stderr,
+        }
+    }
+}
+
+/// What is known while the CLI runs.
+struct Watch {
+    /// Why and since when it is being stopped (SIGINT sent; SIGKILL due at the instant).
+    stopping: Option<(StopReason, Instant)>,
+    killed_at: Option<Instant>,
+    /// Its exit code and when it exited.
+    exited: Option<(Option<i32>, Instant)>,
+    result: Option<stream::RunResult>,
+    last_text: Option<String>,
+    /// Where tool calls and results go; `None` once nobody listens.
+    items: Option<mpsc::Sender<Item>>,
+}
+
+impl Watch {
+    /// Reads the CLI's output until it ended, stopping it at the timeout or when cancelled:
+    /// SIGINT first, SIGKILL to the group after the grace period.
+    async fn supervise(&mut self, launch: &Launch, cli: &mut Started, cancel: &CancellationToken) {
+        let deadline = Instant::now() + launch.timeout;
+        let group = cli.group;
+        loop {
+            if self.exited.is_some() && cli.lines.is_none() {
                 break;
             }
+            let kill_at = self
+                .stopping
+                .map(|(_, at)| at)
+                .filter(|_| self.killed_at.is_none());
+            let drain_until = self.exited.map(|(_, at)| at + DRAIN_AFTER_EXIT);
+            let give_up_at = self.killed_at.map(|at| at + AFTER_KILL);
+            tokio::select! {
+                line = next_line(&mut cli.lines) => match line {
+                    Some(line) => self.take(&line).await,
+                    None => cli.lines = None,
+                },
+                status = cli.child.wait(), if self.exited.is_none() => {
+                    let code = match status {
+                        Ok(status) => status.code(),
+                        Err(e) => {
+                            warn!(cause = %e, "cannot wait for the Claude Code CLI");
+                            None
+                        }
+                    };
+                    self.exited = Some((code, Instant::now()));
+                }
+                () = tokio::time::sleep_until(deadline), if self.stopping.is_none() && self.exited.is_none() => {
+                    debug!("timeout reached, interrupting the agent");
+                    signal_group(group, Signal::SIGINT);
+                    self.stopping = Some((StopReason::Timeout, Instant::now() + launch.kill_grace));
+                }
+                () = cancel.cancelled(), if self.stopping.is_none() && self.exited.is_none() => {
+                    debug!("cancelled, interrupting the agent");
+                    signal_group(group, Signal::SIGINT);
+                    self.stopping = Some((StopReason::Cancel, Instant::now() + launch.kill_grace));
+                }
+                () = sleep_until_some(kill_at) => {
+                    warn!(grace = ?launch.kill_grace, "the agent did not stop after SIGINT, killing its process group");
+                    signal_group(group, Signal::SIGKILL);
+                    self.killed_at = Some(Instant::now());
+                }
+                () = sleep_until_some(drain_until), if cli.lines.is_some() => {
+                    warn!("the agent exited but its output stayed open; stop reading it");
+                    cli.lines = None;
+                }
+                () = sleep_until_some(give_up_at) => {
+                    warn!("the agent's process did not end after SIGKILL; leaving it");
+                    break;
+                }
+            }
         }
     }
-    // Whatever the CLI left behind in its group (a backgrounded command) goes with it. While
-    // anything is left the group id cannot be reused; when nothing is, this is ESRCH.
-    signal_group(group, Signal::SIGKILL);
-    // The commands the CLI started run in sessions of their own, beyond the group: the sweep
-    // finds them by the run id. The CLI is named only while it was not reaped (its pid could
-    // be another process's by now).
-    let run_id = launch.run_id.clone();
-    let cli = group.filter(|_| exited.is_none()).map(Pid::as_raw);
-    if let Err(e) = tokio::task::spawn_blocking(move || reaper::sweep(&run_id, cli)).await {
-        warn!(cause = %e, "the sweep of the run's processes failed");
-    }
 
-    let stderr = match stderr_task {
-        Some(mut task) => match tokio::time::timeout(DRAIN_AFTER_EXIT, &mut task).await {
-            Ok(Ok(text)) => text,
-            _ => {
-                // Something outside the group still holds the pipe; stop reading it.
-                task.abort();
-                String::new()
+    /// One line of the CLI's stream-json output.
+    async fn take(&mut self, line: &str) {
+        for item in stream::parse_line(line) {
+            match item {
+                Item::Result(r) => self.result = Some(*r),
+                Item::Text(text) => self.last_text = Some(text),
+                item => {
+                    // A closed channel means nobody publishes any more; the cancel signal that
+                    // follows stops the run.
+                    if let Some(tx) = &self.items
+                        && tx.send(item).await.is_err()
+                    {
+                        self.items = None;
+                    }
+                }
             }
-        },
-        None => String::new(),
-    };
-    let ending = match stopping.map(|(reason, _)| reason) {
-        Some(StopReason::Timeout) => Ending::TimedOut {
-            timeout_secs: launch.timeout_secs,
-        },
-        _ => Ending::Exited {
-            code: exited.and_then(|(code, _)| code),
-        },
-    };
-    Run {
-        ending,
-        cancelled: matches!(stopping, Some((StopReason::Cancel, _))),
-        result,
-        last_text,
-        stderr,
+        }
     }
 }
 

@@ -199,54 +199,9 @@ impl Runner {
             .as_ref()
             .map(|r| r.permission_denials.iter().map(|d| d.to_wire()).collect())
             .unwrap_or_default();
-        // The guard's rule and reason go into the refused call's input. A guard refusal no
-        // denial of the CLI's result names (a run that ended without a result) is published
-        // on its own, so no refusal goes unaudited.
-        let unmatched = policy::attribute_denials(&mut denials, &decisions);
-        for record in unmatched {
-            self.health.metrics.inc("tool_refused");
-            events
-                .publish(AuditKind::ToolResult {
-                    tool_use_id: String::new(),
-                    is_error: true,
-                    output: format!("guard: {}: {}", record.rule, record.reason),
-                })
-                .await?;
-        }
-        // Every decision of the guard is audited: the allowed ones with their rule and reason.
-        for record in decisions.iter().filter(|r| r.decision == "allow") {
-            events
-                .publish(AuditKind::GuardAllowed {
-                    tool: record.tool.clone(),
-                    input: record.input.clone(),
-                    rule: record.rule.clone(),
-                    reason: record.reason.clone(),
-                })
-                .await?;
-        }
-        for denial in &denials {
-            self.health.metrics.inc("tool_refused");
-            events
-                .publish(AuditKind::ToolRefused {
-                    tool_use_id: denial.tool_use_id.clone(),
-                    tool: denial.tool.clone(),
-                    input: denial.input.clone(),
-                })
-                .await?;
-        }
-
-        let final_text = match outcome {
-            Outcome::Completed => run
-                .result
-                .as_ref()
-                .and_then(|r| r.result.clone())
-                .filter(|t| !t.trim().is_empty())
-                .or(run.last_text.clone()),
-            // The result text of a failed run is the error; the model's last words are its
-            // partial findings.
-            _ => run.last_text.clone(),
-        }
-        .unwrap_or_default();
+        self.audit_decisions(&mut events, &mut denials, &decisions)
+            .await?;
+        let final_text = final_text(outcome, &run);
         // The result goes to the dispatcher and from there into status snapshots: it is
         // redacted here, and what was removed is recorded with the `finished` event.
         let (final_text, error, denials, report_redacted) =
@@ -278,12 +233,15 @@ impl Runner {
             &RunnerReport::Finished(result),
         )
         .await?;
-        self.health.metrics.inc(match outcome {
-            Outcome::Completed => "warroom_runner_tasks_completed_total",
-            Outcome::Failed => "warroom_runner_tasks_failed_total",
-            Outcome::TimedOut => "warroom_runner_tasks_timed_out_total",
-            Outcome::Cancelled => "warroom_runner_tasks_cancelled_total",
-        });
+        let outcome_label = match outcome {
+            Outcome::Completed => "completed",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Cancelled => "cancelled",
+        };
+        self.health
+            .metrics
+            .inc_with("tasks_finished", &[("outcome", outcome_label)]);
         let (cost, calls) = (spend.cost_usd, spend.requests);
         match &error {
             Some(reason) => {
@@ -292,6 +250,49 @@ impl Runner {
             None => info!(outcome = ?outcome, cost, calls, "agent finished"),
         }
         Ok(Done::Finished)
+    }
+
+    /// Audits every decision of the guard: a refusal goes into the refused call's input (its
+    /// rule and reason), a refusal no denial of the CLI's result names (a run that ended
+    /// without a result) is published on its own, and an allowed call is a `guard_allowed`
+    /// line; then the refused calls themselves.
+    async fn audit_decisions(
+        &self,
+        events: &mut Events<'_>,
+        denials: &mut [Denial],
+        decisions: &[warroom_guard::hook::DecisionRecord],
+    ) -> Result<(), BusError> {
+        for record in policy::attribute_denials(denials, decisions) {
+            self.health.metrics.inc("tool_refused");
+            events
+                .publish(AuditKind::ToolResult {
+                    tool_use_id: String::new(),
+                    is_error: true,
+                    output: format!("guard: {}: {}", record.rule, record.reason),
+                })
+                .await?;
+        }
+        for record in decisions.iter().filter(|r| r.decision == "allow") {
+            events
+                .publish(AuditKind::GuardAllowed {
+                    tool: record.tool.clone(),
+                    input: record.input.clone(),
+                    rule: record.rule.clone(),
+                    reason: record.reason.clone(),
+                })
+                .await?;
+        }
+        for denial in denials.iter() {
+            self.health.metrics.inc("tool_refused");
+            events
+                .publish(AuditKind::ToolRefused {
+                    tool_use_id: denial.tool_use_id.clone(),
+                    tool: denial.tool.clone(),
+                    input: denial.input.clone(),
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// The request's timeout, cut to `--max-timeout`.
@@ -513,6 +514,21 @@ impl<'a> Events<'a> {
         };
         publish(self.bus, &self.subject, &id, &event).await
     }
+}
+
+/// The report of a run: the CLI's result text when it completed, else the model's last words
+/// (its partial findings; the result text of a failed run is the error).
+fn final_text(outcome: Outcome, run: &Run) -> String {
+    match outcome {
+        Outcome::Completed => run
+            .result
+            .as_ref()
+            .and_then(|r| r.result.clone())
+            .filter(|t| !t.trim().is_empty())
+            .or(run.last_text.clone()),
+        _ => run.last_text.clone(),
+    }
+    .unwrap_or_default()
 }
 
 /// Redacts every string of an audit event in place and returns what was removed. Tool
