@@ -58,22 +58,28 @@ pub enum Error {
     Git(#[from] GitError),
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("cannot {action} the cursor `{key}` in bucket {bucket}: {message}", bucket = names::GATEWAY_BUCKET)]
+    #[error("cannot {action} the cursor `{key}` in bucket {bucket}: {source}", bucket = names::GATEWAY_BUCKET)]
     Cursor {
         action: &'static str,
         key: String,
-        message: String,
+        #[source]
+        source: BoxError,
     },
-    #[error("cannot {action} the record `{key}` in bucket {bucket}: {message}", bucket = names::GATEWAY_BUCKET)]
+    #[error("cannot {action} the record `{key}` in bucket {bucket}: {source}", bucket = names::GATEWAY_BUCKET)]
     Record {
         action: &'static str,
         key: String,
-        message: String,
+        #[source]
+        source: BoxError,
     },
     #[error("the policy file cannot be used, so the gateway does not start:\n{0}")]
     Policy(String),
-    #[error("cannot verify the signatures of {file}: {message}")]
-    Verify { file: String, message: String },
+    #[error("cannot verify the signatures of {file}: {source}")]
+    Verify {
+        file: String,
+        #[source]
+        source: BoxError,
+    },
     #[error("cannot listen for webhooks on {addr}: {source}")]
     Webhook {
         addr: std::net::SocketAddr,
@@ -89,6 +95,9 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The cause of an error whose sources differ in type (a KV read or write, a task).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Runs the gateway until `shutdown` resolves.
 pub async fn run(
@@ -390,7 +399,7 @@ impl Gateway {
             .map_err(|e| Error::Cursor {
                 action: "read",
                 key: self.cursor_key.clone(),
-                message: e.to_string(),
+                source: e.into(),
             })?;
         Ok(value
             .map(|v| String::from_utf8_lossy(&v).trim().to_owned())
@@ -404,7 +413,7 @@ impl Gateway {
             .map_err(|e| Error::Cursor {
                 action: "write",
                 key: self.cursor_key.clone(),
-                message: e.to_string(),
+                source: e.into(),
             })?;
         self.cursor = Some(head.to_owned());
         Ok(())

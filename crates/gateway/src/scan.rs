@@ -265,7 +265,7 @@ impl Scanner<'_> {
         let value = self.records.get(&key).await.map_err(|e| Error::Record {
             action: "read",
             key: key.clone(),
-            message: e.to_string(),
+            source: e.into(),
         })?;
         Ok(value
             .map(|v| String::from_utf8_lossy(&v).trim().to_owned())
@@ -280,7 +280,7 @@ impl Scanner<'_> {
             .map_err(|e| Error::Record {
                 action: "write",
                 key,
-                message: e.to_string(),
+                source: e.into(),
             })?;
         Ok(())
     }
@@ -316,11 +316,11 @@ impl Scanner<'_> {
         .await
         .map_err(|e| Error::Verify {
             file: path.to_owned(),
-            message: e.to_string(),
+            source: e.into(),
         })?
         .map_err(|e| Error::Verify {
             file: path.to_owned(),
-            message: crate::chain(&e),
+            source: e.into(),
         })?;
         if let Ok(authorized) = &decision {
             debug!(file = %path, engineer = %authorized.engineer, commits = authorized.signers.len(), "signatures verified");
