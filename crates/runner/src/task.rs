@@ -150,6 +150,7 @@ impl Runner {
         stop: CancellationToken,
     ) -> Result<Done, BusError> {
         let started_at = warroom_proto::now();
+        let shutdown = stop.clone();
         let request = &task.request_id;
         let cluster = &self.cluster;
         let results = Subject::Result(request.clone(), cluster.clone());
@@ -163,11 +164,12 @@ impl Runner {
                 runner: self.name.clone(),
                 at: started_at,
             },
+            &shutdown,
         )
         .await?;
 
         let policy = Policy::for_tools(&task.allowed_tools);
-        let mut events = Events::new(&self.bus, task, cluster, attempt);
+        let mut events = Events::new(&self.bus, task, cluster, attempt, shutdown.clone());
         events
             .publish(AuditKind::Started {
                 runner: self.name.clone(),
@@ -231,6 +233,7 @@ impl Runner {
             &results,
             &format!("{request}/{cluster}/{attempt}/finished"),
             &RunnerReport::Finished(result),
+            &shutdown,
         )
         .await?;
         let outcome_label = match outcome {
@@ -474,6 +477,8 @@ fn spawn_progress_acks(progress: Progress, every: Duration) -> tokio::task::Join
 /// The audit events of one task attempt, numbered in order.
 struct Events<'a> {
     bus: &'a Bus,
+    /// Ends the pauses between publish attempts.
+    shutdown: CancellationToken,
     subject: Subject,
     request: RequestId,
     cluster: ClusterName,
@@ -483,9 +488,16 @@ struct Events<'a> {
 }
 
 impl<'a> Events<'a> {
-    fn new(bus: &'a Bus, task: &Task, cluster: &ClusterName, attempt: i64) -> Events<'a> {
+    fn new(
+        bus: &'a Bus,
+        task: &Task,
+        cluster: &ClusterName,
+        attempt: i64,
+        shutdown: CancellationToken,
+    ) -> Events<'a> {
         Events {
             bus,
+            shutdown,
             subject: Subject::Event(task.request_id.clone(), cluster.clone()),
             request: task.request_id.clone(),
             cluster: cluster.clone(),
@@ -512,7 +524,7 @@ impl<'a> Events<'a> {
             kind,
             redacted,
         };
-        publish(self.bus, &self.subject, &id, &event).await
+        publish(self.bus, &self.subject, &id, &event, &self.shutdown).await
     }
 }
 
@@ -607,6 +619,7 @@ async fn publish<T: serde::Serialize>(
     subject: &Subject,
     dedup_id: &str,
     message: &T,
+    shutdown: &CancellationToken,
 ) -> Result<(), BusError> {
     use warroom_runtime::retry::{self, Retryable as _};
     let retries = usize::try_from(PUBLISH_ATTEMPTS.saturating_sub(1)).unwrap_or(0);
@@ -616,9 +629,10 @@ async fn publish<T: serde::Serialize>(
             PUBLISH_BACKOFF * 8,
             retries,
         ))
-        .sleep(tokio::time::sleep)
-        // An encoding error fails the same way every time.
-        .when(|e| !matches!(e, BusError::Encode { .. }))
+        .sleep(retry::until(shutdown.clone()))
+        // An encoding error fails the same way every time; at shutdown the task is handed
+        // back instead.
+        .when(|e| !matches!(e, BusError::Encode { .. }) && !shutdown.is_cancelled())
         .notify(|e, pause| warn!(cause = %e, %subject, ?pause, "publish failed; retrying"))
         .await
         .map(|_| ())
