@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 use sha2::Digest as _;
 use warroom_proto::request::{MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS};
+use warroom_proto::walk::{Walk, describe, join, one_of, suggestion};
 use warroom_proto::{FieldError, Tool};
 
 /// The `apiVersion` of the policy file.
@@ -562,7 +563,7 @@ pub fn parse_policy(path: &str, bytes: &[u8]) -> Result<WarroomPolicy, Vec<Field
     let mut check = Check::default();
     check.policy(&value);
     if !check.errors.is_empty() {
-        return Err(check.errors);
+        return Err(check.walk.errors);
     }
     // The walk accepted the file, so the types must too; a failure here means the two
     // disagree, which the tests guard against.
@@ -622,49 +623,6 @@ fn show_char(c: char) -> String {
     }
 }
 
-fn describe(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
-    }
-}
-
-fn one_of(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The closest known name, to suggest for a typo.
-fn suggestion(unknown: &str, known: &[&str]) -> Option<String> {
-    known
-        .iter()
-        .map(|k| {
-            (
-                strsim::damerau_levenshtein(&unknown.to_lowercase(), &k.to_lowercase()),
-                k,
-            )
-        })
-        .filter(|(distance, _)| *distance <= 2)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, k)| (*k).to_owned())
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
 const ROOT_FIELDS: &[&str] = &[
     "apiVersion",
     "kind",
@@ -689,104 +647,27 @@ const TRUSTED_FIELDS: &[&str] = &["name", "keys"];
 /// Collects problems while walking the YAML tree.
 #[derive(Default)]
 struct Check {
-    errors: Vec<FieldError>,
+    walk: Walk,
     /// Every key seen so far, by what it identifies, with the field that listed it first.
     keys: BTreeMap<KeyRef, String>,
     /// GPG keys seen, to require `gpgPublicKeys` when there are any.
     gpg_fields: Vec<String>,
 }
 
+impl std::ops::Deref for Check {
+    type Target = Walk;
+    fn deref(&self) -> &Walk {
+        &self.walk
+    }
+}
+
+impl std::ops::DerefMut for Check {
+    fn deref_mut(&mut self) -> &mut Walk {
+        &mut self.walk
+    }
+}
+
 impl Check {
-    fn error(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.push(FieldError {
-            field: field.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    /// `value` as a mapping whose keys are all in `known`.
-    fn mapping<'v>(&mut self, value: &'v Value, path: &str, known: &[&str]) -> Option<&'v Mapping> {
-        let Value::Mapping(mapping) = value else {
-            let message = if path.is_empty() {
-                format!(
-                    "the document: expected a mapping, found {}",
-                    describe(value)
-                )
-            } else {
-                format!("expected a mapping, found {}", describe(value))
-            };
-            self.error(path, message);
-            return None;
-        };
-        for key in mapping.keys() {
-            match key.as_str() {
-                Some(key) if known.contains(&key) => {}
-                Some(key) => {
-                    let hint = match suggestion(key, known) {
-                        Some(s) => format!(" (did you mean `{s}`?)"),
-                        None => String::new(),
-                    };
-                    self.error(
-                        &join(path, key),
-                        format!("unknown field{hint}; expected one of: {}", one_of(known)),
-                    );
-                }
-                None => self.error(
-                    path,
-                    format!("a key is {}; expected field names", describe(key)),
-                ),
-            }
-        }
-        Some(mapping)
-    }
-
-    /// A field's value; `None` when absent or null (an error when required).
-    fn field<'v>(
-        &mut self,
-        map: &'v Mapping,
-        path: &str,
-        key: &str,
-        required: bool,
-    ) -> Option<&'v Value> {
-        match map.get(key) {
-            None | Some(Value::Null) => {
-                if required {
-                    self.error(&join(path, key), "is required");
-                }
-                None
-            }
-            Some(value) => Some(value),
-        }
-    }
-
-    fn string<'v>(
-        &mut self,
-        map: &'v Mapping,
-        path: &str,
-        key: &str,
-        required: bool,
-    ) -> Option<&'v str> {
-        let value = self.field(map, path, key, required)?;
-        self.string_value(value, &join(path, key))
-    }
-
-    fn string_value<'v>(&mut self, value: &'v Value, field: &str) -> Option<&'v str> {
-        match value {
-            Value::String(s) if s.trim().is_empty() => {
-                self.error(field, "must not be empty");
-                None
-            }
-            Value::String(s) => Some(s),
-            other => {
-                self.error(
-                    field,
-                    format!("expected a string, found {}", describe(other)),
-                );
-                None
-            }
-        }
-    }
-
     /// A list field's items with their field paths; `None` when absent.
     fn list<'v>(
         &mut self,

@@ -13,6 +13,7 @@ pub mod schema;
 pub mod session;
 pub mod status;
 pub mod validate;
+pub mod walk;
 pub mod wire;
 
 pub use ids::{ClusterName, InvalidToken, RequestId, ResultsDir};

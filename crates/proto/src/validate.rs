@@ -19,6 +19,7 @@ use crate::request::{
     TroubleshootingRequest,
 };
 use crate::session::{MAX_SESSION_SECS, SessionRequest};
+use crate::walk::{Walk, describe, join, one_of, suggestion};
 use crate::{API_VERSION, KIND_SESSION, KIND_TROUBLESHOOTING};
 
 /// Largest request file accepted, in bytes.
@@ -291,54 +292,8 @@ fn request_id(path: &Path, check: &mut Check) -> Option<RequestId> {
     }
 }
 
-/// Collects problems while walking the YAML tree.
-#[derive(Default)]
-struct Check {
-    errors: Vec<FieldError>,
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn describe(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
-    }
-}
-
-fn one_of(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The closest known name, to suggest for a typo.
-fn suggestion(unknown: &str, known: &[&str]) -> Option<String> {
-    known
-        .iter()
-        .map(|k| {
-            (
-                strsim::damerau_levenshtein(&unknown.to_lowercase(), &k.to_lowercase()),
-                k,
-            )
-        })
-        .filter(|(distance, _)| *distance <= 2)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, k)| (*k).to_owned())
-}
+/// The walk over a request file: the shared [`Walk`] with the request's own checks.
+type Check = Walk;
 
 impl Check {
     /// `apiVersion`, `kind` and `metadata`, the same for every kind; returns the kind.
@@ -474,66 +429,6 @@ impl Check {
         }
     }
 
-    fn error(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.push(FieldError {
-            field: field.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    /// `value` as a mapping whose keys are all in `known`.
-    fn mapping<'v>(&mut self, value: &'v Value, path: &str, known: &[&str]) -> Option<&'v Mapping> {
-        let Value::Mapping(mapping) = value else {
-            let what = if path.is_empty() { "the document" } else { "" };
-            self.error(
-                path,
-                format!("{what}expected a mapping, found {}", describe(value))
-                    .trim_start()
-                    .to_owned(),
-            );
-            return None;
-        };
-        for key in mapping.keys() {
-            match key.as_str() {
-                Some(key) if known.contains(&key) => {}
-                Some(key) => {
-                    let hint = match suggestion(key, known) {
-                        Some(s) => format!(" (did you mean `{s}`?)"),
-                        None => String::new(),
-                    };
-                    self.error(
-                        &join(path, key),
-                        format!("unknown field{hint}; expected one of: {}", one_of(known)),
-                    );
-                }
-                None => self.error(
-                    path,
-                    format!("a key is {}; expected field names", describe(key)),
-                ),
-            }
-        }
-        Some(mapping)
-    }
-
-    /// A field's value; `None` when absent or null (an error when required).
-    fn field<'v>(
-        &mut self,
-        map: &'v Mapping,
-        path: &str,
-        key: &str,
-        required: bool,
-    ) -> Option<&'v Value> {
-        match map.get(key) {
-            None | Some(Value::Null) => {
-                if required {
-                    self.error(&join(path, key), "is required");
-                }
-                None
-            }
-            Some(value) => Some(value),
-        }
-    }
-
     fn child_mapping<'v>(
         &mut self,
         map: &'v Mapping,
@@ -563,35 +458,6 @@ impl Check {
             return None;
         }
         Some(value)
-    }
-
-    /// A non-empty string field.
-    fn string<'v>(
-        &mut self,
-        map: &'v Mapping,
-        path: &str,
-        key: &str,
-        required: bool,
-    ) -> Option<&'v str> {
-        let value = self.field(map, path, key, required)?;
-        self.string_value(value, &join(path, key))
-    }
-
-    fn string_value<'v>(&mut self, value: &'v Value, field: &str) -> Option<&'v str> {
-        match value {
-            Value::String(s) if s.trim().is_empty() => {
-                self.error(field, "must not be empty");
-                None
-            }
-            Value::String(s) => Some(s),
-            other => {
-                self.error(
-                    field,
-                    format!("expected a string, found {}", describe(other)),
-                );
-                None
-            }
-        }
     }
 
     /// An optional list of non-empty strings.
