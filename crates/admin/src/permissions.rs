@@ -10,7 +10,7 @@ use std::fmt;
 
 use warroom_proto::names::{
     self, DISPATCHER_REQUESTS_CONSUMER, DISPATCHER_RESULTS_CONSUMER, GATEWAY_BUCKET,
-    PUBLISHER_BUCKET, PUBLISHER_CONSUMER, REQUESTS_BUCKET,
+    PUBLISHER_BUCKET, PUBLISHER_CONSUMER, REQUESTS_BUCKET, RUNNERS_BUCKET,
 };
 use warroom_proto::{ClusterName, Stream, Subject};
 
@@ -71,6 +71,7 @@ impl Component {
                 p.publish_on(Subject::Task(any_cluster()));
                 p.publish_on(Subject::Status(any_request()));
                 p.bucket(REQUESTS_BUCKET);
+                p.bucket_reader(RUNNERS_BUCKET);
             }
             Component::Publisher => {
                 p.consumer(Stream::Events, PUBLISHER_CONSUMER, None);
@@ -84,6 +85,7 @@ impl Component {
                 );
                 p.publish_on(Subject::Result(any_request(), cluster.clone()));
                 p.publish_on(Subject::Event(any_request(), cluster.clone()));
+                p.heartbeat_writer(cluster);
             }
         }
         p.subscribe.push(format!("_INBOX.{}.>", self.client_name()));
@@ -150,6 +152,30 @@ impl Permissions {
     }
 }
 
+impl Permissions {
+    /// Creating and reading a bucket, not writing it: looking it up, the consumers behind
+    /// watch and keys (their deliveries come to the inbox), direct gets.
+    fn bucket_reader(&mut self, bucket: &str) {
+        self.publish.extend([
+            format!("$JS.API.STREAM.INFO.KV_{bucket}"),
+            format!("$JS.API.STREAM.CREATE.KV_{bucket}"),
+            format!("$JS.API.CONSUMER.*.KV_{bucket}"),
+            format!("$JS.API.CONSUMER.*.KV_{bucket}.>"),
+            format!("$JS.API.DIRECT.GET.KV_{bucket}.>"),
+            format!("$JS.FC.KV_{bucket}.>"),
+        ]);
+    }
+
+    /// Writing (and deleting) the heartbeat keys of `cluster`'s replicas only, after looking
+    /// the runners bucket up: a runner may not create it (like the streams), nor read it.
+    fn heartbeat_writer(&mut self, cluster: &ClusterName) {
+        self.publish.extend([
+            format!("$JS.API.STREAM.INFO.KV_{RUNNERS_BUCKET}"),
+            format!("$KV.{RUNNERS_BUCKET}.{}", names::heartbeat_keys(cluster)),
+        ]);
+    }
+}
+
 /// Placeholder identities, valid as tokens and replaced by `*` in the permissions.
 const PLACEHOLDER_REQUEST: &str = "placeholder-request-id";
 const PLACEHOLDER_CLUSTER: &str = "placeholder-cluster";
@@ -180,7 +206,7 @@ mod tests {
         assert!(p.publish.contains(
             &"$JS.API.CONSUMER.CREATE.WARROOM_TASKS.runner-hub.warroom.tasks.hub".to_owned()
         ));
-        let forbidden_prefixes = ["warroom.requests", "warroom.tasks", "warroom.status", "$KV"];
+        let forbidden_prefixes = ["warroom.requests", "warroom.tasks", "warroom.status"];
         for forbidden in forbidden_prefixes {
             assert!(
                 !p.publish.iter().any(|s| s.starts_with(forbidden)),
@@ -188,14 +214,52 @@ mod tests {
                 p.publish
             );
         }
-        for forbidden in ["STREAM.CREATE", "KV_", "prod"] {
+        for forbidden in ["STREAM.CREATE", "prod"] {
             assert!(
                 !p.publish.iter().any(|s| s.contains(forbidden)),
                 "{forbidden} in {:?}",
                 p.publish
             );
         }
+        // Of the key-value store, only its own cluster's heartbeats, and a look at their
+        // bucket.
+        let kv: Vec<&String> = p.publish.iter().filter(|s| s.contains("KV")).collect();
+        assert_eq!(
+            kv,
+            [
+                "$JS.API.STREAM.INFO.KV_warroom-runners",
+                "$KV.warroom-runners.hub.*"
+            ],
+            "{:?}",
+            p.publish
+        );
         assert_eq!(p.subscribe, vec!["_INBOX.warroom-runner-hub.>".to_owned()]);
+    }
+
+    #[test]
+    fn only_runners_write_heartbeats_and_the_dispatcher_reads_them() {
+        let dispatcher = Component::Dispatcher.permissions();
+        assert!(
+            !dispatcher
+                .publish
+                .iter()
+                .any(|s| s.starts_with("$KV.warroom-runners")),
+            "{:?}",
+            dispatcher.publish
+        );
+        assert!(
+            dispatcher
+                .publish
+                .contains(&"$JS.API.CONSUMER.*.KV_warroom-runners.>".to_owned())
+        );
+        for component in [Component::Gateway, Component::Publisher] {
+            let p = component.permissions();
+            assert!(
+                !p.publish.iter().any(|s| s.contains("warroom-runners")),
+                "{component}: {:?}",
+                p.publish
+            );
+        }
     }
 
     #[test]

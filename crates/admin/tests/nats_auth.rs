@@ -1,8 +1,8 @@
 //! NATS locked down by `warroom-admin nats-auth`, against a real `nats-server` configured with
 //! what the command wrote (authorization and mutual TLS): a cluster's runner cannot take
 //! another cluster's tasks, cannot publish requests, tasks or statuses, cannot read the
-//! request state; and the whole pipeline still completes a request with every component on
-//! its own credentials.
+//! request state, cannot write another cluster's heartbeat; and the whole pipeline still
+//! completes a request with every component on its own credentials.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,7 +11,7 @@ use async_nats::jetstream::{self, consumer};
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
 use warroom_admin::{Options, generate};
-use warroom_proto::{ClusterName, Stream, Subject, names};
+use warroom_proto::{ClusterName, ReplicaId, Stream, Subject, names};
 use warroom_runtime::{Bus, Connection};
 use warroom_testkit::{BareRemote, NatsServer, tools, wait_for};
 
@@ -291,6 +291,84 @@ async fn a_runner_only_reaches_its_own_cluster() {
         .expect("the client sends the subscription");
     violation(&mut errors, &format!("$KV.{}.>", names::REQUESTS_BUCKET)).await;
     drop(watch);
+
+    // Heartbeats: its own cluster's, yes; another cluster's, never (or it could keep a dead
+    // cluster's tasks waiting, or make a live one look dead).
+    let beats = dispatcher
+        .runners_bucket()
+        .await
+        .expect("the dispatcher creates the runners bucket");
+    let runners = js
+        .get_key_value(names::RUNNERS_BUCKET)
+        .await
+        .expect("a runner may look the runners bucket up");
+    let replica = ReplicaId::new("hub-0-ab12").expect("a valid replica id");
+    let own = names::heartbeat_key(&cluster("hub"), &replica);
+    runners
+        .put(&own, "alive".into())
+        .await
+        .expect("hub's runner writes its own heartbeat");
+    let forged = names::heartbeat_key(&cluster("prod-1"), &replica);
+    let written = runners.put(&forged, "forged".into()).await;
+    assert!(
+        written.is_err(),
+        "hub's runner wrote prod-1's heartbeat: {written:?}"
+    );
+    violation(
+        &mut errors,
+        &format!("$KV.{}.{forged}", names::RUNNERS_BUCKET),
+    )
+    .await;
+    assert!(
+        runners.delete(&forged).await.is_err(),
+        "hub's runner deleted prod-1's heartbeat"
+    );
+    // The dispatcher reads what is there, the way it follows heartbeats (a watch) and by
+    // key: the runner's own heartbeat, nothing forged.
+    let mut watch = beats
+        .watch_with_history(">")
+        .await
+        .expect("the dispatcher watches the heartbeats");
+    let seen = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("the watch delivers the heartbeat in time")
+        .expect("the watch is open")
+        .expect("the watch delivers an entry");
+    assert_eq!(seen.key, own);
+    assert_eq!(
+        tokio::time::timeout(Duration::from_millis(500), watch.next())
+            .await
+            .ok()
+            .flatten()
+            .map(|entry| entry.map(|e| e.key).unwrap_or_default()),
+        None,
+        "a forged heartbeat was stored"
+    );
+    assert_eq!(
+        beats
+            .get(&own)
+            .await
+            .expect("the dispatcher reads heartbeats"),
+        Some("alive".into())
+    );
+    assert_eq!(
+        beats
+            .get(&forged)
+            .await
+            .expect("the dispatcher reads heartbeats"),
+        None
+    );
+    // Nor can a runner read the others' heartbeats.
+    let read = format!(
+        "$JS.API.DIRECT.GET.KV_{0}.$KV.{0}.{own}",
+        names::RUNNERS_BUCKET
+    );
+    let got = tokio::time::timeout(DENIED_TIMEOUT, hub.request(read.clone(), "".into())).await;
+    assert!(
+        !matches!(got, Ok(Ok(ref m)) if m.payload.as_ref() == b"alive"),
+        "hub's runner read the runners bucket"
+    );
+    violation(&mut errors, &read).await;
 }
 
 /// A runner's consumer on its cluster's tasks, as `warroom-runner` creates it.
@@ -397,6 +475,35 @@ async fn the_pipeline_completes_a_request_with_every_component_on_its_own_creden
         "{}",
         serde_json::to_string_pretty(&status).unwrap_or_default()
     );
+    // Both runners beat on their own credentials, and the dispatcher may read it.
+    let control = Bus::connect(&locked.connection("dispatcher"), "warroom-dispatcher")
+        .await
+        .expect("the dispatcher connects again");
+    let beats = control
+        .runners_bucket()
+        .await
+        .expect("the dispatcher opens the runners bucket");
+    wait_for(
+        "a heartbeat from each cluster's runner",
+        Duration::from_secs(30),
+        || async {
+            let keys: Vec<String> = beats
+                .keys()
+                .await
+                .ok()?
+                .filter_map(|k| async { k.ok() })
+                .collect()
+                .await;
+            let clusters: Vec<ClusterName> = keys
+                .iter()
+                .filter_map(|k| names::parse_heartbeat_key(k).map(|(c, _)| c))
+                .collect();
+            (clusters.contains(&cluster("hub")) && clusters.contains(&cluster("prod-1")))
+                .then_some(())
+        },
+    )
+    .await;
+    control.close(Duration::from_secs(5)).await;
     stack.shutdown().await.expect("every daemon stops cleanly");
 }
 

@@ -23,7 +23,9 @@ Examples:
   claude-warroom status --verify <ID>     # refuse results the publisher did not sign
 
 Phases: accepted, dispatched, running; final: completed, failed, timed_out, cancelled,
-rejected (the request was invalid or not allowed; the errors are listed).
+rejected (the request was invalid or not allowed; the errors are listed). A dispatched
+cluster shows its place in its cluster's queue, `dispatched (queued #2)`: it waits as long
+as a runner of that cluster is alive, however busy.
 
 Exit codes: 0 the status was shown, 1 error (unknown id, git failure; with --verify, a
 commit of the results folder not signed by the publisher), 2 usage error, 3 no status yet
@@ -93,7 +95,10 @@ fn render(status: &RequestStatus, dir: &str, rev: &str, now: Timestamp) -> Strin
                 [
                     name.to_string(),
                     cluster.kind.as_str().to_owned(),
-                    cluster.phase.as_str().to_owned(),
+                    match &cluster.queued {
+                        Some(queued) => format!("{} (queued #{})", cluster.phase, queued.position),
+                        None => cluster.phase.as_str().to_owned(),
+                    },
                     cluster.duration_secs.map_or("-".to_owned(), duration),
                     cluster
                         .cost_usd
@@ -223,6 +228,37 @@ mod tests {
         );
         assert!(
             text.contains("prod-cluster-1: the agent hit the turn limit"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_queued_cluster_shows_its_place() {
+        let mut waiting = ClusterStatus::new(ClusterType::Hosted, ClusterPhase::Dispatched);
+        waiting.queued = Some(warroom_proto::Queued {
+            position: 2,
+            since: datetime!(2026-01-15 14:30:00 UTC),
+        });
+        let status = RequestStatus {
+            id: "r1".parse().unwrap(),
+            phase: RequestPhase::Dispatched,
+            clusters: BTreeMap::from([("prod-cluster-1".parse().unwrap(), waiting)]),
+            error: None,
+            errors: Vec::new(),
+            mode: None,
+            engineer: None,
+            results_dir: "results/r1".parse().unwrap(),
+            revision: 2,
+            updated_at: datetime!(2026-01-15 14:30:00 UTC),
+        };
+        let text = render(
+            &status,
+            "results/r1",
+            "origin/main",
+            datetime!(2026-01-15 14:31:00 UTC),
+        );
+        assert!(
+            text.contains("prod-cluster-1  hosted  dispatched (queued #2)"),
             "{text}"
         );
     }

@@ -8,8 +8,8 @@ use warroom_runtime::config::Problems;
 use crate::{Error, Result};
 
 /// Owns each troubleshooting request's lifecycle: fans it out into per-cluster tasks, collects
-/// the runners' results, enforces the pickup and run timeouts, and publishes the request's
-/// status at every transition.
+/// the runners' results, follows the runners' heartbeats, enforces the pickup and run
+/// timeouts, and publishes the request's status at every transition.
 ///
 /// Durations are written as a number with a unit: `500ms`, `30s`, `10m`, `2h` (a bare number
 /// means seconds).
@@ -19,9 +19,11 @@ pub struct Config {
     #[command(flatten)]
     pub common: warroom_runtime::CommonArgs,
 
-    /// How long a dispatched task may wait for a runner to start it. A task that no runner of
-    /// its cluster started within this time ends that cluster as `failed` ("no runner for
-    /// cluster X picked the task up within ..."), and the task is taken back off the queue.
+    /// How long a dispatched task waits while its cluster has no live runner (none sent a
+    /// heartbeat in the last 30s). While one is live, however busy, the task waits `queued`
+    /// without a limit. Counted from the latest of the dispatch, the cluster's last heartbeat
+    /// and the dispatcher's start; then the cluster ends `failed` ("no runner of cluster X has
+    /// sent a heartbeat since ...") and the task is taken back off the queue.
     #[arg(long, env = "WARROOM_PICKUP_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub pickup_timeout: Duration,
 

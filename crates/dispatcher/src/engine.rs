@@ -20,14 +20,18 @@
 //! One task handling one message at a time also keeps each request's snapshots in revision
 //! order on the events stream, which is the order the publisher writes them to git.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::stream;
 use tracing::{debug, error, info, instrument, warn};
-use warroom_proto::{AcceptedRequest, ClusterName, RequestId, RunnerReport, Subject, names};
+use warroom_proto::{
+    AcceptedRequest, ClusterName, RequestId, RunnerReport, Subject, Timestamp, names,
+};
 use warroom_runtime::{Bus, Delivery, Metrics};
 
+use crate::liveness::{Liveness, Queues, View};
 use crate::state::{Applied, RequestState, Step, Timeouts};
 use crate::store::{Modified, Store};
 use crate::{Error, Result};
@@ -68,6 +72,11 @@ const COUNTERS: [&str; 10] = [
 /// `requests_finished` (see `deploy/METRICS.md`).
 const REQUESTS_ACTIVE: &str = "requests_active";
 
+/// The gauge of how long the oldest request in flight has been so
+/// (`warroom_dispatcher_oldest_active_request_age_seconds`, 0 when none), queued time
+/// included. Alerted on (see `deploy/METRICS.md`).
+const OLDEST_ACTIVE_AGE: &str = "oldest_active_request_age_seconds";
+
 /// The dispatcher's state between messages: connections, and the requests still in flight.
 #[derive(Debug)]
 pub struct Engine {
@@ -79,9 +88,15 @@ pub struct Engine {
     results: stream::Stream,
     timeouts: Timeouts,
     metrics: Metrics,
-    /// Requests that are not final (or whose last snapshot is unpublished): what the sweep
-    /// visits. Rebuilt from the bucket at start, so a restart loses none.
-    active: BTreeSet<RequestId>,
+    /// Requests that are not final (or whose last snapshot is unpublished), with when each
+    /// was accepted: what the sweep visits. Rebuilt from the bucket at start, so a restart
+    /// loses none.
+    active: BTreeMap<RequestId, Timestamp>,
+    /// Which runners are live, from their heartbeats (kept up to date by
+    /// [`crate::liveness::watch`]).
+    liveness: Arc<Mutex<Liveness>>,
+    /// Where the dispatched tasks of the requests in flight wait.
+    queues: Queues,
 }
 
 impl Engine {
@@ -92,12 +107,14 @@ impl Engine {
         results: stream::Stream,
         timeouts: Timeouts,
         metrics: Metrics,
+        liveness: Arc<Mutex<Liveness>>,
     ) -> Self {
         // Every counter shows up in /metrics from the start, at zero.
         for name in COUNTERS {
             metrics.add(name, 0);
         }
         metrics.set(REQUESTS_ACTIVE, 0);
+        metrics.set(OLDEST_ACTIVE_AGE, 0);
         Engine {
             bus,
             store,
@@ -105,7 +122,9 @@ impl Engine {
             results,
             timeouts,
             metrics,
-            active: BTreeSet::new(),
+            active: BTreeMap::new(),
+            liveness,
+            queues: Queues::default(),
         }
     }
 
@@ -114,7 +133,8 @@ impl Engine {
         for id in self.store.ids().await? {
             match self.store.load(&id).await {
                 Ok(Some((state, _))) if state.is_active() => {
-                    self.active.insert(id);
+                    self.queues.track(&state);
+                    self.active.insert(id, state.created_at);
                 }
                 Ok(_) => {}
                 Err(e @ Error::CorruptState { .. }) => {
@@ -262,12 +282,14 @@ impl Engine {
                 false
             }
         };
-        let ids: Vec<RequestId> = self.active.iter().cloned().collect();
+        let ids: Vec<RequestId> = self.active.keys().cloned().collect();
         for id in ids {
             if let Err(e) = self.drive(&id, expire).await {
                 warn!(request = %id, cause = %e, "sweep could not drive a request; retrying at the next sweep");
             }
         }
+        // The oldest request's age grows between transitions too.
+        self.count_active();
     }
 
     /// Does whatever the stored state says is due, one step at a time, until nothing is;
@@ -277,17 +299,32 @@ impl Engine {
         for _ in 0..MAX_STEPS {
             let Some((state, revision)) = self.store.load(id).await? else {
                 self.active.remove(id);
+                self.queues.forget(id);
                 self.count_active();
                 return Ok(());
             };
             let now = warroom_proto::now();
-            let Some(step) = state.next_step(now, expire.then_some(self.timeouts)) else {
+            let step = {
+                let liveness = self.liveness.lock().unwrap_or_else(|p| p.into_inner());
+                let view = View {
+                    liveness: &liveness,
+                    queues: &self.queues,
+                };
+                state.next_step(now, expire.then_some(self.timeouts), &view)
+            };
+            let Some(step) = step else {
                 self.track(&state);
                 return Ok(());
             };
             match step {
                 Step::PublishStatus => self.publish_status(state, revision).await?,
                 Step::Dispatch(due) => self.dispatch(state, revision, &due, now).await?,
+                Step::Requeue(moved) => {
+                    let mut next = state;
+                    if next.requeue(&moved, now) && self.store.update(&next, revision).await? {
+                        debug!(request = %id, moved = ?moved, "tasks moved up in their queues");
+                    }
+                }
                 Step::Expire {
                     cluster,
                     phase,
@@ -345,6 +382,7 @@ impl Engine {
         now: warroom_proto::Timestamp,
     ) -> Result<()> {
         let mut queued = Vec::with_capacity(due.len());
+        let mut placed = Vec::with_capacity(due.len());
         for &index in due {
             let Some(task) = state.task_for(index) else {
                 continue;
@@ -356,10 +394,13 @@ impl Engine {
                 .publish(&Subject::Task(cluster.clone()), Some(&dedup), &task)
                 .await?;
             self.metrics.inc("tasks_published");
-            info!(request = %state.id(), cluster = %cluster, sequence = ack.sequence, duplicate = ack.duplicate, prior_findings = task.prior_findings.len(), "task published");
+            let position = self.queues.position(&cluster, ack.sequence);
+            info!(request = %state.id(), cluster = %cluster, sequence = ack.sequence, duplicate = ack.duplicate, position, prior_findings = task.prior_findings.len(), "task published");
             queued.push((index, Some(ack.sequence)));
+            placed.push((index, position));
         }
         if state.mark_dispatched(&queued, now) {
+            state.place(&placed);
             // On a conflict the next step re-reads: the tasks already out are deduplicated.
             self.store.update(&state, revision).await?;
         }
@@ -382,19 +423,24 @@ impl Engine {
 
     fn track(&mut self, state: &RequestState) {
         if state.is_active() {
-            self.active.insert(state.id().clone());
+            self.active.insert(state.id().clone(), state.created_at);
         } else {
             self.active.remove(state.id());
         }
+        self.queues.track(state);
         self.count_active();
     }
 
-    /// Exports the number of requests in flight.
+    /// Exports the number of requests in flight and the age of the oldest.
     fn count_active(&self) {
         self.metrics.set(
             REQUESTS_ACTIVE,
             i64::try_from(self.active.len()).unwrap_or(i64::MAX),
         );
+        let oldest = self.active.values().min().map_or(0, |created| {
+            (warroom_proto::now() - *created).whole_seconds().max(0)
+        });
+        self.metrics.set(OLDEST_ACTIVE_AGE, oldest);
     }
 }
 

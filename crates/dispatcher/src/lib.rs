@@ -7,15 +7,21 @@
 //! findings), enforces the pickup and run timeouts with a periodic sweep, and publishes a full
 //! status snapshot at every transition for the publisher to write to git.
 //!
+//! It follows the runners' heartbeats ([`liveness`]): a dispatched task waits, `queued` with
+//! its position in its cluster's queue, as long as a runner of its cluster is live, and fails
+//! its cluster only once the cluster has had no live runner for the pickup timeout.
+//!
 //! Cancellation is not implemented yet: the `cancelled` phases exist in the contract and are
 //! handled when a runner reports them, but nothing asks for a cancellation.
 
 mod config;
 mod engine;
+mod liveness;
 mod state;
 mod store;
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -27,6 +33,7 @@ use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, Health};
 
 pub use config::Config;
 use engine::Engine;
+use liveness::Liveness;
 use state::Timeouts;
 use store::Store;
 
@@ -113,7 +120,8 @@ pub async fn run(
 
 /// [`run`], reporting readiness and metrics into `health` (exported as
 /// `warroom_dispatcher_<what>_total` for the counters, `warroom_dispatcher_requests_active`
-/// for the requests in flight).
+/// and `warroom_dispatcher_oldest_active_request_age_seconds` for the requests in flight,
+/// `warroom_dispatcher_runner_last_heartbeat_timestamp_seconds{cluster}` for the runners).
 pub async fn run_with_health(
     config: Config,
     health: Health,
@@ -128,7 +136,7 @@ pub async fn run_with_health(
 
     // Connecting retries until NATS is up; shutdown must still be able to end that wait.
     let (bus, mut engine, requests, results) = tokio::select! {
-        ready = setup(&config, &health) => ready?,
+        ready = setup(&config, &health, &shutdown) => ready?,
         () = shutdown.cancelled() => {
             info!("shutdown before the dispatcher was connected");
             return Ok(());
@@ -238,10 +246,12 @@ async fn hand_back<T: Inbound>(
     }
 }
 
-/// Connects, opens the bucket and the consumers, and loads the requests in flight.
+/// Connects, opens the buckets and the consumers, starts following the runners' heartbeats,
+/// and loads the requests in flight.
 async fn setup(
     config: &Config,
     health: &Health,
+    shutdown: &CancellationToken,
 ) -> Result<(
     Bus,
     Engine,
@@ -267,6 +277,10 @@ async fn setup(
         ))
         .await?
         .with_metrics(health.metrics.clone());
+    // Heartbeats are followed from now on; a waiting task's time without a live runner is
+    // never counted from before.
+    let liveness = Arc::new(Mutex::new(Liveness::new(warroom_proto::now())));
+    let runners = bus.runners_bucket().await?;
     let timeouts = Timeouts {
         pickup: config.pickup_timeout,
         run_grace: config.run_grace,
@@ -278,8 +292,15 @@ async fn setup(
         results_stream,
         timeouts,
         health.metrics.clone(),
+        liveness.clone(),
     );
     engine.load_active().await?;
+    tokio::spawn(liveness::watch(
+        runners,
+        liveness,
+        health.metrics.clone(),
+        shutdown.clone(),
+    ));
     Ok((bus, engine, requests, results))
 }
 

@@ -12,11 +12,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use warroom_proto::{
     AcceptedRequest, ClusterName, ClusterPhase, ClusterRef, ClusterReport, ClusterStatus,
-    ClusterType, CoordinationMode, Denial, Finding, RequestId, RequestPhase, RequestStatus,
+    ClusterType, CoordinationMode, Denial, Finding, Queued, RequestId, RequestPhase, RequestStatus,
     RequestSummary, StatusUpdate, Task, TaskResult, Timestamp,
 };
 
 use crate::config::human;
+use crate::liveness::{Outside, Presence};
 
 /// How many bytes of report text one request keeps, shared by its clusters. A status snapshot
 /// carries every finished cluster's report and must stay under NATS's default 1 MiB message
@@ -26,7 +27,8 @@ pub const REPORT_BUDGET_BYTES: usize = 640 * 1024;
 /// The timeouts the dispatcher enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
-    /// A dispatched task that no runner started within this time fails its cluster.
+    /// A dispatched task fails its cluster once the cluster has had no live runner for this
+    /// long; while it has one, however busy, the task waits.
     pub pickup: Duration,
     /// Added to the request's own timeout before a started cluster is declared timed out.
     pub run_grace: Duration,
@@ -99,6 +101,9 @@ pub struct ClusterState {
     /// answered); `Some` once the cluster is final.
     #[serde(default)]
     pub final_text: Option<String>,
+    /// While dispatched: the task's place among its cluster's waiting tasks (1 = next).
+    #[serde(default)]
+    pub queue_position: Option<u32>,
 }
 
 /// What is due next for a request.
@@ -114,6 +119,8 @@ pub enum Step {
     },
     /// These clusters' tasks are to be queued now.
     Dispatch(Vec<usize>),
+    /// These dispatched clusters' tasks moved in their queues: (cluster, new position).
+    Requeue(Vec<(usize, u32)>),
 }
 
 /// What applying a runner report did.
@@ -188,20 +195,30 @@ impl RequestState {
     }
 
     /// What is due next at `now`, or `None` when the request waits for a runner (or is done).
-    /// Without `timeouts`, nothing expires (see [`crate::engine::Engine::sweep`] for when).
+    /// Without `timeouts`, nothing expires (see [`crate::engine::Engine::sweep`] for when);
+    /// `outside` says which clusters have a live runner and where tasks wait.
     ///
     /// The order matters: the pending snapshot goes out first, so statuses are published in
     /// revision order; expiries come before dispatches, so in sequential mode a cluster that
     /// timed out hands over to the next one in the same sweep.
-    pub fn next_step(&self, now: Timestamp, timeouts: Option<Timeouts>) -> Option<Step> {
+    pub fn next_step(
+        &self,
+        now: Timestamp,
+        timeouts: Option<Timeouts>,
+        outside: &dyn Outside,
+    ) -> Option<Step> {
         if self.published_revision < self.revision {
             return Some(Step::PublishStatus);
         }
         if self.phase.is_final() {
             return None;
         }
-        if let Some(expiry) = timeouts.and_then(|t| self.expiry(now, t)) {
+        if let Some(expiry) = timeouts.and_then(|t| self.expiry(now, t, outside)) {
             return Some(expiry);
+        }
+        let moved = self.queue_moves(outside);
+        if !moved.is_empty() {
+            return Some(Step::Requeue(moved));
         }
         let due = self.due_for_dispatch();
         if due.is_empty() {
@@ -212,21 +229,32 @@ impl RequestState {
     }
 
     /// The first cluster that ran out of time at `now`, if any.
-    fn expiry(&self, now: Timestamp, timeouts: Timeouts) -> Option<Step> {
+    ///
+    /// A dispatched task never runs out of time while its cluster has a live runner: it is
+    /// queued behind that runner's other work. Only while no runner of the cluster is live
+    /// does the pickup timeout run, counted from the later of the dispatch and the moment the
+    /// cluster lost its last live runner (never before this dispatcher began to follow
+    /// heartbeats).
+    fn expiry(&self, now: Timestamp, timeouts: Timeouts, outside: &dyn Outside) -> Option<Step> {
         let request_timeout = Duration::from_secs(self.accepted.request.spec.investigation.timeout);
         let run_limit = request_timeout.saturating_add(timeouts.run_grace);
         for (index, cluster) in self.clusters.iter().enumerate() {
             let expired = match cluster.phase {
-                ClusterPhase::Dispatched
-                    if elapsed(cluster.dispatched_at, now) >= Some(timeouts.pickup) =>
-                {
+                ClusterPhase::Dispatched => {
+                    let Presence::Absent {
+                        last_heartbeat,
+                        since,
+                    } = outside.presence(&cluster.name, now)
+                    else {
+                        continue;
+                    };
+                    let without_runner = cluster.dispatched_at.map(|at| at.max(since));
+                    if elapsed(without_runner, now) < Some(timeouts.pickup) {
+                        continue;
+                    }
                     (
                         ClusterPhase::Failed,
-                        format!(
-                            "no runner for cluster {} picked the task up within {}",
-                            cluster.name,
-                            human(timeouts.pickup)
-                        ),
+                        no_live_runner(&cluster.name, last_heartbeat, since, timeouts.pickup),
                     )
                 }
                 ClusterPhase::Running if elapsed(cluster.running_since, now) >= Some(run_limit) => {
@@ -250,6 +278,48 @@ impl RequestState {
             });
         }
         None
+    }
+
+    /// The dispatched clusters whose place in their queue is not the recorded one.
+    fn queue_moves(&self, outside: &dyn Outside) -> Vec<(usize, u32)> {
+        self.clusters
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.phase == ClusterPhase::Dispatched)
+            .filter_map(|(index, c)| {
+                let position = outside.position(&c.name, c.task_sequence?);
+                (c.queue_position != Some(position)).then_some((index, position))
+            })
+            .collect()
+    }
+
+    /// Records where just-dispatched clusters wait, as part of the transition
+    /// [`RequestState::mark_dispatched`] started (no revision of its own): call it right after.
+    pub fn place(&mut self, positions: &[(usize, u32)]) {
+        self.set_positions(positions);
+    }
+
+    /// Dispatched clusters moved in their queues: a new revision when a place changed.
+    pub fn requeue(&mut self, positions: &[(usize, u32)], now: Timestamp) -> bool {
+        let changed = self.set_positions(positions);
+        if changed {
+            self.transition(now);
+        }
+        changed
+    }
+
+    fn set_positions(&mut self, positions: &[(usize, u32)]) -> bool {
+        let mut changed = false;
+        for &(index, position) in positions {
+            if let Some(cluster) = self.clusters.get_mut(index)
+                && cluster.phase == ClusterPhase::Dispatched
+                && cluster.queue_position != Some(position)
+            {
+                cluster.queue_position = Some(position);
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// The pending clusters whose tasks are to be queued now.
@@ -427,6 +497,12 @@ impl RequestState {
     fn transition(&mut self, now: Timestamp) {
         self.revision += 1;
         self.updated_at = now;
+        // Only a waiting task has a place in a queue.
+        for cluster in &mut self.clusters {
+            if cluster.phase != ClusterPhase::Dispatched {
+                cluster.queue_position = None;
+            }
+        }
         if self.phase.is_final() || self.clusters.is_empty() {
             return;
         }
@@ -546,6 +622,7 @@ impl ClusterState {
             permission_denials: Vec::new(),
             error: None,
             final_text: None,
+            queue_position: None,
         }
     }
 
@@ -569,6 +646,12 @@ impl ClusterState {
                 .final_text
                 .as_ref()
                 .map(|_| format!("{}.md", self.name)),
+            queued: match (self.phase, self.queue_position, self.dispatched_at) {
+                (ClusterPhase::Dispatched, Some(position), Some(since)) => {
+                    Some(Queued { position, since })
+                }
+                _ => None,
+            },
         }
     }
 
@@ -590,6 +673,45 @@ impl ClusterState {
             report,
         }
     }
+}
+
+/// Why a waiting task failed: no runner of its cluster is live, since when, and how long the
+/// task waited.
+fn no_live_runner(
+    cluster: &ClusterName,
+    last_heartbeat: Option<Timestamp>,
+    since: Timestamp,
+    waited: Duration,
+) -> String {
+    match last_heartbeat {
+        Some(last) => format!(
+            "no runner of cluster {cluster} has sent a heartbeat since {}; the task waited {} \
+             without a live runner",
+            rfc3339(last),
+            human(waited)
+        ),
+        None => format!(
+            "no runner of cluster {cluster} has ever sent a heartbeat (none since the \
+             dispatcher started following them at {}); the task waited {} without a live \
+             runner",
+            rfc3339(since),
+            human(waited)
+        ),
+    }
+}
+
+/// `2026-11-24T10:00:00Z`: to the second, in UTC.
+fn rfc3339(at: Timestamp) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
 }
 
 /// How long ago `since` was at `now`; `None` without a start (never expires).
@@ -616,7 +738,7 @@ fn truncate(text: &str, limit: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use warroom_proto::{
         Coordination, Investigation, Issue, Metadata, Outcome, RequestSpec, ResultsDir, Tool,
@@ -637,6 +759,20 @@ mod tests {
     }
 
     fn request(clusters: &[&str], mode: Option<CoordinationMode>) -> RequestState {
+        request_with_id("r1", clusters, mode)
+    }
+
+    /// A request `id` for `clusters` (one without a mode), published and not dispatched.
+    pub(crate) fn request_for(id: &str, clusters: &[&str]) -> RequestState {
+        let mode = (clusters.len() > 1).then_some(CoordinationMode::Parallel);
+        request_with_id(id, clusters, mode)
+    }
+
+    fn request_with_id(
+        id: &str,
+        clusters: &[&str],
+        mode: Option<CoordinationMode>,
+    ) -> RequestState {
         let refs: Vec<ClusterRef> = clusters
             .iter()
             .map(|cluster| ClusterRef {
@@ -649,9 +785,9 @@ mod tests {
             Some(_) => (None, Some(refs)),
         };
         let accepted = AcceptedRequest {
-            id: RequestId::new("r1").expect("valid id"),
+            id: RequestId::new(id).expect("valid id"),
             commit: "abc".to_owned(),
-            results_dir: ResultsDir::default_for(&RequestId::new("r1").expect("valid id")),
+            results_dir: ResultsDir::default_for(&RequestId::new(id).expect("valid id")),
             request: TroubleshootingRequest {
                 api_version: warroom_proto::API_VERSION.to_owned(),
                 kind: warroom_proto::KIND_TROUBLESHOOTING.to_owned(),
@@ -700,10 +836,61 @@ mod tests {
         }
     }
 
-    /// Applies `next_step` the way the engine does, without I/O, until nothing is due.
+    /// The world around a request, as the rules see it: whether every cluster has a live
+    /// runner (else none ever sent a heartbeat, or the last came at `last_heartbeat`), and
+    /// how many tasks wait ahead of each of this request's.
+    struct World {
+        live: bool,
+        last_heartbeat: Option<Timestamp>,
+        /// Since when no runner is live, in seconds after `at(0)` (when the dispatcher
+        /// started).
+        since: i64,
+        ahead: u32,
+    }
+
+    impl Outside for World {
+        fn presence(&self, _: &ClusterName, _: Timestamp) -> Presence {
+            if self.live {
+                Presence::Live
+            } else {
+                Presence::Absent {
+                    last_heartbeat: self.last_heartbeat,
+                    since: at(self.since),
+                }
+            }
+        }
+
+        fn position(&self, _: &ClusterName, _: u64) -> u32 {
+            self.ahead + 1
+        }
+    }
+
+    /// No runner anywhere, since the dispatcher started at `at(0)`.
+    const NOBODY: World = World {
+        live: false,
+        last_heartbeat: None,
+        since: 0,
+        ahead: 0,
+    };
+
+    /// Every cluster has a live runner.
+    const LIVE: World = World {
+        live: true,
+        last_heartbeat: None,
+        since: 0,
+        ahead: 0,
+    };
+
+    /// Applies `next_step` the way the engine does, without I/O, until nothing is due; no
+    /// runner is live.
     fn settle(state: &mut RequestState, now: Timestamp) -> Vec<Step> {
+        settle_in(state, now, &NOBODY)
+    }
+
+    /// [`settle`] in `world`.
+    fn settle_in(state: &mut RequestState, now: Timestamp, world: &World) -> Vec<Step> {
         let mut steps = Vec::new();
-        while let Some(step) = state.next_step(now, Some(TIMEOUTS)) {
+        while let Some(step) = state.next_step(now, Some(TIMEOUTS), world) {
             match &step {
                 Step::PublishStatus => {
                     state.mark_published(state.revision);
@@ -718,6 +905,11 @@ mod tests {
                 Step::Dispatch(due) => {
                     let queued: Vec<_> = due.iter().map(|&i| (i, Some(7))).collect();
                     state.mark_dispatched(&queued, now);
+                    let placed: Vec<_> = due.iter().map(|&i| (i, world.ahead + 1)).collect();
+                    state.place(&placed);
+                }
+                Step::Requeue(moved) => {
+                    state.requeue(moved, now);
                 }
             }
             steps.push(step);
@@ -730,7 +922,7 @@ mod tests {
         let mut state = request(&["hub"], None);
         assert_eq!(state.phase, RequestPhase::Accepted);
         assert_eq!(
-            state.next_step(at(1), Some(TIMEOUTS)),
+            state.next_step(at(1), Some(TIMEOUTS), &NOBODY),
             Some(Step::Dispatch(vec![0]))
         );
         settle(&mut state, at(1));
@@ -747,7 +939,7 @@ mod tests {
         let mut state = request(&["hub"], None);
         state.published_revision = 0;
         assert_eq!(
-            state.next_step(at(1), Some(TIMEOUTS)),
+            state.next_step(at(1), Some(TIMEOUTS), &NOBODY),
             Some(Step::PublishStatus)
         );
         assert!(state.is_active());
@@ -861,11 +1053,18 @@ mod tests {
         assert_eq!(state.clusters[0].phase, ClusterPhase::Failed);
         assert_eq!(
             state.clusters[0].error.as_deref(),
-            Some("no runner for cluster hub picked the task up within 10m")
+            Some(
+                "no runner of cluster hub has ever sent a heartbeat (none since the dispatcher \
+                 started following them at 2027-01-15T08:00:00Z); the task waited 10m without \
+                 a live runner"
+            )
         );
         assert_eq!(state.phase, RequestPhase::Failed);
         let error = state.error.clone().unwrap_or_default();
-        assert!(error.starts_with("hub: no runner"), "{error}");
+        assert!(
+            error.starts_with("hub: no runner of cluster hub"),
+            "{error}"
+        );
         assert!(
             error.contains("a (timed_out): no result from cluster a within the request timeout (5m) plus 2m grace"),
             "{error}"
@@ -875,6 +1074,109 @@ mod tests {
             state.snapshot().reports["hub"]
                 .final_text
                 .contains("no runner")
+        );
+    }
+
+    #[test]
+    fn a_task_waits_as_long_as_its_cluster_has_a_live_runner() {
+        let mut state = request(&["hub"], None);
+        settle_in(&mut state, at(0), &LIVE);
+        // A day later the runner is still busy with other work: the task still waits.
+        assert_eq!(settle_in(&mut state, at(86_400), &LIVE), []);
+        assert_eq!(state.clusters[0].phase, ClusterPhase::Dispatched);
+        assert_eq!(state.phase, RequestPhase::Dispatched);
+        let status = state.snapshot().status;
+        assert_eq!(
+            status.clusters["hub"].queued,
+            Some(Queued {
+                position: 1,
+                since: at(0)
+            })
+        );
+    }
+
+    #[test]
+    fn without_a_live_runner_a_task_fails_after_the_pickup_timeout_from_the_last_heartbeat() {
+        let mut state = request(&["hub"], None);
+        settle_in(&mut state, at(0), &LIVE);
+        // The runner's last heartbeat came 5 minutes after the dispatch; 30 s later it had
+        // expired, and the 10 minutes without a runner count from then.
+        let gone = World {
+            live: false,
+            last_heartbeat: Some(at(300)),
+            since: 330,
+            ..NOBODY
+        };
+        assert_eq!(settle_in(&mut state, at(929), &gone), []);
+        settle_in(&mut state, at(930), &gone);
+        assert_eq!(state.clusters[0].phase, ClusterPhase::Failed);
+        assert_eq!(state.phase, RequestPhase::Failed);
+        assert_eq!(
+            state.clusters[0].error.as_deref(),
+            Some(
+                "no runner of cluster hub has sent a heartbeat since 2027-01-15T08:05:00Z; the \
+                 task waited 10m without a live runner"
+            )
+        );
+        assert_eq!(state.snapshot().status.clusters["hub"].queued, None);
+    }
+
+    #[test]
+    fn a_restarted_dispatcher_gives_a_waiting_task_the_whole_pickup_timeout_again() {
+        let mut state = request(&["hub"], None);
+        settle_in(&mut state, at(0), &LIVE);
+        // The dispatcher restarted at 20 min and has heard no heartbeat since: it cannot
+        // tell how long the cluster has been without a runner, so it waits the full timeout.
+        let restarted = World {
+            since: 1200,
+            ..NOBODY
+        };
+        assert_eq!(settle_in(&mut state, at(1799), &restarted), []);
+        settle_in(&mut state, at(1800), &restarted);
+        assert_eq!(state.clusters[0].phase, ClusterPhase::Failed);
+        let error = state.clusters[0].error.clone().unwrap_or_default();
+        assert!(
+            error.contains("has ever sent a heartbeat")
+                && error.contains(
+                    "since the dispatcher started following them at 2027-01-15T08:20:00Z"
+                ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_waiting_tasks_place_is_set_with_its_dispatch_and_each_move_is_a_revision() {
+        let mut state = request(&["hub"], None);
+        let behind_two = World { ahead: 2, ..LIVE };
+        assert_eq!(
+            settle_in(&mut state, at(0), &behind_two),
+            [Step::Dispatch(vec![0]), Step::PublishStatus]
+        );
+        // The place is part of the dispatch's own revision.
+        assert_eq!(state.revision, 2);
+        assert_eq!(state.clusters[0].queue_position, Some(3));
+        assert_eq!(
+            state.snapshot().status.clusters["hub"]
+                .queued
+                .as_ref()
+                .map(|q| q.position),
+            Some(3)
+        );
+        // The two ahead of it started: it is next, in a revision of its own.
+        let next = World { ahead: 0, ..LIVE };
+        assert_eq!(
+            settle_in(&mut state, at(60), &next),
+            [Step::Requeue(vec![(0, 1)]), Step::PublishStatus]
+        );
+        assert_eq!(state.revision, 3);
+        assert_eq!(settle_in(&mut state, at(61), &next), []);
+        // Once started, it is no longer queued.
+        state.on_started(&name("hub"), "r-0", at(70), at(70));
+        assert_eq!(state.clusters[0].queue_position, None);
+        assert_eq!(state.snapshot().status.clusters["hub"].queued, None);
+        assert_eq!(
+            settle_in(&mut state, at(70), &behind_two),
+            [Step::PublishStatus]
         );
     }
 

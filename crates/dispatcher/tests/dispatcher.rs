@@ -21,7 +21,8 @@ use warroom_proto::{
     RequestSpec, ResultsDir, RunnerReport, StatusUpdate, Stream, Subject, Task, TaskResult, Tool,
     TroubleshootingRequest,
 };
-use warroom_runtime::{Bus, Connection};
+use warroom_proto::{ReplicaId, RunnerHeartbeat};
+use warroom_runtime::{Bus, Connection, Health};
 use warroom_testkit::{DEFAULT_TIMEOUT, NatsServer, wait_until};
 
 /// A nats-server, clients, and the dispatcher running against them.
@@ -33,6 +34,8 @@ struct Harness {
     nats: async_nats::Client,
     js: jetstream::Context,
     dispatcher: Option<Dispatcher>,
+    /// The running dispatcher's metrics.
+    health: Health,
 }
 
 struct Dispatcher {
@@ -62,6 +65,7 @@ impl Harness {
             nats,
             js,
             dispatcher: None,
+            health: Health::new("dispatcher"),
         }
     }
 
@@ -76,9 +80,14 @@ impl Harness {
         argv.extend_from_slice(args);
         let config = Config::try_parse_from(argv).expect("test config parses");
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(warroom_dispatcher::run(config, async move {
-            let _ = stopped.await;
-        }));
+        self.health = Health::new("dispatcher");
+        let handle = tokio::spawn(warroom_dispatcher::run_with_health(
+            config,
+            self.health.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         self.dispatcher = Some(Dispatcher { stop, handle });
     }
 
@@ -179,6 +188,43 @@ impl Harness {
             .expect("runner consumer created");
         let messages = consumer.messages().await.expect("runner pulls");
         Runner { consumer, messages }
+    }
+
+    /// Writes a heartbeat for `replica` of `cluster` into the runners bucket, as a runner
+    /// does every few seconds (one lasts 30 s).
+    async fn heartbeat(&self, cluster: &str, replica: &str, running: u32) {
+        let beat = RunnerHeartbeat {
+            cluster: cluster_name(cluster),
+            replica: ReplicaId::new(replica).expect("valid replica id"),
+            host: replica.to_owned(),
+            concurrency: 1,
+            running,
+            started_at: warroom_proto::now(),
+            at: warroom_proto::now(),
+        };
+        let key = names::heartbeat_key(&beat.cluster, &beat.replica);
+        self.bus
+            .runners_bucket()
+            .await
+            .expect("runners bucket")
+            .put(&key, serde_json::to_vec(&beat).expect("encode").into())
+            .await
+            .expect("heartbeat written");
+    }
+
+    /// Removes a replica's heartbeat, as a runner does when it stops.
+    async fn heartbeat_gone(&self, cluster: &str, replica: &str) {
+        let key = names::heartbeat_key(
+            &cluster_name(cluster),
+            &ReplicaId::new(replica).expect("valid replica id"),
+        );
+        self.bus
+            .runners_bucket()
+            .await
+            .expect("runners bucket")
+            .delete(&key)
+            .await
+            .expect("heartbeat removed");
     }
 
     /// Every status snapshot of request `id`, from the first on.
@@ -859,31 +905,148 @@ async fn garbage_does_not_stop_the_next_valid_message() {
 }
 
 #[tokio::test]
-async fn a_task_nobody_picks_up_fails_its_cluster_with_the_reason() {
+async fn a_task_for_a_cluster_without_a_live_runner_fails_with_the_reason() {
     let harness = Harness::start(&["--pickup-timeout", "1s"]).await;
     let mut statuses = harness.statuses("r-orphan").await;
     harness
         .submit(&request("r-orphan", &["lonely-cluster"], None))
         .await;
-    statuses.phase(RequestPhase::Dispatched).await;
+    let dispatched = statuses.phase(RequestPhase::Dispatched).await;
+    let queued = dispatched.status.clusters["lonely-cluster"]
+        .queued
+        .clone()
+        .expect("a dispatched task is shown queued");
+    assert_eq!(queued.position, 1);
     let done = statuses.final_status().await;
     assert_eq!(done.status.phase, RequestPhase::Failed);
-    let expected = "no runner for cluster lonely-cluster picked the task up within 1s";
-    assert_eq!(
-        done.status.clusters["lonely-cluster"].error.as_deref(),
-        Some(expected)
+    let error = done.status.clusters["lonely-cluster"]
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "no runner of cluster lonely-cluster has ever sent a heartbeat (none since the \
+             dispatcher started following them at "
+        ) && error.ends_with("); the task waited 1s without a live runner"),
+        "{error}"
     );
     assert_eq!(
         done.status.error.as_deref(),
-        Some(format!("lonely-cluster: {expected}").as_str())
+        Some(format!("lonely-cluster: {error}").as_str())
     );
+    assert_eq!(done.status.clusters["lonely-cluster"].queued, None);
     assert_eq!(
         done.status.clusters["lonely-cluster"].report.as_deref(),
         Some("lonely-cluster.md")
     );
-    assert!(done.reports["lonely-cluster"].final_text.contains(expected));
+    assert!(done.reports["lonely-cluster"].final_text.contains(&error));
     // The expired task is off the queue: a runner coming up late does not start it.
     assert_eq!(harness.queued_tasks("lonely-cluster").await, 0);
+}
+
+/// A cluster whose runner is live but busy: the second request waits `queued` at position 1
+/// however long past the pickup timeout, and only once the runner stops (its heartbeat gone)
+/// does the pickup timeout run, failing the task with the time of the last heartbeat. The
+/// runner's heartbeat and the oldest request's age are exported for the deploy's alerts.
+#[tokio::test]
+async fn a_task_waits_queued_while_its_cluster_has_a_live_runner() {
+    // The runner was beating before the dispatcher started: the dispatcher reads the
+    // heartbeats already in the bucket, not only those written after it started.
+    let mut harness = Harness::without_dispatcher().await;
+    harness.heartbeat("busy-1", "busy-1-0-ab12", 0).await;
+    harness.start_dispatcher(&["--pickup-timeout", "1s"]);
+    let mut first = harness.statuses("r-first").await;
+    let mut second = harness.statuses("r-second").await;
+    let mut runner = harness.runner("busy-1").await;
+    harness.submit(&request("r-first", &["busy-1"], None)).await;
+    let dispatched = first.phase(RequestPhase::Dispatched).await;
+    assert_eq!(
+        dispatched.status.clusters["busy-1"]
+            .queued
+            .as_ref()
+            .map(|q| q.position),
+        Some(1)
+    );
+    runner.take().await;
+    harness.started("r-first", "busy-1").await;
+    first.phase(RequestPhase::Running).await;
+
+    harness
+        .submit(&request("r-second", &["busy-1"], None))
+        .await;
+    let queued = second
+        .until("r-second is queued at position 1", |s| {
+            s.status.clusters["busy-1"]
+                .queued
+                .as_ref()
+                .is_some_and(|q| q.position == 1)
+        })
+        .await;
+    let since = queued.status.clusters["busy-1"]
+        .queued
+        .as_ref()
+        .map(|q| q.since)
+        .expect("queued");
+    // Well past the pickup timeout, the task still waits: the runner is only busy.
+    wait_until(
+        "three pickup timeouts have passed",
+        DEFAULT_TIMEOUT,
+        || async { warroom_proto::now() - since > time::Duration::seconds(3) },
+    )
+    .await;
+    let still = harness.last_status("r-second").await;
+    assert_eq!(still.status.phase, RequestPhase::Dispatched, "{still:#?}");
+    assert_eq!(
+        still.status.clusters["busy-1"]
+            .queued
+            .as_ref()
+            .map(|q| q.position),
+        Some(1)
+    );
+
+    let metrics = harness.health.metrics.render();
+    let beat = r#"warroom_dispatcher_runner_last_heartbeat_timestamp_seconds{cluster="busy-1"} "#;
+    let last_beat: i64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(beat))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no heartbeat gauge for busy-1:\n{metrics}"));
+    assert!(
+        (warroom_proto::now().unix_timestamp() - last_beat).abs() < 60,
+        "{metrics}"
+    );
+    let oldest = harness
+        .health
+        .metrics
+        .gauge_value("oldest_active_request_age_seconds");
+    // The first request is over three seconds old; the gauge is as of the last sweep, in
+    // whole seconds.
+    assert!(oldest >= 2, "{metrics}");
+    assert!(
+        metrics.contains("# TYPE warroom_dispatcher_oldest_active_request_age_seconds gauge"),
+        "{metrics}"
+    );
+
+    // The runner stops: now the pickup timeout runs, and the waiting task fails, naming the
+    // last heartbeat.
+    harness.heartbeat_gone("busy-1", "busy-1-0-ab12").await;
+    let done = second.final_status().await;
+    assert_eq!(done.status.phase, RequestPhase::Failed);
+    let error = done.status.clusters["busy-1"]
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        error.starts_with("no runner of cluster busy-1 has sent a heartbeat since 20")
+            && error.ends_with("; the task waited 1s without a live runner"),
+        "{error}"
+    );
+    // The running cluster of the first request is not touched by the pickup timeout.
+    assert_eq!(
+        harness.last_status("r-first").await.status.phase,
+        RequestPhase::Running
+    );
+    assert_eq!(harness.queued_tasks("busy-1").await, 0);
 }
 
 #[tokio::test]

@@ -225,6 +225,48 @@ token_type!(
     MAX_CLUSTER_NAME_LEN
 );
 
+token_type!(
+    /// A runner replica's name in its heartbeat key (`<cluster>.<replica>`): 1 to 96
+    /// letters, digits, `-` or `_`, starting with a letter or digit. Built from the host name
+    /// with [`ReplicaId::for_host`].
+    ReplicaId,
+    "runner replica id",
+    MAX_REPLICA_ID_LEN
+);
+
+/// Longest runner replica id: a host name (a DNS label, 63 characters) and a suffix.
+pub const MAX_REPLICA_ID_LEN: usize = 96;
+
+impl ReplicaId {
+    /// The replica id of a runner on `host`, told apart from other runners on the same host
+    /// (two replicas in one pod's network namespace, or tests) by `instance`: the host name
+    /// with every character a token cannot hold replaced by `-`, then `-<instance>`.
+    pub fn for_host(host: &str, instance: &str) -> ReplicaId {
+        let clean = |text: &str, max: usize| -> String {
+            text.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .take(max)
+                .collect()
+        };
+        let instance = clean(instance, 16);
+        let host = clean(host, MAX_REPLICA_ID_LEN - instance.len() - 2);
+        let host = host.trim_start_matches(['-', '_']);
+        let id = match (host.is_empty(), instance.is_empty()) {
+            (true, true) => "runner".to_owned(),
+            (true, false) => format!("runner-{instance}"),
+            (false, true) => host.to_owned(),
+            (false, false) => format!("{host}-{instance}"),
+        };
+        ReplicaId::new(id).unwrap_or_else(|_| ReplicaId("runner".to_owned()))
+    }
+}
+
 /// The repository folder a request's results go to: `results/<id>` or
 /// `results/<folder>/.../<id>`, each part a safe token, the last one the request id. Since
 /// request ids are unique (the file stem in one folder), two requests never share a folder.
@@ -367,6 +409,24 @@ impl fmt::Display for ResultsDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_id_is_a_token_whatever_the_host_name() {
+        assert_eq!(
+            ReplicaId::for_host("runner-7d9f-x2k4q", "a1b2").as_str(),
+            "runner-7d9f-x2k4q-a1b2"
+        );
+        assert_eq!(
+            ReplicaId::for_host("node.example.com", "a1").as_str(),
+            "node-example-com-a1"
+        );
+        assert_eq!(ReplicaId::for_host("", "a1").as_str(), "runner-a1");
+        assert_eq!(ReplicaId::for_host("..", "").as_str(), "runner");
+        let long = ReplicaId::for_host(&"h".repeat(300), "ffff");
+        assert!(long.len() <= MAX_REPLICA_ID_LEN, "{long}");
+        assert!(long.ends_with("-ffff"), "{long}");
+        assert!(ReplicaId::new("a.b").is_err());
+    }
 
     #[test]
     fn tokens_that_could_change_a_subject_or_a_path_are_refused() {

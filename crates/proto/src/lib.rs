@@ -16,18 +16,18 @@ pub mod validate;
 pub mod walk;
 pub mod wire;
 
-pub use ids::{ClusterName, InvalidToken, RequestId, ResultsDir};
+pub use ids::{ClusterName, InvalidToken, ReplicaId, RequestId, ResultsDir};
 pub use names::{Stream, Subject};
 pub use request::{
     ClusterRef, ClusterType, Coordination, CoordinationMode, Investigation, Issue, Metadata,
     Output, OutputFormat, RequestSpec, Tool, TroubleshootingRequest,
 };
 pub use session::SessionRequest;
-pub use status::{ClusterPhase, ClusterStatus, RequestPhase, RequestStatus};
+pub use status::{ClusterPhase, ClusterStatus, Queued, RequestPhase, RequestStatus};
 pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request};
 pub use wire::{
     AcceptedRequest, AuditEvent, AuditKind, ClusterReport, Denial, Finding, Inbound, Outcome,
-    PublisherInput, RequestSummary, RunnerReport, StatusUpdate, Task, TaskResult,
+    PublisherInput, RequestSummary, RunnerHeartbeat, RunnerReport, StatusUpdate, Task, TaskResult,
 };
 
 /// The `apiVersion` of every request file this version understands.

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::ids::{ClusterName, RequestId};
+use crate::ids::{ClusterName, ReplicaId, RequestId};
 
 /// Dispatcher state, one key per request id, updated with compare-and-set.
 pub const REQUESTS_BUCKET: &str = "warroom-requests";
@@ -16,6 +16,31 @@ pub const GATEWAY_BUCKET: &str = "warroom-gateway";
 /// The publisher's own record of the last status revision it pushed per request, so a
 /// `status.json` planted in git by someone else can neither freeze nor suppress a request.
 pub const PUBLISHER_BUCKET: &str = "warroom-publisher";
+
+/// Runner heartbeats: one key per runner replica, [`heartbeat_key`], rewritten every
+/// [`crate::wire::HEARTBEAT_INTERVAL`] and expiring [`crate::wire::HEARTBEAT_TTL`] after its
+/// last write (the bucket's max age). A runner may write only its own cluster's keys; the
+/// dispatcher reads them all.
+pub const RUNNERS_BUCKET: &str = "warroom-runners";
+
+/// The heartbeat key of one runner replica in [`RUNNERS_BUCKET`]: `<cluster>.<replica>`.
+pub fn heartbeat_key(cluster: &ClusterName, replica: &ReplicaId) -> String {
+    format!("{cluster}.{replica}")
+}
+
+/// Every heartbeat key of `cluster`'s replicas, as a key pattern: `<cluster>.*`.
+pub fn heartbeat_keys(cluster: &ClusterName) -> String {
+    format!("{cluster}.*")
+}
+
+/// The cluster and replica of a heartbeat key; `None` for a key that is not one.
+pub fn parse_heartbeat_key(key: &str) -> Option<(ClusterName, ReplicaId)> {
+    let (cluster, replica) = key.split_once('.')?;
+    Some((
+        ClusterName::new(cluster).ok()?,
+        ReplicaId::new(replica).ok()?,
+    ))
+}
 
 /// The durable consumer of the dispatcher on [`Stream::Requests`].
 pub const DISPATCHER_REQUESTS_CONSUMER: &str = "dispatcher-requests";
@@ -256,6 +281,18 @@ mod tests {
                 f.len() == s.len() && f.iter().zip(&s).all(|(f, s)| *f == "*" || f == s)
             });
             assert!(matches, "{text} is not captured by {filters:?}");
+        }
+    }
+
+    #[test]
+    fn heartbeat_keys_name_their_cluster_and_replica() {
+        let replica = ReplicaId::new("runner-0-ab12").unwrap();
+        let key = heartbeat_key(&c("hub"), &replica);
+        assert_eq!(key, "hub.runner-0-ab12");
+        assert_eq!(parse_heartbeat_key(&key), Some((c("hub"), replica)));
+        assert_eq!(heartbeat_keys(&c("hub")), "hub.*");
+        for bad in ["hub", "hub.", ".r", "hub.r.x", "a*.r", ""] {
+            assert_eq!(parse_heartbeat_key(bad), None, "{bad:?}");
         }
     }
 

@@ -73,7 +73,7 @@ impl std::fmt::Display for RequestPhase {
 pub enum ClusterPhase {
     /// Waiting for its turn (sequential mode) or for dispatch.
     Pending,
-    /// Its task is queued for the cluster's runner.
+    /// Its task is queued for the cluster's runner; `queued` says where in the queue.
     Dispatched,
     /// The runner is investigating.
     Running,
@@ -178,6 +178,24 @@ pub struct ClusterStatus {
     /// The cluster's report, relative to the results folder (e.g. `prod-cluster-1.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
+    /// Set while the cluster is `dispatched`: its task waits in the cluster's queue. Absent
+    /// in every other phase (and in statuses written before queues were shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<Queued>,
+}
+
+/// Where a dispatched task waits (`status.json`: `"queued": {"position": 1, ...}`).
+///
+/// A task waits as long as a runner of its cluster is live (it sent a heartbeat within the
+/// last 30 s), however busy that runner is; only while no runner of the cluster is live does
+/// the dispatcher's pickup timeout run, after which the cluster fails with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    /// The task's place among its cluster's waiting tasks, of every request: 1 = next.
+    pub position: u32,
+    /// When the task was queued.
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: Timestamp,
 }
 
 impl ClusterStatus {
@@ -194,6 +212,34 @@ impl ClusterStatus {
             permission_denials: 0,
             error: None,
             report: None,
+            queued: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queued_cluster_says_where_it_waits_and_older_statuses_still_read() {
+        let since = time::macros::datetime!(2026-11-24 10:00:00 UTC);
+        let mut cluster = ClusterStatus::new(ClusterType::Hosted, ClusterPhase::Dispatched);
+        cluster.queued = Some(Queued { position: 2, since });
+        let json = serde_json::to_value(&cluster).expect("encode");
+        assert_eq!(json["phase"], "dispatched");
+        assert_eq!(
+            json["queued"],
+            serde_json::json!({"position": 2, "since": "2026-11-24T10:00:00Z"})
+        );
+        // A status written before queues were shown has no `queued`, and one that is not
+        // queued writes none.
+        let old =
+            serde_json::json!({"type": "hosted", "phase": "dispatched", "permission_denials": 0});
+        let read: ClusterStatus = serde_json::from_value(old).expect("an older status reads");
+        assert_eq!(read.queued, None);
+        let running = ClusterStatus::new(ClusterType::Hosted, ClusterPhase::Running);
+        let json = serde_json::to_value(&running).expect("encode");
+        assert!(json.get("queued").is_none(), "{json}");
     }
 }

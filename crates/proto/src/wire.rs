@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
-use crate::ids::{ClusterName, RequestId, ResultsDir};
+use crate::ids::{ClusterName, ReplicaId, RequestId, ResultsDir};
 use crate::request::{ClusterRef, CoordinationMode, Issue, Tool, TroubleshootingRequest};
 use crate::status::{ClusterPhase, RequestStatus};
 
@@ -116,6 +116,36 @@ pub struct TaskResult {
     pub started_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
     pub finished_at: Timestamp,
+}
+
+/// How often a runner replica rewrites its heartbeat.
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a heartbeat stays valid: the runners bucket's max age, and how old the last
+/// heartbeat of a replica may be for the dispatcher to count the replica as live. Several
+/// intervals, so that a slow write or two does not make a busy runner look gone.
+pub const HEARTBEAT_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What a runner replica says about itself every [`HEARTBEAT_INTERVAL`], in the runners
+/// bucket under `<cluster>.<replica>` ([`crate::names::heartbeat_key`]). Written by a task of
+/// its own, independent of the agents it runs, so a replica busy with long investigations
+/// still counts as live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunnerHeartbeat {
+    pub cluster: ClusterName,
+    pub replica: ReplicaId,
+    /// The host it runs on (the name `RunnerReport::Started` gives).
+    pub host: String,
+    /// How many tasks it runs at once at most (`--concurrency`).
+    pub concurrency: u32,
+    /// How many tasks it runs now.
+    pub running: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: Timestamp,
+    /// When this heartbeat was written, by the runner's clock (the dispatcher judges age by
+    /// the NATS server's time of the write instead).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
 }
 
 /// A tool call the policy refused.

@@ -10,6 +10,10 @@ use crate::agent::AgentEnv;
 use crate::proxy::{self, ModelApi, Price, Prices};
 use crate::{Error, Result};
 
+/// The most tasks one replica may run at once (`--concurrency`): each is a CLI process tree
+/// and a model proxy, and their budgets add up.
+pub const MAX_CONCURRENCY: u32 = 16;
+
 /// The Anthropic API key, kept out of `Debug` output and `--help`.
 #[derive(Clone)]
 pub struct ApiKey(pub String);
@@ -99,6 +103,11 @@ pub struct Config {
     /// cluster's durable consumer is created (the first runner of the cluster creates it).
     #[arg(long, env = "WARROOM_ACK_WAIT", default_value = "60s", value_parser = parse_duration)]
     pub ack_wait: Duration,
+    /// How many tasks this replica runs at once (1 to 16), each in its own workspace with its
+    /// own agent, HOME and model proxy. A task is pulled only when a slot is free, so tasks
+    /// beyond that wait in the stream, where another replica of the cluster can take them.
+    #[arg(long, env = "WARROOM_CONCURRENCY", default_value_t = 1)]
+    pub concurrency: u32,
     /// The PATH of the CLI and the commands it runs (default: the runner's own PATH).
     #[arg(long, env = "WARROOM_AGENT_PATH")]
     pub path: Option<String>,
@@ -156,6 +165,14 @@ impl Config {
         }
         if self.max_turns == 0 {
             problems.push("--max-turns must be at least 1");
+        }
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            problems.push(format!(
+                "--concurrency {} is out of range: one replica runs 1 to {MAX_CONCURRENCY} tasks \
+                 at once (each is a Claude Code CLI with its own workspace); for more, run more \
+                 replicas",
+                self.concurrency
+            ));
         }
         if let Some(root) = &self.work_root
             && !root.is_dir()

@@ -1,17 +1,20 @@
-//! The runner: one per cluster. Pulls that cluster's tasks from NATS, one at a time, and runs
-//! the Claude Code CLI headless on each in a fresh, empty workspace with its own `HOME`, under
-//! a read-only tool policy ([`policy`]). Every tool call, tool result and refused call is
-//! published as an audit event while the agent runs; the task's result (final text, cost,
-//! turns, denials and an honest outcome) is published last, and only then is the task acked.
+//! The runner: one per cluster. Pulls that cluster's tasks from NATS, up to `--concurrency` at
+//! a time (one by default), and runs the Claude Code CLI headless on each in a fresh, empty
+//! workspace with its own `HOME`, under a read-only tool policy ([`policy`]). Every tool call,
+//! tool result and refused call is published as an audit event while the agent runs; the
+//! task's result (final text, cost, turns, denials and an honest outcome) is published last,
+//! and only then is the task acked. Meanwhile [`heartbeat`] tells the dispatcher the replica
+//! is alive, however long its runs take.
 //!
 //! Module map: [`policy`] (request tools -> CLI permission arguments), [`prompt`] (what the
 //! agent is told), [`stream`] (reading stream-json, judging the outcome), [`agent`] (the
 //! process: environment, process group, timeout), [`proxy`] (the model API on loopback: the
 //! key and the budget), [`reaper`] (nothing of a run outlives it), [`task`] (one task from
-//! message to ack).
+//! message to ack), [`heartbeat`] (the replica's record in the runners bucket).
 
 mod agent;
 mod config;
+mod heartbeat;
 mod policy;
 mod prompt;
 pub mod proxy;
@@ -20,14 +23,19 @@ mod stream;
 mod task;
 
 use std::future::Future;
-
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use tracing::{info, warn};
-use warroom_proto::{Stream, Subject, Task, names};
-use warroom_runtime::{Bus, ConsumerSpec, Health};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+use warroom_proto::{ReplicaId, RunnerHeartbeat, Stream, Subject, Task, names};
+use warroom_runtime::shutdown::CancellationToken;
+use warroom_runtime::{Bus, Consumer, ConsumerSpec, Health};
 
-pub use crate::config::{ApiKey, Config};
+pub use crate::config::{ApiKey, Config, MAX_CONCURRENCY};
 
 /// How often a task is delivered before it is given up (a runner that crashes on it each time
 /// must not loop forever).
@@ -52,8 +60,8 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Runs the runner until `shutdown` resolves. A task in flight at shutdown is stopped and
-/// handed back (nak) so another replica, or the next start, runs it.
+/// Runs the runner until `shutdown` resolves. The tasks in flight at shutdown are stopped and
+/// handed back (nak) so another replica, or the next start, runs them.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -97,28 +105,96 @@ pub async fn run(
         })
         .await?;
 
-    let runner = task::Runner::new(&config, model_api, bus.clone(), health.clone());
+    let runner = Arc::new(task::Runner::new(
+        &config,
+        model_api,
+        bus.clone(),
+        health.clone(),
+    ));
+    let running = Arc::new(AtomicU32::new(0));
+    let replica = ReplicaId::for_host(runner.name(), &instance_suffix());
+    let heartbeat = tokio::spawn(heartbeat::beat(
+        bus.clone(),
+        RunnerHeartbeat {
+            cluster: config.cluster.clone(),
+            replica: replica.clone(),
+            host: runner.name().to_owned(),
+            concurrency: config.concurrency,
+            running: 0,
+            started_at: warroom_proto::now(),
+            at: warroom_proto::now(),
+        },
+        running.clone(),
+        health.metrics.clone(),
+        stop.clone(),
+    ));
     health.set_ready(true);
-    info!(cluster = %config.cluster, consumer = %consumer_name, "runner ready");
+    info!(cluster = %config.cluster, consumer = %consumer_name, %replica, concurrency = config.concurrency, "runner ready");
 
+    work(
+        &runner,
+        &mut consumer,
+        config.concurrency,
+        &running,
+        &health,
+        &stop,
+    )
+    .await;
+    health.set_ready(false);
+    // The heartbeat ends with `stop` and removes itself.
+    if let Err(e) = heartbeat.await {
+        warn!(cause = %e, "the heartbeat task failed");
+    }
+    // Acks and naks sent last must reach the server before the connection goes away.
+    bus.flush(FLUSH_TIMEOUT).await;
+    info!(cluster = %config.cluster, "runner stopped");
+    Ok(())
+}
+
+/// The pull loop: takes a task only when one of the `concurrency` slots is free and runs it
+/// on a task of its own, so tasks beyond the free slots stay in the stream for another
+/// replica. Returns at `stop` once every run in flight has ended (each stops its agent and
+/// hands its task back).
+async fn work(
+    runner: &Arc<task::Runner>,
+    consumer: &mut Consumer<Task>,
+    concurrency: u32,
+    running: &Arc<AtomicU32>,
+    health: &Health,
+    stop: &CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(
+        usize::try_from(concurrency.max(1)).unwrap_or(1),
+    ));
+    let mut runs = JoinSet::new();
     loop {
-        if stop.is_cancelled() {
-            break;
+        while let Some(ended) = runs.try_join_next() {
+            log_run_end(ended);
         }
-        // `warroom_runner_heartbeat_timestamp_seconds`: the pull loop is alive (it comes
-        // round at least every PULL_EXPIRES while idle, and after every task).
-        health.metrics.set(
-            "heartbeat_timestamp_seconds",
-            warroom_proto::now().unix_timestamp(),
-        );
+        let permit = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
         // One message per pull: a task waits in the stream, where another replica can take
-        // it, rather than in this replica's buffer while it is busy.
+        // it, rather than in this replica's buffer while its slots are busy.
         let next = tokio::select! {
+            biased;
             () = stop.cancelled() => break,
             next = consumer.fetch_one(PULL_EXPIRES) => next,
         };
         match next {
-            Ok(Some(delivery)) => runner.handle(delivery, stop.clone()).await,
+            Ok(Some(delivery)) => {
+                let slot = Slot::take(permit, running.clone());
+                let (runner, stop) = (runner.clone(), stop.clone());
+                runs.spawn(async move {
+                    runner.handle(delivery, stop).await;
+                    drop(slot);
+                });
+            }
             Ok(None) => {}
             Err(e) => {
                 warn!(cause = %e, "cannot pull a task; retrying");
@@ -130,11 +206,55 @@ pub async fn run(
             }
         }
     }
-    health.set_ready(false);
-    // Acks and naks sent last must reach the server before the connection goes away.
-    bus.flush(FLUSH_TIMEOUT).await;
-    info!(cluster = %config.cluster, "runner stopped");
-    Ok(())
+    if !runs.is_empty() {
+        info!(
+            runs = runs.len(),
+            "stopping the runs in flight; their tasks go back to the stream"
+        );
+    }
+    while let Some(ended) = runs.join_next().await {
+        log_run_end(ended);
+    }
+}
+
+fn log_run_end(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = ended {
+        // Its slot was freed as the task unwound; the task itself comes back after the ack
+        // wait (or is dead-lettered after its last delivery).
+        error!(cause = %e, "a run ended abnormally");
+    }
+}
+
+/// One busy slot: counted in the heartbeat's `running` while it lives, and freed for the next
+/// task when dropped (also when the run panics).
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    running: Arc<AtomicU32>,
+}
+
+impl Slot {
+    fn take(permit: OwnedSemaphorePermit, running: Arc<AtomicU32>) -> Slot {
+        running.fetch_add(1, Ordering::Relaxed);
+        Slot {
+            _permit: permit,
+            running,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.running.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A random suffix that tells this runner's heartbeat key from that of another runner on the
+/// same host (a restarted pod keeps its host name; its old key simply expires).
+fn instance_suffix() -> String {
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{:08x}", random & 0xffff_ffff)
 }
 
 #[cfg(test)]
@@ -184,6 +304,31 @@ mod tests {
 
         let bad = parse(&["--cluster", "a", "--claude-bin", "sh", "--max-turns", "0"]);
         assert!(bad.validate().is_err());
+        // One task at a time unless told otherwise; more only within a sane bound.
+        assert_eq!(parse(&["--cluster", "a"]).concurrency, 1);
+        let four = parse(&["--cluster", "a", "--claude-bin", "sh", "--concurrency", "4"]);
+        assert_eq!(four.concurrency, 4);
+        assert!(four.validate().is_ok());
+        for out_of_range in ["0", "17"] {
+            let bad = parse(&[
+                "--cluster",
+                "a",
+                "--claude-bin",
+                "sh",
+                "--concurrency",
+                out_of_range,
+            ]);
+            let err = bad.validate().expect_err("out of range").to_string();
+            assert!(
+                err.contains(&format!("--concurrency {out_of_range} is out of range"))
+                    && err.contains("1 to 16"),
+                "{err}"
+            );
+        }
+        assert!(
+            Config::try_parse_from(["warroom-runner", "--cluster", "a", "--concurrency", "-1"])
+                .is_err()
+        );
         // Every bad flag is reported at once.
         let bad = parse(&[
             "--cluster",

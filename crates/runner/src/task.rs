@@ -96,6 +96,11 @@ impl Runner {
         }
     }
 
+    /// This replica's host name, as its reports and heartbeats give it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Handles one delivered task message to its ack, nak or term. Never fails: whatever goes
     /// wrong is logged and decided on here.
     pub async fn handle(&self, delivery: Delivery<Task>, stop: CancellationToken) {

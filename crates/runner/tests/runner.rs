@@ -1,19 +1,21 @@
 //! The runner against a real nats-server and the REAL Claude Code CLI, driven by the scripted
 //! model. The agent's `kubectl` is a script placed first on its PATH: it logs its arguments,
-//! prints a fake pod table, and with `-l app=hang` records its pid and hangs (a long-running
-//! tool the timeout must stop; a selector, because the guard refuses `--watch`).
+//! prints a fake pod table, with `-l app=hang` records its pid and hangs (a long-running
+//! tool the timeout must stop; a selector, because the guard refuses `--watch`), and with
+//! `-l app=gate` marks that it entered and waits until the test opens the gate.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_nats::jetstream;
+use futures::StreamExt as _;
 use serde::de::DeserializeOwned;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use warroom_proto::{
-    AuditEvent, AuditKind, ClusterRef, ClusterType, Issue, Outcome, RunnerReport, Task, TaskResult,
-    Tool,
+    AuditEvent, AuditKind, ClusterRef, ClusterType, Issue, Outcome, RunnerHeartbeat, RunnerReport,
+    Task, TaskResult, Tool,
 };
 use warroom_runner::Config;
 use warroom_runtime::Bus;
@@ -54,6 +56,7 @@ impl Harness {
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).expect("bin dir");
         std::fs::create_dir(dir.path().join("work")).expect("work root");
+        std::fs::create_dir(dir.path().join("gate")).expect("gate dir");
         let kubectl = bin.join("kubectl");
         std::fs::write(
             &kubectl,
@@ -64,12 +67,16 @@ impl Harness {
                  case \"$*\" in\n\
                  *app=hang*)\n\
                    if [ ! -e '{once}' ]; then touch '{once}'; echo $$ > '{pid}'; exec sleep 60; fi;;\n\
+                 *app=gate*)\n\
+                   touch '{gate}/entered-'$$\n\
+                   while [ ! -e '{gate}/open' ]; do sleep 0.1; done;;\n\
                  esac\n\
                  printf '%s\\n' '{table}'\n",
                 log = dir.path().join("kubectl.log").display(),
                 env = dir.path().join("kubectl.env").display(),
                 once = dir.path().join("hung-once").display(),
                 pid = dir.path().join("kubectl.pid").display(),
+                gate = dir.path().join("gate").display(),
                 table = FAKE_TABLE.replace('\'', ""),
             ),
         )
@@ -217,6 +224,52 @@ impl Harness {
             self.tasks_left().await == 0
         })
         .await;
+    }
+
+    /// How many `kubectl -l app=gate` calls entered the gate so far.
+    fn gate_entries(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("gate"))
+            .expect("read the gate dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("entered-"))
+            .count()
+    }
+
+    /// Lets every `kubectl -l app=gate` call through, those waiting and those to come.
+    fn open_gate(&self) {
+        std::fs::write(self.dir.path().join("gate").join("open"), "").expect("open the gate");
+    }
+
+    /// Every heartbeat in the runners bucket.
+    async fn heartbeats(&self) -> Vec<RunnerHeartbeat> {
+        let bucket = self.bus.runners_bucket().await.expect("runners bucket");
+        let Ok(keys) = bucket.keys().await else {
+            return Vec::new();
+        };
+        let keys: Vec<String> = keys.filter_map(|k| async { k.ok() }).collect().await;
+        let mut beats = Vec::new();
+        for key in keys {
+            if let Ok(Some(value)) = bucket.get(&key).await {
+                beats.push(serde_json::from_slice(&value).expect("a heartbeat decodes"));
+            }
+        }
+        beats
+    }
+
+    /// The cluster consumer's tasks (delivered but not acked, not delivered yet).
+    async fn consumer_backlog(&self) -> (usize, u64) {
+        let mut consumer: jetstream::consumer::PullConsumer = self
+            .js
+            .get_stream(warroom_proto::Stream::Tasks.name())
+            .await
+            .expect("tasks stream")
+            .get_consumer(&warroom_proto::names::runner_consumer(
+                &CLUSTER.parse().expect("cluster"),
+            ))
+            .await
+            .expect("the runner's consumer");
+        let info = consumer.info().await.expect("consumer info");
+        (info.num_ack_pending, info.num_pending)
     }
 
     fn kubectl_log(&self) -> String {
@@ -655,6 +708,79 @@ async fn progress_acks_keep_a_second_replica_from_taking_a_long_task() {
         .count();
     assert_eq!(started, 1, "the task was delivered again while it ran");
     harness.stop_runner().await;
+}
+
+// --- concurrency and heartbeats ---
+
+/// With `--concurrency 2` one replica runs two tasks at once, and a third waits in the stream
+/// (where another replica could take it) rather than in the replica. Proven by what is
+/// observable, not by timing: both agents are inside their `kubectl` call together, held there
+/// until the test opens the gate, so neither run can have ended before the other began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_concurrency_two_a_replica_runs_two_tasks_at_once() {
+    build_guard();
+    let mut harness = Harness::start(
+        Script::single(vec![
+            Turn::bash("kubectl get pods -A -l app=gate"),
+            Turn::text("Through the gate."),
+        ]),
+        &["--concurrency", "2"],
+    )
+    .await;
+    // A replica that runs nothing yet says so.
+    let idle = wait_for("the replica's first heartbeat", WAIT, || async {
+        harness.heartbeats().await.into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        (idle.cluster.as_str(), idle.concurrency, idle.running),
+        (CLUSTER, 2, 0)
+    );
+
+    for request in ["req-one", "req-two", "req-three"] {
+        harness.publish_task(&task(request, 120)).await;
+    }
+    wait_until("two agents are inside kubectl at once", WAIT, || async {
+        harness.gate_entries() == 2
+    })
+    .await;
+    let busy = wait_for("a heartbeat saying two tasks run", WAIT, || async {
+        harness
+            .heartbeats()
+            .await
+            .into_iter()
+            .find(|beat| beat.running == 2)
+    })
+    .await;
+    assert_eq!(busy.replica, idle.replica);
+    // Both slots are taken: the third task was not even fetched.
+    assert_eq!(harness.consumer_backlog().await, (2, 1));
+    assert_eq!(harness.gate_entries(), 2);
+
+    harness.open_gate();
+    let mut results = Vec::new();
+    for request in ["req-one", "req-two", "req-three"] {
+        let result = harness.finished(request).await;
+        assert_eq!(result.outcome, Outcome::Completed, "{result:?}");
+        assert_eq!(result.final_text, "Through the gate.");
+        results.push(result);
+    }
+    harness.wait_tasks_acked().await;
+    assert_eq!(harness.work_root_entries(), 0);
+    let ran_together = results[..2].iter().all(|a| {
+        results[..2]
+            .iter()
+            .all(|b| a.started_at < b.finished_at && b.started_at < a.finished_at)
+    });
+    assert!(ran_together, "{results:#?}");
+
+    // A replica that stops removes its heartbeat at once, rather than after the TTL.
+    harness.stop_runner().await;
+    assert!(
+        harness.heartbeats().await.is_empty(),
+        "{:?}",
+        harness.heartbeats().await
+    );
 }
 
 // --- guard ---

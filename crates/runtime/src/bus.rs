@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer, kv, stream};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
-use warroom_proto::{Inbound, Stream, Subject};
+use warroom_proto::{Inbound, Stream, Subject, names};
 
 use crate::health::Metrics;
 
@@ -236,6 +236,23 @@ impl Bus {
                 name,
                 source: e.into(),
             })
+    }
+
+    /// Opens the runners bucket (`names::RUNNERS_BUCKET`: runner heartbeats), creating it
+    /// when it does not exist: one value per key, each removed
+    /// [`warroom_proto::wire::HEARTBEAT_TTL`] after it was written, so a replica that stopped
+    /// writing disappears from it. Every daemon opens it with this same configuration. A
+    /// runner may not create it on a locked-down server (see `warroom-admin nats-auth`):
+    /// until the dispatcher has, opening it fails and the runner tries again.
+    pub async fn runners_bucket(&self) -> Result<kv::Store> {
+        self.bucket_with(kv::Config {
+            bucket: names::RUNNERS_BUCKET.to_owned(),
+            description: "claude-warroom runner heartbeats, <cluster>.<replica>".to_owned(),
+            history: 1,
+            max_age: warroom_proto::wire::HEARTBEAT_TTL,
+            ..Default::default()
+        })
+        .await
     }
 
     /// Publishes `message` as JSON on `subject` and waits until the stream stored it. With

@@ -36,7 +36,7 @@ struct Inner {
     daemon: &'static str,
     registry: Registry,
     counters: BTreeMap<String, Family<Labels, Counter>>,
-    gauges: BTreeMap<String, Gauge>,
+    gauges: BTreeMap<String, Family<Labels, Gauge>>,
 }
 
 impl Metrics {
@@ -79,11 +79,7 @@ impl Metrics {
 
     /// Adds one to the series of counter `name` with these labels.
     pub fn inc_with(&self, name: &str, labels: &[(&str, &str)]) {
-        let labels: Labels = labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        self.family(name).get_or_create(&labels).inc();
+        self.family(name).get_or_create(&owned(labels)).inc();
     }
 
     /// The value of the counter's unlabelled series.
@@ -91,28 +87,40 @@ impl Metrics {
         self.family(name).get_or_create(&Vec::new()).get()
     }
 
-    fn gauge(&self, name: &str) -> Gauge {
+    fn gauges(&self, name: &str) -> Family<Labels, Gauge> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let short = inner.short(name);
-        if let Some(gauge) = inner.gauges.get(&short) {
-            return gauge.clone();
+        if let Some(family) = inner.gauges.get(&short) {
+            return family.clone();
         }
-        let gauge = Gauge::default();
+        let family = Family::<Labels, Gauge>::default();
         inner
             .registry
-            .register(short.clone(), format!("{short} (gauge)"), gauge.clone());
-        inner.gauges.insert(short, gauge.clone());
-        gauge
+            .register(short.clone(), format!("{short} (gauge)"), family.clone());
+        inner.gauges.insert(short, family.clone());
+        family
     }
 
     /// Sets the gauge `name` (`warroom_<daemon>_<name>`, created on first use) to `value`.
     pub fn set(&self, name: &str, value: i64) {
-        self.gauge(name).set(value);
+        self.gauges(name).get_or_create(&Vec::new()).set(value);
+    }
+
+    /// Sets the series of gauge `name` with these labels (`cluster`, ...) to `value`.
+    pub fn set_with(&self, name: &str, labels: &[(&str, &str)], value: i64) {
+        self.gauges(name).get_or_create(&owned(labels)).set(value);
     }
 
     /// The value of the gauge `name` (0 until it is set).
     pub fn gauge_value(&self, name: &str) -> i64 {
-        self.gauge(name).get()
+        self.gauges(name).get_or_create(&Vec::new()).get()
+    }
+
+    /// The value of the series of gauge `name` with these labels, if it was ever set.
+    pub fn gauge_value_with(&self, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
+        self.gauges(name)
+            .get(&owned(labels))
+            .map(|gauge| gauge.get())
     }
 
     /// The Prometheus (OpenMetrics) text exposition.
@@ -124,6 +132,14 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Labels as the families key them.
+fn owned(labels: &[(&str, &str)]) -> Labels {
+    labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 impl Inner {
@@ -252,6 +268,48 @@ mod tests {
         );
         assert!(
             text.contains("# TYPE warroom_dispatcher_requests_active gauge"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_gauge_may_have_one_series_per_label_set() {
+        let metrics = Metrics::new("dispatcher");
+        metrics.set_with(
+            "runner_last_heartbeat_timestamp_seconds",
+            &[("cluster", "hub")],
+            1_800_000_000,
+        );
+        metrics.set_with(
+            "runner_last_heartbeat_timestamp_seconds",
+            &[("cluster", "prod-1")],
+            1_800_000_005,
+        );
+        assert_eq!(
+            metrics.gauge_value_with(
+                "runner_last_heartbeat_timestamp_seconds",
+                &[("cluster", "hub")]
+            ),
+            Some(1_800_000_000)
+        );
+        assert_eq!(
+            metrics.gauge_value_with(
+                "runner_last_heartbeat_timestamp_seconds",
+                &[("cluster", "nope")]
+            ),
+            None
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"warroom_dispatcher_runner_last_heartbeat_timestamp_seconds{cluster="prod-1"} 1800000005"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "# TYPE warroom_dispatcher_runner_last_heartbeat_timestamp_seconds gauge"
+            ),
             "{text}"
         );
     }

@@ -17,16 +17,24 @@ use warroom_testkit::{BareRemote, NatsServer, WorkClone, tools, wait_for};
 /// hanging the suite.
 pub const FINAL_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// How often an engineer's push is tried while the publisher pushes results too.
+const PUSH_ATTEMPTS: usize = 5;
+
 /// What the logging `kubectl` prints for `get pods`.
 pub const KUBECTL_PODS: &str = "kube-apiserver-6d9f7c8b5-x2k4q   4/5   CrashLoopBackOff   7";
 
 /// A `kubectl` (and `oc`) for the agents: appends every call's arguments to a log, one line a
-/// call, answers a call a test gave a canned answer for ([`Pipeline::kubectl_answer`]) with
-/// it, and `get pods` with [`KUBECTL_PODS`]. Nothing it does touches a cluster, so the log is
-/// the proof of what the agent did or did not run.
+/// call, waits while a test holds the call ([`Pipeline::kubectl_hold`]), answers a call a test
+/// gave a canned answer for ([`Pipeline::kubectl_answer`]) with it, and `get pods` with
+/// [`KUBECTL_PODS`]. Nothing it does touches a cluster, so the log is the proof of what the
+/// agent did or did not run.
 const LOGGING_KUBECTL: &str = r#"#!/bin/sh
 printf '%s\n' "$*" >> "$WARROOM_TEST_KUBECTL_LOG"
 answer=__ANSWERS__/"$(printf '%s' "$*" | tr -c 'A-Za-z0-9._-' '_')"
+if [ -f "$answer.hold" ]; then
+  touch "$answer.held"
+  while [ -f "$answer.hold" ]; do sleep 0.1; done
+fi
 if [ -f "$answer" ]; then cat "$answer"; exit 0; fi
 case "$1 $2" in
   "get pods") echo "__PODS__" ;;
@@ -111,7 +119,8 @@ impl Pipeline {
         self.push_requests(&[(id, yaml)]);
     }
 
-    /// Pushes several request files in one commit.
+    /// Pushes several request files in one commit. While the publisher is pushing results, a
+    /// push can be rejected as stale: then, as an engineer would, pull (rebase) and push again.
     pub fn push_requests(&self, requests: &[(&str, &str)]) {
         self.engineer.pull();
         for (id, yaml) in requests {
@@ -121,6 +130,12 @@ impl Pipeline {
         let ids: Vec<&str> = requests.iter().map(|(id, _)| *id).collect();
         self.engineer
             .commit_all(&format!("Request {}", ids.join(", ")));
+        for _ in 0..PUSH_ATTEMPTS - 1 {
+            if self.engineer.try_push().is_ok() {
+                return;
+            }
+            self.engineer.pull();
+        }
         self.engineer.push();
     }
 
@@ -176,6 +191,26 @@ impl Pipeline {
 
     /// Makes `kubectl`/`oc` print `output` when called with exactly `args`.
     pub fn kubectl_answer(&self, args: &str, output: &str) {
+        std::fs::write(self.kubectl_file(args, ""), output).expect("write a kubectl answer");
+    }
+
+    /// Makes a `kubectl`/`oc` call with exactly `args` wait until [`Pipeline::kubectl_release`].
+    pub fn kubectl_hold(&self, args: &str) {
+        std::fs::write(self.kubectl_file(args, ".hold"), "").expect("hold a kubectl call");
+    }
+
+    /// Whether a call with exactly `args` has come and been held.
+    pub fn kubectl_held(&self, args: &str) -> bool {
+        self.kubectl_file(args, ".held").exists()
+    }
+
+    /// Lets held calls with exactly `args` (and later ones) go on.
+    pub fn kubectl_release(&self, args: &str) {
+        std::fs::remove_file(self.kubectl_file(args, ".hold")).expect("release a kubectl call");
+    }
+
+    /// The file of the calls with exactly `args`, as the logging `kubectl` names it.
+    fn kubectl_file(&self, args: &str, suffix: &str) -> PathBuf {
         let name: String = args
             .chars()
             .map(|c| {
@@ -186,7 +221,7 @@ impl Pipeline {
                 }
             })
             .collect();
-        std::fs::write(self.kubectl_answers.join(name), output).expect("write a kubectl answer");
+        self.kubectl_answers.join(format!("{name}{suffix}"))
     }
 
     /// Every call the agents made to `kubectl`/`oc`, one line of arguments each.

@@ -4,6 +4,7 @@ mod claude_cli;
 mod harness;
 mod outcomes;
 mod pipeline;
+mod queue;
 mod redaction;
 mod testkit;
 mod tidy;
