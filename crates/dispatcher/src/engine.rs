@@ -25,7 +25,10 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream;
 use tracing::{debug, error, info, instrument, warn};
-use warroom_proto::{AcceptedRequest, ClusterName, RequestId, RunnerReport, Subject, names};
+use warroom_proto::{
+    AcceptedRequest, ClusterName, GatewayMessage, RequestId, RequestNotice, RunnerReport, Subject,
+    names,
+};
 use warroom_runtime::{Bus, Delivery, Metrics};
 
 use crate::state::{Applied, RequestState, Step, Timeouts};
@@ -50,8 +53,10 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 /// `warroom_dispatcher_<name>_total`. `dead_letters` (alerted on, see `deploy/METRICS.md`)
 /// is counted by the consumers themselves ([`warroom_runtime::Consumer::with_metrics`]):
 /// the messages this dispatcher set aside and the payloads that did not even decode.
-const COUNTERS: [&str; 10] = [
+const COUNTERS: [&str; 12] = [
     "requests_accepted",
+    "requests_over_limit",
+    "notices",
     "requests_finished",
     "tasks_published",
     "statuses_published",
@@ -128,9 +133,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Handles one accepted request and settles its delivery.
-    pub async fn on_request(&mut self, delivery: Delivery<AcceptedRequest>) {
-        let outcome = self.accept(delivery.message.clone()).await;
+    /// Handles one message of the gateway (an accepted request or a notice about one) and
+    /// settles its delivery.
+    pub async fn on_request(&mut self, delivery: Delivery<GatewayMessage>) {
+        let outcome = match &delivery.message {
+            GatewayMessage::Accepted(request) => self.accept((**request).clone()).await,
+            GatewayMessage::Notice(notice) => self.notice(notice).await,
+        };
         self.settle(&delivery, outcome).await;
     }
 
@@ -167,7 +176,16 @@ impl Engine {
     #[instrument(skip_all, fields(request = %request.id))]
     async fn accept(&mut self, request: AcceptedRequest) -> Result<()> {
         let id = request.id.clone();
-        let state = RequestState::new(request, warroom_proto::now());
+        let limit = request.max_active_requests;
+        let mut state = RequestState::new(request, warroom_proto::now());
+        if let Some(limit) = limit {
+            let active = self.active_of(state.engineer(), &id).await?;
+            if active >= limit as usize {
+                self.metrics.inc("requests_over_limit");
+                warn!(engineer = %state.engineer(), active, limit, "refusing a request: the engineer is at their limit of active requests");
+                state.refuse_over_limit(active, limit);
+            }
+        }
         if self.store.create(&state).await? {
             self.metrics.inc("requests_accepted");
             info!(clusters = state.clusters.len(), mode = ?state.mode, "request accepted");
@@ -176,6 +194,43 @@ impl Engine {
             info!("request already known; resuming from its stored state");
         }
         self.drive(&id, false).await
+    }
+
+    /// How many requests of `engineer` other than `except` are in flight (not final).
+    async fn active_of(&self, engineer: &str, except: &RequestId) -> Result<usize> {
+        let mut count = 0;
+        for id in self.active.iter().filter(|id| *id != except) {
+            if let Some((state, _)) = self.store.load(id).await?
+                && !state.phase.is_final()
+                && state.engineer() == engineer
+            {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Records a notice of the gateway in its request's status. A notice for a request this
+    /// dispatcher does not know (yet) is retried: the request it follows may still be on its
+    /// way.
+    #[instrument(skip_all, fields(request = %notice.id))]
+    async fn notice(&mut self, notice: &RequestNotice) -> Result<()> {
+        let now = warroom_proto::now();
+        let modified = self
+            .store
+            .modify(&notice.id, |state| {
+                state.add_notice(notice.notice.clone(), now)
+            })
+            .await?;
+        match modified {
+            Modified::Missing => Err(Error::UnknownRequest(notice.id.clone())),
+            Modified::Changed(_) => {
+                self.metrics.inc("notices");
+                info!(kind = ?notice.notice.kind, file = %notice.notice.file, "notice added to the request's status");
+                self.drive(&notice.id, false).await
+            }
+            Modified::Unchanged(_) => Ok(()),
+        }
     }
 
     /// Applies a runner's report to its request, then drives the request.

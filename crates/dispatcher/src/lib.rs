@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tracing::{info, warn};
-use warroom_proto::{AcceptedRequest, Inbound, RunnerReport, Stream, names};
+use warroom_proto::{GatewayMessage, Inbound, RunnerReport, Stream, names};
 use warroom_runtime::bus::PullError;
 use warroom_runtime::shutdown::CancellationToken;
 use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, Health};
@@ -92,6 +92,10 @@ pub enum Error {
     },
     #[error("request {id} kept changing while the dispatcher worked on it ({attempts} attempts)")]
     Contention { id: String, attempts: u32 },
+    /// A notice about a request with no stored state: retried, since the request itself
+    /// may still be on its way, then dead-lettered.
+    #[error("a notice names request {0}, which this dispatcher has no state for")]
+    UnknownRequest(warroom_proto::RequestId),
 }
 
 impl Error {
@@ -245,7 +249,7 @@ async fn setup(
 ) -> Result<(
     Bus,
     Engine,
-    Consumer<AcceptedRequest>,
+    Consumer<GatewayMessage>,
     Consumer<RunnerReport>,
 )> {
     let bus = Bus::connect(&config.common.connection(), "warroom-dispatcher").await?;

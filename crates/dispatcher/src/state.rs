@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use warroom_proto::{
     AcceptedRequest, ClusterName, ClusterPhase, ClusterRef, ClusterReport, ClusterStatus,
-    ClusterType, CoordinationMode, Denial, Finding, RequestId, RequestPhase, RequestStatus,
-    RequestSummary, StatusUpdate, Task, TaskResult, Timestamp,
+    ClusterType, CoordinationMode, Denial, FieldError, Finding, Notice, RequestId, RequestPhase,
+    RequestStatus, RequestSummary, StatusUpdate, Task, TaskResult, Timestamp,
 };
 
 use crate::config::human;
@@ -57,6 +57,12 @@ pub struct RequestState {
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Timestamp,
+    /// What happened to the request's file after it was accepted, from the gateway.
+    #[serde(default)]
+    pub notices: Vec<Notice>,
+    /// Why the dispatcher refused the request (the engineer's limit on active requests).
+    #[serde(default)]
+    pub errors: Vec<FieldError>,
 }
 
 /// One cluster's part of a request.
@@ -174,7 +180,44 @@ impl RequestState {
             published_revision: 0,
             created_at: now,
             updated_at: now,
+            notices: Vec::new(),
+            errors: Vec::new(),
         }
+    }
+
+    /// Refuses a new request because its engineer already has `active` requests in flight,
+    /// as many as the policy's limit or more: it ends `rejected`, and nothing is dispatched.
+    pub fn refuse_over_limit(&mut self, active: usize, limit: u32) {
+        let engineer = &self.accepted.request.metadata.engineer;
+        let reason = format!(
+            "the engineer `{engineer}` already has {active} active requests; the limit is {limit} (maxConcurrentRequests): push it again under a new id once one of them has finished"
+        );
+        self.phase = RequestPhase::Rejected;
+        self.errors = vec![FieldError {
+            field: "metadata.engineer".to_owned(),
+            message: format!("too_many_requests: {reason}"),
+        }];
+        self.error = Some(reason);
+    }
+
+    /// Adds a notice from the gateway, once per file and version; `false` when it was
+    /// already there.
+    pub fn add_notice(&mut self, notice: Notice, now: Timestamp) -> bool {
+        if self
+            .notices
+            .iter()
+            .any(|n| n.version == notice.version && n.file == notice.file)
+        {
+            return false;
+        }
+        self.notices.push(notice);
+        self.transition(now);
+        true
+    }
+
+    /// The engineer named in the request.
+    pub fn engineer(&self) -> &str {
+        &self.accepted.request.metadata.engineer
     }
 
     pub fn id(&self) -> &RequestId {
@@ -489,9 +532,12 @@ impl RequestState {
 
     /// The full snapshot published for the current revision.
     pub fn snapshot(&self) -> StatusUpdate {
+        // A request the dispatcher refused never reached its clusters.
+        let refused = self.phase == RequestPhase::Rejected;
         let clusters = self
             .clusters
             .iter()
+            .filter(|_| !refused)
             .map(|c| (c.name.clone(), c.status()))
             .collect();
         let reports = self
@@ -515,12 +561,14 @@ impl RequestState {
                 phase: self.phase,
                 clusters,
                 error: self.error.clone(),
-                errors: Vec::new(),
+                errors: self.errors.clone(),
                 mode: self.mode,
                 engineer: Some(self.accepted.request.metadata.engineer.clone()),
                 results_dir: self.accepted.results_dir.clone(),
                 revision: self.revision,
                 updated_at: self.updated_at,
+                verification: self.accepted.verification.clone(),
+                notices: self.notices.clone(),
             },
             request: Some(RequestSummary::of(&self.accepted.request)),
             reports,
@@ -679,6 +727,8 @@ mod tests {
                     output: None,
                 },
             },
+            verification: None,
+            max_active_requests: None,
         };
         let mut state = RequestState::new(accepted, at(0));
         state.published_revision = state.revision;
@@ -943,5 +993,59 @@ mod tests {
         let json = serde_json::to_vec(&state).expect("encode");
         let back: RequestState = serde_json::from_slice(&json).expect("decode");
         assert_eq!(back, state);
+    }
+
+    #[test]
+    fn a_request_over_its_engineers_limit_is_rejected_and_never_dispatched() {
+        let mut state = request(&["hub", "hosted-1"], Some(CoordinationMode::Parallel));
+        state.published_revision = 0;
+        state.refuse_over_limit(2, 2);
+        assert_eq!(state.phase, RequestPhase::Rejected);
+        let steps = settle(&mut state, at(1));
+        assert_eq!(steps, vec![Step::PublishStatus], "only its status goes out");
+        let snapshot = state.snapshot();
+        assert!(snapshot.status.clusters.is_empty(), "{snapshot:?}");
+        assert_eq!(snapshot.status.errors.len(), 1);
+        assert_eq!(snapshot.status.errors[0].field, "metadata.engineer");
+        assert!(
+            snapshot.status.errors[0]
+                .message
+                .starts_with("too_many_requests: the engineer `ada` already has 2 active requests; the limit is 2"),
+            "{:?}",
+            snapshot.status.errors
+        );
+        assert!(!state.is_active());
+    }
+
+    #[test]
+    fn a_notice_is_added_once_and_published_even_after_the_request_finished() {
+        let mut state = request(&["hub"], None);
+        state.phase = RequestPhase::Completed;
+        let notice = warroom_proto::Notice {
+            kind: warroom_proto::NoticeKind::ChangedAfterAcceptance,
+            file: "requests/pending/r1.yaml".to_owned(),
+            version: "v2".to_owned(),
+            commit: "c2".to_owned(),
+            at: at(5),
+            message: "changed".to_owned(),
+        };
+        let revision = state.revision;
+        assert!(state.add_notice(notice.clone(), at(6)));
+        assert_eq!(state.revision, revision + 1);
+        assert!(
+            !state.add_notice(notice.clone(), at(7)),
+            "the same notice twice"
+        );
+        assert_eq!(state.revision, revision + 1);
+        assert_eq!(
+            state.phase,
+            RequestPhase::Completed,
+            "a notice changes no phase"
+        );
+        assert_eq!(
+            state.next_step(at(8), Some(TIMEOUTS)),
+            Some(Step::PublishStatus)
+        );
+        assert_eq!(state.snapshot().status.notices, vec![notice]);
     }
 }

@@ -429,6 +429,8 @@ fn request(id: &str, clusters: &[&str], mode: Option<CoordinationMode>) -> Accep
                 output: None,
             },
         },
+        verification: None,
+        max_active_requests: None,
     }
 }
 

@@ -4,18 +4,18 @@
 //! git or NATS being unavailable does, and then the whole range is tried again at the next
 //! poll (every publish carries a deduplication id, so nothing is published twice).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use async_nats::jetstream::kv;
 use tracing::{debug, error, info, warn};
-use warroom_policy::{CommitRange, Refusal, RequestFacts, Verifier};
+use warroom_policy::{CommitRange, Refusal, RequestFacts, SignatureStatus, Verifier};
 use warroom_proto::validate::MAX_FILE_BYTES;
 use warroom_proto::wire::{AcceptedRequest, RequestSummary, StatusUpdate};
 use warroom_proto::{
-    FieldError, RequestId, RequestPhase, RequestStatus, ResultsDir, Subject, ValidatedRequest,
-    ValidationErrors,
+    FieldError, Notice, NoticeKind, RequestId, RequestNotice, RequestPhase, RequestStatus,
+    ResultsDir, Subject, ValidatedRequest, ValidationErrors, Verification,
 };
 use warroom_runtime::{Bus, Metrics};
 
@@ -99,9 +99,11 @@ impl Scanner<'_> {
         let Some(id) = request_file_id(path) else {
             return Ok(Verdict::Skipped);
         };
-        if !seen.insert(id.clone()) {
-            warn!(file = %path, request = %id, "another file of the same push already has this request id; ignoring this one");
-            return Ok(Verdict::Skipped);
+        // Another file of this scan with the same id (`<id>.yaml` and `<id>.yml`): once the
+        // first was accepted, this one is answered as a re-used id below.
+        let reused = !seen.insert(id.clone());
+        if reused {
+            warn!(file = %path, request = %id, "another file of the same push already has this request id");
         }
         // Whether the request was handled before is decided from the secure zone's own
         // state, never from files under `results/` that anyone who can push could plant:
@@ -120,11 +122,14 @@ impl Scanner<'_> {
             warn!(file = %path, "ignoring an entry that is not a plain file (a submodule?)");
             return Ok(Verdict::Skipped);
         };
-        if self.accepted_before(path, &id, change, &blob).await? {
+        if self
+            .accepted_before(path, &id, change, reused, &blob, head)
+            .await?
+        {
             return Ok(Verdict::Skipped);
         }
-        let request = match self.judge(path, head, &blob).await? {
-            Judged::Runs(request) => request,
+        let (request, trust) = match self.judge(path, head, &blob).await? {
+            Judged::Runs(request, trust) => (request, trust),
             Judged::Refused {
                 errors,
                 request,
@@ -135,32 +140,43 @@ impl Scanner<'_> {
                     .await;
             }
         };
-        self.accept(path, head, id, &blob, *request).await
+        self.accept(path, head, id, &blob, *request, trust).await
     }
 
     /// Whether a request was accepted under `id` before. A request that was accepted is
-    /// never run again, and a later version of its file is never run at all: its status
-    /// belongs to the dispatcher, so this is said in the log and the metrics only. An id
-    /// that was rejected before is judged again as new.
+    /// never run again, and a later version of its file is never run at all. That is
+    /// answered in the request's `status.json` (a [`Notice`] the dispatcher adds), not only
+    /// in the log. An id that was rejected before is judged again as new.
     async fn accepted_before(
         &self,
         path: &str,
         id: &RequestId,
         change: Change,
+        reused: bool,
         blob: &Blob,
+        head: &str,
     ) -> Result<bool> {
         let Some(accepted) = self.accepted_version(id).await? else {
             return Ok(false);
         };
         if accepted == blob.id {
             debug!(file = %path, request = %id, "already accepted; unchanged");
-        } else if change == Change::Added {
+            return Ok(true);
+        }
+        let (kind, message) = if change == Change::Added || reused {
             self.metrics.inc("request_ids_reused");
             warn!(
                 file = %path,
                 request = %id,
                 "a new request file reuses the id of an accepted request; it does not run, and results/<id>/ keeps the earlier request's results: use a new id"
             );
+            (
+                NoticeKind::IdReused,
+                format!(
+                    "{path} (version {}) re-uses the id `{id}` of a request that was already accepted; it was not run, and this folder keeps the earlier request's results. Push the new request under a new id.",
+                    short(&blob.id)
+                ),
+            )
         } else {
             self.metrics.inc("requests_changed_after_acceptance");
             warn!(
@@ -170,7 +186,32 @@ impl Scanner<'_> {
                 now = %blob.id,
                 "the request file changed after its request was accepted; the new text does not run (the accepted version is the one that runs)"
             );
-        }
+            (
+                NoticeKind::ChangedAfterAcceptance,
+                format!(
+                    "{path} was changed after the request was accepted (accepted version {}, new version {}); the new text was not run. To run it, push it under a new id.",
+                    short(&accepted),
+                    short(&blob.id)
+                ),
+            )
+        };
+        let notice = RequestNotice {
+            id: id.clone(),
+            notice: Notice {
+                kind,
+                file: path.to_owned(),
+                version: blob.id.clone(),
+                commit: head.to_owned(),
+                at: warroom_proto::now(),
+                message,
+            },
+        };
+        // One notice per file and version, however often it is scanned (a full rescan
+        // after a restart sees an added file as merely present).
+        let dedup = format!("{id}-notice-{}-{}", short_hash(path, 8), blob.id);
+        self.bus
+            .publish(&Subject::Request(id.clone()), Some(&dedup), &notice)
+            .await?;
         Ok(true)
     }
 
@@ -198,24 +239,31 @@ impl Scanner<'_> {
         };
         let request = Box::new(request);
         // Who wrote it comes first, so that a forged request learns nothing else.
-        if let Some(verifier) = &self.verifier
-            && let Err(refusal) = self.verify(verifier, head, path, &request).await?
-        {
-            self.metrics
-                .inc_with("policy_refusals", &[("code", refusal.code())]);
-            let errors = vec![FieldError {
-                field: refusal_field(&refusal, &request),
-                message: format!("{}: {refusal}", refusal.code()),
-            }];
-            return Ok(refused(errors, Some(request), Some(refusal.to_string())));
-        }
+        let trust = match &self.verifier {
+            None => Trust {
+                verification: Verification::unverified(),
+                max_active_requests: None,
+            },
+            Some(verifier) => match self.verify(verifier, head, path, &request).await? {
+                Ok(trust) => trust,
+                Err(refusal) => {
+                    self.metrics
+                        .inc_with("policy_refusals", &[("code", refusal.code())]);
+                    let errors = vec![FieldError {
+                        field: refusal_field(&refusal, &request),
+                        message: format!("{}: {refusal}", refusal.code()),
+                    }];
+                    return Ok(refused(errors, Some(request), Some(refusal.to_string())));
+                }
+            },
+        };
         // A results folder always ends in the request id (`ResultsDir`), so two requests can
         // never share one.
         let errors = self.allowed(&request);
         if !errors.is_empty() {
             return Ok(refused(errors, Some(request), None));
         }
-        Ok(Judged::Runs(request))
+        Ok(Judged::Runs(request, trust))
     }
 
     /// Publishes an accepted request and records it as accepted.
@@ -226,6 +274,7 @@ impl Scanner<'_> {
         id: RequestId,
         blob: &Blob,
         request: ValidatedRequest,
+        trust: Trust,
     ) -> Result<Verdict> {
         let commit = self
             .mirror
@@ -238,6 +287,8 @@ impl Scanner<'_> {
             commit: commit.clone(),
             results_dir: request.results_dir,
             request: request.request,
+            verification: Some(trust.verification),
+            max_active_requests: trust.max_active_requests,
         };
         let stored = self
             .bus
@@ -294,10 +345,9 @@ impl Scanner<'_> {
         head: &str,
         path: &str,
         request: &ValidatedRequest,
-    ) -> Result<std::result::Result<warroom_policy::Authorized, Refusal>> {
-        // Counting an engineer's active requests needs the dispatcher's state, read key by
-        // key; that is not cheap enough for every request, so the limit is not enforced
-        // here yet (see the README).
+    ) -> Result<std::result::Result<Trust, Refusal>> {
+        // The engineer's active requests are counted by the dispatcher, which holds them: the
+        // policy's limit travels with the accepted request (`max_active_requests`).
         let facts = RequestFacts::of(request, 0);
         let verifier = Arc::clone(verifier);
         let repo = self.mirror.dir().to_path_buf();
@@ -307,11 +357,28 @@ impl Scanner<'_> {
         let file = path.to_owned();
         let decision = tokio::task::spawn_blocking(move || {
             let commits = verifier.commits(&repo, &range, &file)?;
-            Ok::<_, warroom_policy::Error>(warroom_policy::authorize(
-                verifier.policy(),
-                &facts,
-                &commits,
-            ))
+            let policy = verifier.policy();
+            let decision = warroom_policy::authorize(policy, &facts, &commits).map(|authorized| {
+                let signed_by: BTreeSet<String> = commits
+                    .iter()
+                    .filter_map(|c| match &c.status {
+                        SignatureStatus::Good { fingerprint } => Some(fingerprint.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let limit = policy
+                    .engineer(&authorized.engineer)
+                    .and_then(|engineer| policy.max_concurrent_requests(engineer));
+                debug!(file = %file, engineer = %authorized.engineer, commits = authorized.signers.len(), "signatures verified");
+                Trust {
+                    verification: Verification {
+                        verified: true,
+                        signed_by: signed_by.into_iter().collect(),
+                    },
+                    max_active_requests: limit,
+                }
+            });
+            Ok::<_, warroom_policy::Error>(decision)
         })
         .await
         .map_err(|e| Error::Verify {
@@ -322,9 +389,6 @@ impl Scanner<'_> {
             file: path.to_owned(),
             source: e.into(),
         })?;
-        if let Ok(authorized) = &decision {
-            debug!(file = %path, engineer = %authorized.engineer, commits = authorized.signers.len(), "signatures verified");
-        }
         Ok(decision)
     }
 
@@ -380,6 +444,8 @@ impl Scanner<'_> {
                 results_dir: ResultsDir::default_for(id),
                 revision: 1,
                 updated_at: warroom_proto::now(),
+                verification: None,
+                notices: Vec::new(),
             },
             request: request.map(|r| RequestSummary::of(&r.request)),
             reports: BTreeMap::new(),
@@ -392,6 +458,11 @@ impl Scanner<'_> {
         warn!(request = %id, file = %path, reason = %summary, "request rejected");
         Ok(Verdict::Rejected)
     }
+}
+
+/// The first 12 characters of a git object id, for messages.
+fn short(object: &str) -> &str {
+    object.get(..12).unwrap_or(object)
 }
 
 /// The field path of the `index`th target cluster's name.
@@ -420,10 +491,17 @@ fn refusal_field(refusal: &Refusal, request: &ValidatedRequest) -> String {
     }
 }
 
+/// What the gateway established about who wrote a request, for the dispatcher.
+struct Trust {
+    verification: Verification,
+    /// The policy's limit on the engineer's active requests.
+    max_active_requests: Option<u32>,
+}
+
 /// What judging a request file decided.
 enum Judged {
     /// It runs.
-    Runs(Box<ValidatedRequest>),
+    Runs(Box<ValidatedRequest>, Trust),
     /// It is rejected: the errors, the request when it parsed, and the status's `error`
     /// when it is not the errors' summary.
     Refused {

@@ -10,7 +10,8 @@ use warroom_gateway::Config;
 use warroom_proto::names;
 use warroom_proto::wire::{AcceptedRequest, StatusUpdate};
 use warroom_proto::{
-    FieldError, RequestId, RequestPhase, RequestStatus, ResultsDir, Stream, Subject,
+    FieldError, GatewayMessage, Inbound, NoticeKind, RequestId, RequestPhase, RequestStatus,
+    ResultsDir, Stream, Subject,
 };
 use warroom_runtime::Health;
 use warroom_testkit::{BareRemote, DEFAULT_TIMEOUT, NatsServer, WorkClone, wait_for, wait_until};
@@ -370,6 +371,8 @@ fn planted_status(request: &str) -> String {
         engineer: Some("mallory".to_owned()),
         revision: 1_000_000,
         updated_at: warroom_proto::now(),
+        verification: None,
+        notices: Vec::new(),
     };
     serde_json::to_string_pretty(&status).expect("a status encodes")
 }
@@ -837,10 +840,32 @@ async fn a_signed_request_edited_after_acceptance_never_runs_the_edit() {
     stack.wait_cursor(&stack.clone.head()).await;
     assert_eq!(health.metrics.get("requests_changed_after_acceptance"), 1);
 
+    // One accepted request, then a notice for each new version of its file, for the
+    // dispatcher to put into the request's status.json. The re-added file holds the text
+    // already noticed, and the rescan repeated nothing.
     let messages = stack.messages(Stream::Requests).await;
-    assert_eq!(messages.len(), 1);
-    let only: AcceptedRequest = serde_json::from_slice(&messages[0].1).unwrap();
-    assert_eq!(only.request.spec.investigation.prompt, "Check etcd health.");
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    let first: AcceptedRequest = serde_json::from_slice(&messages[0].1).unwrap();
+    assert_eq!(
+        first.request.spec.investigation.prompt,
+        "Check etcd health."
+    );
+    let kinds: Vec<NoticeKind> = messages[1..]
+        .iter()
+        .map(|(subject, payload)| {
+            match GatewayMessage::decode(subject, payload).expect("a gateway message") {
+                GatewayMessage::Notice(notice) => notice.notice.kind,
+                GatewayMessage::Accepted(_) => panic!("a second acceptance of r-edit"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            NoticeKind::ChangedAfterAcceptance,
+            NoticeKind::ChangedAfterAcceptance
+        ]
+    );
     // The accepted request's status belongs to the dispatcher: nothing was said over it.
     assert_eq!(stack.message_count(Stream::Events).await, 0);
     stack.stop().await;

@@ -23,11 +23,14 @@ pub use request::{
     Output, OutputFormat, RequestSpec, Tool, TroubleshootingRequest,
 };
 pub use session::SessionRequest;
-pub use status::{ClusterPhase, ClusterStatus, RequestPhase, RequestStatus};
+pub use status::{
+    ClusterPhase, ClusterStatus, Notice, NoticeKind, RequestPhase, RequestStatus, Verification,
+};
 pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request};
 pub use wire::{
-    AcceptedRequest, AuditEvent, AuditKind, ClusterReport, Denial, Finding, Inbound, Outcome,
-    PublisherInput, RequestSummary, RunnerReport, StatusUpdate, Task, TaskResult,
+    AcceptedRequest, AuditEvent, AuditKind, ClusterReport, Denial, Finding, GatewayMessage,
+    Inbound, Outcome, PublisherInput, RequestNotice, RequestSummary, RunnerReport, StatusUpdate,
+    Task, TaskResult,
 };
 
 /// The `apiVersion` of every request file this version understands.

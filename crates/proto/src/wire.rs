@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::Timestamp;
 use crate::ids::{ClusterName, RequestId, ResultsDir};
 use crate::request::{ClusterRef, CoordinationMode, Issue, Tool, TroubleshootingRequest};
-use crate::status::{ClusterPhase, RequestStatus};
+use crate::status::{ClusterPhase, Notice, RequestStatus, Verification};
 
 /// An accepted request, as the gateway publishes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,30 @@ pub struct AcceptedRequest {
     /// Where the results go, e.g. `results/<id>`.
     pub results_dir: ResultsDir,
     pub request: TroubleshootingRequest,
+    /// Whether the gateway verified who wrote the request; `None` from a gateway older than
+    /// this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    /// The policy's limit on the engineer's active requests (`maxConcurrentRequests`), for
+    /// the dispatcher, which knows how many are active, to enforce. `None`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_requests: Option<u32>,
+}
+
+/// What the gateway publishes on `warroom.requests.<id>`: the accepted request, or later a
+/// notice about its file that the request's `status.json` must answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GatewayMessage {
+    Accepted(Box<AcceptedRequest>),
+    Notice(RequestNotice),
+}
+
+/// Something about an accepted request's file that is answered in its `status.json`, not
+/// only in a log: the file was changed after acceptance, or a new file re-used the id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestNotice {
+    pub id: RequestId,
+    pub notice: Notice,
 }
 
 /// One cluster's share of a request, for that cluster's runner.
@@ -254,6 +278,28 @@ fn json<T: serde::de::DeserializeOwned>(what: &str, payload: &[u8]) -> Result<T,
 
 fn mismatch(what: &str, found: &str, subject: &crate::Subject) -> String {
     format!("{what} `{found}` arrived on the subject `{subject}`")
+}
+
+impl Inbound for GatewayMessage {
+    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, String> {
+        // A notice is told apart by its `notice` field; everything else is read as an
+        // accepted request, as every gateway has always published.
+        #[derive(Deserialize)]
+        struct Probe {
+            #[serde(default)]
+            notice: Option<serde::de::IgnoredAny>,
+        }
+        let probe: Probe = json("a gateway message", payload)?;
+        if probe.notice.is_none() {
+            return AcceptedRequest::decode(subject, payload)
+                .map(|accepted| GatewayMessage::Accepted(Box::new(accepted)));
+        }
+        let notice: RequestNotice = json("a request notice", payload)?;
+        match subject {
+            crate::Subject::Request(id) if *id == notice.id => Ok(GatewayMessage::Notice(notice)),
+            _ => Err(mismatch("the notice on", &notice.id, subject)),
+        }
+    }
 }
 
 impl Inbound for AcceptedRequest {

@@ -110,6 +110,20 @@ fn push_note(out: &mut String, note: Option<&str>) {
     }
 }
 
+/// The warning under a report's title when nobody verified who wrote the request (the
+/// gateway runs with `--insecure-allow-unsigned`).
+fn push_unverified(out: &mut String, status: &RequestStatus) {
+    if status.verification.as_ref().is_some_and(|v| !v.verified) {
+        out.push_str(UNVERIFIED);
+        out.push_str("\n\n");
+    }
+}
+
+/// What [`push_unverified`] says.
+pub(crate) const UNVERIFIED: &str = "> **Not verified.** The gateway runs without a secure-zone \
+     policy (`--insecure-allow-unsigned`): nobody checked who wrote this request, or whether \
+     they may target these clusters.";
+
 /// `<results_dir>/<cluster>.md`: one cluster's report.
 ///
 /// `removed` is what redaction took out of the cluster's audit lines and of the result its
@@ -130,6 +144,7 @@ pub(crate) fn cluster_report(
         code(cluster)
     );
     push_note(&mut out, note);
+    push_unverified(&mut out, status);
     out.push_str("| | |\n|---|---|\n");
     let _ = writeln!(out, "| Request | {} |", code(&status.id));
     match line {
@@ -217,8 +232,10 @@ pub(crate) fn readme(
     let title = request.map_or(status.id.as_str(), |r| r.name.as_str());
     let _ = writeln!(out, "# {}\n", cell(title));
     push_note(&mut out, note);
+    push_unverified(&mut out, status);
     push_overview(&mut out, status, request);
     push_validation_errors(&mut out, status);
+    push_notices(&mut out, status);
     if let Some(request) = request {
         push_request(&mut out, request);
     }
@@ -257,6 +274,16 @@ fn push_overview(out: &mut String, status: &RequestStatus, request: Option<&Requ
     if let Some(mode) = status.mode {
         let _ = writeln!(out, "| Mode | {} |", mode.as_str());
     }
+    match &status.verification {
+        Some(v) if v.verified => {
+            let keys: Vec<String> = v.signed_by.iter().map(|k| code(k)).collect();
+            let _ = writeln!(out, "| Verified | yes, signed by {} |", keys.join(", "));
+        }
+        Some(_) => {
+            let _ = writeln!(out, "| Verified | **no** |");
+        }
+        None => {}
+    }
     let _ = writeln!(
         out,
         "| Updated | {} (revision {}) |",
@@ -281,6 +308,24 @@ fn push_validation_errors(out: &mut String, status: &RequestStatus) {
             code(&error.field)
         };
         let _ = writeln!(out, "- {field}: {}", cell(&error.message));
+    }
+}
+
+/// `## Notices`: what happened to the request file after it was accepted.
+fn push_notices(out: &mut String, status: &RequestStatus) {
+    if status.notices.is_empty() {
+        return;
+    }
+    out.push_str("\n## Notices\n\n");
+    for notice in &status.notices {
+        let _ = writeln!(
+            out,
+            "- {} ({}): {}",
+            timestamp(&notice.at),
+            code(notice.kind.as_str()),
+            // The message names the file, whose name anyone who can push chooses.
+            redact::markdown::neutralize(&cell(&notice.message))
+        );
     }
 }
 
@@ -363,7 +408,58 @@ mod tests {
             results_dir: "results/r1".parse().unwrap(),
             revision: 3,
             updated_at: time::macros::datetime!(2026-11-23 12:00 UTC),
+            verification: None,
+            notices: Vec::new(),
         }
+    }
+
+    #[test]
+    fn an_unverified_request_says_so_in_every_report_and_a_verified_one_names_its_keys() {
+        let report = ClusterReport {
+            final_text: "all fine".to_owned(),
+            permission_denials: Vec::new(),
+        };
+        let mut unverified = status(RequestPhase::Completed);
+        unverified.verification = Some(warroom_proto::Verification::unverified());
+        let readme_text = readme(&unverified, None, &BTreeMap::new(), None);
+        assert!(readme_text.contains(UNVERIFIED), "{readme_text}");
+        assert!(
+            readme_text.contains("| Verified | **no** |"),
+            "{readme_text}"
+        );
+        let cluster_text = cluster_report(&unverified, "hub", &report, &Redacted::new(), None);
+        assert!(cluster_text.contains(UNVERIFIED), "{cluster_text}");
+
+        let mut verified = status(RequestPhase::Completed);
+        verified.verification = Some(warroom_proto::Verification {
+            verified: true,
+            signed_by: vec!["SHA256:abc".to_owned()],
+        });
+        let readme_text = readme(&verified, None, &BTreeMap::new(), None);
+        assert!(!readme_text.contains(UNVERIFIED), "{readme_text}");
+        assert!(
+            readme_text.contains("| Verified | yes, signed by `SHA256:abc` |"),
+            "{readme_text}"
+        );
+        let cluster_text = cluster_report(&verified, "hub", &report, &Redacted::new(), None);
+        assert!(!cluster_text.contains(UNVERIFIED), "{cluster_text}");
+    }
+
+    #[test]
+    fn notices_are_listed_inert() {
+        let mut with_notice = status(RequestPhase::Completed);
+        with_notice.notices.push(warroom_proto::Notice {
+            kind: warroom_proto::NoticeKind::IdReused,
+            file: "requests/pending/r1.yml".to_owned(),
+            version: "0123456789abcdef".to_owned(),
+            commit: "c0ffee".to_owned(),
+            at: time::macros::datetime!(2026-11-23 12:05 UTC),
+            message: "requests/pending/![x](https:evil.example/x.png) re-uses the id".to_owned(),
+        });
+        let text = readme(&with_notice, None, &BTreeMap::new(), None);
+        assert!(text.contains("## Notices"), "{text}");
+        assert!(text.contains("`id_reused`"), "{text}");
+        assert!(!text.contains("![x](https:evil"), "{text}");
     }
 
     #[test]

@@ -457,6 +457,8 @@ mod tests {
                 results_dir: dir.parse().unwrap(),
                 revision,
                 updated_at: warroom_proto::now(),
+                verification: None,
+                notices: Vec::new(),
             },
             request: None,
             reports,

@@ -269,6 +269,8 @@ fn status(id: &str, phase: RequestPhase, revision: u64) -> StatusUpdate {
             results_dir: dir(&format!("results/{id}")),
             revision,
             updated_at: warroom_proto::now(),
+            verification: None,
+            notices: Vec::new(),
         },
         request: Some(RequestSummary {
             name: "etcd-latency".to_owned(),

@@ -7,3 +7,4 @@ mod pipeline;
 mod redaction;
 mod testkit;
 mod tidy;
+mod trust;
