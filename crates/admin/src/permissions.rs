@@ -9,7 +9,7 @@
 use std::fmt;
 
 use warroom_proto::names::{
-    self, DISPATCHER_REQUESTS_CONSUMER, DISPATCHER_RESULTS_CONSUMER, GATEWAY_BUCKET,
+    self, DISPATCHER_REQUESTS_CONSUMER, DISPATCHER_RESULTS_CONSUMER, GATEWAY_BUCKET, LEASES_BUCKET,
     PUBLISHER_BUCKET, PUBLISHER_CONSUMER, REQUESTS_BUCKET,
 };
 use warroom_proto::{ClusterName, Stream, Subject};
@@ -71,10 +71,12 @@ impl Component {
                 p.publish_on(Subject::Task(any_cluster()));
                 p.publish_on(Subject::Status(any_request()));
                 p.bucket(REQUESTS_BUCKET);
+                p.bucket(LEASES_BUCKET);
             }
             Component::Publisher => {
                 p.consumer(Stream::Events, PUBLISHER_CONSUMER, None);
                 p.bucket(PUBLISHER_BUCKET);
+                p.bucket(LEASES_BUCKET);
             }
             Component::Runner(cluster) => {
                 p.consumer(

@@ -1060,3 +1060,83 @@ async fn an_invalid_configuration_is_refused_before_connecting() {
     let error = outcome.expect_err("refused").to_string();
     assert!(error.contains("--pickup-timeout"), "{error}");
 }
+
+/// A dispatcher replica started with `--replica-id id` and a short lease, and its health.
+fn spawn_replica(
+    server: &NatsServer,
+    id: &str,
+) -> (
+    JoinHandle<warroom_dispatcher::Result<()>>,
+    warroom_runtime::Health,
+) {
+    let config = Config::try_parse_from([
+        "warroom-dispatcher",
+        "--nats-url",
+        server.url(),
+        "--sweep-interval",
+        "100ms",
+        "--replica-id",
+        id,
+        "--lease-ttl",
+        "2s",
+    ])
+    .expect("test config parses");
+    let health = warroom_runtime::Health::new("dispatcher");
+    let handle = tokio::spawn(warroom_dispatcher::run_with_health(
+        config,
+        health.clone(),
+        std::future::pending(),
+    ));
+    (handle, health)
+}
+
+async fn wait_active(health: &warroom_runtime::Health, what: &str) {
+    let health = health.clone();
+    wait_until(what, DEFAULT_TIMEOUT, || {
+        let health = health.clone();
+        async move { health.metrics.gauge_value("active") == 1 }
+    })
+    .await;
+}
+
+/// Two replicas: one works, the other stands by; when the active one dies (its task is
+/// dropped, as a killed pod's process), the standby takes over once the lease ran out and
+/// finishes the request the first one dispatched, with nothing dispatched twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_dispatcher_takes_over_when_the_active_one_dies() {
+    let harness = Harness::without_dispatcher().await;
+    let mut statuses = harness.statuses("r-lease").await;
+    let mut runner = harness.runner("prod-1").await;
+    let (first, first_health) = spawn_replica(&harness.server, "dispatcher-a");
+    wait_active(&first_health, "the first replica holds the lease").await;
+    let (second, second_health) = spawn_replica(&harness.server, "dispatcher-b");
+
+    harness.submit(&request("r-lease", &["prod-1"], None)).await;
+    let task = runner.take().await;
+    assert_eq!(task.request_id, "r-lease");
+    statuses.phase(RequestPhase::Dispatched).await;
+    assert_eq!(first_health.metrics.get("requests_accepted"), 1);
+    assert_eq!(
+        second_health.metrics.gauge_value("active"),
+        0,
+        "the second replica stands by"
+    );
+    assert_eq!(second_health.metrics.get("requests_accepted"), 0);
+
+    first.abort();
+    assert!(first.await.is_err_and(|e| e.is_cancelled()));
+    harness.started("r-lease", "prod-1").await;
+    harness
+        .finished("r-lease", "prod-1", Outcome::Completed, "taken over", None)
+        .await;
+    wait_active(&second_health, "the second replica takes over").await;
+    let done = statuses.final_status().await;
+    assert_eq!(done.status.phase, RequestPhase::Completed);
+    assert_eq!(done.reports["prod-1"].final_text, "taken over");
+    assert_eq!(
+        harness.queued_tasks("prod-1").await,
+        0,
+        "nothing dispatched twice"
+    );
+    second.abort();
+}

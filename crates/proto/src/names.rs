@@ -16,6 +16,14 @@ pub const GATEWAY_BUCKET: &str = "warroom-gateway";
 /// The publisher's own record of the last status revision it pushed per request, so a
 /// `status.json` planted in git by someone else can neither freeze nor suppress a request.
 pub const PUBLISHER_BUCKET: &str = "warroom-publisher";
+/// Leases of the daemons that run one active replica at a time (keys [`DISPATCHER_LEASE`],
+/// [`PUBLISHER_LEASE`]): a key lives as long as the bucket's maximum age unless its holder
+/// renews it, so a crashed holder's lease runs out by itself.
+pub const LEASES_BUCKET: &str = "warroom-leases";
+/// The lease key of the active dispatcher.
+pub const DISPATCHER_LEASE: &str = "dispatcher";
+/// The lease key of the active publisher.
+pub const PUBLISHER_LEASE: &str = "publisher";
 
 /// The durable consumer of the dispatcher on [`Stream::Requests`].
 pub const DISPATCHER_REQUESTS_CONSUMER: &str = "dispatcher-requests";
