@@ -24,6 +24,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_nats::jetstream::stream;
+use futures::{StreamExt as _, TryStreamExt as _};
 use tracing::{debug, error, info, instrument, warn};
 use warroom_proto::{
     AcceptedRequest, ClusterName, GatewayMessage, RequestId, RequestNotice, RunnerReport, Subject,
@@ -38,6 +39,9 @@ use crate::{Error, Result};
 /// A guard against a livelock in [`Engine::drive`]: no request needs this many steps at once
 /// (a 32-cluster request that expires entirely needs 64).
 const MAX_STEPS: usize = 256;
+
+/// How many task publishes of one dispatch are in flight at once.
+const TASKS_IN_FLIGHT: usize = 64;
 
 /// How long a message whose handling failed for a passing reason (NATS unavailable, a write
 /// conflict storm) waits before its first redelivery; each further one waits twice as long,
@@ -399,19 +403,32 @@ impl Engine {
         due: &[usize],
         now: warroom_proto::Timestamp,
     ) -> Result<()> {
-        let mut queued = Vec::with_capacity(due.len());
-        for &index in due {
-            let Some(task) = state.task_for(index) else {
-                continue;
-            };
-            let cluster = task.cluster.name.clone();
-            let dedup = format!("{}-{cluster}", state.id());
-            let ack = self
-                .bus
-                .publish(&Subject::Task(cluster.clone()), Some(&dedup), &task)
-                .await?;
+        let tasks: Vec<(usize, warroom_proto::Task)> = due
+            .iter()
+            .filter_map(|&index| Some((index, state.task_for(index)?)))
+            .collect();
+        // The publishes of a wide parallel request are pipelined, their acknowledgements
+        // awaited together, [`TASKS_IN_FLIGHT`] at a time.
+        let bus = &self.bus;
+        let publishes: Vec<_> = tasks
+            .iter()
+            .map(|(index, task)| async move {
+                let cluster = &task.cluster.name;
+                let dedup = format!("{}-{cluster}", task.request_id);
+                let ack = bus
+                    .publish(&Subject::Task(cluster.clone()), Some(&dedup), task)
+                    .await?;
+                Ok::<_, Error>((*index, task, ack))
+            })
+            .collect();
+        let acks: Vec<_> = futures::stream::iter(publishes)
+            .buffered(TASKS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut queued = Vec::with_capacity(acks.len());
+        for (index, task, ack) in acks {
             self.metrics.inc("tasks_published");
-            info!(request = %state.id(), cluster = %cluster, sequence = ack.sequence, duplicate = ack.duplicate, prior_findings = task.prior_findings.len(), "task published");
+            info!(request = %state.id(), cluster = %task.cluster.name, sequence = ack.sequence, duplicate = ack.duplicate, prior_findings = task.prior_findings.len(), "task published");
             queued.push((index, Some(ack.sequence)));
         }
         if state.mark_dispatched(&queued, now) {

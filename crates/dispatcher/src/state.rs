@@ -20,8 +20,11 @@ use crate::config::human;
 
 /// How many bytes of report text one request keeps, shared by its clusters. A status snapshot
 /// carries every finished cluster's report and must stay under NATS's default 1 MiB message
-/// limit together with everything else it holds; a longer report is cut, and says so.
-pub const REPORT_BUDGET_BYTES: usize = 640 * 1024;
+/// limit together with everything else it holds; a longer report is cut, and says so. Each
+/// cluster's error and refused tool calls get a quarter of its share each on top (see
+/// [`RequestState::on_finished`]), and its status line about 400 bytes: at 500 clusters
+/// that is about 900 KiB in all (a test checks it).
+pub const REPORT_BUDGET_BYTES: usize = 448 * 1024;
 
 /// The timeouts the dispatcher enforces.
 #[derive(Debug, Clone, Copy)]
@@ -98,6 +101,10 @@ pub struct ClusterState {
     pub num_turns: Option<u32>,
     #[serde(default)]
     pub permission_denials: Vec<Denial>,
+    /// Refused tool calls left out of `permission_denials` because they did not fit the
+    /// cluster's share of the status message (they are still counted in `status.json`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub permission_denials_dropped: u32,
     /// Why it failed, timed out or was cancelled.
     #[serde(default)]
     pub error: Option<String>,
@@ -421,9 +428,13 @@ impl RequestState {
         state.finished_at = Some(result.finished_at);
         state.cost_usd = Some(result.cost_usd);
         state.num_turns = Some(result.num_turns);
-        state.permission_denials = result.permission_denials.clone();
+        // The refused calls and the error share the cluster's budget with its report, so a
+        // request at the cluster limit still fits one message.
+        let (kept, dropped) = within_budget(&result.permission_denials, budget / 4);
+        state.permission_denials = kept;
+        state.permission_denials_dropped = dropped;
         state.error = match (&result.error, phase) {
-            (Some(error), _) => Some(error.clone()),
+            (Some(error), _) => Some(truncate(error, budget / 4)),
             (None, ClusterPhase::Completed) => None,
             (None, phase) => Some(format!("ended {phase} without giving a reason")),
         };
@@ -592,6 +603,7 @@ impl ClusterState {
             cost_usd: None,
             num_turns: None,
             permission_denials: Vec::new(),
+            permission_denials_dropped: 0,
             error: None,
             final_text: None,
         }
@@ -611,7 +623,9 @@ impl ClusterState {
             duration_secs,
             cost_usd: self.cost_usd,
             num_turns: self.num_turns,
-            permission_denials: u32::try_from(self.permission_denials.len()).unwrap_or(u32::MAX),
+            permission_denials: u32::try_from(self.permission_denials.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(self.permission_denials_dropped),
             error: self.error.clone(),
             report: self
                 .final_text
@@ -644,6 +658,26 @@ impl ClusterState {
 fn elapsed(since: Option<Timestamp>, now: Timestamp) -> Option<Duration> {
     let since = since?;
     Some(Duration::try_from(now - since).unwrap_or(Duration::ZERO))
+}
+
+/// The first of `denials` whose JSON fits in `limit` bytes, and how many were left out.
+fn within_budget(denials: &[Denial], limit: usize) -> (Vec<Denial>, u32) {
+    let mut used: usize = 0;
+    let kept: Vec<Denial> = denials
+        .iter()
+        .take_while(|denial| {
+            used = used
+                .saturating_add(serde_json::to_vec(denial).map_or(usize::MAX, |json| json.len()));
+            used <= limit
+        })
+        .cloned()
+        .collect();
+    let dropped = u32::try_from(denials.len() - kept.len()).unwrap_or(u32::MAX);
+    (kept, dropped)
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// `text` cut to at most about `limit` bytes (on a character boundary), with a note saying so.
@@ -984,6 +1018,54 @@ mod tests {
         json["clusters"][0]["name"] = "prod.*".into();
         let error = serde_json::from_value::<RequestState>(json).expect_err("refused");
         assert!(error.to_string().contains("cluster name"), "{error}");
+    }
+
+    #[test]
+    fn a_request_at_the_cluster_limit_fits_one_nats_message() {
+        // NATS's default max_payload; the snapshot and the KV record must each fit in it.
+        const MAX_PAYLOAD: usize = 1024 * 1024;
+        let names: Vec<String> = (0..warroom_proto::validate::MAX_CLUSTERS)
+            .map(|n| format!("hosted-cluster-with-a-long-name-{n:03}"))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut state = request(&names, Some(CoordinationMode::Parallel));
+        settle(&mut state, at(0));
+        let long = "the etcd leader changed twice in the last hour. ".repeat(200);
+        let reason = "the agent ended with an error: ".repeat(8);
+        for (n, cluster) in names.iter().enumerate() {
+            let (outcome, error) = if n % 2 == 0 {
+                (Outcome::Completed, None)
+            } else {
+                (Outcome::Failed, Some(reason.as_str()))
+            };
+            let mut result = result(cluster, outcome, error, &long);
+            result.permission_denials = (0..3)
+                .map(|i| Denial {
+                    tool: "Bash".to_owned(),
+                    tool_use_id: format!("toolu_{n}_{i}"),
+                    input: serde_json::json!({"command": "kubectl get secrets -A -o yaml"}),
+                })
+                .collect();
+            state.on_started(&name(cluster), "runner-1", at(5), at(5));
+            assert_eq!(state.on_finished(&result, at(60)), Applied::Changed);
+        }
+        settle(&mut state, at(60));
+        assert!(state.phase.is_final(), "{:?}", state.phase);
+        let snapshot = serde_json::to_vec(&state.snapshot()).expect("encode the snapshot");
+        let record = serde_json::to_vec(&state).expect("encode the state");
+        assert!(
+            snapshot.len() < MAX_PAYLOAD,
+            "snapshot of {} bytes",
+            snapshot.len()
+        );
+        assert!(
+            record.len() < MAX_PAYLOAD,
+            "state record of {} bytes",
+            record.len()
+        );
+        // Refused calls left out of the message are still counted.
+        let status = state.snapshot().status;
+        assert!(status.clusters.values().all(|c| c.permission_denials == 3));
     }
 
     #[test]

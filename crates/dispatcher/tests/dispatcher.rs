@@ -322,7 +322,17 @@ struct Statuses {
 impl Statuses {
     /// Reads snapshots until one satisfies `done`, and returns it.
     async fn until(&mut self, what: &str, done: impl Fn(&StatusUpdate) -> bool) -> StatusUpdate {
-        let deadline = Instant::now() + DEFAULT_TIMEOUT;
+        self.until_within(what, DEFAULT_TIMEOUT, done).await
+    }
+
+    /// [`Statuses::until`] with a deadline of its own, for the widest requests.
+    async fn until_within(
+        &mut self,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&StatusUpdate) -> bool,
+    ) -> StatusUpdate {
+        let deadline = Instant::now() + within;
         if let Some(found) = self.seen.iter().find(|s| done(s)) {
             return found.clone();
         }
@@ -1139,4 +1149,61 @@ async fn a_standby_dispatcher_takes_over_when_the_active_one_dies() {
         "nothing dispatched twice"
     );
     second.abort();
+}
+
+#[tokio::test]
+async fn a_parallel_request_at_the_cluster_limit_fans_out_and_completes() {
+    let harness = Harness::start(&[]).await;
+    let mut statuses = harness.statuses("r-wide").await;
+    let names: Vec<String> = (0..warroom_proto::validate::MAX_CLUSTERS)
+        .map(|n| format!("hosted-{n:03}"))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    harness
+        .submit(&request("r-wide", &names, Some(CoordinationMode::Parallel)))
+        .await;
+
+    // Every cluster's task is queued before any runner answered.
+    let tasks = harness
+        .js()
+        .get_stream(Stream::Tasks.name())
+        .await
+        .expect("the tasks stream");
+    wait_until("a task per cluster", DEFAULT_TIMEOUT, || {
+        let mut tasks = tasks.clone();
+        async move {
+            tasks.info().await.map(|i| i.state.messages).unwrap_or(0)
+                == warroom_proto::validate::MAX_CLUSTERS as u64
+        }
+    })
+    .await;
+    assert_eq!(harness.queued_tasks("hosted-499").await, 1);
+
+    for (n, cluster) in names.iter().enumerate() {
+        let (outcome, error) = if n % 50 == 0 {
+            (Outcome::Failed, Some("the API server did not answer"))
+        } else {
+            (Outcome::Completed, None)
+        };
+        harness
+            .finished("r-wide", cluster, outcome, "etcd is healthy", error)
+            .await;
+    }
+    // A generous deadline: counts are asserted here, not speed. Each result is one state
+    // update and one full snapshot today, about 70 ms in a debug build (docs/benchmarks.md).
+    let done = statuses
+        .until_within("the request is final", Duration::from_secs(240), |s| {
+            s.status.phase.is_final()
+        })
+        .await;
+    assert_eq!(done.status.phase, RequestPhase::Failed);
+    assert_eq!(done.status.clusters.len(), names.len());
+    assert_eq!(done.reports.len(), names.len());
+    let failed = done
+        .status
+        .clusters
+        .values()
+        .filter(|c| c.phase == ClusterPhase::Failed)
+        .count();
+    assert_eq!(failed, 10);
 }

@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 
 use time::format_description::well_known::Rfc3339;
 use warroom_proto::wire::Redacted;
-use warroom_proto::{ClusterReport, ClusterStatus, RequestPhase, RequestStatus, RequestSummary};
+use warroom_proto::{
+    ClusterPhase, ClusterReport, ClusterStatus, RequestPhase, RequestStatus, RequestSummary,
+};
 
 use crate::redact;
 
@@ -339,7 +341,26 @@ fn push_request(out: &mut String, request: &RequestSummary) {
     let _ = writeln!(out, "{fence}text\n{prompt}\n{fence}");
 }
 
-/// `## Clusters`: a line per cluster with a link to its report, then the clusters' errors.
+/// Where a phase's group comes in the README: what needs attention first, then what
+/// succeeded, then what is still under way.
+fn phase_rank(phase: ClusterPhase) -> u8 {
+    match phase {
+        ClusterPhase::Failed => 0,
+        ClusterPhase::TimedOut => 1,
+        ClusterPhase::Cancelled => 2,
+        ClusterPhase::Completed => 3,
+        ClusterPhase::Running => 4,
+        ClusterPhase::Dispatched => 5,
+        ClusterPhase::Pending => 6,
+        #[allow(unreachable_patterns)]
+        _ => 7,
+    }
+}
+
+/// `## Clusters`: how many clusters ended in each phase, then the clusters grouped by
+/// phase (failures first), a table per group with a link to each report and the group's
+/// errors under it. A request may name hundreds of clusters: the counts come first so the
+/// outcome reads at a glance, and one table per group keeps the rest scannable.
 fn push_clusters(
     out: &mut String,
     status: &RequestStatus,
@@ -348,42 +369,58 @@ fn push_clusters(
     if status.clusters.is_empty() {
         return;
     }
-    out.push_str("\n## Clusters\n\n");
-    out.push_str("| Cluster | Type | Phase | Duration | Cost | Turns | Refused calls | Report |\n");
-    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    let mut groups: std::collections::BTreeMap<
+        (u8, &'static str),
+        Vec<(&warroom_proto::ClusterName, &ClusterStatus)>,
+    > = std::collections::BTreeMap::new();
     for (name, line) in &status.clusters {
-        let link = if reports.contains_key(name) {
-            let file = report_file(name);
-            format!("[{file}]({file})")
-        } else {
-            "—".to_owned()
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {link} |",
-            code(name),
-            line.kind.as_str(),
-            line.phase,
-            duration(line.duration_secs),
-            cost(line.cost_usd),
-            turns(line.num_turns),
-            line.permission_denials
-        );
+        groups
+            .entry((phase_rank(line.phase), line.phase.as_str()))
+            .or_default()
+            .push((name, line));
     }
-    let errors: Vec<(&warroom_proto::ClusterName, &ClusterStatus)> = status
-        .clusters
-        .iter()
-        .filter(|(_, line)| line.error.is_some())
-        .collect();
-    if !errors.is_empty() {
-        out.push('\n');
-        for (name, line) in errors {
+    out.push_str("\n## Clusters\n\n");
+    out.push_str("| Phase | Clusters |\n|---|---|\n");
+    for ((_, phase), lines) in &groups {
+        let _ = writeln!(out, "| {phase} | {} |", lines.len());
+    }
+    let _ = writeln!(out, "| **all** | **{}** |", status.clusters.len());
+    for ((_, phase), lines) in &groups {
+        let _ = write!(out, "\n### {phase} ({})\n\n", lines.len());
+        out.push_str("| Cluster | Type | Duration | Cost | Turns | Refused calls | Report |\n");
+        out.push_str("|---|---|---|---|---|---|---|\n");
+        for (name, line) in lines {
+            let link = if reports.contains_key(*name) {
+                let file = report_file(name);
+                format!("[{file}]({file})")
+            } else {
+                "—".to_owned()
+            };
             let _ = writeln!(
                 out,
-                "- {}: {}",
+                "| {} | {} | {} | {} | {} | {} | {link} |",
                 code(name),
-                cell(line.error.as_deref().unwrap_or_default())
+                line.kind.as_str(),
+                duration(line.duration_secs),
+                cost(line.cost_usd),
+                turns(line.num_turns),
+                line.permission_denials
             );
+        }
+        let errors: Vec<_> = lines
+            .iter()
+            .filter(|(_, line)| line.error.is_some())
+            .collect();
+        if !errors.is_empty() {
+            out.push('\n');
+            for (name, line) in errors {
+                let _ = writeln!(
+                    out,
+                    "- {}: {}",
+                    code(name),
+                    cell(line.error.as_deref().unwrap_or_default())
+                );
+            }
         }
     }
 }
@@ -392,7 +429,7 @@ fn push_clusters(
 mod tests {
     use std::collections::BTreeMap;
 
-    use warroom_proto::{ClusterPhase, ClusterType, Denial, FieldError};
+    use warroom_proto::{ClusterType, Denial, FieldError};
 
     use super::*;
 
@@ -555,6 +592,44 @@ mod tests {
             assert!(!md.contains("hunter2"), "{md}");
         }
         assert!(!cluster_report(&s, "hub", &report, &Redacted::new(), None).contains("Staging"));
+    }
+
+    #[test]
+    fn a_wide_request_reads_as_counts_then_clusters_grouped_by_outcome() {
+        let mut s = status(RequestPhase::Failed);
+        for n in 0..warroom_proto::validate::MAX_CLUSTERS {
+            let phase = match n % 10 {
+                0 => ClusterPhase::Failed,
+                1 => ClusterPhase::TimedOut,
+                _ => ClusterPhase::Completed,
+            };
+            let mut line = ClusterStatus::new(ClusterType::Hosted, phase);
+            if phase != ClusterPhase::Completed {
+                line.error = Some(format!("cluster {n} did not answer"));
+            }
+            s.clusters
+                .insert(format!("hosted-{n:03}").parse().unwrap(), line);
+        }
+        let md = readme(&s, None, &BTreeMap::new(), None);
+        assert!(
+            md.contains(
+                "| failed | 50 |\n| timed_out | 50 |\n| completed | 400 |\n| **all** | **500** |"
+            ),
+            "{md}"
+        );
+        let failed = md.find("### failed (50)").expect("a failed group");
+        let timed_out = md.find("### timed_out (50)").expect("a timed_out group");
+        let completed = md.find("### completed (400)").expect("a completed group");
+        assert!(
+            failed < timed_out && timed_out < completed,
+            "failures come first"
+        );
+        // Each group's errors sit under its own table.
+        let error = md
+            .find("- `hosted-010`: cluster 10 did not answer")
+            .expect("the error");
+        assert!(failed < error && error < timed_out, "{md}");
+        assert_eq!(md.matches("| `hosted-").count(), 500);
     }
 
     #[test]
