@@ -125,6 +125,7 @@ impl Harness {
             cluster: cluster_name(cluster),
             runner: format!("runner-{cluster}-0"),
             at: warroom_proto::now(),
+            attempt: 1,
         })
         .await;
     }
@@ -153,6 +154,7 @@ impl Harness {
             }],
             started_at: now - time::Duration::seconds(30),
             finished_at: now,
+            attempt: 1,
         }))
         .await;
     }

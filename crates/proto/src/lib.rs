@@ -27,7 +27,7 @@ pub use status::{ClusterPhase, ClusterStatus, RequestPhase, RequestStatus};
 pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request};
 pub use wire::{
     AcceptedRequest, AuditEvent, AuditKind, ClusterReport, Denial, Finding, Inbound, Outcome,
-    PublisherInput, RequestSummary, RunnerReport, StatusUpdate, Task, TaskResult,
+    PublisherInput, RequestSummary, RunnerReport, StatusUpdate, Task, TaskRecord, TaskResult,
 };
 
 /// The `apiVersion` of every request file this version understands.
