@@ -42,8 +42,8 @@ pub fn interrupted(cluster: &ClusterState) -> String {
     )
 }
 
-/// Writes the record of every cluster that started or ended and whose record does not say so
-/// yet, and notes in `state` what was written (stored with the state's next update). A
+/// Writes the record of every cluster that started (again) or ended and whose record does
+/// not say so yet, and notes in `state` what was written (stored with the state's next update). A
 /// failed write is logged and tried again with the next snapshot: without its record, a
 /// redelivered task is run (the runner's check cannot prove it final) and its second result
 /// is ignored, which is safe.
@@ -51,7 +51,8 @@ pub async fn sync_records(records: &kv::Store, state: &mut RequestState, now: Ti
     let id: RequestId = state.id().clone();
     for cluster in &mut state.clusters {
         let due = cluster.phase == ClusterPhase::Running || cluster.phase.is_final();
-        if !due || cluster.recorded == Some(cluster.phase) {
+        let now_is = (cluster.phase, cluster.attempts);
+        if !due || cluster.recorded == Some(now_is) {
             continue;
         }
         let record = TaskRecord {
@@ -68,7 +69,7 @@ pub async fn sync_records(records: &kv::Store, state: &mut RequestState, now: Ti
             Err(e) => Err(e.to_string()),
         };
         match written {
-            Ok(_) => cluster.recorded = Some(cluster.phase),
+            Ok(_) => cluster.recorded = Some(now_is),
             Err(cause) => {
                 warn!(request = %id, cluster = %cluster.name, %cause, bucket = names::TASKS_BUCKET,
                     "cannot write the task's record; retrying with the next snapshot");

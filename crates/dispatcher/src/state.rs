@@ -102,10 +102,10 @@ pub struct ClusterState {
     /// What became of the earlier run, when a runner started the task again.
     #[serde(default)]
     pub interrupted: Option<String>,
-    /// The phase last written to the task's record in the tasks bucket
+    /// The phase and attempts last written to the task's record in the tasks bucket
     /// ([`crate::attempts::sync_records`]), so each change is written once.
     #[serde(default)]
-    pub recorded: Option<ClusterPhase>,
+    pub recorded: Option<(ClusterPhase, u32)>,
 }
 
 /// What is due next for a request.
