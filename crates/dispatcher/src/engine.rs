@@ -23,7 +23,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use async_nats::jetstream::stream;
+use async_nats::jetstream::{kv, stream};
 use futures::{StreamExt as _, TryStreamExt as _};
 use tracing::{debug, error, info, instrument, warn};
 use warroom_proto::{
@@ -82,6 +82,8 @@ const REQUESTS_ACTIVE: &str = "requests_active";
 pub struct Engine {
     bus: Bus,
     store: Store,
+    /// The per-task records runners check before running a task (`crate::attempts`).
+    records: kv::Store,
     tasks: stream::Stream,
     /// The results stream, to see whether runner reports wait for this dispatcher's
     /// consumer, delivered or not.
@@ -97,6 +99,7 @@ impl Engine {
     pub fn new(
         bus: Bus,
         store: Store,
+        records: kv::Store,
         tasks: stream::Stream,
         results: stream::Stream,
         timeouts: Timeouts,
@@ -110,6 +113,7 @@ impl Engine {
         Engine {
             bus,
             store,
+            records,
             tasks,
             results,
             timeouts,
@@ -247,9 +251,12 @@ impl Engine {
             .store
             .modify(id, |state| {
                 applied = match report {
-                    RunnerReport::Started { runner, at, .. } => {
-                        state.on_started(cluster, runner, *at, now)
-                    }
+                    RunnerReport::Started {
+                        runner,
+                        at,
+                        attempt,
+                        ..
+                    } => state.on_started(cluster, runner, *at, *attempt, now),
                     RunnerReport::Finished(result) => state.on_finished(result, now),
                 };
                 applied == Applied::Changed
@@ -374,6 +381,9 @@ impl Engine {
 
     /// Publishes the current revision's snapshot and records that it went out.
     async fn publish_status(&mut self, mut state: RequestState, revision: u64) -> Result<()> {
+        // Records first: once a final status is out, a redelivered task finds its cluster
+        // final and is not run again.
+        crate::attempts::sync_records(&self.records, &mut state, warroom_proto::now()).await;
         let snapshot = state.snapshot();
         let id = state.id().clone();
         let dedup = format!("{id}-{}", state.revision);

@@ -10,6 +10,7 @@
 //! Cancellation is not implemented yet: the `cancelled` phases exist in the contract and are
 //! handled when a runner reports them, but nothing asks for a cancellation.
 
+mod attempts;
 mod config;
 mod engine;
 mod state;
@@ -59,6 +60,9 @@ const MAX_DELIVER: i64 = 20;
 /// How long to wait before pulling again after a pull failed (NATS unreachable, the consumer
 /// deleted), so a persistent failure is not a busy loop.
 const PULL_RETRY: Duration = Duration::from_secs(1);
+
+/// How long a task's record is kept: as long as the streams keep their messages.
+const TASK_RECORDS_KEPT: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 /// How many versions of a request's state the bucket keeps, for looking back when debugging.
 const BUCKET_HISTORY: i64 = 5;
@@ -281,6 +285,15 @@ async fn setup(
     health: &Health,
 ) -> Result<(Engine, Consumer<GatewayMessage>, Consumer<RunnerReport>)> {
     let store = Store::new(bus.bucket(names::REQUESTS_BUCKET, BUCKET_HISTORY).await?);
+    let records = bus
+        .bucket_with(async_nats::jetstream::kv::Config {
+            bucket: names::TASKS_BUCKET.to_owned(),
+            history: 1,
+            // As long as the tasks they describe can stay in the tasks stream.
+            max_age: TASK_RECORDS_KEPT,
+            ..Default::default()
+        })
+        .await?;
     let tasks = bus.stream(Stream::Tasks).await?;
     let results_stream = bus.stream(Stream::Results).await?;
     // The consumers count every message set aside, including those that do not decode.
@@ -305,6 +318,7 @@ async fn setup(
     let mut engine = Engine::new(
         bus.clone(),
         store,
+        records,
         tasks,
         results_stream,
         timeouts,

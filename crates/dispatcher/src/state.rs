@@ -112,6 +112,13 @@ pub struct ClusterState {
     /// answered); `Some` once the cluster is final.
     #[serde(default)]
     pub final_text: Option<String>,
+    /// What became of the earlier run, when a runner started the task again.
+    #[serde(default)]
+    pub interrupted: Option<String>,
+    /// The phase and attempts last written to the task's record in the tasks bucket
+    /// ([`crate::attempts::sync_records`]), so each change is written once.
+    #[serde(default)]
+    pub recorded: Option<(ClusterPhase, u32)>,
 }
 
 /// What is due next for a request.
@@ -382,12 +389,14 @@ impl RequestState {
         changed
     }
 
-    /// A runner started (or restarted) a cluster's task.
+    /// A runner started (or restarted) a cluster's task; `attempt` is the run's number as
+    /// the runner saw it (JetStream's delivery count), 0 from a runner that does not say.
     pub fn on_started(
         &mut self,
         cluster: &ClusterName,
         runner: &str,
         at: Timestamp,
+        attempt: u32,
         now: Timestamp,
     ) -> Applied {
         let Some(state) = self.clusters.iter_mut().find(|c| c.name == *cluster) else {
@@ -402,10 +411,17 @@ impl RequestState {
         {
             return Applied::Unchanged;
         }
+        // A late `started` of an attempt that a later one already superseded changes nothing.
+        if attempt != 0 && attempt < state.attempts {
+            return Applied::Unchanged;
+        }
+        if state.phase == ClusterPhase::Running {
+            state.interrupted = Some(crate::attempts::interrupted(state));
+        }
         // A task that is still `pending` here was queued by a dispatcher that crashed before
         // it recorded the dispatch; the runner has it, so it counts as started all the same.
         state.phase = ClusterPhase::Running;
-        state.attempts += 1;
+        state.attempts = crate::attempts::next(state.attempts, attempt);
         state.runner = Some(runner.to_owned());
         state.started_at = Some(at);
         state.running_since = Some(now);
@@ -606,6 +622,8 @@ impl ClusterState {
             permission_denials_dropped: 0,
             error: None,
             final_text: None,
+            interrupted: None,
+            recorded: None,
         }
     }
 
@@ -631,6 +649,8 @@ impl ClusterState {
                 .final_text
                 .as_ref()
                 .map(|_| format!("{}.md", self.name)),
+            attempts: self.attempts,
+            interrupted: self.interrupted.clone(),
         }
     }
 
@@ -781,6 +801,7 @@ mod tests {
             permission_denials: Vec::new(),
             started_at: at(10),
             finished_at: at(70),
+            attempt: 1,
         }
     }
 
@@ -848,7 +869,7 @@ mod tests {
                 .all(|c| c.phase == ClusterPhase::Dispatched)
         );
         assert_eq!(
-            state.on_started(&name("hub"), "r-0", at(10), at(10)),
+            state.on_started(&name("hub"), "r-0", at(10), 0, at(10)),
             Applied::Changed
         );
         assert_eq!(state.phase, RequestPhase::Running);
@@ -870,7 +891,7 @@ mod tests {
         // A late or repeated result changes nothing.
         assert_eq!(state.on_finished(&done, at(90)), Applied::AlreadyFinal);
         assert_eq!(
-            state.on_started(&name("nope"), "r-0", at(10), at(90)),
+            state.on_started(&name("nope"), "r-0", at(10), 0, at(90)),
             Applied::UnknownCluster
         );
         let snapshot = state.snapshot();
@@ -934,7 +955,7 @@ mod tests {
     fn pickup_and_run_timeouts_end_clusters_with_reasons() {
         let mut state = request(&["hub", "a"], Some(CoordinationMode::Parallel));
         settle(&mut state, at(0));
-        state.on_started(&name("a"), "r-0", at(5), at(5));
+        state.on_started(&name("a"), "r-0", at(5), 0, at(5));
         assert_eq!(settle(&mut state, at(424)), [Step::PublishStatus]);
         // 300 s request timeout + 120 s grace, counted from when the start was learned.
         settle(&mut state, at(5 + 420));
@@ -967,18 +988,58 @@ mod tests {
         let mut state = request(&["hub"], None);
         settle(&mut state, at(0));
         assert_eq!(
-            state.on_started(&name("hub"), "r-0", at(5), at(5)),
+            state.on_started(&name("hub"), "r-0", at(5), 0, at(5)),
             Applied::Changed
         );
         assert_eq!(
-            state.on_started(&name("hub"), "r-0", at(5), at(6)),
+            state.on_started(&name("hub"), "r-0", at(5), 0, at(6)),
             Applied::Unchanged
         );
         assert_eq!(
-            state.on_started(&name("hub"), "r-1", at(50), at(50)),
+            state.on_started(&name("hub"), "r-1", at(50), 0, at(50)),
             Applied::Changed
         );
         assert_eq!(state.clusters[0].attempts, 2);
+        // The second start says what became of the first, for the status and the report.
+        let status = &state.snapshot().status.clusters[&name("hub")];
+        assert_eq!(status.attempts, 2);
+        let interrupted = status.interrupted.as_deref().unwrap_or_default();
+        assert!(
+            interrupted.starts_with("attempt 1 on runner r-0")
+                && interrupted.contains("without a result"),
+            "{interrupted}"
+        );
+    }
+
+    #[test]
+    fn numbered_attempts_count_once_and_a_stale_start_is_ignored() {
+        let mut state = request(&["hub"], None);
+        settle(&mut state, at(0));
+        assert_eq!(
+            state.on_started(&name("hub"), "r-0", at(5), 1, at(5)),
+            Applied::Changed
+        );
+        assert_eq!(
+            state.on_started(&name("hub"), "r-1", at(50), 2, at(50)),
+            Applied::Changed
+        );
+        assert_eq!(state.clusters[0].attempts, 2);
+        // Attempt 1's start, buffered through an outage, arrives late: it changes nothing.
+        assert_eq!(
+            state.on_started(&name("hub"), "r-0", at(6), 1, at(60)),
+            Applied::Unchanged
+        );
+        assert_eq!(state.clusters[0].runner.as_deref(), Some("r-1"));
+        assert_eq!(
+            state.on_finished(&result("hub", Outcome::Completed, None, "done"), at(80)),
+            Applied::Changed
+        );
+        // A second final result, from either attempt, is ignored.
+        assert_eq!(
+            state.on_finished(&result("hub", Outcome::Failed, Some("late"), ""), at(90)),
+            Applied::AlreadyFinal
+        );
+        assert_eq!(state.clusters[0].phase, ClusterPhase::Completed);
     }
 
     #[test]
@@ -1046,7 +1107,7 @@ mod tests {
                     input: serde_json::json!({"command": "kubectl get secrets -A -o yaml"}),
                 })
                 .collect();
-            state.on_started(&name(cluster), "runner-1", at(5), at(5));
+            state.on_started(&name(cluster), "runner-1", at(5), 1, at(5));
             assert_eq!(state.on_finished(&result, at(60)), Applied::Changed);
         }
         settle(&mut state, at(60));

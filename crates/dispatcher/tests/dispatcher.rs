@@ -18,8 +18,8 @@ use warroom_proto::names;
 use warroom_proto::{
     AcceptedRequest, ClusterName, ClusterPhase, ClusterRef, ClusterType, Coordination,
     CoordinationMode, Denial, Investigation, Issue, Metadata, Outcome, RequestId, RequestPhase,
-    RequestSpec, ResultsDir, RunnerReport, StatusUpdate, Stream, Subject, Task, TaskResult, Tool,
-    TroubleshootingRequest,
+    RequestSpec, ResultsDir, RunnerReport, StatusUpdate, Stream, Subject, Task, TaskRecord,
+    TaskResult, Tool, TroubleshootingRequest,
 };
 use warroom_runtime::{Bus, Connection};
 use warroom_testkit::{DEFAULT_TIMEOUT, NatsServer, wait_until};
@@ -125,6 +125,7 @@ impl Harness {
             cluster: cluster_name(cluster),
             runner: format!("runner-{cluster}-0"),
             at: warroom_proto::now(),
+            attempt: 1,
         })
         .await;
     }
@@ -153,6 +154,7 @@ impl Harness {
             }],
             started_at: now - time::Duration::seconds(30),
             finished_at: now,
+            attempt: 1,
         }))
         .await;
     }
@@ -1206,4 +1208,79 @@ async fn a_parallel_request_at_the_cluster_limit_fans_out_and_completes() {
         .filter(|c| c.phase == ClusterPhase::Failed)
         .count();
     assert_eq!(failed, 10);
+}
+
+/// A run interrupted and started again: the status shows two attempts and what became of the
+/// first; the task's record says the cluster is final once its result is in, so a runner
+/// would not run a redelivered task again; a second result is ignored.
+#[tokio::test]
+async fn a_rerun_shows_as_attempt_2_and_the_record_turns_final() {
+    let mut harness = Harness::start(&[]).await;
+    let mut statuses = harness.statuses("r-rerun").await;
+    let mut runner = harness.runner("prod-1").await;
+    harness.submit(&request("r-rerun", &["prod-1"], None)).await;
+    runner.take().await;
+    for (attempt, replica) in [(1, "runner-a"), (2, "runner-b")] {
+        harness
+            .report(&RunnerReport::Started {
+                request_id: request_id("r-rerun"),
+                cluster: cluster_name("prod-1"),
+                runner: replica.to_owned(),
+                at: warroom_proto::now(),
+                attempt,
+            })
+            .await;
+    }
+    let rerun = statuses
+        .until("the second attempt", |s| {
+            s.status.clusters["prod-1"].attempts == 2
+        })
+        .await;
+    let line = &rerun.status.clusters["prod-1"];
+    assert_eq!(line.phase, ClusterPhase::Running);
+    let interrupted = line.interrupted.as_deref().unwrap_or_default();
+    assert!(
+        interrupted.starts_with("attempt 1 on runner runner-a"),
+        "{interrupted}"
+    );
+    let records = harness
+        .bus
+        .bucket(names::TASKS_BUCKET, 1)
+        .await
+        .expect("the task records");
+    let key = names::task_record_key(&cluster_name("prod-1"), &request_id("r-rerun"));
+    let record = |entry: Option<bytes::Bytes>| -> Option<TaskRecord> {
+        entry.map(|bytes| serde_json::from_slice(&bytes).expect("a task record"))
+    };
+    let running = record(records.get(&key).await.expect("read")).expect("a record");
+    assert_eq!(
+        (running.phase, running.attempts),
+        (ClusterPhase::Running, 2)
+    );
+
+    harness
+        .finished("r-rerun", "prod-1", Outcome::Completed, "second run", None)
+        .await;
+    let done = statuses.final_status().await;
+    assert_eq!(done.status.clusters["prod-1"].attempts, 2);
+    let finished = record(records.get(&key).await.expect("read")).expect("a record");
+    assert_eq!(finished.phase, ClusterPhase::Completed);
+
+    // A late result of the interrupted attempt changes nothing.
+    harness
+        .finished(
+            "r-rerun",
+            "prod-1",
+            Outcome::Failed,
+            "first run",
+            Some("late"),
+        )
+        .await;
+    harness
+        .handled(Stream::Results, names::DISPATCHER_RESULTS_CONSUMER, 4)
+        .await;
+    let last = harness.last_status("r-rerun").await;
+    assert_eq!(last.status.revision, done.status.revision);
+    assert_eq!(last.reports["prod-1"].final_text, "second run");
+    harness.stop_dispatcher().await;
 }

@@ -30,7 +30,7 @@ pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request
 pub use wire::{
     AcceptedRequest, AuditEvent, AuditKind, ClusterReport, Denial, Finding, GatewayMessage,
     Inbound, Outcome, PublisherInput, RequestNotice, RequestSummary, RunnerReport, StatusUpdate,
-    Task, TaskResult,
+    Task, TaskRecord, TaskResult,
 };
 
 /// The `apiVersion` of every request file this version understands.

@@ -25,6 +25,18 @@ pub const DISPATCHER_LEASE: &str = "dispatcher";
 /// The lease key of the active publisher.
 pub const PUBLISHER_LEASE: &str = "publisher";
 
+/// The dispatcher's per-task record ([`crate::wire::TaskRecord`]), one key per cluster and
+/// request ([`task_record_key`]): what a runner reads before it runs a delivered task. A
+/// runner may read only its own cluster's keys; the request state above stays the
+/// dispatcher's alone.
+pub const TASKS_BUCKET: &str = "warroom-tasks";
+
+/// The key of one task's record in [`TASKS_BUCKET`]: `<cluster>.<request>`, cluster first so
+/// that one subject pattern (`<cluster>.>`) covers a cluster's records and no other's.
+pub fn task_record_key(cluster: &ClusterName, request: &RequestId) -> String {
+    format!("{cluster}.{request}")
+}
+
 /// The durable consumer of the dispatcher on [`Stream::Requests`].
 pub const DISPATCHER_REQUESTS_CONSUMER: &str = "dispatcher-requests";
 /// The durable consumer of the dispatcher on [`Stream::Results`].

@@ -245,6 +245,23 @@ pub struct ClusterStatus {
     /// The cluster's report, relative to the results folder (e.g. `prod-cluster-1.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
+    /// How many runs of this cluster's task started: 1 normally, 2 when the first run was
+    /// interrupted (its runner crashed or stopped) and the task ran once more. Never more
+    /// than [`MAX_RUNS`]. Absent before the first run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+    /// What became of the earlier run when this one is a rerun, e.g. "attempt 1 on runner
+    /// r-1, started 2026-11-24T10:00:00Z, ended without a result".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
+}
+
+/// How many times one cluster's task is run at most: once, and once more when the first
+/// run was interrupted. A third delivery fails the cluster instead of running it.
+pub const MAX_RUNS: u32 = 2;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ClusterStatus {
@@ -261,6 +278,8 @@ impl ClusterStatus {
             permission_denials: 0,
             error: None,
             report: None,
+            attempts: 0,
+            interrupted: None,
         }
     }
 }

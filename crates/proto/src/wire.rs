@@ -73,6 +73,19 @@ pub struct Task {
     pub prior_findings: Vec<Finding>,
 }
 
+/// The dispatcher's record of one task, kept in [`crate::names::TASKS_BUCKET`] under
+/// [`crate::names::task_record_key`] once a runner started it: what a runner checks before it
+/// runs a delivered task (a task whose cluster is final is acknowledged and not run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub phase: ClusterPhase,
+    /// Runs started so far (see [`crate::status::ClusterStatus::attempts`]).
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+}
+
 /// What one cluster's investigation found, handed to the next cluster in sequential mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
@@ -93,6 +106,10 @@ pub enum RunnerReport {
         runner: String,
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
+        /// Which run of the task this is: JetStream's delivery count, 1 the first time (0
+        /// from a runner that predates attempts).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        attempt: u32,
     },
     /// The agent ended, one way or another.
     Finished(TaskResult),
@@ -140,6 +157,15 @@ pub struct TaskResult {
     pub started_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
     pub finished_at: Timestamp,
+    /// The run of the task that produced this result (see [`RunnerReport::Started`]); 0 from
+    /// a runner that predates attempts.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+}
+
+/// For `skip_serializing_if`: an attempt of 0 is "not said".
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A tool call the policy refused.
@@ -162,6 +188,11 @@ pub struct AuditEvent {
     pub results_dir: ResultsDir,
     #[serde(with = "time::serde::rfc3339")]
     pub at: Timestamp,
+    /// The run of the task this event belongs to (1 the first time, 2 for the one extra run
+    /// after an interrupted first), so that the lines of an interrupted attempt stay apart
+    /// from the report's; 0 from a runner that predates attempts.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
     #[serde(flatten)]
     pub kind: AuditKind,
     /// What redaction removed from this event before it was published, by kind: counts,
@@ -211,6 +242,9 @@ pub enum AuditKind {
         rule: String,
         reason: String,
     },
+    /// The runner could not reach NATS for a while and its buffer of events ran full: this
+    /// many events between the ones before and after this line were dropped.
+    EventsDropped { count: u64 },
     /// The agent ended.
     Finished {
         outcome: Outcome,

@@ -161,6 +161,14 @@ pub(crate) fn cluster_report(
             let _ = writeln!(out, "| Duration | {} |", duration(line.duration_secs));
             let _ = writeln!(out, "| Cost | {} |", cost(line.cost_usd));
             let _ = writeln!(out, "| Turns | {} |", turns(line.num_turns));
+            if line.attempts > 1 {
+                let _ = writeln!(
+                    out,
+                    "| Attempt | {} of {} |",
+                    line.attempts,
+                    warroom_proto::status::MAX_RUNS
+                );
+            }
         }
         None => {
             let _ = writeln!(out, "| Cluster | {} |", code(cluster));
@@ -193,6 +201,21 @@ pub(crate) fn cluster_report(
             if total == 1 { "" } else { "s" },
             if total == 1 { "was" } else { "were" },
             kinds.join(", ")
+        );
+    }
+    if let Some(line) = line.filter(|l| l.attempts > 1) {
+        let _ = write!(
+            out,
+            "\n{}\n",
+            quote(&format!(
+                "**Attempt {} of {}:** the first run was interrupted ({}). This report is from \
+                 the last run; `audit.jsonl` labels every line with its `attempt`.",
+                line.attempts,
+                warroom_proto::status::MAX_RUNS,
+                line.interrupted
+                    .as_deref()
+                    .unwrap_or("its runner stopped before it reported a result")
+            ))
         );
     }
     if let Some(error) = line.and_then(|l| l.error.as_deref()) {
@@ -515,6 +538,34 @@ mod tests {
         assert_eq!(cost(Some(0.01234)), "$0.0123");
         assert_eq!(code("a`b"), "``a`b``");
         assert_eq!(cell("a|b\nc"), "a\\|b c");
+    }
+
+    #[test]
+    fn a_rerun_says_so_in_the_cluster_report() {
+        let mut s = status(RequestPhase::Completed);
+        let mut line = ClusterStatus::new(ClusterType::Hub, ClusterPhase::Completed);
+        line.attempts = 2;
+        line.interrupted =
+            Some("attempt 1 on runner r-0, started 10:00, ended without a result".to_owned());
+        s.clusters.insert("hub".parse().unwrap(), line.clone());
+        let report = ClusterReport {
+            final_text: "fine".to_owned(),
+            permission_denials: Vec::new(),
+        };
+        let md = cluster_report(&s, "hub", &report, &Redacted::new(), None);
+        assert!(md.contains("| Attempt | 2 of 2 |"), "{md}");
+        assert!(
+            md.contains(
+                "**Attempt 2 of 2:** the first run was interrupted (attempt 1 on runner r-0"
+            ),
+            "{md}"
+        );
+        // A first run that went through says nothing about attempts.
+        line.attempts = 1;
+        line.interrupted = None;
+        s.clusters.insert("hub".parse().unwrap(), line);
+        let md = cluster_report(&s, "hub", &report, &Redacted::new(), None);
+        assert!(!md.contains("Attempt"), "{md}");
     }
 
     #[test]

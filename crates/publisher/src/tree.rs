@@ -472,6 +472,7 @@ mod tests {
             cluster: "hub".parse().unwrap(),
             results_dir: format!("results/custom/{request}").parse().unwrap(),
             at: warroom_proto::now(),
+            attempt: 1,
             kind: AuditKind::ToolResult {
                 tool_use_id: "t".to_owned(),
                 is_error: false,
