@@ -1,4 +1,5 @@
-//! Finds the external programs the tests run for real: `nats-server` and the Claude Code CLI.
+//! Finds the external programs the tests run for real: `nats-server`, the Claude Code CLI,
+//! and this workspace's own binaries.
 //!
 //! `scripts/setup` installs both into `.tools/bin` of the workspace. An environment variable
 //! overrides that (`WARROOM_NATS_SERVER_BIN`, `WARROOM_CLAUDE_BIN`), and `PATH` is the last
@@ -22,6 +23,24 @@ pub fn nats_server() -> PathBuf {
 /// The `claude` binary (the Claude Code CLI) the tests run.
 pub fn claude() -> PathBuf {
     find("claude", "WARROOM_CLAUDE_BIN")
+}
+
+/// A binary of this workspace, e.g. `claude-warroom`, from the target folder the running
+/// test binary was built into (`target/<profile>/`). `cargo nextest run --workspace` builds
+/// every package's binaries before it runs a test.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the running test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "`{}` is missing: build it first (`cargo build --workspace`)",
+        path.display()
+    );
+    path
 }
 
 fn find(name: &str, env_var: &str) -> PathBuf {

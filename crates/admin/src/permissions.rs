@@ -9,8 +9,8 @@
 use std::fmt;
 
 use warroom_proto::names::{
-    self, DISPATCHER_REQUESTS_CONSUMER, DISPATCHER_RESULTS_CONSUMER, GATEWAY_BUCKET,
-    PUBLISHER_BUCKET, PUBLISHER_CONSUMER, REQUESTS_BUCKET, RUNNERS_BUCKET,
+    self, DISPATCHER_REQUESTS_CONSUMER, DISPATCHER_RESULTS_CONSUMER, GATEWAY_BUCKET, LEASES_BUCKET,
+    PUBLISHER_BUCKET, PUBLISHER_CONSUMER, REQUESTS_BUCKET, RUNNERS_BUCKET, TASKS_BUCKET,
 };
 use warroom_proto::{ClusterName, Stream, Subject};
 
@@ -72,10 +72,13 @@ impl Component {
                 p.publish_on(Subject::Status(any_request()));
                 p.bucket(REQUESTS_BUCKET);
                 p.bucket_reader(RUNNERS_BUCKET);
+                p.bucket(LEASES_BUCKET);
+                p.bucket(TASKS_BUCKET);
             }
             Component::Publisher => {
                 p.consumer(Stream::Events, PUBLISHER_CONSUMER, None);
                 p.bucket(PUBLISHER_BUCKET);
+                p.bucket(LEASES_BUCKET);
             }
             Component::Runner(cluster) => {
                 p.consumer(
@@ -86,6 +89,8 @@ impl Component {
                 p.publish_on(Subject::Result(any_request(), cluster.clone()));
                 p.publish_on(Subject::Event(any_request(), cluster.clone()));
                 p.heartbeat_writer(cluster);
+                // The dispatcher's records of this cluster's tasks, read before a run.
+                p.read_keys(TASKS_BUCKET, &format!("{cluster}.>"));
             }
         }
         p.subscribe.push(format!("_INBOX.{}.>", self.client_name()));
@@ -138,6 +143,15 @@ impl Permissions {
             format!("$JS.ACK.{stream}.{durable}.>"),
             Subject::DeadLetter(durable.to_owned()).to_string(),
         ]);
+    }
+
+    /// Reading the keys of `bucket` that match `keys`, one direct get at a time (the key is
+    /// in the request's subject, so nothing else of the bucket can be read). No stream info,
+    /// no watch, no listing of keys.
+    fn read_keys(&mut self, bucket: &str, keys: &str) {
+        self.publish.push(format!(
+            "$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.{keys}"
+        ));
     }
 
     /// Everything on one key-value bucket: its keys, and the JetStream API of the stream
@@ -214,9 +228,13 @@ mod tests {
                 p.publish
             );
         }
-        for forbidden in ["STREAM.CREATE", "prod"] {
+        // Of the key-value buckets, only its own tasks' records (checked below).
+        for forbidden in ["STREAM.CREATE", "KV_", "prod"] {
             assert!(
-                !p.publish.iter().any(|s| s.contains(forbidden)),
+                !p.publish
+                    .iter()
+                    .filter(|s| !s.contains(TASKS_BUCKET))
+                    .any(|s| s.contains(forbidden)),
                 "{forbidden} in {:?}",
                 p.publish
             );
@@ -234,6 +252,16 @@ mod tests {
             p.publish
         );
         assert_eq!(p.subscribe, vec!["_INBOX.warroom-runner-hub.>".to_owned()]);
+        // Its own tasks' records, by direct get, and nothing else of that bucket.
+        let records: Vec<&String> = p
+            .publish
+            .iter()
+            .filter(|s| s.contains(TASKS_BUCKET))
+            .collect();
+        assert_eq!(
+            records,
+            [&"$JS.API.DIRECT.GET.KV_warroom-tasks.$KV.warroom-tasks.hub.>".to_owned()]
+        );
     }
 
     #[test]

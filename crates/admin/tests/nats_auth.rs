@@ -369,6 +369,59 @@ async fn a_runner_only_reaches_its_own_cluster() {
         "hub's runner read the runners bucket"
     );
     violation(&mut errors, &read).await;
+    // The dispatcher's task records: a runner reads its own cluster's, and no other's.
+    let records = dispatcher
+        .bucket(names::TASKS_BUCKET, 1)
+        .await
+        .expect("the dispatcher opens the task records");
+    let record = warroom_proto::TaskRecord {
+        phase: warroom_proto::ClusterPhase::Completed,
+        attempts: 1,
+        updated_at: warroom_proto::now(),
+    };
+    for c in ["hub", "prod-1"] {
+        records
+            .put(
+                names::task_record_key(&cluster(c), &request("r1")),
+                serde_json::to_vec(&record).expect("encodes").into(),
+            )
+            .await
+            .expect("the dispatcher writes a task record");
+    }
+    let hub_bus = Bus::connect(&locked.connection("runner-hub"), "warroom-runner-hub")
+        .await
+        .expect("hub's runner connects");
+    let own: Option<warroom_proto::TaskRecord> = hub_bus
+        .read_key(
+            names::TASKS_BUCKET,
+            &names::task_record_key(&cluster("hub"), &request("r1")),
+        )
+        .await
+        .expect("hub's runner reads its own task's record");
+    assert_eq!(own, Some(record));
+    let missing: Option<warroom_proto::TaskRecord> = hub_bus
+        .read_key(
+            names::TASKS_BUCKET,
+            &names::task_record_key(&cluster("hub"), &request("r2")),
+        )
+        .await
+        .expect("a record not written yet is no error");
+    assert_eq!(missing, None);
+    let theirs = format!(
+        "$JS.API.DIRECT.GET.KV_{0}.$KV.{0}.{1}",
+        names::TASKS_BUCKET,
+        names::task_record_key(&cluster("prod-1"), &request("r1"))
+    );
+    let got = tokio::time::timeout(DENIED_TIMEOUT, hub.request(theirs.clone(), "".into())).await;
+    assert!(
+        !matches!(got, Ok(Ok(ref m)) if !m.payload.is_empty()),
+        "hub's runner read prod-1's task record"
+    );
+    violation(&mut errors, &theirs).await;
+    assert!(
+        js.get_key_value(names::TASKS_BUCKET).await.is_err(),
+        "hub's runner opened the task records as a bucket"
+    );
 }
 
 /// A runner's consumer on its cluster's tasks, as `warroom-runner` creates it.

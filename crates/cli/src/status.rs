@@ -80,6 +80,28 @@ fn render(status: &RequestStatus, dir: &str, rev: &str, now: Timestamp) -> Strin
         status.revision
     );
     let _ = writeln!(out, "results   {dir}/ on {rev}");
+    match &status.verification {
+        Some(v) if v.verified => {
+            let _ = writeln!(out, "verified  yes, signed by {}", v.signed_by.join(", "));
+        }
+        Some(_) => {
+            let _ = writeln!(
+                out,
+                "verified  NO: the gateway runs without a policy; nobody checked who wrote this request"
+            );
+        }
+        None => {}
+    }
+    for notice in &status.notices {
+        // The message names a file whose name anyone who can push chooses: no control
+        // characters reach the terminal.
+        let message: String = notice
+            .message
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        let _ = writeln!(out, "notice    {}: {message}", notice.kind.as_str());
+    }
     if let Some(error) = &status.error {
         let _ = writeln!(out, "error     {error}");
     }
@@ -209,6 +231,8 @@ mod tests {
             results_dir: "results/r1".parse().unwrap(),
             revision: 7,
             updated_at: datetime!(2026-01-15 14:30:00 UTC),
+            verification: None,
+            notices: Vec::new(),
         };
         let text = render(
             &status,
@@ -250,6 +274,8 @@ mod tests {
             results_dir: "results/r1".parse().unwrap(),
             revision: 2,
             updated_at: datetime!(2026-01-15 14:30:00 UTC),
+            verification: None,
+            notices: Vec::new(),
         };
         let text = render(
             &status,
@@ -261,6 +287,49 @@ mod tests {
             text.contains("prod-cluster-1  hosted  dispatched (queued #2)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn render_says_who_signed_and_lists_notices_without_control_characters() {
+        let mut status = RequestStatus {
+            id: "r1".parse().unwrap(),
+            phase: RequestPhase::Completed,
+            clusters: BTreeMap::new(),
+            error: None,
+            errors: Vec::new(),
+            mode: None,
+            engineer: None,
+            results_dir: "results/r1".parse().unwrap(),
+            revision: 3,
+            updated_at: datetime!(2026-01-15 14:30:00 UTC),
+            verification: Some(warroom_proto::Verification {
+                verified: true,
+                signed_by: vec!["SHA256:abc".to_owned()],
+            }),
+            notices: vec![warroom_proto::Notice {
+                kind: warroom_proto::NoticeKind::ChangedAfterAcceptance,
+                file: "requests/pending/r1.yaml".to_owned(),
+                version: "v2".to_owned(),
+                commit: "c2".to_owned(),
+                at: datetime!(2026-01-15 14:31:00 UTC),
+                message: "requests/pending/r1\u{1b}[2J.yaml was changed".to_owned(),
+            }],
+        };
+        let now = datetime!(2026-01-15 14:33:10 UTC);
+        let text = render(&status, "results/r1", "origin/main", now);
+        assert!(
+            text.contains("verified  yes, signed by SHA256:abc"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "notice    changed_after_acceptance: requests/pending/r1?[2J.yaml was changed"
+            ),
+            "{text}"
+        );
+        status.verification = Some(warroom_proto::Verification::unverified());
+        let text = render(&status, "results/r1", "origin/main", now);
+        assert!(text.contains("verified  NO"), "{text}");
     }
 
     #[test]

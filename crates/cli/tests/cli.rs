@@ -131,6 +131,8 @@ fn status(
         results_dir: dir.parse().expect("a valid results folder"),
         revision: 3,
         updated_at: warroom_proto::now(),
+        verification: None,
+        notices: Vec::new(),
     }
 }
 

@@ -24,10 +24,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::stream;
+use async_nats::jetstream::{kv, stream};
+use futures::{StreamExt as _, TryStreamExt as _};
 use tracing::{debug, error, info, instrument, warn};
 use warroom_proto::{
-    AcceptedRequest, ClusterName, RequestId, RunnerReport, Subject, Timestamp, names,
+    AcceptedRequest, ClusterName, GatewayMessage, RequestId, RequestNotice, RunnerReport, Subject,
+    Timestamp, names,
 };
 use warroom_runtime::{Bus, Delivery, Metrics};
 
@@ -39,6 +41,9 @@ use crate::{Error, Result};
 /// A guard against a livelock in [`Engine::drive`]: no request needs this many steps at once
 /// (a 32-cluster request that expires entirely needs 64).
 const MAX_STEPS: usize = 256;
+
+/// How many task publishes of one dispatch are in flight at once.
+const TASKS_IN_FLIGHT: usize = 64;
 
 /// How long a message whose handling failed for a passing reason (NATS unavailable, a write
 /// conflict storm) waits before its first redelivery; each further one waits twice as long,
@@ -54,8 +59,10 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 /// `warroom_dispatcher_<name>_total`. `dead_letters` (alerted on, see `deploy/METRICS.md`)
 /// is counted by the consumers themselves ([`warroom_runtime::Consumer::with_metrics`]):
 /// the messages this dispatcher set aside and the payloads that did not even decode.
-const COUNTERS: [&str; 10] = [
+const COUNTERS: [&str; 12] = [
     "requests_accepted",
+    "requests_over_limit",
+    "notices",
     "requests_finished",
     "tasks_published",
     "statuses_published",
@@ -82,6 +89,8 @@ const OLDEST_ACTIVE_AGE: &str = "oldest_active_request_age_seconds";
 pub struct Engine {
     bus: Bus,
     store: Store,
+    /// The per-task records runners check before running a task (`crate::attempts`).
+    records: kv::Store,
     tasks: stream::Stream,
     /// The results stream, to see whether runner reports wait for this dispatcher's
     /// consumer, delivered or not.
@@ -99,12 +108,20 @@ pub struct Engine {
     queues: Queues,
 }
 
+/// The streams the engine reads besides its consumers: the tasks stream (to take expired
+/// tasks back) and the results stream (to see whether reports wait).
+#[derive(Debug)]
+pub struct Streams {
+    pub tasks: stream::Stream,
+    pub results: stream::Stream,
+}
+
 impl Engine {
     pub fn new(
         bus: Bus,
         store: Store,
-        tasks: stream::Stream,
-        results: stream::Stream,
+        records: kv::Store,
+        Streams { tasks, results }: Streams,
         timeouts: Timeouts,
         metrics: Metrics,
         liveness: Arc<Mutex<Liveness>>,
@@ -118,6 +135,7 @@ impl Engine {
         Engine {
             bus,
             store,
+            records,
             tasks,
             results,
             timeouts,
@@ -148,9 +166,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Handles one accepted request and settles its delivery.
-    pub async fn on_request(&mut self, delivery: Delivery<AcceptedRequest>) {
-        let outcome = self.accept(delivery.message.clone()).await;
+    /// Handles one message of the gateway (an accepted request or a notice about one) and
+    /// settles its delivery.
+    pub async fn on_request(&mut self, delivery: Delivery<GatewayMessage>) {
+        let outcome = match &delivery.message {
+            GatewayMessage::Accepted(request) => self.accept((**request).clone()).await,
+            GatewayMessage::Notice(notice) => self.notice(notice).await,
+        };
         self.settle(&delivery, outcome).await;
     }
 
@@ -187,7 +209,16 @@ impl Engine {
     #[instrument(skip_all, fields(request = %request.id))]
     async fn accept(&mut self, request: AcceptedRequest) -> Result<()> {
         let id = request.id.clone();
-        let state = RequestState::new(request, warroom_proto::now());
+        let limit = request.max_active_requests;
+        let mut state = RequestState::new(request, warroom_proto::now());
+        if let Some(limit) = limit {
+            let active = self.active_of(state.engineer(), &id).await?;
+            if active >= limit as usize {
+                self.metrics.inc("requests_over_limit");
+                warn!(engineer = %state.engineer(), active, limit, "refusing a request: the engineer is at their limit of active requests");
+                state.refuse_over_limit(active, limit);
+            }
+        }
         if self.store.create(&state).await? {
             self.metrics.inc("requests_accepted");
             info!(clusters = state.clusters.len(), mode = ?state.mode, "request accepted");
@@ -196,6 +227,43 @@ impl Engine {
             info!("request already known; resuming from its stored state");
         }
         self.drive(&id, false).await
+    }
+
+    /// How many requests of `engineer` other than `except` are in flight (not final).
+    async fn active_of(&self, engineer: &str, except: &RequestId) -> Result<usize> {
+        let mut count = 0;
+        for id in self.active.keys().filter(|id| *id != except) {
+            if let Some((state, _)) = self.store.load(id).await?
+                && !state.phase.is_final()
+                && state.engineer() == engineer
+            {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Records a notice of the gateway in its request's status. A notice for a request this
+    /// dispatcher does not know (yet) is retried: the request it follows may still be on its
+    /// way.
+    #[instrument(skip_all, fields(request = %notice.id))]
+    async fn notice(&mut self, notice: &RequestNotice) -> Result<()> {
+        let now = warroom_proto::now();
+        let modified = self
+            .store
+            .modify(&notice.id, |state| {
+                state.add_notice(notice.notice.clone(), now)
+            })
+            .await?;
+        match modified {
+            Modified::Missing => Err(Error::UnknownRequest(notice.id.clone())),
+            Modified::Changed(_) => {
+                self.metrics.inc("notices");
+                info!(kind = ?notice.notice.kind, file = %notice.notice.file, "notice added to the request's status");
+                self.drive(&notice.id, false).await
+            }
+            Modified::Unchanged(_) => Ok(()),
+        }
     }
 
     /// Applies a runner's report to its request, then drives the request.
@@ -208,9 +276,12 @@ impl Engine {
             .store
             .modify(id, |state| {
                 applied = match report {
-                    RunnerReport::Started { runner, at, .. } => {
-                        state.on_started(cluster, runner, *at, now)
-                    }
+                    RunnerReport::Started {
+                        runner,
+                        at,
+                        attempt,
+                        ..
+                    } => state.on_started(cluster, runner, *at, *attempt, now),
                     RunnerReport::Finished(result) => state.on_finished(result, now),
                 };
                 applied == Applied::Changed
@@ -352,6 +423,9 @@ impl Engine {
 
     /// Publishes the current revision's snapshot and records that it went out.
     async fn publish_status(&mut self, mut state: RequestState, revision: u64) -> Result<()> {
+        // Records first: once a final status is out, a redelivered task finds its cluster
+        // final and is not run again.
+        crate::attempts::sync_records(&self.records, &mut state, warroom_proto::now()).await;
         let snapshot = state.snapshot();
         let id = state.id().clone();
         let dedup = format!("{id}-{}", state.revision);
@@ -381,21 +455,34 @@ impl Engine {
         due: &[usize],
         now: warroom_proto::Timestamp,
     ) -> Result<()> {
-        let mut queued = Vec::with_capacity(due.len());
-        let mut placed = Vec::with_capacity(due.len());
-        for &index in due {
-            let Some(task) = state.task_for(index) else {
-                continue;
-            };
-            let cluster = task.cluster.name.clone();
-            let dedup = format!("{}-{cluster}", state.id());
-            let ack = self
-                .bus
-                .publish(&Subject::Task(cluster.clone()), Some(&dedup), &task)
-                .await?;
+        let tasks: Vec<(usize, warroom_proto::Task)> = due
+            .iter()
+            .filter_map(|&index| Some((index, state.task_for(index)?)))
+            .collect();
+        // The publishes of a wide parallel request are pipelined, their acknowledgements
+        // awaited together, [`TASKS_IN_FLIGHT`] at a time.
+        let bus = &self.bus;
+        let publishes: Vec<_> = tasks
+            .iter()
+            .map(|(index, task)| async move {
+                let cluster = &task.cluster.name;
+                let dedup = format!("{}-{cluster}", task.request_id);
+                let ack = bus
+                    .publish(&Subject::Task(cluster.clone()), Some(&dedup), task)
+                    .await?;
+                Ok::<_, Error>((*index, task, ack))
+            })
+            .collect();
+        let acks: Vec<_> = futures::stream::iter(publishes)
+            .buffered(TASKS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut queued = Vec::with_capacity(acks.len());
+        let mut placed = Vec::with_capacity(acks.len());
+        for (index, task, ack) in acks {
             self.metrics.inc("tasks_published");
-            let position = self.queues.position(&cluster, ack.sequence);
-            info!(request = %state.id(), cluster = %cluster, sequence = ack.sequence, duplicate = ack.duplicate, position, prior_findings = task.prior_findings.len(), "task published");
+            let position = self.queues.position(&task.cluster.name, ack.sequence);
+            info!(request = %state.id(), cluster = %task.cluster.name, sequence = ack.sequence, duplicate = ack.duplicate, position, prior_findings = task.prior_findings.len(), "task published");
             queued.push((index, Some(ack.sequence)));
             placed.push((index, position));
         }

@@ -14,6 +14,7 @@
 //! Cancellation is not implemented yet: the `cancelled` phases exist in the contract and are
 //! handled when a runner reports them, but nothing asks for a cancellation.
 
+mod attempts;
 mod config;
 mod engine;
 mod liveness;
@@ -26,10 +27,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tracing::{info, warn};
-use warroom_proto::{AcceptedRequest, Inbound, RunnerReport, Stream, names};
+use warroom_proto::{GatewayMessage, Inbound, RunnerReport, Stream, names};
 use warroom_runtime::bus::PullError;
 use warroom_runtime::shutdown::CancellationToken;
-use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, Health};
+use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, Health, lease};
 
 pub use config::Config;
 use engine::Engine;
@@ -67,8 +68,14 @@ const MAX_DELIVER: i64 = 20;
 /// deleted), so a persistent failure is not a busy loop.
 const PULL_RETRY: Duration = Duration::from_secs(1);
 
+/// How long a task's record is kept: as long as the streams keep their messages.
+const TASK_RECORDS_KEPT: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
 /// How many versions of a request's state the bucket keeps, for looking back when debugging.
 const BUCKET_HISTORY: i64 = 5;
+
+/// The gauge `warroom_dispatcher_active`: 1 while this replica holds the lease and works.
+const ACTIVE: &str = "active";
 
 /// Everything that can go wrong in the dispatcher.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +106,10 @@ pub enum Error {
     },
     #[error("request {id} kept changing while the dispatcher worked on it ({attempts} attempts)")]
     Contention { id: String, attempts: u32 },
+    /// A notice about a request with no stored state: retried, since the request itself
+    /// may still be on its way, then dead-lettered.
+    #[error("a notice names request {0}, which this dispatcher has no state for")]
+    UnknownRequest(warroom_proto::RequestId),
 }
 
 impl Error {
@@ -121,7 +132,11 @@ pub async fn run(
 /// [`run`], reporting readiness and metrics into `health` (exported as
 /// `warroom_dispatcher_<what>_total` for the counters, `warroom_dispatcher_requests_active`
 /// and `warroom_dispatcher_oldest_active_request_age_seconds` for the requests in flight,
-/// `warroom_dispatcher_runner_last_heartbeat_timestamp_seconds{cluster}` for the runners).
+/// `warroom_dispatcher_runner_last_heartbeat_timestamp_seconds{cluster}` for the runners,
+/// `warroom_dispatcher_active` 1 while this replica holds the lease).
+///
+/// One replica works at a time: it holds the `dispatcher` lease ([`lease`]); the others
+/// stand by and take over when it stops, dies or loses the lease.
 pub async fn run_with_health(
     config: Config,
     health: Health,
@@ -133,16 +148,45 @@ pub async fn run_with_health(
         config.common.health_addr,
         shutdown.clone().cancelled_owned(),
     );
+    health.metrics.set(ACTIVE, 0);
 
     // Connecting retries until NATS is up; shutdown must still be able to end that wait.
-    let (bus, mut engine, requests, results) = tokio::select! {
-        ready = setup(&config, &health, &shutdown) => ready?,
+    let connection = config.common.connection();
+    let bus = tokio::select! {
+        bus = Bus::connect(&connection, "warroom-dispatcher") => bus?,
         () = shutdown.cancelled() => {
             info!("shutdown before the dispatcher was connected");
             return Ok(());
         }
     };
     health.set_ready(true);
+    let spec = config.common.lease(names::DISPATCHER_LEASE);
+    while let Some(held) = lease::acquire(&bus, spec.clone(), &shutdown).await? {
+        health.metrics.set(ACTIVE, 1);
+        let outcome = lead(&config, &health, &bus, held.token()).await;
+        health.metrics.set(ACTIVE, 0);
+        let lost = held.is_lost() && !shutdown.is_cancelled();
+        held.release().await;
+        outcome?;
+        if !lost {
+            break;
+        }
+        warn!("this dispatcher lost its lease; standing by");
+    }
+    health.set_ready(false);
+    // The acks of the last messages handled must reach the server, or they are redelivered.
+    bus.flush(FLUSH_TIMEOUT).await;
+    bus.close(CLOSE_TIMEOUT).await;
+    info!("dispatcher stopped");
+    Ok(())
+}
+
+/// The active replica's work, until `stop` (shutdown, or the lease lost).
+async fn lead(config: &Config, health: &Health, bus: &Bus, stop: CancellationToken) -> Result<()> {
+    let (mut engine, requests, results) = tokio::select! {
+        ready = setup(bus, config, health, &stop) => ready?,
+        () = stop.cancelled() => return Ok(()),
+    };
     info!(
         pickup_timeout = %config::human(config.pickup_timeout),
         run_grace = %config::human(config.run_grace),
@@ -152,8 +196,8 @@ pub async fn run_with_health(
 
     let (report_tx, mut reports) = mpsc::channel(1);
     let (request_tx, mut accepted) = mpsc::channel(1);
-    let report_pump = tokio::spawn(pump(results, report_tx, shutdown.clone()));
-    let request_pump = tokio::spawn(pump(requests, request_tx, shutdown.clone()));
+    let report_pump = tokio::spawn(pump(results, report_tx, stop.clone()));
+    let request_pump = tokio::spawn(pump(requests, request_tx, stop.clone()));
 
     let mut sweep = tokio::time::interval(config.sweep_interval);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -163,17 +207,16 @@ pub async fn run_with_health(
     loop {
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => break,
+            () = stop.cancelled() => break,
             Some(delivery) = reports.recv() => {
-                with_grace(&shutdown, engine.on_report(delivery)).await;
+                with_grace(&stop, engine.on_report(delivery)).await;
             }
             Some(delivery) = accepted.recv() => {
-                with_grace(&shutdown, engine.on_request(delivery)).await;
+                with_grace(&stop, engine.on_request(delivery)).await;
             }
-            _ = sweep.tick() => with_grace(&shutdown, engine.sweep()).await,
+            _ = sweep.tick() => with_grace(&stop, engine.sweep()).await,
         }
     }
-    health.set_ready(false);
     let drain = async {
         hand_back(&mut reports, report_pump).await;
         hand_back(&mut accepted, request_pump).await;
@@ -185,10 +228,7 @@ pub async fn run_with_health(
         warn!(timeout = ?HAND_BACK_TIMEOUT, "handing messages back took too long; the rest return after the ack wait");
     }
     drop(engine);
-    // The acks of the last messages handled must reach the server, or they are redelivered.
     bus.flush(FLUSH_TIMEOUT).await;
-    bus.close(CLOSE_TIMEOUT).await;
-    info!("dispatcher stopped");
     Ok(())
 }
 
@@ -249,17 +289,21 @@ async fn hand_back<T: Inbound>(
 /// Connects, opens the buckets and the consumers, starts following the runners' heartbeats,
 /// and loads the requests in flight.
 async fn setup(
+    bus: &Bus,
     config: &Config,
     health: &Health,
-    shutdown: &CancellationToken,
-) -> Result<(
-    Bus,
-    Engine,
-    Consumer<AcceptedRequest>,
-    Consumer<RunnerReport>,
-)> {
-    let bus = Bus::connect(&config.common.connection(), "warroom-dispatcher").await?;
+    stop: &CancellationToken,
+) -> Result<(Engine, Consumer<GatewayMessage>, Consumer<RunnerReport>)> {
     let store = Store::new(bus.bucket(names::REQUESTS_BUCKET, BUCKET_HISTORY).await?);
+    let records = bus
+        .bucket_with(async_nats::jetstream::kv::Config {
+            bucket: names::TASKS_BUCKET.to_owned(),
+            history: 1,
+            // As long as the tasks they describe can stay in the tasks stream.
+            max_age: TASK_RECORDS_KEPT,
+            ..Default::default()
+        })
+        .await?;
     let tasks = bus.stream(Stream::Tasks).await?;
     let results_stream = bus.stream(Stream::Results).await?;
     // The consumers count every message set aside, including those that do not decode.
@@ -288,8 +332,11 @@ async fn setup(
     let mut engine = Engine::new(
         bus.clone(),
         store,
-        tasks,
-        results_stream,
+        records,
+        engine::Streams {
+            tasks,
+            results: results_stream,
+        },
         timeouts,
         health.metrics.clone(),
         liveness.clone(),
@@ -299,9 +346,9 @@ async fn setup(
         runners,
         liveness,
         health.metrics.clone(),
-        shutdown.clone(),
+        stop.clone(),
     ));
-    Ok((bus, engine, requests, results))
+    Ok((engine, requests, results))
 }
 
 /// How each of the dispatcher's durable consumers is set up: every subject of its stream.

@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use warroom_proto::{
     AcceptedRequest, ClusterName, ClusterPhase, ClusterRef, ClusterReport, ClusterStatus,
-    ClusterType, CoordinationMode, Denial, Finding, Queued, RequestId, RequestPhase, RequestStatus,
-    RequestSummary, StatusUpdate, Task, TaskResult, Timestamp,
+    ClusterType, CoordinationMode, Denial, FieldError, Finding, Notice, Queued, RequestId,
+    RequestPhase, RequestStatus, RequestSummary, StatusUpdate, Task, TaskResult, Timestamp,
 };
 
 use crate::config::human;
@@ -21,8 +21,11 @@ use crate::liveness::{Outside, Presence};
 
 /// How many bytes of report text one request keeps, shared by its clusters. A status snapshot
 /// carries every finished cluster's report and must stay under NATS's default 1 MiB message
-/// limit together with everything else it holds; a longer report is cut, and says so.
-pub const REPORT_BUDGET_BYTES: usize = 640 * 1024;
+/// limit together with everything else it holds; a longer report is cut, and says so. Each
+/// cluster's error and refused tool calls get a quarter of its share each on top (see
+/// [`RequestState::on_finished`]), and its status line about 400 bytes: at 500 clusters
+/// that is about 900 KiB in all (a test checks it).
+pub const REPORT_BUDGET_BYTES: usize = 448 * 1024;
 
 /// The timeouts the dispatcher enforces.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +62,12 @@ pub struct RequestState {
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Timestamp,
+    /// What happened to the request's file after it was accepted, from the gateway.
+    #[serde(default)]
+    pub notices: Vec<Notice>,
+    /// Why the dispatcher refused the request (the engineer's limit on active requests).
+    #[serde(default)]
+    pub errors: Vec<FieldError>,
 }
 
 /// One cluster's part of a request.
@@ -94,6 +103,10 @@ pub struct ClusterState {
     pub num_turns: Option<u32>,
     #[serde(default)]
     pub permission_denials: Vec<Denial>,
+    /// Refused tool calls left out of `permission_denials` because they did not fit the
+    /// cluster's share of the status message (they are still counted in `status.json`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub permission_denials_dropped: u32,
     /// Why it failed, timed out or was cancelled.
     #[serde(default)]
     pub error: Option<String>,
@@ -104,6 +117,13 @@ pub struct ClusterState {
     /// While dispatched: the task's place among its cluster's waiting tasks (1 = next).
     #[serde(default)]
     pub queue_position: Option<u32>,
+    /// What became of the earlier run, when a runner started the task again.
+    #[serde(default)]
+    pub interrupted: Option<String>,
+    /// The phase and attempts last written to the task's record in the tasks bucket
+    /// ([`crate::attempts::sync_records`]), so each change is written once.
+    #[serde(default)]
+    pub recorded: Option<(ClusterPhase, u32)>,
 }
 
 /// What is due next for a request.
@@ -181,7 +201,44 @@ impl RequestState {
             published_revision: 0,
             created_at: now,
             updated_at: now,
+            notices: Vec::new(),
+            errors: Vec::new(),
         }
+    }
+
+    /// Refuses a new request because its engineer already has `active` requests in flight,
+    /// as many as the policy's limit or more: it ends `rejected`, and nothing is dispatched.
+    pub fn refuse_over_limit(&mut self, active: usize, limit: u32) {
+        let engineer = &self.accepted.request.metadata.engineer;
+        let reason = format!(
+            "the engineer `{engineer}` already has {active} active requests; the limit is {limit} (maxConcurrentRequests): push it again under a new id once one of them has finished"
+        );
+        self.phase = RequestPhase::Rejected;
+        self.errors = vec![FieldError {
+            field: "metadata.engineer".to_owned(),
+            message: format!("too_many_requests: {reason}"),
+        }];
+        self.error = Some(reason);
+    }
+
+    /// Adds a notice from the gateway, once per file and version; `false` when it was
+    /// already there.
+    pub fn add_notice(&mut self, notice: Notice, now: Timestamp) -> bool {
+        if self
+            .notices
+            .iter()
+            .any(|n| n.version == notice.version && n.file == notice.file)
+        {
+            return false;
+        }
+        self.notices.push(notice);
+        self.transition(now);
+        true
+    }
+
+    /// The engineer named in the request.
+    pub fn engineer(&self) -> &str {
+        &self.accepted.request.metadata.engineer
     }
 
     pub fn id(&self) -> &RequestId {
@@ -402,12 +459,14 @@ impl RequestState {
         changed
     }
 
-    /// A runner started (or restarted) a cluster's task.
+    /// A runner started (or restarted) a cluster's task; `attempt` is the run's number as
+    /// the runner saw it (JetStream's delivery count), 0 from a runner that does not say.
     pub fn on_started(
         &mut self,
         cluster: &ClusterName,
         runner: &str,
         at: Timestamp,
+        attempt: u32,
         now: Timestamp,
     ) -> Applied {
         let Some(state) = self.clusters.iter_mut().find(|c| c.name == *cluster) else {
@@ -422,10 +481,17 @@ impl RequestState {
         {
             return Applied::Unchanged;
         }
+        // A late `started` of an attempt that a later one already superseded changes nothing.
+        if attempt != 0 && attempt < state.attempts {
+            return Applied::Unchanged;
+        }
+        if state.phase == ClusterPhase::Running {
+            state.interrupted = Some(crate::attempts::interrupted(state));
+        }
         // A task that is still `pending` here was queued by a dispatcher that crashed before
         // it recorded the dispatch; the runner has it, so it counts as started all the same.
         state.phase = ClusterPhase::Running;
-        state.attempts += 1;
+        state.attempts = crate::attempts::next(state.attempts, attempt);
         state.runner = Some(runner.to_owned());
         state.started_at = Some(at);
         state.running_since = Some(now);
@@ -448,9 +514,13 @@ impl RequestState {
         state.finished_at = Some(result.finished_at);
         state.cost_usd = Some(result.cost_usd);
         state.num_turns = Some(result.num_turns);
-        state.permission_denials = result.permission_denials.clone();
+        // The refused calls and the error share the cluster's budget with its report, so a
+        // request at the cluster limit still fits one message.
+        let (kept, dropped) = within_budget(&result.permission_denials, budget / 4);
+        state.permission_denials = kept;
+        state.permission_denials_dropped = dropped;
         state.error = match (&result.error, phase) {
-            (Some(error), _) => Some(error.clone()),
+            (Some(error), _) => Some(truncate(error, budget / 4)),
             (None, ClusterPhase::Completed) => None,
             (None, phase) => Some(format!("ended {phase} without giving a reason")),
         };
@@ -565,9 +635,12 @@ impl RequestState {
 
     /// The full snapshot published for the current revision.
     pub fn snapshot(&self) -> StatusUpdate {
+        // A request the dispatcher refused never reached its clusters.
+        let refused = self.phase == RequestPhase::Rejected;
         let clusters = self
             .clusters
             .iter()
+            .filter(|_| !refused)
             .map(|c| (c.name.clone(), c.status()))
             .collect();
         let reports = self
@@ -591,12 +664,14 @@ impl RequestState {
                 phase: self.phase,
                 clusters,
                 error: self.error.clone(),
-                errors: Vec::new(),
+                errors: self.errors.clone(),
                 mode: self.mode,
                 engineer: Some(self.accepted.request.metadata.engineer.clone()),
                 results_dir: self.accepted.results_dir.clone(),
                 revision: self.revision,
                 updated_at: self.updated_at,
+                verification: self.accepted.verification.clone(),
+                notices: self.notices.clone(),
             },
             request: Some(RequestSummary::of(&self.accepted.request)),
             reports,
@@ -620,9 +695,12 @@ impl ClusterState {
             cost_usd: None,
             num_turns: None,
             permission_denials: Vec::new(),
+            permission_denials_dropped: 0,
             error: None,
             final_text: None,
             queue_position: None,
+            interrupted: None,
+            recorded: None,
         }
     }
 
@@ -640,7 +718,9 @@ impl ClusterState {
             duration_secs,
             cost_usd: self.cost_usd,
             num_turns: self.num_turns,
-            permission_denials: u32::try_from(self.permission_denials.len()).unwrap_or(u32::MAX),
+            permission_denials: u32::try_from(self.permission_denials.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(self.permission_denials_dropped),
             error: self.error.clone(),
             report: self
                 .final_text
@@ -652,6 +732,8 @@ impl ClusterState {
                 }
                 _ => None,
             },
+            attempts: self.attempts,
+            interrupted: self.interrupted.clone(),
         }
     }
 
@@ -718,6 +800,26 @@ fn rfc3339(at: Timestamp) -> String {
 fn elapsed(since: Option<Timestamp>, now: Timestamp) -> Option<Duration> {
     let since = since?;
     Some(Duration::try_from(now - since).unwrap_or(Duration::ZERO))
+}
+
+/// The first of `denials` whose JSON fits in `limit` bytes, and how many were left out.
+fn within_budget(denials: &[Denial], limit: usize) -> (Vec<Denial>, u32) {
+    let mut used: usize = 0;
+    let kept: Vec<Denial> = denials
+        .iter()
+        .take_while(|denial| {
+            used = used
+                .saturating_add(serde_json::to_vec(denial).map_or(usize::MAX, |json| json.len()));
+            used <= limit
+        })
+        .cloned()
+        .collect();
+    let dropped = u32::try_from(denials.len() - kept.len()).unwrap_or(u32::MAX);
+    (kept, dropped)
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// `text` cut to at most about `limit` bytes (on a character boundary), with a note saying so.
@@ -815,6 +917,8 @@ pub(crate) mod tests {
                     output: None,
                 },
             },
+            verification: None,
+            max_active_requests: None,
         };
         let mut state = RequestState::new(accepted, at(0));
         state.published_revision = state.revision;
@@ -833,6 +937,7 @@ pub(crate) mod tests {
             permission_denials: Vec::new(),
             started_at: at(10),
             finished_at: at(70),
+            attempt: 1,
         }
     }
 
@@ -956,7 +1061,7 @@ pub(crate) mod tests {
                 .all(|c| c.phase == ClusterPhase::Dispatched)
         );
         assert_eq!(
-            state.on_started(&name("hub"), "r-0", at(10), at(10)),
+            state.on_started(&name("hub"), "r-0", at(10), 0, at(10)),
             Applied::Changed
         );
         assert_eq!(state.phase, RequestPhase::Running);
@@ -978,7 +1083,7 @@ pub(crate) mod tests {
         // A late or repeated result changes nothing.
         assert_eq!(state.on_finished(&done, at(90)), Applied::AlreadyFinal);
         assert_eq!(
-            state.on_started(&name("nope"), "r-0", at(10), at(90)),
+            state.on_started(&name("nope"), "r-0", at(10), 0, at(90)),
             Applied::UnknownCluster
         );
         let snapshot = state.snapshot();
@@ -1042,7 +1147,7 @@ pub(crate) mod tests {
     fn pickup_and_run_timeouts_end_clusters_with_reasons() {
         let mut state = request(&["hub", "a"], Some(CoordinationMode::Parallel));
         settle(&mut state, at(0));
-        state.on_started(&name("a"), "r-0", at(5), at(5));
+        state.on_started(&name("a"), "r-0", at(5), 0, at(5));
         assert_eq!(settle(&mut state, at(424)), [Step::PublishStatus]);
         // 300 s request timeout + 120 s grace, counted from when the start was learned.
         settle(&mut state, at(5 + 420));
@@ -1171,7 +1276,7 @@ pub(crate) mod tests {
         assert_eq!(state.revision, 3);
         assert_eq!(settle_in(&mut state, at(61), &next), []);
         // Once started, it is no longer queued.
-        state.on_started(&name("hub"), "r-0", at(70), at(70));
+        state.on_started(&name("hub"), "r-0", at(70), 1, at(70));
         assert_eq!(state.clusters[0].queue_position, None);
         assert_eq!(state.snapshot().status.clusters["hub"].queued, None);
         assert_eq!(
@@ -1185,18 +1290,58 @@ pub(crate) mod tests {
         let mut state = request(&["hub"], None);
         settle(&mut state, at(0));
         assert_eq!(
-            state.on_started(&name("hub"), "r-0", at(5), at(5)),
+            state.on_started(&name("hub"), "r-0", at(5), 0, at(5)),
             Applied::Changed
         );
         assert_eq!(
-            state.on_started(&name("hub"), "r-0", at(5), at(6)),
+            state.on_started(&name("hub"), "r-0", at(5), 0, at(6)),
             Applied::Unchanged
         );
         assert_eq!(
-            state.on_started(&name("hub"), "r-1", at(50), at(50)),
+            state.on_started(&name("hub"), "r-1", at(50), 0, at(50)),
             Applied::Changed
         );
         assert_eq!(state.clusters[0].attempts, 2);
+        // The second start says what became of the first, for the status and the report.
+        let status = &state.snapshot().status.clusters[&name("hub")];
+        assert_eq!(status.attempts, 2);
+        let interrupted = status.interrupted.as_deref().unwrap_or_default();
+        assert!(
+            interrupted.starts_with("attempt 1 on runner r-0")
+                && interrupted.contains("without a result"),
+            "{interrupted}"
+        );
+    }
+
+    #[test]
+    fn numbered_attempts_count_once_and_a_stale_start_is_ignored() {
+        let mut state = request(&["hub"], None);
+        settle(&mut state, at(0));
+        assert_eq!(
+            state.on_started(&name("hub"), "r-0", at(5), 1, at(5)),
+            Applied::Changed
+        );
+        assert_eq!(
+            state.on_started(&name("hub"), "r-1", at(50), 2, at(50)),
+            Applied::Changed
+        );
+        assert_eq!(state.clusters[0].attempts, 2);
+        // Attempt 1's start, buffered through an outage, arrives late: it changes nothing.
+        assert_eq!(
+            state.on_started(&name("hub"), "r-0", at(6), 1, at(60)),
+            Applied::Unchanged
+        );
+        assert_eq!(state.clusters[0].runner.as_deref(), Some("r-1"));
+        assert_eq!(
+            state.on_finished(&result("hub", Outcome::Completed, None, "done"), at(80)),
+            Applied::Changed
+        );
+        // A second final result, from either attempt, is ignored.
+        assert_eq!(
+            state.on_finished(&result("hub", Outcome::Failed, Some("late"), ""), at(90)),
+            Applied::AlreadyFinal
+        );
+        assert_eq!(state.clusters[0].phase, ClusterPhase::Completed);
     }
 
     #[test]
@@ -1239,11 +1384,113 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_request_at_the_cluster_limit_fits_one_nats_message() {
+        // NATS's default max_payload; the snapshot and the KV record must each fit in it.
+        const MAX_PAYLOAD: usize = 1024 * 1024;
+        let names: Vec<String> = (0..warroom_proto::validate::MAX_CLUSTERS)
+            .map(|n| format!("hosted-cluster-with-a-long-name-{n:03}"))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut state = request(&names, Some(CoordinationMode::Parallel));
+        settle(&mut state, at(0));
+        let long = "the etcd leader changed twice in the last hour. ".repeat(200);
+        let reason = "the agent ended with an error: ".repeat(8);
+        for (n, cluster) in names.iter().enumerate() {
+            let (outcome, error) = if n % 2 == 0 {
+                (Outcome::Completed, None)
+            } else {
+                (Outcome::Failed, Some(reason.as_str()))
+            };
+            let mut result = result(cluster, outcome, error, &long);
+            result.permission_denials = (0..3)
+                .map(|i| Denial {
+                    tool: "Bash".to_owned(),
+                    tool_use_id: format!("toolu_{n}_{i}"),
+                    input: serde_json::json!({"command": "kubectl get secrets -A -o yaml"}),
+                })
+                .collect();
+            state.on_started(&name(cluster), "runner-1", at(5), 1, at(5));
+            assert_eq!(state.on_finished(&result, at(60)), Applied::Changed);
+        }
+        settle(&mut state, at(60));
+        assert!(state.phase.is_final(), "{:?}", state.phase);
+        let snapshot = serde_json::to_vec(&state.snapshot()).expect("encode the snapshot");
+        let record = serde_json::to_vec(&state).expect("encode the state");
+        assert!(
+            snapshot.len() < MAX_PAYLOAD,
+            "snapshot of {} bytes",
+            snapshot.len()
+        );
+        assert!(
+            record.len() < MAX_PAYLOAD,
+            "state record of {} bytes",
+            record.len()
+        );
+        // Refused calls left out of the message are still counted.
+        let status = state.snapshot().status;
+        assert!(status.clusters.values().all(|c| c.permission_denials == 3));
+    }
+
+    #[test]
     fn the_state_survives_a_round_trip_through_json() {
         let mut state = request(&["hub"], None);
         settle(&mut state, at(0));
         let json = serde_json::to_vec(&state).expect("encode");
         let back: RequestState = serde_json::from_slice(&json).expect("decode");
         assert_eq!(back, state);
+    }
+
+    #[test]
+    fn a_request_over_its_engineers_limit_is_rejected_and_never_dispatched() {
+        let mut state = request(&["hub", "hosted-1"], Some(CoordinationMode::Parallel));
+        state.published_revision = 0;
+        state.refuse_over_limit(2, 2);
+        assert_eq!(state.phase, RequestPhase::Rejected);
+        let steps = settle(&mut state, at(1));
+        assert_eq!(steps, vec![Step::PublishStatus], "only its status goes out");
+        let snapshot = state.snapshot();
+        assert!(snapshot.status.clusters.is_empty(), "{snapshot:?}");
+        assert_eq!(snapshot.status.errors.len(), 1);
+        assert_eq!(snapshot.status.errors[0].field, "metadata.engineer");
+        assert!(
+            snapshot.status.errors[0]
+                .message
+                .starts_with("too_many_requests: the engineer `ada` already has 2 active requests; the limit is 2"),
+            "{:?}",
+            snapshot.status.errors
+        );
+        assert!(!state.is_active());
+    }
+
+    #[test]
+    fn a_notice_is_added_once_and_published_even_after_the_request_finished() {
+        let mut state = request(&["hub"], None);
+        state.phase = RequestPhase::Completed;
+        let notice = warroom_proto::Notice {
+            kind: warroom_proto::NoticeKind::ChangedAfterAcceptance,
+            file: "requests/pending/r1.yaml".to_owned(),
+            version: "v2".to_owned(),
+            commit: "c2".to_owned(),
+            at: at(5),
+            message: "changed".to_owned(),
+        };
+        let revision = state.revision;
+        assert!(state.add_notice(notice.clone(), at(6)));
+        assert_eq!(state.revision, revision + 1);
+        assert!(
+            !state.add_notice(notice.clone(), at(7)),
+            "the same notice twice"
+        );
+        assert_eq!(state.revision, revision + 1);
+        assert_eq!(
+            state.phase,
+            RequestPhase::Completed,
+            "a notice changes no phase"
+        );
+        assert_eq!(
+            state.next_step(at(8), Some(TIMEOUTS), &NOBODY),
+            Some(Step::PublishStatus)
+        );
+        assert_eq!(state.snapshot().status.notices, vec![notice]);
     }
 }

@@ -18,8 +18,8 @@ use warroom_proto::names;
 use warroom_proto::{
     AcceptedRequest, ClusterName, ClusterPhase, ClusterRef, ClusterType, Coordination,
     CoordinationMode, Denial, Investigation, Issue, Metadata, Outcome, RequestId, RequestPhase,
-    RequestSpec, ResultsDir, RunnerReport, StatusUpdate, Stream, Subject, Task, TaskResult, Tool,
-    TroubleshootingRequest,
+    RequestSpec, ResultsDir, RunnerReport, StatusUpdate, Stream, Subject, Task, TaskRecord,
+    TaskResult, Tool, TroubleshootingRequest,
 };
 use warroom_proto::{ReplicaId, RunnerHeartbeat};
 use warroom_runtime::{Bus, Connection, Health};
@@ -134,6 +134,7 @@ impl Harness {
             cluster: cluster_name(cluster),
             runner: format!("runner-{cluster}-0"),
             at: warroom_proto::now(),
+            attempt: 1,
         })
         .await;
     }
@@ -162,6 +163,7 @@ impl Harness {
             }],
             started_at: now - time::Duration::seconds(30),
             finished_at: now,
+            attempt: 1,
         }))
         .await;
     }
@@ -368,7 +370,17 @@ struct Statuses {
 impl Statuses {
     /// Reads snapshots until one satisfies `done`, and returns it.
     async fn until(&mut self, what: &str, done: impl Fn(&StatusUpdate) -> bool) -> StatusUpdate {
-        let deadline = Instant::now() + DEFAULT_TIMEOUT;
+        self.until_within(what, DEFAULT_TIMEOUT, done).await
+    }
+
+    /// [`Statuses::until`] with a deadline of its own, for the widest requests.
+    async fn until_within(
+        &mut self,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&StatusUpdate) -> bool,
+    ) -> StatusUpdate {
+        let deadline = Instant::now() + within;
         if let Some(found) = self.seen.iter().find(|s| done(s)) {
             return found.clone();
         }
@@ -475,6 +487,8 @@ fn request(id: &str, clusters: &[&str], mode: Option<CoordinationMode>) -> Accep
                 output: None,
             },
         },
+        verification: None,
+        max_active_requests: None,
     }
 }
 
@@ -1220,4 +1234,216 @@ async fn an_invalid_configuration_is_refused_before_connecting() {
     .expect("returns at once");
     let error = outcome.expect_err("refused").to_string();
     assert!(error.contains("--pickup-timeout"), "{error}");
+}
+
+/// A dispatcher replica started with `--replica-id id` and a short lease, and its health.
+fn spawn_replica(
+    server: &NatsServer,
+    id: &str,
+) -> (
+    JoinHandle<warroom_dispatcher::Result<()>>,
+    warroom_runtime::Health,
+) {
+    let config = Config::try_parse_from([
+        "warroom-dispatcher",
+        "--nats-url",
+        server.url(),
+        "--sweep-interval",
+        "100ms",
+        "--replica-id",
+        id,
+        "--lease-ttl",
+        "2s",
+    ])
+    .expect("test config parses");
+    let health = warroom_runtime::Health::new("dispatcher");
+    let handle = tokio::spawn(warroom_dispatcher::run_with_health(
+        config,
+        health.clone(),
+        std::future::pending(),
+    ));
+    (handle, health)
+}
+
+async fn wait_active(health: &warroom_runtime::Health, what: &str) {
+    let health = health.clone();
+    wait_until(what, DEFAULT_TIMEOUT, || {
+        let health = health.clone();
+        async move { health.metrics.gauge_value("active") == 1 }
+    })
+    .await;
+}
+
+/// Two replicas: one works, the other stands by; when the active one dies (its task is
+/// dropped, as a killed pod's process), the standby takes over once the lease ran out and
+/// finishes the request the first one dispatched, with nothing dispatched twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_dispatcher_takes_over_when_the_active_one_dies() {
+    let harness = Harness::without_dispatcher().await;
+    let mut statuses = harness.statuses("r-lease").await;
+    let mut runner = harness.runner("prod-1").await;
+    let (first, first_health) = spawn_replica(&harness.server, "dispatcher-a");
+    wait_active(&first_health, "the first replica holds the lease").await;
+    let (second, second_health) = spawn_replica(&harness.server, "dispatcher-b");
+
+    harness.submit(&request("r-lease", &["prod-1"], None)).await;
+    let task = runner.take().await;
+    assert_eq!(task.request_id, "r-lease");
+    statuses.phase(RequestPhase::Dispatched).await;
+    assert_eq!(first_health.metrics.get("requests_accepted"), 1);
+    assert_eq!(
+        second_health.metrics.gauge_value("active"),
+        0,
+        "the second replica stands by"
+    );
+    assert_eq!(second_health.metrics.get("requests_accepted"), 0);
+
+    first.abort();
+    assert!(first.await.is_err_and(|e| e.is_cancelled()));
+    harness.started("r-lease", "prod-1").await;
+    harness
+        .finished("r-lease", "prod-1", Outcome::Completed, "taken over", None)
+        .await;
+    wait_active(&second_health, "the second replica takes over").await;
+    let done = statuses.final_status().await;
+    assert_eq!(done.status.phase, RequestPhase::Completed);
+    assert_eq!(done.reports["prod-1"].final_text, "taken over");
+    assert_eq!(
+        harness.queued_tasks("prod-1").await,
+        0,
+        "nothing dispatched twice"
+    );
+    second.abort();
+}
+
+#[tokio::test]
+async fn a_parallel_request_at_the_cluster_limit_fans_out_and_completes() {
+    let harness = Harness::start(&[]).await;
+    let mut statuses = harness.statuses("r-wide").await;
+    let names: Vec<String> = (0..warroom_proto::validate::MAX_CLUSTERS)
+        .map(|n| format!("hosted-{n:03}"))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    harness
+        .submit(&request("r-wide", &names, Some(CoordinationMode::Parallel)))
+        .await;
+
+    // Every cluster's task is queued before any runner answered.
+    let tasks = harness
+        .js()
+        .get_stream(Stream::Tasks.name())
+        .await
+        .expect("the tasks stream");
+    wait_until("a task per cluster", DEFAULT_TIMEOUT, || {
+        let mut tasks = tasks.clone();
+        async move {
+            tasks.info().await.map(|i| i.state.messages).unwrap_or(0)
+                == warroom_proto::validate::MAX_CLUSTERS as u64
+        }
+    })
+    .await;
+    assert_eq!(harness.queued_tasks("hosted-499").await, 1);
+
+    for (n, cluster) in names.iter().enumerate() {
+        let (outcome, error) = if n % 50 == 0 {
+            (Outcome::Failed, Some("the API server did not answer"))
+        } else {
+            (Outcome::Completed, None)
+        };
+        harness
+            .finished("r-wide", cluster, outcome, "etcd is healthy", error)
+            .await;
+    }
+    // A generous deadline: counts are asserted here, not speed. Each result is one state
+    // update and one full snapshot today, about 70 ms in a debug build (docs/benchmarks.md).
+    let done = statuses
+        .until_within("the request is final", Duration::from_secs(240), |s| {
+            s.status.phase.is_final()
+        })
+        .await;
+    assert_eq!(done.status.phase, RequestPhase::Failed);
+    assert_eq!(done.status.clusters.len(), names.len());
+    assert_eq!(done.reports.len(), names.len());
+    let failed = done
+        .status
+        .clusters
+        .values()
+        .filter(|c| c.phase == ClusterPhase::Failed)
+        .count();
+    assert_eq!(failed, 10);
+}
+
+/// A run interrupted and started again: the status shows two attempts and what became of the
+/// first; the task's record says the cluster is final once its result is in, so a runner
+/// would not run a redelivered task again; a second result is ignored.
+#[tokio::test]
+async fn a_rerun_shows_as_attempt_2_and_the_record_turns_final() {
+    let mut harness = Harness::start(&[]).await;
+    let mut statuses = harness.statuses("r-rerun").await;
+    let mut runner = harness.runner("prod-1").await;
+    harness.submit(&request("r-rerun", &["prod-1"], None)).await;
+    runner.take().await;
+    for (attempt, replica) in [(1, "runner-a"), (2, "runner-b")] {
+        harness
+            .report(&RunnerReport::Started {
+                request_id: request_id("r-rerun"),
+                cluster: cluster_name("prod-1"),
+                runner: replica.to_owned(),
+                at: warroom_proto::now(),
+                attempt,
+            })
+            .await;
+    }
+    let rerun = statuses
+        .until("the second attempt", |s| {
+            s.status.clusters["prod-1"].attempts == 2
+        })
+        .await;
+    let line = &rerun.status.clusters["prod-1"];
+    assert_eq!(line.phase, ClusterPhase::Running);
+    let interrupted = line.interrupted.as_deref().unwrap_or_default();
+    assert!(
+        interrupted.starts_with("attempt 1 on runner runner-a"),
+        "{interrupted}"
+    );
+    let records = harness
+        .bus
+        .bucket(names::TASKS_BUCKET, 1)
+        .await
+        .expect("the task records");
+    let key = names::task_record_key(&cluster_name("prod-1"), &request_id("r-rerun"));
+    let record = |entry: Option<bytes::Bytes>| -> Option<TaskRecord> {
+        entry.map(|bytes| serde_json::from_slice(&bytes).expect("a task record"))
+    };
+    let running = record(records.get(&key).await.expect("read")).expect("a record");
+    assert_eq!(
+        (running.phase, running.attempts),
+        (ClusterPhase::Running, 2)
+    );
+
+    harness
+        .finished("r-rerun", "prod-1", Outcome::Completed, "second run", None)
+        .await;
+    let done = statuses.final_status().await;
+    assert_eq!(done.status.clusters["prod-1"].attempts, 2);
+    let finished = record(records.get(&key).await.expect("read")).expect("a record");
+    assert_eq!(finished.phase, ClusterPhase::Completed);
+
+    // A late result of the interrupted attempt changes nothing.
+    harness
+        .finished(
+            "r-rerun",
+            "prod-1",
+            Outcome::Failed,
+            "first run",
+            Some("late"),
+        )
+        .await;
+    harness
+        .handled(Stream::Results, names::DISPATCHER_RESULTS_CONSUMER, 4)
+        .await;
+    let last = harness.last_status("r-rerun").await;
+    assert_eq!(last.status.revision, done.status.revision);
+    assert_eq!(last.reports["prod-1"].final_text, "second run");
+    harness.stop_dispatcher().await;
 }

@@ -5,6 +5,7 @@
 //! the branch moving during a poll never mixes two states of the repository, and every path
 //! is taken literally (`--literal-pathspecs`), so a file named `*.yaml` matches only itself.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -188,27 +189,11 @@ impl Mirror {
             .collect())
     }
 
-    /// Paths of the files (blobs, not folders) directly inside `folder` at `commit`.
-    pub async fn files_in(&self, commit: &str, folder: &str) -> Result<Vec<String>> {
-        let out = self
-            .git
-            .run_bytes(&["--literal-pathspecs", "ls-tree", "-z", commit, "--", folder])
-            .await?;
-        // Each entry is `<mode> <type> <object>\t<path>`.
-        Ok(split_z(&out)
-            .into_iter()
-            .filter_map(|entry| {
-                let (meta, path) = entry.split_once('\t')?;
-                (meta.split(' ').nth(1) == Some("blob")).then(|| path.to_owned())
-            })
-            .collect())
-    }
-
-    /// The object id and size in bytes of `path` at `commit` when it is a plain file (a
-    /// blob), or `None` for anything else (a submodule, a folder) or when it does not exist.
-    /// The object id is a hash of the content: two versions of a file have the same one
+    /// The plain files (blobs) directly inside `folder` at `commit`, each with its object id
+    /// and size, in one git process. A submodule or a subfolder is not a blob and is left
+    /// out. The object id is a hash of the content: two versions of a file have the same one
     /// exactly when their bytes are the same.
-    pub async fn blob(&self, commit: &str, path: &str) -> Result<Option<Blob>> {
+    pub async fn blobs_in(&self, commit: &str, folder: &str) -> Result<HashMap<String, Blob>> {
         let out = self
             .git
             .run_bytes(&[
@@ -218,50 +203,112 @@ impl Mirror {
                 "--long",
                 commit,
                 "--",
-                path,
+                folder,
             ])
             .await?;
-        // One entry: `<mode> <type> <object> <size>\t<path>`, the size padded with spaces.
-        Ok(split_z(&out).into_iter().find_map(|entry| {
-            let (meta, _) = entry.split_once('\t')?;
-            let mut fields = meta.split_whitespace();
-            let kind = fields.nth(1)?;
-            let id = fields.next()?;
-            let size = fields.next()?.parse().ok()?;
-            (kind == "blob").then(|| Blob {
-                id: id.to_owned(),
-                size,
+        // Each entry: `<mode> <type> <object> <size>\t<path>`, the size padded with spaces.
+        Ok(split_z(&out)
+            .into_iter()
+            .filter_map(|entry| {
+                let (meta, path) = entry.split_once('\t')?;
+                let mut fields = meta.split_whitespace();
+                let kind = fields.nth(1)?;
+                let id = fields.next()?;
+                let size = fields.next()?.parse().ok()?;
+                (kind == "blob").then(|| {
+                    let blob = Blob {
+                        id: id.to_owned(),
+                        size,
+                    };
+                    (path.to_owned(), blob)
+                })
             })
-        }))
+            .collect())
     }
 
-    /// The contents of the file `path` at `commit`.
-    pub async fn read(&self, commit: &str, path: &str) -> Result<Vec<u8>> {
-        let spec = format!("{commit}:{path}");
-        Ok(self.git.run_bytes(&["cat-file", "blob", &spec]).await?)
+    /// The contents of the blobs `ids`, in one `git cat-file --batch`. An id that is not a
+    /// blob of the mirror is an error (ids come from [`Mirror::blobs_in`], so that is git
+    /// failing, not a file's content).
+    pub async fn read_blobs(&self, ids: &[&str]) -> Result<HashMap<String, Vec<u8>>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut input = Vec::with_capacity(ids.len() * 41);
+        for id in ids {
+            input.extend_from_slice(id.as_bytes());
+            input.push(b'\n');
+        }
+        let args = ["cat-file", "--batch"];
+        let out = self.git.run_with_input(&args, input).await?;
+        let malformed = |detail: String| {
+            Error::Git(warroom_runtime::git::GitError {
+                args: args.join(" "),
+                dir: self.git.dir().display().to_string(),
+                message: detail,
+            })
+        };
+        // Each answer: `<id> blob <size>\n<contents>\n`, or `<id> missing\n`.
+        let mut contents = HashMap::with_capacity(ids.len());
+        let mut rest = out.as_slice();
+        while !rest.is_empty() {
+            let end = rest
+                .iter()
+                .position(|b| *b == b'\n')
+                .ok_or_else(|| malformed("an answer without a header line".to_owned()))?;
+            let header = String::from_utf8_lossy(&rest[..end]).into_owned();
+            rest = &rest[end + 1..];
+            let fields: Vec<&str> = header.split(' ').collect();
+            let [id, "blob", size] = fields[..] else {
+                return Err(malformed(format!("unexpected answer `{header}`")));
+            };
+            let size: usize = size
+                .parse()
+                .map_err(|_| malformed(format!("unexpected size in `{header}`")))?;
+            if rest.len() < size + 1 {
+                return Err(malformed(format!("the answer for {id} is cut short")));
+            }
+            contents.insert(id.to_owned(), rest[..size].to_vec());
+            rest = &rest[size + 1..];
+        }
+        Ok(contents)
     }
 
-    /// The newest commit reachable from `head` that added `path`, if git can tell.
-    pub async fn adding_commit(&self, head: &str, path: &str) -> Result<Option<String>> {
-        let out = self
-            .git
-            .run(&[
-                "--literal-pathspecs",
-                "log",
-                "--format=%H",
-                "--diff-filter=A",
-                "--no-renames",
-                "-1",
-                head,
-                "--",
-                path,
-            ])
-            .await?;
-        Ok(out
-            .lines()
-            .next()
-            .map(str::to_owned)
-            .filter(|s| !s.is_empty()))
+    /// For each of `paths`, the newest commit reachable from `head` that added it, if git
+    /// can tell; one git process for all of them.
+    pub async fn adding_commits(
+        &self,
+        head: &str,
+        paths: &[&str],
+    ) -> Result<HashMap<String, String>> {
+        if paths.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut args = vec![
+            "--literal-pathspecs",
+            "log",
+            "-z",
+            "--format=%x1e%H",
+            "--name-only",
+            "--diff-filter=A",
+            "--no-renames",
+            head,
+            "--",
+        ];
+        args.extend_from_slice(paths);
+        let out = self.git.run_bytes(&args).await?;
+        let mut added = HashMap::new();
+        // Newest first, so the first commit naming a path is the one wanted.
+        for record in out.split(|b| *b == 0x1e).filter(|r| !r.is_empty()) {
+            let mut parts = split_z(record)
+                .into_iter()
+                .map(|part| part.trim_matches('\n').to_owned())
+                .filter(|part| !part.is_empty());
+            let Some(commit) = parts.next() else { continue };
+            for path in parts {
+                added.entry(path).or_insert_with(|| commit.clone());
+            }
+        }
+        Ok(added)
     }
 }
 

@@ -4,18 +4,19 @@
 //! git or NATS being unavailable does, and then the whole range is tried again at the next
 //! poll (every publish carries a deduplication id, so nothing is published twice).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use async_nats::jetstream::kv;
+use futures::{StreamExt as _, TryStreamExt as _, stream};
 use tracing::{debug, error, info, warn};
-use warroom_policy::{CommitRange, Refusal, RequestFacts, Verifier};
+use warroom_policy::{CommitRange, Refusal, RequestFacts, SignatureStatus, Verifier};
 use warroom_proto::validate::MAX_FILE_BYTES;
 use warroom_proto::wire::{AcceptedRequest, RequestSummary, StatusUpdate};
 use warroom_proto::{
-    FieldError, RequestId, RequestPhase, RequestStatus, ResultsDir, Subject, ValidatedRequest,
-    ValidationErrors,
+    FieldError, Notice, NoticeKind, RequestId, RequestNotice, RequestPhase, RequestStatus,
+    ResultsDir, Subject, ValidatedRequest, ValidationErrors, Verification,
 };
 use warroom_runtime::{Bus, Metrics};
 
@@ -65,179 +66,356 @@ pub(crate) fn accepted_key(id: &RequestId) -> String {
     format!("accepted-{id}")
 }
 
+/// How many files are judged together: their contents are held in memory at once, so this
+/// bounds the scan's memory (at most this many times [`MAX_FILE_BYTES`]) whatever the size
+/// of the push, while each chunk still costs a fixed handful of git processes.
+const CHUNK: usize = 256;
+
+/// How many publishes (and record writes) are in flight at once: their acknowledgements
+/// are awaited together instead of one after the other.
+const IN_FLIGHT: usize = 64;
+
+/// A request file found in the range, before it is read.
+struct Candidate {
+    path: String,
+    change: Change,
+    id: RequestId,
+    blob: Blob,
+}
+
+/// What one file turns into: the message to publish for it.
+enum Plan {
+    Reject {
+        path: String,
+        id: RequestId,
+        errors: Vec<FieldError>,
+        request: Option<Box<ValidatedRequest>>,
+        summary: Option<String>,
+        version: String,
+    },
+    Accept {
+        path: String,
+        id: RequestId,
+        version: String,
+        request: Box<ValidatedRequest>,
+        trust: Trust,
+    },
+}
+
+/// What the gateway established about who wrote a request, for the dispatcher.
+struct Trust {
+    verification: Verification,
+    /// The policy's limit on the engineer's active requests.
+    max_active_requests: Option<u32>,
+}
+
 impl Scanner<'_> {
     /// Publishes every request file of `range` up to `head`. Returns only when each file was
     /// published (with an acknowledgement) or deliberately skipped.
+    ///
+    /// The git work is batched: one listing of the range, one of the folder's blobs, and per
+    /// chunk of [`CHUNK`] files one `cat-file --batch` for the contents, one walk of their
+    /// history (signatures checked once per commit) and one for their adding commits. The
+    /// publishes of a chunk are pipelined, [`IN_FLIGHT`] at a time.
     pub async fn scan(&self, range: &Range, head: &str) -> Result<BTreeMap<String, Verdict>> {
+        let mut blobs = self.mirror.blobs_in(head, PENDING).await?;
         let files = match range {
             Range::Since(from) => self.mirror.changed_files(from, head, PENDING).await?,
-            Range::Everything => self
-                .mirror
-                .files_in(head, PENDING)
-                .await?
-                .into_iter()
-                .map(|path| (Change::Present, path))
-                .collect(),
+            Range::Everything => {
+                let mut paths: Vec<String> = blobs.keys().cloned().collect();
+                paths.sort();
+                paths
+                    .into_iter()
+                    .map(|path| (Change::Present, path))
+                    .collect()
+            }
         };
         let mut seen = HashSet::new();
         let mut verdicts = BTreeMap::new();
+        let mut candidates = Vec::new();
+        let mut plans = Vec::new();
+        // Files whose id another file of this scan has (`<id>.yaml` and `<id>.yml`): looked
+        // at once the first one was published, and answered as a re-used id if it ran.
+        let mut repeats = Vec::new();
         for (change, path) in files {
-            let verdict = self.file(&path, change, head, &mut seen).await?;
-            verdicts.insert(path, verdict);
+            let Some(id) = request_file_id(&path) else {
+                verdicts.insert(path, Verdict::Skipped);
+                continue;
+            };
+            if !seen.insert(id.clone()) {
+                warn!(file = %path, request = %id, "another file of the same push already has this request id");
+                match blobs.remove(&path) {
+                    Some(blob) => repeats.push((change, path, id, blob)),
+                    None => {
+                        verdicts.insert(path, Verdict::Skipped);
+                    }
+                }
+                continue;
+            }
+            // Whether the request was handled before is decided from the secure zone's own
+            // state, never from files under `results/` that anyone who can push could plant:
+            // the cursor, the records of accepted requests kept here, the stream's
+            // deduplication by request id, and the dispatcher's state record, created once
+            // per id.
+            // A path git could not give us as UTF-8 cannot be read back by name.
+            if path.contains(char::REPLACEMENT_CHARACTER) {
+                let errors = vec![FieldError {
+                    field: String::new(),
+                    message: "the file name is not valid UTF-8".to_owned(),
+                }];
+                plans.push(Plan::Reject {
+                    path,
+                    id,
+                    errors,
+                    request: None,
+                    summary: None,
+                    version: "name".to_owned(),
+                });
+                continue;
+            }
+            let Some(blob) = blobs.remove(&path) else {
+                warn!(file = %path, "ignoring an entry that is not a plain file (a submodule?)");
+                verdicts.insert(path, Verdict::Skipped);
+                continue;
+            };
+            candidates.push(Candidate {
+                path,
+                change,
+                id,
+                blob,
+            });
+        }
+        drop(blobs);
+        verdicts.extend(self.publish(plans, head).await?);
+        while !candidates.is_empty() {
+            let rest = candidates.split_off(candidates.len().min(CHUNK));
+            let chunk = std::mem::replace(&mut candidates, rest);
+            let plans = self.judge(chunk, head).await?;
+            verdicts.extend(self.publish(plans, head).await?);
+        }
+        for (change, path, id, blob) in repeats {
+            // A notice when the first file with this id ran; when it was rejected, its
+            // rejection answers the id.
+            self.accepted_before(&path, &id, change, true, &blob, head)
+                .await?;
+            verdicts.insert(path, Verdict::Skipped);
         }
         Ok(verdicts)
     }
 
-    /// Handles one file; an `Err` is git or NATS failing, never the file's content.
-    async fn file(
-        &self,
-        path: &str,
-        change: Change,
-        head: &str,
-        seen: &mut HashSet<RequestId>,
-    ) -> Result<Verdict> {
-        let Some(id) = request_file_id(path) else {
-            return Ok(Verdict::Skipped);
-        };
-        if !seen.insert(id.clone()) {
-            warn!(file = %path, request = %id, "another file of the same push already has this request id; ignoring this one");
-            return Ok(Verdict::Skipped);
-        }
-        // Whether the request was handled before is decided from the secure zone's own
-        // state, never from files under `results/` that anyone who can push could plant:
-        // the cursor, the records of accepted requests kept here, the stream's
-        // deduplication by request id, and the dispatcher's state record, created once per
-        // id.
-        // A path git could not give us as UTF-8 cannot be read back by name.
-        if path.contains(char::REPLACEMENT_CHARACTER) {
-            let errors = vec![FieldError {
-                field: String::new(),
-                message: "the file name is not valid UTF-8".to_owned(),
-            }];
-            return self.reject(path, &id, errors, None, None, "name").await;
-        }
-        let Some(blob) = self.mirror.blob(head, path).await? else {
-            warn!(file = %path, "ignoring an entry that is not a plain file (a submodule?)");
-            return Ok(Verdict::Skipped);
-        };
-        if self.accepted_before(path, &id, change, &blob).await? {
-            return Ok(Verdict::Skipped);
-        }
-        let request = match self.judge(path, head, &blob).await? {
-            Judged::Runs(request) => request,
-            Judged::Refused {
+    /// Decides what each file of one chunk becomes; an `Err` is git or NATS failing, never
+    /// a file's content.
+    async fn judge(&self, chunk: Vec<Candidate>, head: &str) -> Result<Vec<Plan>> {
+        // The accepted records, read concurrently.
+        // The futures are made before they are streamed: a closure that makes them inside
+        // the stream would not be `Send` for every lifetime, and the gateway's task must be.
+        let reads: Vec<_> = chunk
+            .iter()
+            .map(|c| self.accepted_before(&c.path, &c.id, c.change, false, &c.blob, head))
+            .collect();
+        let accepted: Vec<bool> = stream::iter(reads)
+            .buffered(IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let chunk: Vec<Candidate> = chunk
+            .into_iter()
+            .zip(accepted)
+            .filter_map(|(candidate, before)| (!before).then_some(candidate))
+            .collect();
+
+        let mut plans = Vec::with_capacity(chunk.len());
+        let readable: Vec<&str> = chunk
+            .iter()
+            .filter(|c| c.blob.size <= MAX_FILE_BYTES as u64)
+            .map(|c| c.blob.id.as_str())
+            .collect();
+        let mut contents = self.mirror.read_blobs(&readable).await?;
+        let mut parsed = Vec::new();
+        for candidate in chunk {
+            let refuse = |errors, request, summary| Plan::Reject {
+                path: candidate.path.clone(),
+                id: candidate.id.clone(),
                 errors,
                 request,
                 summary,
-            } => {
-                return self
-                    .reject(path, &id, errors, request.as_deref(), summary, &blob.id)
-                    .await;
+                version: candidate.blob.id.clone(),
+            };
+            if candidate.blob.size > MAX_FILE_BYTES as u64 {
+                let errors = vec![FieldError {
+                    field: String::new(),
+                    message: format!(
+                        "the file is {} bytes; request files may be at most {MAX_FILE_BYTES} bytes",
+                        candidate.blob.size
+                    ),
+                }];
+                plans.push(refuse(errors, None, None));
+                continue;
             }
-        };
-        self.accept(path, head, id, &blob, *request).await
-    }
-
-    /// Whether a request was accepted under `id` before. A request that was accepted is
-    /// never run again, and a later version of its file is never run at all: its status
-    /// belongs to the dispatcher, so this is said in the log and the metrics only. An id
-    /// that was rejected before is judged again as new.
-    async fn accepted_before(
-        &self,
-        path: &str,
-        id: &RequestId,
-        change: Change,
-        blob: &Blob,
-    ) -> Result<bool> {
-        let Some(accepted) = self.accepted_version(id).await? else {
-            return Ok(false);
-        };
-        if accepted == blob.id {
-            debug!(file = %path, request = %id, "already accepted; unchanged");
-        } else if change == Change::Added {
-            self.metrics.inc("request_ids_reused");
-            warn!(
-                file = %path,
-                request = %id,
-                "a new request file reuses the id of an accepted request; it does not run, and results/<id>/ keeps the earlier request's results: use a new id"
-            );
-        } else {
-            self.metrics.inc("requests_changed_after_acceptance");
-            warn!(
-                file = %path,
-                request = %id,
-                accepted = %accepted,
-                now = %blob.id,
-                "the request file changed after its request was accepted; the new text does not run (the accepted version is the one that runs)"
-            );
+            // Two files with the same content share one blob, so the bytes are cloned when
+            // a second file asks for them.
+            let bytes = match contents.get(&candidate.blob.id) {
+                Some(bytes) => bytes.clone(),
+                None => {
+                    return Err(Error::Git(warroom_runtime::git::GitError {
+                        args: "cat-file --batch".to_owned(),
+                        dir: self.mirror.dir().display().to_string(),
+                        message: format!("no contents for the blob {}", candidate.blob.id),
+                    }));
+                }
+            };
+            match warroom_proto::parse_request(Path::new(&candidate.path), &bytes) {
+                Ok(request) => parsed.push((candidate, Box::new(request))),
+                Err(ValidationErrors { errors, .. }) => plans.push(refuse(errors, None, None)),
+            }
         }
-        Ok(true)
-    }
+        contents.clear();
 
-    /// Reads, validates and authorizes one request file.
-    async fn judge(&self, path: &str, head: &str, blob: &Blob) -> Result<Judged> {
-        let refused = |errors, request, summary| Judged::Refused {
-            errors,
-            request,
-            summary,
-        };
-        if blob.size > MAX_FILE_BYTES as u64 {
-            let errors = vec![FieldError {
-                field: String::new(),
-                message: format!(
-                    "the file is {} bytes; request files may be at most {MAX_FILE_BYTES} bytes",
-                    blob.size
-                ),
-            }];
-            return Ok(refused(errors, None, None));
-        }
-        let bytes = self.mirror.read(head, path).await?;
-        let request = match warroom_proto::parse_request(Path::new(path), &bytes) {
-            Ok(request) => request,
-            Err(ValidationErrors { errors, .. }) => return Ok(refused(errors, None, None)),
-        };
-        let request = Box::new(request);
         // Who wrote it comes first, so that a forged request learns nothing else.
-        if let Some(verifier) = &self.verifier
-            && let Err(refusal) = self.verify(verifier, head, path, &request).await?
-        {
-            self.metrics
-                .inc_with("policy_refusals", &[("code", refusal.code())]);
-            let errors = vec![FieldError {
-                field: refusal_field(&refusal, &request),
-                message: format!("{}: {refusal}", refusal.code()),
-            }];
-            return Ok(refused(errors, Some(request), Some(refusal.to_string())));
+        let mut signatures = match &self.verifier {
+            Some(verifier) => {
+                let paths: Vec<String> = parsed.iter().map(|(c, _)| c.path.clone()).collect();
+                Some(self.verify(verifier, head, paths).await?)
+            }
+            None => None,
+        };
+        for (candidate, request) in parsed {
+            let refuse = |errors, request, summary| Plan::Reject {
+                path: candidate.path.clone(),
+                id: candidate.id.clone(),
+                errors,
+                request,
+                summary,
+                version: candidate.blob.id.clone(),
+            };
+            let mut trust = Trust {
+                verification: Verification::unverified(),
+                max_active_requests: None,
+            };
+            if let (Some(verifier), Some(signatures)) = (&self.verifier, signatures.as_mut()) {
+                let commits = signatures.remove(&candidate.path).unwrap_or_default();
+                // The engineer's active requests are counted by the dispatcher, which holds
+                // them: the policy's limit travels with the accepted request.
+                let facts = RequestFacts::of(&request, 0);
+                let policy = verifier.policy();
+                match warroom_policy::authorize(policy, &facts, &commits) {
+                    Ok(authorized) => {
+                        debug!(file = %candidate.path, engineer = %authorized.engineer, commits = authorized.signers.len(), "signatures verified");
+                        let signed_by: BTreeSet<String> = commits
+                            .iter()
+                            .filter_map(|c| match &c.status {
+                                SignatureStatus::Good { fingerprint } => Some(fingerprint.clone()),
+                                _ => None,
+                            })
+                            .collect();
+                        trust = Trust {
+                            verification: Verification {
+                                verified: true,
+                                signed_by: signed_by.into_iter().collect(),
+                            },
+                            max_active_requests: policy
+                                .engineer(&authorized.engineer)
+                                .and_then(|engineer| policy.max_concurrent_requests(engineer)),
+                        };
+                    }
+                    Err(refusal) => {
+                        self.metrics
+                            .inc_with("policy_refusals", &[("code", refusal.code())]);
+                        let errors = vec![FieldError {
+                            field: refusal_field(&refusal, &request),
+                            message: format!("{}: {refusal}", refusal.code()),
+                        }];
+                        plans.push(refuse(errors, Some(request), Some(refusal.to_string())));
+                        continue;
+                    }
+                }
+            }
+            // A results folder always ends in the request id (`ResultsDir`), so two
+            // requests can never share one.
+            let errors = self.allowed(&request);
+            if !errors.is_empty() {
+                plans.push(refuse(errors, Some(request), None));
+                continue;
+            }
+            plans.push(Plan::Accept {
+                path: candidate.path,
+                id: candidate.id,
+                version: candidate.blob.id,
+                request,
+                trust,
+            });
         }
-        // A results folder always ends in the request id (`ResultsDir`), so two requests can
-        // never share one.
-        let errors = self.allowed(&request);
-        if !errors.is_empty() {
-            return Ok(refused(errors, Some(request), None));
-        }
-        Ok(Judged::Runs(request))
+        Ok(plans)
+    }
+
+    /// Publishes the messages of `plans`, [`IN_FLIGHT`] at a time, and returns each file's
+    /// verdict once every one of them was acknowledged.
+    async fn publish(&self, plans: Vec<Plan>, head: &str) -> Result<Vec<(String, Verdict)>> {
+        let accepted: Vec<&str> = plans
+            .iter()
+            .filter_map(|plan| match plan {
+                Plan::Accept { path, .. } => Some(path.as_str()),
+                _ => None,
+            })
+            .collect();
+        let commits = self.mirror.adding_commits(head, &accepted).await?;
+        let commits = &commits;
+        let publishes: Vec<_> = plans
+            .into_iter()
+            .map(|plan| async move {
+                match plan {
+                    Plan::Reject {
+                        path,
+                        id,
+                        errors,
+                        request,
+                        summary,
+                        version,
+                    } => {
+                        let verdict = self
+                            .reject(&path, &id, errors, request.as_deref(), summary, &version)
+                            .await?;
+                        Ok((path, verdict))
+                    }
+                    Plan::Accept {
+                        path,
+                        id,
+                        version,
+                        request,
+                        trust,
+                    } => {
+                        let commit = commits.get(&path).map_or(head, String::as_str);
+                        let verdict = self
+                            .accept(&path, commit, id, &version, *request, trust)
+                            .await?;
+                        Ok((path, verdict))
+                    }
+                }
+            })
+            .collect();
+        stream::iter(publishes)
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect()
+            .await
     }
 
     /// Publishes an accepted request and records it as accepted.
     async fn accept(
         &self,
         path: &str,
-        head: &str,
+        commit: &str,
         id: RequestId,
-        blob: &Blob,
+        version: &str,
         request: ValidatedRequest,
+        trust: Trust,
     ) -> Result<Verdict> {
-        let commit = self
-            .mirror
-            .adding_commit(head, path)
-            .await?
-            .unwrap_or_else(|| head.to_owned());
         let clusters = request.clusters.len();
         let message = AcceptedRequest {
             id: id.clone(),
-            commit: commit.clone(),
+            commit: commit.to_owned(),
             results_dir: request.results_dir,
             request: request.request,
+            verification: Some(trust.verification),
+            max_active_requests: trust.max_active_requests,
         };
         let stored = self
             .bus
@@ -245,7 +423,7 @@ impl Scanner<'_> {
             .await?;
         // Recorded after the publish: a crash in between publishes again (deduplicated) at
         // the next scan, and records it then.
-        self.record_accepted(&id, &blob.id).await?;
+        self.record_accepted(&id, version).await?;
         self.metrics.inc("requests_accepted");
         info!(
             request = %id,
@@ -257,6 +435,78 @@ impl Scanner<'_> {
             "request accepted"
         );
         Ok(Verdict::Accepted)
+    }
+
+    /// Whether a request was accepted under `id` before. A request that was accepted is
+    /// never run again, and a later version of its file is never run at all. That is
+    /// answered in the request's `status.json` (a [`Notice`] the dispatcher adds), not only
+    /// in the log. An id that was rejected before is judged again as new.
+    async fn accepted_before(
+        &self,
+        path: &str,
+        id: &RequestId,
+        change: Change,
+        reused: bool,
+        blob: &Blob,
+        head: &str,
+    ) -> Result<bool> {
+        let Some(accepted) = self.accepted_version(id).await? else {
+            return Ok(false);
+        };
+        if accepted == blob.id {
+            debug!(file = %path, request = %id, "already accepted; unchanged");
+            return Ok(true);
+        }
+        let (kind, message) = if change == Change::Added || reused {
+            self.metrics.inc("request_ids_reused");
+            warn!(
+                file = %path,
+                request = %id,
+                "a new request file reuses the id of an accepted request; it does not run, and results/<id>/ keeps the earlier request's results: use a new id"
+            );
+            (
+                NoticeKind::IdReused,
+                format!(
+                    "{path} (version {}) re-uses the id `{id}` of a request that was already accepted; it was not run, and this folder keeps the earlier request's results. Push the new request under a new id.",
+                    short(&blob.id)
+                ),
+            )
+        } else {
+            self.metrics.inc("requests_changed_after_acceptance");
+            warn!(
+                file = %path,
+                request = %id,
+                accepted = %accepted,
+                now = %blob.id,
+                "the request file changed after its request was accepted; the new text does not run (the accepted version is the one that runs)"
+            );
+            (
+                NoticeKind::ChangedAfterAcceptance,
+                format!(
+                    "{path} was changed after the request was accepted (accepted version {}, new version {}); the new text was not run. To run it, push it under a new id.",
+                    short(&accepted),
+                    short(&blob.id)
+                ),
+            )
+        };
+        let notice = RequestNotice {
+            id: id.clone(),
+            notice: Notice {
+                kind,
+                file: path.to_owned(),
+                version: blob.id.clone(),
+                commit: head.to_owned(),
+                at: warroom_proto::now(),
+                message,
+            },
+        };
+        // One notice per file and version, however often it is scanned (a full rescan
+        // after a restart sees an added file as merely present).
+        let dedup = format!("{id}-notice-{}-{}", short_hash(path, 8), blob.id);
+        self.bus
+            .publish(&Subject::Request(id.clone()), Some(&dedup), &notice)
+            .await?;
+        Ok(true)
     }
 
     /// The git object id of the file accepted under `id`, if a request was accepted there.
@@ -285,47 +535,35 @@ impl Scanner<'_> {
         Ok(())
     }
 
-    /// Verifies who signed the commits that added or changed `path` up to `head`, and asks
-    /// the policy. The outer `Err` is git failing (retried at the next poll); the inner one
-    /// is the policy's refusal.
+    /// Who signed the commits that added or changed each of `paths` up to `head`, in two
+    /// git processes for the whole chunk ([`Verifier::commits_of_files`]). An `Err` is git
+    /// failing (retried at the next poll).
     async fn verify(
         &self,
         verifier: &Arc<Verifier>,
         head: &str,
-        path: &str,
-        request: &ValidatedRequest,
-    ) -> Result<std::result::Result<warroom_policy::Authorized, Refusal>> {
-        // Counting an engineer's active requests needs the dispatcher's state, read key by
-        // key; that is not cheap enough for every request, so the limit is not enforced
-        // here yet (see the README).
-        let facts = RequestFacts::of(request, 0);
+        paths: Vec<String>,
+    ) -> Result<BTreeMap<String, Vec<warroom_policy::CommitSignature>>> {
         let verifier = Arc::clone(verifier);
         let repo = self.mirror.dir().to_path_buf();
         let range = CommitRange::UpTo {
             head: head.to_owned(),
         };
-        let file = path.to_owned();
-        let decision = tokio::task::spawn_blocking(move || {
-            let commits = verifier.commits(&repo, &range, &file)?;
-            Ok::<_, warroom_policy::Error>(warroom_policy::authorize(
-                verifier.policy(),
-                &facts,
-                &commits,
-            ))
-        })
-        .await
-        .map_err(|e| Error::Verify {
-            file: path.to_owned(),
-            source: e.into(),
-        })?
-        .map_err(|e| Error::Verify {
-            file: path.to_owned(),
-            source: e.into(),
-        })?;
-        if let Ok(authorized) = &decision {
-            debug!(file = %path, engineer = %authorized.engineer, commits = authorized.signers.len(), "signatures verified");
-        }
-        Ok(decision)
+        let what = || match paths.as_slice() {
+            [one] => one.clone(),
+            many => format!("{} request files", many.len()),
+        };
+        let file = what();
+        tokio::task::spawn_blocking(move || verifier.commits_of_files(&repo, &range, &paths))
+            .await
+            .map_err(|e| Error::Verify {
+                file: file.clone(),
+                source: e.into(),
+            })?
+            .map_err(|e| Error::Verify {
+                file,
+                source: e.into(),
+            })
     }
 
     /// `--allowed-clusters`' objections to the request's target clusters.
@@ -380,6 +618,8 @@ impl Scanner<'_> {
                 results_dir: ResultsDir::default_for(id),
                 revision: 1,
                 updated_at: warroom_proto::now(),
+                verification: None,
+                notices: Vec::new(),
             },
             request: request.map(|r| RequestSummary::of(&r.request)),
             reports: BTreeMap::new(),
@@ -392,6 +632,11 @@ impl Scanner<'_> {
         warn!(request = %id, file = %path, reason = %summary, "request rejected");
         Ok(Verdict::Rejected)
     }
+}
+
+/// The first 12 characters of a git object id, for messages.
+fn short(object: &str) -> &str {
+    object.get(..12).unwrap_or(object)
 }
 
 /// The field path of the `index`th target cluster's name.
@@ -418,19 +663,6 @@ fn refusal_field(refusal: &Refusal, request: &ValidatedRequest) -> String {
         Refusal::ToolNotAllowed { .. } => "spec.investigation.allowedTools".to_owned(),
         _ => "metadata.engineer".to_owned(),
     }
-}
-
-/// What judging a request file decided.
-enum Judged {
-    /// It runs.
-    Runs(Box<ValidatedRequest>),
-    /// It is rejected: the errors, the request when it parsed, and the status's `error`
-    /// when it is not the errors' summary.
-    Refused {
-        errors: Vec<FieldError>,
-        request: Option<Box<ValidatedRequest>>,
-        summary: Option<String>,
-    },
 }
 
 /// The request id of a path under `requests/pending/`, or `None` for a path that is not a

@@ -10,7 +10,8 @@ use warroom_gateway::Config;
 use warroom_proto::names;
 use warroom_proto::wire::{AcceptedRequest, StatusUpdate};
 use warroom_proto::{
-    FieldError, RequestId, RequestPhase, RequestStatus, ResultsDir, Stream, Subject,
+    FieldError, GatewayMessage, Inbound, NoticeKind, RequestId, RequestPhase, RequestStatus,
+    ResultsDir, Stream, Subject,
 };
 use warroom_runtime::Health;
 use warroom_testkit::{BareRemote, DEFAULT_TIMEOUT, NatsServer, WorkClone, wait_for, wait_until};
@@ -205,8 +206,13 @@ impl Stack {
 
     /// The cursor the gateway keeps in NATS, once it equals `commit`.
     async fn wait_cursor(&self, commit: &str) {
+        self.wait_cursor_within(commit, DEFAULT_TIMEOUT).await;
+    }
+
+    /// [`Stack::wait_cursor`] with a deadline of its own, for the large pushes.
+    async fn wait_cursor_within(&self, commit: &str, deadline: Duration) {
         let js = self.nats.jetstream().await;
-        wait_until(format!("the cursor reaches {commit}"), DEFAULT_TIMEOUT, || {
+        wait_until(format!("the cursor reaches {commit}"), deadline, || {
             let js = js.clone();
             async move {
                 let Ok(kv) = js.get_key_value(names::GATEWAY_BUCKET).await else {
@@ -370,6 +376,8 @@ fn planted_status(request: &str) -> String {
         engineer: Some("mallory".to_owned()),
         revision: 1_000_000,
         updated_at: warroom_proto::now(),
+        verification: None,
+        notices: Vec::new(),
     };
     serde_json::to_string_pretty(&status).expect("a status encodes")
 }
@@ -837,10 +845,32 @@ async fn a_signed_request_edited_after_acceptance_never_runs_the_edit() {
     stack.wait_cursor(&stack.clone.head()).await;
     assert_eq!(health.metrics.get("requests_changed_after_acceptance"), 1);
 
+    // One accepted request, then a notice for each new version of its file, for the
+    // dispatcher to put into the request's status.json. The re-added file holds the text
+    // already noticed, and the rescan repeated nothing.
     let messages = stack.messages(Stream::Requests).await;
-    assert_eq!(messages.len(), 1);
-    let only: AcceptedRequest = serde_json::from_slice(&messages[0].1).unwrap();
-    assert_eq!(only.request.spec.investigation.prompt, "Check etcd health.");
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    let first: AcceptedRequest = serde_json::from_slice(&messages[0].1).unwrap();
+    assert_eq!(
+        first.request.spec.investigation.prompt,
+        "Check etcd health."
+    );
+    let kinds: Vec<NoticeKind> = messages[1..]
+        .iter()
+        .map(|(subject, payload)| {
+            match GatewayMessage::decode(subject, payload).expect("a gateway message") {
+                GatewayMessage::Notice(notice) => notice.notice.kind,
+                GatewayMessage::Accepted(_) => panic!("a second acceptance of r-edit"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            NoticeKind::ChangedAfterAcceptance,
+            NoticeKind::ChangedAfterAcceptance
+        ]
+    );
     // The accepted request's status belongs to the dispatcher: nothing was said over it.
     assert_eq!(stack.message_count(Stream::Events).await, 0);
     stack.stop().await;
@@ -1138,5 +1168,90 @@ async fn a_signed_webhook_wakes_the_gateway_and_nothing_else_does() {
     assert_eq!(post_webhook(port, &delivery, body.clone()).await, 200);
     assert_eq!(health.metrics.get("webhook_replays"), 1);
     assert_eq!(health.metrics.get("webhook_wakes"), 1);
+    stack.stop().await;
+}
+
+/// How many request files the burst test pushes at once.
+const BURST: usize = 1_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_of_a_thousand_signed_files_is_accepted_whole() {
+    let Secured {
+        _policy_dir: _keep,
+        mut stack,
+        alice,
+        ..
+    } = secured(&[]).await;
+    let health = stack.start();
+    stack.wait_cursor(&stack.remote.head()).await;
+
+    // One signed commit with the whole burst, a few bad files among them, and then a second,
+    // unsigned commit that edits one burst file and adds another: the edit is refused for
+    // its unsigned commit, the new file too, and neither holds the others back.
+    let path = |n: usize| format!("requests/pending/burst-{n:04}.yaml");
+    let mut files: Vec<(String, String)> =
+        (0..BURST).map(|n| (path(n), VALID.to_owned())).collect();
+    files.push(("requests/pending/bad-1.yaml".to_owned(), invalid()));
+    files.push((
+        "requests/pending/bad-2.yaml".to_owned(),
+        "[not a mapping".to_owned(),
+    ));
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let burst = stack.commit_signed(&files, Some(&alice));
+    stack.commit_signed(
+        &[
+            (
+                &path(7),
+                &VALID.replace("etcd latency", "etcd latency, edited"),
+            ),
+            ("requests/pending/late.yaml", VALID),
+        ],
+        None,
+    );
+    stack.clone.push();
+    let head = stack.clone.head();
+
+    // A generous deadline: this asserts counts, not speed (tests/benches measure that),
+    // and the debug build shares two cores with other work.
+    stack
+        .wait_cursor_within(&head, Duration::from_secs(180))
+        .await;
+    assert_eq!(health.metrics.get("requests_accepted"), (BURST - 1) as u64);
+    assert_eq!(health.metrics.get("requests_rejected"), 4);
+    assert_eq!(
+        stack.message_count(Stream::Requests).await,
+        (BURST - 1) as u64
+    );
+    let accepted = stack.wait_accepted("burst-0999").await;
+    assert_eq!(accepted.commit, burst);
+    let edited = stack.wait_status("burst-0007").await;
+    let (field, message) = refusal(&edited);
+    assert_eq!(field, "metadata.engineer");
+    assert!(message.starts_with("unsigned: "), "{message}");
+    let late = stack.wait_status("late").await;
+    let (_, message) = refusal(&late);
+    assert!(message.starts_with("unsigned: "), "{message}");
+    assert!(has_error(
+        &stack.wait_status("bad-1").await.status.errors,
+        "spec.investigation.timeout"
+    ));
+
+    // Every accepted request has its record, so a later edit of its file never runs.
+    let js = stack.nats.jetstream().await;
+    let records = js
+        .get_key_value(names::GATEWAY_BUCKET)
+        .await
+        .expect("the gateway's bucket");
+    let mut keys = records.keys().await.expect("the bucket's keys");
+    let mut accepted_records = 0;
+    while let Some(key) = futures::StreamExt::next(&mut keys).await {
+        if key.expect("a key").starts_with("accepted-burst-") {
+            accepted_records += 1;
+        }
+    }
+    assert_eq!(accepted_records, BURST - 1);
     stack.stop().await;
 }

@@ -22,6 +22,7 @@
 //!
 //! Everything here blocks on child processes; async callers wrap it in `spawn_blocking`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -236,6 +237,126 @@ impl Verifier {
             .map(|record| record.trim_matches('\n'))
             .filter(|record| !record.is_empty())
             .map(|record| self.record(record))
+            .collect()
+    }
+
+    /// [`Verifier::commits`] for many files at once, in two git processes whatever their
+    /// number: one `git log` over `range` limited to `paths` names the commits that touched
+    /// each of them, then one `git log --no-walk` verifies the signature of each of those
+    /// commits once (a commit that added a thousand files is checked once, not a thousand
+    /// times). Returns every path of `paths`, each with its commits newest first; a path no
+    /// commit touched has none.
+    ///
+    /// The walk simplifies history against the set of `paths` rather than each path alone.
+    /// Without merges the two are the same. At a merge git follows a parent whose version
+    /// of the whole set is the merge's: every file's version there is the merge's too, so
+    /// each file's content is still traced through commits that produced it, and a merge
+    /// whose version of a file differs from every parent is still listed for that file
+    /// (`-c` names exactly those files). The only difference is stricter: where a merge
+    /// differs from every parent in some other file of the set, both sides are walked, and
+    /// an edit to this file discarded on one side is listed too.
+    pub fn commits_of_files(
+        &self,
+        repo: &Path,
+        range: &CommitRange,
+        paths: &[String],
+    ) -> Result<BTreeMap<String, Vec<CommitSignature>>> {
+        let mut touched: BTreeMap<String, Vec<String>> =
+            paths.iter().map(|p| (p.clone(), Vec::new())).collect();
+        if paths.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let revisions = range.revisions()?;
+        let mut args = vec![
+            "--literal-pathspecs",
+            "log",
+            "-z",
+            "--no-show-signature",
+            "--no-renames",
+            "--name-only",
+            "-c",
+            "--format=%x1e%H",
+            "--end-of-options",
+            &revisions,
+            "--",
+        ];
+        args.extend(paths.iter().map(String::as_str));
+        let stdout = self.git(repo, &args)?;
+        let mut order = Vec::new();
+        for record in stdout.split(|b| *b == 0x1e).filter(|r| !r.is_empty()) {
+            let mut parts = record
+                .split(|b| *b == 0)
+                .map(|part| String::from_utf8_lossy(part).trim_matches('\n').to_owned())
+                .filter(|part| !part.is_empty());
+            let Some(commit) = parts.next() else { continue };
+            let mut any = false;
+            for path in parts {
+                if let Some(commits) = touched.get_mut(&path) {
+                    commits.push(commit.clone());
+                    any = true;
+                }
+            }
+            if any {
+                order.push(commit);
+            }
+        }
+        let signatures = self.signatures(repo, &order)?;
+        touched
+            .into_iter()
+            .map(|(path, commits)| {
+                let commits = commits
+                    .iter()
+                    .map(|commit| {
+                        signatures
+                            .get(commit)
+                            .cloned()
+                            .ok_or_else(|| Error::Unexpected {
+                                command: "git log --no-walk".to_owned(),
+                                detail: format!("no record for the commit {commit}"),
+                            })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((path, commits))
+            })
+            .collect()
+    }
+
+    /// The verified signature of each of `commits` (full object ids), one git process.
+    fn signatures(
+        &self,
+        repo: &Path,
+        commits: &[String],
+    ) -> Result<BTreeMap<String, CommitSignature>> {
+        if commits.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        if let Some(bad) = commits
+            .iter()
+            .find(|c| c.is_empty() || !c.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(Error::Unexpected {
+                command: "git log".to_owned(),
+                detail: format!("`{bad}` is not a commit id"),
+            });
+        }
+        let mut args = vec![
+            "log",
+            "-z",
+            "--no-walk=unsorted",
+            "--no-show-signature",
+            "--format=%H%x1f%G?%x1f%GF%x1f%GP%x1f%GK%x1f%GS%x1f%ae",
+            "--end-of-options",
+        ];
+        args.extend(commits.iter().map(String::as_str));
+        let stdout = self.git(repo, &args)?;
+        let text = String::from_utf8_lossy(&stdout);
+        text.split('\0')
+            .map(|record| record.trim_matches('\n'))
+            .filter(|record| !record.is_empty())
+            .map(|record| {
+                let signature = self.record(record)?;
+                Ok((signature.commit.clone(), signature))
+            })
             .collect()
     }
 

@@ -597,17 +597,31 @@ fn facts(clusters: &[&str]) -> RequestFacts {
     facts
 }
 
+/// The commits of the request file, as [`Verifier::commits`] finds them; the batch
+/// [`Verifier::commits_of_files`] (the gateway's) must find the same ones.
 fn verify(policy: &WarroomPolicy, repo: &Path, head: &str) -> Vec<CommitSignature> {
     let verifier = Verifier::new(policy).expect("verifier");
-    verifier
-        .commits(
-            repo,
-            &CommitRange::UpTo {
-                head: head.to_owned(),
-            },
-            REQUEST_PATH,
-        )
-        .expect("git log")
+    let range = CommitRange::UpTo {
+        head: head.to_owned(),
+    };
+    let one = verifier
+        .commits(repo, &range, REQUEST_PATH)
+        .expect("git log");
+    let absent = "requests/pending/absent.yaml".to_owned();
+    let mut batch = verifier
+        .commits_of_files(repo, &range, &[REQUEST_PATH.to_owned(), absent.clone()])
+        .expect("the batch git log");
+    assert_eq!(
+        batch.remove(&absent),
+        Some(Vec::new()),
+        "an untouched path has no commits"
+    );
+    assert_eq!(
+        batch.remove(REQUEST_PATH),
+        Some(one.clone()),
+        "the batch finds the same commits"
+    );
+    one
 }
 
 fn decide(

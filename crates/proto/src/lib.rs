@@ -23,11 +23,15 @@ pub use request::{
     Output, OutputFormat, RequestSpec, Tool, TroubleshootingRequest,
 };
 pub use session::SessionRequest;
-pub use status::{ClusterPhase, ClusterStatus, Queued, RequestPhase, RequestStatus};
+pub use status::{
+    ClusterPhase, ClusterStatus, Notice, NoticeKind, Queued, RequestPhase, RequestStatus,
+    Verification,
+};
 pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request};
 pub use wire::{
-    AcceptedRequest, AuditEvent, AuditKind, ClusterReport, Denial, Finding, Inbound, Outcome,
-    PublisherInput, RequestSummary, RunnerHeartbeat, RunnerReport, StatusUpdate, Task, TaskResult,
+    AcceptedRequest, AuditEvent, AuditKind, ClusterReport, Denial, Finding, GatewayMessage,
+    Inbound, Outcome, PublisherInput, RequestNotice, RequestSummary, RunnerHeartbeat, RunnerReport,
+    StatusUpdate, Task, TaskRecord, TaskResult,
 };
 
 /// The `apiVersion` of every request file this version understands.

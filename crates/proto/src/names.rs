@@ -16,6 +16,26 @@ pub const GATEWAY_BUCKET: &str = "warroom-gateway";
 /// The publisher's own record of the last status revision it pushed per request, so a
 /// `status.json` planted in git by someone else can neither freeze nor suppress a request.
 pub const PUBLISHER_BUCKET: &str = "warroom-publisher";
+/// Leases of the daemons that run one active replica at a time (keys [`DISPATCHER_LEASE`],
+/// [`PUBLISHER_LEASE`]): a key lives as long as the bucket's maximum age unless its holder
+/// renews it, so a crashed holder's lease runs out by itself.
+pub const LEASES_BUCKET: &str = "warroom-leases";
+/// The lease key of the active dispatcher.
+pub const DISPATCHER_LEASE: &str = "dispatcher";
+/// The lease key of the active publisher.
+pub const PUBLISHER_LEASE: &str = "publisher";
+
+/// The dispatcher's per-task record ([`crate::wire::TaskRecord`]), one key per cluster and
+/// request ([`task_record_key`]): what a runner reads before it runs a delivered task. A
+/// runner may read only its own cluster's keys; the request state above stays the
+/// dispatcher's alone.
+pub const TASKS_BUCKET: &str = "warroom-tasks";
+
+/// The key of one task's record in [`TASKS_BUCKET`]: `<cluster>.<request>`, cluster first so
+/// that one subject pattern (`<cluster>.>`) covers a cluster's records and no other's.
+pub fn task_record_key(cluster: &ClusterName, request: &RequestId) -> String {
+    format!("{cluster}.{request}")
+}
 
 /// Runner heartbeats: one key per runner replica, [`heartbeat_key`], rewritten every
 /// [`crate::wire::HEARTBEAT_INTERVAL`] and expiring [`crate::wire::HEARTBEAT_TTL`] after its

@@ -140,6 +140,73 @@ pub struct RequestStatus {
     pub revision: u64,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Timestamp,
+    /// Whether the gateway verified who wrote the request (absent on a rejection and from
+    /// older gateways).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    /// What happened to the request's file after it was accepted, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<Notice>,
+}
+
+/// How the gateway established who wrote a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// `true`: every commit that added or changed the request file was signed by a key the
+    /// secure zone's policy gives the engineer named in the request, who may target each of
+    /// its clusters. `false`: the gateway ran without a policy (`--insecure-allow-unsigned`)
+    /// and nobody checked who wrote it.
+    pub verified: bool,
+    /// The signing keys git verified (SSH fingerprints `SHA256:...` or GPG fingerprints), one
+    /// per distinct key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signed_by: Vec<String>,
+}
+
+impl Verification {
+    /// What a gateway without a policy records.
+    pub fn unverified() -> Self {
+        Verification {
+            verified: false,
+            signed_by: Vec::new(),
+        }
+    }
+}
+
+/// Something that happened to an accepted request's file, answered in its `status.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub kind: NoticeKind,
+    /// The request file, e.g. `requests/pending/<id>.yaml`.
+    pub file: String,
+    /// The git object id of the file's new text (so the same change is noted once).
+    pub version: String,
+    /// The commit at which the gateway saw it.
+    pub commit: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+    /// What happened, and what did not, in words.
+    pub message: String,
+}
+
+/// What a [`Notice`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// The request file was changed after its request was accepted. The new text never runs.
+    ChangedAfterAcceptance,
+    /// A new request file used the id of a request that was already accepted. It never
+    /// runs; the results folder keeps the earlier request's results.
+    IdReused,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::ChangedAfterAcceptance => "changed_after_acceptance",
+            NoticeKind::IdReused => "id_reused",
+        }
+    }
 }
 
 /// One cluster's part of a request.
@@ -178,10 +245,27 @@ pub struct ClusterStatus {
     /// The cluster's report, relative to the results folder (e.g. `prod-cluster-1.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
+    /// How many runs of this cluster's task started: 1 normally, 2 when the first run was
+    /// interrupted (its runner crashed or stopped) and the task ran once more. Never more
+    /// than [`MAX_RUNS`]. Absent before the first run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+    /// What became of the earlier run when this one is a rerun, e.g. "attempt 1 on runner
+    /// r-1, started 2026-11-24T10:00:00Z, ended without a result".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
     /// Set while the cluster is `dispatched`: its task waits in the cluster's queue. Absent
     /// in every other phase (and in statuses written before queues were shown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued: Option<Queued>,
+}
+
+/// How many times one cluster's task is run at most: once, and once more when the first
+/// run was interrupted. A third delivery fails the cluster instead of running it.
+pub const MAX_RUNS: u32 = 2;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Where a dispatched task waits (`status.json`: `"queued": {"position": 1, ...}`).
@@ -213,6 +297,8 @@ impl ClusterStatus {
             error: None,
             report: None,
             queued: None,
+            attempts: 0,
+            interrupted: None,
         }
     }
 }

@@ -24,8 +24,9 @@ use crate::{API_VERSION, KIND_SESSION, KIND_TROUBLESHOOTING};
 
 /// Largest request file accepted, in bytes.
 pub const MAX_FILE_BYTES: usize = 64 * 1024;
-/// Most clusters one request may target.
-pub const MAX_CLUSTERS: usize = 32;
+/// Most clusters one request may target: enough for "every hosted cluster of a hub"; the
+/// dispatcher's status snapshot and the README layout are checked at this size.
+pub const MAX_CLUSTERS: usize = 500;
 /// Longest `metadata.name`, `metadata.engineer` and `spec.issue.category`.
 pub const MAX_NAME_LEN: usize = 253;
 /// Longest `spec.issue.description`.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::Timestamp;
 use crate::ids::{ClusterName, ReplicaId, RequestId, ResultsDir};
 use crate::request::{ClusterRef, CoordinationMode, Issue, Tool, TroubleshootingRequest};
-use crate::status::{ClusterPhase, RequestStatus};
+use crate::status::{ClusterPhase, Notice, RequestStatus, Verification};
 
 /// An accepted request, as the gateway publishes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,30 @@ pub struct AcceptedRequest {
     /// Where the results go, e.g. `results/<id>`.
     pub results_dir: ResultsDir,
     pub request: TroubleshootingRequest,
+    /// Whether the gateway verified who wrote the request; `None` from a gateway older than
+    /// this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    /// The policy's limit on the engineer's active requests (`maxConcurrentRequests`), for
+    /// the dispatcher, which knows how many are active, to enforce. `None`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_requests: Option<u32>,
+}
+
+/// What the gateway publishes on `warroom.requests.<id>`: the accepted request, or later a
+/// notice about its file that the request's `status.json` must answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GatewayMessage {
+    Accepted(Box<AcceptedRequest>),
+    Notice(RequestNotice),
+}
+
+/// Something about an accepted request's file that is answered in its `status.json`, not
+/// only in a log: the file was changed after acceptance, or a new file re-used the id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestNotice {
+    pub id: RequestId,
+    pub notice: Notice,
 }
 
 /// One cluster's share of a request, for that cluster's runner.
@@ -49,6 +73,19 @@ pub struct Task {
     pub prior_findings: Vec<Finding>,
 }
 
+/// The dispatcher's record of one task, kept in [`crate::names::TASKS_BUCKET`] under
+/// [`crate::names::task_record_key`] once a runner started it: what a runner checks before it
+/// runs a delivered task (a task whose cluster is final is acknowledged and not run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub phase: ClusterPhase,
+    /// Runs started so far (see [`crate::status::ClusterStatus::attempts`]).
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+}
+
 /// What one cluster's investigation found, handed to the next cluster in sequential mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
@@ -69,6 +106,10 @@ pub enum RunnerReport {
         runner: String,
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
+        /// Which run of the task this is: JetStream's delivery count, 1 the first time (0
+        /// from a runner that predates attempts).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        attempt: u32,
     },
     /// The agent ended, one way or another.
     Finished(TaskResult),
@@ -116,6 +157,15 @@ pub struct TaskResult {
     pub started_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
     pub finished_at: Timestamp,
+    /// The run of the task that produced this result (see [`RunnerReport::Started`]); 0 from
+    /// a runner that predates attempts.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+}
+
+/// For `skip_serializing_if`: an attempt of 0 is "not said".
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// How often a runner replica rewrites its heartbeat.
@@ -168,6 +218,11 @@ pub struct AuditEvent {
     pub results_dir: ResultsDir,
     #[serde(with = "time::serde::rfc3339")]
     pub at: Timestamp,
+    /// The run of the task this event belongs to (1 the first time, 2 for the one extra run
+    /// after an interrupted first), so that the lines of an interrupted attempt stay apart
+    /// from the report's; 0 from a runner that predates attempts.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
     #[serde(flatten)]
     pub kind: AuditKind,
     /// What redaction removed from this event before it was published, by kind: counts,
@@ -217,6 +272,9 @@ pub enum AuditKind {
         rule: String,
         reason: String,
     },
+    /// The runner could not reach NATS for a while and its buffer of events ran full: this
+    /// many events between the ones before and after this line were dropped.
+    EventsDropped { count: u64 },
     /// The agent ended.
     Finished {
         outcome: Outcome,
@@ -284,6 +342,28 @@ fn json<T: serde::de::DeserializeOwned>(what: &str, payload: &[u8]) -> Result<T,
 
 fn mismatch(what: &str, found: &str, subject: &crate::Subject) -> String {
     format!("{what} `{found}` arrived on the subject `{subject}`")
+}
+
+impl Inbound for GatewayMessage {
+    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, String> {
+        // A notice is told apart by its `notice` field; everything else is read as an
+        // accepted request, as every gateway has always published.
+        #[derive(Deserialize)]
+        struct Probe {
+            #[serde(default)]
+            notice: Option<serde::de::IgnoredAny>,
+        }
+        let probe: Probe = json("a gateway message", payload)?;
+        if probe.notice.is_none() {
+            return AcceptedRequest::decode(subject, payload)
+                .map(|accepted| GatewayMessage::Accepted(Box::new(accepted)));
+        }
+        let notice: RequestNotice = json("a request notice", payload)?;
+        match subject {
+            crate::Subject::Request(id) if *id == notice.id => Ok(GatewayMessage::Notice(notice)),
+            _ => Err(mismatch("the notice on", &notice.id, subject)),
+        }
+    }
 }
 
 impl Inbound for AcceptedRequest {

@@ -40,7 +40,9 @@ use tracing::{debug, error, info, warn};
 use warroom_proto::{PublisherInput, RequestPhase, Stream, names};
 use warroom_runtime::retry::{self, Retryable as _};
 use warroom_runtime::shutdown::CancellationToken;
-use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, Health, git::GitError};
+use warroom_runtime::{
+    Bus, BusError, Consumer, ConsumerSpec, Delivery, Health, git::GitError, lease,
+};
 
 pub use config::{
     Config, MAX_BATCH_WINDOW, MAX_PUSH_ATTEMPTS, Secret, SigningFormat, parse_duration,
@@ -72,6 +74,9 @@ const REOPEN_DELAY: Duration = Duration::from_secs(1);
 const MAX_DELIVER: i64 = 30;
 /// How long shutdown waits for the last acks to reach NATS.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The gauge `warroom_publisher_active`: 1 while this replica holds the lease and writes.
+const ACTIVE: &str = "active";
 /// The pause before the first push retry; it doubles with each retry, up to
 /// [`MAX_PUSH_PAUSE`]. Short: a concurrent engineer's push is over in moments.
 const FIRST_PUSH_PAUSE: Duration = Duration::from_millis(100);
@@ -134,7 +139,8 @@ pub async fn run(
 /// [`run`], reporting readiness and metrics into `health` (exported as
 /// `warroom_publisher_<what>_total`): `batches_pushed`, `batches_failed`, `push_retries`,
 /// `push_failures`, `messages_written`, `messages_skipped`, `messages_refused`,
-/// `messages_retried`, `dead_letters`; and the gauge `last_push_timestamp_seconds`.
+/// `messages_retried`, `dead_letters`; and the gauges `last_push_timestamp_seconds` and
+/// `active` (1 while this replica holds the lease and writes).
 pub async fn run_with_health(
     config: Config,
     health: Health,
@@ -156,47 +162,67 @@ pub async fn run_with_health(
         "publisher starting"
     );
     // Connecting retries until NATS is up; shutdown must still be able to end that wait.
-    let (bus, repo, mut messages) = tokio::select! {
-        setup = connect(&config, &settings, &health) => setup?,
+    let (bus, repo) = tokio::select! {
+        setup = connect(&config, &settings) => setup?,
         () = shutdown.cancelled() => {
             info!("shutdown before the publisher was connected");
             return Ok(());
         }
     };
     health.set_ready(true);
+    health.metrics.set(ACTIVE, 0);
+    let revisions = bus.bucket(names::PUBLISHER_BUCKET, 1).await?;
 
-    let revisions = match bus.bucket(names::PUBLISHER_BUCKET, 1).await {
-        Ok(bucket) => bucket,
-        Err(e) => return Err(e.into()),
-    };
-    let publisher = Publisher {
-        settings,
-        repo,
-        revisions,
-        health: health.clone(),
-        shutdown: shutdown.clone(),
-    };
-    while let Some(batch) = next_batch(&mut messages, &publisher, &shutdown).await {
-        publisher.handle_with_grace(batch).await;
-        if shutdown.is_cancelled() {
+    // One replica writes at a time: the holder of the `publisher` lease. The others keep
+    // their working clone ready and stand by.
+    let spec = config.common.lease(names::PUBLISHER_LEASE);
+    while let Some(held) = lease::acquire(&bus, spec.clone(), &shutdown).await? {
+        health.metrics.set(ACTIVE, 1);
+        let publisher = Publisher {
+            settings: settings.clone(),
+            repo: repo.clone(),
+            revisions: revisions.clone(),
+            health: health.clone(),
+            shutdown: held.token(),
+        };
+        let outcome = lead(&bus, &publisher, &health).await;
+        health.metrics.set(ACTIVE, 0);
+        let lost = held.is_lost() && !shutdown.is_cancelled();
+        held.release().await;
+        outcome?;
+        if !lost {
             break;
         }
+        warn!("this publisher lost its lease; standing by");
     }
     health.set_ready(false);
-    messages.hand_back().await;
     // The acks of the last batch must reach the server, or it is written again.
     bus.flush(FLUSH_TIMEOUT).await;
     info!("publisher stopped");
     Ok(())
 }
 
-/// Connects to NATS, opens the working clone and the consumer, whose dead letters (those
-/// that do not decode included) are counted in `health`.
-async fn connect(
-    config: &Config,
-    settings: &Settings,
-    health: &Health,
-) -> Result<(Bus, Repo, Consumer<PublisherInput>)> {
+/// The active replica's work: batches from the consumer until its token (shutdown, or the
+/// lease lost) is cancelled.
+async fn lead(bus: &Bus, publisher: &Publisher, health: &Health) -> Result<()> {
+    let stop = publisher.shutdown.clone();
+    let mut messages = tokio::select! {
+        messages = consume(bus, health) => messages?,
+        () = stop.cancelled() => return Ok(()),
+    };
+    while let Some(batch) = next_batch(&mut messages, publisher, &stop).await {
+        publisher.handle_with_grace(batch).await;
+        if stop.is_cancelled() {
+            break;
+        }
+    }
+    messages.hand_back().await;
+    bus.flush(FLUSH_TIMEOUT).await;
+    Ok(())
+}
+
+/// Connects to NATS and opens the working clone.
+async fn connect(config: &Config, settings: &Settings) -> Result<(Bus, Repo)> {
     let bus = Bus::connect(&config.common.connection(), "warroom-publisher").await?;
     let repo = Repo::open(
         &settings.work_dir,
@@ -207,6 +233,12 @@ async fn connect(
         settings.signing.as_ref(),
     )
     .await?;
+    Ok((bus, repo))
+}
+
+/// The consumer, whose dead letters (those that do not decode included) are counted in
+/// `health`.
+async fn consume(bus: &Bus, health: &Health) -> Result<Consumer<PublisherInput>> {
     let messages = bus
         .consume::<PublisherInput>(ConsumerSpec {
             ack_wait: ACK_WAIT,
@@ -221,7 +253,7 @@ async fn connect(
         })
         .await?
         .with_metrics(health.metrics.clone());
-    Ok((bus, repo, messages))
+    Ok(messages)
 }
 
 /// The next batch: the first message, waited for as long as it takes, and whatever else

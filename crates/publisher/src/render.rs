@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 
 use time::format_description::well_known::Rfc3339;
 use warroom_proto::wire::Redacted;
-use warroom_proto::{ClusterReport, ClusterStatus, RequestPhase, RequestStatus, RequestSummary};
+use warroom_proto::{
+    ClusterPhase, ClusterReport, ClusterStatus, RequestPhase, RequestStatus, RequestSummary,
+};
 
 use crate::redact;
 
@@ -110,6 +112,20 @@ fn push_note(out: &mut String, note: Option<&str>) {
     }
 }
 
+/// The warning under a report's title when nobody verified who wrote the request (the
+/// gateway runs with `--insecure-allow-unsigned`).
+fn push_unverified(out: &mut String, status: &RequestStatus) {
+    if status.verification.as_ref().is_some_and(|v| !v.verified) {
+        out.push_str(UNVERIFIED);
+        out.push_str("\n\n");
+    }
+}
+
+/// What [`push_unverified`] says.
+pub(crate) const UNVERIFIED: &str = "> **Not verified.** The gateway runs without a secure-zone \
+     policy (`--insecure-allow-unsigned`): nobody checked who wrote this request, or whether \
+     they may target these clusters.";
+
 /// `<results_dir>/<cluster>.md`: one cluster's report.
 ///
 /// `removed` is what redaction took out of the cluster's audit lines and of the result its
@@ -130,6 +146,7 @@ pub(crate) fn cluster_report(
         code(cluster)
     );
     push_note(&mut out, note);
+    push_unverified(&mut out, status);
     out.push_str("| | |\n|---|---|\n");
     let _ = writeln!(out, "| Request | {} |", code(&status.id));
     match line {
@@ -144,6 +161,14 @@ pub(crate) fn cluster_report(
             let _ = writeln!(out, "| Duration | {} |", duration(line.duration_secs));
             let _ = writeln!(out, "| Cost | {} |", cost(line.cost_usd));
             let _ = writeln!(out, "| Turns | {} |", turns(line.num_turns));
+            if line.attempts > 1 {
+                let _ = writeln!(
+                    out,
+                    "| Attempt | {} of {} |",
+                    line.attempts,
+                    warroom_proto::status::MAX_RUNS
+                );
+            }
         }
         None => {
             let _ = writeln!(out, "| Cluster | {} |", code(cluster));
@@ -176,6 +201,21 @@ pub(crate) fn cluster_report(
             if total == 1 { "" } else { "s" },
             if total == 1 { "was" } else { "were" },
             kinds.join(", ")
+        );
+    }
+    if let Some(line) = line.filter(|l| l.attempts > 1) {
+        let _ = write!(
+            out,
+            "\n{}\n",
+            quote(&format!(
+                "**Attempt {} of {}:** the first run was interrupted ({}). This report is from \
+                 the last run; `audit.jsonl` labels every line with its `attempt`.",
+                line.attempts,
+                warroom_proto::status::MAX_RUNS,
+                line.interrupted
+                    .as_deref()
+                    .unwrap_or("its runner stopped before it reported a result")
+            ))
         );
     }
     if let Some(error) = line.and_then(|l| l.error.as_deref()) {
@@ -217,8 +257,10 @@ pub(crate) fn readme(
     let title = request.map_or(status.id.as_str(), |r| r.name.as_str());
     let _ = writeln!(out, "# {}\n", cell(title));
     push_note(&mut out, note);
+    push_unverified(&mut out, status);
     push_overview(&mut out, status, request);
     push_validation_errors(&mut out, status);
+    push_notices(&mut out, status);
     if let Some(request) = request {
         push_request(&mut out, request);
     }
@@ -257,6 +299,16 @@ fn push_overview(out: &mut String, status: &RequestStatus, request: Option<&Requ
     if let Some(mode) = status.mode {
         let _ = writeln!(out, "| Mode | {} |", mode.as_str());
     }
+    match &status.verification {
+        Some(v) if v.verified => {
+            let keys: Vec<String> = v.signed_by.iter().map(|k| code(k)).collect();
+            let _ = writeln!(out, "| Verified | yes, signed by {} |", keys.join(", "));
+        }
+        Some(_) => {
+            let _ = writeln!(out, "| Verified | **no** |");
+        }
+        None => {}
+    }
     let _ = writeln!(
         out,
         "| Updated | {} (revision {}) |",
@@ -284,6 +336,24 @@ fn push_validation_errors(out: &mut String, status: &RequestStatus) {
     }
 }
 
+/// `## Notices`: what happened to the request file after it was accepted.
+fn push_notices(out: &mut String, status: &RequestStatus) {
+    if status.notices.is_empty() {
+        return;
+    }
+    out.push_str("\n## Notices\n\n");
+    for notice in &status.notices {
+        let _ = writeln!(
+            out,
+            "- {} ({}): {}",
+            timestamp(&notice.at),
+            code(notice.kind.as_str()),
+            // The message names the file, whose name anyone who can push chooses.
+            redact::markdown::neutralize(&cell(&notice.message))
+        );
+    }
+}
+
 /// `## Issue` and `## Prompt`: what the engineer asked.
 fn push_request(out: &mut String, request: &RequestSummary) {
     out.push_str("\n## Issue\n\n");
@@ -294,7 +364,26 @@ fn push_request(out: &mut String, request: &RequestSummary) {
     let _ = writeln!(out, "{fence}text\n{prompt}\n{fence}");
 }
 
-/// `## Clusters`: a line per cluster with a link to its report, then the clusters' errors.
+/// Where a phase's group comes in the README: what needs attention first, then what
+/// succeeded, then what is still under way.
+fn phase_rank(phase: ClusterPhase) -> u8 {
+    match phase {
+        ClusterPhase::Failed => 0,
+        ClusterPhase::TimedOut => 1,
+        ClusterPhase::Cancelled => 2,
+        ClusterPhase::Completed => 3,
+        ClusterPhase::Running => 4,
+        ClusterPhase::Dispatched => 5,
+        ClusterPhase::Pending => 6,
+        #[allow(unreachable_patterns)]
+        _ => 7,
+    }
+}
+
+/// `## Clusters`: how many clusters ended in each phase, then the clusters grouped by
+/// phase (failures first), a table per group with a link to each report and the group's
+/// errors under it. A request may name hundreds of clusters: the counts come first so the
+/// outcome reads at a glance, and one table per group keeps the rest scannable.
 fn push_clusters(
     out: &mut String,
     status: &RequestStatus,
@@ -303,42 +392,58 @@ fn push_clusters(
     if status.clusters.is_empty() {
         return;
     }
-    out.push_str("\n## Clusters\n\n");
-    out.push_str("| Cluster | Type | Phase | Duration | Cost | Turns | Refused calls | Report |\n");
-    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    let mut groups: std::collections::BTreeMap<
+        (u8, &'static str),
+        Vec<(&warroom_proto::ClusterName, &ClusterStatus)>,
+    > = std::collections::BTreeMap::new();
     for (name, line) in &status.clusters {
-        let link = if reports.contains_key(name) {
-            let file = report_file(name);
-            format!("[{file}]({file})")
-        } else {
-            "—".to_owned()
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {link} |",
-            code(name),
-            line.kind.as_str(),
-            line.phase,
-            duration(line.duration_secs),
-            cost(line.cost_usd),
-            turns(line.num_turns),
-            line.permission_denials
-        );
+        groups
+            .entry((phase_rank(line.phase), line.phase.as_str()))
+            .or_default()
+            .push((name, line));
     }
-    let errors: Vec<(&warroom_proto::ClusterName, &ClusterStatus)> = status
-        .clusters
-        .iter()
-        .filter(|(_, line)| line.error.is_some())
-        .collect();
-    if !errors.is_empty() {
-        out.push('\n');
-        for (name, line) in errors {
+    out.push_str("\n## Clusters\n\n");
+    out.push_str("| Phase | Clusters |\n|---|---|\n");
+    for ((_, phase), lines) in &groups {
+        let _ = writeln!(out, "| {phase} | {} |", lines.len());
+    }
+    let _ = writeln!(out, "| **all** | **{}** |", status.clusters.len());
+    for ((_, phase), lines) in &groups {
+        let _ = write!(out, "\n### {phase} ({})\n\n", lines.len());
+        out.push_str("| Cluster | Type | Duration | Cost | Turns | Refused calls | Report |\n");
+        out.push_str("|---|---|---|---|---|---|---|\n");
+        for (name, line) in lines {
+            let link = if reports.contains_key(*name) {
+                let file = report_file(name);
+                format!("[{file}]({file})")
+            } else {
+                "—".to_owned()
+            };
             let _ = writeln!(
                 out,
-                "- {}: {}",
+                "| {} | {} | {} | {} | {} | {} | {link} |",
                 code(name),
-                cell(line.error.as_deref().unwrap_or_default())
+                line.kind.as_str(),
+                duration(line.duration_secs),
+                cost(line.cost_usd),
+                turns(line.num_turns),
+                line.permission_denials
             );
+        }
+        let errors: Vec<_> = lines
+            .iter()
+            .filter(|(_, line)| line.error.is_some())
+            .collect();
+        if !errors.is_empty() {
+            out.push('\n');
+            for (name, line) in errors {
+                let _ = writeln!(
+                    out,
+                    "- {}: {}",
+                    code(name),
+                    cell(line.error.as_deref().unwrap_or_default())
+                );
+            }
         }
     }
 }
@@ -347,7 +452,7 @@ fn push_clusters(
 mod tests {
     use std::collections::BTreeMap;
 
-    use warroom_proto::{ClusterPhase, ClusterType, Denial, FieldError};
+    use warroom_proto::{ClusterType, Denial, FieldError};
 
     use super::*;
 
@@ -363,7 +468,58 @@ mod tests {
             results_dir: "results/r1".parse().unwrap(),
             revision: 3,
             updated_at: time::macros::datetime!(2026-11-23 12:00 UTC),
+            verification: None,
+            notices: Vec::new(),
         }
+    }
+
+    #[test]
+    fn an_unverified_request_says_so_in_every_report_and_a_verified_one_names_its_keys() {
+        let report = ClusterReport {
+            final_text: "all fine".to_owned(),
+            permission_denials: Vec::new(),
+        };
+        let mut unverified = status(RequestPhase::Completed);
+        unverified.verification = Some(warroom_proto::Verification::unverified());
+        let readme_text = readme(&unverified, None, &BTreeMap::new(), None);
+        assert!(readme_text.contains(UNVERIFIED), "{readme_text}");
+        assert!(
+            readme_text.contains("| Verified | **no** |"),
+            "{readme_text}"
+        );
+        let cluster_text = cluster_report(&unverified, "hub", &report, &Redacted::new(), None);
+        assert!(cluster_text.contains(UNVERIFIED), "{cluster_text}");
+
+        let mut verified = status(RequestPhase::Completed);
+        verified.verification = Some(warroom_proto::Verification {
+            verified: true,
+            signed_by: vec!["SHA256:abc".to_owned()],
+        });
+        let readme_text = readme(&verified, None, &BTreeMap::new(), None);
+        assert!(!readme_text.contains(UNVERIFIED), "{readme_text}");
+        assert!(
+            readme_text.contains("| Verified | yes, signed by `SHA256:abc` |"),
+            "{readme_text}"
+        );
+        let cluster_text = cluster_report(&verified, "hub", &report, &Redacted::new(), None);
+        assert!(!cluster_text.contains(UNVERIFIED), "{cluster_text}");
+    }
+
+    #[test]
+    fn notices_are_listed_inert() {
+        let mut with_notice = status(RequestPhase::Completed);
+        with_notice.notices.push(warroom_proto::Notice {
+            kind: warroom_proto::NoticeKind::IdReused,
+            file: "requests/pending/r1.yml".to_owned(),
+            version: "0123456789abcdef".to_owned(),
+            commit: "c0ffee".to_owned(),
+            at: time::macros::datetime!(2026-11-23 12:05 UTC),
+            message: "requests/pending/![x](https:evil.example/x.png) re-uses the id".to_owned(),
+        });
+        let text = readme(&with_notice, None, &BTreeMap::new(), None);
+        assert!(text.contains("## Notices"), "{text}");
+        assert!(text.contains("`id_reused`"), "{text}");
+        assert!(!text.contains("![x](https:evil"), "{text}");
     }
 
     #[test]
@@ -382,6 +538,34 @@ mod tests {
         assert_eq!(cost(Some(0.01234)), "$0.0123");
         assert_eq!(code("a`b"), "``a`b``");
         assert_eq!(cell("a|b\nc"), "a\\|b c");
+    }
+
+    #[test]
+    fn a_rerun_says_so_in_the_cluster_report() {
+        let mut s = status(RequestPhase::Completed);
+        let mut line = ClusterStatus::new(ClusterType::Hub, ClusterPhase::Completed);
+        line.attempts = 2;
+        line.interrupted =
+            Some("attempt 1 on runner r-0, started 10:00, ended without a result".to_owned());
+        s.clusters.insert("hub".parse().unwrap(), line.clone());
+        let report = ClusterReport {
+            final_text: "fine".to_owned(),
+            permission_denials: Vec::new(),
+        };
+        let md = cluster_report(&s, "hub", &report, &Redacted::new(), None);
+        assert!(md.contains("| Attempt | 2 of 2 |"), "{md}");
+        assert!(
+            md.contains(
+                "**Attempt 2 of 2:** the first run was interrupted (attempt 1 on runner r-0"
+            ),
+            "{md}"
+        );
+        // A first run that went through says nothing about attempts.
+        line.attempts = 1;
+        line.interrupted = None;
+        s.clusters.insert("hub".parse().unwrap(), line);
+        let md = cluster_report(&s, "hub", &report, &Redacted::new(), None);
+        assert!(!md.contains("Attempt"), "{md}");
     }
 
     #[test]
@@ -459,6 +643,44 @@ mod tests {
             assert!(!md.contains("hunter2"), "{md}");
         }
         assert!(!cluster_report(&s, "hub", &report, &Redacted::new(), None).contains("Staging"));
+    }
+
+    #[test]
+    fn a_wide_request_reads_as_counts_then_clusters_grouped_by_outcome() {
+        let mut s = status(RequestPhase::Failed);
+        for n in 0..warroom_proto::validate::MAX_CLUSTERS {
+            let phase = match n % 10 {
+                0 => ClusterPhase::Failed,
+                1 => ClusterPhase::TimedOut,
+                _ => ClusterPhase::Completed,
+            };
+            let mut line = ClusterStatus::new(ClusterType::Hosted, phase);
+            if phase != ClusterPhase::Completed {
+                line.error = Some(format!("cluster {n} did not answer"));
+            }
+            s.clusters
+                .insert(format!("hosted-{n:03}").parse().unwrap(), line);
+        }
+        let md = readme(&s, None, &BTreeMap::new(), None);
+        assert!(
+            md.contains(
+                "| failed | 50 |\n| timed_out | 50 |\n| completed | 400 |\n| **all** | **500** |"
+            ),
+            "{md}"
+        );
+        let failed = md.find("### failed (50)").expect("a failed group");
+        let timed_out = md.find("### timed_out (50)").expect("a timed_out group");
+        let completed = md.find("### completed (400)").expect("a completed group");
+        assert!(
+            failed < timed_out && timed_out < completed,
+            "failures come first"
+        );
+        // Each group's errors sit under its own table.
+        let error = md
+            .find("- `hosted-010`: cluster 10 did not answer")
+            .expect("the error");
+        assert!(failed < error && error < timed_out, "{md}");
+        assert_eq!(md.matches("| `hosted-").count(), 500);
     }
 
     #[test]

@@ -457,6 +457,8 @@ mod tests {
                 results_dir: dir.parse().unwrap(),
                 revision,
                 updated_at: warroom_proto::now(),
+                verification: None,
+                notices: Vec::new(),
             },
             request: None,
             reports,
@@ -470,6 +472,7 @@ mod tests {
             cluster: "hub".parse().unwrap(),
             results_dir: format!("results/custom/{request}").parse().unwrap(),
             at: warroom_proto::now(),
+            attempt: 1,
             kind: AuditKind::ToolResult {
                 tool_use_id: "t".to_owned(),
                 is_error: false,

@@ -269,6 +269,8 @@ fn status(id: &str, phase: RequestPhase, revision: u64) -> StatusUpdate {
             results_dir: dir(&format!("results/{id}")),
             revision,
             updated_at: warroom_proto::now(),
+            verification: None,
+            notices: Vec::new(),
         },
         request: Some(RequestSummary {
             name: "etcd-latency".to_owned(),
@@ -310,6 +312,7 @@ fn event(request: &str, cluster: &str, seq: u32, kind: AuditKind) -> AuditEvent 
         cluster: cname(cluster),
         results_dir: dir(&format!("results/{request}")),
         at: warroom_proto::now(),
+        attempt: 1,
         kind,
         redacted: BTreeMap::new(),
     }
@@ -446,6 +449,11 @@ async fn a_completed_request_lands_in_git_with_reports_and_audit() {
     assert_eq!(audit_ids(&audit), expected);
     assert!(
         audit.contains(r#""command":"kubectl get pods -n etcd""#),
+        "{audit}"
+    );
+    // Every line says which run of the task it belongs to.
+    assert!(
+        audit.lines().all(|line| line.contains(r#""attempt":1"#)),
         "{audit}"
     );
 

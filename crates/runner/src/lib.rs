@@ -15,10 +15,12 @@
 mod agent;
 mod config;
 mod heartbeat;
+mod outbox;
 mod policy;
 mod prompt;
 pub mod proxy;
 mod reaper;
+mod rerun;
 mod stream;
 mod task;
 
@@ -37,13 +39,15 @@ use warroom_runtime::{Bus, Consumer, ConsumerSpec, Health};
 
 pub use crate::config::{ApiKey, Config, MAX_CONCURRENCY};
 
-/// How often a task is delivered before it is given up (a runner that crashes on it each time
-/// must not loop forever).
-pub const MAX_DELIVER: i64 = 3;
+/// How often a task is delivered before the server gives it up. A task runs at most
+/// [`warroom_proto::status::MAX_RUNS`] (two) times; the third delivery fails its cluster
+/// without running (`rerun`), and the deliveries after it are there only for when that
+/// failure could not be reported.
+pub const MAX_DELIVER: i64 = 5;
 /// How long one pull waits for a task, so shutdown is noticed between pulls.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
 /// How long shutdown waits for unsent messages to reach NATS.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Backoff after NATS errors in the pull loop.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 

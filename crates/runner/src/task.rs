@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tracing::{Instrument as _, error, info, info_span, warn};
+use warroom_proto::status::MAX_RUNS;
 use warroom_proto::wire::Redacted;
 use warroom_proto::{
     AuditEvent, AuditKind, ClusterName, Denial, Outcome, RequestId, ResultsDir, RunnerReport,
@@ -16,21 +17,16 @@ use warroom_proto::{
 use warroom_redact as redact;
 use warroom_runtime::bus::Progress;
 use warroom_runtime::shutdown::CancellationToken;
-use warroom_runtime::{Bus, BusError, Delivery, Health};
+use warroom_runtime::{Bus, Delivery, Health};
 
 use crate::agent::{self, AgentEnv, Launch, Run, RunSite};
+use crate::outbox::{self, Limits, Message, Outbox, RunIdentity};
 use crate::policy::{self, GuardHook, HookFiles, Policy};
 use crate::proxy::{ModelApi, Proxy, Spend};
 use crate::reaper::{self, WorkspaceLock};
+use crate::rerun::{self, Verdict};
 use crate::stream::{self, Ending, Item};
 use crate::{Config, prompt};
-
-/// Attempts to publish one message before the task is given back.
-const PUBLISH_ATTEMPTS: u32 = 3;
-/// Pause between publish attempts (doubled each time).
-const PUBLISH_BACKOFF: Duration = Duration::from_millis(500);
-/// When a task is handed back because NATS failed, wait this long before it comes again.
-const NAK_DELAY: Duration = Duration::from_secs(5);
 
 /// What the runner needs for every task.
 #[derive(Debug)]
@@ -56,9 +52,10 @@ pub struct Runner {
 
 /// How the handling of a task ended, for the ack.
 enum Done {
-    /// The result is stored: ack.
+    /// The result is stored, or the task is not to run: ack.
     Finished,
-    /// Shutdown stopped the agent: hand the task back at once.
+    /// Shutdown stopped the agent, or came before its result reached NATS: hand the task
+    /// back at once.
     HandedBack,
 }
 
@@ -114,31 +111,41 @@ impl Runner {
             delivery.term("the task is for another cluster").await;
             return;
         }
-        let attempt = delivery.delivered();
+        let attempt = u32::try_from(delivery.delivered()).unwrap_or(u32::MAX);
         let span = info_span!("task", request = %task.request_id, cluster = %self.cluster, attempt);
         async {
             self.health.metrics.inc("tasks");
             let progress = spawn_progress_acks(delivery.progress_handle(), self.ack_wait / 3);
-            let done = self.execute(task, attempt, stop).await;
+            let done = match rerun::check(&self.bus, &self.cluster, &task.request_id, attempt).await {
+                Verdict::AlreadyFinal(phase) => {
+                    info!(cluster_phase = %phase, "the task's cluster is already final; acknowledging it without running it");
+                    self.health.metrics.inc_with("tasks_not_run", &[("reason", "final")]);
+                    Done::Finished
+                }
+                Verdict::TooManyRuns => {
+                    warn!(max_runs = MAX_RUNS, "the task came back after its last run; failing it instead of running it again");
+                    self.health.metrics.inc_with("tasks_not_run", &[("reason", "max_runs")]);
+                    self.refuse(task, attempt, stop).await
+                }
+                Verdict::RunUnchecked(cause) => {
+                    warn!(%cause, "cannot read the task's record; running it anyway (a second result would be ignored)");
+                    self.execute(task, attempt, stop).await
+                }
+                Verdict::Run => self.execute(task, attempt, stop).await,
+            };
             progress.abort();
             match done {
-                Ok(Done::Finished) => {
+                Done::Finished => {
                     if let Err(e) = delivery.ack_confirmed().await {
-                        // The result is stored; a redelivery would run the task again and its
-                        // second result would be a duplicate the dispatcher ignores.
+                        // The result is stored; a redelivery finds the cluster final in the
+                        // dispatcher's record and is acknowledged without a run.
                         warn!(cause = %e, "cannot ack the finished task");
                     }
                 }
-                Ok(Done::HandedBack) => {
+                Done::HandedBack => {
                     info!("stopped by shutdown; handing the task back");
                     self.health.metrics.inc("tasks_handed_back");
                     if let Err(e) = delivery.nak_confirmed(None).await {
-                        warn!(cause = %e, "cannot nak the task; it comes back after the ack wait");
-                    }
-                }
-                Err(e) => {
-                    error!(cause = %e, "cannot publish what the agent did; handing the task back");
-                    if let Err(e) = delivery.nak_confirmed(Some(NAK_DELAY)).await {
                         warn!(cause = %e, "cannot nak the task; it comes back after the ack wait");
                     }
                 }
@@ -148,50 +155,110 @@ impl Runner {
         .await;
     }
 
-    async fn execute(
-        &self,
-        task: &Task,
-        attempt: i64,
-        stop: CancellationToken,
-    ) -> Result<Done, BusError> {
+    /// Starts the run's outbox: everything the run publishes goes through it, in order.
+    fn outbox(&self, task: &Task, attempt: u32, stop: &CancellationToken) -> Outbox {
+        Outbox::start(
+            self.bus.clone(),
+            RunIdentity {
+                request: task.request_id.clone(),
+                cluster: self.cluster.clone(),
+                results_dir: task.results_dir.clone(),
+                attempt,
+            },
+            Limits {
+                count: outbox::MAX_BUFFERED,
+                bytes: outbox::MAX_BUFFERED_BYTES,
+            },
+            self.health.metrics.clone(),
+            stop.clone(),
+        )
+    }
+
+    /// Waits until everything the run queued is stored by NATS: as long as it takes while the
+    /// runner runs (the task's progress acks go on), a short grace at shutdown.
+    async fn deliver(&self, outbox: &Outbox, stop: &CancellationToken) -> Done {
+        tokio::select! {
+            () = outbox.drained() => return Done::Finished,
+            () = stop.cancelled() => {}
+        }
+        // The flusher stops at shutdown too; what is left is the next attempt's to redo.
+        if outbox.pending() == 0 {
+            return Done::Finished;
+        }
+        warn!(
+            unsent = outbox.pending(),
+            "shutdown before the run's messages reached NATS; handing the task back"
+        );
+        Done::HandedBack
+    }
+
+    /// Fails a task that came back after its last allowed run, without running it.
+    async fn refuse(&self, task: &Task, attempt: u32, stop: CancellationToken) -> Done {
+        let outbox = self.outbox(task, attempt, &stop);
+        let mut events = Events::new(&outbox, task, &self.cluster, attempt);
+        let error = rerun::too_many_runs_reason(attempt);
+        events.push(AuditKind::Finished {
+            outcome: Outcome::Failed,
+            error: Some(error.clone()),
+            report_redacted: Default::default(),
+        });
+        let now = warroom_proto::now();
+        let request = &task.request_id;
+        let cluster = &self.cluster;
+        outbox.send(
+            Subject::Result(request.clone(), cluster.clone()),
+            format!("{request}/{cluster}/{attempt}/finished"),
+            Message::Report(RunnerReport::Finished(TaskResult {
+                request_id: request.clone(),
+                cluster: cluster.clone(),
+                outcome: Outcome::Failed,
+                final_text: String::new(),
+                error: Some(error),
+                cost_usd: 0.0,
+                num_turns: 0,
+                permission_denials: Vec::new(),
+                started_at: now,
+                finished_at: now,
+                attempt,
+            })),
+        );
+        self.deliver(&outbox, &stop).await
+    }
+
+    async fn execute(&self, task: &Task, attempt: u32, stop: CancellationToken) -> Done {
         let started_at = warroom_proto::now();
-        let shutdown = stop.clone();
         let request = &task.request_id;
         let cluster = &self.cluster;
         let results = Subject::Result(request.clone(), cluster.clone());
-        publish(
-            &self.bus,
-            &results,
-            &format!("{request}/{cluster}/{attempt}/started"),
-            &RunnerReport::Started {
+        let outbox = self.outbox(task, attempt, &stop);
+        outbox.send(
+            results.clone(),
+            format!("{request}/{cluster}/{attempt}/started"),
+            Message::Report(RunnerReport::Started {
                 request_id: request.clone(),
                 cluster: cluster.clone(),
                 runner: self.name.clone(),
                 at: started_at,
-            },
-            &shutdown,
-        )
-        .await?;
+                attempt,
+            }),
+        );
 
         let policy = Policy::for_tools(&task.allowed_tools);
-        let mut events = Events::new(&self.bus, task, cluster, attempt, shutdown.clone());
-        events
-            .publish(AuditKind::Started {
-                runner: self.name.clone(),
-                allowed: policy.allowed.clone(),
-                denied: policy.denied.clone(),
-            })
-            .await?;
+        let mut events = Events::new(&outbox, task, cluster, attempt);
+        events.push(AuditKind::Started {
+            runner: self.name.clone(),
+            allowed: policy.allowed.clone(),
+            denied: policy.denied.clone(),
+        });
         info!(timeout = ?self.timeout(task), tools = ?policy.tools, "agent starting");
 
-        let (run, publish_error, decisions, spend) = self
-            .run_in_workspace(task, &policy, &mut events, stop)
+        let (run, decisions, spend) = self
+            .run_in_workspace(task, &policy, &mut events, stop.clone())
             .await;
-        if let Some(e) = publish_error {
-            return Err(e);
-        }
         if run.cancelled {
-            return Ok(Done::HandedBack);
+            // Whatever of the run's events can still go out in the grace period does.
+            let _ = tokio::time::timeout(crate::FLUSH_TIMEOUT, outbox.drained()).await;
+            return Done::HandedBack;
         }
 
         let (outcome, error) = stream::judge(
@@ -206,20 +273,17 @@ impl Runner {
             .as_ref()
             .map(|r| r.permission_denials.iter().map(|d| d.to_wire()).collect())
             .unwrap_or_default();
-        self.audit_decisions(&mut events, &mut denials, &decisions)
-            .await?;
+        self.audit_decisions(&mut events, &mut denials, &decisions);
         let final_text = final_text(outcome, &run);
         // The result goes to the dispatcher and from there into status snapshots: it is
         // redacted here, and what was removed is recorded with the `finished` event.
         let (final_text, error, denials, report_redacted) =
             redact_result(final_text, error, denials);
-        events
-            .publish(AuditKind::Finished {
-                outcome,
-                error: error.clone(),
-                report_redacted: report_redacted.clone(),
-            })
-            .await?;
+        events.push(AuditKind::Finished {
+            outcome,
+            error: error.clone(),
+            report_redacted: report_redacted.clone(),
+        });
         let result = TaskResult {
             request_id: request.clone(),
             cluster: cluster.clone(),
@@ -232,15 +296,14 @@ impl Runner {
             permission_denials: denials,
             started_at,
             finished_at: warroom_proto::now(),
+            attempt,
         };
-        publish(
-            &self.bus,
-            &results,
-            &format!("{request}/{cluster}/{attempt}/finished"),
-            &RunnerReport::Finished(result),
-            &shutdown,
-        )
-        .await?;
+        // Published after every event of the run, in order, once NATS takes it.
+        outbox.send(
+            results,
+            format!("{request}/{cluster}/{attempt}/finished"),
+            Message::Report(RunnerReport::Finished(result)),
+        );
         let outcome_label = match outcome {
             Outcome::Completed => "completed",
             Outcome::Failed => "failed",
@@ -257,50 +320,43 @@ impl Runner {
             }
             None => info!(outcome = ?outcome, cost, calls, "agent finished"),
         }
-        Ok(Done::Finished)
+        self.deliver(&outbox, &stop).await
     }
 
     /// Audits every decision of the guard: a refusal goes into the refused call's input (its
     /// rule and reason), a refusal no denial of the CLI's result names (a run that ended
     /// without a result) is published on its own, and an allowed call is a `guard_allowed`
     /// line; then the refused calls themselves.
-    async fn audit_decisions(
+    fn audit_decisions(
         &self,
         events: &mut Events<'_>,
         denials: &mut [Denial],
         decisions: &[warroom_guard::hook::DecisionRecord],
-    ) -> Result<(), BusError> {
+    ) {
         for record in policy::attribute_denials(denials, decisions) {
             self.health.metrics.inc("tool_refused");
-            events
-                .publish(AuditKind::ToolResult {
-                    tool_use_id: String::new(),
-                    is_error: true,
-                    output: format!("guard: {}: {}", record.rule, record.reason),
-                })
-                .await?;
+            events.push(AuditKind::ToolResult {
+                tool_use_id: String::new(),
+                is_error: true,
+                output: format!("guard: {}: {}", record.rule, record.reason),
+            })
         }
         for record in decisions.iter().filter(|r| r.decision == "allow") {
-            events
-                .publish(AuditKind::GuardAllowed {
-                    tool: record.tool.clone(),
-                    input: record.input.clone(),
-                    rule: record.rule.clone(),
-                    reason: record.reason.clone(),
-                })
-                .await?;
+            events.push(AuditKind::GuardAllowed {
+                tool: record.tool.clone(),
+                input: record.input.clone(),
+                rule: record.rule.clone(),
+                reason: record.reason.clone(),
+            })
         }
         for denial in denials.iter() {
             self.health.metrics.inc("tool_refused");
-            events
-                .publish(AuditKind::ToolRefused {
-                    tool_use_id: denial.tool_use_id.clone(),
-                    tool: denial.tool.clone(),
-                    input: denial.input.clone(),
-                })
-                .await?;
+            events.push(AuditKind::ToolRefused {
+                tool_use_id: denial.tool_use_id.clone(),
+                tool: denial.tool.clone(),
+                input: denial.input.clone(),
+            })
         }
-        Ok(())
     }
 
     /// The request's timeout, cut to `--max-timeout`.
@@ -316,12 +372,7 @@ impl Runner {
         policy: &Policy,
         events: &mut Events<'_>,
         stop: CancellationToken,
-    ) -> (
-        Run,
-        Option<BusError>,
-        Vec<warroom_guard::hook::DecisionRecord>,
-        Spend,
-    ) {
+    ) -> (Run, Vec<warroom_guard::hook::DecisionRecord>, Spend) {
         // File system work runs on the blocking pool, off the threads that drive the run.
         let created = {
             let (root, id) = (self.work_root.clone(), task.request_id.clone());
@@ -336,7 +387,7 @@ impl Runner {
                     "cannot create a workspace in {}: {e}",
                     self.work_root.display()
                 );
-                return (not_started(reason), None, Vec::new(), Spend::default());
+                return (not_started(reason), Vec::new(), Spend::default());
             }
         };
         let hook = match self.guard.write(dirs.root.path(), &dirs.workspace) {
@@ -347,7 +398,7 @@ impl Runner {
                     dirs.root.path().display()
                 );
                 dirs.remove_in_background().await;
-                return (not_started(reason), None, Vec::new(), Spend::default());
+                return (not_started(reason), Vec::new(), Spend::default());
             }
         };
         let proxy = match Proxy::start(&self.model_api).await {
@@ -355,16 +406,16 @@ impl Runner {
             Err(e) => {
                 dirs.remove_in_background().await;
                 let reason = format!("cannot start the model API proxy on 127.0.0.1: {e}");
-                return (not_started(reason), None, Vec::new(), Spend::default());
+                return (not_started(reason), Vec::new(), Spend::default());
             }
         };
         let launch = self.launch(task, policy, &dirs, &hook, &proxy.base_url());
-        let (run, publish_error) = self.run_agent(&launch, events, stop).await;
+        let run = self.run_agent(&launch, events, stop).await;
         let spend = proxy.spend();
         drop(proxy);
         let decisions = policy::read_decisions(&hook.decisions);
         dirs.remove_in_background().await;
-        (run, publish_error, decisions, spend)
+        (run, decisions, spend)
     }
 
     fn launch(
@@ -410,18 +461,18 @@ impl Runner {
         }
     }
 
-    /// Runs the agent and publishes its tool calls and results as they come. A publish
-    /// failure stops the agent and is returned with the run.
+    /// Runs the agent and queues its tool calls and results as they come. NATS being
+    /// unreachable does not stop the agent: the run's outbox keeps its events until it is
+    /// back. Only shutdown cancels the run.
     async fn run_agent(
         &self,
         launch: &Launch,
         events: &mut Events<'_>,
         stop: CancellationToken,
-    ) -> (Run, Option<BusError>) {
+    ) -> Run {
         let (items_tx, mut items_rx) = mpsc::channel::<Item>(64);
-        // Cancelled by shutdown, or by this run when its events cannot be published.
         let cancel = stop.child_token();
-        let publishing = async {
+        let queueing = async {
             while let Some(item) = items_rx.recv().await {
                 let kind = match item {
                     Item::ToolCall { id, tool, input } => {
@@ -443,16 +494,11 @@ impl Runner {
                     },
                     Item::Text(_) | Item::Result(_) => continue,
                 };
-                if let Err(e) = events.publish(kind).await {
-                    cancel.cancel();
-                    return Some(e);
-                }
+                events.push(kind);
             }
-            None
         };
-        let (run, publish_error) =
-            tokio::join!(agent::run(launch, items_tx, cancel.clone()), publishing);
-        (run, publish_error)
+        let (run, ()) = tokio::join!(agent::run(launch, items_tx, cancel), queueing);
+        run
     }
 }
 
@@ -479,30 +525,21 @@ fn spawn_progress_acks(progress: Progress, every: Duration) -> tokio::task::Join
     })
 }
 
-/// The audit events of one task attempt, numbered in order.
+/// The audit events of one task attempt, numbered in order, queued in its outbox.
 struct Events<'a> {
-    bus: &'a Bus,
-    /// Ends the pauses between publish attempts.
-    shutdown: CancellationToken,
+    outbox: &'a Outbox,
     subject: Subject,
     request: RequestId,
     cluster: ClusterName,
     results_dir: ResultsDir,
-    attempt: i64,
+    attempt: u32,
     seq: u64,
 }
 
 impl<'a> Events<'a> {
-    fn new(
-        bus: &'a Bus,
-        task: &Task,
-        cluster: &ClusterName,
-        attempt: i64,
-        shutdown: CancellationToken,
-    ) -> Events<'a> {
+    fn new(outbox: &'a Outbox, task: &Task, cluster: &ClusterName, attempt: u32) -> Events<'a> {
         Events {
-            bus,
-            shutdown,
+            outbox,
             subject: Subject::Event(task.request_id.clone(), cluster.clone()),
             request: task.request_id.clone(),
             cluster: cluster.clone(),
@@ -512,8 +549,8 @@ impl<'a> Events<'a> {
         }
     }
 
-    /// Redacts `kind` and publishes it, with the counts of what was removed.
-    async fn publish(&mut self, mut kind: AuditKind) -> Result<(), BusError> {
+    /// Redacts `kind` and queues it, with the counts of what was removed.
+    fn push(&mut self, mut kind: AuditKind) {
         let redacted = redact_event(&mut kind);
         let id = format!(
             "{}/{}/{}/{}",
@@ -526,10 +563,12 @@ impl<'a> Events<'a> {
             cluster: self.cluster.clone(),
             results_dir: self.results_dir.clone(),
             at: warroom_proto::now(),
+            attempt: self.attempt,
             kind,
             redacted,
         };
-        publish(self.bus, &self.subject, &id, &event, &self.shutdown).await
+        self.outbox
+            .send(self.subject.clone(), id, Message::Event(event));
     }
 }
 
@@ -576,6 +615,7 @@ fn redact_event(kind: &mut AuditKind) -> Redacted {
                 redact_text(error, &mut removed);
             }
         }
+        AuditKind::EventsDropped { .. } => {}
     }
     to_wire(&removed)
 }
@@ -616,31 +656,6 @@ fn to_wire(counts: &redact::Counts) -> Redacted {
         .iter()
         .map(|(kind, n)| (kind.to_owned(), n))
         .collect()
-}
-
-/// Publishes with a few retries: a short NATS hiccup must not cost a whole investigation.
-async fn publish<T: serde::Serialize>(
-    bus: &Bus,
-    subject: &Subject,
-    dedup_id: &str,
-    message: &T,
-    shutdown: &CancellationToken,
-) -> Result<(), BusError> {
-    use warroom_runtime::retry::{self, Retryable as _};
-    let retries = usize::try_from(PUBLISH_ATTEMPTS.saturating_sub(1)).unwrap_or(0);
-    (|| async { bus.publish(subject, Some(dedup_id), message).await })
-        .retry(retry::backoff(
-            PUBLISH_BACKOFF,
-            PUBLISH_BACKOFF * 8,
-            retries,
-        ))
-        .sleep(retry::until(shutdown.clone()))
-        // An encoding error fails the same way every time; at shutdown the task is handed
-        // back instead.
-        .when(|e| !matches!(e, BusError::Encode { .. }) && !shutdown.is_cancelled())
-        .notify(|e, pause| warn!(cause = %e, %subject, ?pause, "publish failed; retrying"))
-        .await
-        .map(|_| ())
 }
 
 /// A task's fresh, empty workspace (the agent's cwd), its own HOME and temp folder, all

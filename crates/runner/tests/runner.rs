@@ -14,8 +14,8 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use warroom_proto::{
-    AuditEvent, AuditKind, ClusterRef, ClusterType, Issue, Outcome, RunnerHeartbeat, RunnerReport,
-    Task, TaskResult, Tool,
+    AuditEvent, AuditKind, ClusterPhase, ClusterRef, ClusterType, Issue, Outcome, RunnerHeartbeat,
+    RunnerReport, Task, TaskRecord, TaskResult, Tool, names,
 };
 use warroom_runner::Config;
 use warroom_runtime::Bus;
@@ -31,7 +31,7 @@ const FAKE_TABLE: &str = "NAMESPACE     NAME                 READY   STATUS\n\
 
 /// A nats-server, a scripted model, the fake `kubectl`, and a runner started with `run()`.
 struct Harness {
-    _nats: NatsServer,
+    nats: NatsServer,
     model: ScriptedModel,
     dir: TempDir,
     bus: Bus,
@@ -92,7 +92,7 @@ impl Harness {
         let js = nats.jetstream().await;
         Harness {
             url: nats.url().to_owned(),
-            _nats: nats,
+            nats,
             model,
             dir,
             bus,
@@ -208,6 +208,42 @@ impl Harness {
                 })
         })
         .await
+    }
+
+    /// The attempt of every `Started` report, in order.
+    async fn started_attempts(&self, request: &str) -> Vec<u32> {
+        self.reports(request)
+            .await
+            .into_iter()
+            .filter_map(|r| match r {
+                RunnerReport::Started { attempt, .. } => Some(attempt),
+                RunnerReport::Finished(_) => None,
+            })
+            .collect()
+    }
+
+    /// Writes the dispatcher's record of a task, as the dispatcher does.
+    async fn record(&self, request: &str, phase: ClusterPhase) {
+        let records = self
+            .bus
+            .bucket(names::TASKS_BUCKET, 1)
+            .await
+            .expect("the task records bucket");
+        let record = TaskRecord {
+            phase,
+            attempts: 1,
+            updated_at: warroom_proto::now(),
+        };
+        records
+            .put(
+                names::task_record_key(
+                    &CLUSTER.parse().expect("cluster"),
+                    &request.parse().expect("request id"),
+                ),
+                serde_json::to_vec(&record).expect("encodes").into(),
+            )
+            .await
+            .expect("write the record");
     }
 
     async fn tasks_left(&self) -> u64 {
@@ -1164,6 +1200,18 @@ async fn a_restarted_runner_removes_what_a_killed_one_left() {
     let result = harness.finished("req-crash").await;
     assert_eq!(result.outcome, Outcome::Completed, "{result:?}");
     assert_eq!(result.final_text, "Finished after the restart.");
+    // The killed run was attempt 1; the rerun is attempt 2, and every event says which.
+    assert_eq!(result.attempt, 2);
+    assert_eq!(harness.started_attempts("req-crash").await, [1, 2]);
+    let events = harness.events("req-crash").await;
+    assert!(events.iter().any(|e| e.attempt == 1), "{events:?}");
+    assert!(
+        events.iter().all(|e| e
+            .id
+            .starts_with(&format!("req-crash/{CLUSTER}/{}/", e.attempt))),
+        "{events:?}"
+    );
+    assert_eq!(outcomes(&events), [Outcome::Completed]);
     harness.wait_tasks_acked().await;
     assert_eq!(harness.work_root_entries(), 0);
     harness.stop_runner().await;
@@ -1177,4 +1225,155 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+// --- attempts ---
+
+/// A task whose cluster the dispatcher already recorded as final is acknowledged and not
+/// run; so is a task delivered again after its run finished (a failed ack, simulated by
+/// delivering it once more after the dispatcher's record turned final).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_cluster_is_final_is_not_run_again() {
+    let mut harness = Harness::start(
+        Script::single(vec![
+            Turn::bash("kubectl get pods -A"),
+            Turn::text("Done once."),
+        ]),
+        &[],
+    )
+    .await;
+    harness.record("req-gone", ClusterPhase::Cancelled).await;
+    harness.publish_task(&task("req-gone", 120)).await;
+    harness.wait_tasks_acked().await;
+    assert!(harness.reports("req-gone").await.is_empty());
+    assert!(harness.events("req-gone").await.is_empty());
+
+    harness.publish_task(&task("req-once", 120)).await;
+    let result = harness.finished("req-once").await;
+    assert_eq!(result.outcome, Outcome::Completed, "{result:?}");
+    harness.wait_tasks_acked().await;
+    let calls = harness.kubectl_log().lines().count();
+    assert_eq!(calls, 1, "{}", harness.kubectl_log());
+    // The dispatcher records the result; then the task comes once more.
+    harness.record("req-once", ClusterPhase::Completed).await;
+    harness
+        .bus
+        .publish(
+            &warroom_proto::Subject::Task(CLUSTER.parse().expect("cluster")),
+            None,
+            &task("req-once", 120),
+        )
+        .await
+        .expect("deliver the task again");
+    harness.wait_tasks_acked().await;
+    assert_eq!(harness.started_attempts("req-once").await, [1]);
+    assert_eq!(harness.kubectl_log().lines().count(), calls);
+    harness.stop_runner().await;
+}
+
+/// A task delivered a third time (two runs were interrupted) fails its cluster with the
+/// reason instead of running a third time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_delivery_fails_instead_of_running() {
+    let mut harness = Harness::without_runner(Script::single(vec![Turn::text("never")])).await;
+    harness.publish_task(&task("req-third", 120)).await;
+    // Two deliveries that ended without a result, on the runner's own consumer.
+    let cluster: warroom_proto::ClusterName = CLUSTER.parse().expect("cluster");
+    let mut consumer = harness
+        .bus
+        .consume::<Task>(warroom_runtime::ConsumerSpec {
+            filter: Some(warroom_proto::Subject::Task(cluster.clone())),
+            ack_wait: Duration::from_secs(60),
+            max_deliver: warroom_runner::MAX_DELIVER,
+            batch: 1,
+            ..warroom_runtime::ConsumerSpec::new(
+                warroom_proto::Stream::Tasks,
+                names::runner_consumer(&cluster),
+                "claude-warroom runner: this cluster's tasks",
+            )
+        })
+        .await
+        .expect("the runner's consumer");
+    for delivered in 1..=2 {
+        let delivery = consumer
+            .fetch_one(Duration::from_secs(5))
+            .await
+            .expect("pull")
+            .expect("the task");
+        assert_eq!(delivery.delivered(), delivered);
+        delivery.nak_confirmed(None).await.expect("hand it back");
+    }
+    harness.start_runner(&[]);
+    let result = harness.finished("req-third").await;
+    assert_eq!(result.outcome, Outcome::Failed);
+    assert_eq!(result.attempt, 3);
+    let error = result.error.unwrap_or_default();
+    assert!(error.contains("not run a third time"), "{error}");
+    harness.wait_tasks_acked().await;
+    assert!(harness.started_attempts("req-third").await.is_empty());
+    assert_eq!(
+        outcomes(&harness.events("req-third").await),
+        [Outcome::Failed]
+    );
+    assert_eq!(harness.model.requests().len(), 0);
+    harness.stop_runner().await;
+}
+
+/// nats-server goes away mid-run and comes back: the agent is not cancelled, what it did
+/// while NATS was away arrives afterwards in order, and the task completes once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_outage_mid_run_does_not_stop_the_agent() {
+    let mut harness = Harness::start(
+        Script::single(vec![
+            Turn::bash("kubectl get pods -A"),
+            // Answered while NATS is away: the model is not behind NATS.
+            Turn::bash("kubectl get pods -n openshift-api").delayed(Duration::from_secs(2)),
+            Turn::text("Done despite the outage."),
+        ]),
+        &[],
+    )
+    .await;
+    harness.publish_task(&task("req-outage", 120)).await;
+    wait_until("the first tool call is stored", WAIT, || async {
+        harness
+            .events("req-outage")
+            .await
+            .iter()
+            .any(|e| matches!(e.kind, AuditKind::ToolCall { .. }))
+    })
+    .await;
+    harness.nats.stop().await;
+    // The agent carries on and ends while NATS is away: its workspace goes.
+    wait_until("the agent's second call ran", WAIT, || async {
+        harness.kubectl_log().contains("-n openshift-api")
+    })
+    .await;
+    wait_until("the run ended during the outage", WAIT, || async {
+        harness.work_root_entries() == 0
+    })
+    .await;
+    harness.nats.start_again().await;
+
+    let result = harness.finished("req-outage").await;
+    assert_eq!(result.outcome, Outcome::Completed, "{result:?}");
+    assert_eq!(result.final_text, "Done despite the outage.");
+    harness.wait_tasks_acked().await;
+    assert_eq!(harness.started_attempts("req-outage").await, [1]);
+    let events = harness.events("req-outage").await;
+    let sequence: Vec<String> = events
+        .iter()
+        .map(|e| e.id.rsplit('/').next().unwrap_or_default().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..events.len()).map(|n| n.to_string()).collect();
+    assert_eq!(sequence, expected, "events out of order or missing");
+    let calls = events
+        .iter()
+        .filter(|e| matches!(e.kind, AuditKind::ToolCall { .. }))
+        .count();
+    assert_eq!(calls, 2, "{events:?}");
+    assert_eq!(outcomes(&events), [Outcome::Completed]);
+    // The result came after every event of the run.
+    let reports = harness.reports("req-outage").await;
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    harness.stop_runner().await;
 }

@@ -255,6 +255,40 @@ impl Bus {
         .await
     }
 
+    /// Reads the value of `key` in key-value `bucket` with one direct get, without opening the
+    /// bucket (no stream info): the request subject names the key
+    /// (`$JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.<key>`), so a NATS user can be allowed to
+    /// read some keys of a bucket and no others. `None` when the key has no value (never
+    /// written, deleted or purged).
+    pub async fn read_key<T: serde::de::DeserializeOwned>(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<T>, Cause> {
+        use async_nats::jetstream::stream::DirectGetErrorKind;
+        let stream = self
+            .jetstream
+            .get_stream_no_info(format!("KV_{bucket}"))
+            .await?;
+        let message = match stream
+            .direct_get_last_for_subject(format!("$KV.{bucket}.{key}"))
+            .await
+        {
+            Ok(message) => message,
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        // A deleted or purged key keeps a marker message with an empty payload.
+        let removed = message
+            .headers
+            .get("KV-Operation")
+            .is_some_and(|op| op.as_str() != "PUT");
+        if removed || message.payload.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(serde_json::from_slice(&message.payload)?))
+    }
+
     /// Publishes `message` as JSON on `subject` and waits until the stream stored it. With
     /// `dedup_id`, a repeat within the duplicate window is acknowledged but not stored again.
     pub async fn publish<T: Serialize>(

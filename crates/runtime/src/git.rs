@@ -94,9 +94,58 @@ impl Git {
         }
     }
 
+    /// Runs git with `input` on its stdin and returns its stdout; a non-zero exit is an
+    /// error. For the batch commands (`cat-file --batch`) that answer many questions in one
+    /// process. The input is written while the output is read, so neither side can fill
+    /// its pipe and wait for the other.
+    pub async fn run_with_input(&self, args: &[&str], input: Vec<u8>) -> Result<Vec<u8>, GitError> {
+        use tokio::io::AsyncWriteExt as _;
+        let mut command = self.command(args);
+        command.stdin(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .map_err(|e| self.error(args, format!("cannot run git: {e}")))?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| self.error(args, "git's stdin is not a pipe".to_owned()))?;
+        let writer = tokio::spawn(async move {
+            // A write error means git exited early; its exit status and stderr say why.
+            let _ = stdin.write_all(&input).await;
+            let _ = stdin.shutdown().await;
+        });
+        let output = child
+            .wait_with_output()
+            .await
+            .map_err(|e| self.error(args, format!("cannot run git: {e}")))?;
+        let _ = writer.await;
+        if output.status.success() {
+            Ok(output.stdout)
+        } else {
+            Err(self.error(
+                args,
+                String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            ))
+        }
+    }
+
     /// Runs git and returns whatever happened, for callers that act on failures (a rejected
     /// push, `merge-base --is-ancestor`).
     pub async fn output(&self, args: &[&str]) -> Result<Output, GitError> {
+        let output = self
+            .command(args)
+            .output()
+            .await
+            .map_err(|e| self.error(args, format!("cannot run git: {e}")))?;
+        Ok(Output {
+            success: output.status.success(),
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    /// The git command for `args`, with the environment and settings every call gets.
+    fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new("git");
         for (key, value) in &self.config {
             command.arg("-c").arg(format!("{key}={value}"));
@@ -127,15 +176,7 @@ impl Git {
                 .env("GIT_COMMITTER_NAME", name)
                 .env("GIT_COMMITTER_EMAIL", email);
         }
-        let output = command
-            .output()
-            .await
-            .map_err(|e| self.error(args, format!("cannot run git: {e}")))?;
-        Ok(Output {
-            success: output.status.success(),
-            stdout: output.stdout,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
+        command
     }
 
     fn error(&self, args: &[&str], message: String) -> GitError {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod duration;
 pub mod git;
 pub mod health;
+pub mod lease;
 pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
@@ -56,6 +57,16 @@ pub struct CommonArgs {
     /// Log format: `text` or `json`. The level comes from RUST_LOG (default `info`).
     #[arg(long, env = "WARROOM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// This replica's name in the leases of the daemons that run one active replica at a
+    /// time (the dispatcher, the publisher). Default: $HOSTNAME (the pod name in
+    /// Kubernetes), else a random id.
+    #[arg(long, env = "WARROOM_REPLICA_ID")]
+    pub replica_id: Option<String>,
+    /// How long a lease lasts without renewal: a standby dispatcher or publisher takes over
+    /// at most this long after the active one died (at once after a clean stop). Use the
+    /// same value for every replica.
+    #[arg(long, env = "WARROOM_LEASE_TTL", default_value = "15s", value_parser = parse_duration)]
+    pub lease_ttl: std::time::Duration,
 }
 
 impl CommonArgs {
@@ -73,12 +84,33 @@ impl CommonArgs {
         }
     }
 
+    /// The lease `key` as this replica asks for it.
+    pub fn lease(&self, key: &'static str) -> lease::LeaseSpec {
+        let holder = self
+            .replica_id
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .filter(|h| !h.trim().is_empty())
+            .unwrap_or_else(|| format!("{key}-{}", uuid::Uuid::new_v4().simple()));
+        lease::LeaseSpec {
+            key,
+            holder,
+            ttl: self.lease_ttl,
+        }
+    }
+
     /// Problems with these flags (an empty URL, files that are not there), each as one line
     /// naming the flag.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.nats_url.trim().is_empty() {
             problems.push("--nats-url must not be empty".to_owned());
+        }
+        if self.lease_ttl < std::time::Duration::from_secs(1) {
+            problems.push(format!(
+                "--lease-ttl must be at least 1s, not {:?}",
+                self.lease_ttl
+            ));
         }
         problems.extend(self.file_problems());
         problems

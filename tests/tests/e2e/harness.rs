@@ -139,6 +139,15 @@ impl Pipeline {
         self.engineer.push();
     }
 
+    /// The public key file of the publisher's signing key (the stack makes a throwaway one).
+    pub fn publisher_key_file(&self) -> PathBuf {
+        self.stack
+            .as_ref()
+            .and_then(|stack| stack.publisher_key.as_ref())
+            .map(|(file, _line)| file.clone())
+            .expect("the stack made a signing key for the publisher")
+    }
+
     /// `results/<id>/<name>` on the remote's `main`.
     pub fn result(&self, id: &str, name: &str) -> Option<String> {
         self.remote.read(&format!("results/{id}/{name}"))

@@ -8,3 +8,4 @@ mod queue;
 mod redaction;
 mod testkit;
 mod tidy;
+mod trust;

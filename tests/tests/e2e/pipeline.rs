@@ -59,6 +59,14 @@ async fn plain_git_commit_comes_back_completed_with_report_and_audit() {
     );
     let readme = pipeline.result(id, "README.md").expect("aggregated report");
     assert!(readme.contains("prod-cluster-1.md"), "{readme}");
+    // The stack runs without a policy: every report says nobody verified the request.
+    assert_eq!(
+        status.verification.as_ref().map(|v| v.verified),
+        Some(false),
+        "{status:?}"
+    );
+    assert!(readme.contains("**Not verified.**"), "{readme}");
+    assert!(report.contains("**Not verified.**"), "{report}");
     pipeline.shutdown().await;
 }
 
