@@ -228,20 +228,24 @@ mod tests {
                 p.publish
             );
         }
-        // Of the key-value buckets, only its own tasks' records (checked below).
+        // Of the key-value buckets, only its own tasks' records and its own heartbeats
+        // (checked below).
         for forbidden in ["STREAM.CREATE", "KV_", "prod"] {
             assert!(
                 !p.publish
                     .iter()
-                    .filter(|s| !s.contains(TASKS_BUCKET))
+                    .filter(|s| !s.contains(TASKS_BUCKET) && !s.contains(RUNNERS_BUCKET))
                     .any(|s| s.contains(forbidden)),
                 "{forbidden} in {:?}",
                 p.publish
             );
         }
-        // Of the key-value store, only its own cluster's heartbeats, and a look at their
-        // bucket.
-        let kv: Vec<&String> = p.publish.iter().filter(|s| s.contains("KV")).collect();
+        // Of the runners bucket, only its own cluster's heartbeats, and a look at the bucket.
+        let kv: Vec<&String> = p
+            .publish
+            .iter()
+            .filter(|s| s.contains(RUNNERS_BUCKET))
+            .collect();
         assert_eq!(
             kv,
             [
