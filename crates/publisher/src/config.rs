@@ -30,9 +30,10 @@ pub struct Config {
     #[arg(long, env = "WARROOM_BRANCH", default_value = "main")]
     pub branch: String,
 
-    /// The publisher's own working clone. It is reset to the remote branch before every batch,
-    /// so it holds nothing that is not in the remote: any empty or previously used folder will
-    /// do (a non-empty folder that is not a git repository is refused). Default:
+    /// The publisher's own working clone, kept across restarts. It is reset to the remote
+    /// branch before every batch, so it holds nothing that is not in the remote: any empty or
+    /// previously used folder will do (a non-empty folder that is not a git repository is
+    /// refused). Only the branch's tip is fetched (`--depth 1`). Default:
     /// `<system temp dir>/warroom-publisher/<hash of repo and branch>`.
     #[arg(long, env = "WARROOM_PUBLISHER_WORK_DIR")]
     pub work_dir: Option<PathBuf>,

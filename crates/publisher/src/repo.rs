@@ -97,12 +97,24 @@ impl Repo {
 
     /// Fetches the branch and returns the commit it points at, or `None` when the remote has
     /// no such branch yet.
+    ///
+    /// Only the branch's last commit is fetched (`--depth 1`): the publisher commits on top
+    /// of the tip and never reads history, so its first fetch after a start costs the same
+    /// at ten commits or a hundred thousand, and the working clone is kept across restarts.
+    /// A push from the shallow clone carries just the new commit, whose parent the remote has.
     pub async fn fetch(&self) -> Result<Option<String>> {
         let refspec = format!("+refs/heads/{}:{}", self.branch, self.tracking);
         let out = within(
             "git fetch",
-            self.git
-                .output(&["fetch", "--quiet", "--no-tags", &self.url, &refspec]),
+            self.git.output(&[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--depth",
+                "1",
+                &self.url,
+                &refspec,
+            ]),
         )
         .await??;
         if !out.success {

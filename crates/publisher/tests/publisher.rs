@@ -72,10 +72,20 @@ impl Stack {
     /// Starts a publisher with a working clone of its own.
     fn spawn(&mut self) {
         self.clones += 1;
+        self.spawn_in(self.clones);
+    }
+
+    /// The working clone of the `n`th publisher started.
+    fn clone_dir(&self, n: u32) -> std::path::PathBuf {
+        self._work_dir.path().join(format!("clone-{n}"))
+    }
+
+    /// Starts a publisher in the working clone of the `n`th one (a restart keeps its clone).
+    fn spawn_in(&mut self, n: u32) {
         let clone = self
             ._work_dir
             .path()
-            .join(format!("clone-{}", self.clones))
+            .join(format!("clone-{n}"))
             .display()
             .to_string();
         let repo = self.remote.file_url();
@@ -1215,4 +1225,155 @@ async fn an_invalid_configuration_fails_before_any_io() {
         .expect_err("the configuration is refused")
         .to_string();
     assert!(error.contains("credentials"), "{error}");
+}
+
+fn git_in(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(output.status.success(), "git {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The publisher fetches only the branch's tip, so its first batch after a start costs the
+/// same whatever the history; a restart keeps its working clone; pushes from the shallow
+/// clone keep the remote's history whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publisher_fetches_only_the_tip_and_keeps_its_clone_across_restarts() {
+    let mut stack = Stack::without_publisher(&[]).await;
+    let engineer = stack.remote.work_clone();
+    for n in 0..30 {
+        engineer.write("requests/pending/history.txt", format!("commit {n}\n"));
+        engineer.commit_all(&format!("history {n}"));
+    }
+    engineer.push();
+    let before = git_in(&stack.remote.path(), &["rev-list", "--count", "main"]);
+    stack.spawn();
+    let done = |id: &str| {
+        with_cluster(
+            status(id, RequestPhase::Completed, 2),
+            "hub",
+            ClusterPhase::Completed,
+        )
+    };
+    stack.status(&done("r-tip-1")).await;
+    stack.wait_status("r-tip-1", "completed").await;
+
+    let clone = stack.clone_dir(1);
+    assert!(clone.join(".git/shallow").is_file(), "the clone is shallow");
+    let local: u32 = git_in(&clone, &["rev-list", "--count", "HEAD"])
+        .parse()
+        .expect("a count");
+    assert!(local <= 2, "the clone holds {local} commits of the history");
+    // A marker in the clone's .git survives the restart: the folder is reused, not cloned again.
+    let marker = clone.join(".git/warroom-test-marker");
+    std::fs::write(&marker, "kept").expect("write the marker");
+    stack.halt().await;
+    stack.spawn_in(1);
+    stack.status(&done("r-tip-2")).await;
+    stack.wait_status("r-tip-2", "completed").await;
+    assert!(marker.is_file(), "the working clone was made anew");
+    let after: u32 = git_in(&stack.remote.path(), &["rev-list", "--count", "main"])
+        .parse()
+        .expect("a count");
+    let before: u32 = before.parse().expect("a count");
+    assert!(
+        after >= before + 2,
+        "the remote's history is whole: {before} -> {after}"
+    );
+    assert!(stack.remote.read("results/r-tip-1/status.json").is_some());
+    stack.stop().await;
+}
+
+/// Two publishers: the lease holder writes, the other stands by; when the holder stops, the
+/// other takes over and writes the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_publishers_write_one_at_a_time() {
+    let mut stack = Stack::start_with(&["--replica-id", "publisher-a", "--lease-ttl", "2s"]).await;
+    let first = stack.health.clone();
+    wait_until(
+        "the first publisher holds the lease",
+        DEFAULT_TIMEOUT,
+        || {
+            let first = first.clone();
+            async move { first.metrics.gauge_value("active") == 1 }
+        },
+    )
+    .await;
+    let config = Config::try_parse_from([
+        "warroom-publisher",
+        "--repo",
+        &stack.remote.file_url(),
+        "--work-dir",
+        &stack.clone_dir(99).display().to_string(),
+        "--batch-window",
+        "100ms",
+        "--nats-url",
+        stack.nats.url(),
+        "--replica-id",
+        "publisher-b",
+        "--lease-ttl",
+        "2s",
+    ])
+    .expect("the test's arguments parse");
+    let second = Health::new("publisher");
+    let (stop_second, stopped) = oneshot::channel::<()>();
+    let second_task = tokio::spawn(warroom_publisher::run_with_health(
+        config,
+        second.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let done = |id: &str| {
+        with_cluster(
+            status(id, RequestPhase::Completed, 2),
+            "hub",
+            ClusterPhase::Completed,
+        )
+    };
+    stack.status(&done("r-one")).await;
+    stack.wait_status("r-one", "completed").await;
+    let pushed = first.clone();
+    wait_until(
+        "the first publisher counts its push",
+        DEFAULT_TIMEOUT,
+        || {
+            let pushed = pushed.clone();
+            async move { pushed.metrics.get("batches_pushed") >= 1 }
+        },
+    )
+    .await;
+    assert_eq!(
+        second.metrics.gauge_value("active"),
+        0,
+        "the second stands by"
+    );
+    assert_eq!(second.metrics.get("batches_pushed"), 0);
+
+    stack.halt().await;
+    stack.status(&done("r-two")).await;
+    stack.wait_status("r-two", "completed").await;
+    assert_eq!(
+        second.metrics.gauge_value("active"),
+        1,
+        "the second took over"
+    );
+    let pushed = second.clone();
+    wait_until(
+        "the second publisher counts its push",
+        DEFAULT_TIMEOUT,
+        || {
+            let pushed = pushed.clone();
+            async move { pushed.metrics.get("batches_pushed") >= 1 }
+        },
+    )
+    .await;
+    let _ = stop_second.send(());
+    second_task
+        .await
+        .expect("the second publisher did not panic")
+        .expect("the second publisher ends without an error");
 }
