@@ -1,0 +1,159 @@
+//! The fault suite (issue #11): the whole product under faults, with real processes. For each
+//! fault a few requests are pushed, the fault strikes while their agents run, and then every
+//! request must end in a final phase with one final result per cluster and at most two runs.
+//! The suite prints a table: fault, requests, lost, duplicated, re-runs.
+//!
+//! Covered elsewhere, with real processes: a runner SIGKILLed mid-run comes back as attempt 2
+//! (`crates/runner/tests`), a NATS outage mid-run does not stop the agent (same), a standby
+//! dispatcher or publisher takes over from a dead one (`crates/dispatcher/tests`,
+//! `crates/publisher/tests`), engineers pushing while the publisher pushes
+//! (`a_push_race_with_an_engineer_loses_nothing`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use warroom_scripted_model::{Script, Turn};
+use warroom_testkit::{wait_for, wait_until};
+
+use crate::harness::{FINAL_TIMEOUT, Pipeline, request_yaml};
+
+const CLUSTER: &str = "prod-cluster-1";
+const REQUESTS: usize = 3;
+
+/// What a fault did to its requests.
+struct Tally {
+    fault: &'static str,
+    requests: usize,
+    lost: usize,
+    duplicated: usize,
+    reruns: u32,
+}
+
+/// An agent that answers after a pause, so the fault strikes while it runs.
+fn slow_script() -> Script {
+    Script::single(vec![
+        Turn::text("FINDING: all quiet.").delayed(Duration::from_millis(1500)),
+    ])
+}
+
+/// Pushes the fault's requests; returns their ids.
+fn push(pipeline: &Pipeline, fault: &str) -> Vec<String> {
+    let ids: Vec<String> = (0..REQUESTS).map(|n| format!("{fault}-{n}")).collect();
+    let yaml = request_yaml(
+        &[("hosted", CLUSTER)],
+        "parallel",
+        "Is anything wrong?",
+        300,
+    );
+    let files: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), yaml.as_str())).collect();
+    pipeline.push_requests(&files);
+    ids
+}
+
+/// Waits until the scripted model has been asked `n` times: that many agents are running.
+async fn agents_asked(pipeline: &Pipeline, n: usize) {
+    wait_until(
+        format!("{n} agent(s) asking the model"),
+        FINAL_TIMEOUT,
+        || async { pipeline.model.turn_requests().len() >= n },
+    )
+    .await;
+}
+
+/// Waits for every request to end and counts what went wrong.
+async fn tally(pipeline: &Pipeline, fault: &'static str, ids: &[String]) -> Tally {
+    let mut tally = Tally {
+        fault,
+        requests: ids.len(),
+        lost: 0,
+        duplicated: 0,
+        reruns: 0,
+    };
+    for id in ids {
+        let status = wait_for(
+            format!("{id} final with its report"),
+            FINAL_TIMEOUT,
+            || async {
+                let status = pipeline.status(id).filter(|s| s.phase.is_final())?;
+                pipeline.result(id, &format!("{CLUSTER}.md"))?;
+                Some(status)
+            },
+        )
+        .await;
+        if !status.phase.is_final() {
+            tally.lost += 1;
+        }
+        let mut finished: BTreeMap<String, usize> = BTreeMap::new();
+        for line in pipeline.audit(id) {
+            if line["event"] == "finished" {
+                *finished.entry(line["cluster"].to_string()).or_default() += 1;
+            }
+        }
+        tally.duplicated += finished.values().filter(|n| **n > 1).count();
+        for cluster in status.clusters.values() {
+            assert!(cluster.attempts <= 2, "{id} ran {} times", cluster.attempts);
+            tally.reruns += cluster.attempts.saturating_sub(1);
+        }
+    }
+    tally
+}
+
+fn print(tallies: &[Tally]) {
+    println!(
+        "\n{:<36} {:>8} {:>5} {:>10} {:>7}",
+        "fault", "requests", "lost", "duplicated", "re-runs"
+    );
+    for t in tallies {
+        println!(
+            "{:<36} {:>8} {:>5} {:>10} {:>7}",
+            t.fault, t.requests, t.lost, t.duplicated, t.reruns
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_request_is_lost_duplicated_or_run_more_than_twice_under_faults() {
+    let mut tallies = Vec::new();
+
+    // nats-server stopped and started again while an agent runs.
+    let mut pipeline = Pipeline::start(&[CLUSTER], slow_script()).await;
+    let ids = push(&pipeline, "nats-restart");
+    agents_asked(&pipeline, 1).await;
+    pipeline.nats.restart().await;
+    tallies.push(tally(&pipeline, "nats-server restarted mid-run", &ids).await);
+    pipeline.shutdown().await;
+
+    // nats-server killed (SIGKILL) while an agent runs, then started again.
+    let mut pipeline = Pipeline::start(&[CLUSTER], slow_script()).await;
+    let ids = push(&pipeline, "nats-kill");
+    agents_asked(&pipeline, 1).await;
+    pipeline.nats.kill();
+    pipeline.nats.start_again().await;
+    tallies.push(tally(&pipeline, "nats-server killed mid-run", &ids).await);
+    pipeline.shutdown().await;
+
+    // Every daemon stopped and started again while an agent runs.
+    let mut pipeline = Pipeline::start(&[CLUSTER], slow_script()).await;
+    let ids = push(&pipeline, "daemons-restart");
+    agents_asked(&pipeline, 1).await;
+    pipeline.restart().await;
+    tallies.push(tally(&pipeline, "every daemon restarted mid-run", &ids).await);
+    pipeline.shutdown().await;
+
+    // The git remote gone while the agents run and finish, then back.
+    let pipeline = Pipeline::start(&[CLUSTER], slow_script()).await;
+    let ids = push(&pipeline, "git-outage");
+    agents_asked(&pipeline, 1).await;
+    let remote = pipeline.remote.path();
+    let away = remote.with_extension("away");
+    std::fs::rename(&remote, &away).expect("take the remote away");
+    agents_asked(&pipeline, REQUESTS).await;
+    std::fs::rename(&away, &remote).expect("bring the remote back");
+    tallies.push(tally(&pipeline, "git remote unreachable mid-run", &ids).await);
+    pipeline.shutdown().await;
+
+    print(&tallies);
+    for t in &tallies {
+        assert_eq!((t.lost, t.duplicated), (0, 0), "{}", t.fault);
+    }
+}
