@@ -176,24 +176,56 @@ impl Engine {
         self.settle(&delivery, outcome).await;
     }
 
-    /// Handles one runner report and settles its delivery.
-    pub async fn on_report(&mut self, delivery: Delivery<RunnerReport>) {
-        let outcome = self.report(&delivery.message).await;
-        self.settle(&delivery, outcome).await;
+    /// Handles runner reports that arrived together. Those about one request are applied in
+    /// one compare-and-set, and the request is driven (its snapshot published) once, so the
+    /// results of a wide request cost a few snapshots rather than one each; then every
+    /// delivery is settled with its group's outcome.
+    pub async fn on_reports(&mut self, deliveries: Vec<Delivery<RunnerReport>>) {
+        let mut groups: Vec<(RequestId, Vec<Delivery<RunnerReport>>)> = Vec::new();
+        for delivery in deliveries {
+            let id = delivery.message.about().0.clone();
+            match groups.iter_mut().find(|(group, _)| *group == id) {
+                Some((_, members)) => members.push(delivery),
+                None => groups.push((id, vec![delivery])),
+            }
+        }
+        for (id, members) in groups {
+            let reports: Vec<&RunnerReport> = members.iter().map(|d| &d.message).collect();
+            let outcome = self.reports(&id, &reports).await;
+            match outcome {
+                Ok(()) => {
+                    for delivery in &members {
+                        delivery.ack().await;
+                    }
+                }
+                Err(e) => {
+                    for delivery in &members {
+                        self.settle_failure(delivery, &e).await;
+                    }
+                }
+            }
+        }
     }
 
     /// Acknowledges a handled message; dead-letters one that can never be handled; hands one
     /// that failed for a passing reason back for redelivery, until its last delivery.
     async fn settle<T>(&self, delivery: &Delivery<T>, outcome: Result<()>) {
-        let subject = &delivery.subject;
         match outcome {
             Ok(()) => delivery.ack().await,
-            Err(e) if e.is_permanent() => {
+            Err(e) => self.settle_failure(delivery, &e).await,
+        }
+    }
+
+    /// [`Engine::settle`] for a message whose handling failed with `e`.
+    async fn settle_failure<T>(&self, delivery: &Delivery<T>, e: &Error) {
+        let subject = &delivery.subject;
+        match e {
+            e if e.is_permanent() => {
                 self.metrics.inc("bad_messages");
                 error!(%subject, cause = %e, "dead-lettering a message that cannot be handled");
                 delivery.term(&e.to_string()).await;
             }
-            Err(e) => {
+            e => {
                 let delay = retry_delay(delivery.delivered());
                 if delivery.retry(delay, &e.to_string()).await {
                     error!(%subject, cause = %e, deliveries = delivery.delivered(), "handling kept failing; the message was dead-lettered");
@@ -321,6 +353,67 @@ impl Engine {
         }
         // Driving also repairs whatever a crash left undone for this request, even when the
         // report itself was a repeat.
+        self.drive(id, false).await
+    }
+
+    /// Applies several runner reports about request `id` in one compare-and-set, in their
+    /// order, then drives the request once.
+    #[instrument(skip_all, fields(request = %id, reports = reports.len()))]
+    async fn reports(&mut self, id: &RequestId, reports: &[&RunnerReport]) -> Result<()> {
+        if let [one] = reports {
+            return self.report(one).await;
+        }
+        let now = warroom_proto::now();
+        let mut applied = Vec::with_capacity(reports.len());
+        let modified = self
+            .store
+            .modify(id, |state| {
+                let before = state.revision;
+                applied = reports
+                    .iter()
+                    .map(|report| {
+                        let (_, cluster) = report.about();
+                        match report {
+                            RunnerReport::Started {
+                                runner,
+                                at,
+                                attempt,
+                                ..
+                            } => state.on_started(cluster, runner, *at, *attempt, now),
+                            RunnerReport::Finished(result) => state.on_finished(result, now),
+                        }
+                    })
+                    .collect();
+                // The reports handled together are one transition, published as one
+                // snapshot: the revisions a reader sees still grow by one.
+                state.revision = state.revision.min(before + 1);
+                applied.contains(&Applied::Changed)
+            })
+            .await?;
+        self.metrics.add("reports", reports.len() as u64);
+        if matches!(modified, Modified::Missing) {
+            self.metrics.add("reports_ignored", reports.len() as u64);
+            warn!(
+                reports = reports.len(),
+                "ignoring reports for an unknown request"
+            );
+            return Ok(());
+        }
+        for (report, applied) in reports.iter().zip(&applied) {
+            let (_, cluster) = report.about();
+            match applied {
+                Applied::UnknownCluster | Applied::AlreadyFinal => {
+                    self.metrics.inc("reports_ignored");
+                    info!(cluster = %cluster, outcome = ?applied, "ignoring a runner report");
+                }
+                Applied::Unchanged => debug!(cluster = %cluster, "report already applied"),
+                Applied::Changed => debug!(cluster = %cluster, "runner report applied"),
+            }
+        }
+        info!(
+            applied = applied.iter().filter(|a| **a == Applied::Changed).count(),
+            "runner reports applied together"
+        );
         self.drive(id, false).await
     }
 

@@ -74,6 +74,10 @@ const TASK_RECORDS_KEPT: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// How many versions of a request's state the bucket keeps, for looking back when debugging.
 const BUCKET_HISTORY: i64 = 5;
 
+/// Most runner reports handled together (see `Engine::on_reports`); also how many the
+/// report pump may fetch ahead.
+const REPORTS_AT_ONCE: usize = 64;
+
 /// The gauge `warroom_dispatcher_active`: 1 while this replica holds the lease and works.
 const ACTIVE: &str = "active";
 
@@ -194,7 +198,7 @@ async fn lead(config: &Config, health: &Health, bus: &Bus, stop: CancellationTok
         "dispatcher running"
     );
 
-    let (report_tx, mut reports) = mpsc::channel(1);
+    let (report_tx, mut reports) = mpsc::channel(REPORTS_AT_ONCE);
     let (request_tx, mut accepted) = mpsc::channel(1);
     let report_pump = tokio::spawn(pump(results, report_tx, stop.clone()));
     let request_pump = tokio::spawn(pump(requests, request_tx, stop.clone()));
@@ -209,7 +213,14 @@ async fn lead(config: &Config, health: &Health, bus: &Bus, stop: CancellationTok
             biased;
             () = stop.cancelled() => break,
             Some(delivery) = reports.recv() => {
-                with_grace(&stop, engine.on_report(delivery)).await;
+                // Whatever else has arrived is handled with it (see `Engine::on_reports`).
+                let mut batch = vec![delivery];
+                while batch.len() < REPORTS_AT_ONCE
+                    && let Ok(next) = reports.try_recv()
+                {
+                    batch.push(next);
+                }
+                with_grace(&stop, engine.on_reports(batch)).await;
             }
             Some(delivery) = accepted.recv() => {
                 with_grace(&stop, engine.on_request(delivery)).await;

@@ -174,14 +174,26 @@ impl Bus {
         if let (Some(cert), Some(key)) = (&connection.tls_cert, &connection.tls_key) {
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
-        let client =
-            options
-                .connect(&connection.url)
-                .await
-                .map_err(|source| BusError::Connect {
-                    url: connection.url.clone(),
-                    source,
-                })?;
+        // `nats://a:4222,nats://b:4222`: every server of a cluster, so that the client finds
+        // one when the first is down (it also learns the others from the servers).
+        let servers: Vec<async_nats::ServerAddr> = connection
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::parse)
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| BusError::Connect {
+                url: connection.url.clone(),
+                source: async_nats::ConnectError::from(e),
+            })?;
+        let client = options
+            .connect(servers.as_slice())
+            .await
+            .map_err(|source| BusError::Connect {
+                url: connection.url.clone(),
+                source,
+            })?;
         let jetstream = jetstream::new(client.clone());
         let bus = Bus {
             client,
