@@ -20,7 +20,8 @@ pub use health::{Health, Metrics};
 /// Options every daemon takes, flattened into its clap config.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
-    /// NATS server URL.
+    /// NATS server URL; the servers of a cluster separated by commas
+    /// (`nats://a:4222,nats://b:4222`).
     #[arg(
         long,
         env = "WARROOM_NATS_URL",
