@@ -1311,11 +1311,13 @@ async fn a_standby_dispatcher_takes_over_when_the_active_one_dies() {
 
     first.abort();
     assert!(first.await.is_err_and(|e| e.is_cancelled()));
+    // The runner's reports come once the second replica took over: reports sent while the
+    // dead replica's pull was still open at the server would wait out the ack wait.
+    wait_active(&second_health, "the second replica takes over").await;
     harness.started("r-lease", "prod-1").await;
     harness
         .finished("r-lease", "prod-1", Outcome::Completed, "taken over", None)
         .await;
-    wait_active(&second_health, "the second replica takes over").await;
     let done = statuses.final_status().await;
     assert_eq!(done.status.phase, RequestPhase::Completed);
     assert_eq!(done.reports["prod-1"].final_text, "taken over");

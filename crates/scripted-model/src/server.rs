@@ -48,6 +48,9 @@ struct Shared {
     /// Set once on shutdown; scripted delays end early when it is.
     stopping: watch::Sender<bool>,
     next_message: AtomicU64,
+    /// Answers given to the next conversation turns instead of the script's (an outage of
+    /// the API: 5xx, 529), first in first out.
+    outage: Mutex<std::collections::VecDeque<Turn>>,
 }
 
 impl ScriptedModel {
@@ -71,6 +74,17 @@ impl ScriptedModel {
             shared,
             task: Some(task),
         })
+    }
+
+    /// Answers the next conversation turns, whichever conversation asks, with `turns` (for
+    /// example [`Turn::server_error`] and [`Turn::overloaded`]) before the script answers
+    /// again: an API that fails for a while. Side requests are not affected.
+    pub fn fail_next(&self, turns: impl IntoIterator<Item = Turn>) {
+        self.shared
+            .outage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(turns);
     }
 
     /// `http://127.0.0.1:PORT`, the value for `ANTHROPIC_BASE_URL`.
@@ -208,7 +222,16 @@ impl Shared {
             received: watch::Sender::new(0),
             stopping: watch::Sender::new(false),
             next_message: AtomicU64::new(1),
+            outage: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    /// The next answer of a scripted outage, if one is under way.
+    fn outage_turn(&self) -> Option<Turn> {
+        self.outage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
     }
 
     fn snapshot(&self) -> Vec<CapturedRequest> {
@@ -307,7 +330,19 @@ async fn messages(
     // The answer is filled in once the plan is made from the captured request itself.
     let mut request = capture(&method, &uri, &headers, json, Answer::SideRequest);
     let plan = match parse_error {
-        None => plan(&shared.script, &request),
+        None => match plan(&shared.script, &request) {
+            // During a scripted outage the turn is answered with the outage's answer.
+            Plan::Reply {
+                turn,
+                conversation,
+                turn_index,
+            } => Plan::Reply {
+                turn: shared.outage_turn().unwrap_or(turn),
+                conversation,
+                turn_index,
+            },
+            plan => plan,
+        },
         Some(err) => Plan::Refuse {
             status: StatusCode::BAD_REQUEST,
             error_type: "invalid_request_error",
