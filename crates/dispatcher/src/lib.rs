@@ -78,9 +78,6 @@ const BUCKET_HISTORY: i64 = 5;
 /// report pump may fetch ahead.
 const REPORTS_AT_ONCE: usize = 64;
 
-/// The gauge `warroom_dispatcher_active`: 1 while this replica holds the lease and works.
-const ACTIVE: &str = "active";
-
 /// Everything that can go wrong in the dispatcher.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -152,7 +149,6 @@ pub async fn run_with_health(
         config.common.health_addr,
         shutdown.clone().cancelled_owned(),
     );
-    health.metrics.set(ACTIVE, 0);
 
     // Connecting retries until NATS is up; shutdown must still be able to end that wait.
     let connection = config.common.connection();
@@ -165,24 +161,16 @@ pub async fn run_with_health(
     };
     health.set_ready(true);
     let spec = config.common.lease(names::DISPATCHER_LEASE);
-    while let Some(held) = lease::acquire(&bus, spec.clone(), &shutdown).await? {
-        health.metrics.set(ACTIVE, 1);
-        let outcome = lead(&config, &health, &bus, held.token()).await;
-        health.metrics.set(ACTIVE, 0);
-        let lost = held.is_lost() && !shutdown.is_cancelled();
-        held.release().await;
-        outcome?;
-        if !lost {
-            break;
-        }
-        warn!("this dispatcher lost its lease; standing by");
-    }
+    let outcome = lease::while_held(&bus, spec, &shutdown, &health.metrics, |stop| {
+        lead(&config, &health, &bus, stop)
+    })
+    .await;
     health.set_ready(false);
     // The acks of the last messages handled must reach the server, or they are redelivered.
     bus.flush(FLUSH_TIMEOUT).await;
     bus.close(CLOSE_TIMEOUT).await;
     info!("dispatcher stopped");
-    Ok(())
+    outcome
 }
 
 /// The active replica's work, until `stop` (shutdown, or the lease lost).

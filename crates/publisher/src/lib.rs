@@ -75,8 +75,6 @@ const MAX_DELIVER: i64 = 30;
 /// How long shutdown waits for the last acks to reach NATS.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The gauge `warroom_publisher_active`: 1 while this replica holds the lease and writes.
-const ACTIVE: &str = "active";
 /// The pause before the first push retry; it doubles with each retry, up to
 /// [`MAX_PUSH_PAUSE`]. Short: a concurrent engineer's push is over in moments.
 const FIRST_PUSH_PAUSE: Duration = Duration::from_millis(100);
@@ -170,36 +168,29 @@ pub async fn run_with_health(
         }
     };
     health.set_ready(true);
-    health.metrics.set(ACTIVE, 0);
     let revisions = bus.bucket(names::PUBLISHER_BUCKET, 1).await?;
 
     // One replica writes at a time: the holder of the `publisher` lease. The others keep
     // their working clone ready and stand by.
     let spec = config.common.lease(names::PUBLISHER_LEASE);
-    while let Some(held) = lease::acquire(&bus, spec.clone(), &shutdown).await? {
-        health.metrics.set(ACTIVE, 1);
+    let outcome = lease::while_held(&bus, spec, &shutdown, &health.metrics, |stop| {
         let publisher = Publisher {
             settings: settings.clone(),
             repo: repo.clone(),
             revisions: revisions.clone(),
             health: health.clone(),
-            shutdown: held.token(),
+            shutdown: stop,
         };
-        let outcome = lead(&bus, &publisher, &health).await;
-        health.metrics.set(ACTIVE, 0);
-        let lost = held.is_lost() && !shutdown.is_cancelled();
-        held.release().await;
-        outcome?;
-        if !lost {
-            break;
-        }
-        warn!("this publisher lost its lease; standing by");
-    }
+        let bus = bus.clone();
+        let health = health.clone();
+        async move { lead(&bus, &publisher, &health).await }
+    })
+    .await;
     health.set_ready(false);
     // The acks of the last batch must reach the server, or it is written again.
     bus.flush(FLUSH_TIMEOUT).await;
     info!("publisher stopped");
-    Ok(())
+    outcome
 }
 
 /// The active replica's work: batches from the consumer until its token (shutdown, or the

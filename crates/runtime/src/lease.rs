@@ -175,6 +175,41 @@ async fn renew(store: kv::Store, spec: LeaseSpec, mut revision: u64, token: Canc
     }
 }
 
+/// Runs `work` whenever this replica holds the lease `spec`, until `stop`: waits for the
+/// lease, runs `work` under the lease's token (cancelled when the lease is lost or at
+/// `stop`), gives the lease up, and stands by again if it was lost. `metrics` gets the gauge
+/// `active` (1 while working). Returns `work`'s first error.
+pub async fn while_held<F, Fut, E>(
+    bus: &Bus,
+    spec: LeaseSpec,
+    stop: &CancellationToken,
+    metrics: &crate::Metrics,
+    mut work: F,
+) -> std::result::Result<(), E>
+where
+    F: FnMut(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(), E>>,
+    E: From<BusError>,
+{
+    metrics.set(ACTIVE, 0);
+    while let Some(held) = acquire(bus, spec.clone(), stop).await? {
+        metrics.set(ACTIVE, 1);
+        let outcome = work(held.token()).await;
+        metrics.set(ACTIVE, 0);
+        let lost = held.is_lost() && !stop.is_cancelled();
+        held.release().await;
+        outcome?;
+        if !lost {
+            break;
+        }
+        warn!(lease = spec.key, "this replica lost its lease; standing by");
+    }
+    Ok(())
+}
+
+/// The gauge `warroom_<daemon>_active`: 1 while this replica holds its lease and works.
+pub const ACTIVE: &str = "active";
+
 impl Drop for Held {
     /// A holder dropped without [`Held::release`] (its daemon's task was aborted) stops
     /// renewing, and the work under its token stops; the lease then runs out after its TTL,
