@@ -137,6 +137,10 @@ pub struct Stored {
     pub duplicate: bool,
 }
 
+/// How often the streams are asked for before a JetStream that does not answer fails the
+/// start (about 30 s of pauses in all).
+pub const STREAM_SETUP_ATTEMPTS: u32 = 10;
+
 impl Bus {
     /// Connects (retrying while the server is not up yet) and makes sure every stream exists.
     ///
@@ -206,16 +210,40 @@ impl Bus {
     }
 
     /// Creates the warroom streams that do not exist yet.
+    ///
+    /// A JetStream that does not answer yet (a cluster still electing its leaders after a
+    /// start or the loss of a node) is asked again with growing pauses, up to
+    /// [`STREAM_SETUP_ATTEMPTS`] times, before the error is returned.
     pub async fn ensure_streams(&self) -> Result<()> {
+        use async_nats::jetstream::context::CreateStreamErrorKind;
         for config in stream_configs(self.replicas, self.events_retention) {
             let name = config.name.clone();
-            self.jetstream
-                .get_or_create_stream(config)
-                .await
-                .map_err(|e| BusError::Stream {
-                    name,
-                    source: e.into(),
-                })?;
+            let mut pause = Duration::from_millis(200);
+            let mut attempt = 1;
+            loop {
+                match self.jetstream.get_or_create_stream(config.clone()).await {
+                    Ok(_) => break,
+                    Err(e)
+                        if attempt < STREAM_SETUP_ATTEMPTS
+                            && matches!(
+                                e.kind(),
+                                CreateStreamErrorKind::TimedOut
+                                    | CreateStreamErrorKind::JetStreamUnavailable
+                            ) =>
+                    {
+                        tracing::warn!(stream = %name, cause = %e, attempt, retry_in = ?pause, "JetStream does not answer yet; asking again");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                        attempt += 1;
+                    }
+                    Err(e) => {
+                        return Err(BusError::Stream {
+                            name,
+                            source: e.into(),
+                        });
+                    }
+                }
+            }
         }
         Ok(())
     }
