@@ -9,5 +9,5 @@ pub mod tools;
 pub mod wait;
 
 pub use git::{BareRemote, GitFailure, SshKey, WorkClone};
-pub use nats::NatsServer;
+pub use nats::{NatsCluster, NatsServer};
 pub use wait::{DEFAULT_TIMEOUT, wait_for, wait_for_ok, wait_until};

@@ -458,3 +458,57 @@ fn read_log(path: &Path, from: u64) -> String {
         Err(err) => format!("(could not read {}: {err})\n", path.display()),
     }
 }
+
+/// Nodes of one JetStream cluster on loopback (`nats-server` processes joined by routes),
+/// for tests of replicated streams and of losing a node.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes and waits until the cluster has elected its JetStream leader.
+    pub async fn start(size: usize) -> NatsCluster {
+        let ports: Vec<u16> = (0..size)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port for a cluster route")
+                    .port()
+            })
+            .collect();
+        let routes = ports
+            .iter()
+            .map(|port| format!("nats-route://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut nodes = Vec::with_capacity(size);
+        for (index, port) in ports.iter().enumerate() {
+            let config = format!(
+                "server_name: warroom-test-{index}\ncluster {{\n  name: warroom-test\n  \
+                 listen: 127.0.0.1:{port}\n  routes: [{routes}]\n}}\n"
+            );
+            nodes.push(NatsServer::start_with_config(&config).await);
+        }
+        let cluster = NatsCluster { nodes };
+        let js = cluster.nodes[0].jetstream().await;
+        crate::wait_for_ok(
+            "the JetStream cluster elects its leader",
+            START_TIMEOUT,
+            || {
+                let js = js.clone();
+                async move { js.query_account().await }
+            },
+        )
+        .await;
+        cluster
+    }
+
+    /// Every node's client URL, comma-separated, as the daemons' `--nats-url` takes them.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}

@@ -13,8 +13,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use warroom_proto::Stream;
 use warroom_scripted_model::{Script, Turn};
-use warroom_testkit::{wait_for, wait_until};
+use warroom_testkit::{NatsCluster, wait_for, wait_until};
 
 use crate::harness::{FINAL_TIMEOUT, Pipeline, request_yaml};
 
@@ -178,4 +179,47 @@ async fn no_request_is_lost_duplicated_or_run_more_than_twice_under_faults() {
     for t in &tallies {
         assert_eq!((t.lost, t.duplicated), (0, 0), "{}", t.fault);
     }
+}
+
+/// The daemons on a 3-node JetStream cluster with every stream and bucket replicated (R3):
+/// a node killed (SIGKILL) while an agent runs costs no request. (While the streams elect
+/// new leaders, publishes fail for a few seconds; the daemons retry.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_of_a_three_node_nats_cluster_killed_mid_run_loses_nothing() {
+    let mut cluster = NatsCluster::start(3).await;
+    let urls = cluster.urls();
+    let pipeline = Pipeline::start_with(&[CLUSTER], slow_script(), |options| {
+        options.nats_url = Some(urls.clone());
+        let extra = &mut options.extra_args;
+        for args in [
+            &mut extra.gateway,
+            &mut extra.dispatcher,
+            &mut extra.runner,
+            &mut extra.publisher,
+        ] {
+            args.extend(["--nats-replicas".to_owned(), "3".to_owned()]);
+        }
+    })
+    .await;
+    let ids = push(&pipeline, "node-kill");
+    agents_asked(&pipeline, 1).await;
+    cluster.nodes[1].kill();
+    let tally = tally(&pipeline, "a node of 3 killed mid-run (R3)", &ids).await;
+    print(std::slice::from_ref(&tally));
+    assert_eq!((tally.lost, tally.duplicated), (0, 0));
+    let js = cluster.nodes[0].jetstream().await;
+    for stream in [
+        Stream::Requests,
+        Stream::Tasks,
+        Stream::Results,
+        Stream::Events,
+    ] {
+        let mut handle = js
+            .get_stream(stream.name())
+            .await
+            .expect("the stream exists");
+        let info = handle.info().await.expect("stream info");
+        assert_eq!(info.config.num_replicas, 3, "{}", stream.name());
+    }
+    pipeline.shutdown().await;
 }
