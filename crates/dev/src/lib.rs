@@ -3,4 +3,4 @@
 
 pub mod stack;
 
-pub use stack::{ExtraArgs, Model, Stack, StackOptions, find_tool};
+pub use stack::{Daemons, ExtraArgs, Memory, Model, Stack, StackOptions, find_tool};

@@ -137,6 +137,7 @@ impl StackArgs {
             agent_path: Vec::new(),
             policy: None,
             extra_args: Default::default(),
+            daemons: Default::default(),
         }
     }
 }

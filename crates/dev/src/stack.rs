@@ -52,6 +52,8 @@ pub struct StackOptions {
     /// Flags added after the stack's own, per daemon (for example `--max-turns 3` for the
     /// runners): the daemons' own defaults hold otherwise.
     pub extra_args: ExtraArgs,
+    /// Whether the daemons run as tasks of this process or each as its own process.
+    pub daemons: Daemons,
 }
 
 impl StackOptions {
@@ -72,8 +74,21 @@ impl StackOptions {
             agent_path: Vec::new(),
             policy: None,
             extra_args: ExtraArgs::default(),
+            daemons: Daemons::InProcess,
         }
     }
+}
+
+/// How the stack runs its daemons.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Daemons {
+    /// Each daemon's library `run` as a task of this process (one binary to ship).
+    #[default]
+    InProcess,
+    /// Each daemon as its own binary (`warroom-gateway`, ...) from this folder, with the same
+    /// flags, so that one can be killed ([`Stack::kill`]), started again and measured
+    /// ([`Stack::memory`]) on its own. Its output goes to `<state>/logs/<daemon>.log`.
+    Processes { bin_dir: PathBuf },
 }
 
 /// The model behind the runners.
@@ -100,8 +115,8 @@ pub struct ExtraArgs {
     pub runner_of: std::collections::BTreeMap<String, Vec<String>>,
 }
 
-/// A running local stack. Dropping it stops the NATS server it started; call
-/// [`Stack::shutdown`] to stop the daemons cleanly first.
+/// A running local stack. Dropping it stops the NATS server it started (and kills daemon
+/// processes); call [`Stack::shutdown`] to stop the daemons cleanly first.
 pub struct Stack {
     pub nats_url: String,
     /// Whether the runners replay the recorded demo instead of calling a real model.
@@ -109,9 +124,40 @@ pub struct Stack {
     /// The publisher's signing key, when the stack made one: its public key file and line.
     pub publisher_key: Option<(PathBuf, String)>,
     cancel: CancellationToken,
-    daemons: JoinSet<(String, Result<()>)>,
+    daemons: JoinSet<(String, Exit)>,
+    /// What started each daemon, by name, to start it again.
+    specs: Vec<DaemonSpec>,
+    /// The daemons running as processes, by name.
+    processes: std::collections::BTreeMap<String, Process>,
+    mode: Daemons,
+    logs: PathBuf,
     _model: Option<ScriptedModel>,
     _nats: Option<LocalNats>,
+}
+
+/// How a daemon's task or process ended.
+enum Exit {
+    /// It stopped when asked.
+    Stopped,
+    /// [`Stack::kill`] killed it.
+    Killed,
+    Failed(anyhow::Error),
+}
+
+/// A daemon running as its own process.
+struct Process {
+    pid: u32,
+    /// Set before [`Stack::kill`] sends SIGKILL, so its end is not a failure.
+    killed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A daemon's memory, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// Resident set size now (`VmRSS`), in KiB.
+    pub rss_kib: u64,
+    /// The highest resident set size so far (`VmHWM`), in KiB.
+    pub peak_kib: u64,
 }
 
 impl Stack {
@@ -140,45 +186,154 @@ impl Stack {
         let mut launch = Launch {
             options,
             state: &state,
-            common: ["--nats-url".to_owned(), nats_url.clone()],
-            cancel: CancellationToken::new(),
-            daemons: JoinSet::new(),
+            common: vec!["--nats-url".to_owned(), nats_url.clone()],
+            specs: Vec::new(),
         };
-        launch.gateway()?;
-        launch.dispatcher()?;
+        launch.gateway();
+        launch.dispatcher();
         launch.runners(&model.runner_args).await?;
         let publisher_key = launch.publisher(&model.publisher_args).await?;
+        let specs = launch.specs;
 
-        Ok(Stack {
+        let logs = state.join("logs");
+        if matches!(options.daemons, Daemons::Processes { .. }) {
+            tokio::fs::create_dir_all(&logs)
+                .await
+                .with_context(|| format!("cannot create {}", logs.display()))?;
+        }
+        let mut stack = Stack {
             nats_url,
             replay: options.model == Model::Replay,
             publisher_key,
-            cancel: launch.cancel,
-            daemons: launch.daemons,
+            cancel: CancellationToken::new(),
+            daemons: JoinSet::new(),
+            specs: Vec::new(),
+            processes: Default::default(),
+            mode: options.daemons.clone(),
+            logs,
             _model: model.server,
             _nats: nats,
+        };
+        for spec in &specs {
+            stack.launch(spec)?;
+        }
+        stack.specs = specs;
+        Ok(stack)
+    }
+
+    /// The names of the stack's daemons: `gateway`, `dispatcher`, `runner-<cluster>`,
+    /// `publisher`.
+    pub fn daemon_names(&self) -> Vec<String> {
+        self.specs.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// Kills a daemon running as a process with SIGKILL, as a crash or an OOM kill would, and
+    /// waits until it is gone.
+    pub async fn kill(&mut self, name: &str) -> Result<()> {
+        let process = self.process(name)?;
+        process
+            .killed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(process.pid)?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)
+            .with_context(|| format!("cannot kill the {name}"))?;
+        // The process is reaped by its watcher task; wait until /proc no longer has it.
+        let proc_dir = PathBuf::from(format!("/proc/{}", process.pid));
+        while tokio::fs::metadata(&proc_dir).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.processes.remove(name);
+        Ok(())
+    }
+
+    /// Starts a daemon again with the flags it was first started with (after
+    /// [`Stack::kill`]).
+    pub fn start_again(&mut self, name: &str) -> Result<()> {
+        if self.processes.contains_key(name) {
+            bail!("the {name} is running");
+        }
+        let spec = self
+            .specs
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+            .with_context(|| format!("the stack has no daemon named `{name}`"))?;
+        self.launch(&spec)
+    }
+
+    /// The memory a daemon running as a process uses now and at most so far.
+    pub fn memory(&self, name: &str) -> Result<Memory> {
+        let process = self.process(name)?;
+        let path = format!("/proc/{}/status", process.pid);
+        let status =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .with_context(|| format!("{path} has no {key}"))
+        };
+        Ok(Memory {
+            rss_kib: field("VmRSS:")?,
+            peak_kib: field("VmHWM:")?,
         })
     }
 
-    /// Resolves with the daemon's name and error when one stops on its own: a daemon only
-    /// stops when asked, so this is always a failure.
-    pub async fn failed(&mut self) -> (String, anyhow::Error) {
-        match self.daemons.join_next().await {
-            Some(Ok((name, Ok(())))) => (name, anyhow::anyhow!("stopped without being asked")),
-            Some(Ok((name, Err(e)))) => (name, e),
-            Some(Err(e)) => ("a daemon".to_owned(), anyhow::Error::from(e)),
-            None => std::future::pending().await,
+    /// The process id of a daemon running as a process.
+    pub fn pid(&self, name: &str) -> Result<u32> {
+        Ok(self.process(name)?.pid)
+    }
+
+    fn process(&self, name: &str) -> Result<&Process> {
+        if self.mode == Daemons::InProcess {
+            bail!(
+                "the daemons run in this process: only daemon processes can be killed or measured"
+            );
+        }
+        self.processes
+            .get(name)
+            .with_context(|| format!("no daemon process named `{name}` is running"))
+    }
+
+    fn launch(&mut self, spec: &DaemonSpec) -> Result<()> {
+        let stop = self.cancel.clone();
+        match &self.mode {
+            Daemons::InProcess => spec.start_in_process(&mut self.daemons, stop),
+            Daemons::Processes { bin_dir } => {
+                let process = spec.start_process(bin_dir, &self.logs, &mut self.daemons, stop)?;
+                self.processes.insert(spec.name.clone(), process);
+                Ok(())
+            }
         }
     }
 
-    /// Stops every daemon and waits for them to finish their work in flight.
+    /// Resolves with the daemon's name and error when one stops on its own: a daemon only
+    /// stops when asked, so this is always a failure. A daemon [`Stack::kill`] killed is not
+    /// one.
+    pub async fn failed(&mut self) -> (String, anyhow::Error) {
+        loop {
+            match self.daemons.join_next().await {
+                Some(Ok((_, Exit::Killed))) => continue,
+                Some(Ok((name, Exit::Stopped))) => {
+                    return (name, anyhow::anyhow!("stopped without being asked"));
+                }
+                Some(Ok((name, Exit::Failed(e)))) => return (name, e),
+                Some(Err(e)) => return ("a daemon".to_owned(), anyhow::Error::from(e)),
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// Stops every daemon (SIGTERM for processes) and waits for them to finish their work in
+    /// flight.
     pub async fn shutdown(mut self) -> Result<()> {
         self.cancel.cancel();
         let mut failures = Vec::new();
         while let Some(joined) = self.daemons.join_next().await {
             match joined {
-                Ok((_, Ok(()))) => {}
-                Ok((name, Err(e))) => failures.push(format!("{name}: {e:#}")),
+                Ok((_, Exit::Stopped | Exit::Killed)) => {}
+                Ok((name, Exit::Failed(e))) => failures.push(format!("{name}: {e:#}")),
                 Err(e) => failures.push(e.to_string()),
             }
         }
@@ -192,30 +347,26 @@ impl Stack {
 
 /// A daemon's configuration from the stack's flags, then the caller's extra flags, exactly
 /// as its binary would parse them (environment variables still apply where no flag is given).
-fn parse<'a, C: clap::Parser>(
-    binary: &'a str,
-    own: impl IntoIterator<Item = &'a str>,
-    common: &[String],
-    extra: &[String],
-) -> Result<C> {
-    let args: Vec<String> = std::iter::once(binary)
-        .chain(own)
-        .map(str::to_owned)
-        .chain(common.iter().cloned())
-        .chain(extra.iter().cloned())
-        .collect();
-    C::try_parse_from(&args).with_context(|| format!("{binary} configuration"))
+fn parse<C: clap::Parser>(binary: &str, args: &[String]) -> Result<C> {
+    let argv = std::iter::once(binary.to_owned()).chain(args.iter().cloned());
+    C::try_parse_from(argv).with_context(|| format!("{binary} configuration"))
 }
 
 fn spawn<E>(
-    daemons: &mut JoinSet<(String, Result<()>)>,
+    daemons: &mut JoinSet<(String, Exit)>,
     name: &str,
     run: impl std::future::Future<Output = std::result::Result<(), E>> + Send + 'static,
 ) where
     E: std::error::Error + Send + Sync + 'static,
 {
     let name = name.to_owned();
-    daemons.spawn(async move { (name, run.await.map_err(anyhow::Error::from)) });
+    daemons.spawn(async move {
+        let exit = match run.await {
+            Ok(()) => Exit::Stopped,
+            Err(e) => Exit::Failed(anyhow::Error::from(e)),
+        };
+        (name, exit)
+    });
 }
 
 /// Refuses an empty cluster list and names that are not cluster names.
@@ -297,14 +448,165 @@ impl ModelSetup {
     }
 }
 
-/// Starts the daemons, each configured from its binary's flags, under one cancellation.
+/// Which daemon a [`DaemonSpec`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Gateway,
+    Dispatcher,
+    Runner,
+    Publisher,
+}
+
+impl Kind {
+    fn binary(self) -> &'static str {
+        match self {
+            Kind::Gateway => "warroom-gateway",
+            Kind::Dispatcher => "warroom-dispatcher",
+            Kind::Runner => "warroom-runner",
+            Kind::Publisher => "warroom-publisher",
+        }
+    }
+
+    /// Whether the daemon runs one active replica at a time under a lease.
+    fn leased(self) -> bool {
+        matches!(self, Kind::Dispatcher | Kind::Publisher)
+    }
+}
+
+/// One daemon of the stack: its name and its binary's flags.
+#[derive(Debug, Clone)]
+struct DaemonSpec {
+    name: String,
+    kind: Kind,
+    args: Vec<String>,
+    /// The stack runs the gateway without a policy: an operator's `WARROOM_POLICY` must not
+    /// reach it.
+    no_policy: bool,
+}
+
+impl DaemonSpec {
+    /// Runs the daemon's library `run` as a task, configured exactly as its binary would be
+    /// (its health endpoint off).
+    fn start_in_process(
+        &self,
+        daemons: &mut JoinSet<(String, Exit)>,
+        stop: CancellationToken,
+    ) -> Result<()> {
+        let binary = self.kind.binary();
+        let shutdown = stop.cancelled_owned();
+        match self.kind {
+            Kind::Gateway => {
+                let mut config: warroom_gateway::Config = parse(binary, &self.args)?;
+                if self.no_policy {
+                    config.policy = None;
+                }
+                config.common.health_addr = None;
+                spawn(daemons, &self.name, warroom_gateway::run(config, shutdown));
+            }
+            Kind::Dispatcher => {
+                let mut config: warroom_dispatcher::Config = parse(binary, &self.args)?;
+                config.common.health_addr = None;
+                spawn(
+                    daemons,
+                    &self.name,
+                    warroom_dispatcher::run(config, shutdown),
+                );
+            }
+            Kind::Runner => {
+                let mut config: warroom_runner::Config = parse(binary, &self.args)?;
+                config.common.health_addr = None;
+                spawn(daemons, &self.name, warroom_runner::run(config, shutdown));
+            }
+            Kind::Publisher => {
+                let mut config: warroom_publisher::Config = parse(binary, &self.args)?;
+                config.common.health_addr = None;
+                spawn(
+                    daemons,
+                    &self.name,
+                    warroom_publisher::run(config, shutdown),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the daemon's binary from `bin_dir`; a watcher task reaps it, and sends it
+    /// SIGTERM when the stack stops. A leased daemon gets a replica id that stays the same
+    /// when it is started again, so a restart after a kill takes its lease back at once.
+    fn start_process(
+        &self,
+        bin_dir: &Path,
+        logs: &Path,
+        daemons: &mut JoinSet<(String, Exit)>,
+        stop: CancellationToken,
+    ) -> Result<Process> {
+        let binary = bin_dir.join(self.kind.binary());
+        let log_path = logs.join(format!("{}.log", self.name));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let mut command = tokio::process::Command::new(&binary);
+        command.args(&self.args);
+        if self.kind.leased() && !self.args.iter().any(|a| a.starts_with("--replica-id")) {
+            command.args(["--replica-id", &format!("stack-{}", self.name)]);
+        }
+        command.env_remove("WARROOM_HEALTH_ADDR");
+        if self.no_policy {
+            command.env_remove("WARROOM_POLICY");
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start {} (build the workspace's binaries first)",
+                    binary.display()
+                )
+            })?;
+        let pid = child.id().context("the daemon exited at once")?;
+        let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let name = self.name.clone();
+        let was_killed = killed.clone();
+        daemons.spawn(async move {
+            let status = tokio::select! {
+                status = child.wait() => status,
+                () = stop.cancelled() => {
+                    if let Ok(pid) = i32::try_from(pid) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGTERM,
+                        );
+                    }
+                    child.wait().await
+                }
+            };
+            let exit = match status {
+                _ if was_killed.load(std::sync::atomic::Ordering::SeqCst) => Exit::Killed,
+                Ok(status) if status.success() => Exit::Stopped,
+                Ok(status) => Exit::Failed(anyhow::anyhow!(
+                    "exited with {status}; see {}",
+                    log_path.display()
+                )),
+                Err(e) => Exit::Failed(anyhow::Error::from(e).context("cannot wait for it")),
+            };
+            (name, exit)
+        });
+        Ok(Process { pid, killed })
+    }
+}
+
+/// Builds each daemon's flags.
 struct Launch<'a> {
     options: &'a StackOptions,
     state: &'a Path,
     /// The flags every daemon takes (the NATS URL).
-    common: [String; 2],
-    cancel: CancellationToken,
-    daemons: JoinSet<(String, Result<()>)>,
+    common: Vec<String>,
+    specs: Vec<DaemonSpec>,
 }
 
 impl Launch<'_> {
@@ -312,57 +614,47 @@ impl Launch<'_> {
         self.state.join(part).display().to_string()
     }
 
-    fn gateway(&mut self) -> Result<()> {
+    fn add(&mut self, name: &str, kind: Kind, own: Vec<String>, extra: &[Vec<String>]) {
+        let args = own
+            .into_iter()
+            .chain(self.common.iter().cloned())
+            .chain(extra.iter().flatten().cloned())
+            .collect();
+        self.specs.push(DaemonSpec {
+            name: name.to_owned(),
+            kind,
+            args,
+            no_policy: kind == Kind::Gateway && self.options.policy.is_none(),
+        });
+    }
+
+    fn gateway(&mut self) {
         let options = self.options;
-        let work_dir = self.state_arg("gateway");
         let trust = match &options.policy {
             Some(path) => vec!["--policy".to_owned(), path.display().to_string()],
             None => vec!["--insecure-allow-unsigned".to_owned()],
         };
-        let mut config: warroom_gateway::Config = parse(
-            "warroom-gateway",
-            [
-                "--repo",
-                &options.repo,
-                "--branch",
-                &options.branch,
-                "--poll-interval",
-                &options.poll_interval,
-                "--work-dir",
-                &work_dir,
-            ],
-            &self.common,
-            &[trust, options.extra_args.gateway.clone()].concat(),
-        )?;
-        if options.policy.is_none() {
-            // An operator's WARROOM_POLICY would otherwise still reach the gateway.
-            config.policy = None;
-        }
-        config.common.health_addr = None;
-        let shutdown = self.cancel.clone().cancelled_owned();
-        spawn(
-            &mut self.daemons,
+        let own = strings([
+            "--repo",
+            &options.repo,
+            "--branch",
+            &options.branch,
+            "--poll-interval",
+            &options.poll_interval,
+            "--work-dir",
+            &self.state_arg("gateway"),
+        ]);
+        self.add(
             "gateway",
-            warroom_gateway::run(config, shutdown),
+            Kind::Gateway,
+            own,
+            &[trust, options.extra_args.gateway.clone()],
         );
-        Ok(())
     }
 
-    fn dispatcher(&mut self) -> Result<()> {
-        let mut config: warroom_dispatcher::Config = parse(
-            "warroom-dispatcher",
-            [],
-            &self.common,
-            &self.options.extra_args.dispatcher,
-        )?;
-        config.common.health_addr = None;
-        let shutdown = self.cancel.clone().cancelled_owned();
-        spawn(
-            &mut self.daemons,
-            "dispatcher",
-            warroom_dispatcher::run(config, shutdown),
-        );
-        Ok(())
+    fn dispatcher(&mut self) {
+        let extra = self.options.extra_args.dispatcher.clone();
+        self.add("dispatcher", Kind::Dispatcher, Vec::new(), &[extra]);
     }
 
     /// One runner per cluster, each in a work folder of its own.
@@ -374,19 +666,17 @@ impl Launch<'_> {
             tokio::fs::create_dir_all(&work_root)
                 .await
                 .with_context(|| format!("cannot create {}", work_root.display()))?;
-            let work_root = work_root.display().to_string();
-            let own = [
+            let own = strings([
                 "--cluster",
                 cluster.as_str(),
                 "--claude-bin",
                 &claude_bin,
                 "--work-root",
-                &work_root,
-            ]
+                &work_root.display().to_string(),
+            ])
             .into_iter()
-            .map(str::to_owned)
             .chain(model_args.iter().cloned())
-            .collect::<Vec<_>>();
+            .collect();
             let extra = [
                 options.extra_args.runner.clone(),
                 options
@@ -395,29 +685,15 @@ impl Launch<'_> {
                     .get(cluster)
                     .cloned()
                     .unwrap_or_default(),
-            ]
-            .concat();
-            let mut config: warroom_runner::Config = parse(
-                "warroom-runner",
-                own.iter().map(String::as_str),
-                &self.common,
-                &extra,
-            )?;
-            config.common.health_addr = None;
-            let shutdown = self.cancel.clone().cancelled_owned();
-            spawn(
-                &mut self.daemons,
-                &format!("runner {cluster}"),
-                warroom_runner::run(config, shutdown),
-            );
+            ];
+            self.add(&format!("runner-{cluster}"), Kind::Runner, own, &extra);
         }
         Ok(())
     }
 
-    /// Starts the publisher; returns the throwaway signing key it made, if it made one.
+    /// Adds the publisher; returns the throwaway signing key it made, if it made one.
     async fn publisher(&mut self, model_args: &[String]) -> Result<Option<(PathBuf, String)>> {
         let options = self.options;
-        let work_dir = self.state_arg("publisher");
         // The publisher signs its commits with a throwaway key kept in the state folder
         // (unless the caller gave one), so `claude-warroom status --verify` works locally.
         let given_key = options
@@ -440,28 +716,30 @@ impl Launch<'_> {
             signing_args.extend(["--signing-key".to_owned(), path.display().to_string()]);
             Some(key)
         };
-        let mut config: warroom_publisher::Config = parse(
-            "warroom-publisher",
-            [
-                "--repo",
-                &options.repo,
-                "--branch",
-                &options.branch,
-                "--work-dir",
-                &work_dir,
-            ],
-            &self.common,
-            &[model_args, &signing_args, &options.extra_args.publisher].concat(),
-        )?;
-        config.common.health_addr = None;
-        let shutdown = self.cancel.clone().cancelled_owned();
-        spawn(
-            &mut self.daemons,
+        let own = strings([
+            "--repo",
+            &options.repo,
+            "--branch",
+            &options.branch,
+            "--work-dir",
+            &self.state_arg("publisher"),
+        ]);
+        self.add(
             "publisher",
-            warroom_publisher::run(config, shutdown),
+            Kind::Publisher,
+            own,
+            &[
+                model_args.to_vec(),
+                signing_args,
+                options.extra_args.publisher.clone(),
+            ],
         );
         Ok(publisher_key)
     }
+}
+
+fn strings<const N: usize>(items: [&str; N]) -> Vec<String> {
+    items.into_iter().map(str::to_owned).collect()
 }
 
 /// Makes (once) an SSH key pair without passphrase at `path` for the publisher to sign with,

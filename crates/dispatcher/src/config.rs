@@ -37,6 +37,13 @@ pub struct Config {
     /// for work a crash left half done.
     #[arg(long, env = "WARROOM_SWEEP_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub sweep_interval: Duration,
+
+    /// How long NATS waits for the dispatcher to acknowledge a message before it hands the
+    /// message out again. Messages a dispatcher had fetched when it died are handled again
+    /// this long later, by whichever replica is active. Applies when the dispatcher's durable
+    /// consumers are created (the first dispatcher to start creates them).
+    #[arg(long, env = "WARROOM_ACK_WAIT", default_value = "60s", value_parser = parse_duration)]
+    pub ack_wait: Duration,
 }
 
 impl Config {
@@ -50,6 +57,12 @@ impl Config {
         }
         if self.sweep_interval.is_zero() {
             problems.push("--sweep-interval must be longer than zero");
+        }
+        if self.ack_wait < Duration::from_secs(1) {
+            problems.push(format!(
+                "--ack-wait ({}) must be at least 1s",
+                human(self.ack_wait)
+            ));
         }
         if self.sweep_interval > self.pickup_timeout && !self.pickup_timeout.is_zero() {
             problems.push(format!(
@@ -133,7 +146,18 @@ mod tests {
         assert_eq!(config.pickup_timeout, Duration::from_secs(600));
         assert_eq!(config.run_grace, Duration::from_secs(120));
         assert_eq!(config.sweep_interval, Duration::from_secs(5));
+        assert_eq!(config.ack_wait, Duration::from_secs(60));
         assert!(config.validate().is_ok());
+
+        let config = Config::parse_from(["warroom-dispatcher", "--ack-wait", "500ms"]);
+        let err = config
+            .validate()
+            .expect_err("a sub-second ack wait")
+            .to_string();
+        assert!(
+            err.contains("--ack-wait (500ms) must be at least 1s"),
+            "{err}"
+        );
 
         let config = Config::parse_from(["warroom-dispatcher", "--pickup-timeout", "0s"]);
         assert!(config.validate().is_err());

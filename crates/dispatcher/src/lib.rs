@@ -42,10 +42,6 @@ use store::Store;
 /// is idempotent and acknowledges last, so a cut-off message is simply redelivered later.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// How long the dispatcher may hold a message before the server redelivers it. Handling one
-/// message takes a few round trips; messages wait in the client's batch before that.
-const ACK_WAIT: Duration = Duration::from_secs(60);
-
 /// How long closing the NATS connection may take at shutdown.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -310,6 +306,7 @@ async fn setup(
         .consume(consumer_spec(
             Stream::Requests,
             names::DISPATCHER_REQUESTS_CONSUMER,
+            config.ack_wait,
         ))
         .await?
         .with_metrics(health.metrics.clone());
@@ -317,6 +314,7 @@ async fn setup(
         .consume(consumer_spec(
             Stream::Results,
             names::DISPATCHER_RESULTS_CONSUMER,
+            config.ack_wait,
         ))
         .await?
         .with_metrics(health.metrics.clone());
@@ -351,9 +349,11 @@ async fn setup(
 }
 
 /// How each of the dispatcher's durable consumers is set up: every subject of its stream.
-fn consumer_spec(stream: Stream, durable: &str) -> ConsumerSpec {
+/// Handling one message takes a few round trips; messages wait in the client's batch before
+/// that, well within `ack_wait` (`--ack-wait`).
+fn consumer_spec(stream: Stream, durable: &str, ack_wait: Duration) -> ConsumerSpec {
     ConsumerSpec {
-        ack_wait: ACK_WAIT,
+        ack_wait,
         max_deliver: MAX_DELIVER,
         batch: BATCH,
         ..ConsumerSpec::new(stream, durable, "claude-warroom dispatcher")

@@ -70,6 +70,14 @@ pub struct Config {
     #[arg(long, env = "WARROOM_PUSH_ATTEMPTS", default_value_t = 10)]
     pub push_attempts: u32,
 
+    /// How long NATS waits for the publisher to acknowledge a message before it hands the
+    /// message out again; a batch being pushed is marked as still in progress every quarter
+    /// of it. Messages a publisher had fetched when it died are written this long later, by
+    /// whichever replica is active. At least 1s and longer than --batch-window. Applies when
+    /// the publisher's durable consumer is created (the first publisher to start creates it).
+    #[arg(long, env = "WARROOM_ACK_WAIT", default_value = "2m", value_parser = parse_duration)]
+    pub ack_wait: Duration,
+
     /// A note (Markdown) put at the top of every report written, the aggregated README.md and
     /// each cluster's report: for example to mark a staging or replay environment. The local
     /// stack's replay mode sets it.
@@ -153,6 +161,7 @@ pub(crate) struct Settings {
     pub author_email: String,
     pub batch_window: Duration,
     pub push_attempts: u32,
+    pub ack_wait: Duration,
     pub report_note: Option<String>,
     pub signing: Option<Signing>,
 }
@@ -172,6 +181,11 @@ impl Config {
                 "--batch-window {:?} is longer than {}s",
                 self.batch_window,
                 MAX_BATCH_WINDOW.as_secs()
+            ));
+        } else if self.ack_wait < Duration::from_secs(1) || self.ack_wait <= self.batch_window {
+            problems.push(format!(
+                "--ack-wait {:?} must be at least 1s and longer than --batch-window ({:?})",
+                self.ack_wait, self.batch_window
             ));
         }
         if !(1..=MAX_PUSH_ATTEMPTS).contains(&self.push_attempts) {
@@ -211,6 +225,7 @@ impl Config {
             author_email: self.author_email.trim().to_owned(),
             batch_window: self.batch_window,
             push_attempts: self.push_attempts,
+            ack_wait: self.ack_wait,
             report_note: self
                 .report_note
                 .as_deref()
@@ -347,11 +362,35 @@ mod tests {
     }
 
     #[test]
+    fn an_ack_wait_shorter_than_the_batch_window_is_refused() {
+        let err = config(&[
+            "--repo",
+            "/srv/git/warroom.git",
+            "--batch-window",
+            "5s",
+            "--ack-wait",
+            "5s",
+        ])
+        .validate()
+        .expect_err("the ack wait must outlast the window")
+        .to_string();
+        assert!(
+            err.contains("--ack-wait 5s must be at least 1s and longer than --batch-window (5s)"),
+            "{err}"
+        );
+        let ok = config(&["--repo", "/srv/git/warroom.git", "--ack-wait", "3s"])
+            .validate()
+            .expect("3s outlasts the default window");
+        assert_eq!(ok.ack_wait, Duration::from_secs(3));
+    }
+
+    #[test]
     fn defaults_are_the_documented_ones() {
         let c = config(&["--repo", "/srv/git/warroom.git"]);
         assert_eq!(c.branch, "main");
         assert_eq!(c.batch_window, Duration::from_millis(300));
         assert_eq!(c.push_attempts, 10);
+        assert_eq!(c.ack_wait, Duration::from_secs(120));
         assert_eq!(c.author_name, "claude-warroom");
         assert_eq!(c.author_email, "warroom@localhost");
         let s = c.validate().unwrap();

@@ -52,11 +52,6 @@ use crate::config::Settings;
 use crate::repo::Repo;
 use crate::tree::{Applied, Item, Problem, Summary, Tree};
 
-/// How long the server waits for an ack before redelivering. Generous, because a batch's
-/// messages wait for a push; progress acks extend it while a push takes longer.
-const ACK_WAIT: Duration = Duration::from_secs(120);
-/// How often the messages of a batch in progress are marked as still being worked on.
-const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 /// The most messages in one commit.
 const MAX_BATCH: usize = 500;
 /// The most messages delivered and not yet acknowledged: several batches' worth.
@@ -198,7 +193,7 @@ pub async fn run_with_health(
 async fn lead(bus: &Bus, publisher: &Publisher, health: &Health) -> Result<()> {
     let stop = publisher.shutdown.clone();
     let mut messages = tokio::select! {
-        messages = consume(bus, health) => messages?,
+        messages = consume(bus, health, publisher.settings.ack_wait) => messages?,
         () = stop.cancelled() => return Ok(()),
     };
     while let Some(batch) = next_batch(&mut messages, publisher, &stop).await {
@@ -229,10 +224,16 @@ async fn connect(config: &Config, settings: &Settings) -> Result<(Bus, Repo)> {
 
 /// The consumer, whose dead letters (those that do not decode included) are counted in
 /// `health`.
-async fn consume(bus: &Bus, health: &Health) -> Result<Consumer<PublisherInput>> {
+/// The ack wait (`--ack-wait`) is generous by default, because a batch's messages wait for a
+/// push; progress acks extend it while a push takes longer.
+async fn consume(
+    bus: &Bus,
+    health: &Health,
+    ack_wait: Duration,
+) -> Result<Consumer<PublisherInput>> {
     let messages = bus
         .consume::<PublisherInput>(ConsumerSpec {
-            ack_wait: ACK_WAIT,
+            ack_wait,
             max_deliver: MAX_DELIVER,
             max_ack_pending: MAX_ACK_PENDING,
             batch: PULL_BATCH,
@@ -368,8 +369,10 @@ impl Publisher {
 
         let work = self.publish(items.clone());
         tokio::pin!(work);
-        let mut progress =
-            tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+        // The messages of a batch in progress are marked as still being worked on every
+        // quarter of the ack wait.
+        let every = self.settings.ack_wait / 4;
+        let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let outcome = loop {
             tokio::select! {
                 outcome = &mut work => break outcome,

@@ -4,11 +4,13 @@
 //! The suite prints a table: fault, requests, lost, duplicated, re-runs. A request that ends
 //! `failed` (say, because the model API stayed down) is final, not lost.
 //!
-//! Covered elsewhere, with real processes: a runner SIGKILLed mid-run comes back as attempt 2
-//! (`crates/runner/tests`), a NATS outage mid-run does not stop the agent (same), a standby
-//! dispatcher or publisher takes over from a dead one (`crates/dispatcher/tests`,
-//! `crates/publisher/tests`), engineers pushing while the publisher pushes
-//! (`a_push_race_with_an_engineer_loses_nothing`).
+//! The daemon kills run each daemon as its own process (`warroom_dev::Daemons::Processes`), so
+//! a SIGKILL takes exactly one daemon, as a crash or an OOM kill would.
+//!
+//! Covered elsewhere too: a NATS outage mid-run does not stop the agent
+//! (`crates/runner/tests`), a standby dispatcher or publisher takes over from a dead one
+//! (`crates/dispatcher/tests`, `crates/publisher/tests`), a publisher push losing a race with
+//! an engineer's (`a_push_race_with_an_engineer_loses_nothing`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -38,9 +40,16 @@ fn slow_script() -> Script {
     ])
 }
 
-/// Pushes the fault's requests; returns their ids.
+/// Pushes the fault's requests in one commit; returns their ids.
 fn push(pipeline: &Pipeline, fault: &str) -> Vec<String> {
-    let ids: Vec<String> = (0..REQUESTS).map(|n| format!("{fault}-{n}")).collect();
+    push_from(pipeline, fault, 0)
+}
+
+/// Pushes `REQUESTS` requests `<fault>-<first>`, ... in one commit; returns their ids.
+fn push_from(pipeline: &Pipeline, fault: &str, first: usize) -> Vec<String> {
+    let ids: Vec<String> = (first..first + REQUESTS)
+        .map(|n| format!("{fault}-{n}"))
+        .collect();
     let yaml = request_yaml(
         &[("hosted", CLUSTER)],
         "parallel",
@@ -102,12 +111,12 @@ async fn tally(pipeline: &Pipeline, fault: &'static str, ids: &[String]) -> Tall
 
 fn print(tallies: &[Tally]) {
     println!(
-        "\n{:<36} {:>8} {:>5} {:>10} {:>7}",
+        "\n{:<46} {:>8} {:>5} {:>10} {:>7}",
         "fault", "requests", "lost", "duplicated", "re-runs"
     );
     for t in tallies {
         println!(
-            "{:<36} {:>8} {:>5} {:>10} {:>7}",
+            "{:<46} {:>8} {:>5} {:>10} {:>7}",
             t.fault, t.requests, t.lost, t.duplicated, t.reruns
         );
     }
@@ -172,6 +181,93 @@ async fn no_request_is_lost_duplicated_or_run_more_than_twice_under_faults() {
     assert!(
         errors >= REQUESTS + 2,
         "the CLI retried: {errors} turn requests"
+    );
+    pipeline.shutdown().await;
+
+    print(&tallies);
+    for t in &tallies {
+        assert_eq!((t.lost, t.duplicated), (0, 0), "{}", t.fault);
+    }
+}
+
+/// Each daemon, as its own process, killed with SIGKILL while it works and started again;
+/// and engineers pushing one request after another while the publisher pushes results. The
+/// ack waits are short here (default 60 s to 2 min), so that what a killed daemon had fetched
+/// comes back within the test.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_request_is_lost_when_a_daemon_is_killed_or_pushes_race() {
+    let short_ack_waits = |options: &mut warroom_dev::StackOptions| {
+        let extra = &mut options.extra_args;
+        for args in [&mut extra.dispatcher, &mut extra.publisher] {
+            args.extend(["--ack-wait".to_owned(), "2s".to_owned()]);
+        }
+        extra
+            .runner
+            .extend(["--ack-wait".to_owned(), "3s".to_owned()]);
+    };
+    let mut tallies = Vec::new();
+
+    // The runner killed while its agent runs: the task comes back as attempt 2.
+    let mut pipeline = Pipeline::start_processes(&[CLUSTER], slow_script(), short_ack_waits).await;
+    let ids = push(&pipeline, "runner-kill");
+    agents_asked(&pipeline, 1).await;
+    let runner = format!("runner-{CLUSTER}");
+    pipeline.kill(&runner).await;
+    pipeline.start_again(&runner);
+    let tally_runner = tally(&pipeline, "runner killed (SIGKILL) mid-run", &ids).await;
+    assert!(
+        tally_runner.reruns >= 1,
+        "the killed run was not run again as attempt 2"
+    );
+    tallies.push(tally_runner);
+    pipeline.shutdown().await;
+
+    // The gateway killed after it accepted a push; more requests pushed while it is down.
+    let mut pipeline = Pipeline::start_processes(&[CLUSTER], slow_script(), short_ack_waits).await;
+    let mut ids = push(&pipeline, "gateway-kill");
+    agents_asked(&pipeline, 1).await;
+    pipeline.kill("gateway").await;
+    ids.extend(push_from(&pipeline, "gateway-kill", REQUESTS));
+    pipeline.start_again("gateway");
+    tallies.push(tally(&pipeline, "gateway killed, pushed while down", &ids).await);
+    pipeline.shutdown().await;
+
+    // The dispatcher and the publisher, each killed while an agent runs and results flow.
+    for (daemon, fault) in [
+        ("dispatcher", "dispatcher killed (SIGKILL) mid-run"),
+        ("publisher", "publisher killed (SIGKILL) mid-run"),
+    ] {
+        let mut pipeline =
+            Pipeline::start_processes(&[CLUSTER], slow_script(), short_ack_waits).await;
+        let ids = push(&pipeline, &format!("{daemon}-kill"));
+        agents_asked(&pipeline, 1).await;
+        pipeline.kill(daemon).await;
+        pipeline.start_again(daemon);
+        tallies.push(tally(&pipeline, fault, &ids).await);
+        pipeline.shutdown().await;
+    }
+
+    // An engineer pushing one request after another while the publisher pushes the earlier
+    // ones' statuses: a push rejected as stale is pulled and pushed again, as in real life.
+    let pipeline = Pipeline::start_processes(&[CLUSTER], slow_script(), short_ack_waits).await;
+    let yaml = request_yaml(
+        &[("hosted", CLUSTER)],
+        "parallel",
+        "Is anything wrong?",
+        300,
+    );
+    let ids: Vec<String> = (0..REQUESTS).map(|n| format!("push-race-{n}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        pipeline.push_request(id, &yaml);
+        agents_asked(&pipeline, n + 1).await;
+    }
+    tallies.push(
+        tally(
+            &pipeline,
+            "engineers pushing while the publisher pushes",
+            &ids,
+        )
+        .await,
     );
     pipeline.shutdown().await;
 

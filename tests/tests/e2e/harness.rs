@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
-use warroom_dev::{Model, Stack, StackOptions};
+use warroom_dev::{Daemons, Model, Stack, StackOptions};
 use warroom_proto::{RequestPhase, RequestStatus};
 use warroom_scripted_model::{Script, ScriptedModel};
 use warroom_testkit::{BareRemote, NatsServer, WorkClone, tools, wait_for};
@@ -240,6 +240,45 @@ impl Pipeline {
             .lines()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// The product with each daemon in a process of its own (its workspace binary), so that
+    /// one can be killed ([`Pipeline::kill`]); `configure` as for [`Pipeline::start_with`].
+    pub async fn start_processes(
+        clusters: &[&str],
+        script: Script,
+        configure: impl FnOnce(&mut StackOptions),
+    ) -> Pipeline {
+        let gateway = tools::workspace_binary("warroom-gateway");
+        let bin_dir = gateway
+            .parent()
+            .expect("a binary lives in a folder")
+            .to_path_buf();
+        Pipeline::start_with(clusters, script, |options| {
+            options.daemons = Daemons::Processes { bin_dir };
+            configure(options);
+        })
+        .await
+    }
+
+    /// Kills one daemon process (`gateway`, `dispatcher`, `runner-<cluster>`, `publisher`)
+    /// with SIGKILL and waits until it is gone.
+    pub async fn kill(&mut self, daemon: &str) {
+        self.stack
+            .as_mut()
+            .expect("the stack runs")
+            .kill(daemon)
+            .await
+            .unwrap_or_else(|e| panic!("kill the {daemon}: {e:#}"));
+    }
+
+    /// Starts a killed daemon again with its flags.
+    pub fn start_again(&mut self, daemon: &str) {
+        self.stack
+            .as_mut()
+            .expect("the stack runs")
+            .start_again(daemon)
+            .unwrap_or_else(|e| panic!("start the {daemon} again: {e:#}"));
     }
 
     /// Stops every daemon and starts them again on the same NATS server and state folders.
