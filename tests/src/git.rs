@@ -234,6 +234,48 @@ impl BareRemote {
         Some(self.git(["cat-file", "blob", &spec]))
     }
 
+    /// Adds `commits` commits on top of `main`, each rewriting `history.txt`, with
+    /// `git fast-import` (100,000 take a few seconds): a repository with a long history, for
+    /// the benchmarks.
+    pub fn add_history(&self, commits: usize) {
+        use std::fmt::Write as _;
+        let parent = self.head();
+        let mut stream = String::with_capacity(commits * 160);
+        for n in 0..commits {
+            let message = format!("history {n}\n");
+            let content = format!("commit {n}\n");
+            let _ = write!(
+                stream,
+                "commit refs/heads/{MAIN_BRANCH}\ncommitter History <history@example.com> {} +0000\n\
+                 data {}\n{message}",
+                1_700_000_000 + n,
+                message.len()
+            );
+            if n == 0 {
+                let _ = writeln!(stream, "from {parent}");
+            }
+            let _ = write!(
+                stream,
+                "M 100644 inline history.txt\ndata {}\n{content}\n",
+                content.len()
+            );
+        }
+        let mut child = command(&self.path())
+            .args(["fast-import", "--quiet"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("start git fast-import");
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().expect("fast-import's stdin");
+            stdin
+                .write_all(stream.as_bytes())
+                .expect("feed git fast-import");
+        }
+        let status = child.wait().expect("wait for git fast-import");
+        assert!(status.success(), "git fast-import failed: {status}");
+    }
+
     /// The subjects of the commits on `main`, newest first.
     pub fn log_subjects(&self) -> Vec<String> {
         self.git(["log", "--format=%s", MAIN_BRANCH])

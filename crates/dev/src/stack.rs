@@ -139,7 +139,7 @@ pub struct Stack {
 enum Exit {
     /// It stopped when asked.
     Stopped,
-    /// [`Stack::kill`] killed it.
+    /// [`Stack::kill`] killed it or [`Stack::stop`] stopped it.
     Killed,
     Failed(anyhow::Error),
 }
@@ -147,7 +147,7 @@ enum Exit {
 /// A daemon running as its own process.
 struct Process {
     pid: u32,
-    /// Set before [`Stack::kill`] sends SIGKILL, so its end is not a failure.
+    /// Set before [`Stack::kill`] or [`Stack::stop`] signals it, so its end is not a failure.
     killed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -230,13 +230,23 @@ impl Stack {
     /// Kills a daemon running as a process with SIGKILL, as a crash or an OOM kill would, and
     /// waits until it is gone.
     pub async fn kill(&mut self, name: &str) -> Result<()> {
+        self.signal(name, nix::sys::signal::Signal::SIGKILL).await
+    }
+
+    /// Stops a daemon running as a process with SIGTERM, as Kubernetes stops a pod, and waits
+    /// until it has finished its work in flight and exited.
+    pub async fn stop(&mut self, name: &str) -> Result<()> {
+        self.signal(name, nix::sys::signal::Signal::SIGTERM).await
+    }
+
+    async fn signal(&mut self, name: &str, signal: nix::sys::signal::Signal) -> Result<()> {
         let process = self.process(name)?;
         process
             .killed
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let pid = nix::unistd::Pid::from_raw(i32::try_from(process.pid)?);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)
-            .with_context(|| format!("cannot kill the {name}"))?;
+        nix::sys::signal::kill(pid, signal)
+            .with_context(|| format!("cannot send {signal} to the {name}"))?;
         // The process is reaped by its watcher task; wait until /proc no longer has it.
         let proc_dir = PathBuf::from(format!("/proc/{}", process.pid));
         while tokio::fs::metadata(&proc_dir).await.is_ok() {

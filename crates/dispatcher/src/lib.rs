@@ -189,14 +189,24 @@ async fn lead(config: &Config, health: &Health, bus: &Bus, stop: CancellationTok
 
     let mut sweep = tokio::time::interval(config.sweep_interval);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Biased, in this order: shutdown first; runner reports before new requests, so work in
-    // flight ends before more is taken on; the sweep last, so the reports already fetched are
-    // applied before any timeout is judged.
+    // Biased: shutdown first; then runner reports and new requests take turns, so that
+    // neither a busy fleet's reports hold back the dispatch of new requests (a burst of
+    // requests would wait for every run before it) nor the other way round; the sweep last,
+    // so the reports already fetched are applied before any timeout is judged.
+    let mut requests_turn = false;
     loop {
+        if std::mem::take(&mut requests_turn)
+            && !stop.is_cancelled()
+            && let Ok(delivery) = accepted.try_recv()
+        {
+            with_grace(&stop, engine.on_request(delivery)).await;
+            continue;
+        }
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
             Some(delivery) = reports.recv() => {
+                requests_turn = true;
                 // Whatever else has arrived is handled with it (see `Engine::on_reports`).
                 let mut batch = vec![delivery];
                 while batch.len() < REPORTS_AT_ONCE
