@@ -11,17 +11,17 @@
 //! `burst`, `poll`, `cold-start`); `WARROOM_BENCH_RUNS` sets the requests per wake setting
 //! (default 20).
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
 
-use hmac::Mac as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{SECRET, free_port, send_webhook, unix_now};
 use warroom_dev::{Daemons, Model, Stack, StackOptions};
 use warroom_proto::Stream;
 use warroom_scripted_model::{Script, ScriptedModel, Turn};
 use warroom_testkit::{BareRemote, NatsServer, WorkClone, tools, wait_for, wait_until};
 
-const SECRET: &str = "bench-webhook-secret";
 /// The gateway's default poll interval.
 const DEFAULT_POLL: &str = "5s";
 /// Long enough for any section on a slow machine; only stops a hung run.
@@ -74,12 +74,6 @@ spec:
     )
 }
 
-fn unix_now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-}
-
 fn ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
     if ms >= 100.0 {
@@ -111,13 +105,6 @@ fn jitter(max: Duration) -> Duration {
     let nanos = u64::from(unix_now().subsec_nanos());
     let max = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX).max(1);
     Duration::from_nanos(nanos.wrapping_mul(6_364_136_223_846_793_005) % max)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// The folder of this build's daemon binaries (`target/release` under `cargo bench`).
@@ -367,29 +354,6 @@ impl Bench {
     }
 }
 
-/// POSTs a signed push delivery to the gateway's webhook; returns the HTTP status line.
-async fn send_webhook(port: u16, delivery: &str) -> String {
-    let body = br#"{"ref":"refs/heads/main"}"#;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes())
-        .expect("HMAC takes any key length");
-    mac.update(body);
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("the webhook listens");
-    let head = format!(
-        "POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\nX-GitHub-Event: push\r\n\
-         X-GitHub-Delivery: {delivery}\r\nX-Hub-Signature-256: {signature}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("send");
-    stream.write_all(body).await.expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.expect("read");
-    answer.lines().next().unwrap_or_default().to_owned()
-}
-
 /// CPU time a process and its reaped children (git) used so far, from `/proc/<pid>/stat`.
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read the stat");
@@ -522,20 +486,24 @@ async fn fan_out() {
         "  stack with {CLUSTERS} runners ready in {}",
         ms(started.elapsed())
     );
-    // When each runner report (started, finished) reaches NATS.
+    // When each runner report (started, finished) and each event (the dispatcher's status
+    // snapshots among them) reaches NATS.
     let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let client = async_nats::connect(bench.nats.url())
         .await
         .expect("connect to NATS");
-    for subject in Stream::Results.subjects() {
-        let mut subscription = client.subscribe(subject).await.expect("subscribe");
-        let reports = reports.clone();
-        tokio::spawn(async move {
-            use futures::StreamExt as _;
-            while subscription.next().await.is_some() {
-                reports.lock().expect("not poisoned").push(unix_now());
-            }
-        });
+    for (stream, times) in [(Stream::Results, &reports), (Stream::Events, &events)] {
+        for subject in stream.subjects() {
+            let mut subscription = client.subscribe(subject).await.expect("subscribe");
+            let times = times.clone();
+            tokio::spawn(async move {
+                use futures::StreamExt as _;
+                while subscription.next().await.is_some() {
+                    times.lock().expect("not poisoned").push(unix_now());
+                }
+            });
+        }
     }
     client.flush().await.expect("flush the subscriptions");
     let pushed = bench
@@ -553,6 +521,14 @@ async fn fan_out() {
         .filter(|at| *at <= done)
         .max()
         .expect("the runners reported");
+    let last_event = events
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .copied()
+        .filter(|at| *at <= done)
+        .max()
+        .expect("the dispatcher published snapshots");
     println!(
         "  push -> first agent start               {:>9}",
         ms(first.saturating_sub(pushed))
@@ -564,6 +540,11 @@ async fn fan_out() {
     println!(
         "  last result in NATS -> final status in git {:>9}   (target: 2 s)",
         ms(done.saturating_sub(last_result))
+    );
+    println!(
+        "    of which: to the final snapshot in NATS (dispatcher) {:>9}, then to git (publisher) {:>9}",
+        ms(last_event.saturating_sub(last_result)),
+        ms(done.saturating_sub(last_event))
     );
     bench.stop().await;
 }

@@ -8,17 +8,16 @@
 //! and `exec`s the real CLI. The webhook is sent the moment `git push` returns, as GitHub
 //! sends it once it has the push.
 
-use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
 
-use hmac::Mac as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use std::path::Path;
+use std::time::Duration;
+
+use common::{SECRET, free_port, send_webhook, unix_now};
 use warroom_dev::{Model, Stack, StackOptions};
 use warroom_proto::RequestStatus;
 use warroom_scripted_model::{Script, ScriptedModel, Turn};
 use warroom_testkit::{BareRemote, NatsServer, tools, wait_for};
-
-const SECRET: &str = "bench-webhook-secret";
 
 const REQUEST: &str = "apiVersion: warroom.intility.io/v1
 kind: TroubleshootingRequest
@@ -64,12 +63,6 @@ const SETTINGS: [Setting; 3] = [
     },
 ];
 
-fn unix_now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-}
-
 /// A `claude` that appends the time it was started (Unix nanoseconds) to `log`, then
 /// becomes the real CLI.
 fn install_timing_claude(dir: &Path, log: &Path) -> std::path::PathBuf {
@@ -84,36 +77,6 @@ fn install_timing_claude(dir: &Path, log: &Path) -> std::path::PathBuf {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
         .expect("make the wrapper executable");
     path
-}
-
-/// POSTs a signed push delivery to the gateway's webhook; returns the HTTP status line.
-async fn send_webhook(port: u16, delivery: &str) -> String {
-    let body = br#"{"ref":"refs/heads/main"}"#;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes())
-        .expect("HMAC takes any key length");
-    mac.update(body);
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("the webhook listens");
-    let head = format!(
-        "POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\nX-GitHub-Event: push\r\n\
-         X-GitHub-Delivery: {delivery}\r\nX-Hub-Signature-256: {signature}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("send");
-    stream.write_all(body).await.expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.expect("read");
-    answer.lines().next().unwrap_or_default().to_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// Pushes `runs` requests one after another under `setting`; returns push -> agent start

@@ -210,8 +210,9 @@ impl RequestState {
     /// as many as the policy's limit or more: it ends `rejected`, and nothing is dispatched.
     pub fn refuse_over_limit(&mut self, active: usize, limit: u32) {
         let engineer = &self.accepted.request.metadata.engineer;
+        let requests = if active == 1 { "request" } else { "requests" };
         let reason = format!(
-            "the engineer `{engineer}` already has {active} active requests; the limit is {limit} (maxConcurrentRequests): push it again under a new id once one of them has finished"
+            "the engineer `{engineer}` already has {active} active {requests}; the limit is {limit} (maxConcurrentRequests): push it again under a new id once one of them has finished"
         );
         self.phase = RequestPhase::Rejected;
         self.errors = vec![FieldError {

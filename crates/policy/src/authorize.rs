@@ -135,7 +135,7 @@ pub enum Refusal {
         tool: Tool,
         allowed: Vec<Tool>,
     },
-    #[error("the engineer `{engineer}` already has {active} active requests; the limit is {limit}")]
+    #[error("the engineer `{engineer}` already has {active} active {}; the limit is {limit}", if *.active == 1 { "request" } else { "requests" })]
     TooManyRequests {
         engineer: String,
         active: usize,

@@ -336,3 +336,19 @@ async fn wait_cuts_off_a_hanging_check_at_the_deadline() {
     })
     .await;
 }
+
+#[test]
+fn add_history_puts_commits_on_top_of_main_and_keeps_its_files() {
+    let remote = BareRemote::new();
+    let before = remote.head();
+    remote.add_history(50);
+    let count = remote.git(["rev-list", "--count", "main"]);
+    assert_eq!(count.trim(), "51", "the seed commit and 50 more");
+    assert_eq!(remote.read("history.txt").as_deref(), Some("commit 49\n"));
+    assert!(
+        remote.read("README.md").is_some(),
+        "the seed's files are kept"
+    );
+    let first_parent = remote.git(["rev-parse", "main~50"]);
+    assert_eq!(first_parent.trim(), before);
+}

@@ -251,7 +251,7 @@ async fn only_signed_requests_of_allowed_engineers_run_and_results_verify() {
     assert_eq!(field, "metadata.engineer");
     assert!(
         message.starts_with(
-            "too_many_requests: the engineer `carol` already has 1 active requests; the limit is 1"
+            "too_many_requests: the engineer `carol` already has 1 active request; the limit is 1"
         ),
         "{message}"
     );
