@@ -1460,3 +1460,53 @@ async fn a_rerun_shows_as_attempt_2_and_the_record_turns_final() {
     assert_eq!(last.reports["prod-1"].final_text, "second run");
     harness.stop_dispatcher().await;
 }
+
+/// Runner reports and new requests take turns: a request that arrives behind a backlog of
+/// reports is dispatched while the backlog is still being worked through, not after it (a
+/// burst of requests would otherwise wait for every earlier run's reports).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_request_is_dispatched_while_a_backlog_of_reports_waits() {
+    const BACKLOG: usize = 3000;
+    let mut harness = Harness::without_dispatcher().await;
+    // Reports about requests this dispatcher does not know: each is read, ignored and acked.
+    let reports: Vec<RunnerReport> = (0..BACKLOG)
+        .map(|n| RunnerReport::Started {
+            request_id: request_id(&format!("r-gone-{n}")),
+            cluster: cluster_name("prod-1"),
+            runner: "runner-0".to_owned(),
+            at: warroom_proto::now(),
+            attempt: 1,
+        })
+        .collect();
+    futures::stream::iter(&reports)
+        .for_each_concurrent(64, |report| harness.report(report))
+        .await;
+    harness.submit(&request("r-new", &["prod-1"], None)).await;
+    harness.start_dispatcher(&[]);
+
+    wait_until("the new request's task", DEFAULT_TIMEOUT, || async {
+        harness.queued_tasks("prod-1").await >= 1
+    })
+    .await;
+    let mut consumer = harness
+        .js()
+        .get_stream(Stream::Results.name())
+        .await
+        .expect("the results stream")
+        .get_consumer::<pull::Config>(names::DISPATCHER_RESULTS_CONSUMER)
+        .await
+        .expect("the dispatcher's results consumer");
+    let info = consumer.info().await.expect("consumer info");
+    let waiting = info.num_pending + info.num_ack_pending as u64;
+    assert!(
+        waiting > 0,
+        "the request was dispatched only after all {BACKLOG} reports were handled"
+    );
+    harness
+        .handled(
+            Stream::Results,
+            names::DISPATCHER_RESULTS_CONSUMER,
+            BACKLOG as u64,
+        )
+        .await;
+}
