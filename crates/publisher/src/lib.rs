@@ -584,7 +584,10 @@ fn apply_all(
     note: Option<&str>,
     pushed: &HashMap<String, u64>,
 ) -> (Summary, Settled) {
-    let mut tree = Tree::new(root).with_note(note).with_pushed(pushed);
+    let mut tree = Tree::new(root)
+        .with_note(note)
+        .with_pushed(pushed)
+        .with_batch(items.iter().map(|(_, item)| item));
     let mut settled = Settled::default();
     let mut held_back: HashMap<String, String> = HashMap::new();
     for (index, item) in items {

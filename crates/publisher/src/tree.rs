@@ -152,6 +152,9 @@ pub(crate) struct Tree<'a> {
     note: Option<&'a str>,
     /// The revisions pushed before, by request id ([`Tree::with_pushed`]).
     pushed: Option<&'a HashMap<String, u64>>,
+    /// The newest revision of each request among the items of this batch
+    /// ([`Tree::with_batch`]).
+    batch_newest: HashMap<String, u64>,
     pub summary: Summary,
 }
 
@@ -162,8 +165,27 @@ impl<'a> Tree<'a> {
             audit: HashMap::new(),
             note: None,
             pushed: None,
+            batch_newest: HashMap::new(),
             summary: Summary::default(),
         }
+    }
+
+    /// The items of the batch about to be applied: a snapshot that a newer one of the same
+    /// request in the batch supersedes is skipped rather than rendered and then overwritten.
+    /// Snapshots are cumulative (each carries every finished cluster's report), so the newest
+    /// writes everything the older ones would have; for a wide request that saves rendering
+    /// and redacting every report once per snapshot.
+    pub fn with_batch<'i>(mut self, items: impl IntoIterator<Item = &'i Item>) -> Self {
+        for item in items {
+            if let Item::Status(update) = item {
+                let newest = self
+                    .batch_newest
+                    .entry(update.status.id.to_string())
+                    .or_default();
+                *newest = (*newest).max(update.status.revision);
+            }
+        }
+        self
     }
 
     /// The revisions this publisher pushed before, by request id (its own record): a
@@ -210,6 +232,14 @@ impl<'a> Tree<'a> {
         {
             return Ok(Applied::Skipped(format!(
                 "revision {} is older than revision {revision} already pushed for {dir}",
+                update.status.revision
+            )));
+        }
+        if let Some(&revision) = self.batch_newest.get(id.as_str())
+            && revision > update.status.revision
+        {
+            return Ok(Applied::Skipped(format!(
+                "revision {} is superseded by revision {revision} in the same batch",
                 update.status.revision
             )));
         }
@@ -516,6 +546,42 @@ mod tests {
         let e = serde_json::to_value(event("e1", "r1")).unwrap();
         assert!(decode(events_of("r1", "hub"), &e).is_ok());
         assert!(decode(events_of("r1", "other"), &e).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_superseded_in_its_batch_is_not_rendered_and_nothing_is_lost() {
+        let root = tempfile::tempdir().unwrap();
+        let older = update("r1", "results/r1", 2, RequestPhase::Running);
+        let mut newer = update("r1", "results/r1", 3, RequestPhase::Completed);
+        newer.status.clusters.insert(
+            "prod-1".parse().unwrap(),
+            ClusterStatus::new(ClusterType::Hosted, ClusterPhase::Completed),
+        );
+        newer.reports.insert(
+            "prod-1".parse().unwrap(),
+            ClusterReport {
+                final_text: "prod-1 is fine".to_owned(),
+                permission_denials: Vec::new(),
+            },
+        );
+        let batch = [item(older), item(newer)];
+        let mut tree = Tree::new(root.path()).with_batch(&batch);
+        match tree.apply(&batch[0]).unwrap() {
+            Applied::Skipped(reason) => assert!(
+                reason.contains("superseded by revision 3 in the same batch"),
+                "{reason}"
+            ),
+            other => panic!("the older snapshot was {other:?}"),
+        }
+        assert_eq!(tree.apply(&batch[1]).unwrap(), Applied::Written);
+
+        let folder = root.path().join("results/r1");
+        let status: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(folder.join("status.json")).unwrap()).unwrap();
+        assert_eq!(status["revision"], 3);
+        for report in ["hub.md", "prod-1.md"] {
+            assert!(folder.join(report).is_file(), "{report} is missing");
+        }
     }
 
     #[test]
