@@ -341,6 +341,30 @@ impl Bench {
         handle.info().await.ok().map(|info| info.state.clone())
     }
 
+    /// The CPU time used so far by each daemon (the runners with their agents, all runners
+    /// together) and by nats-server.
+    fn cpu(&self) -> Vec<(String, Duration)> {
+        let stack = self.stack();
+        let mut used: Vec<(String, Duration)> = Vec::new();
+        for name in stack.daemon_names() {
+            let spent = cpu_time(stack.pid(&name).expect("a daemon process"));
+            let group = if name.starts_with("runner-") {
+                "runners and their agents".to_owned()
+            } else {
+                name
+            };
+            match used.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, total)) => *total += spent,
+                None => used.push((group, spent)),
+            }
+        }
+        used.push((
+            "nats-server".to_owned(),
+            cpu_time(self.nats.pid().expect("nats-server runs")),
+        ));
+        used
+    }
+
     fn memory(&self, daemon: &str) -> warroom_dev::Memory {
         self.stack()
             .memory(daemon)
@@ -506,6 +530,7 @@ async fn fan_out() {
         }
     }
     client.flush().await.expect("flush the subscriptions");
+    let commits_before = commits(&bench.remote);
     let pushed = bench
         .push(&[("fan-out".to_owned(), request_for(&clusters, "fan-out"))])
         .await;
@@ -546,7 +571,19 @@ async fn fan_out() {
         ms(last_event.saturating_sub(last_result)),
         ms(done.saturating_sub(last_event))
     );
+    println!(
+        "  publisher commits from the push to the final status {:>3}",
+        commits(&bench.remote).saturating_sub(commits_before + 1)
+    );
     bench.stop().await;
+}
+
+/// How many commits the remote's `main` has.
+fn commits(remote: &BareRemote) -> usize {
+    warroom_testkit::git::git(&remote.path(), ["rev-list", "--count", "main"])
+        .trim()
+        .parse()
+        .expect("a commit count")
 }
 
 /// 1,000 request files in one push: accepted, dispatched, (with runners here) all final;
@@ -592,6 +629,7 @@ async fn burst(runners_here: bool) {
             )
         })
         .collect();
+    let cpu_before = bench.cpu();
     let pushed = bench.push(&files).await;
     let push_instant = Instant::now();
     let mut accepted = None;
@@ -609,6 +647,17 @@ async fn burst(runners_here: bool) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let cpu_spent: Vec<(String, Duration)> = bench
+        .cpu()
+        .into_iter()
+        .map(|(name, after)| {
+            let before = cpu_before
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(Duration::ZERO, |(_, before)| *before);
+            (name, after.saturating_sub(before))
+        })
+        .collect();
     let accepted = accepted.unwrap_or_else(|| dispatched.unwrap_or_default());
     let dispatched = dispatched.unwrap_or_default();
     println!(
@@ -619,6 +668,10 @@ async fn burst(runners_here: bool) {
         "  push -> all {FILES} dispatched (tasks stream)    {:>9}   (target: 5 s)",
         ms(dispatched)
     );
+    println!("  CPU time used from the push until all were dispatched:");
+    for (name, spent) in &cpu_spent {
+        println!("    {name:<26} {:>9}", ms(*spent));
+    }
     if runners_here {
         wait_until(format!("{FILES} final statuses in git"), LONG, || async {
             bench.final_statuses() >= FILES

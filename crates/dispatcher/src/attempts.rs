@@ -10,6 +10,7 @@
 //! its own cluster's records; the requests bucket stays the dispatcher's alone.
 
 use async_nats::jetstream::kv;
+use futures::StreamExt as _;
 use tracing::warn;
 use warroom_proto::{ClusterPhase, RequestId, TaskRecord, Timestamp, names};
 
@@ -42,34 +43,56 @@ pub fn interrupted(cluster: &ClusterState) -> String {
     )
 }
 
+/// What a task's record says: the cluster's phase and its attempts.
+type Recorded = (ClusterPhase, u32);
+
+/// How many record writes of one snapshot are in flight at once.
+const RECORDS_IN_FLIGHT: usize = 64;
+
 /// Writes the record of every cluster that started (again) or ended and whose record does
 /// not say so yet, and notes in `state` what was written (stored with the state's next update). A
 /// failed write is logged and tried again with the next snapshot: without its record, a
 /// redelivered task is run (the runner's check cannot prove it final) and its second result
-/// is ignored, which is safe.
+/// is ignored, which is safe. The writes are pipelined: a wide request's results, applied
+/// together, cost one round trip rather than one each.
 pub async fn sync_records(records: &kv::Store, state: &mut RequestState, now: Timestamp) {
     let id: RequestId = state.id().clone();
-    for cluster in &mut state.clusters {
-        let due = cluster.phase == ClusterPhase::Running || cluster.phase.is_final();
-        let now_is = (cluster.phase, cluster.attempts);
-        if !due || cluster.recorded == Some(now_is) {
-            continue;
-        }
-        let record = TaskRecord {
-            phase: cluster.phase,
-            attempts: cluster.attempts,
-            updated_at: now,
-        };
-        let key = names::task_record_key(&cluster.name, &id);
-        let written = match serde_json::to_vec(&record) {
-            Ok(bytes) => records
-                .put(&key, bytes.into())
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match written {
-            Ok(_) => cluster.recorded = Some(now_is),
+    let due: Vec<(usize, Recorded)> = state
+        .clusters
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.phase == ClusterPhase::Running || c.phase.is_final())
+        .map(|(index, c)| (index, (c.phase, c.attempts)))
+        .filter(|(index, now_is)| state.clusters[*index].recorded != Some(*now_is))
+        .collect();
+    let clusters = &state.clusters;
+    let id = &id;
+    let written: Vec<(usize, Recorded, Result<(), String>)> =
+        futures::stream::iter(due.into_iter().map(|(index, now_is)| async move {
+            let (phase, attempts) = now_is;
+            let record = TaskRecord {
+                phase,
+                attempts,
+                updated_at: now,
+            };
+            let key = names::task_record_key(&clusters[index].name, id);
+            let written = match serde_json::to_vec(&record) {
+                Ok(bytes) => records
+                    .put(&key, bytes.into())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            (index, now_is, written)
+        }))
+        .buffer_unordered(RECORDS_IN_FLIGHT)
+        .collect()
+        .await;
+    for (index, now_is, outcome) in written {
+        let cluster = &mut state.clusters[index];
+        match outcome {
+            Ok(()) => cluster.recorded = Some(now_is),
             Err(cause) => {
                 warn!(request = %id, cluster = %cluster.name, %cause, bucket = names::TASKS_BUCKET,
                     "cannot write the task's record; retrying with the next snapshot");

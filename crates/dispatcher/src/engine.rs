@@ -1,10 +1,13 @@
 //! The dispatcher's work: accepted requests and runner reports in, tasks and status snapshots
 //! out, every step driven by the stored state.
 //!
-//! Each message is handled to the end before the next one: apply it to the stored state
-//! (compare-and-set), then [`Engine::drive`] the request, which repeatedly asks the state what
-//! is due ([`RequestState::next_step`]) and does it. Side effects are ordered so that a crash
-//! at any point is repaired by simply driving the request again:
+//! Each message is handled to the end before the next one about the same request: apply it
+//! to the stored state (compare-and-set), then [`Engine::drive`] the request, which repeatedly
+//! asks the state what is due ([`RequestState::next_step`]) and does it. Messages about
+//! different requests that arrived together are handled concurrently ([`Engine::on_requests`],
+//! [`Engine::on_reports`]): each costs a few round trips to NATS, so a burst is handled at the
+//! rate NATS answers rather than one round trip after another. Side effects are ordered so
+//! that a crash at any point is repaired by simply driving the request again:
 //!
 //! - a task is published (dedup id `<id>-<cluster>`) *before* the dispatch is recorded, so a
 //!   crash in between publishes it again, which JetStream discards as a duplicate;
@@ -17,11 +20,11 @@
 //! against their subject (a payload that does not decode is dead-lettered before it gets
 //! here), so request ids and cluster names are checked identities from here on.
 //!
-//! One task handling one message at a time also keeps each request's snapshots in revision
-//! order on the events stream, which is the order the publisher writes them to git.
+//! Handling one message about a request at a time also keeps each request's snapshots in
+//! revision order on the events stream, which is the order the publisher writes them to git.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_nats::jetstream::{kv, stream};
@@ -35,7 +38,7 @@ use warroom_runtime::{Bus, Delivery, Metrics};
 
 use crate::liveness::{Liveness, Queues, View};
 use crate::state::{Applied, RequestState, Step, Timeouts};
-use crate::store::{Modified, Store};
+use crate::store::{Modified, Store, Versioned};
 use crate::{Error, Result};
 
 /// A guard against a livelock in [`Engine::drive`]: no request needs this many steps at once
@@ -97,15 +100,43 @@ pub struct Engine {
     results: stream::Stream,
     timeouts: Timeouts,
     metrics: Metrics,
-    /// Requests that are not final (or whose last snapshot is unpublished), with when each
-    /// was accepted: what the sweep visits. Rebuilt from the bucket at start, so a restart
-    /// loses none.
-    active: BTreeMap<RequestId, Timestamp>,
+    /// What the engine keeps in memory about the requests in flight. Locked only between
+    /// awaits: the requests handled concurrently share it.
+    book: Mutex<Book>,
     /// Which runners are live, from their heartbeats (kept up to date by
     /// [`crate::liveness::watch`]).
     liveness: Arc<Mutex<Liveness>>,
+}
+
+/// The requests in flight, as the engine last left them.
+#[derive(Debug, Default)]
+struct Book {
+    /// Requests that are not final (or whose last snapshot is unpublished): what the sweep
+    /// visits. Rebuilt from the bucket at start, so a restart loses none.
+    active: BTreeMap<RequestId, Active>,
     /// Where the dispatched tasks of the requests in flight wait.
     queues: Queues,
+}
+
+/// What the engine keeps of a request in flight.
+#[derive(Debug)]
+struct Active {
+    /// When it was accepted.
+    created_at: Timestamp,
+    /// Whose it is, for the engineer's limit of active requests.
+    engineer: String,
+    /// Whether it is final (only its last snapshot is still to publish).
+    is_final: bool,
+}
+
+impl Active {
+    fn of(state: &RequestState) -> Active {
+        Active {
+            created_at: state.created_at,
+            engineer: state.engineer().to_owned(),
+            is_final: state.phase.is_final(),
+        }
+    }
 }
 
 /// The streams the engine reads besides its consumers: the tasks stream (to take expired
@@ -140,20 +171,20 @@ impl Engine {
             results,
             timeouts,
             metrics,
-            active: BTreeMap::new(),
+            book: Mutex::new(Book::default()),
             liveness,
-            queues: Queues::default(),
         }
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Finds the requests a previous run left unfinished; the next sweep drives them on.
     pub async fn load_active(&mut self) -> Result<()> {
         for id in self.store.ids().await? {
             match self.store.load(&id).await {
-                Ok(Some((state, _))) if state.is_active() => {
-                    self.queues.track(&state);
-                    self.active.insert(id, state.created_at);
-                }
+                Ok(Some((state, _))) if state.is_active() => self.track(&state),
                 Ok(_) => {}
                 Err(e @ Error::CorruptState { .. }) => {
                     error!(request = %id, cause = %e, "skipping a request whose stored state cannot be read");
@@ -162,13 +193,28 @@ impl Engine {
             }
         }
         self.count_active();
-        info!(active = self.active.len(), "requests in flight loaded");
+        info!(
+            active = self.book().active.len(),
+            "requests in flight loaded"
+        );
         Ok(())
+    }
+
+    /// Handles messages of the gateway that arrived together, settling each: those about
+    /// different requests concurrently, those about one request in their order (see
+    /// [`lanes`]).
+    pub async fn on_requests(&self, deliveries: Vec<Delivery<GatewayMessage>>) {
+        let lanes = lanes(deliveries).into_iter().map(|lane| async move {
+            for delivery in lane {
+                self.on_request(delivery).await;
+            }
+        });
+        futures::future::join_all(lanes).await;
     }
 
     /// Handles one message of the gateway (an accepted request or a notice about one) and
     /// settles its delivery.
-    pub async fn on_request(&mut self, delivery: Delivery<GatewayMessage>) {
+    pub async fn on_request(&self, delivery: Delivery<GatewayMessage>) {
         let outcome = match &delivery.message {
             GatewayMessage::Accepted(request) => self.accept((**request).clone()).await,
             GatewayMessage::Notice(notice) => self.notice(notice).await,
@@ -179,8 +225,9 @@ impl Engine {
     /// Handles runner reports that arrived together. Those about one request are applied in
     /// one compare-and-set, and the request is driven (its snapshot published) once, so the
     /// results of a wide request cost a few snapshots rather than one each; then every
-    /// delivery is settled with its group's outcome.
-    pub async fn on_reports(&mut self, deliveries: Vec<Delivery<RunnerReport>>) {
+    /// delivery is settled with its group's outcome. The groups of different requests are
+    /// handled concurrently.
+    pub async fn on_reports(&self, deliveries: Vec<Delivery<RunnerReport>>) {
         let mut groups: Vec<(RequestId, Vec<Delivery<RunnerReport>>)> = Vec::new();
         for delivery in deliveries {
             let id = delivery.message.about().0.clone();
@@ -189,7 +236,7 @@ impl Engine {
                 None => groups.push((id, vec![delivery])),
             }
         }
-        for (id, members) in groups {
+        let groups = groups.into_iter().map(|(id, members)| async move {
             let reports: Vec<&RunnerReport> = members.iter().map(|d| &d.message).collect();
             let outcome = self.reports(&id, &reports).await;
             match outcome {
@@ -204,7 +251,8 @@ impl Engine {
                     }
                 }
             }
-        }
+        });
+        futures::future::join_all(groups).await;
     }
 
     /// Acknowledges a handled message; dead-letters one that can never be handled; hands one
@@ -239,47 +287,49 @@ impl Engine {
 
     /// Takes an accepted request: stores it once, then drives it.
     #[instrument(skip_all, fields(request = %request.id))]
-    async fn accept(&mut self, request: AcceptedRequest) -> Result<()> {
+    async fn accept(&self, request: AcceptedRequest) -> Result<()> {
         let id = request.id.clone();
         let limit = request.max_active_requests;
         let mut state = RequestState::new(request, warroom_proto::now());
         if let Some(limit) = limit {
-            let active = self.active_of(state.engineer(), &id).await?;
+            let active = self.active_of(state.engineer(), &id);
             if active >= limit as usize {
                 self.metrics.inc("requests_over_limit");
                 warn!(engineer = %state.engineer(), active, limit, "refusing a request: the engineer is at their limit of active requests");
                 state.refuse_over_limit(active, limit);
             }
         }
-        if self.store.create(&state).await? {
+        if let Some(revision) = self.store.create(&state).await? {
             self.metrics.inc("requests_accepted");
             info!(clusters = state.clusters.len(), mode = ?state.mode, "request accepted");
+            // Counted against the engineer's limit from now on, even if driving it fails
+            // before the end.
+            self.track(&state);
+            self.drive(&id, false, Some((state, revision))).await
         } else {
             // Redelivered, or published twice: the stored state says how far it got.
             info!("request already known; resuming from its stored state");
+            self.drive(&id, false, None).await
         }
-        self.drive(&id, false).await
     }
 
-    /// How many requests of `engineer` other than `except` are in flight (not final).
-    async fn active_of(&self, engineer: &str, except: &RequestId) -> Result<usize> {
-        let mut count = 0;
-        for id in self.active.keys().filter(|id| *id != except) {
-            if let Some((state, _)) = self.store.load(id).await?
-                && !state.phase.is_final()
-                && state.engineer() == engineer
-            {
-                count += 1;
-            }
-        }
-        Ok(count)
+    /// How many requests of `engineer` other than `except` are in flight (not final). The
+    /// book is this dispatcher's own account of every request it drives: the bucket is only
+    /// written by the dispatcher holding the lease, and the book is rebuilt from the bucket
+    /// when a replica takes the lease.
+    fn active_of(&self, engineer: &str, except: &RequestId) -> usize {
+        self.book()
+            .active
+            .iter()
+            .filter(|(id, active)| *id != except && !active.is_final && active.engineer == engineer)
+            .count()
     }
 
     /// Records a notice of the gateway in its request's status. A notice for a request this
     /// dispatcher does not know (yet) is retried: the request it follows may still be on its
     /// way.
     #[instrument(skip_all, fields(request = %notice.id))]
-    async fn notice(&mut self, notice: &RequestNotice) -> Result<()> {
+    async fn notice(&self, notice: &RequestNotice) -> Result<()> {
         let now = warroom_proto::now();
         let modified = self
             .store
@@ -289,18 +339,18 @@ impl Engine {
             .await?;
         match modified {
             Modified::Missing => Err(Error::UnknownRequest(notice.id.clone())),
-            Modified::Changed(_) => {
+            Modified::Changed(state, revision) => {
                 self.metrics.inc("notices");
                 info!(kind = ?notice.notice.kind, file = %notice.notice.file, "notice added to the request's status");
-                self.drive(&notice.id, false).await
+                self.drive(&notice.id, false, Some((state, revision))).await
             }
-            Modified::Unchanged(_) => Ok(()),
+            Modified::Unchanged(..) => Ok(()),
         }
     }
 
     /// Applies a runner's report to its request, then drives the request.
     #[instrument(skip_all, fields(request = %report.about().0, cluster = %report.about().1))]
-    async fn report(&mut self, report: &RunnerReport) -> Result<()> {
+    async fn report(&self, report: &RunnerReport) -> Result<()> {
         let (id, cluster) = report.about();
         let now = warroom_proto::now();
         let mut applied = Applied::Unchanged;
@@ -324,24 +374,30 @@ impl Engine {
             RunnerReport::Started { .. } => "started",
             RunnerReport::Finished(_) => "finished",
         };
-        match (modified, applied) {
-            (Modified::Missing, _) => {
+        let known = match modified {
+            Modified::Missing => {
                 self.metrics.inc("reports_ignored");
                 warn!(request = %id, cluster = %cluster, report = kind, "ignoring a report for an unknown request");
                 return Ok(());
             }
-            (_, Applied::UnknownCluster) => {
+            Modified::Changed(state, revision) | Modified::Unchanged(state, revision) => {
+                (state, revision)
+            }
+        };
+        match applied {
+            Applied::UnknownCluster => {
                 self.metrics.inc("reports_ignored");
                 warn!(request = %id, cluster = %cluster, report = kind, "ignoring a report for a cluster the request does not target");
             }
-            (_, Applied::AlreadyFinal) => {
+            Applied::AlreadyFinal => {
                 self.metrics.inc("reports_ignored");
                 info!(request = %id, cluster = %cluster, report = kind, "ignoring a report for a cluster that already has its result");
             }
-            (_, Applied::Unchanged) => {
+            Applied::Unchanged => {
                 debug!(request = %id, cluster = %cluster, report = kind, "report already applied");
             }
-            (Modified::Changed(state) | Modified::Unchanged(state), Applied::Changed) => {
+            Applied::Changed => {
+                let state = &known.0;
                 let phase = state
                     .clusters
                     .iter()
@@ -353,13 +409,13 @@ impl Engine {
         }
         // Driving also repairs whatever a crash left undone for this request, even when the
         // report itself was a repeat.
-        self.drive(id, false).await
+        self.drive(id, false, Some(known)).await
     }
 
     /// Applies several runner reports about request `id` in one compare-and-set, in their
     /// order, then drives the request once.
     #[instrument(skip_all, fields(request = %id, reports = reports.len()))]
-    async fn reports(&mut self, id: &RequestId, reports: &[&RunnerReport]) -> Result<()> {
+    async fn reports(&self, id: &RequestId, reports: &[&RunnerReport]) -> Result<()> {
         if let [one] = reports {
             return self.report(one).await;
         }
@@ -391,14 +447,19 @@ impl Engine {
             })
             .await?;
         self.metrics.add("reports", reports.len() as u64);
-        if matches!(modified, Modified::Missing) {
-            self.metrics.add("reports_ignored", reports.len() as u64);
-            warn!(
-                reports = reports.len(),
-                "ignoring reports for an unknown request"
-            );
-            return Ok(());
-        }
+        let known = match modified {
+            Modified::Missing => {
+                self.metrics.add("reports_ignored", reports.len() as u64);
+                warn!(
+                    reports = reports.len(),
+                    "ignoring reports for an unknown request"
+                );
+                return Ok(());
+            }
+            Modified::Changed(state, revision) | Modified::Unchanged(state, revision) => {
+                (state, revision)
+            }
+        };
         for (report, applied) in reports.iter().zip(&applied) {
             let (_, cluster) = report.about();
             match applied {
@@ -414,7 +475,7 @@ impl Engine {
             applied = applied.iter().filter(|a| **a == Applied::Changed).count(),
             "runner reports applied together"
         );
-        self.drive(id, false).await
+        self.drive(id, false, Some(known)).await
     }
 
     /// Visits every request in flight: publishes what is unpublished, expires what ran out of
@@ -424,7 +485,7 @@ impl Engine {
     /// the results stream: after an outage of the dispatcher, the `started` and `finished`
     /// reports that arrived meanwhile are applied first, so a cluster whose runner did its
     /// work is never failed for a timeout that only the dispatcher's absence caused.
-    pub async fn sweep(&mut self) {
+    pub async fn sweep(&self) {
         // Delivered but unacknowledged reports count too: between two messages nothing is
         // being handled, so they are still on their way to this dispatcher.
         let backlog = self
@@ -446,9 +507,9 @@ impl Engine {
                 false
             }
         };
-        let ids: Vec<RequestId> = self.active.keys().cloned().collect();
+        let ids: Vec<RequestId> = self.book().active.keys().cloned().collect();
         for id in ids {
-            if let Err(e) = self.drive(&id, expire).await {
+            if let Err(e) = self.drive(&id, expire, None).await {
                 warn!(request = %id, cause = %e, "sweep could not drive a request; retrying at the next sweep");
             }
         }
@@ -457,22 +518,38 @@ impl Engine {
     }
 
     /// Does whatever the stored state says is due, one step at a time, until nothing is;
-    /// with `expire`, that includes ending clusters that ran out of time.
+    /// with `expire`, that includes ending clusters that ran out of time. `known` is the
+    /// stored state when the caller has just read or written it; each step that writes the
+    /// state goes on from what it wrote, and only a step that did not (a conflict) reads it
+    /// again.
     #[instrument(skip_all, fields(request = %id, expire))]
-    pub async fn drive(&mut self, id: &RequestId, expire: bool) -> Result<()> {
+    pub async fn drive(
+        &self,
+        id: &RequestId,
+        expire: bool,
+        known: Option<Versioned>,
+    ) -> Result<()> {
+        let mut known = known;
         for _ in 0..MAX_STEPS {
-            let Some((state, revision)) = self.store.load(id).await? else {
-                self.active.remove(id);
-                self.queues.forget(id);
+            let loaded = match known.take() {
+                Some(known) => Some(known),
+                None => self.store.load(id).await?,
+            };
+            let Some((state, revision)) = loaded else {
+                let mut book = self.book();
+                book.active.remove(id);
+                book.queues.forget(id);
+                drop(book);
                 self.count_active();
                 return Ok(());
             };
             let now = warroom_proto::now();
             let step = {
                 let liveness = self.liveness.lock().unwrap_or_else(|p| p.into_inner());
+                let book = self.book();
                 let view = View {
                     liveness: &liveness,
-                    queues: &self.queues,
+                    queues: &book.queues,
                 };
                 state.next_step(now, expire.then_some(self.timeouts), &view)
             };
@@ -481,12 +558,15 @@ impl Engine {
                 return Ok(());
             };
             match step {
-                Step::PublishStatus => self.publish_status(state, revision).await?,
-                Step::Dispatch(due) => self.dispatch(state, revision, &due, now).await?,
+                Step::PublishStatus => known = self.publish_status(state, revision).await?,
+                Step::Dispatch(due) => known = self.dispatch(state, revision, &due, now).await?,
                 Step::Requeue(moved) => {
                     let mut next = state;
-                    if next.requeue(&moved, now) && self.store.update(&next, revision).await? {
+                    if next.requeue(&moved, now)
+                        && let Some(revision) = self.store.update(&next, revision).await?
+                    {
                         debug!(request = %id, moved = ?moved, "tasks moved up in their queues");
+                        known = Some((next, revision));
                     }
                 }
                 Step::Expire {
@@ -496,7 +576,7 @@ impl Engine {
                 } => {
                     let mut next = state;
                     if next.expire(cluster, phase, &error, now)
-                        && self.store.update(&next, revision).await?
+                        && let Some(revision) = self.store.update(&next, revision).await?
                     {
                         self.metrics.inc("timeouts");
                         let name = &next.clusters[cluster].name;
@@ -504,6 +584,7 @@ impl Engine {
                         if let Some(sequence) = next.clusters[cluster].task_sequence {
                             self.take_back_task(id, name, sequence).await;
                         }
+                        known = Some((next, revision));
                     }
                 }
             }
@@ -514,8 +595,13 @@ impl Engine {
         })
     }
 
-    /// Publishes the current revision's snapshot and records that it went out.
-    async fn publish_status(&mut self, mut state: RequestState, revision: u64) -> Result<()> {
+    /// Publishes the current revision's snapshot and records that it went out; the state as
+    /// stored then, unless someone else moved it on meanwhile.
+    async fn publish_status(
+        &self,
+        mut state: RequestState,
+        revision: u64,
+    ) -> Result<Option<Versioned>> {
         // Records first: once a final status is out, a redelivered task finds its cluster
         // final and is not run again.
         crate::attempts::sync_records(&self.records, &mut state, warroom_proto::now()).await;
@@ -534,20 +620,23 @@ impl Engine {
         info!(request = %id, revision = state.revision, phase = %state.phase, duplicate, error = state.error.as_deref().unwrap_or(""), "status published");
         // A conflict here only means someone moved the request on meanwhile; the next step
         // re-reads it and publishes whatever revision is then unpublished.
-        if state.mark_published(state.revision) {
-            self.store.update(&state, revision).await?;
+        if state.mark_published(state.revision)
+            && let Some(revision) = self.store.update(&state, revision).await?
+        {
+            return Ok(Some((state, revision)));
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// Publishes the tasks of the due clusters, then records the dispatch.
+    /// Publishes the tasks of the due clusters, then records the dispatch; the state as
+    /// stored then, unless someone else moved it on meanwhile.
     async fn dispatch(
-        &mut self,
+        &self,
         mut state: RequestState,
         revision: u64,
         due: &[usize],
         now: warroom_proto::Timestamp,
-    ) -> Result<()> {
+    ) -> Result<Option<Versioned>> {
         let tasks: Vec<(usize, warroom_proto::Task)> = due
             .iter()
             .filter_map(|&index| Some((index, state.task_for(index)?)))
@@ -574,7 +663,10 @@ impl Engine {
         let mut placed = Vec::with_capacity(acks.len());
         for (index, task, ack) in acks {
             self.metrics.inc("tasks_published");
-            let position = self.queues.position(&task.cluster.name, ack.sequence);
+            let position = self
+                .book()
+                .queues
+                .position(&task.cluster.name, ack.sequence);
             info!(request = %state.id(), cluster = %task.cluster.name, sequence = ack.sequence, duplicate = ack.duplicate, position, prior_findings = task.prior_findings.len(), "task published");
             queued.push((index, Some(ack.sequence)));
             placed.push((index, position));
@@ -582,9 +674,11 @@ impl Engine {
         if state.mark_dispatched(&queued, now) {
             state.place(&placed);
             // On a conflict the next step re-reads: the tasks already out are deduplicated.
-            self.store.update(&state, revision).await?;
+            if let Some(revision) = self.store.update(&state, revision).await? {
+                return Ok(Some((state, revision)));
+            }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Removes an expired task from the queue, so a runner that comes up late does not start
@@ -601,27 +695,98 @@ impl Engine {
         }
     }
 
-    fn track(&mut self, state: &RequestState) {
+    fn track(&self, state: &RequestState) {
+        let mut book = self.book();
         if state.is_active() {
-            self.active.insert(state.id().clone(), state.created_at);
+            book.active.insert(state.id().clone(), Active::of(state));
         } else {
-            self.active.remove(state.id());
+            book.active.remove(state.id());
         }
-        self.queues.track(state);
+        book.queues.track(state);
+        drop(book);
         self.count_active();
     }
 
     /// Exports the number of requests in flight and the age of the oldest.
     fn count_active(&self) {
+        let book = self.book();
         self.metrics.set(
             REQUESTS_ACTIVE,
-            i64::try_from(self.active.len()).unwrap_or(i64::MAX),
+            i64::try_from(book.active.len()).unwrap_or(i64::MAX),
         );
-        let oldest = self.active.values().min().map_or(0, |created| {
-            (warroom_proto::now() - *created).whole_seconds().max(0)
-        });
+        let oldest = book
+            .active
+            .values()
+            .map(|active| active.created_at)
+            .min()
+            .map_or(0, |created| {
+                (warroom_proto::now() - created).whole_seconds().max(0)
+            });
         self.metrics.set(OLDEST_ACTIVE_AGE, oldest);
     }
+}
+
+/// Splits gateway messages that arrived together into lanes handled concurrently, each in its
+/// order: one lane per request; and, for the requests that carry a limit of active requests,
+/// one per engineer, so that two requests of one engineer are never counted against the
+/// limit at the same time.
+fn lanes(deliveries: Vec<Delivery<GatewayMessage>>) -> Vec<Vec<Delivery<GatewayMessage>>> {
+    split_into_lanes(deliveries, |delivery| match &delivery.message {
+        GatewayMessage::Accepted(request) => (
+            &request.id,
+            request
+                .max_active_requests
+                .map(|_| request.request.metadata.engineer.as_str()),
+        ),
+        GatewayMessage::Notice(notice) => (&notice.id, None),
+    })
+}
+
+/// [`lanes`], for items that `key` says are about a request and (when its order matters
+/// against the engineer's other requests) an engineer. When the two would split one lane (a
+/// request's messages across two engineers' lanes), everything goes in one lane.
+fn split_into_lanes<T>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> (&RequestId, Option<&str>),
+) -> Vec<Vec<T>> {
+    let mut lane_of = Vec::with_capacity(items.len());
+    {
+        let mut by_id: HashMap<&RequestId, usize> = HashMap::new();
+        let mut by_engineer: HashMap<&str, usize> = HashMap::new();
+        let mut lanes = 0;
+        for item in &items {
+            let (id, engineer) = key(item);
+            let of_id = by_id.get(id).copied();
+            let of_engineer = engineer.and_then(|e| by_engineer.get(e).copied());
+            let lane = match (of_id, of_engineer) {
+                (Some(a), Some(b)) if a != b => {
+                    lane_of.clear();
+                    break;
+                }
+                (Some(lane), _) | (None, Some(lane)) => lane,
+                (None, None) => {
+                    lanes += 1;
+                    lanes - 1
+                }
+            };
+            by_id.insert(id, lane);
+            if let Some(engineer) = engineer {
+                by_engineer.insert(engineer, lane);
+            }
+            lane_of.push(lane);
+        }
+    }
+    if lane_of.len() != items.len() {
+        return vec![items];
+    }
+    let mut split: Vec<Vec<T>> = Vec::new();
+    for (item, lane) in items.into_iter().zip(lane_of) {
+        if lane == split.len() {
+            split.push(Vec::new());
+        }
+        split[lane].push(item);
+    }
+    split
 }
 
 /// The wait before redelivering a message that failed `delivered` times: [`RETRY_DELAY`],
@@ -643,5 +808,63 @@ mod tests {
         assert_eq!(retry_delay(3), RETRY_DELAY * 4);
         assert_eq!(retry_delay(1_000), MAX_RETRY_DELAY);
         assert_eq!(retry_delay(i64::MAX), MAX_RETRY_DELAY);
+    }
+
+    fn id(name: &str) -> RequestId {
+        RequestId::new(name.to_owned()).expect("a valid id")
+    }
+
+    /// Lanes of `(request, engineer if limited)` items, as the items' positions.
+    fn split(items: &[(&str, Option<&str>)]) -> Vec<Vec<usize>> {
+        let items: Vec<(usize, RequestId, Option<&str>)> = items
+            .iter()
+            .enumerate()
+            .map(|(n, (request, engineer))| (n, id(request), *engineer))
+            .collect();
+        split_into_lanes(items, |(_, request, engineer)| (request, *engineer))
+            .into_iter()
+            .map(|lane| lane.into_iter().map(|(n, ..)| n).collect())
+            .collect()
+    }
+
+    #[test]
+    fn messages_of_different_requests_go_in_different_lanes() {
+        assert_eq!(
+            split(&[("a", None), ("b", None), ("c", None)]),
+            [vec![0], vec![1], vec![2]]
+        );
+        assert!(split(&[]).is_empty());
+    }
+
+    #[test]
+    fn messages_of_one_request_stay_in_one_lane_in_their_order() {
+        assert_eq!(
+            split(&[("a", None), ("b", None), ("a", None), ("a", None)]),
+            [vec![0, 2, 3], vec![1]]
+        );
+    }
+
+    #[test]
+    fn limited_requests_of_one_engineer_share_a_lane() {
+        assert_eq!(
+            split(&[
+                ("a", Some("carol")),
+                ("b", Some("dave")),
+                ("c", Some("carol")),
+                ("d", None),
+                // A notice about `c` follows it in carol's lane.
+                ("c", None),
+            ]),
+            [vec![0, 2, 4], vec![1], vec![3]]
+        );
+    }
+
+    #[test]
+    fn a_request_that_would_join_two_lanes_puts_everything_in_one() {
+        // `b` is in its own lane when carol's second request names it too.
+        assert_eq!(
+            split(&[("a", Some("carol")), ("b", None), ("b", Some("carol"))]),
+            [vec![0, 1, 2]]
+        );
     }
 }

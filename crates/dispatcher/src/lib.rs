@@ -74,6 +74,10 @@ const BUCKET_HISTORY: i64 = 5;
 /// report pump may fetch ahead.
 const REPORTS_AT_ONCE: usize = 64;
 
+/// Most gateway messages handled together (see `Engine::on_requests`); also how many the
+/// request pump may fetch ahead.
+const REQUESTS_AT_ONCE: usize = 64;
+
 /// Everything that can go wrong in the dispatcher.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -171,7 +175,7 @@ pub async fn run_with_health(
 
 /// The active replica's work, until `stop` (shutdown, or the lease lost).
 async fn lead(config: &Config, health: &Health, bus: &Bus, stop: CancellationToken) -> Result<()> {
-    let (mut engine, requests, results) = tokio::select! {
+    let (engine, requests, results) = tokio::select! {
         ready = setup(bus, config, health, &stop) => ready?,
         () = stop.cancelled() => return Ok(()),
     };
@@ -183,7 +187,7 @@ async fn lead(config: &Config, health: &Health, bus: &Bus, stop: CancellationTok
     );
 
     let (report_tx, mut reports) = mpsc::channel(REPORTS_AT_ONCE);
-    let (request_tx, mut accepted) = mpsc::channel(1);
+    let (request_tx, mut accepted) = mpsc::channel(REQUESTS_AT_ONCE);
     let report_pump = tokio::spawn(pump(results, report_tx, stop.clone()));
     let request_pump = tokio::spawn(pump(requests, request_tx, stop.clone()));
 
@@ -193,31 +197,28 @@ async fn lead(config: &Config, health: &Health, bus: &Bus, stop: CancellationTok
     // neither a busy fleet's reports hold back the dispatch of new requests (a burst of
     // requests would wait for every run before it) nor the other way round; the sweep last,
     // so the reports already fetched are applied before any timeout is judged.
+    // Whatever else has arrived is handled with the message received (see
+    // `Engine::on_reports` and `Engine::on_requests`).
     let mut requests_turn = false;
     loop {
-        if std::mem::take(&mut requests_turn)
-            && !stop.is_cancelled()
-            && let Ok(delivery) = accepted.try_recv()
-        {
-            with_grace(&stop, engine.on_request(delivery)).await;
-            continue;
+        if std::mem::take(&mut requests_turn) && !stop.is_cancelled() {
+            let batch = arrived(&mut accepted, Vec::new(), REQUESTS_AT_ONCE);
+            if !batch.is_empty() {
+                with_grace(&stop, engine.on_requests(batch)).await;
+                continue;
+            }
         }
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
             Some(delivery) = reports.recv() => {
                 requests_turn = true;
-                // Whatever else has arrived is handled with it (see `Engine::on_reports`).
-                let mut batch = vec![delivery];
-                while batch.len() < REPORTS_AT_ONCE
-                    && let Ok(next) = reports.try_recv()
-                {
-                    batch.push(next);
-                }
+                let batch = arrived(&mut reports, vec![delivery], REPORTS_AT_ONCE);
                 with_grace(&stop, engine.on_reports(batch)).await;
             }
             Some(delivery) = accepted.recv() => {
-                with_grace(&stop, engine.on_request(delivery)).await;
+                let batch = arrived(&mut accepted, vec![delivery], REQUESTS_AT_ONCE);
+                with_grace(&stop, engine.on_requests(batch)).await;
             }
             _ = sweep.tick() => with_grace(&stop, engine.sweep()).await,
         }
@@ -235,6 +236,16 @@ async fn lead(config: &Config, health: &Health, bus: &Bus, stop: CancellationTok
     drop(engine);
     bus.flush(FLUSH_TIMEOUT).await;
     Ok(())
+}
+
+/// `batch` and whatever else waits in `deliveries`, up to `most` in all.
+fn arrived<T>(deliveries: &mut mpsc::Receiver<T>, mut batch: Vec<T>, most: usize) -> Vec<T> {
+    while batch.len() < most
+        && let Ok(next) = deliveries.try_recv()
+    {
+        batch.push(next);
+    }
+    batch
 }
 
 /// Pulls deliveries from `consumer` into `deliveries` until shutdown, then returns the

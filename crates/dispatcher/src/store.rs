@@ -29,10 +29,10 @@ pub type Versioned = (RequestState, u64);
 pub enum Modified {
     /// No such request.
     Missing,
-    /// The change had nothing to do; the state as it is.
-    Unchanged(RequestState),
-    /// The change was stored; the new state.
-    Changed(RequestState),
+    /// The change had nothing to do; the state as it is, and its revision.
+    Unchanged(RequestState, u64),
+    /// The change was stored; the new state, and its revision.
+    Changed(RequestState, u64),
 }
 
 impl Store {
@@ -60,24 +60,24 @@ impl Store {
         Ok(Some((state, entry.revision)))
     }
 
-    /// Stores a new request; `false` when the id is already taken (by this very request,
-    /// redelivered or published twice).
-    pub async fn create(&self, state: &RequestState) -> Result<bool> {
+    /// Stores a new request and returns its revision; `None` when the id is already taken (by
+    /// this very request, redelivered or published twice).
+    pub async fn create(&self, state: &RequestState) -> Result<Option<u64>> {
         let id = state.id();
         match self.kv.create(id, encode(state)?).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
+            Ok(revision) => Ok(Some(revision)),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
             Err(e) => Err(kv_error("create", id, e)),
         }
     }
 
-    /// Writes `state` if the entry is still at `revision`; `false` on a conflict (someone
-    /// changed it since it was read: re-read and re-apply).
-    pub async fn update(&self, state: &RequestState, revision: u64) -> Result<bool> {
+    /// Writes `state` if the entry is still at `revision` and returns its new revision; `None`
+    /// on a conflict (someone changed it since it was read: re-read and re-apply).
+    pub async fn update(&self, state: &RequestState, revision: u64) -> Result<Option<u64>> {
         let id = state.id();
         match self.kv.update(id, encode(state)?, revision).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
+            Ok(revision) => Ok(Some(revision)),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
             Err(e) => Err(kv_error("update", id, e)),
         }
     }
@@ -94,10 +94,10 @@ impl Store {
                 return Ok(Modified::Missing);
             };
             if !change(&mut state) {
-                return Ok(Modified::Unchanged(state));
+                return Ok(Modified::Unchanged(state, revision));
             }
-            if self.update(&state, revision).await? {
-                return Ok(Modified::Changed(state));
+            if let Some(revision) = self.update(&state, revision).await? {
+                return Ok(Modified::Changed(state, revision));
             }
         }
         Err(Error::Contention {

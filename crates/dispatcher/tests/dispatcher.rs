@@ -1510,3 +1510,64 @@ async fn a_new_request_is_dispatched_while_a_backlog_of_reports_waits() {
         )
         .await;
 }
+
+/// Requests that arrive together are handled concurrently, but an engineer's limit of active
+/// requests still counts each of their requests once: of carol's five requests, published
+/// before the dispatcher starts (so that they reach it in one batch), exactly her limit is
+/// dispatched and the rest are rejected; dave's requests, in the same batch, are not held to
+/// carol's count.
+#[tokio::test]
+async fn a_burst_of_one_engineers_requests_is_held_to_their_limit() {
+    let mut harness = Harness::without_dispatcher().await;
+    let of = |id: &str, engineer: &str| {
+        let mut request = request(id, &["prod-1"], None);
+        request.request.metadata.engineer = engineer.to_owned();
+        request.max_active_requests = Some(2);
+        request
+    };
+    let carols: Vec<String> = (0..5).map(|n| format!("r-carol-{n}")).collect();
+    let daves: Vec<String> = (0..2).map(|n| format!("r-dave-{n}")).collect();
+    for id in &carols {
+        harness.submit(&of(id, "carol")).await;
+    }
+    for id in &daves {
+        harness.submit(&of(id, "dave")).await;
+    }
+    harness.start_dispatcher(&[]);
+
+    let mut outcomes = Vec::new();
+    for id in carols.iter().chain(&daves) {
+        let mut statuses = harness.statuses(id).await;
+        let status = statuses
+            .until("the request was dispatched or rejected", |s| {
+                matches!(
+                    s.status.phase,
+                    RequestPhase::Dispatched | RequestPhase::Rejected
+                )
+            })
+            .await;
+        outcomes.push((id.clone(), status));
+    }
+    let dispatched = |engineer: &str| {
+        outcomes
+            .iter()
+            .filter(|(id, s)| id.contains(engineer) && s.status.phase == RequestPhase::Dispatched)
+            .count()
+    };
+    assert_eq!(dispatched("carol"), 2, "{outcomes:#?}");
+    assert_eq!(dispatched("dave"), 2, "{outcomes:#?}");
+    for (id, status) in &outcomes {
+        if status.status.phase == RequestPhase::Rejected {
+            assert!(id.contains("carol"), "{id} was rejected: {status:#?}");
+            assert_eq!(status.status.errors.len(), 1, "{status:#?}");
+            assert_eq!(status.status.errors[0].field, "metadata.engineer");
+            assert!(
+                status.status.errors[0]
+                    .message
+                    .starts_with("too_many_requests: the engineer `carol` already has 2 active requests; the limit is 2"),
+                "{status:#?}"
+            );
+        }
+    }
+    harness.stop_dispatcher().await;
+}

@@ -386,9 +386,15 @@ fn read_file(path: &Path) -> Result<Option<Vec<u8>>, Problem> {
     }
 }
 
-/// Writes a regular file; refused when a symlink or a folder is in the way.
+/// Writes a regular file; refused when a symlink or a folder is in the way. A file that
+/// already holds `contents` is left untouched, so that git finds it unchanged by its stat
+/// data instead of hashing it again (a wide request's snapshots rewrite hundreds of reports
+/// that did not change).
 fn write_file(path: &Path, contents: &[u8]) -> Result<(), Problem> {
     check_writable(path)?;
+    if read_file(path)?.is_some_and(|current| current == contents) {
+        return Ok(());
+    }
     std::fs::write(path, contents).map_err(io(path))
 }
 
