@@ -1377,3 +1377,42 @@ async fn two_publishers_write_one_at_a_time() {
         .expect("the second publisher did not panic")
         .expect("the second publisher ends without an error");
 }
+
+/// A batch's new files go into one pack in the working clone, not one loose object file each:
+/// on a slow file system, a file per object made a wide request's batch cost a second.
+#[tokio::test]
+async fn a_batchs_files_are_added_as_one_pack_not_a_file_each() {
+    const CLUSTERS: usize = 40;
+    let stack = Stack::start().await;
+    let mut update = status("r-wide", RequestPhase::Completed, 2);
+    for n in 0..CLUSTERS {
+        let cluster = format!("hosted-{n:02}");
+        update = with_cluster(update, &cluster, ClusterPhase::Completed);
+        update = with_report(update, &cluster, &format!("FINDING: cluster {n} is fine."));
+    }
+    stack.status(&update).await;
+    stack.wait_status("r-wide", "completed").await;
+    for n in [0, CLUSTERS - 1] {
+        let report = stack
+            .remote
+            .read(&format!("results/r-wide/hosted-{n:02}.md"))
+            .expect("the cluster's report is in git");
+        assert!(report.contains(&format!("cluster {n} is fine")), "{report}");
+    }
+
+    // The loose objects left are the commit and its trees (and what the first fetch
+    // unpacked), not the 40 reports, the README and the status.
+    let clone = stack.clone_dir(1);
+    let counts = git_in(&clone, &["count-objects", "-v"]);
+    let loose: usize = counts
+        .lines()
+        .find_map(|line| line.strip_prefix("count: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("git count-objects -v says: {counts}"));
+    assert!(
+        loose < 20,
+        "{loose} loose objects after a batch of {} files:\n{counts}",
+        CLUSTERS + 2
+    );
+    stack.stop().await;
+}
