@@ -261,11 +261,13 @@ fn json_into(value: &mut Value, removed: &mut Counts) {
         Value::Array(items) => items.iter_mut().for_each(|v| json_into(v, removed)),
         Value::Object(map) => {
             let is_secret = map.get("kind").and_then(Value::as_str) == Some("Secret");
-            // An env entry: `{"name": "DB_PASSWORD", "value": "..."}`.
+            // An env entry: `{"name": "DB_PASSWORD", "value": "..."}`. The name is judged as
+            // it reads now and as it will read once redacted (`password: [REDACTED:password]`
+            // names a password), so that redacting the result again changes nothing.
             let env_kind = map
                 .get("name")
                 .and_then(Value::as_str)
-                .and_then(key_kind)
+                .and_then(|name| key_kind(name).or_else(|| key_kind(&text(name).into_string())))
                 .filter(|_| map.get("value").is_some_and(Value::is_string));
             for (key, child) in map.iter_mut() {
                 if is_secret && (key == "data" || key == "stringData") {

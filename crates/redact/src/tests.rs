@@ -633,3 +633,19 @@ fn redaction_is_deterministic() {
     let input = "token=abc password=def Bearer abcdefgh12345678";
     assert_eq!(text(input), text(input));
 }
+
+/// Found by `json_redaction_is_idempotent`: an env entry whose name becomes a secret's name
+/// once redacted (`password: data:` reads `password: [REDACTED:password]`) has its value
+/// redacted the first time, not only when the result is redacted again.
+#[test]
+fn an_env_entry_named_by_a_redacted_name_is_redacted_at_once() {
+    let mut value = serde_json::json!({
+        "password": {"name": "password: data:", "value": "Secret"}
+    });
+    crate::json(&mut value);
+    let once = value.clone();
+    assert_eq!(once["password"]["value"], "[REDACTED:password]", "{once}");
+    let again = crate::json(&mut value);
+    assert_eq!(value, once);
+    assert!(again.is_empty(), "{again:?}");
+}
