@@ -16,7 +16,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{SECRET, free_port, send_webhook, unix_now};
+use common::{free_port, send_webhook, unix_now, webhook_args};
 use warroom_dev::{Daemons, Model, Stack, StackOptions};
 use warroom_proto::Stream;
 use warroom_scripted_model::{Script, ScriptedModel, Turn};
@@ -190,12 +190,7 @@ impl Bench {
         }
         let webhook_port = setup.webhook.then(free_port);
         if let Some(port) = webhook_port {
-            options.extra_args.gateway = vec![
-                "--webhook-addr".to_owned(),
-                format!("127.0.0.1:{port}"),
-                "--webhook-secret".to_owned(),
-                SECRET.to_owned(),
-            ];
+            options.extra_args.gateway = webhook_args(port);
         }
         let stack = Stack::start(&options).await.expect("start the stack");
         Bench {
@@ -538,22 +533,19 @@ async fn fan_out() {
     let first = bench.agent_started(1).await;
     let all = bench.agent_started(CLUSTERS).await;
     let done = bench.final_status("fan-out").await;
-    let last_result = reports
-        .lock()
-        .expect("not poisoned")
-        .iter()
-        .copied()
-        .filter(|at| *at <= done)
-        .max()
-        .expect("the runners reported");
-    let last_event = events
-        .lock()
-        .expect("not poisoned")
-        .iter()
-        .copied()
-        .filter(|at| *at <= done)
-        .max()
-        .expect("the dispatcher published snapshots");
+    // The last arrival at or before the final status reached git.
+    let last_before_done = |times: &std::sync::Mutex<Vec<Duration>>, what: &str| {
+        times
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .copied()
+            .filter(|at| *at <= done)
+            .max()
+            .unwrap_or_else(|| panic!("{what}"))
+    };
+    let last_result = last_before_done(&reports, "the runners reported");
+    let last_event = last_before_done(&events, "the dispatcher published snapshots");
     println!(
         "  push -> first agent start               {:>9}",
         ms(first.saturating_sub(pushed))
@@ -672,28 +664,21 @@ async fn burst(runners_here: bool) {
     for (name, spent) in &cpu_spent {
         println!("    {name:<26} {:>9}", ms(*spent));
     }
-    if runners_here {
-        wait_until(format!("{FILES} final statuses in git"), LONG, || async {
-            bench.final_statuses() >= FILES
-        })
-        .await;
-        let all_final = unix_now().saturating_sub(pushed);
-        println!(
-            "  push -> all {FILES} final in git                 {:>9}",
-            ms(all_final)
-        );
+    // With the runners here every request ends; without, the publisher writes every
+    // request's `dispatched` status.
+    let (what, count): (&str, fn(&Bench) -> usize) = if runners_here {
+        ("final in git", Bench::final_statuses)
     } else {
-        // The publisher writes every request's `dispatched` status.
-        wait_until(format!("{FILES} statuses in git"), LONG, || async {
-            bench.statuses() >= FILES
-        })
-        .await;
-        let all_written = unix_now().saturating_sub(pushed);
-        println!(
-            "  push -> all {FILES} statuses in git              {:>9}",
-            ms(all_written)
-        );
-    }
+        ("statuses in git", Bench::statuses)
+    };
+    wait_until(format!("{FILES} {what}"), LONG, || async {
+        count(&bench) >= FILES
+    })
+    .await;
+    println!(
+        "  push -> all {FILES} {what:<28} {:>9}",
+        ms(unix_now().saturating_sub(pushed))
+    );
     println!("  peak memory (VmHWM) of each daemon:");
     for daemon in ["gateway", "dispatcher", "publisher"] {
         println!("    {daemon:<22} {}", mib(bench.memory(daemon).peak_kib));
@@ -719,22 +704,30 @@ fn remote_with_history(commits: usize) -> BareRemote {
     remote
 }
 
+/// A stack polling every second (and woken by the webhook, with `webhook`) on a remote whose
+/// `main` has `commits` commits, after one request went through it.
+async fn warmed_up(commits: usize, webhook: bool) -> Bench {
+    let mut bench = Bench::start(Setup {
+        poll: "1s",
+        webhook,
+        remote: Some(remote_with_history(commits)),
+        ..Setup::new(&["bench-cluster"])
+    })
+    .await;
+    bench
+        .push(&[("warm-up".to_owned(), request("bench-cluster", "warm up"))])
+        .await;
+    bench.final_status("warm-up").await;
+    bench
+}
+
 /// The CPU the gateway (and its git) spends on one poll that finds nothing new, at 1,000 and
 /// 100,000 commits.
 async fn poll_cost() {
     const POLLS: u32 = 10;
     println!("\n## Gateway poll cost (nothing new; CPU of the gateway and its git per poll)");
     for commits in [1_000, 100_000] {
-        let mut bench = Bench::start(Setup {
-            poll: "1s",
-            remote: Some(remote_with_history(commits)),
-            ..Setup::new(&["bench-cluster"])
-        })
-        .await;
-        bench
-            .push(&[("warm-up".to_owned(), request("bench-cluster", "warm up"))])
-            .await;
-        bench.final_status("warm-up").await;
+        let mut bench = warmed_up(commits, false).await;
         let pid = bench.stack_mut().pid("gateway").expect("the gateway's pid");
         let before = cpu_time(pid);
         tokio::time::sleep(Duration::from_secs(u64::from(POLLS))).await;
@@ -753,17 +746,7 @@ async fn poll_cost() {
 async fn cold_start() {
     println!("\n## Publisher start to its first status in git (a status waiting in NATS)");
     for commits in [1_000, 100_000] {
-        let mut bench = Bench::start(Setup {
-            poll: "1s",
-            webhook: true,
-            remote: Some(remote_with_history(commits)),
-            ..Setup::new(&["bench-cluster"])
-        })
-        .await;
-        bench
-            .push(&[("warm-up".to_owned(), request("bench-cluster", "warm up"))])
-            .await;
-        bench.final_status("warm-up").await;
+        let mut bench = warmed_up(commits, true).await;
         let work_dir = bench.options.state_dir.join("publisher");
         let mut line = format!("  {commits:>7} commits");
         for (n, cold) in [(2, true), (3, false)] {

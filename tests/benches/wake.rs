@@ -13,7 +13,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{SECRET, free_port, send_webhook, unix_now};
+use common::{free_port, send_webhook, unix_now, webhook_args};
 use warroom_dev::{Model, Stack, StackOptions};
 use warroom_proto::RequestStatus;
 use warroom_scripted_model::{Script, ScriptedModel, Turn};
@@ -100,12 +100,7 @@ async fn measure(setting: &Setting, runs: usize, model: &ScriptedModel) -> Vec<D
     };
     options.extra_args.publisher = vec!["--batch-window".to_owned(), "50ms".to_owned()];
     if setting.webhook {
-        options.extra_args.gateway = vec![
-            "--webhook-addr".to_owned(),
-            format!("127.0.0.1:{port}"),
-            "--webhook-secret".to_owned(),
-            SECRET.to_owned(),
-        ];
+        options.extra_args.gateway = webhook_args(port);
     }
     let stack = Stack::start(&options).await.expect("stack");
 

@@ -46,3 +46,13 @@ pub fn free_port() -> u16 {
         .expect("a free port")
         .port()
 }
+
+/// The gateway's flags for its webhook on `port` of the loopback, with [`SECRET`].
+pub fn webhook_args(port: u16) -> Vec<String> {
+    vec![
+        "--webhook-addr".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--webhook-secret".to_owned(),
+        SECRET.to_owned(),
+    ]
+}
