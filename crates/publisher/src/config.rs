@@ -61,7 +61,9 @@ pub struct Config {
 
     /// After the first message of a batch, how long to gather further messages into the same
     /// commit: a number with a unit (`300ms`, `2s`) or a plain number of seconds; `0` commits
-    /// every message that is already waiting, without waiting for more. At most 60s.
+    /// every message that is already waiting, without waiting for more. A batch holding a
+    /// request's final status is committed as soon as no more messages are waiting, without
+    /// waiting out the window. At most 60s.
     #[arg(long, env = "WARROOM_BATCH_WINDOW", default_value = "300ms", value_parser = parse_duration)]
     pub batch_window: Duration,
 

@@ -7,13 +7,19 @@
 //! order. After the first message it gathers whatever else arrives within the batch window
 //! and turns the batch into one commit:
 //!
-//! 1. fetch the branch and reset the working clone to it exactly;
+//! 1. fetch the branch and reset the working clone to it exactly, unless the clone is the
+//!    commit this replica has just pushed there (then it stays as it is);
 //! 2. write every message of the batch under `results/` (`status.json`, `<cluster>.md`,
 //!    `README.md`, `audit.jsonl`), redacted ([`redact`]);
-//! 3. commit and push, fast-forward only.
+//! 3. commit and push, only while the branch is still at the commit of step 1.
+//!
+//! A batch whose status snapshot is a request's last (a final phase) is closed as soon as
+//! no more messages are waiting, instead of at the end of the window: nothing of that request
+//! follows it, and it is the one an engineer waits for.
 //!
 //! When the push is rejected (an engineer pushed a request meanwhile), the batch is redone
-//! from step 1 on the new head, up to `--push-attempts` times. Since the publisher owns
+//! from step 1 on the new head: at once when step 1 had skipped the fetch, otherwise up to
+//! `--push-attempts` times. Since the publisher owns
 //! `results/` and engineers only add `requests/`, redoing the batch loses nothing. The
 //! messages are acknowledged only after the push succeeded; a batch that cannot be pushed is
 //! handed back (nak with a delay) and retried later. A message that can never be written (it
@@ -69,6 +75,12 @@ const REOPEN_DELAY: Duration = Duration::from_secs(1);
 const MAX_DELIVER: i64 = 30;
 /// How long shutdown waits for the last acks to reach NATS.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// After a final status, how long a batch waits for one more message before it is closed.
+const FINAL_SETTLE: Duration = Duration::from_millis(20);
+/// Batches committed on this replica's own last push without a fetch, at most, before the
+/// next one fetches again: the clone's history since its last (one-commit) fetch stays short.
+const MAX_UNFETCHED: u32 = 32;
 
 /// The pause before the first push retry; it doubles with each retry, up to
 /// [`MAX_PUSH_PAUSE`]. Short: a concurrent engineer's push is over in moments.
@@ -175,6 +187,7 @@ pub async fn run_with_health(
             revisions: revisions.clone(),
             health: health.clone(),
             shutdown: stop,
+            own_push: std::sync::Mutex::new(None),
         };
         let bus = bus.clone();
         let health = health.clone();
@@ -276,20 +289,35 @@ async fn next_batch(
         }
     };
     health.set_ready(true);
+    let window_end = tokio::time::Instant::now() + publisher.settings.batch_window;
+    let mut closing = is_last_of_its_request(&first);
     let mut batch = vec![first];
-    let deadline = tokio::time::Instant::now() + publisher.settings.batch_window;
     while batch.len() < MAX_BATCH {
+        let deadline = if closing {
+            window_end.min(tokio::time::Instant::now() + FINAL_SETTLE)
+        } else {
+            window_end
+        };
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
             next = messages.next_before(deadline) => match next {
-                Some(Ok(delivery)) => batch.push(delivery),
+                Some(Ok(delivery)) => {
+                    closing |= is_last_of_its_request(&delivery);
+                    batch.push(delivery);
+                }
                 Some(Err(e)) => warn!(cause = %e, "error pulling messages"),
                 None => break,
             },
         }
     }
     Some(batch)
+}
+
+/// A request's final status snapshot: the dispatcher publishes nothing of the request after
+/// it, and it is the one the engineer waits for.
+fn is_last_of_its_request(delivery: &Delivery<PublisherInput>) -> bool {
+    matches!(&delivery.message, PublisherInput::Status(update) if update.status.phase.is_final())
 }
 
 /// The running publisher's state.
@@ -302,6 +330,16 @@ struct Publisher {
     health: Health,
     /// Ends the pauses between push attempts, and the attempts themselves.
     shutdown: CancellationToken,
+    /// The commit this replica pushed last, while the working clone is exactly that commit.
+    own_push: std::sync::Mutex<Option<OwnPush>>,
+}
+
+/// The commit a replica pushed last ([`Publisher::attempt`] builds on it without a fetch).
+#[derive(Debug, Clone)]
+struct OwnPush {
+    commit: String,
+    /// Batches committed on the replica's own pushes since it last fetched.
+    unfetched: u32,
 }
 
 /// Why one attempt at a batch did not land.
@@ -518,17 +556,58 @@ impl Publisher {
     }
 
     /// One attempt: fetch, reset, apply, commit, push.
+    ///
+    /// Right after its own push the working clone is that commit exactly, and the branch is
+    /// most likely still there: the batch is then applied on top of it without a fetch (a
+    /// round trip to the remote, and a checkout). The push lands only while the branch is
+    /// still at that commit; when it moved meanwhile (an engineer's push, another replica),
+    /// the batch is redone at once on the fetched head, within the same attempt.
     async fn attempt(
         &self,
         items: Arc<Vec<(usize, Item)>>,
     ) -> Result<(Published, Settled), AttemptError> {
+        let own = self.own_push_lock().take();
+        if let Some(own) = own.filter(|own| own.unfetched < MAX_UNFETCHED) {
+            match self
+                .apply_and_push(Some(own.commit), own.unfetched + 1, items.clone())
+                .await
+            {
+                Err(AttemptError::Push(reason)) => {
+                    self.health.metrics.inc("pushes_on_moved_branch");
+                    debug!(reason = %reason, "the branch moved since this replica's last push; redoing the batch on its new head");
+                }
+                outcome => return outcome,
+            }
+        }
+        self.health.metrics.inc("fetches");
         let base = self.repo.fetch().await?;
         self.repo.reset(base.as_deref()).await?;
         debug!(
             base = base.as_deref().unwrap_or("none"),
             "working clone reset to the remote"
         );
+        let outcome = self.apply_and_push(base, 0, items).await;
+        if matches!(outcome, Err(AttemptError::Push(_))) {
+            self.health.metrics.inc("push_failures");
+        }
+        outcome
+    }
 
+    fn own_push_lock(&self) -> std::sync::MutexGuard<'_, Option<OwnPush>> {
+        self.own_push
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies the batch to the working tree, which is `base` exactly, commits and pushes.
+    /// `unfetched`: the batches on the replica's own pushes since its last fetch, this one
+    /// included. On success the pushed commit is remembered for the next batch.
+    async fn apply_and_push(
+        &self,
+        base: Option<String>,
+        unfetched: u32,
+        items: Arc<Vec<(usize, Item)>>,
+    ) -> Result<(Published, Settled), AttemptError> {
         // The file work runs on the blocking pool.
         let root = self.repo.dir().to_path_buf();
         let note = self.settings.report_note.clone();
@@ -546,6 +625,9 @@ impl Publisher {
             .collect();
         if !self.repo.commit(&summary.commit_message()).await? {
             debug!("the batch changed nothing; no commit");
+            if let Some(commit) = base {
+                *self.own_push_lock() = Some(OwnPush { commit, unfetched });
+            }
             return Ok((
                 Published {
                     commit: None,
@@ -556,11 +638,14 @@ impl Publisher {
                 settled,
             ));
         }
-        if let Err(reason) = self.repo.push().await? {
-            self.health.metrics.inc("push_failures");
+        if let Err(reason) = self.repo.push(base.as_deref()).await? {
             return Err(AttemptError::Push(reason));
         }
         let commit = self.repo.head().await?;
+        *self.own_push_lock() = Some(OwnPush {
+            commit: commit.clone(),
+            unfetched,
+        });
         self.record_revisions(&summary).await;
         Ok((
             Published {

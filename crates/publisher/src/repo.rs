@@ -1,10 +1,11 @@
 //! The publisher's working clone: fetch the branch, reset to it, commit, push.
 //!
-//! The clone holds nothing of its own between batches. Every attempt starts from the
-//! remote's branch exactly (a detached checkout of the fetched commit, with every untracked
-//! and ignored file removed), so a push lost to a concurrent push is redone on the new head:
-//! the publisher only writes `results/`, engineers only add `requests/`, and nothing is lost
-//! or merged by hand. The remote URL is given to every command instead of being stored as a
+//! The clone holds nothing of its own between batches. An attempt starts from the remote's
+//! branch exactly (a detached checkout of the fetched commit, with every untracked and
+//! ignored file removed), or from the commit this clone has just pushed there, whose tree it
+//! still is; a push only lands while the branch is still at that start ([`Repo::push`]). A
+//! push lost to a concurrent push is redone on the new head: the publisher only writes
+//! `results/`, engineers only add `requests/`, and nothing is lost or merged by hand. The remote URL is given to every command instead of being stored as a
 //! named remote, and a token only ever travels in the environment of the git process.
 
 use std::path::Path;
@@ -195,14 +196,22 @@ impl Repo {
         Ok(true)
     }
 
-    /// Pushes `HEAD` to the branch, fast-forward only. `Err` carries git's reason, for the
-    /// log and the retry.
-    pub async fn push(&self) -> Result<Result<(), String>> {
+    /// Pushes `HEAD` to the branch, only if the branch still points at `base`, the commit
+    /// the batch was applied to (`None`: only if it does not exist yet). `HEAD` is a child of
+    /// `base`, so a push that lands is a fast-forward; one that finds the branch moved is
+    /// refused, whether or not the publisher had seen the move. `Err` carries git's reason,
+    /// for the log and the retry.
+    pub async fn push(&self, base: Option<&str>) -> Result<Result<(), String>> {
         let target = format!("HEAD:refs/heads/{}", self.branch);
+        let lease = format!(
+            "--force-with-lease=refs/heads/{}:{}",
+            self.branch,
+            base.unwrap_or_default()
+        );
         let out = within(
             "git push",
             self.git
-                .output(&["push", "--quiet", "--porcelain", &self.url, &target]),
+                .output(&["push", "--quiet", "--porcelain", &lease, &self.url, &target]),
         )
         .await??;
         if out.success {

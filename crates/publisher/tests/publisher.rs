@@ -95,11 +95,12 @@ impl Stack {
             repo,
             "--work-dir".to_owned(),
             clone,
-            "--batch-window".to_owned(),
-            "100ms".to_owned(),
             "--nats-url".to_owned(),
             self.nats.url().to_owned(),
         ];
+        if !self.extra_args.iter().any(|arg| arg == "--batch-window") {
+            args.extend(["--batch-window".to_owned(), "100ms".to_owned()]);
+        }
         args.extend(self.extra_args.iter().cloned());
         let config = Config::try_parse_from(args).expect("the test's arguments parse");
         self.health = Health::new("publisher");
@@ -1414,5 +1415,114 @@ async fn a_batchs_files_are_added_as_one_pack_not_a_file_each() {
         "{loose} loose objects after a batch of {} files:\n{counts}",
         CLUSTERS + 2
     );
+    stack.stop().await;
+}
+
+/// Right after its own push, the publisher's next batch goes on top of that commit without a
+/// fetch. When the branch moved meanwhile (an engineer's push), the batch is redone on the
+/// new head within the same attempt and the engineer's commit is kept; when it was set back
+/// (an administrator rewound it), the publisher's push does not bring the dropped commit
+/// back either: every push is leased on the commit its batch started from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_after_the_publishers_own_push_skips_the_fetch_but_never_a_moved_branch() {
+    let stack = Stack::start().await;
+    let metrics = &stack.health.metrics;
+    let done = |id: &str| {
+        with_cluster(
+            status(id, RequestPhase::Completed, 2),
+            "hub",
+            ClusterPhase::Completed,
+        )
+    };
+
+    stack.status(&done("r-own-1")).await;
+    stack.wait_status("r-own-1", "completed").await;
+    let first = stack.remote.head();
+    let fetched = metrics.get("fetches");
+    assert!(fetched >= 1, "the first batch fetched the branch");
+
+    // Nobody else pushed: no fetch, and the commit goes right on top of the last one.
+    stack.status(&done("r-own-2")).await;
+    stack.wait_status("r-own-2", "completed").await;
+    let second = stack.remote.head();
+    assert_eq!(metrics.get("fetches"), fetched, "the second batch fetched");
+    assert_eq!(
+        stack
+            .remote
+            .git(["rev-parse", &format!("{second}^")])
+            .trim(),
+        first
+    );
+
+    // An engineer pushes a request: the publisher's push on its own last commit is refused,
+    // and the batch lands on the engineer's commit at once (no retry pause).
+    let engineer = stack.remote.work_clone();
+    engineer.write(
+        "requests/pending/r-next.yaml",
+        "kind: TroubleshootingRequest\n",
+    );
+    let engineers = engineer.commit_all("add request r-next");
+    engineer.push();
+    stack.status(&done("r-own-3")).await;
+    stack.wait_status("r-own-3", "completed").await;
+    let third = stack.remote.head();
+    assert_eq!(
+        stack.remote.git(["rev-parse", &format!("{third}^")]).trim(),
+        engineers.trim(),
+        "the batch was redone on the engineer's commit"
+    );
+    assert_eq!(
+        stack.remote.read("requests/pending/r-next.yaml").as_deref(),
+        Some("kind: TroubleshootingRequest\n")
+    );
+    assert_eq!(metrics.get("pushes_on_moved_branch"), 1);
+    assert_eq!(metrics.get("fetches"), fetched + 1);
+    assert_eq!(metrics.get("push_retries"), 0);
+
+    // The branch is set back to the engineer's commit. A plain fast-forward push of a batch
+    // built on `third` would succeed and bring `third` back; the lease refuses it and the
+    // batch lands on the rewound branch.
+    stack
+        .remote
+        .git(["update-ref", "refs/heads/main", engineers.trim()]);
+    stack.status(&done("r-own-4")).await;
+    stack.wait_status("r-own-4", "completed").await;
+    let fourth = stack.remote.head();
+    assert_eq!(
+        stack
+            .remote
+            .git(["rev-parse", &format!("{fourth}^")])
+            .trim(),
+        engineers.trim(),
+        "the rewound commit came back"
+    );
+    assert_eq!(stack.remote.read("results/r-own-3/status.json"), None);
+    assert_eq!(metrics.get("pushes_on_moved_branch"), 2);
+    stack.stop().await;
+}
+
+/// A request's final status is committed as soon as no more messages are waiting, not at the
+/// end of the batch window: with a window longer than the tests' deadline, the batch that
+/// a `running` snapshot opened still lands once the final one of another request arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_status_closes_its_batch_without_waiting_out_the_window() {
+    let stack = Stack::start_with(&["--batch-window", "60s"]).await;
+    stack
+        .status(&with_cluster(
+            status("r-open", RequestPhase::Running, 1),
+            "hub",
+            ClusterPhase::Running,
+        ))
+        .await;
+    stack
+        .status(&with_cluster(
+            status("r-close", RequestPhase::Completed, 2),
+            "hub",
+            ClusterPhase::Completed,
+        ))
+        .await;
+    stack.wait_status("r-close", "completed").await;
+    stack.wait_status("r-open", "running").await;
+    assert_eq!(stack.health.metrics.get("batches_pushed"), 1);
     stack.stop().await;
 }
