@@ -149,6 +149,8 @@ pub async fn run(launch: &Launch, items: mpsc::Sender<Item>, cancel: Cancellatio
 struct Started {
     child: tokio::process::Child,
     group: Option<Pid>,
+    /// When the CLI started (`reaper::started_at`): no process of the run is older.
+    since: Option<u64>,
     stderr: Option<tokio::task::JoinHandle<String>>,
     lines: Option<tokio::io::Lines<BufReader<tokio::process::ChildStdout>>>,
 }
@@ -175,6 +177,7 @@ impl Started {
             .id()
             .and_then(|id| i32::try_from(id).ok())
             .map(Pid::from_raw);
+        let since = group.and_then(|pid| reaper::started_at(pid.as_raw()));
         if let Some(mut stdin) = child.stdin.take() {
             let prompt = launch.prompt.clone();
             tokio::spawn(async move {
@@ -192,6 +195,7 @@ impl Started {
         Ok(Started {
             child,
             group,
+            since,
             stderr,
             lines,
         })
@@ -210,7 +214,10 @@ impl Started {
         // pid could be another process's by now).
         let run_id = launch.run_id.clone();
         let cli = group.filter(|_| watch.exited.is_none()).map(Pid::as_raw);
-        if let Err(e) = tokio::task::spawn_blocking(move || reaper::sweep(&run_id, cli)).await {
+        let since = self.since;
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || reaper::sweep(&run_id, cli, since)).await
+        {
             warn!(cause = %e, "the sweep of the run's processes failed");
         }
         let stderr = match self.stderr {

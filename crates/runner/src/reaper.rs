@@ -59,8 +59,11 @@ struct Proc {
     marked: bool,
 }
 
-/// Every process of `/proc` that can be read, with whether it carries `RUN_VAR=run`.
-fn scan(run: &str) -> HashMap<i32, Proc> {
+/// Every process of `/proc` that can be read, with whether it carries `RUN_VAR=run`. Only
+/// the environment of a process started at or after `since` (the run's CLI's start, in the
+/// clock ticks of `/proc/<pid>/stat`) is read: one started before cannot be the run's, and on
+/// a busy machine those are most of them.
+fn scan(run: &str, since: Option<u64>) -> HashMap<i32, Proc> {
     let entry = format!("{RUN_VAR}={run}");
     let mut procs = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -77,12 +80,22 @@ fn scan(run: &str) -> HashMap<i32, Proc> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        let Some((state, ppid)) = parse_stat(&stat) else {
+        let Some(Stat {
+            state,
+            ppid,
+            started,
+        }) = parse_stat(&stat)
+        else {
             continue;
         };
+        let maybe_ours = match (since, started) {
+            (Some(since), Some(started)) => started >= since,
+            _ => true,
+        };
         // Unreadable (another user's, or gone): not ours to judge.
-        let marked = std::fs::read(format!("/proc/{pid}/environ"))
-            .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == entry.as_bytes()));
+        let marked = maybe_ours
+            && std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == entry.as_bytes()));
         procs.insert(
             pid,
             Proc {
@@ -96,14 +109,38 @@ fn scan(run: &str) -> HashMap<i32, Proc> {
     procs
 }
 
-/// The state and parent of `/proc/<pid>/stat` (`pid (comm) S ppid ...`; `comm` may hold
-/// spaces and parentheses, so the fields start after the last `)`).
-fn parse_stat(stat: &str) -> Option<(char, i32)> {
+/// What the sweep reads of `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Stat {
+    state: char,
+    ppid: i32,
+    /// When the process started, in clock ticks since boot (field 22); `None` when the line
+    /// is cut short.
+    started: Option<u64>,
+}
+
+/// Reads `/proc/<pid>/stat` (`pid (comm) S ppid ... starttime ...`; `comm` may hold spaces
+/// and parentheses, so the fields start after the last `)`).
+fn parse_stat(stat: &str) -> Option<Stat> {
     let (_, rest) = stat.rsplit_once(')')?;
     let mut fields = rest.split_whitespace();
     let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
+    // Fields 5 to 21 lie between the parent (4) and the start time (22).
+    let started = fields.nth(17).and_then(|field| field.parse().ok());
+    Some(Stat {
+        state,
+        ppid,
+        started,
+    })
+}
+
+/// When process `pid` started, in the clock ticks of `/proc/<pid>/stat`: what [`sweep`] takes
+/// as the start of a run, read from its CLI right after the spawn (while the CLI is the
+/// runner's unreaped child, its pid is its own).
+pub fn started_at(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat)?.started
 }
 
 /// Whether `pid` or one of its ancestors carries the run id, or is the run's CLI.
@@ -126,13 +163,15 @@ fn belongs(procs: &HashMap<i32, Proc>, pid: i32, cli: Option<i32>, me: i32) -> b
 
 /// Kills every process of run `run` (see the module docs) and reaps those that are the
 /// runner's children; `cli` is the run's CLI when it may still be alive (it is the caller's
-/// child to reap, never reaped here). Blocking; returns how many processes were killed.
-pub fn sweep(run: &str, cli: Option<i32>) -> usize {
+/// child to reap, never reaped here), `since` when the CLI started ([`started_at`]; every
+/// process of the run started at or after it), or `None` to look at every process.
+/// Blocking; returns how many processes were killed.
+pub fn sweep(run: &str, cli: Option<i32>, since: Option<u64>) -> usize {
     let me = std::process::id().cast_signed();
     let deadline = Instant::now() + SWEEP_DEADLINE;
     let mut killed: HashSet<i32> = HashSet::new();
     loop {
-        let procs = scan(run);
+        let procs = scan(run, since);
         let targets: Vec<i32> = procs
             .values()
             .filter(|p| !p.zombie && p.pid != me && !killed.contains(&p.pid))
@@ -185,7 +224,7 @@ fn reap(killed: &HashSet<i32>, me: i32, deadline: Instant) {
                 Err(_) => std::fs::read_to_string(format!("/proc/{pid}/stat"))
                     .ok()
                     .and_then(|stat| parse_stat(&stat))
-                    .is_some_and(|(state, ppid)| state != 'Z' || ppid == me),
+                    .is_some_and(|stat| stat.state != 'Z' || stat.ppid == me),
             },
         );
         if pending.is_empty() || Instant::now() >= deadline {
@@ -245,7 +284,7 @@ pub fn clean_work_root(work_root: &Path) -> Vec<PathBuf> {
         let Ok(_lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
             continue;
         };
-        let killed = sweep(run, None);
+        let killed = sweep(run, None, None);
         match std::fs::remove_dir_all(&path) {
             Ok(()) => {
                 info!(path = %path.display(), killed, "removed the workspace of a run that did not end");
@@ -266,11 +305,24 @@ mod tests {
 
     #[test]
     fn stat_is_read_after_the_last_parenthesis() {
+        let line = "4242 (a (weird) name) S 17 4242 4242 0 -1 4194560 113 0 0 0 1 2 0 0 20 0 1 0 \
+                    987654 5558272 385 18446744073709551615";
         assert_eq!(
-            parse_stat("4242 (a (weird) name) S 17 4242 4242 0 -1"),
-            Some(('S', 17))
+            parse_stat(line),
+            Some(Stat {
+                state: 'S',
+                ppid: 17,
+                started: Some(987_654)
+            })
         );
-        assert_eq!(parse_stat("1 (init) Z 0 1"), Some(('Z', 0)));
+        assert_eq!(
+            parse_stat("1 (init) Z 0 1"),
+            Some(Stat {
+                state: 'Z',
+                ppid: 0,
+                started: None
+            })
+        );
         assert_eq!(parse_stat("garbage"), None);
     }
 
@@ -278,7 +330,7 @@ mod tests {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
             .and_then(|s| parse_stat(&s))
-            .is_some_and(|(state, _)| state != 'Z')
+            .is_some_and(|stat| stat.state != 'Z')
     }
 
     /// A process of the run that detached itself (its own session, its parent gone) and one
@@ -320,7 +372,9 @@ mod tests {
             std::thread::sleep(SWEEP_PAUSE);
         };
 
-        let killed = sweep(&run, None);
+        let since = started_at(i32::try_from(ours.id()).expect("a pid"));
+        assert!(since.is_some(), "the shell's start time is read");
+        let killed = sweep(&run, None, since);
         assert_eq!(killed, 3, "the shell and both sleeps");
         let _ = ours.wait();
         for pid in children {
@@ -332,6 +386,27 @@ mod tests {
         );
         let _ = other.kill();
         let _ = other.wait();
+    }
+
+    /// The sweep reads the environment only of processes started at or after the run's
+    /// start: a process started before it is never taken for the run's, whatever it carries,
+    /// and one started at that very tick still is.
+    #[test]
+    fn the_sweep_looks_only_at_processes_started_since_the_run() {
+        let run = format!("warroom-test-since-{}", std::process::id());
+        let mut marked = Command::new("sleep")
+            .arg("300")
+            .env(RUN_VAR, &run)
+            .spawn()
+            .expect("spawn a marked process");
+        let pid = i32::try_from(marked.id()).expect("a pid");
+        let started = started_at(pid).expect("its start time");
+
+        assert_eq!(sweep(&run, None, Some(started + 1)), 0);
+        assert!(alive(pid), "a process started before the run was killed");
+        assert_eq!(sweep(&run, None, Some(started)), 1);
+        let _ = marked.wait();
+        assert!(!alive(pid));
     }
 
     #[test]
