@@ -796,6 +796,10 @@ fn remove_dir(dir: &Path) {
 
 #[tokio::main]
 async fn main() {
+    // The daemons that run inside the bench process log to stderr only when asked.
+    if std::env::var_os("RUST_LOG").is_some() {
+        warroom_runtime::telemetry::init("text");
+    }
     let only = std::env::var("WARROOM_BENCH_ONLY").unwrap_or_default();
     let wanted = |section: &str| only.is_empty() || only.split(',').any(|s| s.trim() == section);
     let runs: usize = std::env::var("WARROOM_BENCH_RUNS")
