@@ -496,12 +496,19 @@ impl ConsumerSpec {
     }
 }
 
+/// How long one pull request of [`Consumer::next`] stays open at the server.
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
+/// How often the server tells an open pull request with nothing to deliver that it is still
+/// there. Twice this without a word, and the request is taken for lost (a reconnect, a
+/// restarted server) and made again.
+const PULL_HEARTBEAT: Duration = Duration::from_millis(2500);
+
 /// A durable pull consumer yielding typed deliveries.
 pub struct Consumer<T> {
     bus: Bus,
     consumer: consumer::PullConsumer,
     spec: ConsumerSpec,
-    messages: Option<consumer::pull::Stream>,
+    messages: Option<Puller>,
     /// Where the dead letters of this consumer's messages are counted.
     metrics: Option<Metrics>,
     _type: PhantomData<fn() -> T>,
@@ -568,10 +575,17 @@ impl<T: Inbound> Consumer<T> {
     /// than after the ack wait), so another replica gets them without delay.
     pub async fn hand_back(&mut self) {
         use futures::FutureExt as _;
-        let Some(messages) = self.messages.as_mut() else {
+        let Some(puller) = self.messages.as_mut() else {
             return;
         };
-        while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+        while let Some(Some(message)) = puller.subscriber.next().now_or_never() {
+            if !matches!(message.status, None | Some(async_nats::StatusCode::OK)) {
+                continue;
+            }
+            let message = jetstream::Message {
+                message,
+                context: self.bus.jetstream.clone(),
+            };
             if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
                 tracing::warn!(subject = %message.subject, cause = %e, "cannot hand a message back");
             }
@@ -647,42 +661,134 @@ impl<T: Inbound> Consumer<T> {
         Ok(info.num_pending)
     }
 
+    /// The next message of the consumer, pulling as needed.
+    ///
+    /// The pull requests are made here rather than by `async-nats`'s pull stream: that one
+    /// counts the messages still owed to it from a task of its own, and when the messages of a
+    /// new request are read before that task has counted the request, it believes more are
+    /// owed than the server will send. It then waits for them without asking again until its
+    /// request would have expired, 35 s; a dispatcher working through a backlog of reports
+    /// stalled this way. Here one request is open at a time, counted before anything can
+    /// arrive for it, and each request has an inbox of its own (`<inbox>.<n>`), so a late
+    /// status word (expired, ended) about an earlier request never ends the open one. A
+    /// message counted against the wrong request only makes the next request come early.
+    ///
+    /// Safe to drop at any await: the subscription keeps what arrives meanwhile, and a
+    /// request counts as made only once it was sent.
     async fn next_raw(&mut self) -> Result<jetstream::Message, PullError> {
+        let durable = self.spec.durable.clone();
+        let failed = |e: &dyn std::fmt::Display| PullError::new(&durable, e.to_string());
         if self.messages.is_none() {
-            let messages = self
-                .consumer
-                .stream()
-                .max_messages_per_batch(self.spec.batch)
-                .messages()
+            let client = &self.bus.client;
+            let inbox = client.new_inbox();
+            let subscriber = client
+                .subscribe(format!("{inbox}.*"))
                 .await
-                .map_err(|e| PullError::new(&self.spec.durable, e))?;
-            self.messages = Some(messages);
+                .map_err(|e| failed(&e))?;
+            self.messages = Some(Puller {
+                subscriber,
+                inbox,
+                request: 0,
+                owed: 0,
+            });
         }
-        let Some(messages) = self.messages.as_mut() else {
-            return Err(PullError::new(&self.spec.durable, "no message stream"));
+        let next_subject = format!(
+            "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
+            self.spec.stream.name(),
+            self.spec.durable
+        );
+        let batch = self.spec.batch;
+        let Some(puller) = self.messages.as_mut() else {
+            return Err(failed(&"no pull subscription"));
         };
-        match messages.next().await {
-            Some(Ok(message)) => Ok(message),
-            Some(Err(e)) => {
-                if matches!(
-                    e.kind(),
-                    consumer::pull::MessagesErrorKind::ConsumerDeleted
-                        | consumer::pull::MessagesErrorKind::NoResponders
-                ) {
-                    // The stream of messages is gone; the next call opens a new one.
-                    self.messages = None;
-                }
-                Err(PullError::new(&self.spec.durable, e))
+        loop {
+            if puller.owed == 0 {
+                let request = puller.request + 1;
+                let body = serde_json::json!({
+                    "batch": batch,
+                    "expires": PULL_EXPIRES.as_nanos(),
+                    "idle_heartbeat": PULL_HEARTBEAT.as_nanos(),
+                });
+                self.bus
+                    .client
+                    .publish_with_reply(
+                        next_subject.clone(),
+                        format!("{}.{request}", puller.inbox),
+                        body.to_string().into(),
+                    )
+                    .await
+                    .map_err(|e| failed(&e))?;
+                puller.request = request;
+                puller.owed = batch;
             }
-            None => {
-                self.messages = None;
-                Err(PullError::new(
-                    &self.spec.durable,
-                    "the message stream ended",
-                ))
+            let message =
+                match tokio::time::timeout(PULL_HEARTBEAT * 2, puller.subscriber.next()).await {
+                    // Not even a heartbeat: the request is gone; make it again.
+                    Err(_) => {
+                        puller.owed = 0;
+                        continue;
+                    }
+                    Ok(None) => {
+                        self.messages = None;
+                        return Err(failed(&"the pull subscription ended"));
+                    }
+                    Ok(Some(message)) => message,
+                };
+            let of_open_request = message
+                .subject
+                .as_str()
+                .rsplit_once('.')
+                .and_then(|(_, n)| n.parse::<u64>().ok())
+                == Some(puller.request);
+            let description = message.description.clone().unwrap_or_default();
+            match message.status {
+                // A message keeps its own subject, so it is counted against the open
+                // request: the server answers requests in their order.
+                None | Some(async_nats::StatusCode::OK) => {
+                    puller.owed = puller.owed.saturating_sub(1);
+                    return Ok(jetstream::Message {
+                        message,
+                        context: self.bus.jetstream.clone(),
+                    });
+                }
+                Some(async_nats::StatusCode::IDLE_HEARTBEAT) => {}
+                // The request expired, or ended (a leadership change): make the next one.
+                Some(async_nats::StatusCode::TIMEOUT | async_nats::StatusCode::NOT_FOUND) => {
+                    if of_open_request {
+                        puller.owed = 0;
+                    }
+                }
+                Some(async_nats::StatusCode::REQUEST_TERMINATED) => {
+                    if of_open_request {
+                        puller.owed = 0;
+                    }
+                    if description == "Consumer Deleted" || description.starts_with("Exceeded") {
+                        self.messages = None;
+                        return Err(failed(&format!("the server ended the pull: {description}")));
+                    }
+                }
+                Some(status) => {
+                    if of_open_request {
+                        puller.owed = 0;
+                    }
+                    return Err(failed(&format!(
+                        "the server answered the pull with {status} {description}"
+                    )));
+                }
             }
         }
     }
+}
+
+/// The pull requests of one [`Consumer`] ([`Consumer::next_raw`]).
+struct Puller {
+    /// Every request's messages and status words (sent to `<inbox>.<request>`).
+    subscriber: async_nats::Subscriber,
+    inbox: String,
+    /// The number of the open request (0 before the first).
+    request: u64,
+    /// Messages the open request may still bring; 0 when none is open.
+    owed: usize,
 }
 
 /// One message of a consumer, decoded and checked against its subject.
