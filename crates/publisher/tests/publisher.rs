@@ -294,6 +294,15 @@ fn status(id: &str, phase: RequestPhase, revision: u64) -> StatusUpdate {
     }
 }
 
+/// Request `id` completed on its one cluster, `hub`, at revision 2.
+fn completed_on_hub(id: &str) -> StatusUpdate {
+    with_cluster(
+        status(id, RequestPhase::Completed, 2),
+        "hub",
+        ClusterPhase::Completed,
+    )
+}
+
 fn with_cluster(mut update: StatusUpdate, cluster: &str, phase: ClusterPhase) -> StatusUpdate {
     let mut line = ClusterStatus::new(ClusterType::Hosted, phase);
     if phase.is_final() {
@@ -1252,14 +1261,7 @@ async fn the_publisher_fetches_only_the_tip_and_keeps_its_clone_across_restarts(
     engineer.push();
     let before = git_in(&stack.remote.path(), &["rev-list", "--count", "main"]);
     stack.spawn();
-    let done = |id: &str| {
-        with_cluster(
-            status(id, RequestPhase::Completed, 2),
-            "hub",
-            ClusterPhase::Completed,
-        )
-    };
-    stack.status(&done("r-tip-1")).await;
+    stack.status(&completed_on_hub("r-tip-1")).await;
     stack.wait_status("r-tip-1", "completed").await;
 
     let clone = stack.clone_dir(1);
@@ -1273,7 +1275,7 @@ async fn the_publisher_fetches_only_the_tip_and_keeps_its_clone_across_restarts(
     std::fs::write(&marker, "kept").expect("write the marker");
     stack.halt().await;
     stack.spawn_in(1);
-    stack.status(&done("r-tip-2")).await;
+    stack.status(&completed_on_hub("r-tip-2")).await;
     stack.wait_status("r-tip-2", "completed").await;
     assert!(marker.is_file(), "the working clone was made anew");
     let after: u32 = git_in(&stack.remote.path(), &["rev-list", "--count", "main"])
@@ -1328,14 +1330,7 @@ async fn two_publishers_write_one_at_a_time() {
             let _ = stopped.await;
         },
     ));
-    let done = |id: &str| {
-        with_cluster(
-            status(id, RequestPhase::Completed, 2),
-            "hub",
-            ClusterPhase::Completed,
-        )
-    };
-    stack.status(&done("r-one")).await;
+    stack.status(&completed_on_hub("r-one")).await;
     stack.wait_status("r-one", "completed").await;
     let pushed = first.clone();
     wait_until(
@@ -1355,7 +1350,7 @@ async fn two_publishers_write_one_at_a_time() {
     assert_eq!(second.metrics.get("batches_pushed"), 0);
 
     stack.halt().await;
-    stack.status(&done("r-two")).await;
+    stack.status(&completed_on_hub("r-two")).await;
     stack.wait_status("r-two", "completed").await;
     assert_eq!(
         second.metrics.gauge_value("active"),
@@ -1427,22 +1422,15 @@ async fn a_batchs_files_are_added_as_one_pack_not_a_file_each() {
 async fn a_batch_after_the_publishers_own_push_skips_the_fetch_but_never_a_moved_branch() {
     let stack = Stack::start().await;
     let metrics = &stack.health.metrics;
-    let done = |id: &str| {
-        with_cluster(
-            status(id, RequestPhase::Completed, 2),
-            "hub",
-            ClusterPhase::Completed,
-        )
-    };
 
-    stack.status(&done("r-own-1")).await;
+    stack.status(&completed_on_hub("r-own-1")).await;
     stack.wait_status("r-own-1", "completed").await;
     let first = stack.remote.head();
     let fetched = metrics.get("fetches");
     assert!(fetched >= 1, "the first batch fetched the branch");
 
     // Nobody else pushed: no fetch, and the commit goes right on top of the last one.
-    stack.status(&done("r-own-2")).await;
+    stack.status(&completed_on_hub("r-own-2")).await;
     stack.wait_status("r-own-2", "completed").await;
     let second = stack.remote.head();
     assert_eq!(metrics.get("fetches"), fetched, "the second batch fetched");
@@ -1463,7 +1451,7 @@ async fn a_batch_after_the_publishers_own_push_skips_the_fetch_but_never_a_moved
     );
     let engineers = engineer.commit_all("add request r-next");
     engineer.push();
-    stack.status(&done("r-own-3")).await;
+    stack.status(&completed_on_hub("r-own-3")).await;
     stack.wait_status("r-own-3", "completed").await;
     let third = stack.remote.head();
     assert_eq!(
@@ -1485,7 +1473,7 @@ async fn a_batch_after_the_publishers_own_push_skips_the_fetch_but_never_a_moved
     stack
         .remote
         .git(["update-ref", "refs/heads/main", engineers.trim()]);
-    stack.status(&done("r-own-4")).await;
+    stack.status(&completed_on_hub("r-own-4")).await;
     stack.wait_status("r-own-4", "completed").await;
     let fourth = stack.remote.head();
     assert_eq!(
