@@ -1502,13 +1502,7 @@ async fn a_final_status_closes_its_batch_without_waiting_out_the_window() {
             ClusterPhase::Running,
         ))
         .await;
-    stack
-        .status(&with_cluster(
-            status("r-close", RequestPhase::Completed, 2),
-            "hub",
-            ClusterPhase::Completed,
-        ))
-        .await;
+    stack.status(&completed_on_hub("r-close")).await;
     stack.wait_status("r-close", "completed").await;
     stack.wait_status("r-open", "running").await;
     assert_eq!(stack.health.metrics.get("batches_pushed"), 1);

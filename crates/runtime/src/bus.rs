@@ -688,15 +688,15 @@ impl<T: Inbound> Consumer<T> {
             self.messages = Some(Puller {
                 subscriber,
                 inbox,
+                next_subject: format!(
+                    "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
+                    self.spec.stream.name(),
+                    self.spec.durable
+                ),
                 request: 0,
                 owed: 0,
             });
         }
-        let next_subject = format!(
-            "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
-            self.spec.stream.name(),
-            self.spec.durable
-        );
         let batch = self.spec.batch;
         let Some(puller) = self.messages.as_mut() else {
             return Err(failed(&"no pull subscription"));
@@ -712,7 +712,7 @@ impl<T: Inbound> Consumer<T> {
                 self.bus
                     .client
                     .publish_with_reply(
-                        next_subject.clone(),
+                        puller.next_subject.clone(),
                         format!("{}.{request}", puller.inbox),
                         body.to_string().into(),
                     )
@@ -785,6 +785,8 @@ struct Puller {
     /// Every request's messages and status words (sent to `<inbox>.<request>`).
     subscriber: async_nats::Subscriber,
     inbox: String,
+    /// Where pull requests go: `$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>`.
+    next_subject: String,
     /// The number of the open request (0 before the first).
     request: u64,
     /// Messages the open request may still bring; 0 when none is open.
