@@ -1102,7 +1102,13 @@ async fn a_signed_webhook_wakes_the_gateway_and_nothing_else_does() {
     stack.wait_cursor(&stack.remote.head()).await;
     let started = std::time::Instant::now();
     assert_eq!(health.metrics.get("polls"), 1);
-    // The gauge the "gateway not polling" alert reads was set by that poll.
+    // The gauge the "gateway not polling" alert reads was set by that poll (once the poll
+    // returned, a moment after it wrote the cursor).
+    wait_until("the last poll's time is recorded", DEFAULT_TIMEOUT, || {
+        let set = health.metrics.gauge_value("last_poll_timestamp_seconds") != 0;
+        async move { set }
+    })
+    .await;
     let last_poll = health.metrics.gauge_value("last_poll_timestamp_seconds");
     assert!(
         (warroom_proto::now().unix_timestamp() - last_poll) < 120,
