@@ -3,6 +3,7 @@
 //! The scripted model server that drives the real Claude Code CLI lives in
 //! `warroom-scripted-model`.
 
+pub mod deploy;
 pub mod git;
 pub mod nats;
 pub mod tools;

@@ -1,0 +1,545 @@
+//! The secure zone as shipped, brought up on this machine from what `deploy/` renders.
+//!
+//! Every overlay is rendered with `kubectl kustomize`; every container of the control plane
+//! and of each runner is started with exactly its rendered program, arguments, environment and
+//! mounted files (`warroom_testkit::deploy`), the Secrets made the way `docs/operations.md`
+//! tells an operator to make them (`warroom-admin nats-auth`, `ssh-keygen`, token files).
+//! First each daemon's `--check` must pass with that; then the control plane is started
+//! (three `nats-server`s with the rendered `nats.conf`, the gateway, both dispatchers, the
+//! publisher) with one runner from the hub overlay, and a signed request goes through to a
+//! completed report whose commits verify against the publisher's key.
+//!
+//! What one machine cannot give as rendered is rewritten, and every rewrite is printed with
+//! its reason: mount paths (all pods share one file system), Service host names and ports
+//! (one loopback address for all), the repository URL (a bare repository here), the model
+//! API (the scripted model), the programs of the image (this workspace's builds), and the
+//! example policy's engineer (the test's own key).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use warroom_scripted_model::{Script, ScriptedModel, Turn};
+use warroom_testkit::deploy::{Pod, Rendered, Secrets, Workload};
+use warroom_testkit::{BareRemote, SshKey, WorkClone, tools, wait_for};
+
+/// The control plane's overlay and the runner overlay started with it.
+const CONTROL_PLANE: &str = "deploy/control-plane";
+const RUNNER_OVERLAYS: &[&str] = &["deploy/runner/overlays/hub", "deploy/runner/overlays/hosted"];
+const HUB_RUNNER: &str = "deploy/runner/overlays/hub";
+/// How long the whole zone may take to come up and finish one request on a loaded machine.
+const ZONE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The image's `PATH` for the programs a daemon runs (git, ssh-keygen, timeout).
+const IMAGE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const FINDING: &str = "FINDING: etcd on the hub answers within 5 ms; the API server is healthy.";
+
+/// The test's stand-ins for the image's programs.
+fn program(name: &str) -> Option<PathBuf> {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    match base {
+        "warroom-gateway" | "warroom-dispatcher" | "warroom-publisher" | "warroom-runner"
+        | "warroom-guard" | "warroom-admin" | "claude-warroom" => {
+            Some(tools::workspace_binary(base))
+        }
+        "claude" => Some(tools::claude()),
+        "nats-server" => Some(tools::nats_server()),
+        _ => None,
+    }
+}
+
+/// Everything an operator makes before the first deployment, made here the same way.
+struct Zone {
+    dir: tempfile::TempDir,
+    /// `warroom-admin nats-auth` output: seeds, authorization config, CA and certificates.
+    creds: PathBuf,
+    publisher_key: SshKey,
+    engineer_key: SshKey,
+    secrets: Secrets,
+}
+
+/// The clusters the runner overlays render, for `warroom-admin nats-auth --clusters`.
+fn runner_clusters() -> Vec<String> {
+    RUNNER_OVERLAYS
+        .iter()
+        .map(|overlay| {
+            let rendered = Rendered::render(overlay);
+            let runner = rendered.workload("warroom-runner");
+            let env = &runner.pod_spec()["containers"][0]["env"];
+            env.as_sequence()
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"].as_str() == Some("WARROOM_CLUSTER"))
+                .and_then(|v| v["value"].as_str())
+                .unwrap_or_else(|| panic!("{overlay}: the runner has no WARROOM_CLUSTER value"))
+                .to_owned()
+        })
+        .collect()
+}
+
+impl Zone {
+    fn new() -> Zone {
+        let dir = tempfile::Builder::new()
+            .prefix("warroom-zone-")
+            .tempdir()
+            .expect("a folder for the zone");
+        let creds = dir.path().join("nats-auth");
+        // As docs/operations.md: the server certificate names the Services' hosts; 127.0.0.1
+        // is added because on this machine every Service is reached on loopback.
+        let clusters = runner_clusters().join(",");
+        let output = Command::new(tools::workspace_binary("warroom-admin"))
+            .args(["nats-auth", "--clusters", &clusters, "--out"])
+            .arg(&creds)
+            .args([
+                "--tls-hosts",
+                "nats.claude-warroom.svc,*.nats-headless.claude-warroom.svc,127.0.0.1,localhost",
+            ])
+            .output()
+            .expect("run warroom-admin");
+        assert!(
+            output.status.success(),
+            "warroom-admin nats-auth failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let publisher_key = SshKey::generate("warroom-publisher@example.internal");
+        let engineer_key = SshKey::generate("platform-engineer-1@example.com");
+        let mut zone = Zone {
+            dir,
+            creds,
+            publisher_key,
+            engineer_key,
+            secrets: Secrets::new(),
+        };
+        zone.secrets = zone.make_secrets();
+        zone
+    }
+
+    fn cred(&self, name: &str) -> PathBuf {
+        self.creds.join(name)
+    }
+
+    /// The Secrets of docs/operations.md, from the generated files.
+    fn make_secrets(&self) -> Secrets {
+        let mut s = Secrets::new();
+        for component in ["gateway", "dispatcher", "publisher"] {
+            let name = format!("warroom-nats-{component}");
+            s.insert_file(&name, "nats.nk", &self.cred(&format!("{component}.nk")))
+                .insert_file(&name, "ca.crt", &self.cred("ca.pem"))
+                .insert_file(&name, "tls.crt", &self.cred(&format!("{component}.pem")))
+                .insert_file(&name, "tls.key", &self.cred(&format!("{component}-key.pem")));
+        }
+        for cluster in runner_clusters() {
+            // One runner Secret per cluster; the overlay of a cluster mounts its own.
+            let stem = format!("runner-{cluster}");
+            for name in ["warroom-nats".to_owned(), format!("warroom-nats-{stem}")] {
+                s.insert_file(&name, "nats.nk", &self.cred(&format!("{stem}.nk")))
+                    .insert_file(&name, "ca.crt", &self.cred("ca.pem"))
+                    .insert_file(&name, "tls.crt", &self.cred(&format!("{stem}.pem")))
+                    .insert_file(&name, "tls.key", &self.cred(&format!("{stem}-key.pem")));
+            }
+        }
+        s.insert_file("warroom-nats-auth", "nats-auth.conf", &self.cred("nats-auth.conf"))
+            .insert_file("warroom-nats-tls", "ca.crt", &self.cred("ca.pem"))
+            .insert_file("warroom-nats-tls", "tls.crt", &self.cred("server.pem"))
+            .insert_file("warroom-nats-tls", "tls.key", &self.cred("server-key.pem"));
+        // A token is never needed by a file:// remote, but the daemons read it as shipped.
+        for name in ["warroom-git", "warroom-git-read", "warroom-git-push"] {
+            s.insert(name, "token", "test-token-not-used-by-a-local-remote\n");
+        }
+        s.insert("warroom-model", "api-key", "sk-ant-test-key\n")
+            .insert_file(
+                "warroom-publisher-signing",
+                "signing-key",
+                &self.publisher_key.private_key(),
+            )
+            .insert_file(
+                "warroom-publisher-signing",
+                "ssh-privatekey",
+                &self.publisher_key.private_key(),
+            )
+            .insert("warroom-webhook", "secret", "webhook-secret\n");
+        s
+    }
+
+    /// A pod of `workload` below the zone's folder.
+    fn pod(&self, rendered: &Rendered, workload: &Workload, container: &str, ordinal: u64) -> Pod {
+        let root = self
+            .dir
+            .path()
+            .join("pods")
+            .join(rendered.overlay.replace('/', "-"))
+            .join(workload.pod_name(ordinal))
+            .join(container);
+        Pod::materialize(rendered, workload, container, ordinal, &self.secrets, &program, &root)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// The daemon containers of an overlay (everything but NATS and its exporter).
+fn daemon_pods<'a>(zone: &'a Zone, rendered: &'a Rendered) -> Vec<Pod> {
+    let mut pods = Vec::new();
+    for workload in rendered.workloads() {
+        for container in workload.containers() {
+            let pod = zone.pod(rendered, &workload, &container, 0);
+            let program = Path::new(&pod.argv[0])
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if program.starts_with("warroom-") {
+                pods.push(pod);
+            }
+        }
+    }
+    pods
+}
+
+/// Every daemon container of the control plane and of every runner overlay passes its own
+/// `--check` with exactly its rendered arguments, environment and files.
+#[test]
+fn every_daemon_passes_its_check_as_rendered() {
+    let zone = Zone::new();
+    let mut report = String::new();
+    let mut failed = Vec::new();
+    let mut checked = Vec::new();
+    for overlay in std::iter::once(&CONTROL_PLANE).chain(RUNNER_OVERLAYS) {
+        let rendered = Rendered::render(overlay);
+        for pod in daemon_pods(&zone, &rendered) {
+            let output = pod
+                .command(&["--check"], IMAGE_PATH)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run the daemon's --check");
+            report.push_str(&format!(
+                "{overlay} {}/{}: exit {:?}\n{}{}{}",
+                pod.name,
+                pod.container,
+                output.status.code(),
+                pod.describe_rewrites(),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr),
+            ));
+            checked.push(format!("{overlay}/{}", pod.workload));
+            if !output.status.success() {
+                failed.push(format!("{overlay}/{}", pod.workload));
+            }
+        }
+    }
+    println!("{report}");
+    for daemon in ["gateway", "dispatcher", "publisher"] {
+        assert!(
+            checked.iter().any(|c| c.ends_with(&format!("warroom-{daemon}"))),
+            "the control plane renders no warroom-{daemon}: {checked:?}"
+        );
+    }
+    assert!(
+        checked.iter().filter(|c| c.ends_with("warroom-runner")).count() == RUNNER_OVERLAYS.len(),
+        "every runner overlay renders a runner: {checked:?}"
+    );
+    assert!(failed.is_empty(), "--check failed for {failed:?}:\n{report}");
+}
+
+/// A process of a pod, killed when dropped.
+struct Running {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    fn start(pod: &Pod, extra: &[&str], path: &str) -> Running {
+        let log = pod.root.join("container.log");
+        let file = std::fs::File::create(&log).expect("create the container log");
+        let child = pod
+            .command(extra, path)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone the log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", pod.argv[0]));
+        Running {
+            name: format!("{}/{}", pod.name, pod.container),
+            child,
+            log,
+        }
+    }
+
+    fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let from = lines.len().saturating_sub(30);
+        format!("--- {} ---\n{}\n", self.name, lines[from..].join("\n"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `GET path` on `127.0.0.1:port`: the status code, or None when nothing answers yet.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The path and port name of a container's readiness probe.
+fn readiness_probe(workload: &Workload, container: &str) -> (String, String) {
+    let c = workload.pod_spec()["containers"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"].as_str() == Some(container))
+        .expect("the container");
+    let probe = &c["readinessProbe"]["httpGet"];
+    (
+        probe["path"].as_str().unwrap_or("/").to_owned(),
+        probe["port"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Rewrites `from` to `to` in the mounted file at `mount_path`, saying why.
+fn rewrite_file(pod: &mut Pod, mount_path: &str, from: &str, to: &str, why: &str) {
+    let file = pod.local_path(mount_path);
+    let text = std::fs::read_to_string(&file).expect("read the mounted file");
+    assert!(
+        text.contains(from),
+        "{}: {mount_path} no longer contains {from:?}: update this test's rewrite",
+        pod.name
+    );
+    std::fs::write(&file, text.replace(from, to)).expect("write the mounted file");
+    pod.rewrites.push(warroom_testkit::deploy::Rewrite {
+        what: format!("{}/{}: {mount_path}", pod.name, pod.container),
+        from: from.to_owned(),
+        to: to.to_owned(),
+        why: why.to_owned(),
+    });
+}
+
+/// Starts the rendered NATS StatefulSet: one `nats-server` per replica, with the rendered
+/// `nats.conf`, the generated authorization and TLS. Returns the processes and client ports.
+async fn start_nats(zone: &Zone, rendered: &Rendered) -> (Vec<Running>, Vec<u16>, Vec<Pod>) {
+    let workload = rendered.workload("nats");
+    let replicas = workload.replicas;
+    assert!(replicas >= 3, "NATS runs as a cluster of 3, rendered {replicas}");
+    let ports: Vec<(u16, u16, u16)> = (0..replicas)
+        .map(|_| (free_port(), free_port(), free_port()))
+        .collect();
+    let mut pods = Vec::new();
+    let mut running = Vec::new();
+    for ordinal in 0..replicas {
+        let mut pod = zone.pod(rendered, &workload, "nats", ordinal);
+        let (client, cluster, monitor) = ports[ordinal as usize];
+        let conf = "/etc/nats/nats.conf";
+        let why_port = "every pod listens on loopback here, each on a port of its own";
+        rewrite_file(&mut pod, conf, "0.0.0.0:4222", &format!("127.0.0.1:{client}"), why_port);
+        rewrite_file(&mut pod, conf, "0.0.0.0:6222", &format!("127.0.0.1:{cluster}"), why_port);
+        rewrite_file(&mut pod, conf, "0.0.0.0:8222", &format!("127.0.0.1:{monitor}"), why_port);
+        for (other, (_, other_cluster, _)) in ports.iter().enumerate() {
+            rewrite_file(
+                &mut pod,
+                conf,
+                &format!("nats-{other}.nats-headless.claude-warroom.svc:6222"),
+                &format!("127.0.0.1:{other_cluster}"),
+                "the headless Service's pod names resolve to loopback here",
+            );
+        }
+        // Absolute paths in the config file are mount paths of the pod.
+        for (mount, local) in pod.mounts.clone() {
+            let file = pod.local_path(conf);
+            let text = std::fs::read_to_string(&file).expect("read nats.conf");
+            if text.contains(&format!("{mount}/")) {
+                rewrite_file(
+                    &mut pod,
+                    conf,
+                    &format!("{mount}/"),
+                    &format!("{}/", local.display()),
+                    "a mount path: every pod of this machine shares one file system",
+                );
+            }
+        }
+        running.push(Running::start(&pod, &[], IMAGE_PATH));
+        pods.push(pod);
+    }
+    let (path, _port) = readiness_probe(&workload, "nats");
+    for (i, (_, _, monitor)) in ports.iter().enumerate() {
+        let logs: String = running.iter().map(Running::tail).collect();
+        wait_for(
+            format!("nats-{i} passes its readiness probe {path}\n{logs}"),
+            ZONE_TIMEOUT,
+            || async { (http_status(*monitor, &path) == Some(200)).then_some(()) },
+        )
+        .await;
+    }
+    let clients = ports.iter().map(|(c, _, _)| *c).collect();
+    (running, clients, pods)
+}
+
+/// The rendered control plane and a hub runner complete a signed request with verified
+/// results.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rendered_zone_completes_a_signed_request_with_verified_results() {
+    let zone = Zone::new();
+    let control = Rendered::render(CONTROL_PLANE);
+    let hub = Rendered::render(HUB_RUNNER);
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    let model = ScriptedModel::start(Script::single(vec![Turn::text(FINDING)]))
+        .await
+        .expect("start the scripted model");
+
+    let (nats, client_ports, _nats_pods) = start_nats(&zone, &control).await;
+    let nats_url = client_ports
+        .iter()
+        .map(|p| format!("tls://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+
+    // The policy: the rendered ConfigMap's, with the test's engineer as its engineer.
+    let mut pods = daemon_pods(&zone, &control);
+    pods.extend(daemon_pods(&zone, &hub));
+    let hub_cluster = runner_clusters()[0].clone();
+    let mut running = Vec::new();
+    let bin = zone.dir.path().join("agent-bin");
+    install_stand_in_kubectl(&bin);
+    for pod in &mut pods {
+        let why_nats = "the nats Service resolves to the three nats-servers on loopback here";
+        pod.rewrite_env("WARROOM_NATS_URL", nats_url.clone(), why_nats);
+        if pod.env("WARROOM_HEALTH_ADDR").is_some() {
+            pod.rewrite_env(
+                "WARROOM_HEALTH_ADDR",
+                "127.0.0.1:0",
+                "every pod has its own network namespace in a cluster; here they share one",
+            );
+        }
+        if pod.env("WARROOM_REPO").is_some() {
+            pod.rewrite_env("WARROOM_REPO", remote.url(), "the git host is a bare repository here");
+        }
+        if pod.env("WARROOM_POLICY").is_some() {
+            let policy = PathBuf::from(pod.env("WARROOM_POLICY").expect("set"));
+            let text = std::fs::read_to_string(&policy).expect("read the rendered policy");
+            let ours = test_policy(&zone.engineer_key, &hub_cluster);
+            std::fs::write(&policy, &ours).expect("write the policy");
+            pod.rewrites.push(warroom_testkit::deploy::Rewrite {
+                what: format!("{}: policy.yaml", pod.name),
+                from: format!("the example policy ({} bytes)", text.len()),
+                to: "the test's engineer and key".to_owned(),
+                why: "the shipped policy names example engineers; an operator writes the zone's"
+                    .to_owned(),
+            });
+        }
+        if pod.env("ANTHROPIC_BASE_URL").is_some() {
+            pod.rewrite_env("ANTHROPIC_BASE_URL", model.base_url(), "the model is scripted here");
+        }
+        let path = if pod.workload == "warroom-runner" {
+            // The image's oc and kubectl: stand-ins here, no cluster can be reached.
+            format!("{}:{IMAGE_PATH}", bin.display())
+        } else {
+            IMAGE_PATH.to_owned()
+        };
+        print!("{}", pod.describe_rewrites());
+        running.push(Running::start(pod, &[], &path));
+    }
+
+    // The engineer's signed request.
+    let id = "r-deploy-up";
+    push_signed(&engineer, &zone.engineer_key, id, &request_yaml(&hub_cluster));
+    let logs = || -> String { running.iter().chain(&nats).map(Running::tail).collect() };
+    let status = wait_for(format!("results/{id}/status.json completed"), ZONE_TIMEOUT, || async {
+        remote
+            .read(&format!("results/{id}/status.json"))
+            .filter(|s| s.contains("\"phase\": \"completed\"") || s.contains("\"phase\":\"completed\""))
+    })
+    .await;
+    assert!(status.contains(&hub_cluster), "{status}\n{}", logs());
+    let report = remote
+        .read(&format!("results/{id}/{hub_cluster}.md"))
+        .unwrap_or_else(|| panic!("the hub's report is missing\n{}", logs()));
+    assert!(report.contains("etcd on the hub"), "{report}");
+
+    // The engineer verifies the results against the publisher's key.
+    engineer.pull();
+    let key = zone.publisher_key.public_key_file().display().to_string();
+    let cli = |args: &[&str]| {
+        Command::new(tools::workspace_binary("claude-warroom"))
+            .args(args)
+            .current_dir(engineer.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run claude-warroom")
+    };
+    let init = cli(&["init", "--publisher-key", &key]);
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let verify = cli(&["status", "--verify", id]);
+    assert!(
+        verify.status.success(),
+        "the results verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+fn test_policy(engineer: &SshKey, cluster: &str) -> String {
+    format!(
+        "apiVersion: warroom.intility.io/v1\nkind: WarroomPolicy\nengineers:\n  - name: platform-engineer-1\n    keys: [\"{}\"]\n    clusters: [\"{cluster}\"]\n",
+        engineer.public_key()
+    )
+}
+
+fn request_yaml(cluster: &str) -> String {
+    format!(
+        "apiVersion: warroom.intility.io/v1
+kind: TroubleshootingRequest
+metadata:
+  name: deploy-up
+  timestamp: \"2026-12-07T10:00:00Z\"
+  engineer: platform-engineer-1
+spec:
+  targetCluster:
+    type: hub
+    name: {cluster}
+  issue:
+    category: api-timeout
+    description: API server experiencing 30s+ response times
+  investigation:
+    prompt: |
+      Check etcd latency on the hub.
+    allowedTools:
+      - bash
+      - read
+    timeout: 300
+"
+    )
+}
+
+fn push_signed(clone: &WorkClone, key: &SshKey, id: &str, yaml: &str) {
+    clone.write(format!("requests/pending/{id}.yaml"), yaml);
+    clone.git(["add", "--all"]);
+    let mut args = key.signing_args();
+    args.extend(["commit", "--quiet", "--message", "Request"].map(str::to_owned));
+    clone.git(&args);
+    clone.push();
+}
+
+fn install_stand_in_kubectl(bin: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(bin).expect("create the agents' bin folder");
+    for name in ["kubectl", "oc"] {
+        let path = bin.join(name);
+        std::fs::write(&path, "#!/bin/sh\necho \"ok: $*\"\n").expect("write the stand-in");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("make it executable");
+    }
+}
