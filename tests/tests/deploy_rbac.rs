@@ -1,21 +1,22 @@
 //! The runners' RBAC, as deployed: every runner overlay under `deploy/runner/overlays` is
 //! rendered with `kubectl kustomize` (the same renderer Argo CD uses), and every Role and
-//! ClusterRole in it must be read-only: verbs within get/list/watch, no Secrets, no wildcard,
-//! no exec/attach/port-forward/token subresources, no aggregation. The opt-in
+//! ClusterRole in it must be read-only: verbs within get/list/watch, no wildcard, no
+//! exec/attach/port-forward/token subresources, no aggregation, and no resource whose objects
+//! embed credentials (Secrets, machineconfigs, routes, OAuth clients and tokens, ...): what the
+//! agent reads reaches the model. Every kept rule has a `# reason:` comment in rbac.yaml. The opt-in
 //! `deploy/components/session-exec` is the only place `pods/exec` may appear, and no default
 //! overlay may contain it.
-//!
-//! kubectl comes from `WARROOM_KUBECTL_BIN`, `.tools/bin/kubectl` (scripts/setup) or `PATH`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod deploy_common;
 
+use deploy_common::{parse_documents, render, runner_overlays};
 use serde_yaml_ng::Value;
 use warroom_testkit::tools::workspace_root;
 
 /// The only verbs a runner role may grant.
 const READ_VERBS: &[&str] = &["get", "list", "watch"];
-/// Resources a runner role must never name, in any API group.
+/// Resources a runner role must never name, in any API group: ways into pods and nodes, and
+/// kinds whose objects embed credentials (the guard refuses the same kinds).
 const FORBIDDEN_RESOURCES: &[&str] = &[
     "secrets",
     "pods/exec",
@@ -25,6 +26,17 @@ const FORBIDDEN_RESOURCES: &[&str] = &[
     "nodes/proxy",
     "services/proxy",
     "serviceaccounts/token",
+    // The cluster's pull secret is inlined in machineconfigs; controllerconfigs carry the
+    // CA bundles and the pull secret.
+    "machineconfigs",
+    "controllerconfigs",
+    // Edge and re-encrypt routes carry spec.tls.key.
+    "routes",
+    // OAuth clients carry their secret; the token kinds are bearer tokens.
+    "oauthclients",
+    "oauthaccesstokens",
+    "oauthauthorizetokens",
+    "useroauthaccesstokens",
 ];
 /// The opt-in component's role: the one role allowed `pods/exec`, and only that.
 const SESSION_EXEC_ROLE: &str = "warroom-runner-session-exec";
@@ -36,55 +48,6 @@ enum Allow {
     ReadOnly,
     /// Overlays with the session-exec component: its role may grant create/get on pods/exec.
     SessionExec,
-}
-
-fn kubectl() -> PathBuf {
-    if let Some(path) = std::env::var_os("WARROOM_KUBECTL_BIN") {
-        return PathBuf::from(path);
-    }
-    let local = workspace_root().join(".tools/bin/kubectl");
-    if local.exists() {
-        return local;
-    }
-    PathBuf::from("kubectl")
-}
-
-/// `kubectl kustomize <dir>`, parsed into its documents.
-fn render(dir: &Path) -> Vec<Value> {
-    let output = Command::new(kubectl())
-        .arg("kustomize")
-        .arg(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run kubectl ({e}): run scripts/setup"));
-    assert!(
-        output.status.success(),
-        "kubectl kustomize {} failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).expect("kustomize output is UTF-8");
-    parse_documents(&text)
-}
-
-/// Splits a multi-document YAML stream (as kustomize writes it: `---` lines between
-/// documents) and parses each document.
-fn parse_documents(text: &str) -> Vec<Value> {
-    let mut docs = Vec::new();
-    let mut current = String::new();
-    for line in text.lines().chain(std::iter::once("---")) {
-        if line.trim_end() == "---" {
-            if !current.trim().is_empty() {
-                let doc: Value = serde_yaml_ng::from_str(&current)
-                    .unwrap_or_else(|e| panic!("invalid YAML document ({e}):\n{current}"));
-                docs.push(doc);
-            }
-            current.clear();
-        } else {
-            current.push_str(line);
-            current.push('\n');
-        }
-    }
-    docs
 }
 
 fn str_list(value: Option<&Value>) -> Vec<String> {
@@ -174,17 +137,6 @@ fn roles(docs: &[Value]) -> Vec<String> {
         })
         .filter_map(|d| d.get("metadata")?.get("name")?.as_str().map(str::to_string))
         .collect()
-}
-
-fn runner_overlays() -> Vec<PathBuf> {
-    let dir = workspace_root().join("deploy/runner/overlays");
-    let mut overlays: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("readable overlay folder").path())
-        .filter(|path| path.join("kustomization.yaml").is_file())
-        .collect();
-    overlays.sort();
-    overlays
 }
 
 #[test]
@@ -304,6 +256,9 @@ rules:
     verbs: ["create"]
   - nonResourceURLs: ["/metrics"]
     verbs: ["get"]
+  - apiGroups: ["route.openshift.io", "machineconfiguration.openshift.io", "oauth.openshift.io"]
+    resources: ["routes", "machineconfigs", "controllerconfigs", "oauthaccesstokens", "nodes/proxy"]
+    verbs: ["get", "list"]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
@@ -335,6 +290,11 @@ rules: []
         "ClusterRole too-much rule 3: forbidden resource `serviceaccounts/token`",
         "ClusterRole too-much rule 3: write or special verb `create`",
         "ClusterRole too-much rule 4: nonResourceURLs",
+        "ClusterRole too-much rule 5: forbidden resource `routes`",
+        "ClusterRole too-much rule 5: forbidden resource `machineconfigs`",
+        "ClusterRole too-much rule 5: forbidden resource `controllerconfigs`",
+        "ClusterRole too-much rule 5: forbidden resource `oauthaccesstokens`",
+        "ClusterRole too-much rule 5: forbidden resource `nodes/proxy`",
         "Role sneaky-exec rule 0: forbidden resource `pods/exec`",
         "Role sneaky-exec rule 0: write or special verb `create`",
         "ClusterRole aggregated: aggregationRule pulls in rules from other roles",
@@ -352,4 +312,49 @@ rules: []
         found.iter().any(|f| f.starts_with("Role sneaky-exec")),
         "{found:?}"
     );
+}
+
+/// Every rule of the runner roles as written in deploy/ (rbac.yaml of the runner base and of
+/// the session-exec component) is preceded by a `# reason:` comment saying why it is kept.
+#[test]
+fn every_runner_rule_says_why_it_is_kept() {
+    for file in [
+        "deploy/runner/base/rbac.yaml",
+        "deploy/components/session-exec/rbac.yaml",
+    ] {
+        let text = std::fs::read_to_string(workspace_root().join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let missing = rules_without_reason(&text);
+        assert!(
+            missing.is_empty(),
+            "{file}: rules without a `# reason:` comment above them, at lines {missing:?}"
+        );
+    }
+}
+
+/// The 1-based line numbers of `- apiGroups:` rule starts with no `# reason:` in the comment
+/// block right above them.
+fn rules_without_reason(text: &str) -> Vec<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut missing = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.trim_start().starts_with("- apiGroups:") {
+            continue;
+        }
+        let has_reason = lines[..i]
+            .iter()
+            .rev()
+            .take_while(|l| l.trim_start().starts_with('#'))
+            .any(|l| l.trim_start().starts_with("# reason:"));
+        if !has_reason {
+            missing.push(i + 1);
+        }
+    }
+    missing
+}
+
+#[test]
+fn the_reason_check_catches_a_rule_without_one() {
+    let text = "rules:\n  # reason: pods.\n  - apiGroups: [\"\"]\n    resources: [pods]\n  # just a note\n  - apiGroups: [apps]\n  - apiGroups: [batch]\n";
+    assert_eq!(rules_without_reason(text), vec![6, 7]);
 }
