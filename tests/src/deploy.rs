@@ -461,6 +461,51 @@ impl Pod {
         self.rewrites.extend(rewrites);
     }
 
+    /// Rewrites, in one pass, every absolute path in the mounted file at `mount_path` that
+    /// lies under one of the pod's mounts (a configuration file naming other mounted files,
+    /// such as `nats.conf`), recording each.
+    pub fn rewrite_mount_paths_in(&mut self, mount_path: &str) {
+        let file = self.local_path(mount_path);
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{}: reading {mount_path}: {e}", self.name));
+        let mut out = String::with_capacity(text.len());
+        let mut rewritten = Vec::new();
+        let mut rest = text.as_str();
+        'scan: while !rest.is_empty() {
+            let at_token_start = out
+                .chars()
+                .last()
+                .is_none_or(|c| !(c.is_alphanumeric() || matches!(c, '/' | '.' | '_' | '-')));
+            if at_token_start && rest.starts_with('/') {
+                for (mount, local) in &self.mounts {
+                    if let Some(after) = rest.strip_prefix(mount.as_str())
+                        && (after.is_empty() || after.starts_with(['/', '"', '\'', ' ', '\n']))
+                    {
+                        out.push_str(&local.display().to_string());
+                        rewritten.push(mount.clone());
+                        rest = after;
+                        continue 'scan;
+                    }
+                }
+            }
+            let c = rest.chars().next().unwrap_or_default();
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+        std::fs::write(&file, out)
+            .unwrap_or_else(|e| panic!("{}: writing {mount_path}: {e}", self.name));
+        rewritten.sort();
+        rewritten.dedup();
+        for mount in rewritten {
+            self.rewrites.push(Rewrite {
+                what: format!("{}/{}: {mount_path}", self.name, self.container),
+                from: mount.clone(),
+                to: self.local_path(&mount).display().to_string(),
+                why: "a mount path: every pod of this machine shares one file system".to_owned(),
+            });
+        }
+    }
+
     /// The value of `key` in the environment.
     pub fn env(&self, key: &str) -> Option<&str> {
         self.env

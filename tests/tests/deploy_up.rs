@@ -91,7 +91,9 @@ impl Zone {
             .arg(&creds)
             .args([
                 "--tls-hosts",
-                "nats.claude-warroom.svc,*.nats-headless.claude-warroom.svc,127.0.0.1,localhost",
+                "nats.claude-warroom.svc,nats-0.nats-headless.claude-warroom.svc,\
+                 nats-1.nats-headless.claude-warroom.svc,nats-2.nats-headless.claude-warroom.svc,\
+                 127.0.0.1",
             ])
             .output()
             .expect("run warroom-admin");
@@ -117,46 +119,33 @@ impl Zone {
         self.creds.join(name)
     }
 
-    /// The Secrets of docs/operations.md, from the generated files.
+    /// The Secrets of docs/operations.md ("4. Secrets"), from the generated files.
     fn make_secrets(&self) -> Secrets {
         let mut s = Secrets::new();
+        let mut nats_client = |secret: &str, stem: &str| {
+            s.insert_file(secret, "nats.nk", &self.cred(&format!("{stem}.nk")))
+                .insert_file(secret, "client.pem", &self.cred(&format!("{stem}.pem")))
+                .insert_file(secret, "client-key.pem", &self.cred(&format!("{stem}-key.pem")))
+                .insert_file(secret, "ca.pem", &self.cred("ca.pem"));
+        };
         for component in ["gateway", "dispatcher", "publisher"] {
-            let name = format!("warroom-nats-{component}");
-            s.insert_file(&name, "nats.nk", &self.cred(&format!("{component}.nk")))
-                .insert_file(&name, "ca.crt", &self.cred("ca.pem"))
-                .insert_file(&name, "tls.crt", &self.cred(&format!("{component}.pem")))
-                .insert_file(&name, "tls.key", &self.cred(&format!("{component}-key.pem")));
+            nats_client(&format!("warroom-nats-{component}"), component);
         }
-        for cluster in runner_clusters() {
-            // One runner Secret per cluster; the overlay of a cluster mounts its own.
-            let stem = format!("runner-{cluster}");
-            for name in ["warroom-nats".to_owned(), format!("warroom-nats-{stem}")] {
-                s.insert_file(&name, "nats.nk", &self.cred(&format!("{stem}.nk")))
-                    .insert_file(&name, "ca.crt", &self.cred("ca.pem"))
-                    .insert_file(&name, "tls.crt", &self.cred(&format!("{stem}.pem")))
-                    .insert_file(&name, "tls.key", &self.cred(&format!("{stem}-key.pem")));
-            }
-        }
+        // Each runner cluster has its own `warroom-nats`: the hub's is the one started here.
+        nats_client("warroom-nats", &format!("runner-{}", runner_clusters()[0]));
         s.insert_file("warroom-nats-auth", "nats-auth.conf", &self.cred("nats-auth.conf"))
-            .insert_file("warroom-nats-tls", "ca.crt", &self.cred("ca.pem"))
-            .insert_file("warroom-nats-tls", "tls.crt", &self.cred("server.pem"))
-            .insert_file("warroom-nats-tls", "tls.key", &self.cred("server-key.pem"));
-        // A token is never needed by a file:// remote, but the daemons read it as shipped.
-        for name in ["warroom-git", "warroom-git-read", "warroom-git-push"] {
-            s.insert(name, "token", "test-token-not-used-by-a-local-remote\n");
-        }
-        s.insert("warroom-model", "api-key", "sk-ant-test-key\n")
+            .insert_file("warroom-nats-tls", "server.pem", &self.cred("server.pem"))
+            .insert_file("warroom-nats-tls", "server-key.pem", &self.cred("server-key.pem"))
+            .insert_file("warroom-nats-tls", "ca.pem", &self.cred("ca.pem"))
+            // A file:// remote needs no token, but the daemons read theirs as shipped.
+            .insert("warroom-git-read", "token", "read-token-unused-by-a-local-remote\n")
+            .insert("warroom-git-push", "token", "push-token-unused-by-a-local-remote\n")
             .insert_file(
                 "warroom-publisher-signing",
                 "signing-key",
                 &self.publisher_key.private_key(),
             )
-            .insert_file(
-                "warroom-publisher-signing",
-                "ssh-privatekey",
-                &self.publisher_key.private_key(),
-            )
-            .insert("warroom-webhook", "secret", "webhook-secret\n");
+            .insert("warroom-model", "api-key", "sk-ant-test-key\n");
         s
     }
 
@@ -357,19 +346,7 @@ async fn start_nats(zone: &Zone, rendered: &Rendered) -> (Vec<Running>, Vec<u16>
             );
         }
         // Absolute paths in the config file are mount paths of the pod.
-        for (mount, local) in pod.mounts.clone() {
-            let file = pod.local_path(conf);
-            let text = std::fs::read_to_string(&file).expect("read nats.conf");
-            if text.contains(&format!("{mount}/")) {
-                rewrite_file(
-                    &mut pod,
-                    conf,
-                    &format!("{mount}/"),
-                    &format!("{}/", local.display()),
-                    "a mount path: every pod of this machine shares one file system",
-                );
-            }
-        }
+        pod.rewrite_mount_paths_in(conf);
         running.push(Running::start(&pod, &[], IMAGE_PATH));
         pods.push(pod);
     }
