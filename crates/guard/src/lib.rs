@@ -20,6 +20,7 @@ pub mod text;
 pub mod workspace;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -32,6 +33,11 @@ use crate::config::Cli;
 use crate::flags::{Arity, FlagSpec};
 use crate::kube::{KubePolicy, RefusedKind, VerbSpec};
 use crate::text::ProgramSpec;
+
+/// How long the hook binary gives one decision before it refuses the call
+/// (`hook.deadline`) and exits. The CLI's hook `timeout` must be set above it (with room for
+/// process start-up), or a slow decision would let the call through.
+pub const DECISION_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The context folder the runner mounts read-only for every task.
 pub const DEFAULT_READ_ONLY_FOLDER: &str = "/opt/claude-context";
