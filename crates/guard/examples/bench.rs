@@ -46,7 +46,7 @@ fn main() {
         nested.push_str(&format!(
             "{}kubectl get pods{}\n",
             "case a in a) ".repeat(depth),
-            " ;; esac".repeat(depth)
+            " esac".repeat(depth)
         ));
     }
     let nested: Vec<String> = nested.lines().map(str::to_owned).collect();

@@ -682,6 +682,10 @@ mod tests {
                 "if a; then if b; then if c; then if d; then x; fi; fi; fi; fi",
                 "shell.too-deep",
             ),
+            (
+                "case a in a) case a in a) case a in a) case a in a) x esac esac esac esac",
+                "shell.too-deep",
+            ),
             ("((((x))))", "shell.too-deep"),
             ("a $($($($(b))))", "shell.too-deep"),
             ("a \"$(b \"$(c \"$(d $(e))\")\")\"", "shell.too-deep"),
