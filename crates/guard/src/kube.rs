@@ -724,9 +724,11 @@ fn route_expression_risky(output: &str) -> bool {
         return matches!(format, "json" | "yaml");
     }
     let lower = expr.to_ascii_lowercase();
+    // `.spec.*` prints every spec field; `[*]` over a list is fine when a field follows.
     if ["tls", "key", "cert", "..", "@", "$"]
         .iter()
         .any(|bad| lower.contains(bad))
+        || lower.replace("[*]", "").contains('*')
     {
         return true;
     }
