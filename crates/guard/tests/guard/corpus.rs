@@ -507,6 +507,7 @@ fn the_example_config_extends_the_policy() {
     let builtin = Guard::builtin();
     // Each line: refused by the built-in policy, allowed with the example config.
     for command in [
+        "oc adm node-logs node-1 -u kubelet --tail=50",
         "oc get pods -n prod --server-print=false",
         "kubectl get pods | nl -ba",
     ] {

@@ -198,8 +198,9 @@ fn env_vars_configure_the_binary() {
         .spawn()
         .and_then(|mut child| {
             if let Some(mut stdin) = child.stdin.take() {
-                stdin
-                    .write_all(bash(ws.path(), "kubectl rollout history deploy/web").as_bytes())?;
+                stdin.write_all(
+                    bash(ws.path(), "oc adm node-logs node-1 --unit=kubelet").as_bytes(),
+                )?;
             }
             child.wait_with_output()
         })
