@@ -443,9 +443,7 @@ impl KubePolicy {
                         if let Some(d) = self.check_type(program, &verb_name, ty) {
                             return d;
                         }
-                        if verb_name == "get"
-                            && let Some(d) = route_output(program, ty, &outputs)
-                        {
+                        if let Some(d) = route_output(program, &verb_name, ty, &outputs) {
                             return d;
                         }
                     }
@@ -698,14 +696,29 @@ fn check_raw_path(program: &str, path: &str) -> Option<Decision> {
     ))
 }
 
-/// Routes can hold a TLS private key in `spec.tls.key`: printing the whole object (`-o
-/// yaml/json`) or any expression that reaches `tls`, a key, a certificate, the whole `spec`
-/// or whole items is refused for `get route(s)` and for `get all` (OpenShift lists routes in
-/// `all`). Default, wide and name output and narrow expressions stay allowed.
-fn route_output(program: &str, ty: &str, outputs: &[&str]) -> Option<Decision> {
+/// Routes can hold a TLS private key in `spec.tls.key`, and a route created with `apply`
+/// repeats it in its last-applied-configuration annotation: printing the whole object (`-o
+/// yaml/json`, `describe`) or any expression that reaches `tls`, a key, a certificate, the
+/// annotations, the whole `metadata`, the whole `spec` or whole items is refused for
+/// route(s) and for `all` (OpenShift lists routes in `all`). Default, wide and name output
+/// and narrow expressions stay allowed.
+fn route_output(program: &str, verb: &str, ty: &str, outputs: &[&str]) -> Option<Decision> {
     let lower = ty.trim().to_ascii_lowercase();
     let name = lower.split('.').next().unwrap_or_default();
     if !matches!(name, "route" | "routes" | "all") {
+        return None;
+    }
+    if verb == "describe" {
+        // `describe` prints the annotations, and `kubectl.kubernetes.io/last-applied-
+        // configuration` holds the whole applied manifest, spec.tls.key included.
+        return Some(Decision::deny(
+            "kubectl.route-tls",
+            format!(
+                "`{program} describe {ty}` is refused: it prints the route's annotations, and the last-applied-configuration annotation can hold the whole manifest with its TLS private key. Use `{program} get routes -o wide`, or name leaf fields outside spec.tls and the annotations, such as -o custom-columns=NAME:.metadata.name,HOST:.spec.host,SERVICE:.spec.to.name"
+            ),
+        ));
+    }
+    if verb != "get" {
         return None;
     }
     let risky = outputs.iter().find(|o| route_expression_risky(o))?;
@@ -725,7 +738,7 @@ fn route_expression_risky(output: &str) -> bool {
     }
     let lower = expr.to_ascii_lowercase();
     // `.spec.*` prints every spec field; `[*]` over a list is fine when a field follows.
-    if ["tls", "key", "cert", "..", "@", "$"]
+    if ["tls", "key", "cert", "annotation", "..", "@", "$"]
         .iter()
         .any(|bad| lower.contains(bad))
         || lower.replace("[*]", "").contains('*')
@@ -746,7 +759,7 @@ fn route_expression_risky(output: &str) -> bool {
             continue;
         }
         let last = token.rsplit('.').next().unwrap_or_default();
-        if token.ends_with(']') || matches!(last, "" | "spec" | "items") {
+        if token.ends_with(']') || matches!(last, "" | "spec" | "items" | "metadata") {
             return true;
         }
     }

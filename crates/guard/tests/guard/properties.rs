@@ -141,17 +141,19 @@ proptest! {
 
     /// Whatever brush-parser cannot parse is refused. The parser itself is the oracle; the
     /// appended tails (unterminated quotes and substitutions, dangling operators) make a good
-    /// share of the cases unparseable.
+    /// share of the cases unparseable. The oracle is asked only about allowed lines: those
+    /// passed the guard's shape scan, while any other line may be one of the inputs that make
+    /// brush-parser exponential (nested `case` without `;;`), which would stall the test.
     #[test]
     fn unparseable_is_refused(command in spaced_fragments(), tail in prop::sample::select(&["'", "\"", "$(", "`", "(", "{ x", "|", "&&", ""][..])) {
         let line = format!("{command} {tail}");
-        let options = brush_parser::ParserOptions::default();
-        let parses = std::panic::catch_unwind(|| {
-            brush_parser::Parser::new(line.as_bytes(), &options).parse_program().is_ok()
-        });
-        if !matches!(parses, Ok(true)) {
-            let d = Guard::builtin().check_bash(&line, &workspace());
-            prop_assert!(!d.allowed, "{line:?} does not parse but was allowed: {}", d.reason);
+        let d = Guard::builtin().check_bash(&line, &workspace());
+        if d.allowed {
+            let options = brush_parser::ParserOptions::default();
+            let parses = std::panic::catch_unwind(|| {
+                brush_parser::Parser::new(line.as_bytes(), &options).parse_program().is_ok()
+            });
+            prop_assert!(matches!(parses, Ok(true)), "{line:?} does not parse but was allowed: {}", d.reason);
         }
     }
 
