@@ -501,7 +501,12 @@ impl KubePolicy {
             .iter()
             .filter(|v| v.applies_to(program))
             .map(|v| v.path.join(" "))
-            .filter(|v| !v.contains(' ') || v.starts_with("adm top") && v.ends_with('s'))
+            .filter(|v| {
+                !v.contains(' ')
+                    || ((v.starts_with("adm top") || v.starts_with("top ")) && v.ends_with('s'))
+                    || v.starts_with("rollout ")
+                    || v.starts_with("auth ")
+            })
             .collect();
         verbs.dedup();
         let why = match verb {
@@ -510,7 +515,9 @@ impl KubePolicy {
             | "run" => {
                 format!("`{verb}` reaches into containers, nodes or the network")
             }
-            "config" | "login" | "logout" | "auth" | "token" | "create" => {
+            "auth" => "of `auth`, only `auth can-i` is allowed (a yes/no question); `auth reconcile` changes RBAC".to_owned(),
+            "rollout" => "of `rollout`, only `rollout status` and `rollout history` read; restart, undo, pause and resume change workloads".to_owned(),
+            "config" | "login" | "logout" | "token" | "create" => {
                 format!("`{verb}` handles credentials or changes the cluster")
             }
             v if v.starts_with('-') => {
@@ -922,7 +929,13 @@ mod tests {
         assert_eq!(check("kubectl top -s x pod").rule, "kubectl.verb");
         assert!(check("kubectl rollout status deploy/x").allowed);
         assert!(check("kubectl auth can-i get pods").allowed);
-        assert_eq!(check("kubectl auth reconcile -f x").rule, "kubectl.verb");
+        let reconcile = check("kubectl auth reconcile -f x");
+        assert_eq!(reconcile.rule, "kubectl.verb");
+        assert!(
+            reconcile.reason.contains("only `auth can-i` is allowed"),
+            "{}",
+            reconcile.reason
+        );
         assert_eq!(
             check("kubectl auth can-i get pods --as=x").rule,
             "kubectl.flag"
