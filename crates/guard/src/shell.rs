@@ -702,6 +702,7 @@ mod tests {
         ] {
             assert_eq!(rule(command), expected, "{command}");
         }
+        assert_eq!(rule(&"a".repeat(MAX_COMMAND_LEN + 1)), "shell.too-long");
         let many = format!("grep{}", " x".repeat(MAX_WORDS));
         assert_eq!(rule(&many), "shell.too-many-words");
         let enough = format!("grep{}", " x".repeat(MAX_WORDS - 1));
