@@ -6,9 +6,11 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use crate::hook::{DecisionRecord, HookOutput, decide};
-use crate::{Decision, Guard};
+use crate::{DECISION_DEADLINE, Decision, Guard};
 use clap::Parser;
 
 /// Decides one Claude Code tool call (PreToolUse hook): reads the hook JSON on stdin and prints
@@ -65,30 +67,54 @@ pub fn main() {
         }
     };
 
-    let guard = match &args.config {
-        None => Ok(Guard::builtin()),
-        Some(path) => Guard::load(path),
-    };
-    let (decision, record) = match (guard, read) {
-        (Err(err), _) => {
-            eprintln!("warroom-guard: {err}");
-            let d = Decision::deny(
-                "hook.bad-config",
-                format!("the guard cannot load its configuration, so every call is refused: {err}"),
-            );
-            let record = record_for(&d, &stdin);
-            (d, record)
+    // The decision runs on a worker thread under a deadline: a hook that outlives the CLI's
+    // hook timeout lets the call through, so an input that makes any part of the guard slow
+    // (brush-parser is exponential in some nestings) is refused when the deadline passes,
+    // and the process exits with the worker still running.
+    let config = args.config.clone();
+    let workspace = args.workspace.clone();
+    let input = stdin.clone();
+    let worker = move || {
+        let guard = match &config {
+            None => Ok(Guard::builtin()),
+            Some(path) => Guard::load(path),
+        };
+        match (guard, read) {
+            (Err(err), _) => {
+                eprintln!("warroom-guard: {err}");
+                let d = Decision::deny(
+                    "hook.bad-config",
+                    format!(
+                        "the guard cannot load its configuration, so every call is refused: {err}"
+                    ),
+                );
+                let record = record_for(&d, &input);
+                (d, record)
+            }
+            (Ok(_), Err(err)) => {
+                let d = Decision::deny(
+                    "hook.malformed-input",
+                    format!("the hook input could not be read: {err}"),
+                );
+                let record = record_for(&d, "");
+                (d, record)
+            }
+            (Ok(guard), Ok(_)) => decide(&guard, &input, workspace.as_deref()),
         }
-        (Ok(_), Err(err)) => {
-            let d = Decision::deny(
-                "hook.malformed-input",
-                format!("the hook input could not be read: {err}"),
-            );
-            let record = record_for(&d, "");
-            (d, record)
-        }
-        (Ok(guard), Ok(_)) => decide(&guard, &stdin, args.workspace.as_deref()),
     };
+    let finished = run_with_deadline(DECISION_DEADLINE, worker);
+    let timed_out = finished.is_none();
+    let (decision, record) = finished.unwrap_or_else(|| {
+        let d = Decision::deny(
+            "hook.deadline",
+            format!(
+                "the guard could not decide within {} ms, so the call is refused; run a shorter, plain command (one command or a pipeline, no nesting)",
+                DECISION_DEADLINE.as_millis()
+            ),
+        );
+        let record = record_for(&d, &stdin);
+        (d, record)
+    });
     answer(&decision);
 
     if let Some(path) = &args.decisions
@@ -100,6 +126,30 @@ pub fn main() {
             path.display()
         );
     }
+    if timed_out {
+        // The worker that missed the deadline is still running; the answer is out, so end
+        // the process now rather than leave it to whoever called this function.
+        std::process::exit(0);
+    }
+}
+
+/// Runs `work` on a thread of its own and returns its result, or `None` when it has not
+/// finished after `deadline`. The thread is left running; the hook process exits soon after.
+pub fn run_with_deadline<T: Send + 'static>(
+    deadline: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("decide".to_owned())
+        .spawn(move || {
+            // The receiver is gone only when the deadline passed; nothing is left to tell.
+            let _ = tx.send(work());
+        });
+    if spawned.is_err() {
+        return None;
+    }
+    rx.recv_timeout(deadline).ok()
 }
 
 fn record_for(decision: &Decision, input: &str) -> DecisionRecord {

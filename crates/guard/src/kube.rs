@@ -164,6 +164,8 @@ impl KubePolicy {
             f("label-columns", Some('L'), Arity::One),
             switch("show-kind"),
             switch("show-managed-fields"),
+            // Only the health, version and metrics paths (`check_raw_path`).
+            value("raw"),
         ];
         let describe_flags = vec![
             all_namespaces(),
@@ -223,6 +225,38 @@ impl KubePolicy {
             verb(Cli::Both, "api-versions", Operands::None, Vec::new()),
             verb(Cli::Both, "version", Operands::None, version_flags),
             verb(Cli::Both, "cluster-info", Operands::None, Vec::new()),
+            // `rollout status` waits for the rollout to finish (or `--timeout`); it reads.
+            verb(
+                Cli::Both,
+                "rollout status",
+                Operands::Resources,
+                vec![
+                    value("timeout"),
+                    f("watch", Some('w'), Arity::Switch),
+                    value("revision"),
+                    selector(),
+                ],
+            ),
+            verb(
+                Cli::Both,
+                "rollout history",
+                Operands::Resources,
+                vec![value("revision"), output(), selector()],
+            ),
+            // `auth can-i` asks the API server a yes/no question about this identity; its
+            // operands are verbs, types and URLs, never read. `--as*` stay refused.
+            verb(
+                Cli::Both,
+                "auth can-i",
+                Operands::Any,
+                vec![
+                    all_namespaces(),
+                    switch("list"),
+                    switch("no-headers"),
+                    f("quiet", Some('q'), Arity::Switch),
+                    value("subresource"),
+                ],
+            ),
             verb(
                 Cli::Oc,
                 "status",
@@ -282,6 +316,8 @@ impl KubePolicy {
             kind("oauthaccesstokens", &[], format!("OAuthAccessTokens: {TOKENS_REASON}")),
             kind("oauthauthorizetokens", &[], format!("OAuthAuthorizeTokens: {TOKENS_REASON}")),
             kind("useroauthaccesstokens", &[], format!("UserOAuthAccessTokens: {TOKENS_REASON}")),
+            kind("machineconfigs", &["mc"], "MachineConfigs embed files written to nodes, which can hold credentials (pull secrets, kubeconfigs, keys); read the MachineConfigPools (`oc get mcp`) and the node's status instead".to_owned()),
+            kind("controllerconfigs", &[], "the ControllerConfig embeds the cluster's pull secret and CA material; read the MachineConfigPools (`oc get mcp`) and the machine-config ClusterOperator instead".to_owned()),
             kind(
                 "oauthclients",
                 &[],
@@ -315,27 +351,35 @@ impl KubePolicy {
             }
         }
 
-        let Some(spec) = self
-            .verbs
-            .iter()
-            .filter(|v| v.applies_to(program))
-            .filter(|v| {
-                args.len() >= i + v.path.len() && v.path.iter().zip(&args[i..]).all(|(a, b)| a == b)
-            })
-            .max_by_key(|v| v.path.len())
-        else {
+        // cobra finds a sub-command past the flags written between the verb words
+        // (`top -A pod`), so the words are matched the same way, each candidate with its own
+        // flags; the flags read on the way are checked like the others.
+        let mut matched: Option<(&VerbSpec, usize, Vec<Item>)> = None;
+        for candidate in self.verbs.iter().filter(|v| v.applies_to(program)) {
+            if matched
+                .as_ref()
+                .is_some_and(|(m, _, _)| m.path.len() >= candidate.path.len())
+            {
+                continue;
+            }
+            if let Some((next, items)) = self.match_path(candidate, args, i) {
+                matched = Some((candidate, next, items));
+            }
+        }
+        let Some((spec, next, between)) = matched else {
             let verb = args.get(i).map(String::as_str).unwrap_or("");
             return self.verb_refusal(program, verb);
         };
         let verb_name = spec.path.join(" ");
-        let rest = &args[i + spec.path.len()..];
+        let rest = &args[next..];
 
         let mut specs = self.global_flags.clone();
         specs.extend(spec.flags.iter().cloned());
-        let items = match parse_all(rest, &specs, Style::Pflag) {
-            Ok(items) => items,
+        let mut items = between;
+        match parse_all(rest, &specs, Style::Pflag) {
+            Ok(more) => items.extend(more),
             Err(err) => return flag_refusal(program, Some(&verb_name), &err),
-        };
+        }
 
         let mut positionals = Vec::new();
         for item in &items {
@@ -365,6 +409,15 @@ impl KubePolicy {
                 ),
             );
         }
+        let outputs: Vec<&str> = flag_values(&items, "output");
+        if !flag_values(&items, "raw").is_empty() && !positionals.is_empty() {
+            return Decision::deny(
+                "kubectl.raw-path",
+                format!(
+                    "`{program} {verb_name} --raw` takes no resource operands; use either --raw with a health path or a resource type"
+                ),
+            );
+        }
         match spec.operands {
             Operands::None => {
                 if let Some(extra) = positionals.first() {
@@ -388,6 +441,9 @@ impl KubePolicy {
                     };
                     for ty in types {
                         if let Some(d) = self.check_type(program, &verb_name, ty) {
+                            return d;
+                        }
+                        if let Some(d) = route_output(program, &verb_name, ty, &outputs) {
                             return d;
                         }
                     }
@@ -415,13 +471,42 @@ impl KubePolicy {
         )
     }
 
+    /// Matches the words of `candidate` from `args[start]`, reading the global and the
+    /// candidate's flags between them; returns the index after the last word and the flags.
+    fn match_path(
+        &self,
+        candidate: &VerbSpec,
+        args: &[String],
+        start: usize,
+    ) -> Option<(usize, Vec<Item>)> {
+        let mut specs = self.global_flags.clone();
+        specs.extend(candidate.flags.iter().cloned());
+        let mut items = Vec::new();
+        let mut j = start;
+        for (k, word) in candidate.path.iter().enumerate() {
+            while k > 0 && j < args.len() && is_flag(&args[j]) && args[j] != "--" {
+                j = parse_flag(args, j, &specs, Style::Pflag, &mut items).ok()?;
+            }
+            if args.get(j) != Some(word) {
+                return None;
+            }
+            j += 1;
+        }
+        Some((j, items))
+    }
+
     fn verb_refusal(&self, program: &str, verb: &str) -> Decision {
         let mut verbs: Vec<String> = self
             .verbs
             .iter()
             .filter(|v| v.applies_to(program))
             .map(|v| v.path.join(" "))
-            .filter(|v| !v.contains(' ') || v.starts_with("adm top") && v.ends_with('s'))
+            .filter(|v| {
+                !v.contains(' ')
+                    || ((v.starts_with("adm top") || v.starts_with("top ")) && v.ends_with('s'))
+                    || v.starts_with("rollout ")
+                    || v.starts_with("auth ")
+            })
             .collect();
         verbs.dedup();
         let why = match verb {
@@ -430,7 +515,9 @@ impl KubePolicy {
             | "run" => {
                 format!("`{verb}` reaches into containers, nodes or the network")
             }
-            "config" | "login" | "logout" | "auth" | "token" | "create" => {
+            "auth" => "of `auth`, only `auth can-i` is allowed (a yes/no question); `auth reconcile` changes RBAC".to_owned(),
+            "rollout" => "of `rollout`, only `rollout status` and `rollout history` read; restart, undo, pause and resume change workloads".to_owned(),
+            "config" | "login" | "logout" | "token" | "create" => {
                 format!("`{verb}` handles credentials or changes the cluster")
             }
             v if v.starts_with('-') => {
@@ -484,6 +571,7 @@ impl KubePolicy {
         let value = values.first()?;
         match spec.long.as_deref() {
             Some("output") => check_output(program, verb, written, value),
+            Some("raw") => check_raw_path(program, value),
             Some("for") => {
                 let ty = value.split_once('/').map_or(value.as_str(), |(ty, _)| ty);
                 self.check_type(program, verb, ty)
@@ -515,14 +603,174 @@ fn check_output(program: &str, verb: &str, written: &str, value: &str) -> Option
             ),
         ));
     }
-    let lower = value.to_ascii_lowercase();
-    if lower.contains("base64") || lower.contains("decode") {
+    if let Some(word) = decoding_word(value) {
         return Some(Decision::deny(
             "kubectl.output-decode",
-            format!("`{written} {value}` is refused: output expressions may not decode data"),
+            format!(
+                "`{written} {value}` is refused: `{word}` reads as a decoding step, and output expressions may not decode data; a field whose name holds `base64` is fine as `.field` or `['field']`"
+            ),
         ));
     }
     None
+}
+
+/// A word of an output expression that mentions decoding (`base64`, `decode`) other than as a
+/// field name (after `.`, or inside quotes as in `['base64cert']`).
+fn decoding_word(expr: &str) -> Option<String> {
+    let chars: Vec<char> = expr.chars().collect();
+    let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    let mut quote: Option<char> = None;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        if c == '\'' || c == '"' {
+            quote = Some(c);
+            i += 1;
+            continue;
+        }
+        if is_word(c) {
+            let start = i;
+            while i < chars.len() && is_word(chars[i]) {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let lower = word.to_lowercase();
+            let field = start > 0 && chars[start - 1] == '.';
+            if !field && (lower.contains("base64") || lower.contains("decode")) {
+                return Some(word);
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The values of every occurrence of the flag with long name `long`.
+fn flag_values<'a>(items: &'a [Item], long: &str) -> Vec<&'a str> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Flag { spec, values, .. } if spec.long.as_deref() == Some(long) => {
+                values.first().map(String::as_str)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The only paths `get --raw` may read: the API server's health checks (each check on its
+/// own too, with `?verbose`), its version and its metrics. Everything else through `--raw`
+/// would bypass the refused kinds (`/api/v1/namespaces/x/secrets`, `nodes/x/proxy`,
+/// `serviceaccounts/x/token`).
+fn check_raw_path(program: &str, path: &str) -> Option<Decision> {
+    let (base, query) = path.split_once('?').unwrap_or((path, ""));
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    let health = ["/readyz", "/livez", "/healthz"];
+    let check_ok = |check: &str| {
+        let parts: Vec<&str> = check.split('/').collect();
+        parts.len() <= 2 && parts.iter().all(|p| name_ok(p))
+    };
+    let is_health = health.contains(&base)
+        || health.iter().any(|h| {
+            base.strip_prefix(h)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(check_ok)
+        });
+    let ok = match base {
+        "/version" | "/metrics" => query.is_empty(),
+        _ => is_health && (query.is_empty() || query == "verbose"),
+    };
+    if ok {
+        return None;
+    }
+    Some(Decision::deny(
+        "kubectl.raw-path",
+        format!(
+            "`{program} get --raw {path}` is refused: --raw bypasses the typed API (and the refused kinds), so it may read only /readyz, /livez, /healthz (also one check, such as /readyz/etcd, and ?verbose), /version and /metrics; use get/describe with a resource type for anything else"
+        ),
+    ))
+}
+
+/// Routes can hold a TLS private key in `spec.tls.key`, and a route created with `apply`
+/// repeats it in its last-applied-configuration annotation: printing the whole object (`-o
+/// yaml/json`, `describe`) or any expression that reaches `tls`, a key, a certificate, the
+/// annotations, the whole `metadata`, the whole `spec` or whole items is refused for
+/// route(s) and for `all` (OpenShift lists routes in `all`). Default, wide and name output
+/// and narrow expressions stay allowed.
+fn route_output(program: &str, verb: &str, ty: &str, outputs: &[&str]) -> Option<Decision> {
+    let lower = ty.trim().to_ascii_lowercase();
+    let name = lower.split('.').next().unwrap_or_default();
+    if !matches!(name, "route" | "routes" | "all") {
+        return None;
+    }
+    if verb == "describe" {
+        // `describe` prints the annotations, and `kubectl.kubernetes.io/last-applied-
+        // configuration` holds the whole applied manifest, spec.tls.key included.
+        return Some(Decision::deny(
+            "kubectl.route-tls",
+            format!(
+                "`{program} describe {ty}` is refused: it prints the route's annotations, and the last-applied-configuration annotation can hold the whole manifest with its TLS private key. Use `{program} get routes -o wide`, or name leaf fields outside spec.tls and the annotations, such as -o custom-columns=NAME:.metadata.name,HOST:.spec.host,SERVICE:.spec.to.name"
+            ),
+        ));
+    }
+    if verb != "get" {
+        return None;
+    }
+    let risky = outputs.iter().find(|o| route_expression_risky(o))?;
+    Some(Decision::deny(
+        "kubectl.route-tls",
+        format!(
+            "`{program} get {ty} -o {risky}` is refused: routes can carry a TLS private key in spec.tls, and this output could print it. Use the default or `-o wide` output, or name leaf fields that are not under spec.tls, such as -o custom-columns=NAME:.metadata.name,HOST:.spec.host,SERVICE:.spec.to.name"
+        ),
+    ))
+}
+
+fn route_expression_risky(output: &str) -> bool {
+    let (format, expr) = output.split_once('=').unwrap_or((output, ""));
+    if !matches!(format, "jsonpath" | "jsonpath-as-json" | "custom-columns") {
+        // json and yaml print everything; wide and name print no TLS field.
+        return matches!(format, "json" | "yaml");
+    }
+    let lower = expr.to_ascii_lowercase();
+    // `.spec.*` prints every spec field; `[*]` over a list is fine when a field follows.
+    if ["tls", "key", "cert", "annotation", "..", "@", "$"]
+        .iter()
+        .any(|bad| lower.contains(bad))
+        || lower.replace("[*]", "").contains('*')
+    {
+        return true;
+    }
+    // Every field path must end in a named field below the object: not `.`, `.spec`,
+    // `.items`, nor an index (`.items[0]`), unless it is the list a `range` walks.
+    let tokens: Vec<&str> = lower
+        .split(['{', '}', ',', ' ', '(', ')', ':', '"', '\''])
+        .filter(|t| !t.is_empty())
+        .collect();
+    for (n, token) in tokens.iter().enumerate() {
+        if !token.starts_with('.') && !token.starts_with('[') {
+            continue;
+        }
+        if n > 0 && tokens[n - 1] == "range" {
+            continue;
+        }
+        let last = token.rsplit('.').next().unwrap_or_default();
+        if token.ends_with(']') || matches!(last, "" | "spec" | "items" | "metadata") {
+            return true;
+        }
+    }
+    false
 }
 
 fn flag_refusal(program: &str, verb: Option<&str>, err: &FlagError) -> Decision {
@@ -631,6 +879,66 @@ mod tests {
         assert_eq!(
             check("kubectl get pods -o jsonpath={.x|base64decode}").rule,
             "kubectl.output-decode"
+        );
+    }
+
+    #[test]
+    fn raw_paths() {
+        for good in [
+            "/readyz",
+            "/readyz?verbose",
+            "/livez/etcd",
+            "/healthz/poststarthook/x",
+            "/version",
+            "/metrics",
+        ] {
+            assert!(check_raw_path("kubectl", good).is_none(), "{good}");
+        }
+        for bad in [
+            "/",
+            "/api/v1/secrets",
+            "/readyz/",
+            "/readyz/../api",
+            "/readyz/a/b/c",
+            "/readyz?exclude=x",
+            "/version?verbose",
+            "/metricsx",
+            "readyz",
+        ] {
+            assert!(check_raw_path("kubectl", bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn decoding_words_and_fields() {
+        assert_eq!(
+            decoding_word("{.data.x|base64decode}").as_deref(),
+            Some("base64decode")
+        );
+        assert_eq!(decoding_word("{base64}").as_deref(), Some("base64"));
+        assert_eq!(decoding_word("{.metadata.annotations.base64Cert}"), None);
+        assert_eq!(decoding_word("{.data['base64']}"), None);
+        assert_eq!(decoding_word("X:.spec.base64Data"), None);
+    }
+
+    #[test]
+    fn verb_words_past_flags() {
+        assert!(check("kubectl top -A pod").allowed);
+        assert!(check("kubectl top -n x pod --containers").allowed);
+        assert_eq!(check("kubectl top -A node").rule, "kubectl.verb");
+        assert_eq!(check("kubectl top -s x pod").rule, "kubectl.verb");
+        assert!(check("kubectl rollout status deploy/x").allowed);
+        assert!(check("kubectl auth can-i get pods").allowed);
+        let reconcile = check("kubectl auth reconcile -f x");
+        assert_eq!(reconcile.rule, "kubectl.verb");
+        assert!(
+            reconcile.reason.contains("only `auth can-i` is allowed"),
+            "{}",
+            reconcile.reason
+        );
+        assert_eq!(
+            check("kubectl auth can-i get pods --as=x").rule,
+            "kubectl.flag"
         );
     }
 

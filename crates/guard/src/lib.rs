@@ -20,6 +20,7 @@ pub mod text;
 pub mod workspace;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -32,6 +33,11 @@ use crate::config::Cli;
 use crate::flags::{Arity, FlagSpec};
 use crate::kube::{KubePolicy, RefusedKind, VerbSpec};
 use crate::text::ProgramSpec;
+
+/// How long the hook binary gives one decision before it refuses the call
+/// (`hook.deadline`) and exits. The CLI's hook `timeout` must be set above it (with room for
+/// process start-up), or a slow decision would let the call through.
+pub const DECISION_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The context folder the runner mounts read-only for every task.
 pub const DEFAULT_READ_ONLY_FOLDER: &str = "/opt/claude-context";
@@ -171,6 +177,26 @@ impl Guard {
                 }
             }
             "Grep" | "Glob" | "LS" => {
+                // Braces expand to alternatives (`{..,x}/*` holds a `..` no split sees) and `~`
+                // to a home folder, so neither is read: patterns stay literal globs.
+                for (what, value) in [
+                    (
+                        "Glob pattern",
+                        field("pattern").filter(|_| call.tool_name == "Glob"),
+                    ),
+                    ("Grep glob", field("glob")),
+                ] {
+                    if let Some(value) = value
+                        && value.contains(['{', '}', '~'])
+                    {
+                        return Decision::deny(
+                            "tool.glob-expansion",
+                            format!(
+                                "the {what} `{value}` uses braces or `~`, which expand to other paths; write one relative pattern per call (such as `**/*.yaml`)"
+                            ),
+                        );
+                    }
+                }
                 if let Some(pattern) = field("pattern").filter(|_| call.tool_name == "Glob")
                     && (pattern.starts_with('/')
                         || pattern.starts_with('~')
@@ -197,7 +223,16 @@ impl Guard {
             }
             "Write" | "Edit" | "MultiEdit" | "NotebookEdit" => {
                 match field("file_path").or_else(|| field("notebook_path")) {
-                    Some(path) => check_path(&call.tool_name, path, ws, true),
+                    Some(path) => match ws.agent_config(path) {
+                        Some(name) => Decision::deny(
+                            "tool.agent-config",
+                            format!(
+                                "{} of `{path}` is refused: `{name}` configures the Claude Code CLI itself (settings, hooks, MCP servers, instructions); write reports and notes under other names",
+                                call.tool_name
+                            ),
+                        ),
+                        None => check_path(&call.tool_name, path, ws, true),
+                    },
                     None => Decision::deny(
                         "tool.malformed",
                         format!("the {} call has no path", call.tool_name),
@@ -267,13 +302,15 @@ impl Guard {
             return text::check(spec, &args, ws);
         }
         let why = match name {
-            "awk" | "gawk" | "sed" | "perl" | "python" | "python3" | "ruby" | "node" => {
-                "it can run commands and write files"
+            "gawk" | "mawk" | "nawk" | "perl" | "python" | "python3" | "ruby" | "node" => {
+                "it can run commands and write files (plain `awk` and `sed` are allowed, with their programs checked)"
             }
             "bash" | "sh" | "zsh" | "dash" | "eval" | "exec" | "source" | "." | "xargs" | "env"
             | "command" | "builtin" | "nohup" | "timeout" | "watch" => "it runs other commands",
             "printenv" | "set" | "export" | "declare" => "the environment holds credentials",
-            "base64" | "openssl" => "it decodes or handles credentials",
+            "base64" | "base32" | "basenc" | "openssl" | "rev" | "xxd" | "od" | "hexdump" => {
+                "it encodes, decodes or reshapes values into forms the redaction cannot recognise"
+            }
             "curl" | "wget" | "nc" | "ssh" => "the network is reached through kubectl/oc only",
             "find" | "ls" | "tee" | "rm" | "cp" | "mv" => {
                 "use the Glob, Read and Write tools for files"
@@ -320,6 +357,10 @@ fn check_path(tool: &str, path: &str, ws: &Workspace, write: bool) -> Decision {
                 PathRefusal::ParentComponent => "it contains `..`".to_owned(),
                 PathRefusal::Outside(p) => format!("it resolves to {}", p.display()),
                 PathRefusal::Invalid => "it is not a valid path".to_owned(),
+                PathRefusal::DanglingSymlink(p) => format!(
+                    "it goes through the symlink {}, which points nowhere (a write would create its target wherever it points)",
+                    p.display()
+                ),
             };
             let allowed = if write {
                 format!("writes stay inside the workspace {}", ws.root().display())

@@ -8,7 +8,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use brush_parser::ast::{
-    AssignmentValue, Command, CommandPrefixOrSuffixItem, SeparatorOperator, SimpleCommand,
+    AssignmentValue, Command, CommandPrefixOrSuffixItem, IoFileRedirectKind, IoFileRedirectTarget,
+    IoRedirect, SeparatorOperator, SimpleCommand,
 };
 use brush_parser::word::{WordPiece, WordPieceWithSource};
 use brush_parser::{Parser, ParserOptions};
@@ -18,6 +19,16 @@ use crate::decision::Decision;
 /// The longest command line the guard reads. Troubleshooting commands are short; a longer one
 /// is refused rather than parsed, so a pathological input cannot slow the hook down.
 pub const MAX_COMMAND_LEN: usize = 8 * 1024;
+
+/// The most words (runs of characters between blanks and shell operators) a command line may
+/// have. The longest everyday pipelines have about 40.
+pub const MAX_WORDS: usize = 256;
+
+/// The deepest nesting of `case`/`if`/loops/`( )`/`{ }`/`$( )`/backticks the guard hands to
+/// the parser. brush-parser's time doubles with each level of nested `case` (24 levels take
+/// 48 s), and no allowed command nests at all (they are refused after parsing anyway), so a
+/// low bound costs nothing: the scan refuses before the parser ever sees such a line.
+pub const MAX_NESTING: usize = 3;
 
 /// One word of a command after quote removal, with how it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +53,48 @@ fn plain_char_ok(c: char) -> bool {
         )
 }
 
+/// The first character of the unquoted text `text` that is refused, if any. Two glob forms
+/// are allowed because everyday commands write them unquoted and no file can turn them into
+/// anything the guard would refuse:
+/// - `[` digits `]` (`.containers[0].image`): it matches only the same text without the
+///   brackets, and no refused name holds a digit;
+/// - `?` in the first component of an absolute path (`/readyz?verbose`) at the start of the
+///   word: only entries of `/` can match, which the agent cannot create.
+fn unquoted_bad_char(text: &str, word_start: bool) -> Option<char> {
+    let chars: Vec<char> = text.chars().collect();
+    let first_component_end = if word_start && chars.first() == Some(&'/') {
+        chars[1..]
+            .iter()
+            .position(|c| *c == '/')
+            .map_or(chars.len(), |p| p + 1)
+    } else {
+        0
+    };
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '[' {
+            let digits = chars[i + 1..]
+                .iter()
+                .take_while(|d| d.is_ascii_digit())
+                .count();
+            if digits > 0 && chars.get(i + 1 + digits) == Some(&']') {
+                i += digits + 2;
+                continue;
+            }
+        }
+        if c == '?' && i < first_component_end {
+            i += 1;
+            continue;
+        }
+        if !plain_char_ok(c) {
+            return Some(c);
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Splits `command` into the argument vectors of one pipeline, or returns the refusal.
 pub fn parse_pipeline(command: &str) -> Result<Vec<Vec<Arg>>, Decision> {
     if command.len() > MAX_COMMAND_LEN {
@@ -64,6 +117,10 @@ pub fn parse_pipeline(command: &str) -> Result<Vec<Vec<Arg>>, Decision> {
                 "the command contains the control character {c:?}; write one command on a single line"
             ),
         ));
+    }
+
+    if let Some(decision) = shape_refusal(command) {
+        return Err(decision);
     }
 
     if has_comment(command) {
@@ -148,6 +205,105 @@ pub fn parse_pipeline(command: &str) -> Result<Vec<Vec<Arg>>, Decision> {
     Ok(argvs)
 }
 
+/// Refuses a command line whose shape could make the parser slow: too many words, or nesting
+/// deeper than [`MAX_NESTING`]. The scan is linear and errs towards counting more, never
+/// less: every unquoted keyword that opens a compound command counts as a level wherever it
+/// stands (`grep -w if` counts one) and its closer undoes one; `(`, `$(` and backticks are
+/// never undone (no allowed command has any of them unquoted); keywords count inside double
+/// quotes too, so a `)` read differently by bash (a `case` pattern) cannot hide a level.
+fn shape_refusal(command: &str) -> Option<Decision> {
+    const OPENERS: [&str; 8] = ["case", "if", "for", "while", "until", "select", "{", "[["];
+    const CLOSERS: [&str; 4] = ["esac", "fi", "done", "}"];
+    // One entry per open context: `true` for a double-quoted string, `false` for code (the
+    // command line itself, or a `$(` inside double quotes).
+    let mut frames = vec![false];
+    let (mut keywords, mut parens, mut words) = (0usize, 0usize, 0usize);
+    let mut word = String::new();
+    let mut chars = command.chars().peekable();
+    let mut finish = |word: &mut String, keywords: &mut usize| {
+        if word.is_empty() {
+            return;
+        }
+        words += 1;
+        if OPENERS.contains(&word.as_str()) {
+            *keywords += 1;
+        } else if CLOSERS.contains(&word.as_str()) {
+            *keywords = keywords.saturating_sub(1);
+        }
+        word.clear();
+    };
+    while let Some(c) = chars.next() {
+        let in_double = frames.last() == Some(&true);
+        match c {
+            '\\' => {
+                chars.next();
+                word.push('_');
+            }
+            '`' => {
+                parens += 1;
+                word.push('_');
+            }
+            '$' if chars.peek() == Some(&'(') => {
+                chars.next();
+                finish(&mut word, &mut keywords);
+                parens += 1;
+                if in_double {
+                    frames.push(false);
+                }
+            }
+            '"' if in_double => {
+                frames.pop();
+                word.push('_');
+            }
+            '"' => {
+                frames.push(true);
+                word.push('_');
+            }
+            '\'' if !in_double => {
+                // Single quotes hold no expansion: skip to the closing quote.
+                for q in chars.by_ref() {
+                    if q == '\'' {
+                        break;
+                    }
+                }
+                word.push('_');
+            }
+            '(' if !in_double => {
+                finish(&mut word, &mut keywords);
+                parens += 1;
+            }
+            ')' if !in_double && frames.len() > 1 => {
+                // Closes the `$(` opened inside double quotes (or a `case` pattern, which
+                // bash reads differently; keywords are counted in both contexts).
+                finish(&mut word, &mut keywords);
+                frames.pop();
+            }
+            c if c.is_whitespace() || matches!(c, ';' | '&' | '|' | '<' | '>' | ')') => {
+                finish(&mut word, &mut keywords);
+            }
+            c => word.push(c),
+        }
+        if keywords + parens > MAX_NESTING {
+            return Some(Decision::deny(
+                "shell.too-deep",
+                format!(
+                    "the command nests `case`/`if`/loops/subshells/substitutions more than {MAX_NESTING} deep; run one plain command, or a pipeline of them"
+                ),
+            ));
+        }
+    }
+    finish(&mut word, &mut keywords);
+    if words > MAX_WORDS {
+        return Some(Decision::deny(
+            "shell.too-many-words",
+            format!(
+                "the command has {words} words, more than the {MAX_WORDS} the guard reads; run a shorter command"
+            ),
+        ));
+    }
+    None
+}
+
 /// Whether `command` has a `#` outside quotes at the start of a word, where the shell starts a
 /// comment. Backslash escapes and both quote kinds are tracked; `$'..'` is tracked as a
 /// single-quoted string, which errs towards finding a comment.
@@ -207,6 +363,10 @@ fn simple_argv(simple: &SimpleCommand) -> Result<Vec<Arg>, Decision> {
                 {
                     raw.push(&word.value)
                 }
+                // Troubleshooting wants the error text in the pipe, or silence: `2>&1` and
+                // `2>/dev/null` write nothing and read nothing, so they alone are allowed.
+                CommandPrefixOrSuffixItem::IoRedirect(redirect) if is_stderr_redirect(redirect) => {
+                }
                 other => return Err(item_refusal(other, false)),
             }
         }
@@ -214,11 +374,28 @@ fn simple_argv(simple: &SimpleCommand) -> Result<Vec<Arg>, Decision> {
     raw.into_iter().map(literal_word).collect()
 }
 
+/// `2>&1` or `2>/dev/null`, written exactly so.
+fn is_stderr_redirect(redirect: &IoRedirect) -> bool {
+    match redirect {
+        IoRedirect::File(Some(2), IoFileRedirectKind::DuplicateOutput, target) => match target {
+            IoFileRedirectTarget::Fd(fd) => *fd == 1,
+            IoFileRedirectTarget::Duplicate(word) => word.value == "1",
+            _ => false,
+        },
+        IoRedirect::File(
+            Some(2),
+            IoFileRedirectKind::Write,
+            IoFileRedirectTarget::Filename(word),
+        ) => word.value == "/dev/null",
+        _ => false,
+    }
+}
+
 fn item_refusal(item: &CommandPrefixOrSuffixItem, in_prefix: bool) -> Decision {
     match item {
         CommandPrefixOrSuffixItem::IoRedirect(_) => Decision::deny(
             "shell.redirection",
-            "redirections (`>`, `<`, `2>&1`, here-docs, here-strings) are refused: let the output come back as the tool result and filter it with a pipe".to_owned(),
+            "redirections (`>`, `<`, `&>`, here-docs, here-strings) are refused: let the output come back as the tool result and filter it with a pipe; only `2>&1` and `2>/dev/null` after the program's words are allowed".to_owned(),
         ),
         CommandPrefixOrSuffixItem::ProcessSubstitution(..) => Decision::deny(
             "shell.substitution",
@@ -256,10 +433,10 @@ fn literal_word(word: &str) -> Result<Arg, Decision> {
     };
     let mut value = String::new();
     let mut plain = true;
-    for piece in &pieces {
+    for (n, piece) in pieces.iter().enumerate() {
         match &piece.piece {
             WordPiece::Text(text) => {
-                if let Some(c) = text.chars().find(|c| !plain_char_ok(*c)) {
+                if let Some(c) = unquoted_bad_char(text, n == 0) {
                     return Err(unquoted_refusal(word, c));
                 }
                 value.push_str(text);
@@ -421,6 +598,25 @@ mod tests {
             ]
         );
         assert_eq!(argv(r"grep a\ b"), vec![vec!["grep", "a b"]]);
+        assert_eq!(
+            argv("kubectl get pods 2>&1 | grep x 2>/dev/null"),
+            vec![vec!["kubectl", "get", "pods"], vec!["grep", "x"]]
+        );
+        assert_eq!(
+            argv("kubectl get po -o custom-columns=I:.spec.containers[0].image --sort-by=.a[10]"),
+            vec![vec![
+                "kubectl",
+                "get",
+                "po",
+                "-o",
+                "custom-columns=I:.spec.containers[0].image",
+                "--sort-by=.a[10]"
+            ]]
+        );
+        assert_eq!(
+            argv("kubectl get --raw /readyz?verbose"),
+            vec![vec!["kubectl", "get", "--raw", "/readyz?verbose"]]
+        );
     }
 
     #[test]
@@ -438,7 +634,14 @@ mod tests {
         assert_eq!(rule("a\nb"), "shell.control-character");
         assert_eq!(rule("a &"), "shell.background");
         assert_eq!(rule("a > f"), "shell.redirection");
-        assert_eq!(rule("a 2>&1"), "shell.redirection");
+        assert_eq!(rule("a 2>&2"), "shell.redirection");
+        assert_eq!(rule("a 1>&2"), "shell.redirection");
+        assert_eq!(rule("a &>/dev/null"), "shell.redirection");
+        assert_eq!(rule("a 2>/tmp/x"), "shell.redirection");
+        assert_eq!(rule("a 2>>/dev/null"), "shell.redirection");
+        assert_eq!(rule("a 2>'/dev/null'"), "shell.redirection");
+        assert_eq!(rule("2>&1 a"), "shell.redirection");
+        assert_eq!(rule("a >/dev/null"), "shell.redirection");
         assert_eq!(rule("a <<< x"), "shell.redirection");
         assert_eq!(rule("FOO=1 a"), "shell.assignment");
         assert_eq!(rule("(a)"), "shell.compound");
@@ -458,5 +661,58 @@ mod tests {
         assert_eq!(rule("a|#b"), "shell.comment");
         assert_eq!(argv("a 'x # y' \\#z"), vec![vec!["a", "x # y", "#z"]]);
         assert_eq!(rule("a b#c"), "shell.special-character");
+        // Only `[digits]` and `?` in the first component of an absolute path stay unquoted.
+        assert_eq!(rule("a x[a]"), "shell.glob");
+        assert_eq!(rule("a x[]"), "shell.glob");
+        assert_eq!(rule("a x[0"), "shell.glob");
+        assert_eq!(rule("a secret?"), "shell.glob");
+        assert_eq!(rule("a /tmp/x?"), "shell.glob");
+        assert_eq!(rule("a --raw=/readyz?"), "shell.glob");
+        assert_eq!(rule("a x/readyz?"), "shell.glob");
+    }
+
+    #[test]
+    fn the_shape_is_bounded_before_parsing() {
+        for (command, expected) in [
+            (
+                "case a in a) case a in a) case a in a) case a in a) x ;; esac ;; esac ;; esac ;; esac",
+                "shell.too-deep",
+            ),
+            (
+                "if a; then if b; then if c; then if d; then x; fi; fi; fi; fi",
+                "shell.too-deep",
+            ),
+            (
+                "case a in a) case a in a) case a in a) case a in a) x esac esac esac esac",
+                "shell.too-deep",
+            ),
+            ("((((x))))", "shell.too-deep"),
+            ("a $($($($(b))))", "shell.too-deep"),
+            ("a \"$(b \"$(c \"$(d $(e))\")\")\"", "shell.too-deep"),
+            ("a `b` `c` `d` `e`", "shell.too-deep"),
+            ("{ { { { a; }; }; }; }", "shell.too-deep"),
+            (
+                "while a; do until b; do for c in d; do select e in f; do x; done; done; done; done",
+                "shell.too-deep",
+            ),
+            (
+                "a \"$(case a in a) case a in a) case a in a) case a in a) x;; esac;; esac;; esac;; esac)\"",
+                "shell.too-deep",
+            ),
+        ] {
+            assert_eq!(rule(command), expected, "{command}");
+        }
+        assert_eq!(rule(&"a".repeat(MAX_COMMAND_LEN + 1)), "shell.too-long");
+        let many = format!("grep{}", " x".repeat(MAX_WORDS));
+        assert_eq!(rule(&many), "shell.too-many-words");
+        let enough = format!("grep{}", " x".repeat(MAX_WORDS - 1));
+        assert!(parse_pipeline(&enough).is_ok());
+        // Keywords and parentheses inside single quotes are text, not nesting.
+        assert!(parse_pipeline("jq 'if (.a) then (if .b then (1) else 2 end) else 3 end'").is_ok());
+        // Closed keywords give their level back.
+        assert_eq!(
+            rule("if a; then b; fi; if a; then b; fi; if a; then b; fi; if a; then b; fi"),
+            "shell.list"
+        );
     }
 }

@@ -20,7 +20,21 @@ pub enum PathRefusal {
     Outside(PathBuf),
     /// It is empty or not valid text.
     Invalid,
+    /// It goes through a symlink that does not resolve (dangling, or a loop): where a write
+    /// through it lands cannot be known before it happens.
+    DanglingSymlink(PathBuf),
 }
+
+/// File names that configure the Claude Code CLI when found in the workspace (settings and
+/// hooks under `.claude/`, MCP servers, instructions): a write to one would change the agent's
+/// own rules. Compared without regard to case.
+const AGENT_CONFIG_NAMES: [&str; 5] = [
+    ".claude",
+    ".mcp.json",
+    "claude.md",
+    "claude.local.md",
+    ".claude.json",
+];
 
 impl Workspace {
     /// The workspace at `root` (the hook's `cwd` unless configured), without extra folders.
@@ -70,6 +84,31 @@ impl Workspace {
         }
     }
 
+    /// The name of the agent-config file or folder (`.claude`, `CLAUDE.md`, ...) that `path`
+    /// is or lies under, as written or as resolved, if any.
+    pub fn agent_config(&self, path: &str) -> Option<String> {
+        // Only the part below the workspace counts: the workspace may itself lie anywhere.
+        let written = Path::new(path);
+        let written = if written.is_absolute() {
+            written.strip_prefix(&self.root).ok()
+        } else {
+            Some(written)
+        };
+        let resolved = self.resolve_user_path(path).ok();
+        let relative = resolved
+            .as_deref()
+            .and_then(|r| r.strip_prefix(&self.root).ok());
+        for candidate in [written, relative].into_iter().flatten() {
+            for part in candidate.components() {
+                let name = part.as_os_str().to_string_lossy().to_lowercase();
+                if AGENT_CONFIG_NAMES.contains(&name.as_str()) {
+                    return Some(part.as_os_str().to_string_lossy().into_owned());
+                }
+            }
+        }
+        None
+    }
+
     fn resolve_user_path(&self, path: &str) -> Result<PathBuf, PathRefusal> {
         if path.is_empty() || path.contains('\0') {
             return Err(PathRefusal::Invalid);
@@ -78,7 +117,24 @@ impl Workspace {
         if path.components().any(|c| c == Component::ParentDir) {
             return Err(PathRefusal::ParentComponent);
         }
-        Ok(resolve(&self.root.join(path)))
+        resolve_checked(&self.root.join(path))
+    }
+}
+
+/// [`resolve`], refusing a path whose existing part ends in a symlink that does not resolve.
+fn resolve_checked(path: &Path) -> Result<PathBuf, PathRefusal> {
+    let mut existing = path.to_path_buf();
+    loop {
+        if existing.canonicalize().is_ok() {
+            return Ok(resolve(path));
+        }
+        if std::fs::symlink_metadata(&existing).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(PathRefusal::DanglingSymlink(existing));
+        }
+        match existing.parent() {
+            Some(parent) => existing = parent.to_path_buf(),
+            None => return Ok(resolve(path)),
+        }
     }
 }
 

@@ -112,7 +112,6 @@ const HOSTILE: &[(&str, &[&str])] = &[
             "kubectl create token default",
             "kubectl config view --raw",
             "kubectl config view",
-            "kubectl auth can-i --list",
             "kubectl cluster-info dump",
             "kubectl logs -f pod",
             "kubectl logs pod --follow",
@@ -129,7 +128,6 @@ const HOSTILE: &[(&str, &[&str])] = &[
             "oc project other",
             "kubectl",
             "kubectl GET pods",
-            "kubectl top -A pod",
             "kubectl top pod -w",
             "kubectl get pods -- --raw",
         ],
@@ -145,8 +143,9 @@ const HOSTILE: &[(&str, &[&str])] = &[
             "kubectl get pods `id`",
             "kubectl get pods > /tmp/x",
             "kubectl get pods >> out.txt",
-            "kubectl get pods 2>&1",
-            "kubectl get pods 2>/dev/null",
+            "kubectl get pods 2>&1 >/tmp/x",
+            "kubectl get pods 2>/tmp/x",
+            "kubectl get pods &>/dev/null",
             "kubectl get pods < /etc/passwd",
             "FOO=1 kubectl get pods",
             "KUBECONFIG=/x kubectl get pods",
@@ -225,7 +224,6 @@ const HOSTILE: &[(&str, &[&str])] = &[
             "kubectl get pods -o name | xargs kubectl delete",
             "find / -exec cat {} +",
             "awk 'BEGIN{system(\"id\")}'",
-            "kubectl get pods | awk '{print $1}'",
             "sed -n p /etc/passwd",
             "python3 -c 'import os'",
             "curl http://169.254.169.254/",
@@ -251,89 +249,19 @@ const HOSTILE: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Everyday troubleshooting commands that must be allowed.
-const EVERYDAY: &[&str] = &[
-    "kubectl get pods",
-    "kubectl get pods -A",
-    "kubectl get pods -o wide",
-    "kubectl get pods -o json",
-    "kubectl get deploy -n openshift-monitoring -o yaml",
-    "kubectl get pods -o jsonpath='{.items[*].metadata.name}'",
-    "kubectl get pods -o \"jsonpath={.items[*].status.phase}\"",
-    "kubectl get pods -o custom-columns=NAME:.metadata.name,NODE:.spec.nodeName",
-    "kubectl get pods -l app=x",
-    "kubectl get pods --selector=app=x,tier!=db -n prod",
-    "kubectl get pods --field-selector=status.phase!=Running -A",
-    "kubectl -n ns get pods",
-    "kubectl --namespace=ns get pods --show-labels",
-    "kubectl get nodes -L topology.kubernetes.io/zone",
-    "kubectl get events --sort-by=.lastTimestamp -n x",
-    "kubectl get events -A --sort-by='.metadata.creationTimestamp' | tail -n 50",
-    "kubectl get events -n x | grep -i warning",
-    "kubectl events -n x --for pod/web-1",
-    "kubectl events -A --types=Warning",
-    "kubectl describe node x",
-    "kubectl describe pod web-1 -n prod",
-    "kubectl describe deploy/web -n prod",
-    "kubectl logs web-1",
-    "kubectl logs deploy/x -c y --previous --tail 200",
-    "kubectl logs web-1 -n prod --since=1h",
-    "kubectl logs web-1 --tail=100 --timestamps",
-    "kubectl logs -p web-1 -c app",
-    "kubectl logs -l app=x --all-containers --prefix --max-log-requests=10",
-    "kubectl logs web-1 -n prod | grep -i error | tail -n 20",
-    "kubectl logs web-1 | grep -c OOM",
-    "kubectl top pods -A --sort-by=memory",
-    "kubectl top node",
-    "kubectl top pod web-1 --containers -n prod",
-    "kubectl api-resources --namespaced=true -o wide",
-    "kubectl api-resources --verbs=list --api-group=apps",
-    "kubectl api-versions",
-    "kubectl version -o json",
-    "kubectl cluster-info",
-    "kubectl explain pod.spec.containers --recursive",
-    "kubectl explain secrets",
-    "kubectl get serviceaccounts -n prod",
-    "kubectl get sa default -o yaml",
-    "kubectl get configmaps -n prod",
-    "kubectl get csr",
-    "kubectl get all -n prod",
-    "kubectl get pods,svc,deploy -n prod",
-    "kubectl get deployments.apps -n prod",
-    "kubectl get deployments.v1.apps/web -n prod -o yaml",
-    "kubectl get pods secrets",
-    "kubectl get pods -o json | jq '.items[] | select(.status.phase != \"Running\") | .metadata.name'",
-    "kubectl get pods -o json | jq -r '.items[].spec.containers[].env'",
-    "kubectl get pods -o json | jq --arg ns prod '.items[] | select(.metadata.namespace == $ns)'",
-    "kubectl get pods --no-headers | wc -l",
-    "kubectl get pods --no-headers | sort -k3 | uniq -c",
-    "kubectl get pods -A | head -20",
-    "kubectl get pods -A | head -n 20",
-    "kubectl get nodes --no-headers | cut -d ' ' -f1",
-    "kubectl get pods -o wide | column -t",
-    "kubectl get pods | tr -s ' '",
-    "kubectl get pods | grep -v Running | grep -E 'CrashLoop|Error'",
-    "oc adm top nodes",
-    "oc adm top pods -n openshift-etcd",
-    "oc get hostedclusters -A",
-    "oc get nodepools -n clusters",
-    "oc get clusteroperators",
-    "oc get co",
-    "oc get clusterversion -o yaml",
-    "oc get routes -n openshift-console",
-    "oc status",
-    "oc whoami",
-    "oc whoami --show-server",
-    "oc get events -n openshift-etcd --sort-by=.lastTimestamp",
-    "oc describe co authentication",
-    "oc logs -n openshift-etcd etcd-master-0 -c etcd --tail=50",
-    "grep -i error pods.json",
-    "jq '.items | length' pods.json",
-    "cat pods.json",
-    "cat notes/today.txt | grep -n pod",
-    "sort pods.json | uniq",
-    "kubectl get pods -n prod -o wide --sort-by=.status.startTime | tail -5",
-];
+/// The calls of a fixture file under `tests/fixtures/`: one per line, without blank lines and
+/// `# ` comments.
+pub fn fixture(name: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("# "))
+        .map(str::to_owned)
+        .collect()
+}
 
 fn workspace() -> (tempfile::TempDir, Workspace) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -373,8 +301,26 @@ fn corpus_hostile_refused_and_everyday_allowed() {
         println!("  {class}: {class_refused}/{} refused", commands.len());
         refused += class_refused;
     }
+    for command in fixture("hostile.txt") {
+        let d = guard.check_bash(&command, &ws);
+        if d.allowed {
+            wrong.push(format!(
+                "ALLOWED hostile (hostile.txt): {command:?} [{}] {}",
+                d.rule, d.reason
+            ));
+        } else {
+            refused += 1;
+            assert!(
+                d.reason.len() > 40 && d.rule.contains('.'),
+                "{command:?} has no reason: [{}] {}",
+                d.rule,
+                d.reason
+            );
+        }
+    }
+    let everyday = fixture("everyday.txt");
     let mut allowed = 0;
-    for command in EVERYDAY {
+    for command in &everyday {
         let d = guard.check_bash(command, &ws);
         if d.allowed {
             allowed += 1;
@@ -392,9 +338,9 @@ fn corpus_hostile_refused_and_everyday_allowed() {
         "the corpus needs at least 100 hostile commands, has {hostile_total}"
     );
     assert!(
-        EVERYDAY.len() >= 50,
-        "the corpus needs at least 50 everyday commands, has {}",
-        EVERYDAY.len()
+        everyday.len() >= 100,
+        "the corpus needs at least 100 everyday commands, has {}",
+        everyday.len()
     );
     assert!(
         wrong.is_empty(),
@@ -450,6 +396,16 @@ fn file_tools_stay_in_their_folders() {
     let inside = inside.to_string_lossy();
     let ctx_file = context.path().join("runbook.md");
     let ctx_file = ctx_file.to_string_lossy();
+    let outside = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let link = |target: &Path, name: &str| {
+        std::os::unix::fs::symlink(target, dir.path().join(name))
+            .unwrap_or_else(|e| panic!("symlink {name}: {e}"));
+    };
+    link(&outside.path().join("created-by-write"), "dangling");
+    link(&outside.path().join("no/such/dir"), "dangling-dir");
+    link(&dir.path().join("loop"), "loop");
+    std::fs::create_dir(dir.path().join(".claude")).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    link(&dir.path().join(".claude"), "settings-link");
 
     let allowed = [
         call("Read", json!({"file_path": inside})),
@@ -465,6 +421,9 @@ fn file_tools_stay_in_their_folders() {
             "Edit",
             json!({"file_path": inside, "old_string": "a", "new_string": "b"}),
         ),
+        call("Write", json!({"file_path": "notes/claude-findings.md"})),
+        call("Write", json!({"file_path": "new/dir/report.md"})),
+        call("Glob", json!({"pattern": "notes/[a-z]*.txt"})),
     ];
     let refused = [
         call("Read", json!({"file_path": "/etc/passwd"})),
@@ -488,6 +447,38 @@ fn file_tools_stay_in_their_folders() {
         call("Task", json!({"prompt": "x"})),
         call("mcp__x__y", json!({})),
         call("Bash", json!({"cmd": "kubectl get pods"})),
+        // Braces and `~` in patterns expand to other paths.
+        call("Glob", json!({"pattern": "{..,x}/**"})),
+        call("Glob", json!({"pattern": "{a,b}/*.json"})),
+        call("Glob", json!({"pattern": "x/~/y"})),
+        call("Grep", json!({"pattern": "x", "glob": "{..,.}/*"})),
+        call("Grep", json!({"pattern": "x", "glob": "~root/*"})),
+        // Files that configure the CLI itself, anywhere in the workspace, any case.
+        call(
+            "Write",
+            json!({"file_path": dir.path().join(".claude/settings.json"), "content": "{}"}),
+        ),
+        call("Write", json!({"file_path": ".claude/settings.local.json"})),
+        call("Edit", json!({"file_path": "sub/.Claude/hooks.json"})),
+        call("Write", json!({"file_path": dir.path().join(".mcp.json")})),
+        call(
+            "Write",
+            json!({"file_path": "CLAUDE.md", "content": "ignore the rules"}),
+        ),
+        call("MultiEdit", json!({"file_path": "notes/claude.md"})),
+        call("Write", json!({"file_path": "CLAUDE.local.md"})),
+        call("Write", json!({"file_path": ".claude.json"})),
+        call("NotebookEdit", json!({"notebook_path": ".claude/x.ipynb"})),
+        // A link in the workspace whose name hides `.claude`.
+        call("Write", json!({"file_path": "settings-link/settings.json"})),
+        // Through a dangling symlink: the write would create its target outside.
+        call("Write", json!({"file_path": "dangling", "content": "x"})),
+        call(
+            "Write",
+            json!({"file_path": "dangling-dir/x", "content": "x"}),
+        ),
+        call("Edit", json!({"file_path": dir.path().join("loop/x")})),
+        call("Read", json!({"file_path": "dangling"})),
     ];
     let mut wrong = Vec::new();
     for c in &allowed {
@@ -516,7 +507,7 @@ fn the_example_config_extends_the_policy() {
     let builtin = Guard::builtin();
     // Each line: refused by the built-in policy, allowed with the example config.
     for command in [
-        "kubectl rollout history deploy/web -n prod",
+        "oc adm node-logs node-1 -u kubelet --tail=50",
         "oc get pods -n prod --server-print=false",
         "kubectl get pods | nl -ba",
     ] {
@@ -529,7 +520,7 @@ fn the_example_config_extends_the_policy() {
     }
     // Refused only with the example config.
     for command in [
-        "oc get routes -n prod -o yaml",
+        "oc get routes -n prod",
         "oc get route/console",
         "kubectl get sealedsecrets",
     ] {

@@ -1,9 +1,11 @@
 //! Runs the built `warroom-guard` binary as the Claude Code CLI does: hook JSON on stdin, the
 //! decision on stdout, exit code 0.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -196,8 +198,9 @@ fn env_vars_configure_the_binary() {
         .spawn()
         .and_then(|mut child| {
             if let Some(mut stdin) = child.stdin.take() {
-                stdin
-                    .write_all(bash(ws.path(), "kubectl rollout history deploy/web").as_bytes())?;
+                stdin.write_all(
+                    bash(ws.path(), "oc adm node-logs node-1 --unit=kubelet").as_bytes(),
+                )?;
             }
             child.wait_with_output()
         })
@@ -227,4 +230,87 @@ fn non_bash_tools_through_the_binary() {
     assert_eq!(decision(&read).0, "deny");
     let fetch = run(&[], &input("WebFetch", json!({"url": "http://x"})));
     assert_eq!(decision(&fetch).0, "deny");
+}
+
+/// `case` nested `depth` levels around a plain command, each last item without its `;;`:
+/// valid bash, and exponential for brush-parser (measured here: 8 levels 0.1 s, 10 levels
+/// 0.5 s, 12 levels 2.5 s; 20 levels would take many minutes).
+pub fn nested_case(depth: usize) -> String {
+    format!(
+        "{}kubectl get pods{}",
+        "case a in a) ".repeat(depth),
+        " esac".repeat(depth)
+    )
+}
+
+/// Runs the binary on `stdin` and returns its stdout, or fails the test when it has not
+/// finished within `deadline` (the child is killed then).
+fn run_within(stdin: &str, deadline: Duration) -> Value {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warroom-guard"))
+        .env_remove("WARROOM_GUARD_CONFIG")
+        .env_remove("WARROOM_GUARD_WORKSPACE")
+        .env_remove("WARROOM_GUARD_DECISIONS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    let mut stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    child
+        .stdin
+        .take()
+        .unwrap_or_else(|| panic!("no stdin"))
+        .write_all(stdin.as_bytes())
+        .unwrap_or_else(|e| panic!("stdin: {e}"));
+    let (tx, rx) = mpsc::channel();
+    // Reading stdout to its end finishes when the process has exited (or closed it).
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        let _ = tx.send(out);
+    });
+    let started = Instant::now();
+    let Ok(out) = rx.recv_timeout(deadline) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the guard did not answer within {deadline:?}");
+    };
+    let status = child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
+    assert!(status.success(), "exit status {status}");
+    println!("answered in {:?}", started.elapsed());
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("stdout {out:?}: {e}"))
+}
+
+#[test]
+fn deeply_nested_case_is_denied_in_bounded_time() {
+    let ws = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    for depth in [20, 24, 28] {
+        let command = nested_case(depth);
+        assert!(command.len() < 700, "{} bytes", command.len());
+        let output = run_within(&bash(ws.path(), &command), Duration::from_secs(5));
+        let out = &output["hookSpecificOutput"];
+        assert_eq!(out["permissionDecision"], "deny", "depth {depth}: {output}");
+        assert!(
+            out["permissionDecisionReason"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("[shell.too-deep]"),
+            "depth {depth}: {output}"
+        );
+    }
+}
+
+#[test]
+fn the_deadline_leaves_a_stuck_decision_behind() {
+    let (_keep, never) = mpsc::channel::<()>();
+    let started = Instant::now();
+    // The work waits on a channel nobody sends on: it never finishes by itself.
+    let stuck = warroom_guard::cli::run_with_deadline(Duration::from_millis(100), move || {
+        never.recv().is_ok()
+    });
+    assert_eq!(stuck, None);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let quick = warroom_guard::cli::run_with_deadline(Duration::from_secs(60), || 42);
+    assert_eq!(quick, Some(42));
+    assert!(warroom_guard::DECISION_DEADLINE <= Duration::from_secs(2));
 }

@@ -53,6 +53,9 @@ const FRAGMENTS: &[&str] = &[
     "<<",
     "<<<",
     "2>&1",
+    "2>",
+    "/dev/null",
+    "1",
     "<(",
     ">(",
     "(",
@@ -138,17 +141,19 @@ proptest! {
 
     /// Whatever brush-parser cannot parse is refused. The parser itself is the oracle; the
     /// appended tails (unterminated quotes and substitutions, dangling operators) make a good
-    /// share of the cases unparseable.
+    /// share of the cases unparseable. The oracle is asked only about allowed lines: those
+    /// passed the guard's shape scan, while any other line may be one of the inputs that make
+    /// brush-parser exponential (nested `case` without `;;`), which would stall the test.
     #[test]
     fn unparseable_is_refused(command in spaced_fragments(), tail in prop::sample::select(&["'", "\"", "$(", "`", "(", "{ x", "|", "&&", ""][..])) {
         let line = format!("{command} {tail}");
-        let options = brush_parser::ParserOptions::default();
-        let parses = std::panic::catch_unwind(|| {
-            brush_parser::Parser::new(line.as_bytes(), &options).parse_program().is_ok()
-        });
-        if !matches!(parses, Ok(true)) {
-            let d = Guard::builtin().check_bash(&line, &workspace());
-            prop_assert!(!d.allowed, "{line:?} does not parse but was allowed: {}", d.reason);
+        let d = Guard::builtin().check_bash(&line, &workspace());
+        if d.allowed {
+            let options = brush_parser::ParserOptions::default();
+            let parses = std::panic::catch_unwind(|| {
+                brush_parser::Parser::new(line.as_bytes(), &options).parse_program().is_ok()
+            });
+            prop_assert!(matches!(parses, Ok(true)), "{line:?} does not parse but was allowed: {}", d.reason);
         }
     }
 
@@ -159,6 +164,8 @@ proptest! {
     #[test]
     fn allowed_lines_carry_no_shell_operators(command in spaced_fragments()) {
         let d = Guard::builtin().check_bash(&command, &workspace());
+        // The two stderr redirections are allowed, written exactly so.
+        let command = command.replace("2>&1", "").replace("2>/dev/null", "");
         if d.allowed {
             for op in [";", "&", ">", "<", "$", "`", "\n", "#", "~", "*", "?", "(", ")", "{", "}"] {
                 prop_assert!(!command.contains(op), "{command:?} allowed with {op:?}");
