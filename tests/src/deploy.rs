@@ -157,6 +157,18 @@ impl Workload {
             .collect()
     }
 
+    /// The image of `container`, as rendered.
+    pub fn image(&self, container: &str) -> String {
+        self.pod_spec()["containers"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"].as_str() == Some(container))
+            .and_then(|c| c["image"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// The name pod number `ordinal` gets: `<name>-<ordinal>` for a StatefulSet, a stand-in
     /// `<name>-<ordinal>` for a Deployment's generated name.
     pub fn pod_name(&self, ordinal: u64) -> String {
@@ -415,14 +427,12 @@ impl Pod {
         let mounts = self.mounts.clone();
         let map = |value: &str| -> Option<(String, String)> {
             for (mount, local) in &mounts {
+                let why = "a mount path: every pod of this machine shares one file system";
                 if value == mount {
-                    return Some((local.display().to_string(), "a mount path".to_owned()));
+                    return Some((local.display().to_string(), why.to_owned()));
                 }
                 if let Some(rest) = value.strip_prefix(&format!("{mount}/")) {
-                    return Some((
-                        local.join(rest).display().to_string(),
-                        "a mount path".to_owned(),
-                    ));
+                    return Some((local.join(rest).display().to_string(), why.to_owned()));
                 }
             }
             if value.starts_with('/') && !value.contains(':') {
@@ -430,7 +440,9 @@ impl Pod {
                 if let Some(local) = programs(value).or_else(|| programs(base)) {
                     return Some((
                         local.display().to_string(),
-                        "a program of the image".to_owned(),
+                        "a program of the image, which is not built here: this workspace's \
+                         build of it"
+                            .to_owned(),
                     ));
                 }
             }
@@ -442,7 +454,7 @@ impl Pod {
                     what: format!("{}/{}: env {key}", self.name, self.container),
                     from: value.clone(),
                     to: to.clone(),
-                    why: format!("{why}: every pod of this machine shares one file system"),
+                    why,
                 });
                 *value = to;
             }
@@ -453,7 +465,7 @@ impl Pod {
                     what: format!("{}/{}: args[{i}]", self.name, self.container),
                     from: arg.clone(),
                     to: to.clone(),
-                    why: format!("{why}: every pod of this machine shares one file system"),
+                    why,
                 });
                 *arg = to;
             }

@@ -168,6 +168,11 @@ fn daemon_pods<'a>(zone: &'a Zone, rendered: &'a Rendered) -> Vec<Pod> {
     let mut pods = Vec::new();
     for workload in rendered.workloads() {
         for container in workload.containers() {
+            // The product's image; NATS and its exporter are started by start_nats.
+            let image = workload.image(&container);
+            if !image.contains("claude-warroom") {
+                continue;
+            }
             let pod = zone.pod(rendered, &workload, &container, 0);
             let program = Path::new(&pod.argv[0])
                 .file_name()
@@ -275,13 +280,18 @@ fn free_port() -> u16 {
 
 /// `GET path` on `127.0.0.1:port`: the status code, or None when nothing answers yet.
 fn http_status(port: u16, path: &str) -> Option<u16> {
+    http_get(port, path)?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `GET path` on `127.0.0.1:port`: the whole answer, or None when nothing answers yet.
+fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
-    answer.split_whitespace().nth(1)?.parse().ok()
+    Some(answer)
 }
 
 /// The path and port name of a container's readiness probe.
@@ -357,6 +367,21 @@ async fn start_nats(zone: &Zone, rendered: &Rendered) -> (Vec<Running>, Vec<u16>
             format!("nats-{i} passes its readiness probe {path}\n{logs}"),
             ZONE_TIMEOUT,
             || async { (http_status(*monitor, &path) == Some(200)).then_some(()) },
+        )
+        .await;
+    }
+    // The routes: mutual TLS between the nodes, which only a certificate valid for client
+    // authentication too can pass.
+    let expected = format!("\"num_routes\": {}", replicas - 1);
+    for (i, (_, _, monitor)) in ports.iter().enumerate() {
+        let logs: String = running.iter().map(Running::tail).collect();
+        wait_for(
+            format!("nats-{i} has routes to the other nodes ({expected})\n{logs}"),
+            ZONE_TIMEOUT,
+            || async {
+                let routez = http_get(*monitor, "/routez")?;
+                routez.contains(&expected).then_some(())
+            },
         )
         .await;
     }
