@@ -313,12 +313,20 @@ impl Runner {
         self.health
             .metrics
             .inc_with("tasks_finished", &[("outcome", outcome_label)]);
-        let (cost, calls) = (spend.cost_usd, spend.requests);
+        // What the model proxy still found in the tool results on their way to the model,
+        // after the PostToolUse hook: zero while the hook does its work.
+        self.health
+            .metrics
+            .add("model_request_redactions", spend.redacted);
+        self.health
+            .metrics
+            .add("model_requests_unreadable", spend.unreadable);
+        let (cost, calls, redacted) = (spend.cost_usd, spend.requests, spend.redacted);
         match &error {
             Some(reason) => {
-                warn!(outcome = ?outcome, reason = %reason, cost, calls, "agent finished");
+                warn!(outcome = ?outcome, reason = %reason, cost, calls, redacted, "agent finished");
             }
-            None => info!(outcome = ?outcome, cost, calls, "agent finished"),
+            None => info!(outcome = ?outcome, cost, calls, redacted, "agent finished"),
         }
         self.deliver(&outbox, &stop).await
     }
