@@ -264,6 +264,7 @@ pub const HOOK_KILL_AFTER_SECS: u64 = 1;
 pub const HOOK_TIMEOUT_SECS: u64 = 10;
 
 const _: () = assert!(HOOK_BOUND_SECS + HOOK_KILL_AFTER_SECS + 2 <= HOOK_TIMEOUT_SECS);
+const _: () = assert!(warroom_guard::post_tool_use::DEADLINE.as_secs() < HOOK_BOUND_SECS);
 
 /// `timeout`'s exit status when the command ran past its bound, and when it was killed after
 /// ignoring the TERM (128 + SIGKILL).
