@@ -35,6 +35,13 @@ const MAX_INPUT: u64 = 1024 * 1024;
 /// Runs the hook: parses the process's arguments, decides the call on stdin, prints the
 /// answer.
 pub fn main() {
+    // `warroom-guard post-tool-use`: the PostToolUse hook, which redacts a tool's output.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "post-tool-use")
+    {
+        crate::post_tool_use::main();
+    }
     // Argument errors must not end in clap's exit code 2: a failing hook may not block the
     // call, so they are answered with a deny like everything else.
     let args = Args::try_parse();

@@ -15,6 +15,7 @@ mod error;
 pub mod flags;
 pub mod hook;
 pub mod kube;
+pub mod post_tool_use;
 pub mod shell;
 pub mod text;
 pub mod workspace;

@@ -6,10 +6,17 @@
 //! and only then is the task acked. Meanwhile [`heartbeat`] tells the dispatcher the replica
 //! is alive, however long its runs take.
 //!
+//! No tool output reaches the model API in clear: the CLI's `PostToolUse` hook
+//! (`warroom-guard post-tool-use`, registered by [`policy`]) replaces each output that holds
+//! a secret by its redaction, and the [`proxy`] redacts every `tool_result` of each request
+//! again on its way out. Both hooks run bounded in time (`policy::HOOK_BOUND_SECS`), below
+//! the CLI's hook timeout, because a hook that times out lets the call through. What is
+//! published is redacted whole first and cut afterwards.
+//!
 //! Module map: [`policy`] (request tools -> CLI permission arguments), [`prompt`] (what the
 //! agent is told), [`stream`] (reading stream-json, judging the outcome), [`agent`] (the
 //! process: environment, process group, timeout), [`proxy`] (the model API on loopback: the
-//! key and the budget), [`reaper`] (nothing of a run outlives it), [`task`] (one task from
+//! key, the budget and the last redaction before the model), [`reaper`] (nothing of a run outlives it), [`task`] (one task from
 //! message to ack), [`heartbeat`] (the replica's record in the runners bucket).
 
 mod agent;

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use warroom_guard::hook::DecisionRecord;
+use warroom_proto::wire::Redacted;
 use warroom_proto::{Denial, Tool};
 
 /// Read-only verbs of both `kubectl` and `oc`.
@@ -226,40 +227,82 @@ pub struct GuardHook {
     pub config: Option<PathBuf>,
 }
 
-/// The files of one run's hook, in the task's private folder (never in the workspace, which
+/// The files of one run's hooks, in the task's private folder (never in the workspace, which
 /// the agent may write).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookFiles {
-    /// The CLI settings registering the hook (`--settings`).
+    /// The CLI settings registering the hooks (`--settings`).
     pub settings: PathBuf,
-    /// The script the CLI runs as the hook command.
+    /// The script the CLI runs as the `PreToolUse` hook command: the guard's decision.
     pub script: PathBuf,
+    /// The script the CLI runs as the `PostToolUse` hook command: the output's redaction.
+    pub redact_script: PathBuf,
     /// Where the guard appends one line per decision.
     pub decisions: PathBuf,
+    /// Where the `PostToolUse` hook appends what it removed from each output.
+    pub redactions: PathBuf,
 }
 
+// How long a hook may take. The CLI lets a call through when its `PreToolUse` hook runs past
+// the hook's `timeout` (see `../shared/design/field-notes.md`, "Hooks fail open except on
+// exit 2"), so the wrapper script must end the hook, with exit 2, well before the CLI gives
+// up on it:
+//
+//   the guard's own deadline (about 2 s: it denies when it runs out)
+//   < the wrapper's bound, `HOOK_BOUND_SECS` (+ `HOOK_KILL_AFTER_SECS` if TERM is ignored)
+//   < the CLI's hook timeout, `HOOK_TIMEOUT_SECS`.
+//
+// The `PostToolUse` redaction keeps the same ladder: its own deadline
+// (`warroom_guard::post_tool_use::DEADLINE`, after which it withholds the output) is below
+// the wrapper's bound.
+
+/// Seconds the wrapper script lets `warroom-guard` run before `timeout` sends it TERM.
+pub const HOOK_BOUND_SECS: u64 = 5;
+/// Seconds after TERM before `timeout` sends KILL.
+pub const HOOK_KILL_AFTER_SECS: u64 = 1;
+/// The CLI's `timeout` of each hook entry, in seconds: a safety margin above the wrapper.
+pub const HOOK_TIMEOUT_SECS: u64 = 10;
+
+const _: () = assert!(HOOK_BOUND_SECS + HOOK_KILL_AFTER_SECS + 2 <= HOOK_TIMEOUT_SECS);
+const _: () = assert!(warroom_guard::post_tool_use::DEADLINE.as_secs() < HOOK_BOUND_SECS);
+
+/// `timeout`'s exit status when the command ran past its bound, and when it was killed after
+/// ignoring the TERM (128 + SIGKILL).
+const TIMED_OUT: [u8; 2] = [124, 137];
+
 impl GuardHook {
-    /// Writes the hook script and the CLI settings for a run in `workspace` into `private`.
+    /// Writes the hook scripts and the CLI settings for a run in `workspace` into `private`.
     pub fn write(&self, private: &Path, workspace: &Path) -> std::io::Result<HookFiles> {
         let files = HookFiles {
             settings: private.join("claude-settings.json"),
             script: private.join("guard-hook.sh"),
+            redact_script: private.join("redact-hook.sh"),
             decisions: private.join("guard-decisions.jsonl"),
+            redactions: private.join("hook-redactions.jsonl"),
         };
         write_file(
             &files.script,
             &self.script(workspace, &files.decisions),
             0o500,
         )?;
-        let settings = settings(&sh_quote(&files.script.display().to_string()));
+        write_file(
+            &files.redact_script,
+            &self.redact_script(&files.redactions),
+            0o500,
+        )?;
+        let settings = settings(
+            &sh_quote(&files.script.display().to_string()),
+            &sh_quote(&files.redact_script.display().to_string()),
+        );
         write_file(&files.settings, &format!("{settings:#}\n"), 0o400)?;
         Ok(files)
     }
 
-    /// The hook script. The CLI runs a hook command through a shell, so every path is quoted.
-    /// It does not `exec` the guard: the guard itself always exits 0, and a guard that cannot
-    /// run at all (exit 126/127, a crash) must block the call with exit 2, because the CLI lets
-    /// a call through when its hook fails with any other code.
+    /// The `PreToolUse` hook script. The CLI runs a hook command through a shell, so every
+    /// path is quoted. It does not `exec` the guard: the guard itself always exits 0, and a
+    /// guard that cannot run at all (exit 126/127, a crash) or does not answer within
+    /// [`HOOK_BOUND_SECS`] must block the call with exit 2, because the CLI lets a call
+    /// through when its hook fails with any other code or runs past its timeout.
     fn script(&self, workspace: &Path, decisions: &Path) -> String {
         let mut command = format!(
             "{} --workspace {} --decisions {}",
@@ -271,22 +314,76 @@ impl GuardHook {
             command.push_str(" --config ");
             command.push_str(&sh_quote(&config.display().to_string()));
         }
-        format!(
-            "#!/bin/sh\n\
-             # The warroom-guard PreToolUse hook of this task, written by warroom-runner.\n\
-             {command} || {{ echo \"warroom-guard could not decide (exit $?); the call is blocked\" >&2; exit 2; }}\n"
+        bounded_script(
+            "The warroom-guard PreToolUse hook of this task",
+            &command,
+            "warroom-guard",
+            "the call is blocked",
+        )
+    }
+
+    /// The `PostToolUse` hook script: `warroom-guard post-tool-use`, which prints the tool's
+    /// output redacted for the model. Exit 2 cannot take a tool's output back (the tool has
+    /// run); it shows the reason to the model, and the runner's model proxy redacts the
+    /// output on its way out all the same (the second layer).
+    fn redact_script(&self, redactions: &Path) -> String {
+        let command = format!(
+            "{} post-tool-use --record {}",
+            sh_quote(&self.bin.display().to_string()),
+            sh_quote(&redactions.display().to_string()),
+        );
+        bounded_script(
+            "The warroom-guard PostToolUse hook of this task (redacts tool output)",
+            &command,
+            "warroom-guard post-tool-use",
+            "the output is redacted by the model proxy instead",
         )
     }
 }
 
-/// The CLI settings registering `command` as the `PreToolUse` hook of every tool.
-pub fn settings(command: &str) -> Value {
+/// A hook script that runs `command` under coreutils `timeout` and turns every failure of it,
+/// running past the bound included, into exit 2 with the reason on stderr.
+fn bounded_script(title: &str, command: &str, what: &str, consequence: &str) -> String {
+    let [timed_out, killed] = TIMED_OUT;
+    format!(
+        "#!/bin/sh\n\
+         # {title}, written by warroom-runner.\n\
+         {timeout} --kill-after={HOOK_KILL_AFTER_SECS}s {HOOK_BOUND_SECS}s {command}\n\
+         status=$?\n\
+         [ \"$status\" -eq 0 ] && exit 0\n\
+         if [ \"$status\" -eq {timed_out} ] || [ \"$status\" -eq {killed} ]; then\n\
+         \x20 echo \"{what} did not answer within {HOOK_BOUND_SECS} s; {consequence}\" >&2\n\
+         else\n\
+         \x20 echo \"{what} failed (exit $status); {consequence}\" >&2\n\
+         fi\n\
+         exit 2\n",
+        timeout = sh_quote(timeout_bin()),
+    )
+}
+
+/// coreutils `timeout`, by absolute path: the hook's PATH is the agent's, which the runner
+/// sets but the agent may not be trusted to keep. Where neither path exists, the bare name is
+/// looked up on PATH; a missing `timeout` fails the hook with exit 2, which blocks every call.
+fn timeout_bin() -> &'static str {
+    ["/usr/bin/timeout", "/bin/timeout"]
+        .into_iter()
+        .find(|path| Path::new(path).is_file())
+        .unwrap_or("timeout")
+}
+
+/// The CLI settings registering `guard` as the `PreToolUse` hook and `redact` as the
+/// `PostToolUse` hook of every tool, each with the CLI-side timeout [`HOOK_TIMEOUT_SECS`].
+pub fn settings(guard: &str, redact: &str) -> Value {
+    let entry = |command: &str| {
+        json!([{
+            "matcher": "*",
+            "hooks": [{ "type": "command", "command": command, "timeout": HOOK_TIMEOUT_SECS }],
+        }])
+    };
     json!({
         "hooks": {
-            "PreToolUse": [{
-                "matcher": "*",
-                "hooks": [{ "type": "command", "command": command }],
-            }],
+            "PreToolUse": entry(guard),
+            "PostToolUse": entry(redact),
         },
     })
 }
@@ -327,6 +424,30 @@ pub fn read_decisions(path: &Path) -> Vec<DecisionRecord> {
             }
         })
         .collect()
+}
+
+/// What the `PostToolUse` hook removed from the output of call `tool_use_id`, by kind, from
+/// its records at `path` (a withheld output counts as `withheld_output`). The runner redacts
+/// what the CLI streams, which the hook has already redacted; this is how the audit event of
+/// the output still says what was removed from it.
+pub fn hook_redactions(path: &Path, tool_use_id: &str) -> Redacted {
+    let records = match warroom_guard::post_tool_use::read_records(path) {
+        Ok(records) => records,
+        Err(e) => {
+            tracing::warn!(cause = %e, path = %path.display(), "cannot read the redaction hook's records");
+            return Redacted::new();
+        }
+    };
+    let mut removed = Redacted::new();
+    for record in records.iter().filter(|r| r.tool_use_id == tool_use_id) {
+        for (kind, n) in &record.removed {
+            *removed.entry(kind.clone()).or_default() += n;
+        }
+        if record.withheld {
+            *removed.entry("withheld_output".to_owned()).or_default() += 1;
+        }
+    }
+    removed
 }
 
 /// Adds the guard's rule and reason (`guard_rule`, `guard_reason`) to the input of each
@@ -396,6 +517,8 @@ pub fn claude_tool(tool: Tool) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -526,25 +649,144 @@ mod tests {
         assert!(script.starts_with("#!/bin/sh\n"), "{script}");
         assert!(
             script.contains(&format!(
-                "'/opt/warroom/bin/warroom-guard' --workspace '/work/ws' --decisions {decisions} --config '/etc/warroom/guard.yaml' || "
+                "s {HOOK_BOUND_SECS}s '/opt/warroom/bin/warroom-guard' --workspace '/work/ws' --decisions {decisions} --config '/etc/warroom/guard.yaml'\n"
             )),
             "{script}"
         );
-        assert!(script.contains("exit 2;"), "{script}");
+        assert!(script.contains("exit 2\n"), "{script}");
+        let redact = std::fs::read_to_string(&files.redact_script).expect("redact script");
+        let redactions = sh_quote(&files.redactions.display().to_string());
+        assert!(
+            redact.contains(&format!(
+                "s {HOOK_BOUND_SECS}s '/opt/warroom/bin/warroom-guard' post-tool-use --record {redactions}\n"
+            )),
+            "{redact}"
+        );
         let settings: Value =
             serde_json::from_str(&std::fs::read_to_string(&files.settings).expect("settings"))
                 .expect("settings are JSON");
-        let entry = &settings["hooks"]["PreToolUse"][0];
-        assert_eq!(entry["matcher"], "*");
-        assert_eq!(entry["hooks"][0]["type"], "command");
-        assert_eq!(
-            entry["hooks"][0]["command"],
-            sh_quote(&files.script.display().to_string())
-        );
+        for (event, script) in [
+            ("PreToolUse", &files.script),
+            ("PostToolUse", &files.redact_script),
+        ] {
+            let entry = &settings["hooks"][event][0];
+            assert_eq!(entry["matcher"], "*", "{event}");
+            assert_eq!(entry["hooks"][0]["type"], "command", "{event}");
+            assert_eq!(
+                entry["hooks"][0]["command"],
+                sh_quote(&script.display().to_string()),
+                "{event}"
+            );
+            // Without a timeout the CLI waits its own default, and lets the call through
+            // when that runs out.
+            assert_eq!(
+                entry["hooks"][0]["timeout"],
+                json!(HOOK_TIMEOUT_SECS),
+                "{event}"
+            );
+        }
         // Nothing of the hook is in the workspace the agent writes.
-        for file in [&files.script, &files.settings, &files.decisions] {
+        for file in [
+            &files.script,
+            &files.redact_script,
+            &files.settings,
+            &files.decisions,
+            &files.redactions,
+        ] {
             assert!(file.starts_with(&private), "{}", file.display());
         }
+    }
+
+    /// Runs a hook script with `stdin` and waits for it, at most `deadline`; the exit status
+    /// and stderr.
+    fn run_hook(script: &Path, stdin: &str, deadline: Duration) -> (Option<i32>, String) {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(sh_quote(&script.display().to_string()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("runs the hook");
+        let _ = child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let output = rx
+            .recv_timeout(deadline)
+            .unwrap_or_else(|_| panic!("the hook did not end within {deadline:?}"))
+            .expect("waits for the hook");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// A stand-in guard (a shell script) for the hook scripts.
+    fn stand_in_guard(dir: &Path, body: &str) -> GuardHook {
+        use std::os::unix::fs::PermissionsExt as _;
+        let bin = dir.join("slow-guard");
+        std::fs::write(&bin, format!("#!/bin/sh\n{body}\n")).expect("write the stand-in");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
+            .expect("make it executable");
+        GuardHook { bin, config: None }
+    }
+
+    #[test]
+    fn a_guard_that_never_answers_blocks_the_call_within_the_bound() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // `exec` so that TERM reaches the sleeping process itself, as it would a hung guard.
+        let hook = stand_in_guard(dir.path(), "cat >/dev/null; exec sleep 1000");
+        let files = hook.write(dir.path(), dir.path()).expect("writes the hook");
+        // Generous: the bound is what ends it, this only keeps a broken wrapper from hanging
+        // the test (the CLI would have let the call through long before).
+        let deadline = Duration::from_secs(HOOK_TIMEOUT_SECS * 3);
+        for script in [&files.script, &files.redact_script] {
+            let (code, stderr) = run_hook(script, "{}", deadline);
+            assert_eq!(code, Some(2), "{}: {stderr}", script.display());
+            assert!(
+                stderr.contains(&format!("did not answer within {HOOK_BOUND_SECS} s")),
+                "{stderr}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_guard_that_ignores_term_is_killed_and_blocks_the_call() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let hook = stand_in_guard(
+            dir.path(),
+            "trap '' TERM; cat >/dev/null; while :; do sleep 1; done",
+        );
+        let files = hook.write(dir.path(), dir.path()).expect("writes the hook");
+        let (code, stderr) = run_hook(
+            &files.script,
+            "{}",
+            Duration::from_secs(HOOK_TIMEOUT_SECS * 3),
+        );
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("did not answer within"), "{stderr}");
+    }
+
+    #[test]
+    fn a_guard_that_answers_in_time_passes_its_answer_and_status_through() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let hook = stand_in_guard(dir.path(), "cat >/dev/null; echo decided");
+        let files = hook.write(dir.path(), dir.path()).expect("writes the hook");
+        let output = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(sh_quote(&files.script.display().to_string()))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("runs the hook");
+        assert_eq!(output.status.code(), Some(0));
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "decided\n");
     }
 
     #[test]

@@ -8,6 +8,13 @@
 //! other path with an Anthropic-shaped 404. So the key never enters the agent's process tree:
 //! no command the agent runs can print it, whatever it reads.
 //!
+//! On the way out the proxy redacts every tool result in the request ([`redact_request`]):
+//! the model provider is outside the secure zone, and a secret a tool printed must not reach
+//! it. This is the second layer, behind the CLI's `PostToolUse` hook (`warroom-guard
+//! post-tool-use`), which redacts each output before the CLI even adds it to the
+//! conversation; a request the proxy cannot read is forwarded only when it carries no tool
+//! result at all.
+//!
 //! On the way back the proxy reads each answer's `usage` (a JSON message, or the
 //! `message_start` and `message_delta` events of an SSE stream, which pass through unchanged
 //! as they arrive) and prices it with [`Prices`]. Once a run's spend reaches its budget, the
@@ -32,6 +39,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 use warroom_proto::Outcome;
+
+use warroom_redact as redact;
 
 use crate::{ApiKey, Error, Result};
 
@@ -216,6 +225,12 @@ pub struct Spend {
     pub budget_usd: f64,
     /// Calls refused because the budget was spent.
     pub refused: u64,
+    /// Values redacted from requests on their way to the model: what the `PostToolUse` hook
+    /// left in the tool results. A value in the history counts once for every request that
+    /// carries it.
+    pub redacted: u64,
+    /// Requests refused because they carried tool results the proxy could not read.
+    pub unreadable: u64,
 }
 
 impl Spend {
@@ -263,6 +278,15 @@ impl Shared {
             return Err(*ledger);
         }
         Ok(())
+    }
+
+    /// Counts what [`redact_request`] did to one request.
+    fn count_redaction(&self, redacted: Option<u64>) {
+        let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        match redacted {
+            Some(n) => ledger.redacted += n,
+            None => ledger.unreadable += 1,
+        }
     }
 
     fn record(&self, model: &str, tokens: Tokens) {
@@ -360,6 +384,10 @@ async fn messages(
         .ok()
         .and_then(|m| m.model)
         .unwrap_or_default();
+    let body = match redacted(&shared, body).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
     forward(&shared, &uri, &headers, body, Some(model)).await
 }
 
@@ -369,8 +397,136 @@ async fn count_tokens(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    // Counting is free: not metered, and not refused for the budget.
+    // Counting is free: not metered, and not refused for the budget. It carries the
+    // conversation all the same, so it is redacted like a turn.
+    let body = match redacted(&shared, body).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
     forward(&shared, &uri, &headers, body, None).await
+}
+
+/// `body` with its tool results redacted ([`redact_request`], on the blocking pool: a long
+/// history is a few MB of text), counted in the run's ledger; or the answer that refuses it.
+async fn redacted(shared: &Shared, body: Bytes) -> std::result::Result<Bytes, Response> {
+    let outcome = tokio::task::spawn_blocking(move || redact_request(body))
+        .await
+        .unwrap_or_else(|e| Err(format!("the redaction stopped: {e}")));
+    match outcome {
+        Ok((body, removed)) => {
+            shared.count_redaction(Some(removed.total()));
+            if !removed.is_empty() {
+                debug!(
+                    removed = removed.total(),
+                    kinds = ?removed.iter().collect::<Vec<_>>(),
+                    "tool output redacted on its way to the model"
+                );
+            }
+            Ok(body)
+        }
+        Err(reason) => {
+            shared.count_redaction(None);
+            warn!(%reason, "a request to the model is not forwarded");
+            let mut response = error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &format!("warroom proxy: the request is not forwarded: {reason}"),
+            );
+            response
+                .headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
+            Err(response)
+        }
+    }
+}
+
+/// A request body as it may leave for the model API, and what was removed from it: the text
+/// of every `tool_result` block in `messages` (string content, and `text` blocks; image
+/// blocks pass; any other block is redacted string by string, keeping its shape) and of the
+/// user's own text blocks (which the CLI fills with file contents and reminders too) is
+/// redacted. Nothing else changes: a body with nothing to remove is forwarded byte for byte,
+/// and the answer is never touched.
+///
+/// A body that is not JSON, or has no `messages` list, is forwarded unchanged only when it
+/// does not mention `tool_result` at all; otherwise it is refused (the error says why), since
+/// it may carry a tool's output in a form the proxy cannot read.
+pub fn redact_request(body: Bytes) -> std::result::Result<(Bytes, redact::Counts), String> {
+    let mentions_tool_results = || {
+        body.windows(TOOL_RESULT.len())
+            .any(|window| window == TOOL_RESULT.as_bytes())
+    };
+    let mut request = match serde_json::from_slice::<Value>(&body) {
+        Ok(request) => request,
+        Err(_) if !mentions_tool_results() => return Ok((body, redact::Counts::new())),
+        Err(e) => {
+            return Err(format!(
+                "the body mentions {TOOL_RESULT} but is not JSON ({e})"
+            ));
+        }
+    };
+    let Some(messages) = request.get_mut("messages").and_then(Value::as_array_mut) else {
+        if mentions_tool_results() {
+            return Err(format!(
+                "the body mentions {TOOL_RESULT} but has no `messages` list"
+            ));
+        }
+        return Ok((body, redact::Counts::new()));
+    };
+    let mut removed = redact::Counts::new();
+    for message in messages.iter_mut() {
+        let user = message.get("role").and_then(Value::as_str) == Some("user");
+        match message.get_mut("content") {
+            Some(Value::Array(blocks)) => {
+                for block in blocks {
+                    match block.get("type").and_then(Value::as_str) {
+                        Some(TOOL_RESULT) => {
+                            if let Some(content) = block.get_mut("content") {
+                                redact_content(content, &mut removed);
+                            }
+                        }
+                        Some("text") if user => redact_text_block(block, &mut removed),
+                        _ => {}
+                    }
+                }
+            }
+            Some(text @ Value::String(_)) if user => removed.merge(&redact::json(text)),
+            _ => {}
+        }
+    }
+    if removed.is_empty() {
+        return Ok((body, removed));
+    }
+    match serde_json::to_vec(&request) {
+        Ok(redacted) => Ok((Bytes::from(redacted), removed)),
+        Err(e) => Err(format!("the redacted body cannot be encoded: {e}")),
+    }
+}
+
+/// The content block type that carries a tool's output back to the model.
+const TOOL_RESULT: &str = "tool_result";
+
+/// Redacts a `tool_result`'s `content`: a string, or a list of blocks.
+fn redact_content(content: &mut Value, removed: &mut redact::Counts) {
+    match content {
+        Value::Array(blocks) => {
+            for block in blocks {
+                match block.get("type").and_then(Value::as_str) {
+                    Some("text") => redact_text_block(block, removed),
+                    // Image data is base64 the rules could mistake for a secret.
+                    Some("image") => {}
+                    _ => removed.merge(&redact::json(block)),
+                }
+            }
+        }
+        other => removed.merge(&redact::json(other)),
+    }
+}
+
+/// Redacts the `text` of a `{"type": "text", "text": ..}` block.
+fn redact_text_block(block: &mut Value, removed: &mut redact::Counts) {
+    if let Some(text) = block.get_mut("text") {
+        removed.merge(&redact::json(text));
+    }
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -754,6 +910,150 @@ mod tests {
                     && e.contains("$0.5000 of the run's $0.25 budget")),
             "{error:?}"
         );
+    }
+
+    /// A password and a bearer token, built from parts so no secret-looking literal is
+    /// committed.
+    fn planted() -> (String, String) {
+        (
+            ["Pg", "-pr0d-", "Hunter", "77x"].concat(),
+            [
+                "eyJhbGciOiJIUzI1NiJ9",
+                ".",
+                "eyJzdWIiOiJ4In0",
+                ".",
+                "Xq3Lm9Vb2Nc7Zr4Wd8Kp1Hs5",
+            ]
+            .concat(),
+        )
+    }
+
+    /// A turn request whose history carries tool results with the planted values.
+    fn turn_body(password: &str, token: &str) -> Value {
+        json!({
+            "model": "claude-scripted",
+            "max_tokens": 1024,
+            "stream": false,
+            "tools": [{"name": "Bash", "input_schema": {"type": "object"}}],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "Why does x fail?"}]},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "Bash",
+                     "input": {"command": "kubectl get cm app -o yaml"}},
+                    {"type": "tool_use", "id": "toolu_2", "name": "Bash",
+                     "input": {"command": "kubectl logs x"}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1",
+                     "content": format!("data:\n  DB_HOST: db\n  DB_PASSWORD: {password}\n")},
+                    {"type": "tool_result", "tool_use_id": "toolu_2", "content": [
+                        {"type": "text", "text": format!("GET / Authorization: Bearer {token}")},
+                        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo"}}
+                    ]}
+                ]}
+            ]
+        })
+    }
+
+    #[test]
+    fn tool_results_are_redacted_and_nothing_else_changes() {
+        let (password, token) = planted();
+        let body = Bytes::from(turn_body(&password, &token).to_string());
+        let (out, removed) = redact_request(body).expect("forwarded");
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains(&password), "{text}");
+        assert!(!text.contains(&token), "{text}");
+        assert!(removed.total() >= 2, "{removed:?}");
+        let out: Value = serde_json::from_slice(&out).expect("still JSON");
+        let results = &out["messages"][2]["content"];
+        let first = results[0]["content"].as_str().expect("string content");
+        assert!(
+            first.contains("DB_HOST: db") && first.contains("[REDACTED:"),
+            "{first}"
+        );
+        let second = results[1]["content"][0]["text"]
+            .as_str()
+            .expect("text block");
+        assert!(
+            second.starts_with("GET / Authorization: Bearer [REDACTED:"),
+            "{second}"
+        );
+        // Everything else is as it was.
+        assert_eq!(results[1]["content"][1]["source"]["data"], "iVBORw0KGgo");
+        assert_eq!(
+            out["messages"][1],
+            turn_body(&password, &token)["messages"][1]
+        );
+        assert_eq!(out["tools"], turn_body(&password, &token)["tools"]);
+        assert_eq!(out["max_tokens"], 1024);
+    }
+
+    #[test]
+    fn a_clean_body_is_forwarded_byte_for_byte() {
+        let clean = Bytes::from(
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"NAME READY x 1/1"}]}],  "z":1}"#,
+        );
+        let (out, removed) = redact_request(clean.clone()).expect("forwarded");
+        assert_eq!(out, clean);
+        assert!(removed.is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_body_is_forwarded_only_without_tool_results() {
+        for plain in [&b"not json at all"[..], br#"{"model":"m","prompt":"hi"}"#] {
+            let (out, removed) = redact_request(Bytes::from_static(plain)).expect("forwarded");
+            assert_eq!(&out[..], plain);
+            assert!(removed.is_empty());
+        }
+        for hidden in [
+            &br#"{"messages":[{"content":[{"type":"tool_result","content":"x"#[..],
+            br#"{"model":"m","history":[{"type":"tool_result","content":"x"}]}"#,
+        ] {
+            let refused = redact_request(Bytes::from_static(hidden)).expect_err("refused");
+            assert!(refused.contains("tool_result"), "{refused}");
+        }
+    }
+
+    /// The proxy alone, without the CLI's hook: a request carrying a secret in a tool result
+    /// reaches the model API redacted, and the run's ledger counts it.
+    #[tokio::test]
+    async fn the_proxy_forwards_tool_results_redacted() {
+        use warroom_scripted_model::{Script, ScriptedModel, Turn};
+        // The request's history holds one assistant turn: the script's second turn answers.
+        let script = Script::single(vec![Turn::bash("kubectl logs x"), Turn::text("done")]);
+        let model = ScriptedModel::start(script).await.expect("scripted model");
+        let api = ModelApi::new(&model.base_url(), None, PRICES, 10.0).expect("model api");
+        let proxy = Proxy::start(&api).await.expect("proxy");
+        let (password, token) = planted();
+        let answer = reqwest::Client::new()
+            .post(format!("{}/v1/messages", proxy.base_url()))
+            .header("content-type", "application/json")
+            .header("anthropic-version", "2023-06-01")
+            .body(turn_body(&password, &token).to_string())
+            .send()
+            .await
+            .expect("the proxy answers");
+        assert!(answer.status().is_success(), "{:?}", answer.text().await);
+        let requests = model.requests();
+        assert_eq!(requests.len(), 1, "{requests:#?}");
+        let seen = requests[0].body.to_string();
+        assert!(seen.contains("[REDACTED:"), "{seen}");
+        assert!(!seen.contains(&password), "{seen}");
+        assert!(!seen.contains(&token), "{seen}");
+        assert!(proxy.spend().redacted >= 2, "{:?}", proxy.spend());
+
+        // A body that hides tool results from the proxy never reaches the model.
+        let refused = reqwest::Client::new()
+            .post(format!("{}/v1/messages", proxy.base_url()))
+            .body(format!(
+                "{{\"messages\": [{{\"tool_result\": \"{password}\""
+            ))
+            .send()
+            .await
+            .expect("the proxy answers");
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(model.requests().len(), 1);
+        assert_eq!(proxy.spend().unreadable, 1);
     }
 
     #[test]

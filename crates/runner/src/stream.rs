@@ -13,21 +13,24 @@ use serde::Deserialize;
 use serde_json::Value;
 use warroom_proto::{Denial, Outcome};
 
-/// Longest tool output kept in an audit event; the rest is cut (the agent saw all of it).
+/// Longest tool output kept in an audit event; the rest is cut (the agent saw all of it). The
+/// output is cut after it is redacted (`task`), so a secret the cut would split is found
+/// whole ([`truncate_redacted`]).
 pub const MAX_TOOL_OUTPUT: usize = 4 * 1024;
-/// Longest serialized tool input kept in an audit event (a Write call may carry a whole file).
+/// Longest serialized tool input kept in an audit event (a Write call may carry a whole
+/// file); also cut after redaction ([`bounded_input`]).
 pub const MAX_TOOL_INPUT: usize = 16 * 1024;
 
 /// Something in the stream the runner acts on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
-    /// The agent asked for a tool.
+    /// The agent asked for a tool (its input whole: it is redacted, then bounded).
     ToolCall {
         id: String,
         tool: String,
         input: Value,
     },
-    /// A tool's output (or the refusal the agent saw), truncated.
+    /// A tool's output (or the refusal the agent saw), whole: it is redacted, then cut.
     ToolResult {
         id: String,
         is_error: bool,
@@ -79,7 +82,8 @@ impl RawDenial {
         Denial {
             tool: self.tool_name.clone(),
             tool_use_id: self.tool_use_id.clone(),
-            input: bounded_input(&self.tool_input),
+            // Whole: bounded after the runner redacted it.
+            input: self.tool_input.clone(),
         }
     }
 }
@@ -99,7 +103,7 @@ pub fn parse_line(line: &str) -> Vec<Item> {
                 Some("tool_use") => Some(Item::ToolCall {
                     id: str_field(block, "id"),
                     tool: str_field(block, "name"),
-                    input: bounded_input(block.get("input").unwrap_or(&Value::Null)),
+                    input: block.get("input").cloned().unwrap_or(Value::Null),
                 }),
                 Some("text") => block
                     .get("text")
@@ -117,7 +121,7 @@ pub fn parse_line(line: &str) -> Vec<Item> {
                     .get("is_error")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
-                output: truncate(&content_text(block.get("content")), MAX_TOOL_OUTPUT),
+                output: content_text(block.get("content")),
             })
             .collect(),
         Some("result") => match serde_json::from_value::<RunResult>(event) {
@@ -179,13 +183,58 @@ pub fn truncate(text: &str, max: usize) -> String {
     )
 }
 
+/// `text`, already redacted, cut to at most `max` bytes like [`truncate`], but never inside a
+/// `[REDACTED:<kind>]` marker: a marker the cut would split is left out whole.
+pub fn truncate_redacted(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let prefix = redact_marker_prefix();
+    // A marker is short (its kind is one word); one that starts further back ends before `end`.
+    let mut from = end.saturating_sub(MAX_MARKER);
+    while !text.is_char_boundary(from) {
+        from -= 1;
+    }
+    let split = text[from..]
+        .match_indices(prefix.as_str())
+        .map(|(at, _)| from + at)
+        .filter(|&start| start < end)
+        .find(|&start| {
+            text[start..]
+                .find(']')
+                .is_none_or(|close| start + close + 1 > end)
+        });
+    if let Some(start) = split {
+        end = start;
+    }
+    format!(
+        "{}\n[... {} more bytes truncated]",
+        &text[..end],
+        text.len() - end
+    )
+}
+
+/// The longest `[REDACTED:<kind>]` marker looked for around a cut.
+const MAX_MARKER: usize = 64;
+
+/// `[REDACTED:`, as the redactor writes it.
+fn redact_marker_prefix() -> String {
+    let marker = warroom_redact::placeholder("");
+    marker.strip_suffix(']').unwrap_or(&marker).to_owned()
+}
+
 /// A tool input small enough for an audit event: as is, or a truncated preview of its JSON.
-fn bounded_input(input: &Value) -> Value {
+/// Given the redacted input, so that the cut never splits a secret the redactor would find.
+pub fn bounded_input(input: &Value) -> Value {
     let text = input.to_string();
     if text.len() <= MAX_TOOL_INPUT {
         return input.clone();
     }
-    serde_json::json!({ "truncated": true, "preview": truncate(&text, MAX_TOOL_INPUT) })
+    serde_json::json!({ "truncated": true, "preview": truncate_redacted(&text, MAX_TOOL_INPUT) })
 }
 
 /// How the CLI process ended, as far as the runner saw it.
@@ -332,7 +381,7 @@ mod tests {
     }
 
     #[test]
-    fn tool_results_accept_string_and_block_content_and_are_truncated() {
+    fn tool_results_accept_string_and_block_content_whole() {
         let line = json!({"type":"user","message":{"role":"user","content":[
             {"type":"tool_result","tool_use_id":"a","content":"ok","is_error":false},
             {"type":"tool_result","tool_use_id":"b","content":[{"type":"text","text":"x"},{"type":"text","text":"y"}]},
@@ -363,8 +412,31 @@ mod tests {
             panic!("{:?}", items[2]);
         };
         assert!(is_error);
-        assert!(output.len() < MAX_TOOL_OUTPUT + 64);
-        assert!(output.ends_with(&format!("[... {} more bytes truncated]", MAX_TOOL_OUTPUT)));
+        // Whole: the runner redacts it before it cuts it.
+        assert_eq!(output, &"é".repeat(MAX_TOOL_OUTPUT));
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_redaction_marker() {
+        let marker = warroom_redact::placeholder("private_key");
+        let text = format!("{}{marker} tail", "a".repeat(100));
+        for max in 100..100 + marker.len() {
+            let cut = truncate_redacted(&text, max);
+            assert!(
+                cut.starts_with(&format!("{}\n[... ", "a".repeat(100))),
+                "cut at {max}: {cut}"
+            );
+        }
+        let cut = truncate_redacted(&text, 100 + marker.len());
+        assert!(
+            cut.starts_with(&format!("{}{marker}\n[... ", "a".repeat(100))),
+            "{cut}"
+        );
+        assert_eq!(truncate_redacted("short", 10), "short");
+        assert_eq!(
+            truncate_redacted("aé", 2),
+            "a\n[... 2 more bytes truncated]"
+        );
     }
 
     #[test]

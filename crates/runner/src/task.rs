@@ -313,12 +313,20 @@ impl Runner {
         self.health
             .metrics
             .inc_with("tasks_finished", &[("outcome", outcome_label)]);
-        let (cost, calls) = (spend.cost_usd, spend.requests);
+        // What the model proxy still found in the tool results on their way to the model,
+        // after the PostToolUse hook: zero while the hook does its work.
+        self.health
+            .metrics
+            .add("model_request_redactions", spend.redacted);
+        self.health
+            .metrics
+            .add("model_requests_unreadable", spend.unreadable);
+        let (cost, calls, redacted) = (spend.cost_usd, spend.requests, spend.redacted);
         match &error {
             Some(reason) => {
-                warn!(outcome = ?outcome, reason = %reason, cost, calls, "agent finished");
+                warn!(outcome = ?outcome, reason = %reason, cost, calls, redacted, "agent finished");
             }
-            None => info!(outcome = ?outcome, cost, calls, "agent finished"),
+            None => info!(outcome = ?outcome, cost, calls, redacted, "agent finished"),
         }
         self.deliver(&outbox, &stop).await
     }
@@ -410,7 +418,9 @@ impl Runner {
             }
         };
         let launch = self.launch(task, policy, &dirs, &hook, &proxy.base_url());
-        let run = self.run_agent(&launch, events, stop).await;
+        let run = self
+            .run_agent(&launch, events, &hook.redactions, stop)
+            .await;
         let spend = proxy.spend();
         drop(proxy);
         let decisions = policy::read_decisions(&hook.decisions);
@@ -468,6 +478,7 @@ impl Runner {
         &self,
         launch: &Launch,
         events: &mut Events<'_>,
+        hook_redactions: &Path,
         stop: CancellationToken,
     ) -> Run {
         let (items_tx, mut items_rx) = mpsc::channel::<Item>(64);
@@ -487,11 +498,20 @@ impl Runner {
                         id,
                         is_error,
                         output,
-                    } => AuditKind::ToolResult {
-                        tool_use_id: id,
-                        is_error,
-                        output,
-                    },
+                    } => {
+                        // The CLI streams the output as the PostToolUse hook redacted it;
+                        // what the hook removed is counted with what the runner removes.
+                        let removed = policy::hook_redactions(hook_redactions, &id);
+                        events.push_counted(
+                            AuditKind::ToolResult {
+                                tool_use_id: id,
+                                is_error,
+                                output,
+                            },
+                            removed,
+                        );
+                        continue;
+                    }
                     Item::Text(_) | Item::Result(_) => continue,
                 };
                 events.push(kind);
@@ -550,8 +570,17 @@ impl<'a> Events<'a> {
     }
 
     /// Redacts `kind` and queues it, with the counts of what was removed.
-    fn push(&mut self, mut kind: AuditKind) {
-        let redacted = redact_event(&mut kind);
+    fn push(&mut self, kind: AuditKind) {
+        self.push_counted(kind, Redacted::new());
+    }
+
+    /// Redacts `kind` and queues it, with the counts of what was removed, to which
+    /// `removed_before` (what was removed before the runner saw it) is added.
+    fn push_counted(&mut self, mut kind: AuditKind, removed_before: Redacted) {
+        let mut redacted = redact_event(&mut kind);
+        for (kind, n) in removed_before {
+            *redacted.entry(kind).or_default() += n;
+        }
         let id = format!(
             "{}/{}/{}/{}",
             self.request, self.cluster, self.attempt, self.seq
@@ -587,9 +616,17 @@ fn final_text(outcome: Outcome, run: &Run) -> String {
     .unwrap_or_default()
 }
 
-/// Redacts every string of an audit event in place and returns what was removed. Tool
-/// output is already cut to [`stream::MAX_TOOL_OUTPUT`], so a large output costs one
-/// bounded scan; text with nothing to remove is not copied.
+/// The longest report text (the run's final text) sent on, after redaction; the rest is cut
+/// with a marker. It keeps a result far below NATS's 1 MiB message limit, and bounds the work
+/// of everything downstream (the dispatcher's snapshots, the publisher's redaction and
+/// Markdown) whatever the model wrote.
+pub const MAX_REPORT_TEXT: usize = 256 * 1024;
+
+/// Redacts every string of an audit event in place and returns what was removed; then cuts a
+/// tool's output to [`stream::MAX_TOOL_OUTPUT`] and its input to [`stream::MAX_TOOL_INPUT`].
+/// Redaction runs on the whole text first, so a secret the cut would split (a private key
+/// across the limit) is found whole and never leaks its first lines. Text with nothing to
+/// remove is not copied.
 fn redact_event(kind: &mut AuditKind) -> Redacted {
     let mut removed = redact::Counts::new();
     match kind {
@@ -604,8 +641,14 @@ fn redact_event(kind: &mut AuditKind) -> Redacted {
         }
         AuditKind::ToolCall { input, .. } | AuditKind::ToolRefused { input, .. } => {
             removed.merge(&redact::json(input));
+            *input = stream::bounded_input(input);
         }
-        AuditKind::ToolResult { output, .. } => redact_text(output, &mut removed),
+        AuditKind::ToolResult { output, .. } => {
+            redact_text(output, &mut removed);
+            if output.len() > stream::MAX_TOOL_OUTPUT {
+                *output = stream::truncate_redacted(output, stream::MAX_TOOL_OUTPUT);
+            }
+        }
         AuditKind::GuardAllowed { input, reason, .. } => {
             redact_text(input, &mut removed);
             redact_text(reason, &mut removed);
@@ -621,7 +664,8 @@ fn redact_event(kind: &mut AuditKind) -> Redacted {
 }
 
 /// The task's result as it may leave the runner: the final text, the error (which may quote
-/// the CLI's stderr) and the refused calls' inputs redacted, with what was removed.
+/// the CLI's stderr) and the refused calls' inputs redacted, with what was removed; then the
+/// final text cut to [`MAX_REPORT_TEXT`] and each input to [`stream::MAX_TOOL_INPUT`].
 fn redact_result(
     final_text: String,
     error: Option<String>,
@@ -630,12 +674,16 @@ fn redact_result(
     let mut removed = redact::Counts::new();
     let mut final_text = final_text;
     redact_text(&mut final_text, &mut removed);
+    if final_text.len() > MAX_REPORT_TEXT {
+        final_text = stream::truncate_redacted(&final_text, MAX_REPORT_TEXT);
+    }
     let error = error.map(|mut error| {
         redact_text(&mut error, &mut removed);
         error
     });
     for denial in &mut denials {
         removed.merge(&redact::json(&mut denial.input));
+        denial.input = stream::bounded_input(&denial.input);
     }
     (final_text, error, denials, to_wire(&removed))
 }
@@ -750,6 +798,111 @@ mod tests {
             output: "NAME READY\nx 1/1".to_owned(),
         };
         assert!(redact_event(&mut clean).is_empty());
+    }
+
+    /// A PEM private key of `lines` base64 lines, random-looking and different per line.
+    fn pem_key(lines: usize) -> (String, Vec<String>) {
+        const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let body: Vec<String> = (0..lines)
+            .map(|_| {
+                (0..64)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1_442_695_040_888_963_407);
+                        char::from(B64[usize::try_from(state >> 58).unwrap_or(0)])
+                    })
+                    .collect()
+            })
+            .collect();
+        let pem = format!(
+            "-----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----\n",
+            body.join("\n")
+        );
+        (pem, body)
+    }
+
+    #[test]
+    fn a_private_key_across_the_output_limit_is_redacted_whole_before_the_cut() {
+        let (pem, lines) = pem_key(25);
+        // The key starts 1 KiB before the cut and ends well after it.
+        let before = "x".repeat(stream::MAX_TOOL_OUTPUT - 1024);
+        let mut event = AuditKind::ToolResult {
+            tool_use_id: "t1".to_owned(),
+            is_error: false,
+            output: format!(
+                "{before}\n  tls.key: |\n{pem}status: ok\n{}",
+                "s".repeat(stream::MAX_TOOL_OUTPUT)
+            ),
+        };
+        let removed = redact_event(&mut event);
+        let AuditKind::ToolResult { output, .. } = &event else {
+            unreachable!()
+        };
+        for (i, line) in lines.iter().enumerate() {
+            assert!(
+                !output.contains(line.as_str()),
+                "line {i} of the key leaked:\n{output}"
+            );
+            // Not even the start of a line (what a cut inside the key would keep).
+            assert!(
+                !output.contains(&line[..16]),
+                "line {i} of the key leaked:\n{output}"
+            );
+        }
+        assert!(output.contains("[REDACTED:"), "{output}");
+        assert!(output.ends_with(" more bytes truncated]"), "{output}");
+        assert!(
+            output.len() <= stream::MAX_TOOL_OUTPUT + 64,
+            "still cut: {} bytes",
+            output.len()
+        );
+        assert!(removed.values().sum::<u64>() >= 1, "{removed:?}");
+
+        // A tool input is redacted before it is bounded too.
+        let mut call = AuditKind::ToolCall {
+            tool_use_id: "t2".to_owned(),
+            tool: "Write".to_owned(),
+            input: serde_json::json!({
+                "file_path": "/ws/notes.txt",
+                "content": format!(
+                    "{}\n{pem}{}",
+                    "y".repeat(stream::MAX_TOOL_INPUT - 1024),
+                    "y".repeat(stream::MAX_TOOL_INPUT)
+                ),
+            }),
+        };
+        redact_event(&mut call);
+        let text = serde_json::to_string(&call).expect("encodes");
+        assert!(
+            text.contains("\"truncated\":true"),
+            "bounded: {}",
+            text.len()
+        );
+        for line in &lines {
+            assert!(!text.contains(&line[..16]), "the key leaked from the input");
+        }
+    }
+
+    #[test]
+    fn the_report_text_is_capped_after_redaction() {
+        let (pem, lines) = pem_key(25);
+        let long = format!(
+            "{}\n{pem}{}",
+            "z".repeat(MAX_REPORT_TEXT - 512),
+            "w".repeat(MAX_REPORT_TEXT)
+        );
+        let (text, _, _, removed) = redact_result(long, None, Vec::new());
+        assert!(text.len() <= MAX_REPORT_TEXT + 64, "{} bytes", text.len());
+        assert!(text.ends_with(" more bytes truncated]"), "marked as cut");
+        for line in &lines {
+            assert!(
+                !text.contains(&line[..16]),
+                "the key leaked from the report"
+            );
+        }
+        assert!(!removed.is_empty(), "{removed:?}");
     }
 
     #[test]

@@ -348,3 +348,58 @@ async fn cli_fails_loudly_when_the_script_runs_out() {
         model.requests()
     );
 }
+
+/// The first layer of redaction before the model, alone with the real CLI (no runner, no
+/// proxy): `warroom-guard post-tool-use` registered as the `PostToolUse` hook replaces an
+/// output that holds a secret, and the model receives only the redacted copy.
+#[tokio::test]
+async fn a_post_tool_use_hook_hands_the_model_the_redacted_output() {
+    // The secret is in a file the tools read, never in anything the model writes.
+    let secret = format!("Pg-pr0d-{}", unique_token());
+    let sandbox = Sandbox::new();
+    let file = sandbox.work.join("app.env");
+    std::fs::write(&file, format!("db ready password={secret}\n")).expect("write app.env");
+    let model = ScriptedModel::start(Script::single(vec![
+        Turn::bash("cat app.env"),
+        Turn::tool("Read", serde_json::json!({"file_path": file})),
+        Turn::text("done"),
+    ]))
+    .await
+    .expect("start the scripted model");
+    let guard = tools::workspace_binary("warroom-guard");
+    let settings = sandbox.home.join("hook-settings.json");
+    let hook = serde_json::json!({
+        "hooks": {"PostToolUse": [{
+            "matcher": "*",
+            "hooks": [{
+                "type": "command",
+                "command": format!("'{}' post-tool-use", guard.display()),
+                "timeout": 10,
+            }],
+        }]},
+    });
+    std::fs::write(&settings, hook.to_string()).expect("write the settings");
+    let settings = settings.display().to_string();
+    let mut args = READ_ONLY_POLICY.to_vec();
+    args.extend(["--settings", settings.as_str()]);
+
+    let run = run_claude(&model, &sandbox, "Is the database up?", &args).await;
+
+    assert!(run.status.success(), "{}", run.describe());
+    let results = model.tool_results();
+    assert_eq!(results.len(), 2, "{results:#?}");
+    for result in &results {
+        let seen = &result.content_text;
+        assert!(
+            seen.contains("db ready password=[REDACTED:") && !result.is_error,
+            "the model got the redacted output: {result:#?}"
+        );
+    }
+    for request in model.requests() {
+        assert!(
+            !request.body.to_string().contains(&secret),
+            "the secret reached the model: {}",
+            request.body
+        );
+    }
+}

@@ -3,6 +3,7 @@
 mod claude_cli;
 mod faults;
 mod harness;
+mod model_redaction;
 mod outcomes;
 mod pipeline;
 mod queue;

@@ -3,4 +3,5 @@
 
 mod corpus;
 mod hook_binary;
+mod post_tool_use;
 mod properties;
