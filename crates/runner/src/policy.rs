@@ -31,8 +31,12 @@ use warroom_proto::wire::Redacted;
 use warroom_proto::{Denial, Tool};
 
 /// Read-only verbs of both `kubectl` and `oc`.
-const READ_ONLY_VERBS: [&str; 10] = [
+const READ_ONLY_VERBS: [&str; 13] = [
     "get",
+    // The read-only forms of verbs whose other forms write (see MUTATING).
+    "rollout status",
+    "rollout history",
+    "auth can-i",
     "describe",
     "logs",
     "top",
@@ -49,12 +53,17 @@ const OC_ONLY: [&str; 3] = ["adm top", "status", "whoami"];
 
 /// Text tools for filtering command output. Each was checked: the CLI refuses their forms that
 /// write files (`sort -o`, `uniq IN OUT`) and their reads outside the workspace.
-const TEXT_TOOLS: [&str; 8] = ["grep", "head", "tail", "wc", "sort", "uniq", "jq", "cut"];
+/// `awk`, `sed`, `tr` and `date` are allowed here as commands; the guard decides which of
+/// their programs may run (no `system` or `getline` in awk, `sed -n` without `e` or `w`, `tr`
+/// only squeezing or deleting blanks).
+const TEXT_TOOLS: [&str; 12] = [
+    "grep", "head", "tail", "wc", "sort", "uniq", "jq", "cut", "awk", "sed", "tr", "date",
+];
 
 /// Subcommands that change a cluster, reach into containers or nodes, or hand out credentials.
 /// None of them is allowed anyway; listing them refuses them even if an allow rule is widened
 /// by mistake, and makes the intent visible in the audit log.
-const MUTATING: [&str; 30] = [
+const MUTATING: [&str; 33] = [
     "exec",
     "port-forward",
     "proxy",
@@ -73,7 +82,10 @@ const MUTATING: [&str; 30] = [
     "set",
     "label",
     "annotate",
-    "rollout",
+    "rollout restart",
+    "rollout undo",
+    "rollout pause",
+    "rollout resume",
     "expose",
     "drain",
     "cordon",
@@ -81,7 +93,7 @@ const MUTATING: [&str; 30] = [
     "taint",
     "certificate",
     "config",
-    "auth",
+    "auth reconcile",
     "plugin",
     "kustomize",
     "wait",
@@ -105,9 +117,10 @@ const OC_MUTATING: [&str; 14] = [
     "adm policy",
 ];
 
-/// Flags that change who the command runs as or which API server it talks to, or bypass the
-/// typed API: each would step around the runner's service account.
-const IDENTITY_FLAGS: [&str; 9] = [
+/// Flags that change who the command runs as or which API server it talks to: each would step
+/// around the runner's service account. (`--raw` is the guard's: it allows only the health,
+/// version and metrics paths.)
+const IDENTITY_FLAGS: [&str; 8] = [
     "--as",
     "--token",
     "--kubeconfig",
@@ -116,7 +129,6 @@ const IDENTITY_FLAGS: [&str; 9] = [
     "--password",
     "--client-key",
     "--client-certificate",
-    "--raw",
 ];
 
 /// The effective policy of one task, as CLI arguments and as the audit log shows it.
