@@ -152,7 +152,7 @@ pub(crate) fn key_kind(name: &str) -> Option<&'static str> {
     if let Some((_, kind)) = SECRET_SUFFIXES.iter().find(|(s, _)| normal.ends_with(s)) {
         // `PWD` alone is the working directory, and `*author` / `*oauth` plain words are
         // caught by the suffix only when the word is the whole segment.
-        if normal == "pwd" {
+        if normal == "pwd" || normal == "oldpwd" {
             return None;
         }
         return Some(kind);
@@ -234,8 +234,9 @@ pub(crate) fn holds_secret(kind: &str, value: &str) -> bool {
         return false;
     }
     if kind == "docker_auth" {
+        // base64 of `user:password`, never a plain lower-case word (`required`, `disabled`).
         let bare = value.trim().trim_matches(['"', '\'']);
-        return bare.len() >= 8 && is_base64(bare);
+        return bare.len() >= 8 && is_base64(bare) && !bare.bytes().all(|b| b.is_ascii_lowercase());
     }
     true
 }
