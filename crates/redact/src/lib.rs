@@ -14,8 +14,9 @@
 //! 1. Structure: secrets found by where they stand.
 //!    - `secret_data`: the values of a Kubernetes Secret's `data` (base64-shaped) and
 //!      `stringData` (every value, block scalars included), YAML and JSON.
-//!    - `kubeconfig`: `client-key-data`, `client-certificate-data`,
-//!      `certificate-authority-data`; a kubeconfig's `token:`/`password:` are caught as keys.
+//!    - `kubeconfig`: `client-key-data`, and `client-certificate-data`,
+//!      `certificate-authority-data` unless they hold certificates; a kubeconfig's
+//!      `token:`/`password:` are caught as keys.
 //!    - `password`, `secret`, `token`, `api_key`, `access_key`, `private_key`, `credential`,
 //!      `key`, `cookie`, `docker_auth`, `azure_storage_key`, `azure_sas`: the value of a
 //!      sensitive name in every form: `KEY=value` (shell, logfmt, `--env`, `-e`), `"key":
@@ -36,8 +37,19 @@
 //!      (`cookie`), `X-Api-Key` and other key headers (`api_key`), `X-Auth-Token`,
 //!      `X-Vault-Token` and other token headers (`token`). `Bearer`/`Basic` credentials
 //!      anywhere else too.
-//!    - `private_key`, `certificate`, `pem`: PEM and OpenSSH blocks, also with escaped
-//!      newlines (`\n` inside JSON) and when cut off before their `-----END`.
+//!    - `private_key`, `pem`: PEM and OpenSSH blocks that are not public, indented or not,
+//!      also with escaped newlines (`\n` inside JSON), and to the end of the input when cut
+//!      off before their `-----END`. Certificates, public keys and CRLs, in PEM or base64
+//!      (`tls.crt`, `ca.crt`, `certificate-authority-data`), are public and kept.
+//!    - YAML block scalars under a sensitive name (`password: |` and its indented lines),
+//!      JSON escaped inside a JSON string (`\"password\":\"x\"`), command-line
+//!      credentials (`curl -u user:x`, `mysql -px`, `ldapsearch -w x`, `sshpass -p x`),
+//!      signed-URL parameters (`X-Amz-Signature`, `X-Goog-Signature`, `sig=`, ...:
+//!      `signature`, `credential`, `token`, `azure_sas`), and `data:` URLs whose decoded
+//!      payload holds a secret (`data_url`: pull secrets inlined in MachineConfigs).
+//!    - Kept: booleans, empty values, numbers (but under a password's name), `PWD`,
+//!      `auth=failed`, settings under a sensitive name (`{"authorization": {"mode":
+//!      "Webhook"}}`); REDACTION.md says why.
 //! 2. Token formats, by shape alone: see [`token_kinds`] (OpenShift `sha256~`, JWTs, AWS,
 //!    GCP, Azure, GitHub, GitLab, Slack, Stripe, Anthropic, OpenAI, npm, PyPI, Twilio,
 //!    SendGrid, Vault and more), each rule's source noted beside it in `tokens.rs`.
@@ -50,7 +62,15 @@
 //!
 //! Every rule has a trigger, and all triggers and token patterns form one
 //! [`regex::RegexSet`]: clean text costs one scan and no allocation; a rule runs (one more
-//! scan) only when its trigger matched somewhere in the input.
+//! scan) only when its trigger matched somewhere in the input. Every rule is linear in its
+//! input, adversarial input included: no rule rescans from each match (what one found
+//! beyond its match is remembered), so redaction time grows with the input's size alone.
+//!
+//! # Size
+//!
+//! [`text_truncated`] redacts, then cuts to a size (so a cut cannot leave part of a secret
+//! that no rule then recognises); [`truncate_report`] cuts redacted report text to
+//! [`MAX_REPORT_BYTES`]; neither splits a placeholder.
 //!
 //! # Known limits
 //!
@@ -59,7 +79,9 @@
 //! - A password with no name beside it, short or made of words, is not found.
 //! - A value with spaces after `key=` is cut at the first space unless quoted.
 //! - Values that look like file paths (`./key.pem`, `/etc/secret/x`) are kept.
-//! - The real boundary is RBAC (no Secrets): this is the second line.
+//! - Anything the agent can read it can reshape (base64, `tr`, splitting) into a form no
+//!   rule recognises: the guard's refusals and RBAC (no Secrets) are the defence, this is
+//!   the safety net.
 //!
 //! [`markdown::neutralize`] makes a report safe to render: no remote image, no raw HTML.
 
@@ -425,6 +447,9 @@ fn json_string(s: &mut String, removed: &mut Counts) {
     if (trimmed.starts_with('{') || trimmed.starts_with('['))
         && let Ok(mut inner) = serde_json::from_str::<Value>(s)
     {
+        // Judged as JSON only: reading it as text too would see what its escapes join
+        // (`"password\nx"` reads `password\nx`, one line), and its second redaction, of
+        // the JSON written back, would differ from the first.
         let mut found = Counts::new();
         json_into(&mut inner, &mut found, None);
         if !found.is_empty()
@@ -432,8 +457,8 @@ fn json_string(s: &mut String, removed: &mut Counts) {
         {
             removed.merge(&found);
             *s = written;
-            return;
         }
+        return;
     }
     let redaction = text(s);
     if let Cow::Owned(changed) = redaction.text {

@@ -650,8 +650,8 @@ const MISSED_FORMS: &[(&str, &[&str])] = &[
     (
         "passwords holding @ or / in URLs",
         &[
-            "https://user:p@ss/w0rd{S}@host.example.com/",
-            "DATABASE_URL=postgres://app:{S}@x/y@db.prod.svc:5432/app",
+            "https://user:p@ss/{S}@host.example.com/",
+            "DATABASE_URL=postgres://app:x@y/{S}@db.prod.svc:5432/app",
         ],
     ),
     (
@@ -752,7 +752,9 @@ fn the_red_team_forms_are_redacted() {
         }
         if let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&input) {
             redact::json(&mut value);
-            assert!(!value.to_string().contains(encoded_secret_part), "{value}");
+            if value.to_string().contains(encoded_secret_part) {
+                survived.push(format!("[data: URL] json: {input}\n=> {value}"));
+            }
         }
     }
     assert!(
