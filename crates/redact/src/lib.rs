@@ -169,7 +169,7 @@ const STEPS: [(&str, Step); 15] = [
         forms::data_urls,
     ),
     (
-        r"(?m):[ \t]*[|>][-+0-9]{0,3}[ \t]*(?:#.*)?\r?$",
+        r"(?im)(?:pass|pwd|pw|pin|salt|hmac|sas|secret|token|key|auth|credential|cookie|docker|signature)[A-Za-z0-9_.-]*[\x22']?[ \t]*:[ \t]*[|>][-+0-9]{0,3}[ \t]*(?:#.*)?\r?$",
         forms::yaml_block_scalars,
     ),
     (
@@ -197,7 +197,7 @@ const STEPS: [(&str, Step); 15] = [
         structure::connection_strings,
     ),
     (
-        r"(?i)[a-z][a-z0-9+.-]{1,15}://[^\s:/@\[\]]{0,256}:",
+        r#"(?i)[a-z][a-z0-9+.-]{1,15}://[^\s:/@\[\]]{0,256}:[^\s"'<>`\\]*@"#,
         structure::url_password,
     ),
     (
