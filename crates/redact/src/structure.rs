@@ -765,8 +765,9 @@ pub(crate) fn auth_scheme<'h>(input: &'h str, counts: &mut Counts) -> Cow<'h, st
 
 // --- Sensitive keys -----------------------------------------------------------------------------
 
-/// A key that may be sensitive: it holds one of the words [`key_kind`] knows. The regex only
-/// finds candidates; `key_kind` decides.
+/// A key that may be sensitive: it holds one of the words
+/// [`key_kind`](crate::keys::key_kind) knows. The regex only finds candidates; `key_kind`
+/// decides.
 macro_rules! key_fragment {
     () => {
         r"[A-Za-z0-9_.-]*(?:pass|pwd|pw|pin|salt|hmac|sas|secret|token|key|auth|credential|cookie|docker)[A-Za-z0-9_.-]*"
