@@ -68,6 +68,10 @@ pub(crate) fn is_allowed(candidate: &str) -> bool {
     if is_uuid(s) {
         return true;
     }
+    // Base64 of certificates (`certificate-authority-data`, `ca.crt`): public.
+    if crate::decode::is_public_pem_base64(s) {
+        return true;
+    }
     // Kubernetes names, host names, pod names (`api-7d9f8b6c4-xk2lp`): lower case in
     // dash- or dot-separated segments.
     let dns = s.split(['-', '.']).all(|seg| {

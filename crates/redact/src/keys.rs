@@ -44,7 +44,7 @@ const NOT_SECRET_SUFFIXES: [&str; 24] = [
 
 /// Name endings (separators removed, lower case) that make a value secret, with the kind.
 /// Longer endings come first so that `secretaccesskey` is not read as `accesskey`'s parent.
-const SECRET_SUFFIXES: [(&str, &str); 24] = [
+const SECRET_SUFFIXES: [(&str, &str); 25] = [
     ("clientkeydata", "kubeconfig"),
     ("clientcertificatedata", "kubeconfig"),
     ("certificateauthoritydata", "kubeconfig"),
@@ -69,11 +69,25 @@ const SECRET_SUFFIXES: [(&str, &str); 24] = [
     ("credential", "credential"),
     ("cookie", "cookie"),
     ("auth", "credential"),
+    ("passcode", "password"),
+];
+
+/// Short words that make a value secret only as a whole name or as its last segment
+/// (`PIN`, `DB_PASS`, `dbPass`, `ADMIN_PW`, `hash_salt`, `HMAC`, `STORAGE_SAS`), never
+/// inside a longer word (`bypass`, `spin`, `compass`).
+const SECRET_LAST_SEGMENTS: [(&str, &str); 7] = [
+    ("pass", "password"),
+    ("passcode", "password"),
+    ("pw", "password"),
+    ("pin", "password"),
+    ("salt", "secret"),
+    ("hmac", "secret"),
+    ("sas", "azure_sas"),
 ];
 
 /// Segments of an upper-case environment variable name that make its value secret wherever
 /// they stand (`DB_PASSWORD_PROD`, `STRIPE_KEY`), with the kind.
-const ENV_SEGMENTS: [(&str, &str); 11] = [
+const ENV_SEGMENTS: [(&str, &str); 18] = [
     ("PASSWORD", "password"),
     ("PASSWD", "password"),
     ("PASSPHRASE", "password"),
@@ -85,7 +99,30 @@ const ENV_SEGMENTS: [(&str, &str); 11] = [
     ("CREDENTIALS", "credential"),
     ("AUTH", "credential"),
     ("KEY", "key"),
+    ("PASS", "password"),
+    ("PASSCODE", "password"),
+    ("PW", "password"),
+    ("PIN", "password"),
+    ("SALT", "secret"),
+    ("HMAC", "secret"),
+    ("SAS", "azure_sas"),
 ];
+
+/// The last segment of `name`, split at `_`, `-`, `.`, blanks and a lower-to-upper case
+/// change (`dbPass` ends in `Pass`).
+fn last_segment(name: &str) -> &str {
+    let bytes = name.as_bytes();
+    let mut start = 0;
+    for i in 0..bytes.len() {
+        let b = bytes[i];
+        if matches!(b, b'_' | b'-' | b'.' | b' ' | b'/' | b':') {
+            start = i + 1;
+        } else if i > 0 && b.is_ascii_uppercase() && bytes[i - 1].is_ascii_lowercase() {
+            start = i;
+        }
+    }
+    &name[start..]
+}
 
 /// The kind of secret the value of `name` is, if `name` marks one.
 pub(crate) fn key_kind(name: &str) -> Option<&'static str> {
@@ -105,10 +142,17 @@ pub(crate) fn key_kind(name: &str) -> Option<&'static str> {
     if NOT_SECRET_SUFFIXES.iter().any(|s| normal.ends_with(s)) {
         return None;
     }
+    let last = last_segment(name);
+    if let Some((_, kind)) = SECRET_LAST_SEGMENTS
+        .iter()
+        .find(|(s, _)| last.eq_ignore_ascii_case(s))
+    {
+        return Some(kind);
+    }
     if let Some((_, kind)) = SECRET_SUFFIXES.iter().find(|(s, _)| normal.ends_with(s)) {
         // `PWD` alone is the working directory, and `*author` / `*oauth` plain words are
         // caught by the suffix only when the word is the whole segment.
-        if normal == "pwd" {
+        if normal == "pwd" || normal == "oldpwd" {
             return None;
         }
         return Some(kind);
@@ -151,10 +195,63 @@ pub(crate) fn is_trivial(value: &str) -> bool {
     {
         return true;
     }
-    matches!(
-        bare.to_ascii_lowercase().as_str(),
-        "null" | "~" | "true" | "false" | "none" | "yes" | "no" | "{}" | "[]" | "\"\"" | "''"
-    )
+    // Compared without allocating: a long value costs nothing here.
+    [
+        "null", "~", "true", "false", "none", "yes", "no", "on", "off", "{}", "[]", "\"\"", "''",
+    ]
+    .iter()
+    .any(|word| bare.eq_ignore_ascii_case(word))
+}
+
+/// Whether `value` is a number (`3600`, `1.5`, `-1`): a count, a port, a duration in
+/// seconds, configuration rather than a secret, except under a password or PIN's name.
+pub(crate) fn is_number(value: &str) -> bool {
+    let bare = value.trim().trim_matches(['"', '\'']).trim();
+    let digits = bare.strip_prefix('-').unwrap_or(bare);
+    !digits.is_empty()
+        && digits.len() <= 20
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && digits.bytes().any(|b| b.is_ascii_digit())
+}
+
+/// The kind of secret `value` is when it stands under `name`, or `None` when the name
+/// marks no secret or the value holds none: the one decision every `name`/value form
+/// shares. A number is a secret only under a password's name (a PIN, a numeric password);
+/// a bare `auth` (a docker config's) holds base64, so `auth=failed` is a word.
+pub(crate) fn secret_kind(name: &str, value: &str) -> Option<&'static str> {
+    let kind = key_kind(name)?;
+    holds_secret(kind, value).then_some(kind)
+}
+
+/// Whether `value`, standing where a secret of `kind` would, holds one: not a boolean, an
+/// empty value or a placeholder, not a number unless `kind` is a password's, not base64 of
+/// certificates (public), and for a docker config's `auth`, base64.
+pub(crate) fn holds_secret(kind: &str, value: &str) -> bool {
+    if is_trivial(value)
+        || (kind != "password" && is_number(value))
+        || crate::decode::is_public_pem_base64(value)
+    {
+        return false;
+    }
+    if kind == "docker_auth" {
+        // base64 of `user:password`, never a plain lower-case word (`required`, `disabled`).
+        let bare = value.trim().trim_matches(['"', '\'']);
+        return bare.len() >= 8 && is_base64(bare) && !bare.bytes().all(|b| b.is_ascii_lowercase());
+    }
+    true
+}
+
+/// Whether `name` says its value is about a secret or a setting, not a secret
+/// (`mode`, `type`, `enabled`, `secretName`, `tokenTTL`): under a secret's name
+/// (`{"authorization": {"mode": "Webhook"}}`) such a value is kept.
+pub(crate) fn names_no_secret(name: &str) -> bool {
+    let normal: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .take(129)
+        .collect();
+    NOT_SECRET_SUFFIXES.iter().any(|s| normal.ends_with(s))
 }
 
 /// Whether `value` looks like base64 (what a Secret's `data` holds).

@@ -14,8 +14,9 @@
 //! 1. Structure: secrets found by where they stand.
 //!    - `secret_data`: the values of a Kubernetes Secret's `data` (base64-shaped) and
 //!      `stringData` (every value, block scalars included), YAML and JSON.
-//!    - `kubeconfig`: `client-key-data`, `client-certificate-data`,
-//!      `certificate-authority-data`; a kubeconfig's `token:`/`password:` are caught as keys.
+//!    - `kubeconfig`: `client-key-data`, and `client-certificate-data`,
+//!      `certificate-authority-data` unless they hold certificates; a kubeconfig's
+//!      `token:`/`password:` are caught as keys.
 //!    - `password`, `secret`, `token`, `api_key`, `access_key`, `private_key`, `credential`,
 //!      `key`, `cookie`, `docker_auth`, `azure_storage_key`, `azure_sas`: the value of a
 //!      sensitive name in every form: `KEY=value` (shell, logfmt, `--env`, `-e`), `"key":
@@ -36,8 +37,19 @@
 //!      (`cookie`), `X-Api-Key` and other key headers (`api_key`), `X-Auth-Token`,
 //!      `X-Vault-Token` and other token headers (`token`). `Bearer`/`Basic` credentials
 //!      anywhere else too.
-//!    - `private_key`, `certificate`, `pem`: PEM and OpenSSH blocks, also with escaped
-//!      newlines (`\n` inside JSON) and when cut off before their `-----END`.
+//!    - `private_key`, `pem`: PEM and OpenSSH blocks that are not public, indented or not,
+//!      also with escaped newlines (`\n` inside JSON), and to the end of the input when cut
+//!      off before their `-----END`. Certificates, public keys and CRLs, in PEM or base64
+//!      (`tls.crt`, `ca.crt`, `certificate-authority-data`), are public and kept.
+//!    - YAML block scalars under a sensitive name (`password: |` and its indented lines),
+//!      JSON escaped inside a JSON string (`\"password\":\"x\"`), command-line
+//!      credentials (`curl -u user:x`, `mysql -px`, `ldapsearch -w x`, `sshpass -p x`),
+//!      signed-URL parameters (`X-Amz-Signature`, `X-Goog-Signature`, `sig=`, ...:
+//!      `signature`, `credential`, `token`, `azure_sas`), and `data:` URLs whose decoded
+//!      payload holds a secret (`data_url`: pull secrets inlined in MachineConfigs).
+//!    - Kept: booleans, empty values, numbers (but under a password's name), `PWD`,
+//!      `auth=failed`, settings under a sensitive name (`{"authorization": {"mode":
+//!      "Webhook"}}`); REDACTION.md says why.
 //! 2. Token formats, by shape alone: see [`token_kinds`] (OpenShift `sha256~`, JWTs, AWS,
 //!    GCP, Azure, GitHub, GitLab, Slack, Stripe, Anthropic, OpenAI, npm, PyPI, Twilio,
 //!    SendGrid, Vault and more), each rule's source noted beside it in `tokens.rs`.
@@ -50,7 +62,15 @@
 //!
 //! Every rule has a trigger, and all triggers and token patterns form one
 //! [`regex::RegexSet`]: clean text costs one scan and no allocation; a rule runs (one more
-//! scan) only when its trigger matched somewhere in the input.
+//! scan) only when its trigger matched somewhere in the input. Every rule is linear in its
+//! input, adversarial input included: no rule rescans from each match (what one found
+//! beyond its match is remembered), so redaction time grows with the input's size alone.
+//!
+//! # Size
+//!
+//! [`text_truncated`] redacts, then cuts to a size (so a cut cannot leave part of a secret
+//! that no rule then recognises); [`truncate_report`] cuts redacted report text to
+//! [`MAX_REPORT_BYTES`]; neither splits a placeholder.
 //!
 //! # Known limits
 //!
@@ -59,12 +79,16 @@
 //! - A password with no name beside it, short or made of words, is not found.
 //! - A value with spaces after `key=` is cut at the first space unless quoted.
 //! - Values that look like file paths (`./key.pem`, `/etc/secret/x`) are kept.
-//! - The real boundary is RBAC (no Secrets): this is the second line.
+//! - Anything the agent can read it can reshape (base64, `tr`, splitting) into a form no
+//!   rule recognises: the guard's refusals and RBAC (no Secrets) are the defence, this is
+//!   the safety net.
 //!
 //! [`markdown::neutralize`] makes a report safe to render: no remote image, no raw HTML.
 
 mod counts;
+mod decode;
 mod entropy;
+mod forms;
 mod keys;
 pub mod markdown;
 mod structure;
@@ -79,7 +103,7 @@ use regex::RegexSet;
 use serde_json::Value;
 
 pub use counts::Counts;
-use keys::{is_placeholder, is_trivial, key_kind};
+use keys::key_kind;
 
 /// The replacement for a secret of `kind`.
 pub fn placeholder(kind: &str) -> String {
@@ -137,9 +161,13 @@ impl From<Redaction<'_>> for String {
 type Step = for<'h> fn(&'h str, &mut Counts) -> Cow<'h, str>;
 
 /// The structural rules in the order they apply, each with the trigger that must match
-/// somewhere in the input for it to run. A trigger is never narrower than its rule.
-const STEPS: [(&str, Step); 11] = [
+/// somewhere in the input for it to run. A trigger is never narrower than its rule, and is
+/// kept simple (no bounded repetition, no end-of-line anchors): all of them run together in
+/// one DFA over every input.
+const STEPS: [(&str, Step); 15] = [
     (r"-----BEGIN ", structure::pem),
+    (r"(?i-u:\bdata:)", forms::data_urls),
+    (r":[ \t]*[|>]", forms::yaml_block_scalars),
     (
         r#"(?-u:\b)(?:data|stringData)"?[ \t]*:"#,
         structure::secret_data_json,
@@ -157,22 +185,27 @@ const STEPS: [(&str, Step); 11] = [
         structure::headers,
     ),
     (
-        r#"(?i)name"?[ \t]*:[ \t]*["']?[A-Za-z0-9_.-]*(?:pass|pwd|secret|token|key|auth|credential|cookie|docker)"#,
+        r#"(?i)name"?[ \t]*:[ \t]*["']?[A-Za-z0-9_.-]*(?:pass|pwd|pw|pin|salt|hmac|sas|secret|token|key|auth|credential|cookie|docker)"#,
         structure::env,
     ),
     (
         r"(?i)(?:password|pwd|accountkey|sharedaccesskey|sharedaccesssignature)[ \t]*=",
         structure::connection_strings,
     ),
+    (r#"://[^\s"'<>`\\]*@"#, structure::url_password),
     (
-        r"://[^\s:/@]{0,256}:[^\s@/]{1,256}@",
-        structure::url_password,
+        r"(?i)(?:sig|signature|credential|security-token)=",
+        forms::query_signatures,
+    ),
+    (
+        r"(?:curl|mysql|mariadb|ldap|sshpass|[ \t]-D[ \t])",
+        forms::cli_flags,
     ),
     // The token rules run here, between the structure above and the keys below, so that
     // `GITHUB_TOKEN=ghp_...` says `github_token` rather than `token`.
     (r"(?i)(?:bearer|basic)[ \t]", structure::auth_scheme),
     (
-        r"(?i)(?:pass|pwd|secret|token|key|auth|credential|cookie|docker)",
+        r"(?i)(?:pass|pwd|pw|pin|salt|hmac|sas|secret|token|key|auth|credential|cookie|docker)",
         structure::key_values,
     ),
     (
@@ -182,7 +215,10 @@ const STEPS: [(&str, Step); 11] = [
 ];
 
 /// Where the token rules run among [`STEPS`]: before this index.
-const TOKENS_BEFORE_STEP: usize = 8;
+const TOKENS_BEFORE_STEP: usize = 12;
+
+/// The index of [`forms::data_urls`] in [`STEPS`], skipped inside a decoded `data:` URL.
+const DATA_URL_STEP: usize = 1;
 
 /// Every trigger, then every token pattern: one scan tells which rules can match.
 static TRIGGERS: LazyLock<RegexSet> = LazyLock::new(|| {
@@ -207,7 +243,7 @@ pub fn text(input: &str) -> Redaction<'_> {
     let mut removed = Counts::new();
     let mut current: Cow<'_, str> = Cow::Borrowed(input);
     for _ in 0..MAX_ROUNDS {
-        let next = match round(&current, &mut removed) {
+        let next = match round(&current, &mut removed, false) {
             Cow::Borrowed(_) => break,
             Cow::Owned(next) => next,
         };
@@ -219,8 +255,79 @@ pub fn text(input: &str) -> Redaction<'_> {
     }
 }
 
-/// One pass of every rule whose trigger matched.
-fn round<'h>(input: &'h str, counts: &mut Counts) -> Cow<'h, str> {
+/// Whether `decoded` (the payload of a `data:` URL) holds anything the rules would
+/// redact. `data:` URLs inside it are not opened: one level, so the work stays linear.
+pub(crate) fn holds_secret(decoded: &str) -> bool {
+    let mut counts = Counts::new();
+    matches!(round(decoded, &mut counts, true), Cow::Owned(_))
+}
+
+/// The most a report's text may hold, in bytes (256 KiB): the runner cuts a final report to
+/// it before publishing, the publisher before writing to git, with [`truncate_report`].
+pub const MAX_REPORT_BYTES: usize = 256 * 1024;
+
+/// What ends a text cut by [`truncate`]: says that more was there.
+pub const TRUNCATION_MARKER: &str = "\n[truncated by warroom-redact]\n";
+
+/// `text` cut to at most `max_bytes` bytes, marker included: at a character boundary,
+/// never inside a `[REDACTED:kind]` placeholder, ending with [`TRUNCATION_MARKER`] (or, when
+/// `max_bytes` cannot hold the marker, with nothing). Borrowed when it fits. Cut text that
+/// was redacted first; cutting before redacting could split a name from its value
+/// (`passw` | `ord=x`) and leak the value: use [`text_truncated`] for that.
+pub fn truncate(text: &str, max_bytes: usize) -> Cow<'_, str> {
+    if text.len() <= max_bytes {
+        return Cow::Borrowed(text);
+    }
+    let marker = if max_bytes >= TRUNCATION_MARKER.len() {
+        TRUNCATION_MARKER
+    } else {
+        ""
+    };
+    let mut cut = max_bytes - marker.len();
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    // A placeholder (at most 64 bytes) that the cut would split goes whole.
+    let window = cut.saturating_sub(64);
+    let window = (window..=cut)
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(cut);
+    if let Some(open) = text[window..cut].rfind('[').map(|i| window + i)
+        && !text[open..cut].contains(']')
+    {
+        let tail = &text[open..];
+        let prefix = keys::PLACEHOLDER_PREFIX;
+        let n = tail.len().min(prefix.len());
+        if tail.as_bytes()[..n] == prefix.as_bytes()[..n] {
+            cut = open;
+        }
+    }
+    let mut out = String::with_capacity(cut + marker.len());
+    out.push_str(&text[..cut]);
+    out.push_str(marker);
+    Cow::Owned(out)
+}
+
+/// A report's text cut to [`MAX_REPORT_BYTES`] (see [`truncate`]). Call it on text that
+/// was already redacted.
+pub fn truncate_report(text: &str) -> Cow<'_, str> {
+    truncate(text, MAX_REPORT_BYTES)
+}
+
+/// Redacts the whole of `input`, then cuts the result to at most `max_bytes` bytes (see
+/// [`truncate`]): a secret whose name would have been cut from its value is redacted
+/// before the cut can separate them, and no placeholder is split.
+pub fn text_truncated(input: &str, max_bytes: usize) -> Redaction<'_> {
+    let Redaction { text, removed } = text(input);
+    let text = match text {
+        Cow::Borrowed(borrowed) => truncate(borrowed, max_bytes),
+        Cow::Owned(owned) => Cow::Owned(truncate(&owned, max_bytes).into_owned()),
+    };
+    Redaction { text, removed }
+}
+
+/// One pass of every rule whose trigger matched (but [`forms::data_urls`] when `nested`).
+fn round<'h>(input: &'h str, counts: &mut Counts, nested: bool) -> Cow<'h, str> {
     let matched = TRIGGERS.matches(input);
     if !matched.matched_any() {
         return Cow::Borrowed(input);
@@ -233,6 +340,7 @@ fn round<'h>(input: &'h str, counts: &mut Counts) -> Cow<'h, str> {
             text = Cow::Owned(changed);
         }
         if matched.matched(i)
+            && !(nested && i == DATA_URL_STEP)
             && let Cow::Owned(changed) = step(&text, counts)
         {
             text = Cow::Owned(changed);
@@ -243,22 +351,28 @@ fn round<'h>(input: &'h str, counts: &mut Counts) -> Cow<'h, str> {
 
 /// Redacts every string in `value` and the whole string value of every sensitive key; a
 /// JSON document stays valid JSON with the same shape.
+///
+/// Beyond what [`text`] finds in each string: the strings inside an object or array under a
+/// sensitive name are secrets too (`{"credentials": {"user": "a", "pass": "b"}}`), except
+/// under names of settings (`mode`, `type`, `enabled`, `*Name`, ...: see REDACTION.md), so
+/// `{"authorization": {"mode": "Webhook"}}` is kept; a string that is itself a JSON
+/// document (a log line's message) is redacted as JSON and written back compact.
 pub fn json(value: &mut Value) -> Counts {
     let mut removed = Counts::new();
-    json_into(value, &mut removed);
+    json_into(value, &mut removed, None);
     removed
 }
 
-fn json_into(value: &mut Value, removed: &mut Counts) {
+/// Redacts `value`; `inherited` is the kind of the sensitive name it stands under.
+fn json_into(value: &mut Value, removed: &mut Counts, inherited: Option<&'static str>) {
     match value {
-        Value::String(s) => {
-            let redaction = text(s);
-            if let Cow::Owned(changed) = redaction.text {
-                removed.merge(&redaction.removed);
-                *s = changed;
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| json_into(v, removed)),
+        Value::String(s) => match inherited {
+            Some(kind) if keys::holds_secret(kind, s) => replace_secret(s, kind, removed),
+            _ => json_string(s, removed),
+        },
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| json_into(v, removed, inherited)),
         Value::Object(map) => {
             let is_secret = map.get("kind").and_then(Value::as_str) == Some("Secret");
             // An env entry: `{"name": "DB_PASSWORD", "value": "..."}`. The name is judged as
@@ -271,30 +385,90 @@ fn json_into(value: &mut Value, removed: &mut Counts) {
                 .filter(|_| map.get("value").is_some_and(Value::is_string));
             for (key, child) in map.iter_mut() {
                 if is_secret && (key == "data" || key == "stringData") {
-                    every_string(child, "secret_data", removed);
+                    every_string(child, "secret_data", key == "stringData", removed);
                     continue;
                 }
-                let kind = if key == "value" { env_kind } else { None }.or_else(|| key_kind(key));
-                if let Some(kind) = kind
-                    && let Value::String(s) = child
-                    && !is_trivial(s)
+                if keys::names_no_secret(key) {
+                    json_into(child, removed, None);
+                    continue;
+                }
+                if let Value::String(s) = child
+                    && structure::is_header_name(key)
                 {
-                    // A value that is one known token keeps its more precise kind
-                    // (`GITHUB_TOKEN` holding `ghp_...` says `github_token`).
-                    let redaction = text(s);
-                    if is_single_placeholder(&redaction) {
-                        removed.merge(&redaction.removed);
-                        *s = redaction.into_string();
-                    } else {
-                        *s = placeholder(kind);
-                        removed.add(kind);
-                    }
+                    // `"Authorization": "Bearer ..."`: read as the header it is.
+                    header_value(key, s, removed);
                     continue;
                 }
-                json_into(child, removed);
+                let own = if key == "value" { env_kind } else { None }.or_else(|| key_kind(key));
+                match child {
+                    Value::String(s) => match own.or(inherited) {
+                        Some(kind) if keys::holds_secret(kind, s) => {
+                            replace_secret(s, kind, removed);
+                        }
+                        _ => json_string(s, removed),
+                    },
+                    // A bare `auth` names a docker config's base64 only, not a section.
+                    _ => json_into(
+                        child,
+                        removed,
+                        own.filter(|k| *k != "docker_auth").or(inherited),
+                    ),
+                }
             }
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// Replaces `s`, a secret of `kind`. A value that is one known token keeps its more precise
+/// kind (`GITHUB_TOKEN` holding `ghp_...` says `github_token`).
+fn replace_secret(s: &mut String, kind: &'static str, removed: &mut Counts) {
+    let redaction = text(s);
+    if is_single_placeholder(&redaction) {
+        removed.merge(&redaction.removed);
+        *s = redaction.into_string();
+    } else {
+        *s = placeholder(kind);
+        removed.add(kind);
+    }
+}
+
+/// Redacts a string with no sensitive name: as JSON when it is a JSON document (`{"msg":
+/// "{\"password\":\"x\"}"}`), so that nested names count; as text otherwise.
+fn json_string(s: &mut String, removed: &mut Counts) {
+    let trimmed = s.trim_start();
+    if (trimmed.starts_with('{') || trimmed.starts_with('['))
+        && let Ok(mut inner) = serde_json::from_str::<Value>(s)
+    {
+        // Judged as JSON only: reading it as text too would see what its escapes join
+        // (`"password\nx"` reads `password\nx`, one line), and its second redaction, of
+        // the JSON written back, would differ from the first.
+        let mut found = Counts::new();
+        json_into(&mut inner, &mut found, None);
+        if !found.is_empty()
+            && let Ok(written) = serde_json::to_string(&inner)
+        {
+            removed.merge(&found);
+            *s = written;
+        }
+        return;
+    }
+    let redaction = text(s);
+    if let Cow::Owned(changed) = redaction.text {
+        removed.merge(&redaction.removed);
+        *s = changed;
+    }
+}
+
+/// Redacts the value of the header `name` as the header line `name: value` would be.
+fn header_value(name: &str, s: &mut String, removed: &mut Counts) {
+    let line = format!("{name}: {s}");
+    let redaction = text(&line);
+    if let Cow::Owned(changed) = &redaction.text
+        && let Some(value) = changed.strip_prefix(&format!("{name}: "))
+    {
+        removed.merge(&redaction.removed);
+        *s = value.to_owned();
     }
 }
 
@@ -305,19 +479,20 @@ fn is_single_placeholder(text: &str) -> bool {
         && text.matches(']').count() == 1
 }
 
-/// Replaces every string inside `value` by a placeholder of `kind`.
-fn every_string(value: &mut Value, kind: &'static str, removed: &mut Counts) {
+/// Replaces every string inside `value` by a placeholder of `kind`, but those a Secret's
+/// data keeps (booleans, empty values, numbers under `data`, certificates).
+fn every_string(value: &mut Value, kind: &'static str, string_data: bool, removed: &mut Counts) {
     match value {
-        Value::String(s) if !is_placeholder(s) => {
+        Value::String(s) if !structure::kept_in_data(s, string_data) => {
             *s = placeholder(kind);
             removed.add(kind);
         }
         Value::Array(items) => items
             .iter_mut()
-            .for_each(|v| every_string(v, kind, removed)),
+            .for_each(|v| every_string(v, kind, string_data, removed)),
         Value::Object(map) => map
             .values_mut()
-            .for_each(|v| every_string(v, kind, removed)),
+            .for_each(|v| every_string(v, kind, string_data, removed)),
         _ => {}
     }
 }

@@ -95,7 +95,10 @@ fn pem_blocks_are_redacted_whole() {
     );
     assert!(t(&format!("{key}\nafter")).ends_with("]\nafter"));
     let cert = "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIE\n-----END CERTIFICATE-----";
-    assert_redacted(cert, "MIIDdzCCAl+gAwIBAgIE", "certificate");
+    // Certificates are public: kept, and a private key after one still goes.
+    assert_eq!(t(cert), cert);
+    let out = t(&format!("{cert}\n{key}\n"));
+    assert_eq!(out, format!("{cert}\n[REDACTED:private_key]\n"));
     // Cut off by truncated tool output: still redacted to the end of the base64.
     assert_redacted(
         "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
@@ -648,4 +651,103 @@ fn an_env_entry_named_by_a_redacted_name_is_redacted_at_once() {
     let again = crate::json(&mut value);
     assert_eq!(value, once);
     assert!(again.is_empty(), "{again:?}");
+}
+
+/// Redact, then cut: a token cut first would lose the shape its rule needs and leak its
+/// start (`ghp_` and 15 of its 36 characters match no rule).
+#[test]
+fn text_is_redacted_before_it_is_cut() {
+    let token = format!("ghp_{}", fill(ALNUM, 36, 90));
+    let input = format!("é log line {token} and more after it");
+    let head = &token[..19];
+    for max in 0..input.len() + 40 {
+        let cut = text_truncated(&input, max);
+        assert!(
+            cut.len() <= max || max >= input.len(),
+            "{max}: {} bytes",
+            cut.len()
+        );
+        assert!(
+            !cut.contains(head),
+            "{max}: the token's start leaked: {}",
+            &*cut
+        );
+        // A placeholder is whole or absent.
+        let body = cut.strip_suffix(TRUNCATION_MARKER).unwrap_or(&cut);
+        if let Some(at) = body.find('[') {
+            assert!(
+                body[at..].starts_with("[REDACTED:github_token]"),
+                "{max}: split placeholder in {:?}",
+                &*cut
+            );
+        }
+        assert_eq!(cut.removed.get("github_token"), 1);
+    }
+    // Cutting first is what leaks.
+    let naive_cut = &input[..input.find(head).unwrap_or(0) + head.len()];
+    assert!(t(naive_cut).contains(head));
+}
+
+#[test]
+fn reports_are_cut_to_the_cap_with_a_marker() {
+    let short = "## Findings\n- etcd is slow\n";
+    assert!(matches!(truncate_report(short), Cow::Borrowed(_)));
+    let long = "é".repeat(MAX_REPORT_BYTES);
+    let cut = truncate_report(&long);
+    assert!(cut.len() <= MAX_REPORT_BYTES, "{}", cut.len());
+    assert!(cut.len() > MAX_REPORT_BYTES - TRUNCATION_MARKER.len() - 4);
+    assert!(cut.ends_with(TRUNCATION_MARKER));
+    assert!(cut.starts_with("éé"));
+    assert_eq!(truncate("abcdef", 3), "abc");
+    assert_eq!(truncate("abcdef", 0), "");
+}
+
+#[test]
+fn pwd_is_a_password_only_in_a_connection_string() {
+    assert_eq!(t("PWD=/workspace"), "PWD=/workspace");
+    assert_eq!(t("export PWD=/tmp OLDPWD=/"), "export PWD=/tmp OLDPWD=/");
+    assert_redacted("Server=db;Uid=app;Pwd=s3cr3t", "s3cr3t", "password");
+    assert_redacted("Pwd=s3cr3t;Server=db", "s3cr3t", "password");
+}
+
+#[test]
+fn an_authorization_section_is_not_a_header() {
+    for input in [
+        r#"{"authorization":{"mode":"Webhook"}}"#,
+        "authorization: {mode: Webhook}",
+    ] {
+        assert_eq!(t(input), input);
+    }
+    assert_redacted(
+        r#"{"headers":{"Authorization":"Bearer abc.def.ghi"}}"#,
+        "abc.def.ghi",
+        "bearer_token",
+    );
+    let mut value = serde_json::json!({"headers": {"Authorization": "token abcdef"}});
+    json(&mut value);
+    assert_eq!(
+        value["headers"]["Authorization"],
+        "token [REDACTED:authorization]"
+    );
+}
+
+#[test]
+fn pem_blocks_are_found_in_one_pass_each() {
+    // A cut-off certificate does not hide the private key after it.
+    let input = "-----BEGIN CERTIFICATE-----\nMIIB\n-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\nafter";
+    assert_eq!(
+        t(input),
+        "-----BEGIN CERTIFICATE-----\nMIIB\n[REDACTED:private_key]\nafter"
+    );
+    // A private key cut off goes to the end of the input, whatever follows it.
+    assert_eq!(
+        t("k: -----BEGIN RSA PRIVATE KEY-----\n  MIIE\n  # cut\nmore text"),
+        "k: [REDACTED:private_key]"
+    );
+    // Other blocks that are not public go too.
+    assert_redacted(
+        "-----BEGIN PGP MESSAGE-----\nhQEMA\n-----END PGP MESSAGE-----",
+        "hQEMA",
+        "pem",
+    );
 }

@@ -81,6 +81,36 @@ const FRAGMENTS: &[&str] = &[
     "hooks.slack.com/services/",
     "<img src=x>",
     "![a](http://x/y.png)",
+    // The forms of issue 24.
+    "PIN",
+    "DB_PASS",
+    "HMAC",
+    "pass=",
+    "\\\"password\\\":\\\"",
+    "\\\"",
+    "password: |\n    ",
+    ": >\n  ",
+    "-----BEGIN CERTIFICATE-----",
+    "-----END CERTIFICATE-----",
+    "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t",
+    "data:text/plain;base64,",
+    "data:,",
+    "eyJhdXRocyI6",
+    "%22auth%22%3A%22",
+    "curl -u ",
+    "mysql -p",
+    "ldapsearch -w ",
+    " -D ",
+    "sshpass -p ",
+    "X-Amz-Signature=",
+    "&sig=",
+    "https://u:p@ss/w@",
+    "authorization",
+    "{\"mode\":\"Webhook\"}",
+    "PWD=",
+    "true",
+    "3600",
+    "credentials",
 ];
 
 fn fragment_text() -> impl Strategy<Value = String> {
@@ -108,6 +138,13 @@ fn json_value() -> impl Strategy<Value = Value> {
                 "Authorization",
                 "client-key-data",
                 "note",
+                "credentials",
+                "pass",
+                "PIN",
+                "hmac",
+                "mode",
+                "authorization",
+                "msg",
             ][..]
         )
         .prop_map(str::to_owned),
@@ -120,6 +157,9 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::String("Secret".to_owned())),
         Just(Value::String("DB_PASSWORD".to_owned())),
         fragment_text().prop_map(Value::String),
+        // A string that is itself a JSON document, as a log line's message.
+        fragment_text()
+            .prop_map(|t| Value::String(serde_json::json!({"password": t, "m": t}).to_string())),
     ];
     leaf.prop_recursive(4, 64, 8, move |inner| {
         prop_oneof![
@@ -161,5 +201,58 @@ proptest! {
         let once = markdown::neutralize(&input);
         prop_assert!(markdown::is_inert(&once), "still loads: {:?}", once);
         prop_assert_eq!(markdown::neutralize(&once), once);
+    }
+}
+
+proptest! {
+    // Fewer cases: each redacts JSON or text twice, and the suite shares two loaded cores.
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn json_redaction_keeps_the_shape(value in json_value()) {
+        let mut redacted = value.clone();
+        redact::json(&mut redacted);
+        prop_assert!(same_shape(&value, &redacted), "{} became {}", value, redacted);
+    }
+
+    #[test]
+    fn redacted_then_cut_text_fits_and_splits_no_placeholder(input in fragment_text(), max in 0usize..600) {
+        let whole = redact::text(&input).into_string();
+        let cut = redact::text_truncated(&input, max);
+        prop_assert!(cut.len() <= max, "{} bytes for {}", cut.len(), max);
+        let body = cut.strip_suffix(redact::TRUNCATION_MARKER).unwrap_or(&cut);
+        prop_assert!(whole.starts_with(body), "{:?} is no prefix of {:?}", body, whole);
+        // No placeholder of the whole text (`[REDACTED:` + kind + `]`) straddles the cut.
+        let ok = match whole[..body.len()].rfind("[REDACTED:") {
+            Some(at) => {
+                let kind = whole[at + 10..]
+                    .bytes()
+                    .take_while(|b| b.is_ascii_lowercase() || *b == b'_')
+                    .count();
+                let close = at + 10 + kind;
+                !(whole.as_bytes().get(close) == Some(&b']') && close >= body.len())
+            }
+            None => true,
+        };
+        prop_assert!(ok, "split placeholder: {:?}", body);
+    }
+}
+
+/// Whether `b` has the shape of `a`: the same keys, array lengths and value types.
+fn same_shape(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_shape(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_shape(v, w))
+        }
+        (Value::String(_), Value::String(_))
+        | (Value::Number(_), Value::Number(_))
+        | (Value::Bool(_), Value::Bool(_))
+        | (Value::Null, Value::Null) => true,
+        _ => false,
     }
 }
