@@ -66,7 +66,7 @@ pub fn build(task: &Task) -> String {
          - You have read-only access. Use `kubectl` or `oc` with a read-only verb first \
          (`kubectl get ...`, `kubectl describe ...`, `kubectl logs ...`, `oc adm top ...`); \
          put flags such as `-n` after the verb. Filter output with pipes into `grep`, `head`, \
-         `tail`, `wc`, `sort`, `uniq`, `jq` or `cut`.\n\
+         `tail`, `wc`, `sort`, `uniq`, `jq`, `cut`, `awk '{print $1}'` or `sed -n '2,5p'`.\n\
          - Do not read Secrets and do not try to change anything in the cluster: such calls \
          are refused and recorded.\n\
          - Run one command per call; chained commands (`&&`, `;`, `$(...)`) are refused.\n\
