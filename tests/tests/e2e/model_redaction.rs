@@ -161,6 +161,114 @@ const PLANTED: &[(&str, &str, &[&str])] = &[
         ),
         &[concat!("sk", "_live_", "51Hx9Tq2Lm8Vb4Nc7Zr3Wd6Kp")],
     ),
+    // The forms issue 24's red team found kept.
+    (
+        "*_PASS, *_PW, PIN, PASSCODE, *_SALT, HMAC, *_SAS, pass=",
+        concat!(
+            "DB_PASS=", "Qz7-pass-", "Vb2Nc\n",
+            "ADMIN_PW=", "Wd8-pw-", "Kp1Hs\n",
+            "PIN=", "48", "213957\n",
+            "PASSCODE=", "77", "41029\n",
+            "COOKIE_SALT=", "Jf6Gt0", "Ye3Ui9Oa\n",
+            "HMAC=", "a3f9c0", "7be21d44\n",
+            "STORAGE_SAS=", "sv2022Xq", "9Lm3Vb\n",
+            "login user=ops pass=", "Rt8Ys4", "Kp6Zx"
+        ),
+        &[
+            concat!("Qz7-pass-", "Vb2Nc"),
+            concat!("Wd8-pw-", "Kp1Hs"),
+            concat!("48", "213957"),
+            concat!("77", "41029"),
+            concat!("Jf6Gt0", "Ye3Ui9Oa"),
+            concat!("a3f9c0", "7be21d44"),
+            concat!("sv2022Xq", "9Lm3Vb"),
+            concat!("Rt8Ys4", "Kp6Zx"),
+        ],
+    ),
+    (
+        "escaped JSON inside a JSON log line",
+        concat!(
+            r#"{"level":"info","msg":"{\"user\":\"ops\",\"password\":\""#,
+            "Esc4ped-",
+            "Js0n-Pw",
+            r#"\"}"}"#
+        ),
+        &[concat!("Esc4ped-", "Js0n-Pw")],
+    ),
+    (
+        "YAML block scalar",
+        concat!(
+            "config:\n  password: |\n    ",
+            "Bl0ck-Sc4lar-",
+            "Secret-7x\n  user: ops"
+        ),
+        &[concat!("Bl0ck-Sc4lar-", "Secret-7x")],
+    ),
+    (
+        "CLI credential flags",
+        concat!(
+            "curl -u admin:", "Cu7l-", "Pw9x https://api/\n",
+            "mysql -uroot -p", "My5ql-", "Pw2z\n",
+            "ldapsearch -D cn=admin -w ", "Ld4p-", "Pw3q"
+        ),
+        &[
+            concat!("Cu7l-", "Pw9x"),
+            concat!("My5ql-", "Pw2z"),
+            concat!("Ld4p-", "Pw3q"),
+        ],
+    ),
+    (
+        "signed-URL parameters",
+        concat!(
+            "GET https://bucket.s3.amazonaws.com/dump.tar?X-Amz-Credential=AKIA&X-Amz-Signature=",
+            "9f2c7a1e4b",
+            "8d3f6a0c5e7b9d1f2a4c6e8b0d3f5a7c9e1b3d5f7a9c",
+            " https://acct.blob.core.windows.net/c/x?se=2027-01-01&sig=",
+            "Az9Sas",
+            "Sig7Lm3Vb8Nc4Zr"
+        ),
+        &[
+            concat!("9f2c7a1e4b", "8d3f6a0c5e7b9d1f2a4c6e8b0d3f5a7c9e1b3d5f7a9c"),
+            concat!("Az9Sas", "Sig7Lm3Vb8Nc4Zr"),
+        ],
+    ),
+    (
+        "pull secret as a base64 data: URL",
+        // {"auths":{"quay.io":{"auth":"b3BzOlB1bGwtU2VjcmV0LTk5eA=="}}} (ops:Pull-Secret-99x)
+        concat!(
+            "source: data:text/plain;charset=utf-8;base64,",
+            "eyJhdXRocyI6eyJxdWF5LmlvIjp7ImF1dGgiOiJiM0J6T2xCMWJHd3RVMlZq",
+            "Y21WMExUazVlQT09In19fQ=="
+        ),
+        &[concat!(
+            "eyJhdXRocyI6eyJxdWF5LmlvIjp7ImF1dGgiOiJiM0J6T2xCMWJHd3RVMlZq",
+            "Y21WMExUazVlQT09In19fQ=="
+        )],
+    ),
+    (
+        "password with @ and / in a URL",
+        concat!(
+            "REDIS_URL=redis://cache:",
+            "p@ss/",
+            "W0rd-91@",
+            "redis.shop.svc:6379/0"
+        ),
+        &[concat!("p@ss/", "W0rd-91")],
+    ),
+    (
+        "indented PEM",
+        concat!(
+            "  tls.key: |\n",
+            "    -----BEGIN EC PRIVATE KEY-----\n",
+            "    MHcCAQEEI",
+            "Ot3Lm9Vb2Nc7Zr4Wd8Kp1Hs5Jf6Gt0Ye3Ui9Oa2BzQ7oAoGCCqGSM49\n",
+            "    -----END EC PRIVATE KEY-----"
+        ),
+        &[concat!(
+            "MHcCAQEEI",
+            "Ot3Lm9Vb2Nc7Zr4Wd8Kp1Hs5Jf6Gt0Ye3Ui9Oa2BzQ7oAoGCCqGSM49"
+        )],
+    ),
 ];
 
 /// `kubectl logs app`: the clean line, then every planted form.
