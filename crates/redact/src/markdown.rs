@@ -20,9 +20,16 @@
 //! - fenced code blocks GitHub renders as maps or 3D models (`geojson`, `topojson`, `stl`),
 //!   which fetch map tiles, get the info string `text`; their content is untouched.
 //!
-//! Entities are not touched: `&lt;img ...>` or `&#60;` is text, never a tag. Inside code
-//! spans and code blocks nothing changes, except in a code span next to or containing a
-//! `$`, which GitHub's math (`` $`...`$ ``, `$...$`) may delimit differently.
+//! Entities are not touched: `&lt;img ...>` or `&#60;` is text, never a tag.
+//!
+//! Code is left byte for byte only where GitHub must read it as code too, whatever it makes
+//! of the lines around it (comrak and GitHub's cmark-gfm differ on some block structures:
+//! an empty task item `- [ ] ` that comrak keeps open for lazy lines, `<source ...>` that
+//! starts an HTML block in GitHub's older rules): fenced code blocks whose fence starts its
+//! line or follows only block quote markers, up to the first other fence-like line (after
+//! which fences may pair differently), and one-line code spans with no `$` in or beside
+//! them (GitHub's math, `` $`...`$ ``), provided no stray backtick is left that could pair
+//! with one. In other code (indented, in a list item, over two lines) the rules apply too.
 //!
 //! Escaping can change where code spans are (a backtick that was inside an HTML attribute
 //! now pairs with another), so the pass repeats until it changes nothing. The text is then
@@ -96,17 +103,23 @@ fn pass(input: &str) -> Pass {
     let lines = LineStarts::new(input);
     let arena = Arena::new();
     let root = parse_document(&arena, input, &options());
-    let mut code: Vec<Range<usize>> = Vec::new();
+    // Code spans and fenced blocks as comrak reads them, each block with whether its fence
+    // starts its line (after block quote markers only).
+    let mut spans: Vec<Range<usize>> = Vec::new();
+    let mut blocks: Vec<(Range<usize>, bool)> = Vec::new();
     let mut edits: Vec<Edit> = Vec::new();
     let mut live = false;
     for node in root.descendants() {
         let data = node.data.borrow();
-        let Some(range) = lines.range(data.sourcepos) else {
+        let Some(range) = lines
+            .range(data.sourcepos)
+            .filter(|r| input.is_char_boundary(r.start) && input.is_char_boundary(r.end))
+        else {
             continue;
         };
         match &data.value {
             NodeValue::Code(span) if is_whole_code_span(input, &range, span.num_backticks) => {
-                code.push(range);
+                spans.push(range);
             }
             NodeValue::CodeBlock(block) if block.fenced => {
                 let fence_len = input[range.start..]
@@ -131,9 +144,9 @@ fn pass(input: &str) -> Pass {
                         with: "text",
                     });
                 }
-                if only_quote_markers(&input[lines.line_start(range.start)..range.start]) {
-                    code.push(range);
-                }
+                let starts_line =
+                    only_quote_markers(&input[lines.line_start(range.start)..range.start]);
+                blocks.push((range, starts_line));
             }
             NodeValue::HtmlBlock(_) | NodeValue::HtmlInline(_) | NodeValue::Image(_) => {
                 live = true;
@@ -141,7 +154,7 @@ fn pass(input: &str) -> Pass {
             _ => {}
         }
     }
-    code.sort_by_key(|r| r.start);
+    let code = trusted_code(input, &lines, blocks, spans);
     escape_outside(input, &code, &mut edits);
     if edits.is_empty() {
         return if live { Pass::Live } else { Pass::Inert };
@@ -233,6 +246,47 @@ fn is_whole_code_span(input: &str, range: &Range<usize>, ticks: usize) -> bool {
         && !text.contains(['$', '\n', '\r'])
         && before != Some(b'$')
         && after != Some(b'$')
+}
+
+/// The code that GitHub reads as code too, sorted: the fenced `blocks` whose fence starts its
+/// line, up to the first fence-like line (three backticks or tildes) outside them, after
+/// which GitHub may pair fences differently (it may close what comrak opens); and the
+/// `spans`, if every backtick outside those blocks belongs to one of them: a stray backtick
+/// on another line could pair with a span's opening where GitHub's paragraphs differ from
+/// comrak's.
+fn trusted_code(
+    input: &str,
+    lines: &LineStarts,
+    mut blocks: Vec<(Range<usize>, bool)>,
+    mut spans: Vec<Range<usize>>,
+) -> Vec<Range<usize>> {
+    blocks.sort_by_key(|(r, _)| r.start);
+    let mut code: Vec<Range<usize>> = Vec::new();
+    let mut checked_to = 0;
+    for (range, starts_line) in blocks {
+        let line = lines.line_start(range.start).max(checked_to);
+        let before = &input[checked_to..line];
+        if !starts_line || before.contains("```") || before.contains("~~~") {
+            break;
+        }
+        checked_to = range.end;
+        code.push(range);
+    }
+    spans.sort_by_key(|r| r.start);
+    let mut outside = 0;
+    let mut stray_backtick = false;
+    let mut all: Vec<&Range<usize>> = code.iter().chain(&spans).collect();
+    all.sort_by_key(|r| r.start);
+    for r in all {
+        stray_backtick |= input[outside.min(r.start)..r.start].contains('`');
+        outside = outside.max(r.end);
+    }
+    stray_backtick |= input[outside..].contains('`');
+    if !stray_backtick {
+        code.extend(spans);
+        code.sort_by_key(|r| r.start);
+    }
+    code
 }
 
 /// Whether `prefix`, the start of a fence's line, is nothing but block quote markers (`>`,
@@ -417,6 +471,30 @@ mod tests {
         assert_eq!(
             assert_inert("`x\n<source src=http://e/s>`"),
             "`x\n&lt;source src=http://e/s>`"
+        );
+    }
+
+    #[test]
+    fn code_after_a_fence_read_differently_is_not_trusted() {
+        // GitHub closes the empty task item, so the indented fence opens a top-level block
+        // that the next fence closes: what comrak reads as the next block's code is live.
+        assert_eq!(
+            assert_inert("- [ ] \nx\n  ```\n```\n<img src=y>\n```\n"),
+            "- [ ] \nx\n  ```\n```\n&lt;img src=y>\n```\n"
+        );
+        // A stray backtick could pair with a code span's opening on another line.
+        assert_eq!(
+            assert_inert("- [ ] \nx `\n\n`<img src=y>`\n"),
+            "- [ ] \nx `\n\n`&lt;img src=y>`\n"
+        );
+        // Found by the cross-check with GitHub's library.
+        let out = assert_inert(
+            "| `\n- [x] \n      ````\n`<none>````x\n    <source src=s>`<img src=y>`\n",
+        );
+        assert!(out.ends_with("`&lt;img src=y>`\n"), "{out}");
+        assert_eq!(
+            neutralize("`<b>` and\n\n```\n<b>\n```\n"),
+            "`<b>` and\n\n```\n<b>\n```\n"
         );
     }
 
