@@ -26,10 +26,12 @@
 //! of the lines around it (comrak and GitHub's cmark-gfm differ on some block structures:
 //! an empty task item `- [ ] ` that comrak keeps open for lazy lines, `<source ...>` that
 //! starts an HTML block in GitHub's older rules): fenced code blocks whose fence starts its
-//! line or follows only block quote markers, up to the first other fence-like line (after
-//! which fences may pair differently), and one-line code spans with no `$` in or beside
+//! line or follows only block quote markers, or is indented by 1 to 3 spaces with no line
+//! of the block indented less and a closing fence indented by 3 at most (code in a list
+//! item), up to the first other fence-like line (after which fences may pair
+//! differently), and one-line code spans with no `$` in or beside
 //! them (GitHub's math, `` $`...`$ ``), provided no stray backtick is left that could pair
-//! with one. In other code (indented, in a list item, over two lines) the rules apply too.
+//! with one. In other code (indented, in a nested list, over two lines) the rules apply too.
 //!
 //! Escaping can change where code spans are (a backtick that was inside an HTML attribute
 //! now pairs with another), so the pass repeats until it changes nothing. The text is then
@@ -144,8 +146,9 @@ fn pass(input: &str) -> Pass {
                         with: "text",
                     });
                 }
-                let starts_line =
-                    only_quote_markers(&input[lines.line_start(range.start)..range.start]);
+                let line_start = lines.line_start(range.start);
+                let starts_line = only_quote_markers(&input[line_start..range.start])
+                    || (block.closed && holds_indented(&input[line_start..range.end]));
                 blocks.push((range, starts_line));
             }
             NodeValue::HtmlBlock(_) | NodeValue::HtmlInline(_) | NodeValue::Image(_) => {
@@ -301,6 +304,30 @@ fn only_quote_markers(prefix: &str) -> bool {
         rest = after.strip_prefix(' ').unwrap_or(after);
     }
     rest.is_empty()
+}
+
+/// Whether `block`, a closed fenced code block from the start of its fence's line to the end
+/// of its closing fence, is code however many list items GitHub sees around it: its fence
+/// is indented by 1 to 3 spaces (a fence in any reading, never a lazy line), no line in it
+/// is indented less (so no list item that holds the fence ends inside it), and its closing
+/// fence by 3 spaces at most (so it closes in any reading). This keeps code in list items
+/// (`1. step` then a fence indented by 3) as it is.
+fn holds_indented(block: &str) -> bool {
+    if block.contains('\t') || block.replace("\r\n", "\n").contains('\r') {
+        return false;
+    }
+    let indent = |line: &str| line.len() - line.trim_start_matches(' ').len();
+    let mut lines = block.split('\n');
+    let Some(fence) = lines.next() else {
+        return false;
+    };
+    let fence_indent = indent(fence);
+    let Some(closing) = lines.next_back() else {
+        return false;
+    };
+    (1..=3).contains(&fence_indent)
+        && (fence_indent..=3).contains(&indent(closing))
+        && lines.all(|l| l.trim().is_empty() || indent(l) >= fence_indent)
 }
 
 /// Byte offsets where each line starts, with the line endings cmark-gfm knows (`\n`,
@@ -462,10 +489,8 @@ mod tests {
             "- [ ] \nx\n    ~~~!\\[x](http://e/p.png)\n"
         );
         assert_eq!(
-            assert_inert(
-                "End.\n\n    indented <img src=x>\n\n1. step\n   ```\n   <none>\n   ```\n"
-            ),
-            "End.\n\n    indented &lt;img src=x>\n\n1. step\n   ```\n   &lt;none>\n   ```\n"
+            assert_inert("End.\n\n    indented <img src=x>\n\n1. step\n   ```\n  <none>\n   ```\n"),
+            "End.\n\n    indented &lt;img src=x>\n\n1. step\n   ```\n  &lt;none>\n   ```\n"
         );
         // A code span over two lines: GitHub's older rules start an HTML block at `<source`.
         assert_eq!(
@@ -487,6 +512,10 @@ mod tests {
             assert_inert("- [ ] \nx `\n\n`<img src=y>`\n"),
             "- [ ] \nx `\n\n`&lt;img src=y>`\n"
         );
+        // A fence in a list item whose lines all stay in the item, closed in any reading.
+        let listed =
+            "1. step\n   ```\n   <none>\n\n   ```\n- b\n  ~~~\n  <b>\n  ~~~\n\n```\n<b>\n```\n";
+        assert_eq!(neutralize(listed), listed);
         // Found by the cross-check with GitHub's library.
         let out = assert_inert(
             "| `\n- [x] \n      ````\n`<none>````x\n    <source src=s>`<img src=y>`\n",
