@@ -8,6 +8,9 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = warroom_dispatcher::Config::parse();
+    if config.common.check {
+        return warroom_runtime::check::report("warroom-dispatcher", config.check());
+    }
     warroom_runtime::telemetry::init(&config.common.log_format);
     match warroom_dispatcher::run(config, warroom_runtime::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,

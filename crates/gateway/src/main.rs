@@ -1,15 +1,23 @@
 //! `warroom-gateway`: follows a git branch and publishes the request files added under
 //! `requests/pending/` to NATS. See the library documentation for what it does.
 
+use std::process::ExitCode;
+
 use clap::Parser as _;
 use warroom_gateway::{Config, run};
 
 #[tokio::main]
-async fn main() {
+async fn main() -> ExitCode {
     let config = Config::parse();
+    if config.common.check {
+        return warroom_runtime::check::report("warroom-gateway", config.check());
+    }
     warroom_runtime::telemetry::init(&config.common.log_format);
-    if let Err(e) = run(config, warroom_runtime::shutdown::signal()).await {
-        eprintln!("warroom-gateway: {e}");
-        std::process::exit(1);
+    match run(config, warroom_runtime::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warroom-gateway: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
