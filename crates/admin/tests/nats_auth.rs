@@ -646,3 +646,57 @@ async fn the_generated_server_certificate_forms_a_cluster_over_verified_routes()
         );
     }
 }
+
+/// `warroom-admin policy check FILE`: the example policy passes; a file that is not a
+/// `WarroomPolicy` lists every problem with its field path, and exits 1.
+#[test]
+fn policy_check_lists_every_problem_with_its_field() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_warroom-admin"));
+    let run = |file: &Path| {
+        std::process::Command::new(bin)
+            .args(["policy", "check"])
+            .arg(file)
+            .output()
+            .expect("running warroom-admin")
+    };
+    let example = tools::workspace_root().join("examples/policy/warroom-policy.yaml");
+    let good = run(&example);
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert!(good.status.success(), "{good:?}");
+    assert!(
+        stdout.starts_with("ok: ") && stdout.contains("2 engineers"),
+        "{stdout}"
+    );
+
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let bad = dir.path().join("policy.yaml");
+    // What deploy/control-plane/policy.yaml held: not a WarroomPolicy at all.
+    std::fs::write(
+        &bad,
+        "allowedClusters: [hub]\nmaxTimeoutSeconds: 3600\nallowedTools: [bash]\n",
+    )
+    .expect("writing the policy");
+    let output = run(&bad);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for field in [
+        "allowedClusters: unknown field",
+        "maxTimeoutSeconds: unknown field",
+        "allowedTools: unknown field",
+        "apiVersion: is required",
+        "kind: is required",
+        "engineers: is required",
+    ] {
+        assert_eq!(
+            stderr.lines().filter(|l| l.contains(field)).count(),
+            1,
+            "{field} is not on exactly one line: {stderr}"
+        );
+    }
+    let missing = run(&dir.path().join("missing.yaml"));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("missing.yaml"),
+        "{missing:?}"
+    );
+}
