@@ -150,3 +150,97 @@ fn certificates(flag: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>,
     }
     Ok(certs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CA, and a certificate it signed with that certificate's key and another key.
+    fn tls_files(dir: &Path) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::default();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["gateway".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        for (name, text) in [
+            ("ca.pem", ca_cert.pem()),
+            ("cert.pem", cert.pem()),
+            ("key.pem", key.serialize_pem()),
+            ("other-key.pem", other.serialize_pem()),
+            ("junk.pem", "hello\n".to_owned()),
+        ] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+    }
+
+    #[test]
+    fn tls_files_are_read_as_pem_and_the_key_must_match_the_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        tls_files(dir.path());
+        let at = |name: &str| dir.path().join(name);
+        let (ca, cert, key) = (at("ca.pem"), at("cert.pem"), at("key.pem"));
+        assert_eq!(
+            tls(Some(&ca), Some(&cert), Some(&key)),
+            Vec::<String>::new()
+        );
+
+        let mismatch = tls(Some(&ca), Some(&cert), Some(&at("other-key.pem")));
+        assert_eq!(mismatch.len(), 1, "{mismatch:?}");
+        assert!(
+            mismatch[0].starts_with("--nats-tls-key ") && mismatch[0].contains("does not match"),
+            "{mismatch:?}"
+        );
+
+        let junk = at("junk.pem");
+        let all = tls(Some(&junk), Some(&junk), Some(&junk));
+        assert_eq!(all.len(), 3, "{all:?}");
+        for (line, flag) in all
+            .iter()
+            .zip(["--nats-tls-ca", "--nats-tls-cert", "--nats-tls-key"])
+        {
+            assert!(
+                line.starts_with(flag) && line.contains("junk.pem"),
+                "{all:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn seeds_and_credentials_are_parsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = nkeys::KeyPair::new_user().seed().unwrap();
+        let good = dir.path().join("good.nk");
+        std::fs::write(&good, format!("{seed}\n")).unwrap();
+        assert_eq!(nkey_seed("--nats-nkey", &good), None);
+        let bad = dir.path().join("bad.nk");
+        std::fs::write(&bad, "SUAAAA\n").unwrap();
+        let problem = nkey_seed("--nats-nkey", &bad).unwrap();
+        assert!(
+            problem.starts_with("--nats-nkey ") && problem.contains("bad.nk"),
+            "{problem}"
+        );
+
+        let creds = dir.path().join("user.creds");
+        std::fs::write(
+            &creds,
+            format!(
+                "-----BEGIN NATS USER JWT-----\neyJ0eXAi\n------END NATS USER JWT------\n\n\
+                 -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(creds_problem(&creds), None);
+        std::fs::write(&creds, "nothing\n").unwrap();
+        assert!(creds_problem(&creds).unwrap().contains("NATS USER JWT"));
+    }
+
+    fn creds_problem(path: &Path) -> Option<String> {
+        creds("--nats-creds", path)
+    }
+}
