@@ -3,12 +3,14 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
 use warroom_gateway::{Config, run};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = match warroom_runtime::check::parse_args::<Config>() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
     if config.common.check {
         return warroom_runtime::check::report("warroom-gateway", config.check());
     }

@@ -2,11 +2,12 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = warroom_runner::Config::parse();
+    let config = match warroom_runtime::check::parse_args::<warroom_runner::Config>() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
     if config.common.check {
         return warroom_runtime::check::report("warroom-runner", config.check());
     }

@@ -1442,4 +1442,8 @@ fn check_reads_every_file_and_reports_every_problem_without_connecting() {
              are both set",
         ],
     );
+    // A flag clap itself refuses is a failed check too: exit 1, never clap's usage exit 2.
+    let unparsed = warroom_testkit::run_check(bin, &["--nats-url", &url], &[]);
+    assert_eq!(unparsed.code, Some(1), "{unparsed:#?}");
+    assert!(unparsed.stderr.contains("--cluster"), "{unparsed:#?}");
 }

@@ -30,6 +30,21 @@ pub fn report(program: &str, outcome: Result<String, String>) -> ExitCode {
     }
 }
 
+/// Parses the daemon's command line. With `--check`, a command line clap refuses (a missing
+/// required flag, a value that does not parse) is a failed check: its message and exit 1,
+/// not clap's usage exit 2, so that `--check` always answers 0 or 1. `--help` and
+/// `--version` behave as usual.
+pub fn parse_args<C: clap::Parser>() -> Result<C, ExitCode> {
+    match C::try_parse() {
+        Ok(config) => Ok(config),
+        Err(e) if e.use_stderr() && std::env::args_os().any(|arg| arg == "--check") => {
+            let _ = e.print();
+            Err(ExitCode::FAILURE)
+        }
+        Err(e) => e.exit(),
+    }
+}
+
 /// Problems with the file of `flag` as an NKey user seed (`SU...`, as `warroom-admin
 /// nats-auth` writes it).
 pub fn nkey_seed(flag: &str, path: &Path) -> Option<String> {
