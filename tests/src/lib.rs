@@ -3,12 +3,17 @@
 //! The scripted model server that drives the real Claude Code CLI lives in
 //! `warroom-scripted-model`.
 
+pub mod check;
 pub mod deploy;
 pub mod git;
 pub mod nats;
 pub mod tools;
 pub mod wait;
 
+pub use check::{
+    Checked, UID_WITHOUT_PASSWD, command_without_passwd, give_to_uid_without_passwd, run_check,
+    unused_nats_url,
+};
 pub use git::{BareRemote, GitFailure, SshKey, WorkClone};
 pub use nats::{NatsCluster, NatsServer};
 pub use wait::{DEFAULT_TIMEOUT, wait_for, wait_for_ok, wait_until};

@@ -468,6 +468,14 @@ pub struct NatsCluster {
 impl NatsCluster {
     /// Starts `size` nodes and waits until the cluster has elected its JetStream leader.
     pub async fn start(size: usize) -> NatsCluster {
+        Self::start_with_cluster_config(size, "").await
+    }
+
+    /// Like [`NatsCluster::start`], with `cluster_config` added inside every node's
+    /// `cluster { }` block (a `tls { }` block for the routes, for example). Panics, with the
+    /// first node's log, if the routes do not form a cluster that elects its JetStream
+    /// leader within the start deadline.
+    pub async fn start_with_cluster_config(size: usize, cluster_config: &str) -> NatsCluster {
         let ports: Vec<u16> = (0..size)
             .map(|_| {
                 std::net::TcpListener::bind("127.0.0.1:0")
@@ -485,7 +493,7 @@ impl NatsCluster {
         for (index, port) in ports.iter().enumerate() {
             let config = format!(
                 "server_name: warroom-test-{index}\ncluster {{\n  name: warroom-test\n  \
-                 listen: 127.0.0.1:{port}\n  routes: [{routes}]\n}}\n"
+                 listen: 127.0.0.1:{port}\n  routes: [{routes}]\n{cluster_config}\n}}\n"
             );
             nodes.push(NatsServer::start_with_config(&config).await);
         }

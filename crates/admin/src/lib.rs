@@ -58,6 +58,20 @@ pub enum Command {
     /// nats-server.conf) and one NKey seed per component (`<component>.nk`, mode 0600):
     /// gateway, dispatcher, publisher and `runner-<cluster>` for every cluster.
     NatsAuth(NatsAuthArgs),
+    /// Commands on the secure zone's policy file (`WarroomPolicy`).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Reads FILE as the gateway would at start (parsed, every key usable, the GPG keys
+    /// imported into a scratch keyring), prints every problem with its field path, one per
+    /// line, and exits 1; or prints `ok: <summary>` and exits 0. Touches no network.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,8 +99,12 @@ pub struct NatsAuthArgs {
 }
 
 /// Runs one command, printing what it did.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
+        Command::Policy(PolicyCommand::Check { file }) => Ok(warroom_runtime::check::report(
+            "warroom-admin policy check",
+            check_policy(&file),
+        )),
         Command::NatsAuth(args) => {
             let clusters = args
                 .clusters
@@ -107,7 +125,38 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             for line in generated.summary() {
                 println!("{line}");
             }
-            Ok(())
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `policy check`: the summary of a usable policy file, or every problem, one per line, each
+/// naming the file and the field.
+pub fn check_policy(file: &std::path::Path) -> Result<String, String> {
+    match warroom_policy::PolicyWatcher::load(file) {
+        Ok(watcher) => {
+            let policy = watcher.policy();
+            Ok(format!(
+                "{}: {} engineers, {} trusted keys, sha256 {}",
+                file.display(),
+                policy.engineers.len(),
+                policy.trusted_keys.len(),
+                watcher.hash_hex()
+            ))
+        }
+        Err(warroom_policy::Error::Invalid { path, errors }) => Err(errors
+            .iter()
+            .map(|e| format!("{path}: {e}"))
+            .collect::<Vec<_>>()
+            .join("\n")),
+        Err(e) => {
+            let mut text = format!("{}: {e}", file.display());
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            Err(text)
         }
     }
 }

@@ -2,6 +2,6 @@
 
 use clap::Parser as _;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     warroom_admin::run(warroom_admin::Cli::parse())
 }

@@ -1,6 +1,11 @@
 //! TLS files for NATS: a CA, a server certificate for the given hosts, and a client
 //! certificate per component (for mutual TLS), plus the server's `tls` block.
 //!
+//! The server certificate carries both the serverAuth and the clientAuth usage, because the
+//! same certificate serves the cluster's routes (`cluster { tls { verify: true } }`), where
+//! a node dialling another is that node's client. Its names (`--tls-hosts`) must therefore
+//! cover the route URLs' hosts as well as the client URLs' hosts.
+//!
 //! Files: `ca.pem`, `ca-key.pem` (keep it offline after use: it signs new certificates),
 //! `server.pem`, `server-key.pem`, `<component>.pem`, `<component>-key.pem` and
 //! `nats-tls.conf`. With `keep_existing`, an existing CA signs only the certificates that are
@@ -72,7 +77,7 @@ pub fn generate(
     // The same distinguished name and key make certificates that chain to the existing CA.
     let issuer = Issuer::new(ca_params(), ca_key);
 
-    let mut leaf = |stem: &str, sans: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+    let mut leaf = |stem: &str, sans: Vec<String>, usages: Vec<ExtendedKeyUsagePurpose>| {
         let (cert_path, key_path) = (
             out.join(format!("{stem}.pem")),
             out.join(format!("{stem}-key.pem")),
@@ -86,7 +91,7 @@ pub fn generate(
         };
         let mut params = CertificateParams::new(sans).map_err(failed)?;
         params.distinguished_name.push(DnType::CommonName, stem);
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let key = new_key(stem)?;
         let cert = params.signed_by(&key, &issuer).map_err(failed)?;
@@ -95,16 +100,24 @@ pub fn generate(
         files.extend([cert_path, key_path]);
         Ok::<_, Error>(())
     };
+    // The server certificate also serves the cluster's routes, where each node is the
+    // client of the node it dials: with `verify: true` in the `cluster { tls }` block the
+    // dialled node checks the dialler's certificate for the clientAuth usage, so a
+    // serverAuth-only certificate fails every route handshake ("incompatible key usage")
+    // and JetStream never gets a quorum.
     leaf(
         "server",
         hosts.to_vec(),
-        ExtendedKeyUsagePurpose::ServerAuth,
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
     )?;
     for component in components {
         leaf(
             &component.to_string(),
             Vec::new(),
-            ExtendedKeyUsagePurpose::ClientAuth,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
         )?;
     }
 

@@ -598,3 +598,105 @@ fn install_kubectl(bin: &Path) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
         .expect("make kubectl executable");
 }
+
+/// The cluster's routes, secured as deploy/control-plane/nats/nats.conf secures them: the
+/// generated server certificate for both ends of every route, checked against the generated
+/// CA (`verify: true`). A certificate with only the serverAuth usage fails every route
+/// handshake ("incompatible key usage"), so no quorum forms and no R3 stream can be made.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_generated_server_certificate_forms_a_cluster_over_verified_routes() {
+    let creds = tempfile::tempdir().expect("a folder for the credentials");
+    generate(&Options {
+        clusters: vec![cluster("hub")],
+        out: creds.path().to_owned(),
+        tls_hosts: vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+        tls_server_dir: creds.path().to_owned(),
+        keep_existing: false,
+        force: false,
+    })
+    .expect("nats-auth generates");
+    let at = |name: &str| creds.path().join(name).display().to_string();
+    // The cluster block's `tls`, as in deploy/control-plane/nats/nats.conf (where
+    // tls.crt/tls.key/ca.crt are server.pem/server-key.pem/ca.pem).
+    let route_tls = format!(
+        "  tls {{\n    cert_file: \"{}\"\n    key_file: \"{}\"\n    ca_file: \"{}\"\n    \
+         verify: true\n    timeout: 3\n  }}",
+        at("server.pem"),
+        at("server-key.pem"),
+        at("ca.pem"),
+    );
+    let nodes = warroom_testkit::NatsCluster::start_with_cluster_config(3, &route_tls).await;
+    let js = nodes.nodes[0].jetstream().await;
+    let stream = js
+        .create_stream(jetstream::stream::Config {
+            name: "ROUTES".to_owned(),
+            subjects: vec!["routes.>".to_owned()],
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("an R3 stream needs all three nodes routed to each other");
+    let cluster_info = stream.cached_info().cluster.clone().expect("cluster info");
+    assert_eq!(cluster_info.replicas.len(), 2, "{cluster_info:?}");
+    for node in &nodes.nodes {
+        let log = std::fs::read_to_string(node.log_path()).expect("the node's log");
+        assert!(
+            !log.contains("incompatible key usage"),
+            "a route handshake failed:\n{log}"
+        );
+    }
+}
+
+/// `warroom-admin policy check FILE`: the example policy passes; a file that is not a
+/// `WarroomPolicy` lists every problem with its field path, and exits 1.
+#[test]
+fn policy_check_lists_every_problem_with_its_field() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_warroom-admin"));
+    let run = |file: &Path| {
+        std::process::Command::new(bin)
+            .args(["policy", "check"])
+            .arg(file)
+            .output()
+            .expect("running warroom-admin")
+    };
+    let example = tools::workspace_root().join("examples/policy/warroom-policy.yaml");
+    let good = run(&example);
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert!(good.status.success(), "{good:?}");
+    assert!(
+        stdout.starts_with("ok: ") && stdout.contains("2 engineers"),
+        "{stdout}"
+    );
+
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let bad = dir.path().join("policy.yaml");
+    // What deploy/control-plane/policy.yaml held: not a WarroomPolicy at all.
+    std::fs::write(
+        &bad,
+        "allowedClusters: [hub]\nmaxTimeoutSeconds: 3600\nallowedTools: [bash]\n",
+    )
+    .expect("writing the policy");
+    let output = run(&bad);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for field in [
+        "allowedClusters: unknown field",
+        "maxTimeoutSeconds: unknown field",
+        "allowedTools: unknown field",
+        "apiVersion: is required",
+        "kind: is required",
+        "engineers: is required",
+    ] {
+        assert_eq!(
+            stderr.lines().filter(|l| l.contains(field)).count(),
+            1,
+            "{field} is not on exactly one line: {stderr}"
+        );
+    }
+    let missing = run(&dir.path().join("missing.yaml"));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("missing.yaml"),
+        "{missing:?}"
+    );
+}

@@ -74,6 +74,22 @@ impl Config {
         }
         problems.finish().map_err(Error::Config)
     }
+
+    /// `--check`: everything [`Config::validate`] checks, the NATS credential and TLS files
+    /// read as the connection would. Touches no network. `Ok` is the summary; `Err` every
+    /// problem, one per line.
+    pub fn check(&self) -> Result<String, String> {
+        match self.validate() {
+            Ok(()) => Ok(format!(
+                "warroom-dispatcher: pickup timeout {}, run grace {}, {}",
+                human(self.pickup_timeout),
+                human(self.run_grace),
+                self.common.summary()
+            )),
+            Err(Error::Config(problems)) => Err(problems),
+            Err(other) => Err(other.to_string()),
+        }
+    }
 }
 
 use warroom_runtime::parse_duration;

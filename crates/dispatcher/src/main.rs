@@ -3,11 +3,15 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = warroom_dispatcher::Config::parse();
+    let config = match warroom_runtime::check::parse_args::<warroom_dispatcher::Config>() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    if config.common.check {
+        return warroom_runtime::check::report("warroom-dispatcher", config.check());
+    }
     warroom_runtime::telemetry::init(&config.common.log_format);
     match warroom_dispatcher::run(config, warroom_runtime::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,

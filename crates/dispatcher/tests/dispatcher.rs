@@ -1571,3 +1571,47 @@ async fn a_burst_of_one_engineers_requests_is_held_to_their_limit() {
     }
     harness.stop_dispatcher().await;
 }
+
+/// `warroom-dispatcher --check`: a good configuration passes without NATS being there; a bad
+/// one lists every problem at once, one line each naming the setting and the file.
+#[test]
+fn check_reads_every_file_and_reports_every_problem_without_connecting() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_warroom-dispatcher"));
+    let url = warroom_testkit::unused_nats_url();
+    let good = warroom_testkit::run_check(bin, &["--nats-url", &url], &[]);
+    good.assert_ok();
+    assert!(good.stdout.contains(&url), "{good:#?}");
+
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let creds = dir.path().join("dispatcher.creds");
+    std::fs::write(
+        &creds,
+        "-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n",
+    )
+    .expect("writing the creds");
+    let key = dir.path().join("tls.key");
+    std::fs::write(&key, "not a key\n").expect("writing the key");
+    let bad = warroom_testkit::run_check(
+        bin,
+        &[
+            "--nats-creds",
+            creds.to_str().expect("utf-8"),
+            "--nats-tls-cert",
+            "/nonexistent/tls.crt",
+            "--nats-tls-key",
+            key.to_str().expect("utf-8"),
+            "--sweep-interval",
+            "0s",
+        ],
+        &[("WARROOM_NATS_URL", &url)],
+    );
+    bad.assert_problems(
+        "warroom-dispatcher",
+        &[
+            "has no `-----BEGIN USER NKEY SEED-----` section",
+            "--nats-tls-cert /nonexistent/tls.crt",
+            "not a PEM private key",
+            "--sweep-interval must be longer than zero",
+        ],
+    );
+}

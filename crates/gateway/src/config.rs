@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use warroom_runtime::CommonArgs;
 pub use warroom_runtime::config::Secret;
-use warroom_runtime::config::{Problems, check_branch, check_repo, short_hash};
+use warroom_runtime::config::{Problems, check_branch, check_repo, secret_setting, short_hash};
 
 use crate::{Error, Result};
 
@@ -39,8 +39,14 @@ pub struct Config {
 
     /// Token for https remotes (GitHub: a PAT or an installation token). Read it from the
     /// environment, not the command line, where other users could see it. Never logged.
+    /// The gateway only reads: give it a read-only token, not the publisher's.
     #[arg(long, env = "WARROOM_GIT_TOKEN", hide_env_values = true)]
     pub git_token: Option<Secret>,
+
+    /// A file holding the git token (a mounted Secret), read once at start, its trailing line
+    /// break dropped. Instead of --git-token.
+    #[arg(long, env = "WARROOM_GIT_TOKEN_FILE", value_name = "FILE")]
+    pub git_token_file: Option<PathBuf>,
 
     /// The secure-zone policy file (`WarroomPolicy`, see crates/policy/POLICY.md): who may run
     /// requests on which clusters, proven by signed commits. Validated at start (an invalid
@@ -70,6 +76,11 @@ pub struct Config {
     /// `X-Hub-Signature-256` made with it. Read it from the environment. Never logged.
     #[arg(long, env = "WARROOM_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<Secret>,
+
+    /// A file holding the webhook's shared secret (a mounted Secret), read once at start, its
+    /// trailing line break dropped. Instead of --webhook-secret.
+    #[arg(long, env = "WARROOM_WEBHOOK_SECRET_FILE", value_name = "FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -118,6 +129,59 @@ impl Config {
     pub(crate) fn validate(&self) -> Result<Settings> {
         // Every problem is reported at once, one per line, as request validation does.
         let mut problems = Problems::new();
+        let settings = self.settings(&mut problems);
+        problems.finish().map_err(Error::Config)?;
+        settings.ok_or_else(|| {
+            // Unreachable: a failed check noted a problem, and `finish` returned it.
+            Error::Config("--repo, --work-dir or --policy is invalid".to_owned())
+        })
+    }
+
+    /// `--check`: everything [`Config::validate`] checks, and the policy file read, parsed
+    /// and prepared for verification as the gateway would at start. Touches no network.
+    /// `Ok` is the summary; `Err` every problem, one per line.
+    pub fn check(&self) -> Result<String, String> {
+        let mut problems = Problems::new();
+        let settings = self.settings(&mut problems);
+        let mut policy = String::from("no policy: every valid request runs unverified");
+        if let Some(path) = self.policy.as_deref().filter(|p| !p.as_os_str().is_empty()) {
+            match warroom_policy::PolicyWatcher::load(path) {
+                Ok(watcher) => {
+                    policy = format!(
+                        "policy {} ({} engineers)",
+                        path.display(),
+                        watcher.policy().engineers.len()
+                    );
+                }
+                Err(warroom_policy::Error::Invalid { path, errors }) => {
+                    for error in errors {
+                        problems.push(format!("--policy {path}: {error}"));
+                    }
+                }
+                Err(e) => {
+                    problems.push(format!("--policy {}: {}", path.display(), crate::chain(&e)))
+                }
+            }
+        }
+        problems.finish()?;
+        let Some(settings) = settings else {
+            return Err("--repo, --work-dir or --policy is invalid".to_owned());
+        };
+        Ok(format!(
+            "warroom-gateway: {} branch {}, {policy}, {}{}",
+            settings.repo,
+            settings.branch,
+            self.common.summary(),
+            if settings.token.is_some() {
+                ", git token"
+            } else {
+                ""
+            },
+        ))
+    }
+
+    /// Checks every value into `problems` and, when all are good, returns the settings.
+    fn settings(&self, problems: &mut Problems) -> Option<Settings> {
         problems.extend(self.common.problems());
         let repo = problems.check(check_repo(&self.repo));
         problems.check(check_branch(&self.branch));
@@ -155,12 +219,6 @@ impl Config {
                     .join(short_hash(&format!("{repo}\n{}", self.branch), 16))
             }),
         };
-        if self.git_token.is_some() && repo.as_deref().is_some_and(|r| r.starts_with("http://")) {
-            problems.push(
-                "--repo is a plain http:// URL but a git token is set; the token would cross \
-                 the network unencrypted: use https://",
-            );
-        }
         let trust = match (&self.policy, self.insecure_allow_unsigned) {
             (Some(path), _) if path.as_os_str().is_empty() => {
                 problems.push("--policy must not be empty");
@@ -179,19 +237,64 @@ impl Config {
                 None
             }
         };
-        let webhook = match (self.webhook_addr, &self.webhook_secret) {
-            (None, None) => None,
-            (Some(addr), Some(secret)) if !secret.expose().trim().is_empty() => {
-                Some((addr, Secret::new(secret.expose().trim())))
-            }
-            (Some(_), _) => {
+        if trust.is_some()
+            && self.policy.is_some()
+            && let Some(problem) = warroom_runtime::identity::problem()
+        {
+            // Verification runs `ssh-keygen -Y verify`, which needs the user looked up.
+            problems.push(format!(
+                "--policy: signatures cannot be verified: {problem}"
+            ));
+        }
+        let token = problems
+            .check(secret_setting(
+                ("--git-token (WARROOM_GIT_TOKEN)", self.git_token.as_ref()),
+                (
+                    "--git-token-file (WARROOM_GIT_TOKEN_FILE)",
+                    self.git_token_file.as_deref(),
+                ),
+            ))
+            .flatten()
+            .map(|t| t.expose().trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
+        if token.is_some() && repo.as_deref().is_some_and(|r| r.starts_with("http://")) {
+            problems.push(
+                "--repo is a plain http:// URL but a git token is set; the token would cross \
+                 the network unencrypted: use https://",
+            );
+        }
+        let webhook_secret = secret_setting(
+            (
+                "--webhook-secret (WARROOM_WEBHOOK_SECRET)",
+                self.webhook_secret.as_ref(),
+            ),
+            (
+                "--webhook-secret-file (WARROOM_WEBHOOK_SECRET_FILE)",
+                self.webhook_secret_file.as_deref(),
+            ),
+        );
+        // The secret's own problem (unreadable, empty, given twice) is noted once, here.
+        let secret_failed = webhook_secret.is_err();
+        let webhook_secret = problems
+            .check(webhook_secret)
+            .flatten()
+            .map(|secret| secret.expose().trim().to_owned())
+            .filter(|secret| !secret.is_empty());
+        let secret_given = self.webhook_secret.is_some() || self.webhook_secret_file.is_some();
+        let webhook = match (self.webhook_addr, webhook_secret) {
+            (None, _) if !secret_given => None,
+            (Some(addr), Some(secret)) => Some((addr, Secret::new(secret))),
+            (Some(_), None) if secret_failed => None,
+            (Some(_), None) => {
                 problems.push(
-                    "--webhook-addr needs --webhook-secret (WARROOM_WEBHOOK_SECRET): an \
-                     unsigned webhook would let anyone make the gateway poll",
+                    "--webhook-addr needs --webhook-secret (WARROOM_WEBHOOK_SECRET) or \
+                     --webhook-secret-file (WARROOM_WEBHOOK_SECRET_FILE): an unsigned webhook \
+                     would let anyone make the gateway poll",
                 );
                 None
             }
-            (None, Some(_)) => {
+            (None, _) => {
                 problems.push(
                     "--webhook-secret is set but --webhook-addr is not: give the address to \
                      listen on, or drop the secret",
@@ -199,20 +302,13 @@ impl Config {
                 None
             }
         };
-        problems.finish().map_err(Error::Config)?;
+        if !problems.is_empty() {
+            return None;
+        }
         let (Some(repo), Some(work_dir), Some(trust)) = (repo, work_dir, trust) else {
-            // Unreachable: a failed check noted a problem, and `finish` returned it.
-            return Err(Error::Config(
-                "--repo, --work-dir or --policy is invalid".to_owned(),
-            ));
+            return None;
         };
-        let token = self
-            .git_token
-            .as_ref()
-            .map(|t| t.expose().trim())
-            .filter(|t| !t.is_empty())
-            .map(Secret::new);
-        Ok(Settings {
+        Some(Settings {
             repo,
             branch: self.branch.clone(),
             poll_interval: self.poll_interval,

@@ -1,15 +1,25 @@
 //! `warroom-gateway`: follows a git branch and publishes the request files added under
 //! `requests/pending/` to NATS. See the library documentation for what it does.
 
-use clap::Parser as _;
+use std::process::ExitCode;
+
 use warroom_gateway::{Config, run};
 
 #[tokio::main]
-async fn main() {
-    let config = Config::parse();
+async fn main() -> ExitCode {
+    let config = match warroom_runtime::check::parse_args::<Config>() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    if config.common.check {
+        return warroom_runtime::check::report("warroom-gateway", config.check());
+    }
     warroom_runtime::telemetry::init(&config.common.log_format);
-    if let Err(e) = run(config, warroom_runtime::shutdown::signal()).await {
-        eprintln!("warroom-gateway: {e}");
-        std::process::exit(1);
+    match run(config, warroom_runtime::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warroom-gateway: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

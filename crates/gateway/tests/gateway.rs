@@ -1261,3 +1261,94 @@ async fn a_push_of_a_thousand_signed_files_is_accepted_whole() {
     assert_eq!(accepted_records, BURST - 1);
     stack.stop().await;
 }
+
+/// `warroom-gateway --check`: a good configuration passes without NATS being there; a bad
+/// one lists every problem at once, one line each naming the setting and the file.
+#[test]
+fn check_reads_every_file_and_reports_every_problem_without_connecting() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_warroom-gateway"));
+    let dir = tempfile::tempdir().unwrap();
+    let policy =
+        warroom_testkit::tools::workspace_root().join("examples/policy/warroom-policy.yaml");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "ghp_readonly\n").unwrap();
+    let secret = dir.path().join("webhook-secret");
+    std::fs::write(&secret, "hush\n").unwrap();
+    let url = warroom_testkit::unused_nats_url();
+    let good = warroom_testkit::run_check(
+        bin,
+        &[
+            "--repo",
+            "https://git.example.com/org/warroom.git",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--nats-url",
+            &url,
+            "--webhook-addr",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("WARROOM_GIT_TOKEN_FILE", token.to_str().unwrap()),
+            ("WARROOM_WEBHOOK_SECRET_FILE", secret.to_str().unwrap()),
+        ],
+    );
+    good.assert_ok();
+    assert!(good.stdout.contains("2 engineers"), "{good:#?}");
+    assert!(good.stdout.contains(&url), "{good:#?}");
+    assert!(good.stdout.contains("git token"), "{good:#?}");
+
+    let bad_policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &bad_policy,
+        "allowedClusters: [hub]\nmaxTimeoutSeconds: 3600\nallowedTools: [bash]\n",
+    )
+    .unwrap();
+    let seed = dir.path().join("gateway.nk");
+    std::fs::write(&seed, "not a seed\n").unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let bad = warroom_testkit::run_check(
+        bin,
+        &[
+            "--repo",
+            "https://git.example.com/org/warroom.git",
+            "--policy",
+            bad_policy.to_str().unwrap(),
+            "--nats-url",
+            &url,
+            "--nats-nkey",
+            seed.to_str().unwrap(),
+            "--nats-tls-ca",
+            empty.to_str().unwrap(),
+            "--git-token",
+            "inline",
+            "--webhook-addr",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("WARROOM_GIT_TOKEN_FILE", token.to_str().unwrap()),
+            ("WARROOM_WEBHOOK_SECRET_FILE", "/nonexistent/webhook-secret"),
+        ],
+    );
+    bad.assert_problems(
+        "warroom-gateway",
+        &[
+            "policy.yaml: allowedClusters: unknown field",
+            "policy.yaml: apiVersion: is required",
+            "policy.yaml: kind: is required",
+            "policy.yaml: engineers: is required",
+            "--nats-nkey",
+            "expected an NKey user seed",
+            "--nats-tls-ca",
+            "--git-token (WARROOM_GIT_TOKEN) and --git-token-file (WARROOM_GIT_TOKEN_FILE) are \
+             both set",
+            "--webhook-secret-file (WARROOM_WEBHOOK_SECRET_FILE) /nonexistent/webhook-secret: \
+             cannot read it",
+        ],
+    );
+    assert!(bad.stdout.is_empty(), "{bad:#?}");
+    assert!(
+        bad.stderr.starts_with("warroom-gateway: 10 problems:"),
+        "{bad:#?}"
+    );
+}

@@ -488,7 +488,8 @@ impl Verifier {
         Ok(output.stdout)
     }
 
-    /// A command with nothing from the caller's environment but `PATH`: no `GIT_DIR`,
+    /// A command with nothing from the caller's environment but `PATH` (and nss_wrapper's
+    /// variables, see `warroom_runtime::identity`): no `GIT_DIR`,
     /// `GIT_CONFIG_*`, `GNUPGHOME` or `HOME` of the user can reach git, ssh-keygen or gpg.
     fn clean<'c>(&self, command: &'c mut Command) -> &'c mut Command {
         command.env_clear();
@@ -505,7 +506,10 @@ impl Verifier {
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        // `ssh-keygen -Y verify` stops with "No user exists for uid ..." under an arbitrary
+        // OpenShift UID unless nss_wrapper names it (the one exception to the clean slate).
+        warroom_runtime::identity::apply(command)
     }
 
     /// Imports `gpgPublicKeys` and checks that every GPG fingerprint of the policy is in the

@@ -1135,3 +1135,92 @@ fn the_watcher_reloads_changed_content_and_keeps_the_old_policy_when_the_new_is_
     assert!(PolicyWatcher::load(dir.path().join("missing.yaml")).is_err());
     assert!(warroom_policy::load(&path).is_ok());
 }
+
+// ---------------------------------------------------------------------------------------
+// OpenShift's arbitrary UID.
+
+/// A UID (and GID) that no passwd entry names, as OpenShift runs containers.
+const UID_WITHOUT_PASSWD: u32 = 54321;
+/// Set in the environment of this test binary when it runs again as that UID.
+const AS_CHILD: &str = "WARROOM_POLICY_TEST_REPO_AS_UID_WITHOUT_PASSWD";
+
+/// Under a UID with no passwd entry, `ssh-keygen -Y verify` stops with "No user exists for
+/// uid ..."; the verifier runs it with nss_wrapper there, so the gateway still finds the
+/// signer. The test builds a signed repository as root, then runs itself again as that UID
+/// (`setpriv`; the tests run as root) to verify it.
+#[test]
+fn signatures_are_verified_under_a_uid_without_a_passwd_entry() {
+    if let Some(dir) = std::env::var_os(AS_CHILD) {
+        // The child: the verification, as the UID without a passwd entry.
+        let dir = PathBuf::from(dir);
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect(name);
+        let policy = policy(&[read("pe1.pub").trim()], &[read("pe2.pub").trim()], "");
+        let head = read("head");
+        assert_eq!(
+            decide(&policy, &dir.join("repo"), head.trim()),
+            Ok(vec![(
+                head.trim().to_owned(),
+                Signer::Engineer("platform-engineer-1".to_owned())
+            )])
+        );
+        return;
+    }
+    let repo = Repo::new();
+    let pe1 = ssh_key(repo.tmp(), "pe1");
+    ssh_key(repo.tmp(), "pe2");
+    let commit = repo.commit(REQUEST_PATH, REQUEST, Sign::Ssh(&pe1));
+    std::fs::write(repo.tmp().join("head"), &commit).expect("writing the head");
+    chown_all(repo.tmp());
+    let as_uid = |program: &Path| {
+        let mut command = Command::new("setpriv");
+        command
+            .arg(format!("--reuid={UID_WITHOUT_PASSWD}"))
+            .arg(format!("--regid={UID_WITHOUT_PASSWD}"))
+            .args(["--clear-groups", "--"])
+            .arg(program)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("TMPDIR", std::env::temp_dir());
+        command
+    };
+
+    // Without the wrapper, ssh-keygen fails the way OpenShift shows it.
+    let bare = as_uid(Path::new("ssh-keygen"))
+        .args(["-Y", "check-novalidate", "-n", "git", "-s", "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running ssh-keygen through setpriv");
+    let stderr = String::from_utf8_lossy(&bare.stderr);
+    assert!(
+        stderr.contains(&format!("No user exists for uid {UID_WITHOUT_PASSWD}")),
+        "{stderr}"
+    );
+
+    let me = std::env::current_exe().expect("this test binary");
+    let child = as_uid(&me)
+        .args([
+            "--exact",
+            "signatures_are_verified_under_a_uid_without_a_passwd_entry",
+            "--nocapture",
+        ])
+        .env(AS_CHILD, repo.tmp())
+        .output()
+        .expect("running this test again through setpriv");
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    assert!(
+        child.status.success() && stdout.contains("1 passed"),
+        "the verification as UID {UID_WITHOUT_PASSWD} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+}
+
+/// Gives `path` and everything under it to [`UID_WITHOUT_PASSWD`].
+fn chown_all(path: &Path) {
+    std::os::unix::fs::chown(path, Some(UID_WITHOUT_PASSWD), Some(UID_WITHOUT_PASSWD))
+        .unwrap_or_else(|e| panic!("chown {} (the tests run as root): {e}", path.display()));
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).expect("listing a folder") {
+            chown_all(&entry.expect("an entry").path());
+        }
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use warroom_runtime::CommonArgs;
 pub use warroom_runtime::config::Secret;
-use warroom_runtime::config::{Problems, check_branch, check_repo, short_hash};
+use warroom_runtime::config::{Problems, check_branch, check_repo, secret_setting, short_hash};
 
 use crate::{Error, Result};
 
@@ -42,6 +42,11 @@ pub struct Config {
     /// environment, not the command line, where other users could see it. Never logged.
     #[arg(long, env = "WARROOM_GIT_TOKEN", hide_env_values = true)]
     pub git_token: Option<Secret>,
+
+    /// A file holding the git token (a mounted Secret), read once at start, its trailing line
+    /// break dropped. Instead of --git-token.
+    #[arg(long, env = "WARROOM_GIT_TOKEN_FILE", value_name = "FILE")]
+    pub git_token_file: Option<PathBuf>,
 
     /// The author and committer name of result commits.
     #[arg(
@@ -173,6 +178,39 @@ impl Config {
     /// Every problem is reported at once, one per line.
     pub(crate) fn validate(&self) -> Result<Settings> {
         let mut problems = Problems::new();
+        let settings = self.settings(&mut problems);
+        problems.finish().map_err(Error::Config)?;
+        // `None` only with a problem noted, which `finish` returned.
+        settings.ok_or_else(|| Error::Config("--repo or --work-dir is invalid".to_owned()))
+    }
+
+    /// `--check`: everything [`Config::validate`] checks (the signing key loaded by
+    /// `ssh-keygen` or found by gpg, the token file read). Touches no network. `Ok` is the
+    /// summary; `Err` every problem, one per line.
+    pub fn check(&self) -> Result<String, String> {
+        let mut problems = Problems::new();
+        let settings = self.settings(&mut problems);
+        problems.finish()?;
+        let settings = settings.ok_or("--repo or --work-dir is invalid")?;
+        Ok(format!(
+            "warroom-publisher: {} branch {}, {}, {}{}",
+            settings.repo,
+            settings.branch,
+            match &settings.signing {
+                Some(signing) => format!("signing with {}", signing.public),
+                None => "results unsigned".to_owned(),
+            },
+            self.common.summary(),
+            if settings.token.is_some() {
+                ", git token"
+            } else {
+                ""
+            },
+        ))
+    }
+
+    /// Checks every value into `problems` and, when all are good, returns the settings.
+    fn settings(&self, problems: &mut Problems) -> Option<Settings> {
         problems.extend(self.common.problems());
         let repo = problems.check(check_repo(&self.repo));
         problems.check(check_branch(&self.branch));
@@ -197,7 +235,19 @@ impl Config {
             ));
         }
         let work_dir = problems.check(self.work_dir(repo.as_deref().unwrap_or(&self.repo)));
-        if self.git_token.is_some() && repo.as_deref().is_some_and(|r| r.starts_with("http://")) {
+        let token = problems
+            .check(secret_setting(
+                ("--git-token (WARROOM_GIT_TOKEN)", self.git_token.as_ref()),
+                (
+                    "--git-token-file (WARROOM_GIT_TOKEN_FILE)",
+                    self.git_token_file.as_deref(),
+                ),
+            ))
+            .flatten()
+            .map(|t| t.expose().trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
+        if token.is_some() && repo.as_deref().is_some_and(|r| r.starts_with("http://")) {
             problems.push(
                 "--repo is a plain http:// URL but a git token is set; the token would cross \
                  the network unencrypted: use https://",
@@ -207,18 +257,13 @@ impl Config {
             None => None,
             Some(key) => problems.check(check_signing_key(key, self.signing_format)),
         };
-        problems.finish().map_err(Error::Config)?;
+        if !problems.is_empty() {
+            return None;
+        }
         let (Some(repo), Some(work_dir)) = (repo, work_dir) else {
-            // Unreachable: a failed check noted a problem, and `finish` returned it.
-            return Err(Error::Config("--repo or --work-dir is invalid".to_owned()));
+            return None;
         };
-        let token = self
-            .git_token
-            .as_ref()
-            .map(|t| t.expose().trim())
-            .filter(|t| !t.is_empty())
-            .map(Secret::new);
-        Ok(Settings {
+        Some(Settings {
             repo,
             branch: self.branch.clone(),
             work_dir,
@@ -268,10 +313,16 @@ fn check_signing_key(key: &str, format: SigningFormat) -> Result<Signing, String
                 .map_err(|e| format!("cannot make the --signing-key {key} absolute: {e}"))?;
             std::fs::read(&path)
                 .map_err(|e| format!("cannot read the --signing-key {}: {e}", path.display()))?;
+            if let Some(problem) = warroom_runtime::identity::problem() {
+                return Err(format!(
+                    "the --signing-key {} cannot be used by ssh-keygen: {problem}",
+                    path.display()
+                ));
+            }
             // `-P ''` so that an encrypted key fails here instead of asking for a passphrase.
             let public = program_output(
                 "ssh-keygen",
-                Command::new("ssh-keygen")
+                warroom_runtime::identity::apply(&mut Command::new("ssh-keygen"))
                     .args(["-y", "-P", ""])
                     .arg("-f")
                     .arg(&path),

@@ -1508,3 +1508,109 @@ async fn a_final_status_closes_its_batch_without_waiting_out_the_window() {
     assert_eq!(stack.health.metrics.get("batches_pushed"), 1);
     stack.stop().await;
 }
+
+/// `warroom-publisher --check`: a good configuration (a usable signing key, the token as a
+/// file) passes without NATS being there; a bad one lists every problem at once.
+#[test]
+fn check_reads_every_file_and_reports_every_problem_without_connecting() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_warroom-publisher"));
+    let key = warroom_testkit::SshKey::generate("publisher");
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "ghp_push\n").expect("writing the token");
+    let url = warroom_testkit::unused_nats_url();
+    let key_path = key.private_key();
+    let good = warroom_testkit::run_check(
+        bin,
+        &[
+            "--repo",
+            "https://git.example.com/org/warroom.git",
+            "--signing-key",
+            key_path.to_str().expect("utf-8"),
+            "--git-token-file",
+            token.to_str().expect("utf-8"),
+            "--nats-url",
+            &url,
+        ],
+        &[],
+    );
+    good.assert_ok();
+    assert!(
+        good.stdout
+            .contains(&format!("signing with {}", key.public_key())),
+        "{good:#?}"
+    );
+
+    let empty = dir.path().join("empty-token");
+    std::fs::write(&empty, "\n").expect("writing the empty token");
+    let bad = warroom_testkit::run_check(
+        bin,
+        &[
+            "--repo",
+            "https://git.example.com/org/warroom.git",
+            "--signing-key",
+            token.to_str().expect("utf-8"),
+            "--nats-url",
+            &url,
+        ],
+        &[("WARROOM_GIT_TOKEN_FILE", empty.to_str().expect("utf-8"))],
+    );
+    bad.assert_problems(
+        "warroom-publisher",
+        &[
+            "--git-token-file (WARROOM_GIT_TOKEN_FILE)",
+            "the file is empty",
+            "is not a usable SSH private key",
+        ],
+    );
+}
+
+/// OpenShift runs the publisher under an arbitrary UID that /etc/passwd does not list, where
+/// `ssh-keygen` refuses to run ("No user exists for uid ..."). The publisher wraps its
+/// children with nss_wrapper there, so its signing key is still usable.
+#[test]
+fn the_signing_key_works_under_a_uid_without_a_passwd_entry() {
+    use warroom_testkit::{command_without_passwd, give_to_uid_without_passwd};
+    let key = warroom_testkit::SshKey::generate("publisher");
+    let key_path = key.private_key();
+    let key_dir = key_path.parent().expect("the key's folder").to_owned();
+    give_to_uid_without_passwd(&key_dir);
+
+    // Without the wrapper, ssh-keygen fails the way the issue says.
+    let bare = command_without_passwd(std::path::Path::new("ssh-keygen"))
+        .args(["-y", "-P", "", "-f"])
+        .arg(&key_path)
+        .output()
+        .expect("running ssh-keygen through setpriv");
+    assert!(!bare.status.success());
+    let stderr = String::from_utf8_lossy(&bare.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "No user exists for uid {}",
+            warroom_testkit::UID_WITHOUT_PASSWD
+        )),
+        "{stderr}"
+    );
+
+    let url = warroom_testkit::unused_nats_url();
+    let output = command_without_passwd(std::path::Path::new(env!(
+        "CARGO_BIN_EXE_warroom-publisher"
+    )))
+    .args([
+        "--check",
+        "--repo",
+        "/srv/git/warroom.git",
+        "--nats-url",
+        &url,
+    ])
+    .arg("--signing-key")
+    .arg(&key_path)
+    .output()
+    .expect("running the publisher through setpriv");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains(key.public_key()),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

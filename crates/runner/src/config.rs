@@ -74,6 +74,10 @@ pub struct Config {
     /// Set it through the environment: a flag shows in process lists.
     #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
     pub anthropic_api_key: Option<ApiKey>,
+    /// A file holding the Anthropic API key (a mounted Secret), read once at start, its
+    /// trailing line break dropped. Instead of --anthropic-api-key.
+    #[arg(long, env = "ANTHROPIC_API_KEY_FILE", value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
     /// The most one investigation may spend on model calls, in USD, as the proxy prices them;
     /// past it the next call is refused and the run fails with "budget exceeded".
     #[arg(long, env = "WARROOM_BUDGET_USD", default_value = "5.00", value_parser = parse_budget)]
@@ -118,9 +122,54 @@ pub struct Config {
 impl Config {
     /// Checks what clap cannot; called before any I/O.
     pub fn validate(&self) -> Result<()> {
+        self.problems().finish().map_err(Error::Config)
+    }
+
+    /// `--check`: everything [`Config::validate`] checks (the CLI and the guard found and
+    /// executable, the guard configuration loaded, the API key file read, the NATS files
+    /// read as the connection would). Touches no network. `Ok` is the summary; `Err` every
+    /// problem, one per line.
+    pub fn check(&self) -> std::result::Result<String, String> {
+        self.problems().finish()?;
+        Ok(format!(
+            "warroom-runner: cluster {}, claude {}, guard {}, {}{}",
+            self.cluster,
+            self.resolve_claude_bin()
+                .unwrap_or_else(|| self.claude_bin.clone())
+                .display(),
+            self.resolve_guard_bin()
+                .unwrap_or_else(|| self.guard_bin.clone())
+                .display(),
+            self.common.summary(),
+            match self.api_key() {
+                Ok(Some(_)) => ", API key",
+                _ => ", no API key",
+            }
+        ))
+    }
+
+    /// The API key, from --anthropic-api-key or --api-key-file (never both).
+    pub fn api_key(&self) -> std::result::Result<Option<ApiKey>, String> {
+        let inline = self
+            .anthropic_api_key
+            .as_ref()
+            .map(|key| warroom_runtime::config::Secret::new(key.0.clone()));
+        let key = warroom_runtime::config::secret_setting(
+            ("--anthropic-api-key (ANTHROPIC_API_KEY)", inline.as_ref()),
+            (
+                "--api-key-file (ANTHROPIC_API_KEY_FILE)",
+                self.api_key_file.as_deref(),
+            ),
+        )?;
+        Ok(key.map(|key| ApiKey(key.expose().to_owned())))
+    }
+
+    /// Every problem of this configuration, one per line.
+    fn problems(&self) -> warroom_runtime::config::Problems {
         // Every problem is reported at once, one per line.
         let mut problems = warroom_runtime::config::Problems::new();
         problems.extend(self.common.problems());
+        problems.check(self.api_key());
         if self.claude_bin.as_os_str().is_empty() {
             problems.push("--claude-bin must not be empty");
         } else if self.resolve_claude_bin().is_none() {
@@ -182,6 +231,15 @@ impl Config {
                 root.display()
             ));
         }
+        // KUBECONFIG may list several files, as kubectl reads it.
+        for kubeconfig in self.kubeconfig.iter().flat_map(std::env::split_paths) {
+            if let Err(e) = std::fs::read(&kubeconfig) {
+                problems.push(format!(
+                    "--kubeconfig (KUBECONFIG) {}: cannot read it: {e}",
+                    kubeconfig.display()
+                ));
+            }
+        }
         if let Some(url) = &self.anthropic_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -189,7 +247,7 @@ impl Config {
                 "--anthropic-base-url {url:?} must start with http:// or https://"
             ));
         }
-        problems.finish().map_err(Error::Config)
+        problems
     }
 
     /// The Claude Code CLI binary: `--claude-bin` itself when it is a path, otherwise the
@@ -245,7 +303,7 @@ impl Config {
             self.anthropic_base_url
                 .as_deref()
                 .unwrap_or(proxy::DEFAULT_UPSTREAM),
-            self.anthropic_api_key.clone(),
+            self.api_key().map_err(Error::Config)?,
             Prices {
                 opus: self.price_opus,
                 sonnet: self.price_sonnet,

@@ -1,13 +1,22 @@
 //! `warroom-runner`: runs the Claude Code CLI on one cluster's warroom tasks.
 
-use clap::Parser as _;
+use std::process::ExitCode;
 
 #[tokio::main]
-async fn main() {
-    let config = warroom_runner::Config::parse();
+async fn main() -> ExitCode {
+    let config = match warroom_runtime::check::parse_args::<warroom_runner::Config>() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    if config.common.check {
+        return warroom_runtime::check::report("warroom-runner", config.check());
+    }
     warroom_runtime::telemetry::init(&config.common.log_format);
-    if let Err(e) = warroom_runner::run(config, warroom_runtime::shutdown::signal()).await {
-        eprintln!("warroom-runner: {e}");
-        std::process::exit(1);
+    match warroom_runner::run(config, warroom_runtime::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warroom-runner: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

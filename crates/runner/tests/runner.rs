@@ -1377,3 +1377,73 @@ async fn a_nats_outage_mid_run_does_not_stop_the_agent() {
     assert_eq!(reports.len(), 2, "{reports:?}");
     harness.stop_runner().await;
 }
+
+/// `warroom-runner --check`: a good configuration (the CLI and the guard found, the API key
+/// as a file) passes without NATS being there; a bad one lists every problem at once.
+#[test]
+fn check_reads_every_file_and_reports_every_problem_without_connecting() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_warroom-runner"));
+    let dir = TempDir::new().expect("a temporary folder");
+    let key = dir.path().join("api-key");
+    std::fs::write(&key, "sk-ant-test\n").expect("writing the key");
+    // `--check` only needs the guard to be an executable file; it does not run it.
+    let guard = dir.path().join("warroom-guard");
+    std::fs::write(&guard, "#!/bin/sh\nexit 0\n").expect("writing the guard");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&guard, std::fs::Permissions::from_mode(0o755))
+            .expect("making the guard executable");
+    }
+    let claude = tools::claude();
+    let url = warroom_testkit::unused_nats_url();
+    let good = warroom_testkit::run_check(
+        bin,
+        &[
+            "--cluster",
+            CLUSTER,
+            "--claude-bin",
+            claude.to_str().expect("utf-8"),
+            "--guard-bin",
+            guard.to_str().expect("utf-8"),
+            "--nats-url",
+            &url,
+        ],
+        &[("ANTHROPIC_API_KEY_FILE", key.to_str().expect("utf-8"))],
+    );
+    good.assert_ok();
+    assert!(good.stdout.contains(", API key"), "{good:#?}");
+
+    let guard_config = dir.path().join("guard.yaml");
+    std::fs::write(&guard_config, "nonsense: [\n").expect("writing the guard config");
+    let bad = warroom_testkit::run_check(
+        bin,
+        &[
+            "--cluster",
+            CLUSTER,
+            "--claude-bin",
+            "/nonexistent/claude",
+            "--guard-bin",
+            guard.to_str().expect("utf-8"),
+            "--guard-config",
+            guard_config.to_str().expect("utf-8"),
+            "--anthropic-api-key",
+            "inline",
+            "--nats-url",
+            &url,
+        ],
+        &[("ANTHROPIC_API_KEY_FILE", "/nonexistent/api-key")],
+    );
+    bad.assert_problems(
+        "warroom-runner",
+        &[
+            "--claude-bin /nonexistent/claude is not an executable file",
+            "--guard-config",
+            "--anthropic-api-key (ANTHROPIC_API_KEY) and --api-key-file (ANTHROPIC_API_KEY_FILE) \
+             are both set",
+        ],
+    );
+    // A flag clap itself refuses is a failed check too: exit 1, never clap's usage exit 2.
+    let unparsed = warroom_testkit::run_check(bin, &["--nats-url", &url], &[]);
+    assert_eq!(unparsed.code, Some(1), "{unparsed:#?}");
+    assert!(unparsed.stderr.contains("--cluster"), "{unparsed:#?}");
+}

@@ -50,6 +50,39 @@ impl AsRef<SecretString> for Secret {
     }
 }
 
+/// Reads a secret from the file of `setting` (a mounted Kubernetes Secret, say): once, at
+/// start, without its trailing line break. An unreadable or empty file is an error naming
+/// the setting and the file.
+pub fn read_secret_file(setting: &str, path: &std::path::Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{setting} {}: cannot read it: {e}", path.display()))?;
+    let value = text.trim_end_matches(['\n', '\r']);
+    if value.trim().is_empty() {
+        return Err(format!(
+            "{setting} {}: the file is empty; expected the secret on its first line",
+            path.display()
+        ));
+    }
+    Ok(Secret::new(value))
+}
+
+/// A secret that may be given inline (`inline`: its setting and value) or as a file
+/// (`file`), never both: the value to use, or the one-line problem.
+pub fn secret_setting(
+    inline: (&str, Option<&Secret>),
+    file: (&str, Option<&std::path::Path>),
+) -> Result<Option<Secret>, String> {
+    match (inline.1, file.1) {
+        (Some(_), Some(_)) => Err(format!(
+            "{} and {} are both set; give the secret one way only",
+            inline.0, file.0
+        )),
+        (Some(secret), None) => Ok(Some(secret.clone())),
+        (None, Some(path)) => read_secret_file(file.0, path).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Every problem found in a daemon's configuration, each one line naming its flag, so that
 /// one run shows all of them (as request validation does) instead of one per try.
 #[derive(Debug, Default)]
@@ -221,6 +254,37 @@ mod tests {
             two.finish(),
             Err("2 problems:\n  --a is bad\n  --b is bad".to_owned())
         );
+    }
+
+    #[test]
+    fn a_secret_file_is_read_once_without_its_line_break() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "t0k3n\n").unwrap();
+        let flag = "--git-token-file (WARROOM_GIT_TOKEN_FILE)";
+        let secret = secret_setting(("--git-token", None), (flag, Some(&file))).unwrap();
+        assert_eq!(
+            secret.map(|s| s.expose().to_owned()).as_deref(),
+            Some("t0k3n")
+        );
+
+        let both = secret_setting(
+            ("--git-token", Some(&Secret::new("x"))),
+            (flag, Some(&file)),
+        );
+        assert!(
+            both.unwrap_err()
+                .contains("--git-token and --git-token-file")
+        );
+
+        std::fs::write(&file, "\n").unwrap();
+        let empty = read_secret_file(flag, &file).unwrap_err();
+        assert!(
+            empty.contains("WARROOM_GIT_TOKEN_FILE") && empty.contains("is empty"),
+            "{empty}"
+        );
+        let missing = read_secret_file(flag, &dir.path().join("none")).unwrap_err();
+        assert!(missing.contains("none: cannot read it"), "{missing}");
     }
 
     #[test]

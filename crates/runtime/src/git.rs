@@ -160,6 +160,9 @@ impl Git {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // git runs ssh-keygen to sign and verify, and ssh for ssh:// remotes: both need the
+        // user looked up, which an arbitrary OpenShift UID is not without nss_wrapper.
+        crate::identity::apply_tokio(&mut command);
         if let Some(token) = &self.token {
             command
                 .env("GIT_CONFIG_COUNT", "1")

@@ -4,10 +4,12 @@
 //! `/readyz` and `/metrics` endpoints.
 
 pub mod bus;
+pub mod check;
 pub mod config;
 pub mod duration;
 pub mod git;
 pub mod health;
+pub mod identity;
 pub mod lease;
 pub mod retry;
 pub mod shutdown;
@@ -55,6 +57,11 @@ pub struct CommonArgs {
     /// Address for /healthz, /readyz and /metrics (e.g. 0.0.0.0:8080); off when not given.
     #[arg(long, env = "WARROOM_HEALTH_ADDR")]
     pub health_addr: Option<std::net::SocketAddr>,
+    /// Check the configuration and every file it names (credentials, keys, certificates,
+    /// policy), print every problem found (or `ok: <summary>`) and exit 1 (or 0), without
+    /// connecting to anything.
+    #[arg(long)]
+    pub check: bool,
     /// Log format: `text` or `json`. The level comes from RUST_LOG (default `info`).
     #[arg(long, env = "WARROOM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -117,6 +124,9 @@ impl CommonArgs {
         problems
     }
 
+    /// Problems with the files the flags name, read as the connection will read them: the
+    /// seed as an NKey user seed, the credentials file, the TLS files as PEM with the key
+    /// matching the certificate.
     fn file_problems(&self) -> Vec<String> {
         let files = [
             ("--nats-creds", &self.nats_creds),
@@ -125,8 +135,8 @@ impl CommonArgs {
             ("--nats-tls-cert", &self.nats_tls_cert),
             ("--nats-tls-key", &self.nats_tls_key),
         ];
-        files
-            .into_iter()
+        let mut problems: Vec<String> = files
+            .iter()
             .filter_map(|(flag, path)| {
                 let path = path.as_ref()?;
                 match std::fs::metadata(path) {
@@ -135,6 +145,50 @@ impl CommonArgs {
                     Err(e) => Some(format!("{flag} {}: {e}", path.display())),
                 }
             })
-            .collect()
+            .collect();
+        // Only files that are there are read: a missing one was noted once above.
+        let present = |path: &Option<std::path::PathBuf>| {
+            path.as_deref()
+                .filter(|p| p.is_file())
+                .map(std::path::Path::to_path_buf)
+        };
+        if let Some(seed) = present(&self.nats_nkey) {
+            problems.extend(check::nkey_seed("--nats-nkey", &seed));
+        }
+        if let Some(creds) = present(&self.nats_creds) {
+            problems.extend(check::creds("--nats-creds", &creds));
+        }
+        problems.extend(check::tls(
+            present(&self.nats_tls_ca).as_deref(),
+            present(&self.nats_tls_cert).as_deref(),
+            present(&self.nats_tls_key).as_deref(),
+        ));
+        problems
+    }
+
+    /// How this daemon reaches NATS, for `--check`'s summary: the URL and which credentials.
+    pub fn summary(&self) -> String {
+        let mut with = Vec::new();
+        if self.nats_creds.is_some() {
+            with.push("credentials file");
+        }
+        if self.nats_nkey.is_some() {
+            with.push("NKey");
+        }
+        if self.nats_tls_ca.is_some() {
+            with.push("TLS");
+        }
+        if self.nats_tls_cert.is_some() {
+            with.push("client certificate");
+        }
+        if with.is_empty() {
+            with.push("no credentials");
+        }
+        format!(
+            "NATS {} ({}), R{}",
+            self.nats_url,
+            with.join(", "),
+            self.nats_replicas
+        )
     }
 }
