@@ -275,9 +275,9 @@ impl Pod {
         for source in c["envFrom"].as_sequence().into_iter().flatten() {
             let prefix = source["prefix"].as_str().unwrap_or_default();
             if let Some(cm) = source["configMapRef"]["name"].as_str() {
-                let data = rendered
-                    .config_map(cm)
-                    .ok_or_else(|| format!("{}: ConfigMap {cm} is not rendered", what("envFrom")))?;
+                let data = rendered.config_map(cm).ok_or_else(|| {
+                    format!("{}: ConfigMap {cm} is not rendered", what("envFrom"))
+                })?;
                 for (k, v) in data {
                     env.push((format!("{prefix}{k}"), String::from_utf8_lossy(&v).into()));
                 }
@@ -349,15 +349,14 @@ impl Pod {
             let mount_path = mount["mountPath"].as_str().unwrap_or_default();
             let field = what(&format!("volumeMount {volume} at {mount_path}"));
             let target = root.join(mount_path.trim_start_matches('/'));
-            let files: Option<BTreeMap<String, (Vec<u8>, Option<u32>)>> =
-                if claims.contains(&volume) {
-                    None
-                } else {
-                    let v = volumes
-                        .get(volume)
-                        .ok_or_else(|| format!("{field}: no volume {volume}"))?;
-                    volume_files(rendered, secrets, v).map_err(|e| format!("{field}: {e}"))?
-                };
+            let files: Option<Files> = if claims.contains(&volume) {
+                None
+            } else {
+                let v = volumes
+                    .get(volume)
+                    .ok_or_else(|| format!("{field}: no volume {volume}"))?;
+                volume_files(rendered, secrets, v).map_err(|e| format!("{field}: {e}"))?
+            };
             match (files, mount["subPath"].as_str()) {
                 (Some(files), Some(sub)) => {
                     let (bytes, mode) = files
@@ -378,7 +377,7 @@ impl Pod {
             mounts.push((mount_path.to_owned(), target));
         }
         // The longest mount path first, so `/etc/warroom/nats` wins over `/etc/warroom`.
-        mounts.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
 
         // The program: the container's command, else the image's entrypoint (tini) with the
         // arguments as its command. The image runs `tini --` in front of every daemon; here
@@ -405,7 +404,10 @@ impl Pod {
         };
         let program = argv.remove(0);
         let local = programs(&program).ok_or_else(|| {
-            format!("{}: the image's program {program} has no stand-in here", what("command"))
+            format!(
+                "{}: the image's program {program} has no stand-in here",
+                what("command")
+            )
         })?;
         pod.rewrites.push(Rewrite {
             what: what("command[0]"),
@@ -675,7 +677,9 @@ fn volume_files(
                     .clone();
                 files.extend(from(data, &source["secret"])?);
             } else {
-                return Err(format!("a projected source this test does not know: {source:?}"));
+                return Err(format!(
+                    "a projected source this test does not know: {source:?}"
+                ));
             }
         }
         return Ok(Some(files));

@@ -25,7 +25,10 @@ use warroom_testkit::{BareRemote, SshKey, WorkClone, tools, wait_for};
 
 /// The control plane's overlay and the runner overlay started with it.
 const CONTROL_PLANE: &str = "deploy/control-plane";
-const RUNNER_OVERLAYS: &[&str] = &["deploy/runner/overlays/hub", "deploy/runner/overlays/hosted"];
+const RUNNER_OVERLAYS: &[&str] = &[
+    "deploy/runner/overlays/hub",
+    "deploy/runner/overlays/hosted",
+];
 const HUB_RUNNER: &str = "deploy/runner/overlays/hub";
 /// How long the whole zone may take to come up and finish one request on a loaded machine.
 const ZONE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -125,7 +128,11 @@ impl Zone {
         let mut nats_client = |secret: &str, stem: &str| {
             s.insert_file(secret, "nats.nk", &self.cred(&format!("{stem}.nk")))
                 .insert_file(secret, "client.pem", &self.cred(&format!("{stem}.pem")))
-                .insert_file(secret, "client-key.pem", &self.cred(&format!("{stem}-key.pem")))
+                .insert_file(
+                    secret,
+                    "client-key.pem",
+                    &self.cred(&format!("{stem}-key.pem")),
+                )
                 .insert_file(secret, "ca.pem", &self.cred("ca.pem"));
         };
         for component in ["gateway", "dispatcher", "publisher"] {
@@ -133,19 +140,35 @@ impl Zone {
         }
         // Each runner cluster has its own `warroom-nats`: the hub's is the one started here.
         nats_client("warroom-nats", &format!("runner-{}", runner_clusters()[0]));
-        s.insert_file("warroom-nats-auth", "nats-auth.conf", &self.cred("nats-auth.conf"))
-            .insert_file("warroom-nats-tls", "server.pem", &self.cred("server.pem"))
-            .insert_file("warroom-nats-tls", "server-key.pem", &self.cred("server-key.pem"))
-            .insert_file("warroom-nats-tls", "ca.pem", &self.cred("ca.pem"))
-            // A file:// remote needs no token, but the daemons read theirs as shipped.
-            .insert("warroom-git-read", "token", "read-token-unused-by-a-local-remote\n")
-            .insert("warroom-git-push", "token", "push-token-unused-by-a-local-remote\n")
-            .insert_file(
-                "warroom-publisher-signing",
-                "signing-key",
-                &self.publisher_key.private_key(),
-            )
-            .insert("warroom-model", "api-key", "sk-ant-test-key\n");
+        s.insert_file(
+            "warroom-nats-auth",
+            "nats-auth.conf",
+            &self.cred("nats-auth.conf"),
+        )
+        .insert_file("warroom-nats-tls", "server.pem", &self.cred("server.pem"))
+        .insert_file(
+            "warroom-nats-tls",
+            "server-key.pem",
+            &self.cred("server-key.pem"),
+        )
+        .insert_file("warroom-nats-tls", "ca.pem", &self.cred("ca.pem"))
+        // A file:// remote needs no token, but the daemons read theirs as shipped.
+        .insert(
+            "warroom-git-read",
+            "token",
+            "read-token-unused-by-a-local-remote\n",
+        )
+        .insert(
+            "warroom-git-push",
+            "token",
+            "push-token-unused-by-a-local-remote\n",
+        )
+        .insert_file(
+            "warroom-publisher-signing",
+            "signing-key",
+            &self.publisher_key.private_key(),
+        )
+        .insert("warroom-model", "api-key", "sk-ant-test-key\n");
         s
     }
 
@@ -158,22 +181,34 @@ impl Zone {
             .join(rendered.overlay.replace('/', "-"))
             .join(workload.pod_name(ordinal))
             .join(container);
-        Pod::materialize(rendered, workload, container, ordinal, &self.secrets, &program, &root)
-            .unwrap_or_else(|e| panic!("{e}"))
+        Pod::materialize(
+            rendered,
+            workload,
+            container,
+            ordinal,
+            &self.secrets,
+            &program,
+            &root,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
-/// The daemon containers of an overlay (everything but NATS and its exporter).
-fn daemon_pods<'a>(zone: &'a Zone, rendered: &'a Rendered) -> Vec<Pod> {
+/// The daemon containers of an overlay (everything but NATS and its exporter), `replicas`
+/// pods of each workload, or one each.
+fn daemon_pods(zone: &Zone, rendered: &Rendered, all_replicas: bool) -> Vec<Pod> {
     let mut pods = Vec::new();
     for workload in rendered.workloads() {
-        for container in workload.containers() {
+        let replicas = if all_replicas { workload.replicas } else { 1 };
+        for (ordinal, container) in
+            (0..replicas).flat_map(|o| workload.containers().into_iter().map(move |c| (o, c)))
+        {
             // The product's image; NATS and its exporter are started by start_nats.
             let image = workload.image(&container);
             if !image.contains("claude-warroom") {
                 continue;
             }
-            let pod = zone.pod(rendered, &workload, &container, 0);
+            let pod = zone.pod(rendered, &workload, &container, ordinal);
             let program = Path::new(&pod.argv[0])
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -196,7 +231,7 @@ fn every_daemon_passes_its_check_as_rendered() {
     let mut checked = Vec::new();
     for overlay in std::iter::once(&CONTROL_PLANE).chain(RUNNER_OVERLAYS) {
         let rendered = Rendered::render(overlay);
-        for pod in daemon_pods(&zone, &rendered) {
+        for pod in daemon_pods(&zone, &rendered, false) {
             let output = pod
                 .command(&["--check"], IMAGE_PATH)
                 .stdin(Stdio::null())
@@ -220,15 +255,24 @@ fn every_daemon_passes_its_check_as_rendered() {
     println!("{report}");
     for daemon in ["gateway", "dispatcher", "publisher"] {
         assert!(
-            checked.iter().any(|c| c.ends_with(&format!("warroom-{daemon}"))),
+            checked
+                .iter()
+                .any(|c| c.ends_with(&format!("warroom-{daemon}"))),
             "the control plane renders no warroom-{daemon}: {checked:?}"
         );
     }
     assert!(
-        checked.iter().filter(|c| c.ends_with("warroom-runner")).count() == RUNNER_OVERLAYS.len(),
+        checked
+            .iter()
+            .filter(|c| c.ends_with("warroom-runner"))
+            .count()
+            == RUNNER_OVERLAYS.len(),
         "every runner overlay renders a runner: {checked:?}"
     );
-    assert!(failed.is_empty(), "--check failed for {failed:?}:\n{report}");
+    assert!(
+        failed.is_empty(),
+        "--check failed for {failed:?}:\n{report}"
+    );
 }
 
 /// A process of a pod, killed when dropped.
@@ -280,7 +324,11 @@ fn free_port() -> u16 {
 
 /// `GET path` on `127.0.0.1:port`: the status code, or None when nothing answers yet.
 fn http_status(port: u16, path: &str) -> Option<u16> {
-    http_get(port, path)?.split_whitespace().nth(1)?.parse().ok()
+    http_get(port, path)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// `GET path` on `127.0.0.1:port`: the whole answer, or None when nothing answers yet.
@@ -332,7 +380,10 @@ fn rewrite_file(pod: &mut Pod, mount_path: &str, from: &str, to: &str, why: &str
 async fn start_nats(zone: &Zone, rendered: &Rendered) -> (Vec<Running>, Vec<u16>, Vec<Pod>) {
     let workload = rendered.workload("nats");
     let replicas = workload.replicas;
-    assert!(replicas >= 3, "NATS runs as a cluster of 3, rendered {replicas}");
+    assert!(
+        replicas >= 3,
+        "NATS runs as a cluster of 3, rendered {replicas}"
+    );
     let ports: Vec<(u16, u16, u16)> = (0..replicas)
         .map(|_| (free_port(), free_port(), free_port()))
         .collect();
@@ -343,9 +394,27 @@ async fn start_nats(zone: &Zone, rendered: &Rendered) -> (Vec<Running>, Vec<u16>
         let (client, cluster, monitor) = ports[ordinal as usize];
         let conf = "/etc/nats/nats.conf";
         let why_port = "every pod listens on loopback here, each on a port of its own";
-        rewrite_file(&mut pod, conf, "0.0.0.0:4222", &format!("127.0.0.1:{client}"), why_port);
-        rewrite_file(&mut pod, conf, "0.0.0.0:6222", &format!("127.0.0.1:{cluster}"), why_port);
-        rewrite_file(&mut pod, conf, "0.0.0.0:8222", &format!("127.0.0.1:{monitor}"), why_port);
+        rewrite_file(
+            &mut pod,
+            conf,
+            "0.0.0.0:4222",
+            &format!("127.0.0.1:{client}"),
+            why_port,
+        );
+        rewrite_file(
+            &mut pod,
+            conf,
+            "0.0.0.0:6222",
+            &format!("127.0.0.1:{cluster}"),
+            why_port,
+        );
+        rewrite_file(
+            &mut pod,
+            conf,
+            "0.0.0.0:8222",
+            &format!("127.0.0.1:{monitor}"),
+            why_port,
+        );
         for (other, (_, other_cluster, _)) in ports.iter().enumerate() {
             rewrite_file(
                 &mut pod,
@@ -371,17 +440,32 @@ async fn start_nats(zone: &Zone, rendered: &Rendered) -> (Vec<Running>, Vec<u16>
         .await;
     }
     // The routes: mutual TLS between the nodes, which only a certificate valid for client
-    // authentication too can pass.
-    let expected = format!("\"num_routes\": {}", replicas - 1);
+    // authentication too can pass. A node may hold several connections to each peer (route
+    // pooling): the peers are counted by their server ids.
+    let peers = (replicas - 1) as usize;
     for (i, (_, _, monitor)) in ports.iter().enumerate() {
         let logs: String = running.iter().map(Running::tail).collect();
         wait_for(
-            format!("nats-{i} has routes to the other nodes ({expected})\n{logs}"),
+            format!("nats-{i} has routes to its {peers} peers\n{logs}"),
             ZONE_TIMEOUT,
             || async {
                 let routez = http_get(*monitor, "/routez")?;
-                routez.contains(&expected).then_some(())
+                let ids: std::collections::BTreeSet<&str> = routez
+                    .split("\"remote_id\": \"")
+                    .skip(1)
+                    .filter_map(|rest| rest.split('"').next())
+                    .collect();
+                (ids.len() == peers).then_some(())
             },
+        )
+        .await;
+    }
+    // JetStream has its meta leader: the full health check passes on every node.
+    for (i, (_, _, monitor)) in ports.iter().enumerate() {
+        wait_for(
+            format!("nats-{i} is healthy with JetStream"),
+            ZONE_TIMEOUT,
+            || async { (http_status(*monitor, "/healthz") == Some(200)).then_some(()) },
         )
         .await;
     }
@@ -410,8 +494,17 @@ async fn the_rendered_zone_completes_a_signed_request_with_verified_results() {
         .join(",");
 
     // The policy: the rendered ConfigMap's, with the test's engineer as its engineer.
-    let mut pods = daemon_pods(&zone, &control);
-    pods.extend(daemon_pods(&zone, &hub));
+    // Every replica the manifests ask for: both dispatchers, one holding the lease.
+    let mut pods = daemon_pods(&zone, &control, true);
+    pods.extend(daemon_pods(&zone, &hub, true));
+    let dispatchers = pods
+        .iter()
+        .filter(|p| p.workload == "warroom-dispatcher")
+        .count();
+    assert!(
+        dispatchers >= 2,
+        "the control plane runs standby dispatchers: {dispatchers}"
+    );
     let hub_cluster = runner_clusters()[0].clone();
     let mut running = Vec::new();
     let bin = zone.dir.path().join("agent-bin");
@@ -427,7 +520,11 @@ async fn the_rendered_zone_completes_a_signed_request_with_verified_results() {
             );
         }
         if pod.env("WARROOM_REPO").is_some() {
-            pod.rewrite_env("WARROOM_REPO", remote.url(), "the git host is a bare repository here");
+            pod.rewrite_env(
+                "WARROOM_REPO",
+                remote.url(),
+                "the git host is a bare repository here",
+            );
         }
         if pod.env("WARROOM_POLICY").is_some() {
             let policy = PathBuf::from(pod.env("WARROOM_POLICY").expect("set"));
@@ -443,7 +540,11 @@ async fn the_rendered_zone_completes_a_signed_request_with_verified_results() {
             });
         }
         if pod.env("ANTHROPIC_BASE_URL").is_some() {
-            pod.rewrite_env("ANTHROPIC_BASE_URL", model.base_url(), "the model is scripted here");
+            pod.rewrite_env(
+                "ANTHROPIC_BASE_URL",
+                model.base_url(),
+                "the model is scripted here",
+            );
         }
         let path = if pod.workload == "warroom-runner" {
             // The image's oc and kubectl: stand-ins here, no cluster can be reached.
@@ -457,15 +558,36 @@ async fn the_rendered_zone_completes_a_signed_request_with_verified_results() {
 
     // The engineer's signed request.
     let id = "r-deploy-up";
-    push_signed(&engineer, &zone.engineer_key, id, &request_yaml(&hub_cluster));
+    push_signed(
+        &engineer,
+        &zone.engineer_key,
+        id,
+        &request_yaml(&hub_cluster),
+    );
     let logs = || -> String { running.iter().chain(&nats).map(Running::tail).collect() };
-    let status = wait_for(format!("results/{id}/status.json completed"), ZONE_TIMEOUT, || async {
-        remote
-            .read(&format!("results/{id}/status.json"))
-            .filter(|s| s.contains("\"phase\": \"completed\"") || s.contains("\"phase\":\"completed\""))
-    })
+    let status = wait_for(
+        format!("results/{id}/status.json completed"),
+        ZONE_TIMEOUT,
+        || async {
+            remote
+                .read(&format!("results/{id}/status.json"))
+                .filter(|s| {
+                    s.contains("\"phase\": \"completed\"") || s.contains("\"phase\":\"completed\"")
+                })
+        },
+    )
     .await;
-    assert!(status.contains(&hub_cluster), "{status}\n{}", logs());
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status.json is JSON");
+    assert_eq!(
+        status["verification"]["verified"],
+        true,
+        "the gateway verified the engineer's signature: {status:#}\n{}",
+        logs()
+    );
+    assert_eq!(
+        status["clusters"][&hub_cluster]["phase"], "completed",
+        "{status:#}"
+    );
     let report = remote
         .read(&format!("results/{id}/{hub_cluster}.md"))
         .unwrap_or_else(|| panic!("the hub's report is missing\n{}", logs()));
@@ -483,7 +605,11 @@ async fn the_rendered_zone_completes_a_signed_request_with_verified_results() {
             .expect("run claude-warroom")
     };
     let init = cli(&["init", "--publisher-key", &key]);
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let verify = cli(&["status", "--verify", id]);
     assert!(
         verify.status.success(),

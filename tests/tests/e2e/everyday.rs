@@ -40,10 +40,7 @@ const EVERYDAY: &[(&str, &str)] = &[
         "kubectl get pods -A --sort-by=.status.containerStatuses[0].restartCount",
         "get pods -A --sort-by=.status.containerStatuses[0].restartCount",
     ),
-    (
-        "kubectl get nodes | awk '{print $1}'",
-        "get nodes",
-    ),
+    ("kubectl get nodes | awk '{print $1}'", "get nodes"),
     (
         "kubectl get pods -n clusters-prod-1 | sed -n '2,5p'",
         "get pods -n clusters-prod-1",
@@ -97,7 +94,10 @@ async fn everyday_calls_run_and_credential_or_reshaping_calls_never_do() {
     let mut seen: Vec<&str> = calls.iter().map(String::as_str).collect();
     expected.sort_unstable();
     seen.sort_unstable();
-    assert_eq!(seen, expected, "a hostile call reached kubectl; refusals: {refusals:#?}");
+    assert_eq!(
+        seen, expected,
+        "a hostile call reached kubectl; refusals: {refusals:#?}"
+    );
     assert_eq!(
         status.clusters[CLUSTER].permission_denials,
         HOSTILE.len() as u32,

@@ -165,14 +165,30 @@ const PLANTED: &[(&str, &str, &[&str])] = &[
     (
         "*_PASS, *_PW, PIN, PASSCODE, *_SALT, HMAC, *_SAS, pass=",
         concat!(
-            "DB_PASS=", "Qz7-pass-", "Vb2Nc\n",
-            "ADMIN_PW=", "Wd8-pw-", "Kp1Hs\n",
-            "PIN=", "48", "213957\n",
-            "PASSCODE=", "77", "41029\n",
-            "COOKIE_SALT=", "Jf6Gt0", "Ye3Ui9Oa\n",
-            "HMAC=", "a3f9c0", "7be21d44\n",
-            "STORAGE_SAS=", "sv2022Xq", "9Lm3Vb\n",
-            "login user=ops pass=", "Rt8Ys4", "Kp6Zx"
+            "DB_PASS=",
+            "Qz7-pass-",
+            "Vb2Nc\n",
+            "ADMIN_PW=",
+            "Wd8-pw-",
+            "Kp1Hs\n",
+            "PIN=",
+            "48",
+            "213957\n",
+            "PASSCODE=",
+            "77",
+            "41029\n",
+            "COOKIE_SALT=",
+            "Jf6Gt0",
+            "Ye3Ui9Oa\n",
+            "HMAC=",
+            "a3f9c0",
+            "7be21d44\n",
+            "STORAGE_SAS=",
+            "sv2022Xq",
+            "9Lm3Vb\n",
+            "login user=ops pass=",
+            "Rt8Ys4",
+            "Kp6Zx"
         ),
         &[
             concat!("Qz7-pass-", "Vb2Nc"),
@@ -207,9 +223,15 @@ const PLANTED: &[(&str, &str, &[&str])] = &[
     (
         "CLI credential flags",
         concat!(
-            "curl -u admin:", "Cu7l-", "Pw9x https://api/\n",
-            "mysql -uroot -p", "My5ql-", "Pw2z\n",
-            "ldapsearch -D cn=admin -w ", "Ld4p-", "Pw3q"
+            "curl -u admin:",
+            "Cu7l-",
+            "Pw9x https://api/\n",
+            "mysql -uroot -p",
+            "My5ql-",
+            "Pw2z\n",
+            "ldapsearch -D cn=admin -w ",
+            "Ld4p-",
+            "Pw3q"
         ),
         &[
             concat!("Cu7l-", "Pw9x"),
