@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use warroom_runtime::CommonArgs;
 pub use warroom_runtime::config::Secret;
-use warroom_runtime::config::{Problems, check_branch, check_repo, secret_setting, short_hash};
+use warroom_runtime::config::{
+    Problems, check_branch, check_repo, git_token, secret_setting, short_hash,
+};
 
 use crate::{Error, Result};
 
@@ -246,24 +248,12 @@ impl Config {
                 "--policy: signatures cannot be verified: {problem}"
             ));
         }
-        let token = problems
-            .check(secret_setting(
-                ("--git-token (WARROOM_GIT_TOKEN)", self.git_token.as_ref()),
-                (
-                    "--git-token-file (WARROOM_GIT_TOKEN_FILE)",
-                    self.git_token_file.as_deref(),
-                ),
-            ))
-            .flatten()
-            .map(|t| t.expose().trim().to_owned())
-            .filter(|t| !t.is_empty())
-            .map(Secret::new);
-        if token.is_some() && repo.as_deref().is_some_and(|r| r.starts_with("http://")) {
-            problems.push(
-                "--repo is a plain http:// URL but a git token is set; the token would cross \
-                 the network unencrypted: use https://",
-            );
-        }
+        let token = git_token(
+            problems,
+            self.git_token.as_ref(),
+            self.git_token_file.as_deref(),
+            repo.as_deref(),
+        );
         let webhook_secret = secret_setting(
             (
                 "--webhook-secret (WARROOM_WEBHOOK_SECRET)",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use warroom_runtime::CommonArgs;
 pub use warroom_runtime::config::Secret;
-use warroom_runtime::config::{Problems, check_branch, check_repo, secret_setting, short_hash};
+use warroom_runtime::config::{Problems, check_branch, check_repo, git_token, short_hash};
 
 use crate::{Error, Result};
 
@@ -235,24 +235,12 @@ impl Config {
             ));
         }
         let work_dir = problems.check(self.work_dir(repo.as_deref().unwrap_or(&self.repo)));
-        let token = problems
-            .check(secret_setting(
-                ("--git-token (WARROOM_GIT_TOKEN)", self.git_token.as_ref()),
-                (
-                    "--git-token-file (WARROOM_GIT_TOKEN_FILE)",
-                    self.git_token_file.as_deref(),
-                ),
-            ))
-            .flatten()
-            .map(|t| t.expose().trim().to_owned())
-            .filter(|t| !t.is_empty())
-            .map(Secret::new);
-        if token.is_some() && repo.as_deref().is_some_and(|r| r.starts_with("http://")) {
-            problems.push(
-                "--repo is a plain http:// URL but a git token is set; the token would cross \
-                 the network unencrypted: use https://",
-            );
-        }
+        let token = git_token(
+            problems,
+            self.git_token.as_ref(),
+            self.git_token_file.as_deref(),
+            repo.as_deref(),
+        );
         let signing = match self.signing_key.as_deref() {
             None => None,
             Some(key) => problems.check(check_signing_key(key, self.signing_format)),

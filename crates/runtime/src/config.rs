@@ -83,6 +83,33 @@ pub fn secret_setting(
     }
 }
 
+/// The git token of a daemon that reads or pushes `repo`: `--git-token` or
+/// `--git-token-file`, never both, blank meaning none; refused over plain `http://`, where it
+/// would cross the network unencrypted. Problems are noted in `problems`.
+pub fn git_token(
+    problems: &mut Problems,
+    inline: Option<&Secret>,
+    file: Option<&std::path::Path>,
+    repo: Option<&str>,
+) -> Option<Secret> {
+    let token = problems
+        .check(secret_setting(
+            ("--git-token (WARROOM_GIT_TOKEN)", inline),
+            ("--git-token-file (WARROOM_GIT_TOKEN_FILE)", file),
+        ))
+        .flatten()
+        .map(|t| t.expose().trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
+    if token.is_some() && repo.is_some_and(|r| r.starts_with("http://")) {
+        problems.push(
+            "--repo is a plain http:// URL but a git token is set; the token would cross \
+             the network unencrypted: use https://",
+        );
+    }
+    token
+}
+
 /// Every problem found in a daemon's configuration, each one line naming its flag, so that
 /// one run shows all of them (as request validation does) instead of one per try.
 #[derive(Debug, Default)]

@@ -12,16 +12,7 @@ use std::process::Command;
 use serde_yaml_ng::Value;
 use warroom_testkit::tools::workspace_root;
 
-pub fn kubectl() -> PathBuf {
-    if let Some(path) = std::env::var_os("WARROOM_KUBECTL_BIN") {
-        return PathBuf::from(path);
-    }
-    let local = workspace_root().join(".tools/bin/kubectl");
-    if local.exists() {
-        return local;
-    }
-    PathBuf::from("kubectl")
-}
+pub use warroom_testkit::deploy::kubectl;
 
 /// `kubectl kustomize <dir>`, parsed into its documents.
 pub fn render(dir: &Path) -> Vec<Value> {
