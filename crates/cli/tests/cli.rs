@@ -1102,12 +1102,15 @@ fn dev_help_says_where_the_local_stack_is() {
 }
 
 /// The engineer's command talks only to git: it must not link a NATS client, a daemon or
-/// the scripted model (they belong to `warroom-dev`). Read from Cargo's own dependency graph.
+/// the scripted model (they belong to `warroom-dev`). Read from Cargo's own dependency graph,
+/// for the host platform only: `--target all` needs every other platform's crates (such as
+/// `anstyle-wincon`) in the cargo cache, which a machine that only built the workspace lacks,
+/// and `--offline` then fails.
 #[test]
 fn the_engineers_command_links_no_daemon_and_no_nats_client() {
     let output = Command::new(env!("CARGO"))
         .args(["tree", "--offline", "--package", "claude-warroom"])
-        .args(["--edges", "normal", "--target", "all"])
+        .args(["--edges", "normal"])
         .args(["--prefix", "none", "--format", "{p}"])
         .current_dir(workspace_root())
         .stdin(Stdio::null())

@@ -1505,6 +1505,14 @@ async fn a_final_status_closes_its_batch_without_waiting_out_the_window() {
     stack.status(&completed_on_hub("r-close")).await;
     stack.wait_status("r-close", "completed").await;
     stack.wait_status("r-open", "running").await;
+    // The commit is on the remote as soon as the push has updated the branch, but the
+    // publisher counts the batch only after `git push` returned and it acked every message:
+    // reading the count right after seeing the files raced that (on a loaded machine it was
+    // still 0). Wait for the count; a second batch would have taken the 60 s window.
+    wait_until("the batch is counted", DEFAULT_TIMEOUT, || async {
+        stack.health.metrics.get("batches_pushed") >= 1
+    })
+    .await;
     assert_eq!(stack.health.metrics.get("batches_pushed"), 1);
     stack.stop().await;
 }
