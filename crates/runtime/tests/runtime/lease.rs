@@ -185,8 +185,8 @@ async fn while_held_runs_one_worker_and_hands_over_at_stop() {
 /// A holder whose task is dropped without releasing (a killed pod) stops its work at once
 /// but leaves its key; the key runs out after the TTL and the standby takes over then.
 ///
-/// Fails if dropping a `Held` keeps renewing the key (the standby would never take over) or
-/// leaves its work running.
+/// Fails if dropping a `Held` neither stops its renewal nor cancels its token: the key would
+/// be renewed for ever (the standby would never take over) and the work would go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_holder_is_taken_over_after_its_ttl() {
     let ttl = Duration::from_secs(2);
