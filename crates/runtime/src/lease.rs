@@ -141,7 +141,18 @@ async fn renew(store: kv::Store, spec: LeaseSpec, mut revision: u64, token: Canc
             () = tokio::time::sleep(every) => {}
         }
         let value = spec.holder.clone().into_bytes();
-        match store.update(spec.key, value.clone().into(), revision).await {
+        // A renewal may hang (the client waits out its request timeout while disconnected):
+        // it may not outlast the moment this holder must stop.
+        let update = store.update(spec.key, value.clone().into(), revision);
+        let Ok(outcome) = tokio::time::timeout_at(renewed + give_up, update).await else {
+            warn!(
+                lease = spec.key,
+                "the lease could not be renewed in time; stopping work before another replica takes over"
+            );
+            token.cancel();
+            return;
+        };
+        match outcome {
             Ok(next) => {
                 revision = next;
                 renewed = Instant::now();
@@ -150,7 +161,8 @@ async fn renew(store: kv::Store, spec: LeaseSpec, mut revision: u64, token: Canc
             }
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                 // Someone else's now, or it ran out and may still be free.
-                if let Ok(Some(next)) = try_take(&store, &spec).await {
+                let retake = tokio::time::timeout_at(renewed + give_up, try_take(&store, &spec));
+                if let Ok(Ok(Some(next))) = retake.await {
                     warn!(lease = spec.key, "the lease had run out; taken again");
                     revision = next;
                     renewed = Instant::now();
