@@ -15,5 +15,5 @@ pub use check::{
     unused_nats_url,
 };
 pub use git::{BareRemote, GitFailure, SshKey, WorkClone};
-pub use nats::{NatsCluster, NatsServer};
+pub use nats::{NatsCluster, NatsServer, reserved_port};
 pub use wait::{DEFAULT_TIMEOUT, wait_for, wait_for_ok, wait_until};

@@ -476,14 +476,7 @@ impl NatsCluster {
     /// first node's log, if the routes do not form a cluster that elects its JetStream
     /// leader within the start deadline.
     pub async fn start_with_cluster_config(size: usize, cluster_config: &str) -> NatsCluster {
-        let ports: Vec<u16> = (0..size)
-            .map(|_| {
-                std::net::TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .expect("a free port for a cluster route")
-                    .port()
-            })
-            .collect();
+        let ports: Vec<u16> = (0..size).map(|_| reserved_port()).collect();
         let routes = ports
             .iter()
             .map(|port| format!("nats-route://127.0.0.1:{port}"))
@@ -519,4 +512,32 @@ impl NatsCluster {
             .collect::<Vec<_>>()
             .join(",")
     }
+}
+
+/// A port nothing listens on, for a server a test configures itself (a cluster route, a
+/// monitoring port), taken outside the kernel's ephemeral range: a port found with `bind(0)`
+/// is free only until the next `bind(0)`, and a `nats-server -p -1` started before the port
+/// is used could be handed the same one ("address already in use", seen in CI). Ports below
+/// the ephemeral range are never handed out that way; a random one is taken and checked free.
+pub fn reserved_port() -> u16 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (first, last) = (10_000u32, low.max(10_001));
+    let state = std::collections::hash_map::RandomState::new();
+    for attempt in 0u32..10_000 {
+        let mut hasher = state.build_hasher();
+        hasher.write_u32(attempt);
+        hasher.write_u32(std::process::id());
+        let candidate = first + (hasher.finish() % u64::from(last - first)) as u32;
+        let Ok(port) = u16::try_from(candidate) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {first} and {last} after 10,000 tries")
 }

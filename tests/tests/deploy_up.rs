@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use warroom_scripted_model::{Script, ScriptedModel, Turn};
 use warroom_testkit::deploy::{Pod, Rendered, Secrets, Workload};
-use warroom_testkit::{BareRemote, SshKey, WorkClone, tools, wait_for};
+use warroom_testkit::{BareRemote, SshKey, WorkClone, reserved_port, tools, wait_for};
 
 /// The control plane's overlay and the runner overlay started with it.
 const CONTROL_PLANE: &str = "deploy/control-plane";
@@ -315,13 +315,6 @@ impl Drop for Running {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// `GET path` on `127.0.0.1:port`: the status code, or None when nothing answers yet.
 fn http_status(port: u16, path: &str) -> Option<u16> {
     http_get(port, path)?
@@ -385,7 +378,7 @@ async fn start_nats(zone: &Zone, rendered: &Rendered) -> (Vec<Running>, Vec<u16>
         "NATS runs as a cluster of 3, rendered {replicas}"
     );
     let ports: Vec<(u16, u16, u16)> = (0..replicas)
-        .map(|_| (free_port(), free_port(), free_port()))
+        .map(|_| (reserved_port(), reserved_port(), reserved_port()))
         .collect();
     let mut pods = Vec::new();
     let mut running = Vec::new();
