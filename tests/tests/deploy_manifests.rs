@@ -43,7 +43,7 @@ fn the_shipped_policy_is_a_warroom_policy() {
     let text = str_at(config_map, &["data", "policy.yaml"])
         .expect("the warroom-policy ConfigMap has a policy.yaml key");
     let policy =
-        warroom_policy::parse_policy("policy.yaml", text.as_bytes()).unwrap_or_else(|errors| {
+        warroom_access::parse_policy("policy.yaml", text.as_bytes()).unwrap_or_else(|errors| {
             let lines: Vec<String> = errors
                 .iter()
                 .map(|e| format!("{}: {}", e.field, e.message))

@@ -133,7 +133,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 /// `policy check`: the summary of a usable policy file, or every problem, one per line, each
 /// naming the file and the field.
 pub fn check_policy(file: &std::path::Path) -> Result<String, String> {
-    match warroom_policy::PolicyWatcher::load(file) {
+    match warroom_access::PolicyWatcher::load(file) {
         Ok(watcher) => {
             let policy = watcher.policy();
             Ok(format!(
@@ -144,7 +144,7 @@ pub fn check_policy(file: &std::path::Path) -> Result<String, String> {
                 watcher.hash_hex()
             ))
         }
-        Err(warroom_policy::Error::Invalid { path, errors }) => Err(errors
+        Err(warroom_access::Error::Invalid { path, errors }) => Err(errors
             .iter()
             .map(|e| format!("{path}: {e}"))
             .collect::<Vec<_>>()

@@ -8,7 +8,7 @@
 //! signing-related setting given on the command line: neither the engineer's configuration
 //! nor the clone's (`gpg.ssh.program`, another allowed-signers file, `log.showSignature`, a
 //! replace ref) can change what is trusted. It is the same method as the secure zone's
-//! `warroom-policy` verifier, for the other direction.
+//! `warroom-access` verifier, for the other direction.
 
 use std::fmt;
 use std::path::Path;

@@ -66,7 +66,7 @@ struct UpArgs {
     #[arg(long, default_value = "main")]
     branch: String,
 
-    /// The secure-zone policy file the gateway enforces (see crates/policy/POLICY.md): only
+    /// The secure-zone policy file the gateway enforces (see crates/access/POLICY.md): only
     /// requests whose commits are signed by their engineer's key run. Without it, the gateway
     /// runs with --insecure-allow-unsigned: every valid request runs, unverified.
     #[arg(long, env = "WARROOM_POLICY")]

@@ -50,7 +50,7 @@ pub struct Config {
     #[arg(long, env = "WARROOM_GIT_TOKEN_FILE", value_name = "FILE")]
     pub git_token_file: Option<PathBuf>,
 
-    /// The secure-zone policy file (`WarroomPolicy`, see crates/policy/POLICY.md): who may run
+    /// The secure-zone policy file (`WarroomPolicy`, see crates/access/POLICY.md): who may run
     /// requests on which clusters, proven by signed commits. Validated at start (an invalid
     /// file stops the gateway), read again at every poll and used when its content changed
     /// and is valid.
@@ -147,7 +147,7 @@ impl Config {
         let settings = self.settings(&mut problems);
         let mut policy = String::from("no policy: every valid request runs unverified");
         if let Some(path) = self.policy.as_deref().filter(|p| !p.as_os_str().is_empty()) {
-            match warroom_policy::PolicyWatcher::load(path) {
+            match warroom_access::PolicyWatcher::load(path) {
                 Ok(watcher) => {
                     policy = format!(
                         "policy {} ({} engineers)",
@@ -155,7 +155,7 @@ impl Config {
                         watcher.policy().engineers.len()
                     );
                 }
-                Err(warroom_policy::Error::Invalid { path, errors }) => {
+                Err(warroom_access::Error::Invalid { path, errors }) => {
                     for error in errors {
                         problems.push(format!("--policy {path}: {error}"));
                     }

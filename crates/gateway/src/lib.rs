@@ -32,7 +32,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
-use warroom_policy::{PolicyWatcher, Reload};
+use warroom_access::{PolicyWatcher, Reload};
 use warroom_proto::names;
 use warroom_runtime::{Bus, BusError, Health, git::GitError};
 
@@ -341,7 +341,7 @@ impl Gateway {
     /// Reads the policy file again; a changed valid version is used from now on, a changed
     /// invalid one is refused (logged once and counted) and the old one stays. Returns the
     /// verifier of the policy in use, `None` without a policy.
-    async fn reload_policy(&self) -> Option<Arc<warroom_policy::Verifier>> {
+    async fn reload_policy(&self) -> Option<Arc<warroom_access::Verifier>> {
         let watcher = Arc::clone(self.policy.as_ref()?);
         let polled = tokio::task::spawn_blocking(move || {
             let mut watcher = watcher.lock().unwrap_or_else(|p| p.into_inner());

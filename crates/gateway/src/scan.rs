@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_nats::jetstream::kv;
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use tracing::{debug, error, info, warn};
-use warroom_policy::{CommitRange, Refusal, RequestFacts, SignatureStatus, Verifier};
+use warroom_access::{CommitRange, Refusal, RequestFacts, SignatureStatus, Verifier};
 use warroom_proto::validate::MAX_FILE_BYTES;
 use warroom_proto::wire::{AcceptedRequest, RequestSummary, StatusUpdate};
 use warroom_proto::{
@@ -297,7 +297,7 @@ impl Scanner<'_> {
                 // them: the policy's limit travels with the accepted request.
                 let facts = RequestFacts::of(&request, 0);
                 let policy = verifier.policy();
-                match warroom_policy::authorize(policy, &facts, &commits) {
+                match warroom_access::authorize(policy, &facts, &commits) {
                     Ok(authorized) => {
                         debug!(file = %candidate.path, engineer = %authorized.engineer, commits = authorized.signers.len(), "signatures verified");
                         let signed_by: BTreeSet<String> = commits
@@ -543,7 +543,7 @@ impl Scanner<'_> {
         verifier: &Arc<Verifier>,
         head: &str,
         paths: Vec<String>,
-    ) -> Result<BTreeMap<String, Vec<warroom_policy::CommitSignature>>> {
+    ) -> Result<BTreeMap<String, Vec<warroom_access::CommitSignature>>> {
         let verifier = Arc::clone(verifier);
         let repo = self.mirror.dir().to_path_buf();
         let range = CommitRange::UpTo {

@@ -18,7 +18,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "warroom-guard", version)]
 struct Args {
-    /// Guard configuration (YAML) extending the built-in policy.
+    /// Guard configuration (YAML) extending the built-in rules.
     #[arg(long, env = "WARROOM_GUARD_CONFIG")]
     config: Option<PathBuf>,
     /// The task workspace; defaults to the hook input's `cwd`.

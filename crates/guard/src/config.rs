@@ -1,5 +1,5 @@
 //! The operator's guard configuration (a YAML file in the secure zone), which extends the
-//! built-in policy for a cluster: extra verbs, flags and programs, extra refused resource
+//! built-in rules for a cluster: extra verbs, flags and programs, extra refused resource
 //! kinds, extra read-only folders and extra tools. It can only add; the built-in refusals of
 //! shell constructs and output templates stay.
 
@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-/// The whole configuration file. Every field is optional; an empty file is the built-in policy.
+/// The whole configuration file. Every field is optional; an empty file is the built-in rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GuardConfig {
@@ -135,7 +135,7 @@ impl GuardConfig {
 
     /// Parses and validates `text`; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<GuardConfig> {
-        // An empty file (or only comments) is the built-in policy, not an error.
+        // An empty file (or only comments) is the built-in rules, not an error.
         let config: GuardConfig = if text.trim().is_empty() {
             GuardConfig::default()
         } else {

@@ -80,7 +80,7 @@ impl RefusedKind {
     }
 }
 
-/// The `kubectl`/`oc` half of the policy.
+/// The `kubectl`/`oc` half of the rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubePolicy {
     /// Flags every verb accepts, and the only ones allowed before the verb.
@@ -149,7 +149,7 @@ const SECRETS_REASON: &str = "Secrets carry credentials; read the workload that 
 const TOKENS_REASON: &str = "it holds or mints access tokens; check identities with `oc whoami` (without -t) and permissions through the workload's RBAC objects instead";
 
 impl KubePolicy {
-    /// The built-in policy.
+    /// The built-in rules.
     pub fn builtin() -> KubePolicy {
         let get_flags = vec![
             all_namespaces(),

@@ -6,7 +6,7 @@
 //! them, and the text tools the way GNU getopt does. Everything not on an allowlist is refused,
 //! and every decision names its rule and tells the model what to do instead. RBAC stays the
 //! real boundary; the guard keeps the agent to read-only troubleshooting and makes each attempt
-//! to step outside it visible. `POLICY.md` describes the policy in words.
+//! to step outside it visible. `RULES.md` describes the rules in words.
 
 pub mod cli;
 pub mod config;
@@ -52,7 +52,7 @@ pub struct ToolCall {
     pub tool_input: Value,
 }
 
-/// The guard: the built-in policy, extended by a configuration.
+/// The guard: the built-in rules, extended by a configuration.
 #[derive(Debug, Clone)]
 pub struct Guard {
     kube: KubePolicy,
@@ -68,7 +68,7 @@ impl Default for Guard {
 }
 
 impl Guard {
-    /// The built-in policy without any configuration.
+    /// The built-in rules without any configuration.
     pub fn builtin() -> Guard {
         Guard {
             kube: KubePolicy::builtin(),
@@ -78,13 +78,13 @@ impl Guard {
         }
     }
 
-    /// The built-in policy extended by `config`, which is validated first.
+    /// The built-in rules extended by `config`, which is validated first.
     pub fn new(config: GuardConfig) -> Result<Guard> {
         config.validate(Path::new("<inline>"))?;
         Ok(Guard::extended(config))
     }
 
-    /// The built-in policy extended by the configuration file at `path`.
+    /// The built-in rules extended by the configuration file at `path`.
     pub fn load(path: &Path) -> Result<Guard> {
         Ok(Guard::extended(GuardConfig::load(path)?))
     }

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 pub const MAX_INPUT: u64 = 16 * 1024 * 1024;
 
 /// How long redaction may take before the output is withheld. Below the runner's wrapper
-/// bound (`warroom_runner::policy::HOOK_BOUND_SECS`, 5 s), which is below the CLI's hook
+/// bound (`warroom_runner::guard::HOOK_BOUND_SECS`, 5 s), which is below the CLI's hook
 /// timeout (10 s).
 pub const DEADLINE: Duration = Duration::from_secs(3);
 

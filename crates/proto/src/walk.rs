@@ -1,6 +1,6 @@
 //! The walk over a YAML tree that reports every problem at once, each with its field path
 //! and what was expected: the shared part of request validation ([`crate::validate`]) and of
-//! the secure-zone policy file (`warroom-policy`). Callers add their own checks on top.
+//! the secure-zone policy file (`warroom-access`). Callers add their own checks on top.
 
 use serde_yaml_ng::{Mapping, Value};
 

@@ -239,7 +239,7 @@ pub type Redacted = BTreeMap<String, u64>;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AuditKind {
-    /// The agent started, with the effective tool policy.
+    /// The agent started, with the effective tool rules.
     Started {
         runner: String,
         allowed: Vec<String>,

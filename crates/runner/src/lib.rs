@@ -1,6 +1,6 @@
 //! The runner: one per cluster. Pulls that cluster's tasks from NATS, up to `--concurrency` at
 //! a time (one by default), and runs the Claude Code CLI headless on each in a fresh, empty
-//! workspace with its own `HOME`, under a read-only tool policy ([`policy`]). Every tool call,
+//! workspace with its own `HOME`, under read-only tool rules ([`guard`]). Every tool call,
 //! tool result and refused call is published as an audit event while the agent runs; the
 //! task's result (final text, cost, turns, denials and an honest outcome) is published last,
 //! and only then is the task acked. Meanwhile [`heartbeat`] tells the dispatcher the replica
@@ -9,7 +9,7 @@
 //! No tool output reaches the model API in clear: the CLI's `PostToolUse` hook
 //! (`warroom-guard post-tool-use`, registered by [`policy`]) replaces each output that holds
 //! a secret by its redaction, and the [`proxy`] redacts every `tool_result` of each request
-//! again on its way out. Both hooks run bounded in time (`policy::HOOK_BOUND_SECS`), below
+//! again on its way out. Both hooks run bounded in time (`guard::HOOK_BOUND_SECS`), below
 //! the CLI's hook timeout, because a hook that times out lets the call through. What is
 //! published is redacted whole first and cut afterwards.
 //!
@@ -21,9 +21,9 @@
 
 mod agent;
 mod config;
+mod guard;
 mod heartbeat;
 mod outbox;
-mod policy;
 mod prompt;
 pub mod proxy;
 mod reaper;

@@ -20,8 +20,8 @@ use warroom_runtime::shutdown::CancellationToken;
 use warroom_runtime::{Bus, Delivery, Health};
 
 use crate::agent::{self, AgentEnv, Launch, Run, RunSite};
+use crate::guard::{self, GuardHook, HookFiles, ToolRules};
 use crate::outbox::{self, Limits, Message, Outbox, RunIdentity};
-use crate::policy::{self, GuardHook, HookFiles, Policy};
 use crate::proxy::{ModelApi, Proxy, Spend};
 use crate::reaper::{self, WorkspaceLock};
 use crate::rerun::{self, Verdict};
@@ -243,17 +243,17 @@ impl Runner {
             }),
         );
 
-        let policy = Policy::for_tools(&task.allowed_tools);
+        let rules = ToolRules::for_tools(&task.allowed_tools);
         let mut events = Events::new(&outbox, task, cluster, attempt);
         events.push(AuditKind::Started {
             runner: self.name.clone(),
-            allowed: policy.allowed.clone(),
-            denied: policy.denied.clone(),
+            allowed: rules.allowed.clone(),
+            denied: rules.denied.clone(),
         });
-        info!(timeout = ?self.timeout(task), tools = ?policy.tools, "agent starting");
+        info!(timeout = ?self.timeout(task), tools = ?rules.tools, "agent starting");
 
         let (run, decisions, spend) = self
-            .run_in_workspace(task, &policy, &mut events, stop.clone())
+            .run_in_workspace(task, &rules, &mut events, stop.clone())
             .await;
         if run.cancelled {
             // Whatever of the run's events can still go out in the grace period does.
@@ -341,7 +341,7 @@ impl Runner {
         denials: &mut [Denial],
         decisions: &[warroom_guard::hook::DecisionRecord],
     ) {
-        for record in policy::attribute_denials(denials, decisions) {
+        for record in guard::attribute_denials(denials, decisions) {
             self.health.metrics.inc("tool_refused");
             events.push(AuditKind::ToolResult {
                 tool_use_id: String::new(),
@@ -377,7 +377,7 @@ impl Runner {
     async fn run_in_workspace(
         &self,
         task: &Task,
-        policy: &Policy,
+        rules: &ToolRules,
         events: &mut Events<'_>,
         stop: CancellationToken,
     ) -> (Run, Vec<warroom_guard::hook::DecisionRecord>, Spend) {
@@ -417,13 +417,13 @@ impl Runner {
                 return (not_started(reason), Vec::new(), Spend::default());
             }
         };
-        let launch = self.launch(task, policy, &dirs, &hook, &proxy.base_url());
+        let launch = self.launch(task, rules, &dirs, &hook, &proxy.base_url());
         let run = self
             .run_agent(&launch, events, &hook.redactions, stop)
             .await;
         let spend = proxy.spend();
         drop(proxy);
-        let decisions = policy::read_decisions(&hook.decisions);
+        let decisions = guard::read_decisions(&hook.decisions);
         dirs.remove_in_background().await;
         (run, decisions, spend)
     }
@@ -431,7 +431,7 @@ impl Runner {
     fn launch(
         &self,
         task: &Task,
-        policy: &Policy,
+        rules: &ToolRules,
         dirs: &TaskDirs,
         hook: &HookFiles,
         model_url: &str,
@@ -449,7 +449,7 @@ impl Runner {
             args.push("--model".to_owned());
             args.push(model.clone());
         }
-        args.extend(policy.cli_args());
+        args.extend(rules.cli_args());
         // The guard hook decides every call first; the permission rules stay the second layer.
         args.push("--settings".to_owned());
         args.push(hook.settings.display().to_string());
@@ -501,7 +501,7 @@ impl Runner {
                     } => {
                         // The CLI streams the output as the PostToolUse hook redacted it;
                         // what the hook removed is counted with what the runner removes.
-                        let removed = policy::hook_redactions(hook_redactions, &id);
+                        let removed = guard::hook_redactions(hook_redactions, &id);
                         events.push_counted(
                             AuditKind::ToolResult {
                                 tool_use_id: id,

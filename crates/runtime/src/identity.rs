@@ -10,7 +10,7 @@
 //! `LD_PRELOAD=libnss_wrapper.so NSS_WRAPPER_PASSWD=... NSS_WRAPPER_GROUP=...`.
 //!
 //! [`apply`] and [`apply_tokio`] are the one place that does it: `git::Git`, the publisher's
-//! signing-key check and warroom-policy's signature verification call them for every child.
+//! signing-key check and warroom-access's signature verification call them for every child.
 //! [`problem`] tells `--check` and start-up when the UID has no entry and the library is
 //! missing (the Debian package `libnss-wrapper`).
 

@@ -1,4 +1,4 @@
-//! The tool policy as a whole, through the real Claude Code CLI: what troubleshooting needs
+//! The tool rules as a whole, through the real Claude Code CLI: what troubleshooting needs
 //! runs (the runner's permission rules and the guard agree on it), and what could carry a
 //! credential or reshape a value past redaction is refused, by whichever layer comes first.
 //! The logging `kubectl` is the proof of what ran.

@@ -124,7 +124,7 @@ fn only_the_publisher_writes_to_git() {
             "crates/cli/",
             "crates/dev/",
             "tests/",
-            "crates/policy/tests/",
+            "crates/access/tests/",
             "crates/gateway/tests/",
             "crates/runtime/src/git.rs",
             // Reads the name of GitHub's `push` webhook event; it writes nothing.

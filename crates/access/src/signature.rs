@@ -140,7 +140,7 @@ impl Verifier {
     pub fn new(policy: &WarroomPolicy) -> Result<Verifier> {
         let prepare = |what| move |source| Error::Prepare { what, source };
         let dir = tempfile::Builder::new()
-            .prefix("warroom-policy-")
+            .prefix("warroom-access-")
             .tempdir()
             .map_err(prepare("a temporary folder"))?;
         let allowed_signers = dir.path().join("allowed_signers");

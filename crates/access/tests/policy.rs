@@ -1,4 +1,4 @@
-//! Tests of warroom-policy against the real tools: policy files parsed as an operator writes
+//! Tests of warroom-access against the real tools: policy files parsed as an operator writes
 //! them, and commits signed with real `ssh-keygen` and `gpg` keys in real git repositories,
 //! verified through `Verifier` and decided by `authorize`.
 
@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use proptest::prelude::*;
-use warroom_policy::policy::{json_schema_pretty, parse_policy};
-use warroom_policy::signature::SignatureStatus;
-use warroom_policy::{
+use warroom_access::policy::{json_schema_pretty, parse_policy};
+use warroom_access::signature::SignatureStatus;
+use warroom_access::{
     CommitRange, CommitSignature, FieldError, PolicyWatcher, Refusal, Reload, RequestFacts, Signer,
     Verifier, WarroomPolicy, authorize, authorize_cancel,
 };
@@ -48,7 +48,7 @@ fn assert_error(errors: &[FieldError], field: &str, words: &str) {
 }
 
 /// The committed schema is what the types generate; regenerate it with
-/// `WARROOM_BLESS=1 cargo nextest run -p warroom-policy the_committed_json_schema_is_current`.
+/// `WARROOM_BLESS=1 cargo nextest run -p warroom-access the_committed_json_schema_is_current`.
 #[test]
 fn the_committed_json_schema_is_current() {
     let path =
@@ -61,7 +61,7 @@ fn the_committed_json_schema_is_current() {
     assert!(
         committed == generated,
         "schema/warroom-policy.schema.json is stale; regenerate it with `WARROOM_BLESS=1 \
-         cargo nextest run -p warroom-policy the_committed_json_schema_is_current`"
+         cargo nextest run -p warroom-access the_committed_json_schema_is_current`"
     );
 }
 
@@ -78,13 +78,13 @@ fn the_example_policy_parses_and_means_what_its_comments_say() {
     let pe2 = policy.engineer("platform-engineer-2").expect("pe2");
     assert_eq!(policy.max_concurrent_requests(pe2), Some(1));
     assert_eq!(policy.max_concurrent_requests(pe1), Some(3));
-    let hub = warroom_policy::ceiling(&policy, "production-hub");
+    let hub = warroom_access::ceiling(&policy, "production-hub");
     assert_eq!(hub.max_timeout_secs, Some(3600), "the tightest rule wins");
     assert_eq!(
         hub.tools.map(|t| t.into_iter().collect::<Vec<_>>()),
         Some(vec![Tool::Bash, Tool::Read, Tool::Grep, Tool::Glob])
     );
-    let other = warroom_policy::ceiling(&policy, "prod-cluster-7");
+    let other = warroom_access::ceiling(&policy, "prod-cluster-7");
     assert_eq!(other.max_timeout_secs, Some(7200));
     assert_eq!(other.tools, None);
     // What serde writes back parses to the same policy.
@@ -191,7 +191,7 @@ fn files_that_are_not_one_policy_document_are_refused() {
         Ok(_) => panic!("accepted"),
     };
     assert!(errors[0].message.contains("not UTF-8"), "{errors:?}");
-    let big = vec![b'#'; warroom_policy::policy::MAX_POLICY_BYTES + 1];
+    let big = vec![b'#'; warroom_access::policy::MAX_POLICY_BYTES + 1];
     let errors = parse_policy("p", &big).err().unwrap_or_default();
     assert!(errors[0].message.contains("at most"), "{errors:?}");
     // Missing required fields are named.
@@ -1133,7 +1133,7 @@ fn the_watcher_reloads_changed_content_and_keeps_the_old_policy_when_the_new_is_
     assert_eq!(watcher.hash_hex(), first_hash);
 
     assert!(PolicyWatcher::load(dir.path().join("missing.yaml")).is_err());
-    assert!(warroom_policy::load(&path).is_ok());
+    assert!(warroom_access::load(&path).is_ok());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-//! The tool policy: which Claude Code tools an agent gets and which calls it may make, derived
+//! The tool rules: which Claude Code tools an agent gets and which calls it may make, derived
 //! from the request's `allowedTools` and narrowed by the runner's read-only default.
 //!
 //! RBAC (a read-only ClusterRole without Secrets) is the real boundary; this policy shapes what
@@ -131,9 +131,9 @@ const IDENTITY_FLAGS: [&str; 8] = [
     "--client-certificate",
 ];
 
-/// The effective policy of one task, as CLI arguments and as the audit log shows it.
+/// The effective tool rules of one task, as CLI arguments and as the audit log shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
+pub struct ToolRules {
     /// Claude Code tools that exist for the agent (`--tools`).
     pub tools: Vec<&'static str>,
     /// Permission rules that allow calls (`--allowedTools`).
@@ -142,9 +142,9 @@ pub struct Policy {
     pub denied: Vec<String>,
 }
 
-impl Policy {
-    /// The policy for a request that allows `requested` tools.
-    pub fn for_tools(requested: &[Tool]) -> Policy {
+impl ToolRules {
+    /// The tool rules for a request that allows `requested` tools.
+    pub fn for_tools(requested: &[Tool]) -> ToolRules {
         let has = |tool: Tool| requested.contains(&tool);
         let mut tools = Vec::new();
         for tool in Tool::ALL {
@@ -205,14 +205,14 @@ impl Policy {
             denied.push("Bash(jq *ENV*)".to_owned());
         }
 
-        Policy {
+        ToolRules {
             tools,
             allowed,
             denied,
         }
     }
 
-    /// The CLI arguments that enforce this policy. The lists are given as single
+    /// The CLI arguments that enforce these rules. The lists are given as single
     /// `--flag=value` arguments, so the CLI's variadic list options never swallow what follows.
     pub fn cli_args(&self) -> Vec<String> {
         let mut args = vec![
@@ -535,18 +535,18 @@ mod tests {
 
     #[test]
     fn tools_map_one_to_one_and_nothing_else_exists() {
-        let policy = Policy::for_tools(&[Tool::Read, Tool::Bash]);
-        assert_eq!(policy.tools, vec!["Bash", "Read"]);
-        let policy = Policy::for_tools(&Tool::ALL);
+        let rules = ToolRules::for_tools(&[Tool::Read, Tool::Bash]);
+        assert_eq!(rules.tools, vec!["Bash", "Read"]);
+        let rules = ToolRules::for_tools(&Tool::ALL);
         assert_eq!(
-            policy.tools,
+            rules.tools,
             vec!["Bash", "Read", "Grep", "Glob", "Write", "Edit"]
         );
     }
 
     #[test]
     fn bash_allows_only_read_only_verbs_and_text_tools() {
-        let policy = Policy::for_tools(&[Tool::Bash]);
+        let rules = ToolRules::for_tools(&[Tool::Bash]);
         for rule in [
             "Bash(kubectl get:*)",
             "Bash(kubectl describe:*)",
@@ -563,9 +563,9 @@ mod tests {
             "Bash(jq:*)",
             "Bash(cut:*)",
         ] {
-            assert!(policy.allowed.iter().any(|r| r == rule), "{rule} missing");
+            assert!(rules.allowed.iter().any(|r| r == rule), "{rule} missing");
         }
-        for rule in &policy.allowed {
+        for rule in &rules.allowed {
             let command = rule
                 .strip_prefix("Bash(")
                 .and_then(|r| r.strip_suffix(":*)"))
@@ -577,12 +577,12 @@ mod tests {
                 );
             }
         }
-        assert!(!policy.allowed.iter().any(|r| r.starts_with("Edit")));
+        assert!(!rules.allowed.iter().any(|r| r.starts_with("Edit")));
     }
 
     #[test]
     fn secrets_mutations_and_identity_flags_are_denied() {
-        let policy = Policy::for_tools(&[Tool::Bash]);
+        let rules = ToolRules::for_tools(&[Tool::Bash]);
         for rule in [
             "Bash(kubectl get secret:*)",
             "Bash(kubectl get secrets:*)",
@@ -608,10 +608,10 @@ mod tests {
             "Bash(jq *env*)",
             "Bash(jq *ENV*)",
         ] {
-            assert!(policy.denied.iter().any(|r| r == rule), "{rule} missing");
+            assert!(rules.denied.iter().any(|r| r == rule), "{rule} missing");
         }
         // A deny rule must never cover a read-only verb the allow list grants.
-        for rule in &policy.denied {
+        for rule in &rules.denied {
             assert!(
                 !READ_ONLY_VERBS
                     .iter()
@@ -623,12 +623,12 @@ mod tests {
 
     #[test]
     fn writes_are_limited_to_the_workspace() {
-        let policy = Policy::for_tools(&[Tool::Write]);
-        assert_eq!(policy.tools, vec!["Write"]);
-        assert_eq!(policy.allowed, vec!["Edit(./**)"]);
-        assert!(policy.denied.is_empty());
+        let rules = ToolRules::for_tools(&[Tool::Write]);
+        assert_eq!(rules.tools, vec!["Write"]);
+        assert_eq!(rules.allowed, vec!["Edit(./**)"]);
+        assert!(rules.denied.is_empty());
         assert!(
-            !policy
+            !rules
                 .allowed
                 .iter()
                 .any(|r| r == "Write" || r == "Edit" || r.contains(".."))
@@ -637,10 +637,10 @@ mod tests {
 
     #[test]
     fn read_tools_without_bash_get_no_shell() {
-        let policy = Policy::for_tools(&[Tool::Read, Tool::Grep, Tool::Glob]);
-        assert_eq!(policy.tools, vec!["Read", "Grep", "Glob"]);
-        assert_eq!(policy.allowed, vec!["Read(./**)"]);
-        assert!(!policy.allowed.iter().any(|r| r.starts_with("Bash")));
+        let rules = ToolRules::for_tools(&[Tool::Read, Tool::Grep, Tool::Glob]);
+        assert_eq!(rules.tools, vec!["Read", "Grep", "Glob"]);
+        assert_eq!(rules.allowed, vec!["Read(./**)"]);
+        assert!(!rules.allowed.iter().any(|r| r.starts_with("Bash")));
     }
 
     #[test]
@@ -893,14 +893,14 @@ mod tests {
 
     #[test]
     fn cli_args_are_single_arguments_in_dont_ask_mode() {
-        let args = Policy::for_tools(&[Tool::Bash, Tool::Read]).cli_args();
+        let args = ToolRules::for_tools(&[Tool::Bash, Tool::Read]).cli_args();
         assert_eq!(args[0..2], ["--permission-mode", "dontAsk"]);
         assert_eq!(args[2], "--tools=Bash,Read");
         assert!(args[3].starts_with("--allowedTools=Bash(kubectl get:*),"));
         assert!(args[4].starts_with("--disallowedTools=Bash(kubectl get secret:*),"));
         assert_eq!(args.len(), 5);
 
-        let none = Policy::for_tools(&[]).cli_args();
+        let none = ToolRules::for_tools(&[]).cli_args();
         assert_eq!(none, ["--permission-mode", "dontAsk", "--tools="]);
     }
 }
