@@ -590,7 +590,7 @@ impl Engine {
             }
         }
         Err(Error::Contention {
-            id: id.to_string(),
+            id: id.clone(),
             attempts: u32::try_from(MAX_STEPS).unwrap_or(u32::MAX),
         })
     }

@@ -97,7 +97,7 @@ pub enum Error {
         "the stored state of request {id} is not a state this dispatcher understands: {source}"
     )]
     CorruptState {
-        id: String,
+        id: warroom_proto::RequestId,
         source: serde_json::Error,
     },
     #[error("cannot encode {what}: {source}")]
@@ -106,7 +106,10 @@ pub enum Error {
         source: serde_json::Error,
     },
     #[error("request {id} kept changing while the dispatcher worked on it ({attempts} attempts)")]
-    Contention { id: String, attempts: u32 },
+    Contention {
+        id: warroom_proto::RequestId,
+        attempts: u32,
+    },
     /// A notice about a request with no stored state: retried, since the request itself
     /// may still be on its way, then dead-lettered.
     #[error("a notice names request {0}, which this dispatcher has no state for")]

@@ -54,7 +54,7 @@ impl Store {
             return Ok(None);
         }
         let state = serde_json::from_slice(&entry.value).map_err(|source| Error::CorruptState {
-            id: id.to_string(),
+            id: id.clone(),
             source,
         })?;
         Ok(Some((state, entry.revision)))
@@ -101,7 +101,7 @@ impl Store {
             }
         }
         Err(Error::Contention {
-            id: id.to_string(),
+            id: id.clone(),
             attempts: MAX_CAS_ATTEMPTS,
         })
     }

@@ -31,7 +31,7 @@ pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request
 pub use wire::{
     AcceptedRequest, AuditEvent, AuditKind, ClusterReport, Denial, Finding, GatewayMessage,
     Inbound, Outcome, PublisherInput, RequestNotice, RequestSummary, RunnerHeartbeat, RunnerReport,
-    StatusUpdate, Task, TaskRecord, TaskResult,
+    StatusUpdate, Task, TaskRecord, TaskResult, Undecodable,
 };
 
 /// The `apiVersion` of every request file this version understands.

@@ -333,19 +333,34 @@ pub struct ClusterReport {
 /// subject it arrived on, so that no message can speak for another request or cluster than
 /// its subject names. A failure is permanent: the same bytes fail the same way every time.
 pub trait Inbound: Sized {
-    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, String>;
+    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, Undecodable>;
 }
 
-fn json<T: serde::de::DeserializeOwned>(what: &str, payload: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(payload).map_err(|e| format!("not {what}: {e}"))
+/// Why a message cannot be used: its payload is not the message its subject promises, or it
+/// speaks for another request or cluster than the subject names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Undecodable {
+    /// What is wrong, as a sentence (`not a task: missing field ...`).
+    pub reason: String,
 }
 
-fn mismatch(what: &str, found: &str, subject: &crate::Subject) -> String {
-    format!("{what} `{found}` arrived on the subject `{subject}`")
+impl From<String> for Undecodable {
+    fn from(reason: String) -> Undecodable {
+        Undecodable { reason }
+    }
+}
+
+fn json<T: serde::de::DeserializeOwned>(what: &str, payload: &[u8]) -> Result<T, Undecodable> {
+    serde_json::from_slice(payload).map_err(|e| format!("not {what}: {e}").into())
+}
+
+fn mismatch(what: &str, found: &str, subject: &crate::Subject) -> Undecodable {
+    format!("{what} `{found}` arrived on the subject `{subject}`").into()
 }
 
 impl Inbound for GatewayMessage {
-    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, String> {
+    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, Undecodable> {
         // A notice is told apart by its `notice` field; everything else is read as an
         // accepted request, as every gateway has always published.
         #[derive(Deserialize)]
@@ -367,7 +382,7 @@ impl Inbound for GatewayMessage {
 }
 
 impl Inbound for AcceptedRequest {
-    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, String> {
+    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, Undecodable> {
         let message: AcceptedRequest = json("an accepted request", payload)?;
         match subject {
             crate::Subject::Request(id) if *id == message.id => Ok(message),
@@ -377,7 +392,7 @@ impl Inbound for AcceptedRequest {
 }
 
 impl Inbound for Task {
-    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, String> {
+    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, Undecodable> {
         let task: Task = json("a task", payload)?;
         match subject {
             crate::Subject::Task(cluster) if *cluster == task.cluster.name => Ok(task),
@@ -401,7 +416,7 @@ impl RunnerReport {
 }
 
 impl Inbound for RunnerReport {
-    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, String> {
+    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, Undecodable> {
         let report: RunnerReport = json("a runner report", payload)?;
         let (request, cluster) = report.about();
         match subject {
@@ -440,7 +455,7 @@ impl PublisherInput {
 }
 
 impl Inbound for PublisherInput {
-    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, String> {
+    fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, Undecodable> {
         let input = match subject {
             crate::Subject::Status(id) => {
                 let update: StatusUpdate = json("a status update", payload)?;
@@ -459,18 +474,21 @@ impl Inbound for PublisherInput {
                     ));
                 }
                 if event.id.is_empty() {
-                    return Err("the audit event has an empty id".to_owned());
+                    return Err("the audit event has an empty id".to_owned().into());
                 }
                 PublisherInput::Event(Box::new(event))
             }
-            other => return Err(format!("unexpected subject `{other}` on the events stream")),
+            other => {
+                return Err(format!("unexpected subject `{other}` on the events stream").into());
+            }
         };
         if input.results_dir().request_id() != input.request_id().as_str() {
             return Err(format!(
                 "the results folder `{}` does not belong to request `{}`",
                 input.results_dir(),
                 input.request_id()
-            ));
+            )
+            .into());
         }
         Ok(input)
     }

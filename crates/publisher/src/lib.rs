@@ -43,7 +43,7 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use tracing::{debug, error, info, warn};
-use warroom_proto::{PublisherInput, RequestPhase, Stream, names};
+use warroom_proto::{PublisherInput, RequestId, RequestPhase, Stream, names};
 use warroom_runtime::retry::{self, Retryable as _};
 use warroom_runtime::shutdown::CancellationToken;
 use warroom_runtime::{
@@ -517,21 +517,21 @@ impl Publisher {
     /// The revisions this publisher pushed for the requests of `items`' status updates, from
     /// its own record. A request it cannot read is left out: the snapshot is then written
     /// (the dispatcher's revisions only grow, so that is at worst a repeat).
-    async fn pushed_revisions(&self, items: &[(usize, Item)]) -> HashMap<String, u64> {
+    async fn pushed_revisions(&self, items: &[(usize, Item)]) -> HashMap<RequestId, u64> {
         let mut pushed = HashMap::new();
         for (_, item) in items {
             let Item::Status(update) = item else { continue };
-            let id = update.status.id.as_str();
+            let id = &update.status.id;
             if pushed.contains_key(id) {
                 continue;
             }
-            match self.revisions.get(id).await {
+            match self.revisions.get(id.as_str()).await {
                 Ok(Some(bytes)) => {
                     if let Some(revision) = std::str::from_utf8(&bytes)
                         .ok()
                         .and_then(|text| text.parse::<u64>().ok())
                     {
-                        pushed.insert(id.to_owned(), revision);
+                        pushed.insert(id.clone(), revision);
                     }
                 }
                 Ok(None) => {}
@@ -667,16 +667,16 @@ fn apply_all(
     root: &std::path::Path,
     items: &[(usize, Item)],
     note: Option<&str>,
-    pushed: &HashMap<String, u64>,
+    pushed: &HashMap<RequestId, u64>,
 ) -> (Summary, Settled) {
     let mut tree = Tree::new(root)
         .with_note(note)
         .with_pushed(pushed)
         .with_batch(items.iter().map(|(_, item)| item));
     let mut settled = Settled::default();
-    let mut held_back: HashMap<String, String> = HashMap::new();
+    let mut held_back: HashMap<RequestId, String> = HashMap::new();
     for (index, item) in items {
-        let request = item.request_id().to_string();
+        let request = item.request_id().clone();
         if let Some(reason) = held_back.get(&request) {
             settled.retry.insert(
                 *index,

@@ -375,8 +375,6 @@ fn phase_rank(phase: ClusterPhase) -> u8 {
         ClusterPhase::Running => 4,
         ClusterPhase::Dispatched => 5,
         ClusterPhase::Pending => 6,
-        #[allow(unreachable_patterns)]
-        _ => 7,
     }
 }
 

@@ -17,7 +17,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use warroom_proto::wire::Redacted;
-use warroom_proto::{AuditEvent, PublisherInput, RequestPhase, StatusUpdate};
+use warroom_proto::{AuditEvent, PublisherInput, RequestId, RequestPhase, StatusUpdate};
 
 use crate::redact;
 use crate::render::{self, AUDIT_FILE, README_FILE, STATUS_FILE};
@@ -93,7 +93,7 @@ pub(crate) struct Summary {
     /// Items with nothing to write.
     pub skipped: usize,
     /// The status revision written per request, to record once the batch is pushed.
-    pub revisions: HashMap<String, u64>,
+    pub revisions: HashMap<RequestId, u64>,
 }
 
 impl Summary {
@@ -151,10 +151,10 @@ pub(crate) struct Tree<'a> {
     /// Put at the top of every report (`--report-note`).
     note: Option<&'a str>,
     /// The revisions pushed before, by request id ([`Tree::with_pushed`]).
-    pushed: Option<&'a HashMap<String, u64>>,
+    pushed: Option<&'a HashMap<RequestId, u64>>,
     /// The newest revision of each request among the items of this batch
     /// ([`Tree::with_batch`]).
-    batch_newest: HashMap<String, u64>,
+    batch_newest: HashMap<RequestId, u64>,
     pub summary: Summary,
 }
 
@@ -180,7 +180,7 @@ impl<'a> Tree<'a> {
             if let Item::Status(update) = item {
                 let newest = self
                     .batch_newest
-                    .entry(update.status.id.to_string())
+                    .entry(update.status.id.clone())
                     .or_default();
                 *newest = (*newest).max(update.status.revision);
             }
@@ -190,7 +190,7 @@ impl<'a> Tree<'a> {
 
     /// The revisions this publisher pushed before, by request id (its own record): a
     /// snapshot older than that is skipped, whatever `status.json` in the tree says.
-    pub fn with_pushed(mut self, pushed: &'a HashMap<String, u64>) -> Self {
+    pub fn with_pushed(mut self, pushed: &'a HashMap<RequestId, u64>) -> Self {
         self.pushed = Some(pushed);
         self
     }
@@ -278,7 +278,7 @@ impl<'a> Tree<'a> {
         self.summary.entry(id).phase = Some(status.phase);
         self.summary
             .revisions
-            .insert(id.to_string(), update.status.revision);
+            .insert(id.clone(), update.status.revision);
         Ok(Applied::Written)
     }
 
@@ -522,7 +522,7 @@ mod tests {
         Item::Status(Box::new(update))
     }
 
-    fn decode(subject: Subject, json: &serde_json::Value) -> Result<Item, String> {
+    fn decode(subject: Subject, json: &serde_json::Value) -> Result<Item, warroom_proto::Undecodable> {
         Item::decode(&subject, json.to_string().as_bytes())
     }
 
@@ -701,7 +701,7 @@ mod tests {
 
         // What this publisher pushed before (its own record) still wins over an older
         // snapshot redelivered after a restart.
-        let pushed = HashMap::from([("r1".to_owned(), 7_u64)]);
+        let pushed = HashMap::from([(RequestId::new("r1").unwrap(), 7_u64)]);
         let mut tree = Tree::new(root.path()).with_pushed(&pushed);
         assert!(matches!(
             tree.apply(&item(update("r1", "results/r1", 6, RequestPhase::Running)))

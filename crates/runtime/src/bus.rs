@@ -455,11 +455,8 @@ impl Bus {
     }
 
     /// Publishes raw bytes on a subject with core NATS (no stream): acks with a reason.
-    async fn reply(&self, subject: String, payload: Vec<u8>) -> Result<(), String> {
-        self.client
-            .publish(subject, payload.into())
-            .await
-            .map_err(|e| e.to_string())
+    async fn reply(&self, subject: String, payload: Vec<u8>) -> Result<(), Cause> {
+        Ok(self.client.publish(subject, payload.into()).await?)
     }
 }
 
@@ -520,6 +517,16 @@ impl<T> std::fmt::Debug for Consumer<T> {
             .field("durable", &self.spec.durable)
             .finish()
     }
+}
+
+/// The server did not confirm an ack or a nak (`what`) that was sent with
+/// [`Delivery::ack_confirmed`] or [`Delivery::nak_confirmed`].
+#[derive(Debug, thiserror::Error)]
+#[error("the server did not confirm the {what} of a message")]
+pub struct AckError {
+    pub what: &'static str,
+    #[source]
+    pub source: Cause,
 }
 
 /// What a pull returned that was not a usable message.
@@ -634,7 +641,7 @@ impl<T: Inbound> Consumer<T> {
             Err(reason) => {
                 tracing::error!(consumer = %self.spec.durable, subject = %subject, reason = %reason, "message refused; terminating it");
                 let delivery = self.raw(message);
-                tokio::spawn(async move { delivery.term_raw(&reason).await });
+                tokio::spawn(async move { delivery.term_raw(&reason.reason).await });
                 None
             }
         }
@@ -879,7 +886,7 @@ impl RawDelivery {
         let term = format!("+TERM {}", reason.replace(['\n', '\r'], " "));
         let sent = match self.message.reply.as_ref() {
             Some(reply) => self.bus.reply(reply.to_string(), term.into_bytes()).await,
-            None => Err("the message has no reply subject".to_owned()),
+            None => Err("the message has no reply subject".into()),
         };
         if let Err(e) = sent {
             tracing::warn!(cause = %e, "cannot terminate a message; it will be redelivered");
@@ -895,12 +902,11 @@ impl<T> Delivery<T> {
     }
 
     /// Done, and wait until the server confirmed it (for work that must not run twice).
-    pub async fn ack_confirmed(&self) -> Result<(), String> {
-        self.raw
-            .message
-            .double_ack()
-            .await
-            .map_err(|e| e.to_string())
+    pub async fn ack_confirmed(&self) -> Result<(), AckError> {
+        self.raw.message.double_ack().await.map_err(|e| AckError {
+            what: "ack",
+            source: e,
+        })
     }
 
     /// Still being worked on: resets the ack wait.
@@ -920,12 +926,15 @@ impl<T> Delivery<T> {
     }
 
     /// Hand back at once and wait until the server confirmed it.
-    pub async fn nak_confirmed(&self, delay: Option<Duration>) -> Result<(), String> {
+    pub async fn nak_confirmed(&self, delay: Option<Duration>) -> Result<(), AckError> {
         self.raw
             .message
             .double_ack_with(AckKind::Nak(delay))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| AckError {
+                what: "nak",
+                source: e,
+            })
     }
 
     /// A transient failure: redelivered after `delay`, unless this was the last delivery the

@@ -15,7 +15,9 @@ pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use bus::{Bus, BusError, Connection, Consumer, ConsumerSpec, DeadLetter, Delivery, Stored};
+pub use bus::{
+    AckError, Bus, BusError, Connection, Consumer, ConsumerSpec, DeadLetter, Delivery, Stored,
+};
 pub use duration::parse_duration;
 pub use health::{Health, Metrics};
 

@@ -12,7 +12,7 @@ mod puller;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use warroom_proto::{Inbound, RequestId, Stream, Subject};
+use warroom_proto::{Inbound, RequestId, Stream, Subject, Undecodable};
 use warroom_runtime::{Bus, Connection, ConsumerSpec};
 use warroom_testkit::NatsServer;
 
@@ -27,12 +27,12 @@ pub struct Note {
 }
 
 impl Inbound for Note {
-    fn decode(subject: &Subject, payload: &[u8]) -> Result<Self, String> {
+    fn decode(subject: &Subject, payload: &[u8]) -> Result<Self, Undecodable> {
         match subject {
             Subject::Status(_) => {
-                serde_json::from_slice(payload).map_err(|e| format!("not a note: {e}"))
+                serde_json::from_slice(payload).map_err(|e| format!("not a note: {e}").into())
             }
-            other => Err(format!("a note arrived on `{other}`")),
+            other => Err(format!("a note arrived on `{other}`").into()),
         }
     }
 }
