@@ -522,7 +522,10 @@ mod tests {
         Item::Status(Box::new(update))
     }
 
-    fn decode(subject: Subject, json: &serde_json::Value) -> Result<Item, warroom_proto::Undecodable> {
+    fn decode(
+        subject: Subject,
+        json: &serde_json::Value,
+    ) -> Result<Item, warroom_proto::Undecodable> {
         Item::decode(&subject, json.to_string().as_bytes())
     }
 

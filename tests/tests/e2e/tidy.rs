@@ -161,3 +161,85 @@ fn no_todo_or_dbg_in_the_code() {
     });
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+/// The `[dependencies]` of one crate's manifest: the names before ` = `, as their library is
+/// spelled in code (`-` becomes `_`).
+fn normal_dependencies(manifest: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut inside = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            inside = line == "[dependencies]";
+            continue;
+        }
+        if inside && let Some((name, _)) = line.split_once('=') {
+            let name = name.trim();
+            if !name.is_empty() && !name.starts_with('#') {
+                names.push(name.replace('-', "_"));
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn no_crate_lists_a_dependency_it_does_not_use() {
+    // cargo-machete (installed by scripts/setup) reads every manifest and the code beside it.
+    // Adding an unused dependency to any crate makes this fail.
+    let root = workspace_root();
+    let machete = root.join(".tools/bin/cargo-machete");
+    let out = std::process::Command::new(&machete)
+        .current_dir(&root)
+        .output()
+        .unwrap_or_else(|e| panic!("run {} (scripts/setup installs it): {e}", machete.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !stdout.contains("found the following unused"),
+        "cargo-machete found unused dependencies:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_dependency_only_tests_use_is_a_dev_dependency() {
+    // What only tests use must not be linked into the product: each `[dependencies]` entry
+    // is named in the crate's own `src/` (outside `#[cfg(test)]` modules). Moving a
+    // dev-dependency up into `[dependencies]` makes this fail.
+    let root = workspace_root();
+    let code = product_code(rust_files());
+    let mut unused = Vec::new();
+    for entry in std::fs::read_dir(root.join("crates")).expect("crates/") {
+        let dir = entry.expect("entry").path();
+        let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+            continue;
+        };
+        let crate_dir = format!(
+            "crates/{}/src/",
+            dir.file_name().expect("a name").to_string_lossy()
+        );
+        let sources: Vec<&str> = code
+            .iter()
+            .filter(|(path, _)| path.starts_with(&crate_dir))
+            .map(|(_, text)| text.as_str())
+            .collect();
+        for name in normal_dependencies(&manifest) {
+            let used = sources.iter().any(|text| {
+                text.match_indices(name.as_str()).any(|(at, _)| {
+                    let before = text[..at].chars().next_back();
+                    let after = text[at + name.len()..].chars().next();
+                    !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                        && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                })
+            });
+            if !used {
+                unused.push(format!("{crate_dir}: {name}"));
+            }
+        }
+    }
+    assert!(
+        unused.is_empty(),
+        "dependencies no product code names (make them dev-dependencies or remove them):\n{}",
+        unused.join("\n")
+    );
+}
