@@ -132,7 +132,9 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 
 /// `policy check`: the summary of a usable policy file, or every problem, one per line, each
 /// naming the file and the field.
-pub fn check_policy(file: &std::path::Path) -> Result<String, String> {
+pub fn check_policy(
+    file: &std::path::Path,
+) -> Result<String, warroom_runtime::config::InvalidConfig> {
     match warroom_access::PolicyWatcher::load(file) {
         Ok(watcher) => {
             let policy = watcher.policy();
@@ -144,19 +146,15 @@ pub fn check_policy(file: &std::path::Path) -> Result<String, String> {
                 watcher.hash_hex()
             ))
         }
-        Err(warroom_access::Error::Invalid { path, errors }) => Err(errors
-            .iter()
-            .map(|e| format!("{path}: {e}"))
-            .collect::<Vec<_>>()
-            .join("\n")),
-        Err(e) => {
-            let mut text = format!("{}: {e}", file.display());
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                text.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            Err(text)
+        Err(warroom_access::Error::Invalid { path, errors }) => {
+            Err(warroom_runtime::config::InvalidConfig {
+                problems: errors.iter().map(|e| format!("{path}: {e}")).collect(),
+            })
         }
+        Err(e) => Err(warroom_runtime::config::InvalidConfig::one(format!(
+            "{}: {}",
+            file.display(),
+            warroom_runtime::Chain(&e)
+        ))),
     }
 }

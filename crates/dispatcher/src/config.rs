@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use warroom_runtime::config::Problems;
+use warroom_runtime::config::{InvalidConfig, Problems};
 
 use crate::{Error, Result};
 
@@ -78,7 +78,7 @@ impl Config {
     /// `--check`: everything [`Config::validate`] checks, the NATS credential and TLS files
     /// read as the connection would. Touches no network. `Ok` is the summary; `Err` every
     /// problem, one per line.
-    pub fn check(&self) -> Result<String, String> {
+    pub fn check(&self) -> Result<String, InvalidConfig> {
         match self.validate() {
             Ok(()) => Ok(format!(
                 "warroom-dispatcher: pickup timeout {}, run grace {}, {}",
@@ -87,7 +87,7 @@ impl Config {
                 self.common.summary()
             )),
             Err(Error::Config(problems)) => Err(problems),
-            Err(other) => Err(other.to_string()),
+            Err(other) => Err(InvalidConfig::one(other.to_string())),
         }
     }
 }

@@ -82,7 +82,7 @@ const REQUESTS_AT_ONCE: usize = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(warroom_runtime::config::InvalidConfig),
     #[error(transparent)]
     Bus(#[from] BusError),
     #[error("cannot {action} request {id} in key-value bucket {bucket}: {source}")]

@@ -6,7 +6,8 @@ use std::time::Duration;
 use warroom_runtime::CommonArgs;
 pub use warroom_runtime::config::Secret;
 use warroom_runtime::config::{
-    Problems, check_branch, check_repo, git_token, secret_setting, short_hash,
+    Invalid, InvalidConfig, Problems, check_branch, check_repo, git_token, secret_setting,
+    short_hash,
 };
 
 use crate::{Error, Result};
@@ -89,14 +90,14 @@ pub struct Config {
 }
 
 /// Parses a poll interval: `500ms`, `5s`, `2m`, `1h`, or a plain number of seconds.
-pub fn parse_interval(text: &str) -> Result<Duration, String> {
+pub fn parse_interval(text: &str) -> Result<Duration, Invalid> {
     let duration = warroom_runtime::parse_duration(text)?;
     if duration < MIN_POLL_INTERVAL {
-        return Err(format!(
+        return Err(Invalid(format!(
             "`{}` is shorter than the shortest poll interval, {}ms",
             text.trim(),
             MIN_POLL_INTERVAL.as_millis()
-        ));
+        )));
     }
     Ok(duration)
 }
@@ -135,14 +136,16 @@ impl Config {
         problems.finish().map_err(Error::Config)?;
         settings.ok_or_else(|| {
             // Unreachable: a failed check noted a problem, and `finish` returned it.
-            Error::Config("--repo, --work-dir or --policy is invalid".to_owned())
+            Error::Config(InvalidConfig::one(
+                "--repo, --work-dir or --policy is invalid",
+            ))
         })
     }
 
     /// `--check`: everything [`Config::validate`] checks, and the policy file read, parsed
     /// and prepared for verification as the gateway would at start. Touches no network.
     /// `Ok` is the summary; `Err` every problem, one per line.
-    pub fn check(&self) -> Result<String, String> {
+    pub fn check(&self) -> Result<String, InvalidConfig> {
         let mut problems = Problems::new();
         let settings = self.settings(&mut problems);
         let mut policy = String::from("no policy: every valid request runs unverified");
@@ -167,7 +170,9 @@ impl Config {
         }
         problems.finish()?;
         let Some(settings) = settings else {
-            return Err("--repo, --work-dir or --policy is invalid".to_owned());
+            return Err(InvalidConfig::one(
+                "--repo, --work-dir or --policy is invalid",
+            ));
         };
         Ok(format!(
             "warroom-gateway: {} branch {}, {policy}, {}{}",

@@ -53,7 +53,7 @@ const CURSOR_HISTORY: i64 = 5;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(warroom_runtime::config::InvalidConfig),
     #[error(transparent)]
     Git(#[from] GitError),
     #[error(transparent)]

@@ -22,6 +22,12 @@ pub const MAX_FOLDER_LEN: usize = 63;
 /// The most folders between `results/` and the request id in `spec.output.destination`.
 pub const MAX_FOLDER_DEPTH: usize = 3;
 
+/// A `spec.output.destination` that cannot be a results folder, with the reason and what
+/// was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidDestination(pub String);
+
 /// A value that is not a valid token, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{value}` is not a valid {what}: it {reason}")]
@@ -282,7 +288,7 @@ impl ResultsDir {
 
     /// Resolves a request's `spec.output.destination` (a leading `/` means the repository
     /// root, a trailing `/` is optional) for request `id`.
-    pub fn resolve(destination: &str, id: &RequestId) -> Result<ResultsDir, String> {
+    pub fn resolve(destination: &str, id: &RequestId) -> Result<ResultsDir, InvalidDestination> {
         let expected = format!(
             "expected a folder inside `results/` ending in the request id: `results/{id}/`, \
              or `results/<folder>/{id}/` with at most {MAX_FOLDER_DEPTH} folders of letters, \
@@ -293,33 +299,35 @@ impl ResultsDir {
         let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
         let parts: Vec<&str> = trimmed.split('/').collect();
         if parts.iter().any(|p| p.is_empty()) {
-            return Err(format!(
+            return Err(InvalidDestination(format!(
                 "`{shown}` contains an empty folder (`//`); {expected}"
-            ));
+            )));
         }
         if parts.first() != Some(&"results") || parts.len() < 2 {
-            return Err(format!("`{shown}` is outside `results/`; {expected}"));
+            return Err(InvalidDestination(format!(
+                "`{shown}` is outside `results/`; {expected}"
+            )));
         }
         let last = parts.len() - 1;
         if parts[last] != id.as_str() {
-            return Err(format!(
+            return Err(InvalidDestination(format!(
                 "`{shown}` does not end in the request id `{id}`, so another request could \
                  write to the same folder; {expected}"
-            ));
+            )));
         }
         let folders = &parts[1..last];
         if folders.len() > MAX_FOLDER_DEPTH {
-            return Err(format!(
+            return Err(InvalidDestination(format!(
                 "`{shown}` has {} folders below `results/`; {expected}",
                 folders.len()
-            ));
+            )));
         }
         for folder in folders {
             if let Some(reason) = check_token(folder, MAX_FOLDER_LEN) {
-                return Err(format!(
+                return Err(InvalidDestination(format!(
                     "`{shown}`: the folder `{}` {reason}; {expected}",
                     self::shown(folder)
-                ));
+                )));
             }
         }
         Ok(ResultsDir(parts.join("/")))
@@ -351,7 +359,7 @@ impl TryFrom<String> for ResultsDir {
                 "is not in its plain form `results/.../<id>` (no leading, trailing or double `/`)"
                     .to_owned(),
             )),
-            Err(reason) => Err(invalid(reason)),
+            Err(reason) => Err(invalid(reason.0)),
         }
     }
 }
@@ -482,7 +490,7 @@ mod tests {
             );
         }
         let long = format!("results/{}/r1", "a".repeat(300));
-        let err = ResultsDir::resolve(&long, &id).unwrap_err();
+        let err = ResultsDir::resolve(&long, &id).unwrap_err().0;
         assert!(err.contains("characters long"), "{err}");
         assert!(err.len() < 600, "the error repeats the whole value: {err}");
     }

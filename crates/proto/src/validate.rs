@@ -747,7 +747,7 @@ impl Check {
         match ResultsDir::resolve(destination, id?) {
             Ok(dir) => Some(dir),
             Err(message) => {
-                self.error("spec.output.destination", message);
+                self.error("spec.output.destination", message.0);
                 None
             }
         }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use warroom_runtime::CommonArgs;
 pub use warroom_runtime::config::Secret;
-use warroom_runtime::config::{Problems, check_branch, check_repo, git_token, short_hash};
+use warroom_runtime::config::{
+    InvalidConfig, Problems, check_branch, check_repo, git_token, short_hash,
+};
 
 use crate::{Error, Result};
 
@@ -181,17 +183,18 @@ impl Config {
         let settings = self.settings(&mut problems);
         problems.finish().map_err(Error::Config)?;
         // `None` only with a problem noted, which `finish` returned.
-        settings.ok_or_else(|| Error::Config("--repo or --work-dir is invalid".to_owned()))
+        settings.ok_or_else(|| Error::Config(InvalidConfig::one("--repo or --work-dir is invalid")))
     }
 
     /// `--check`: everything [`Config::validate`] checks (the signing key loaded by
     /// `ssh-keygen` or found by gpg, the token file read). Touches no network. `Ok` is the
     /// summary; `Err` every problem, one per line.
-    pub fn check(&self) -> Result<String, String> {
+    pub fn check(&self) -> Result<String, InvalidConfig> {
         let mut problems = Problems::new();
         let settings = self.settings(&mut problems);
         problems.finish()?;
-        let settings = settings.ok_or("--repo or --work-dir is invalid")?;
+        let settings =
+            settings.ok_or_else(|| InvalidConfig::one("--repo or --work-dir is invalid"))?;
         Ok(format!(
             "warroom-publisher: {} branch {}, {}, {}{}",
             settings.repo,

@@ -92,7 +92,7 @@ const MAX_PUSH_PAUSE: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(warroom_runtime::config::InvalidConfig),
     #[error(transparent)]
     Git(#[from] GitError),
     #[error(transparent)]

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use warroom_runtime::git::{Git, GitError};
 
+use warroom_runtime::config::InvalidConfig;
+
 use crate::config::Signing;
 use crate::{Error, Result};
 
@@ -62,11 +64,11 @@ impl Repo {
         if !dir.join(".git").exists() {
             let mut entries = tokio::fs::read_dir(dir).await.map_err(work_dir)?;
             if entries.next_entry().await.map_err(work_dir)?.is_some() {
-                return Err(Error::Config(format!(
+                return Err(Error::Config(InvalidConfig::one(format!(
                     "the work directory {} is not empty and not a git repository; give an \
                      empty folder or the publisher's own clone",
                     dir.display()
-                )));
+                ))));
             }
             git.run(&["init", "--quiet"]).await?;
         }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use warroom_proto::ClusterName;
+use warroom_runtime::config::{Invalid, InvalidConfig};
 
 use crate::agent::AgentEnv;
 use crate::proxy::{self, ModelApi, Price, Prices};
@@ -129,7 +130,7 @@ impl Config {
     /// executable, the guard configuration loaded, the API key file read, the NATS files
     /// read as the connection would). Touches no network. `Ok` is the summary; `Err` every
     /// problem, one per line.
-    pub fn check(&self) -> std::result::Result<String, String> {
+    pub fn check(&self) -> std::result::Result<String, InvalidConfig> {
         self.problems().finish()?;
         Ok(format!(
             "warroom-runner: cluster {}, claude {}, guard {}, {}{}",
@@ -149,7 +150,7 @@ impl Config {
     }
 
     /// The API key, from --anthropic-api-key or --api-key-file (never both).
-    pub fn api_key(&self) -> std::result::Result<Option<ApiKey>, String> {
+    pub fn api_key(&self) -> std::result::Result<Option<ApiKey>, Invalid> {
         let inline = self
             .anthropic_api_key
             .as_ref()
@@ -303,7 +304,8 @@ impl Config {
             self.anthropic_base_url
                 .as_deref()
                 .unwrap_or(proxy::DEFAULT_UPSTREAM),
-            self.api_key().map_err(Error::Config)?,
+            self.api_key()
+                .map_err(|e| Error::Config(InvalidConfig::one(e.0)))?,
             Prices {
                 opus: self.price_opus,
                 sonnet: self.price_sonnet,

@@ -62,11 +62,13 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(warroom_runtime::config::InvalidConfig),
     #[error(transparent)]
     Bus(#[from] warroom_runtime::BusError),
     #[error("cannot set up the task consumer {consumer}: {message}")]
     Consumer { consumer: String, message: String },
+    #[error("cannot build the model API client")]
+    ModelClient(#[source] reqwest::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

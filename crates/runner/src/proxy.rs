@@ -200,7 +200,7 @@ impl ModelApi {
             // The CLI sees the upstream's redirects, not a silently followed one.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| Error::Config(format!("cannot build the model API client: {e}")))?;
+            .map_err(Error::ModelClient)?;
         Ok(ModelApi {
             base: base.trim_end_matches('/').to_owned(),
             key,
@@ -411,7 +411,7 @@ async fn count_tokens(
 async fn redacted(shared: &Shared, body: Bytes) -> std::result::Result<Bytes, Response> {
     let outcome = tokio::task::spawn_blocking(move || redact_request(body))
         .await
-        .unwrap_or_else(|e| Err(format!("the redaction stopped: {e}")));
+        .unwrap_or_else(|e| Err(Unreadable(format!("the redaction stopped: {e}"))));
     match outcome {
         Ok((body, removed)) => {
             shared.count_redaction(Some(removed.total()));
@@ -440,6 +440,12 @@ async fn redacted(shared: &Shared, body: Bytes) -> std::result::Result<Bytes, Re
     }
 }
 
+/// Why a request body is not forwarded: it may carry a tool's output in a form the proxy
+/// cannot read, so it cannot be redacted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
+
 /// A request body as it may leave for the model API, and what was removed from it: the text
 /// of every `tool_result` block in `messages` (string content, and `text` blocks; image
 /// blocks pass; any other block is redacted string by string, keeping its shape) and of the
@@ -450,7 +456,7 @@ async fn redacted(shared: &Shared, body: Bytes) -> std::result::Result<Bytes, Re
 /// A body that is not JSON, or has no `messages` list, is forwarded unchanged only when it
 /// does not mention `tool_result` at all; otherwise it is refused (the error says why), since
 /// it may carry a tool's output in a form the proxy cannot read.
-pub fn redact_request(body: Bytes) -> std::result::Result<(Bytes, redact::Counts), String> {
+pub fn redact_request(body: Bytes) -> std::result::Result<(Bytes, redact::Counts), Unreadable> {
     let mentions_tool_results = || {
         body.windows(TOOL_RESULT.len())
             .any(|window| window == TOOL_RESULT.as_bytes())
@@ -459,16 +465,16 @@ pub fn redact_request(body: Bytes) -> std::result::Result<(Bytes, redact::Counts
         Ok(request) => request,
         Err(_) if !mentions_tool_results() => return Ok((body, redact::Counts::new())),
         Err(e) => {
-            return Err(format!(
+            return Err(Unreadable(format!(
                 "the body mentions {TOOL_RESULT} but is not JSON ({e})"
-            ));
+            )));
         }
     };
     let Some(messages) = request.get_mut("messages").and_then(Value::as_array_mut) else {
         if mentions_tool_results() {
-            return Err(format!(
+            return Err(Unreadable(format!(
                 "the body mentions {TOOL_RESULT} but has no `messages` list"
-            ));
+            )));
         }
         return Ok((body, redact::Counts::new()));
     };
@@ -1009,7 +1015,9 @@ mod tests {
             &br#"{"messages":[{"content":[{"type":"tool_result","content":"x"#[..],
             br#"{"model":"m","history":[{"type":"tool_result","content":"x"}]}"#,
         ] {
-            let refused = redact_request(Bytes::from_static(hidden)).expect_err("refused");
+            let refused = redact_request(Bytes::from_static(hidden))
+                .expect_err("refused")
+                .0;
             assert!(refused.contains("tool_result"), "{refused}");
         }
     }

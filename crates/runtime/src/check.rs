@@ -15,14 +15,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Prints what `--check` found and returns the exit code: `ok: <summary>` on stdout and 0, or
 /// the problems on stderr (one per line, each after `<program>: `) and 1.
-pub fn report(program: &str, outcome: Result<String, String>) -> ExitCode {
+pub fn report(program: &str, outcome: Result<String, crate::config::InvalidConfig>) -> ExitCode {
     match outcome {
         Ok(summary) => {
             println!("ok: {summary}");
             ExitCode::SUCCESS
         }
-        Err(problems) => {
-            for line in problems.lines() {
+        Err(invalid) => {
+            for line in invalid.to_string().lines() {
                 eprintln!("{program}: {}", line.trim_start());
             }
             ExitCode::FAILURE

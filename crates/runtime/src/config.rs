@@ -53,15 +53,15 @@ impl AsRef<SecretString> for Secret {
 /// Reads a secret from the file of `setting` (a mounted Kubernetes Secret, say): once, at
 /// start, without its trailing line break. An unreadable or empty file is an error naming
 /// the setting and the file.
-pub fn read_secret_file(setting: &str, path: &std::path::Path) -> Result<Secret, String> {
+pub fn read_secret_file(setting: &str, path: &std::path::Path) -> Result<Secret, Invalid> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{setting} {}: cannot read it: {e}", path.display()))?;
+        .map_err(|e| Invalid(format!("{setting} {}: cannot read it: {e}", path.display())))?;
     let value = text.trim_end_matches(['\n', '\r']);
     if value.trim().is_empty() {
-        return Err(format!(
+        return Err(Invalid(format!(
             "{setting} {}: the file is empty; expected the secret on its first line",
             path.display()
-        ));
+        )));
     }
     Ok(Secret::new(value))
 }
@@ -71,12 +71,12 @@ pub fn read_secret_file(setting: &str, path: &std::path::Path) -> Result<Secret,
 pub fn secret_setting(
     inline: (&str, Option<&Secret>),
     file: (&str, Option<&std::path::Path>),
-) -> Result<Option<Secret>, String> {
+) -> Result<Option<Secret>, Invalid> {
     match (inline.1, file.1) {
-        (Some(_), Some(_)) => Err(format!(
+        (Some(_), Some(_)) => Err(Invalid(format!(
             "{} and {} are both set; give the secret one way only",
             inline.0, file.0
-        )),
+        ))),
         (Some(secret), None) => Ok(Some(secret.clone())),
         (None, Some(path)) => read_secret_file(file.0, path).map(Some),
         (None, None) => Ok(None),
@@ -131,58 +131,88 @@ impl Problems {
     }
 
     /// The value of a check, noting its problem when it failed.
-    pub fn check<T>(&mut self, checked: Result<T, String>) -> Option<T> {
-        checked.map_err(|problem| self.push(problem)).ok()
+    pub fn check<T, E: std::fmt::Display>(&mut self, checked: Result<T, E>) -> Option<T> {
+        checked
+            .map_err(|problem| self.push(problem.to_string()))
+            .ok()
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    /// `Ok` when nothing was noted; else the problems, one per line (after a count when
-    /// there are several).
-    pub fn finish(self) -> Result<(), String> {
-        match self.0.as_slice() {
-            [] => Ok(()),
-            [one] => Err(one.clone()),
-            all => Err(format!("{} problems:\n  {}", all.len(), all.join("\n  "))),
+    /// `Ok` when nothing was noted; else every problem noted.
+    pub fn finish(self) -> Result<(), InvalidConfig> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidConfig { problems: self.0 })
+        }
+    }
+}
+
+/// One value that cannot be used, as a line naming its flag or file and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+/// Every problem of a daemon's configuration ([`Problems::finish`]): shown one per line,
+/// after a count when there are several.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.lines())]
+pub struct InvalidConfig {
+    pub problems: Vec<String>,
+}
+
+impl InvalidConfig {
+    /// One problem of its own.
+    pub fn one(problem: impl Into<String>) -> InvalidConfig {
+        InvalidConfig {
+            problems: vec![problem.into()],
+        }
+    }
+
+    fn lines(&self) -> String {
+        match self.problems.as_slice() {
+            [one] => one.clone(),
+            all => format!("{} problems:\n  {}", all.len(), all.join("\n  ")),
         }
     }
 }
 
 /// The remote (`--repo`) as git should be given it, or why it cannot be used: a local path
 /// (made absolute), `file://`, `ssh://`, scp-like or `https://` without credentials.
-pub fn check_repo(repo: &str) -> Result<String, String> {
+pub fn check_repo(repo: &str) -> Result<String, Invalid> {
     let repo = repo.trim();
     if repo.is_empty() {
-        return Err("--repo must not be empty".to_owned());
+        return Err(Invalid("--repo must not be empty".to_owned()));
     }
     // git would read a leading `-` as an option.
     if repo.starts_with('-') {
-        return Err(format!("--repo `{repo}` must not start with `-`"));
+        return Err(Invalid(format!("--repo `{repo}` must not start with `-`")));
     }
     if repo.chars().any(char::is_control) {
-        return Err("--repo contains a control character".to_owned());
+        return Err(Invalid("--repo contains a control character".to_owned()));
     }
     if let Some((scheme, rest)) = repo.split_once("://") {
         match scheme {
             "file" | "ssh" | "git+ssh" | "https" | "http" => {}
             other => {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "--repo `{repo}` uses the unsupported scheme `{other}`; expected a local \
                      path, file://, ssh:// or https://"
-                ));
+                )));
             }
         }
         if matches!(scheme, "https" | "http") {
             let authority = rest.split('/').next().unwrap_or_default();
             if authority.contains('@') {
                 // Refused so that a token never ends up in a log line or a process list.
-                return Err(
+                return Err(Invalid(
                     "--repo carries credentials in the URL; give the token in WARROOM_GIT_TOKEN \
                      instead"
                         .to_owned(),
-                );
+                ));
             }
         }
         return Ok(repo.to_owned());
@@ -198,11 +228,11 @@ pub fn check_repo(repo: &str) -> Result<String, String> {
     // A local path: the daemons run git in a folder of their own, so make it absolute.
     std::path::absolute(repo)
         .map(|p| p.to_string_lossy().into_owned())
-        .map_err(|e| format!("cannot make the path `{repo}` absolute: {e}"))
+        .map_err(|e| Invalid(format!("cannot make the path `{repo}` absolute: {e}")))
 }
 
 /// Refuses branch names git would refuse, or that could be read as an option.
-pub fn check_branch(branch: &str) -> Result<(), String> {
+pub fn check_branch(branch: &str) -> Result<(), Invalid> {
     let problem = if branch.is_empty() {
         Some("must not be empty")
     } else if branch.starts_with('-') || branch.starts_with('/') || branch.starts_with('.') {
@@ -220,7 +250,7 @@ pub fn check_branch(branch: &str) -> Result<(), String> {
         None
     };
     match problem {
-        Some(problem) => Err(format!("--branch `{branch}` {problem}")),
+        Some(problem) => Err(Invalid(format!("--branch `{branch}` {problem}"))),
         None => Ok(()),
     }
 }
@@ -273,13 +303,13 @@ mod tests {
         assert_eq!(Problems::new().finish(), Ok(()));
         let mut one = Problems::new();
         assert_eq!(one.check(Err::<(), _>("--a is bad".to_owned())), None);
-        assert_eq!(one.finish(), Err("--a is bad".to_owned()));
+        assert_eq!(one.finish().unwrap_err().to_string(), "--a is bad");
         let mut two = Problems::new();
         two.push("--a is bad");
         two.extend(["--b is bad".to_owned()]);
         assert_eq!(
-            two.finish(),
-            Err("2 problems:\n  --a is bad\n  --b is bad".to_owned())
+            two.finish().unwrap_err().to_string(),
+            "2 problems:\n  --a is bad\n  --b is bad"
         );
     }
 
@@ -301,16 +331,19 @@ mod tests {
         );
         assert!(
             both.unwrap_err()
+                .0
                 .contains("--git-token and --git-token-file")
         );
 
         std::fs::write(&file, "\n").unwrap();
-        let empty = read_secret_file(flag, &file).unwrap_err();
+        let empty = read_secret_file(flag, &file).unwrap_err().0;
         assert!(
             empty.contains("WARROOM_GIT_TOKEN_FILE") && empty.contains("is empty"),
             "{empty}"
         );
-        let missing = read_secret_file(flag, &dir.path().join("none")).unwrap_err();
+        let missing = read_secret_file(flag, &dir.path().join("none"))
+            .unwrap_err()
+            .0;
         assert!(missing.contains("none: cannot read it"), "{missing}");
     }
 

@@ -19,6 +19,22 @@ pub use bus::{
     AckError, Bus, BusError, Connection, Consumer, ConsumerSpec, DeadLetter, Delivery, Stored,
 };
 pub use duration::parse_duration;
+
+/// Shows an error with its causes, one after the other (`a: b: c`), the way `{e:#}` shows an
+/// `anyhow::Error`. Our errors keep their cause in `source()` only, so this prints each once.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
 pub use health::{Health, Metrics};
 
 /// Options every daemon takes, flattened into its clap config.

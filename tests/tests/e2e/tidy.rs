@@ -243,3 +243,264 @@ fn a_dependency_only_tests_use_is_a_dev_dependency() {
         unused.join("\n")
     );
 }
+
+/// Product code under `src/` parsed as Rust, with its path (tests excluded: `#[cfg(test)]`
+/// modules are skipped by the visitors below).
+fn parsed_product_files() -> Vec<(String, syn::File)> {
+    rust_files()
+        .into_iter()
+        .filter(|(path, _)| path.contains("/src/") && !path.starts_with("tests/"))
+        .map(|(path, text)| {
+            let file = syn::parse_file(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+            (path, file)
+        })
+        .collect()
+}
+
+fn is_cfg_test(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| {
+        a.path().is_ident("cfg")
+            && a.parse_args::<syn::Ident>()
+                .is_ok_and(|ident| ident == "test")
+    })
+}
+
+/// The format string of a `#[error("...")]` attribute; `None` for `#[error(transparent)]`.
+fn error_format(attrs: &[syn::Attribute]) -> Option<String> {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("error"))
+        .find_map(|a| {
+            let list = a.meta.require_list().ok()?;
+            let first = list.tokens.clone().into_iter().next()?;
+            syn::parse2::<syn::LitStr>(first.into())
+                .ok()
+                .map(|lit| lit.value())
+        })
+}
+
+/// The names (`source`, `0`, ...) of the fields `thiserror` makes the error's `source()`.
+fn source_fields(fields: &syn::Fields) -> Vec<String> {
+    fields
+        .iter()
+        .enumerate()
+        .filter(|(_, field)| {
+            field.ident.as_ref().is_some_and(|i| i == "source")
+                || field
+                    .attrs
+                    .iter()
+                    .any(|a| a.path().is_ident("source") || a.path().is_ident("from"))
+        })
+        .map(|(index, field)| match &field.ident {
+            Some(ident) => ident.to_string(),
+            None => index.to_string(),
+        })
+        .collect()
+}
+
+struct ErrorSources<'p> {
+    path: &'p str,
+    found: Vec<String>,
+}
+
+impl ErrorSources<'_> {
+    fn check(&mut self, name: String, attrs: &[syn::Attribute], fields: &syn::Fields) {
+        let Some(format) = error_format(attrs) else {
+            return;
+        };
+        for field in source_fields(fields) {
+            let spelled = [format!("{{{field}}}"), format!("{{{field}:")];
+            if spelled.iter().any(|s| format.contains(s.as_str())) {
+                self.found
+                    .push(format!("{}: {name}: \"{format}\"", self.path));
+            }
+        }
+    }
+}
+
+impl<'ast> syn::visit::Visit<'ast> for ErrorSources<'_> {
+    fn visit_item_mod(&mut self, item: &'ast syn::ItemMod) {
+        if !is_cfg_test(&item.attrs) {
+            syn::visit::visit_item_mod(self, item);
+        }
+    }
+    fn visit_item_struct(&mut self, item: &'ast syn::ItemStruct) {
+        self.check(item.ident.to_string(), &item.attrs, &item.fields);
+    }
+    fn visit_item_enum(&mut self, item: &'ast syn::ItemEnum) {
+        for variant in &item.variants {
+            let name = format!("{}::{}", item.ident, variant.ident);
+            self.check(name, &variant.attrs, &variant.fields);
+        }
+    }
+}
+
+#[test]
+fn an_error_keeps_its_cause_in_source_only() {
+    // One convention for error sources: an error's message says what failed, its cause is
+    // reached through `source()` only, so printing the chain (`{e:#}` with anyhow, or
+    // `warroom_runtime::Chain`) shows each cause once. Writing `{source}` (or `{0}` for a
+    // `#[from]` field) into an `#[error]` message makes this fail.
+    let mut found = Vec::new();
+    for (path, file) in parsed_product_files() {
+        let mut visitor = ErrorSources {
+            path: &path,
+            found: Vec::new(),
+        };
+        syn::visit::Visit::visit_file(&mut visitor, &file);
+        found.extend(visitor.found);
+    }
+    assert!(
+        found.is_empty(),
+        "these error messages print their source, which `source()` also returns:\n{}",
+        found.join("\n")
+    );
+}
+
+/// Public functions that fail with a bare `String`, and long daemon functions.
+struct PublicFns<'p> {
+    path: &'p str,
+    found: Vec<String>,
+    long: Vec<String>,
+    daemon: bool,
+}
+
+/// Whether `ty` mentions `Result<_, String>` anywhere (`Result<Result<(), String>>` too).
+fn has_string_error(ty: &syn::Type) -> bool {
+    let syn::Type::Path(path) = ty else {
+        return false;
+    };
+    path.path.segments.iter().any(|segment| {
+        let syn::PathArguments::AngleBracketed(args) = &segment.arguments else {
+            return false;
+        };
+        let types: Vec<&syn::Type> = args
+            .args
+            .iter()
+            .filter_map(|arg| match arg {
+                syn::GenericArgument::Type(ty) => Some(ty),
+                _ => None,
+            })
+            .collect();
+        let string_error = segment.ident == "Result"
+            && types.len() == 2
+            && matches!(types[1], syn::Type::Path(p) if p.path.is_ident("String"));
+        string_error || types.into_iter().any(has_string_error)
+    })
+}
+
+impl PublicFns<'_> {
+    fn check(&mut self, vis: &syn::Visibility, sig: &syn::Signature) {
+        if matches!(vis, syn::Visibility::Public(_))
+            && let syn::ReturnType::Type(_, ty) = &sig.output
+            && has_string_error(ty)
+        {
+            self.found.push(format!("{}: fn {}", self.path, sig.ident));
+        }
+    }
+
+    fn length(&mut self, sig: &syn::Signature, block: &syn::Block, attrs: &[syn::Attribute]) {
+        if !self.daemon {
+            return;
+        }
+        let start = sig.fn_token.span.start().line;
+        let end = block.brace_token.span.close().end().line;
+        let lines = end + 1 - start;
+        let doc: String = attrs
+            .iter()
+            .filter(|a| a.path().is_ident("doc"))
+            .filter_map(|a| match &a.meta {
+                syn::Meta::NameValue(nv) => match &nv.value {
+                    syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(s),
+                        ..
+                    }) => Some(s.value()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        if lines > MAX_FUNCTION_LINES && !doc.contains(LONG_BECAUSE) {
+            self.long
+                .push(format!("{}: fn {} is {lines} lines", self.path, sig.ident));
+        }
+    }
+}
+
+/// The longest function in daemon code whose doc comment does not say why it is longer.
+const MAX_FUNCTION_LINES: usize = 80;
+/// How a doc comment gives that reason.
+const LONG_BECAUSE: &str = "Long because";
+
+impl<'ast> syn::visit::Visit<'ast> for PublicFns<'_> {
+    fn visit_item_mod(&mut self, item: &'ast syn::ItemMod) {
+        if !is_cfg_test(&item.attrs) {
+            syn::visit::visit_item_mod(self, item);
+        }
+    }
+    fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
+        self.check(&item.vis, &item.sig);
+        self.length(&item.sig, &item.block, &item.attrs);
+        syn::visit::visit_item_fn(self, item);
+    }
+    fn visit_impl_item_fn(&mut self, item: &'ast syn::ImplItemFn) {
+        self.check(&item.vis, &item.sig);
+        self.length(&item.sig, &item.block, &item.attrs);
+        syn::visit::visit_impl_item_fn(self, item);
+    }
+    fn visit_trait_item_fn(&mut self, item: &'ast syn::TraitItemFn) {
+        if let syn::ReturnType::Type(_, ty) = &item.sig.output
+            && has_string_error(ty)
+        {
+            self.found
+                .push(format!("{}: trait fn {}", self.path, item.sig.ident));
+        }
+    }
+}
+
+/// Runs [`PublicFns`] over the product code.
+fn public_fns() -> (Vec<String>, Vec<String>) {
+    let daemons = [
+        "crates/gateway/",
+        "crates/dispatcher/",
+        "crates/runner/",
+        "crates/publisher/",
+    ];
+    let (mut found, mut long) = (Vec::new(), Vec::new());
+    for (path, file) in parsed_product_files() {
+        let mut visitor = PublicFns {
+            path: &path,
+            found: Vec::new(),
+            long: Vec::new(),
+            daemon: daemons.iter().any(|d| path.starts_with(d)),
+        };
+        syn::visit::Visit::visit_file(&mut visitor, &file);
+        found.extend(visitor.found);
+        long.extend(visitor.long);
+    }
+    (found, long)
+}
+
+#[test]
+fn no_public_function_fails_with_a_bare_string() {
+    // A public API's error is a type a caller can match and whose `source()` chain holds:
+    // a `pub fn` returning `Result<_, String>` makes this fail.
+    let (found, _) = public_fns();
+    assert!(
+        found.is_empty(),
+        "public functions that return `Result<_, String>`:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn daemon_functions_fit_on_a_screen() {
+    // A daemon function over 80 lines says why in its doc comment ("Long because ...").
+    let (_, long) = public_fns();
+    assert!(
+        long.is_empty(),
+        "daemon functions over {MAX_FUNCTION_LINES} lines without \"{LONG_BECAUSE}\" in their \
+         doc comment:\n{}",
+        long.join("\n")
+    );
+}
