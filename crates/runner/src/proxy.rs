@@ -504,7 +504,9 @@ pub fn redact_request(body: Bytes) -> std::result::Result<(Bytes, redact::Counts
     }
     match serde_json::to_vec(&request) {
         Ok(redacted) => Ok((Bytes::from(redacted), removed)),
-        Err(e) => Err(format!("the redacted body cannot be encoded: {e}")),
+        Err(e) => Err(Unreadable(format!(
+            "the redacted body cannot be encoded: {e}"
+        ))),
     }
 }
 
