@@ -767,8 +767,8 @@ fn the_metric_name_reader_finds_metrics_only() {
 #[test]
 fn every_alert_has_a_runbook_section_and_documented_metrics() {
     let root = workspace_root();
-    let guide = std::fs::read_to_string(root.join("docs/deploying.md"))
-        .expect("docs/deploying.md exists");
+    let guide =
+        std::fs::read_to_string(root.join("docs/deploying.md")).expect("docs/deploying.md exists");
     let anchors: BTreeSet<String> = guide
         .lines()
         .filter(|l| l.starts_with('#'))
