@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for every claude-warroom daemon; the command picks the daemon, e.g.
 #   args: ["warroom-runner"]  (see deploy/). Build with any OCI builder, no Docker engine
-#   needed (docs/operations.md, "Building the image"):
+#   needed (docs/deploying.md, "Building the image"):
 #   buildah bud --build-arg OC_SHA256=<sha256 of the oc tarball> -t <registry>/claude-warroom:<tag> .
 #   docker build --build-arg OC_SHA256=... -t ... .   (or kaniko, podman build)
 # Runs as UID 1001, or any UID OpenShift assigns (nss_wrapper gives it a passwd entry for
@@ -18,7 +18,7 @@
 #     archive, so the pinned versions below stay installable after the archive moves on
 #     (plain http as apt always uses it: the archive's GPG signatures check every package;
 #     the slim base has no CA bundle yet).
-#     Bump the timestamp and the versions together (docs/operations.md, "Building the image").
+#     Bump the timestamp and the versions together (docs/deploying.md, "Building the image").
 #   - Rust crates: the committed Cargo.lock (--locked).
 #   - the Claude Code CLI: `npm ci` from deploy/image/claude-code/package-lock.json
 #     (sha512 integrity of every package).

@@ -15,7 +15,7 @@
 //! - whatever a test asks through [`Pod::rewrite_env`] (a Service's host name, a port).
 //!
 //! Secrets are never in `deploy/`: a test supplies them ([`Secrets`]), made the way
-//! `docs/operations.md` tells an operator to make them.
+//! `docs/deploying.md` tells an operator to make them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 //! - NATS runs the tested version, its lame-duck mode fits the grace period, its TLS file
 //!   names are those `warroom-admin nats-auth` writes, and a sidecar exports its metrics;
 //! - the Argo CD project names its destinations and cluster-scoped objects, no wildcard;
-//! - every alert has a `runbook_url` whose section exists in docs/operations.md, and every
+//! - every alert has a `runbook_url` whose section exists in docs/deploying.md, and every
 //!   metric it names is listed in deploy/METRICS.md.
 //!
 //! The connectivity the NetworkPolicies allow is checked by scripts/lint-deploy (nca).
@@ -767,9 +767,9 @@ fn the_metric_name_reader_finds_metrics_only() {
 #[test]
 fn every_alert_has_a_runbook_section_and_documented_metrics() {
     let root = workspace_root();
-    let operations = std::fs::read_to_string(root.join("docs/operations.md"))
-        .expect("docs/operations.md exists");
-    let anchors: BTreeSet<String> = operations
+    let guide =
+        std::fs::read_to_string(root.join("docs/deploying.md")).expect("docs/deploying.md exists");
+    let anchors: BTreeSet<String> = guide
         .lines()
         .filter(|l| l.starts_with('#'))
         .map(|l| anchor(l.trim_start_matches('#')))
@@ -795,13 +795,13 @@ fn every_alert_has_a_runbook_section_and_documented_metrics() {
                     rules += 1;
                     match str_at(rule, &["annotations", "runbook_url"]) {
                         None => problems.push(format!("{what}: {alert}: no runbook_url")),
-                        Some(url) => match url.split_once("docs/operations.md#") {
+                        Some(url) => match url.split_once("docs/deploying.md#") {
                             Some((_, section)) if anchors.contains(section) => {}
                             Some((_, section)) => problems.push(format!(
-                                "{what}: {alert}: runbook_url {url}: docs/operations.md has no section #{section}"
+                                "{what}: {alert}: runbook_url {url}: docs/deploying.md has no section #{section}"
                             )),
                             None => problems.push(format!(
-                                "{what}: {alert}: runbook_url {url} is not a section of docs/operations.md"
+                                "{what}: {alert}: runbook_url {url} is not a section of docs/deploying.md"
                             )),
                         },
                     }

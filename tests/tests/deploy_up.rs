@@ -2,7 +2,7 @@
 //!
 //! Every overlay is rendered with `kubectl kustomize`; every container of the control plane
 //! and of each runner is started with exactly its rendered program, arguments, environment and
-//! mounted files (`warroom_testkit::deploy`), the Secrets made the way `docs/operations.md`
+//! mounted files (`warroom_testkit::deploy`), the Secrets made the way `docs/deploying.md`
 //! tells an operator to make them (`warroom-admin nats-auth`, `ssh-keygen`, token files).
 //! First each daemon's `--check` must pass with that; then the control plane is started
 //! (three `nats-server`s with the rendered `nats.conf`, the gateway, both dispatchers, the
@@ -86,7 +86,7 @@ impl Zone {
             .tempdir()
             .expect("a folder for the zone");
         let creds = dir.path().join("nats-auth");
-        // As docs/operations.md: the server certificate names the Services' hosts; 127.0.0.1
+        // As docs/deploying.md: the server certificate names the Services' hosts; 127.0.0.1
         // is added because on this machine every Service is reached on loopback.
         let clusters = runner_clusters().join(",");
         let output = Command::new(tools::workspace_binary("warroom-admin"))
@@ -122,7 +122,7 @@ impl Zone {
         self.creds.join(name)
     }
 
-    /// The Secrets of docs/operations.md ("4. Secrets"), from the generated files.
+    /// The Secrets of docs/deploying.md ("4. Secrets"), from the generated files.
     fn make_secrets(&self) -> Secrets {
         let mut s = Secrets::new();
         let mut nats_client = |secret: &str, stem: &str| {

@@ -1,6 +1,7 @@
 //! Workspace-level end-to-end tests: one test binary, one module per area.
 
 mod claude_cli;
+mod docs;
 mod everyday;
 mod faults;
 mod harness;
