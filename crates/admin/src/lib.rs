@@ -34,7 +34,7 @@ pub enum Error {
     Nkey { component: String, message: String },
     #[error("{path} is not an NKey user seed (`SU...`): {message}")]
     BadSeed { path: PathBuf, message: String },
-    #[error("cannot make the TLS certificate {what}: {source}")]
+    #[error("cannot make the TLS certificate {what}")]
     Tls {
         what: String,
         #[source]

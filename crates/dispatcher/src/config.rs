@@ -87,7 +87,9 @@ impl Config {
                 self.common.summary()
             )),
             Err(Error::Config(problems)) => Err(problems),
-            Err(other) => Err(InvalidConfig::one(other.to_string())),
+            Err(other) => Err(InvalidConfig::one(
+                warroom_runtime::Chain(&other).to_string(),
+            )),
         }
     }
 }

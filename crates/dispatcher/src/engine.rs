@@ -26,6 +26,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use warroom_runtime::Chain;
 
 use async_nats::jetstream::{kv, stream};
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -187,7 +188,7 @@ impl Engine {
                 Ok(Some((state, _))) if state.is_active() => self.track(&state),
                 Ok(_) => {}
                 Err(e @ Error::CorruptState { .. }) => {
-                    error!(request = %id, cause = %e, "skipping a request whose stored state cannot be read");
+                    error!(request = %id, cause = %Chain(&e), "skipping a request whose stored state cannot be read");
                 }
                 Err(e) => return Err(e),
             }
@@ -270,16 +271,18 @@ impl Engine {
         match e {
             e if e.is_permanent() => {
                 self.metrics.inc("bad_messages");
-                error!(%subject, cause = %e, "dead-lettering a message that cannot be handled");
-                delivery.term(&e.to_string()).await;
+                error!(%subject, cause = %Chain(&e), "dead-lettering a message that cannot be handled");
+                let reason = Chain(e).to_string();
+                delivery.term(&reason).await;
             }
             e => {
                 let delay = retry_delay(delivery.delivered());
-                if delivery.retry(delay, &e.to_string()).await {
-                    error!(%subject, cause = %e, deliveries = delivery.delivered(), "handling kept failing; the message was dead-lettered");
+                let reason = Chain(e).to_string();
+                if delivery.retry(delay, &reason).await {
+                    error!(%subject, cause = %Chain(&e), deliveries = delivery.delivered(), "handling kept failing; the message was dead-lettered");
                 } else {
                     self.metrics.inc("retries");
-                    warn!(%subject, cause = %e, retry_in = ?delay, "handling failed; the message will be redelivered");
+                    warn!(%subject, cause = %Chain(&e), retry_in = ?delay, "handling failed; the message will be redelivered");
                 }
             }
         }
@@ -503,14 +506,14 @@ impl Engine {
             }
             Ok(_) => true,
             Err(e) => {
-                warn!(cause = %e, "cannot read the results backlog; timeouts deferred");
+                warn!(cause = %Chain(&e), "cannot read the results backlog; timeouts deferred");
                 false
             }
         };
         let ids: Vec<RequestId> = self.book().active.keys().cloned().collect();
         for id in ids {
             if let Err(e) = self.drive(&id, expire, None).await {
-                warn!(request = %id, cause = %e, "sweep could not drive a request; retrying at the next sweep");
+                warn!(request = %id, cause = %Chain(&e), "sweep could not drive a request; retrying at the next sweep");
             }
         }
         // The oldest request's age grows between transitions too.
@@ -690,7 +693,7 @@ impl Engine {
                 info!(request = %id, cluster = %cluster, sequence, "expired task taken off the queue")
             }
             Err(e) => {
-                debug!(request = %id, cluster = %cluster, sequence, cause = %e, "expired task was no longer queued")
+                debug!(request = %id, cluster = %cluster, sequence, cause = %Chain(&e), "expired task was no longer queued")
             }
         }
     }

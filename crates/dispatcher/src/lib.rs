@@ -24,6 +24,7 @@ mod store;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use warroom_runtime::Chain;
 
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -85,7 +86,7 @@ pub enum Error {
     Config(warroom_runtime::config::InvalidConfig),
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("cannot {action} request {id} in key-value bucket {bucket}: {source}")]
+    #[error("cannot {action} request {id} in key-value bucket {bucket}")]
     Kv {
         action: &'static str,
         bucket: &'static str,
@@ -93,14 +94,12 @@ pub enum Error {
         #[source]
         source: warroom_runtime::bus::Cause,
     },
-    #[error(
-        "the stored state of request {id} is not a state this dispatcher understands: {source}"
-    )]
+    #[error("the stored state of request {id} is not a state this dispatcher understands")]
     CorruptState {
         id: warroom_proto::RequestId,
         source: serde_json::Error,
     },
-    #[error("cannot encode {what}: {source}")]
+    #[error("cannot encode {what}")]
     Encode {
         what: String,
         source: serde_json::Error,
@@ -300,7 +299,7 @@ async fn hand_back<T: Inbound>(
     match pump.await {
         Ok(mut consumer) => consumer.hand_back().await,
         Err(e) => {
-            warn!(cause = %e, "a consumer task failed; its messages return after the ack wait")
+            warn!(cause = %Chain(&e), "a consumer task failed; its messages return after the ack wait")
         }
     }
 }
@@ -386,7 +385,7 @@ fn consumer_spec(stream: Stream, durable: &str, ack_wait: Duration) -> ConsumerS
 
 /// Logs a failed pull and waits a moment (or until shutdown) before the next one.
 async fn pull_failed(shutdown: &CancellationToken, error: &PullError) {
-    warn!(consumer = %error.consumer, cause = %error.source, "error pulling messages");
+    warn!(consumer = %error.consumer, cause = %Chain(&*error.source), "error pulling messages");
     tokio::select! {
         () = shutdown.cancelled() => {}
         () = tokio::time::sleep(PULL_RETRY) => {}

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use warroom_runtime::Chain;
 
 use async_nats::jetstream::kv::{self, Operation};
 use futures::StreamExt as _;
@@ -273,7 +274,7 @@ pub async fn watch(
                 match next {
                     Some(Ok(entry)) => apply(&liveness, &metrics, &entry),
                     Some(Err(e)) => {
-                        warn!(cause = %e, "the watch of runner heartbeats failed; watching again");
+                        warn!(cause = %Chain(&e), "the watch of runner heartbeats failed; watching again");
                         break;
                     }
                     None => {
@@ -282,7 +283,7 @@ pub async fn watch(
                     }
                 }
             },
-            Err(e) => warn!(cause = %e, "cannot watch runner heartbeats; trying again"),
+            Err(e) => warn!(cause = %Chain(&e), "cannot watch runner heartbeats; trying again"),
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -310,7 +311,7 @@ fn apply(liveness: &Mutex<Liveness>, metrics: &Metrics, entry: &kv::Entry) {
                     debug!(%cluster, %replica, running = beat.running, concurrency = beat.concurrency, "runner heartbeat");
                 }
                 Err(e) => {
-                    warn!(key = %entry.key, cause = %e, "a heartbeat that does not decode; counted all the same");
+                    warn!(key = %entry.key, cause = %Chain(&e), "a heartbeat that does not decode; counted all the same");
                 }
             }
             let known = liveness.clusters.contains_key(&cluster);

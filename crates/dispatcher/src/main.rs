@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
     match warroom_dispatcher::run(config, warroom_runtime::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("warroom-dispatcher: {e}");
+            eprintln!("warroom-dispatcher: {}", warroom_runtime::Chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use tracing::error;
 use warroom_proto::{RequestId, names};
+use warroom_runtime::Chain;
 
 use crate::state::RequestState;
 use crate::{Error, Result};
@@ -119,7 +120,7 @@ impl Store {
             .filter_map(|key| match RequestId::new(key) {
                 Ok(id) => Some(id),
                 Err(e) => {
-                    error!(bucket = names::REQUESTS_BUCKET, cause = %e, "skipping a key that is not a request id");
+                    error!(bucket = names::REQUESTS_BUCKET, cause = %Chain(&e), "skipping a key that is not a request id");
                     None
                 }
             })

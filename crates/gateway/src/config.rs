@@ -163,9 +163,11 @@ impl Config {
                         problems.push(format!("--policy {path}: {error}"));
                     }
                 }
-                Err(e) => {
-                    problems.push(format!("--policy {}: {}", path.display(), crate::chain(&e)))
-                }
+                Err(e) => problems.push(format!(
+                    "--policy {}: {}",
+                    path.display(),
+                    warroom_runtime::Chain(&e)
+                )),
             }
         }
         problems.finish()?;

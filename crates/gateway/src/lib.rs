@@ -28,6 +28,7 @@ pub mod webhook;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use warroom_runtime::Chain;
 
 use async_nats::jetstream::kv;
 use tokio::sync::Notify;
@@ -58,14 +59,14 @@ pub enum Error {
     Git(#[from] GitError),
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("cannot {action} the cursor `{key}` in bucket {bucket}: {source}", bucket = names::GATEWAY_BUCKET)]
+    #[error("cannot {action} the cursor `{key}` in bucket {bucket}", bucket = names::GATEWAY_BUCKET)]
     Cursor {
         action: &'static str,
         key: String,
         #[source]
         source: BoxError,
     },
-    #[error("cannot {action} the record `{key}` in bucket {bucket}: {source}", bucket = names::GATEWAY_BUCKET)]
+    #[error("cannot {action} the record `{key}` in bucket {bucket}", bucket = names::GATEWAY_BUCKET)]
     Record {
         action: &'static str,
         key: String,
@@ -74,20 +75,20 @@ pub enum Error {
     },
     #[error("the policy file cannot be used, so the gateway does not start:\n{0}")]
     Policy(String),
-    #[error("cannot verify the signatures of {file}: {source}")]
+    #[error("cannot verify the signatures of {file}")]
     Verify {
         file: String,
         #[source]
         source: BoxError,
     },
-    #[error("cannot listen for webhooks on {addr}: {source}")]
+    #[error("cannot listen for webhooks on {addr}")]
     Webhook {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
     #[error("{what} did not finish within {after:?}")]
     Timeout { what: &'static str, after: Duration },
-    #[error("cannot create the work directory {path}: {source}")]
+    #[error("cannot create the work directory {path}")]
     WorkDir {
         path: String,
         source: std::io::Error,
@@ -129,7 +130,7 @@ pub async fn run_with_health(
             let watcher = tokio::task::spawn_blocking(move || PolicyWatcher::load(path))
                 .await
                 .map_err(|e| Error::Policy(e.to_string()))?
-                .map_err(|e| Error::Policy(chain(&e)))?;
+                .map_err(|e| Error::Policy(Chain(&e).to_string()))?;
             info!(
                 policy = %watcher.path().display(),
                 sha256 = %watcher.hash_hex(),
@@ -272,7 +273,7 @@ pub async fn run_with_health(
             Err(e) => {
                 health.metrics.inc("poll_errors_total");
                 health.set_ready(false);
-                error!(cause = %e, "poll failed; retrying at the next interval");
+                error!(cause = %Chain(&e), "poll failed; retrying at the next interval");
             }
         }
     }
@@ -353,7 +354,7 @@ impl Gateway {
             Ok(polled) => polled,
             Err(e) => {
                 // Only a panic in the policy crate ends up here; the policy in use stays.
-                error!(cause = %e, "reading the policy file failed");
+                error!(cause = %Chain(&e), "reading the policy file failed");
                 let watcher = self.policy.as_ref()?;
                 let verifier = watcher.lock().unwrap_or_else(|p| p.into_inner()).verifier();
                 return Some(verifier);
@@ -367,7 +368,7 @@ impl Gateway {
             }
             Reload::Refused(e) => {
                 self.health.metrics.inc("policy_reloads_refused");
-                error!(cause = %chain(&e), in_use = %hash, "the changed policy file is refused; the previous policy stays in use");
+                error!(cause = %Chain(&e), in_use = %hash, "the changed policy file is refused; the previous policy stays in use");
             }
         }
         Some(verifier)
@@ -418,18 +419,6 @@ impl Gateway {
         self.cursor = Some(head.to_owned());
         Ok(())
     }
-}
-
-/// An error with its sources, one after the other.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The cursor's key for a branch. Characters a KV key cannot hold become `-`; a hash of the

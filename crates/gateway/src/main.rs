@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
     match run(config, warroom_runtime::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("warroom-gateway: {e}");
+            eprintln!("warroom-gateway: {}", warroom_runtime::Chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+use warroom_runtime::Chain;
 
 use async_nats::jetstream::kv;
 use futures::{StreamExt as _, TryStreamExt as _, stream};
@@ -692,7 +693,7 @@ fn request_file_id(path: &str) -> Option<RequestId> {
         }
         Err(e) => {
             // Unreachable: a sanitized id is made of valid characters only.
-            error!(file = %path, cause = %e, "cannot derive a request id; ignoring the file");
+            error!(file = %path, cause = %Chain(&e), "cannot derive a request id; ignoring the file");
             None
         }
     }

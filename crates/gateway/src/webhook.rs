@@ -12,6 +12,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use warroom_runtime::Chain;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -126,7 +127,7 @@ pub(crate) async fn serve(
             .with_graceful_shutdown(shutdown)
             .await
         {
-            tracing::error!(addr = %bound, cause = %e, "the webhook server stopped");
+            tracing::error!(addr = %bound, cause = %Chain(&e), "the webhook server stopped");
         }
     });
     info!(addr = %bound, "listening for webhooks on POST /webhook");

@@ -88,6 +88,7 @@ pub fn main() {
         };
         match (guard, read) {
             (Err(err), _) => {
+                let err = err.with_cause();
                 eprintln!("warroom-guard: {err}");
                 let d = Decision::deny(
                     "hook.bad-config",

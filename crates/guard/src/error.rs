@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be read.
-    #[error("cannot read guard config {path}: {source}")]
+    #[error("cannot read guard config {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -31,6 +31,16 @@ pub enum Error {
         /// What is wrong and what is expected.
         message: String,
     },
+}
+
+impl Error {
+    /// The message with its cause (the message alone leaves the cause to `source()`).
+    pub fn with_cause(&self) -> String {
+        match self {
+            Error::Read { source, .. } => format!("{self}: {source}"),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// The guard library's result type.

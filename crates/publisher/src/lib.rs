@@ -39,6 +39,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use warroom_runtime::Chain;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -103,17 +104,17 @@ pub enum Error {
     Stopped,
     #[error("{what} did not finish within {after:?}")]
     Timeout { what: &'static str, after: Duration },
-    #[error("cannot use the work directory {path}: {source}")]
+    #[error("cannot use the work directory {path}")]
     WorkDir {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: String,
         source: std::io::Error,
     },
-    #[error("the apply step stopped unexpectedly: {0}")]
+    #[error("the apply step stopped unexpectedly")]
     Task(#[source] tokio::task::JoinError),
 }
 
@@ -279,7 +280,7 @@ async fn next_batch(
         match next {
             Ok(delivery) => break delivery,
             Err(e) => {
-                warn!(cause = %e, "error pulling messages");
+                warn!(cause = %Chain(&e), "error pulling messages");
                 health.set_ready(false);
                 tokio::select! {
                     () = shutdown.cancelled() => return None,
@@ -306,7 +307,7 @@ async fn next_batch(
                     closing |= is_last_of_its_request(&delivery);
                     batch.push(delivery);
                 }
-                Some(Err(e)) => warn!(cause = %e, "error pulling messages"),
+                Some(Err(e)) => warn!(cause = %Chain(&e), "error pulling messages"),
                 None => break,
             },
         }
@@ -466,8 +467,8 @@ impl Publisher {
             }
             Err(e) => {
                 metrics.inc("batches_failed");
-                error!(cause = %e, messages = items.len(), retry_in_secs = NAK_DELAY.as_secs(), "the batch could not be published; handing its messages back");
-                let reason = e.to_string();
+                error!(cause = %Chain(&e), messages = items.len(), retry_in_secs = NAK_DELAY.as_secs(), "the batch could not be published; handing its messages back");
+                let reason = Chain(&e).to_string();
                 for delivery in batch.iter() {
                     delivery.retry(NAK_DELAY, &reason).await;
                 }
@@ -503,7 +504,7 @@ impl Publisher {
                         warn!(attempt, attempts, reason = %reason, retry_in = ?pause, "push rejected; redoing the batch on the new head")
                     }
                     AttemptError::Other(e) => {
-                        warn!(attempt, attempts, cause = %e, retry_in = ?pause, "the batch failed; retrying")
+                        warn!(attempt, attempts, cause = %Chain(&e), retry_in = ?pause, "the batch failed; retrying")
                     }
                 }
             })
@@ -535,7 +536,9 @@ impl Publisher {
                     }
                 }
                 Ok(None) => {}
-                Err(e) => warn!(request = %id, cause = %e, "cannot read the pushed revision"),
+                Err(e) => {
+                    warn!(request = %id, cause = %Chain(&e), "cannot read the pushed revision")
+                }
             }
         }
         pushed
@@ -550,7 +553,7 @@ impl Publisher {
                 .put(id.as_str(), revision.to_string().into_bytes().into())
                 .await
             {
-                warn!(request = %id, cause = %e, "cannot record the pushed revision");
+                warn!(request = %id, cause = %Chain(&e), "cannot record the pushed revision");
             }
         }
     }

@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
     match run(config, warroom_runtime::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("warroom-publisher: {e}");
+            eprintln!("warroom-publisher: {}", warroom_runtime::Chain(&e));
             ExitCode::FAILURE
         }
     }

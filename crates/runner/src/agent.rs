@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
+use warroom_runtime::Chain;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -218,7 +219,7 @@ impl Started {
         if let Err(e) =
             tokio::task::spawn_blocking(move || reaper::sweep(&run_id, cli, since)).await
         {
-            warn!(cause = %e, "the sweep of the run's processes failed");
+            warn!(cause = %Chain(&e), "the sweep of the run's processes failed");
         }
         let stderr = match self.stderr {
             Some(mut task) => match tokio::time::timeout(DRAIN_AFTER_EXIT, &mut task).await {
@@ -287,7 +288,7 @@ impl Watch {
                     let code = match status {
                         Ok(status) => status.code(),
                         Err(e) => {
-                            warn!(cause = %e, "cannot wait for the Claude Code CLI");
+                            warn!(cause = %Chain(&e), "cannot wait for the Claude Code CLI");
                             None
                         }
                     };
@@ -347,7 +348,7 @@ async fn next_line<R: AsyncRead + Unpin>(
         Some(lines) => match lines.next_line().await {
             Ok(line) => line,
             Err(e) => {
-                warn!(cause = %e, "cannot read the Claude Code CLI's output");
+                warn!(cause = %Chain(&e), "cannot read the Claude Code CLI's output");
                 None
             }
         },
@@ -367,7 +368,7 @@ fn signal_group(group: Option<Pid>, signal: Signal) {
         && let Err(e) = killpg(group, signal)
         && e != nix::errno::Errno::ESRCH
     {
-        warn!(cause = %e, ?signal, "cannot signal the agent's process group");
+        warn!(cause = %Chain(&e), ?signal, "cannot signal the agent's process group");
     }
 }
 

@@ -205,7 +205,7 @@ impl Config {
         if let Some(path) = &self.guard_config
             && let Err(e) = warroom_guard::Guard::load(path)
         {
-            problems.push(format!("--guard-config: {e}"));
+            problems.push(format!("--guard-config: {}", warroom_runtime::Chain(&e)));
         }
         if self.ack_wait < Duration::from_secs(1) {
             problems.push("--ack-wait must be at least 1s");

@@ -24,6 +24,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use warroom_runtime::Chain;
 
 use serde_json::{Value, json};
 use warroom_guard::hook::DecisionRecord;
@@ -422,7 +423,7 @@ pub fn read_decisions(path: &Path) -> Vec<DecisionRecord> {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
-            tracing::warn!(cause = %e, path = %path.display(), "cannot read the guard's decisions");
+            tracing::warn!(cause = %Chain(&e), path = %path.display(), "cannot read the guard's decisions");
             return Vec::new();
         }
     };
@@ -431,7 +432,7 @@ pub fn read_decisions(path: &Path) -> Vec<DecisionRecord> {
         .filter_map(|line| match serde_json::from_str(line) {
             Ok(record) => Some(record),
             Err(e) => {
-                tracing::warn!(cause = %e, path = %path.display(), "skipping a guard decision line that does not parse");
+                tracing::warn!(cause = %Chain(&e), path = %path.display(), "skipping a guard decision line that does not parse");
                 None
             }
         })
@@ -446,7 +447,7 @@ pub fn hook_redactions(path: &Path, tool_use_id: &str) -> Redacted {
     let records = match warroom_guard::post_tool_use::read_records(path) {
         Ok(records) => records,
         Err(e) => {
-            tracing::warn!(cause = %e, path = %path.display(), "cannot read the redaction hook's records");
+            tracing::warn!(cause = %Chain(&e), path = %path.display(), "cannot read the redaction hook's records");
             return Redacted::new();
         }
     };

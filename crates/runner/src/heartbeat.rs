@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+use warroom_runtime::Chain;
 
 use async_nats::jetstream::kv;
 use tracing::{debug, info, warn};
@@ -75,7 +76,7 @@ pub async fn beat(
         match tokio::time::timeout(WRITE_TIMEOUT, bucket.delete(&key)).await {
             Ok(Ok(())) => debug!(key = %key, "heartbeat removed"),
             Ok(Err(e)) => {
-                warn!(key = %key, cause = %e, "cannot remove the heartbeat; it expires by itself")
+                warn!(key = %key, cause = %Chain(&e), "cannot remove the heartbeat; it expires by itself")
             }
             Err(_) => warn!(key = %key, "removing the heartbeat timed out; it expires by itself"),
         }

@@ -36,6 +36,7 @@ use std::hash::{BuildHasher as _, Hasher as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+use warroom_runtime::Chain;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -86,7 +87,7 @@ pub async fn run(
     reaper::become_subreaper();
     let work_root = config.work_root();
     if let Err(e) = tokio::task::spawn_blocking(move || reaper::clean_work_root(&work_root)).await {
-        warn!(cause = %e, "cannot clean the work root");
+        warn!(cause = %Chain(&e), "cannot clean the work root");
     }
     let stop = warroom_runtime::shutdown::token(shutdown);
 
@@ -156,7 +157,7 @@ pub async fn run(
     health.set_ready(false);
     // The heartbeat ends with `stop` and removes itself.
     if let Err(e) = heartbeat.await {
-        warn!(cause = %e, "the heartbeat task failed");
+        warn!(cause = %Chain(&e), "the heartbeat task failed");
     }
     // Acks and naks sent last must reach the server before the connection goes away.
     bus.flush(FLUSH_TIMEOUT).await;
@@ -210,7 +211,7 @@ async fn work(
             }
             Ok(None) => {}
             Err(e) => {
-                warn!(cause = %e, "cannot pull a task; retrying");
+                warn!(cause = %Chain(&e), "cannot pull a task; retrying");
                 health.metrics.inc("pull_errors");
                 tokio::select! {
                     () = stop.cancelled() => break,
@@ -234,7 +235,7 @@ fn log_run_end(ended: Result<(), tokio::task::JoinError>) {
     if let Err(e) = ended {
         // Its slot was freed as the task unwound; the task itself comes back after the ack
         // wait (or is dead-lettered after its last delivery).
-        error!(cause = %e, "a run ended abnormally");
+        error!(cause = %Chain(&e), "a run ended abnormally");
     }
 }
 

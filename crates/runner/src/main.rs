@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
     match warroom_runner::run(config, warroom_runtime::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("warroom-runner: {e}");
+            eprintln!("warroom-runner: {}", warroom_runtime::Chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -12,6 +12,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use warroom_runtime::Chain;
 
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -307,14 +308,14 @@ async fn publish_until_stored(
                 return true;
             }
             Err(e @ BusError::Encode { .. }) => {
-                error!(cause = %e, %subject, "cannot encode a message; skipping it");
+                error!(cause = %Chain(&e), %subject, "cannot encode a message; skipping it");
                 return true;
             }
             Err(e) => {
                 failures += 1;
                 let pause = warroom_runtime::retry::delay(RETRY_PAUSE, MAX_RETRY_PAUSE, failures);
                 if failures == 1 || failures.is_multiple_of(20) {
-                    warn!(cause = %e, %subject, failures, "cannot publish; the run goes on and its messages wait");
+                    warn!(cause = %Chain(&e), %subject, failures, "cannot publish; the run goes on and its messages wait");
                 }
                 tokio::select! {
                     () = shutdown.cancelled() => return false,

@@ -27,6 +27,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use warroom_runtime::Chain;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -325,7 +326,7 @@ impl Proxy {
             .with_state(Arc::clone(&shared));
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
-                warn!(cause = %e, "the model API proxy stopped");
+                warn!(cause = %Chain(&e), "the model API proxy stopped");
             }
         });
         Ok(Proxy {
@@ -589,7 +590,7 @@ async fn forward(
     {
         Ok(response) => response,
         Err(e) => {
-            warn!(cause = %e, target = %api.base, "cannot reach the model API");
+            warn!(cause = %Chain(&e), target = %api.base, "cannot reach the model API");
             // A 5xx: the CLI retries it as it would a real API outage.
             return error_response(
                 StatusCode::BAD_GATEWAY,

@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use warroom_runtime::Chain;
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
@@ -45,7 +46,9 @@ const MAX_DEPTH: usize = 64;
 pub fn become_subreaper() {
     match nix::sys::prctl::set_child_subreaper(true) {
         Ok(()) => debug!("the runner is a child subreaper"),
-        Err(e) => warn!(cause = %e, "cannot become a child subreaper; orphaned tools go to init"),
+        Err(e) => {
+            warn!(cause = %Chain(&e), "cannot become a child subreaper; orphaned tools go to init")
+        }
     }
 }
 
@@ -184,7 +187,7 @@ pub fn sweep(run: &str, cli: Option<i32>, since: Option<u64>) -> usize {
         for pid in targets {
             match kill(Pid::from_raw(pid), Signal::SIGKILL) {
                 Ok(()) | Err(Errno::ESRCH) => {}
-                Err(e) => warn!(pid, cause = %e, "cannot kill a process of the run"),
+                Err(e) => warn!(pid, cause = %Chain(&e), "cannot kill a process of the run"),
             }
             killed.insert(pid);
         }
@@ -267,7 +270,7 @@ pub fn clean_work_root(work_root: &Path) -> Vec<PathBuf> {
     let entries = match std::fs::read_dir(work_root) {
         Ok(entries) => entries,
         Err(e) => {
-            warn!(cause = %e, root = %work_root.display(), "cannot list the work root");
+            warn!(cause = %Chain(&e), root = %work_root.display(), "cannot list the work root");
             return removed;
         }
     };
@@ -291,7 +294,7 @@ pub fn clean_work_root(work_root: &Path) -> Vec<PathBuf> {
                 removed.push(path);
             }
             Err(e) => {
-                warn!(cause = %e, path = %path.display(), "cannot remove an old workspace");
+                warn!(cause = %Chain(&e), path = %path.display(), "cannot remove an old workspace");
             }
         }
     }

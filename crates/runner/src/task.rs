@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use warroom_runtime::Chain;
 
 use tokio::sync::mpsc;
 use tracing::{Instrument as _, error, info, info_span, warn};
@@ -139,14 +140,14 @@ impl Runner {
                     if let Err(e) = delivery.ack_confirmed().await {
                         // The result is stored; a redelivery finds the cluster final in the
                         // dispatcher's record and is acknowledged without a run.
-                        warn!(cause = %e, "cannot ack the finished task");
+                        warn!(cause = %Chain(&e), "cannot ack the finished task");
                     }
                 }
                 Done::HandedBack => {
                     info!("stopped by shutdown; handing the task back");
                     self.health.metrics.inc("tasks_handed_back");
                     if let Err(e) = delivery.nak_confirmed(None).await {
-                        warn!(cause = %e, "cannot nak the task; it comes back after the ack wait");
+                        warn!(cause = %Chain(&e), "cannot nak the task; it comes back after the ack wait");
                     }
                 }
             }
@@ -751,14 +752,14 @@ impl TaskDirs {
     /// [`TaskDirs::remove`] on the blocking pool.
     async fn remove_in_background(self) {
         if let Err(e) = tokio::task::spawn_blocking(move || self.remove()).await {
-            warn!(cause = %e, "removing the task's workspace stopped");
+            warn!(cause = %Chain(&e), "removing the task's workspace stopped");
         }
     }
 
     fn remove(self) {
         let path = self.root.path().to_path_buf();
         if let Err(e) = self.root.close() {
-            warn!(cause = %e, path = %path.display(), "cannot remove the task's workspace");
+            warn!(cause = %Chain(&e), path = %path.display(), "cannot remove the task's workspace");
         }
     }
 }

@@ -11,6 +11,7 @@
 //! delay ([`Delivery::retry`]) until its last delivery, after which it is dead-lettered too.
 //! No message can stall a stream.
 
+use crate::Chain;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -44,26 +45,26 @@ pub enum BusError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot create or open JetStream stream {name}: {source}")]
+    #[error("cannot create or open JetStream stream {name}")]
     Stream {
         name: String,
         #[source]
         source: Cause,
     },
-    #[error("cannot create or open key-value bucket {name}: {source}")]
+    #[error("cannot create or open key-value bucket {name}")]
     Bucket {
         name: String,
         #[source]
         source: Cause,
     },
-    #[error("cannot open consumer {consumer} on stream {stream}: {source}")]
+    #[error("cannot open consumer {consumer} on stream {stream}")]
     Consumer {
         stream: &'static str,
         consumer: String,
         #[source]
         source: Cause,
     },
-    #[error("cannot publish to {subject}: {source}")]
+    #[error("cannot publish to {subject}")]
     Publish {
         subject: String,
         #[source]
@@ -231,7 +232,7 @@ impl Bus {
                                     | CreateStreamErrorKind::JetStreamUnavailable
                             ) =>
                     {
-                        tracing::warn!(stream = %name, cause = %e, attempt, retry_in = ?pause, "JetStream does not answer yet; asking again");
+                        tracing::warn!(stream = %name, cause = %Chain(&e), attempt, retry_in = ?pause, "JetStream does not answer yet; asking again");
                         tokio::time::sleep(pause).await;
                         pause = (pause * 2).min(Duration::from_secs(5));
                         attempt += 1;
@@ -418,7 +419,7 @@ impl Bus {
     pub async fn flush(&self, timeout: Duration) {
         match tokio::time::timeout(timeout, self.client.flush()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(cause = %e, "cannot flush the NATS connection"),
+            Ok(Err(e)) => tracing::warn!(cause = %Chain(&e), "cannot flush the NATS connection"),
             Err(_) => tracing::warn!(?timeout, "flushing the NATS connection timed out"),
         }
     }
@@ -427,7 +428,7 @@ impl Bus {
     /// messages it would no longer handle.
     pub async fn close(&self, timeout: Duration) {
         if let Err(e) = self.client.drain().await {
-            tracing::warn!(cause = %e, "cannot drain the NATS connection");
+            tracing::warn!(cause = %Chain(&e), "cannot drain the NATS connection");
             return;
         }
         // The client says it has closed by refusing commands: a flush fails once it is gone.
@@ -531,7 +532,7 @@ pub struct AckError {
 
 /// What a pull returned that was not a usable message.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot pull from consumer {consumer}: {source}")]
+#[error("cannot pull from consumer {consumer}")]
 pub struct PullError {
     pub consumer: String,
     #[source]
@@ -594,7 +595,7 @@ impl<T: Inbound> Consumer<T> {
                 context: self.bus.jetstream.clone(),
             };
             if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
-                tracing::warn!(subject = %message.subject, cause = %e, "cannot hand a message back");
+                tracing::warn!(subject = %message.subject, cause = %Chain(&*e), "cannot hand a message back");
             }
         }
     }
@@ -815,7 +816,7 @@ pub struct Progress(jetstream::Message);
 impl Progress {
     pub async fn in_progress(&self) {
         if let Err(e) = self.0.ack_with(AckKind::Progress).await {
-            tracing::warn!(cause = %e, "cannot mark a message as in progress");
+            tracing::warn!(cause = %Chain(&*e), "cannot mark a message as in progress");
         }
     }
 }
@@ -854,7 +855,7 @@ impl RawDelivery {
 
     async fn settle(&self, kind: AckKind) {
         if let Err(e) = self.message.ack_with(kind).await {
-            tracing::warn!(subject = %self.message.subject, cause = %e, "cannot settle a message; it will be redelivered");
+            tracing::warn!(subject = %self.message.subject, cause = %Chain(&*e), "cannot settle a message; it will be redelivered");
         }
     }
 
@@ -874,7 +875,7 @@ impl RawDelivery {
         let subject = Subject::DeadLetter(self.durable.clone());
         if let Err(e) = self.bus.publish(&subject, Some(&dedup), &letter).await {
             // Keep the message rather than lose it: it comes back after a delay.
-            tracing::error!(cause = %e, "cannot dead-letter a message; handing it back");
+            tracing::error!(cause = %Chain(&e), "cannot dead-letter a message; handing it back");
             self.settle(AckKind::Nak(Some(Duration::from_secs(30))))
                 .await;
             return false;
@@ -889,7 +890,7 @@ impl RawDelivery {
             None => Err("the message has no reply subject".into()),
         };
         if let Err(e) = sent {
-            tracing::warn!(cause = %e, "cannot terminate a message; it will be redelivered");
+            tracing::warn!(cause = %Chain(&*e), "cannot terminate a message; it will be redelivered");
         }
         true
     }

@@ -1,6 +1,7 @@
 //! `/healthz` (the process is up), `/readyz` (connected and serving) and `/metrics`
 //! (Prometheus text format) for each daemon.
 
+use crate::Chain;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -128,7 +129,7 @@ impl Metrics {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &inner.registry) {
-            tracing::error!(cause = %e, "cannot encode the metrics");
+            tracing::error!(cause = %Chain(&e), "cannot encode the metrics");
         }
         out
     }
@@ -186,7 +187,7 @@ impl Health {
         let server = self.clone();
         tokio::spawn(async move {
             if let Err(e) = server.serve(addr, shutdown).await {
-                tracing::error!(%addr, cause = %e, "cannot serve /healthz, /readyz and /metrics");
+                tracing::error!(%addr, cause = %Chain(&e), "cannot serve /healthz, /readyz and /metrics");
             }
         });
     }

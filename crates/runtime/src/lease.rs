@@ -9,6 +9,7 @@
 //! their clocks run at about the same rate. A clean stop deletes the key, so the standby
 //! takes over at once.
 
+use crate::Chain;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
@@ -88,7 +89,9 @@ pub async fn acquire(bus: &Bus, spec: LeaseSpec, stop: &CancellationToken) -> Re
                     announced = true;
                 }
             }
-            Err(e) => warn!(lease = spec.key, cause = %e, "cannot read the lease; trying again"),
+            Err(e) => {
+                warn!(lease = spec.key, cause = %Chain(&e), "cannot read the lease; trying again")
+            }
         }
         tokio::select! {
             () = stop.cancelled() => return Ok(None),
@@ -173,7 +176,7 @@ async fn renew(store: kv::Store, spec: LeaseSpec, mut revision: u64, token: Canc
                 return;
             }
             Err(e) => {
-                warn!(lease = spec.key, cause = %e, "cannot renew the lease");
+                warn!(lease = spec.key, cause = %Chain(&e), "cannot renew the lease");
             }
         }
         if renewed.elapsed() >= give_up {
@@ -251,7 +254,7 @@ impl Held {
         match self.store.entry(self.spec.key).await {
             Ok(Some(entry)) if entry.value.as_ref() == self.spec.holder.as_bytes() => {
                 if let Err(e) = self.store.delete(self.spec.key).await {
-                    warn!(lease = self.spec.key, cause = %e, "cannot release the lease; it runs out by itself");
+                    warn!(lease = self.spec.key, cause = %Chain(&e), "cannot release the lease; it runs out by itself");
                 } else {
                     info!(lease = self.spec.key, "lease released");
                 }

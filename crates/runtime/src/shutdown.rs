@@ -1,6 +1,7 @@
 //! Shutdown: the one signal future of a daemon binary (SIGTERM or SIGINT), and the one
 //! primitive every daemon's loops select on, a [`CancellationToken`].
 
+use crate::Chain;
 pub use tokio_util::sync::CancellationToken;
 
 /// A token cancelled when `shutdown` resolves: `run(config, shutdown)` turns its future into
@@ -25,7 +26,7 @@ pub fn token(
 pub async fn signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(cause = %e, "cannot listen for SIGINT");
+            tracing::error!(cause = %Chain(&e), "cannot listen for SIGINT");
             std::future::pending::<()>().await;
         }
     };
@@ -36,7 +37,7 @@ pub async fn signal() {
                 term.recv().await;
             }
             Err(e) => {
-                tracing::error!(cause = %e, "cannot listen for SIGTERM");
+                tracing::error!(cause = %Chain(&e), "cannot listen for SIGTERM");
                 std::future::pending::<()>().await;
             }
         }

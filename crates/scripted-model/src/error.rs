@@ -7,7 +7,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A script file could not be read.
-    #[error("cannot read the script file {path}: {source}")]
+    #[error("cannot read the script file {path}")]
     ReadScript {
         path: PathBuf,
         source: std::io::Error,
@@ -16,13 +16,13 @@ pub enum Error {
     #[error("the script file {path} has no known extension: expected .json, .yaml or .yml")]
     UnknownScriptFormat { path: PathBuf },
     /// A script is not valid JSON, or does not have the shape of a [`crate::Script`].
-    #[error("{origin} is not a valid JSON script: {source}")]
+    #[error("{origin} is not a valid JSON script")]
     Json {
         origin: String,
         source: serde_json::Error,
     },
     /// A script is not valid YAML, or does not have the shape of a [`crate::Script`].
-    #[error("{origin} is not a valid YAML script: {source}")]
+    #[error("{origin} is not a valid YAML script")]
     Yaml {
         origin: String,
         source: serde_yaml_ng::Error,

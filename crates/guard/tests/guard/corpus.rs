@@ -590,7 +590,7 @@ fn invalid_config_names_file_and_field() {
     let missing = dir.path().join("missing.yaml");
     let err = Guard::load(&missing).map(|_| ()).unwrap_err().to_string();
     assert!(err.contains("missing.yaml"), "{err}");
-    // An empty file is the built-in policy.
+    // An empty file is the built-in rules.
     let empty = dir.path().join("empty.yaml");
     std::fs::write(&empty, "# nothing\n").unwrap_or_else(|e| panic!("write: {e}"));
     assert!(Guard::load(&empty).is_ok());
