@@ -147,33 +147,7 @@ pub(crate) fn cluster_report(
     );
     push_note(&mut out, note);
     push_unverified(&mut out, status);
-    out.push_str("| | |\n|---|---|\n");
-    let _ = writeln!(out, "| Request | {} |", code(&status.id));
-    match line {
-        Some(line) => {
-            let _ = writeln!(
-                out,
-                "| Cluster | {} ({}) |",
-                code(cluster),
-                line.kind.as_str()
-            );
-            let _ = writeln!(out, "| Phase | **{}** |", line.phase);
-            let _ = writeln!(out, "| Duration | {} |", duration(line.duration_secs));
-            let _ = writeln!(out, "| Cost | {} |", cost(line.cost_usd));
-            let _ = writeln!(out, "| Turns | {} |", turns(line.num_turns));
-            if line.attempts > 1 {
-                let _ = writeln!(
-                    out,
-                    "| Attempt | {} of {} |",
-                    line.attempts,
-                    warroom_proto::status::MAX_RUNS
-                );
-            }
-        }
-        None => {
-            let _ = writeln!(out, "| Cluster | {} |", code(cluster));
-        }
-    }
+    push_cluster_facts(&mut out, status, cluster, line);
     let refused = line
         .map_or(0, |l| l.permission_denials as usize)
         .max(report.permission_denials.len());
@@ -187,39 +161,9 @@ pub(crate) fn cluster_report(
     for (kind, n) in second_pass.iter() {
         *removed.entry(kind.to_owned()).or_default() += n;
     }
-    let total: u64 = removed.values().sum();
-    let _ = writeln!(out, "| Redacted values | {total} |");
-    if total > 0 {
-        let kinds: Vec<String> = removed
-            .iter()
-            .map(|(kind, n)| format!("{n} {}", code(kind)))
-            .collect();
-        let _ = write!(
-            out,
-            "\n{total} value{} {} removed by redaction ({}); `audit.jsonl` counts them per \
-             event.\n",
-            if total == 1 { "" } else { "s" },
-            if total == 1 { "was" } else { "were" },
-            kinds.join(", ")
-        );
-    }
-    if let Some(line) = line.filter(|l| l.attempts > 1) {
-        let _ = write!(
-            out,
-            "\n{}\n",
-            quote(&format!(
-                "**Attempt {} of {}:** the first run was interrupted ({}). This report is from \
-                 the last run; `audit.jsonl` labels every line with its `attempt`.",
-                line.attempts,
-                warroom_proto::status::MAX_RUNS,
-                line.interrupted
-                    .as_deref()
-                    .unwrap_or("its runner stopped before it reported a result")
-            ))
-        );
-    }
-    if let Some(error) = line.and_then(|l| l.error.as_deref()) {
-        let _ = write!(out, "\n{}\n", quote(&format!("**Error:** {error}")));
+    push_redacted(&mut out, &removed);
+    if let Some(line) = line {
+        push_attempt_and_error(&mut out, line);
     }
     if !report.permission_denials.is_empty() {
         out.push_str("\n## Refused tool calls\n\n");
@@ -244,6 +188,82 @@ pub(crate) fn cluster_report(
         out.push('\n');
     }
     out
+}
+
+/// The head of a cluster report's table: request, cluster, phase, duration, cost, turns and
+/// the attempt when there was more than one.
+fn push_cluster_facts(
+    out: &mut String,
+    status: &RequestStatus,
+    cluster: &str,
+    line: Option<&ClusterStatus>,
+) {
+    out.push_str("| | |\n|---|---|\n");
+    let _ = writeln!(out, "| Request | {} |", code(&status.id));
+    let Some(line) = line else {
+        let _ = writeln!(out, "| Cluster | {} |", code(cluster));
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "| Cluster | {} ({}) |",
+        code(cluster),
+        line.kind.as_str()
+    );
+    let _ = writeln!(out, "| Phase | **{}** |", line.phase);
+    let _ = writeln!(out, "| Duration | {} |", duration(line.duration_secs));
+    let _ = writeln!(out, "| Cost | {} |", cost(line.cost_usd));
+    let _ = writeln!(out, "| Turns | {} |", turns(line.num_turns));
+    if line.attempts > 1 {
+        let _ = writeln!(
+            out,
+            "| Attempt | {} of {} |",
+            line.attempts,
+            warroom_proto::status::MAX_RUNS
+        );
+    }
+}
+
+/// The table's `Redacted values` row, and a sentence naming the kinds when any were removed.
+fn push_redacted(out: &mut String, removed: &Redacted) {
+    let total: u64 = removed.values().sum();
+    let _ = writeln!(out, "| Redacted values | {total} |");
+    if total > 0 {
+        let kinds: Vec<String> = removed
+            .iter()
+            .map(|(kind, n)| format!("{n} {}", code(kind)))
+            .collect();
+        let _ = write!(
+            out,
+            "\n{total} value{} {} removed by redaction ({}); `audit.jsonl` counts them per \
+             event.\n",
+            if total == 1 { "" } else { "s" },
+            if total == 1 { "was" } else { "were" },
+            kinds.join(", ")
+        );
+    }
+}
+
+/// A quoted note when the report is from a later attempt, and the cluster's error if any.
+fn push_attempt_and_error(out: &mut String, line: &ClusterStatus) {
+    if line.attempts > 1 {
+        let _ = write!(
+            out,
+            "\n{}\n",
+            quote(&format!(
+                "**Attempt {} of {}:** the first run was interrupted ({}). This report is from \
+                 the last run; `audit.jsonl` labels every line with its `attempt`.",
+                line.attempts,
+                warroom_proto::status::MAX_RUNS,
+                line.interrupted
+                    .as_deref()
+                    .unwrap_or("its runner stopped before it reported a result")
+            ))
+        );
+    }
+    if let Some(error) = line.error.as_deref() {
+        let _ = write!(out, "\n{}\n", quote(&format!("**Error:** {error}")));
+    }
 }
 
 /// `<results_dir>/README.md`: the aggregated report of a request, section by section.

@@ -165,12 +165,8 @@ impl Config {
         Ok(key.map(|key| ApiKey(key.expose().to_owned())))
     }
 
-    /// Every problem of this configuration, one per line.
-    fn problems(&self) -> warroom_runtime::config::Problems {
-        // Every problem is reported at once, one per line.
-        let mut problems = warroom_runtime::config::Problems::new();
-        problems.extend(self.common.problems());
-        problems.check(self.api_key());
+    /// The Claude Code CLI and the guard: found and executable.
+    fn program_problems(&self, problems: &mut warroom_runtime::config::Problems) {
         if self.claude_bin.as_os_str().is_empty() {
             problems.push("--claude-bin must not be empty");
         } else if self.resolve_claude_bin().is_none() {
@@ -202,6 +198,15 @@ impl Config {
                 )
             });
         }
+    }
+
+    /// Every problem of this configuration, one per line.
+    fn problems(&self) -> warroom_runtime::config::Problems {
+        // Every problem is reported at once, one per line.
+        let mut problems = warroom_runtime::config::Problems::new();
+        problems.extend(self.common.problems());
+        problems.check(self.api_key());
+        self.program_problems(&mut problems);
         if let Some(path) = &self.guard_config
             && let Err(e) = warroom_guard::Guard::load(path)
         {

@@ -613,7 +613,28 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
 
-    let body = match meter {
+    let body = match metered_body(shared, upstream, meter, status, is_sse).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = response_headers;
+    response
+}
+
+/// The upstream answer's body for the caller: a successful answer to a metered request
+/// (`meter`: its model) has its usage counted against the budget as it passes, streamed or
+/// whole; every other answer passes as it is. A metered answer that breaks off becomes the
+/// error response.
+async fn metered_body(
+    shared: &Arc<Shared>,
+    upstream: reqwest::Response,
+    meter: Option<String>,
+    status: StatusCode,
+    is_sse: bool,
+) -> std::result::Result<Body, Response> {
+    Ok(match meter {
         Some(model) if status.is_success() && is_sse => Body::from_stream(Metered {
             inner: Box::pin(upstream.bytes_stream()),
             meter: SseMeter::default(),
@@ -630,11 +651,11 @@ async fn forward(
                         Body::from(bytes)
                     }
                     Err(e) => {
-                        return error_response(
+                        return Err(error_response(
                             StatusCode::BAD_GATEWAY,
                             "api_error",
                             &format!("warroom proxy: the model API's answer broke off: {e}"),
-                        );
+                        ));
                     }
                 }
             } else {
@@ -643,11 +664,7 @@ async fn forward(
             }
         }
         _ => Body::from_stream(upstream.bytes_stream()),
-    };
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = response_headers;
-    response
+    })
 }
 
 /// Hop-by-hop headers, the caller's credentials and `accept-encoding` stay behind: the key is

@@ -297,6 +297,27 @@ pub fn judge(
             ))),
         );
     };
+    if let Some(reason) = failure(result, max_turns) {
+        return (Outcome::Failed, Some(reason));
+    }
+    match code {
+        Some(0) => (Outcome::Completed, None),
+        Some(code) => (
+            Outcome::Failed,
+            Some(with_stderr(format!(
+                "the Claude Code CLI reported success but exited with status {code}"
+            ))),
+        ),
+        None => (
+            Outcome::Failed,
+            Some("the Claude Code CLI was killed by a signal".to_owned()),
+        ),
+    }
+}
+
+/// Why a run's final result says it failed (its `subtype`, `is_error` and API status), or
+/// `None` for a `success`.
+fn failure(result: &RunResult, max_turns: u32) -> Option<String> {
     let text = result
         .result
         .as_deref()
@@ -304,7 +325,7 @@ pub fn judge(
         .filter(|t| !t.is_empty());
     let errors = result.errors.join("; ");
     let detail = text.map(str::to_owned).unwrap_or_else(|| errors.clone());
-    let reason = match result.subtype.as_str() {
+    match result.subtype.as_str() {
         "error_max_turns" => Some(format!("reached the turn limit of {max_turns} turns")),
         "error_max_budget_usd" => Some("reached the cost budget".to_owned()),
         "error_during_execution" => Some(if errors.is_empty() {
@@ -324,22 +345,6 @@ pub fn judge(
         }),
         "success" => None,
         other => Some(format!("the agent ended with `{other}`")),
-    };
-    if let Some(reason) = reason {
-        return (Outcome::Failed, Some(reason));
-    }
-    match code {
-        Some(0) => (Outcome::Completed, None),
-        Some(code) => (
-            Outcome::Failed,
-            Some(with_stderr(format!(
-                "the Claude Code CLI reported success but exited with status {code}"
-            ))),
-        ),
-        None => (
-            Outcome::Failed,
-            Some("the Claude Code CLI was killed by a signal".to_owned()),
-        ),
     }
 }
 
