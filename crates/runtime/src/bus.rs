@@ -216,35 +216,30 @@ impl Bus {
     /// start or the loss of a node) is asked again with growing pauses, up to
     /// [`STREAM_SETUP_ATTEMPTS`] times, before the error is returned.
     pub async fn ensure_streams(&self) -> Result<()> {
+        use crate::retry::Retryable as _;
         use async_nats::jetstream::context::CreateStreamErrorKind;
         for config in stream_configs(self.replicas, self.events_retention) {
             let name = config.name.clone();
-            let mut pause = Duration::from_millis(200);
-            let mut attempt = 1;
-            loop {
-                match self.jetstream.get_or_create_stream(config.clone()).await {
-                    Ok(_) => break,
-                    Err(e)
-                        if attempt < STREAM_SETUP_ATTEMPTS
-                            && matches!(
-                                e.kind(),
-                                CreateStreamErrorKind::TimedOut
-                                    | CreateStreamErrorKind::JetStreamUnavailable
-                            ) =>
-                    {
-                        tracing::warn!(stream = %name, cause = %Chain(&e), attempt, retry_in = ?pause, "JetStream does not answer yet; asking again");
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(5));
-                        attempt += 1;
-                    }
-                    Err(e) => {
-                        return Err(BusError::Stream {
-                            name,
-                            source: e.into(),
-                        });
-                    }
-                }
-            }
+            (|| self.jetstream.get_or_create_stream(config.clone()))
+                .retry(crate::retry::backoff(
+                    Duration::from_millis(200),
+                    Duration::from_secs(5),
+                    STREAM_SETUP_ATTEMPTS as usize - 1,
+                ))
+                .when(|e| {
+                    matches!(
+                        e.kind(),
+                        CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable
+                    )
+                })
+                .notify(|e, pause| {
+                    tracing::warn!(stream = %name, cause = %Chain(e), retry_in = ?pause, "JetStream does not answer yet; asking again");
+                })
+                .await
+                .map_err(|e| BusError::Stream {
+                    name: name.clone(),
+                    source: e.into(),
+                })?;
         }
         Ok(())
     }

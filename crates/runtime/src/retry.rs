@@ -1,5 +1,7 @@
-//! The one retry policy of the daemons: exponential backoff with jitter and a bounded number
-//! of attempts (the `backon` crate), and a pause between attempts that ends at shutdown.
+//! The one retry policy of the daemons and the runtime (stream set-up included): exponential
+//! backoff with jitter and a bounded number of attempts (the `backon` crate), and a pause
+//! between attempts that ends at shutdown; [`delay`] gives the same pauses, unjittered, for
+//! retries the server schedules (a nak's delay).
 //!
 //! A daemon retries an operation with `(|| op()).retry(retry::backoff(..)).sleep(
 //! retry::until(shutdown.clone())).when(|_| !shutdown.is_cancelled())`: the pause ends when
