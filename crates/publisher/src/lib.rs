@@ -127,7 +127,7 @@ pub struct Published {
     /// The commit pushed; `None` when the batch changed nothing.
     pub commit: Option<String>,
     /// Requests whose status was written, with the phase written.
-    pub statuses: Vec<(String, RequestPhase)>,
+    pub statuses: Vec<(RequestId, RequestPhase)>,
     /// Messages that changed files.
     pub written: usize,
     /// Messages with nothing to write (duplicates, older snapshots).
@@ -621,7 +621,7 @@ impl Publisher {
                 .map_err(Error::Task)?;
         let (written, skipped) = (summary.written, summary.skipped);
 
-        let statuses: Vec<(String, RequestPhase)> = summary
+        let statuses: Vec<(RequestId, RequestPhase)> = summary
             .requests
             .iter()
             .filter_map(|r| r.phase.map(|p| (r.id.clone(), p)))

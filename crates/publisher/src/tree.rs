@@ -58,7 +58,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Problem + '_ {
 /// What one batch changed in one request's folder.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RequestChange {
-    pub id: String,
+    pub id: RequestId,
     /// The last phase written to `status.json`, when a status was.
     pub phase: Option<RequestPhase>,
     /// Lines added to `audit.jsonl`.
@@ -98,16 +98,16 @@ pub(crate) struct Summary {
 
 impl Summary {
     /// The status revision this batch wrote for `request`, if it wrote one.
-    fn revision_of(&self, request: &str) -> Option<u64> {
+    fn revision_of(&self, request: &RequestId) -> Option<u64> {
         self.revisions.get(request).copied()
     }
 
-    fn entry(&mut self, request: &str) -> &mut RequestChange {
-        let index = match self.requests.iter().position(|r| r.id == request) {
+    fn entry(&mut self, request: &RequestId) -> &mut RequestChange {
+        let index = match self.requests.iter().position(|r| &r.id == request) {
             Some(index) => index,
             None => {
                 self.requests.push(RequestChange {
-                    id: request.to_owned(),
+                    id: request.clone(),
                     phase: None,
                     audit_lines: 0,
                 });
@@ -225,7 +225,7 @@ impl<'a> Tree<'a> {
             .pushed
             .and_then(|pushed| pushed.get(id.as_str()).copied())
             .into_iter()
-            .chain(self.summary.revision_of(id.as_str()))
+            .chain(self.summary.revision_of(id))
             .max();
         if let Some(revision) = newest
             && revision > update.status.revision
