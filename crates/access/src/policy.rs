@@ -554,7 +554,12 @@ pub fn json_schema_pretty() -> String {
 /// Parses and validates a policy file. `path` only names the file in messages; the errors
 /// carry field paths such as `engineers[0].keys[1]`, and every problem is reported at once.
 pub fn parse_policy(path: &str, bytes: &[u8]) -> Result<WarroomPolicy, Vec<FieldError>> {
-    let value = read_yaml(bytes).map_err(|message| {
+    let file = warroom_proto::walk::OneDocument {
+        max_bytes: MAX_POLICY_BYTES,
+        limited: "a policy",
+        holds: "one policy",
+    };
+    let value = warroom_proto::walk::read_one_document(bytes, file).map_err(|message| {
         vec![FieldError {
             field: String::new(),
             message: format!("{path}: {message}"),
@@ -573,45 +578,6 @@ pub fn parse_policy(path: &str, bytes: &[u8]) -> Result<WarroomPolicy, Vec<Field
             message: format!("the policy does not match its types: {e}"),
         }]
     })
-}
-
-/// Reads the bytes as exactly one YAML document.
-fn read_yaml(bytes: &[u8]) -> Result<Value, String> {
-    if bytes.len() > MAX_POLICY_BYTES {
-        return Err(format!(
-            "the file is {} bytes; a policy may be at most {MAX_POLICY_BYTES} bytes",
-            bytes.len()
-        ));
-    }
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        format!(
-            "the file is not UTF-8 text (invalid byte at offset {})",
-            e.valid_up_to()
-        )
-    })?;
-    let mut documents = Vec::new();
-    for document in serde_yaml_ng::Deserializer::from_str(text) {
-        let value = Value::deserialize(document).map_err(|e| {
-            let text = e.to_string();
-            if text.contains("repetition limit") || text.contains("recursion limit") {
-                format!("the YAML aliases or nesting expand too far: {text}")
-            } else {
-                format!("not valid YAML: {text}")
-            }
-        })?;
-        documents.push(value);
-        if documents.len() > 1 {
-            return Err(
-                "the file holds more than one YAML document (a `---` separator); expected \
-                 exactly one policy"
-                    .to_owned(),
-            );
-        }
-    }
-    match documents.pop() {
-        None | Some(Value::Null) => Err("the file is empty; expected one YAML document".to_owned()),
-        Some(value) => Ok(value),
-    }
 }
 
 fn show_char(c: char) -> String {

@@ -164,16 +164,11 @@ fn render(status: &RequestStatus, dir: &str, rev: &str, now: Timestamp) -> Strin
 }
 
 fn format_time(at: Timestamp) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    at.to_offset(time::UtcOffset::UTC)
+        .format(format)
+        .unwrap_or_else(|_| at.to_string())
 }
 
 /// "3 min ago", for a glance at how fresh a status is.

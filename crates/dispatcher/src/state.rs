@@ -785,16 +785,11 @@ fn no_live_runner(
 
 /// `2026-11-24T10:00:00Z`: to the second, in UTC.
 fn rfc3339(at: Timestamp) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    at.to_offset(time::UtcOffset::UTC)
+        .format(format)
+        .unwrap_or_else(|_| at.to_string())
 }
 
 /// How long ago `since` was at `now`; `None` without a start (never expires).

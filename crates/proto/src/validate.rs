@@ -154,11 +154,16 @@ pub fn parse_document(path: &Path, bytes: &[u8]) -> Result<Document, ValidationE
     };
     let mut check = Check::default();
     let id = request_id(path, &mut check);
-    let value = read_yaml(bytes).map_err(|message| {
+    let file = crate::walk::OneDocument {
+        max_bytes: MAX_FILE_BYTES,
+        limited: "request files",
+        holds: "one request per file",
+    };
+    let value = crate::walk::read_one_document(bytes, file).map_err(|message| {
         let mut errors = std::mem::take(&mut check.errors);
         errors.push(FieldError {
             field: String::new(),
-            message,
+            message: message.0,
         });
         fail(errors)
     })?;
@@ -219,49 +224,6 @@ fn no_id() -> FieldError {
     FieldError {
         field: String::new(),
         message: "the file name gives no request id".to_owned(),
-    }
-}
-
-/// Reads the bytes as exactly one YAML document.
-fn read_yaml(bytes: &[u8]) -> Result<Value, String> {
-    if bytes.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "the file is {} bytes; request files may be at most {MAX_FILE_BYTES} bytes",
-            bytes.len()
-        ));
-    }
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        format!(
-            "the file is not UTF-8 text (invalid byte at offset {})",
-            e.valid_up_to()
-        )
-    })?;
-    let mut documents = Vec::new();
-    for document in serde_yaml_ng::Deserializer::from_str(text) {
-        let value = Value::deserialize(document).map_err(yaml_error)?;
-        documents.push(value);
-        if documents.len() > 1 {
-            return Err(
-                "the file holds more than one YAML document (a `---` separator); \
-                 expected exactly one request per file"
-                    .to_owned(),
-            );
-        }
-    }
-    match documents.pop() {
-        None | Some(Value::Null) => Err("the file is empty; expected one YAML document".to_owned()),
-        Some(value) => Ok(value),
-    }
-}
-
-fn yaml_error(error: serde_yaml_ng::Error) -> String {
-    let text = error.to_string();
-    // serde_yaml_ng refuses documents whose aliases expand too far ("billion laughs") or
-    // nest too deep; say so in words an engineer recognises.
-    if text.contains("repetition limit") || text.contains("recursion limit") {
-        format!("the YAML aliases or nesting expand too far (an alias-expansion bomb?): {text}")
-    } else {
-        format!("not valid YAML: {text}")
     }
 }
 

@@ -2,9 +2,76 @@
 //! and what was expected: the shared part of request validation ([`crate::validate`]) and of
 //! the secure-zone policy file (`warroom-access`). Callers add their own checks on top.
 
+use serde::Deserialize as _;
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::validate::FieldError;
+
+/// What one YAML file must be, for the messages that refuse it: at most `max_bytes`, and
+/// exactly one document.
+#[derive(Debug, Clone, Copy)]
+pub struct OneDocument<'a> {
+    pub max_bytes: usize,
+    /// Who the size limit is for, as the subject of "may be at most": `request files`.
+    pub limited: &'a str,
+    /// What the one document is, after "expected exactly": `one request per file`.
+    pub holds: &'a str,
+}
+
+/// Why a file cannot be read as one YAML document (too large, not UTF-8, not YAML, several
+/// documents or none), with what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnreadableYaml(pub String);
+
+/// Reads `bytes` as exactly one YAML document, refusing alias-expansion bombs in words an
+/// engineer recognises.
+pub fn read_one_document(bytes: &[u8], file: OneDocument<'_>) -> Result<Value, UnreadableYaml> {
+    let refuse = |message: String| UnreadableYaml(message);
+    if bytes.len() > file.max_bytes {
+        return Err(refuse(format!(
+            "the file is {} bytes; {} may be at most {} bytes",
+            bytes.len(),
+            file.limited,
+            file.max_bytes
+        )));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        refuse(format!(
+            "the file is not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        ))
+    })?;
+    let mut documents = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = Value::deserialize(document).map_err(|e| refuse(yaml_error(&e)))?;
+        documents.push(value);
+        if documents.len() > 1 {
+            return Err(refuse(format!(
+                "the file holds more than one YAML document (a `---` separator); expected \
+                 exactly {}",
+                file.holds
+            )));
+        }
+    }
+    match documents.pop() {
+        None | Some(Value::Null) => Err(refuse(
+            "the file is empty; expected one YAML document".to_owned(),
+        )),
+        Some(value) => Ok(value),
+    }
+}
+
+fn yaml_error(error: &serde_yaml_ng::Error) -> String {
+    let text = error.to_string();
+    // serde_yaml_ng refuses documents whose aliases expand too far ("billion laughs") or
+    // nest too deep; say so in words an engineer recognises.
+    if text.contains("repetition limit") || text.contains("recursion limit") {
+        format!("the YAML aliases or nesting expand too far (an alias-expansion bomb?): {text}")
+    } else {
+        format!("not valid YAML: {text}")
+    }
+}
 
 /// Collects problems while walking a YAML tree.
 #[derive(Debug, Default)]
