@@ -98,9 +98,6 @@ macro_rules! token_type {
         pub struct $name(String);
 
         impl $name {
-            /// The longest value accepted.
-            pub const MAX_LEN: usize = $max;
-
             /// Checks `value`.
             pub fn new(value: impl Into<String>) -> Result<Self, InvalidToken> {
                 Self::try_from(value.into())

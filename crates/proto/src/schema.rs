@@ -6,17 +6,10 @@
 //! `targetClusters`, a destination inside `results/`) are enforced by [`crate::validate`].
 
 use crate::request::TroubleshootingRequest;
-use crate::session::SessionRequest;
 
 /// The schema of a `TroubleshootingRequest` file.
 pub fn troubleshooting_request() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(TroubleshootingRequest))
-        .expect("a generated schema is always valid JSON")
-}
-
-/// The schema of a `SessionRequest` file.
-pub fn session_request() -> serde_json::Value {
-    serde_json::to_value(schemars::schema_for!(SessionRequest))
         .expect("a generated schema is always valid JSON")
 }
 

@@ -21,10 +21,6 @@ use warroom_proto::names;
 use crate::Bus;
 use crate::bus::{BusError, Result};
 
-/// The lease time to live of the daemons: a standby takes over at most this long after the
-/// active replica died.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
-
 /// Which lease, held by whom, for how long.
 #[derive(Debug, Clone)]
 pub struct LeaseSpec {
