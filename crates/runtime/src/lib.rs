@@ -11,13 +11,15 @@ pub mod git;
 pub mod health;
 pub mod identity;
 pub mod lease;
+pub mod metrics;
 pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
 
 pub use bus::{Bus, BusError, Connection, Consumer, ConsumerSpec, DeadLetter, Delivery, Stored};
 pub use duration::parse_duration;
-pub use health::{Health, Metrics};
+pub use health::Health;
+pub use metrics::{DaemonMetrics, RuntimeMetrics};
 
 /// Options every daemon takes, flattened into its clap config.
 #[derive(Debug, Clone, clap::Args)]
