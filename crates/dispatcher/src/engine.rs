@@ -35,8 +35,9 @@ use warroom_proto::{
     AcceptedRequest, ClusterName, GatewayMessage, RequestId, RequestNotice, RunnerReport, Subject,
     Timestamp, names,
 };
-use warroom_runtime::{Bus, Delivery, Metrics};
+use warroom_runtime::{Bus, Delivery};
 
+use crate::Metrics;
 use crate::liveness::{Liveness, Queues, View};
 use crate::state::{Applied, RequestState, Step, Timeouts};
 use crate::store::{Modified, Store, Versioned};
@@ -59,35 +60,6 @@ pub const RETRY_DELAY: Duration = Duration::from_secs(2);
 /// The longest wait before a redelivery.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
-/// The counters the dispatcher exports on `/metrics`, as
-/// `warroom_dispatcher_<name>_total`. `dead_letters` (alerted on, see `deploy/METRICS.md`)
-/// is counted by the consumers themselves ([`warroom_runtime::Consumer::with_metrics`]):
-/// the messages this dispatcher set aside and the payloads that did not even decode.
-const COUNTERS: [&str; 12] = [
-    "requests_accepted",
-    "requests_over_limit",
-    "notices",
-    "requests_finished",
-    "tasks_published",
-    "statuses_published",
-    "reports",
-    "reports_ignored",
-    "timeouts",
-    "bad_messages",
-    "retries",
-    "dead_letters",
-];
-
-/// The gauge of the requests in flight (`warroom_dispatcher_requests_active`): those not
-/// final, or whose last snapshot is not published yet. Alerted on with
-/// `requests_finished` (see `deploy/METRICS.md`).
-const REQUESTS_ACTIVE: &str = "requests_active";
-
-/// The gauge of how long the oldest request in flight has been so
-/// (`warroom_dispatcher_oldest_active_request_age_seconds`, 0 when none), queued time
-/// included. Alerted on (see `deploy/METRICS.md`).
-const OLDEST_ACTIVE_AGE: &str = "oldest_active_request_age_seconds";
-
 /// The dispatcher's state between messages: connections, and the requests still in flight.
 #[derive(Debug)]
 pub struct Engine {
@@ -100,7 +72,7 @@ pub struct Engine {
     /// consumer, delivered or not.
     results: stream::Stream,
     timeouts: Timeouts,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     /// What the engine keeps in memory about the requests in flight. Locked only between
     /// awaits: the requests handled concurrently share it.
     book: Mutex<Book>,
@@ -155,15 +127,9 @@ impl Engine {
         records: kv::Store,
         Streams { tasks, results }: Streams,
         timeouts: Timeouts,
-        metrics: Metrics,
+        metrics: Arc<Metrics>,
         liveness: Arc<Mutex<Liveness>>,
     ) -> Self {
-        // Every counter shows up in /metrics from the start, at zero.
-        for name in COUNTERS {
-            metrics.add(name, 0);
-        }
-        metrics.set(REQUESTS_ACTIVE, 0);
-        metrics.set(OLDEST_ACTIVE_AGE, 0);
         Engine {
             bus,
             store,
@@ -270,7 +236,7 @@ impl Engine {
         let subject = &delivery.subject;
         match e {
             e if e.is_permanent() => {
-                self.metrics.inc("bad_messages");
+                self.metrics.bad_messages.inc();
                 error!(%subject, cause = %Chain(&e), "dead-lettering a message that cannot be handled");
                 let reason = Chain(e).to_string();
                 delivery.term(&reason).await;
@@ -281,7 +247,7 @@ impl Engine {
                 if delivery.retry(delay, &reason).await {
                     error!(%subject, cause = %Chain(&e), deliveries = delivery.delivered(), "handling kept failing; the message was dead-lettered");
                 } else {
-                    self.metrics.inc("retries");
+                    self.metrics.retries.inc();
                     warn!(%subject, cause = %Chain(&e), retry_in = ?delay, "handling failed; the message will be redelivered");
                 }
             }
@@ -297,13 +263,13 @@ impl Engine {
         if let Some(limit) = limit {
             let active = self.active_of(state.engineer(), &id);
             if active >= limit as usize {
-                self.metrics.inc("requests_over_limit");
+                self.metrics.requests_over_limit.inc();
                 warn!(engineer = %state.engineer(), active, limit, "refusing a request: the engineer is at their limit of active requests");
                 state.refuse_over_limit(active, limit);
             }
         }
         if let Some(revision) = self.store.create(&state).await? {
-            self.metrics.inc("requests_accepted");
+            self.metrics.requests_accepted.inc();
             info!(clusters = state.clusters.len(), mode = ?state.mode, "request accepted");
             // Counted against the engineer's limit from now on, even if driving it fails
             // before the end.
@@ -343,7 +309,7 @@ impl Engine {
         match modified {
             Modified::Missing => Err(Error::UnknownRequest(notice.id.clone())),
             Modified::Changed(state, revision) => {
-                self.metrics.inc("notices");
+                self.metrics.notices.inc();
                 info!(kind = ?notice.notice.kind, file = %notice.notice.file, "notice added to the request's status");
                 self.drive(&notice.id, false, Some((state, revision))).await
             }
@@ -372,14 +338,14 @@ impl Engine {
                 applied == Applied::Changed
             })
             .await?;
-        self.metrics.inc("reports");
+        self.metrics.reports.inc();
         let kind = match report {
             RunnerReport::Started { .. } => "started",
             RunnerReport::Finished(_) => "finished",
         };
         let known = match modified {
             Modified::Missing => {
-                self.metrics.inc("reports_ignored");
+                self.metrics.reports_ignored.inc();
                 warn!(request = %id, cluster = %cluster, report = kind, "ignoring a report for an unknown request");
                 return Ok(());
             }
@@ -389,11 +355,11 @@ impl Engine {
         };
         match applied {
             Applied::UnknownCluster => {
-                self.metrics.inc("reports_ignored");
+                self.metrics.reports_ignored.inc();
                 warn!(request = %id, cluster = %cluster, report = kind, "ignoring a report for a cluster the request does not target");
             }
             Applied::AlreadyFinal => {
-                self.metrics.inc("reports_ignored");
+                self.metrics.reports_ignored.inc();
                 info!(request = %id, cluster = %cluster, report = kind, "ignoring a report for a cluster that already has its result");
             }
             Applied::Unchanged => {
@@ -449,10 +415,10 @@ impl Engine {
                 applied.contains(&Applied::Changed)
             })
             .await?;
-        self.metrics.add("reports", reports.len() as u64);
+        self.metrics.reports.inc_by(reports.len() as u64);
         let known = match modified {
             Modified::Missing => {
-                self.metrics.add("reports_ignored", reports.len() as u64);
+                self.metrics.reports_ignored.inc_by(reports.len() as u64);
                 warn!(
                     reports = reports.len(),
                     "ignoring reports for an unknown request"
@@ -467,7 +433,7 @@ impl Engine {
             let (_, cluster) = report.about();
             match applied {
                 Applied::UnknownCluster | Applied::AlreadyFinal => {
-                    self.metrics.inc("reports_ignored");
+                    self.metrics.reports_ignored.inc();
                     info!(cluster = %cluster, outcome = ?applied, "ignoring a runner report");
                 }
                 Applied::Unchanged => debug!(cluster = %cluster, "report already applied"),
@@ -581,7 +547,7 @@ impl Engine {
                     if next.expire(cluster, phase, &error, now)
                         && let Some(revision) = self.store.update(&next, revision).await?
                     {
-                        self.metrics.inc("timeouts");
+                        self.metrics.timeouts.inc();
                         let name = &next.clusters[cluster].name;
                         warn!(request = %id, cluster = %name, phase = %phase, reason = %error, "cluster ran out of time");
                         if let Some(sequence) = next.clusters[cluster].task_sequence {
@@ -616,9 +582,9 @@ impl Engine {
             .publish(&Subject::Status(id.clone()), Some(&dedup), &snapshot)
             .await?;
         let duplicate = stored.duplicate;
-        self.metrics.inc("statuses_published");
+        self.metrics.statuses_published.inc();
         if state.phase.is_final() && !duplicate {
-            self.metrics.inc("requests_finished");
+            self.metrics.requests_finished.inc();
         }
         info!(request = %id, revision = state.revision, phase = %state.phase, duplicate, error = state.error.as_deref().unwrap_or(""), "status published");
         // A conflict here only means someone moved the request on meanwhile; the next step
@@ -665,7 +631,7 @@ impl Engine {
         let mut queued = Vec::with_capacity(acks.len());
         let mut placed = Vec::with_capacity(acks.len());
         for (index, task, ack) in acks {
-            self.metrics.inc("tasks_published");
+            self.metrics.tasks_published.inc();
             let position = self
                 .book()
                 .queues
@@ -713,10 +679,9 @@ impl Engine {
     /// Exports the number of requests in flight and the age of the oldest.
     fn count_active(&self) {
         let book = self.book();
-        self.metrics.set(
-            REQUESTS_ACTIVE,
-            i64::try_from(book.active.len()).unwrap_or(i64::MAX),
-        );
+        self.metrics
+            .requests_active
+            .set(i64::try_from(book.active.len()).unwrap_or(i64::MAX));
         let oldest = book
             .active
             .values()
@@ -725,7 +690,7 @@ impl Engine {
             .map_or(0, |created| {
                 (warroom_proto::now() - created).whole_seconds().max(0)
             });
-        self.metrics.set(OLDEST_ACTIVE_AGE, oldest);
+        self.metrics.oldest_active_request_age_seconds.set(oldest);
     }
 }
 

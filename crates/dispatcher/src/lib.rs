@@ -18,6 +18,7 @@ mod attempts;
 mod config;
 mod engine;
 mod liveness;
+mod metrics;
 mod state;
 mod store;
 
@@ -31,11 +32,12 @@ use tracing::{info, warn};
 use warroom_proto::{GatewayMessage, Inbound, RunnerReport, Stream, names};
 use warroom_runtime::bus::PullError;
 use warroom_runtime::shutdown::CancellationToken;
-use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, Health, lease};
+use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, lease};
 
 pub use config::Config;
 use engine::Engine;
 use liveness::Liveness;
+pub use metrics::{ClusterLabels, Health, Metrics};
 use state::Timeouts;
 use store::Store;
 
@@ -129,14 +131,11 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    run_with_health(config, Health::new("dispatcher"), shutdown).await
+    run_with_health(config, Health::new(), shutdown).await
 }
 
-/// [`run`], reporting readiness and metrics into `health` (exported as
-/// `warroom_dispatcher_<what>_total` for the counters, `warroom_dispatcher_requests_active`
-/// and `warroom_dispatcher_oldest_active_request_age_seconds` for the requests in flight,
-/// `warroom_dispatcher_runner_last_heartbeat_timestamp_seconds{cluster}` for the runners,
-/// `warroom_dispatcher_active` 1 while this replica holds the lease).
+/// [`run`], reporting readiness and [`Metrics`] into `health` (`active` is 1 while this
+/// replica holds the lease).
 ///
 /// One replica works at a time: it holds the `dispatcher` lease ([`lease`]); the others
 /// stand by and take over when it stops, dies or loses the lease.
@@ -163,7 +162,7 @@ pub async fn run_with_health(
     };
     health.set_ready(true);
     let spec = config.common.lease(names::DISPATCHER_LEASE);
-    let outcome = lease::while_held(&bus, spec, &shutdown, &health.metrics, |stop| {
+    let outcome = lease::while_held(&bus, spec, &shutdown, &health.metrics.runtime, |stop| {
         lead(&config, &health, &bus, stop)
     })
     .await;
@@ -332,7 +331,7 @@ async fn setup(
             config.ack_wait,
         ))
         .await?
-        .with_metrics(health.metrics.clone());
+        .with_metrics(&health.metrics.runtime);
     let results = bus
         .consume(consumer_spec(
             Stream::Results,
@@ -340,7 +339,7 @@ async fn setup(
             config.ack_wait,
         ))
         .await?
-        .with_metrics(health.metrics.clone());
+        .with_metrics(&health.metrics.runtime);
     // Heartbeats are followed from now on; a waiting task's time without a live runner is
     // never counted from before.
     let liveness = Arc::new(Mutex::new(Liveness::new(warroom_proto::now())));

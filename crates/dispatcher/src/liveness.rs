@@ -24,14 +24,10 @@ use futures::StreamExt as _;
 use tracing::{debug, info, warn};
 use warroom_proto::wire::HEARTBEAT_TTL;
 use warroom_proto::{ClusterName, ClusterPhase, ReplicaId, RequestId, RunnerHeartbeat, Timestamp};
-use warroom_runtime::Metrics;
 use warroom_runtime::shutdown::CancellationToken;
 
+use crate::metrics::{ClusterLabels, Metrics};
 use crate::state::RequestState;
-
-/// The gauge `warroom_dispatcher_runner_last_heartbeat_timestamp_seconds{cluster}`: Unix
-/// seconds of the last heartbeat this dispatcher saw from any runner replica of the cluster.
-pub const LAST_HEARTBEAT: &str = "runner_last_heartbeat_timestamp_seconds";
 
 /// How long to wait before watching the bucket again after the watch failed.
 const REWATCH_PAUSE: Duration = Duration::from_secs(1);
@@ -254,12 +250,12 @@ impl Outside for View<'_> {
 }
 
 /// Follows the runners bucket into `liveness` until `shutdown`, exporting each cluster's last
-/// heartbeat as [`LAST_HEARTBEAT`]. A failed watch is started again: it first delivers every
+/// heartbeat as [`Metrics::runner_last_heartbeat_timestamp_seconds`]. A failed watch is started again: it first delivers every
 /// key's latest value, so nothing is missed.
 pub async fn watch(
     bucket: kv::Store,
     liveness: Arc<Mutex<Liveness>>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -319,11 +315,12 @@ fn apply(liveness: &Mutex<Liveness>, metrics: &Metrics, entry: &kv::Entry) {
             if !known {
                 info!(%cluster, %replica, "first heartbeat from a runner of this cluster");
             }
-            metrics.set_with(
-                LAST_HEARTBEAT,
-                &[("cluster", cluster.as_str())],
-                last.unix_timestamp(),
-            );
+            metrics
+                .runner_last_heartbeat_timestamp_seconds
+                .get_or_create(&ClusterLabels {
+                    cluster: cluster.as_str().to_owned(),
+                })
+                .set(last.unix_timestamp());
         }
         Operation::Delete | Operation::Purge => {
             info!(%cluster, %replica, "a runner replica removed its heartbeat (it stopped)");

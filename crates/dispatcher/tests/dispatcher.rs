@@ -13,7 +13,7 @@ use clap::Parser;
 use futures::StreamExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use warroom_dispatcher::Config;
+use warroom_dispatcher::{Config, Health};
 use warroom_proto::names;
 use warroom_proto::{
     AcceptedRequest, ClusterName, ClusterPhase, ClusterRef, ClusterType, Coordination,
@@ -22,7 +22,7 @@ use warroom_proto::{
     TaskResult, Tool, TroubleshootingRequest,
 };
 use warroom_proto::{ReplicaId, RunnerHeartbeat};
-use warroom_runtime::{Bus, Connection, Health};
+use warroom_runtime::{Bus, Connection};
 use warroom_testkit::{DEFAULT_TIMEOUT, NatsServer, wait_until};
 
 /// A nats-server, clients, and the dispatcher running against them.
@@ -65,7 +65,7 @@ impl Harness {
             nats,
             js,
             dispatcher: None,
-            health: Health::new("dispatcher"),
+            health: Health::new(),
         }
     }
 
@@ -80,7 +80,7 @@ impl Harness {
         argv.extend_from_slice(args);
         let config = Config::try_parse_from(argv).expect("test config parses");
         let (stop, stopped) = oneshot::channel::<()>();
-        self.health = Health::new("dispatcher");
+        self.health = Health::new();
         let handle = tokio::spawn(warroom_dispatcher::run_with_health(
             config,
             self.health.clone(),
@@ -1018,7 +1018,7 @@ async fn a_task_waits_queued_while_its_cluster_has_a_live_runner() {
         Some(1)
     );
 
-    let metrics = harness.health.metrics.render();
+    let metrics = harness.health.render();
     let beat = r#"warroom_dispatcher_runner_last_heartbeat_timestamp_seconds{cluster="busy-1"} "#;
     let last_beat: i64 = metrics
         .lines()
@@ -1032,7 +1032,8 @@ async fn a_task_waits_queued_while_its_cluster_has_a_live_runner() {
     let oldest = harness
         .health
         .metrics
-        .gauge_value("oldest_active_request_age_seconds");
+        .oldest_active_request_age_seconds
+        .get();
     // The first request is over three seconds old; the gauge is as of the last sweep, in
     // whole seconds.
     assert!(oldest >= 2, "{metrics}");
@@ -1251,10 +1252,7 @@ async fn an_invalid_configuration_is_refused_before_connecting() {
 fn spawn_replica(
     server: &NatsServer,
     id: &str,
-) -> (
-    JoinHandle<warroom_dispatcher::Result<()>>,
-    warroom_runtime::Health,
-) {
+) -> (JoinHandle<warroom_dispatcher::Result<()>>, Health) {
     let config = Config::try_parse_from([
         "warroom-dispatcher",
         "--nats-url",
@@ -1267,7 +1265,7 @@ fn spawn_replica(
         "2s",
     ])
     .expect("test config parses");
-    let health = warroom_runtime::Health::new("dispatcher");
+    let health = Health::new();
     let handle = tokio::spawn(warroom_dispatcher::run_with_health(
         config,
         health.clone(),
@@ -1276,11 +1274,11 @@ fn spawn_replica(
     (handle, health)
 }
 
-async fn wait_active(health: &warroom_runtime::Health, what: &str) {
+async fn wait_active(health: &Health, what: &str) {
     let health = health.clone();
     wait_until(what, DEFAULT_TIMEOUT, || {
         let health = health.clone();
-        async move { health.metrics.gauge_value("active") == 1 }
+        async move { health.metrics.runtime.active.get() == 1 }
     })
     .await;
 }
@@ -1301,13 +1299,13 @@ async fn a_standby_dispatcher_takes_over_when_the_active_one_dies() {
     let task = runner.take().await;
     assert_eq!(task.request_id, "r-lease");
     statuses.phase(RequestPhase::Dispatched).await;
-    assert_eq!(first_health.metrics.get("requests_accepted"), 1);
+    assert_eq!(first_health.metrics.requests_accepted.get(), 1);
     assert_eq!(
-        second_health.metrics.gauge_value("active"),
+        second_health.metrics.runtime.active.get(),
         0,
         "the second replica stands by"
     );
-    assert_eq!(second_health.metrics.get("requests_accepted"), 0);
+    assert_eq!(second_health.metrics.requests_accepted.get(), 0);
 
     first.abort();
     assert!(first.await.is_err_and(|e| e.is_cancelled()));

@@ -21,6 +21,7 @@
 //! `results/<id>/status.json` does not exist yet is published.
 
 mod config;
+mod metrics;
 mod mirror;
 mod scan;
 pub mod webhook;
@@ -35,9 +36,10 @@ use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 use warroom_access::{PolicyWatcher, Reload};
 use warroom_proto::names;
-use warroom_runtime::{Bus, BusError, Health, git::GitError};
+use warroom_runtime::{Bus, BusError, git::GitError};
 
 pub use config::{Config, MIN_POLL_INTERVAL, Secret, parse_interval};
+pub use metrics::{Health, Metrics, RefusalLabels};
 
 use crate::config::{Settings, Trust};
 use crate::mirror::Mirror;
@@ -105,15 +107,11 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    run_with_health(config, Health::new("gateway"), shutdown).await
+    run_with_health(config, Health::new(), shutdown).await
 }
 
-/// [`run`], reporting readiness and counters into `health` (which tests and an embedding
-/// process can read): `polls_total`, `fetches_total`, `requests_accepted_total`,
-/// `requests_rejected_total`, `poll_errors_total`, `policy_refusals_total{code}`,
-/// `policy_reloads_total`, `policy_reloads_refused_total`,
-/// `requests_changed_after_acceptance_total`, `request_ids_reused_total` and the
-/// `webhook_*_total` counters of [`webhook`].
+/// [`run`], reporting readiness and [`Metrics`] into `health` (which tests and an embedding
+/// process can read).
 pub async fn run_with_health(
     config: Config,
     health: Health,
@@ -162,7 +160,7 @@ pub async fn run_with_health(
             *addr,
             secret.clone(),
             Arc::clone(&wake),
-            health.metrics.clone(),
+            Arc::clone(&health.metrics),
             shutdown.clone().cancelled_owned(),
         )
         .await
@@ -202,20 +200,6 @@ pub async fn run_with_health(
         }
     };
 
-    // Exported at zero from the start, so a dashboard sees the series before the first event.
-    for counter in [
-        "polls_total",
-        "fetches_total",
-        "requests_accepted_total",
-        "requests_rejected_total",
-        "poll_errors_total",
-        "policy_reloads_total",
-        "policy_reloads_refused_total",
-        "requests_changed_after_acceptance_total",
-        "request_ids_reused_total",
-    ] {
-        health.metrics.add(counter, 0);
-    }
     let mut gateway = Gateway {
         branch_missing: false,
         cursor_key: cursor_key(&settings.branch),
@@ -263,15 +247,14 @@ pub async fn run_with_health(
         match result {
             Ok(()) => {
                 health.set_ready(true);
-                // `warroom_gateway_last_poll_timestamp_seconds`: the alert on a gateway that
-                // stopped polling reads it (deploy/METRICS.md).
-                health.metrics.set(
-                    "last_poll_timestamp_seconds",
-                    warroom_proto::now().unix_timestamp(),
-                );
+                // The alert on a gateway that stopped polling reads it (deploy/METRICS.md).
+                health
+                    .metrics
+                    .last_poll_timestamp_seconds
+                    .set(warroom_proto::now().unix_timestamp());
             }
             Err(e) => {
-                health.metrics.inc("poll_errors_total");
+                health.metrics.poll_errors.inc();
                 health.set_ready(false);
                 error!(cause = %Chain(&e), "poll failed; retrying at the next interval");
             }
@@ -301,7 +284,7 @@ struct Gateway {
 impl Gateway {
     /// One head check, and the publishing of whatever it brought.
     async fn poll(&mut self) -> Result<()> {
-        self.health.metrics.inc("polls_total");
+        self.health.metrics.polls.inc();
         let verifier = self.reload_policy().await;
         let Some(remote) = self.mirror.remote_head().await? else {
             if !self.branch_missing {
@@ -313,7 +296,7 @@ impl Gateway {
         self.branch_missing = false;
         if self.mirror.local_head().await?.as_deref() != Some(remote.as_str()) {
             self.mirror.fetch().await?;
-            self.health.metrics.inc("fetches_total");
+            self.health.metrics.fetches.inc();
             debug!(remote = %remote, "fetched");
         }
         // Work on what was fetched, which may already be newer than what ls-remote said.
@@ -363,11 +346,11 @@ impl Gateway {
         match reload {
             Reload::Unchanged => {}
             Reload::Reloaded => {
-                self.health.metrics.inc("policy_reloads");
+                self.health.metrics.policy_reloads.inc();
                 info!(sha256 = %hash, engineers = verifier.policy().engineers.len(), "policy reloaded");
             }
             Reload::Refused(e) => {
-                self.health.metrics.inc("policy_reloads_refused");
+                self.health.metrics.policy_reloads_refused.inc();
                 error!(cause = %Chain(&e), in_use = %hash, "the changed policy file is refused; the previous policy stays in use");
             }
         }

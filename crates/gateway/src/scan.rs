@@ -19,8 +19,9 @@ use warroom_proto::{
     FieldError, Notice, NoticeKind, RequestId, RequestNotice, RequestPhase, RequestStatus,
     ResultsDir, Subject, ValidatedRequest, ValidationErrors, Verification,
 };
-use warroom_runtime::{Bus, Metrics};
+use warroom_runtime::Bus;
 
+use crate::metrics::{Metrics, RefusalLabels};
 use crate::mirror::{Blob, Change, Mirror};
 use crate::{Error, Result};
 use warroom_runtime::config::short_hash;
@@ -320,7 +321,11 @@ impl Scanner<'_> {
                     }
                     Err(refusal) => {
                         self.metrics
-                            .inc_with("policy_refusals", &[("code", refusal.code())]);
+                            .policy_refusals
+                            .get_or_create(&RefusalLabels {
+                                code: refusal.code(),
+                            })
+                            .inc();
                         let errors = vec![FieldError {
                             field: refusal_field(&refusal, &request),
                             message: format!("{}: {refusal}", refusal.code()),
@@ -425,7 +430,7 @@ impl Scanner<'_> {
         // Recorded after the publish: a crash in between publishes again (deduplicated) at
         // the next scan, and records it then.
         self.record_accepted(&id, version).await?;
-        self.metrics.inc("requests_accepted");
+        self.metrics.requests_accepted.inc();
         info!(
             request = %id,
             file = %path,
@@ -459,7 +464,7 @@ impl Scanner<'_> {
             return Ok(true);
         }
         let (kind, message) = if change == Change::Added || reused {
-            self.metrics.inc("request_ids_reused");
+            self.metrics.request_ids_reused.inc();
             warn!(
                 file = %path,
                 request = %id,
@@ -473,7 +478,7 @@ impl Scanner<'_> {
                 ),
             )
         } else {
-            self.metrics.inc("requests_changed_after_acceptance");
+            self.metrics.requests_changed_after_acceptance.inc();
             warn!(
                 file = %path,
                 request = %id,
@@ -629,7 +634,7 @@ impl Scanner<'_> {
         self.bus
             .publish(&Subject::Status(id.clone()), Some(&dedup), &update)
             .await?;
-        self.metrics.inc("requests_rejected");
+        self.metrics.requests_rejected.inc();
         warn!(request = %id, file = %path, reason = %summary, "request rejected");
         Ok(Verdict::Rejected)
     }

@@ -24,8 +24,8 @@ use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
-use warroom_runtime::Metrics;
 
+use crate::Metrics;
 use crate::config::Secret;
 
 /// The largest delivery accepted; larger ones get 413. GitHub caps push payloads at 25 MB,
@@ -89,7 +89,7 @@ struct Hook {
     secret: Arc<Secret>,
     wake: Arc<Notify>,
     recent: Arc<Mutex<RecentDeliveries>>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 /// Binds `addr` (an error here stops the gateway: it was asked to listen) and serves
@@ -98,20 +98,11 @@ pub(crate) async fn serve(
     addr: SocketAddr,
     secret: Secret,
     wake: Arc<Notify>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    for counter in [
-        "webhook_received",
-        "webhook_rejected",
-        "webhook_replays",
-        "webhook_too_large",
-        "webhook_wakes",
-    ] {
-        metrics.add(counter, 0);
-    }
     let hook = Hook {
         secret: Arc::new(secret),
         wake,
@@ -139,13 +130,13 @@ async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> (StatusCode, &'static str) {
-    hook.metrics.inc("webhook_received");
+    hook.metrics.webhook_received.inc();
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
             let status = rejection.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
-                hook.metrics.inc("webhook_too_large");
+                hook.metrics.webhook_too_large.inc();
                 warn!(
                     limit = MAX_BODY_BYTES,
                     "webhook delivery refused: body too large"
@@ -158,7 +149,7 @@ async fn receive(
     };
     let signature = headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes());
     if !signature_is_valid(hook.secret.expose().as_bytes(), &body, signature) {
-        hook.metrics.inc("webhook_rejected");
+        hook.metrics.webhook_rejected.inc();
         warn!(
             signed = signature.is_some(),
             "webhook delivery refused: the X-Hub-Signature-256 does not match the shared secret"
@@ -180,7 +171,7 @@ async fn receive(
             .unwrap_or_else(|p| p.into_inner())
             .insert(delivery);
         if !new {
-            hook.metrics.inc("webhook_replays");
+            hook.metrics.webhook_replays.inc();
             info!(delivery, event, "webhook delivery seen before; ignored");
             return (StatusCode::OK, "delivery already received\n");
         }
@@ -191,7 +182,7 @@ async fn receive(
             (StatusCode::OK, "pong\n")
         }
         "push" | "" => {
-            hook.metrics.inc("webhook_wakes");
+            hook.metrics.webhook_wakes.inc();
             debug!(delivery, "webhook push: waking the poller");
             hook.wake.notify_one();
             (StatusCode::ACCEPTED, "polling now\n")

@@ -6,14 +6,13 @@ use std::time::Duration;
 use clap::Parser as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use warroom_gateway::Config;
+use warroom_gateway::{Config, Health};
 use warroom_proto::names;
 use warroom_proto::wire::{AcceptedRequest, StatusUpdate};
 use warroom_proto::{
     FieldError, GatewayMessage, Inbound, NoticeKind, RequestId, RequestPhase, RequestStatus,
     ResultsDir, Stream, Subject,
 };
-use warroom_runtime::Health;
 use warroom_testkit::{BareRemote, DEFAULT_TIMEOUT, NatsServer, WorkClone, wait_for, wait_until};
 
 const VALID: &str = r#"apiVersion: warroom.intility.io/v1
@@ -99,7 +98,7 @@ impl Stack {
         }
         args.extend(self.extra_args.iter().cloned());
         let config = Config::try_parse_from(args).expect("the test's arguments parse");
-        let health = Health::new("gateway");
+        let health = Health::new();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(warroom_gateway::run_with_health(
             config,
@@ -227,10 +226,10 @@ impl Stack {
     /// Waits until the running gateway completed `n` more polls than it had so far.
     async fn wait_polls(&self, n: u64) {
         let health = self.health().clone();
-        let target = health.metrics.get("polls") + n;
+        let target = health.metrics.polls.get() + n;
         wait_until(format!("{n} more polls"), DEFAULT_TIMEOUT, || {
             let health = health.clone();
-            async move { health.metrics.get("polls") >= target }
+            async move { health.metrics.polls.get() >= target }
         })
         .await;
     }
@@ -305,8 +304,8 @@ async fn one_push_publishes_the_valid_request_and_rejects_the_invalid_ones() {
     // Only the valid request reached the dispatcher's stream; the text file and the file in
     // a subfolder were ignored.
     assert_eq!(stack.message_count(Stream::Requests).await, 1);
-    assert_eq!(health.metrics.get("requests_accepted"), 1);
-    assert_eq!(health.metrics.get("requests_rejected"), 2);
+    assert_eq!(health.metrics.requests_accepted.get(), 1);
+    assert_eq!(health.metrics.requests_rejected.get(), 2);
     stack.stop().await;
 }
 
@@ -335,7 +334,7 @@ async fn a_restart_neither_reruns_nor_skips_requests() {
     // r1 was not published again: the restarted gateway published two requests (a repeat
     // of r1 would be dropped by the stream's deduplication, so count at the source too),
     // and the stream holds exactly one message per request.
-    assert_eq!(health.metrics.get("requests_accepted"), 2);
+    assert_eq!(health.metrics.requests_accepted.get(), 2);
     assert_eq!(
         stack.subjects(Stream::Requests).await,
         ["r1", "r2", "r3"].map(|r| Subject::Request(id(r)))
@@ -348,16 +347,16 @@ async fn the_head_check_fetches_only_when_the_head_moved() {
     let mut stack = Stack::new(&[]).await;
     let health = stack.start();
     stack.wait_cursor(&stack.remote.head()).await;
-    let fetches = health.metrics.get("fetches");
+    let fetches = health.metrics.fetches.get();
     assert_eq!(fetches, 1, "the first poll fetches once");
     assert!(health.is_ready());
 
     stack.wait_polls(5).await;
-    assert_eq!(health.metrics.get("fetches"), fetches);
+    assert_eq!(health.metrics.fetches.get(), fetches);
 
     let commit = stack.push(&[("requests/pending/r1.yaml", VALID)]);
     stack.wait_cursor(&commit).await;
-    assert_eq!(health.metrics.get("fetches"), fetches + 1);
+    assert_eq!(health.metrics.fetches.get(), fetches + 1);
     stack.stop().await;
 }
 
@@ -412,7 +411,7 @@ async fn a_planted_status_does_not_stop_a_request_pushed_after_it() {
     assert_eq!(accepted.commit, commit);
     assert_eq!(accepted.results_dir, "results/r-planted");
     stack.wait_cursor(&commit).await;
-    assert_eq!(health.metrics.get("requests_accepted"), 1);
+    assert_eq!(health.metrics.requests_accepted.get(), 1);
     assert_eq!(
         stack.subjects(Stream::Requests).await,
         [Subject::Request(id("r-planted"))]
@@ -783,9 +782,9 @@ async fn only_requests_signed_by_their_allowed_engineer_run() {
         stack.subjects(Stream::Requests).await,
         [Subject::Request(id("r-signed"))]
     );
-    assert_eq!(health.metrics.get("requests_accepted"), 1);
-    assert_eq!(health.metrics.get("requests_rejected"), 5);
-    let metrics = health.metrics.render();
+    assert_eq!(health.metrics.requests_accepted.get(), 1);
+    assert_eq!(health.metrics.requests_rejected.get(), 5);
+    let metrics = health.render();
     assert!(
         metrics.contains(r#"warroom_gateway_policy_refusals_total{code="unsigned"} 1"#),
         "{metrics}"
@@ -817,14 +816,14 @@ async fn a_signed_request_edited_after_acceptance_never_runs_the_edit() {
     stack.commit_signed(&[(file, &edited)], None);
     stack.clone.push();
     stack.wait_cursor(&stack.clone.head()).await;
-    assert_eq!(health.metrics.get("requests_changed_after_acceptance"), 1);
+    assert_eq!(health.metrics.requests_changed_after_acceptance.get(), 1);
 
     // A signed edit does not run either: an accepted request is never run again.
     let edited_again = VALID.replace("Check etcd health.", "Check etcd again.");
     stack.commit_signed(&[(file, &edited_again)], Some(&alice));
     stack.clone.push();
     stack.wait_cursor(&stack.clone.head()).await;
-    assert_eq!(health.metrics.get("requests_changed_after_acceptance"), 2);
+    assert_eq!(health.metrics.requests_changed_after_acceptance.get(), 2);
 
     // Deleted, then a new file with the same id: the id is not run again.
     stack.clone.remove(file);
@@ -834,7 +833,7 @@ async fn a_signed_request_edited_after_acceptance_never_runs_the_edit() {
     stack.commit_signed(&[(file, &edited_again)], Some(&alice));
     stack.clone.push();
     stack.wait_cursor(&stack.clone.head()).await;
-    assert_eq!(health.metrics.get("request_ids_reused"), 1);
+    assert_eq!(health.metrics.request_ids_reused.get(), 1);
 
     // After a restart (the records live in NATS) a full rescan neither runs the edit.
     stack.stop().await;
@@ -843,7 +842,7 @@ async fn a_signed_request_edited_after_acceptance_never_runs_the_edit() {
     kv.delete("cursor-main").await.unwrap();
     let health = stack.start();
     stack.wait_cursor(&stack.clone.head()).await;
-    assert_eq!(health.metrics.get("requests_changed_after_acceptance"), 1);
+    assert_eq!(health.metrics.requests_changed_after_acceptance.get(), 1);
 
     // One accepted request, then a notice for each new version of its file, for the
     // dispatcher to put into the request's status.json. The re-added file holds the text
@@ -889,8 +888,8 @@ async fn a_rejected_request_corrected_in_place_is_judged_again() {
     let head = stack.push(&[(file, VALID)]);
     stack.wait_accepted("r-fix").await;
     stack.wait_cursor(&head).await;
-    assert_eq!(health.metrics.get("requests_accepted"), 1);
-    assert_eq!(health.metrics.get("requests_changed_after_acceptance"), 0);
+    assert_eq!(health.metrics.requests_accepted.get(), 1);
+    assert_eq!(health.metrics.requests_changed_after_acceptance.get(), 0);
     stack.stop().await;
 }
 
@@ -971,7 +970,7 @@ async fn an_invalid_policy_at_reload_keeps_the_old_one() {
     let h = health.clone();
     wait_until("the invalid policy is refused", DEFAULT_TIMEOUT, || {
         let h = h.clone();
-        async move { h.metrics.get("policy_reloads_refused") == 1 }
+        async move { h.metrics.policy_reloads_refused.get() == 1 }
     })
     .await;
     // Alice's signed request runs under the old policy.
@@ -980,7 +979,7 @@ async fn an_invalid_policy_at_reload_keeps_the_old_one() {
     stack.wait_accepted("r-old").await;
     stack.wait_cursor(&stack.clone.head()).await;
     assert_eq!(
-        health.metrics.get("policy_reloads_refused"),
+        health.metrics.policy_reloads_refused.get(),
         1,
         "reported once"
     );
@@ -990,7 +989,7 @@ async fn an_invalid_policy_at_reload_keeps_the_old_one() {
     let h = health.clone();
     wait_until("the new policy is loaded", DEFAULT_TIMEOUT, || {
         let h = h.clone();
-        async move { h.metrics.get("policy_reloads") == 1 }
+        async move { h.metrics.policy_reloads.get() == 1 }
     })
     .await;
     stack.commit_signed(&[("requests/pending/r-new.yaml", VALID)], Some(&alice));
@@ -1101,15 +1100,15 @@ async fn a_signed_webhook_wakes_the_gateway_and_nothing_else_does() {
     // The first poll happens at start; the next regular one is 30 s later.
     stack.wait_cursor(&stack.remote.head()).await;
     let started = std::time::Instant::now();
-    assert_eq!(health.metrics.get("polls"), 1);
+    assert_eq!(health.metrics.polls.get(), 1);
     // The gauge the "gateway not polling" alert reads was set by that poll (once the poll
     // returned, a moment after it wrote the cursor).
     wait_until("the last poll's time is recorded", DEFAULT_TIMEOUT, || {
-        let set = health.metrics.gauge_value("last_poll_timestamp_seconds") != 0;
+        let set = health.metrics.last_poll_timestamp_seconds.get() != 0;
         async move { set }
     })
     .await;
-    let last_poll = health.metrics.gauge_value("last_poll_timestamp_seconds");
+    let last_poll = health.metrics.last_poll_timestamp_seconds.get();
     assert!(
         (warroom_proto::now().unix_timestamp() - last_poll) < 120,
         "last poll at {last_poll}"
@@ -1134,7 +1133,7 @@ async fn a_signed_webhook_wakes_the_gateway_and_nothing_else_does() {
     assert_eq!(status, 401);
     let status = post_webhook(port, &[("X-GitHub-Event", "push")], body.clone()).await;
     assert_eq!(status, 401, "an unsigned delivery");
-    assert_eq!(health.metrics.get("webhook_rejected"), 2);
+    assert_eq!(health.metrics.webhook_rejected.get(), 2);
 
     // Too large a body is refused before its signature is looked at.
     let huge = vec![b' '; warroom_gateway::webhook::MAX_BODY_BYTES + 1];
@@ -1150,9 +1149,9 @@ async fn a_signed_webhook_wakes_the_gateway_and_nothing_else_does() {
     )
     .await;
     assert_eq!(status, 413);
-    assert_eq!(health.metrics.get("webhook_too_large"), 1);
-    assert_eq!(health.metrics.get("webhook_wakes"), 0);
-    assert_eq!(health.metrics.get("polls"), 1, "nothing woke the poller");
+    assert_eq!(health.metrics.webhook_too_large.get(), 1);
+    assert_eq!(health.metrics.webhook_wakes.get(), 0);
+    assert_eq!(health.metrics.polls.get(), 1, "nothing woke the poller");
 
     // A signed push wakes it.
     let delivery = [
@@ -1168,12 +1167,12 @@ async fn a_signed_webhook_wakes_the_gateway_and_nothing_else_does() {
         "published {:?} after the start: the webhook did not wake the poller",
         started.elapsed()
     );
-    assert_eq!(health.metrics.get("webhook_wakes"), 1);
+    assert_eq!(health.metrics.webhook_wakes.get(), 1);
 
     // The same delivery again is ignored: counted, no second wake.
     assert_eq!(post_webhook(port, &delivery, body.clone()).await, 200);
-    assert_eq!(health.metrics.get("webhook_replays"), 1);
-    assert_eq!(health.metrics.get("webhook_wakes"), 1);
+    assert_eq!(health.metrics.webhook_replays.get(), 1);
+    assert_eq!(health.metrics.webhook_wakes.get(), 1);
     stack.stop().await;
 }
 
@@ -1225,8 +1224,8 @@ async fn a_push_of_a_thousand_signed_files_is_accepted_whole() {
     stack
         .wait_cursor_within(&head, Duration::from_secs(180))
         .await;
-    assert_eq!(health.metrics.get("requests_accepted"), (BURST - 1) as u64);
-    assert_eq!(health.metrics.get("requests_rejected"), 4);
+    assert_eq!(health.metrics.requests_accepted.get(), (BURST - 1) as u64);
+    assert_eq!(health.metrics.requests_rejected.get(), 4);
     assert_eq!(
         stack.message_count(Stream::Requests).await,
         (BURST - 1) as u64

@@ -30,6 +30,7 @@
 //! push: [`Published`] is what such a reporter would receive.
 
 mod config;
+mod metrics;
 pub use warroom_redact as redact;
 mod render;
 mod repo;
@@ -47,9 +48,9 @@ use tracing::{debug, error, info, warn};
 use warroom_proto::{PublisherInput, RequestId, RequestPhase, Stream, names};
 use warroom_runtime::retry::{self, Retryable as _};
 use warroom_runtime::shutdown::CancellationToken;
-use warroom_runtime::{
-    Bus, BusError, Consumer, ConsumerSpec, Delivery, Health, git::GitError, lease,
-};
+use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, git::GitError, lease};
+
+pub use metrics::{Health, Metrics};
 
 pub use config::{
     Config, MAX_BATCH_WINDOW, MAX_PUSH_ATTEMPTS, Secret, SigningFormat, parse_duration,
@@ -139,14 +140,11 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    run_with_health(config, Health::new("publisher"), shutdown).await
+    run_with_health(config, Health::new(), shutdown).await
 }
 
-/// [`run`], reporting readiness and metrics into `health` (exported as
-/// `warroom_publisher_<what>_total`): `batches_pushed`, `batches_failed`, `push_retries`,
-/// `push_failures`, `messages_written`, `messages_skipped`, `messages_refused`,
-/// `messages_retried`, `dead_letters`; and the gauges `last_push_timestamp_seconds` and
-/// `active` (1 while this replica holds the lease and writes).
+/// [`run`], reporting readiness and [`Metrics`] into `health` (`active` is 1 while this
+/// replica holds the lease and writes).
 pub async fn run_with_health(
     config: Config,
     health: Health,
@@ -181,7 +179,7 @@ pub async fn run_with_health(
     // One replica writes at a time: the holder of the `publisher` lease. The others keep
     // their working clone ready and stand by.
     let spec = config.common.lease(names::PUBLISHER_LEASE);
-    let outcome = lease::while_held(&bus, spec, &shutdown, &health.metrics, |stop| {
+    let outcome = lease::while_held(&bus, spec, &shutdown, &health.metrics.runtime, |stop| {
         let publisher = Publisher {
             settings: settings.clone(),
             repo: repo.clone(),
@@ -258,7 +256,7 @@ async fn consume(
             )
         })
         .await?
-        .with_metrics(health.metrics.clone());
+        .with_metrics(&health.metrics.runtime);
     Ok(messages)
 }
 
@@ -429,11 +427,11 @@ impl Publisher {
                     let request = delivery.message.request_id();
                     // Dead letters are counted by the consumer (`with_metrics`).
                     if let Some(reason) = settled.refused.get(&index) {
-                        metrics.inc("messages_refused");
+                        metrics.messages_refused.inc();
                         error!(subject = %delivery.subject, request = %request, reason = %reason, "message refused; terminating it");
                         delivery.term(reason).await;
                     } else if let Some(reason) = settled.retry.get(&index) {
-                        metrics.inc("messages_retried");
+                        metrics.messages_retried.inc();
                         warn!(subject = %delivery.subject, request = %request, reason = %reason, deliveries = delivery.delivered(), "message not written; retrying it later");
                         delivery.retry(NAK_DELAY, reason).await;
                     } else {
@@ -441,14 +439,13 @@ impl Publisher {
                     }
                 }
                 if published.commit.is_some() {
-                    metrics.inc("batches_pushed");
-                    metrics.set(
-                        "last_push_timestamp_seconds",
-                        warroom_proto::now().unix_timestamp(),
-                    );
+                    metrics.batches_pushed.inc();
+                    metrics
+                        .last_push_timestamp_seconds
+                        .set(warroom_proto::now().unix_timestamp());
                 }
-                metrics.add("messages_written", published.written as u64);
-                metrics.add("messages_skipped", published.skipped as u64);
+                metrics.messages_written.inc_by(published.written as u64);
+                metrics.messages_skipped.inc_by(published.skipped as u64);
                 info!(
                     commit = published.commit.as_deref().unwrap_or("none"),
                     messages = items.len(),
@@ -466,7 +463,7 @@ impl Publisher {
                 }
             }
             Err(e) => {
-                metrics.inc("batches_failed");
+                metrics.batches_failed.inc();
                 error!(cause = %Chain(&e), messages = items.len(), retry_in_secs = NAK_DELAY.as_secs(), "the batch could not be published; handing its messages back");
                 let reason = Chain(&e).to_string();
                 for delivery in batch.iter() {
@@ -497,7 +494,7 @@ impl Publisher {
             .sleep(retry::until(self.shutdown.clone()))
             .when(|e| !matches!(e, AttemptError::Other(Error::Stopped)))
             .notify(|e, pause| {
-                metrics.inc("push_retries");
+                metrics.push_retries.inc();
                 let attempt = started.load(Ordering::Relaxed);
                 match e {
                     AttemptError::Push(reason) => {
@@ -576,13 +573,13 @@ impl Publisher {
                 .await
             {
                 Err(AttemptError::Push(reason)) => {
-                    self.health.metrics.inc("pushes_on_moved_branch");
+                    self.health.metrics.pushes_on_moved_branch.inc();
                     debug!(reason = %reason, "the branch moved since this replica's last push; redoing the batch on its new head");
                 }
                 outcome => return outcome,
             }
         }
-        self.health.metrics.inc("fetches");
+        self.health.metrics.fetches.inc();
         let base = self.repo.fetch().await?;
         self.repo.reset(base.as_deref()).await?;
         debug!(
@@ -591,7 +588,7 @@ impl Publisher {
         );
         let outcome = self.apply_and_push(base, 0, items).await;
         if matches!(outcome, Err(AttemptError::Push(_))) {
-            self.health.metrics.inc("push_failures");
+            self.health.metrics.push_failures.inc();
         }
         outcome
     }

@@ -15,8 +15,8 @@ use warroom_proto::{
     FieldError, Outcome, RequestPhase, RequestStatus, RequestSummary, StatusUpdate,
 };
 use warroom_proto::{ClusterName, RequestId, ResultsDir, Stream, Subject, names};
-use warroom_publisher::Config;
-use warroom_runtime::{Bus, DeadLetter, Health};
+use warroom_publisher::{Config, Health};
+use warroom_runtime::{Bus, DeadLetter};
 use warroom_testkit::{BareRemote, DEFAULT_TIMEOUT, NatsServer, SshKey, wait_for, wait_until};
 
 /// A nats-server, a bare remote, and a publisher writing into it.
@@ -63,7 +63,7 @@ impl Stack {
             extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
             clones: 0,
             bus,
-            health: Health::new("publisher"),
+            health: Health::new(),
             stop: None,
             task: None,
         }
@@ -103,7 +103,7 @@ impl Stack {
         }
         args.extend(self.extra_args.iter().cloned());
         let config = Config::try_parse_from(args).expect("the test's arguments parse");
-        self.health = Health::new("publisher");
+        self.health = Health::new();
         let (stop, stopped) = oneshot::channel::<()>();
         self.task = Some(tokio::spawn(warroom_publisher::run_with_health(
             config,
@@ -654,7 +654,7 @@ async fn a_push_race_with_an_engineer_loses_nothing() {
         "{subjects:?}"
     );
     assert!(subjects[0].starts_with("results: r-race"), "{subjects:?}");
-    assert!(stack.health.metrics.get("push_retries") >= 1);
+    assert!(stack.health.metrics.push_retries.get() >= 1);
     drop(engineer);
     stack.stop().await;
 }
@@ -695,7 +695,7 @@ async fn a_redelivered_audit_event_is_written_once() {
     wait_until(
         "both repeats counted as skipped",
         DEFAULT_TIMEOUT,
-        || async { stack.health.metrics.get("messages_skipped") >= 2 },
+        || async { stack.health.metrics.messages_skipped.get() >= 2 },
     )
     .await;
     stack.stop().await;
@@ -1033,11 +1033,11 @@ async fn poison_messages_are_dead_lettered_and_the_rest_of_the_batch_lands() {
     wait_until(
         "the publisher counted its dead letters",
         DEFAULT_TIMEOUT,
-        || async { stack.health.metrics.get("dead_letters") >= 3 },
+        || async { stack.health.metrics.runtime.dead_letters.get() >= 3 },
     )
     .await;
-    assert_eq!(stack.health.metrics.get("dead_letters"), 3);
-    assert_eq!(stack.health.metrics.get("messages_refused"), 2);
+    assert_eq!(stack.health.metrics.runtime.dead_letters.get(), 3);
+    assert_eq!(stack.health.metrics.messages_refused.get(), 2);
     wait_until("nothing is left for the publisher", DEFAULT_TIMEOUT, || {
         stack.consumer_is_drained()
     })
@@ -1078,8 +1078,8 @@ async fn poison_messages_are_dead_lettered_and_the_rest_of_the_batch_lands() {
         3,
         "nothing was dead-lettered again"
     );
-    assert_eq!(stack.health.metrics.get("dead_letters"), 0);
-    assert!(stack.health.metrics.get("batches_pushed") >= 1);
+    assert_eq!(stack.health.metrics.runtime.dead_letters.get(), 0);
+    assert!(stack.health.metrics.batches_pushed.get() >= 1);
     drop(engineer);
     stack.stop().await;
 }
@@ -1301,7 +1301,7 @@ async fn two_publishers_write_one_at_a_time() {
         DEFAULT_TIMEOUT,
         || {
             let first = first.clone();
-            async move { first.metrics.gauge_value("active") == 1 }
+            async move { first.metrics.runtime.active.get() == 1 }
         },
     )
     .await;
@@ -1321,7 +1321,7 @@ async fn two_publishers_write_one_at_a_time() {
         "2s",
     ])
     .expect("the test's arguments parse");
-    let second = Health::new("publisher");
+    let second = Health::new();
     let (stop_second, stopped) = oneshot::channel::<()>();
     let second_task = tokio::spawn(warroom_publisher::run_with_health(
         config,
@@ -1338,22 +1338,22 @@ async fn two_publishers_write_one_at_a_time() {
         DEFAULT_TIMEOUT,
         || {
             let pushed = pushed.clone();
-            async move { pushed.metrics.get("batches_pushed") >= 1 }
+            async move { pushed.metrics.batches_pushed.get() >= 1 }
         },
     )
     .await;
     assert_eq!(
-        second.metrics.gauge_value("active"),
+        second.metrics.runtime.active.get(),
         0,
         "the second stands by"
     );
-    assert_eq!(second.metrics.get("batches_pushed"), 0);
+    assert_eq!(second.metrics.batches_pushed.get(), 0);
 
     stack.halt().await;
     stack.status(&completed_on_hub("r-two")).await;
     stack.wait_status("r-two", "completed").await;
     assert_eq!(
-        second.metrics.gauge_value("active"),
+        second.metrics.runtime.active.get(),
         1,
         "the second took over"
     );
@@ -1363,7 +1363,7 @@ async fn two_publishers_write_one_at_a_time() {
         DEFAULT_TIMEOUT,
         || {
             let pushed = pushed.clone();
-            async move { pushed.metrics.get("batches_pushed") >= 1 }
+            async move { pushed.metrics.batches_pushed.get() >= 1 }
         },
     )
     .await;
@@ -1426,14 +1426,14 @@ async fn a_batch_after_the_publishers_own_push_skips_the_fetch_but_never_a_moved
     stack.status(&completed_on_hub("r-own-1")).await;
     stack.wait_status("r-own-1", "completed").await;
     let first = stack.remote.head();
-    let fetched = metrics.get("fetches");
+    let fetched = metrics.fetches.get();
     assert!(fetched >= 1, "the first batch fetched the branch");
 
     // Nobody else pushed: no fetch, and the commit goes right on top of the last one.
     stack.status(&completed_on_hub("r-own-2")).await;
     stack.wait_status("r-own-2", "completed").await;
     let second = stack.remote.head();
-    assert_eq!(metrics.get("fetches"), fetched, "the second batch fetched");
+    assert_eq!(metrics.fetches.get(), fetched, "the second batch fetched");
     assert_eq!(
         stack
             .remote
@@ -1463,9 +1463,9 @@ async fn a_batch_after_the_publishers_own_push_skips_the_fetch_but_never_a_moved
         stack.remote.read("requests/pending/r-next.yaml").as_deref(),
         Some("kind: TroubleshootingRequest\n")
     );
-    assert_eq!(metrics.get("pushes_on_moved_branch"), 1);
-    assert_eq!(metrics.get("fetches"), fetched + 1);
-    assert_eq!(metrics.get("push_retries"), 0);
+    assert_eq!(metrics.pushes_on_moved_branch.get(), 1);
+    assert_eq!(metrics.fetches.get(), fetched + 1);
+    assert_eq!(metrics.push_retries.get(), 0);
 
     // The branch is set back to the engineer's commit. A plain fast-forward push of a batch
     // built on `third` would succeed and bring `third` back; the lease refuses it and the
@@ -1485,7 +1485,7 @@ async fn a_batch_after_the_publishers_own_push_skips_the_fetch_but_never_a_moved
         "the rewound commit came back"
     );
     assert_eq!(stack.remote.read("results/r-own-3/status.json"), None);
-    assert_eq!(metrics.get("pushes_on_moved_branch"), 2);
+    assert_eq!(metrics.pushes_on_moved_branch.get(), 2);
     stack.stop().await;
 }
 
@@ -1510,10 +1510,10 @@ async fn a_final_status_closes_its_batch_without_waiting_out_the_window() {
     // reading the count right after seeing the files raced that (on a loaded machine it was
     // still 0). Wait for the count; a second batch would have taken the 60 s window.
     wait_until("the batch is counted", DEFAULT_TIMEOUT, || async {
-        stack.health.metrics.get("batches_pushed") >= 1
+        stack.health.metrics.batches_pushed.get() >= 1
     })
     .await;
-    assert_eq!(stack.health.metrics.get("batches_pushed"), 1);
+    assert_eq!(stack.health.metrics.batches_pushed.get(), 1);
     stack.stop().await;
 }
 

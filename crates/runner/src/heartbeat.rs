@@ -13,19 +13,14 @@ use async_nats::jetstream::kv;
 use tracing::{debug, info, warn};
 use warroom_proto::wire::HEARTBEAT_INTERVAL;
 use warroom_proto::{RunnerHeartbeat, names};
+use warroom_runtime::Bus;
 use warroom_runtime::shutdown::CancellationToken;
-use warroom_runtime::{Bus, Metrics};
+
+use crate::Metrics;
 
 /// How long one write (or the delete at shutdown) may take before it is given up for this
 /// round.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The gauge `warroom_runner_heartbeat_timestamp_seconds`: Unix seconds of the last heartbeat
-/// NATS stored.
-pub const HEARTBEAT_GAUGE: &str = "heartbeat_timestamp_seconds";
-
-/// The counter `warroom_runner_heartbeat_errors_total`: heartbeats that could not be written.
-const HEARTBEAT_ERRORS: &str = "heartbeat_errors";
 
 /// Writes `record` (with `running` and the time filled in) every [`HEARTBEAT_INTERVAL`] until
 /// `stop`, then deletes it. Never fails: a write that fails is logged, counted and tried
@@ -35,10 +30,9 @@ pub async fn beat(
     bus: Bus,
     mut record: RunnerHeartbeat,
     running: Arc<AtomicU32>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
-    metrics.add(HEARTBEAT_ERRORS, 0);
     let key = names::heartbeat_key(&record.cluster, &record.replica);
     let mut bucket: Option<kv::Store> = None;
     let mut failing = false;
@@ -54,14 +48,16 @@ pub async fn beat(
         record.at = warroom_proto::now();
         match write(&bus, &mut bucket, &key, &record).await {
             Ok(()) => {
-                metrics.set(HEARTBEAT_GAUGE, record.at.unix_timestamp());
+                metrics
+                    .heartbeat_timestamp_seconds
+                    .set(record.at.unix_timestamp());
                 if failing {
                     info!(key = %key, "heartbeats are written again");
                 }
                 failing = false;
             }
             Err(cause) => {
-                metrics.inc(HEARTBEAT_ERRORS);
+                metrics.heartbeat_errors.inc();
                 if failing {
                     debug!(key = %key, %cause, "heartbeat still not written");
                 } else {

@@ -23,6 +23,7 @@ mod agent;
 mod config;
 mod guard;
 mod heartbeat;
+mod metrics;
 mod outbox;
 mod prompt;
 pub mod proxy;
@@ -43,9 +44,10 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 use warroom_proto::{ReplicaId, RunnerHeartbeat, Stream, Subject, Task, names};
 use warroom_runtime::shutdown::CancellationToken;
-use warroom_runtime::{Bus, Consumer, ConsumerSpec, Health};
+use warroom_runtime::{Bus, Consumer, ConsumerSpec};
 
 pub use crate::config::{ApiKey, Config, MAX_CONCURRENCY};
+pub use crate::metrics::{Health, Metrics, NotRun, NotRunLabels, OutcomeLabels};
 
 /// How often a task is delivered before the server gives it up. A task runs at most
 /// [`warroom_proto::status::MAX_RUNS`] (two) times; the third delivery fails its cluster
@@ -91,7 +93,7 @@ pub async fn run(
     }
     let stop = warroom_runtime::shutdown::token(shutdown);
 
-    let health = Health::new("runner");
+    let health = Health::new();
     health.spawn_server(config.common.health_addr, stop.clone().cancelled_owned());
 
     // The connection is retried until NATS is up; shutdown must still end that wait.
@@ -212,7 +214,7 @@ async fn work(
             Ok(None) => {}
             Err(e) => {
                 warn!(cause = %Chain(&e), "cannot pull a task; retrying");
-                health.metrics.inc("pull_errors");
+                health.metrics.pull_errors.inc();
                 tokio::select! {
                     () = stop.cancelled() => break,
                     () = tokio::time::sleep(RETRY_PAUSE) => {}

@@ -20,7 +20,9 @@ use warroom_proto::{
     AuditEvent, AuditKind, ClusterName, RequestId, ResultsDir, RunnerReport, Subject,
 };
 use warroom_runtime::shutdown::CancellationToken;
-use warroom_runtime::{Bus, BusError, Metrics};
+use warroom_runtime::{Bus, BusError};
+
+use crate::Metrics;
 
 /// The most messages one run keeps while NATS is unreachable.
 pub const MAX_BUFFERED: usize = 10_000;
@@ -155,7 +157,7 @@ pub struct Outbox {
     limits: Limits,
     /// Messages not yet stored by NATS, the one being published included.
     pending: watch::Sender<usize>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     flusher: tokio::task::JoinHandle<()>,
 }
 
@@ -165,7 +167,7 @@ impl Outbox {
         bus: Bus,
         run: RunIdentity,
         limits: Limits,
-        metrics: Metrics,
+        metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Outbox {
         let buffer = Arc::new(Mutex::new(Buffer::default()));
@@ -195,7 +197,7 @@ impl Outbox {
         };
         let dropped = lock(&self.buffer).push(item, self.limits);
         if dropped > 0 {
-            self.metrics.add("events_dropped", dropped);
+            self.metrics.events_dropped.inc_by(dropped);
         }
         let dropped = usize::try_from(dropped).unwrap_or(usize::MAX);
         self.pending

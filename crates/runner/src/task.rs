@@ -18,16 +18,17 @@ use warroom_proto::{
 use warroom_redact as redact;
 use warroom_runtime::bus::Progress;
 use warroom_runtime::shutdown::CancellationToken;
-use warroom_runtime::{Bus, Delivery, Health};
+use warroom_runtime::{Bus, Delivery};
 
 use crate::agent::{self, AgentEnv, Launch, Run, RunSite};
 use crate::guard::{self, GuardHook, HookFiles, ToolRules};
+use crate::metrics::{NotRun, NotRunLabels, OutcomeLabels};
 use crate::outbox::{self, Limits, Message, Outbox, RunIdentity};
 use crate::proxy::{ModelApi, Proxy, Spend};
 use crate::reaper::{self, WorkspaceLock};
 use crate::rerun::{self, Verdict};
 use crate::stream::{self, Ending, Item};
-use crate::{Config, prompt};
+use crate::{Config, Health, prompt};
 
 /// What the runner needs for every task.
 #[derive(Debug)]
@@ -108,24 +109,24 @@ impl Runner {
         if task.cluster.name != self.cluster {
             error!(request = %task.request_id, task_cluster = %task.cluster.name, cluster = %self.cluster,
                 "a task for another cluster reached this runner; terminating it");
-            self.health.metrics.inc("tasks_terminated");
+            self.health.metrics.tasks_terminated.inc();
             delivery.term("the task is for another cluster").await;
             return;
         }
         let attempt = u32::try_from(delivery.delivered()).unwrap_or(u32::MAX);
         let span = info_span!("task", request = %task.request_id, cluster = %self.cluster, attempt);
         async {
-            self.health.metrics.inc("tasks");
+            self.health.metrics.tasks.inc();
             let progress = spawn_progress_acks(delivery.progress_handle(), self.ack_wait / 3);
             let done = match rerun::check(&self.bus, &self.cluster, &task.request_id, attempt).await {
                 Verdict::AlreadyFinal(phase) => {
                     info!(cluster_phase = %phase, "the task's cluster is already final; acknowledging it without running it");
-                    self.health.metrics.inc_with("tasks_not_run", &[("reason", "final")]);
+                    self.health.metrics.tasks_not_run.get_or_create(&NotRunLabels { reason: NotRun::Final }).inc();
                     Done::Finished
                 }
                 Verdict::TooManyRuns => {
                     warn!(max_runs = MAX_RUNS, "the task came back after its last run; failing it instead of running it again");
-                    self.health.metrics.inc_with("tasks_not_run", &[("reason", "max_runs")]);
+                    self.health.metrics.tasks_not_run.get_or_create(&NotRunLabels { reason: NotRun::MaxRuns }).inc();
                     self.refuse(task, attempt, stop).await
                 }
                 Verdict::RunUnchecked(cause) => {
@@ -145,7 +146,7 @@ impl Runner {
                 }
                 Done::HandedBack => {
                     info!("stopped by shutdown; handing the task back");
-                    self.health.metrics.inc("tasks_handed_back");
+                    self.health.metrics.tasks_handed_back.inc();
                     if let Err(e) = delivery.nak_confirmed(None).await {
                         warn!(cause = %Chain(&e), "cannot nak the task; it comes back after the ack wait");
                     }
@@ -313,15 +314,21 @@ impl Runner {
         };
         self.health
             .metrics
-            .inc_with("tasks_finished", &[("outcome", outcome_label)]);
+            .tasks_finished
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome_label,
+            })
+            .inc();
         // What the model proxy still found in the tool results on their way to the model,
         // after the PostToolUse hook: zero while the hook does its work.
         self.health
             .metrics
-            .add("model_request_redactions", spend.redacted);
+            .model_request_redactions
+            .inc_by(spend.redacted);
         self.health
             .metrics
-            .add("model_requests_unreadable", spend.unreadable);
+            .model_requests_unreadable
+            .inc_by(spend.unreadable);
         let (cost, calls, redacted) = (spend.cost_usd, spend.requests, spend.redacted);
         match &error {
             Some(reason) => {
@@ -343,7 +350,7 @@ impl Runner {
         decisions: &[warroom_guard::hook::DecisionRecord],
     ) {
         for record in guard::attribute_denials(denials, decisions) {
-            self.health.metrics.inc("tool_refused");
+            self.health.metrics.tool_refused.inc();
             events.push(AuditKind::ToolResult {
                 tool_use_id: String::new(),
                 is_error: true,
@@ -359,7 +366,7 @@ impl Runner {
             })
         }
         for denial in denials.iter() {
-            self.health.metrics.inc("tool_refused");
+            self.health.metrics.tool_refused.inc();
             events.push(AuditKind::ToolRefused {
                 tool_use_id: denial.tool_use_id.clone(),
                 tool: denial.tool.clone(),
@@ -488,7 +495,7 @@ impl Runner {
             while let Some(item) = items_rx.recv().await {
                 let kind = match item {
                     Item::ToolCall { id, tool, input } => {
-                        self.health.metrics.inc("warroom_runner_tool_calls_total");
+                        self.health.metrics.tool_calls.inc();
                         AuditKind::ToolCall {
                             tool_use_id: id,
                             tool,

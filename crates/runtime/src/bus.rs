@@ -20,11 +20,9 @@ use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use warroom_proto::{Inbound, Stream, Subject, names};
 
-use crate::health::Metrics;
+use prometheus_client::metrics::counter::Counter;
 
-/// The counter (`warroom_<daemon>_dead_letters_total`) of every message a consumer with
-/// [`Consumer::with_metrics`] set aside, whether it did not decode or its handler gave up.
-pub const DEAD_LETTERS: &str = "dead_letters";
+use crate::metrics::RuntimeMetrics;
 
 /// The cause of a failed NATS operation: async-nats has an error type per operation, and
 /// the bus keeps whichever it got as the source.
@@ -405,7 +403,7 @@ impl Bus {
             consumer,
             spec,
             messages: None,
-            metrics: None,
+            dead_letters: None,
             _type: PhantomData,
         })
     }
@@ -503,7 +501,7 @@ pub struct Consumer<T> {
     spec: ConsumerSpec,
     messages: Option<Puller>,
     /// Where the dead letters of this consumer's messages are counted.
-    metrics: Option<Metrics>,
+    dead_letters: Option<Counter>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -545,11 +543,10 @@ impl PullError {
 
 impl<T: Inbound> Consumer<T> {
     /// Counts every message of this consumer that goes to the dead letters in
-    /// [`DEAD_LETTERS`] of `metrics`: those that do not decode (set aside here, before the
+    /// [`RuntimeMetrics::dead_letters`]: those that do not decode (set aside here, before the
     /// daemon sees them) and those the daemon terminates or retries for the last time.
-    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
-        metrics.add(DEAD_LETTERS, 0);
-        self.metrics = Some(metrics);
+    pub fn with_metrics(mut self, metrics: &RuntimeMetrics) -> Self {
+        self.dead_letters = Some(metrics.dead_letters.clone());
         self
     }
 
@@ -649,7 +646,7 @@ impl<T: Inbound> Consumer<T> {
             durable: self.spec.durable.clone(),
             stream: self.spec.stream,
             max_deliver: self.spec.max_deliver,
-            metrics: self.metrics.clone(),
+            dead_letters: self.dead_letters.clone(),
             message,
         }
     }
@@ -835,7 +832,7 @@ struct RawDelivery {
     durable: String,
     stream: Stream,
     max_deliver: i64,
-    metrics: Option<Metrics>,
+    dead_letters: Option<Counter>,
     message: jetstream::Message,
 }
 
@@ -875,8 +872,8 @@ impl RawDelivery {
                 .await;
             return false;
         }
-        if let Some(metrics) = &self.metrics {
-            metrics.inc(DEAD_LETTERS);
+        if let Some(dead_letters) = &self.dead_letters {
+            dead_letters.inc();
         }
         // `+TERM <reason>` (NATS 2.10+) puts the reason into the server's advisory.
         let term = format!("+TERM {}", reason.replace(['\n', '\r'], " "));

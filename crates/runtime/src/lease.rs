@@ -20,6 +20,7 @@ use warroom_proto::names;
 
 use crate::Bus;
 use crate::bus::{BusError, Result};
+use crate::metrics::RuntimeMetrics;
 
 /// Which lease, held by whom, for how long.
 #[derive(Debug, Clone)]
@@ -188,13 +189,13 @@ async fn renew(store: kv::Store, spec: LeaseSpec, mut revision: u64, token: Canc
 
 /// Runs `work` whenever this replica holds the lease `spec`, until `stop`: waits for the
 /// lease, runs `work` under the lease's token (cancelled when the lease is lost or at
-/// `stop`), gives the lease up, and stands by again if it was lost. `metrics` gets the gauge
-/// `active` (1 while working). Returns `work`'s first error.
+/// `stop`), gives the lease up, and stands by again if it was lost. Sets
+/// [`RuntimeMetrics::active`] of `metrics` (1 while working). Returns `work`'s first error.
 pub async fn while_held<F, Fut, E>(
     bus: &Bus,
     spec: LeaseSpec,
     stop: &CancellationToken,
-    metrics: &crate::Metrics,
+    metrics: &RuntimeMetrics,
     mut work: F,
 ) -> std::result::Result<(), E>
 where
@@ -202,11 +203,11 @@ where
     Fut: std::future::Future<Output = std::result::Result<(), E>>,
     E: From<BusError>,
 {
-    metrics.set(ACTIVE, 0);
+    metrics.active.set(0);
     while let Some(held) = acquire(bus, spec.clone(), stop).await? {
-        metrics.set(ACTIVE, 1);
+        metrics.active.set(1);
         let outcome = work(held.token()).await;
-        metrics.set(ACTIVE, 0);
+        metrics.active.set(0);
         let lost = held.is_lost() && !stop.is_cancelled();
         held.release().await;
         outcome?;
@@ -217,9 +218,6 @@ where
     }
     Ok(())
 }
-
-/// The gauge `warroom_<daemon>_active`: 1 while this replica holds its lease and works.
-pub const ACTIVE: &str = "active";
 
 impl Drop for Held {
     /// A holder dropped without [`Held::release`] (its daemon's task was aborted) stops

@@ -11,6 +11,7 @@ pub mod git;
 pub mod health;
 pub mod identity;
 pub mod lease;
+pub mod metrics;
 pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
@@ -35,7 +36,9 @@ impl std::fmt::Display for Chain<'_> {
         Ok(())
     }
 }
-pub use health::{Health, Metrics};
+
+pub use health::Health;
+pub use metrics::{DaemonMetrics, RuntimeMetrics};
 
 /// Options every daemon takes, flattened into its clap config.
 #[derive(Debug, Clone, clap::Args)]

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use warroom_proto::{Stream, Subject};
-use warroom_runtime::bus::DEAD_LETTERS;
-use warroom_runtime::{Bus, Consumer, DeadLetter, Delivery, Metrics};
+use warroom_runtime::{Bus, Consumer, DeadLetter, Delivery, RuntimeMetrics};
 use warroom_testkit::{NatsServer, wait_for, wait_until};
 
 use crate::{DEADLINE, Note, bus, publish, spec, subject};
@@ -62,13 +61,13 @@ async fn settled(server: &NatsServer, durable: &str) {
     .await;
 }
 
-async fn consumer(bus: &Bus, durable: &str, metrics: &Metrics) -> Consumer<Note> {
+async fn consumer(bus: &Bus, durable: &str, metrics: &RuntimeMetrics) -> Consumer<Note> {
     let mut spec = spec(durable);
     spec.max_deliver = 3;
     bus.consume::<Note>(spec)
         .await
         .expect("consumer")
-        .with_metrics(metrics.clone())
+        .with_metrics(metrics)
 }
 
 /// A note retried on every delivery is handed back twice and dead-lettered on its third and
@@ -81,7 +80,7 @@ async fn consumer(bus: &Bus, durable: &str, metrics: &Metrics) -> Consumer<Note>
 async fn retry_dead_letters_on_the_last_delivery() {
     let server = NatsServer::start().await;
     let bus = bus(&server, "dead-retry").await;
-    let metrics = Metrics::new("test");
+    let metrics = RuntimeMetrics::default();
     let mut consumer = consumer(&bus, "retried", &metrics).await;
     publish(&bus, 7).await;
     for delivery_number in 1..=3 {
@@ -109,7 +108,7 @@ async fn retry_dead_letters_on_the_last_delivery() {
             payload: r#"{"n":7}"#.to_owned(),
         }
     );
-    assert_eq!(metrics.get(DEAD_LETTERS), 1);
+    assert_eq!(metrics.dead_letters.get(), 1);
     settled(&server, "retried").await;
 }
 
@@ -122,7 +121,7 @@ async fn retry_dead_letters_on_the_last_delivery() {
 async fn term_dead_letters_with_its_reason() {
     let server = NatsServer::start().await;
     let bus = bus(&server, "dead-term").await;
-    let metrics = Metrics::new("test");
+    let metrics = RuntimeMetrics::default();
     let mut consumer = consumer(&bus, "termed", &metrics).await;
     publish(&bus, 1).await;
     publish(&bus, 2).await;
@@ -142,7 +141,7 @@ async fn term_dead_letters_with_its_reason() {
         "the terminated note was not delivered again"
     );
     second.ack().await;
-    assert_eq!(metrics.get(DEAD_LETTERS), 1);
+    assert_eq!(metrics.dead_letters.get(), 1);
     settled(&server, "termed").await;
 }
 
@@ -156,7 +155,7 @@ async fn term_dead_letters_with_its_reason() {
 async fn an_undecodable_message_is_dead_lettered_and_the_next_one_delivered() {
     let server = NatsServer::start().await;
     let bus = bus(&server, "dead-decode").await;
-    let metrics = Metrics::new("test");
+    let metrics = RuntimeMetrics::default();
     let mut consumer = consumer(&bus, "decoding", &metrics).await;
     let js = server.jetstream().await;
     js.publish(subject().to_string(), "not json".into())
@@ -179,7 +178,7 @@ async fn an_undecodable_message_is_dead_lettered_and_the_next_one_delivered() {
     wait_until(
         "the bad message is counted as a dead letter",
         DEADLINE,
-        || async { metrics.get(DEAD_LETTERS) == 1 },
+        || async { metrics.dead_letters.get() == 1 },
     )
     .await;
     settled(&server, "decoding").await;

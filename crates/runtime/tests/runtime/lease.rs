@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
 use tokio_util::sync::CancellationToken;
-use warroom_runtime::lease::{ACTIVE, Held, LeaseSpec, acquire, while_held};
-use warroom_runtime::{Bus, BusError, Metrics};
+use warroom_runtime::lease::{Held, LeaseSpec, acquire, while_held};
+use warroom_runtime::{Bus, BusError, RuntimeMetrics};
 use warroom_testkit::{NatsServer, wait_for, wait_until};
 
 use crate::{DEADLINE, bus};
@@ -116,7 +116,7 @@ async fn while_held_runs_one_worker_and_hands_over_at_stop() {
     let server = NatsServer::start().await;
     let bus = bus(&server, "lease-while-held").await;
     let (started, mut started_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
-    let replica = |name: &'static str, stop: CancellationToken, metrics: Metrics| {
+    let replica = |name: &'static str, stop: CancellationToken, metrics: RuntimeMetrics| {
         let bus = bus.clone();
         let started = started.clone();
         tokio::spawn(async move {
@@ -131,7 +131,7 @@ async fn while_held_runs_one_worker_and_hands_over_at_stop() {
             .await
         })
     };
-    let (stop_a, metrics_a) = (CancellationToken::new(), Metrics::new("a"));
+    let (stop_a, metrics_a) = (CancellationToken::new(), RuntimeMetrics::default());
     let a = replica("a", stop_a.clone(), metrics_a.clone());
     assert_eq!(
         tokio::time::timeout(DEADLINE, started_rx.recv())
@@ -139,7 +139,7 @@ async fn while_held_runs_one_worker_and_hands_over_at_stop() {
             .expect("a worker started"),
         Some("a")
     );
-    let (stop_b, metrics_b) = (CancellationToken::new(), Metrics::new("b"));
+    let (stop_b, metrics_b) = (CancellationToken::new(), RuntimeMetrics::default());
     let b = replica("b", stop_b.clone(), metrics_b.clone());
     let store = bus.leases(ttl).await.expect("leases bucket");
     let (_, taken) = holder(&store).await.expect("a holds the key");
@@ -157,8 +157,8 @@ async fn while_held_runs_one_worker_and_hands_over_at_stop() {
         started_rx.try_recv().is_err(),
         "b did not start working while a held the lease"
     );
-    assert_eq!(metrics_a.gauge_value(ACTIVE), 1);
-    assert_eq!(metrics_b.gauge_value(ACTIVE), 0);
+    assert_eq!(metrics_a.active.get(), 1);
+    assert_eq!(metrics_b.active.get(), 0);
 
     stop_a.cancel();
     tokio::time::timeout(DEADLINE, a)
@@ -166,14 +166,14 @@ async fn while_held_runs_one_worker_and_hands_over_at_stop() {
         .expect("a's while_held returned after its stop")
         .expect("a's task finished")
         .expect("a's while_held succeeded");
-    assert_eq!(metrics_a.gauge_value(ACTIVE), 0);
+    assert_eq!(metrics_a.active.get(), 0);
     assert_eq!(
         tokio::time::timeout(DEADLINE, started_rx.recv())
             .await
             .expect("b's worker started"),
         Some("b")
     );
-    assert_eq!(metrics_b.gauge_value(ACTIVE), 1);
+    assert_eq!(metrics_b.active.get(), 1);
     stop_b.cancel();
     tokio::time::timeout(DEADLINE, b)
         .await
