@@ -516,10 +516,13 @@ impl DaemonSpec {
             Kind::Dispatcher => {
                 let mut config: warroom_dispatcher::Config = parse(binary, &self.args)?;
                 config.common.health_addr = None;
+                let settings = config
+                    .validate()
+                    .with_context(|| format!("{binary} configuration"))?;
                 spawn(
                     daemons,
                     &self.name,
-                    warroom_dispatcher::run(config, shutdown),
+                    warroom_dispatcher::run(settings, Default::default(), shutdown),
                 );
             }
             Kind::Runner => {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Parser;
 use warroom_runtime::config::{InvalidConfig, Problems};
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// Owns each troubleshooting request's lifecycle: fans it out into per-cluster tasks, collects
 /// the runners' results, follows the runners' heartbeats, enforces the pickup and run
@@ -46,10 +46,40 @@ pub struct Config {
     pub ack_wait: Duration,
 }
 
+/// The dispatcher's configuration, checked by [`Config::validate`]: only a valid
+/// configuration becomes `Settings`, and [`crate::run`] takes nothing else.
+#[derive(Debug, Clone)]
+pub struct Settings(Config);
+
+impl std::ops::Deref for Settings {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.0
+    }
+}
+
+impl warroom_runtime::daemon::Daemon for Config {
+    const PROGRAM: &'static str = "warroom-dispatcher";
+    type Settings = Settings;
+    type Metrics = crate::metrics::Metrics;
+
+    fn common(&self) -> &warroom_runtime::CommonArgs {
+        &self.common
+    }
+
+    fn validate(&self) -> Result<Settings, InvalidConfig> {
+        Config::validate(self)
+    }
+
+    fn check(&self) -> Result<String, InvalidConfig> {
+        Config::check(self)
+    }
+}
+
 impl Config {
     /// Checks what clap cannot (values that parse but make no sense), and reports every
     /// problem at once, one per line.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<Settings, InvalidConfig> {
         let mut problems = Problems::new();
         problems.extend(self.common.problems());
         if self.pickup_timeout.is_zero() {
@@ -72,25 +102,21 @@ impl Config {
                 human(self.pickup_timeout)
             ));
         }
-        problems.finish().map_err(Error::Config)
+        problems.finish()?;
+        Ok(Settings(self.clone()))
     }
 
     /// `--check`: everything [`Config::validate`] checks, the NATS credential and TLS files
     /// read as the connection would. Touches no network. `Ok` is the summary; `Err` every
     /// problem, one per line.
     pub fn check(&self) -> Result<String, InvalidConfig> {
-        match self.validate() {
-            Ok(()) => Ok(format!(
-                "warroom-dispatcher: pickup timeout {}, run grace {}, {}",
-                human(self.pickup_timeout),
-                human(self.run_grace),
-                self.common.summary()
-            )),
-            Err(Error::Config(problems)) => Err(problems),
-            Err(other) => Err(InvalidConfig::one(
-                warroom_runtime::Chain(&other).to_string(),
-            )),
-        }
+        self.validate()?;
+        Ok(format!(
+            "warroom-dispatcher: pickup timeout {}, run grace {}, {}",
+            human(self.pickup_timeout),
+            human(self.run_grace),
+            self.common.summary()
+        ))
     }
 }
 

@@ -34,7 +34,7 @@ use warroom_runtime::bus::PullError;
 use warroom_runtime::shutdown::CancellationToken;
 use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, lease};
 
-pub use config::Config;
+pub use config::{Config, Settings};
 use engine::Engine;
 use liveness::Liveness;
 pub use metrics::{ClusterLabels, Health, Metrics};
@@ -126,25 +126,16 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Runs the dispatcher until `shutdown` resolves.
-pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    run_with_health(config, Health::new(), shutdown).await
-}
-
-/// [`run`], reporting readiness and [`Metrics`] into `health` (`active` is 1 while this
-/// replica holds the lease).
+/// Runs the dispatcher until `shutdown` resolves, reporting readiness and [`Metrics`] into
+/// `health` (`active` is 1 while this replica holds the lease).
 ///
 /// One replica works at a time: it holds the `dispatcher` lease ([`lease`]); the others
 /// stand by and take over when it stops, dies or loses the lease.
-pub async fn run_with_health(
-    config: Config,
+pub async fn run(
+    config: Settings,
     health: Health,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    config.validate()?;
     let shutdown = warroom_runtime::shutdown::token(shutdown);
     health.spawn_server(
         config.common.health_addr,
@@ -175,7 +166,12 @@ pub async fn run_with_health(
 }
 
 /// The active replica's work, until `stop` (shutdown, or the lease lost).
-async fn lead(config: &Config, health: &Health, bus: &Bus, stop: CancellationToken) -> Result<()> {
+async fn lead(
+    config: &Settings,
+    health: &Health,
+    bus: &Bus,
+    stop: CancellationToken,
+) -> Result<()> {
     let (engine, requests, results) = tokio::select! {
         ready = setup(bus, config, health, &stop) => ready?,
         () = stop.cancelled() => return Ok(()),

@@ -3,21 +3,10 @@
 
 use std::process::ExitCode;
 
+use warroom_dispatcher::{Config, run};
+use warroom_runtime::{daemon, shutdown};
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match warroom_runtime::check::parse_args::<warroom_dispatcher::Config>() {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    if config.common.check {
-        return warroom_runtime::check::report("warroom-dispatcher", config.check());
-    }
-    warroom_runtime::telemetry::init(&config.common.log_format);
-    match warroom_dispatcher::run(config, warroom_runtime::shutdown::signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("warroom-dispatcher: {}", warroom_runtime::Chain(&e));
-            ExitCode::FAILURE
-        }
-    }
+    daemon::main::<Config, _, _>(|settings, health| run(settings, health, shutdown::signal())).await
 }

@@ -81,8 +81,9 @@ impl Harness {
         let config = Config::try_parse_from(argv).expect("test config parses");
         let (stop, stopped) = oneshot::channel::<()>();
         self.health = Health::new();
-        let handle = tokio::spawn(warroom_dispatcher::run_with_health(
-            config,
+        let settings = config.validate().expect("test config is valid");
+        let handle = tokio::spawn(warroom_dispatcher::run(
+            settings,
             self.health.clone(),
             async move {
                 let _ = stopped.await;
@@ -1229,7 +1230,8 @@ async fn a_request_stored_but_never_dispatched_is_resumed_at_start() {
 
 #[tokio::test]
 async fn an_invalid_configuration_is_refused_before_connecting() {
-    // Nothing listens on port 1: a dispatcher that tried to connect would hang, not fail.
+    // `run` takes only `Settings`, which only a valid configuration becomes: the refusal
+    // comes before anything can connect (nothing listens on port 1 either).
     let config = Config::try_parse_from([
         "warroom-dispatcher",
         "--nats-url",
@@ -1238,13 +1240,7 @@ async fn an_invalid_configuration_is_refused_before_connecting() {
         "0s",
     ])
     .expect("parses");
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(5),
-        warroom_dispatcher::run(config, std::future::pending()),
-    )
-    .await
-    .expect("returns at once");
-    let error = outcome.expect_err("refused").to_string();
+    let error = config.validate().expect_err("refused").to_string();
     assert!(error.contains("--pickup-timeout"), "{error}");
 }
 
@@ -1266,8 +1262,9 @@ fn spawn_replica(
     ])
     .expect("test config parses");
     let health = Health::new();
-    let handle = tokio::spawn(warroom_dispatcher::run_with_health(
-        config,
+    let settings = config.validate().expect("test config is valid");
+    let handle = tokio::spawn(warroom_dispatcher::run(
+        settings,
         health.clone(),
         std::future::pending(),
     ));

@@ -6,6 +6,7 @@
 pub mod bus;
 pub mod check;
 pub mod config;
+pub mod daemon;
 pub mod duration;
 pub mod git;
 pub mod health;
