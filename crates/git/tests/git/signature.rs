@@ -118,25 +118,22 @@ fn ssh_keys_parse_to_what_ssh_keygen_says() {
 
 #[test]
 fn text_that_is_not_a_key_is_refused_with_the_reason() {
-    let cases: [(&str, fn(&KeyError) -> bool); 5] = [
-        ("ssh-ed25519", |e| {
-            matches!(e, KeyError::MissingKeyData { .. })
-        }),
-        ("ssh-dss AAAAB3NzaC1kc3M=", |e| {
-            matches!(e, KeyError::UnknownAlgorithm { .. })
-        }),
-        ("ssh-ed25519 !!!", |e| {
-            matches!(e, KeyError::NotBase64 { .. })
-        }),
+    for (text, expected) in [
+        ("ssh-ed25519", "MissingKeyData"),
+        ("ssh-dss AAAAB3NzaC1kc3M=", "UnknownAlgorithm"),
+        ("ssh-ed25519 !!!", "NotBase64"),
         // A valid RSA blob labelled as ed25519.
-        ("ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAABAQ==", |e| {
-            matches!(e, KeyError::WrongKeyData { .. })
-        }),
-        ("", |e| matches!(e, KeyError::UnknownAlgorithm { .. })),
-    ];
-    for (text, expected) in cases {
-        let err = text.parse::<SshPublicKey>().expect_err(text);
-        assert!(expected(&err), "{text:?}: {err:?}");
+        (
+            "ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAABAQ==",
+            "WrongKeyData",
+        ),
+        ("", "UnknownAlgorithm"),
+    ] {
+        let err: KeyError = text.parse::<SshPublicKey>().expect_err(text);
+        assert!(
+            format!("{err:?}").starts_with(expected),
+            "{text:?}: {err:?}"
+        );
     }
     for text in ["SHA256:short", "MD5:aa:bb", "SHA256:", ""] {
         assert!(
