@@ -13,8 +13,8 @@ use crate::{CommitId, Error, Result};
 enum Environment {
     /// The engineer's own: every variable and configuration file, as when they type `git`.
     Engineers,
-    /// The daemons': this process's environment without any `GIT_*` variable or askpass
-    /// helper, and the [`SEALED`] settings.
+    /// The daemons': this process's environment without any `GIT_*` variable but
+    /// [`TRANSPORT`] and without an askpass helper, and the [`SEALED`] settings.
     Sealed,
     /// Nothing of this process's environment but `PATH`; `HOME` and `GNUPGHOME` are private
     /// folders. For signature checks, where no setting of the machine may widen trust.
@@ -32,6 +32,17 @@ const SEALED: [(&str, &str); 5] = [
     ("GIT_CONFIG_GLOBAL", "/dev/null"),
     ("GIT_NO_REPLACE_OBJECTS", "1"),
     ("LC_ALL", "C"),
+];
+
+/// The `GIT_*` variables a daemon keeps: how its operator reaches an `ssh://` remote or an
+/// `https://` one behind a private CA, set in the daemon's own environment (a Deployment)
+/// since no configuration file is read. Anything else (`GIT_DIR`, `GIT_CONFIG_*`, ...) could
+/// point git at another repository or configuration.
+const TRANSPORT: [&str; 4] = [
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
 ];
 
 /// Git commands run in one folder, all with the same environment and settings.
@@ -164,7 +175,10 @@ impl Git {
             Environment::Sealed => {
                 let inherited: Vec<OsString> = std::env::vars_os()
                     .map(|(key, _)| key)
-                    .filter(|key| key.to_string_lossy().starts_with("GIT_"))
+                    .filter(|key| {
+                        let key = key.to_string_lossy();
+                        key.starts_with("GIT_") && !TRANSPORT.contains(&key.as_ref())
+                    })
                     .collect();
                 for key in inherited {
                     command.env_remove(key);
