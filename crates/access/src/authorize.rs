@@ -320,7 +320,8 @@ fn signed_by(
     }
     let mut signers = Vec::with_capacity(commits.len());
     for signature in commits {
-        let commit = signature.commit.clone();
+        // A refusal is a message (its text reaches the status file), so it keeps the id as text.
+        let commit = signature.commit.to_string();
         let fingerprint = match &signature.status {
             SignatureStatus::Good { fingerprint } => fingerprint,
             SignatureStatus::Unsigned => return Err(Refusal::Unsigned { commit }),

@@ -49,23 +49,9 @@ pub enum Error {
         path: String,
         errors: Vec<FieldError>,
     },
-    /// A private temporary folder or file for git could not be made.
-    #[error("cannot prepare {what} for signature verification")]
-    Prepare {
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A program (git, gpg) could not be started at all.
-    #[error("cannot run `{program}`")]
-    Spawn {
-        program: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A program ran and failed; `stderr` is its own explanation.
-    #[error("`{command}` failed: {stderr}")]
-    Command { command: String, stderr: String },
+    /// git or gpg could not be run, or failed (`warroom-git` says which and why).
+    #[error(transparent)]
+    Git(#[from] warroom_git::Error),
     /// The policy lists a GPG fingerprint whose public key is not among `gpgPublicKeys`.
     #[error(
         "the policy lists the GPG key {fingerprint} (at {field}) but `gpgPublicKeys` holds no \

@@ -10,11 +10,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use base64::Engine as _;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
-use sha2::Digest as _;
+use warroom_git::signature::SshPublicKey;
 use warroom_proto::request::{MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS};
 use warroom_proto::walk::{Walk, describe, join, one_of, suggestion};
 use warroom_proto::{FieldError, Tool};
@@ -34,16 +33,8 @@ pub const MAX_PATTERN_LEN: usize = 63;
 pub const MAX_CONCURRENT_LIMIT: u64 = 1000;
 
 /// OpenSSH public key algorithms accepted for commit signing (what `ssh-keygen -Y sign`
-/// can produce).
-pub const SSH_KEY_TYPES: [&str; 7] = [
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-];
+/// can produce): `warroom-git`'s list, shared with the engineer's command.
+pub use warroom_git::signature::SSH_KEY_TYPES;
 
 /// The secure zone's policy: who may run requests, on which clusters, within which limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -330,15 +321,8 @@ pub struct PolicyKey {
 /// What a [`PolicyKey`] identifies.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum KeyRef {
-    /// An OpenSSH public key.
-    Ssh {
-        /// `ssh-ed25519`, `ssh-rsa`, ...
-        algorithm: String,
-        /// The key blob, base64 as in the `.pub` file.
-        base64: String,
-        /// `SHA256:<base64>`, as `ssh-keygen -l` and git's `%GK` print it.
-        fingerprint: String,
-    },
+    /// An OpenSSH public key (its fingerprint is the one git's `%GK` prints).
+    Ssh(SshPublicKey),
     /// A GPG key, by its fingerprint: 40 (v4) or 64 (v5) upper-case hexadecimal digits.
     Gpg { fingerprint: String },
 }
@@ -347,7 +331,8 @@ impl KeyRef {
     /// The fingerprint git reports for signatures by this key (`%GK`, `%GF` or `%GP`).
     pub fn fingerprint(&self) -> &str {
         match self {
-            KeyRef::Ssh { fingerprint, .. } | KeyRef::Gpg { fingerprint } => fingerprint,
+            KeyRef::Ssh(key) => key.fingerprint().as_str(),
+            KeyRef::Gpg { fingerprint } => fingerprint,
         }
     }
 }
@@ -371,34 +356,10 @@ impl PolicyKey {
         let mut parts = trimmed.split_whitespace();
         let first = parts.next().unwrap_or_default();
         if SSH_KEY_TYPES.contains(&first) {
-            let Some(encoded) = parts.next() else {
-                return Err(format!(
-                    "`{first}` is not followed by the key itself; {expected}"
-                ));
-            };
-            let blob = base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .map_err(|_| {
-                    format!("the `{first}` key is not valid base64 (a truncated copy?); {expected}")
-                })?;
-            if ssh_blob_algorithm(&blob) != Some(first.as_bytes()) {
-                return Err(format!(
-                    "the key data does not hold a `{first}` key (a truncated copy, or the \
-                     algorithm name of another key?); {expected}"
-                ));
-            }
-            let digest = sha2::Sha256::digest(&blob);
-            let fingerprint = format!(
-                "SHA256:{}",
-                base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
-            );
+            let key: SshPublicKey = trimmed.parse().map_err(|e| format!("{e}; {expected}"))?;
             return Ok(PolicyKey {
                 text: text.to_owned(),
-                key: KeyRef::Ssh {
-                    algorithm: first.to_owned(),
-                    base64: encoded.to_owned(),
-                    fingerprint,
-                },
+                key: KeyRef::Ssh(key),
             });
         }
         let hex: String = trimmed.chars().filter(|c| *c != ' ').collect();
@@ -430,12 +391,6 @@ impl PolicyKey {
             "`{shown}` is not an OpenSSH public key or GPG fingerprint{hint}; {expected}"
         ))
     }
-}
-
-/// The algorithm name at the start of an SSH public key blob (a length-prefixed string).
-fn ssh_blob_algorithm(blob: &[u8]) -> Option<&[u8]> {
-    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
-    blob.get(4..4usize.checked_add(len)?)
 }
 
 impl TryFrom<String> for PolicyKey {
@@ -480,7 +435,7 @@ impl WarroomPolicy {
     /// Whose key has this fingerprint (SSH `SHA256:...` or GPG hex, either case).
     pub fn key_owner(&self, fingerprint: &str) -> Option<KeyOwner<'_>> {
         let matches = |key: &PolicyKey| match key.key() {
-            KeyRef::Ssh { fingerprint: f, .. } => f == fingerprint,
+            KeyRef::Ssh(key) => key.fingerprint().as_str() == fingerprint,
             KeyRef::Gpg { fingerprint: f } => f.eq_ignore_ascii_case(fingerprint),
         };
         if let Some(engineer) = self.engineers.iter().find(|e| e.keys.iter().any(matches)) {

@@ -285,7 +285,7 @@ proptest! {
                 6 => SignatureStatus::Good { fingerprint: "SHA256:dSP2RcYeHD7ckihPTogsvhfRk1tCDL004YfYxlte6ng".to_owned() },
                 _ => SignatureStatus::Good { fingerprint: fingerprint.clone() },
             };
-            let commits = [CommitSignature { commit: "c".to_owned(), status, author_email: fingerprint.clone() }];
+            let commits = [CommitSignature { commit: "c".repeat(40).parse().unwrap(), status, author_email: fingerprint.clone() }];
             let facts = RequestFacts {
                 engineer: engineer.clone(),
                 clusters,
@@ -602,7 +602,7 @@ fn facts(clusters: &[&str]) -> RequestFacts {
 fn verify(policy: &WarroomPolicy, repo: &Path, head: &str) -> Vec<CommitSignature> {
     let verifier = Verifier::new(policy).expect("verifier");
     let range = CommitRange::UpTo {
-        head: head.to_owned(),
+        head: head.parse().expect("a commit id"),
     };
     let one = verifier
         .commits(repo, &range, REQUEST_PATH)
@@ -776,8 +776,8 @@ fn an_unsigned_edit_after_a_signed_add_is_refused_naming_the_edit() {
         .commits(
             &repo.path(),
             &CommitRange::Since {
-                since: added,
-                head: edited.clone(),
+                since: added.parse().expect("a commit id"),
+                head: edited.parse().expect("a commit id"),
             },
             REQUEST_PATH,
         )
@@ -1029,7 +1029,9 @@ fn only_the_owner_and_admins_may_cancel() {
     let commits = verifier
         .commits(
             &repo.path(),
-            &CommitRange::UpTo { head: by_pe2 },
+            &CommitRange::UpTo {
+                head: by_pe2.parse().expect("a commit id"),
+            },
             "requests/cancel/x.yaml",
         )
         .expect("git log");

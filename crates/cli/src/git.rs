@@ -1,14 +1,14 @@
 //! The engineer's own `git`, run in their clone of the warroom repository.
 //!
-//! Unlike the daemons' wrapper in `warroom-runtime`, this one deliberately keeps the
-//! engineer's configuration (identity, credential helpers, commit signing, hooks): the
-//! request must be committed exactly as the engineer would commit it by hand, signed by
-//! their key if they sign, because the secure zone may check that signature.
+//! Unlike the daemons' sealed git, this one is `warroom_git::Git::engineers`: it
+//! deliberately keeps the engineer's configuration (identity, credential helpers, commit
+//! signing, hooks): the request must be committed exactly as the engineer would commit it by
+//! hand, signed by their key if they sign, because the secure zone may check that signature.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+use warroom_git::{CommitId, Git, Output};
 
 /// The remote every command works against.
 pub const REMOTE: &str = "origin";
@@ -29,6 +29,7 @@ pub enum Signing {
 pub struct Repo {
     /// The top of the working tree.
     root: PathBuf,
+    git: Git,
 }
 
 impl Repo {
@@ -40,18 +41,19 @@ impl Repo {
                 dir.display()
             );
         }
-        let output = raw(dir, &["rev-parse", "--show-toplevel"])?;
-        if !output.status.success() {
+        let output = Git::engineers(dir).output(&["rev-parse", "--show-toplevel"])?;
+        if !output.success {
             bail!(
                 "{} is not inside a git repository (pass --repo DIR: a clone of the warroom \
                  repository): {}",
                 dir.display(),
-                String::from_utf8_lossy(&output.stderr).trim()
+                output.stderr.trim()
             );
         }
-        let root = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let root = PathBuf::from(output.text());
         Ok(Repo {
-            root: PathBuf::from(root),
+            git: Git::engineers(&root),
+            root,
         })
     }
 
@@ -62,33 +64,29 @@ impl Repo {
 
     /// Runs git and returns its stdout as text; a non-zero exit is an error with git's stderr.
     pub fn run(&self, args: &[&str]) -> Result<String> {
-        let output = self.output(args)?;
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        Ok(self.git.run(args)?)
     }
 
     /// Runs git and returns its stdout as bytes; a non-zero exit is an error with git's stderr.
-    pub fn output(&self, args: &[&str]) -> Result<Output> {
-        let output = self.try_output(args)?;
-        if !output.status.success() {
-            bail!(
-                "`git {}` failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(output)
+    pub fn output(&self, args: &[&str]) -> Result<Vec<u8>> {
+        Ok(self.git.run_bytes(args)?)
     }
 
     /// Runs git and returns whatever happened, for callers that act on a failure.
     pub fn try_output(&self, args: &[&str]) -> Result<Output> {
-        raw(&self.root, args)
+        Ok(self.git.output(args)?)
+    }
+
+    /// The commit `rev` names, or `None` when it names none.
+    pub fn resolve(&self, rev: &str) -> Result<Option<CommitId>> {
+        Ok(self.git.resolve(rev)?)
     }
 
     /// A configuration value, or `None` when it is unset or empty.
     pub fn config(&self, key: &str) -> Option<String> {
         let output = self.try_output(&["config", "--get", key]).ok()?;
-        let value = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        (output.status.success() && !value.is_empty()).then_some(value)
+        let value = output.text();
+        (output.success && !value.is_empty()).then_some(value)
     }
 
     /// Whether the engineer's git is set up to sign commits: a `user.signingkey` (then
@@ -101,8 +99,8 @@ impl Repo {
         let gpgsign = self
             .try_output(&["config", "--type=bool", "--get", "commit.gpgsign"])
             .ok()
-            .filter(|output| output.status.success())
-            .is_some_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "true");
+            .filter(|output| output.success)
+            .is_some_and(|output| output.text() == "true");
         if gpgsign {
             Signing::ByDefault
         } else {
@@ -112,7 +110,7 @@ impl Repo {
 
     /// Whether the commit `rev` carries a signature (a `gpgsig` header), whoever made it.
     pub fn is_signed(&self, rev: &str) -> Result<bool> {
-        let object = self.output(&["cat-file", "commit", rev])?.stdout;
+        let object = self.output(&["cat-file", "commit", rev])?;
         let text = String::from_utf8_lossy(&object);
         let headers = text.split("\n\n").next().unwrap_or_default();
         Ok(headers
@@ -125,17 +123,13 @@ impl Repo {
         let output = self
             .try_output(&["symbolic-ref", "--quiet", "--short", "HEAD"])
             .ok()?;
-        let branch = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        (output.status.success() && !branch.is_empty()).then_some(branch)
+        let branch = output.text();
+        (output.success && !branch.is_empty()).then_some(branch)
     }
 
     /// Whether `rev` names a commit.
     pub fn has_commit(&self, rev: &str) -> Result<bool> {
-        let spec = format!("{rev}^{{commit}}");
-        Ok(self
-            .try_output(&["rev-parse", "--verify", "--quiet", &spec])?
-            .status
-            .success())
+        Ok(self.resolve(rev)?.is_some())
     }
 
     /// The contents of `path` at `rev`, or `None` when `rev` has no such file.
@@ -143,14 +137,10 @@ impl Repo {
         let spec = format!("{rev}:{path}");
         // `cat-file -e` exits non-zero without a message exactly when the object is missing,
         // so a real failure of the read below is still reported.
-        if !self
-            .try_output(&["cat-file", "-e", &spec])?
-            .status
-            .success()
-        {
+        if !self.try_output(&["cat-file", "-e", &spec])?.success {
             return Ok(None);
         }
-        Ok(Some(self.output(&["cat-file", "blob", &spec])?.stdout))
+        Ok(Some(self.output(&["cat-file", "blob", &spec])?))
     }
 
     /// Every file under the folder `dir` at `rev`, as paths from the repository root.
@@ -163,13 +153,4 @@ impl Repo {
             .map(str::to_owned)
             .collect())
     }
-}
-
-fn raw(dir: &Path, args: &[&str]) -> Result<Output> {
-    Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run `git {}` (is git installed?)", args.join(" ")))
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::git::Repo;
-use crate::verify::{self, CONFIG_KEY, PublisherKey};
+use crate::verify::{CONFIG_KEY, PublisherKey};
 
 /// Set up this clone: remember the secure zone's publisher key.
 ///
@@ -36,8 +36,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let key = PublisherKey::from_arg(&args.publisher_key)?;
-    // ssh-keygen checks that the key data is a key, and names it the way git will.
-    let fingerprint = verify::fingerprint(&key)?;
+    // Parsing checked that the key data holds a key; its fingerprint is how git names it.
+    let fingerprint = key.fingerprint();
     let repo = Repo::open(&args.repo)?;
     repo.output(&["config", "--local", CONFIG_KEY, &key.to_string()])?;
     eprintln!(

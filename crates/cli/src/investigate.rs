@@ -630,7 +630,7 @@ fn warn_unpushed(repo: &Repo, branch: &str) {
 fn push(repo: &Repo, branch: &str, signed: bool) -> Result<()> {
     let args = ["push", "--porcelain", REMOTE, branch];
     let output = repo.try_output(&args)?;
-    if output.status.success() {
+    if output.success {
         return Ok(());
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -639,7 +639,7 @@ fn push(repo: &Repo, branch: &str, signed: bool) -> Result<()> {
     if !stdout.contains("[rejected]") {
         bail!(
             "`git push {REMOTE} {branch}` failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
+            output.stderr.trim()
         );
     }
     eprintln!("{REMOTE}/{branch} moved on; rebasing onto it and pushing again");

@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::builder::TypedValueParser as _;
+use warroom_git::CommitId;
 use warroom_proto::RequestId;
 use warroom_proto::RequestStatus;
 
 use crate::NotYet;
+
 use crate::git::{REMOTE, Repo};
 use crate::verify::{self, PublisherKey};
 
@@ -86,7 +88,7 @@ pub struct Results {
     pub rev: String,
     /// The commit `rev` pointed at when the results were located: every read, and the
     /// verification, use it, so a fetch meanwhile cannot swap what is shown.
-    pub commit: String,
+    pub commit: CommitId,
     /// The results folder, without a trailing `/`.
     pub dir: String,
     /// `status.json` as committed, byte for byte.
@@ -118,25 +120,21 @@ impl Target {
         };
         let rev = format!("{REMOTE}/{}", self.branch);
         fetch(&repo, &self.branch);
-        if !repo.has_commit(&rev)? {
+        let Some(commit_id) = repo.resolve(&rev)? else {
             bail!(
                 "there is no `{rev}` in {}: is `{REMOTE}` the warroom repository and `{}` its \
                  branch (--branch)?",
                 repo.root().display(),
                 self.branch
             );
-        }
-
-        let commit = repo
-            .run(&["rev-parse", "--verify", &format!("{rev}^{{commit}}")])?
-            .trim()
-            .to_owned();
+        };
+        let commit = commit_id.as_str();
 
         let default_dir = format!("results/{id}");
         let mut dir = default_dir.clone();
-        let mut status_bytes = repo.read_at(&commit, &format!("{dir}/status.json"))?;
+        let mut status_bytes = repo.read_at(commit, &format!("{dir}/status.json"))?;
         if status_bytes.is_none() {
-            let Some((path, request)) = request_file(&repo, &commit, &id)? else {
+            let Some((path, request)) = request_file(&repo, commit, &id)? else {
                 bail!(
                     "unknown request `{id}`: `{rev}` has neither `requests/pending/{id}.yaml` \
                      nor `{default_dir}/` (is the id right, and was the request pushed to \
@@ -150,7 +148,7 @@ impl Target {
                 && validated.results_dir.as_str() != default_dir
             {
                 dir = validated.results_dir.to_string();
-                status_bytes = repo.read_at(&commit, &format!("{dir}/status.json"))?;
+                status_bytes = repo.read_at(commit, &format!("{dir}/status.json"))?;
             }
         }
         let Some(status_bytes) = status_bytes else {
@@ -162,7 +160,7 @@ impl Target {
         };
         // Verified before anything of the folder is parsed or shown.
         let verified = match &key {
-            Some(key) => Some(verify::verify(&repo, &commit, &rev, &dir, key)?),
+            Some(key) => Some(verify::verify(&repo, &commit_id, &rev, &dir, key)?),
             None => None,
         };
         let status: RequestStatus = serde_json::from_slice(&status_bytes)
@@ -171,7 +169,7 @@ impl Target {
             repo,
             id,
             rev,
-            commit,
+            commit: commit_id,
             dir,
             status_bytes,
             status,
@@ -195,7 +193,7 @@ impl Results {
     /// A file in the results folder, by its name relative to the folder.
     pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
         self.repo
-            .read_at(&self.commit, &format!("{}/{name}", self.dir))
+            .read_at(self.commit.as_str(), &format!("{}/{name}", self.dir))
     }
 
     /// Every file in the results folder, relative to it, sorted.
@@ -203,7 +201,7 @@ impl Results {
         let prefix = format!("{}/", self.dir);
         let mut files: Vec<String> = self
             .repo
-            .files_under(&self.commit, &self.dir)?
+            .files_under(self.commit.as_str(), &self.dir)?
             .into_iter()
             .filter_map(|path| path.strip_prefix(&prefix).map(str::to_owned))
             .collect();
@@ -217,10 +215,10 @@ impl Results {
 fn fetch(repo: &Repo, branch: &str) {
     let refspec = format!("+refs/heads/{branch}:refs/remotes/{REMOTE}/{branch}");
     match repo.try_output(&["fetch", "--quiet", REMOTE, &refspec]) {
-        Ok(output) if output.status.success() => {}
+        Ok(output) if output.success => {}
         Ok(output) => eprintln!(
             "warning: `git fetch {REMOTE} {branch}` failed, showing what was fetched before: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
+            output.stderr.trim()
         ),
         Err(err) => eprintln!("warning: {err:#}; showing what was fetched before"),
     }

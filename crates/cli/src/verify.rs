@@ -7,15 +7,17 @@
 //! allowed-signers file holding only the publisher's key, in a clean environment with every
 //! signing-related setting given on the command line: neither the engineer's configuration
 //! nor the clone's (`gpg.ssh.program`, another allowed-signers file, `log.showSignature`, a
-//! replace ref) can change what is trusted. It is the same method as the secure zone's
-//! `warroom-access` verifier, for the other direction.
+//! replace ref) can change what is trusted. It is the same method, and the same code
+//! (`warroom_git::signature::Signers`), as the secure zone's `warroom-access` verifier, for
+//! the other direction.
 
 use std::fmt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
+use warroom_git::CommitId;
+use warroom_git::signature::{CommitRange, Signers, SshFingerprint, SshPublicKey};
 
 use crate::git::Repo;
 
@@ -25,26 +27,15 @@ pub const CONFIG_KEY: &str = "warroom.publisherKey";
 /// The principal the publisher's key is given in the allowed-signers file.
 const PRINCIPAL: &str = "publisher";
 
-/// OpenSSH public key algorithms git can verify signatures of.
-const ALGORITHMS: &[&str] = &[
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-];
-
 /// The publisher's SSH key, as engineers are given it: the public key line, or only its
-/// fingerprint. Built only through [`FromStr`], so it never holds anything but an algorithm
-/// and base64, or a `SHA256:` fingerprint, and can be written into an allowed-signers file.
+/// fingerprint. Either way checked (`warroom_git::signature`), so it can be written into an
+/// allowed-signers file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublisherKey {
     /// An OpenSSH public key, without its comment.
-    Ssh { algorithm: String, blob: String },
+    Ssh(SshPublicKey),
     /// Only the key's fingerprint, as `ssh-keygen -l` prints it (`SHA256:<43 base64>`).
-    Fingerprint(String),
+    Fingerprint(SshFingerprint),
 }
 
 impl FromStr for PublisherKey {
@@ -53,43 +44,17 @@ impl FromStr for PublisherKey {
     /// Reads `ssh-ed25519 AAAA... comment` or `SHA256:...`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
-        if let Some(hash) = text.strip_prefix("SHA256:") {
-            let base64 = hash
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/');
-            if hash.len() != 43 || !base64 {
-                return Err(format!(
-                    "`{text}` is not an SSH key fingerprint; expected `SHA256:` and 43 base64 \
-                     characters, as `ssh-keygen -l -f KEY.pub` prints"
-                ));
-            }
-            return Ok(PublisherKey::Fingerprint(text.to_owned()));
+        if text.starts_with("SHA256:") {
+            return text
+                .parse()
+                .map(PublisherKey::Fingerprint)
+                .map_err(|e| e.to_string());
         }
-        let mut parts = text.split_whitespace();
-        let (Some(algorithm), Some(blob)) = (parts.next(), parts.next()) else {
-            return Err(format!(
-                "`{text}` is not an SSH public key; expected a line like `ssh-ed25519 AAAA... \
-                 comment` (the publisher's .pub file) or its `SHA256:...` fingerprint"
-            ));
-        };
-        if !ALGORITHMS.contains(&algorithm) {
-            return Err(format!(
-                "`{algorithm}` is not an SSH public key algorithm git can verify; expected one \
-                 of: {}",
-                ALGORITHMS.join(", ")
-            ));
-        }
-        let base64 = blob
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='));
-        if !blob.starts_with("AAAA") || !base64 {
-            return Err(format!(
-                "the {algorithm} key `{blob}` is not base64 key data"
-            ));
-        }
-        Ok(PublisherKey::Ssh {
-            algorithm: algorithm.to_owned(),
-            blob: blob.to_owned(),
+        text.parse().map(PublisherKey::Ssh).map_err(|e| {
+            format!(
+                "`{text}` is not an SSH public key ({e}); expected a line like `ssh-ed25519 \
+                 AAAA... comment` (the publisher's .pub file) or its `SHA256:...` fingerprint"
+            )
         })
     }
 }
@@ -97,8 +62,8 @@ impl FromStr for PublisherKey {
 impl fmt::Display for PublisherKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PublisherKey::Ssh { algorithm, blob } => write!(f, "{algorithm} {blob}"),
-            PublisherKey::Fingerprint(fingerprint) => f.write_str(fingerprint),
+            PublisherKey::Ssh(key) => key.fmt(f),
+            PublisherKey::Fingerprint(fingerprint) => fingerprint.fmt(f),
         }
     }
 }
@@ -175,7 +140,7 @@ impl fmt::Display for Problem {
 /// One commit that touched the results folder and is not the publisher's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Untrusted {
-    pub commit: String,
+    pub commit: CommitId,
     pub subject: String,
     pub author: String,
     pub problem: Problem,
@@ -194,95 +159,35 @@ pub struct Verified {
 /// `dir`; an error names each commit that is not signed by `key`, and why.
 pub fn verify(
     repo: &Repo,
-    commit: &str,
+    commit: &CommitId,
     rev: &str,
     dir: &str,
     key: &PublisherKey,
 ) -> Result<Verified> {
-    let scratch = tempfile::Builder::new()
-        .prefix("claude-warroom-verify-")
-        .tempdir()
-        .context("creating a temporary folder for the allowed-signers file")?;
-    let allowed_signers = scratch.path().join("allowed_signers");
-    let revocations = scratch.path().join("revoked_keys");
-    let home = scratch.path().join("home");
-    std::fs::create_dir(&home).context("creating an empty HOME for git")?;
     // With only a fingerprint there is no key to list: git then reports a cryptographically
     // valid signature as `U` with its key's fingerprint, which is compared below.
     let signers = match key {
-        PublisherKey::Ssh { .. } => format!("{PRINCIPAL} namespaces=\"git\" {key}\n"),
-        PublisherKey::Fingerprint(_) => String::new(),
-    };
-    std::fs::write(&allowed_signers, signers).context("writing the allowed-signers file")?;
-    std::fs::write(&revocations, "").context("writing an empty revocation list")?;
-
+        PublisherKey::Ssh(ssh) => Signers::new([(PRINCIPAL, ssh)]),
+        PublisherKey::Fingerprint(_) => Signers::new([]),
+    }
+    .context("preparing the allowed-signers file")?;
     let folder = format!("{}/", dir.trim_end_matches('/'));
-    let mut command = Command::new("git");
-    command.arg("-C").arg(repo.root());
-    for setting in [
-        format!("gpg.ssh.allowedSignersFile={}", allowed_signers.display()),
-        format!("gpg.ssh.revocationFile={}", revocations.display()),
-        "gpg.ssh.program=ssh-keygen".to_owned(),
-        "gpg.program=gpg".to_owned(),
-        "gpg.x509.program=gpgsm".to_owned(),
-        "log.showSignature=false".to_owned(),
-        "log.follow=false".to_owned(),
-        "core.fsmonitor=false".to_owned(),
-    ] {
-        command.arg("-c").arg(setting);
-    }
-    command
-        .args([
-            "--literal-pathspecs",
-            "log",
-            "-z",
-            "--no-show-signature",
-            "--format=%H%x1f%G?%x1f%GK%x1f%GS%x1f%an <%ae>%x1f%s",
-            "--end-of-options",
-            commit,
-            "--",
-            &folder,
-        ])
-        .env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
-    }
-    let output = command
-        .env("HOME", &home)
-        .env("GNUPGHOME", scratch.path().join("gnupg"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_NO_REPLACE_OBJECTS", "1")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run git to verify signatures (is git installed?)")?;
-    if !output.status.success() {
-        bail!(
-            "`git log {rev} -- {folder}` failed while verifying signatures: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
+    let range = CommitRange::UpTo {
+        head: commit.clone(),
+    };
+    let signatures = signers
+        .signatures(repo.root(), &range, &[&folder])
+        .with_context(|| format!("verifying the signatures of `{folder}` on `{rev}`"))?;
     let mut fingerprint = None;
     let mut untrusted = Vec::new();
-    let mut count = 0;
-    for record in text.split('\0').map(|r| r.trim_matches('\n')) {
-        if record.is_empty() {
-            continue;
-        }
-        count += 1;
-        let fields: Vec<&str> = record.splitn(6, '\x1f').collect();
-        let [commit, code, signing_key, principal, author, subject] = fields[..] else {
-            bail!("unexpected output of `git log` while verifying signatures: {record:?}");
-        };
-        match judge(key, code, signing_key, principal) {
-            Ok(()) => fingerprint = Some(signing_key.to_owned()),
+    let count = signatures.len();
+    for signature in signatures {
+        match judge(key, &signature.code, &signature.key, &signature.signer) {
+            Ok(()) => fingerprint = Some(signature.key),
             Err(problem) => untrusted.push(Untrusted {
-                commit: commit.to_owned(),
-                subject: subject.to_owned(),
-                author: author.to_owned(),
+                commit: signature.commit,
+                subject: signature.subject,
+                author: format!("{} <{}>", signature.author_name, signature.author_email),
                 problem,
             }),
         }
@@ -326,7 +231,9 @@ fn judge(
         // the publisher's, under its principal.
         ("G", PublisherKey::Ssh { .. }) if principal == PRINCIPAL => Ok(()),
         // Without the key itself, a valid signature is `U`; its key must be the one named.
-        ("G" | "U", PublisherKey::Fingerprint(expected)) if signing_key == expected => Ok(()),
+        ("G" | "U", PublisherKey::Fingerprint(expected)) if signing_key == expected.as_str() => {
+            Ok(())
+        }
         ("N", _) => Err(Problem::Unsigned),
         ("B", _) => Err(Problem::BadSignature),
         ("G" | "U", _) => Err(Problem::OtherKey(if signing_key.is_empty() {
@@ -350,37 +257,12 @@ fn judge(
     }
 }
 
-/// The fingerprint of an SSH public key, from `ssh-keygen -l`, which also checks that the
-/// key data is a key.
-pub fn fingerprint(key: &PublisherKey) -> Result<String> {
-    match key {
-        PublisherKey::Fingerprint(fingerprint) => Ok(fingerprint.clone()),
-        PublisherKey::Ssh { .. } => {
-            let scratch = tempfile::Builder::new()
-                .prefix("claude-warroom-key-")
-                .tempdir()
-                .context("creating a temporary folder")?;
-            let file = scratch.path().join("publisher.pub");
-            std::fs::write(&file, format!("{key}\n")).context("writing the key to a file")?;
-            let output = Command::new("ssh-keygen")
-                .arg("-l")
-                .arg("-f")
-                .arg(&file)
-                .stdin(Stdio::null())
-                .output()
-                .context("cannot run ssh-keygen (install OpenSSH's client: git needs it to check SSH signatures)")?;
-            if !output.status.success() {
-                bail!(
-                    "`{key}` is not a valid SSH public key: ssh-keygen said {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                );
-            }
-            let listing = String::from_utf8_lossy(&output.stdout);
-            listing
-                .split_whitespace()
-                .nth(1)
-                .map(str::to_owned)
-                .with_context(|| format!("unexpected output of ssh-keygen -l: {listing}"))
+impl PublisherKey {
+    /// The key's fingerprint, as git names the key that made a signature.
+    pub fn fingerprint(&self) -> &SshFingerprint {
+        match self {
+            PublisherKey::Ssh(key) => key.fingerprint(),
+            PublisherKey::Fingerprint(fingerprint) => fingerprint,
         }
     }
 }
@@ -400,7 +282,7 @@ mod tests {
         let fingerprint: PublisherKey = FINGERPRINT.parse().unwrap();
         assert_eq!(
             fingerprint,
-            PublisherKey::Fingerprint(FINGERPRINT.to_owned())
+            PublisherKey::Fingerprint(FINGERPRINT.parse().unwrap())
         );
     }
 

@@ -248,7 +248,7 @@ impl Config {
         };
         if trust.is_some()
             && self.policy.is_some()
-            && let Some(problem) = warroom_runtime::identity::problem()
+            && let Some(problem) = warroom_git::identity::problem()
         {
             // Verification runs `ssh-keygen -Y verify`, which needs the user looked up.
             problems.push(format!(

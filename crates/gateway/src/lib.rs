@@ -35,8 +35,9 @@ use async_nats::jetstream::kv;
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 use warroom_access::{PolicyWatcher, Reload};
+use warroom_git::CommitId;
 use warroom_proto::names;
-use warroom_runtime::{Bus, BusError, git::GitError};
+use warroom_runtime::{Bus, BusError};
 
 pub use config::{Config, MIN_POLL_INTERVAL, Secret, parse_interval};
 pub use metrics::{Health, Metrics, RefusalLabels};
@@ -58,7 +59,7 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(warroom_runtime::config::InvalidConfig),
     #[error(transparent)]
-    Git(#[from] GitError),
+    Git(#[from] warroom_git::Error),
     #[error(transparent)]
     Bus(#[from] BusError),
     #[error("cannot {action} the cursor `{key}` in bucket {bucket}", bucket = names::GATEWAY_BUCKET)]
@@ -187,7 +188,7 @@ pub async fn run_with_health(
             &settings.work_dir,
             &settings.repo,
             &settings.branch,
-            settings.token.as_ref().map(|t| t.expose().to_owned()),
+            settings.token.as_ref().map(|t| t.as_ref().clone()),
         )
         .await?;
         Ok::<_, Error>((bus, bucket, mirror))
@@ -274,7 +275,7 @@ struct Gateway {
     health: Health,
     cursor_key: String,
     /// The last commit whose added request files were all published.
-    cursor: Option<String>,
+    cursor: Option<CommitId>,
     /// Whether the missing branch was already reported, so it is logged once, not per poll.
     branch_missing: bool,
     /// The policy in use and its file, read again at every poll; `None` without a policy.
@@ -359,7 +360,7 @@ impl Gateway {
 
     /// Which files to look at: those added since the cursor, or everything when the cursor
     /// is missing or no longer in the branch's history.
-    async fn range(&self, head: &str) -> Result<Range> {
+    async fn range(&self, head: &CommitId) -> Result<Range> {
         let Some(cursor) = &self.cursor else {
             info!(head = %head, "no cursor yet: publishing every request at the head that has no results");
             return Ok(Range::Everything);
@@ -375,7 +376,9 @@ impl Gateway {
         Ok(Range::Since(cursor.clone()))
     }
 
-    async fn load_cursor(&self) -> Result<Option<String>> {
+    /// The cursor as last saved; a value that is not a commit id (written by hand, say) is
+    /// no cursor, so every request at the head is looked at again (deduplicated).
+    async fn load_cursor(&self) -> Result<Option<CommitId>> {
         let value = self
             .bucket
             .get(&self.cursor_key)
@@ -385,21 +388,28 @@ impl Gateway {
                 key: self.cursor_key.clone(),
                 source: e.into(),
             })?;
-        Ok(value
-            .map(|v| String::from_utf8_lossy(&v).trim().to_owned())
-            .filter(|v| !v.is_empty()))
+        let text = value.map(|v| String::from_utf8_lossy(&v).trim().to_owned());
+        Ok(match text.filter(|v| !v.is_empty()).map(|v| v.parse()) {
+            None => None,
+            Some(Ok(cursor)) => Some(cursor),
+            Some(Err(e)) => {
+                let e: warroom_git::CommitIdError = e;
+                warn!(key = %self.cursor_key, cause = %e, "the saved cursor is not a commit id; ignoring it");
+                None
+            }
+        })
     }
 
-    async fn save_cursor(&mut self, head: &str) -> Result<()> {
+    async fn save_cursor(&mut self, head: &CommitId) -> Result<()> {
         self.bucket
-            .put(&self.cursor_key, head.to_owned().into_bytes().into())
+            .put(&self.cursor_key, head.to_string().into_bytes().into())
             .await
             .map_err(|e| Error::Cursor {
                 action: "write",
                 key: self.cursor_key.clone(),
                 source: e.into(),
             })?;
-        self.cursor = Some(head.to_owned());
+        self.cursor = Some(head.clone());
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use warroom_runtime::git::Git;
+use warroom_git::{CommitId, Git, SecretString};
 
 use crate::{Error, Result};
 
@@ -59,7 +59,12 @@ pub(crate) struct Mirror {
 
 impl Mirror {
     /// Opens the mirror in `dir`, creating the folder and the bare repository when missing.
-    pub async fn open(dir: &Path, repo: &str, branch: &str, token: Option<String>) -> Result<Self> {
+    pub async fn open(
+        dir: &Path,
+        repo: &str,
+        branch: &str,
+        token: Option<SecretString>,
+    ) -> Result<Self> {
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(|source| Error::WorkDir {
@@ -68,7 +73,7 @@ impl Mirror {
             })?;
         let git = Git::new(dir).with_token(token);
         if !dir.join("HEAD").exists() {
-            git.run(&["init", "--quiet", "--bare", "."]).await?;
+            git.run_async(&["init", "--quiet", "--bare", "."]).await?;
         }
         Ok(Mirror {
             git,
@@ -84,30 +89,25 @@ impl Mirror {
 
     /// The commit the remote branch points at, or `None` when the remote has no such branch.
     /// This is the cheap check made at every poll: one round trip, no objects transferred.
-    pub async fn remote_head(&self) -> Result<Option<String>> {
+    pub async fn remote_head(&self) -> Result<Option<CommitId>> {
+        let args = ["ls-remote", "--heads", &self.repo, &self.refname];
         let out = within(
             LS_REMOTE_TIMEOUT,
             "git ls-remote",
-            self.git
-                .run(&["ls-remote", "--heads", &self.repo, &self.refname]),
+            self.git.run_async(&args),
         )
         .await??;
         // ls-remote matches patterns against the tail of ref names; keep the exact ref only.
-        Ok(out.lines().find_map(|line| {
+        let sha = out.lines().find_map(|line| {
             let (sha, name) = line.split_once('\t')?;
-            (name == self.refname).then(|| sha.to_owned())
-        }))
+            (name == self.refname).then_some(sha)
+        });
+        Ok(sha.map(|sha| self.git.commit_id(&args, sha)).transpose()?)
     }
 
     /// The commit the mirror's copy of the branch points at, if it was ever fetched.
-    pub async fn local_head(&self) -> Result<Option<String>> {
-        let spec = format!("{}^{{commit}}", self.refname);
-        let out = self
-            .git
-            .output(&["rev-parse", "--verify", "--quiet", &spec])
-            .await?;
-        let sha = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        Ok((out.success && !sha.is_empty()).then_some(sha))
+    pub async fn local_head(&self) -> Result<Option<CommitId>> {
+        Ok(self.git.resolve_async(&self.refname).await?)
     }
 
     /// Fetches the branch (forced, so a force push on the remote is followed too).
@@ -117,24 +117,26 @@ impl Mirror {
             FETCH_TIMEOUT,
             "git fetch",
             self.git
-                .run(&["fetch", "--quiet", "--no-tags", &self.repo, &refspec]),
+                .run_async(&["fetch", "--quiet", "--no-tags", &self.repo, &refspec]),
         )
         .await??;
         Ok(())
     }
 
     /// Whether `commit` is a commit object in the mirror.
-    pub async fn has_commit(&self, commit: &str) -> Result<bool> {
+    pub async fn has_commit(&self, commit: &CommitId) -> Result<bool> {
         let spec = format!("{commit}^{{commit}}");
-        Ok(self.git.output(&["cat-file", "-e", &spec]).await?.success)
+        Ok(self
+            .git
+            .output_async(&["cat-file", "-e", &spec])
+            .await?
+            .success)
     }
 
     /// Whether `ancestor` is `head` or one of its ancestors.
-    pub async fn is_ancestor(&self, ancestor: &str, head: &str) -> Result<bool> {
-        let out = self
-            .git
-            .output(&["merge-base", "--is-ancestor", ancestor, head])
-            .await?;
+    pub async fn is_ancestor(&self, ancestor: &CommitId, head: &CommitId) -> Result<bool> {
+        let args = ["merge-base", "--is-ancestor", ancestor, head];
+        let out = self.git.output_async(&args).await?;
         if out.success {
             return Ok(true);
         }
@@ -143,11 +145,7 @@ impl Mirror {
         if out.stderr.trim().is_empty() {
             Ok(false)
         } else {
-            Err(Error::Git(warroom_runtime::git::GitError {
-                args: format!("merge-base --is-ancestor {ancestor} {head}"),
-                dir: self.git.dir().display().to_string(),
-                message: out.stderr.trim().to_owned(),
-            }))
+            Err(Error::Git(self.git.failed(&args, &out.stderr)))
         }
     }
 
@@ -155,13 +153,13 @@ impl Mirror {
     /// changed (renames count as additions, so a request moved into the folder is seen).
     pub async fn changed_files(
         &self,
-        from: &str,
-        to: &str,
+        from: &CommitId,
+        to: &CommitId,
         folder: &str,
     ) -> Result<Vec<(Change, String)>> {
         let out = self
             .git
-            .run_bytes(&[
+            .run_bytes_async(&[
                 "--literal-pathspecs",
                 "diff",
                 "-z",
@@ -193,10 +191,10 @@ impl Mirror {
     /// and size, in one git process. A submodule or a subfolder is not a blob and is left
     /// out. The object id is a hash of the content: two versions of a file have the same one
     /// exactly when their bytes are the same.
-    pub async fn blobs_in(&self, commit: &str, folder: &str) -> Result<HashMap<String, Blob>> {
+    pub async fn blobs_in(&self, commit: &CommitId, folder: &str) -> Result<HashMap<String, Blob>> {
         let out = self
             .git
-            .run_bytes(&[
+            .run_bytes_async(&[
                 "--literal-pathspecs",
                 "ls-tree",
                 "-z",
@@ -239,14 +237,8 @@ impl Mirror {
             input.push(b'\n');
         }
         let args = ["cat-file", "--batch"];
-        let out = self.git.run_with_input(&args, input).await?;
-        let malformed = |detail: String| {
-            Error::Git(warroom_runtime::git::GitError {
-                args: args.join(" "),
-                dir: self.git.dir().display().to_string(),
-                message: detail,
-            })
-        };
+        let out = self.git.run_with_input_async(&args, input).await?;
+        let malformed = |detail: String| Error::Git(self.git.unexpected(&args, detail));
         // Each answer: `<id> blob <size>\n<contents>\n`, or `<id> missing\n`.
         let mut contents = HashMap::with_capacity(ids.len());
         let mut rest = out.as_slice();
@@ -277,9 +269,9 @@ impl Mirror {
     /// can tell; one git process for all of them.
     pub async fn adding_commits(
         &self,
-        head: &str,
+        head: &CommitId,
         paths: &[&str],
-    ) -> Result<HashMap<String, String>> {
+    ) -> Result<HashMap<String, CommitId>> {
         if paths.is_empty() {
             return Ok(HashMap::new());
         }
@@ -295,8 +287,8 @@ impl Mirror {
             "--",
         ];
         args.extend_from_slice(paths);
-        let out = self.git.run_bytes(&args).await?;
-        let mut added = HashMap::new();
+        let out = self.git.run_bytes_async(&args).await?;
+        let mut added: HashMap<String, CommitId> = HashMap::new();
         // Newest first, so the first commit naming a path is the one wanted.
         for record in out.split(|b| *b == 0x1e).filter(|r| !r.is_empty()) {
             let mut parts = split_z(record)
@@ -304,6 +296,7 @@ impl Mirror {
                 .map(|part| part.trim_matches('\n').to_owned())
                 .filter(|part| !part.is_empty());
             let Some(commit) = parts.next() else { continue };
+            let commit = self.git.commit_id(&args, &commit)?;
             for path in parts {
                 added.entry(path).or_insert_with(|| commit.clone());
             }

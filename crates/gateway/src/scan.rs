@@ -13,6 +13,7 @@ use async_nats::jetstream::kv;
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use tracing::{debug, error, info, warn};
 use warroom_access::{CommitRange, Refusal, RequestFacts, SignatureStatus, Verifier};
+use warroom_git::CommitId;
 use warroom_proto::validate::MAX_FILE_BYTES;
 use warroom_proto::wire::{AcceptedRequest, RequestSummary, StatusUpdate};
 use warroom_proto::{
@@ -36,7 +37,7 @@ const SANITIZED_MAX: usize = 100;
 #[derive(Debug, Clone)]
 pub(crate) enum Range {
     /// Files added or modified after `from` up to the head.
-    Since(String),
+    Since(CommitId),
     /// Every request file present at the head (first start, or the history was rewritten).
     Everything,
 }
@@ -119,7 +120,7 @@ impl Scanner<'_> {
     /// chunk of [`CHUNK`] files one `cat-file --batch` for the contents, one walk of their
     /// history (signatures checked once per commit) and one for their adding commits. The
     /// publishes of a chunk are pipelined, [`IN_FLIGHT`] at a time.
-    pub async fn scan(&self, range: &Range, head: &str) -> Result<BTreeMap<String, Verdict>> {
+    pub async fn scan(&self, range: &Range, head: &CommitId) -> Result<BTreeMap<String, Verdict>> {
         let mut blobs = self.mirror.blobs_in(head, PENDING).await?;
         let files = match range {
             Range::Since(from) => self.mirror.changed_files(from, head, PENDING).await?,
@@ -207,7 +208,7 @@ impl Scanner<'_> {
 
     /// Decides what each file of one chunk becomes; an `Err` is git or NATS failing, never
     /// a file's content.
-    async fn judge(&self, chunk: Vec<Candidate>, head: &str) -> Result<Vec<Plan>> {
+    async fn judge(&self, chunk: Vec<Candidate>, head: &CommitId) -> Result<Vec<Plan>> {
         // The accepted records, read concurrently.
         // The futures are made before they are streamed: a closure that makes them inside
         // the stream would not be `Send` for every lifetime, and the gateway's task must be.
@@ -258,10 +259,10 @@ impl Scanner<'_> {
             let bytes = match contents.get(&candidate.blob.id) {
                 Some(bytes) => bytes.clone(),
                 None => {
-                    return Err(Error::Git(warroom_runtime::git::GitError {
-                        args: "cat-file --batch".to_owned(),
+                    return Err(Error::Git(warroom_git::Error::Unexpected {
+                        command: "git cat-file --batch".to_owned(),
                         dir: self.mirror.dir().display().to_string(),
-                        message: format!("no contents for the blob {}", candidate.blob.id),
+                        detail: format!("no contents for the blob {}", candidate.blob.id),
                     }));
                 }
             };
@@ -355,7 +356,7 @@ impl Scanner<'_> {
 
     /// Publishes the messages of `plans`, [`IN_FLIGHT`] at a time, and returns each file's
     /// verdict once every one of them was acknowledged.
-    async fn publish(&self, plans: Vec<Plan>, head: &str) -> Result<Vec<(String, Verdict)>> {
+    async fn publish(&self, plans: Vec<Plan>, head: &CommitId) -> Result<Vec<(String, Verdict)>> {
         let accepted: Vec<&str> = plans
             .iter()
             .filter_map(|plan| match plan {
@@ -389,7 +390,7 @@ impl Scanner<'_> {
                         request,
                         trust,
                     } => {
-                        let commit = commits.get(&path).map_or(head, String::as_str);
+                        let commit = commits.get(&path).unwrap_or(head);
                         let verdict = self
                             .accept(&path, commit, id, &version, *request, trust)
                             .await?;
@@ -454,7 +455,7 @@ impl Scanner<'_> {
         change: Change,
         reused: bool,
         blob: &Blob,
-        head: &str,
+        head: &CommitId,
     ) -> Result<bool> {
         let Some(accepted) = self.accepted_version(id).await? else {
             return Ok(false);
@@ -501,7 +502,7 @@ impl Scanner<'_> {
                 kind,
                 file: path.to_owned(),
                 version: blob.id.clone(),
-                commit: head.to_owned(),
+                commit: head.to_string(),
                 at: warroom_proto::now(),
                 message,
             },
@@ -547,14 +548,12 @@ impl Scanner<'_> {
     async fn verify(
         &self,
         verifier: &Arc<Verifier>,
-        head: &str,
+        head: &CommitId,
         paths: Vec<String>,
     ) -> Result<BTreeMap<String, Vec<warroom_access::CommitSignature>>> {
         let verifier = Arc::clone(verifier);
         let repo = self.mirror.dir().to_path_buf();
-        let range = CommitRange::UpTo {
-            head: head.to_owned(),
-        };
+        let range = CommitRange::UpTo { head: head.clone() };
         let what = || match paths.as_slice() {
             [one] => one.clone(),
             many => format!("{} request files", many.len()),

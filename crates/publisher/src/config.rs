@@ -304,7 +304,7 @@ fn check_signing_key(key: &str, format: SigningFormat) -> Result<Signing, String
                 .map_err(|e| format!("cannot make the --signing-key {key} absolute: {e}"))?;
             std::fs::read(&path)
                 .map_err(|e| format!("cannot read the --signing-key {}: {e}", path.display()))?;
-            if let Some(problem) = warroom_runtime::identity::problem() {
+            if let Some(problem) = warroom_git::identity::problem() {
                 return Err(format!(
                     "the --signing-key {} cannot be used by ssh-keygen: {problem}",
                     path.display()
@@ -313,7 +313,7 @@ fn check_signing_key(key: &str, format: SigningFormat) -> Result<Signing, String
             // `-P ''` so that an encrypted key fails here instead of asking for a passphrase.
             let public = program_output(
                 "ssh-keygen",
-                warroom_runtime::identity::apply(&mut Command::new("ssh-keygen"))
+                warroom_git::identity::apply(&mut Command::new("ssh-keygen"))
                     .args(["-y", "-P", ""])
                     .arg("-f")
                     .arg(&path),

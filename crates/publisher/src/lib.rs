@@ -45,10 +45,11 @@ use warroom_runtime::Chain;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use tracing::{debug, error, info, warn};
+use warroom_git::CommitId;
 use warroom_proto::{PublisherInput, RequestId, RequestPhase, Stream, names};
 use warroom_runtime::retry::{self, Retryable as _};
 use warroom_runtime::shutdown::CancellationToken;
-use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, git::GitError, lease};
+use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, lease};
 
 pub use metrics::{Health, Metrics};
 
@@ -96,7 +97,7 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(warroom_runtime::config::InvalidConfig),
     #[error(transparent)]
-    Git(#[from] GitError),
+    Git(#[from] warroom_git::Error),
     #[error(transparent)]
     Bus(#[from] BusError),
     #[error("the batch was not pushed after {attempts} attempts; the last refusal: {reason}")]
@@ -126,7 +127,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct Published {
     /// The commit pushed; `None` when the batch changed nothing.
-    pub commit: Option<String>,
+    pub commit: Option<CommitId>,
     /// Requests whose status was written, with the phase written.
     pub statuses: Vec<(RequestId, RequestPhase)>,
     /// Messages that changed files.
@@ -226,7 +227,7 @@ async fn connect(config: &Config, settings: &Settings) -> Result<(Bus, Repo)> {
         &settings.work_dir,
         &settings.repo,
         &settings.branch,
-        settings.token.as_ref().map(|t| t.expose().to_owned()),
+        settings.token.as_ref().map(|t| t.as_ref().clone()),
         (&settings.author_name, &settings.author_email),
         settings.signing.as_ref(),
     )
@@ -336,7 +337,7 @@ struct Publisher {
 /// The commit a replica pushed last ([`Publisher::attempt`] builds on it without a fetch).
 #[derive(Debug, Clone)]
 struct OwnPush {
-    commit: String,
+    commit: CommitId,
     /// Batches committed on the replica's own pushes since it last fetched.
     unfetched: u32,
 }
@@ -604,7 +605,7 @@ impl Publisher {
     /// included. On success the pushed commit is remembered for the next batch.
     async fn apply_and_push(
         &self,
-        base: Option<String>,
+        base: Option<CommitId>,
         unfetched: u32,
         items: Arc<Vec<(usize, Item)>>,
     ) -> Result<(Published, Settled), AttemptError> {

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use warroom_runtime::git::{Git, GitError};
+use warroom_git::{CommitId, Git, SecretString};
 
 use warroom_runtime::config::InvalidConfig;
 
@@ -44,7 +44,7 @@ impl Repo {
         dir: &Path,
         url: &str,
         branch: &str,
-        token: Option<String>,
+        token: Option<SecretString>,
         author: (&str, &str),
         signing: Option<&Signing>,
     ) -> Result<Self> {
@@ -70,7 +70,7 @@ impl Repo {
                     dir.display()
                 ))));
             }
-            git.run(&["init", "--quiet"]).await?;
+            git.run_async(&["init", "--quiet"]).await?;
         }
         // A crash in the middle of a commit leaves the index locked; nobody else uses this
         // clone, so the lock is stale.
@@ -84,7 +84,7 @@ impl Repo {
             ("core.hooksPath", "/dev/null"),
             ("advice.detachedHead", "false"),
         ] {
-            git.run(&["config", "--local", key, value]).await?;
+            git.run_async(&["config", "--local", key, value]).await?;
         }
         Ok(Repo {
             git,
@@ -105,44 +105,36 @@ impl Repo {
     /// of the tip and never reads history, so its first fetch after a start costs the same
     /// at ten commits or a hundred thousand, and the working clone is kept across restarts.
     /// A push from the shallow clone carries just the new commit, whose parent the remote has.
-    pub async fn fetch(&self) -> Result<Option<String>> {
+    pub async fn fetch(&self) -> Result<Option<CommitId>> {
         let refspec = format!("+refs/heads/{}:{}", self.branch, self.tracking);
-        let out = within(
-            "git fetch",
-            self.git.output(&[
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                "--depth",
-                "1",
-                &self.url,
-                &refspec,
-            ]),
-        )
-        .await??;
+        let args = [
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--depth",
+            "1",
+            &self.url,
+            &refspec,
+        ];
+        let out = within("git fetch", self.git.output_async(&args)).await??;
         if !out.success {
             if out.stderr.contains("couldn't find remote ref") {
                 let _ = self
                     .git
-                    .output(&["update-ref", "-d", &self.tracking])
+                    .output_async(&["update-ref", "-d", &self.tracking])
                     .await?;
                 return Ok(None);
             }
-            return Err(Error::Git(GitError {
-                args: format!("fetch {} {refspec}", self.url),
-                dir: self.dir().display().to_string(),
-                message: out.stderr.trim().to_owned(),
-            }));
+            return Err(Error::Git(self.git.failed(&args, &out.stderr)));
         }
-        let head = self
-            .git
-            .run(&[
-                "rev-parse",
-                "--verify",
-                &format!("{}^{{commit}}", self.tracking),
-            ])
-            .await?;
-        Ok(Some(head.trim().to_owned()))
+        let head = self.git.resolve_async(&self.tracking).await?;
+        if head.is_none() {
+            return Err(Error::Git(self.git.unexpected(
+                &args,
+                format!("the fetch left no commit at {}", self.tracking),
+            )));
+        }
+        Ok(head)
     }
 
     /// Makes the working tree exactly `base` (or empty when there is none), dropping
@@ -151,21 +143,21 @@ impl Repo {
         match base {
             Some(commit) => {
                 self.git
-                    .run(&["checkout", "--quiet", "--force", "--detach", commit])
+                    .run_async(&["checkout", "--quiet", "--force", "--detach", commit])
                     .await?;
             }
             None => {
                 let _ = self
                     .git
-                    .output(&["update-ref", "-d", UNBORN_BRANCH])
+                    .output_async(&["update-ref", "-d", UNBORN_BRANCH])
                     .await?;
                 self.git
-                    .run(&["symbolic-ref", "HEAD", UNBORN_BRANCH])
+                    .run_async(&["symbolic-ref", "HEAD", UNBORN_BRANCH])
                     .await?;
-                self.git.run(&["read-tree", "--empty"]).await?;
+                self.git.run_async(&["read-tree", "--empty"]).await?;
             }
         }
-        self.git.run(&["clean", "-ffdxq"]).await?;
+        self.git.run_async(&["clean", "-ffdxq"]).await?;
         Ok(())
     }
 
@@ -179,7 +171,7 @@ impl Repo {
     /// packs.
     pub async fn commit(&self, message: &str) -> Result<bool> {
         self.git
-            .run(&[
+            .run_async(&[
                 "-c",
                 "core.bigFileThreshold=1",
                 "add",
@@ -188,12 +180,15 @@ impl Repo {
                 ".",
             ])
             .await?;
-        let diff = self.git.output(&["diff", "--cached", "--quiet"]).await?;
+        let diff = self
+            .git
+            .output_async(&["diff", "--cached", "--quiet"])
+            .await?;
         if diff.success {
             return Ok(false);
         }
         self.git
-            .run(&["commit", "--quiet", "--no-verify", "--message", message])
+            .run_async(&["commit", "--quiet", "--no-verify", "--message", message])
             .await?;
         Ok(true)
     }
@@ -213,7 +208,7 @@ impl Repo {
         let out = within(
             "git push",
             self.git
-                .output(&["push", "--quiet", "--porcelain", &lease, &self.url, &target]),
+                .output_async(&["push", "--quiet", "--porcelain", &lease, &self.url, &target]),
         )
         .await??;
         if out.success {
@@ -227,13 +222,10 @@ impl Repo {
     }
 
     /// The commit `HEAD` points at.
-    pub async fn head(&self) -> Result<String> {
-        Ok(self
-            .git
-            .run(&["rev-parse", "HEAD"])
-            .await?
-            .trim()
-            .to_owned())
+    pub async fn head(&self) -> Result<CommitId> {
+        let args = ["rev-parse", "HEAD"];
+        let head = self.git.run_async(&args).await?;
+        Ok(self.git.commit_id(&args, &head)?)
     }
 }
 

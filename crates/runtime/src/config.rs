@@ -101,11 +101,11 @@ pub fn git_token(
         .map(|t| t.expose().trim().to_owned())
         .filter(|t| !t.is_empty())
         .map(Secret::new);
-    if token.is_some() && repo.is_some_and(|r| r.starts_with("http://")) {
-        problems.push(
-            "--repo is a plain http:// URL but a git token is set; the token would cross \
-             the network unencrypted: use https://",
-        );
+    if let Some(repo) = repo
+        && let Err(refused) =
+            warroom_git::refuse_token_over_http(repo, token.as_ref().map(AsRef::as_ref))
+    {
+        problems.push(format!("--repo: {refused}"));
     }
     token
 }

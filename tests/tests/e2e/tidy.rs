@@ -114,6 +114,32 @@ fn only_proto_checks_tokens() {
 }
 
 #[test]
+fn only_warroom_git_starts_git_gpg_or_ssh_keygen() {
+    // One sealed environment for every git, gpg and ssh-keygen child of the product. The
+    // local stack (`crates/dev`) sets up its own demo repository and keys, as a user would;
+    // the publisher's `--signing-key` check runs ssh-keygen and gpg on the key itself, with
+    // `warroom_git::identity`.
+    let found = offenders(
+        &product_code(rust_files()),
+        &[
+            "crates/git/",
+            "crates/dev/",
+            "crates/publisher/src/config.rs",
+        ],
+        |line| {
+            ["git", "gpg", "ssh-keygen"]
+                .iter()
+                .any(|program| line.contains(&format!("Command::new(\"{program}\")")))
+        },
+    );
+    assert!(
+        found.is_empty(),
+        "git, gpg and ssh-keygen run through warroom_git:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
 fn only_the_publisher_writes_to_git() {
     // Pushing is what writes to the shared repository; the engineer's CLI pushes its own
     // request files, and the local stack and tests push to their own bare remotes.
@@ -126,7 +152,7 @@ fn only_the_publisher_writes_to_git() {
             "tests/",
             "crates/access/tests/",
             "crates/gateway/tests/",
-            "crates/runtime/src/git.rs",
+            "crates/git/tests/",
             // Reads the name of GitHub's `push` webhook event; it writes nothing.
             "crates/gateway/src/webhook.rs",
         ],

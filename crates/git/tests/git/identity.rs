@@ -1,4 +1,4 @@
-//! Commits signed and verified through `git::Git` (the publisher's signing, and what
+//! Commits signed and verified through `warroom_git::Git` (the publisher's signing, and what
 //! `claude-warroom status --verify` checks) under a UID with no passwd entry, as OpenShift runs
 //! containers: `ssh-keygen` stops with "No user exists for uid ..." there unless
 //! `identity` wraps it with nss_wrapper. The test prepares a key as root, then runs itself
@@ -7,17 +7,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use warroom_runtime::git::Git;
+use warroom_git::Git;
 
 /// A UID (and GID) that no passwd entry names.
 const UID_WITHOUT_PASSWD: u32 = 54321;
 /// Set in the environment of this test binary when it runs again as that UID.
-const AS_CHILD: &str = "WARROOM_RUNTIME_TEST_DIR_AS_UID_WITHOUT_PASSWD";
+const AS_CHILD: &str = "WARROOM_GIT_TEST_DIR_AS_UID_WITHOUT_PASSWD";
 
-#[tokio::test]
-async fn git_signs_and_verifies_under_a_uid_without_a_passwd_entry() {
+#[test]
+fn git_signs_and_verifies_under_a_uid_without_a_passwd_entry() {
     if let Some(dir) = std::env::var_os(AS_CHILD) {
-        sign_and_verify(&PathBuf::from(dir)).await;
+        sign_and_verify(&PathBuf::from(dir));
         return;
     }
     let dir = tempfile::tempdir().expect("a temporary folder");
@@ -61,7 +61,7 @@ async fn git_signs_and_verifies_under_a_uid_without_a_passwd_entry() {
     let child = as_uid(&me)
         .args([
             "--exact",
-            "git_signs_and_verifies_under_a_uid_without_a_passwd_entry",
+            "identity::git_signs_and_verifies_under_a_uid_without_a_passwd_entry",
             "--nocapture",
         ])
         .env(AS_CHILD, dir.path())
@@ -76,7 +76,7 @@ async fn git_signs_and_verifies_under_a_uid_without_a_passwd_entry() {
 }
 
 /// The child: a commit signed as the publisher signs them, then verified by git.
-async fn sign_and_verify(dir: &Path) {
+fn sign_and_verify(dir: &Path) {
     assert!(
         nix::unistd::User::from_uid(nix::unistd::getuid())
             .expect("the user database")
@@ -95,13 +95,11 @@ async fn sign_and_verify(dir: &Path) {
         .with_config("user.signingkey", &key.display().to_string())
         .with_config("commit.gpgsign", "true")
         .with_config("gpg.ssh.allowedSignersFile", &signers.display().to_string());
-    git.run(&["init", "--quiet"]).await.expect("git init");
+    git.run(&["init", "--quiet"]).expect("git init");
     git.run(&["commit", "--quiet", "--allow-empty", "-m", "results"])
-        .await
         .expect("a signed commit");
     let verified = git
         .output(&["verify-commit", "HEAD"])
-        .await
         .expect("git verify-commit");
     assert!(verified.success, "{}", verified.stderr);
     assert!(

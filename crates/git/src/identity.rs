@@ -9,8 +9,8 @@
 //! into a private temporary folder once, and every child that needs them is started with
 //! `LD_PRELOAD=libnss_wrapper.so NSS_WRAPPER_PASSWD=... NSS_WRAPPER_GROUP=...`.
 //!
-//! [`apply`] and [`apply_tokio`] are the one place that does it: `git::Git`, the publisher's
-//! signing-key check and warroom-access's signature verification call them for every child.
+//! [`apply`] is the one place that does it: [`crate::Git`] and [`crate::signature::Signers`]
+//! call it for every git and gpg child, the publisher's signing-key check for `ssh-keygen`.
 //! [`problem`] tells `--check` and start-up when the UID has no entry and the library is
 //! missing (the Debian package `libnss-wrapper`).
 
@@ -75,11 +75,6 @@ pub fn child_env() -> &'static [(&'static str, OsString)] {
 /// Gives `command` what it needs to find its user (see the module documentation). Call it
 /// after any `env_clear`.
 pub fn apply(command: &mut std::process::Command) -> &mut std::process::Command {
-    command.envs(child_env().iter().map(|(k, v)| (k, v)))
-}
-
-/// [`apply`] for a tokio command.
-pub fn apply_tokio(command: &mut tokio::process::Command) -> &mut tokio::process::Command {
     command.envs(child_env().iter().map(|(k, v)| (k, v)))
 }
 
