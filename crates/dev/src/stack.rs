@@ -528,7 +528,14 @@ impl DaemonSpec {
             Kind::Runner => {
                 let mut config: warroom_runner::Config = parse(binary, &self.args)?;
                 config.common.health_addr = None;
-                spawn(daemons, &self.name, warroom_runner::run(config, shutdown));
+                let settings = config
+                    .validate()
+                    .with_context(|| format!("{binary} configuration"))?;
+                spawn(
+                    daemons,
+                    &self.name,
+                    warroom_runner::run(settings, Default::default(), shutdown),
+                );
             }
             Kind::Publisher => {
                 let mut config: warroom_publisher::Config = parse(binary, &self.args)?;

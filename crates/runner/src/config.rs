@@ -120,10 +120,41 @@ pub struct Config {
     pub common: warroom_runtime::CommonArgs,
 }
 
+/// The runner's configuration, checked by [`Config::validate`]: only a valid configuration
+/// becomes `Settings`, and [`crate::run`] takes nothing else.
+#[derive(Debug, Clone)]
+pub struct Settings(Config);
+
+impl std::ops::Deref for Settings {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.0
+    }
+}
+
+impl warroom_runtime::daemon::Daemon for Config {
+    const PROGRAM: &'static str = "warroom-runner";
+    type Settings = Settings;
+    type Metrics = crate::metrics::Metrics;
+
+    fn common(&self) -> &warroom_runtime::CommonArgs {
+        &self.common
+    }
+
+    fn validate(&self) -> std::result::Result<Settings, InvalidConfig> {
+        Config::validate(self)
+    }
+
+    fn check(&self) -> std::result::Result<String, InvalidConfig> {
+        Config::check(self)
+    }
+}
+
 impl Config {
-    /// Checks what clap cannot; called before any I/O.
-    pub fn validate(&self) -> Result<()> {
-        self.problems().finish().map_err(Error::Config)
+    /// Checks what clap cannot, before any I/O: the settings, or every problem at once.
+    pub fn validate(&self) -> std::result::Result<Settings, InvalidConfig> {
+        self.problems().finish()?;
+        Ok(Settings(self.clone()))
     }
 
     /// `--check`: everything [`Config::validate`] checks (the CLI and the guard found and

@@ -46,7 +46,7 @@ use warroom_proto::{ReplicaId, RunnerHeartbeat, Stream, Subject, Task, names};
 use warroom_runtime::shutdown::CancellationToken;
 use warroom_runtime::{Bus, Consumer, ConsumerSpec};
 
-pub use crate::config::{ApiKey, Config, MAX_CONCURRENCY};
+pub use crate::config::{ApiKey, Config, MAX_CONCURRENCY, Settings};
 pub use crate::metrics::{Health, Metrics, NotRun, NotRunLabels, OutcomeLabels};
 
 /// How often a task is delivered before the server gives it up. A task runs at most
@@ -79,10 +79,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Runs the runner until `shutdown` resolves. The tasks in flight at shutdown are stopped and
 /// handed back (nak) so another replica, or the next start, runs them.
 pub async fn run(
-    config: Config,
+    config: Settings,
+    health: Health,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    config.validate()?;
     let model_api = config.model_api()?;
     // Orphans of the agent's commands come to the runner, and a crashed run's leftovers go
     // before the first task.
@@ -93,7 +93,6 @@ pub async fn run(
     }
     let stop = warroom_runtime::shutdown::token(shutdown);
 
-    let health = Health::new();
     health.spawn_server(config.common.health_addr, stop.clone().cancelled_owned());
 
     // The connection is retried until NATS is up; shutdown must still end that wait.
@@ -107,19 +106,7 @@ pub async fn run(
         bus = Bus::connect(&connection, &client_name) => bus?,
     };
     let consumer_name = names::runner_consumer(&config.cluster);
-    let mut consumer = bus
-        .consume::<Task>(ConsumerSpec {
-            filter: Some(Subject::Task(config.cluster.clone())),
-            ack_wait: config.ack_wait,
-            max_deliver: MAX_DELIVER,
-            batch: 1,
-            ..ConsumerSpec::new(
-                Stream::Tasks,
-                consumer_name.clone(),
-                "claude-warroom runner: this cluster's tasks",
-            )
-        })
-        .await?;
+    let mut consumer = task_consumer(&bus, &config, &consumer_name).await?;
 
     let runner = Arc::new(task::Runner::new(
         &config,
@@ -165,6 +152,27 @@ pub async fn run(
     bus.flush(FLUSH_TIMEOUT).await;
     info!(cluster = %config.cluster, "runner stopped");
     Ok(())
+}
+
+/// The durable consumer of this cluster's tasks, one at a time per pull.
+async fn task_consumer(
+    bus: &Bus,
+    config: &Config,
+    consumer_name: &str,
+) -> Result<warroom_runtime::Consumer<Task>> {
+    Ok(bus
+        .consume::<Task>(ConsumerSpec {
+            filter: Some(Subject::Task(config.cluster.clone())),
+            ack_wait: config.ack_wait,
+            max_deliver: MAX_DELIVER,
+            batch: 1,
+            ..ConsumerSpec::new(
+                Stream::Tasks,
+                consumer_name.to_owned(),
+                "claude-warroom runner: this cluster's tasks",
+            )
+        })
+        .await?)
 }
 
 /// The pull loop: takes a task only when one of the `concurrency` slots is free and runs it

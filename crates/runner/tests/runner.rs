@@ -141,9 +141,14 @@ impl Harness {
         let args = std::iter::once("warroom-runner".to_owned()).chain(self.runner_args(extra_args));
         let config: Config = clap::Parser::try_parse_from(args).expect("valid runner arguments");
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let runner = tokio::spawn(warroom_runner::run(config, async move {
-            let _ = stop_rx.await;
-        }));
+        let settings = config.validate().expect("valid runner configuration");
+        let runner = tokio::spawn(warroom_runner::run(
+            settings,
+            warroom_runner::Health::new(),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
         self.runners.push((stop_tx, runner));
     }
 
