@@ -5,10 +5,7 @@ use std::time::Duration;
 
 use warroom_runtime::CommonArgs;
 pub use warroom_runtime::config::Secret;
-use warroom_runtime::config::{
-    Invalid, InvalidConfig, Problems, check_branch, check_repo, git_token, secret_setting,
-    short_hash,
-};
+use warroom_runtime::config::{Invalid, InvalidConfig, Problems, secret_setting, short_hash};
 
 use crate::{Error, Result};
 
@@ -19,15 +16,8 @@ pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "warroom-gateway", version, about, long_about = None)]
 pub struct Config {
-    /// The git remote to follow: a local path, file://, ssh://, scp-like (git@host:org/repo)
-    /// or https:// URL. Never put credentials in the URL: an https token comes from
-    /// WARROOM_GIT_TOKEN.
-    #[arg(long, env = "WARROOM_REPO")]
-    pub repo: String,
-
-    /// The branch to follow.
-    #[arg(long, env = "WARROOM_BRANCH", default_value = "main")]
-    pub branch: String,
+    #[command(flatten)]
+    pub git: warroom_runtime::config::GitArgs,
 
     /// How often the remote head is checked: a number with a unit (`500ms`, `5s`, `2m`,
     /// `1h`) or a plain number of seconds. At least 100ms.
@@ -39,17 +29,6 @@ pub struct Config {
     /// `<system temp dir>/warroom-gateway/<hash of repo and branch>`.
     #[arg(long, env = "WARROOM_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
-
-    /// Token for https remotes (GitHub: a PAT or an installation token). Read it from the
-    /// environment, not the command line, where other users could see it. Never logged.
-    /// The gateway only reads: give it a read-only token, not the publisher's.
-    #[arg(long, env = "WARROOM_GIT_TOKEN", hide_env_values = true)]
-    pub git_token: Option<Secret>,
-
-    /// A file holding the git token (a mounted Secret), read once at start, its trailing line
-    /// break dropped. Instead of --git-token.
-    #[arg(long, env = "WARROOM_GIT_TOKEN_FILE", value_name = "FILE")]
-    pub git_token_file: Option<PathBuf>,
 
     /// The secure-zone policy file (`WarroomPolicy`, see crates/access/POLICY.md): who may run
     /// requests on which clusters, proven by signed commits. Validated at start (an invalid
@@ -192,8 +171,7 @@ impl Config {
     /// Checks every value into `problems` and, when all are good, returns the settings.
     fn settings(&self, problems: &mut Problems) -> Option<Settings> {
         problems.extend(self.common.problems());
-        let repo = problems.check(check_repo(&self.repo));
-        problems.check(check_branch(&self.branch));
+        let repo = self.git.checked_repo(problems);
         // The interval parser refuses too short values already; a Config built in code may
         // bypass it.
         if self.poll_interval < MIN_POLL_INTERVAL {
@@ -225,7 +203,7 @@ impl Config {
             None => repo.as_ref().map(|repo| {
                 std::env::temp_dir()
                     .join("warroom-gateway")
-                    .join(short_hash(&format!("{repo}\n{}", self.branch), 16))
+                    .join(short_hash(&format!("{repo}\n{}", self.git.branch), 16))
             }),
         };
         let trust = match (&self.policy, self.insecure_allow_unsigned) {
@@ -255,12 +233,7 @@ impl Config {
                 "--policy: signatures cannot be verified: {problem}"
             ));
         }
-        let token = git_token(
-            problems,
-            self.git_token.as_ref(),
-            self.git_token_file.as_deref(),
-            repo.as_deref(),
-        );
+        let token = self.git.token(problems, repo.as_deref());
         let webhook_secret = secret_setting(
             (
                 "--webhook-secret (WARROOM_WEBHOOK_SECRET)",
@@ -307,7 +280,7 @@ impl Config {
         };
         Some(Settings {
             repo,
-            branch: self.branch.clone(),
+            branch: self.git.branch.clone(),
             poll_interval: self.poll_interval,
             work_dir,
             token,
@@ -375,7 +348,7 @@ mod tests {
     #[test]
     fn defaults_are_documented_ones() {
         let c = config(&["--repo", "/srv/git/warroom.git"]);
-        assert_eq!(c.branch, "main");
+        assert_eq!(c.git.branch, "main");
         assert_eq!(c.poll_interval, Duration::from_secs(5));
         let s = c.validate().unwrap();
         assert!(s.work_dir.starts_with(std::env::temp_dir()));

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use warroom_runtime::CommonArgs;
 pub use warroom_runtime::config::Secret;
-use warroom_runtime::config::{
-    InvalidConfig, Problems, check_branch, check_repo, git_token, short_hash,
-};
+use warroom_runtime::config::{InvalidConfig, Problems, short_hash};
 
 use crate::{Error, Result};
 
@@ -22,15 +20,8 @@ pub const MAX_PUSH_ATTEMPTS: u32 = 100;
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "warroom-publisher", version, about, long_about = None)]
 pub struct Config {
-    /// The git remote to write to: a local path, file://, ssh://, scp-like (git@host:org/repo)
-    /// or https:// URL. Never put credentials in the URL: an https token comes from
-    /// WARROOM_GIT_TOKEN.
-    #[arg(long, env = "WARROOM_REPO")]
-    pub repo: String,
-
-    /// The branch to commit results to.
-    #[arg(long, env = "WARROOM_BRANCH", default_value = "main")]
-    pub branch: String,
+    #[command(flatten)]
+    pub git: warroom_runtime::config::GitArgs,
 
     /// The publisher's own working clone, kept across restarts. It is reset to the remote
     /// branch before every batch, so it holds nothing that is not in the remote: any empty or
@@ -39,16 +30,6 @@ pub struct Config {
     /// `<system temp dir>/warroom-publisher/<hash of repo and branch>`.
     #[arg(long, env = "WARROOM_PUBLISHER_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
-
-    /// Token for https remotes (GitHub: a PAT or an installation token). Read it from the
-    /// environment, not the command line, where other users could see it. Never logged.
-    #[arg(long, env = "WARROOM_GIT_TOKEN", hide_env_values = true)]
-    pub git_token: Option<Secret>,
-
-    /// A file holding the git token (a mounted Secret), read once at start, its trailing line
-    /// break dropped. Instead of --git-token.
-    #[arg(long, env = "WARROOM_GIT_TOKEN_FILE", value_name = "FILE")]
-    pub git_token_file: Option<PathBuf>,
 
     /// The author and committer name of result commits.
     #[arg(
@@ -215,8 +196,7 @@ impl Config {
     /// Checks every value into `problems` and, when all are good, returns the settings.
     fn settings(&self, problems: &mut Problems) -> Option<Settings> {
         problems.extend(self.common.problems());
-        let repo = problems.check(check_repo(&self.repo));
-        problems.check(check_branch(&self.branch));
+        let repo = self.git.checked_repo(problems);
         problems.check(check_identity("--author-name", &self.author_name));
         problems.check(check_identity("--author-email", &self.author_email));
         if self.batch_window > MAX_BATCH_WINDOW {
@@ -237,13 +217,8 @@ impl Config {
                 self.push_attempts
             ));
         }
-        let work_dir = problems.check(self.work_dir(repo.as_deref().unwrap_or(&self.repo)));
-        let token = git_token(
-            problems,
-            self.git_token.as_ref(),
-            self.git_token_file.as_deref(),
-            repo.as_deref(),
-        );
+        let work_dir = problems.check(self.work_dir(repo.as_deref().unwrap_or(&self.git.repo)));
+        let token = self.git.token(problems, repo.as_deref());
         let signing = match self.signing_key.as_deref() {
             None => None,
             Some(key) => problems.check(check_signing_key(key, self.signing_format)),
@@ -256,7 +231,7 @@ impl Config {
         };
         Some(Settings {
             repo,
-            branch: self.branch.clone(),
+            branch: self.git.branch.clone(),
             work_dir,
             token,
             author_name: self.author_name.trim().to_owned(),
@@ -284,7 +259,7 @@ impl Config {
                 .map_err(|e| format!("cannot make the --work-dir {} absolute: {e}", dir.display())),
             None => Ok(std::env::temp_dir()
                 .join("warroom-publisher")
-                .join(short_hash(&format!("{repo}\n{}", self.branch), 16))),
+                .join(short_hash(&format!("{repo}\n{}", self.git.branch), 16))),
         }
     }
 }
@@ -431,7 +406,7 @@ mod tests {
     #[test]
     fn defaults_are_the_documented_ones() {
         let c = config(&["--repo", "/srv/git/warroom.git"]);
-        assert_eq!(c.branch, "main");
+        assert_eq!(c.git.branch, "main");
         assert_eq!(c.batch_window, Duration::from_millis(300));
         assert_eq!(c.push_attempts, 10);
         assert_eq!(c.ack_wait, Duration::from_secs(120));

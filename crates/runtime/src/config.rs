@@ -83,6 +83,51 @@ pub fn secret_setting(
     }
 }
 
+/// The remote a daemon reads (the gateway) or writes (the publisher), flattened into its
+/// clap configuration: the same flags, variables and checks for both.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GitArgs {
+    /// The git remote: a local path, file://, ssh://, scp-like (git@host:org/repo) or
+    /// https:// URL. Never put credentials in the URL: an https token comes from
+    /// WARROOM_GIT_TOKEN.
+    #[arg(long, env = "WARROOM_REPO")]
+    pub repo: String,
+
+    /// The branch: the gateway follows it, the publisher commits results to it.
+    #[arg(long, env = "WARROOM_BRANCH", default_value = "main")]
+    pub branch: String,
+
+    /// Token for https remotes (GitHub: a PAT or an installation token). Read it from the
+    /// environment, not the command line, where other users could see it. Never logged. The
+    /// gateway only reads: give it a read-only token, not the publisher's.
+    #[arg(long, env = "WARROOM_GIT_TOKEN", hide_env_values = true)]
+    pub git_token: Option<Secret>,
+
+    /// A file holding the git token (a mounted Secret), read once at start, its trailing line
+    /// break dropped. Instead of --git-token.
+    #[arg(long, env = "WARROOM_GIT_TOKEN_FILE", value_name = "FILE")]
+    pub git_token_file: Option<std::path::PathBuf>,
+}
+
+impl GitArgs {
+    /// Checks `--repo` and `--branch` into `problems`: the remote as git should be given it.
+    pub fn checked_repo(&self, problems: &mut Problems) -> Option<String> {
+        let repo = problems.check(check_repo(&self.repo));
+        problems.check(check_branch(&self.branch));
+        repo
+    }
+
+    /// The token ([`git_token`]) for the checked `repo`.
+    pub fn token(&self, problems: &mut Problems, repo: Option<&str>) -> Option<Secret> {
+        git_token(
+            problems,
+            self.git_token.as_ref(),
+            self.git_token_file.as_deref(),
+            repo,
+        )
+    }
+}
+
 /// The git token of a daemon that reads or pushes `repo`: `--git-token` or
 /// `--git-token-file`, never both, blank meaning none; refused over plain `http://`, where it
 /// would cross the network unencrypted. Problems are noted in `problems`.
