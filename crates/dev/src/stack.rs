@@ -511,7 +511,14 @@ impl DaemonSpec {
                     config.policy = None;
                 }
                 config.common.health_addr = None;
-                spawn(daemons, &self.name, warroom_gateway::run(config, shutdown));
+                let settings = config
+                    .validate()
+                    .with_context(|| format!("{binary} configuration"))?;
+                spawn(
+                    daemons,
+                    &self.name,
+                    warroom_gateway::run(settings, Default::default(), shutdown),
+                );
             }
             Kind::Dispatcher => {
                 let mut config: warroom_dispatcher::Config = parse(binary, &self.args)?;

@@ -7,7 +7,7 @@ use warroom_runtime::CommonArgs;
 pub use warroom_runtime::config::Secret;
 use warroom_runtime::config::{Invalid, InvalidConfig, Problems, secret_setting, short_hash};
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// Shortest poll interval accepted: a head check is cheap, but not free for the git host.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -81,20 +81,23 @@ pub fn parse_interval(text: &str) -> Result<Duration, Invalid> {
     Ok(duration)
 }
 
-/// The configuration after validation: what `run` works with.
+/// The configuration after validation ([`Config::validate`]): what [`crate::run`] works with.
 #[derive(Debug, Clone)]
-pub(crate) struct Settings {
+pub struct Settings {
+    pub(crate) common: CommonArgs,
+    /// `--insecure-allow-unsigned` was given along with a policy, which wins.
+    pub(crate) ignores_insecure_flag: bool,
     /// The remote as git is given it (a local path made absolute).
-    pub repo: String,
-    pub branch: String,
-    pub poll_interval: Duration,
-    pub work_dir: PathBuf,
-    pub token: Option<Secret>,
-    pub allowed_clusters: Vec<String>,
+    pub(crate) repo: String,
+    pub(crate) branch: String,
+    pub(crate) poll_interval: Duration,
+    pub(crate) work_dir: PathBuf,
+    pub(crate) token: Option<Secret>,
+    pub(crate) allowed_clusters: Vec<String>,
     /// How requests are authorized: by the policy file, or not at all.
-    pub trust: Trust,
+    pub(crate) trust: Trust,
     /// Where to listen for webhooks, and their secret.
-    pub webhook: Option<(std::net::SocketAddr, Secret)>,
+    pub(crate) webhook: Option<(std::net::SocketAddr, Secret)>,
 }
 
 /// Who is believed to have written a request.
@@ -106,19 +109,33 @@ pub(crate) enum Trust {
     Unsigned,
 }
 
+impl warroom_runtime::daemon::Daemon for Config {
+    const PROGRAM: &'static str = "warroom-gateway";
+    type Settings = Settings;
+    type Metrics = crate::metrics::Metrics;
+
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+
+    fn validate(&self) -> Result<Settings, InvalidConfig> {
+        Config::validate(self)
+    }
+
+    fn check(&self) -> Result<String, InvalidConfig> {
+        Config::check(self)
+    }
+}
+
 impl Config {
-    /// Checks every value and resolves the defaults, without touching the network or git.
-    pub(crate) fn validate(&self) -> Result<Settings> {
-        // Every problem is reported at once, one per line, as request validation does.
+    /// Checks every value and resolves the defaults, without touching the network or git:
+    /// the settings, or every problem at once, one per line, as request validation does.
+    pub fn validate(&self) -> Result<Settings, InvalidConfig> {
         let mut problems = Problems::new();
         let settings = self.settings(&mut problems);
-        problems.finish().map_err(Error::Config)?;
-        settings.ok_or_else(|| {
-            // Unreachable: a failed check noted a problem, and `finish` returned it.
-            Error::Config(InvalidConfig::one(
-                "--repo, --work-dir or --policy is invalid",
-            ))
-        })
+        problems.finish()?;
+        // `None` only with a problem noted, which `finish` returned.
+        settings.ok_or_else(|| InvalidConfig::one("--repo, --work-dir or --policy is invalid"))
     }
 
     /// `--check`: everything [`Config::validate`] checks, and the policy file read, parsed
@@ -181,19 +198,7 @@ impl Config {
                 MIN_POLL_INTERVAL.as_millis()
             ));
         }
-        let mut allowed_clusters = Vec::new();
-        for cluster in &self.allowed_clusters {
-            let cluster = cluster.trim();
-            if cluster.is_empty() {
-                continue;
-            }
-            match warroom_proto::ClusterName::problem(cluster) {
-                Some(problem) => problems.push(format!(
-                    "--allowed-clusters: the cluster name `{cluster}` {problem}"
-                )),
-                None => allowed_clusters.push(cluster.to_owned()),
-            }
-        }
+        let allowed_clusters = self.allowed_clusters(problems);
         let work_dir = match &self.work_dir {
             Some(dir) if dir.as_os_str().is_empty() => {
                 problems.push("--work-dir must not be empty");
@@ -206,6 +211,31 @@ impl Config {
                     .join(short_hash(&format!("{repo}\n{}", self.git.branch), 16))
             }),
         };
+        let trust = self.trust(problems);
+        let token = self.git.token(problems, repo.as_deref());
+        let webhook = self.webhook(problems);
+        if !problems.is_empty() {
+            return None;
+        }
+        let (Some(repo), Some(work_dir), Some(trust)) = (repo, work_dir, trust) else {
+            return None;
+        };
+        Some(Settings {
+            common: self.common.clone(),
+            ignores_insecure_flag: self.insecure_allow_unsigned && self.policy.is_some(),
+            repo,
+            branch: self.git.branch.clone(),
+            poll_interval: self.poll_interval,
+            work_dir,
+            token,
+            allowed_clusters,
+            trust,
+            webhook,
+        })
+    }
+
+    /// `--policy` or `--insecure-allow-unsigned`: who is believed to have written a request.
+    fn trust(&self, problems: &mut Problems) -> Option<Trust> {
         let trust = match (&self.policy, self.insecure_allow_unsigned) {
             (Some(path), _) if path.as_os_str().is_empty() => {
                 problems.push("--policy must not be empty");
@@ -233,7 +263,29 @@ impl Config {
                 "--policy: signatures cannot be verified: {problem}"
             ));
         }
-        let token = self.git.token(problems, repo.as_deref());
+        trust
+    }
+
+    /// `--allowed-clusters`, each a valid cluster name; blanks are skipped.
+    fn allowed_clusters(&self, problems: &mut Problems) -> Vec<String> {
+        let mut allowed_clusters = Vec::new();
+        for cluster in &self.allowed_clusters {
+            let cluster = cluster.trim();
+            if cluster.is_empty() {
+                continue;
+            }
+            match warroom_proto::ClusterName::problem(cluster) {
+                Some(problem) => problems.push(format!(
+                    "--allowed-clusters: the cluster name `{cluster}` {problem}"
+                )),
+                None => allowed_clusters.push(cluster.to_owned()),
+            }
+        }
+        allowed_clusters
+    }
+
+    /// `--webhook-addr` with its secret (inline or as a file), both or neither.
+    fn webhook(&self, problems: &mut Problems) -> Option<(std::net::SocketAddr, Secret)> {
         let webhook_secret = secret_setting(
             (
                 "--webhook-secret (WARROOM_WEBHOOK_SECRET)",
@@ -252,7 +304,7 @@ impl Config {
             .map(|secret| secret.expose().trim().to_owned())
             .filter(|secret| !secret.is_empty());
         let secret_given = self.webhook_secret.is_some() || self.webhook_secret_file.is_some();
-        let webhook = match (self.webhook_addr, webhook_secret) {
+        match (self.webhook_addr, webhook_secret) {
             (None, _) if !secret_given => None,
             (Some(addr), Some(secret)) => Some((addr, Secret::new(secret))),
             (Some(_), None) if secret_failed => None,
@@ -271,23 +323,7 @@ impl Config {
                 );
                 None
             }
-        };
-        if !problems.is_empty() {
-            return None;
         }
-        let (Some(repo), Some(work_dir), Some(trust)) = (repo, work_dir, trust) else {
-            return None;
-        };
-        Some(Settings {
-            repo,
-            branch: self.git.branch.clone(),
-            poll_interval: self.poll_interval,
-            work_dir,
-            token,
-            allowed_clusters,
-            trust,
-            webhook,
-        })
     }
 }
 

@@ -39,10 +39,10 @@ use warroom_git::CommitId;
 use warroom_proto::names;
 use warroom_runtime::{Bus, BusError};
 
-pub use config::{Config, MIN_POLL_INTERVAL, Secret, parse_interval};
+pub use config::{Config, MIN_POLL_INTERVAL, Secret, Settings, parse_interval};
 pub use metrics::{Health, Metrics, RefusalLabels};
 
-use crate::config::{Settings, Trust};
+use crate::config::Trust;
 use crate::mirror::Mirror;
 use crate::scan::{Range, Scanner};
 use warroom_runtime::config::short_hash;
@@ -103,26 +103,62 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The cause of an error whose sources differ in type (a KV read or write, a task).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Runs the gateway until `shutdown` resolves.
+/// Runs the gateway until `shutdown` resolves, reporting readiness and [`Metrics`] into
+/// `health` (which tests and an embedding process can read).
 pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    run_with_health(config, Health::new(), shutdown).await
-}
-
-/// [`run`], reporting readiness and [`Metrics`] into `health` (which tests and an embedding
-/// process can read).
-pub async fn run_with_health(
-    config: Config,
+    settings: Settings,
     health: Health,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let settings = config.validate()?;
     let shutdown = warroom_runtime::shutdown::token(shutdown);
-
     // The policy is checked before anything connects: a gateway told to use a policy it
     // cannot read must not run requests at all.
+    let policy = load_policy(&settings).await?;
+    health.spawn_server(
+        settings.common.health_addr,
+        shutdown.clone().cancelled_owned(),
+    );
+    let wake = Arc::new(Notify::new());
+    if let Some((addr, secret)) = &settings.webhook {
+        webhook::serve(
+            *addr,
+            secret.clone(),
+            Arc::clone(&wake),
+            Arc::clone(&health.metrics),
+            shutdown.clone().cancelled_owned(),
+        )
+        .await
+        .map_err(|source| Error::Webhook {
+            addr: *addr,
+            source,
+        })?;
+    }
+    info!(
+        repo = %settings.repo,
+        branch = %settings.branch,
+        interval_ms = settings.poll_interval.as_millis() as u64,
+        work_dir = %settings.work_dir.display(),
+        allowed_clusters = ?settings.allowed_clusters,
+        verified = policy.is_some(),
+        webhook = ?settings.webhook.as_ref().map(|(addr, _)| addr),
+        "gateway starting"
+    );
+    let mut gateway = tokio::select! {
+        gateway = Gateway::connect(settings, health.clone(), policy) => gateway?,
+        () = shutdown.cancelled() => {
+            info!("shutdown before the gateway was connected");
+            return Ok(());
+        }
+    };
+    gateway.poll_until(&shutdown, &wake).await;
+    health.set_ready(false);
+    info!("gateway stopped");
+    Ok(())
+}
+
+/// The policy the gateway enforces, read and prepared for verification; `None` without one
+/// (`--insecure-allow-unsigned`), which is logged as the risk it is.
+async fn load_policy(settings: &Settings) -> Result<Option<Arc<Mutex<PolicyWatcher>>>> {
     let policy = match &settings.trust {
         Trust::Policy(path) => {
             let path = path.clone();
@@ -147,123 +183,10 @@ pub async fn run_with_health(
             None
         }
     };
-    if config.insecure_allow_unsigned && policy.is_some() {
+    if settings.ignores_insecure_flag {
         warn!("--insecure-allow-unsigned has no effect: a --policy is given and is enforced");
     }
-
-    health.spawn_server(
-        config.common.health_addr,
-        shutdown.clone().cancelled_owned(),
-    );
-    let wake = Arc::new(Notify::new());
-    if let Some((addr, secret)) = &settings.webhook {
-        webhook::serve(
-            *addr,
-            secret.clone(),
-            Arc::clone(&wake),
-            Arc::clone(&health.metrics),
-            shutdown.clone().cancelled_owned(),
-        )
-        .await
-        .map_err(|source| Error::Webhook {
-            addr: *addr,
-            source,
-        })?;
-    }
-
-    info!(
-        repo = %settings.repo,
-        branch = %settings.branch,
-        interval_ms = settings.poll_interval.as_millis() as u64,
-        work_dir = %settings.work_dir.display(),
-        allowed_clusters = ?settings.allowed_clusters,
-        verified = policy.is_some(),
-        webhook = ?settings.webhook.as_ref().map(|(addr, _)| addr),
-        "gateway starting"
-    );
-    let setup = async {
-        let bus = Bus::connect(&config.common.connection(), "warroom-gateway").await?;
-        let bucket = bus.bucket(names::GATEWAY_BUCKET, CURSOR_HISTORY).await?;
-        let mirror = Mirror::open(
-            &settings.work_dir,
-            &settings.repo,
-            &settings.branch,
-            settings.token.as_ref().map(|t| t.as_ref().clone()),
-        )
-        .await?;
-        Ok::<_, Error>((bus, bucket, mirror))
-    };
-    let (bus, bucket, mirror) = tokio::select! {
-        setup = setup => setup?,
-        () = shutdown.cancelled() => {
-            info!("shutdown before the gateway was connected");
-            return Ok(());
-        }
-    };
-
-    let mut gateway = Gateway {
-        branch_missing: false,
-        cursor_key: cursor_key(&settings.branch),
-        cursor: None,
-        settings,
-        bus,
-        bucket,
-        mirror,
-        health: health.clone(),
-        policy,
-    };
-    gateway.cursor = gateway.load_cursor().await?;
-    info!(cursor = gateway.cursor.as_deref().unwrap_or("none"), key = %gateway.cursor_key, "cursor loaded");
-
-    let mut ticker = tokio::time::interval(gateway.settings.poll_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            _ = ticker.tick() => {}
-            () = wake.notified() => {
-                debug!("woken by a webhook");
-                // The next regular poll is a full interval after this one.
-                ticker.reset();
-            }
-        }
-        let poll = gateway.poll();
-        tokio::pin!(poll);
-        let result = tokio::select! {
-            result = &mut poll => result,
-            () = shutdown.cancelled() => {
-                // Let the poll in flight finish, so that what it published is also recorded
-                // in the cursor. Cutting it off is safe too (the range is scanned again and
-                // deduplicated), only noisier.
-                match tokio::time::timeout(SHUTDOWN_GRACE, &mut poll).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "the poll in flight did not finish within the grace period; it will be redone at the next start");
-                        break;
-                    }
-                }
-            }
-        };
-        match result {
-            Ok(()) => {
-                health.set_ready(true);
-                // The alert on a gateway that stopped polling reads it (deploy/METRICS.md).
-                health
-                    .metrics
-                    .last_poll_timestamp_seconds
-                    .set(warroom_proto::now().unix_timestamp());
-            }
-            Err(e) => {
-                health.metrics.poll_errors.inc();
-                health.set_ready(false);
-                error!(cause = %Chain(&e), "poll failed; retrying at the next interval");
-            }
-        }
-    }
-    health.set_ready(false);
-    info!("gateway stopped");
-    Ok(())
+    Ok(policy)
 }
 
 /// The running gateway's state.
@@ -283,6 +206,93 @@ struct Gateway {
 }
 
 impl Gateway {
+    /// Connects to NATS, opens the cursor's bucket and the mirror, and loads the cursor.
+    async fn connect(
+        settings: Settings,
+        health: Health,
+        policy: Option<Arc<Mutex<PolicyWatcher>>>,
+    ) -> Result<Gateway> {
+        let bus = Bus::connect(&settings.common.connection(), "warroom-gateway").await?;
+        let bucket = bus.bucket(names::GATEWAY_BUCKET, CURSOR_HISTORY).await?;
+        let mirror = Mirror::open(
+            &settings.work_dir,
+            &settings.repo,
+            &settings.branch,
+            settings.token.as_ref().map(|t| t.as_ref().clone()),
+        )
+        .await?;
+        let mut gateway = Gateway {
+            branch_missing: false,
+            cursor_key: cursor_key(&settings.branch),
+            cursor: None,
+            settings,
+            bus,
+            bucket,
+            mirror,
+            health,
+            policy,
+        };
+        gateway.cursor = gateway.load_cursor().await?;
+        info!(cursor = gateway.cursor.as_deref().unwrap_or("none"), key = %gateway.cursor_key, "cursor loaded");
+        Ok(gateway)
+    }
+
+    /// Polls at every interval, or at once when `wake` (a webhook) says so, until
+    /// `shutdown`; a poll in flight then gets [`SHUTDOWN_GRACE`] to finish.
+    async fn poll_until(
+        &mut self,
+        shutdown: &warroom_runtime::shutdown::CancellationToken,
+        wake: &Notify,
+    ) {
+        let health = self.health.clone();
+        let mut ticker = tokio::time::interval(self.settings.poll_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+                () = wake.notified() => {
+                    debug!("woken by a webhook");
+                    // The next regular poll is a full interval after this one.
+                    ticker.reset();
+                }
+            }
+            let poll = self.poll();
+            tokio::pin!(poll);
+            let result = tokio::select! {
+                result = &mut poll => result,
+                () = shutdown.cancelled() => {
+                    // Let the poll in flight finish, so that what it published is also recorded
+                    // in the cursor. Cutting it off is safe too (the range is scanned again and
+                    // deduplicated), only noisier.
+                    match tokio::time::timeout(SHUTDOWN_GRACE, &mut poll).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "the poll in flight did not finish within the grace period; it will be redone at the next start");
+                            break;
+                        }
+                    }
+                }
+            };
+            match result {
+                Ok(()) => {
+                    health.set_ready(true);
+                    // The alert on a gateway that stopped polling reads it (deploy/METRICS.md).
+                    health
+                        .metrics
+                        .last_poll_timestamp_seconds
+                        .set(warroom_proto::now().unix_timestamp());
+                }
+                Err(e) => {
+                    health.metrics.poll_errors.inc();
+                    health.set_ready(false);
+                    error!(cause = %Chain(&e), "poll failed; retrying at the next interval");
+                }
+            }
+        }
+    }
+
     /// One head check, and the publishing of whatever it brought.
     async fn poll(&mut self) -> Result<()> {
         self.health.metrics.polls.inc();

@@ -100,13 +100,12 @@ impl Stack {
         let config = Config::try_parse_from(args).expect("the test's arguments parse");
         let health = Health::new();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(warroom_gateway::run_with_health(
-            config,
-            health.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let settings = config
+            .validate()
+            .expect("the test's configuration is valid");
+        let task = tokio::spawn(warroom_gateway::run(settings, health.clone(), async move {
+            let _ = stopped.await;
+        }));
         self.running = Some(Running {
             health: health.clone(),
             stop,
@@ -533,12 +532,9 @@ async fn an_invalid_configuration_fails_before_any_io() {
         "nats://127.0.0.1:1",
     ])
     .unwrap();
-    let result = tokio::time::timeout(
-        Duration::from_secs(5),
-        warroom_gateway::run(config, std::future::pending()),
-    )
-    .await
-    .expect("validation does not wait for NATS");
+    let result = tokio::time::timeout(Duration::from_secs(5), validated_run(config))
+        .await
+        .expect("validation does not wait for NATS");
     let error = result.expect_err("credentials in the URL are refused");
     assert!(error.to_string().contains("WARROOM_GIT_TOKEN"), "{error}");
 }
@@ -905,12 +901,9 @@ async fn without_a_policy_the_gateway_does_not_start_unless_told_to_run_unverifi
         nats.url(),
     ])
     .unwrap();
-    let result = tokio::time::timeout(
-        Duration::from_secs(5),
-        warroom_gateway::run(config, std::future::pending()),
-    )
-    .await
-    .expect("the refusal comes at once");
+    let result = tokio::time::timeout(Duration::from_secs(5), validated_run(config))
+        .await
+        .expect("the refusal comes at once");
     let error = result.expect_err("no policy, no start").to_string();
     assert!(error.contains("--policy"), "{error}");
     assert!(error.contains("--insecure-allow-unsigned"), "{error}");
@@ -936,12 +929,9 @@ async fn an_invalid_policy_stops_the_start_with_every_problem() {
         "nats://127.0.0.1:1",
     ])
     .unwrap();
-    let result = tokio::time::timeout(
-        Duration::from_secs(10),
-        warroom_gateway::run(config, std::future::pending()),
-    )
-    .await
-    .expect("the policy is checked before connecting");
+    let result = tokio::time::timeout(Duration::from_secs(10), validated_run(config))
+        .await
+        .expect("the policy is checked before connecting");
     let error = result
         .expect_err("an invalid policy stops the start")
         .to_string();
@@ -1350,4 +1340,13 @@ fn check_reads_every_file_and_reports_every_problem_without_connecting() {
         bad.stderr.starts_with("warroom-gateway: 10 problems:"),
         "{bad:#?}"
     );
+}
+
+/// What the gateway's binary does with `config`: validate it, then run; the refusal of
+/// either, as its message.
+async fn validated_run(config: Config) -> Result<(), String> {
+    let settings = config.validate().map_err(|e| e.to_string())?;
+    warroom_gateway::run(settings, Health::new(), std::future::pending())
+        .await
+        .map_err(|e| e.to_string())
 }
