@@ -547,10 +547,13 @@ impl DaemonSpec {
             Kind::Publisher => {
                 let mut config: warroom_publisher::Config = parse(binary, &self.args)?;
                 config.common.health_addr = None;
+                let settings = config
+                    .validate()
+                    .with_context(|| format!("{binary} configuration"))?;
                 spawn(
                     daemons,
                     &self.name,
-                    warroom_publisher::run(config, shutdown),
+                    warroom_publisher::run(settings, Default::default(), shutdown),
                 );
             }
         }

@@ -8,7 +8,7 @@ use warroom_runtime::CommonArgs;
 pub use warroom_runtime::config::Secret;
 use warroom_runtime::config::{InvalidConfig, Problems, short_hash};
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// The longest batch window accepted: messages wait this long before they are committed, and
 /// each one's ack timer runs meanwhile.
@@ -139,32 +139,51 @@ impl Signing {
 
 pub use warroom_runtime::parse_duration;
 
-/// The configuration after validation: what `run` works with.
+/// The configuration after validation ([`Config::validate`]): what [`crate::run`] works with.
 #[derive(Debug, Clone)]
-pub(crate) struct Settings {
+pub struct Settings {
+    pub(crate) common: CommonArgs,
     /// The remote as git is given it (a local path made absolute).
-    pub repo: String,
-    pub branch: String,
-    pub work_dir: PathBuf,
-    pub token: Option<Secret>,
-    pub author_name: String,
-    pub author_email: String,
-    pub batch_window: Duration,
-    pub push_attempts: u32,
-    pub ack_wait: Duration,
-    pub report_note: Option<String>,
-    pub signing: Option<Signing>,
+    pub(crate) repo: String,
+    pub(crate) branch: String,
+    pub(crate) work_dir: PathBuf,
+    pub(crate) token: Option<Secret>,
+    pub(crate) author_name: String,
+    pub(crate) author_email: String,
+    pub(crate) batch_window: Duration,
+    pub(crate) push_attempts: u32,
+    pub(crate) ack_wait: Duration,
+    pub(crate) report_note: Option<String>,
+    pub(crate) signing: Option<Signing>,
+}
+
+impl warroom_runtime::daemon::Daemon for Config {
+    const PROGRAM: &'static str = "warroom-publisher";
+    type Settings = Settings;
+    type Metrics = crate::metrics::Metrics;
+
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+
+    fn validate(&self) -> Result<Settings, InvalidConfig> {
+        Config::validate(self)
+    }
+
+    fn check(&self) -> Result<String, InvalidConfig> {
+        Config::check(self)
+    }
 }
 
 impl Config {
     /// Checks every value and resolves the defaults, without touching the network or git.
     /// Every problem is reported at once, one per line.
-    pub(crate) fn validate(&self) -> Result<Settings> {
+    pub fn validate(&self) -> Result<Settings, InvalidConfig> {
         let mut problems = Problems::new();
         let settings = self.settings(&mut problems);
-        problems.finish().map_err(Error::Config)?;
+        problems.finish()?;
         // `None` only with a problem noted, which `finish` returned.
-        settings.ok_or_else(|| Error::Config(InvalidConfig::one("--repo or --work-dir is invalid")))
+        settings.ok_or_else(|| InvalidConfig::one("--repo or --work-dir is invalid"))
     }
 
     /// `--check`: everything [`Config::validate`] checks (the signing key loaded by
@@ -230,6 +249,7 @@ impl Config {
             return None;
         };
         Some(Settings {
+            common: self.common.clone(),
             repo,
             branch: self.git.branch.clone(),
             work_dir,

@@ -53,13 +53,11 @@ use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, lease};
 
 pub use metrics::{Health, Metrics};
 
-pub use config::{
-    Config, MAX_BATCH_WINDOW, MAX_PUSH_ATTEMPTS, Secret, SigningFormat, parse_duration,
-};
-
-use crate::config::Settings;
 use crate::repo::Repo;
 use crate::tree::{Applied, Item, Problem, Summary, Tree};
+pub use config::{
+    Config, MAX_BATCH_WINDOW, MAX_PUSH_ATTEMPTS, Secret, Settings, SigningFormat, parse_duration,
+};
 
 /// The most messages in one commit.
 const MAX_BATCH: usize = 500;
@@ -136,25 +134,16 @@ pub struct Published {
     pub skipped: usize,
 }
 
-/// Runs the publisher until `shutdown` resolves.
+/// Runs the publisher until `shutdown` resolves, reporting readiness and [`Metrics`] into
+/// `health` (`active` is 1 while this replica holds the lease and writes).
 pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    run_with_health(config, Health::new(), shutdown).await
-}
-
-/// [`run`], reporting readiness and [`Metrics`] into `health` (`active` is 1 while this
-/// replica holds the lease and writes).
-pub async fn run_with_health(
-    config: Config,
+    settings: Settings,
     health: Health,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let settings = config.validate()?;
     let shutdown = warroom_runtime::shutdown::token(shutdown);
     health.spawn_server(
-        config.common.health_addr,
+        settings.common.health_addr,
         shutdown.clone().cancelled_owned(),
     );
     info!(
@@ -168,7 +157,7 @@ pub async fn run_with_health(
     );
     // Connecting retries until NATS is up; shutdown must still be able to end that wait.
     let (bus, repo) = tokio::select! {
-        setup = connect(&config, &settings) => setup?,
+        setup = connect(&settings) => setup?,
         () = shutdown.cancelled() => {
             info!("shutdown before the publisher was connected");
             return Ok(());
@@ -179,7 +168,7 @@ pub async fn run_with_health(
 
     // One replica writes at a time: the holder of the `publisher` lease. The others keep
     // their working clone ready and stand by.
-    let spec = config.common.lease(names::PUBLISHER_LEASE);
+    let spec = settings.common.lease(names::PUBLISHER_LEASE);
     let outcome = lease::while_held(&bus, spec, &shutdown, &health.metrics.runtime, |stop| {
         let publisher = Publisher {
             settings: settings.clone(),
@@ -221,8 +210,8 @@ async fn lead(bus: &Bus, publisher: &Publisher, health: &Health) -> Result<()> {
 }
 
 /// Connects to NATS and opens the working clone.
-async fn connect(config: &Config, settings: &Settings) -> Result<(Bus, Repo)> {
-    let bus = Bus::connect(&config.common.connection(), "warroom-publisher").await?;
+async fn connect(settings: &Settings) -> Result<(Bus, Repo)> {
+    let bus = Bus::connect(&settings.common.connection(), "warroom-publisher").await?;
     let repo = Repo::open(
         &settings.work_dir,
         &settings.repo,

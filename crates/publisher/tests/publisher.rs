@@ -105,8 +105,11 @@ impl Stack {
         let config = Config::try_parse_from(args).expect("the test's arguments parse");
         self.health = Health::new();
         let (stop, stopped) = oneshot::channel::<()>();
-        self.task = Some(tokio::spawn(warroom_publisher::run_with_health(
-            config,
+        let settings = config
+            .validate()
+            .expect("the test's configuration is valid");
+        self.task = Some(tokio::spawn(warroom_publisher::run(
+            settings,
             self.health.clone(),
             async move {
                 let _ = stopped.await;
@@ -1201,12 +1204,9 @@ async fn a_signing_key_that_cannot_sign_stops_the_publisher_at_start() {
         "nats://127.0.0.1:1",
     ])
     .expect("the arguments parse");
-    let result = tokio::time::timeout(
-        Duration::from_secs(5),
-        warroom_publisher::run(config, std::future::pending()),
-    )
-    .await
-    .expect("run returns at once");
+    let result = tokio::time::timeout(Duration::from_secs(5), validated_run(config))
+        .await
+        .expect("run returns at once");
     let error = result.expect_err("the key is refused").to_string();
     assert!(
         error.contains("--signing-key") && error.contains("not a usable SSH private key"),
@@ -1225,12 +1225,9 @@ async fn an_invalid_configuration_fails_before_any_io() {
         "nats://127.0.0.1:1",
     ])
     .expect("the arguments parse");
-    let result = tokio::time::timeout(
-        Duration::from_secs(5),
-        warroom_publisher::run(config, std::future::pending()),
-    )
-    .await
-    .expect("run returns at once");
+    let result = tokio::time::timeout(Duration::from_secs(5), validated_run(config))
+        .await
+        .expect("run returns at once");
     let error = result
         .expect_err("the configuration is refused")
         .to_string();
@@ -1323,8 +1320,11 @@ async fn two_publishers_write_one_at_a_time() {
     .expect("the test's arguments parse");
     let second = Health::new();
     let (stop_second, stopped) = oneshot::channel::<()>();
-    let second_task = tokio::spawn(warroom_publisher::run_with_health(
-        config,
+    let settings = config
+        .validate()
+        .expect("the test's configuration is valid");
+    let second_task = tokio::spawn(warroom_publisher::run(
+        settings,
         second.clone(),
         async move {
             let _ = stopped.await;
@@ -1621,4 +1621,13 @@ fn the_signing_key_works_under_a_uid_without_a_passwd_entry() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// What the publisher's binary does with `config`: validate it, then run; the refusal of
+/// either, as its message.
+async fn validated_run(config: Config) -> Result<(), String> {
+    let settings = config.validate().map_err(|e| e.to_string())?;
+    warroom_publisher::run(settings, Health::new(), std::future::pending())
+        .await
+        .map_err(|e| e.to_string())
 }
