@@ -348,7 +348,7 @@ impl PolicyKey {
 
     /// Reads an OpenSSH public key line or a GPG fingerprint (spaces between groups of hex
     /// digits allowed, as `gpg --fingerprint` prints them).
-    pub fn parse(text: &str) -> Result<PolicyKey, String> {
+    pub fn parse(text: &str) -> Result<PolicyKey, InvalidKey> {
         let expected = "expected an OpenSSH public key (`ssh-ed25519 AAAA... comment`, as in \
                         `~/.ssh/id_ed25519.pub`) or a GPG fingerprint (40 hexadecimal digits, \
                         from `gpg --fingerprint`)";
@@ -356,7 +356,9 @@ impl PolicyKey {
         let mut parts = trimmed.split_whitespace();
         let first = parts.next().unwrap_or_default();
         if SSH_KEY_TYPES.contains(&first) {
-            let key: SshPublicKey = trimmed.parse().map_err(|e| format!("{e}; {expected}"))?;
+            let key: SshPublicKey = trimmed
+                .parse()
+                .map_err(|e| InvalidKey(format!("{e}; {expected}")))?;
             return Ok(PolicyKey {
                 text: text.to_owned(),
                 key: KeyRef::Ssh(key),
@@ -387,15 +389,20 @@ impl PolicyKey {
         } else {
             String::new()
         };
-        Err(format!(
+        Err(InvalidKey(format!(
             "`{shown}` is not an OpenSSH public key or GPG fingerprint{hint}; {expected}"
-        ))
+        )))
     }
 }
 
+/// Why a text is not a [`PolicyKey`]: what was wrong with it and what a key looks like.
+#[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidKey(pub String);
+
 impl TryFrom<String> for PolicyKey {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, String> {
+    type Error = InvalidKey;
+    fn try_from(value: String) -> Result<Self, InvalidKey> {
         PolicyKey::parse(&value)
     }
 }
@@ -689,7 +696,7 @@ impl Check {
                         self.keys.insert(key, field);
                     }
                 }
-                Err(message) => self.error(&field, message),
+                Err(invalid) => self.error(&field, invalid.to_string()),
             }
         }
     }
@@ -958,7 +965,7 @@ mod tests {
             ("-----BEGIN OPENSSH PRIVATE KEY-----", "private key"),
             ("hello", "not an OpenSSH public key or GPG fingerprint"),
         ] {
-            let err = PolicyKey::parse(text).err().unwrap_or_default();
+            let err = PolicyKey::parse(text).err().unwrap_or_default().0;
             assert!(err.contains(hint), "{text}: {err}");
         }
         let gpg = PolicyKey::parse("9684 79A1 AFF9 27E3 7D1A  566B B569 0EEE BB95 2194");

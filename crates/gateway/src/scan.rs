@@ -4,7 +4,7 @@
 //! git or NATS being unavailable does, and then the whole range is tried again at the next
 //! poll (every publish carries a deduplication id, so nothing is published twice).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use warroom_runtime::Chain;
@@ -86,6 +86,25 @@ struct Candidate {
     blob: Blob,
 }
 
+impl Candidate {
+    /// The rejection of this file.
+    fn reject(
+        self,
+        errors: Vec<FieldError>,
+        request: Option<Box<ValidatedRequest>>,
+        summary: Option<String>,
+    ) -> Plan {
+        Plan::Reject {
+            path: self.path,
+            id: self.id,
+            errors,
+            request,
+            summary,
+            version: self.blob.id,
+        }
+    }
+}
+
 /// What one file turns into: the message to publish for it.
 enum Plan {
     Reject {
@@ -121,75 +140,15 @@ impl Scanner<'_> {
     /// history (signatures checked once per commit) and one for their adding commits. The
     /// publishes of a chunk are pipelined, [`IN_FLIGHT`] at a time.
     pub async fn scan(&self, range: &Range, head: &CommitId) -> Result<BTreeMap<String, Verdict>> {
-        let mut blobs = self.mirror.blobs_in(head, PENDING).await?;
-        let files = match range {
-            Range::Since(from) => self.mirror.changed_files(from, head, PENDING).await?,
-            Range::Everything => {
-                let mut paths: Vec<String> = blobs.keys().cloned().collect();
-                paths.sort();
-                paths
-                    .into_iter()
-                    .map(|path| (Change::Present, path))
-                    .collect()
-            }
-        };
-        let mut seen = HashSet::new();
-        let mut verdicts = BTreeMap::new();
-        let mut candidates = Vec::new();
-        let mut plans = Vec::new();
-        // Files whose id another file of this scan has (`<id>.yaml` and `<id>.yml`): looked
-        // at once the first one was published, and answered as a re-used id if it ran.
-        let mut repeats = Vec::new();
-        for (change, path) in files {
-            let Some(id) = request_file_id(&path) else {
-                verdicts.insert(path, Verdict::Skipped);
-                continue;
-            };
-            if !seen.insert(id.clone()) {
-                warn!(file = %path, request = %id, "another file of the same push already has this request id");
-                match blobs.remove(&path) {
-                    Some(blob) => repeats.push((change, path, id, blob)),
-                    None => {
-                        verdicts.insert(path, Verdict::Skipped);
-                    }
-                }
-                continue;
-            }
-            // Whether the request was handled before is decided from the secure zone's own
-            // state, never from files under `results/` that anyone who can push could plant:
-            // the cursor, the records of accepted requests kept here, the stream's
-            // deduplication by request id, and the dispatcher's state record, created once
-            // per id.
-            // A path git could not give us as UTF-8 cannot be read back by name.
-            if path.contains(char::REPLACEMENT_CHARACTER) {
-                let errors = vec![FieldError {
-                    field: String::new(),
-                    message: "the file name is not valid UTF-8".to_owned(),
-                }];
-                plans.push(Plan::Reject {
-                    path,
-                    id,
-                    errors,
-                    request: None,
-                    summary: None,
-                    version: "name".to_owned(),
-                });
-                continue;
-            }
-            let Some(blob) = blobs.remove(&path) else {
-                warn!(file = %path, "ignoring an entry that is not a plain file (a submodule?)");
-                verdicts.insert(path, Verdict::Skipped);
-                continue;
-            };
-            candidates.push(Candidate {
-                path,
-                change,
-                id,
-                blob,
-            });
-        }
-        drop(blobs);
-        verdicts.extend(self.publish(plans, head).await?);
+        let blobs = self.mirror.blobs_in(head, PENDING).await?;
+        let files = self.files(range, head, &blobs).await?;
+        let Sorted {
+            mut verdicts,
+            mut candidates,
+            named,
+            repeats,
+        } = sort_files(files, blobs);
+        verdicts.extend(self.publish(named, head).await?);
         while !candidates.is_empty() {
             let rest = candidates.split_off(candidates.len().min(CHUNK));
             let chunk = std::mem::replace(&mut candidates, rest);
@@ -206,10 +165,54 @@ impl Scanner<'_> {
         Ok(verdicts)
     }
 
+    /// The files of `range` under [`PENDING`], with how each changed: the range's listing,
+    /// or every file of `blobs` (the folder at the head) in path order.
+    async fn files(
+        &self,
+        range: &Range,
+        head: &CommitId,
+        blobs: &HashMap<String, Blob>,
+    ) -> Result<Vec<(Change, String)>> {
+        Ok(match range {
+            Range::Since(from) => self.mirror.changed_files(from, head, PENDING).await?,
+            Range::Everything => {
+                let mut paths: Vec<String> = blobs.keys().cloned().collect();
+                paths.sort();
+                paths
+                    .into_iter()
+                    .map(|path| (Change::Present, path))
+                    .collect()
+            }
+        })
+    }
+
     /// Decides what each file of one chunk becomes; an `Err` is git or NATS failing, never
     /// a file's content.
     async fn judge(&self, chunk: Vec<Candidate>, head: &CommitId) -> Result<Vec<Plan>> {
-        // The accepted records, read concurrently.
+        let chunk = self.new_requests(chunk, head).await?;
+        let mut plans = Vec::with_capacity(chunk.len());
+        let parsed = self.read_requests(chunk, &mut plans).await?;
+
+        // Who wrote it comes first, so that a forged request learns nothing else.
+        let mut signatures = match &self.verifier {
+            Some(verifier) => {
+                let paths: Vec<String> = parsed.iter().map(|(c, _)| c.path.clone()).collect();
+                Some(self.verify(verifier, head, paths).await?)
+            }
+            None => None,
+        };
+        for (candidate, request) in parsed {
+            let commits = signatures
+                .as_mut()
+                .map(|signatures| signatures.remove(&candidate.path).unwrap_or_default());
+            plans.push(self.decide(candidate, request, commits));
+        }
+        Ok(plans)
+    }
+
+    /// The candidates of `chunk` that were not accepted before (see
+    /// [`Scanner::accepted_before`]), their records read concurrently.
+    async fn new_requests(&self, chunk: Vec<Candidate>, head: &CommitId) -> Result<Vec<Candidate>> {
         // The futures are made before they are streamed: a closure that makes them inside
         // the stream would not be `Send` for every lifetime, and the gateway's task must be.
         let reads: Vec<_> = chunk
@@ -220,29 +223,29 @@ impl Scanner<'_> {
             .buffered(IN_FLIGHT)
             .try_collect()
             .await?;
-        let chunk: Vec<Candidate> = chunk
+        Ok(chunk
             .into_iter()
             .zip(accepted)
             .filter_map(|(candidate, before)| (!before).then_some(candidate))
-            .collect();
+            .collect())
+    }
 
-        let mut plans = Vec::with_capacity(chunk.len());
+    /// Reads and parses the files of `chunk` in one `cat-file --batch`. A file too large to
+    /// read or not a valid request gets its rejection pushed onto `plans`; the others are
+    /// returned with their request.
+    async fn read_requests(
+        &self,
+        chunk: Vec<Candidate>,
+        plans: &mut Vec<Plan>,
+    ) -> Result<Vec<(Candidate, Box<ValidatedRequest>)>> {
         let readable: Vec<&str> = chunk
             .iter()
             .filter(|c| c.blob.size <= MAX_FILE_BYTES as u64)
             .map(|c| c.blob.id.as_str())
             .collect();
-        let mut contents = self.mirror.read_blobs(&readable).await?;
+        let contents = self.mirror.read_blobs(&readable).await?;
         let mut parsed = Vec::new();
         for candidate in chunk {
-            let refuse = |errors, request, summary| Plan::Reject {
-                path: candidate.path.clone(),
-                id: candidate.id.clone(),
-                errors,
-                request,
-                summary,
-                version: candidate.blob.id.clone(),
-            };
             if candidate.blob.size > MAX_FILE_BYTES as u64 {
                 let errors = vec![FieldError {
                     field: String::new(),
@@ -251,7 +254,7 @@ impl Scanner<'_> {
                         candidate.blob.size
                     ),
                 }];
-                plans.push(refuse(errors, None, None));
+                plans.push(candidate.reject(errors, None, None));
                 continue;
             }
             // Two files with the same content share one blob, so the bytes are cloned when
@@ -268,90 +271,90 @@ impl Scanner<'_> {
             };
             match warroom_proto::parse_request(Path::new(&candidate.path), &bytes) {
                 Ok(request) => parsed.push((candidate, Box::new(request))),
-                Err(ValidationErrors { errors, .. }) => plans.push(refuse(errors, None, None)),
-            }
-        }
-        contents.clear();
-
-        // Who wrote it comes first, so that a forged request learns nothing else.
-        let mut signatures = match &self.verifier {
-            Some(verifier) => {
-                let paths: Vec<String> = parsed.iter().map(|(c, _)| c.path.clone()).collect();
-                Some(self.verify(verifier, head, paths).await?)
-            }
-            None => None,
-        };
-        for (candidate, request) in parsed {
-            let refuse = |errors, request, summary| Plan::Reject {
-                path: candidate.path.clone(),
-                id: candidate.id.clone(),
-                errors,
-                request,
-                summary,
-                version: candidate.blob.id.clone(),
-            };
-            let mut trust = Trust {
-                verification: Verification::unverified(),
-                max_active_requests: None,
-            };
-            if let (Some(verifier), Some(signatures)) = (&self.verifier, signatures.as_mut()) {
-                let commits = signatures.remove(&candidate.path).unwrap_or_default();
-                // The engineer's active requests are counted by the dispatcher, which holds
-                // them: the policy's limit travels with the accepted request.
-                let facts = RequestFacts::of(&request, 0);
-                let policy = verifier.policy();
-                match warroom_access::authorize(policy, &facts, &commits) {
-                    Ok(authorized) => {
-                        debug!(file = %candidate.path, engineer = %authorized.engineer, commits = authorized.signers.len(), "signatures verified");
-                        let signed_by: BTreeSet<String> = commits
-                            .iter()
-                            .filter_map(|c| match &c.status {
-                                SignatureStatus::Good { fingerprint } => Some(fingerprint.clone()),
-                                _ => None,
-                            })
-                            .collect();
-                        trust = Trust {
-                            verification: Verification {
-                                verified: true,
-                                signed_by: signed_by.into_iter().collect(),
-                            },
-                            max_active_requests: policy
-                                .engineer(&authorized.engineer)
-                                .and_then(|engineer| policy.max_concurrent_requests(engineer)),
-                        };
-                    }
-                    Err(refusal) => {
-                        self.metrics
-                            .policy_refusals
-                            .get_or_create(&RefusalLabels {
-                                code: refusal.code(),
-                            })
-                            .inc();
-                        let errors = vec![FieldError {
-                            field: refusal_field(&refusal, &request),
-                            message: format!("{}: {refusal}", refusal.code()),
-                        }];
-                        plans.push(refuse(errors, Some(request), Some(refusal.to_string())));
-                        continue;
-                    }
+                Err(ValidationErrors { errors, .. }) => {
+                    plans.push(candidate.reject(errors, None, None))
                 }
             }
-            // A results folder always ends in the request id (`ResultsDir`), so two
-            // requests can never share one.
-            let errors = self.allowed(&request);
-            if !errors.is_empty() {
-                plans.push(refuse(errors, Some(request), None));
-                continue;
-            }
-            plans.push(Plan::Accept {
-                path: candidate.path,
-                id: candidate.id,
-                version: candidate.blob.id,
-                request,
-                trust,
-            });
         }
-        Ok(plans)
+        Ok(parsed)
+    }
+
+    /// What one parsed file becomes: refused by the policy (given the signatures of its
+    /// `commits` when requests are verified) or by `--allowed-clusters`, else accepted.
+    fn decide(
+        &self,
+        candidate: Candidate,
+        request: Box<ValidatedRequest>,
+        commits: Option<Vec<warroom_access::CommitSignature>>,
+    ) -> Plan {
+        let mut trust = Trust {
+            verification: Verification::unverified(),
+            max_active_requests: None,
+        };
+        if let (Some(verifier), Some(commits)) = (&self.verifier, commits) {
+            match self.authorize(verifier, &candidate.path, &request, &commits) {
+                Ok(authorized) => trust = authorized,
+                Err(refusal) => {
+                    self.metrics
+                        .policy_refusals
+                        .get_or_create(&RefusalLabels {
+                            code: refusal.code(),
+                        })
+                        .inc();
+                    let errors = vec![FieldError {
+                        field: refusal_field(&refusal, &request),
+                        message: format!("{}: {refusal}", refusal.code()),
+                    }];
+                    return candidate.reject(errors, Some(request), Some(refusal.to_string()));
+                }
+            }
+        }
+        // A results folder always ends in the request id (`ResultsDir`), so two
+        // requests can never share one.
+        let errors = self.allowed(&request);
+        if !errors.is_empty() {
+            return candidate.reject(errors, Some(request), None);
+        }
+        Plan::Accept {
+            path: candidate.path,
+            id: candidate.id,
+            version: candidate.blob.id,
+            request,
+            trust,
+        }
+    }
+
+    /// The policy's verdict on the request of the file at `path`, given who signed its
+    /// `commits`: what the dispatcher is told about its author, or why it is refused.
+    fn authorize(
+        &self,
+        verifier: &Verifier,
+        path: &str,
+        request: &ValidatedRequest,
+        commits: &[warroom_access::CommitSignature],
+    ) -> std::result::Result<Trust, Refusal> {
+        // The engineer's active requests are counted by the dispatcher, which holds
+        // them: the policy's limit travels with the accepted request.
+        let facts = RequestFacts::of(request, 0);
+        let policy = verifier.policy();
+        let authorized = warroom_access::authorize(policy, &facts, commits)?;
+        debug!(file = %path, engineer = %authorized.engineer, commits = authorized.signers.len(), "signatures verified");
+        let signed_by: BTreeSet<String> = commits
+            .iter()
+            .filter_map(|c| match &c.status {
+                SignatureStatus::Good { fingerprint } => Some(fingerprint.clone()),
+                _ => None,
+            })
+            .collect();
+        Ok(Trust {
+            verification: Verification {
+                verified: true,
+                signed_by: signed_by.into_iter().collect(),
+            },
+            max_active_requests: policy
+                .engineer(&authorized.engineer)
+                .and_then(|engineer| policy.max_concurrent_requests(engineer)),
+        })
     }
 
     /// Publishes the messages of `plans`, [`IN_FLIGHT`] at a time, and returns each file's
@@ -637,6 +640,80 @@ impl Scanner<'_> {
         warn!(request = %id, file = %path, reason = %summary, "request rejected");
         Ok(Verdict::Rejected)
     }
+}
+
+/// The files of one scan, sorted before any of them is read.
+struct Sorted {
+    /// Files that are not request files, or not plain files: skipped.
+    verdicts: BTreeMap<String, Verdict>,
+    /// Request files to judge, in chunks of [`CHUNK`].
+    candidates: Vec<Candidate>,
+    /// Files rejected for their name alone.
+    named: Vec<Plan>,
+    /// Files whose id another file of this scan has (`<id>.yaml` and `<id>.yml`): looked
+    /// at once the first one was published, and answered as a re-used id if it ran.
+    repeats: Vec<(Change, String, RequestId, Blob)>,
+}
+
+/// Sorts the listed `files` by their names and `blobs` (the folder at the head), which
+/// gives the candidates their contents' object ids.
+fn sort_files(files: Vec<(Change, String)>, mut blobs: HashMap<String, Blob>) -> Sorted {
+    let mut seen = HashSet::new();
+    let mut sorted = Sorted {
+        verdicts: BTreeMap::new(),
+        candidates: Vec::new(),
+        named: Vec::new(),
+        repeats: Vec::new(),
+    };
+    for (change, path) in files {
+        let Some(id) = request_file_id(&path) else {
+            sorted.verdicts.insert(path, Verdict::Skipped);
+            continue;
+        };
+        if !seen.insert(id.clone()) {
+            warn!(file = %path, request = %id, "another file of the same push already has this request id");
+            match blobs.remove(&path) {
+                Some(blob) => sorted.repeats.push((change, path, id, blob)),
+                None => {
+                    sorted.verdicts.insert(path, Verdict::Skipped);
+                }
+            }
+            continue;
+        }
+        // Whether the request was handled before is decided from the secure zone's own
+        // state, never from files under `results/` that anyone who can push could plant:
+        // the cursor, the records of accepted requests kept here, the stream's
+        // deduplication by request id, and the dispatcher's state record, created once
+        // per id.
+        // A path git could not give us as UTF-8 cannot be read back by name.
+        if path.contains(char::REPLACEMENT_CHARACTER) {
+            let errors = vec![FieldError {
+                field: String::new(),
+                message: "the file name is not valid UTF-8".to_owned(),
+            }];
+            sorted.named.push(Plan::Reject {
+                path,
+                id,
+                errors,
+                request: None,
+                summary: None,
+                version: "name".to_owned(),
+            });
+            continue;
+        }
+        let Some(blob) = blobs.remove(&path) else {
+            warn!(file = %path, "ignoring an entry that is not a plain file (a submodule?)");
+            sorted.verdicts.insert(path, Verdict::Skipped);
+            continue;
+        };
+        sorted.candidates.push(Candidate {
+            path,
+            change,
+            id,
+            blob,
+        });
+    }
+    sorted
 }
 
 /// The first 12 characters of a git object id, for messages.

@@ -628,8 +628,8 @@ impl Publisher {
                 settled,
             ));
         }
-        if let Err(reason) = self.repo.push(base.as_deref()).await? {
-            return Err(AttemptError::Push(reason));
+        if let repo::Pushed::Refused(refusal) = self.repo.push(base.as_deref()).await? {
+            return Err(AttemptError::Push(refusal.to_string()));
         }
         let commit = self.repo.head().await?;
         *self.own_push_lock() = Some(OwnPush {

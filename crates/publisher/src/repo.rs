@@ -23,6 +23,30 @@ const NETWORK_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// The local branch used only while the remote has no branch to start from.
 const UNBORN_BRANCH: &str = "refs/heads/warroom-publisher-unborn";
 
+/// What became of a push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// The branch is now at `HEAD`.
+    Landed,
+    /// Git refused or failed the push; the batch is redone on the branch's new head.
+    Refused(Refusal),
+}
+
+/// Git's reason for not pushing: most often the branch moved since the batch's base (someone
+/// else pushed first), else whatever else failed. Its text is git's own, for the log and the
+/// retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// Git's standard error and its porcelain report, trimmed.
+    pub message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// A working clone that follows one branch of one remote.
 #[derive(Debug, Clone)]
 pub(crate) struct Repo {
@@ -196,9 +220,10 @@ impl Repo {
     /// Pushes `HEAD` to the branch, only if the branch still points at `base`, the commit
     /// the batch was applied to (`None`: only if it does not exist yet). `HEAD` is a child of
     /// `base`, so a push that lands is a fast-forward; one that finds the branch moved is
-    /// refused, whether or not the publisher had seen the move. `Err` carries git's reason,
-    /// for the log and the retry.
-    pub async fn push(&self, base: Option<&str>) -> Result<Result<(), String>> {
+    /// refused, whether or not the publisher had seen the move. [`Pushed::Refused`] carries
+    /// git's reason, for the log and the retry; `Err` is git not finishing in time or not
+    /// running at all.
+    pub async fn push(&self, base: Option<&str>) -> Result<Pushed> {
         let target = format!("HEAD:refs/heads/{}", self.branch);
         let lease = format!(
             "--force-with-lease=refs/heads/{}:{}",
@@ -212,13 +237,13 @@ impl Repo {
         )
         .await??;
         if out.success {
-            Ok(Ok(()))
-        } else {
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            Ok(Err(format!("{} {}", out.stderr.trim(), stdout.trim())
-                .trim()
-                .to_owned()))
+            return Ok(Pushed::Landed);
         }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let message = format!("{} {}", out.stderr.trim(), stdout.trim())
+            .trim()
+            .to_owned();
+        Ok(Pushed::Refused(Refusal { message }))
     }
 
     /// The commit `HEAD` points at.

@@ -61,6 +61,14 @@ enum Done {
     HandedBack,
 }
 
+/// What a finished run's result reports, redacted.
+struct Judged {
+    outcome: Outcome,
+    error: Option<String>,
+    final_text: String,
+    denials: Vec<Denial>,
+}
+
 impl Runner {
     pub fn new(config: &Config, model_api: ModelApi, bus: Bus, health: Health) -> Runner {
         let name = nix::unistd::gethostname()
@@ -227,6 +235,8 @@ impl Runner {
         self.deliver(&outbox, &stop).await
     }
 
+    /// Runs the task's agent and publishes its result after its audit events; a run stopped
+    /// by shutdown is handed back without one.
     async fn execute(&self, task: &Task, attempt: u32, stop: CancellationToken) -> Done {
         let started_at = warroom_proto::now();
         let request = &task.request_id;
@@ -263,6 +273,42 @@ impl Runner {
             return Done::HandedBack;
         }
 
+        let judged = self.judge(&mut events, &run, &decisions, &spend);
+        let (outcome, error) = (judged.outcome, judged.error.clone());
+        let result = TaskResult {
+            request_id: request.clone(),
+            cluster: cluster.clone(),
+            outcome,
+            final_text: judged.final_text,
+            error: judged.error,
+            // What the proxy metered, the figure the budget holds the run to.
+            cost_usd: spend.cost_usd,
+            num_turns: run.result.as_ref().map_or(0, |r| r.num_turns),
+            permission_denials: judged.denials,
+            started_at,
+            finished_at: warroom_proto::now(),
+            attempt,
+        };
+        // Published after every event of the run, in order, once NATS takes it.
+        outbox.send(
+            results,
+            format!("{request}/{cluster}/{attempt}/finished"),
+            Message::Report(RunnerReport::Finished(result)),
+        );
+        self.count_finished(outcome, error.as_deref(), &spend);
+        self.deliver(&outbox, &stop).await
+    }
+
+    /// How the run ended, as its result reports it: its outcome under the budget, its
+    /// report and refused calls, redacted; the guard's decisions and the `finished` event
+    /// are queued in `events` on the way.
+    fn judge(
+        &self,
+        events: &mut Events<'_>,
+        run: &Run,
+        decisions: &[warroom_guard::hook::DecisionRecord],
+        spend: &Spend,
+    ) -> Judged {
         let (outcome, error) = stream::judge(
             &run.ending,
             run.result.as_ref(),
@@ -275,8 +321,8 @@ impl Runner {
             .as_ref()
             .map(|r| r.permission_denials.iter().map(|d| d.to_wire()).collect())
             .unwrap_or_default();
-        self.audit_decisions(&mut events, &mut denials, &decisions);
-        let final_text = final_text(outcome, &run);
+        self.audit_decisions(events, &mut denials, decisions);
+        let final_text = final_text(outcome, run);
         // The result goes to the dispatcher and from there into status snapshots: it is
         // redacted here, and what was removed is recorded with the `finished` event.
         let (final_text, error, denials, report_redacted) =
@@ -286,26 +332,16 @@ impl Runner {
             error: error.clone(),
             report_redacted: report_redacted.clone(),
         });
-        let result = TaskResult {
-            request_id: request.clone(),
-            cluster: cluster.clone(),
+        Judged {
             outcome,
+            error,
             final_text,
-            error: error.clone(),
-            // What the proxy metered, the figure the budget holds the run to.
-            cost_usd: spend.cost_usd,
-            num_turns: run.result.as_ref().map_or(0, |r| r.num_turns),
-            permission_denials: denials,
-            started_at,
-            finished_at: warroom_proto::now(),
-            attempt,
-        };
-        // Published after every event of the run, in order, once NATS takes it.
-        outbox.send(
-            results,
-            format!("{request}/{cluster}/{attempt}/finished"),
-            Message::Report(RunnerReport::Finished(result)),
-        );
+            denials,
+        }
+    }
+
+    /// Counts a finished run in the metrics and logs how it ended.
+    fn count_finished(&self, outcome: Outcome, error: Option<&str>, spend: &Spend) {
         let outcome_label = match outcome {
             Outcome::Completed => "completed",
             Outcome::Failed => "failed",
@@ -330,13 +366,12 @@ impl Runner {
             .model_requests_unreadable
             .inc_by(spend.unreadable);
         let (cost, calls, redacted) = (spend.cost_usd, spend.requests, spend.redacted);
-        match &error {
+        match error {
             Some(reason) => {
                 warn!(outcome = ?outcome, reason = %reason, cost, calls, redacted, "agent finished");
             }
             None => info!(outcome = ?outcome, cost, calls, redacted, "agent finished"),
         }
-        self.deliver(&outbox, &stop).await
     }
 
     /// Audits every decision of the guard: a refusal goes into the refused call's input (its
