@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use warroom_runtime::daemon::Daemon as _;
 
 use anyhow::{Context as _, Result, bail};
 use tokio::task::JoinSet;

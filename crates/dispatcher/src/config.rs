@@ -46,7 +46,7 @@ pub struct Config {
     pub ack_wait: Duration,
 }
 
-/// The dispatcher's configuration, checked by [`Config::validate`]: only a valid
+/// The dispatcher's configuration, checked by `validate`: only a valid
 /// configuration becomes `Settings`, and [`crate::run`] takes nothing else.
 #[derive(Debug, Clone)]
 pub struct Settings(Config);
@@ -67,19 +67,9 @@ impl warroom_runtime::daemon::Daemon for Config {
         &self.common
     }
 
-    fn validate(&self) -> Result<Settings, InvalidConfig> {
-        Config::validate(self)
-    }
-
-    fn check(&self) -> Result<String, InvalidConfig> {
-        Config::check(self)
-    }
-}
-
-impl Config {
     /// Checks what clap cannot (values that parse but make no sense), and reports every
     /// problem at once, one per line.
-    pub fn validate(&self) -> Result<Settings, InvalidConfig> {
+    fn validate(&self) -> Result<Settings, InvalidConfig> {
         let mut problems = Problems::new();
         problems.extend(self.common.problems());
         if self.pickup_timeout.is_zero() {
@@ -105,11 +95,10 @@ impl Config {
         problems.finish()?;
         Ok(Settings(self.clone()))
     }
-
-    /// `--check`: everything [`Config::validate`] checks, the NATS credential and TLS files
+    /// `--check`: everything `validate` checks, the NATS credential and TLS files
     /// read as the connection would. Touches no network. `Ok` is the summary; `Err` every
     /// problem, one per line.
-    pub fn check(&self) -> Result<String, InvalidConfig> {
+    fn check(&self) -> Result<String, InvalidConfig> {
         self.validate()?;
         Ok(format!(
             "warroom-dispatcher: pickup timeout {}, run grace {}, {}",
@@ -119,6 +108,8 @@ impl Config {
         ))
     }
 }
+
+impl Config {}
 
 use warroom_runtime::parse_duration;
 
@@ -150,6 +141,7 @@ pub fn human(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warroom_runtime::daemon::Daemon as _;
 
     #[test]
     fn duration_flags_take_the_runtimes_syntax() {

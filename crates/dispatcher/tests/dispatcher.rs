@@ -7,6 +7,7 @@
 //! [`Subject`] and [`Stream`].
 
 use std::time::{Duration, Instant};
+use warroom_runtime::daemon::Daemon as _;
 
 use async_nats::jetstream::{self, consumer::pull};
 use clap::Parser;

@@ -81,7 +81,7 @@ pub fn parse_interval(text: &str) -> Result<Duration, Invalid> {
     Ok(duration)
 }
 
-/// The configuration after validation ([`Config::validate`]): what [`crate::run`] works with.
+/// The configuration after validation (`validate`): what [`crate::run`] works with.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub(crate) common: CommonArgs,
@@ -118,30 +118,19 @@ impl warroom_runtime::daemon::Daemon for Config {
         &self.common
     }
 
-    fn validate(&self) -> Result<Settings, InvalidConfig> {
-        Config::validate(self)
-    }
-
-    fn check(&self) -> Result<String, InvalidConfig> {
-        Config::check(self)
-    }
-}
-
-impl Config {
     /// Checks every value and resolves the defaults, without touching the network or git:
     /// the settings, or every problem at once, one per line, as request validation does.
-    pub fn validate(&self) -> Result<Settings, InvalidConfig> {
+    fn validate(&self) -> Result<Settings, InvalidConfig> {
         let mut problems = Problems::new();
         let settings = self.settings(&mut problems);
         problems.finish()?;
         // `None` only with a problem noted, which `finish` returned.
         settings.ok_or_else(|| InvalidConfig::one("--repo, --work-dir or --policy is invalid"))
     }
-
-    /// `--check`: everything [`Config::validate`] checks, and the policy file read, parsed
+    /// `--check`: everything `validate` checks, and the policy file read, parsed
     /// and prepared for verification as the gateway would at start. Touches no network.
     /// `Ok` is the summary; `Err` every problem, one per line.
-    pub fn check(&self) -> Result<String, InvalidConfig> {
+    fn check(&self) -> Result<String, InvalidConfig> {
         let mut problems = Problems::new();
         let settings = self.settings(&mut problems);
         let mut policy = String::from("no policy: every valid request runs unverified");
@@ -184,7 +173,9 @@ impl Config {
             },
         ))
     }
+}
 
+impl Config {
     /// Checks every value into `problems` and, when all are good, returns the settings.
     fn settings(&self, problems: &mut Problems) -> Option<Settings> {
         problems.extend(self.common.problems());
@@ -336,6 +327,7 @@ fn absolute(path: &std::path::Path) -> Result<PathBuf, String> {
 mod tests {
     use super::*;
     use clap::Parser as _;
+    use warroom_runtime::daemon::Daemon as _;
 
     fn config(args: &[&str]) -> Config {
         let mut all = vec!["warroom-gateway", "--insecure-allow-unsigned"];

@@ -2,6 +2,7 @@
 //! push turns into on NATS, across restarts.
 
 use std::time::Duration;
+use warroom_runtime::daemon::Daemon as _;
 
 use clap::Parser as _;
 use tokio::sync::oneshot;

@@ -139,7 +139,7 @@ impl Signing {
 
 pub use warroom_runtime::parse_duration;
 
-/// The configuration after validation ([`Config::validate`]): what [`crate::run`] works with.
+/// The configuration after validation (`validate`): what [`crate::run`] works with.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub(crate) common: CommonArgs,
@@ -166,30 +166,19 @@ impl warroom_runtime::daemon::Daemon for Config {
         &self.common
     }
 
-    fn validate(&self) -> Result<Settings, InvalidConfig> {
-        Config::validate(self)
-    }
-
-    fn check(&self) -> Result<String, InvalidConfig> {
-        Config::check(self)
-    }
-}
-
-impl Config {
     /// Checks every value and resolves the defaults, without touching the network or git.
     /// Every problem is reported at once, one per line.
-    pub fn validate(&self) -> Result<Settings, InvalidConfig> {
+    fn validate(&self) -> Result<Settings, InvalidConfig> {
         let mut problems = Problems::new();
         let settings = self.settings(&mut problems);
         problems.finish()?;
         // `None` only with a problem noted, which `finish` returned.
         settings.ok_or_else(|| InvalidConfig::one("--repo or --work-dir is invalid"))
     }
-
-    /// `--check`: everything [`Config::validate`] checks (the signing key loaded by
+    /// `--check`: everything `validate` checks (the signing key loaded by
     /// `ssh-keygen` or found by gpg, the token file read). Touches no network. `Ok` is the
     /// summary; `Err` every problem, one per line.
-    pub fn check(&self) -> Result<String, InvalidConfig> {
+    fn check(&self) -> Result<String, InvalidConfig> {
         let mut problems = Problems::new();
         let settings = self.settings(&mut problems);
         problems.finish()?;
@@ -211,7 +200,9 @@ impl Config {
             },
         ))
     }
+}
 
+impl Config {
     /// Checks every value into `problems` and, when all are good, returns the settings.
     fn settings(&self, problems: &mut Problems) -> Option<Settings> {
         problems.extend(self.common.problems());
@@ -393,6 +384,7 @@ fn check_identity(flag: &str, value: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use clap::Parser as _;
+    use warroom_runtime::daemon::Daemon as _;
 
     fn config(args: &[&str]) -> Config {
         let mut all = vec!["warroom-publisher"];

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+use warroom_runtime::daemon::Daemon as _;
 
 use async_nats::jetstream;
 use clap::Parser as _;

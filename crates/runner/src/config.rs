@@ -120,7 +120,7 @@ pub struct Config {
     pub common: warroom_runtime::CommonArgs,
 }
 
-/// The runner's configuration, checked by [`Config::validate`]: only a valid configuration
+/// The runner's configuration, checked by `validate`: only a valid configuration
 /// becomes `Settings`, and [`crate::run`] takes nothing else.
 #[derive(Debug, Clone)]
 pub struct Settings(Config);
@@ -141,27 +141,16 @@ impl warroom_runtime::daemon::Daemon for Config {
         &self.common
     }
 
-    fn validate(&self) -> std::result::Result<Settings, InvalidConfig> {
-        Config::validate(self)
-    }
-
-    fn check(&self) -> std::result::Result<String, InvalidConfig> {
-        Config::check(self)
-    }
-}
-
-impl Config {
     /// Checks what clap cannot, before any I/O: the settings, or every problem at once.
-    pub fn validate(&self) -> std::result::Result<Settings, InvalidConfig> {
+    fn validate(&self) -> std::result::Result<Settings, InvalidConfig> {
         self.problems().finish()?;
         Ok(Settings(self.clone()))
     }
-
-    /// `--check`: everything [`Config::validate`] checks (the CLI and the guard found and
+    /// `--check`: everything `validate` checks (the CLI and the guard found and
     /// executable, the guard configuration loaded, the API key file read, the NATS files
     /// read as the connection would). Touches no network. `Ok` is the summary; `Err` every
     /// problem, one per line.
-    pub fn check(&self) -> std::result::Result<String, InvalidConfig> {
+    fn check(&self) -> std::result::Result<String, InvalidConfig> {
         self.problems().finish()?;
         Ok(format!(
             "warroom-runner: cluster {}, claude {}, guard {}, {}{}",
@@ -179,7 +168,9 @@ impl Config {
             }
         ))
     }
+}
 
+impl Config {
     /// The API key, from --anthropic-api-key or --api-key-file (never both).
     pub fn api_key(&self) -> std::result::Result<Option<ApiKey>, Invalid> {
         let inline = self

@@ -284,6 +284,7 @@ fn instance_suffix() -> String {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+    use warroom_runtime::daemon::Daemon as _;
 
     use clap::Parser as _;
 

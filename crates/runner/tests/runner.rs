@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use warroom_runtime::daemon::Daemon as _;
 
 use async_nats::jetstream;
 use futures::StreamExt as _;
