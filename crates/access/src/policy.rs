@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 use warroom_git::signature::SshPublicKey;
 use warroom_proto::request::{MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS};
-use warroom_proto::walk::{Walk, describe, join, one_of, suggestion};
+use warroom_proto::walk::{Walk, describe, join, suggestion};
 use warroom_proto::{FieldError, Tool};
 
 /// The `apiVersion` of the policy file.
@@ -821,27 +821,11 @@ impl Check {
                 MAX_TIMEOUT_SECS,
                 "seconds",
             );
-            let known: Vec<&str> = Tool::ALL.iter().map(|t| t.as_str()).collect();
             for (field, item) in self
                 .list(rule, &path, "tools", false, "tool")
                 .unwrap_or_default()
             {
-                let Some(name) = self.string_value(item, &field) else {
-                    continue;
-                };
-                if Tool::parse(name).is_none() {
-                    let hint = match suggestion(name, &known) {
-                        Some(s) => format!(" (did you mean `{s}`?)"),
-                        None => String::new(),
-                    };
-                    self.error(
-                        &field,
-                        format!(
-                            "unknown tool `{name}`{hint}; expected one of: {}",
-                            one_of(&known)
-                        ),
-                    );
-                }
+                self.tool(item, &field);
             }
         }
 

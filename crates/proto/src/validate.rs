@@ -19,7 +19,7 @@ use crate::request::{
     TroubleshootingRequest,
 };
 use crate::session::{MAX_SESSION_SECS, SessionRequest};
-use crate::walk::{Walk, describe, join, one_of, suggestion};
+use crate::walk::{Walk, describe, join, one_of};
 use crate::{API_VERSION, KIND_SESSION, KIND_TROUBLESHOOTING};
 
 /// Largest request file accepted, in bytes.
@@ -662,23 +662,7 @@ impl Check {
             }
             Some(Value::Sequence(items)) => {
                 for (i, item) in items.iter().enumerate() {
-                    let item_field = format!("{field}[{i}]");
-                    let Some(name) = self.string_value(item, &item_field) else {
-                        continue;
-                    };
-                    if Tool::parse(name).is_none() {
-                        let hint = match suggestion(name, &known) {
-                            Some(s) => format!(" (did you mean `{s}`?)"),
-                            None => String::new(),
-                        };
-                        self.error(
-                            &item_field,
-                            format!(
-                                "unknown tool `{name}`{hint}; expected one of: {}",
-                                one_of(&known)
-                            ),
-                        );
-                    }
+                    self.tool(item, &format!("{field}[{i}]"));
                 }
             }
             Some(other) => self.error(

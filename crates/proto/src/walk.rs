@@ -158,6 +158,31 @@ impl Walk {
         self.string_value(value, &join(path, key))
     }
 
+    /// `value` as the name of a Claude Code tool; an unknown name is reported with the
+    /// closest known one and the whole list.
+    pub fn tool(&mut self, value: &Value, field: &str) -> Option<crate::request::Tool> {
+        let name = self.string_value(value, field)?;
+        let tool = crate::request::Tool::parse(name);
+        if tool.is_none() {
+            let known: Vec<&str> = crate::request::Tool::ALL
+                .iter()
+                .map(|t| t.as_str())
+                .collect();
+            let hint = match suggestion(name, &known) {
+                Some(s) => format!(" (did you mean `{s}`?)"),
+                None => String::new(),
+            };
+            self.error(
+                field,
+                format!(
+                    "unknown tool `{name}`{hint}; expected one of: {}",
+                    one_of(&known)
+                ),
+            );
+        }
+        tool
+    }
+
     pub fn string_value<'v>(&mut self, value: &'v Value, field: &str) -> Option<&'v str> {
         match value {
             Value::String(s) if s.trim().is_empty() => {
