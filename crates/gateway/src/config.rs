@@ -93,7 +93,7 @@ pub struct Settings {
     pub(crate) poll_interval: Duration,
     pub(crate) work_dir: PathBuf,
     pub(crate) token: Option<Secret>,
-    pub(crate) allowed_clusters: Vec<String>,
+    pub(crate) allowed_clusters: Vec<warroom_proto::ClusterName>,
     /// How requests are authorized: by the policy file, or not at all.
     pub(crate) trust: Trust,
     /// Where to listen for webhooks, and their secret.
@@ -258,18 +258,19 @@ impl Config {
     }
 
     /// `--allowed-clusters`, each a valid cluster name; blanks are skipped.
-    fn allowed_clusters(&self, problems: &mut Problems) -> Vec<String> {
+    fn allowed_clusters(&self, problems: &mut Problems) -> Vec<warroom_proto::ClusterName> {
         let mut allowed_clusters = Vec::new();
         for cluster in &self.allowed_clusters {
             let cluster = cluster.trim();
             if cluster.is_empty() {
                 continue;
             }
-            match warroom_proto::ClusterName::problem(cluster) {
-                Some(problem) => problems.push(format!(
-                    "--allowed-clusters: the cluster name `{cluster}` {problem}"
+            match warroom_proto::ClusterName::new(cluster) {
+                Ok(name) => allowed_clusters.push(name),
+                Err(invalid) => problems.push(format!(
+                    "--allowed-clusters: the cluster name `{cluster}` {}",
+                    invalid.reason
                 )),
-                None => allowed_clusters.push(cluster.to_owned()),
             }
         }
         allowed_clusters

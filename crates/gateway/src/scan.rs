@@ -17,8 +17,8 @@ use warroom_git::CommitId;
 use warroom_proto::validate::MAX_FILE_BYTES;
 use warroom_proto::wire::{AcceptedRequest, RequestSummary, StatusUpdate};
 use warroom_proto::{
-    FieldError, Notice, NoticeKind, RequestId, RequestNotice, RequestPhase, RequestStatus,
-    ResultsDir, Subject, ValidatedRequest, ValidationErrors, Verification,
+    ClusterName, FieldError, Notice, NoticeKind, RequestId, RequestNotice, RequestPhase,
+    RequestStatus, ResultsDir, Subject, ValidatedRequest, ValidationErrors, Verification,
 };
 use warroom_runtime::Bus;
 
@@ -47,7 +47,7 @@ pub(crate) struct Scanner<'a> {
     pub mirror: &'a Mirror,
     pub bus: &'a Bus,
     pub metrics: &'a Metrics,
-    pub allowed_clusters: &'a [String],
+    pub allowed_clusters: &'a [ClusterName],
     /// The policy's verifier; `None` runs requests unverified (`--insecure-allow-unsigned`).
     pub verifier: Option<Arc<Verifier>>,
     /// The gateway's bucket, holding a record per accepted request (see [`accepted_key`]).
@@ -583,13 +583,17 @@ impl Scanner<'_> {
             .clusters
             .iter()
             .enumerate()
-            .filter(|(_, c)| !self.allowed_clusters.iter().any(|a| *a == c.name.as_str()))
+            .filter(|(_, c)| !self.allowed_clusters.contains(&c.name))
             .map(|(i, c)| FieldError {
                 field: cluster_field(request, i),
                 message: format!(
                     "the cluster `{}` is not one this gateway may send requests to; allowed: {}",
                     c.name,
-                    self.allowed_clusters.join(", ")
+                    self.allowed_clusters
+                        .iter()
+                        .map(ClusterName::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             })
             .collect()
