@@ -2,9 +2,9 @@
 //! they tell the agent to run must be allowed by the built-in policy, and every runbook must
 //! keep the common structure that the index (`README.md`) promises.
 //!
-//! This test was checked to fail: with `oc get secrets -A` added to a `sh` block of
+//! These tests were checked to fail: with `oc get secrets -A` added to a `sh` block of
 //! `etcd.md` it reported `[kubectl.refused-kind]` for that line, and with the `## Hosted side`
-//! heading of a runbook renamed it reported the headings out of order.
+//! heading of `oauth.md` renamed to `## Hosted` the structure test listed its headings.
 
 use std::path::{Path, PathBuf};
 
@@ -63,10 +63,14 @@ fn runbooks_dir() -> PathBuf {
 /// Every `*.md` file under `context/runbooks/` except the index.
 fn runbooks() -> Vec<Runbook> {
     let dir = runbooks_dir();
-    let entries = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
+    let entries =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
     let mut books: Vec<Runbook> = entries
-        .map(|entry| entry.unwrap_or_else(|e| panic!("{}: {e}", dir.display())).path())
+        .map(|entry| {
+            entry
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .path()
+        })
         .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
         .filter(|path| path.file_name().is_some_and(|n| n != "README.md"))
         .map(|path| Runbook {
@@ -190,7 +194,10 @@ fn runbooks_keep_the_common_structure_and_the_index_lists_them() {
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", index_path.display()));
     for name in &names {
         let link = format!("({name}.md)");
-        if !index.lines().any(|l| l.starts_with("- ") && l.contains(&link)) {
+        if !index
+            .lines()
+            .any(|l| l.starts_with("- ") && l.contains(&link))
+        {
             wrong.push(format!(
                 "README.md has no index line (`- [..]{link} ..`) for {name}"
             ));
