@@ -50,7 +50,7 @@ pub struct Config {
     /// name is looked up next to the runner's own executable, then on the agent's PATH.
     #[arg(long, env = "WARROOM_GUARD_BIN", default_value = "warroom-guard")]
     pub guard_bin: PathBuf,
-    /// A guard configuration (YAML) extending the guard's built-in policy; loaded at start,
+    /// A guard configuration (YAML) extending the guard's built-in rules; loaded at start,
     /// so a bad file stops the runner with the guard's own error.
     #[arg(long, env = "WARROOM_GUARD_CONFIG")]
     pub guard_config: Option<PathBuf>,

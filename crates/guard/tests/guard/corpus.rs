@@ -505,7 +505,7 @@ fn the_example_config_extends_the_policy() {
     let guard = Guard::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let (_dir, ws) = workspace();
     let builtin = Guard::builtin();
-    // Each line: refused by the built-in policy, allowed with the example config.
+    // Each line: refused by the built-in rules, allowed with the example config.
     for command in [
         "oc adm node-logs node-1 -u kubelet --tail=50",
         "oc get pods -n prod --server-print=false",

@@ -1,5 +1,5 @@
 //! The runbooks shipped in the image (`context/runbooks/`) against the guard: every command
-//! they tell the agent to run must be allowed by the built-in policy, and every runbook must
+//! they tell the agent to run must be allowed by the built-in rules, and every runbook must
 //! keep the common structure that the index (`README.md`) promises.
 //!
 //! These tests were checked to fail: with `oc get secrets -A` added to a `sh` block of
