@@ -12,6 +12,7 @@ pub mod request;
 pub mod schema;
 pub mod session;
 pub mod status;
+pub mod strategy;
 pub mod validate;
 pub mod walk;
 pub mod wire;
@@ -27,6 +28,7 @@ pub use status::{
     ClusterPhase, ClusterStatus, Notice, NoticeKind, Queued, RequestPhase, RequestStatus,
     Verification,
 };
+pub use strategy::{Strategy, strategies};
 pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request};
 pub use wire::{
     AcceptedRequest, AuditEvent, AuditKind, ClusterReport, Denial, Finding, GatewayMessage,

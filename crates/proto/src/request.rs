@@ -148,9 +148,11 @@ pub struct Investigation {
     /// Seconds the investigation may run before it is stopped and reported `timed_out`.
     #[schemars(range(min = MIN_TIMEOUT_SECS, max = MAX_TIMEOUT_SECS))]
     pub timeout: u64,
-    /// A named troubleshooting strategy (a runbook), e.g. `control-plane-health`.
+    /// A named troubleshooting strategy: one of the runbooks, e.g. `control-plane-health`
+    /// (`claude-warroom strategies` lists them). Without one, the agent picks a runbook from
+    /// their index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"))]
+    #[schemars(extend("enum" = crate::strategy::schema_enum()))]
     pub strategy: Option<String>,
     /// The namespace to focus on, e.g. `clusters-prod-1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -19,7 +19,7 @@ use crate::request::{
     TroubleshootingRequest,
 };
 use crate::session::{MAX_SESSION_SECS, SessionRequest};
-use crate::walk::{Walk, describe, join, one_of};
+use crate::walk::{Walk, describe, join, one_of, suggestion};
 use crate::{API_VERSION, KIND_SESSION, KIND_TROUBLESHOOTING};
 
 /// Largest request file accepted, in bytes.
@@ -473,7 +473,7 @@ impl Check {
         }
     }
 
-    /// A field that must be a safe token (a cluster name, a strategy).
+    /// A field that must be a safe token (a cluster name).
     fn token(
         &mut self,
         map: &Mapping,
@@ -632,7 +632,7 @@ impl Check {
             MAX_TIMEOUT_SECS,
             "seconds",
         );
-        self.token(map, path, "strategy", false, "strategy");
+        self.strategy(map, path);
         if let Some(namespace) = self.string(map, path, "namespace", false) {
             let valid = namespace.len() <= MAX_NAMESPACE_LEN
                 && namespace
@@ -670,6 +670,29 @@ impl Check {
                 format!("expected a list of tools, found {}", describe(other)),
             ),
         }
+    }
+
+    /// `spec.investigation.strategy`, when given, names a runbook; an unknown name is
+    /// reported with the closest known one and the whole list.
+    fn strategy(&mut self, map: &Mapping, path: &str) {
+        let Some(name) = self.string(map, path, "strategy", false) else {
+            return;
+        };
+        if crate::strategy::find(name).is_some() {
+            return;
+        }
+        let known = crate::strategy::names();
+        let hint = match suggestion(name, &known) {
+            Some(s) => format!(" (did you mean `{s}`?)"),
+            None => String::new(),
+        };
+        self.error(
+            &join(path, "strategy"),
+            format!(
+                "unknown strategy `{name}`{hint}; expected one of: {}",
+                one_of(&known)
+            ),
+        );
     }
 
     /// Checks `spec.output` and returns the resolved destination, if one is given.

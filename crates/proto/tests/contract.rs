@@ -220,6 +220,41 @@ fn unknown_tools_are_refused() {
 }
 
 #[test]
+fn a_strategy_must_name_a_runbook() {
+    let with = |strategy: &str| format!("timeout: 600\n    strategy: {strategy}\n");
+    let parsed = parse_request(
+        Path::new("r1.yaml"),
+        VALID
+            .replacen("timeout: 600\n", &with("etcd"), 1)
+            .as_bytes(),
+    )
+    .expect("a runbook's name is a strategy");
+    assert_eq!(
+        parsed.request.spec.investigation.strategy.as_deref(),
+        Some("etcd")
+    );
+
+    let found = errors_with("timeout: 600\n", &with("etdc"));
+    assert_error(
+        &found,
+        "spec.investigation.strategy",
+        "unknown strategy `etdc` (did you mean `etcd`?); expected one of: ",
+    );
+    // The list is every runbook, from the one source the CLI and the gateway share.
+    let expected = warroom_proto::walk::one_of(&warroom_proto::strategy::names());
+    assert_error(&found, "spec.investigation.strategy", &expected);
+    for name in ["`control-plane-health`", "`workload-crashloop`"] {
+        assert!(expected.contains(name), "{expected}");
+    }
+    let found = errors_with("timeout: 600\n", &with("fix-everything"));
+    assert_error(
+        &found,
+        "spec.investigation.strategy",
+        "unknown strategy `fix-everything`; expected one of: `control-plane-health`, ",
+    );
+}
+
+#[test]
 fn destinations_outside_results_are_refused() {
     for bad in [
         "/results/../etc",
