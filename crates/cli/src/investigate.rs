@@ -103,7 +103,8 @@ pub struct Args {
     pub namespace: Option<String>,
 
     /// A named troubleshooting strategy (a runbook in the secure zone), e.g.
-    /// `control-plane-health`.
+    /// `control-plane-health`; `claude-warroom strategies` lists them. Without one, the agent
+    /// picks a runbook from their index.
     #[arg(long, value_name = "NAME")]
     pub strategy: Option<String>,
 

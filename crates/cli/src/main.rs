@@ -12,6 +12,7 @@ mod investigate;
 mod results;
 mod schema;
 mod status;
+mod strategies;
 mod validate;
 mod verify;
 
@@ -45,6 +46,7 @@ Examples:
   claude-warroom status --verify <id>
   claude-warroom get-results --verify <id>
   claude-warroom validate requests/pending/*.yaml
+  claude-warroom strategies
   claude-warroom dev demo
 
 Exit codes: 0 success, 1 error (invalid request, git failure, unknown id, results that fail
@@ -70,6 +72,7 @@ enum Command {
     GetResults(get_results::Args),
     Validate(validate::Args),
     Schema(schema::Args),
+    Strategies(strategies::Args),
     Dev(dev::Args),
 }
 
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Command::GetResults(args) => get_results::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Strategies(args) => strategies::run(args),
         Command::Dev(args) => dev::run(args),
     };
     match outcome {

@@ -433,6 +433,88 @@ fn invalid_values_write_and_push_nothing() {
     assert_eq!(status.trim(), "", "something was written");
 }
 
+/// The runbook names, from the files in `context/runbooks/`.
+fn runbook_names() -> Vec<String> {
+    let dir = workspace_root().join("context/runbooks");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "md"))
+        .filter_map(|path| path.file_stem()?.to_str().map(str::to_owned))
+        .filter(|name| name != "README")
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no runbooks in {}", dir.display());
+    names
+}
+
+#[test]
+fn strategies_lists_every_runbook_with_a_line_each() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let result = run(dir.path(), &["strategies"]);
+    assert_eq!(result.code, Some(0), "{result}");
+    let mut listed: Vec<String> = result
+        .stdout
+        .lines()
+        .map(|line| {
+            let (name, description) = line.split_once("  ").unwrap_or((line, ""));
+            assert!(!description.trim().is_empty(), "no description: {line:?}");
+            name.to_owned()
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(listed, runbook_names(), "{result}");
+
+    let result = run(dir.path(), &["strategies", "--json"]);
+    assert_eq!(result.code, Some(0), "{result}");
+    let json: Vec<serde_json::Value> =
+        serde_json::from_str(&result.stdout).unwrap_or_else(|e| panic!("{e}: {result}"));
+    let mut names: Vec<String> = json
+        .iter()
+        .map(|s| s["name"].as_str().expect("a name").to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, runbook_names());
+}
+
+#[test]
+fn an_unknown_strategy_is_refused_with_the_list_and_nothing_is_pushed() {
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    let before = remote.head();
+
+    let result = run(
+        engineer.path(),
+        &[
+            "investigate",
+            "--cluster",
+            "production-hub",
+            "--issue",
+            "etcd latency",
+            "--strategy",
+            "etdc",
+        ],
+    );
+    assert_eq!(result.code, Some(1), "{result}");
+    assert!(
+        result.stderr.contains(
+            "spec.investigation.strategy (--strategy): unknown strategy `etdc` \
+             (did you mean `etcd`?); expected one of: "
+        ),
+        "{result}"
+    );
+    for name in runbook_names() {
+        assert!(
+            result.stderr.contains(&format!("`{name}`")),
+            "{name}: {result}"
+        );
+    }
+    assert!(result.stdout.is_empty(), "{result}");
+    assert_eq!(remote.head(), before, "something was pushed");
+    let status = engineer.git(["status", "--porcelain", "--untracked-files=all"]);
+    assert_eq!(status.trim(), "", "something was written");
+}
+
 #[test]
 fn investigate_rebases_when_the_remote_moved() {
     let remote = BareRemote::new();
