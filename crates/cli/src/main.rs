@@ -4,6 +4,7 @@
 //! Each subcommand lives in its own module with an `Args` struct and a `run` function; this
 //! file only parses the command line, dispatches, and turns the outcome into an exit code.
 
+mod completions;
 mod dev;
 mod get_results;
 mod git;
@@ -18,7 +19,7 @@ mod verify;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Exit code: the request has no results yet (it is pending).
 pub const EXIT_NOT_YET: u8 = 3;
@@ -47,6 +48,7 @@ Examples:
   claude-warroom get-results --verify <id>
   claude-warroom validate requests/pending/*.yaml
   claude-warroom strategies
+  claude-warroom completions bash > ~/.local/share/bash-completion/completions/claude-warroom
   claude-warroom dev demo
 
 Exit codes: 0 success, 1 error (invalid request, git failure, unknown id, results that fail
@@ -73,6 +75,7 @@ enum Command {
     Validate(validate::Args),
     Schema(schema::Args),
     Strategies(strategies::Args),
+    Completions(completions::Args),
     Dev(dev::Args),
 }
 
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Strategies(args) => strategies::run(args),
+        Command::Completions(args) => completions::run(args, &mut Cli::command()),
         Command::Dev(args) => dev::run(args),
     };
     match outcome {

@@ -1222,3 +1222,52 @@ fn the_engineers_command_links_no_daemon_and_no_nats_client() {
         );
     }
 }
+
+#[test]
+fn completions_know_every_subcommand_and_the_bash_script_parses() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let subcommands = [
+        "investigate",
+        "init",
+        "status",
+        "get-results",
+        "validate",
+        "schema",
+        "strategies",
+        "dev",
+        "completions",
+    ];
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef claude-warroom"),
+        ("fish", "complete -c claude-warroom"),
+    ] {
+        let result = run(dir.path(), &["completions", shell]);
+        assert_eq!(result.code, Some(0), "{shell}: {result}");
+        assert!(result.stdout.contains(marker), "{shell}: {result}");
+        for subcommand in subcommands {
+            assert!(
+                result.stdout.contains(subcommand),
+                "{shell} completion misses `{subcommand}`"
+            );
+        }
+    }
+    // bash itself reads the script without a syntax error.
+    let bash = run(dir.path(), &["completions", "bash"]);
+    let script = dir.path().join("claude-warroom.bash");
+    std::fs::write(&script, &bash.stdout).expect("write the script");
+    let parsed = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .expect("run bash -n");
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+
+    let unknown = run(dir.path(), &["completions", "tcsh"]);
+    assert_eq!(unknown.code, Some(2), "{unknown}");
+    assert!(unknown.stderr.contains("bash, zsh, fish"), "{unknown}");
+}
