@@ -77,7 +77,15 @@ impl Component {
             }
             Component::Publisher => {
                 p.consumer(Stream::Events, PUBLISHER_CONSUMER, None);
+                for surface in names::SURFACES {
+                    p.consumer(
+                        Stream::Events,
+                        &names::surface_consumer(surface),
+                        Some(&Subject::Status(any_request())),
+                    );
+                }
                 p.bucket(PUBLISHER_BUCKET);
+                p.bucket(names::SURFACES_BUCKET);
                 p.bucket(LEASES_BUCKET);
             }
             Component::Runner(cluster) => {

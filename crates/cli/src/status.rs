@@ -224,6 +224,7 @@ mod tests {
             mode: Some(warroom_proto::CoordinationMode::Sequential),
             engineer: Some("a@b.c".to_owned()),
             results_dir: "results/r1".parse().unwrap(),
+            commit: None,
             revision: 7,
             updated_at: datetime!(2026-01-15 14:30:00 UTC),
             verification: None,
@@ -267,6 +268,7 @@ mod tests {
             mode: None,
             engineer: None,
             results_dir: "results/r1".parse().unwrap(),
+            commit: None,
             revision: 2,
             updated_at: datetime!(2026-01-15 14:30:00 UTC),
             verification: None,
@@ -295,6 +297,7 @@ mod tests {
             mode: None,
             engineer: None,
             results_dir: "results/r1".parse().unwrap(),
+            commit: None,
             revision: 3,
             updated_at: datetime!(2026-01-15 14:30:00 UTC),
             verification: Some(warroom_proto::Verification {

@@ -129,6 +129,7 @@ fn status(
         mode: None,
         engineer: Some(TEST_USER_EMAIL.to_owned()),
         results_dir: dir.parse().expect("a valid results folder"),
+        commit: None,
         revision: 3,
         updated_at: warroom_proto::now(),
         verification: None,

@@ -669,6 +669,7 @@ impl RequestState {
                 mode: self.mode,
                 engineer: Some(self.accepted.request.metadata.engineer.clone()),
                 results_dir: self.accepted.results_dir.clone(),
+                commit: Some(self.accepted.commit.clone()),
                 revision: self.revision,
                 updated_at: self.updated_at,
                 verification: self.accepted.verification.clone(),

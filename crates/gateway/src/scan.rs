@@ -124,6 +124,15 @@ enum Plan {
     },
 }
 
+/// Why a file is rejected, and where it was added.
+struct Rejection<'a> {
+    errors: Vec<FieldError>,
+    request: Option<Box<ValidatedRequest>>,
+    summary: Option<String>,
+    /// The commit that added the file.
+    commit: &'a CommitId,
+}
+
 /// What the gateway established about who wrote a request, for the dispatcher.
 struct Trust {
     verification: Verification,
@@ -360,14 +369,14 @@ impl Scanner<'_> {
     /// Publishes the messages of `plans`, [`IN_FLIGHT`] at a time, and returns each file's
     /// verdict once every one of them was acknowledged.
     async fn publish(&self, plans: Vec<Plan>, head: &CommitId) -> Result<Vec<(String, Verdict)>> {
-        let accepted: Vec<&str> = plans
+        // The commit that added each file: where GitHub shows the request's state.
+        let paths: Vec<&str> = plans
             .iter()
-            .filter_map(|plan| match plan {
-                Plan::Accept { path, .. } => Some(path.as_str()),
-                _ => None,
+            .map(|plan| match plan {
+                Plan::Accept { path, .. } | Plan::Reject { path, .. } => path.as_str(),
             })
             .collect();
-        let commits = self.mirror.adding_commits(head, &accepted).await?;
+        let commits = self.mirror.adding_commits(head, &paths).await?;
         let commits = &commits;
         let publishes: Vec<_> = plans
             .into_iter()
@@ -381,9 +390,14 @@ impl Scanner<'_> {
                         summary,
                         version,
                     } => {
-                        let verdict = self
-                            .reject(&path, &id, errors, request.as_deref(), summary, &version)
-                            .await?;
+                        let commit = commits.get(&path).unwrap_or(head);
+                        let rejection = Rejection {
+                            errors,
+                            request,
+                            summary,
+                            commit,
+                        };
+                        let verdict = self.reject(&path, &id, rejection, &version).await?;
                         Ok((path, verdict))
                     }
                     Plan::Accept {
@@ -606,11 +620,16 @@ impl Scanner<'_> {
         &self,
         path: &str,
         id: &RequestId,
-        errors: Vec<FieldError>,
-        request: Option<&ValidatedRequest>,
-        summary: Option<String>,
+        rejection: Rejection<'_>,
         version: &str,
     ) -> Result<Verdict> {
+        let Rejection {
+            errors,
+            request,
+            summary,
+            commit,
+        } = rejection;
+        let request = request.as_deref();
         let summary = summary.unwrap_or_else(|| {
             ValidationErrors {
                 file: path.to_owned(),
@@ -628,6 +647,7 @@ impl Scanner<'_> {
                 mode: request.and_then(|r| r.mode),
                 engineer: request.map(|r| r.request.metadata.engineer.clone()),
                 results_dir: ResultsDir::default_for(id),
+                commit: Some(commit.to_string()),
                 revision: 1,
                 updated_at: warroom_proto::now(),
                 verification: None,

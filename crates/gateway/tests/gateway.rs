@@ -373,6 +373,7 @@ fn planted_status(request: &str) -> String {
         errors: Vec::new(),
         mode: None,
         engineer: Some("mallory".to_owned()),
+        commit: None,
         revision: 1_000_000,
         updated_at: warroom_proto::now(),
         verification: None,

@@ -69,6 +69,19 @@ pub const DISPATCHER_RESULTS_CONSUMER: &str = "dispatcher-results";
 /// The durable consumer of the publisher on [`Stream::Events`].
 pub const PUBLISHER_CONSUMER: &str = "publisher";
 
+/// What each of the publisher's surfaces outside git showed for each request, one key per
+/// surface and request (`<surface>.<request>`): so that nothing is shown twice.
+pub const SURFACES_BUCKET: &str = "warroom-surfaces";
+
+/// The publisher's surfaces outside git, each with its own durable consumer of the status
+/// snapshots ([`surface_consumer`]).
+pub const SURFACES: [&str; 3] = ["github", "slack", "configmap"];
+
+/// The durable consumer of one publisher surface on [`Stream::Events`]: `publisher-<surface>`.
+pub fn surface_consumer(surface: &str) -> String {
+    format!("publisher-{surface}")
+}
+
 /// The durable consumer shared by a cluster's runner replicas.
 pub fn runner_consumer(cluster: &ClusterName) -> String {
     format!("runner-{cluster}")
@@ -148,6 +161,12 @@ const RESULTS: &str = "results";
 const EVENTS: &str = "events";
 const STATUS: &str = "status";
 const DEAD: &str = "dead";
+
+/// The subject pattern of every request's status snapshots, `warroom.status.*`: the filter
+/// of the consumers that show requests' states outside git.
+pub fn all_statuses() -> String {
+    format!("{PREFIX}.{STATUS}.*")
+}
 
 /// Every `warroom.*` subject, built from checked identities.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -136,6 +136,10 @@ pub struct RequestStatus {
     pub engineer: Option<String>,
     /// The repository folder holding this request's results, e.g. `results/<id>`.
     pub results_dir: ResultsDir,
+    /// The commit that added the request file, when the gateway knew it: where GitHub shows
+    /// the request's state (a commit status or check run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
     /// Grows by one at every transition; a reader can tell a newer status from an older one.
     pub revision: u64,
     #[serde(with = "time::serde::rfc3339")]

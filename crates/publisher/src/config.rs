@@ -94,6 +94,9 @@ pub struct Config {
     pub signing_format: SigningFormat,
 
     #[command(flatten)]
+    pub surfaces: crate::surfaces::SurfaceArgs,
+
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -155,6 +158,7 @@ pub struct Settings {
     pub(crate) ack_wait: Duration,
     pub(crate) report_note: Option<String>,
     pub(crate) signing: Option<Signing>,
+    pub(crate) surfaces: crate::surfaces::Surfaces,
 }
 
 impl warroom_runtime::daemon::Daemon for Config {
@@ -185,9 +189,10 @@ impl warroom_runtime::daemon::Daemon for Config {
         let settings =
             settings.ok_or_else(|| InvalidConfig::one("--repo or --work-dir is invalid"))?;
         Ok(format!(
-            "warroom-publisher: {} branch {}, {}, {}{}",
+            "warroom-publisher: {} branch {}, {}, {}, {}{}",
             settings.repo,
             settings.branch,
+            settings.surfaces.summary(),
             match &settings.signing {
                 Some(signing) => format!("signing with {}", signing.public),
                 None => "results unsigned".to_owned(),
@@ -233,6 +238,7 @@ impl Config {
             None => None,
             Some(key) => problems.check(check_signing_key(key, self.signing_format)),
         };
+        let surfaces = self.surfaces.settings(problems);
         if !problems.is_empty() {
             return None;
         }
@@ -257,6 +263,7 @@ impl Config {
                 .filter(|note| !note.is_empty())
                 .map(str::to_owned),
             signing,
+            surfaces,
         })
     }
 

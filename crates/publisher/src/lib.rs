@@ -26,14 +26,16 @@
 //! does not decode, or a path in it would leave `results/`) is logged and terminated, and
 //! never holds up the others.
 //!
-//! Reporting to GitHub (a commit status or a comment per request) belongs after a successful
-//! push: [`Published`] is what such a reporter would receive.
+//! Besides git, the request's state is shown on the surfaces that are configured (GitHub,
+//! Slack, a ConfigMap): see [`surfaces`]. They follow the status snapshots on consumers of
+//! their own, so none of them ever holds back git.
 
 mod config;
 mod metrics;
 pub use warroom_redact as redact;
 mod render;
 mod repo;
+pub mod surfaces;
 mod tree;
 
 use std::collections::HashMap;
@@ -153,6 +155,7 @@ pub async fn run(
         batch_window_ms = settings.batch_window.as_millis() as u64,
         push_attempts = settings.push_attempts,
         signing_key = settings.signing.as_ref().map_or("none (commits are not signed)", |s| s.public.as_str()),
+        surfaces = %settings.surfaces.summary(),
         "publisher starting"
     );
     // Connecting retries until NATS is up; shutdown must still be able to end that wait.
@@ -180,7 +183,14 @@ pub async fn run(
         };
         let bus = bus.clone();
         let health = health.clone();
-        async move { lead(&bus, &publisher, &health).await }
+        let surfaces = settings.surfaces.clone();
+        async move {
+            // The surfaces outside git run beside the git work, under the same lease.
+            let mut surfaces = surfaces.spawn_all(&bus, &health.metrics, &publisher.shutdown);
+            let outcome = lead(&bus, &publisher, &health).await;
+            while surfaces.join_next().await.is_some() {}
+            outcome
+        }
     })
     .await;
     health.set_ready(false);

@@ -1,7 +1,9 @@
 //! The publisher's metrics, declared once: exported as `warroom_publisher_<name>` (`_total`
 //! appended to a counter's), listed in `deploy/METRICS.md`.
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use warroom_runtime::{DaemonMetrics, RuntimeMetrics};
@@ -25,8 +27,22 @@ pub struct Metrics {
     pub messages_retried: Counter,
     /// Unix seconds of the last successful push (alerted on).
     pub last_push_timestamp_seconds: Gauge,
+    /// Request states shown on a surface outside git.
+    pub surface_updates: Family<SurfaceLabels, Counter>,
+    /// Snapshots not shown: already shown, superseded by a newer one, or not wanted.
+    pub surface_skipped: Family<SurfaceLabels, Counter>,
+    /// Tries again after a temporary failure of a surface.
+    pub surface_retries: Family<SurfaceLabels, Counter>,
+    /// Snapshots given up after `--surface-give-up-after` or a permanent failure (alerted on).
+    pub surface_gave_up: Family<SurfaceLabels, Counter>,
     /// `active` (the lease) and `dead_letters_total` (counted by the consumer itself).
     pub runtime: RuntimeMetrics,
+}
+
+/// Which surface outside git (`github`, `slack`, `configmap`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SurfaceLabels {
+    pub surface: &'static str,
 }
 
 impl DaemonMetrics for Metrics {
@@ -88,6 +104,26 @@ impl DaemonMetrics for Metrics {
             "last_push_timestamp_seconds",
             "Unix seconds of the last successful push",
             self.last_push_timestamp_seconds.clone(),
+        );
+        r.register(
+            "surface_updates",
+            "Request states shown on a surface outside git",
+            self.surface_updates.clone(),
+        );
+        r.register(
+            "surface_skipped",
+            "Status snapshots not shown on a surface: already shown, superseded or not wanted",
+            self.surface_skipped.clone(),
+        );
+        r.register(
+            "surface_retries",
+            "Tries again after a temporary failure of a surface",
+            self.surface_retries.clone(),
+        );
+        r.register(
+            "surface_gave_up",
+            "Status snapshots a surface gave up on (a permanent failure or --surface-give-up-after)",
+            self.surface_gave_up.clone(),
         );
         self.runtime.register(r);
     }

@@ -484,6 +484,7 @@ mod tests {
             mode: None,
             engineer: Some("alice".to_owned()),
             results_dir: "results/r1".parse().unwrap(),
+            commit: None,
             revision: 3,
             updated_at: time::macros::datetime!(2026-11-23 12:00 UTC),
             verification: None,

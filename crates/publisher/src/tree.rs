@@ -491,6 +491,7 @@ mod tests {
                 mode: None,
                 engineer: None,
                 results_dir: dir.parse().unwrap(),
+                commit: None,
                 revision,
                 updated_at: warroom_proto::now(),
                 verification: None,

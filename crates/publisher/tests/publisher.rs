@@ -282,6 +282,7 @@ fn status(id: &str, phase: RequestPhase, revision: u64) -> StatusUpdate {
             mode: None,
             engineer: Some("alice".to_owned()),
             results_dir: dir(&format!("results/{id}")),
+            commit: None,
             revision,
             updated_at: warroom_proto::now(),
             verification: None,

@@ -162,7 +162,7 @@ async fn task_consumer(
 ) -> Result<warroom_runtime::Consumer<Task>> {
     Ok(bus
         .consume::<Task>(ConsumerSpec {
-            filter: Some(Subject::Task(config.cluster.clone())),
+            filter: Some(Subject::Task(config.cluster.clone()).to_string()),
             ack_wait: config.ack_wait,
             max_deliver: MAX_DELIVER,
             batch: 1,

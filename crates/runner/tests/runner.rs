@@ -1288,7 +1288,7 @@ async fn a_third_delivery_fails_instead_of_running() {
     let mut consumer = harness
         .bus
         .consume::<Task>(warroom_runtime::ConsumerSpec {
-            filter: Some(warroom_proto::Subject::Task(cluster.clone())),
+            filter: Some(warroom_proto::Subject::Task(cluster.clone()).to_string()),
             ack_wait: Duration::from_secs(60),
             max_deliver: warroom_runner::MAX_DELIVER,
             batch: 1,

@@ -383,11 +383,7 @@ impl Bus {
                 consumer::pull::Config {
                     durable_name: Some(spec.durable.clone()),
                     description: Some(spec.description.clone()),
-                    filter_subject: spec
-                        .filter
-                        .as_ref()
-                        .map(Subject::to_string)
-                        .unwrap_or_default(),
+                    filter_subject: spec.filter.clone().unwrap_or_default(),
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: spec.ack_wait,
                     max_deliver: spec.max_deliver,
@@ -460,8 +456,10 @@ pub struct ConsumerSpec {
     pub stream: Stream,
     pub durable: String,
     pub description: String,
-    /// Only messages on this subject; every subject of the stream when `None`.
-    pub filter: Option<Subject>,
+    /// Only messages on this subject or subject pattern (a [`Subject`], or one of
+    /// [`names`](warroom_proto::names)' patterns such as `warroom.status.*`); every subject
+    /// of the stream when `None`.
+    pub filter: Option<String>,
     /// How long the server waits for an ack before redelivering.
     pub ack_wait: Duration,
     /// Deliveries before a message is dead-lettered by [`Delivery::retry`].

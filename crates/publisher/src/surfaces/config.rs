@@ -1,0 +1,48 @@
+//! The surfaces' command line and environment, and their validation before any I/O.
+
+use std::time::Duration;
+
+use warroom_runtime::config::Problems;
+
+use super::Limits;
+
+/// Where request states are shown besides git (each surface is off unless configured).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SurfaceArgs {
+    /// How long a surface outside git (GitHub, Slack, ConfigMap) keeps retrying one status
+    /// snapshot that fails for a temporary reason (the endpoint down, rate limits) before it
+    /// gives up on it, counts it in `warroom_publisher_surface_gave_up_total` and logs it. Git
+    /// publishing never waits for a surface.
+    #[arg(long, env = "WARROOM_SURFACE_GIVE_UP_AFTER", default_value = "1h", value_parser = warroom_runtime::parse_duration)]
+    pub surface_give_up_after: Duration,
+}
+
+/// The surfaces enabled by the configuration.
+#[derive(Debug, Clone)]
+pub struct Surfaces {
+    pub(crate) limits: Limits,
+}
+
+impl SurfaceArgs {
+    /// Checks every surface setting into `problems`.
+    pub(crate) fn settings(&self, problems: &mut Problems) -> Surfaces {
+        if self.surface_give_up_after < Duration::from_secs(1) {
+            problems.push(format!(
+                "--surface-give-up-after {:?} is shorter than 1s",
+                self.surface_give_up_after
+            ));
+        }
+        Surfaces {
+            limits: Limits {
+                give_up_after: self.surface_give_up_after,
+            },
+        }
+    }
+}
+
+impl Surfaces {
+    /// For `--check` and the start log: which surfaces are on, and where to.
+    pub(crate) fn summary(&self) -> String {
+        "surfaces outside git: none (GitHub, Slack, ConfigMap and S3 are off)".to_owned()
+    }
+}
