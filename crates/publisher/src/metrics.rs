@@ -105,6 +105,27 @@ impl DaemonMetrics for Metrics {
             "Unix seconds of the last successful push",
             self.last_push_timestamp_seconds.clone(),
         );
+        self.register_surfaces(r);
+        self.runtime.register(r);
+    }
+}
+
+impl Metrics {
+    /// The surfaces' counters.
+    fn register_surfaces(&self, r: &mut Registry) {
+        // Every surface's series exist from the start, at 0: an alert's `increase` sees the
+        // first give-up, and the families show on /metrics before any surface ran.
+        for surface in warroom_proto::names::SURFACES {
+            let labels = SurfaceLabels { surface };
+            for family in [
+                &self.surface_updates,
+                &self.surface_skipped,
+                &self.surface_retries,
+                &self.surface_gave_up,
+            ] {
+                drop(family.get_or_create(&labels));
+            }
+        }
         r.register(
             "surface_updates",
             "Request states shown on a surface outside git",
@@ -125,6 +146,5 @@ impl DaemonMetrics for Metrics {
             "Status snapshots a surface gave up on (a permanent failure or --surface-give-up-after)",
             self.surface_gave_up.clone(),
         );
-        self.runtime.register(r);
     }
 }
