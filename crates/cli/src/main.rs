@@ -16,6 +16,7 @@ mod status;
 mod strategies;
 mod validate;
 mod verify;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,7 @@ Examples:
       --issue \"API timeouts\" --prompt \"Find why the API server of prod-cluster-1 times out.\"
   claude-warroom init --publisher-key ./warroom-publisher.pub
   claude-warroom status --verify <id>
+  claude-warroom wait <id>                # follow it until it is final
   claude-warroom get-results --verify <id>
   claude-warroom validate requests/pending/*.yaml
   claude-warroom strategies
@@ -53,7 +55,8 @@ Examples:
 
 Exit codes: 0 success, 1 error (invalid request, git failure, unknown id, results that fail
 --verify), 2 usage error,
-3 no results yet (the request is pending)."
+3 no results yet (the request is pending); `wait` and `status --watch`: 4 failed, 5 timed_out,
+6 cancelled, 7 rejected, 8 not final after --timeout."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -71,6 +74,8 @@ enum Command {
     Investigate(investigate::Args),
     Init(init::Args),
     Status(status::Args),
+    /// Follow a request until it is final: `claude-warroom status --watch`.
+    Wait(status::Args),
     GetResults(get_results::Args),
     Validate(validate::Args),
     Schema(schema::Args),
@@ -97,6 +102,10 @@ fn main() -> ExitCode {
         Command::Investigate(args) => investigate::run(args),
         Command::Init(args) => init::run(args),
         Command::Status(args) => status::run(args),
+        Command::Wait(args) => status::run(status::Args {
+            watch: true,
+            ..args
+        }),
         Command::GetResults(args) => get_results::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),

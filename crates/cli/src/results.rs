@@ -99,7 +99,7 @@ pub struct Results {
 }
 
 impl Target {
-    fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         // clap guarantees exactly one of the two is present.
         self.id
             .as_deref()

@@ -29,17 +29,54 @@ as a runner of that cluster is alive, however busy.
 
 Exit codes: 0 the status was shown, 1 error (unknown id, git failure; with --verify, a
 commit of the results folder not signed by the publisher), 2 usage error, 3 no status yet
-(the request is pending: the secure zone has not picked it up yet).")]
+(the request is pending: the secure zone has not picked it up yet).
+
+With --watch (or `claude-warroom wait <ID>`): follows the request until it is final, one line
+per transition (and on a terminal a live view of each cluster: elapsed time, turns, tool
+calls, the last tool call). Exit codes then: 0 completed, 1 error, 2 usage error, 4 failed,
+5 timed_out, 6 cancelled, 7 rejected, 8 still not final after --timeout.")]
 pub struct Args {
     #[command(flatten)]
     pub target: Target,
 
-    /// Print `status.json` exactly as committed, for scripts.
+    /// Print `status.json` exactly as committed, for scripts. With --watch: every new status,
+    /// one compact JSON document per line.
     #[arg(long)]
     pub json: bool,
+
+    /// Follow the request until it is final (see the exit codes below).
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+
+    /// With --watch: how often to fetch (`10s`, `1m`).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
+    pub interval: std::time::Duration,
+
+    /// With --watch: stop waiting after this long (exit code 8).
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// `10s`, `2m`, `500ms`; at least 100 ms, so a watch never hammers the git server.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration like `10s` or `2m`: {e}"))?;
+    if duration < std::time::Duration::from_millis(100) {
+        return Err(format!("`{text}` is shorter than 100ms"));
+    }
+    Ok(duration)
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    if args.watch {
+        return crate::watch::Watch {
+            target: &args.target,
+            json: args.json,
+            interval: args.interval,
+            timeout: args.timeout,
+        }
+        .run();
+    }
     let results = args.target.locate()?;
     results.report_verification();
     let mut stdout = std::io::stdout().lock();
@@ -62,7 +99,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 /// The status for people.
-fn render(status: &RequestStatus, dir: &str, rev: &str, now: Timestamp) -> String {
+pub(crate) fn render(status: &RequestStatus, dir: &str, rev: &str, now: Timestamp) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "request   {}", status.id);
     let _ = writeln!(out, "phase     {}", status.phase);
@@ -95,18 +132,20 @@ fn render(status: &RequestStatus, dir: &str, rev: &str, now: Timestamp) -> Strin
     for notice in &status.notices {
         // The message names a file whose name anyone who can push chooses: no control
         // characters reach the terminal.
-        let message: String = notice
-            .message
-            .chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect();
-        let _ = writeln!(out, "notice    {}: {message}", notice.kind.as_str());
+        let _ = writeln!(
+            out,
+            "notice    {}: {}",
+            notice.kind.as_str(),
+            printable(&notice.message)
+        );
     }
+    // Errors quote what came from the secure zone (an agent's words, a file name anyone who
+    // can push chose): no control characters reach the terminal.
     if let Some(error) = &status.error {
-        let _ = writeln!(out, "error     {error}");
+        let _ = writeln!(out, "error     {}", printable(error));
     }
     for error in &status.errors {
-        let _ = writeln!(out, "  - {error}");
+        let _ = writeln!(out, "  - {}", printable(&error.to_string()));
     }
 
     if !status.clusters.is_empty() {
@@ -153,7 +192,7 @@ fn render(status: &RequestStatus, dir: &str, rev: &str, now: Timestamp) -> Strin
         }
         for (name, cluster) in &status.clusters {
             if let Some(error) = &cluster.error {
-                let _ = writeln!(out, "{name}: {error}");
+                let _ = writeln!(out, "{name}: {}", printable(error));
             }
         }
     }
@@ -161,6 +200,13 @@ fn render(status: &RequestStatus, dir: &str, rev: &str, now: Timestamp) -> Strin
         let _ = writeln!(out, "\nreport: claude-warroom get-results {}", status.id);
     }
     out
+}
+
+/// `text` with every control character (escape sequences, newlines) shown as `?`.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn format_time(at: Timestamp) -> String {

@@ -15,7 +15,11 @@ use warroom_testkit::{BareRemote, SshKey};
 /// The binary with a hermetic environment: no system or global git config (so the clone's
 /// local test identity is what counts), no prompts, and none of our own env defaults.
 fn cli(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_claude-warroom"));
+    hermetic(Command::new(env!("CARGO_BIN_EXE_claude-warroom")), dir)
+}
+
+/// `cmd` with the environment of [`cli`].
+fn hermetic(mut cmd: Command, dir: &Path) -> Command {
     for var in [
         "GIT_DIR",
         "GIT_WORK_TREE",
@@ -1271,4 +1275,274 @@ fn completions_know_every_subcommand_and_the_bash_script_parses() {
     let unknown = run(dir.path(), &["completions", "tcsh"]);
     assert_eq!(unknown.code, Some(2), "{unknown}");
     assert!(unknown.stderr.contains("bash, zsh, fish"), "{unknown}");
+}
+
+/// `claude-warroom wait` as a script runs it: stdout a pipe, every line read as it comes.
+struct Watcher {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Watcher {
+    fn start(dir: &Path, args: &[&str]) -> Watcher {
+        let mut cmd = cli(dir);
+        cmd.args(args);
+        Watcher::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Watcher {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting claude-warroom");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watcher {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (up to a generous deadline) for a printed line containing `text`.
+    fn expect(&mut self, text: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if self.seen.iter().any(|line| line.contains(text)) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "no line with {text:?}; printed so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for the process to end; its exit code and everything it printed.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().expect("waiting for claude-warroom");
+        self.seen.extend(self.lines.iter());
+        (status.code(), self.seen.join("\n"))
+    }
+}
+
+fn status_json(status: &RequestStatus) -> String {
+    serde_json::to_string_pretty(status).expect("serializing the status") + "\n"
+}
+
+#[test]
+fn wait_follows_a_request_to_its_end_and_exits_with_its_phase() {
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    let id = run(
+        engineer.path(),
+        &[
+            "investigate",
+            "--clusters",
+            "prod-cluster-1,prod-cluster-2",
+            "--mode",
+            "parallel",
+            "--issue",
+            "etcd latency",
+        ],
+    )
+    .id();
+    let dir = format!("results/{id}");
+    let mut watcher = Watcher::start(engineer.path(), &["wait", &id, "--interval", "100ms"]);
+    watcher.expect("pending: not picked up by the secure zone yet");
+
+    let mut running = status(
+        &id,
+        RequestPhase::Running,
+        &dir,
+        &[
+            ("prod-cluster-1", ClusterPhase::Running),
+            ("prod-cluster-2", ClusterPhase::Dispatched),
+        ],
+    );
+    running.revision = 2;
+    publish(&remote, &dir, &[("status.json", status_json(&running))]);
+    watcher.expect(&format!("{id} running"));
+    watcher.expect("  prod-cluster-1: running");
+    watcher.expect("  prod-cluster-2: dispatched");
+
+    let mut failed = status(
+        &id,
+        RequestPhase::Failed,
+        &dir,
+        &[
+            ("prod-cluster-1", ClusterPhase::Completed),
+            ("prod-cluster-2", ClusterPhase::Failed),
+        ],
+    );
+    failed.revision = 5;
+    failed.error = Some("prod-cluster-2 failed".to_owned());
+    failed.clusters.get_mut("prod-cluster-2").unwrap().error =
+        Some("the agent hit\u{1b}[2J the turn limit".to_owned());
+    publish(&remote, &dir, &[("status.json", status_json(&failed))]);
+    let (code, out) = watcher.finish();
+    assert_eq!(code, Some(4), "failed exits 4:\n{out}");
+    assert!(
+        out.contains(&format!("{id} failed: prod-cluster-2 failed")),
+        "{out}"
+    );
+    assert!(
+        out.contains("  prod-cluster-1: running -> completed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  prod-cluster-2: dispatched -> failed (the agent hit?[2J the turn limit)"),
+        "an error reaches the terminal without its control characters:\n{out}"
+    );
+    assert!(
+        out.contains("phase     failed"),
+        "the final summary is printed:\n{out}"
+    );
+    assert!(
+        !out.contains('\u{1b}'),
+        "no escape sequence in a pipe:\n{out}"
+    );
+}
+
+#[test]
+fn wait_exit_codes_name_the_final_phase_and_timeout() {
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    let id = run(
+        engineer.path(),
+        &[
+            "investigate",
+            "--cluster",
+            "prod-cluster-1",
+            "--issue",
+            "etcd latency",
+        ],
+    )
+    .id();
+    let dir = format!("results/{id}");
+    let mut revision = 1;
+    for (phase, cluster, code) in [
+        (RequestPhase::Running, ClusterPhase::Running, 8),
+        (RequestPhase::Completed, ClusterPhase::Completed, 0),
+        (RequestPhase::TimedOut, ClusterPhase::TimedOut, 5),
+        (RequestPhase::Cancelled, ClusterPhase::Cancelled, 6),
+        (RequestPhase::Rejected, ClusterPhase::Pending, 7),
+    ] {
+        let mut now = status(&id, phase, &dir, &[("prod-cluster-1", cluster)]);
+        revision += 1;
+        now.revision = revision;
+        publish(&remote, &dir, &[("status.json", status_json(&now))]);
+        let result = run(
+            engineer.path(),
+            &[
+                "status",
+                &id,
+                "--watch",
+                "--interval",
+                "100ms",
+                "--timeout",
+                "1s",
+            ],
+        );
+        assert_eq!(result.code, Some(code), "{phase}: {result}");
+        if code == 8 {
+            assert!(result.stderr.contains("is not final after"), "{result}");
+        }
+    }
+    // --json --watch: one compact status per line.
+    let json = run(engineer.path(), &["wait", &id, "--json"]);
+    assert_eq!(json.code, Some(7), "{json}");
+    let status: RequestStatus =
+        serde_json::from_str(json.stdout.trim()).expect("one JSON status on one line");
+    assert_eq!(status.phase, RequestPhase::Rejected);
+}
+
+#[test]
+fn wait_on_a_terminal_draws_each_clusters_progress_in_place() {
+    let remote = BareRemote::new();
+    let engineer = remote.work_clone();
+    let id = run(
+        engineer.path(),
+        &[
+            "investigate",
+            "--cluster",
+            "prod-cluster-1",
+            "--issue",
+            "etcd latency",
+        ],
+    )
+    .id();
+    let dir = format!("results/{id}");
+    let mut running = status(
+        &id,
+        RequestPhase::Running,
+        &dir,
+        &[("prod-cluster-1", ClusterPhase::Running)],
+    );
+    let cluster = running.clusters.get_mut("prod-cluster-1").unwrap();
+    cluster.started_at = Some(warroom_proto::now() - time::Duration::seconds(3675));
+    cluster.progress = Some(warroom_proto::Progress {
+        at: warroom_proto::now(),
+        turns: 3,
+        tool_calls: 7,
+        refused: 1,
+        cost_usd: Some(0.05),
+        // A hostile agent's tool call, trying to set the terminal's clipboard.
+        last_tool_calls: vec!["oc get pods -n openshift-etcd\u{1b}]52;c;ZXZpbA==\u{7}".to_owned()],
+    });
+    publish(&remote, &dir, &[("status.json", status_json(&running))]);
+
+    // `script` gives the command a real terminal and copies what it drew to its stdout.
+    let binary = env!("CARGO_BIN_EXE_claude-warroom");
+    let mut script = hermetic(Command::new("script"), engineer.path());
+    script.args([
+        "--quiet",
+        "--return",
+        "--command",
+        &format!("{binary} wait {id} --interval 100ms"),
+        "/dev/null",
+    ]);
+    let mut watcher = Watcher::spawn(script);
+    watcher.expect("3 turns, 7 tool calls (1 refused), $0.05  last: oc get pods -n openshift-etcd?]52;c;ZXZpbA==?");
+    watcher.expect("  prod-cluster-1           running    1h01m");
+
+    let done = status(
+        &id,
+        RequestPhase::Completed,
+        &dir,
+        &[("prod-cluster-1", ClusterPhase::Completed)],
+    );
+    let mut done = done;
+    done.revision = 9;
+    publish(&remote, &dir, &[("status.json", status_json(&done))]);
+    let (code, out) = watcher.finish();
+    assert_eq!(code, Some(0), "completed exits 0:\n{out}");
+    assert!(
+        out.contains("\u{1b}[1F\u{1b}[J"),
+        "the view is redrawn in place:\n{out:?}"
+    );
+    assert!(
+        !out.contains("\u{1b}]52"),
+        "no escape sequence of the agent reaches the terminal:\n{out:?}"
+    );
+    assert!(
+        out.contains("prod-cluster-1: running -> completed"),
+        "{out}"
+    );
+    assert!(out.contains("phase     completed"), "{out}");
 }

@@ -736,6 +736,7 @@ impl ClusterState {
             },
             attempts: self.attempts,
             interrupted: self.interrupted.clone(),
+            progress: None,
         }
     }
 

@@ -25,7 +25,7 @@ pub use request::{
 };
 pub use session::SessionRequest;
 pub use status::{
-    ClusterPhase, ClusterStatus, Notice, NoticeKind, Queued, RequestPhase, RequestStatus,
+    ClusterPhase, ClusterStatus, Notice, NoticeKind, Progress, Queued, RequestPhase, RequestStatus,
     Verification,
 };
 pub use strategy::{Strategy, strategies};

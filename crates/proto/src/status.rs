@@ -262,6 +262,31 @@ pub struct ClusterStatus {
     /// in every other phase (and in statuses written before queues were shown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued: Option<Queued>,
+    /// While the cluster runs: how far its agent got, as last reported. Absent before the
+    /// first report and in statuses written before progress was shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// How far a running agent got (`status.json`: `"progress": {"turns": 4, ...}`), reported by
+/// its runner at most once per progress interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// When the runner measured it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+    /// Model turns so far.
+    pub turns: u32,
+    /// Tool calls the agent made so far, refused ones included.
+    pub tool_calls: u32,
+    /// Tool calls the guard or the permission rules refused.
+    pub refused: u32,
+    /// What the model calls cost so far, in US dollars, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// The last few tool calls, oldest first, one redacted line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_tool_calls: Vec<String>,
 }
 
 /// How many times one cluster's task is run at most: once, and once more when the first
@@ -303,6 +328,7 @@ impl ClusterStatus {
             queued: None,
             attempts: 0,
             interrupted: None,
+            progress: None,
         }
     }
 }
