@@ -38,6 +38,13 @@ pub struct Config {
     #[arg(long, env = "WARROOM_SWEEP_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub sweep_interval: Duration,
 
+    /// At most how often a running request's `status.json` is rewritten for its agents'
+    /// progress (turns, tool calls, cost so far, the last tool calls; every cluster's in the
+    /// same snapshot). Transitions are always written at once. A four-hour run makes at most
+    /// 4h / this many progress commits.
+    #[arg(long, env = "WARROOM_PROGRESS_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub progress_interval: Duration,
+
     /// How long NATS waits for the dispatcher to acknowledge a message before it hands the
     /// message out again. Messages a dispatcher had fetched when it died are handled again
     /// this long later, by whichever replica is active. Applies when the dispatcher's durable

@@ -334,6 +334,11 @@ impl Engine {
                         ..
                     } => state.on_started(cluster, runner, *at, *attempt, now),
                     RunnerReport::Finished(result) => state.on_finished(result, now),
+                    RunnerReport::Progress {
+                        attempt, progress, ..
+                    } => {
+                        state.on_progress(cluster, *attempt, progress, now, self.timeouts.progress)
+                    }
                 };
                 applied == Applied::Changed
             })
@@ -342,6 +347,7 @@ impl Engine {
         let kind = match report {
             RunnerReport::Started { .. } => "started",
             RunnerReport::Finished(_) => "finished",
+            RunnerReport::Progress { .. } => "progress",
         };
         let known = match modified {
             Modified::Missing => {
@@ -373,7 +379,11 @@ impl Engine {
                     .find(|c| c.name == *cluster)
                     .map(|c| c.phase.as_str())
                     .unwrap_or_default();
-                info!(request = %id, cluster = %cluster, report = kind, cluster_phase = phase, request_phase = %state.phase, "runner report applied");
+                if matches!(report, RunnerReport::Progress { .. }) {
+                    debug!(request = %id, cluster = %cluster, "progress applied");
+                } else {
+                    info!(request = %id, cluster = %cluster, report = kind, cluster_phase = phase, request_phase = %state.phase, "runner report applied");
+                }
             }
         }
         // Driving also repairs whatever a crash left undone for this request, even when the
@@ -406,6 +416,15 @@ impl Engine {
                                 ..
                             } => state.on_started(cluster, runner, *at, *attempt, now),
                             RunnerReport::Finished(result) => state.on_finished(result, now),
+                            RunnerReport::Progress {
+                                attempt, progress, ..
+                            } => state.on_progress(
+                                cluster,
+                                *attempt,
+                                progress,
+                                now,
+                                self.timeouts.progress,
+                            ),
                         }
                     })
                     .collect();

@@ -343,6 +343,7 @@ async fn setup(
     let timeouts = Timeouts {
         pickup: config.pickup_timeout,
         run_grace: config.run_grace,
+        progress: config.progress_interval,
     };
     let mut engine = Engine::new(
         bus.clone(),

@@ -12,8 +12,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use warroom_proto::{
     AcceptedRequest, ClusterName, ClusterPhase, ClusterRef, ClusterReport, ClusterStatus,
-    ClusterType, CoordinationMode, Denial, FieldError, Finding, Notice, Queued, RequestId,
-    RequestPhase, RequestStatus, RequestSummary, StatusUpdate, Task, TaskResult, Timestamp,
+    ClusterType, CoordinationMode, Denial, FieldError, Finding, Notice, Progress, Queued,
+    RequestId, RequestPhase, RequestStatus, RequestSummary, StatusUpdate, Task, TaskResult,
+    Timestamp,
 };
 
 use crate::config::human;
@@ -35,6 +36,8 @@ pub struct Timeouts {
     pub pickup: Duration,
     /// Added to the request's own timeout before a started cluster is declared timed out.
     pub run_grace: Duration,
+    /// At most how often a running request gets a new snapshot for its agents' progress.
+    pub progress: Duration,
 }
 
 /// One request, as stored under its id in the requests bucket.
@@ -68,6 +71,9 @@ pub struct RequestState {
     /// Why the dispatcher refused the request (the engineer's limit on active requests).
     #[serde(default)]
     pub errors: Vec<FieldError>,
+    /// When a snapshot was last made for progress alone ([`Timeouts::progress`]).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub progress_shown_at: Option<Timestamp>,
 }
 
 /// One cluster's part of a request.
@@ -120,6 +126,9 @@ pub struct ClusterState {
     /// What became of the earlier run, when a runner started the task again.
     #[serde(default)]
     pub interrupted: Option<String>,
+    /// How far the running agent got, as its runner last reported; shown while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
     /// The phase and attempts last written to the task's record in the tasks bucket
     /// ([`crate::attempts::sync_records`]), so each change is written once.
     #[serde(default)]
@@ -203,6 +212,7 @@ impl RequestState {
             updated_at: now,
             notices: Vec::new(),
             errors: Vec::new(),
+            progress_shown_at: None,
         }
     }
 
@@ -500,6 +510,45 @@ impl RequestState {
         Applied::Changed
     }
 
+    /// A runner reported how far a running cluster's agent got. The progress is kept, and it
+    /// makes a new snapshot only when the request had none for progress within `every`: a
+    /// request's progress is shown at most once per `every`, every cluster's together (a
+    /// transition shows the latest at once).
+    pub fn on_progress(
+        &mut self,
+        cluster: &ClusterName,
+        attempt: u32,
+        progress: &Progress,
+        now: Timestamp,
+        every: Duration,
+    ) -> Applied {
+        let Some(state) = self.clusters.iter_mut().find(|c| c.name == *cluster) else {
+            return Applied::UnknownCluster;
+        };
+        if state.phase.is_final() {
+            return Applied::AlreadyFinal;
+        }
+        // Only the run the dispatcher knows as running reports progress: a late report of
+        // an earlier attempt, or one that overtook its `started`, changes nothing.
+        let current = attempt == 0 || attempt == state.attempts;
+        if state.phase != ClusterPhase::Running
+            || !current
+            || state.progress.as_ref() == Some(progress)
+        {
+            return Applied::Unchanged;
+        }
+        state.progress = Some(progress.clone());
+        let due = self
+            .progress_shown_at
+            .is_none_or(|shown| now - shown >= every);
+        if due {
+            self.progress_shown_at = Some(now);
+            self.revision += 1;
+            self.updated_at = now;
+        }
+        Applied::Changed
+    }
+
     /// A runner reported a cluster's result.
     pub fn on_finished(&mut self, result: &TaskResult, now: Timestamp) -> Applied {
         let budget = REPORT_BUDGET_BYTES / self.clusters.len().max(1);
@@ -702,6 +751,7 @@ impl ClusterState {
             final_text: None,
             queue_position: None,
             interrupted: None,
+            progress: None,
             recorded: None,
         }
     }
@@ -736,7 +786,10 @@ impl ClusterState {
             },
             attempts: self.attempts,
             interrupted: self.interrupted.clone(),
-            progress: None,
+            progress: self
+                .progress
+                .clone()
+                .filter(|_| self.phase == ClusterPhase::Running),
         }
     }
 
@@ -848,6 +901,7 @@ pub(crate) mod tests {
     const TIMEOUTS: Timeouts = Timeouts {
         pickup: Duration::from_secs(600),
         run_grace: Duration::from_secs(120),
+        progress: Duration::from_secs(30),
     };
 
     fn at(secs: i64) -> Timestamp {
@@ -1139,6 +1193,67 @@ pub(crate) mod tests {
         state.on_finished(&result("b", Outcome::Completed, None, "ok"), at(90));
         assert_eq!(state.phase, RequestPhase::Failed);
         assert_eq!(state.error.as_deref(), Some("hub: API error 500"));
+    }
+
+    #[test]
+    fn progress_is_shown_at_most_once_per_interval_and_only_while_running() {
+        let every = Duration::from_secs(30);
+        let progress = |turns: u32| Progress {
+            at: at(i64::from(turns)),
+            turns,
+            tool_calls: turns * 2,
+            refused: 0,
+            cost_usd: Some(0.01),
+            last_tool_calls: vec![format!("oc get pods # {turns}")],
+        };
+        let mut state = request(&["hub", "a"], Some(CoordinationMode::Parallel));
+        settle(&mut state, at(0));
+        // Before its `started`, a cluster's progress changes nothing.
+        assert_eq!(
+            state.on_progress(&name("a"), 1, &progress(1), at(2), every),
+            Applied::Unchanged
+        );
+        state.on_started(&name("a"), "r-0", at(5), 1, at(5));
+        state.on_started(&name("hub"), "r-0", at(5), 1, at(5));
+        let revision = state.revision;
+        assert_eq!(
+            state.on_progress(&name("a"), 1, &progress(2), at(10), every),
+            Applied::Changed
+        );
+        assert_eq!(
+            state.revision,
+            revision + 1,
+            "the first progress is shown at once"
+        );
+        // The other cluster's progress 10 s later is kept, but makes no snapshot of its own…
+        assert_eq!(
+            state.on_progress(&name("hub"), 1, &progress(3), at(20), every),
+            Applied::Changed
+        );
+        assert_eq!(state.revision, revision + 1);
+        // …the next one after the interval does, and shows both.
+        state.on_progress(&name("a"), 1, &progress(4), at(40), every);
+        assert_eq!(state.revision, revision + 2);
+        let update = state.snapshot();
+        let shown: Vec<u32> = update
+            .status
+            .clusters
+            .values()
+            .map(|c| c.progress.as_ref().map_or(0, |p| p.turns))
+            .collect();
+        assert_eq!(shown, [4, 3], "both clusters' latest progress, a then hub");
+        // A report of an earlier attempt is ignored; a finished cluster shows none.
+        assert_eq!(
+            state.on_progress(&name("a"), 7, &progress(9), at(90), every),
+            Applied::Unchanged
+        );
+        state.on_finished(&result("a", Outcome::Completed, None, "done"), at(95));
+        let update = state.snapshot();
+        assert!(update.status.clusters[&name("a")].progress.is_none());
+        assert_eq!(
+            state.on_progress(&name("a"), 1, &progress(10), at(99), every),
+            Applied::AlreadyFinal
+        );
     }
 
     #[test]

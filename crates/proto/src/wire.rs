@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::Timestamp;
 use crate::ids::{ClusterName, ReplicaId, RequestId, ResultsDir};
 use crate::request::{ClusterRef, CoordinationMode, Issue, Tool, TroubleshootingRequest};
-use crate::status::{ClusterPhase, Notice, RequestStatus, Verification};
+use crate::status::{ClusterPhase, Notice, Progress, RequestStatus, Verification};
 
 /// An accepted request, as the gateway publishes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +113,16 @@ pub enum RunnerReport {
     },
     /// The agent ended, one way or another.
     Finished(TaskResult),
+    /// How far the agent got while it runs, at most once per the runner's
+    /// `--progress-interval`.
+    Progress {
+        request_id: RequestId,
+        cluster: ClusterName,
+        /// The run of the task it is about (as in `Started`).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        attempt: u32,
+        progress: Progress,
+    },
 }
 
 /// How an investigation ended. Only `Completed` is a success.
@@ -411,6 +421,11 @@ impl RunnerReport {
                 ..
             } => (request_id, cluster),
             RunnerReport::Finished(result) => (&result.request_id, &result.cluster),
+            RunnerReport::Progress {
+                request_id,
+                cluster,
+                ..
+            } => (request_id, cluster),
         }
     }
 }

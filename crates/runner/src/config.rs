@@ -108,6 +108,11 @@ pub struct Config {
     /// cluster's durable consumer is created (the first runner of the cluster creates it).
     #[arg(long, env = "WARROOM_ACK_WAIT", default_value = "60s", value_parser = parse_duration)]
     pub ack_wait: Duration,
+    /// At most how often a running agent's progress (turns, tool calls, refused calls, cost
+    /// so far, the last tool calls) is reported to the dispatcher for `status.json`; a report
+    /// goes out with the agent's next tool call once this has passed.
+    #[arg(long, env = "WARROOM_PROGRESS_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub progress_interval: Duration,
     /// How many tasks this replica runs at once (1 to 16), each in its own workspace with its
     /// own agent, HOME and model proxy. A task is pulled only when a slot is free, so tasks
     /// beyond that wait in the stream, where another replica of the cluster can take them.
@@ -242,6 +247,9 @@ impl Config {
         }
         if self.max_turns == 0 {
             problems.push("--max-turns must be at least 1");
+        }
+        if self.progress_interval < Duration::from_secs(1) {
+            problems.push("--progress-interval must be at least 1s");
         }
         if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
             problems.push(format!(

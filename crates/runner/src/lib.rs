@@ -25,6 +25,7 @@ mod guard;
 mod heartbeat;
 mod metrics;
 mod outbox;
+mod progress;
 mod prompt;
 pub mod proxy;
 mod reaper;

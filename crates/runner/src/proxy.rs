@@ -345,6 +345,21 @@ impl Proxy {
     pub fn spend(&self) -> Spend {
         self.shared.spend()
     }
+
+    /// A handle that reads what the run spent, while the proxy serves.
+    pub fn meter(&self) -> Meter {
+        Meter(self.shared.clone())
+    }
+}
+
+/// Reads a running proxy's [`Spend`] ([`Proxy::meter`]).
+#[derive(Debug, Clone)]
+pub struct Meter(Arc<Shared>);
+
+impl Meter {
+    pub fn spend(&self) -> Spend {
+        self.0.spend()
+    }
 }
 
 impl Drop for Proxy {

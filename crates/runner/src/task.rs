@@ -41,6 +41,7 @@ pub struct Runner {
     max_turns: u32,
     max_timeout: Duration,
     kill_grace: Duration,
+    progress_interval: Duration,
     ack_wait: Duration,
     model: Option<String>,
     env: AgentEnv,
@@ -83,6 +84,7 @@ impl Runner {
             max_turns: config.max_turns,
             max_timeout: config.max_timeout,
             kill_grace: config.kill_grace,
+            progress_interval: config.progress_interval,
             ack_wait: config.ack_wait,
             model: config.model.clone(),
             env: config.agent_env(),
@@ -461,9 +463,15 @@ impl Runner {
             }
         };
         let launch = self.launch(task, rules, &dirs, &hook, &proxy.base_url());
+        events.progress = Some(crate::progress::Tally::new(
+            self.progress_interval,
+            proxy.meter(),
+            hook.decisions.clone(),
+        ));
         let run = self
             .run_agent(&launch, events, &hook.redactions, stop)
             .await;
+        events.progress = None;
         let spend = proxy.spend();
         drop(proxy);
         let decisions = guard::read_decisions(&hook.decisions);
@@ -597,6 +605,8 @@ struct Events<'a> {
     results_dir: ResultsDir,
     attempt: u32,
     seq: u64,
+    /// While the agent runs: its progress, reported to the dispatcher when due.
+    progress: Option<crate::progress::Tally>,
 }
 
 impl<'a> Events<'a> {
@@ -609,6 +619,7 @@ impl<'a> Events<'a> {
             results_dir: task.results_dir.clone(),
             attempt,
             seq: 0,
+            progress: None,
         }
     }
 
@@ -629,6 +640,19 @@ impl<'a> Events<'a> {
             self.request, self.cluster, self.attempt, self.seq
         );
         self.seq += 1;
+        if let Some(progress) = self.progress.as_mut().and_then(|t| t.observe(&kind)) {
+            // After the events before it, on the results subject the dispatcher reads.
+            self.outbox.send(
+                Subject::Result(self.request.clone(), self.cluster.clone()),
+                format!("{id}/progress"),
+                Message::Report(RunnerReport::Progress {
+                    request_id: self.request.clone(),
+                    cluster: self.cluster.clone(),
+                    attempt: self.attempt,
+                    progress,
+                }),
+            );
+        }
         let event = AuditEvent {
             id: id.clone(),
             request_id: self.request.clone(),

@@ -210,7 +210,7 @@ impl Harness {
                 .into_iter()
                 .find_map(|r| match r {
                     RunnerReport::Finished(result) => Some(result),
-                    RunnerReport::Started { .. } => None,
+                    RunnerReport::Started { .. } | RunnerReport::Progress { .. } => None,
                 })
         })
         .await
@@ -223,7 +223,7 @@ impl Harness {
             .into_iter()
             .filter_map(|r| match r {
                 RunnerReport::Started { attempt, .. } => Some(attempt),
-                RunnerReport::Finished(_) => None,
+                RunnerReport::Finished(_) | RunnerReport::Progress { .. } => None,
             })
             .collect()
     }
@@ -483,7 +483,19 @@ async fn allowed_command_runs_and_the_report_completes() {
 
     let reports = harness.reports("req-ok").await;
     assert!(matches!(reports[0], RunnerReport::Started { .. }));
-    assert_eq!(reports.len(), 2);
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    // The first tool call reported the agent's progress at once, for status.json.
+    let RunnerReport::Progress {
+        attempt, progress, ..
+    } = &reports[1]
+    else {
+        panic!("the second report is not a progress report: {reports:?}");
+    };
+    assert_eq!(*attempt, 1);
+    assert_eq!(progress.tool_calls, 1);
+    assert_eq!(progress.last_tool_calls, ["Bash: kubectl get pods -A"]);
+    assert!(progress.turns >= 1, "{progress:?}");
+    assert!(matches!(reports[2], RunnerReport::Finished(_)));
 
     // The agent was told where it is; its workspace and HOME are gone.
     let prompt = harness.model.turn_requests()[0].first_user_text();
@@ -1380,7 +1392,15 @@ async fn a_nats_outage_mid_run_does_not_stop_the_agent() {
     assert_eq!(outcomes(&events), [Outcome::Completed]);
     // The result came after every event of the run.
     let reports = harness.reports("req-outage").await;
-    assert_eq!(reports.len(), 2, "{reports:?}");
+    let started_and_finished = reports
+        .iter()
+        .filter(|r| !matches!(r, RunnerReport::Progress { .. }))
+        .count();
+    assert_eq!(started_and_finished, 2, "{reports:?}");
+    assert!(
+        matches!(reports.last(), Some(RunnerReport::Finished(_))),
+        "{reports:?}"
+    );
     harness.stop_runner().await;
 }
 
