@@ -8,6 +8,7 @@ mod harness;
 mod model_redaction;
 mod outcomes;
 mod pipeline;
+mod progress;
 mod queue;
 mod redaction;
 mod testkit;
