@@ -314,3 +314,65 @@ async fn nothing_is_shown_twice_across_a_restart() {
     stop.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_alone_is_not_shown_again() {
+    let setup = Setup::start().await;
+    let surface = Arc::new(Recording::default());
+    let metrics = Arc::new(Metrics::default());
+    let (stop, task) = setup.run(surface.clone(), metrics.clone(), Duration::from_secs(60));
+    let running = |revision: u64, turns: u32| {
+        let mut update = update("busy", RequestPhase::Running, revision);
+        let mut cluster = warroom_proto::ClusterStatus::new(
+            warroom_proto::ClusterType::Hosted,
+            warroom_proto::ClusterPhase::Running,
+        );
+        cluster.progress = Some(warroom_proto::Progress {
+            at: warroom_proto::now(),
+            turns,
+            tool_calls: turns,
+            refused: 0,
+            cost_usd: None,
+            last_tool_calls: Vec::new(),
+        });
+        update
+            .status
+            .clusters
+            .insert("hub".parse().unwrap(), cluster);
+        update
+    };
+    setup.publish(&running(2, 1), 0).await;
+    wait_until("the running state is shown", DEFAULT_TIMEOUT, || async {
+        surface.shown().len() == 1
+    })
+    .await;
+    // Two snapshots for progress alone: nothing new to show.
+    setup.publish(&running(3, 5), 0).await;
+    wait_until("the first progress is skipped", DEFAULT_TIMEOUT, || async {
+        count(&metrics, |m| &m.surface_skipped) >= 1
+    })
+    .await;
+    setup.publish(&running(4, 9), 0).await;
+    wait_until(
+        "the second progress is skipped",
+        DEFAULT_TIMEOUT,
+        || async { count(&metrics, |m| &m.surface_skipped) >= 2 },
+    )
+    .await;
+    setup
+        .publish(&update("busy", RequestPhase::Completed, 5), 0)
+        .await;
+    wait_until("the final state is shown", DEFAULT_TIMEOUT, || async {
+        surface.shown().len() == 2
+    })
+    .await;
+    assert_eq!(
+        surface.shown(),
+        vec![
+            ("busy".to_owned(), 2, RequestPhase::Running),
+            ("busy".to_owned(), 5, RequestPhase::Completed),
+        ]
+    );
+    stop.cancel();
+    task.await.unwrap();
+}

@@ -71,6 +71,14 @@ pub trait Surface: Send + Sync + 'static {
         true
     }
 
+    /// What of `status` this surface shows, as a key: a snapshot whose key is the one shown
+    /// last is not shown again. By default the request's phase and each cluster's, so the
+    /// snapshots a running agent's progress makes every `--progress-interval` do not each
+    /// cost a write (GitHub's rate limits); a surface that shows progress returns more.
+    fn shows(&self, status: &RequestStatus) -> String {
+        phases(status)
+    }
+
     /// Shows `status`, the newest snapshot of its request, updating in place what
     /// `context.record` says was shown before. On success the framework records the
     /// snapshot's revision.
@@ -129,6 +137,9 @@ pub struct Record {
     /// The phase shown last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<RequestPhase>,
+    /// [`Surface::shows`] of the snapshot shown last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shown: Option<String>,
     /// What the surface needs to update in place, by its own names (`check_run`, `comment`,
     /// `sending`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -199,6 +210,16 @@ impl Surfaces {
         let _ = (bus, metrics, stop, self.limits);
         tasks
     }
+}
+
+/// `running: hub=completed,prod-1=running`: the request's phase and each cluster's.
+pub fn phases(status: &RequestStatus) -> String {
+    let clusters: Vec<String> = status
+        .clusters
+        .iter()
+        .map(|(name, cluster)| format!("{name}={}", cluster.phase))
+        .collect();
+    format!("{}: {}", status.phase, clusters.join(","))
 }
 
 /// Shows the status snapshots on `surface` until `stop` is cancelled.
@@ -447,6 +468,11 @@ impl<S: Surface> Shower<S> {
         if !self.surface.wants(status) {
             return Ok(Outcome::Skipped);
         }
+        let shows = self.surface.shows(status);
+        if record.shown.as_deref() == Some(shows.as_str()) {
+            debug!(surface = S::NAME, request = %status.id, revision = status.revision, "nothing new to show");
+            return Ok(Outcome::Skipped);
+        }
         let mut context = Context {
             record,
             key,
@@ -459,6 +485,7 @@ impl<S: Surface> Shower<S> {
         }
         context.record.revision = status.revision;
         context.record.phase = Some(status.phase);
+        context.record.shown = Some(shows);
         if let Err(conflict) = context.save().await {
             // Shown, and another replica recorded meanwhile: whatever it recorded is at
             // least as new, or the next snapshot shows it again.
