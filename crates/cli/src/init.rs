@@ -27,18 +27,23 @@ pub use workflows::Workflow;
 ///
 /// 1. With --github-repo, clones the repository into --dir (default: a folder named after
 ///    it), unless --dir already is a clone of it; without, uses the clone --dir is in.
+///
 /// 2. Creates `requests/pending/` and `results/` (each with a `.gitkeep`) where missing;
 ///    commit them yourself.
+///
 /// 3. Installs the pre-commit hook: it runs `claude-warroom validate --staged` on the request
 ///    files a commit adds or changes under `requests/`. A pre-commit hook of your own is
 ///    never replaced: init stops and says what to do (--chain-hook keeps yours and runs it
 ///    first).
+///
 /// 4. With --github-actions, writes the GitHub Actions workflows (embedded in this binary):
 ///    `validate` checks every pushed request file in CI; `image` builds and pushes the
 ///    container image on tags (for the repository holding the claude-warroom source). A
 ///    workflow you changed is left alone unless you pass --force.
+///
 /// 5. Checks that git signs your commits (a secure zone with a policy rejects unsigned
 ///    requests) and prints the exact commands to run when it does not.
+///
 /// 6. With --publisher-key, records the secure zone publisher's SSH public key in the clone
 ///    (`git config warroom.publisherKey`), where `status --verify` and `get-results --verify`
 ///    read it. Ask the secure zone's operators for it (the publisher logs it at start;
