@@ -1,9 +1,10 @@
 //! Finds the external programs the tests run for real: `nats-server`, the Claude Code CLI,
-//! and this workspace's own binaries.
+//! `actionlint` and `shellcheck`, and this workspace's own binaries.
 //!
-//! `scripts/setup` installs both into `.tools/bin` of the workspace. An environment variable
-//! overrides that (`WARROOM_NATS_SERVER_BIN`, `WARROOM_CLAUDE_BIN`), and `PATH` is the last
-//! resort, so a machine that has them installed elsewhere works too.
+//! `scripts/setup` installs them into `.tools/bin` of the workspace. An environment variable
+//! overrides that (`WARROOM_NATS_SERVER_BIN`, `WARROOM_CLAUDE_BIN`, `WARROOM_ACTIONLINT_BIN`,
+//! `WARROOM_SHELLCHECK_BIN`), and `PATH` is the last resort, so a machine that has them
+//! installed elsewhere works too.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,16 @@ pub fn nats_server() -> PathBuf {
 /// The `claude` binary (the Claude Code CLI) the tests run.
 pub fn claude() -> PathBuf {
     find("claude", "WARROOM_CLAUDE_BIN")
+}
+
+/// `actionlint`, which checks GitHub Actions workflows (those `claude-warroom init` writes).
+pub fn actionlint() -> PathBuf {
+    find("actionlint", "WARROOM_ACTIONLINT_BIN")
+}
+
+/// `shellcheck`, which `actionlint` runs on every `run:` script, and the tests on hooks.
+pub fn shellcheck() -> PathBuf {
+    find("shellcheck", "WARROOM_SHELLCHECK_BIN")
 }
 
 /// A binary of this workspace, e.g. `claude-warroom`, from the target folder the running

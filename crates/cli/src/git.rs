@@ -57,6 +57,21 @@ impl Repo {
         })
     }
 
+    /// Clones `url` into `dir` (which must not exist or be empty), with the engineer's git
+    /// and its credential helpers, and opens the clone.
+    pub fn clone_into(url: &str, dir: &Path) -> Result<Repo> {
+        let parent = match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+        let target = dir.to_string_lossy();
+        // `--` so that neither a URL nor a folder starting with `-` is read as an option.
+        Git::engineers(&parent).run(&["clone", "--quiet", "--", url, &target])?;
+        Repo::open(dir)
+    }
+
     /// The top of the working tree.
     pub fn root(&self) -> &Path {
         &self.root
@@ -125,6 +140,17 @@ impl Repo {
             .ok()?;
         let branch = output.text();
         (output.success && !branch.is_empty()).then_some(branch)
+    }
+
+    /// Where git keeps `path` of this clone's git folder (`hooks/pre-commit`, say), honouring
+    /// `core.hooksPath` and linked worktrees, as an absolute path.
+    pub fn git_path(&self, path: &str) -> Result<PathBuf> {
+        let found = PathBuf::from(self.run(&["rev-parse", "--git-path", path])?.trim_end());
+        Ok(if found.is_absolute() {
+            found
+        } else {
+            self.root.join(found)
+        })
     }
 
     /// Whether `rev` names a commit.

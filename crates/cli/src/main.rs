@@ -44,6 +44,7 @@ Examples:
       --issue \"etcd latency\" --strategy control-plane-health
   claude-warroom investigate --clusters production-hub,prod-cluster-1 --mode sequential \\
       --issue \"API timeouts\" --prompt \"Find why the API server of prod-cluster-1 times out.\"
+  claude-warroom init --github-repo OWNER/NAME --github-actions
   claude-warroom init --publisher-key ./warroom-publisher.pub
   claude-warroom status --verify <id>
   claude-warroom wait <id>                # follow it until it is final

@@ -12,6 +12,9 @@ use warroom_proto::{
 use warroom_testkit::git::{TEST_USER_EMAIL, WorkClone};
 use warroom_testkit::{BareRemote, SshKey};
 
+#[path = "cli/init.rs"]
+mod init;
+
 /// The binary with a hermetic environment: no system or global git config (so the clone's
 /// local test identity is what counts), no prompts, and none of our own env defaults.
 fn cli(dir: &Path) -> Command {
