@@ -8,6 +8,7 @@
 
 pub mod ids;
 pub mod names;
+pub mod report;
 pub mod request;
 pub mod schema;
 pub mod session;
@@ -23,9 +24,13 @@ pub use request::{
     ClusterRef, ClusterType, Coordination, CoordinationMode, Investigation, Issue, Metadata,
     Output, OutputFormat, RequestSpec, Tool, TroubleshootingRequest,
 };
+pub use report::{
+    AgentReport, CheckedEvidence, CheckedFinding, CheckedReport, Confidence, FindingCounts,
+    FindingRef, RunFacts, Tokens,
+};
 pub use session::SessionRequest;
 pub use status::{
-    ClusterPhase, ClusterStatus, Notice, NoticeKind, Queued, RequestPhase, RequestStatus,
+    AnswerForm, ClusterPhase, ClusterStatus, Notice, NoticeKind, Queued, RequestPhase, RequestStatus,
     Verification,
 };
 pub use strategy::{Strategy, strategies};

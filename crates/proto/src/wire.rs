@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
+use crate::report::{CheckedReport, RunFacts};
 use crate::ids::{ClusterName, ReplicaId, RequestId, ResultsDir};
 use crate::request::{ClusterRef, CoordinationMode, Issue, Tool, TroubleshootingRequest};
 use crate::status::{ClusterPhase, Notice, RequestStatus, Verification};
@@ -161,6 +162,13 @@ pub struct TaskResult {
     /// a runner that predates attempts.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempt: u32,
+    /// The agent's structured answer with its evidence checked; `None` when the run gave no
+    /// valid structured answer (then `final_text` is its free text, shown as unstructured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<CheckedReport>,
+    /// The model, CLI version and tokens of the run, as far as the CLI said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunFacts>,
 }
 
 /// For `skip_serializing_if`: an attempt of 0 is "not said".
@@ -327,6 +335,9 @@ pub struct ClusterReport {
     pub final_text: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permission_denials: Vec<Denial>,
+    /// The structured answer with its evidence checked (see [`TaskResult::report`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured: Option<CheckedReport>,
 }
 
 /// A message as a consumer receives it: decoded from its payload and checked against the
