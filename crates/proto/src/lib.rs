@@ -20,18 +20,18 @@ pub mod wire;
 
 pub use ids::{ClusterName, InvalidToken, ReplicaId, RequestId, ResultsDir};
 pub use names::{Stream, Subject};
-pub use request::{
-    ClusterRef, ClusterType, Coordination, CoordinationMode, Investigation, Issue, Metadata,
-    Output, OutputFormat, RequestSpec, Tool, TroubleshootingRequest,
-};
 pub use report::{
     AgentReport, CheckedEvidence, CheckedFinding, CheckedReport, Confidence, FindingCounts,
     FindingRef, RunFacts, Tokens,
 };
+pub use request::{
+    ClusterRef, ClusterType, Coordination, CoordinationMode, Investigation, Issue, Metadata,
+    Output, OutputFormat, RequestSpec, Tool, TroubleshootingRequest,
+};
 pub use session::SessionRequest;
 pub use status::{
-    AnswerForm, ClusterPhase, ClusterStatus, Notice, NoticeKind, Queued, RequestPhase, RequestStatus,
-    Verification,
+    AnswerForm, ClusterPhase, ClusterStatus, Notice, NoticeKind, Queued, RequestPhase,
+    RequestStatus, Verification,
 };
 pub use strategy::{Strategy, strategies};
 pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request};

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
-use crate::report::{CheckedReport, RunFacts};
 use crate::ids::{ClusterName, ReplicaId, RequestId, ResultsDir};
+use crate::report::{CheckedReport, RunFacts};
 use crate::request::{ClusterRef, CoordinationMode, Issue, Tool, TroubleshootingRequest};
 use crate::status::{ClusterPhase, Notice, RequestStatus, Verification};
 
