@@ -536,10 +536,10 @@ impl RequestState {
         state.final_text = Some(truncate(&result.final_text, budget));
         // The structured answer repeats the final text in another form; one that does not fit
         // the budget is left out, and the (cut) final text still carries the answer.
-        state.structured = result
-            .report
-            .clone()
-            .filter(|report| serde_json::to_vec(report).map_or(0, |bytes| bytes.len()) <= budget);
+        state.structured =
+            result.report.as_deref().cloned().filter(|report| {
+                serde_json::to_vec(report).map_or(0, |bytes| bytes.len()) <= budget
+            });
         state.run = result.run.clone();
         self.transition(now);
         Applied::Changed

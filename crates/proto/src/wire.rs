@@ -165,7 +165,7 @@ pub struct TaskResult {
     /// The agent's structured answer with its evidence checked; `None` when the run gave no
     /// valid structured answer (then `final_text` is its free text, shown as unstructured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub report: Option<CheckedReport>,
+    pub report: Option<Box<CheckedReport>>,
     /// The model, CLI version and tokens of the run, as far as the CLI said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<RunFacts>,

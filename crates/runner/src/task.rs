@@ -308,7 +308,7 @@ impl Runner {
             started_at,
             finished_at: warroom_proto::now(),
             attempt,
-            report: judged.report,
+            report: judged.report.map(Box::new),
             run: Some(facts),
         };
         // Published after every event of the run, in order, once NATS takes it.
