@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use warroom_proto::{
-    AcceptedRequest, ClusterName, ClusterPhase, ClusterRef, ClusterReport, ClusterStatus,
-    ClusterType, CoordinationMode, Denial, FieldError, Finding, Notice, Progress, Queued,
-    RequestId, RequestPhase, RequestStatus, RequestSummary, StatusUpdate, Task, TaskResult,
+    AcceptedRequest, AnswerForm, ClusterName, ClusterPhase, ClusterRef, ClusterReport,
+    ClusterStatus, ClusterType, CoordinationMode, Denial, FieldError, Finding, Notice, Progress,
+    Queued, RequestId, RequestPhase, RequestStatus, RequestSummary, StatusUpdate, Task, TaskResult,
     Timestamp,
 };
 
@@ -120,6 +120,13 @@ pub struct ClusterState {
     /// answered); `Some` once the cluster is final.
     #[serde(default)]
     pub final_text: Option<String>,
+    /// The agent's structured answer with its evidence checked, when it gave one that fits
+    /// the cluster's share of the status message.
+    #[serde(default)]
+    pub structured: Option<warroom_proto::CheckedReport>,
+    /// The model, CLI version and tokens of the run.
+    #[serde(default)]
+    pub run: Option<warroom_proto::RunFacts>,
     /// While dispatched: the task's place among its cluster's waiting tasks (1 = next).
     #[serde(default)]
     pub queue_position: Option<u32>,
@@ -575,6 +582,13 @@ impl RequestState {
             (None, phase) => Some(format!("ended {phase} without giving a reason")),
         };
         state.final_text = Some(truncate(&result.final_text, budget));
+        // The structured answer repeats the final text in another form; one that does not fit
+        // the budget is left out, and the (cut) final text still carries the answer.
+        state.structured =
+            result.report.as_deref().cloned().filter(|report| {
+                serde_json::to_vec(report).map_or(0, |bytes| bytes.len()) <= budget
+            });
+        state.run = result.run.clone();
         self.transition(now);
         Applied::Changed
     }
@@ -703,6 +717,7 @@ impl RequestState {
                         ClusterReport {
                             final_text: text.clone(),
                             permission_denials: c.permission_denials.clone(),
+                            structured: c.structured.clone(),
                         },
                     )
                 })
@@ -749,6 +764,8 @@ impl ClusterState {
             permission_denials_dropped: 0,
             error: None,
             final_text: None,
+            structured: None,
+            run: None,
             queue_position: None,
             interrupted: None,
             progress: None,
@@ -770,6 +787,14 @@ impl ClusterState {
             duration_secs,
             cost_usd: self.cost_usd,
             num_turns: self.num_turns,
+            run: self.run.clone(),
+            runbook: self.structured.as_ref().and_then(|r| r.runbook.clone()),
+            findings: self.structured.as_ref().map(|r| r.counts()),
+            answer: match (self.phase, &self.structured) {
+                (_, Some(_)) => Some(AnswerForm::Structured),
+                (ClusterPhase::Completed, None) => Some(AnswerForm::Unstructured),
+                _ => None,
+            },
             permission_denials: u32::try_from(self.permission_denials.len())
                 .unwrap_or(u32::MAX)
                 .saturating_add(self.permission_denials_dropped),
@@ -979,6 +1004,8 @@ pub(crate) mod tests {
 
     fn result(cluster: &str, outcome: Outcome, error: Option<&str>, text: &str) -> TaskResult {
         TaskResult {
+            report: None,
+            run: None,
             request_id: RequestId::new("r1").expect("valid id"),
             cluster: name(cluster),
             outcome,

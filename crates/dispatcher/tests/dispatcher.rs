@@ -151,6 +151,8 @@ impl Harness {
     ) {
         let now = warroom_proto::now();
         self.report(&RunnerReport::Finished(TaskResult {
+            report: None,
+            run: None,
             request_id: request_id(id),
             cluster: cluster_name(cluster),
             outcome,

@@ -240,6 +240,12 @@ impl Guard {
                     ),
                 }
             }
+            // The tool the CLI adds for `--json-schema`: the agent hands in its answer, which
+            // touches nothing (the runner checks its evidence afterwards).
+            "StructuredOutput" => Decision::allow(
+                "tool.structured-output",
+                "the agent's structured answer touches nothing",
+            ),
             other if self.extra_tools.iter().any(|t| t == other) => Decision::allow(
                 "tool.configured",
                 format!("`{other}` is allowed by the guard configuration"),

@@ -8,6 +8,7 @@
 
 pub mod ids;
 pub mod names;
+pub mod report;
 pub mod request;
 pub mod schema;
 pub mod session;
@@ -19,14 +20,18 @@ pub mod wire;
 
 pub use ids::{ClusterName, InvalidToken, ReplicaId, RequestId, ResultsDir};
 pub use names::{Stream, Subject};
+pub use report::{
+    AgentReport, CheckedEvidence, CheckedFinding, CheckedReport, Confidence, FindingCounts,
+    FindingRef, RunFacts, Tokens,
+};
 pub use request::{
     ClusterRef, ClusterType, Coordination, CoordinationMode, Investigation, Issue, Metadata,
     Output, OutputFormat, RequestSpec, Tool, TroubleshootingRequest,
 };
 pub use session::SessionRequest;
 pub use status::{
-    ClusterPhase, ClusterStatus, Notice, NoticeKind, Progress, Queued, RequestPhase, RequestStatus,
-    Verification,
+    AnswerForm, ClusterPhase, ClusterStatus, Notice, NoticeKind, Progress, Queued, RequestPhase,
+    RequestStatus, Verification,
 };
 pub use strategy::{Strategy, strategies};
 pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request};

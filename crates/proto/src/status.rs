@@ -240,6 +240,19 @@ pub struct ClusterStatus {
     /// Model turns used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_turns: Option<u32>,
+    /// The model, the Claude Code CLI's version and the tokens of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<crate::report::RunFacts>,
+    /// The runbook the agent says it followed (absent: none, or no structured answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<String>,
+    /// The agent's findings by the verdict on their evidence; absent when the answer was not
+    /// structured (see `answer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub findings: Option<crate::report::FindingCounts>,
+    /// `structured` or `unstructured`: whether the agent's answer had the report's form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<AnswerForm>,
     /// Tool calls the policy refused.
     #[serde(default)]
     pub permission_denials: u32,
@@ -289,6 +302,15 @@ pub struct Progress {
     pub last_tool_calls: Vec<String>,
 }
 
+/// Whether a cluster's answer came in the structured form the runner asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerForm {
+    Structured,
+    /// Free text only: rendered as it is, marked as unstructured.
+    Unstructured,
+}
+
 /// How many times one cluster's task is run at most: once, and once more when the first
 /// run was interrupted. A third delivery fails the cluster instead of running it.
 pub const MAX_RUNS: u32 = 2;
@@ -322,6 +344,10 @@ impl ClusterStatus {
             duration_secs: None,
             cost_usd: None,
             num_turns: None,
+            run: None,
+            runbook: None,
+            findings: None,
+            answer: None,
             permission_denials: 0,
             error: None,
             report: None,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
 use crate::ids::{ClusterName, ReplicaId, RequestId, ResultsDir};
+use crate::report::{CheckedReport, RunFacts};
 use crate::request::{ClusterRef, CoordinationMode, Issue, Tool, TroubleshootingRequest};
 use crate::status::{ClusterPhase, Notice, Progress, RequestStatus, Verification};
 
@@ -171,6 +172,13 @@ pub struct TaskResult {
     /// a runner that predates attempts.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempt: u32,
+    /// The agent's structured answer with its evidence checked; `None` when the run gave no
+    /// valid structured answer (then `final_text` is its free text, shown as unstructured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<Box<CheckedReport>>,
+    /// The model, CLI version and tokens of the run, as far as the CLI said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunFacts>,
 }
 
 /// For `skip_serializing_if`: an attempt of 0 is "not said".
@@ -337,6 +345,9 @@ pub struct ClusterReport {
     pub final_text: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permission_denials: Vec<Denial>,
+    /// The structured answer with its evidence checked (see [`TaskResult::report`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured: Option<CheckedReport>,
 }
 
 /// A message as a consumer receives it: decoded from its payload and checked against the

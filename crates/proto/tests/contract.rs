@@ -625,3 +625,24 @@ fn the_schema_states_every_limit_the_validator_enforces() {
         "at most",
     );
 }
+
+/// The committed schema of the agent's answer is what the types and the runbook index
+/// generate; regenerate it with `WARROOM_BLESS=1` on this test.
+#[test]
+fn the_committed_agent_report_schema_is_current() {
+    let committed = include_str!("../../../schema/agent-report.schema.json");
+    let generated = warroom_proto::report::agent_report_schema_pretty();
+    if std::env::var_os("WARROOM_BLESS").is_some() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schema/agent-report.schema.json"
+        );
+        std::fs::write(path, &generated).expect("writes the schema");
+        return;
+    }
+    assert!(
+        committed == generated,
+        "schema/agent-report.schema.json is stale; regenerate it with \
+         `WARROOM_BLESS=1 cargo nextest run -p warroom-proto the_committed_agent_report_schema_is_current`"
+    );
+}

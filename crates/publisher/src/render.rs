@@ -11,7 +11,8 @@ use std::fmt::Write as _;
 use time::format_description::well_known::Rfc3339;
 use warroom_proto::wire::Redacted;
 use warroom_proto::{
-    ClusterPhase, ClusterReport, ClusterStatus, RequestPhase, RequestStatus, RequestSummary,
+    AnswerForm, CheckedEvidence, CheckedReport, ClusterPhase, ClusterReport, ClusterStatus,
+    RequestPhase, RequestStatus, RequestSummary, Tokens,
 };
 
 use crate::redact;
@@ -135,6 +136,7 @@ pub(crate) fn cluster_report(
     cluster: &str,
     report: &ClusterReport,
     removed: &Redacted,
+    audit_lines: &AuditLines,
     note: Option<&str>,
 ) -> String {
     let line = status.clusters.get(cluster);
@@ -176,7 +178,15 @@ pub(crate) fn cluster_report(
             );
         }
     }
+    if let Some(structured) = &report.structured {
+        push_structured(&mut out, structured, audit_lines);
+        return out;
+    }
     out.push_str("\n## Report\n\n");
+    if line.is_some_and(|l| l.answer == Some(AnswerForm::Unstructured)) {
+        out.push_str(UNSTRUCTURED);
+        out.push_str("\n\n");
+    }
     // The agent read text anyone in the cluster can write (logs, events, annotations): its
     // Markdown is made inert (no remote images, no raw HTML) so that reading the report on
     // GitHub never contacts another host.
@@ -188,6 +198,104 @@ pub(crate) fn cluster_report(
         out.push('\n');
     }
     out
+}
+
+/// Where each audit event is in `audit.jsonl`: its 1-based line, by event id.
+pub(crate) type AuditLines = std::collections::HashMap<String, usize>;
+
+/// What an answer without the report's structured form is marked with.
+pub(crate) const UNSTRUCTURED: &str = "> **Unstructured answer.** The agent did not answer in \
+     the report's structured form, so its findings could not be checked against the audit \
+     log. Its text follows as it wrote it.";
+
+/// Agent text for one line of Markdown: redacted, made inert, on one line.
+fn inert_line(text: &str) -> String {
+    redact::markdown::neutralize(&redact::text(text).replace(['\r', '\n'], " "))
+}
+
+/// A list of agent texts, each inert on one line.
+fn push_list(out: &mut String, title: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    let _ = write!(out, "\n## {title}\n\n");
+    for item in items {
+        let _ = writeln!(out, "- {}", inert_line(item));
+    }
+}
+
+/// The structured answer: summary, findings with their evidence (supported ones linked to
+/// their `audit.jsonl` line, unsupported ones marked with why), what was ruled out, next
+/// steps and what was not checked. Every text of the agent is redacted and made inert.
+fn push_structured(out: &mut String, report: &CheckedReport, audit_lines: &AuditLines) {
+    let counts = report.counts();
+    out.push_str("\n## Summary\n\n");
+    let _ = writeln!(
+        out,
+        "{}\n",
+        redact::markdown::neutralize(&redact::text(report.summary.trim()))
+    );
+    let _ = writeln!(
+        out,
+        "Confidence: **{}**. Findings: {} supported, {} unsupported.",
+        report.confidence.as_str(),
+        counts.supported,
+        counts.unsupported
+    );
+    out.push_str("\n## Findings\n\n");
+    if report.findings.is_empty() {
+        out.push_str("_The agent reported no findings._\n");
+    }
+    for (n, finding) in report.findings.iter().enumerate() {
+        let verdict = if finding.supported {
+            "**Supported.**"
+        } else {
+            "**UNSUPPORTED:** its evidence is not in this run's audit log; do not act on it \
+             without checking."
+        };
+        let _ = writeln!(out, "{}. {verdict} {}", n + 1, inert_line(&finding.claim));
+        for evidence in &finding.evidence {
+            push_evidence(out, evidence, audit_lines);
+        }
+    }
+    if !report.ruled_out.is_empty() {
+        out.push_str("\n## Ruled out\n\n");
+        for ruled in &report.ruled_out {
+            let _ = writeln!(
+                out,
+                "- {}: {}",
+                inert_line(&ruled.hypothesis),
+                inert_line(&ruled.why)
+            );
+        }
+    }
+    push_list(
+        out,
+        "Next steps (for a human with write access)",
+        &report.next_steps,
+    );
+    push_list(out, "Not checked", &report.not_checked);
+}
+
+/// One piece of evidence under its finding: the call, its audit line, the quoted lines.
+fn push_evidence(out: &mut String, evidence: &CheckedEvidence, audit_lines: &AuditLines) {
+    let call = match (&evidence.command, &evidence.tool_use_id) {
+        (Some(command), _) => code(command),
+        (None, Some(id)) => code(id),
+        (None, None) => "no call named".to_owned(),
+    };
+    let place = match (&evidence.problem, &evidence.audit_id) {
+        (Some(problem), _) => format!(" (not checked out: {})", inert_line(problem)),
+        (None, Some(id)) => match audit_lines.get(id) {
+            Some(line) => format!(" ([{AUDIT_FILE} line {line}]({AUDIT_FILE}#L{line}))"),
+            None => format!(" ({AUDIT_FILE} event {})", code(id)),
+        },
+        (None, None) => String::new(),
+    };
+    let _ = writeln!(out, "   - {call}{place}");
+    for quote in &evidence.quote {
+        let _ = writeln!(out, "     - {}", code(quote));
+    }
 }
 
 /// The head of a cluster report's table: request, cluster, phase, duration, cost, turns and
@@ -214,6 +322,7 @@ fn push_cluster_facts(
     let _ = writeln!(out, "| Duration | {} |", duration(line.duration_secs));
     let _ = writeln!(out, "| Cost | {} |", cost(line.cost_usd));
     let _ = writeln!(out, "| Turns | {} |", turns(line.num_turns));
+    push_run_facts(out, line);
     if line.attempts > 1 {
         let _ = writeln!(
             out,
@@ -222,6 +331,73 @@ fn push_cluster_facts(
             warroom_proto::status::MAX_RUNS
         );
     }
+}
+
+/// The request's totals: cost, turns and tokens over every cluster, and the findings.
+fn push_totals(out: &mut String, status: &RequestStatus) {
+    let lines = status.clusters.values();
+    let cost_total: f64 = lines.clone().filter_map(|l| l.cost_usd).sum();
+    let turns_total: u32 = lines.clone().filter_map(|l| l.num_turns).sum();
+    let mut tokens_total = Tokens::default();
+    let (mut supported, mut unsupported, mut unstructured) = (0, 0, 0);
+    for line in lines {
+        if let Some(run) = &line.run {
+            tokens_total.add(&run.tokens);
+        }
+        if let Some(counts) = line.findings {
+            supported += counts.supported;
+            unsupported += counts.unsupported;
+        }
+        if line.answer == Some(AnswerForm::Unstructured) {
+            unstructured += 1;
+        }
+    }
+    let _ = write!(
+        out,
+        "\nIn total: {} over {turns_total} turns, {} tokens; findings {supported} supported, \
+         {unsupported} unsupported",
+        cost(Some(cost_total)),
+        tokens_total.total()
+    );
+    if unstructured > 0 {
+        let _ = write!(out, "; {unstructured} unstructured answer(s)");
+    }
+    out.push_str(".\n");
+}
+
+/// The rows of the model, the CLI, the runbook, the tokens and the findings' verdicts.
+fn push_run_facts(out: &mut String, line: &ClusterStatus) {
+    if let Some(run) = &line.run {
+        let or_dash = |v: &Option<String>| v.as_deref().map_or_else(|| "—".to_owned(), code);
+        let _ = writeln!(out, "| Model | {} |", or_dash(&run.model));
+        let _ = writeln!(out, "| Claude Code | {} |", or_dash(&run.cli_version));
+        let _ = writeln!(out, "| Tokens | {} |", tokens(&run.tokens));
+    }
+    if let Some(answer) = line.answer {
+        let runbook = line
+            .runbook
+            .as_deref()
+            .map_or_else(|| "none".to_owned(), code);
+        let _ = writeln!(out, "| Runbook | {runbook} |");
+        let findings = match (answer, line.findings) {
+            (AnswerForm::Structured, Some(c)) => {
+                format!("{} supported, {} unsupported", c.supported, c.unsupported)
+            }
+            _ => "unstructured answer, not checked".to_owned(),
+        };
+        let _ = writeln!(out, "| Findings | {findings} |");
+    }
+}
+
+fn tokens(tokens: &Tokens) -> String {
+    format!(
+        "{} ({} in, {} out, {} cache read, {} cache write)",
+        tokens.total(),
+        tokens.input,
+        tokens.output,
+        tokens.cache_read,
+        tokens.cache_creation
+    )
 }
 
 /// The table's `Redacted values` row, and a sentence naming the kinds when any were removed.
@@ -426,6 +602,7 @@ fn push_clusters(
         let _ = writeln!(out, "| {phase} | {} |", lines.len());
     }
     let _ = writeln!(out, "| **all** | **{}** |", status.clusters.len());
+    push_totals(out, status);
     for ((_, phase), lines) in &groups {
         let _ = write!(out, "\n### {phase} ({})\n\n", lines.len());
         out.push_str("| Cluster | Type | Duration | Cost | Turns | Refused calls | Report |\n");
@@ -495,6 +672,7 @@ mod tests {
     #[test]
     fn an_unverified_request_says_so_in_every_report_and_a_verified_one_names_its_keys() {
         let report = ClusterReport {
+            structured: None,
             final_text: "all fine".to_owned(),
             permission_denials: Vec::new(),
         };
@@ -506,7 +684,14 @@ mod tests {
             readme_text.contains("| Verified | **no** |"),
             "{readme_text}"
         );
-        let cluster_text = cluster_report(&unverified, "hub", &report, &Redacted::new(), None);
+        let cluster_text = cluster_report(
+            &unverified,
+            "hub",
+            &report,
+            &Redacted::new(),
+            &AuditLines::new(),
+            None,
+        );
         assert!(cluster_text.contains(UNVERIFIED), "{cluster_text}");
 
         let mut verified = status(RequestPhase::Completed);
@@ -520,7 +705,14 @@ mod tests {
             readme_text.contains("| Verified | yes, signed by `SHA256:abc` |"),
             "{readme_text}"
         );
-        let cluster_text = cluster_report(&verified, "hub", &report, &Redacted::new(), None);
+        let cluster_text = cluster_report(
+            &verified,
+            "hub",
+            &report,
+            &Redacted::new(),
+            &AuditLines::new(),
+            None,
+        );
         assert!(!cluster_text.contains(UNVERIFIED), "{cluster_text}");
     }
 
@@ -568,10 +760,18 @@ mod tests {
             Some("attempt 1 on runner r-0, started 10:00, ended without a result".to_owned());
         s.clusters.insert("hub".parse().unwrap(), line.clone());
         let report = ClusterReport {
+            structured: None,
             final_text: "fine".to_owned(),
             permission_denials: Vec::new(),
         };
-        let md = cluster_report(&s, "hub", &report, &Redacted::new(), None);
+        let md = cluster_report(
+            &s,
+            "hub",
+            &report,
+            &Redacted::new(),
+            &AuditLines::new(),
+            None,
+        );
         assert!(md.contains("| Attempt | 2 of 2 |"), "{md}");
         assert!(
             md.contains(
@@ -583,7 +783,14 @@ mod tests {
         line.attempts = 1;
         line.interrupted = None;
         s.clusters.insert("hub".parse().unwrap(), line);
-        let md = cluster_report(&s, "hub", &report, &Redacted::new(), None);
+        let md = cluster_report(
+            &s,
+            "hub",
+            &report,
+            &Redacted::new(),
+            &AuditLines::new(),
+            None,
+        );
         assert!(!md.contains("Attempt"), "{md}");
     }
 
@@ -591,12 +798,20 @@ mod tests {
     fn nothing_in_a_report_loads_by_itself() {
         let s = status(RequestPhase::Completed);
         let report = ClusterReport {
+            structured: None,
             final_text: "## Findings\n![pixel](https://tracker.example/p.png?x=1)\n\
                          <img src=\"https://tracker.example/i.png\">\n- etcd is slow\n"
                 .to_owned(),
             permission_denials: Vec::new(),
         };
-        let md = cluster_report(&s, "hub", &report, &Redacted::new(), None);
+        let md = cluster_report(
+            &s,
+            "hub",
+            &report,
+            &Redacted::new(),
+            &AuditLines::new(),
+            None,
+        );
         assert!(!md.contains("![pixel]("), "{md}");
         assert!(!md.contains("<img"), "{md}");
         assert!(
@@ -615,6 +830,7 @@ mod tests {
         line.permission_denials = 1;
         s.clusters.insert("hub".parse().unwrap(), line);
         let report = ClusterReport {
+            structured: None,
             final_text: "## Root cause\netcd is slow; password=hunter2".to_owned(),
             permission_denials: vec![Denial {
                 tool: "Bash".to_owned(),
@@ -624,7 +840,7 @@ mod tests {
         };
         // The runner removed three values already; the second pass finds the fourth.
         let removed = Redacted::from([("jwt".to_owned(), 1), ("password".to_owned(), 2)]);
-        let md = cluster_report(&s, "hub", &report, &removed, None);
+        let md = cluster_report(&s, "hub", &report, &removed, &AuditLines::new(), None);
         assert!(md.starts_with("# Request `r1` on cluster `hub`"), "{md}");
         assert!(md.contains("| Redacted values | 4 |"), "{md}");
         assert!(
@@ -650,10 +866,18 @@ mod tests {
         let s = status(RequestPhase::Completed);
         let note = "Staging.\ntoken=hunter2";
         let report = ClusterReport {
+            structured: None,
             final_text: "All good.".to_owned(),
             permission_denials: Vec::new(),
         };
-        let cluster = cluster_report(&s, "hub", &report, &Redacted::new(), Some(note));
+        let cluster = cluster_report(
+            &s,
+            "hub",
+            &report,
+            &Redacted::new(),
+            &AuditLines::new(),
+            Some(note),
+        );
         let aggregated = readme(&s, None, &BTreeMap::new(), Some(note));
         for md in [&cluster, &aggregated] {
             let (title, rest) = md.split_once("\n\n").expect("a title line");
@@ -661,7 +885,17 @@ mod tests {
             assert!(rest.starts_with("> Staging.\n> token=[REDACTED"), "{md}");
             assert!(!md.contains("hunter2"), "{md}");
         }
-        assert!(!cluster_report(&s, "hub", &report, &Redacted::new(), None).contains("Staging"));
+        assert!(
+            !cluster_report(
+                &s,
+                "hub",
+                &report,
+                &Redacted::new(),
+                &AuditLines::new(),
+                None
+            )
+            .contains("Staging")
+        );
     }
 
     #[test]
@@ -713,6 +947,7 @@ mod tests {
         reports.insert(
             "hub".parse().unwrap(),
             ClusterReport {
+                structured: None,
                 final_text: "ok".to_owned(),
                 permission_denials: Vec::new(),
             },

@@ -142,6 +142,10 @@ struct AuditFile {
     redacted: HashMap<String, Redacted>,
     /// The file exists, is not empty, and does not end with a line break.
     needs_newline: bool,
+    /// Each event's 1-based line, for the reports' links to their evidence.
+    lines: render::AuditLines,
+    /// How many lines the file has.
+    line_count: usize,
 }
 
 /// The working tree of one attempt.
@@ -262,16 +266,16 @@ impl<'a> Tree<'a> {
         let audit_path = folder.join(AUDIT_FILE);
         for (cluster, report) in &update.reports {
             let path = folder.join(render::report_file(cluster));
-            let removed = self
-                .audit_file(&audit_path)?
+            let note = self.note;
+            let audit = self.audit_file(&audit_path)?;
+            let removed = audit
                 .redacted
                 .get(cluster.as_str())
                 .cloned()
                 .unwrap_or_default();
-            write_file(
-                &path,
-                render::cluster_report(&status, cluster, report, &removed, self.note).as_bytes(),
-            )?;
+            let rendered =
+                render::cluster_report(&status, cluster, report, &removed, &audit.lines, note);
+            write_file(&path, rendered.as_bytes())?;
         }
         let readme = render::readme(&status, update.request.as_ref(), &update.reports, self.note);
         write_file(&folder.join(README_FILE), readme.as_bytes())?;
@@ -327,6 +331,8 @@ impl<'a> Tree<'a> {
             .map_err(io(&path))?;
         handle.write_all(line.as_bytes()).map_err(io(&path))?;
         file.needs_newline = false;
+        file.line_count += 1;
+        file.lines.insert(id.clone(), file.line_count);
         file.ids.insert(id);
         file.count(&value);
         self.summary.entry(&event.request_id).audit_lines += 1;
@@ -443,13 +449,17 @@ fn load_audit(path: &Path) -> Result<AuditFile, Problem> {
         ids: HashSet::new(),
         redacted: HashMap::new(),
         needs_newline: !bytes.is_empty() && !bytes.ends_with(b"\n"),
+        lines: render::AuditLines::new(),
+        line_count: 0,
     };
-    for line in String::from_utf8_lossy(&bytes).lines() {
+    for (n, line) in String::from_utf8_lossy(&bytes).lines().enumerate() {
+        file.line_count = n + 1;
         let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
         if let Some(id) = value.get("id").and_then(serde_json::Value::as_str) {
             file.ids.insert(id.to_owned());
+            file.lines.insert(id.to_owned(), n + 1);
         }
         file.count(&value);
     }
@@ -477,6 +487,7 @@ mod tests {
         reports.insert(
             "hub".parse().unwrap(),
             ClusterReport {
+                structured: None,
                 final_text: "all good".to_owned(),
                 permission_denials: Vec::new(),
             },
@@ -570,6 +581,7 @@ mod tests {
         newer.reports.insert(
             "prod-1".parse().unwrap(),
             ClusterReport {
+                structured: None,
                 final_text: "prod-1 is fine".to_owned(),
                 permission_denials: Vec::new(),
             },

@@ -323,6 +323,7 @@ fn with_report(mut update: StatusUpdate, cluster: &str, text: &str) -> StatusUpd
     update.reports.insert(
         cname(cluster),
         ClusterReport {
+            structured: None,
             final_text: text.to_owned(),
             permission_denials: Vec::new(),
         },

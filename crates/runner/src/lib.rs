@@ -21,6 +21,7 @@
 
 mod agent;
 mod config;
+mod evidence;
 mod guard;
 mod heartbeat;
 mod metrics;

@@ -28,6 +28,13 @@ pub struct Metrics {
     /// Unix seconds of the last heartbeat NATS stored (alerted on in the runner's cluster).
     pub heartbeat_timestamp_seconds: Gauge,
     pub heartbeat_errors: Counter,
+    /// Findings whose evidence checked out against the run's transcript.
+    pub findings_supported: Counter,
+    /// Findings kept but marked unsupported: a cited call that did not happen, or a quoted
+    /// line that is not in its output.
+    pub findings_unsupported: Counter,
+    /// Completed runs whose answer was not valid structured output (shown as free text).
+    pub answers_unstructured: Counter,
 }
 
 /// The series of `tasks_finished_total`: one per outcome of the run.
@@ -128,6 +135,21 @@ impl DaemonMetrics for Metrics {
             "heartbeat_errors",
             "Heartbeats that could not be written",
             self.heartbeat_errors.clone(),
+        );
+        r.register(
+            "findings_supported",
+            "Findings whose evidence checked out against the run's transcript",
+            self.findings_supported.clone(),
+        );
+        r.register(
+            "findings_unsupported",
+            "Findings marked unsupported: the cited call or a quoted line is not in the transcript",
+            self.findings_unsupported.clone(),
+        );
+        r.register(
+            "answers_unstructured",
+            "Runs whose answer was not valid structured output",
+            self.answers_unstructured.clone(),
         );
     }
 }

@@ -70,12 +70,100 @@ pub fn build(task: &Task) -> String {
          - Do not read Secrets and do not try to change anything in the cluster: such calls \
          are refused and recorded.\n\
          - Run one command per call; chained commands (`&&`, `;`, `$(...)`) are refused.\n\
-         \n## Report\n\
-         End with your report as your final message, in Markdown: a short summary, the \
-         evidence (the commands you ran and what they showed), the likely root cause, and \
-         recommended next steps. Say plainly what you could not check.\n",
+         \n",
+    );
+    push_runbook(&mut out, task.strategy.as_deref());
+    out.push_str(
+        "\n## Report\n\
+         End by calling the StructuredOutput tool once with your report: a short summary; \
+         your findings, each with its evidence: the `tool_use_id` and the exact `command` of \
+         the call it came from and the lines of that call's output copied verbatim (one line \
+         per quote entry; the runner checks every quoted line against the call's output and \
+         marks a finding whose evidence it cannot find as unsupported); the hypotheses you \
+         ruled out and why; your confidence; next steps for a human with write access (you \
+         never take them); what you could not check; and the runbook you used.\n",
     );
     out
+}
+
+/// The runbooks' text, compiled in: a task naming one gets it in its prompt (the agent's
+/// workspace is empty). A test checks that every runbook of the index is here.
+const RUNBOOKS: &[(&str, &str)] = &[
+    (
+        "control-plane-health",
+        include_str!("../../../context/runbooks/control-plane-health.md"),
+    ),
+    ("etcd", include_str!("../../../context/runbooks/etcd.md")),
+    (
+        "api-latency",
+        include_str!("../../../context/runbooks/api-latency.md"),
+    ),
+    (
+        "hosted-cluster-nodepools",
+        include_str!("../../../context/runbooks/hosted-cluster-nodepools.md"),
+    ),
+    (
+        "hosted-cluster-upgrade",
+        include_str!("../../../context/runbooks/hosted-cluster-upgrade.md"),
+    ),
+    (
+        "konnectivity",
+        include_str!("../../../context/runbooks/konnectivity.md"),
+    ),
+    (
+        "ingress-routes",
+        include_str!("../../../context/runbooks/ingress-routes.md"),
+    ),
+    (
+        "certificates",
+        include_str!("../../../context/runbooks/certificates.md"),
+    ),
+    (
+        "image-pulls",
+        include_str!("../../../context/runbooks/image-pulls.md"),
+    ),
+    (
+        "ovn-kubernetes",
+        include_str!("../../../context/runbooks/ovn-kubernetes.md"),
+    ),
+    ("oauth", include_str!("../../../context/runbooks/oauth.md")),
+    (
+        "cluster-operators",
+        include_str!("../../../context/runbooks/cluster-operators.md"),
+    ),
+    (
+        "workload-crashloop",
+        include_str!("../../../context/runbooks/workload-crashloop.md"),
+    ),
+];
+
+/// The runbook part: the runbook the request names, or the index to pick one from.
+fn push_runbook(out: &mut String, strategy: Option<&str>) {
+    match strategy.and_then(warroom_proto::strategy::find) {
+        Some(runbook) => {
+            let _ = writeln!(
+                out,
+                "\n## Runbook\n\nFollow the runbook `{}` ({}), below. Give `{}` as the \
+                 runbook of your report.\n",
+                runbook.name, runbook.description, runbook.name
+            );
+            if let Some((_, text)) = RUNBOOKS.iter().find(|(name, _)| *name == runbook.name) {
+                out.push_str(text.trim_end());
+                out.push('\n');
+            }
+        }
+        None => {
+            out.push_str(
+                "\n## Runbook\n\nNo runbook was named. Pick the one below whose line matches \
+                 the symptom best (when several match, start lowest in the stack: nodes, \
+                 network, etcd, API), follow it, and give its name as the runbook of your \
+                 report (`none` if none fits).\n\n",
+            );
+            for runbook in warroom_proto::strategies() {
+                let _ = writeln!(out, "- `{}`: {}", runbook.name, runbook.description);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -123,7 +211,25 @@ mod tests {
             assert!(prompt.contains(line), "missing {line:?} in\n{prompt}");
         }
         assert!(!prompt.contains("Findings of the clusters"));
-        assert!(prompt.contains("End with your report as your final message, in Markdown"));
+        assert!(prompt.contains("End by calling the StructuredOutput tool"));
+        assert!(prompt.contains("Follow the runbook `control-plane-health`"));
+        assert!(!prompt.contains("No runbook was named"));
+    }
+
+    #[test]
+    fn every_runbook_of_the_index_is_compiled_in() {
+        for runbook in warroom_proto::strategies() {
+            assert!(
+                RUNBOOKS.iter().any(|(name, _)| *name == runbook.name),
+                "add {} to RUNBOOKS",
+                runbook.name
+            );
+        }
+        let prompt = build(&task());
+        assert!(
+            prompt.contains("## Symptoms") || prompt.contains("Symptoms"),
+            "{prompt}"
+        );
     }
 
     #[test]
@@ -135,6 +241,14 @@ mod tests {
         let prompt = build(&bare);
         assert!(!prompt.contains("Namespace:"));
         assert!(!prompt.contains("strategy:"));
+        assert!(prompt.contains("No runbook was named"));
+        for runbook in warroom_proto::strategies() {
+            assert!(
+                prompt.contains(&format!("- `{}`: ", runbook.name)),
+                "{}",
+                runbook.name
+            );
+        }
         assert!(!prompt.contains("Affected resources:"));
     }
 

@@ -41,6 +41,11 @@ pub enum Item {
     Text(String),
     /// The end of the run.
     Result(Box<RunResult>),
+    /// The CLI's `system/init` event: the model and the CLI's version.
+    Init {
+        model: Option<String>,
+        cli_version: Option<String>,
+    },
 }
 
 /// The CLI's `result` event.
@@ -64,6 +69,35 @@ pub struct RunResult {
     pub terminal_reason: Option<String>,
     #[serde(default)]
     pub permission_denials: Vec<RawDenial>,
+    /// The answer the `StructuredOutput` tool accepted, with `--json-schema`.
+    #[serde(default)]
+    pub structured_output: Option<Value>,
+    #[serde(default)]
+    pub usage: Usage,
+}
+
+/// The result's token counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cache_read_input_tokens: u64,
+    #[serde(default)]
+    pub cache_creation_input_tokens: u64,
+}
+
+impl Usage {
+    pub fn to_wire(self) -> warroom_proto::Tokens {
+        warroom_proto::Tokens {
+            input: self.input_tokens,
+            output: self.output_tokens,
+            cache_read: self.cache_read_input_tokens,
+            cache_creation: self.cache_creation_input_tokens,
+        }
+    }
 }
 
 /// One entry of `permission_denials`.
@@ -124,6 +158,13 @@ pub fn parse_line(line: &str) -> Vec<Item> {
                 output: content_text(block.get("content")),
             })
             .collect(),
+        Some("system") if event.get("subtype").and_then(Value::as_str) == Some("init") => {
+            let text = |name: &str| event.get(name).and_then(Value::as_str).map(str::to_owned);
+            vec![Item::Init {
+                model: text("model"),
+                cli_version: text("claude_code_version"),
+            }]
+        }
         Some("result") => match serde_json::from_value::<RunResult>(event) {
             Ok(result) => vec![Item::Result(Box::new(result))],
             Err(_) => Vec::new(),
@@ -471,7 +512,16 @@ mod tests {
     #[test]
     fn noise_is_ignored() {
         assert!(parse_line("not json").is_empty());
-        assert!(parse_line(r#"{"type":"system","subtype":"init"}"#).is_empty());
+        assert_eq!(
+            parse_line(
+                r#"{"type":"system","subtype":"init","model":"m","claude_code_version":"2.1.330"}"#
+            ),
+            vec![Item::Init {
+                model: Some("m".to_owned()),
+                cli_version: Some("2.1.330".to_owned())
+            }]
+        );
+        assert!(parse_line(r#"{"type":"system","subtype":"api_retry"}"#).is_empty());
         assert!(parse_line(r#"{"type":"assistant"}"#).is_empty());
         let api_error = json!({"type":"assistant","is_api_error_message":true,"message":{
             "model":"<synthetic>","content":[{"type":"text","text":"API Error: 500 boom"}]}});

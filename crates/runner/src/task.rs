@@ -9,6 +9,7 @@ use warroom_runtime::Chain;
 
 use tokio::sync::mpsc;
 use tracing::{Instrument as _, error, info, info_span, warn};
+use warroom_proto::report::{AgentReport, CheckedReport, RunFacts};
 use warroom_proto::status::MAX_RUNS;
 use warroom_proto::wire::Redacted;
 use warroom_proto::{
@@ -21,6 +22,7 @@ use warroom_runtime::shutdown::CancellationToken;
 use warroom_runtime::{Bus, Delivery};
 
 use crate::agent::{self, AgentEnv, Launch, Run, RunSite};
+use crate::evidence::{self, Transcript};
 use crate::guard::{self, GuardHook, HookFiles, ToolRules};
 use crate::metrics::{NotRun, NotRunLabels, OutcomeLabels};
 use crate::outbox::{self, Limits, Message, Outbox, RunIdentity};
@@ -44,6 +46,8 @@ pub struct Runner {
     progress_interval: Duration,
     ack_wait: Duration,
     model: Option<String>,
+    /// The JSON Schema of the agent's answer, as one `--json-schema` argument.
+    answer_schema: String,
     env: AgentEnv,
     /// The real model API; each run reaches it through a proxy of its own.
     model_api: ModelApi,
@@ -68,6 +72,7 @@ struct Judged {
     error: Option<String>,
     final_text: String,
     denials: Vec<Denial>,
+    report: Option<CheckedReport>,
 }
 
 impl Runner {
@@ -87,6 +92,7 @@ impl Runner {
             progress_interval: config.progress_interval,
             ack_wait: config.ack_wait,
             model: config.model.clone(),
+            answer_schema: warroom_proto::report::agent_report_schema().to_string(),
             env: config.agent_env(),
             model_api,
             // `run` validated the configuration, so the guard binary was found; the name
@@ -232,6 +238,8 @@ impl Runner {
                 started_at: now,
                 finished_at: now,
                 attempt,
+                report: None,
+                run: None,
             })),
         );
         self.deliver(&outbox, &stop).await
@@ -277,6 +285,18 @@ impl Runner {
 
         let judged = self.judge(&mut events, &run, &decisions, &spend);
         let (outcome, error) = (judged.outcome, judged.error.clone());
+        if outcome == Outcome::Completed && judged.report.is_none() {
+            self.health.metrics.answers_unstructured.inc();
+        }
+        let mut facts = events.facts.clone();
+        if facts.model.is_none() {
+            facts.model.clone_from(&self.model);
+        }
+        facts.tokens = run
+            .result
+            .as_ref()
+            .map(|r| r.usage.to_wire())
+            .unwrap_or_default();
         let result = TaskResult {
             request_id: request.clone(),
             cluster: cluster.clone(),
@@ -290,6 +310,8 @@ impl Runner {
             started_at,
             finished_at: warroom_proto::now(),
             attempt,
+            report: judged.report.map(Box::new),
+            run: Some(facts),
         };
         // Published after every event of the run, in order, once NATS takes it.
         outbox.send(
@@ -327,8 +349,9 @@ impl Runner {
         let final_text = final_text(outcome, run);
         // The result goes to the dispatcher and from there into status snapshots: it is
         // redacted here, and what was removed is recorded with the `finished` event.
-        let (final_text, error, denials, report_redacted) =
+        let (final_text, error, denials, mut report_redacted) =
             redact_result(final_text, error, denials);
+        let report = self.structured_report(events, run, &mut report_redacted);
         events.push(AuditKind::Finished {
             outcome,
             error: error.clone(),
@@ -339,7 +362,39 @@ impl Runner {
             error,
             final_text,
             denials,
+            report,
         }
+    }
+
+    /// The run's structured answer, redacted, with every finding's evidence checked against
+    /// what the run's audit lines hold; `None` when the run gave none that fits the schema.
+    fn structured_report(
+        &self,
+        events: &Events<'_>,
+        run: &Run,
+        removed: &mut Redacted,
+    ) -> Option<CheckedReport> {
+        let mut answer = run.result.as_ref()?.structured_output.clone()?;
+        for (kind, n) in redact::json(&mut answer).iter() {
+            *removed.entry(kind.to_owned()).or_default() += n;
+        }
+        let answer: AgentReport = match serde_json::from_value(answer) {
+            Ok(answer) => answer,
+            Err(e) => {
+                warn!(cause = %e, "the structured answer does not fit the report's form; keeping it as free text");
+                return None;
+            }
+        };
+        let report = evidence::check(answer, &events.transcript);
+        let counts = report.counts();
+        let metrics = &self.health.metrics;
+        metrics
+            .findings_supported
+            .inc_by(u64::from(counts.supported));
+        metrics
+            .findings_unsupported
+            .inc_by(u64::from(counts.unsupported));
+        Some(report)
     }
 
     /// Counts a finished run in the metrics and logs how it ended.
@@ -501,6 +556,10 @@ impl Runner {
             args.push(model.clone());
         }
         args.extend(rules.cli_args());
+        // The answer comes as the report's structured form (the CLI's StructuredOutput tool);
+        // a run that gives none still reports its free text.
+        args.push("--json-schema".to_owned());
+        args.push(self.answer_schema.clone());
         // The guard hook decides every call first; the permission rules stay the second layer.
         args.push("--settings".to_owned());
         args.push(hook.settings.display().to_string());
@@ -563,6 +622,11 @@ impl Runner {
                         );
                         continue;
                     }
+                    Item::Init { model, cli_version } => {
+                        events.facts.model = model;
+                        events.facts.cli_version = cli_version;
+                        continue;
+                    }
                     Item::Text(_) | Item::Result(_) => continue,
                 };
                 events.push(kind);
@@ -607,6 +671,10 @@ struct Events<'a> {
     seq: u64,
     /// While the agent runs: its progress, reported to the dispatcher when due.
     progress: Option<crate::progress::Tally>,
+    /// The run's tool calls as published, for the evidence check.
+    transcript: Transcript,
+    /// The model and CLI version the CLI announced.
+    facts: RunFacts,
 }
 
 impl<'a> Events<'a> {
@@ -620,6 +688,8 @@ impl<'a> Events<'a> {
             attempt,
             seq: 0,
             progress: None,
+            transcript: Transcript::default(),
+            facts: RunFacts::default(),
         }
     }
 
@@ -652,6 +722,19 @@ impl<'a> Events<'a> {
                     progress,
                 }),
             );
+        }
+        match &kind {
+            AuditKind::ToolCall {
+                tool_use_id,
+                tool,
+                input,
+            } => self.transcript.call(tool_use_id, tool, input),
+            AuditKind::ToolResult {
+                tool_use_id,
+                is_error,
+                output,
+            } => self.transcript.result(tool_use_id, *is_error, output, &id),
+            _ => {}
         }
         let event = AuditEvent {
             id: id.clone(),

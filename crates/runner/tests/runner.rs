@@ -20,7 +20,7 @@ use warroom_proto::{
 };
 use warroom_runner::Config;
 use warroom_runtime::Bus;
-use warroom_scripted_model::{Conversation, Script, ScriptedModel, Turn};
+use warroom_scripted_model::{Conversation, Script, ScriptedModel, ToolCall, Turn};
 use warroom_testkit::{NatsServer, tools, wait_for, wait_until};
 
 const CLUSTER: &str = "prod-cluster-1";
@@ -509,6 +509,80 @@ async fn allowed_command_runs_and_the_report_completes() {
     );
     assert_eq!(harness.work_root_entries(), 0);
     harness.stop_runner().await;
+}
+
+/// The agent answers through `--json-schema`'s StructuredOutput tool: a finding quoting the
+/// output of a call it made is supported and names that call's audit line; a planted finding
+/// quoting a line no call printed is kept and marked unsupported. A run that ends in free
+/// text still completes, with that text and no structured report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_structured_answer_has_its_evidence_checked() {
+    let answer = serde_json::json!({
+        "summary": "The API pod crash-loops.",
+        "findings": [
+            {"claim": "The API pod crash-loops.",
+             "evidence": [{"tool_use_id": "toolu_pods", "command": "kubectl get pods -A",
+                           "quote": ["api-7d9f-warroomx    0/1     CrashLoopBackOff"]}]},
+            {"claim": "etcd lost quorum.",
+             "evidence": [{"command": "kubectl get pods -A",
+                           "quote": ["etcd-0 0/1 Error"]}]}
+        ],
+        "ruled_out": [{"hypothesis": "node pressure", "why": "not looked at"}],
+        "confidence": "medium",
+        "next_steps": ["Look at the API pod's logs."],
+        "not_checked": [],
+        "runbook": "control-plane-health"
+    });
+    let script = Script::new()
+        .with(
+            Conversation::new(vec![
+                Turn::tools(vec![
+                    ToolCall::bash("kubectl get pods -A").with_id("toolu_pods"),
+                ]),
+                Turn::structured(answer),
+            ])
+            .matching("req-structured"),
+        )
+        .with(Conversation::new(vec![Turn::text("free text only")]));
+    let harness = Harness::start(script, &[]).await;
+    harness.publish_task(&task("req-structured", 60)).await;
+    harness.publish_task(&task("req-free", 60)).await;
+
+    let result = harness.finished("req-structured").await;
+    assert_eq!(result.outcome, Outcome::Completed, "{result:?}");
+    let report = result.report.expect("a structured report");
+    assert_eq!(report.runbook.as_deref(), Some("control-plane-health"));
+    assert!(report.findings[0].supported, "{report:?}");
+    assert!(!report.findings[1].supported, "{report:?}");
+    assert!(
+        report.findings[1].evidence[0]
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("is not in the call's output")),
+        "{report:?}"
+    );
+    let events = harness.events("req-structured").await;
+    let audit_id = report.findings[0].evidence[0]
+        .audit_id
+        .clone()
+        .expect("an audit id");
+    let cited = events
+        .iter()
+        .find(|e| e.id == audit_id)
+        .expect("the cited event");
+    assert!(
+        matches!(&cited.kind, AuditKind::ToolResult { tool_use_id, output, .. }
+            if tool_use_id == "toolu_pods" && output.contains("CrashLoopBackOff")),
+        "{cited:?}"
+    );
+    let run = result.run.expect("run facts");
+    assert!(run.cli_version.is_some(), "{run:?}");
+    assert!(run.tokens.total() > 0, "{run:?}");
+
+    let free = harness.finished("req-free").await;
+    assert_eq!(free.outcome, Outcome::Completed, "{free:?}");
+    assert_eq!(free.final_text, "free text only");
+    assert!(free.report.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

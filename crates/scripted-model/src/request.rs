@@ -123,6 +123,17 @@ impl CapturedRequest {
             .unwrap_or_default()
     }
 
+    /// All text of the last message when it is a user message (for example the CLI's nudge
+    /// to call `StructuredOutput`), else empty.
+    pub fn last_user_text(&self) -> String {
+        self.messages()
+            .last()
+            .filter(|message| role(message) == Some("user"))
+            .and_then(|message| message.get("content"))
+            .map(content_text)
+            .unwrap_or_default()
+    }
+
     /// The names of the tools the CLI offered the model (what `--tools` left).
     pub fn tool_names(&self) -> Vec<String> {
         self.body

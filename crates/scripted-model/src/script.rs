@@ -306,6 +306,13 @@ impl Turn {
         Turn::ToolUse { text: None, calls }
     }
 
+    /// The final answer in structured form: a call of the `StructuredOutput` tool the CLI
+    /// adds under `--json-schema`, whose accepted input becomes the result's
+    /// `structured_output` and ends the run.
+    pub fn structured(answer: Value) -> Turn {
+        Turn::tool("StructuredOutput", answer)
+    }
+
     /// Final text: the CLI's `result`.
     pub fn text(text: impl Into<String>) -> Turn {
         Turn::Text { text: text.into() }

@@ -383,6 +383,10 @@ async fn messages(
     answer_turn(&shared, turn, model, input_tokens, stream).await
 }
 
+/// What the CLI (2.1.330) sends as a user message when the model ended without calling the
+/// `StructuredOutput` tool `--json-schema` added.
+const STRUCTURED_OUTPUT_NUDGE: &str = "[structured-output-enforce]";
+
 fn plan(script: &Script, request: &CapturedRequest) -> Plan {
     // The CLI's agent loop always sends its tool list (an empty one under `--tools ""`);
     // its helper calls (topic and title generation and the like) send none.
@@ -403,6 +407,27 @@ fn plan(script: &Script, request: &CapturedRequest) -> Plan {
             conversation,
             turn_index: turn,
         },
+        // Under `--json-schema` the CLI answers a final text that did not call
+        // `StructuredOutput` with one nudge; a script that ends in text answers it with the
+        // same text, as a model that cannot give the form would, and the run ends with it.
+        Selection::Exhausted {
+            conversation, turn, ..
+        } if request.last_user_text().contains(STRUCTURED_OUTPUT_NUDGE)
+            && matches!(
+                script.conversations[conversation].turns.last(),
+                Some(Turn::Text { .. })
+            ) =>
+        {
+            Plan::Reply {
+                turn: script.conversations[conversation]
+                    .turns
+                    .last()
+                    .cloned()
+                    .unwrap_or_else(|| Turn::text("")),
+                conversation,
+                turn_index: turn,
+            }
+        }
         Selection::Exhausted {
             conversation,
             turn,
