@@ -53,7 +53,7 @@ use warroom_runtime::retry::{self, Retryable as _};
 use warroom_runtime::shutdown::CancellationToken;
 use warroom_runtime::{Bus, BusError, Consumer, ConsumerSpec, Delivery, lease};
 
-pub use metrics::{Health, Metrics};
+pub use metrics::{Health, Metrics, SurfaceLabels};
 
 use crate::repo::Repo;
 use crate::tree::{Applied, Item, Problem, Summary, Tree};

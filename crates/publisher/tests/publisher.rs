@@ -20,6 +20,9 @@ use warroom_publisher::{Config, Health};
 use warroom_runtime::{Bus, DeadLetter};
 use warroom_testkit::{BareRemote, DEFAULT_TIMEOUT, NatsServer, SshKey, wait_for, wait_until};
 
+mod configmap;
+mod slack;
+
 /// A nats-server, a bare remote, and a publisher writing into it.
 struct Stack {
     nats: NatsServer,
@@ -182,12 +185,17 @@ impl Stack {
     /// Whether the publisher's consumer has nothing left: nothing undelivered and nothing
     /// delivered but unsettled (so no message is stuck or waiting for a redelivery).
     async fn consumer_is_drained(&self) -> bool {
+        self.is_drained(names::PUBLISHER_CONSUMER).await
+    }
+
+    /// Whether `consumer` on the events stream has nothing undelivered or unsettled.
+    async fn is_drained(&self, consumer: &str) -> bool {
         let js = self.nats.jetstream().await;
         let Ok(stream) = js.get_stream(Stream::Events.name()).await else {
             return false;
         };
         let Ok(mut consumer) = stream
-            .get_consumer::<jetstream::consumer::pull::Config>(names::PUBLISHER_CONSUMER)
+            .get_consumer::<jetstream::consumer::pull::Config>(consumer)
             .await
         else {
             return false;
