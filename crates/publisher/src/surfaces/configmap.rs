@@ -76,13 +76,20 @@ pub struct ConfigMapArgs {
 }
 
 /// The checked ConfigMap settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConfigMapSettings {
     namespace: String,
+    /// The kubeconfig read at start; it may hold tokens, so it is never printed.
     kubeconfig: Option<kube::config::Kubeconfig>,
     kubeconfig_path: Option<PathBuf>,
     max_bytes: usize,
     retention: Duration,
+}
+
+impl std::fmt::Debug for ConfigMapSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary())
+    }
 }
 
 impl ConfigMapArgs {
@@ -240,7 +247,10 @@ async fn collect_garbage(
             Ok(0) => {}
             Ok(deleted) => {
                 metrics.configmaps_collected.inc_by(deleted);
-                info!(surface = ConfigMaps::NAME, deleted, "old ConfigMaps deleted");
+                info!(
+                    surface = ConfigMaps::NAME,
+                    deleted, "old ConfigMaps deleted"
+                );
             }
             Err(e) => {
                 metrics.configmap_gc_failures.inc();
@@ -256,7 +266,10 @@ async fn collect_garbage(
 
 /// One round of garbage collection: how many ConfigMaps it deleted.
 async fn collect_once(api: &Api<ConfigMap>, retention: Duration) -> Result<u64, kube::Error> {
-    let selector = format!("{}={},{}={}", PART_OF.0, PART_OF.1, MANAGED_BY.0, MANAGED_BY.1);
+    let selector = format!(
+        "{}={},{}={}",
+        PART_OF.0, PART_OF.1, MANAGED_BY.0, MANAGED_BY.1
+    );
     let list = api.list(&ListParams::default().labels(&selector)).await?;
     let now = warroom_proto::now();
     let mut deleted = 0;
@@ -421,10 +434,19 @@ mod tests {
         text.parse().expect("a request id")
     }
 
-    /// DNS-1123 subdomain, as the API server checks a ConfigMap's name.
+    /// DNS-1123 subdomain, as the API server checks a ConfigMap's name: at most 253
+    /// characters, dot-separated parts of lowercase letters, digits and `-`, each starting
+    /// and ending with a letter or digit (no 63-character limit per part).
     fn is_dns_subdomain(name: &str) -> bool {
         name.len() <= 253
-            && name.split('.').all(is_dns_label)
+            && name.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && part.ends_with(|c: char| c.is_ascii_alphanumeric())
+            })
     }
 
     #[test]
@@ -444,7 +466,10 @@ mod tests {
             assert!(is_dns_subdomain(n), "{n}");
             assert_eq!(n, &name(&id(ids[i])), "deterministic");
             let label = label_value(&id(ids[i]));
-            assert!(label.len() <= 63 && label.ends_with(|c: char| c.is_ascii_alphanumeric()), "{label}");
+            assert!(
+                label.len() <= 63 && label.ends_with(|c: char| c.is_ascii_alphanumeric()),
+                "{label}"
+            );
         }
         let distinct: std::collections::BTreeSet<_> = names.iter().collect();
         assert_eq!(distinct.len(), names.len(), "{names:?}");
@@ -459,9 +484,18 @@ mod tests {
             configmap_retention: Duration::from_secs(60),
         };
         for (args, expected) in [
-            (args("Warroom", 8192, None), "--configmap-namespace `Warroom`"),
-            (args("warroom", 2 * 1024 * 1024, None), "--configmap-max-bytes 2097152"),
-            (args("warroom", 8192, Some("/nonexistent/kubeconfig")), "--configmap-kubeconfig /nonexistent/kubeconfig"),
+            (
+                args("Warroom", 8192, None),
+                "--configmap-namespace `Warroom`",
+            ),
+            (
+                args("warroom", 2 * 1024 * 1024, None),
+                "--configmap-max-bytes 2097152",
+            ),
+            (
+                args("warroom", 8192, Some("/nonexistent/kubeconfig")),
+                "--configmap-kubeconfig /nonexistent/kubeconfig",
+            ),
         ] {
             let mut problems = Problems::new();
             let _ = args.settings(&mut problems);

@@ -209,7 +209,9 @@ impl Surface for Slack {
 
     async fn show(&self, status: &RequestStatus, context: &mut Context) -> Result<Shown, Failure> {
         let phase = status.phase.as_str().to_owned();
-        let labels = SurfaceLabels { surface: Self::NAME };
+        let labels = SurfaceLabels {
+            surface: Self::NAME,
+        };
         match context.record.handles.get(&phase).map(String::as_str) {
             None => {}
             Some(SENT) => return Ok(Shown::Done),
@@ -218,7 +220,10 @@ impl Surface for Slack {
                 if !nonce.is_some_and(|n| self.released().remove(n)) {
                     // At most once: it may have reached Slack before the publisher stopped.
                     warn!(surface = Self::NAME, request = %status.id, %phase, claim = %claim, "a Slack message was claimed but never confirmed sent; not sending it again");
-                    self.metrics.surface_unconfirmed.get_or_create(&labels).inc();
+                    self.metrics
+                        .surface_unconfirmed
+                        .get_or_create(&labels)
+                        .inc();
                     return Ok(Shown::Done);
                 }
             }
@@ -398,7 +403,9 @@ mod tests {
             Some("https://git.example/o/r/blob/main/{results_dir}/README.md?a=1&id={id}"),
         );
         assert!(
-            text.ends_with("<https://git.example/o/r/blob/main/results/r-1/README.md?a=1&amp;id=r-1|Report>"),
+            text.ends_with(
+                "<https://git.example/o/r/blob/main/results/r-1/README.md?a=1&amp;id=r-1|Report>"
+            ),
             "{text}"
         );
         assert_eq!(text.matches('<').count(), 1, "{text}");
@@ -418,14 +425,20 @@ mod tests {
                 args(Some("https://h/x"), Some("https://r/a|b")),
                 "--slack-report-url",
             ),
-            (args(None, Some("https://r/{id}")), "need --slack-webhook-url"),
+            (
+                args(None, Some("https://r/{id}")),
+                "need --slack-webhook-url",
+            ),
         ];
         for (args, expected) in cases {
             let mut problems = Problems::new();
             let _ = args.settings(&mut problems);
             let err = problems.finish().expect_err("refused").to_string();
             assert!(err.contains(expected), "{err}");
-            assert!(!err.contains("hooks.slack.com/x"), "the secret leaked: {err}");
+            assert!(
+                !err.contains("hooks.slack.com/x"),
+                "the secret leaked: {err}"
+            );
         }
         let mut problems = Problems::new();
         assert!(args(None, None).settings(&mut problems).is_none());

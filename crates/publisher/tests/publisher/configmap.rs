@@ -47,7 +47,10 @@ impl KubeFixture {
             )
             .route(
                 "/api/v1/namespaces/{ns}/configmaps/{name}",
-                axum::routing::get(get_one).put(replace).patch(patch).delete(delete),
+                axum::routing::get(get_one)
+                    .put(replace)
+                    .patch(patch)
+                    .delete(delete),
             )
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -133,11 +136,18 @@ fn not_found(name: &str) -> Response {
 
 /// Counts the call; `Some(500)` when it is to fail.
 fn called(api: &Api, method: &Method, path: &str) -> Option<Response> {
-    api.calls.lock().expect("lock").push(format!("{method} {path}"));
+    api.calls
+        .lock()
+        .expect("lock")
+        .push(format!("{method} {path}"));
     let mut fail = api.fail_next.lock().expect("lock");
     if *fail > 0 {
         *fail -= 1;
-        return Some(status_answer(500, "InternalError", "etcdserver: leader changed".to_owned()));
+        return Some(status_answer(
+            500,
+            "InternalError",
+            "etcdserver: leader changed".to_owned(),
+        ));
     }
     None
 }
@@ -145,7 +155,13 @@ fn called(api: &Api, method: &Method, path: &str) -> Option<Response> {
 /// Stores `object` under a new resourceVersion, refusing what the API server refuses.
 fn store(api: &Api, ns: &str, name: &str, mut object: Value) -> Result<Value, Response> {
     if object.to_string().len() > MAX_OBJECT {
-        return Err(status_answer(422, "Invalid", format!("ConfigMap \"{name}\" is invalid: []: Too long: must have at most 1048576 bytes")));
+        return Err(status_answer(
+            422,
+            "Invalid",
+            format!(
+                "ConfigMap \"{name}\" is invalid: []: Too long: must have at most 1048576 bytes"
+            ),
+        ));
     }
     let mut version = api.version.lock().expect("lock");
     *version += 1;
@@ -161,11 +177,19 @@ fn store(api: &Api, ns: &str, name: &str, mut object: Value) -> Result<Value, Re
     Ok(object)
 }
 
-async fn get_one(State(api): State<Arc<Api>>, Path((ns, name)): Path<(String, String)>) -> Response {
+async fn get_one(
+    State(api): State<Arc<Api>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
     if let Some(failed) = called(&api, &Method::GET, &name) {
         return failed;
     }
-    let found = api.objects.lock().expect("lock").get(&(ns, name.clone())).cloned();
+    let found = api
+        .objects
+        .lock()
+        .expect("lock")
+        .get(&(ns, name.clone()))
+        .cloned();
     match found {
         Some(object) => axum::Json(object).into_response(),
         None => not_found(&name),
@@ -179,9 +203,21 @@ async fn create(State(api): State<Arc<Api>>, Path(ns): Path<String>, body: Strin
     let Ok(object) = serde_json::from_str::<Value>(&body) else {
         return status_answer(400, "BadRequest", "not JSON".to_owned());
     };
-    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-    if api.objects.lock().expect("lock").contains_key(&(ns.clone(), name.clone())) {
-        return status_answer(409, "AlreadyExists", format!("configmaps \"{name}\" already exists"));
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if api
+        .objects
+        .lock()
+        .expect("lock")
+        .contains_key(&(ns.clone(), name.clone()))
+    {
+        return status_answer(
+            409,
+            "AlreadyExists",
+            format!("configmaps \"{name}\" already exists"),
+        );
     }
     match store(&api, &ns, &name, object) {
         Ok(object) => (StatusCode::CREATED, axum::Json(object)).into_response(),
@@ -189,19 +225,34 @@ async fn create(State(api): State<Arc<Api>>, Path(ns): Path<String>, body: Strin
     }
 }
 
-async fn replace(State(api): State<Arc<Api>>, Path((ns, name)): Path<(String, String)>, body: String) -> Response {
+async fn replace(
+    State(api): State<Arc<Api>>,
+    Path((ns, name)): Path<(String, String)>,
+    body: String,
+) -> Response {
     if let Some(failed) = called(&api, &Method::PUT, &name) {
         return failed;
     }
     let Ok(object) = serde_json::from_str::<Value>(&body) else {
         return status_answer(400, "BadRequest", "not JSON".to_owned());
     };
-    let current = api.objects.lock().expect("lock").get(&(ns.clone(), name.clone())).cloned();
+    let current = api
+        .objects
+        .lock()
+        .expect("lock")
+        .get(&(ns.clone(), name.clone()))
+        .cloned();
     let Some(current) = current else {
         return not_found(&name);
     };
     if object["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
-        return status_answer(409, "Conflict", format!("Operation cannot be fulfilled on configmaps \"{name}\": the object has been modified"));
+        return status_answer(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on configmaps \"{name}\": the object has been modified"
+            ),
+        );
     }
     match store(&api, &ns, &name, object) {
         Ok(object) => axum::Json(object).into_response(),
@@ -224,11 +275,23 @@ async fn patch(
     let Ok(given) = serde_json::from_str::<Value>(&body) else {
         return status_answer(400, "BadRequest", "not JSON".to_owned());
     };
-    let kind = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let current = api.objects.lock().expect("lock").get(&(ns.clone(), name.clone())).cloned();
+    let kind = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let current = api
+        .objects
+        .lock()
+        .expect("lock")
+        .get(&(ns.clone(), name.clone()))
+        .cloned();
     let object = if kind == "application/apply-patch+yaml" {
         if !query.contains_key("fieldManager") {
-            return status_answer(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value".to_owned());
+            return status_answer(
+                422,
+                "Invalid",
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value".to_owned(),
+            );
         }
         given
     } else {
@@ -300,10 +363,17 @@ async fn delete(State(api): State<Arc<Api>>, Path((ns, name)): Path<(String, Str
     if let Some(failed) = called(&api, &Method::DELETE, &name) {
         return failed;
     }
-    let removed = api.objects.lock().expect("lock").remove(&(ns, name.clone()));
+    let removed = api
+        .objects
+        .lock()
+        .expect("lock")
+        .remove(&(ns, name.clone()));
     match removed {
         Some(_) => {
-            api.deleted.lock().expect("lock").insert(name.clone(), Instant::now());
+            api.deleted
+                .lock()
+                .expect("lock")
+                .insert(name.clone(), Instant::now());
             axum::Json(json!({
                 "kind": "Status", "apiVersion": "v1", "metadata": {},
                 "status": "Success", "details": {"name": name, "kind": "configmaps"},
@@ -323,9 +393,11 @@ fn annotation<'a>(cm: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 fn data_bytes(cm: &Value) -> usize {
-    cm["data"]
-        .as_object()
-        .map_or(0, |data| data.values().map(|v| v.as_str().unwrap_or_default().len()).sum())
+    cm["data"].as_object().map_or(0, |data| {
+        data.values()
+            .map(|v| v.as_str().unwrap_or_default().len())
+            .sum()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,31 +410,66 @@ async fn one_configmap_per_request_follows_each_transition_labelled_and_capped()
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let stack = Stack::start_with(&args).await;
 
-    stack.status(&status("r-1", RequestPhase::Accepted, 1)).await;
-    kube.wait("warroom-r-1", "is accepted", |cm| label(cm, "warroom.io/phase") == Some("accepted")).await;
     stack
-        .status(&with_cluster(status("r-1", RequestPhase::Running, 2), "hub", ClusterPhase::Running))
+        .status(&status("r-1", RequestPhase::Accepted, 1))
         .await;
-    kube.wait("warroom-r-1", "is running", |cm| label(cm, "warroom.io/phase") == Some("running")).await;
+    kube.wait("warroom-r-1", "is accepted", |cm| {
+        label(cm, "warroom.io/phase") == Some("accepted")
+    })
+    .await;
     stack
-        .status(&with_cluster(status("r-1", RequestPhase::Completed, 3), "hub", ClusterPhase::Completed))
+        .status(&with_cluster(
+            status("r-1", RequestPhase::Running, 2),
+            "hub",
+            ClusterPhase::Running,
+        ))
+        .await;
+    kube.wait("warroom-r-1", "is running", |cm| {
+        label(cm, "warroom.io/phase") == Some("running")
+    })
+    .await;
+    stack
+        .status(&with_cluster(
+            status("r-1", RequestPhase::Completed, 3),
+            "hub",
+            ClusterPhase::Completed,
+        ))
         .await;
     let cm = kube
-        .wait("warroom-r-1", "is completed", |cm| label(cm, "warroom.io/phase") == Some("completed"))
+        .wait("warroom-r-1", "is completed", |cm| {
+            label(cm, "warroom.io/phase") == Some("completed")
+        })
         .await;
-    assert_eq!(label(&cm, "app.kubernetes.io/part-of"), Some("claude-warroom"));
-    assert_eq!(label(&cm, "app.kubernetes.io/managed-by"), Some("warroom-publisher"));
+    assert_eq!(
+        label(&cm, "app.kubernetes.io/part-of"),
+        Some("claude-warroom")
+    );
+    assert_eq!(
+        label(&cm, "app.kubernetes.io/managed-by"),
+        Some("warroom-publisher")
+    );
     assert_eq!(label(&cm, "warroom.io/request-id"), Some("r-1"));
     assert!(annotation(&cm, "warroom.io/finished-at").is_some(), "{cm}");
     assert_eq!(annotation(&cm, "warroom.io/revision"), Some("3"));
     let status_json: Value =
-        serde_json::from_str(cm["data"]["status.json"].as_str().expect("status.json")).expect("JSON");
+        serde_json::from_str(cm["data"]["status.json"].as_str().expect("status.json"))
+            .expect("JSON");
     assert_eq!(status_json["phase"], "completed");
     assert_eq!(status_json["clusters"]["hub"]["phase"], "completed");
     let summary = cm["data"]["summary.md"].as_str().expect("summary.md");
     assert!(summary.contains("| Phase | **completed** |"), "{summary}");
     assert_eq!(kube.names(), ["warroom-r-1"], "one ConfigMap per request");
-    assert!(stack.health.metrics.surface_retries.get_or_create(&warroom_publisher::SurfaceLabels { surface: "configmap" }).get() >= 1);
+    assert!(
+        stack
+            .health
+            .metrics
+            .surface_retries
+            .get_or_create(&warroom_publisher::SurfaceLabels {
+                surface: "configmap"
+            })
+            .get()
+            >= 1
+    );
 
     // A request id that is no DNS name, with 300 clusters and a secret in its error.
     let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
@@ -370,21 +477,38 @@ async fn one_configmap_per_request_follows_each_transition_labelled_and_capped()
     for n in 0..300 {
         big = with_cluster(big, &format!("cluster-{n:03}"), ClusterPhase::Failed);
     }
-    big.status.error = Some(format!("everything failed; token={secret} {}", "x".repeat(5000)));
+    big.status.error = Some(format!(
+        "everything failed; token={secret} {}",
+        "x".repeat(5000)
+    ));
     stack.status(&big).await;
     let name = wait_for("the big request's ConfigMap", DEFAULT_TIMEOUT, || {
-        let name = kube.names().into_iter().find(|n| n.starts_with("warroom-big-request-"));
+        let name = kube
+            .names()
+            .into_iter()
+            .find(|n| n.starts_with("warroom-big-request-"));
         async move { name }
     })
     .await;
-    let cm = kube.wait(&name, "is failed", |cm| label(cm, "warroom.io/phase") == Some("failed")).await;
+    let cm = kube
+        .wait(&name, "is failed", |cm| {
+            label(cm, "warroom.io/phase") == Some("failed")
+        })
+        .await;
     assert!(data_bytes(&cm) <= 8192, "{} bytes", data_bytes(&cm));
     assert_eq!(annotation(&cm, "warroom.io/truncated"), Some("true"));
-    assert_eq!(annotation(&cm, "warroom.io/request-id"), Some("Big_Request"));
+    assert_eq!(
+        annotation(&cm, "warroom.io/request-id"),
+        Some("Big_Request")
+    );
     assert_eq!(label(&cm, "warroom.io/request-id"), Some("Big_Request"));
-    assert!(!cm.to_string().contains(secret), "the secret reached the ConfigMap");
+    assert!(
+        !cm.to_string().contains(secret),
+        "the secret reached the ConfigMap"
+    );
     let status_json: Value =
-        serde_json::from_str(cm["data"]["status.json"].as_str().expect("status.json")).expect("still JSON");
+        serde_json::from_str(cm["data"]["status.json"].as_str().expect("status.json"))
+            .expect("still JSON");
     assert_eq!(status_json["clusters_omitted"], 300);
     assert_eq!(status_json["phase"], "failed");
     stack.stop().await;
@@ -394,7 +518,10 @@ async fn one_configmap_per_request_follows_each_transition_labelled_and_capped()
 async fn finished_requests_configmaps_are_deleted_after_the_retention() {
     let kube = KubeFixture::start().await;
     kube.seed("someone-elses", json!({"app": "other"}));
-    kube.seed("warroom-by-hand", json!({"app.kubernetes.io/part-of": "claude-warroom"}));
+    kube.seed(
+        "warroom-by-hand",
+        json!({"app.kubernetes.io/part-of": "claude-warroom"}),
+    );
     let mut args = kube.args();
     args.extend(["--configmap-retention".to_owned(), "2s".to_owned()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -403,7 +530,11 @@ async fn finished_requests_configmaps_are_deleted_after_the_retention() {
     let finished = Instant::now();
     stack.status(&completed_on_hub("r-done")).await;
     stack
-        .status(&with_cluster(status("r-live", RequestPhase::Running, 2), "hub", ClusterPhase::Running))
+        .status(&with_cluster(
+            status("r-live", RequestPhase::Running, 2),
+            "hub",
+            ClusterPhase::Running,
+        ))
         .await;
     kube.wait("warroom-r-done", "exists", |_| true).await;
     kube.wait("warroom-r-live", "exists", |_| true).await;

@@ -42,7 +42,11 @@ struct SlackFixture {
 impl SlackFixture {
     async fn start(script: &[Answer]) -> SlackFixture {
         let state = Arc::new(Webhook::default());
-        state.script.lock().expect("lock").extend(script.iter().copied());
+        state
+            .script
+            .lock()
+            .expect("lock")
+            .extend(script.iter().copied());
         let app = axum::Router::new()
             .route("/services/T000/B000/XXXX", axum::routing::post(receive))
             .with_state(state.clone());
@@ -118,7 +122,11 @@ async fn receive(
 
 /// The request's final update on cluster `hub`, failed with `error`, at revision 3.
 fn failed_with(id: &str, error: &str) -> StatusUpdate {
-    let mut update = with_cluster(status(id, RequestPhase::Failed, 3), "hub", ClusterPhase::Failed);
+    let mut update = with_cluster(
+        status(id, RequestPhase::Failed, 3),
+        "hub",
+        ClusterPhase::Failed,
+    );
     update.status.error = Some(error.to_owned());
     if let Some(line) = update.status.clusters.values_mut().next() {
         line.error = Some(error.to_owned());
@@ -128,7 +136,11 @@ fn failed_with(id: &str, error: &str) -> StatusUpdate {
 
 /// Request `id` completed on `hub`, at `revision`.
 fn completed_at(id: &str, revision: u64) -> StatusUpdate {
-    with_cluster(status(id, RequestPhase::Completed, revision), "hub", ClusterPhase::Completed)
+    with_cluster(
+        status(id, RequestPhase::Completed, revision),
+        "hub",
+        ClusterPhase::Completed,
+    )
 }
 
 fn slack_labels() -> SurfaceLabels {
@@ -173,9 +185,13 @@ impl Stack {
             .expect("the test's configuration is valid");
         let health = Health::new();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(warroom_publisher::run(settings, health.clone(), async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(warroom_publisher::run(
+            settings,
+            health.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Replica {
             health,
             stop: Some(stop),
@@ -216,9 +232,15 @@ async fn slack_announces_each_request_once_when_it_ends_redacted() {
     ])
     .await;
     let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
-    stack.status(&status("r-ok", RequestPhase::Accepted, 1)).await;
     stack
-        .status(&with_cluster(status("r-ok", RequestPhase::Running, 2), "hub", ClusterPhase::Running))
+        .status(&status("r-ok", RequestPhase::Accepted, 1))
+        .await;
+    stack
+        .status(&with_cluster(
+            status("r-ok", RequestPhase::Running, 2),
+            "hub",
+            ClusterPhase::Running,
+        ))
         .await;
     stack.status(&completed_at("r-ok", 3)).await;
     let failed = failed_with("r-bad", &format!("<!channel> kubectl said token={secret}"));
@@ -244,7 +266,10 @@ async fn slack_announces_each_request_once_when_it_ends_redacted() {
     assert!(bad.contains("*failed*"), "{bad}");
     assert!(!bad.contains(secret), "the token reached Slack: {bad}");
     assert!(bad.contains("[REDACTED:"), "{bad}");
-    assert!(!bad.contains("<!channel>") && bad.contains("&lt;!channel&gt;"), "{bad}");
+    assert!(
+        !bad.contains("<!channel>") && bad.contains("&lt;!channel&gt;"),
+        "{bad}"
+    );
 
     // The final update again, as a redelivery brings it: nothing more reaches Slack.
     stack.status_again(&completed_at("r-ok", 3)).await;
@@ -253,7 +278,10 @@ async fn slack_announces_each_request_once_when_it_ends_redacted() {
     assert_eq!(slack.delivered().len(), 2, "{:?}", slack.delivered());
     assert_eq!(slack.calls(), 2);
     let metrics = &stack.health.metrics;
-    assert_eq!(metrics.surface_updates.get_or_create(&slack_labels()).get(), 2);
+    assert_eq!(
+        metrics.surface_updates.get_or_create(&slack_labels()).get(),
+        2
+    );
     stack.stop().await;
 }
 
@@ -264,7 +292,11 @@ async fn slack_failures_are_retried_until_the_message_lands_and_a_bad_webhook_is
     let stack = Stack::start_with(&["--slack-webhook-url", &slack.url, "--slack-on-start"]).await;
     let started = std::time::Instant::now();
     stack
-        .status(&with_cluster(status("r-1", RequestPhase::Running, 2), "hub", ClusterPhase::Running))
+        .status(&with_cluster(
+            status("r-1", RequestPhase::Running, 2),
+            "hub",
+            ClusterPhase::Running,
+        ))
         .await;
     let delivered = slack.wait_delivered(1).await;
     assert!(delivered[0].contains("*running*"), "{delivered:?}");
@@ -274,7 +306,10 @@ async fn slack_failures_are_retried_until_the_message_lands_and_a_bad_webhook_is
     );
     assert_eq!(slack.calls(), 3);
     let metrics = stack.health.metrics.clone();
-    assert_eq!(metrics.surface_retries.get_or_create(&slack_labels()).get(), 2);
+    assert_eq!(
+        metrics.surface_retries.get_or_create(&slack_labels()).get(),
+        2
+    );
     stack.wait_slack_drained().await;
 
     // 404: the webhook is gone; retrying cannot help.
@@ -300,7 +335,14 @@ async fn slack_failures_are_retried_until_the_message_lands_and_a_bad_webhook_is
 async fn slack_sends_nothing_twice_across_restarts_and_replicas() {
     let slack = SlackFixture::start(&[]).await;
     let url = slack.url.clone();
-    let args = ["--slack-webhook-url", &url, "--replica-id", "publisher-a", "--lease-ttl", "2s"];
+    let args = [
+        "--slack-webhook-url",
+        &url,
+        "--replica-id",
+        "publisher-a",
+        "--lease-ttl",
+        "2s",
+    ];
     let mut stack = Stack::start_with(&args).await;
     stack.status(&completed_on_hub("r-1")).await;
     slack.wait_delivered(1).await;
@@ -315,7 +357,17 @@ async fn slack_sends_nothing_twice_across_restarts_and_replicas() {
     stack.wait_slack_drained().await;
 
     // A second replica stands by, takes over when the first stops, and repeats nothing.
-    let mut second = stack.replica(2, &["--slack-webhook-url", &url, "--replica-id", "publisher-b", "--lease-ttl", "2s"]);
+    let mut second = stack.replica(
+        2,
+        &[
+            "--slack-webhook-url",
+            &url,
+            "--replica-id",
+            "publisher-b",
+            "--lease-ttl",
+            "2s",
+        ],
+    );
     for id in ["r-1", "r-2"] {
         stack.status_again(&completed_on_hub(id)).await;
     }
@@ -326,12 +378,19 @@ async fn slack_sends_nothing_twice_across_restarts_and_replicas() {
     }
     slack.wait_delivered(3).await;
     stack.wait_slack_drained().await;
-    assert_eq!(second.health.metrics.runtime.active.get(), 1, "the second took over");
+    assert_eq!(
+        second.health.metrics.runtime.active.get(),
+        1,
+        "the second took over"
+    );
     second.halt().await;
 
     let delivered = slack.delivered();
     for id in ["r-1", "r-2", "r-3"] {
-        let count = delivered.iter().filter(|m| m.contains(&format!("`{id}`"))).count();
+        let count = delivered
+            .iter()
+            .filter(|m| m.contains(&format!("`{id}`")))
+            .count();
         assert_eq!(count, 1, "{id} announced {count} times: {delivered:?}");
     }
     assert_eq!(slack.calls(), 3);
@@ -343,13 +402,31 @@ async fn slack_sends_nothing_twice_across_restarts_and_replicas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_sending_and_recording_is_counted_and_not_resent() {
     let slack = SlackFixture::start(&[Answer::Hang]).await;
-    let args = ["--slack-webhook-url", &slack.url, "--replica-id", "publisher-a"];
-    let mut stack = Stack::start_with(&args).await;
+    let args = [
+        "--slack-webhook-url",
+        &slack.url,
+        "--replica-id",
+        "publisher-a",
+    ];
+    let mut stack = Stack::without_publisher(&args).await;
+    // The first publisher runs on a runtime of its own: dropping it is a crash (its tasks
+    // and its NATS connection end at once, nothing is handed back).
+    let crashing = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    crashing.spawn(warroom_publisher::run(
+        stack.settings_in(1),
+        Health::new(),
+        std::future::pending(),
+    ));
     stack.status(&completed_on_hub("r-1")).await;
-    slack.state.hung.notified().await;
+    tokio::time::timeout(DEFAULT_TIMEOUT, slack.state.hung.notified())
+        .await
+        .expect("the message reaches Slack");
     // Slack has the message; the publisher dies before it hears back.
-    stack.task.take().expect("running").abort();
-    stack.stop = None;
+    crashing.shutdown_background();
     assert_eq!(slack.delivered().len(), 1);
 
     stack.spawn_in(1);
@@ -357,10 +434,17 @@ async fn a_crash_between_sending_and_recording_is_counted_and_not_resent() {
     stack.status(&completed_on_hub("r-2")).await;
     slack.wait_delivered(2).await;
     let metrics = stack.health.metrics.clone();
-    wait_until("the unconfirmed message is counted", DEFAULT_TIMEOUT, || {
-        let count = metrics.surface_unconfirmed.get_or_create(&slack_labels()).get();
-        async move { count == 1 }
-    })
+    wait_until(
+        "the unconfirmed message is counted",
+        DEFAULT_TIMEOUT,
+        || {
+            let count = metrics
+                .surface_unconfirmed
+                .get_or_create(&slack_labels())
+                .get();
+            async move { count == 1 }
+        },
+    )
     .await;
     // The dead publisher's delivery comes back only after the ack wait; what matters is
     // that the repeat was seen and not sent.
