@@ -152,16 +152,17 @@ fn called(api: &Api, method: &Method, path: &str) -> Option<Response> {
     None
 }
 
-/// Stores `object` under a new resourceVersion, refusing what the API server refuses.
-fn store(api: &Api, ns: &str, name: &str, mut object: Value) -> Result<Value, Response> {
+/// Stores `object` under a new resourceVersion and answers with it (`ok`), refusing what
+/// the API server refuses.
+fn store(api: &Api, ns: &str, name: &str, mut object: Value, ok: StatusCode) -> Response {
     if object.to_string().len() > MAX_OBJECT {
-        return Err(status_answer(
+        return status_answer(
             422,
             "Invalid",
             format!(
                 "ConfigMap \"{name}\" is invalid: []: Too long: must have at most 1048576 bytes"
             ),
-        ));
+        );
     }
     let mut version = api.version.lock().expect("lock");
     *version += 1;
@@ -174,7 +175,7 @@ fn store(api: &Api, ns: &str, name: &str, mut object: Value) -> Result<Value, Re
         .lock()
         .expect("lock")
         .insert((ns.to_owned(), name.to_owned()), object.clone());
-    Ok(object)
+    (ok, axum::Json(object)).into_response()
 }
 
 async fn get_one(
@@ -219,10 +220,7 @@ async fn create(State(api): State<Arc<Api>>, Path(ns): Path<String>, body: Strin
             format!("configmaps \"{name}\" already exists"),
         );
     }
-    match store(&api, &ns, &name, object) {
-        Ok(object) => (StatusCode::CREATED, axum::Json(object)).into_response(),
-        Err(refused) => refused,
-    }
+    store(&api, &ns, &name, object, StatusCode::CREATED)
 }
 
 async fn replace(
@@ -254,10 +252,7 @@ async fn replace(
             ),
         );
     }
-    match store(&api, &ns, &name, object) {
-        Ok(object) => axum::Json(object).into_response(),
-        Err(refused) => refused,
-    }
+    store(&api, &ns, &name, object, StatusCode::OK)
 }
 
 /// Server-side apply (`application/apply-patch+yaml`, JSON being YAML): the object as the
@@ -301,10 +296,7 @@ async fn patch(
         merge(&mut current, given);
         current
     };
-    match store(&api, &ns, &name, object) {
-        Ok(object) => axum::Json(object).into_response(),
-        Err(refused) => refused,
-    }
+    store(&api, &ns, &name, object, StatusCode::OK)
 }
 
 fn merge(target: &mut Value, patch: Value) {
