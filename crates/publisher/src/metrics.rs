@@ -112,6 +112,14 @@ impl DaemonMetrics for Metrics {
             "Unix seconds of the last successful push",
             self.last_push_timestamp_seconds.clone(),
         );
+        self.register_surfaces(r);
+        self.runtime.register(r);
+    }
+}
+
+impl Metrics {
+    /// The metrics of the surfaces outside git (`surfaces`).
+    fn register_surfaces(&self, r: &mut Registry) {
         r.register(
             "surface_updates",
             "Request states shown on a surface outside git",
@@ -147,6 +155,5 @@ impl DaemonMetrics for Metrics {
             "ConfigMap garbage-collection rounds that failed",
             self.configmap_gc_failures.clone(),
         );
-        self.runtime.register(r);
     }
 }
