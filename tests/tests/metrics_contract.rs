@@ -67,6 +67,17 @@ fn expositions() -> Vec<(&'static str, String)> {
         })
         .inc();
     let publisher = warroom_publisher::Health::new();
+    let surface = warroom_publisher::SurfaceLabels { surface: "slack" };
+    let m = &publisher.metrics;
+    for family in [
+        &m.surface_updates,
+        &m.surface_skipped,
+        &m.surface_retries,
+        &m.surface_gave_up,
+        &m.surface_unconfirmed,
+    ] {
+        family.get_or_create(&surface).inc();
+    }
     vec![
         ("gateway", gateway.render()),
         ("dispatcher", dispatcher.render()),

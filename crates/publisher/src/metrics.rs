@@ -35,6 +35,13 @@ pub struct Metrics {
     pub surface_retries: Family<SurfaceLabels, Counter>,
     /// Snapshots given up after `--surface-give-up-after` or a permanent failure (alerted on).
     pub surface_gave_up: Family<SurfaceLabels, Counter>,
+    /// Announcements found claimed but never confirmed sent (a publisher stopped between
+    /// sending and recording): not sent again, at most once.
+    pub surface_unconfirmed: Family<SurfaceLabels, Counter>,
+    /// ConfigMaps of requests deleted after `--configmap-retention`.
+    pub configmaps_collected: Counter,
+    /// ConfigMap garbage-collection rounds that failed (the API unreachable or refusing).
+    pub configmap_gc_failures: Counter,
     /// `active` (the lease) and `dead_letters_total` (counted by the consumer itself).
     pub runtime: RuntimeMetrics,
 }
@@ -122,6 +129,7 @@ impl Metrics {
                 &self.surface_skipped,
                 &self.surface_retries,
                 &self.surface_gave_up,
+                &self.surface_unconfirmed,
             ] {
                 drop(family.get_or_create(&labels));
             }
@@ -145,6 +153,21 @@ impl Metrics {
             "surface_gave_up",
             "Status snapshots a surface gave up on (a permanent failure or --surface-give-up-after)",
             self.surface_gave_up.clone(),
+        );
+        r.register(
+            "surface_unconfirmed",
+            "Announcements claimed but never confirmed sent (a stop between sending and recording); not sent again",
+            self.surface_unconfirmed.clone(),
+        );
+        r.register(
+            "configmaps_collected",
+            "ConfigMaps of finished requests deleted after --configmap-retention",
+            self.configmaps_collected.clone(),
+        );
+        r.register(
+            "configmap_gc_failures",
+            "ConfigMap garbage-collection rounds that failed",
+            self.configmap_gc_failures.clone(),
         );
     }
 }

@@ -70,7 +70,7 @@ fn timestamp(at: &warroom_proto::Timestamp) -> String {
     at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
 }
 
-fn duration(secs: Option<f64>) -> String {
+pub(crate) fn duration(secs: Option<f64>) -> String {
     let Some(secs) = secs.filter(|s| s.is_finite() && *s >= 0.0) else {
         return "—".to_owned();
     };
@@ -85,7 +85,7 @@ fn duration(secs: Option<f64>) -> String {
     }
 }
 
-fn cost(cost: Option<f64>) -> String {
+pub(crate) fn cost(cost: Option<f64>) -> String {
     cost.filter(|c| c.is_finite())
         .map_or_else(|| "—".to_owned(), |c| format!("${c:.4}"))
 }

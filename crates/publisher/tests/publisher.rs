@@ -20,6 +20,11 @@ use warroom_publisher::{Config, Health};
 use warroom_runtime::{Bus, DeadLetter};
 use warroom_testkit::{BareRemote, DEFAULT_TIMEOUT, NatsServer, SshKey, wait_for, wait_until};
 
+#[path = "publisher/configmap.rs"]
+mod configmap;
+#[path = "publisher/slack.rs"]
+mod slack;
+
 /// A nats-server, a bare remote, and a publisher writing into it.
 struct Stack {
     nats: NatsServer,
@@ -83,6 +88,21 @@ impl Stack {
 
     /// Starts a publisher in the working clone of the `n`th one (a restart keeps its clone).
     fn spawn_in(&mut self, n: u32) {
+        let settings = self.settings_in(n);
+        self.health = Health::new();
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(warroom_publisher::run(
+            settings,
+            self.health.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        )));
+        self.stop = Some(stop);
+    }
+
+    /// The settings of a publisher working in the clone of the `n`th one.
+    fn settings_in(&self, n: u32) -> warroom_publisher::Settings {
         let clone = self
             ._work_dir
             .path()
@@ -103,20 +123,10 @@ impl Stack {
             args.extend(["--batch-window".to_owned(), "100ms".to_owned()]);
         }
         args.extend(self.extra_args.iter().cloned());
-        let config = Config::try_parse_from(args).expect("the test's arguments parse");
-        self.health = Health::new();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let settings = config
+        Config::try_parse_from(args)
+            .expect("the test's arguments parse")
             .validate()
-            .expect("the test's configuration is valid");
-        self.task = Some(tokio::spawn(warroom_publisher::run(
-            settings,
-            self.health.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-        )));
-        self.stop = Some(stop);
+            .expect("the test's configuration is valid")
     }
 
     /// Stops the running publisher and waits for it to end cleanly.
@@ -182,12 +192,17 @@ impl Stack {
     /// Whether the publisher's consumer has nothing left: nothing undelivered and nothing
     /// delivered but unsettled (so no message is stuck or waiting for a redelivery).
     async fn consumer_is_drained(&self) -> bool {
+        self.is_drained(names::PUBLISHER_CONSUMER).await
+    }
+
+    /// Whether `consumer` on the events stream has nothing undelivered or unsettled.
+    async fn is_drained(&self, consumer: &str) -> bool {
         let js = self.nats.jetstream().await;
         let Ok(stream) = js.get_stream(Stream::Events.name()).await else {
             return false;
         };
         let Ok(mut consumer) = stream
-            .get_consumer::<jetstream::consumer::pull::Config>(names::PUBLISHER_CONSUMER)
+            .get_consumer::<jetstream::consumer::pull::Config>(consumer)
             .await
         else {
             return false;

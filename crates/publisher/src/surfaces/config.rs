@@ -1,5 +1,6 @@
 //! The surfaces' command line and environment, and their validation before any I/O.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use warroom_runtime::config::Problems;
@@ -15,12 +16,20 @@ pub struct SurfaceArgs {
     /// publishing never waits for a surface.
     #[arg(long, env = "WARROOM_SURFACE_GIVE_UP_AFTER", default_value = "1h", value_parser = warroom_runtime::parse_duration)]
     pub surface_give_up_after: Duration,
+
+    #[command(flatten)]
+    pub slack: super::slack::SlackArgs,
+
+    #[command(flatten)]
+    pub configmap: super::configmap::ConfigMapArgs,
 }
 
 /// The surfaces enabled by the configuration.
 #[derive(Debug, Clone)]
 pub struct Surfaces {
     pub(crate) limits: Limits,
+    pub(crate) slack: Option<Arc<super::slack::SlackSettings>>,
+    pub(crate) configmap: Option<Arc<super::configmap::ConfigMapSettings>>,
 }
 
 impl SurfaceArgs {
@@ -36,6 +45,8 @@ impl SurfaceArgs {
             limits: Limits {
                 give_up_after: self.surface_give_up_after,
             },
+            slack: self.slack.settings(problems),
+            configmap: self.configmap.settings(problems),
         }
     }
 }
@@ -43,6 +54,17 @@ impl SurfaceArgs {
 impl Surfaces {
     /// For `--check` and the start log: which surfaces are on, and where to.
     pub(crate) fn summary(&self) -> String {
-        "surfaces outside git: none (GitHub, Slack, ConfigMap and S3 are off)".to_owned()
+        let on: Vec<String> = [
+            self.slack.as_ref().map(|s| s.summary()),
+            self.configmap.as_ref().map(|c| c.summary()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if on.is_empty() {
+            "surfaces outside git: none (GitHub, Slack, ConfigMap and S3 are off)".to_owned()
+        } else {
+            format!("surfaces outside git: {}", on.join(", "))
+        }
     }
 }

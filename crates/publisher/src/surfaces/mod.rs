@@ -38,6 +38,8 @@ use crate::metrics::{Metrics, SurfaceLabels};
 use crate::{Error, Result};
 
 mod config;
+pub mod configmap;
+pub mod slack;
 pub use config::{SurfaceArgs, Surfaces};
 
 /// After the first waiting snapshot, how long to gather more before showing them: long
@@ -206,8 +208,21 @@ impl Surfaces {
         metrics: &Arc<Metrics>,
         stop: &CancellationToken,
     ) -> tokio::task::JoinSet<()> {
-        let tasks = tokio::task::JoinSet::new();
-        let _ = (bus, metrics, stop, self.limits);
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(slack) = &self.slack {
+            let slack = slack::Slack::new(slack.clone(), metrics.clone());
+            spawn_one(&mut tasks, bus, slack, metrics, self.limits, stop);
+        }
+        if let Some(settings) = &self.configmap {
+            configmap::spawn(
+                &mut tasks,
+                bus,
+                settings.clone(),
+                metrics,
+                self.limits,
+                stop,
+            );
+        }
         tasks
     }
 }
@@ -220,6 +235,23 @@ pub fn phases(status: &RequestStatus) -> String {
         .map(|(name, cluster)| format!("{name}={}", cluster.phase))
         .collect();
     format!("{}: {}", status.phase, clusters.join(","))
+}
+
+/// Runs `surface` in `tasks` until `stop` is cancelled; if it cannot start, it logs why.
+fn spawn_one<S: Surface>(
+    tasks: &mut tokio::task::JoinSet<()>,
+    bus: &Bus,
+    surface: S,
+    metrics: &Arc<Metrics>,
+    limits: Limits,
+    stop: &CancellationToken,
+) {
+    let (bus, metrics, stop) = (bus.clone(), metrics.clone(), stop.clone());
+    tasks.spawn(async move {
+        if let Err(e) = run(&bus, Arc::new(surface), metrics, limits, stop).await {
+            error!(surface = S::NAME, cause = %Chain(&e), "the surface stopped; git publishing goes on");
+        }
+    });
 }
 
 /// Shows the status snapshots on `surface` until `stop` is cancelled.
