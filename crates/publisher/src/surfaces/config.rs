@@ -15,17 +15,25 @@ pub struct SurfaceArgs {
     /// publishing never waits for a surface.
     #[arg(long, env = "WARROOM_SURFACE_GIVE_UP_AFTER", default_value = "1h", value_parser = warroom_runtime::parse_duration)]
     pub surface_give_up_after: Duration,
+
+    #[command(flatten)]
+    pub github: super::github::Args,
 }
 
 /// The surfaces enabled by the configuration.
 #[derive(Debug, Clone)]
 pub struct Surfaces {
     pub(crate) limits: Limits,
+    pub(crate) github: super::github::Setting,
 }
 
 impl SurfaceArgs {
-    /// Checks every surface setting into `problems`.
-    pub(crate) fn settings(&self, problems: &mut Problems) -> Surfaces {
+    /// Checks every surface setting into `problems`; `git` is the publisher's remote.
+    pub(crate) fn settings(
+        &self,
+        problems: &mut Problems,
+        git: &warroom_runtime::config::GitArgs,
+    ) -> Surfaces {
         if self.surface_give_up_after < Duration::from_secs(1) {
             problems.push(format!(
                 "--surface-give-up-after {:?} is shorter than 1s",
@@ -36,6 +44,7 @@ impl SurfaceArgs {
             limits: Limits {
                 give_up_after: self.surface_give_up_after,
             },
+            github: self.github.settings(problems, &git.repo, &git.branch),
         }
     }
 }
@@ -43,6 +52,7 @@ impl SurfaceArgs {
 impl Surfaces {
     /// For `--check` and the start log: which surfaces are on, and where to.
     pub(crate) fn summary(&self) -> String {
-        "surfaces outside git: none (GitHub, Slack, ConfigMap and S3 are off)".to_owned()
+        let each = [self.github.summary()];
+        format!("surfaces outside git: {}", each.join("; "))
     }
 }

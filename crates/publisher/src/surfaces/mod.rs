@@ -30,9 +30,7 @@ use async_nats::jetstream::kv;
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info, warn};
-use warroom_proto::{
-    PublisherInput, RequestId, RequestPhase, RequestStatus, Stream, names,
-};
+use warroom_proto::{PublisherInput, RequestId, RequestPhase, RequestStatus, Stream, names};
 use warroom_runtime::shutdown::CancellationToken;
 use warroom_runtime::{Bus, Chain, Consumer, ConsumerSpec, Delivery, retry};
 
@@ -40,6 +38,7 @@ use crate::metrics::{Metrics, SurfaceLabels};
 use crate::{Error, Result};
 
 mod config;
+pub mod github;
 pub use config::{SurfaceArgs, Surfaces};
 
 /// After the first waiting snapshot, how long to gather more before showing them: long
@@ -197,10 +196,30 @@ impl Surfaces {
         metrics: &Arc<Metrics>,
         stop: &CancellationToken,
     ) -> tokio::task::JoinSet<()> {
-        let tasks = tokio::task::JoinSet::new();
-        let _ = (bus, metrics, stop, self.limits);
+        let mut tasks = tokio::task::JoinSet::new();
+        if let github::Setting::On(github) = &self.github {
+            spawn(&mut tasks, bus, github, metrics, self.limits, stop);
+        }
         tasks
     }
+}
+
+/// Starts `surface` on `tasks`; a surface that cannot start logs why.
+fn spawn<S: Surface>(
+    tasks: &mut tokio::task::JoinSet<()>,
+    bus: &Bus,
+    surface: &Arc<S>,
+    metrics: &Arc<Metrics>,
+    limits: Limits,
+    stop: &CancellationToken,
+) {
+    let (bus, surface, metrics, stop) =
+        (bus.clone(), surface.clone(), metrics.clone(), stop.clone());
+    tasks.spawn(async move {
+        if let Err(e) = run(&bus, surface, metrics, limits, stop).await {
+            error!(surface = S::NAME, cause = %Chain(&e), "the surface stopped");
+        }
+    });
 }
 
 /// Shows the status snapshots on `surface` until `stop` is cancelled.
@@ -211,7 +230,11 @@ pub async fn run<S: Surface>(
     limits: Limits,
     stop: CancellationToken,
 ) -> Result<()> {
-    debug_assert!(names::SURFACES.contains(&S::NAME), "{} is not a known surface", S::NAME);
+    debug_assert!(
+        names::SURFACES.contains(&S::NAME),
+        "{} is not a known surface",
+        S::NAME
+    );
     let records = bus.bucket(names::SURFACES_BUCKET, 1).await?;
     let mut messages = tokio::select! {
         messages = consume::<S>(bus, &metrics) => messages?,
