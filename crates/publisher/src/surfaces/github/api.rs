@@ -53,7 +53,7 @@ pub struct Connect {
 impl Connect {
     /// The octocrab client; with `build` false, only checks that it can be made (the URL,
     /// the App's key) without starting anything. Touches no network either way.
-    pub fn build(&self, build: bool) -> Result<Option<Octocrab>, String> {
+    pub(super) fn build(&self, build: bool) -> Result<Option<Octocrab>, String> {
         let api_url = &self.api_url;
         let builder = Octocrab::builder()
             .base_uri(api_url.as_str())
