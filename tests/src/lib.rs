@@ -6,6 +6,7 @@
 pub mod check;
 pub mod deploy;
 pub mod git;
+pub mod github;
 pub mod nats;
 pub mod tools;
 pub mod wait;

@@ -238,7 +238,7 @@ impl Config {
             None => None,
             Some(key) => problems.check(check_signing_key(key, self.signing_format)),
         };
-        let surfaces = self.surfaces.settings(problems);
+        let surfaces = self.surfaces.settings(problems, &self.git);
         if !problems.is_empty() {
             return None;
         }

@@ -22,6 +22,9 @@ pub struct SurfaceArgs {
 
     #[command(flatten)]
     pub configmap: super::configmap::ConfigMapArgs,
+
+    #[command(flatten)]
+    pub github: super::github::Args,
 }
 
 /// The surfaces enabled by the configuration.
@@ -30,11 +33,16 @@ pub struct Surfaces {
     pub(crate) limits: Limits,
     pub(crate) slack: Option<Arc<super::slack::SlackSettings>>,
     pub(crate) configmap: Option<Arc<super::configmap::ConfigMapSettings>>,
+    pub(crate) github: super::github::Setting,
 }
 
 impl SurfaceArgs {
-    /// Checks every surface setting into `problems`.
-    pub(crate) fn settings(&self, problems: &mut Problems) -> Surfaces {
+    /// Checks every surface setting into `problems`; `git` is the publisher's remote.
+    pub(crate) fn settings(
+        &self,
+        problems: &mut Problems,
+        git: &warroom_runtime::config::GitArgs,
+    ) -> Surfaces {
         if self.surface_give_up_after < Duration::from_secs(1) {
             problems.push(format!(
                 "--surface-give-up-after {:?} is shorter than 1s",
@@ -47,6 +55,7 @@ impl SurfaceArgs {
             },
             slack: self.slack.settings(problems),
             configmap: self.configmap.settings(problems),
+            github: self.github.settings(problems, &git.repo, &git.branch),
         }
     }
 }
@@ -54,17 +63,15 @@ impl SurfaceArgs {
 impl Surfaces {
     /// For `--check` and the start log: which surfaces are on, and where to.
     pub(crate) fn summary(&self) -> String {
-        let on: Vec<String> = [
+        let parts = [
+            Some(self.github.summary()),
             self.slack.as_ref().map(|s| s.summary()),
             self.configmap.as_ref().map(|c| c.summary()),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if on.is_empty() {
-            "surfaces outside git: none (GitHub, Slack, ConfigMap and S3 are off)".to_owned()
-        } else {
-            format!("surfaces outside git: {}", on.join(", "))
-        }
+        ];
+        let parts: Vec<String> = parts.into_iter().flatten().collect();
+        format!(
+            "surfaces outside git: {} (Slack and ConfigMaps are off unless named)",
+            parts.join("; ")
+        )
     }
 }

@@ -39,6 +39,7 @@ use crate::{Error, Result};
 
 mod config;
 pub mod configmap;
+pub mod github;
 pub mod slack;
 pub use config::{SurfaceArgs, Surfaces};
 
@@ -211,7 +212,7 @@ impl Surfaces {
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(slack) = &self.slack {
             let slack = slack::Slack::new(slack.clone(), metrics.clone());
-            spawn_one(&mut tasks, bus, slack, metrics, self.limits, stop);
+            spawn_one(&mut tasks, bus, Arc::new(slack), metrics, self.limits, stop);
         }
         if let Some(settings) = &self.configmap {
             configmap::spawn(
@@ -222,6 +223,9 @@ impl Surfaces {
                 self.limits,
                 stop,
             );
+        }
+        if let github::Setting::On(github) = &self.github {
+            spawn_one(&mut tasks, bus, github.clone(), metrics, self.limits, stop);
         }
         tasks
     }
@@ -241,14 +245,14 @@ pub fn phases(status: &RequestStatus) -> String {
 fn spawn_one<S: Surface>(
     tasks: &mut tokio::task::JoinSet<()>,
     bus: &Bus,
-    surface: S,
+    surface: Arc<S>,
     metrics: &Arc<Metrics>,
     limits: Limits,
     stop: &CancellationToken,
 ) {
     let (bus, metrics, stop) = (bus.clone(), metrics.clone(), stop.clone());
     tasks.spawn(async move {
-        if let Err(e) = run(&bus, Arc::new(surface), metrics, limits, stop).await {
+        if let Err(e) = run(&bus, surface, metrics, limits, stop).await {
             error!(surface = S::NAME, cause = %Chain(&e), "the surface stopped; git publishing goes on");
         }
     });
