@@ -1,4 +1,5 @@
-//! The shared test kit: a real `nats-server` ([`NatsServer`]), real `git` with bare remotes
+//! The shared test kit: a real `nats-server` ([`NatsServer`]), a real S3-compatible server
+//! ([`S3Server`], moto), real `git` with bare remotes
 //! ([`BareRemote`], [`WorkClone`]), and waiting on conditions with a deadline ([`wait_for`]).
 //! The scripted model server that drives the real Claude Code CLI lives in
 //! `warroom-scripted-model`.
@@ -8,6 +9,7 @@ pub mod deploy;
 pub mod git;
 pub mod github;
 pub mod nats;
+pub mod s3;
 pub mod tools;
 pub mod wait;
 
@@ -17,4 +19,5 @@ pub use check::{
 };
 pub use git::{BareRemote, GitFailure, SshKey, WorkClone};
 pub use nats::{NatsCluster, NatsServer, reserved_port};
+pub use s3::S3Server;
 pub use wait::{DEFAULT_TIMEOUT, wait_for, wait_for_ok, wait_until};

@@ -54,6 +54,11 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     path
 }
 
+/// A program of `.tools/bin` (or `PATH`), unless `env_var` names its path.
+pub fn find_tool(name: &str, env_var: &str) -> PathBuf {
+    find(name, env_var)
+}
+
 fn find(name: &str, env_var: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env_var) {
         return PathBuf::from(path);

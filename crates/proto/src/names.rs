@@ -16,6 +16,9 @@ pub const GATEWAY_BUCKET: &str = "warroom-gateway";
 /// The publisher's own record of the last status revision it pushed per request, so a
 /// `status.json` planted in git by someone else can neither freeze nor suppress a request.
 pub const PUBLISHER_BUCKET: &str = "warroom-publisher";
+/// The key in [`PUBLISHER_BUCKET`] holding the last commit whose `results/` the publisher's
+/// S3 mirror uploaded. A dot cannot be part of a request id, so it never meets a request's key.
+pub const S3_MIRRORED_KEY: &str = "s3.mirrored";
 /// Leases of the daemons that run one active replica at a time (keys [`DISPATCHER_LEASE`],
 /// [`PUBLISHER_LEASE`]): a key lives as long as the bucket's maximum age unless its holder
 /// renews it, so a crashed holder's lease runs out by itself.

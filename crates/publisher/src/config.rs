@@ -97,6 +97,9 @@ pub struct Config {
     pub surfaces: crate::surfaces::SurfaceArgs,
 
     #[command(flatten)]
+    pub s3: crate::s3::S3Args,
+
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -159,6 +162,8 @@ pub struct Settings {
     pub(crate) report_note: Option<String>,
     pub(crate) signing: Option<Signing>,
     pub(crate) surfaces: crate::surfaces::Surfaces,
+    /// The S3 mirror of `results/`, when configured.
+    pub(crate) s3: Option<crate::s3::S3Settings>,
 }
 
 impl warroom_runtime::daemon::Daemon for Config {
@@ -189,10 +194,14 @@ impl warroom_runtime::daemon::Daemon for Config {
         let settings =
             settings.ok_or_else(|| InvalidConfig::one("--repo or --work-dir is invalid"))?;
         Ok(format!(
-            "warroom-publisher: {} branch {}, {}, {}, {}{}",
+            "warroom-publisher: {} branch {}, {}, {}, {}, {}{}",
             settings.repo,
             settings.branch,
             settings.surfaces.summary(),
+            settings
+                .s3
+                .as_ref()
+                .map_or_else(|| "S3 mirror off".to_owned(), |s3| s3.summary()),
             match &settings.signing {
                 Some(signing) => format!("signing with {}", signing.public),
                 None => "results unsigned".to_owned(),
@@ -239,6 +248,7 @@ impl Config {
             Some(key) => problems.check(check_signing_key(key, self.signing_format)),
         };
         let surfaces = self.surfaces.settings(problems, &self.git);
+        let s3 = self.s3.settings(problems);
         if !problems.is_empty() {
             return None;
         }
@@ -264,6 +274,7 @@ impl Config {
                 .map(str::to_owned),
             signing,
             surfaces,
+            s3,
         })
     }
 

@@ -26,6 +26,10 @@
 //! does not decode, or a path in it would leave `results/`) is logged and terminated, and
 //! never holds up the others.
 //!
+//! After each push, the files changed under `results/` are also mirrored to an S3-compatible
+//! bucket when one is configured: see [`s3`]. The mirror follows the pushed commits on a task
+//! of its own, so a bucket that is down never holds back git.
+//!
 //! Besides git, the request's state is shown on the surfaces that are configured (GitHub,
 //! Slack, a ConfigMap): see [`surfaces`]. They follow the status snapshots on consumers of
 //! their own, so none of them ever holds back git.
@@ -35,6 +39,7 @@ mod metrics;
 pub use warroom_redact as redact;
 mod render;
 mod repo;
+pub mod s3;
 pub mod surfaces;
 mod tree;
 
@@ -156,6 +161,7 @@ pub async fn run(
         push_attempts = settings.push_attempts,
         signing_key = settings.signing.as_ref().map_or("none (commits are not signed)", |s| s.public.as_str()),
         surfaces = %settings.surfaces.summary(),
+        s3 = settings.s3.as_ref().map_or_else(|| "off".to_owned(), |s3| s3.summary()),
         "publisher starting"
     );
     // Connecting retries until NATS is up; shutdown must still be able to end that wait.
@@ -180,13 +186,30 @@ pub async fn run(
             health: health.clone(),
             shutdown: stop,
             own_push: std::sync::Mutex::new(None),
+            pushed: None,
         };
         let bus = bus.clone();
         let health = health.clone();
         let surfaces = settings.surfaces.clone();
+        let s3 = settings.s3.clone();
+        let revisions = revisions.clone();
         async move {
-            // The surfaces outside git run beside the git work, under the same lease.
+            let mut publisher = publisher;
+            // The surfaces outside git and the S3 mirror run beside the git work, under the
+            // same lease.
             let mut surfaces = surfaces.spawn_all(&bus, &health.metrics, &publisher.shutdown);
+            if let Some(s3) = s3 {
+                let (pushed, follow) = tokio::sync::watch::channel(None);
+                publisher.pushed = Some(pushed);
+                let (repo, metrics, stop) = (
+                    publisher.repo.clone(),
+                    health.metrics.clone(),
+                    publisher.shutdown.clone(),
+                );
+                surfaces.spawn(async move {
+                    s3::run(&s3, repo, revisions, metrics, follow, stop).await;
+                });
+            }
             let outcome = lead(&bus, &publisher, &health).await;
             while surfaces.join_next().await.is_some() {}
             outcome
@@ -331,6 +354,8 @@ struct Publisher {
     shutdown: CancellationToken,
     /// The commit this replica pushed last, while the working clone is exactly that commit.
     own_push: std::sync::Mutex<Option<OwnPush>>,
+    /// Where each pushed commit is announced to the S3 mirror, when it runs.
+    pushed: Option<s3::Pushed>,
 }
 
 /// The commit a replica pushed last ([`Publisher::attempt`] builds on it without a fetch).
@@ -646,6 +671,10 @@ impl Publisher {
             commit: commit.clone(),
             unfetched,
         });
+        if let Some(pushed) = &self.pushed {
+            // The mirror takes the newest pushed commit when it is ready; git never waits.
+            pushed.send_replace(Some(commit.clone()));
+        }
         self.record_revisions(&summary).await;
         Ok((
             Published {

@@ -42,6 +42,17 @@ pub struct Metrics {
     pub configmaps_collected: Counter,
     /// ConfigMap garbage-collection rounds that failed (the API unreachable or refusing).
     pub configmap_gc_failures: Counter,
+    /// Objects the S3 mirror uploaded (a file of `results/` added or changed).
+    pub s3_uploads: Counter,
+    /// Objects the S3 mirror deleted (a file gone from `results/`, or a stray object).
+    pub s3_deletes: Counter,
+    /// Rounds of the S3 mirror that failed and are retried (alerted on).
+    pub s3_failures: Counter,
+    /// Catch-ups that compared the whole bucket with `results/`, because the last mirrored
+    /// commit was not in the shallow clone (or nothing was mirrored yet).
+    pub s3_full_syncs: Counter,
+    /// Unix seconds when the S3 mirror last caught up with a pushed commit.
+    pub s3_last_mirror_timestamp_seconds: Gauge,
     /// `active` (the lease) and `dead_letters_total` (counted by the consumer itself).
     pub runtime: RuntimeMetrics,
 }
@@ -55,6 +66,7 @@ pub struct SurfaceLabels {
 impl DaemonMetrics for Metrics {
     const DAEMON: &'static str = "publisher";
 
+    /// Long because it registers every metric, one call each with its help text.
     fn register(&self, registry: &mut Registry) {
         let r = registry;
         r.register(
@@ -113,6 +125,7 @@ impl DaemonMetrics for Metrics {
             self.last_push_timestamp_seconds.clone(),
         );
         self.register_surfaces(r);
+        self.register_s3(r);
         self.runtime.register(r);
     }
 }
@@ -168,6 +181,35 @@ impl Metrics {
             "configmap_gc_failures",
             "ConfigMap garbage-collection rounds that failed",
             self.configmap_gc_failures.clone(),
+        );
+    }
+
+    /// The S3 mirror's metrics.
+    fn register_s3(&self, r: &mut Registry) {
+        r.register(
+            "s3_uploads",
+            "Objects uploaded to the S3 mirror",
+            self.s3_uploads.clone(),
+        );
+        r.register(
+            "s3_deletes",
+            "Objects deleted from the S3 mirror",
+            self.s3_deletes.clone(),
+        );
+        r.register(
+            "s3_failures",
+            "Rounds of the S3 mirror that failed and are retried",
+            self.s3_failures.clone(),
+        );
+        r.register(
+            "s3_full_syncs",
+            "S3 catch-ups that compared the whole bucket with results/",
+            self.s3_full_syncs.clone(),
+        );
+        r.register(
+            "s3_last_mirror_timestamp_seconds",
+            "Unix seconds when the S3 mirror last caught up with a pushed commit",
+            self.s3_last_mirror_timestamp_seconds.clone(),
         );
     }
 }

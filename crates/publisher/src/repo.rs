@@ -254,6 +254,134 @@ impl Repo {
     }
 }
 
+/// What the S3 mirror reads of a commit: the files under `results/`, by path, with their
+/// blob ids. Only reads objects, so it runs beside the git loop's work on the same clone.
+impl Repo {
+    /// Whether the clone holds `commit`: a shallow clone may not hold an older one.
+    pub async fn has_commit(&self, commit: &str) -> Result<bool> {
+        let spec = format!("{commit}^{{commit}}");
+        Ok(self
+            .git
+            .output_async(&["cat-file", "-e", &spec])
+            .await?
+            .success)
+    }
+
+    /// The files under `results/` that differ between the commits `from` and `to`: each one
+    /// added or changed with its blob at `to`, or deleted (`None`).
+    pub async fn results_changed(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let args = [
+            "diff-tree",
+            "-r",
+            "-z",
+            "--raw",
+            "--no-renames",
+            "--no-commit-id",
+            from,
+            to,
+            "--",
+            RESULTS,
+        ];
+        let out = self.git.run_bytes_async(&args).await?;
+        let mut fields = out.split(|b| *b == 0).filter(|f| !f.is_empty());
+        let mut changes = Vec::new();
+        // `:<old mode> <new mode> <old blob> <new blob> <status>` then the path.
+        while let Some(meta) = fields.next() {
+            let meta = String::from_utf8_lossy(meta);
+            let Some(path) = fields.next() else {
+                return Err(Error::Git(
+                    self.git.unexpected(&args, format!("no path after {meta}")),
+                ));
+            };
+            let path = String::from_utf8_lossy(path).into_owned();
+            let parts: Vec<&str> = meta.trim_start_matches(':').split(' ').collect();
+            let [_, new_mode, _, new_blob, status] = parts[..] else {
+                return Err(Error::Git(
+                    self.git.unexpected(&args, format!("cannot read `{meta}`")),
+                ));
+            };
+            if status.starts_with('D') {
+                changes.push((path, None));
+            } else if is_file_mode(new_mode) {
+                changes.push((path, Some(new_blob.to_owned())));
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Every file under `results/` at `commit`, with its blob.
+    pub async fn results_at(&self, commit: &str) -> Result<Vec<(String, String)>> {
+        let args = ["ls-tree", "-r", "-z", "--full-tree", commit, "--", RESULTS];
+        let out = self.git.run_bytes_async(&args).await?;
+        let mut files = Vec::new();
+        // `<mode> <type> <blob>\t<path>`
+        for entry in out.split(|b| *b == 0).filter(|e| !e.is_empty()) {
+            let entry = String::from_utf8_lossy(entry);
+            let Some((meta, path)) = entry.split_once('\t') else {
+                return Err(Error::Git(
+                    self.git.unexpected(&args, format!("cannot read `{entry}`")),
+                ));
+            };
+            let parts: Vec<&str> = meta.split(' ').collect();
+            if let [mode, "blob", blob] = parts[..]
+                && is_file_mode(mode)
+            {
+                files.push((path.to_owned(), blob.to_owned()));
+            }
+        }
+        Ok(files)
+    }
+
+    /// The contents of `blobs`, in order, read by one `git cat-file --batch`.
+    pub async fn read_blobs(&self, blobs: &[&str]) -> Result<Vec<Vec<u8>>> {
+        let args = ["cat-file", "--batch"];
+        let mut input = String::new();
+        for blob in blobs {
+            input.push_str(blob);
+            input.push('\n');
+        }
+        let out = self
+            .git
+            .run_with_input_async(&args, input.into_bytes())
+            .await?;
+        let mut rest = &out[..];
+        let mut contents = Vec::with_capacity(blobs.len());
+        for blob in blobs {
+            // `<blob> blob <size>\n<content>\n`, or `<blob> missing\n`.
+            let unexpected = |detail: String| Error::Git(self.git.unexpected(&args, detail));
+            let end = rest
+                .iter()
+                .position(|b| *b == b'\n')
+                .ok_or_else(|| unexpected(format!("no header for {blob}")))?;
+            let header = String::from_utf8_lossy(&rest[..end]).into_owned();
+            let size = match header.split(' ').collect::<Vec<_>>()[..] {
+                [_, "blob", size] => size.parse::<usize>().ok(),
+                _ => None,
+            }
+            .ok_or_else(|| unexpected(format!("`{header}` for {blob}")))?;
+            let start = end + 1;
+            if rest.len() < start + size + 1 {
+                return Err(unexpected(format!("{blob} is cut short")));
+            }
+            contents.push(rest[start..start + size].to_vec());
+            rest = &rest[start + size + 1..];
+        }
+        Ok(contents)
+    }
+}
+
+/// The folder the publisher writes and the S3 mirror copies.
+const RESULTS: &str = "results/";
+
+/// A regular file (executable or not): neither a symbolic link nor a submodule.
+fn is_file_mode(mode: &str) -> bool {
+    matches!(mode, "100644" | "100755")
+}
+
 /// Runs `future`, or gives up after [`NETWORK_TIMEOUT`] (git is killed when its future is
 /// dropped).
 async fn within<T>(what: &'static str, future: impl Future<Output = T>) -> Result<T> {

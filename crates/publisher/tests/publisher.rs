@@ -1649,3 +1649,6 @@ async fn validated_run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())
 }
+
+#[path = "publisher/s3.rs"]
+mod s3;
