@@ -4,6 +4,7 @@
 //! Each subcommand lives in its own module with an `Args` struct and a `run` function; this
 //! file only parses the command line, dispatches, and turns the outcome into an exit code.
 
+mod cancel;
 mod completions;
 mod dev;
 mod get_results;
@@ -45,6 +46,7 @@ Examples:
       --issue \"API timeouts\" --prompt \"Find why the API server of prod-cluster-1 times out.\"
   claude-warroom init --publisher-key ./warroom-publisher.pub
   claude-warroom status --verify <id>
+  claude-warroom cancel <id> --reason \"wrong cluster\"
   claude-warroom get-results --verify <id>
   claude-warroom validate requests/pending/*.yaml
   claude-warroom strategies
@@ -71,6 +73,7 @@ enum Command {
     Investigate(investigate::Args),
     Init(init::Args),
     Status(status::Args),
+    Cancel(cancel::Args),
     GetResults(get_results::Args),
     Validate(validate::Args),
     Schema(schema::Args),
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Command::Investigate(args) => investigate::run(args),
         Command::Init(args) => init::run(args),
         Command::Status(args) => status::run(args),
+        Command::Cancel(args) => cancel::run(args),
         Command::GetResults(args) => get_results::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),

@@ -674,6 +674,7 @@ impl RequestState {
                 updated_at: self.updated_at,
                 verification: self.accepted.verification.clone(),
                 notices: self.notices.clone(),
+                cancelled: self.cancellation.clone(),
             },
             request: Some(RequestSummary::of(&self.accepted.request)),
             reports,

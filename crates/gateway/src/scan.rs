@@ -652,6 +652,7 @@ impl Scanner<'_> {
                 updated_at: warroom_proto::now(),
                 verification: None,
                 notices: Vec::new(),
+                cancelled: None,
             },
             request: request.map(|r| RequestSummary::of(&r.request)),
             reports: BTreeMap::new(),

@@ -378,6 +378,7 @@ fn planted_status(request: &str) -> String {
         updated_at: warroom_proto::now(),
         verification: None,
         notices: Vec::new(),
+        cancelled: None,
     };
     serde_json::to_string_pretty(&status).expect("a status encodes")
 }
