@@ -118,7 +118,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let path = repo.root().join(&relative);
     write_new(&path, &yaml).context("a cancel of this request was already written")?;
     if let Err(err) = commit_file(&repo, &relative, &format!("cancel: {}", args.id)) {
-        let _ = repo.try_output(&["rm", "--cached", "--quiet", "--ignore-unmatch", "--", &relative]);
+        let _ = repo.try_output(&[
+            "rm",
+            "--cached",
+            "--quiet",
+            "--ignore-unmatch",
+            "--",
+            &relative,
+        ]);
         let _ = std::fs::remove_file(&path);
         return Err(err.context(format!(
             "committing {relative} failed; nothing was committed"

@@ -122,13 +122,10 @@ impl Scanner<'_> {
         let decision = match &self.verifier {
             None => Decision::Order(cancellation(path, &cancel, false)),
             Some(verifier) => {
-                let mut signatures = self
-                    .verify(verifier, head, vec![path.to_owned()])
-                    .await?;
+                let mut signatures = self.verify(verifier, head, vec![path.to_owned()]).await?;
                 let commits = signatures.remove(path).unwrap_or_default();
                 let actor = &cancel.cancel.metadata.engineer;
-                match warroom_access::authorize_cancel(verifier.policy(), actor, &owner, &commits)
-                {
+                match warroom_access::authorize_cancel(verifier.policy(), actor, &owner, &commits) {
                     Ok(()) => Decision::Order(cancellation(path, &cancel, true)),
                     Err(refusal) => Decision::Refuse(refused(path, &refusal)),
                 }

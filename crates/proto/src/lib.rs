@@ -26,15 +26,15 @@ pub use request::{
 };
 pub use session::SessionRequest;
 pub use status::{
-    Cancellation, ClusterPhase, ClusterStatus, Notice, NoticeKind, Queued, RequestPhase, RequestStatus,
-    Verification,
+    Cancellation, ClusterPhase, ClusterStatus, Notice, NoticeKind, Queued, RequestPhase,
+    RequestStatus, Verification,
 };
 pub use strategy::{Strategy, strategies};
 pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request};
 pub use wire::{
-    AcceptedRequest, AuditEvent, AuditKind, CancelOrder, ClusterReport, Denial, Finding, GatewayMessage,
-    Inbound, Outcome, PublisherInput, RequestNotice, RequestSummary, RunnerHeartbeat, RunnerReport,
-    StatusUpdate, Task, TaskRecord, TaskResult, Undecodable,
+    AcceptedRequest, AuditEvent, AuditKind, CancelOrder, ClusterReport, Denial, Finding,
+    GatewayMessage, Inbound, Outcome, PublisherInput, RequestNotice, RequestSummary,
+    RunnerHeartbeat, RunnerReport, StatusUpdate, Task, TaskRecord, TaskResult, Undecodable,
 };
 
 /// The `apiVersion` of every request file this version understands.

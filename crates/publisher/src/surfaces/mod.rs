@@ -30,9 +30,7 @@ use async_nats::jetstream::kv;
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info, warn};
-use warroom_proto::{
-    PublisherInput, RequestId, RequestPhase, RequestStatus, Stream, names,
-};
+use warroom_proto::{PublisherInput, RequestId, RequestPhase, RequestStatus, Stream, names};
 use warroom_runtime::shutdown::CancellationToken;
 use warroom_runtime::{Bus, Chain, Consumer, ConsumerSpec, Delivery, retry};
 
@@ -211,7 +209,11 @@ pub async fn run<S: Surface>(
     limits: Limits,
     stop: CancellationToken,
 ) -> Result<()> {
-    debug_assert!(names::SURFACES.contains(&S::NAME), "{} is not a known surface", S::NAME);
+    debug_assert!(
+        names::SURFACES.contains(&S::NAME),
+        "{} is not a known surface",
+        S::NAME
+    );
     let records = bus.bucket(names::SURFACES_BUCKET, 1).await?;
     let mut messages = tokio::select! {
         messages = consume::<S>(bus, &metrics) => messages?,
