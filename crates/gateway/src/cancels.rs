@@ -3,8 +3,8 @@
 //!
 //! Who owns the request is read from the secure zone's own state: the accepted version of the
 //! request file that the gateway recorded when it accepted it (never the file as it is now,
-//! which anyone who can push may have changed). With a policy, every commit that added or
-//! changed the cancel file must be signed by the engineer it names, who must own the request
+//! which anyone who can push may have changed). With a policy, the commit that made the cancel
+//! file's current version must be signed by the engineer it names, who must own the request
 //! or be an admin (`warroom_access::authorize_cancel`). Without one (`--insecure-allow-unsigned`)
 //! every valid cancel of an accepted request is passed on, marked unverified, as every
 //! request is run unverified then.
@@ -123,7 +123,12 @@ impl Scanner<'_> {
             None => Decision::Order(cancellation(path, &cancel, false)),
             Some(verifier) => {
                 let mut signatures = self.verify(verifier, head, vec![path.to_owned()]).await?;
-                let commits = signatures.remove(path).unwrap_or_default();
+                // Only the commit that made this version of the file (the newest that
+                // changed it) vouches for it: every version is judged once, when it is seen,
+                // so an earlier writer's refused cancel does not block the owner's or an
+                // admin's later one, and nobody can make a version another engineer signed.
+                let mut commits = signatures.remove(path).unwrap_or_default();
+                commits.truncate(1);
                 let actor = &cancel.cancel.metadata.engineer;
                 match warroom_access::authorize_cancel(verifier.policy(), actor, &owner, &commits) {
                     Ok(()) => Decision::Order(cancellation(path, &cancel, true)),
