@@ -859,6 +859,7 @@ async fn a_signed_request_edited_after_acceptance_never_runs_the_edit() {
             match GatewayMessage::decode(subject, payload).expect("a gateway message") {
                 GatewayMessage::Notice(notice) => notice.notice.kind,
                 GatewayMessage::Accepted(_) => panic!("a second acceptance of r-edit"),
+                GatewayMessage::Cancel(_) => panic!("a cancel of r-edit"),
             }
         })
         .collect();

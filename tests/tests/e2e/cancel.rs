@@ -156,7 +156,7 @@ async fn cancelling_stops_a_running_agent_and_a_queued_task_and_changes_nothing_
     // The queued one first: it must end without ever running.
     pipeline.engineer.pull();
     let (code, out) = claude_warroom(
-        &clone,
+        clone,
         &[
             "cancel",
             queued,
@@ -181,7 +181,7 @@ async fn cancelling_stops_a_running_agent_and_a_queued_task_and_changes_nothing_
     // Then the running one: its agent is stopped and nothing of the run is left.
     let pushed = std::time::Instant::now();
     let (code, out) = claude_warroom(
-        &clone,
+        clone,
         &[
             "cancel",
             running,
@@ -253,7 +253,7 @@ async fn cancelling_stops_a_running_agent_and_a_queued_task_and_changes_nothing_
     let done = pipeline.wait_report(quick, &[CLUSTER]).await;
     assert_phase(&done, RequestPhase::Completed);
     pipeline.engineer.pull();
-    let (code, out) = claude_warroom(&clone, &["cancel", quick, "--engineer", "someone"]);
+    let (code, out) = claude_warroom(clone, &["cancel", quick, "--engineer", "someone"]);
     assert_eq!(code, Some(0), "{out}");
     let noticed = wait_for("the late cancel's notice", FINAL_TIMEOUT, || async {
         pipeline.status(quick).filter(|s| !s.notices.is_empty())
