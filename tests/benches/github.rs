@@ -42,6 +42,7 @@ fn update(index: u64, phase: RequestPhase, revision: u64) -> StatusUpdate {
             updated_at: warroom_proto::now(),
             verification: None,
             notices: Vec::new(),
+            cancelled: None,
         },
         request: None,
         reports: BTreeMap::new(),

@@ -528,7 +528,7 @@ fn flag_for(field: &str) -> &'static str {
 }
 
 /// `git config user.email`, else `user.name`, else `$USER`.
-fn default_engineer(repo: &Repo) -> Result<String> {
+pub(crate) fn default_engineer(repo: &Repo) -> Result<String> {
     repo.config("user.email")
         .or_else(|| repo.config("user.name"))
         .or_else(|| std::env::var("USER").ok().filter(|u| !u.trim().is_empty()))
@@ -570,7 +570,7 @@ fn generate_id(now: time::OffsetDateTime, category: &str) -> Result<String> {
 }
 
 /// Writes a new file; never overwrites an existing request.
-fn write_new(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_new(path: &Path, text: &str) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
@@ -595,24 +595,29 @@ fn write_new(path: &Path, text: &str) -> Result<()> {
 /// With a `user.signingkey` configured it passes `-S`, so the commit is signed even without
 /// `commit.gpgsign=true`: a secure zone with a policy accepts only signed requests.
 fn commit(repo: &Repo, relative: &str, id: &str) -> Result<()> {
+    commit_file(repo, relative, &format!("request: {id}"))
+}
+
+/// Commits only `relative`, with `message`, signed when the engineer's git has a key
+/// (see [`commit`]).
+pub(crate) fn commit_file(repo: &Repo, relative: &str, message: &str) -> Result<()> {
     repo.output(&["add", "--", relative])?;
-    let message = format!("request: {id}");
     let mut args = vec!["commit", "--quiet"];
     if repo.signing() == Signing::WithKey {
         args.push("--gpg-sign");
     }
-    args.extend(["--message", &message, "--", relative]);
+    args.extend(["--message", message, "--", relative]);
     repo.output(&args)?;
     Ok(())
 }
 
 /// What to set up so that requests are signed, for the warning about an unsigned one.
-const SIGNING_HELP: &str = "git config gpg.format ssh; git config user.signingkey \
+pub(crate) const SIGNING_HELP: &str = "git config gpg.format ssh; git config user.signingkey \
      ~/.ssh/id_ed25519.pub; git config commit.gpgsign true (add --global for every clone), \
      and give the public key to the secure zone's operators for its policy";
 
 /// Says so when the push will carry the engineer's own unpushed commits along.
-fn warn_unpushed(repo: &Repo, branch: &str) {
+pub(crate) fn warn_unpushed(repo: &Repo, branch: &str) {
     let range = format!("{REMOTE}/{branch}..HEAD");
     let Ok(count) = repo.run(&["rev-list", "--count", &range]) else {
         return;
@@ -628,7 +633,7 @@ fn warn_unpushed(repo: &Repo, branch: &str) {
 
 /// Pushes the branch; when the remote moved on, rebases onto it and tries once more. A
 /// signed request commit is signed again when the rebase rewrites it.
-fn push(repo: &Repo, branch: &str, signed: bool) -> Result<()> {
+pub(crate) fn push(repo: &Repo, branch: &str, signed: bool) -> Result<()> {
     let args = ["push", "--porcelain", REMOTE, branch];
     let output = repo.try_output(&args)?;
     if output.success {

@@ -4,6 +4,7 @@
 //! Each subcommand lives in its own module with an `Args` struct and a `run` function; this
 //! file only parses the command line, dispatches, and turns the outcome into an exit code.
 
+mod cancel;
 mod completions;
 mod dev;
 mod get_results;
@@ -48,6 +49,7 @@ Examples:
   claude-warroom init --publisher-key ./warroom-publisher.pub
   claude-warroom status --verify <id>
   claude-warroom wait <id>                # follow it until it is final
+  claude-warroom cancel <id> --reason \"wrong cluster\"
   claude-warroom get-results --verify <id>
   claude-warroom validate requests/pending/*.yaml
   claude-warroom strategies
@@ -77,6 +79,7 @@ enum Command {
     Status(status::Args),
     /// Follow a request until it is final: `claude-warroom status --watch`.
     Wait(status::Args),
+    Cancel(cancel::Args),
     GetResults(get_results::Args),
     Validate(validate::Args),
     Schema(schema::Args),
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
             watch: true,
             ..args
         }),
+        Command::Cancel(args) => cancel::run(args),
         Command::GetResults(args) => get_results::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),

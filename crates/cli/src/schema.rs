@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-/// Print the JSON Schema of a TroubleshootingRequest file.
+/// Print the JSON Schema of a TroubleshootingRequest file (or, with `--kind cancel`, of a
+/// CancelRequest file).
 ///
 /// It is generated from the same types the gateway validates against, and equals the
 /// committed `schema/troubleshooting-request.schema.json`. The schema describes the shape;
@@ -17,10 +18,25 @@ Examples:
   claude-warroom schema > troubleshooting-request.schema.json
   # VS Code (redhat.vscode-yaml), in settings.json:
   #   \"yaml.schemas\": { \"./troubleshooting-request.schema.json\": \"requests/pending/*.yaml\" }")]
-pub struct Args {}
+pub struct Args {
+    /// Which file's schema: `request` (requests/pending/*.yaml) or `cancel`
+    /// (requests/cancel/*.yaml).
+    #[arg(long, value_enum, default_value_t = Kind::Request)]
+    pub kind: Kind,
+}
 
-pub fn run(_args: Args) -> Result<ExitCode> {
-    let schema = warroom_proto::schema::troubleshooting_request_pretty();
+/// The kinds of file engineers write.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Kind {
+    Request,
+    Cancel,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let schema = match args.kind {
+        Kind::Request => warroom_proto::schema::troubleshooting_request_pretty(),
+        Kind::Cancel => warroom_proto::cancel::schema_pretty(),
+    };
     std::io::stdout()
         .write_all(schema.as_bytes())
         .context("writing the schema to stdout")?;

@@ -275,6 +275,7 @@ mod tests {
             updated_at: datetime!(2026-01-15 14:30:00 UTC),
             verification: None,
             notices: Vec::new(),
+            cancelled: None,
         };
         let text = render(
             &status,
@@ -319,6 +320,7 @@ mod tests {
             updated_at: datetime!(2026-01-15 14:30:00 UTC),
             verification: None,
             notices: Vec::new(),
+            cancelled: None,
         };
         let text = render(
             &status,
@@ -358,6 +360,7 @@ mod tests {
                 at: datetime!(2026-01-15 14:31:00 UTC),
                 message: "requests/pending/r1\u{1b}[2J.yaml was changed".to_owned(),
             }],
+            cancelled: None,
         };
         let now = datetime!(2026-01-15 14:33:10 UTC);
         let text = render(&status, "results/r1", "origin/main", now);

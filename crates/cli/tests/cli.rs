@@ -141,6 +141,7 @@ fn status(
         updated_at: warroom_proto::now(),
         verification: None,
         notices: Vec::new(),
+        cancelled: None,
     }
 }
 

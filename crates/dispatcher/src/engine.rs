@@ -32,14 +32,14 @@ use async_nats::jetstream::{kv, stream};
 use futures::{StreamExt as _, TryStreamExt as _};
 use tracing::{debug, error, info, instrument, warn};
 use warroom_proto::{
-    AcceptedRequest, ClusterName, GatewayMessage, RequestId, RequestNotice, RunnerReport, Subject,
-    Timestamp, names,
+    AcceptedRequest, CancelOrder, ClusterName, GatewayMessage, RequestId, RequestNotice,
+    RunnerReport, Subject, Timestamp, names,
 };
 use warroom_runtime::{Bus, Delivery};
 
 use crate::Metrics;
 use crate::liveness::{Liveness, Queues, View};
-use crate::state::{Applied, RequestState, Step, Timeouts};
+use crate::state::{Applied, CancelOutcome, RequestState, Step, Timeouts};
 use crate::store::{Modified, Store, Versioned};
 use crate::{Error, Result};
 
@@ -185,6 +185,7 @@ impl Engine {
         let outcome = match &delivery.message {
             GatewayMessage::Accepted(request) => self.accept((**request).clone()).await,
             GatewayMessage::Notice(notice) => self.notice(notice).await,
+            GatewayMessage::Cancel(order) => self.cancel(order).await,
         };
         self.settle(&delivery, outcome).await;
     }
@@ -312,6 +313,42 @@ impl Engine {
                 self.metrics.notices.inc();
                 info!(kind = ?notice.notice.kind, file = %notice.notice.file, "notice added to the request's status");
                 self.drive(&notice.id, false, Some((state, revision))).await
+            }
+            Modified::Unchanged(..) => Ok(()),
+        }
+    }
+
+    /// Applies an authorized cancel to its request: the clusters that did not end are
+    /// `cancelled`, their queued tasks taken back, and the task records (which runners check
+    /// before and while they run) say `cancelled`, so no queued task starts and every running
+    /// agent is stopped by its runner. A cancel of a request that ended is answered with a
+    /// notice. Like a notice, a cancel of a request not known (yet) is retried.
+    #[instrument(skip_all, fields(request = %order.id))]
+    async fn cancel(&self, order: &CancelOrder) -> Result<()> {
+        let now = warroom_proto::now();
+        let mut outcome = CancelOutcome::Repeat;
+        let modified = self
+            .store
+            .modify(&order.id, |state| {
+                outcome = state.cancel(order, now);
+                outcome != CancelOutcome::Repeat
+            })
+            .await?;
+        match modified {
+            Modified::Missing => Err(Error::UnknownRequest(order.id.clone())),
+            Modified::Changed(state, revision) => {
+                match &outcome {
+                    CancelOutcome::Cancelled(queued) => {
+                        info!(by = %order.cancel.by, reason = ?order.cancel.reason, "request cancelled");
+                        for (cluster, sequence) in queued {
+                            self.take_back_task(&order.id, cluster, *sequence).await;
+                        }
+                    }
+                    _ => {
+                        info!(by = %order.cancel.by, phase = %state.phase, "cancel of a request that already ended; answered with a notice")
+                    }
+                }
+                self.drive(&order.id, false, Some((state, revision))).await
             }
             Modified::Unchanged(..) => Ok(()),
         }
@@ -726,6 +763,7 @@ fn lanes(deliveries: Vec<Delivery<GatewayMessage>>) -> Vec<Vec<Delivery<GatewayM
                 .map(|_| request.request.metadata.engineer.as_str()),
         ),
         GatewayMessage::Notice(notice) => (&notice.id, None),
+        GatewayMessage::Cancel(order) => (&order.id, None),
     })
 }
 

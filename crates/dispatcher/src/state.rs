@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use warroom_proto::{
-    AcceptedRequest, AnswerForm, ClusterName, ClusterPhase, ClusterRef, ClusterReport,
-    ClusterStatus, ClusterType, CoordinationMode, Denial, FieldError, Finding, Notice, Progress,
-    Queued, RequestId, RequestPhase, RequestStatus, RequestSummary, StatusUpdate, Task, TaskResult,
-    Timestamp,
+    AcceptedRequest, AnswerForm, CancelOrder, Cancellation, ClusterName, ClusterPhase, ClusterRef,
+    ClusterReport, ClusterStatus, ClusterType, CoordinationMode, Denial, FieldError, Finding,
+    Notice, NoticeKind, Progress, Queued, RequestId, RequestPhase, RequestStatus, RequestSummary,
+    StatusUpdate, Task, TaskResult, Timestamp,
 };
 
 use crate::config::human;
@@ -74,6 +74,13 @@ pub struct RequestState {
     /// When a snapshot was last made for progress alone ([`Timeouts::progress`]).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub progress_shown_at: Option<Timestamp>,
+    /// Who cancelled the request, when and why, once a cancel ended it.
+    #[serde(default)]
+    pub cancellation: Option<Cancellation>,
+    /// The git object ids of the cancel files already answered, so a repeated order (a
+    /// redelivery, a rescan of the repository) changes nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancel_versions: Vec<String>,
 }
 
 /// One cluster's part of a request.
@@ -140,6 +147,22 @@ pub struct ClusterState {
     /// ([`crate::attempts::sync_records`]), so each change is written once.
     #[serde(default)]
     pub recorded: Option<(ClusterPhase, u32)>,
+    /// Cancelled while it ran: the runner's partial report is still to come, and is taken
+    /// into the cluster's report when it arrives (the cluster stays `cancelled`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_report: bool,
+}
+
+/// What a cancel order did to a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The request is now `cancelled`; these dispatched tasks wait in their queues and are
+    /// to be taken back (cluster, stream sequence).
+    Cancelled(Vec<(ClusterName, u64)>),
+    /// The request had already ended (or was cancelled before): a notice says so.
+    Ignored,
+    /// This cancel file was answered before: nothing to do.
+    Repeat,
 }
 
 /// What is due next for a request.
@@ -220,7 +243,78 @@ impl RequestState {
             notices: Vec::new(),
             errors: Vec::new(),
             progress_shown_at: None,
+            cancellation: None,
+            cancel_versions: Vec::new(),
         }
+    }
+
+    /// Applies an authorized cancel: every cluster not final ends `cancelled` (a running one
+    /// keeps a place for its runner's partial report), and the request ends `cancelled` with
+    /// who, when and why. A request that already ended gets a `cancel_ignored` notice and
+    /// nothing else changes.
+    pub fn cancel(&mut self, order: &CancelOrder, now: Timestamp) -> CancelOutcome {
+        if self.cancel_versions.contains(&order.version) {
+            return CancelOutcome::Repeat;
+        }
+        self.cancel_versions.push(order.version.clone());
+        let file = &order.cancel.file;
+        if self.phase.is_final() {
+            let message = match &self.cancellation {
+                Some(earlier) => format!(
+                    "{file} asked to cancel this request, but it was already {} at {}; nothing changed",
+                    earlier.describe(),
+                    rfc3339(earlier.at)
+                ),
+                None => format!(
+                    "{file} asked to cancel this request, but it had already ended {}; nothing changed",
+                    self.phase
+                ),
+            };
+            self.notices.push(Notice {
+                kind: NoticeKind::CancelIgnored,
+                file: file.clone(),
+                version: order.version.clone(),
+                commit: order.commit.clone(),
+                at: now,
+                message,
+            });
+            self.transition(now);
+            return CancelOutcome::Ignored;
+        }
+        let mut cancellation = order.cancel.clone();
+        cancellation.at = now;
+        let why = cancellation.describe();
+        let mut take_back = Vec::new();
+        for cluster in &mut self.clusters {
+            match cluster.phase {
+                ClusterPhase::Pending | ClusterPhase::Dispatched => {
+                    if let (ClusterPhase::Dispatched, Some(sequence)) =
+                        (cluster.phase, cluster.task_sequence)
+                    {
+                        take_back.push((cluster.name.clone(), sequence));
+                    }
+                    cluster.phase = ClusterPhase::Cancelled;
+                    cluster.finished_at = Some(now);
+                    cluster.error = Some(format!("{why}, before it started"));
+                    cluster.final_text = Some(format!(
+                        "This investigation was {why}, before it started: nothing ran in this cluster."
+                    ));
+                }
+                ClusterPhase::Running => {
+                    cluster.phase = ClusterPhase::Cancelled;
+                    cluster.error = Some(why.clone());
+                    cluster.awaiting_report = true;
+                    cluster.final_text = Some(format!(
+                        "This investigation was {why}, while it ran. Its runner was told to stop \
+                         the agent; the partial report replaces this text when it arrives."
+                    ));
+                }
+                _ => {}
+            }
+        }
+        self.cancellation = Some(cancellation);
+        self.transition(now);
+        CancelOutcome::Cancelled(take_back)
     }
 
     /// Refuses a new request because its engineer already has `active` requests in flight,
@@ -562,6 +656,11 @@ impl RequestState {
         let Some(state) = self.clusters.iter_mut().find(|c| c.name == result.cluster) else {
             return Applied::UnknownCluster;
         };
+        if state.awaiting_report {
+            state.take_partial_report(result, budget);
+            self.transition(now);
+            return Applied::Changed;
+        }
         if state.phase.is_final() {
             return Applied::AlreadyFinal;
         }
@@ -659,6 +758,15 @@ impl RequestState {
 
     /// Every cluster is final: the request ends, with a reason unless all completed.
     fn finish(&mut self) {
+        if let Some(cancellation) = &self.cancellation {
+            self.phase = RequestPhase::Cancelled;
+            self.error = Some(format!(
+                "{} at {}",
+                cancellation.describe(),
+                rfc3339(cancellation.at)
+            ));
+            return;
+        }
         let any = |phase| self.clusters.iter().any(|c| c.phase == phase);
         let (phase, cluster_phase) = if self
             .clusters
@@ -738,6 +846,7 @@ impl RequestState {
                 updated_at: self.updated_at,
                 verification: self.accepted.verification.clone(),
                 notices: self.notices.clone(),
+                cancelled: self.cancellation.clone(),
             },
             request: Some(RequestSummary::of(&self.accepted.request)),
             reports,
@@ -770,7 +879,31 @@ impl ClusterState {
             interrupted: None,
             progress: None,
             recorded: None,
+            awaiting_report: false,
         }
+    }
+
+    /// The partial report of a run that was cancelled while it ran: what the agent found
+    /// and spent so far. The cluster stays `cancelled`, with the cancel as its error.
+    fn take_partial_report(&mut self, result: &TaskResult, budget: usize) {
+        self.awaiting_report = false;
+        self.started_at = Some(result.started_at);
+        self.finished_at = Some(result.finished_at);
+        self.cost_usd = Some(result.cost_usd);
+        self.num_turns = Some(result.num_turns);
+        let (kept, dropped) = within_budget(&result.permission_denials, budget / 4);
+        self.permission_denials = kept;
+        self.permission_denials_dropped = dropped;
+        let why = self.error.clone().unwrap_or_default();
+        let text = if result.final_text.trim().is_empty() {
+            format!("This investigation was {why}, while it ran; the agent had no findings yet.")
+        } else {
+            format!(
+                "> This investigation was {why}, while it ran: what follows is partial.\n\n{}",
+                result.final_text
+            )
+        };
+        self.final_text = Some(truncate(&text, budget));
     }
 
     /// This cluster's line in `status.json`.
@@ -1632,5 +1765,124 @@ pub(crate) mod tests {
             Some(Step::PublishStatus)
         );
         assert_eq!(state.snapshot().status.notices, vec![notice]);
+    }
+
+    fn order(version: &str) -> CancelOrder {
+        CancelOrder {
+            id: RequestId::new("r1").expect("valid id"),
+            cancel: Cancellation {
+                by: "alice".to_owned(),
+                requested_at: at(20),
+                at: at(20),
+                reason: Some("wrong cluster".to_owned()),
+                file: "requests/cancel/r1.yaml".to_owned(),
+                verified: true,
+            },
+            version: version.to_owned(),
+            commit: "c3".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_cancel_ends_queued_and_running_clusters_and_keeps_the_partial_report() {
+        let mut state = request(
+            &["hub", "prod-1", "prod-2"],
+            Some(CoordinationMode::Sequential),
+        );
+        settle(&mut state, at(1));
+        assert_eq!(
+            state.on_started(&name("hub"), "r-0", at(10), 1, at(10)),
+            Applied::Changed
+        );
+        let CancelOutcome::Cancelled(take_back) = state.cancel(&order("v1"), at(30)) else {
+            panic!("cancelled");
+        };
+        assert!(take_back.is_empty(), "sequential: nothing else was queued");
+        assert_eq!(state.phase, RequestPhase::Cancelled);
+        assert!(
+            state
+                .clusters
+                .iter()
+                .all(|c| c.phase == ClusterPhase::Cancelled)
+        );
+        let error = state.error.clone().expect("a reason");
+        assert!(
+            error.starts_with("cancelled by alice: wrong cluster at "),
+            "{error}"
+        );
+        let snapshot = state.snapshot();
+        let cancelled = snapshot.status.cancelled.expect("who, when, why");
+        assert_eq!((cancelled.by.as_str(), cancelled.at), ("alice", at(30)));
+        assert!(
+            snapshot.reports[&name("prod-1")]
+                .final_text
+                .contains("before it started")
+        );
+
+        // The runner's partial report of the running cluster is kept; the phase stays.
+        let partial = result(
+            "hub",
+            Outcome::Cancelled,
+            Some("interrupted"),
+            "found a slow etcd",
+        );
+        assert_eq!(state.on_finished(&partial, at(35)), Applied::Changed);
+        let hub = &state.clusters[0];
+        assert_eq!(hub.phase, ClusterPhase::Cancelled);
+        assert_eq!(
+            hub.error.as_deref(),
+            Some("cancelled by alice: wrong cluster")
+        );
+        let text = hub.final_text.as_deref().expect("report");
+        assert!(
+            text.contains("what follows is partial") && text.contains("found a slow etcd"),
+            "{text}"
+        );
+        assert_eq!(state.on_finished(&partial, at(36)), Applied::AlreadyFinal);
+
+        // A repeated order changes nothing; a second cancel file gets a notice only.
+        let revision = state.revision;
+        assert_eq!(state.cancel(&order("v1"), at(40)), CancelOutcome::Repeat);
+        assert_eq!(state.revision, revision);
+        assert_eq!(state.cancel(&order("v2"), at(41)), CancelOutcome::Ignored);
+        assert_eq!(state.phase, RequestPhase::Cancelled);
+        assert_eq!(state.notices.len(), 1);
+        assert_eq!(state.notices[0].kind, NoticeKind::CancelIgnored);
+        assert!(
+            state.notices[0]
+                .message
+                .contains("already cancelled by alice")
+        );
+    }
+
+    #[test]
+    fn a_cancel_of_a_finished_request_changes_nothing_but_a_notice() {
+        let mut state = request(&["hub"], None);
+        settle(&mut state, at(1));
+        state.on_started(&name("hub"), "r-0", at(10), 1, at(10));
+        state.on_finished(&result("hub", Outcome::Completed, None, "done"), at(20));
+        assert_eq!(state.phase, RequestPhase::Completed);
+        let before = state.clone();
+        assert_eq!(state.cancel(&order("v1"), at(30)), CancelOutcome::Ignored);
+        assert_eq!(state.phase, RequestPhase::Completed);
+        assert_eq!(state.clusters, before.clusters);
+        assert_eq!(state.cancellation, None);
+        assert!(
+            state.notices[0].message.contains("already ended completed"),
+            "{:?}",
+            state.notices
+        );
+        let queued = {
+            let mut parallel = request(&["hub", "prod-1"], Some(CoordinationMode::Parallel));
+            settle(&mut parallel, at(1));
+            for cluster in &mut parallel.clusters {
+                cluster.task_sequence = Some(7);
+            }
+            parallel.cancel(&order("v1"), at(2))
+        };
+        assert_eq!(
+            queued,
+            CancelOutcome::Cancelled(vec![(name("hub"), 7), (name("prod-1"), 7)])
+        );
     }
 }

@@ -20,6 +20,7 @@
 //! cursor is no longer an ancestor of the head, every request file present at the head whose
 //! `results/<id>/status.json` does not exist yet is published.
 
+mod cancels;
 mod config;
 mod metrics;
 mod mirror;
@@ -328,8 +329,10 @@ impl Gateway {
             records: &self.bucket,
         };
         let verdicts = scanner.scan(&range, &head).await?;
+        // After the requests: a request and its cancel in one push are both seen, in order.
+        let cancels = scanner.scan_cancels(&range, &head).await?;
         self.save_cursor(&head).await?;
-        info!(head = %head, files = verdicts.len(), "processed up to head");
+        info!(head = %head, files = verdicts.len(), cancels, "processed up to head");
         Ok(())
     }
 

@@ -534,7 +534,7 @@ impl Scanner<'_> {
     }
 
     /// The git object id of the file accepted under `id`, if a request was accepted there.
-    async fn accepted_version(&self, id: &RequestId) -> Result<Option<String>> {
+    pub(crate) async fn accepted_version(&self, id: &RequestId) -> Result<Option<String>> {
         let key = accepted_key(id);
         let value = self.records.get(&key).await.map_err(|e| Error::Record {
             action: "read",
@@ -562,7 +562,7 @@ impl Scanner<'_> {
     /// Who signed the commits that added or changed each of `paths` up to `head`, in two
     /// git processes for the whole chunk ([`Verifier::commits_of_files`]). An `Err` is git
     /// failing (retried at the next poll).
-    async fn verify(
+    pub(crate) async fn verify(
         &self,
         verifier: &Arc<Verifier>,
         head: &CommitId,
@@ -652,6 +652,7 @@ impl Scanner<'_> {
                 updated_at: warroom_proto::now(),
                 verification: None,
                 notices: Vec::new(),
+                cancelled: None,
             },
             request: request.map(|r| RequestSummary::of(&r.request)),
             reports: BTreeMap::new(),

@@ -378,6 +378,7 @@ fn planted_status(request: &str) -> String {
         updated_at: warroom_proto::now(),
         verification: None,
         notices: Vec::new(),
+        cancelled: None,
     };
     serde_json::to_string_pretty(&status).expect("a status encodes")
 }
@@ -858,6 +859,7 @@ async fn a_signed_request_edited_after_acceptance_never_runs_the_edit() {
             match GatewayMessage::decode(subject, payload).expect("a gateway message") {
                 GatewayMessage::Notice(notice) => notice.notice.kind,
                 GatewayMessage::Accepted(_) => panic!("a second acceptance of r-edit"),
+                GatewayMessage::Cancel(_) => panic!("a cancel of r-edit"),
             }
         })
         .collect();

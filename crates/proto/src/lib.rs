@@ -6,6 +6,7 @@
 //! `StatusUpdate`), the `results/<id>/status.json` contract (`RequestStatus`), and the
 //! stream, subject, consumer and bucket names. This crate does no I/O.
 
+pub mod cancel;
 pub mod ids;
 pub mod names;
 pub mod report;
@@ -30,15 +31,15 @@ pub use request::{
 };
 pub use session::SessionRequest;
 pub use status::{
-    AnswerForm, ClusterPhase, ClusterStatus, Notice, NoticeKind, Progress, Queued, RequestPhase,
-    RequestStatus, Verification,
+    AnswerForm, Cancellation, ClusterPhase, ClusterStatus, Notice, NoticeKind, Progress, Queued,
+    RequestPhase, RequestStatus, Verification,
 };
 pub use strategy::{Strategy, strategies};
 pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request};
 pub use wire::{
-    AcceptedRequest, AuditEvent, AuditKind, ClusterReport, Denial, Finding, GatewayMessage,
-    Inbound, Outcome, PublisherInput, RequestNotice, RequestSummary, RunnerHeartbeat, RunnerReport,
-    StatusUpdate, Task, TaskRecord, TaskResult, Undecodable,
+    AcceptedRequest, AuditEvent, AuditKind, CancelOrder, ClusterReport, Denial, Finding,
+    GatewayMessage, Inbound, Outcome, PublisherInput, RequestNotice, RequestSummary,
+    RunnerHeartbeat, RunnerReport, StatusUpdate, Task, TaskRecord, TaskResult, Undecodable,
 };
 
 /// The `apiVersion` of every request file this version understands.

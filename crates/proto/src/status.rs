@@ -148,9 +148,43 @@ pub struct RequestStatus {
     /// older gateways).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
-    /// What happened to the request's file after it was accepted, oldest first.
+    /// What happened to the request's file after it was accepted, oldest first (cancels
+    /// that were refused or came too late among them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<Notice>,
+    /// Who cancelled the request, when and why; set once its phase is `cancelled` by a cancel
+    /// file (absent in statuses written before cancellation existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled: Option<Cancellation>,
+}
+
+/// Who cancelled a request, when and why (`status.json`: `"cancelled": {...}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancellation {
+    /// The engineer named in the cancel file (verified with a policy).
+    pub by: String,
+    /// When the engineer asked, as the cancel file says.
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: Timestamp,
+    /// When the dispatcher ended the request.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The cancel file, e.g. `requests/cancel/<id>.yaml`.
+    pub file: String,
+    /// Whether the gateway verified who wrote the cancel file (`false` without a policy).
+    pub verified: bool,
+}
+
+impl Cancellation {
+    /// "cancelled by alice: wrong cluster", for errors and reports.
+    pub fn describe(&self) -> String {
+        match &self.reason {
+            Some(reason) => format!("cancelled by {}: {reason}", self.by),
+            None => format!("cancelled by {} (no reason given)", self.by),
+        }
+    }
 }
 
 /// How the gateway established who wrote a request.
@@ -202,6 +236,12 @@ pub enum NoticeKind {
     /// A new request file used the id of a request that was already accepted. It never
     /// runs; the results folder keeps the earlier request's results.
     IdReused,
+    /// A cancel file the secure zone refused (its writer may not cancel the request, or its
+    /// signatures do not hold, or it is invalid). Nothing changed.
+    CancelRefused,
+    /// A cancel that came after the request had finished, or after an earlier cancel.
+    /// Nothing changed.
+    CancelIgnored,
 }
 
 impl NoticeKind {
@@ -209,6 +249,8 @@ impl NoticeKind {
         match self {
             NoticeKind::ChangedAfterAcceptance => "changed_after_acceptance",
             NoticeKind::IdReused => "id_reused",
+            NoticeKind::CancelRefused => "cancel_refused",
+            NoticeKind::CancelIgnored => "cancel_ignored",
         }
     }
 }

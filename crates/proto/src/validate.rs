@@ -228,7 +228,7 @@ fn no_id() -> FieldError {
 }
 
 /// The request id from the file name.
-fn request_id(path: &Path, check: &mut Check) -> Option<RequestId> {
+pub(crate) fn request_id(path: &Path, check: &mut Check) -> Option<RequestId> {
     let stem = path.file_stem().and_then(|s| s.to_str());
     let extension = path.extension().and_then(|s| s.to_str());
     if !matches!(extension, Some("yaml" | "yml")) {

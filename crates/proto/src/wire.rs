@@ -13,7 +13,7 @@ use crate::Timestamp;
 use crate::ids::{ClusterName, ReplicaId, RequestId, ResultsDir};
 use crate::report::{CheckedReport, RunFacts};
 use crate::request::{ClusterRef, CoordinationMode, Issue, Tool, TroubleshootingRequest};
-use crate::status::{ClusterPhase, Notice, Progress, RequestStatus, Verification};
+use crate::status::{Cancellation, ClusterPhase, Notice, Progress, RequestStatus, Verification};
 
 /// An accepted request, as the gateway publishes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +40,20 @@ pub struct AcceptedRequest {
 pub enum GatewayMessage {
     Accepted(Box<AcceptedRequest>),
     Notice(RequestNotice),
+    /// A cancel file the gateway verified and authorized: the dispatcher ends the request.
+    Cancel(CancelOrder),
+}
+
+/// An authorized cancellation of a request, from the gateway for the dispatcher, published
+/// on the request's subject with `cancel-<id>-<file version>` as its deduplication id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelOrder {
+    pub id: RequestId,
+    pub cancel: Cancellation,
+    /// The git object id of the cancel file (a second cancel file is a second order).
+    pub version: String,
+    /// The commit at which the gateway saw the cancel file.
+    pub commit: String,
 }
 
 /// Something about an accepted request's file that is answered in its `status.json`, not
@@ -388,8 +402,17 @@ impl Inbound for GatewayMessage {
         struct Probe {
             #[serde(default)]
             notice: Option<serde::de::IgnoredAny>,
+            #[serde(default)]
+            cancel: Option<serde::de::IgnoredAny>,
         }
         let probe: Probe = json("a gateway message", payload)?;
+        if probe.cancel.is_some() {
+            let order: CancelOrder = json("a cancel order", payload)?;
+            return match subject {
+                crate::Subject::Request(id) if *id == order.id => Ok(GatewayMessage::Cancel(order)),
+                _ => Err(mismatch("the cancel of", &order.id, subject)),
+            };
+        }
         if probe.notice.is_none() {
             return AcceptedRequest::decode(subject, payload)
                 .map(|accepted| GatewayMessage::Accepted(Box::new(accepted)));

@@ -666,6 +666,7 @@ mod tests {
             updated_at: time::macros::datetime!(2026-11-23 12:00 UTC),
             verification: None,
             notices: Vec::new(),
+            cancelled: None,
         }
     }
 

@@ -507,6 +507,7 @@ mod tests {
                 updated_at: warroom_proto::now(),
                 verification: None,
                 notices: Vec::new(),
+                cancelled: None,
             },
             request: None,
             reports,

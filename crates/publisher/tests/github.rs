@@ -228,6 +228,7 @@ fn update(
             updated_at: warroom_proto::now(),
             verification: None,
             notices: Vec::new(),
+            cancelled: None,
         },
         request: None,
         reports: BTreeMap::new(),

@@ -302,6 +302,7 @@ fn status(id: &str, phase: RequestPhase, revision: u64) -> StatusUpdate {
             updated_at: warroom_proto::now(),
             verification: None,
             notices: Vec::new(),
+            cancelled: None,
         },
         request: Some(RequestSummary {
             name: "etcd-latency".to_owned(),

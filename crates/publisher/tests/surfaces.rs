@@ -86,6 +86,7 @@ fn update(id: &str, phase: RequestPhase, revision: u64) -> StatusUpdate {
             updated_at: warroom_proto::now(),
             verification: None,
             notices: Vec::new(),
+            cancelled: None,
         },
         request: None,
         reports: BTreeMap::new(),

@@ -107,6 +107,10 @@ pub struct Run {
     /// The run was stopped because the runner was told to stop (`cancel`), not by the model or
     /// the timeout.
     pub cancelled: bool,
+    /// The stop came because the request was cancelled (its task record said so), not
+    /// because the runner shuts down: the run is reported `cancelled`, not handed back. Set
+    /// by the caller that watched the record.
+    pub request_cancelled: bool,
     pub result: Option<RunResult>,
     /// The model's last text, the partial report when there is no result.
     pub last_text: Option<String>,
@@ -128,6 +132,7 @@ pub async fn run(launch: &Launch, items: mpsc::Sender<Item>, cancel: Cancellatio
             return Run {
                 ending,
                 cancelled: false,
+                request_cancelled: false,
                 result: None,
                 last_text: None,
                 stderr: String::new(),
@@ -243,6 +248,7 @@ impl Started {
         Run {
             ending,
             cancelled: matches!(watch.stopping, Some((StopReason::Cancel, _))),
+            request_cancelled: false,
             result: watch.result,
             last_text: watch.last_text,
             stderr,

@@ -41,6 +41,39 @@ pub fn decide(record: Result<Option<TaskRecord>, String>, attempt: u32) -> Verdi
     }
 }
 
+/// How often a running task's record is read to learn that its request was cancelled: one
+/// direct get per running task and interval, the only read a runner's NATS user may make of
+/// the bucket. It bounds the time from the dispatcher's cancel to the agent's SIGINT.
+pub const CANCEL_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The error of a run stopped because its request was cancelled (`status.json` says who
+/// cancelled it and why).
+pub const CANCELLED_REASON: &str = "the request was cancelled while the agent ran; the agent \
+     was interrupted (SIGINT), then every process of the run was killed";
+
+/// Returns once the task's record says `cancelled`, reading it every `every`. A record that
+/// cannot be read is read again at the next interval: only the dispatcher's word cancels.
+pub async fn cancelled(
+    bus: &Bus,
+    cluster: &ClusterName,
+    request: &RequestId,
+    every: std::time::Duration,
+) {
+    let key = names::task_record_key(cluster, request);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match bus.read_key::<TaskRecord>(names::TASKS_BUCKET, &key).await {
+            Ok(Some(record)) if record.phase == ClusterPhase::Cancelled => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(cause = %e, "cannot read the task's record to check for a cancel; trying again")
+            }
+        }
+    }
+}
+
 /// Why a task delivered after [`MAX_RUNS`] runs fails instead of running.
 pub fn too_many_runs_reason(attempt: u32) -> String {
     format!(

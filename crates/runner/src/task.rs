@@ -277,7 +277,7 @@ impl Runner {
         let (run, decisions, spend) = self
             .run_in_workspace(task, &rules, &mut events, stop.clone())
             .await;
-        if run.cancelled {
+        if run.cancelled && !run.request_cancelled {
             // Whatever of the run's events can still go out in the grace period does.
             let _ = tokio::time::timeout(crate::FLUSH_TIMEOUT, outbox.drained()).await;
             return Done::HandedBack;
@@ -339,7 +339,11 @@ impl Runner {
             self.max_turns,
             &run.stderr,
         );
-        let (outcome, error) = spend.judge(outcome, error);
+        let (outcome, error) = if run.request_cancelled {
+            (Outcome::Cancelled, Some(rerun::CANCELLED_REASON.to_owned()))
+        } else {
+            spend.judge(outcome, error)
+        };
         let mut denials: Vec<Denial> = run
             .result
             .as_ref()
@@ -583,7 +587,9 @@ impl Runner {
 
     /// Runs the agent and queues its tool calls and results as they come. NATS being
     /// unreachable does not stop the agent: the run's outbox keeps its events until it is
-    /// back. Only shutdown cancels the run.
+    /// back. Shutdown stops the run (handed back), and so does the request's cancellation,
+    /// which the task's record says ([`rerun::cancelled`], checked every
+    /// [`rerun::CANCEL_CHECK`]; the run is then reported `cancelled`).
     async fn run_agent(
         &self,
         launch: &Launch,
@@ -593,6 +599,7 @@ impl Runner {
     ) -> Run {
         let (items_tx, mut items_rx) = mpsc::channel::<Item>(64);
         let cancel = stop.child_token();
+        let request = &events.request.clone();
         let queueing = async {
             while let Some(item) = items_rx.recv().await {
                 let kind = match item {
@@ -632,8 +639,22 @@ impl Runner {
                 events.push(kind);
             }
         };
-        let (run, ()) = tokio::join!(agent::run(launch, items_tx, cancel), queueing);
-        run
+        let running = async {
+            let (run, ()) = tokio::join!(agent::run(launch, items_tx, cancel.clone()), queueing);
+            run
+        };
+        tokio::pin!(running);
+        let watch = rerun::cancelled(&self.bus, &self.cluster, request, rerun::CANCEL_CHECK);
+        tokio::select! {
+            run = &mut running => run,
+            () = watch => {
+                info!("the request was cancelled; stopping the agent (SIGINT, then its processes killed after the grace period)");
+                cancel.cancel();
+                let mut run = running.await;
+                run.request_cancelled = true;
+                run
+            }
+        }
     }
 }
 
@@ -642,6 +663,7 @@ fn not_started(reason: String) -> Run {
     Run {
         ending: Ending::SpawnFailed(reason),
         cancelled: false,
+        request_cancelled: false,
         result: None,
         last_text: None,
         stderr: String::new(),

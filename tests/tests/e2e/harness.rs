@@ -139,6 +139,12 @@ impl Pipeline {
         self.engineer.push();
     }
 
+    /// The folder below which the stack keeps its state, the runners' workspaces and every
+    /// agent's `HOME` among them.
+    pub fn state_dir(&self) -> &Path {
+        self._state.path()
+    }
+
     /// The public key file of the publisher's signing key (the stack makes a throwaway one).
     pub fn publisher_key_file(&self) -> PathBuf {
         self.stack

@@ -1,5 +1,6 @@
 //! Workspace-level end-to-end tests: one test binary, one module per area.
 
+mod cancel;
 mod claude_cli;
 mod docs;
 mod everyday;

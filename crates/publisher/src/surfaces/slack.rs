@@ -380,6 +380,7 @@ mod tests {
             updated_at: warroom_proto::now(),
             verification: None,
             notices: Vec::new(),
+            cancelled: None,
         }
     }
 

@@ -212,6 +212,7 @@ mod tests {
             updated_at: warroom_proto::now(),
             verification: None,
             notices: Vec::new(),
+            cancelled: None,
         }
     }
 

@@ -1,0 +1,161 @@
+//! `claude-warroom cancel`: asks the secure zone to stop a request, by pushing a cancel file.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use warroom_proto::RequestId;
+use warroom_proto::cancel::{CANCEL_DIR, CancelMetadata, CancelRequest, CancelSpec, KIND_CANCEL};
+
+use crate::git::{REMOTE, Repo};
+use crate::investigate::{
+    SIGNING_HELP, commit_file, default_engineer, push, warn_unpushed, write_new,
+};
+
+/// Cancel a request: write, commit and push `requests/cancel/<ID>.yaml`.
+///
+/// The secure zone stops the request's agents (SIGINT, a grace period, then every process
+/// killed) and its tasks that have not started never run. `status.json` then shows the phase
+/// `cancelled` with who cancelled it, when and why; the reports and audit lines so far are
+/// kept. Only the engineer who asked for the request, or an admin of the secure zone's
+/// policy, may cancel it, and with a policy the commit must be signed like a request. A
+/// cancel that is refused, or that comes after the request finished, changes nothing and is
+/// answered in the request's `status.json` (`notices`).
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  claude-warroom cancel 2026-12-07-1030-api-timeout-3fa2c1 --reason \"wrong cluster\"
+  claude-warroom status 2026-12-07-1030-api-timeout-3fa2c1
+
+Exit codes: 0 written, committed and pushed; 1 the id or reason is invalid, a cancel of this
+request was already written, or git failed (nothing is pushed); 2 usage error.")]
+pub struct Args {
+    /// The id of the request to cancel (what `investigate` printed).
+    #[arg(value_name = "ID")]
+    pub id: String,
+
+    /// Why, shown in the request's status.json and report (at most 1024 bytes).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+
+    /// Who is asking. Default: `git config user.email` of the repository, else `user.name`,
+    /// else $USER.
+    #[arg(long, value_name = "WHO", env = "WARROOM_ENGINEER")]
+    pub engineer: Option<String>,
+
+    /// A clone of the warroom repository.
+    #[arg(long, value_name = "DIR", env = "WARROOM_REPO", default_value = ".")]
+    pub repo: PathBuf,
+
+    /// Commit, but do not push (push later with `git push`).
+    #[arg(long)]
+    pub no_push: bool,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    if let Some(problem) = RequestId::problem(&args.id) {
+        bail!("ID: the request id `{}` {problem}", args.id);
+    }
+    let repo = Repo::open(&args.repo)?;
+    let branch = match (repo.current_branch(), args.no_push) {
+        (Some(branch), _) => Some(branch),
+        (None, true) => None,
+        (None, false) => bail!(
+            "{} is on a detached HEAD; check out the branch the secure zone follows (usually \
+             `main`) or pass --no-push",
+            repo.root().display()
+        ),
+    };
+    let engineer = match &args.engineer {
+        Some(engineer) => engineer.clone(),
+        None => default_engineer(&repo)?,
+    };
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .context("truncating the time")?;
+    let cancel = CancelRequest {
+        api_version: warroom_proto::API_VERSION.to_owned(),
+        kind: KIND_CANCEL.to_owned(),
+        metadata: CancelMetadata {
+            engineer,
+            timestamp: now,
+        },
+        spec: CancelSpec {
+            reason: args.reason.clone(),
+        },
+    };
+    let relative = format!("{CANCEL_DIR}{}.yaml", args.id);
+    let yaml = serde_yaml_ng::to_string(&cancel).context("serializing the cancel file")?;
+    // The exact check the gateway makes; only a file that passes it is written.
+    warroom_proto::cancel::parse_cancel(Path::new(&relative), yaml.as_bytes()).map_err(
+        |errors| {
+            let lines: Vec<String> = errors
+                .errors
+                .iter()
+                .map(|e| match e.field.as_str() {
+                    "spec.reason" => format!("--reason: {}", e.message),
+                    "metadata.engineer" => format!("--engineer: {}", e.message),
+                    _ => e.to_string(),
+                })
+                .collect();
+            anyhow::anyhow!("the cancel file would be invalid:\n{}", lines.join("\n"))
+        },
+    )?;
+    if let Some(branch) = &branch {
+        let rev = format!("{REMOTE}/{branch}");
+        let pending = format!("requests/pending/{}.yaml", args.id);
+        if repo.has_commit(&rev)? && repo.read_at(&rev, &pending)?.is_none() {
+            eprintln!(
+                "warning: {rev} has no {pending}; the secure zone answers a cancel of a request \
+                 it does not know by ignoring it"
+            );
+        }
+        if !args.no_push {
+            warn_unpushed(&repo, branch);
+        }
+    }
+
+    let path = repo.root().join(&relative);
+    write_new(&path, &yaml).context("a cancel of this request was already written")?;
+    if let Err(err) = commit_file(&repo, &relative, &format!("cancel: {}", args.id)) {
+        let _ = repo.try_output(&[
+            "rm",
+            "--cached",
+            "--quiet",
+            "--ignore-unmatch",
+            "--",
+            &relative,
+        ]);
+        let _ = std::fs::remove_file(&path);
+        return Err(err.context(format!(
+            "committing {relative} failed; nothing was committed"
+        )));
+    }
+    eprintln!("committed {relative}");
+    let signed = repo.is_signed("HEAD")?;
+    if !signed {
+        eprintln!(
+            "warning: this commit is not signed; a secure zone with a policy will refuse the \
+             cancel: set up commit signing with: {SIGNING_HELP}"
+        );
+    }
+    match &branch {
+        Some(branch) if !args.no_push => {
+            push(&repo, branch, signed).with_context(|| {
+                format!(
+                    "the cancel of {} is committed in {} but was not pushed; run `git push` \
+                     there once the problem is fixed",
+                    args.id,
+                    repo.root().display()
+                )
+            })?;
+            eprintln!(
+                "pushed to {REMOTE}/{branch}; follow it with: claude-warroom status {}",
+                args.id
+            );
+        }
+        _ => eprintln!("not pushed (--no-push); push with `git push` to submit it"),
+    }
+    println!("{}", args.id);
+    Ok(ExitCode::SUCCESS)
+}
