@@ -59,9 +59,16 @@ impl CapturedRequest {
             .map(|(_, value)| value.as_str())
     }
 
-    /// Whether the server answered it with a turn of the script.
+    /// Whether the server answered it with a turn of the script (the CLI's structured-output
+    /// nudge included: see [`CapturedRequest::is_nudge`]).
     pub fn is_turn(&self) -> bool {
         matches!(self.answer, Answer::Turn { .. })
+    }
+
+    /// Whether it is the CLI's one nudge to answer in the `--json-schema` form, sent after the
+    /// model ended in plain text: not a step of the agent's investigation.
+    pub fn is_nudge(&self) -> bool {
+        self.last_user_text().contains(crate::server::STRUCTURED_OUTPUT_NUDGE)
     }
 
     /// The `model` the CLI asked for.

@@ -103,11 +103,20 @@ impl ScriptedModel {
         self.shared.snapshot()
     }
 
-    /// Only the requests answered with a turn of the script.
+    /// The agent's turns: the requests answered with a turn of the script, without the CLI's
+    /// structured-output nudges ([`ScriptedModel::nudges`]).
     pub fn turn_requests(&self) -> Vec<CapturedRequest> {
         self.requests()
             .into_iter()
-            .filter(CapturedRequest::is_turn)
+            .filter(|r| r.is_turn() && !r.is_nudge())
+            .collect()
+    }
+
+    /// The CLI's nudges to answer in the `--json-schema` form, each answered by the script.
+    pub fn nudges(&self) -> Vec<CapturedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.is_turn() && r.is_nudge())
             .collect()
     }
 
@@ -385,7 +394,7 @@ async fn messages(
 
 /// What the CLI (2.1.330) sends as a user message when the model ended without calling the
 /// `StructuredOutput` tool `--json-schema` added.
-const STRUCTURED_OUTPUT_NUDGE: &str = "[structured-output-enforce]";
+pub(crate) const STRUCTURED_OUTPUT_NUDGE: &str = "[structured-output-enforce]";
 
 fn plan(script: &Script, request: &CapturedRequest) -> Plan {
     // The CLI's agent loop always sends its tool list (an empty one under `--tools ""`);
@@ -413,16 +422,10 @@ fn plan(script: &Script, request: &CapturedRequest) -> Plan {
         Selection::Exhausted {
             conversation, turn, ..
         } if request.last_user_text().contains(STRUCTURED_OUTPUT_NUDGE)
-            && matches!(
-                script.conversations[conversation].turns.last(),
-                Some(Turn::Text { .. })
-            ) =>
+            && final_text(&script.conversations[conversation].turns).is_some() =>
         {
             Plan::Reply {
-                turn: script.conversations[conversation]
-                    .turns
-                    .last()
-                    .cloned()
+                turn: final_text(&script.conversations[conversation].turns)
                     .unwrap_or_else(|| Turn::text("")),
                 conversation,
                 turn_index: turn,
@@ -453,6 +456,16 @@ fn plan(script: &Script, request: &CapturedRequest) -> Plan {
             ),
         },
     }
+}
+
+/// The text a conversation ends with (a delayed one's, answered without its delay), if it
+/// ends in text.
+fn final_text(turns: &[Turn]) -> Option<Turn> {
+    let mut last = turns.last()?;
+    while let Turn::Delayed { turn, .. } = last {
+        last = turn;
+    }
+    matches!(last, Turn::Text { .. }).then(|| last.clone())
 }
 
 async fn answer_turn(
