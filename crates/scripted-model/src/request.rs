@@ -68,7 +68,8 @@ impl CapturedRequest {
     /// Whether it is the CLI's one nudge to answer in the `--json-schema` form, sent after the
     /// model ended in plain text: not a step of the agent's investigation.
     pub fn is_nudge(&self) -> bool {
-        self.last_user_text().contains(crate::server::STRUCTURED_OUTPUT_NUDGE)
+        self.last_user_text()
+            .contains(crate::server::STRUCTURED_OUTPUT_NUDGE)
     }
 
     /// The `model` the CLI asked for.
