@@ -9,7 +9,7 @@ use warroom_proto::cancel::{CANCEL_DIR, CancelMetadata, CancelRequest, CancelSpe
 
 use crate::git::{REMOTE, Repo};
 use crate::investigate::{
-    SIGNING_HELP, commit_file, default_engineer, push, warn_unpushed, write_new,
+    SIGNING_HELP, commit_new_file, default_engineer, push, warn_unpushed, write_new,
 };
 
 /// Cancel a request: write, commit and push `requests/cancel/<ID>.yaml`.
@@ -117,22 +117,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     let path = repo.root().join(&relative);
     write_new(&path, &yaml).context("a cancel of this request was already written")?;
-    if let Err(err) = commit_file(&repo, &relative, &format!("cancel: {}", args.id)) {
-        let _ = repo.try_output(&[
-            "rm",
-            "--cached",
-            "--quiet",
-            "--ignore-unmatch",
-            "--",
-            &relative,
-        ]);
-        let _ = std::fs::remove_file(&path);
-        return Err(err.context(format!(
-            "committing {relative} failed; nothing was committed"
-        )));
-    }
-    eprintln!("committed {relative}");
-    let signed = repo.is_signed("HEAD")?;
+    let signed = commit_new_file(&repo, &relative, &format!("cancel: {}", args.id))?;
     if !signed {
         eprintln!(
             "warning: this commit is not signed; a secure zone with a policy will refuse the \

@@ -296,23 +296,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     let path = repo.root().join(&relative);
     write_new(&path, &yaml)?;
-    if let Err(err) = commit(&repo, &relative, &id) {
-        // Leave the clone as it was, so that running the command again is clean.
-        let _ = repo.try_output(&[
-            "rm",
-            "--cached",
-            "--quiet",
-            "--ignore-unmatch",
-            "--",
-            &relative,
-        ]);
-        let _ = std::fs::remove_file(&path);
-        return Err(err.context(format!(
-            "committing {relative} failed; nothing was committed"
-        )));
-    }
-    eprintln!("committed {relative}");
-    let signed = repo.is_signed("HEAD")?;
+    let signed = commit_new_file(&repo, &relative, &format!("request: {id}"))?;
     if !signed {
         eprintln!(
             "warning: this commit is not signed; a secure zone with a policy will reject it: set \
@@ -589,18 +573,34 @@ pub(crate) fn write_new(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Commits only the request file: a pathspec on `git commit` leaves whatever else the
-/// engineer has staged out of the commit and still staged.
+/// Commits the file `relative` just written, alone, and says whether the commit is signed.
+/// When the commit fails, the file is unstaged and removed again, so that running the
+/// command again is clean.
+pub(crate) fn commit_new_file(repo: &Repo, relative: &str, message: &str) -> Result<bool> {
+    if let Err(err) = commit_file(repo, relative, message) {
+        let _ = repo.try_output(&[
+            "rm",
+            "--cached",
+            "--quiet",
+            "--ignore-unmatch",
+            "--",
+            relative,
+        ]);
+        let _ = std::fs::remove_file(repo.root().join(relative));
+        return Err(err.context(format!(
+            "committing {relative} failed; nothing was committed"
+        )));
+    }
+    eprintln!("committed {relative}");
+    repo.is_signed("HEAD")
+}
+
+/// Commits only `relative`, with `message`: a pathspec on `git commit` leaves whatever else
+/// the engineer has staged out of the commit and still staged.
 ///
 /// With a `user.signingkey` configured it passes `-S`, so the commit is signed even without
 /// `commit.gpgsign=true`: a secure zone with a policy accepts only signed requests.
-fn commit(repo: &Repo, relative: &str, id: &str) -> Result<()> {
-    commit_file(repo, relative, &format!("request: {id}"))
-}
-
-/// Commits only `relative`, with `message`, signed when the engineer's git has a key
-/// (see [`commit`]).
-pub(crate) fn commit_file(repo: &Repo, relative: &str, message: &str) -> Result<()> {
+fn commit_file(repo: &Repo, relative: &str, message: &str) -> Result<()> {
     repo.output(&["add", "--", relative])?;
     let mut args = vec!["commit", "--quiet"];
     if repo.signing() == Signing::WithKey {

@@ -16,10 +16,8 @@ use warroom_access::Refusal;
 use warroom_git::CommitId;
 use warroom_proto::cancel::{CANCEL_DIR, MAX_CANCEL_FILE_BYTES, ValidatedCancel, parse_cancel};
 use warroom_proto::{
-    CancelOrder, Cancellation, FieldError, Notice, NoticeKind, RequestId, RequestNotice, Subject,
-    ValidationErrors,
+    CancelOrder, Cancellation, FieldError, NoticeKind, RequestId, Subject, ValidationErrors,
 };
-use warroom_runtime::config::short_hash;
 
 use crate::Result;
 use crate::mirror::Blob;
@@ -187,22 +185,8 @@ impl Scanner<'_> {
         head: &CommitId,
     ) -> Result<()> {
         warn!(request = %id, file = %path, reason = %message, "cancel refused");
-        let notice = RequestNotice {
-            id: id.clone(),
-            notice: Notice {
-                kind: NoticeKind::CancelRefused,
-                file: path.to_owned(),
-                version: blob.id.clone(),
-                commit: head.to_string(),
-                at: warroom_proto::now(),
-                message,
-            },
-        };
-        let dedup = format!("{id}-notice-{}-{}", short_hash(path, 8), blob.id);
-        self.bus
-            .publish(&Subject::Request(id.clone()), Some(&dedup), &notice)
-            .await?;
-        Ok(())
+        self.publish_notice(id, NoticeKind::CancelRefused, path, blob, head, message)
+            .await
     }
 }
 

@@ -513,6 +513,21 @@ impl Scanner<'_> {
                 ),
             )
         };
+        self.publish_notice(id, kind, path, blob, head, message)
+            .await?;
+        Ok(true)
+    }
+
+    /// Publishes a notice about the file `path` at `blob` for request `id`'s `status.json`.
+    pub(crate) async fn publish_notice(
+        &self,
+        id: &RequestId,
+        kind: NoticeKind,
+        path: &str,
+        blob: &Blob,
+        head: &CommitId,
+        message: String,
+    ) -> Result<()> {
         let notice = RequestNotice {
             id: id.clone(),
             notice: Notice {
@@ -530,7 +545,7 @@ impl Scanner<'_> {
         self.bus
             .publish(&Subject::Request(id.clone()), Some(&dedup), &notice)
             .await?;
-        Ok(true)
+        Ok(())
     }
 
     /// The git object id of the file accepted under `id`, if a request was accepted there.
