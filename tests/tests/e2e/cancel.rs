@@ -294,14 +294,25 @@ async fn cancelling_stops_a_running_agent_and_a_queued_task_and_changes_nothing_
     pipeline.shutdown().await;
 }
 
+/// Commits `text` as `path`, signed with `key`, and pushes. The publisher pushes results
+/// meanwhile, so a push can be refused as stale: the commit is then made again on the new
+/// head (a rebase would drop its signature), as an engineer would.
 fn commit_and_push(clone: &WorkClone, path: &str, text: &str, key: Option<&SshKey>) {
-    clone.pull();
-    clone.write(path, text);
-    clone.git(["add", "--all"]);
-    let mut args = key.map(SshKey::signing_args).unwrap_or_default();
-    args.extend(["commit", "--quiet", "--message", "cancel"].map(str::to_owned));
-    clone.git(&args);
-    clone.push();
+    for attempt in 1..=5 {
+        clone.pull();
+        clone.write(path, text);
+        clone.git(["add", "--all"]);
+        let mut args = key.map(SshKey::signing_args).unwrap_or_default();
+        args.extend(["commit", "--quiet", "--message", "cancel"].map(str::to_owned));
+        clone.git(&args);
+        if attempt == 5 {
+            clone.push();
+        } else if clone.try_push().is_ok() {
+            return;
+        } else {
+            clone.git(["reset", "--quiet", "--hard", "HEAD~1"]);
+        }
+    }
 }
 
 fn cancel_yaml(engineer: &str, reason: &str) -> String {
