@@ -634,6 +634,10 @@ fn the_argo_cd_project_allows_exactly_what_deploy_ships() {
         "session-exec example".to_string(),
         render_deploy("runner/examples/hub-with-session-exec"),
     ));
+    renderings.push((
+        "publisher-configmaps example".to_string(),
+        render_deploy("examples/control-plane-with-configmaps"),
+    ));
     let found = project_problems(project, &renderings);
     assert!(
         found.is_empty(),

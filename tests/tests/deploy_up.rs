@@ -30,6 +30,8 @@ const RUNNER_OVERLAYS: &[&str] = &[
     "deploy/runner/overlays/hosted",
 ];
 const HUB_RUNNER: &str = "deploy/runner/overlays/hub";
+/// Examples of the opt-in components whose daemons must pass `--check` as rendered too.
+const EXAMPLES: &[&str] = &["deploy/examples/control-plane-with-configmaps"];
 /// How long the whole zone may take to come up and finish one request on a loaded machine.
 const ZONE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The image's `PATH` for the programs a daemon runs (git, ssh-keygen, timeout).
@@ -229,7 +231,10 @@ fn every_daemon_passes_its_check_as_rendered() {
     let mut report = String::new();
     let mut failed = Vec::new();
     let mut checked = Vec::new();
-    for overlay in std::iter::once(&CONTROL_PLANE).chain(RUNNER_OVERLAYS) {
+    for overlay in std::iter::once(&CONTROL_PLANE)
+        .chain(RUNNER_OVERLAYS)
+        .chain(EXAMPLES)
+    {
         let rendered = Rendered::render(overlay);
         for pod in daemon_pods(&zone, &rendered, false) {
             let output = pod
@@ -268,6 +273,10 @@ fn every_daemon_passes_its_check_as_rendered() {
             .count()
             == RUNNER_OVERLAYS.len(),
         "every runner overlay renders a runner: {checked:?}"
+    );
+    assert!(
+        report.contains("ConfigMaps in namespace claude-warroom"),
+        "the configmaps example turns the publisher's ConfigMap surface on:\n{report}"
     );
     assert!(
         failed.is_empty(),

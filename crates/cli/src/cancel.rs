@@ -9,7 +9,7 @@ use warroom_proto::cancel::{CANCEL_DIR, CancelMetadata, CancelRequest, CancelSpe
 
 use crate::git::{REMOTE, Repo};
 use crate::investigate::{
-    SIGNING_HELP, commit_new_file, default_engineer, push, warn_unpushed, write_new,
+    SIGNING_HELP, branch_to_push, commit_new_file, default_engineer, push, warn_unpushed, write_new,
 };
 
 /// Cancel a request: write, commit and push `requests/cancel/<ID>.yaml`.
@@ -57,15 +57,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         bail!("ID: the request id `{}` {problem}", args.id);
     }
     let repo = Repo::open(&args.repo)?;
-    let branch = match (repo.current_branch(), args.no_push) {
-        (Some(branch), _) => Some(branch),
-        (None, true) => None,
-        (None, false) => bail!(
-            "{} is on a detached HEAD; check out the branch the secure zone follows (usually \
-             `main`) or pass --no-push",
-            repo.root().display()
-        ),
-    };
+    let branch = branch_to_push(&repo, args.no_push)?;
     let engineer = match &args.engineer {
         Some(engineer) => engineer.clone(),
         None => default_engineer(&repo)?,

@@ -224,21 +224,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
 
     let repo = Repo::open(&args.repo)?;
-    let branch = match (repo.current_branch(), args.no_push) {
-        (Some(branch), _) => Some(branch),
-        (None, true) => None,
-        (None, false) => bail!(
-            "{} is on a detached HEAD; check out the branch the secure zone follows (usually \
-             `main`) or pass --no-push",
-            repo.root().display()
-        ),
-    };
-    if !args.no_push && repo.config(&format!("remote.{REMOTE}.url")).is_none() {
-        bail!(
-            "{} has no `{REMOTE}` remote to push to; add it, or pass --no-push",
-            repo.root().display()
-        );
-    }
+    let branch = branch_to_push(&repo, args.no_push)?;
     let engineer = match &args.engineer {
         Some(engineer) => engineer.clone(),
         None => default_engineer(&repo)?,
@@ -571,6 +557,27 @@ pub(crate) fn write_new(path: &Path, text: &str) -> Result<()> {
         })?;
     file.write_all(text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The branch a new file is pushed to: the clone's current one. A detached HEAD, or a clone
+/// without the remote, is an error unless nothing is pushed (`--no-push`).
+pub(crate) fn branch_to_push(repo: &Repo, no_push: bool) -> Result<Option<String>> {
+    let branch = match (repo.current_branch(), no_push) {
+        (Some(branch), _) => Some(branch),
+        (None, true) => None,
+        (None, false) => bail!(
+            "{} is on a detached HEAD; check out the branch the secure zone follows (usually \
+             `main`) or pass --no-push",
+            repo.root().display()
+        ),
+    };
+    if !no_push && repo.config(&format!("remote.{REMOTE}.url")).is_none() {
+        bail!(
+            "{} has no `{REMOTE}` remote to push to; add it, or pass --no-push",
+            repo.root().display()
+        );
+    }
+    Ok(branch)
 }
 
 /// Commits the file `relative` just written, alone, and says whether the commit is signed.

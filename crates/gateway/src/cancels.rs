@@ -102,12 +102,19 @@ impl Scanner<'_> {
             Ok(cancel) => cancel,
             Err(errors) => {
                 warn!(file = %path, reason = %errors, "cancel file refused: invalid");
-                let decision = match &stem_id {
-                    Some(_) => Decision::Refuse(format!(
+                // Answered in the request's status.json only when there is such a request:
+                // a notice about an id nobody requested could never be applied.
+                let known = match &stem_id {
+                    Some(id) => self.accepted_version(id).await?.is_some(),
+                    None => false,
+                };
+                let decision = if known {
+                    Decision::Refuse(format!(
                         "the cancel file {path} was refused: it is invalid ({}); nothing was cancelled",
                         errors.summary()
-                    )),
-                    None => Decision::Ignore,
+                    ))
+                } else {
+                    Decision::Ignore
                 };
                 return Ok((stem_id, decision));
             }

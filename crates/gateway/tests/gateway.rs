@@ -876,6 +876,47 @@ async fn a_signed_request_edited_after_acceptance_never_runs_the_edit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_cancel_files_are_answered_only_for_requests_that_exist() {
+    // Found attacking the local stack: an invalid cancel file named after an id nobody
+    // requested made a notice the dispatcher could never apply, retried until it became a
+    // dead letter. Only a request that was accepted gets the refusal in its status.json.
+    let mut stack = Stack::new(&[]).await;
+    stack.start();
+    stack.wait_cursor(&stack.remote.head()).await;
+    stack.push(&[("requests/pending/r-known.yaml", VALID)]);
+    stack.wait_accepted("r-known").await;
+    let bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n\
+                c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n\
+                e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n";
+    let big = format!("kind: CancelRequest\n#{}\n", "x".repeat(100_000));
+    let commit = stack.push(&[
+        ("requests/cancel/r-unknown-bomb.yaml", bomb),
+        ("requests/cancel/r-unknown-big.yaml", &big),
+        ("requests/cancel/r-unknown-kind.yaml", VALID),
+        ("requests/cancel/r-known.yaml", "kind: CancelRequest\n"),
+        ("requests/cancel/r known.yaml", "kind: CancelRequest\n"),
+    ]);
+    stack.wait_cursor(&commit).await;
+    let messages = stack.messages(Stream::Requests).await;
+    let subjects: Vec<&Subject> = messages.iter().map(|(s, _)| s).collect();
+    assert_eq!(
+        messages.len(),
+        2,
+        "the acceptance and one refusal: {subjects:?}"
+    );
+    let (subject, payload) = &messages[1];
+    assert_eq!(*subject, Subject::Request(id("r-known")));
+    match GatewayMessage::decode(subject, payload).expect("a gateway message") {
+        GatewayMessage::Notice(notice) => {
+            assert_eq!(notice.notice.kind, NoticeKind::CancelRefused);
+            assert!(notice.notice.message.contains("invalid"), "{notice:?}");
+        }
+        other => panic!("not a refusal: {other:?}"),
+    }
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_request_corrected_in_place_is_judged_again() {
     let mut stack = Stack::new(&[]).await;
     let health = stack.start();
