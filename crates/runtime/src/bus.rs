@@ -492,6 +492,10 @@ const PULL_EXPIRES: Duration = Duration::from_secs(30);
 /// restarted server) and made again.
 const PULL_HEARTBEAT: Duration = Duration::from_millis(2500);
 
+/// How long [`Consumer::hand_back`] waits for the server to confirm the unsubscribe, handing
+/// back what arrives meanwhile; a server that does not answer leaves the rest to the ack wait.
+pub const HAND_BACK_WAIT: Duration = Duration::from_secs(5);
+
 /// A durable pull consumer yielding typed deliveries.
 pub struct Consumer<T> {
     bus: Bus,
@@ -570,13 +574,23 @@ impl<T: Inbound> Consumer<T> {
     }
 
     /// Hands the messages already fetched but not handled back to the server at once (rather
-    /// than after the ack wait), so another replica gets them without delay.
+    /// than after the ack wait), so another replica gets them without delay. The
+    /// subscription is drained rather than dropped, so what was already read from the socket
+    /// is handed back too; waits at most [`HAND_BACK_WAIT`] for it. A message the server sent
+    /// in the instant before it saw the unsubscribe can still be lost (async-nats closes a
+    /// drained subscription without waiting for the server's answer) and comes back after
+    /// the ack wait. The consumer pulls afresh if used again.
     pub async fn hand_back(&mut self) {
-        use futures::FutureExt as _;
-        let Some(puller) = self.messages.as_mut() else {
+        let Some(mut puller) = self.messages.take() else {
             return;
         };
-        while let Some(Some(message)) = puller.subscriber.next().now_or_never() {
+        if let Err(e) = puller.subscriber.drain().await {
+            tracing::warn!(durable = %self.spec.durable, cause = %e, "cannot drain the pull subscription");
+        }
+        let deadline = tokio::time::Instant::now() + HAND_BACK_WAIT;
+        while let Ok(Some(message)) =
+            tokio::time::timeout_at(deadline, puller.subscriber.next()).await
+        {
             if !matches!(message.status, None | Some(async_nats::StatusCode::OK)) {
                 continue;
             }

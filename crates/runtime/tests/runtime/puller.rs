@@ -156,3 +156,68 @@ async fn consumption_resumes_after_the_server_restarts() {
         "the note after the restart, not a repeat of the first"
     );
 }
+
+/// A consumer that stops with notes fetched and not handled hands them back at once: another
+/// consumer of the same durable gets every one long before the ack wait (ten minutes here)
+/// would bring them back.
+///
+/// Fails if `hand_back` leaves what the subscription holds to the ack wait (the Slack
+/// surface's takeover waited two minutes for it), or naks only part of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_consumer_hands_back_what_it_fetched() {
+    const NOTES: u64 = 200;
+    let server = NatsServer::start().await;
+    let bus = bus(&server, "puller-hand-back").await;
+    futures::stream::iter(0..NOTES)
+        .for_each_concurrent(32, |n| {
+            let bus = &bus;
+            async move { publish(bus, n).await }
+        })
+        .await;
+    let mut hand_back_spec = spec("hand-back");
+    hand_back_spec.ack_wait = std::time::Duration::from_secs(600);
+    // One pull request asks for every note.
+    hand_back_spec.batch = NOTES as usize;
+    let mut first = bus
+        .consume::<Note>(hand_back_spec.clone())
+        .await
+        .expect("consumer");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut handled = BTreeSet::new();
+    for _ in 0..5 {
+        handled.insert(next_acked(&mut first, deadline, "a note before the stop").await);
+    }
+    // Every other note is now on its way to `first`; a request on the same connection
+    // answered after the server sent them all means they have arrived.
+    let js = server.jetstream().await;
+    wait_until(
+        "every note is sent to the first consumer",
+        DEADLINE,
+        || async {
+            let Ok(stream) = js.get_stream(warroom_proto::Stream::Events.name()).await else {
+                return false;
+            };
+            stream
+                .consumer_info("hand-back")
+                .await
+                .is_ok_and(|info| info.num_pending == 0)
+        },
+    )
+    .await;
+    first
+        .pending()
+        .await
+        .expect("a round trip on the first's connection");
+    first.hand_back().await;
+    drop(first);
+
+    let mut second = bus
+        .consume::<Note>(hand_back_spec)
+        .await
+        .expect("the second consumer");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while handled.len() < NOTES as usize {
+        handled.insert(next_acked(&mut second, deadline, "a note handed back").await);
+    }
+    assert_eq!(handled, (0..NOTES).collect::<BTreeSet<_>>());
+}
