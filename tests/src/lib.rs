@@ -1,5 +1,5 @@
 //! The shared test kit: a real `nats-server` ([`NatsServer`]), a real S3-compatible server
-//! ([`S3Server`], moto), real `git` with bare remotes
+//! ([`S3Server`], moto), a fixture Slack webhook ([`SlackFixture`]), real `git` with bare remotes
 //! ([`BareRemote`], [`WorkClone`]), and waiting on conditions with a deadline ([`wait_for`]).
 //! The scripted model server that drives the real Claude Code CLI lives in
 //! `warroom-scripted-model`.
@@ -10,6 +10,7 @@ pub mod git;
 pub mod github;
 pub mod nats;
 pub mod s3;
+pub mod slack;
 pub mod tools;
 pub mod wait;
 
@@ -20,4 +21,5 @@ pub use check::{
 pub use git::{BareRemote, GitFailure, SshKey, WorkClone};
 pub use nats::{NatsCluster, NatsServer, reserved_port};
 pub use s3::S3Server;
+pub use slack::SlackFixture;
 pub use wait::{DEFAULT_TIMEOUT, wait_for, wait_for_ok, wait_until};

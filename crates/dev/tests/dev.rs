@@ -1,32 +1,39 @@
 //! `warroom-dev`, run as a new user runs it: the quick start's `demo`, and
-//! `up` against a remote an engineer pushes to, stopped with Ctrl-C. Real nats-server,
-//! real git, the real Claude Code CLI in replay mode.
+//! `up` against a remote an engineer pushes to, stopped with Ctrl-C, with the publisher's
+//! surfaces configured by their environment variables. Real nats-server, real git, the real
+//! Claude Code CLI in replay mode, a real S3-compatible server (moto) and a fixture Slack
+//! webhook.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use warroom_proto::{ClusterPhase, RequestPhase, RequestStatus};
-use warroom_testkit::{BareRemote, tools, wait_for};
+use warroom_testkit::{BareRemote, S3Server, SlackFixture, tools, wait_for, wait_for_ok};
 
 /// Two real CLI runs in replay mode take a few seconds; this only stops a hang.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a surface may take after the request's final status is in git: the Slack post
+/// and the S3 mirror's round after the push, on a loaded machine.
+const SURFACE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The binary with the tools found the way the test kit finds them and no API key, so the
-/// stack runs in replay mode whatever the machine has set.
+/// The binary with the tools found the way the test kit finds them, no API key (so the stack
+/// runs in replay mode whatever the machine has set), and none of the machine's `WARROOM_*`,
+/// `AWS_*` or GitHub settings, so that only what a test sets reaches the daemons.
 fn dev(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_warroom-dev"));
-    for var in [
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_BASE_URL",
-        "RUST_LOG",
-        "WARROOM_REPO",
-        "WARROOM_POLICY",
-        "WARROOM_INSECURE_ALLOW_UNSIGNED",
-    ] {
-        cmd.env_remove(var);
+    for (var, _) in std::env::vars_os() {
+        let name = var.to_string_lossy();
+        if ["WARROOM_", "AWS_", "ANTHROPIC_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            || ["RUST_LOG", "GITHUB_TOKEN"].contains(&name.as_ref())
+        {
+            cmd.env_remove(&var);
+        }
     }
     cmd.current_dir(dir)
         .env("WARROOM_NATS_SERVER_BIN", tools::nats_server())
@@ -94,29 +101,81 @@ fn demo_submits_the_sample_and_prints_where_the_replayed_reports_landed() {
     assert!(hub.finished_at <= hosted.started_at, "{status:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn up_runs_pushed_requests_until_interrupted() {
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let remote = BareRemote::new();
-    // The daemons log to stderr: a file, so that nothing blocks on a full pipe.
-    let log_path = dir.path().join("dev-up.log");
-    let log = std::fs::File::create(&log_path).expect("create the log");
-    let child = dev(dir.path())
-        .args([
-            "up",
-            "--repo",
-            &remote.url(),
-            "--clusters",
-            "prod-cluster-1",
-        ])
-        .args(["--poll-interval", "200ms"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start warroom-dev up");
+/// `warroom-dev up` for `prod-cluster-1` against a remote, its output in a log file.
+struct Up {
+    child: std::sync::Mutex<Child>,
+    log: PathBuf,
+}
 
+impl Up {
+    /// Starts `command` (from [`dev`], with the test's own environment added) as `up`
+    /// against `remote`, polling every 200 ms.
+    fn start(mut command: Command, dir: &Path, remote: &BareRemote) -> Up {
+        // The daemons log to stderr: a file, so that nothing blocks on a full pipe.
+        let log = dir.join("dev-up.log");
+        let file = std::fs::File::create(&log).expect("create the log");
+        let child = command
+            .args([
+                "up",
+                "--repo",
+                &remote.url(),
+                "--clusters",
+                "prod-cluster-1",
+            ])
+            .args(["--poll-interval", "200ms"])
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start warroom-dev up");
+        Up {
+            child: std::sync::Mutex::new(child),
+            log,
+        }
+    }
+
+    /// What `up` logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Fails the test, with the log, if `up` has stopped.
+    fn assert_running(&self) {
+        let stopped = self
+            .child
+            .lock()
+            .expect("child lock")
+            .try_wait()
+            .expect("poll dev up");
+        assert!(stopped.is_none(), "dev up stopped:\n{}", self.log());
+    }
+
+    /// Waits for the request's final `status.json` on the remote, failing at once if `up`
+    /// stops.
+    async fn wait_final(&self, remote: &BareRemote, id: &str) -> RequestStatus {
+        wait_for("a final status.json", RUN_TIMEOUT, || async {
+            self.assert_running();
+            let text = remote.read(&format!("results/{id}/status.json"))?;
+            let status: RequestStatus = serde_json::from_str(&text).ok()?;
+            status.phase.is_final().then_some(status)
+        })
+        .await
+    }
+
+    /// Stops `up` with Ctrl-C (SIGINT); returns whether it exited cleanly, and its log.
+    fn interrupt(self) -> (ExitStatus, String) {
+        let mut child = self.child.into_inner().expect("child lock");
+        let pid = Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
+        kill(pid, Signal::SIGINT).expect("send SIGINT");
+        let exit = child.wait().expect("dev up ends");
+        let log = std::fs::read_to_string(&self.log).expect("read the log");
+        (exit, log)
+    }
+}
+
+/// Pushes the design's single-cluster example as request `id` on `prod-cluster-1`, as an
+/// engineer's plain commit.
+fn push_request(remote: &BareRemote, id: &str) {
     let engineer = remote.work_clone();
-    let id = "2026-11-24-1200-dev-up";
     engineer.write(
         format!("requests/pending/{id}.yaml"),
         include_str!("../../../examples/requests/2024-01-15-1430-api-timeout.yaml")
@@ -127,37 +186,26 @@ async fn up_runs_pushed_requests_until_interrupted() {
                 &format!("destination: results/{id}"),
             ),
     );
-    engineer.commit_all("Request dev up");
+    engineer.commit_all(&format!("Request {id}"));
     engineer.push();
+}
 
-    let child = std::sync::Mutex::new(child);
-    let status: RequestStatus = wait_for("a final status.json", RUN_TIMEOUT, || async {
-        let stopped = child
-            .lock()
-            .expect("child lock")
-            .try_wait()
-            .expect("poll dev up");
-        assert!(
-            stopped.is_none(),
-            "dev up stopped:\n{}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        );
-        let text = remote.read(&format!("results/{id}/status.json"))?;
-        let status: RequestStatus = serde_json::from_str(&text).ok()?;
-        status.phase.is_final().then_some(status)
-    })
-    .await;
+#[tokio::test(flavor = "multi_thread")]
+async fn up_runs_pushed_requests_until_interrupted() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let remote = BareRemote::new();
+    let up = Up::start(dev(dir.path()), dir.path(), &remote);
+    let id = "2026-11-24-1200-dev-up";
+    push_request(&remote, id);
+
+    let status = up.wait_final(&remote, id).await;
     assert_eq!(status.phase, RequestPhase::Completed, "{status:?}");
     assert_eq!(
         status.clusters["prod-cluster-1"].phase,
         ClusterPhase::Completed
     );
 
-    let mut child = child.into_inner().expect("child lock");
-    let pid = Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
-    kill(pid, Signal::SIGINT).expect("send SIGINT");
-    let exit = child.wait().expect("dev up ends");
-    let stderr = std::fs::read_to_string(&log_path).expect("read the log");
+    let (exit, stderr) = up.interrupt();
     assert!(exit.success(), "dev up did not stop cleanly:\n{stderr}");
     assert!(stderr.contains("stopping"), "{stderr}");
     assert!(stderr.contains("requests are NOT verified"), "{stderr}");
@@ -165,6 +213,111 @@ async fn up_runs_pushed_requests_until_interrupted() {
         stderr.contains("INSECURE"),
         "the gateway warns too:\n{stderr}"
     );
+}
+
+/// The publisher's surfaces are configured by its environment variables alone, in `up` as
+/// in the secure zone: a Slack webhook (a fixture) gets the request's end message, and a
+/// real S3-compatible server (moto) gets its results, byte for byte as in git.
+#[tokio::test(flavor = "multi_thread")]
+async fn up_hands_the_slack_and_s3_variables_to_its_publisher() {
+    const BUCKET: &str = "warroom-dev-results";
+    const PREFIX: &str = "team-a/warroom";
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let remote = BareRemote::new();
+    let slack = SlackFixture::start(&[]).await;
+    let s3 = S3Server::start().await;
+    s3.create_bucket(BUCKET);
+
+    let mut command = dev(dir.path());
+    command.envs([
+        ("WARROOM_SLACK_WEBHOOK_URL", slack.url()),
+        ("WARROOM_S3_ENDPOINT", &s3.endpoint()),
+        ("WARROOM_S3_BUCKET", BUCKET),
+        ("WARROOM_S3_PREFIX", PREFIX),
+        ("WARROOM_S3_PATH_STYLE", "true"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ]);
+    let up = Up::start(command, dir.path(), &remote);
+    let id = "2026-11-24-1300-dev-up-surfaces";
+    push_request(&remote, id);
+
+    let status = up.wait_final(&remote, id).await;
+    assert_eq!(status.phase, RequestPhase::Completed, "{status:?}");
+
+    let message = wait_for("the request's Slack message", SURFACE_TIMEOUT, || {
+        up.assert_running();
+        let found = slack
+            .delivered()
+            .into_iter()
+            .find(|m| m.contains(&format!("`{id}`")));
+        async move { found }
+    })
+    .await;
+    assert!(message.contains("*completed*"), "{message}");
+    assert!(message.contains("`prod-cluster-1`: completed"), "{message}");
+
+    // The bucket holds git's `results/<id>/` under the prefix, once the mirror caught up
+    // with the publisher's last push.
+    let mirrored = wait_for_ok("the results in the bucket", SURFACE_TIMEOUT, || {
+        up.assert_running();
+        let want = results_in_git(&remote, id);
+        let have: BTreeMap<String, String> = s3
+            .objects(BUCKET, &format!("{PREFIX}/results/{id}/"))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(key, text)| {
+                Some((key.strip_prefix(&format!("{PREFIX}/"))?.to_owned(), text))
+            })
+            .collect();
+        let seen = if !want.is_empty() && have == want {
+            Ok(have)
+        } else {
+            let mirror_log: Vec<String> = up
+                .log()
+                .lines()
+                .filter(|l| l.contains("s3") || l.contains("S3"))
+                .map(str::to_owned)
+                .collect();
+            Err(format!(
+                "git has {:?}, the bucket {:?}; the mirror logged: {mirror_log:#?}",
+                want.keys(),
+                have.keys()
+            ))
+        };
+        async move { seen }
+    })
+    .await;
+    for file in ["status.json", "README.md", "prod-cluster-1.md"] {
+        let path = format!("results/{id}/{file}");
+        assert!(
+            mirrored.contains_key(&path),
+            "{path} is not in the bucket: {:?}",
+            mirrored.keys()
+        );
+    }
+
+    let (exit, stderr) = up.interrupt();
+    assert!(exit.success(), "dev up did not stop cleanly:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("S3 mirror to s3://{BUCKET}/{PREFIX}/results/")),
+        "the publisher names the mirror:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains(slack.url()),
+        "the webhook URL is a secret and reached the log:\n{stderr}"
+    );
+    assert_eq!(slack.calls(), 1, "{:?}", slack.delivered());
+}
+
+/// Every file of `results/<id>/` on the remote's `main`, by path, with its content.
+fn results_in_git(remote: &BareRemote, id: &str) -> BTreeMap<String, String> {
+    let folder = format!("results/{id}/");
+    remote
+        .git(["ls-tree", "-r", "--name-only", "main", "--", &folder])
+        .lines()
+        .filter_map(|path| Some((path.to_owned(), remote.read(path)?)))
+        .collect()
 }
 
 #[test]

@@ -433,6 +433,45 @@ mod tests {
         assert_eq!(ok.ack_wait, Duration::from_secs(3));
     }
 
+    /// Every setting, the surfaces' and the S3 mirror's among them, can be given in the
+    /// environment (how a Kubernetes Secret or `warroom-dev up`'s shell hands it over), and
+    /// `--help` names the variable.
+    #[test]
+    fn every_setting_has_an_environment_variable_shown_in_help() {
+        use clap::CommandFactory as _;
+        let mut command = Config::command();
+        let help = command.render_long_help().to_string();
+        let mut missing = Vec::new();
+        for arg in command.get_arguments() {
+            let Some(flag) = arg.get_long() else { continue };
+            if ["check", "help", "version"].contains(&flag) {
+                continue;
+            }
+            match arg.get_env() {
+                Some(env) => {
+                    let shown = format!("[env: {}", env.to_string_lossy());
+                    assert!(
+                        help.contains(&shown),
+                        "--{flag}: `{shown}` is not in --help"
+                    );
+                }
+                None => missing.push(format!("--{flag}")),
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "without an environment variable: {missing:?}"
+        );
+        for flag in [
+            "--slack-webhook-url",
+            "--s3-endpoint",
+            "--github-token",
+            "--configmap-namespace",
+        ] {
+            assert!(help.contains(flag), "{flag} is not in --help");
+        }
+    }
+
     #[test]
     fn defaults_are_the_documented_ones() {
         let c = config(&["--repo", "/srv/git/warroom.git"]);

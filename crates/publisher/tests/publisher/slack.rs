@@ -1,124 +1,11 @@
 //! The Slack surface against a fixture incoming-webhook server: the real publisher `run`, a
 //! real nats-server, and messages counted where Slack would receive them.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use tokio::sync::Notify;
 use warroom_publisher::SurfaceLabels;
+use warroom_testkit::SlackFixture;
+use warroom_testkit::slack::Answer;
 
 use super::*;
-
-/// How the fixture answers one webhook call.
-#[derive(Debug, Clone, Copy)]
-enum Answer {
-    /// An error status, with `Retry-After` seconds if given; the message is not delivered.
-    Fail(u16, Option<u64>),
-    /// The message reaches Slack, and the answer never comes: the sender is cut off (the
-    /// test stops it) between sending and hearing back.
-    Hang,
-}
-
-#[derive(Default)]
-struct Webhook {
-    /// Answers to give before the default `200 ok`, in order.
-    script: Mutex<VecDeque<Answer>>,
-    /// The text of every message Slack accepted (or got before hanging).
-    delivered: Mutex<Vec<String>>,
-    /// Every call, delivered or not.
-    calls: Mutex<u32>,
-    hung: Notify,
-}
-
-/// An incoming-webhook server speaking Slack's answers: `ok`, or an error status.
-struct SlackFixture {
-    url: String,
-    state: Arc<Webhook>,
-    _server: tokio::task::JoinHandle<()>,
-}
-
-impl SlackFixture {
-    async fn start(script: &[Answer]) -> SlackFixture {
-        let state = Arc::new(Webhook::default());
-        state
-            .script
-            .lock()
-            .expect("lock")
-            .extend(script.iter().copied());
-        let app = axum::Router::new()
-            .route("/services/T000/B000/XXXX", axum::routing::post(receive))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free port");
-        let url = format!(
-            "http://{}/services/T000/B000/XXXX",
-            listener.local_addr().expect("an address")
-        );
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        SlackFixture {
-            url,
-            state,
-            _server: server,
-        }
-    }
-
-    fn delivered(&self) -> Vec<String> {
-        self.state.delivered.lock().expect("lock").clone()
-    }
-
-    fn calls(&self) -> u32 {
-        *self.state.calls.lock().expect("lock")
-    }
-
-    async fn wait_delivered(&self, count: usize) -> Vec<String> {
-        wait_for(format!("{count} Slack messages"), DEFAULT_TIMEOUT, || {
-            let delivered = self.delivered();
-            async move { (delivered.len() >= count).then_some(delivered) }
-        })
-        .await
-    }
-}
-
-async fn receive(
-    axum::extract::State(state): axum::extract::State<Arc<Webhook>>,
-    body: String,
-) -> Response {
-    *state.calls.lock().expect("lock") += 1;
-    let answer = state.script.lock().expect("lock").pop_front();
-    let text = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["text"].as_str().map(str::to_owned));
-    let Some(text) = text else {
-        return (StatusCode::BAD_REQUEST, "invalid_payload").into_response();
-    };
-    match answer {
-        Some(Answer::Fail(code, after)) => {
-            let code = StatusCode::from_u16(code).expect("a status code");
-            let mut response = (code, "rate_limited or server_error").into_response();
-            if let Some(after) = after {
-                response.headers_mut().insert(
-                    "retry-after",
-                    after.to_string().parse().expect("a header value"),
-                );
-            }
-            response
-        }
-        Some(Answer::Hang) => {
-            state.delivered.lock().expect("lock").push(text);
-            state.hung.notify_one();
-            std::future::pending::<Response>().await
-        }
-        None => {
-            state.delivered.lock().expect("lock").push(text);
-            "ok".into_response()
-        }
-    }
-}
 
 /// The request's final update on cluster `hub`, failed with `error`, at revision 3.
 fn failed_with(id: &str, error: &str) -> StatusUpdate {
@@ -226,7 +113,7 @@ async fn slack_announces_each_request_once_when_it_ends_redacted() {
     let slack = SlackFixture::start(&[]).await;
     let stack = Stack::start_with(&[
         "--slack-webhook-url",
-        &slack.url,
+        slack.url(),
         "--slack-report-url",
         "https://git.example/acme/warroom/blob/main/{results_dir}/README.md",
     ])
@@ -246,7 +133,7 @@ async fn slack_announces_each_request_once_when_it_ends_redacted() {
     let failed = failed_with("r-bad", &format!("<!channel> kubectl said token={secret}"));
     stack.status(&failed).await;
 
-    let delivered = slack.wait_delivered(2).await;
+    let delivered = slack.wait_delivered(2, DEFAULT_TIMEOUT).await;
     stack.wait_status("r-ok", "completed").await;
     stack.wait_status("r-bad", "failed").await;
     let ok = delivered
@@ -289,7 +176,7 @@ async fn slack_announces_each_request_once_when_it_ends_redacted() {
 async fn slack_failures_are_retried_until_the_message_lands_and_a_bad_webhook_is_not() {
     // 502, then 429 with Retry-After, then a refused connection... then accepted.
     let slack = SlackFixture::start(&[Answer::Fail(502, None), Answer::Fail(429, Some(1))]).await;
-    let stack = Stack::start_with(&["--slack-webhook-url", &slack.url, "--slack-on-start"]).await;
+    let stack = Stack::start_with(&["--slack-webhook-url", slack.url(), "--slack-on-start"]).await;
     let started = std::time::Instant::now();
     stack
         .status(&with_cluster(
@@ -298,7 +185,7 @@ async fn slack_failures_are_retried_until_the_message_lands_and_a_bad_webhook_is
             ClusterPhase::Running,
         ))
         .await;
-    let delivered = slack.wait_delivered(1).await;
+    let delivered = slack.wait_delivered(1, DEFAULT_TIMEOUT).await;
     assert!(delivered[0].contains("*running*"), "{delivered:?}");
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -313,12 +200,7 @@ async fn slack_failures_are_retried_until_the_message_lands_and_a_bad_webhook_is
     stack.wait_slack_drained().await;
 
     // 404: the webhook is gone; retrying cannot help.
-    slack
-        .state
-        .script
-        .lock()
-        .expect("lock")
-        .push_back(Answer::Fail(404, None));
+    slack.then(Answer::Fail(404, None));
     stack.status(&completed_at("r-1", 3)).await;
     wait_until("the 404 is given up", DEFAULT_TIMEOUT, || {
         let gave_up = metrics.surface_gave_up.get_or_create(&slack_labels()).get();
@@ -334,7 +216,7 @@ async fn slack_failures_are_retried_until_the_message_lands_and_a_bad_webhook_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_sends_nothing_twice_across_restarts_and_replicas() {
     let slack = SlackFixture::start(&[]).await;
-    let url = slack.url.clone();
+    let url = slack.url().to_owned();
     let args = [
         "--slack-webhook-url",
         &url,
@@ -345,7 +227,7 @@ async fn slack_sends_nothing_twice_across_restarts_and_replicas() {
     ];
     let mut stack = Stack::start_with(&args).await;
     stack.status(&completed_on_hub("r-1")).await;
-    slack.wait_delivered(1).await;
+    slack.wait_delivered(1, DEFAULT_TIMEOUT).await;
     stack.wait_slack_drained().await;
 
     // A restart, and the final update delivered again.
@@ -353,7 +235,7 @@ async fn slack_sends_nothing_twice_across_restarts_and_replicas() {
     stack.spawn_in(1);
     stack.status_again(&completed_on_hub("r-1")).await;
     stack.status(&completed_on_hub("r-2")).await;
-    slack.wait_delivered(2).await;
+    slack.wait_delivered(2, DEFAULT_TIMEOUT).await;
     stack.wait_slack_drained().await;
 
     // A second replica stands by, takes over when the first stops, and repeats nothing.
@@ -379,7 +261,7 @@ async fn slack_sends_nothing_twice_across_restarts_and_replicas() {
     for id in ["r-1", "r-2"] {
         stack.status_again(&completed_on_hub(id)).await;
     }
-    slack.wait_delivered(3).await;
+    slack.wait_delivered(3, DEFAULT_TIMEOUT).await;
     stack.wait_slack_drained().await;
     assert_eq!(
         second.health.metrics.runtime.active.get(),
@@ -407,7 +289,7 @@ async fn a_crash_between_sending_and_recording_is_counted_and_not_resent() {
     let slack = SlackFixture::start(&[Answer::Hang]).await;
     let args = [
         "--slack-webhook-url",
-        &slack.url,
+        slack.url(),
         "--replica-id",
         "publisher-a",
     ];
@@ -425,7 +307,7 @@ async fn a_crash_between_sending_and_recording_is_counted_and_not_resent() {
         std::future::pending(),
     ));
     stack.status(&completed_on_hub("r-1")).await;
-    tokio::time::timeout(DEFAULT_TIMEOUT, slack.state.hung.notified())
+    tokio::time::timeout(DEFAULT_TIMEOUT, slack.hung())
         .await
         .expect("the message reaches Slack");
     // Slack has the message; the publisher dies before it hears back.
@@ -435,7 +317,7 @@ async fn a_crash_between_sending_and_recording_is_counted_and_not_resent() {
     stack.spawn_in(1);
     stack.status_again(&completed_on_hub("r-1")).await;
     stack.status(&completed_on_hub("r-2")).await;
-    slack.wait_delivered(2).await;
+    slack.wait_delivered(2, DEFAULT_TIMEOUT).await;
     let metrics = stack.health.metrics.clone();
     wait_until(
         "the unconfirmed message is counted",
