@@ -6,9 +6,9 @@
 //! lines are in the `audit.jsonl` line it links to, that the planted finding is marked
 //! unsupported and counted, and that the expected runbook and commands are there.
 //!
-//! All scenarios share one stack (a runner per cluster, cluster names unique across
-//! scenarios) and run a few at a time, so the suite costs about one stack start and the CLI
-//! runs themselves.
+//! The scenarios are split into [`GROUPS`] tests; the scenarios of a group share one stack
+//! (a runner per cluster, cluster names unique across scenarios) and run a few at a time, so
+//! the suite costs a few stack starts and the CLI runs themselves.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ use crate::harness::Pipeline;
 
 /// The scenarios' requests in flight at once. Each cluster of a request is one CLI run, a
 /// Node.js process; on a two-core machine a handful at a time finishes sooner than all.
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 3;
 
 /// How long the whole suite may take before the wait gives up (it takes far less).
 const SUITE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -74,11 +74,45 @@ fn every_scenario_is_well_formed() {
     }
 }
 
-/// Every scenario through the real pipeline, a few at a time on one stack.
+/// The scenarios are split into this many groups, each its own test on its own stack, so
+/// that the test runner spreads them over the cores and no one test runs for long.
+const GROUPS: usize = 4;
+
 #[tokio::test(flavor = "multi_thread")]
-async fn every_scenario_replays_through_the_pipeline() {
+async fn scenarios_replay_group_1_of_4() {
+    replay_group(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenarios_replay_group_2_of_4() {
+    replay_group(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenarios_replay_group_3_of_4() {
+    replay_group(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenarios_replay_group_4_of_4() {
+    replay_group(3).await;
+}
+
+/// Replays the scenarios whose place in the sorted list is `group` modulo [`GROUPS`] through
+/// the real pipeline, a few at a time on one stack. `WARROOM_SCENARIO=<name>` replays only
+/// that scenario (in its group), for working on one.
+async fn replay_group(group: usize) {
     let started = Instant::now();
-    let scenarios = load();
+    let only = std::env::var("WARROOM_SCENARIO").ok();
+    let scenarios: Vec<Scenario> = load()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, s)| i % GROUPS == group && only.as_ref().is_none_or(|o| *o == s.name))
+        .map(|(_, s)| s)
+        .collect();
+    if scenarios.is_empty() {
+        return;
+    }
     let answers = tempfile::Builder::new()
         .prefix("warroom-scenarios-")
         .tempdir()
@@ -106,6 +140,9 @@ async fn every_scenario_replays_through_the_pipeline() {
     let pipeline = Pipeline::start_with(&names, script, |options| {
         options.agent_path = vec![bin.clone()];
         options.extra_args.runner_of = runner_of;
+        // Fewer, larger commits: every commit is several git processes, and twenty
+        // scenarios write thousands of audit lines.
+        options.extra_args.publisher = vec!["--batch-window".to_owned(), "1s".to_owned()];
     })
     .await;
 
@@ -125,7 +162,8 @@ async fn every_scenario_replays_through_the_pipeline() {
         }
     }
     eprintln!(
-        "{} scenarios ({} clusters) replayed in {:.1} s",
+        "group {}: {} scenarios ({} clusters) replayed in {:.1} s",
+        group + 1,
         scenarios.len(),
         clusters.len(),
         ran.as_secs_f64()
@@ -383,10 +421,10 @@ fn rendered_findings(report: &str) -> Vec<RenderedFinding> {
             if let Some(finding) = findings.last_mut() {
                 finding.evidence.push((link, Vec::new()));
             }
-        } else if let Some(quote) = line.strip_prefix("     - ") {
-            if let Some((_, quotes)) = findings.last_mut().and_then(|f| f.evidence.last_mut()) {
-                quotes.push(code_span(quote));
-            }
+        } else if let Some(quote) = line.strip_prefix("     - ")
+            && let Some((_, quotes)) = findings.last_mut().and_then(|f| f.evidence.last_mut())
+        {
+            quotes.push(code_span(quote));
         }
     }
     findings
