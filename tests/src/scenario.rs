@@ -645,4 +645,42 @@ mod tests {
         );
         assert_eq!(recorded_key("grep x"), None);
     }
+
+    /// The recorded `oc` answers a recorded command line with its output, and anything else
+    /// with an error naming the command and the scenario's cluster, exit code 1.
+    #[test]
+    fn the_recorded_kubectl_answers_its_cluster_and_refuses_the_rest() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let bin = dir.path().join("bin");
+        install_recorded_kubectl(&bin);
+        let recording = ClusterRecording {
+            cluster: "osl-prod-01".to_owned(),
+            outputs: BTreeMap::from([(
+                "oc get co -o jsonpath={.items[*].metadata.name}".to_owned(),
+                "dns ingress\n".to_owned(),
+            )]),
+            turns: Vec::new(),
+            answer: Value::Null,
+        };
+        let kubeconfig = recording.write_answers(&dir.path().join("osl-prod-01"), "demo");
+        let run = |args: &[&str]| {
+            std::process::Command::new(bin.join("oc"))
+                .args(args)
+                .env("KUBECONFIG", &kubeconfig)
+                .output()
+                .expect("run the recorded oc")
+        };
+        let known = run(&["get", "co", "-o", "jsonpath={.items[*].metadata.name}"]);
+        assert!(known.status.success(), "{known:?}");
+        assert_eq!(String::from_utf8_lossy(&known.stdout), "dns ingress\n");
+        let unknown = run(&["get", "nodes"]);
+        assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+        assert!(unknown.stdout.is_empty(), "{unknown:?}");
+        let stderr = String::from_utf8_lossy(&unknown.stderr);
+        assert!(
+            stderr.contains("no recorded output for `oc get nodes`")
+                && stderr.contains("cluster osl-prod-01 of scenario demo"),
+            "{stderr}"
+        );
+    }
 }

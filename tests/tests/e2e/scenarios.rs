@@ -30,7 +30,7 @@ const IN_FLIGHT: usize = 3;
 const SUITE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How often the remote is looked at while scenarios run; each look is a few git processes.
-const LOOK_EVERY: Duration = Duration::from_millis(250);
+const LOOK_EVERY: Duration = Duration::from_millis(500);
 
 /// The request's `timeout` in seconds: generous, the runs are scripted.
 const REQUEST_TIMEOUT_SECS: u64 = 600;
@@ -305,7 +305,7 @@ fn check(pipeline: &Pipeline, scenario: &Scenario, status: &RequestStatus) -> Ve
         match pipeline.result(&id, &format!("{cluster}.md")) {
             None => problem("has no report".to_owned()),
             Some(report) => {
-                for p in check_report(&report, &audit, recording.findings(), &planted) {
+                for p in check_report(&report, &audit, cluster, recording.findings(), &planted) {
                     problem(p);
                 }
             }
@@ -327,6 +327,7 @@ struct RenderedFinding {
 fn check_report(
     report: &str,
     audit: &[Value],
+    cluster: &str,
     written: &[Value],
     planted: &[usize],
 ) -> Vec<String> {
@@ -335,6 +336,14 @@ fn check_report(
         if !report.contains(section) {
             problems.push(format!("the report has no `{section}`:\n{report}"));
         }
+    }
+    let counted = format!(
+        "Findings: {} supported, {} unsupported.",
+        written.len() - planted.len(),
+        planted.len()
+    );
+    if !report.contains(&counted) {
+        problems.push(format!("the report does not say `{counted}`"));
     }
     let findings = rendered_findings(report);
     if findings.len() != written.len() {
@@ -374,12 +383,14 @@ fn check_report(
             };
             let event = audit.get(line - 1);
             let output = event
-                .filter(|e| e["event"] == "tool_result" && e["is_error"] == false)
+                .filter(|e| {
+                    e["event"] == "tool_result" && e["is_error"] == false && e["cluster"] == cluster
+                })
                 .and_then(|e| e["output"].as_str());
             let Some(output) = output else {
                 problems.push(format!(
                     "supported finding {number} links audit.jsonl line {line}, which is not a \
-                     tool's output: {event:?}"
+                     tool's output on this cluster: {event:?}"
                 ));
                 continue;
             };
