@@ -26,14 +26,17 @@ use crate::harness::Pipeline;
 /// Node.js process; on a two-core machine a handful at a time finishes sooner than all.
 const IN_FLIGHT: usize = 3;
 
-/// How long the whole suite may take before the wait gives up (it takes far less).
-const SUITE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a group waits for one of its running requests to finish (it takes seconds):
+/// below the three minutes after which nextest ends a test (`.config/nextest.toml`), so that
+/// a hung scenario fails with its name rather than being killed without it.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// How often the remote is looked at while scenarios run; each look is a few git processes.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 
-/// The request's `timeout` in seconds: generous, the runs are scripted.
-const REQUEST_TIMEOUT_SECS: u64 = 600;
+/// The requests' `timeout` in seconds: a run takes seconds, and a hung one ends as
+/// `timed_out`, with its cluster in `status.json`, before [`WAIT_TIMEOUT`].
+const REQUEST_TIMEOUT_SECS: u64 = 120;
 
 fn load() -> Vec<Scenario> {
     scenario::load_all(&scenario::scenarios_dir()).unwrap_or_else(|errors| {
@@ -199,7 +202,7 @@ async fn run_all(pipeline: &Pipeline, scenarios: &[Scenario]) -> BTreeMap<String
         let mut last_look: Option<(Instant, String)> = None;
         let finished = wait_for(
             format!("one of {running:?} to reach a final phase"),
-            SUITE_TIMEOUT,
+            WAIT_TIMEOUT,
             || {
                 let due = last_look.as_ref().is_none_or(|(at, head)| {
                     at.elapsed() >= LOOK_EVERY && *head != pipeline.remote.head()
