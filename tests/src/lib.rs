@@ -1,6 +1,7 @@
 //! The shared test kit: a real `nats-server` ([`NatsServer`]), a real S3-compatible server
 //! ([`S3Server`], moto), a fixture Slack webhook ([`SlackFixture`]), real `git` with bare remotes
 //! ([`BareRemote`], [`WorkClone`]), and waiting on conditions with a deadline ([`wait_for`]).
+//! Recorded incident scenarios and their `oc`/`kubectl` are in [`scenario`].
 //! The scripted model server that drives the real Claude Code CLI lives in
 //! `warroom-scripted-model`.
 
@@ -10,6 +11,7 @@ pub mod git;
 pub mod github;
 pub mod nats;
 pub mod s3;
+pub mod scenario;
 pub mod slack;
 pub mod tools;
 pub mod wait;

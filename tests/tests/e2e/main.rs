@@ -12,6 +12,7 @@ mod pipeline;
 mod progress;
 mod queue;
 mod redaction;
+mod scenarios;
 mod testkit;
 mod tidy;
 mod trust;
