@@ -17,7 +17,7 @@ use serde_json::Value;
 use warroom_proto::report::AgentReport;
 use warroom_proto::{AnswerForm, ClusterPhase, RequestPhase, RequestStatus};
 use warroom_scripted_model::Script;
-use warroom_testkit::scenario::{self, Scenario};
+use warroom_testkit::scenario::{self, Scenario, Scripted as _};
 use warroom_testkit::wait_for;
 
 use crate::harness::Pipeline;
@@ -121,14 +121,15 @@ async fn replay_group(group: usize) {
         .tempdir()
         .expect("create the answers folder");
     let bin = answers.path().join("bin");
-    scenario::install_recorded_kubectl(&bin);
+    scenario::install_recorded_kubectl(&bin).expect("install the recorded kubectl");
     let mut runner_of = BTreeMap::new();
     let mut script = Script::new();
     let mut clusters = Vec::new();
     for scenario in &scenarios {
         for recording in &scenario.recordings {
-            let kubeconfig =
-                recording.write_answers(&answers.path().join(&recording.cluster), &scenario.name);
+            let kubeconfig = recording
+                .write_answers(&answers.path().join(&recording.cluster), &scenario.name)
+                .expect("write the recorded answers");
             runner_of.insert(
                 recording.cluster.clone(),
                 vec!["--kubeconfig".to_owned(), kubeconfig.display().to_string()],
