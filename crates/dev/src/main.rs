@@ -72,8 +72,24 @@ struct UpArgs {
     #[arg(long, env = "WARROOM_POLICY")]
     policy: Option<PathBuf>,
 
+    /// The kubeconfig of one cluster's runner, as CLUSTER=FILE; repeat it for each cluster.
+    /// A cluster without one uses the runner's default (KUBECONFIG). `claude-warroom eval`
+    /// points each cluster at its recorded answers this way.
+    #[arg(long = "kubeconfig", value_name = "CLUSTER=FILE", value_parser = cluster_file)]
+    kubeconfigs: Vec<(String, PathBuf)>,
+
     #[command(flatten)]
     stack: StackArgs,
+}
+
+/// `CLUSTER=FILE`, for `--kubeconfig`.
+fn cluster_file(value: &str) -> Result<(String, PathBuf), String> {
+    match value.split_once('=') {
+        Some((cluster, file)) if !cluster.is_empty() && !file.is_empty() => {
+            Ok((cluster.to_owned(), PathBuf::from(file)))
+        }
+        _ => Err(format!("`{value}`: expected CLUSTER=FILE")),
+    }
 }
 
 /// Bring the stack up on a fresh local remote, submit the design's sample multi-cluster
@@ -191,9 +207,28 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
     {
         bail!("--policy {}: no such file", policy.display());
     }
+    for (cluster, file) in &args.kubeconfigs {
+        if !args.clusters.contains(cluster) {
+            bail!(
+                "--kubeconfig {cluster}={}: `{cluster}` is not one of --clusters",
+                file.display()
+            );
+        }
+        if !file.is_file() {
+            bail!("--kubeconfig {cluster}={}: no such file", file.display());
+        }
+    }
     warroom_runtime::telemetry::init("text");
     let mut options = args.stack.options(args.repo, args.branch, args.clusters);
     options.policy = args.policy;
+    for (cluster, file) in args.kubeconfigs {
+        options
+            .extra_args
+            .runner_of
+            .entry(cluster)
+            .or_default()
+            .extend(["--kubeconfig".to_owned(), file.display().to_string()]);
+    }
     let mut stack = start(&options).await?;
     eprintln!(
         "warroom-dev: following {} ({}) for {}; Ctrl-C stops",
