@@ -44,10 +44,20 @@ pub struct Args {
     args: Vec<OsString>,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
-    let here = std::env::current_exe()
+/// `warroom-dev` next to this executable, else on `PATH` (`eval --live` starts it too).
+pub fn find_binary() -> Option<PathBuf> {
+    find(here().as_deref())
+}
+
+/// The folder of this executable.
+fn here() -> Option<PathBuf> {
+    std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let here = here();
     let Some(binary) = find(here.as_deref()) else {
         let beside = here
             .map(|dir| format!(" (looked in {} and on PATH)", dir.display()))

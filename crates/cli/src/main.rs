@@ -7,6 +7,7 @@
 mod cancel;
 mod completions;
 mod dev;
+mod eval;
 mod get_results;
 mod git;
 mod init;
@@ -55,11 +56,12 @@ Examples:
   claude-warroom strategies
   claude-warroom completions bash > ~/.local/share/bash-completion/completions/claude-warroom
   claude-warroom dev demo
+  ANTHROPIC_API_KEY=... claude-warroom eval --live --only etcd-slow-disk
 
 Exit codes: 0 success, 1 error (invalid request, git failure, unknown id, results that fail
 --verify), 2 usage error,
 3 no results yet (the request is pending); `wait` and `status --watch`: 4 failed, 5 timed_out,
-6 cancelled, 7 rejected, 8 not final after --timeout."
+6 cancelled, 7 rejected, 8 not final after --timeout; `eval`: 1 a scenario scored a failure."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -86,6 +88,7 @@ enum Command {
     Strategies(strategies::Args),
     Completions(completions::Args),
     Dev(dev::Args),
+    Eval(eval::Args),
 }
 
 /// Marks an error as "no results yet" so that it exits with [`EXIT_NOT_YET`].
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
         Command::Strategies(args) => strategies::run(args),
         Command::Completions(args) => completions::run(args, &mut Cli::command()),
         Command::Dev(args) => dev::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 mod cancel;
 mod claude_cli;
 mod docs;
+mod eval;
 mod everyday;
 mod faults;
 mod harness;
