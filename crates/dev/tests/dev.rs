@@ -387,3 +387,45 @@ fn up_refuses_a_local_remote_that_does_not_exist() {
         "nothing was started"
     );
 }
+
+/// `--kubeconfig CLUSTER=FILE` names one of `--clusters` and a file that exists; anything
+/// else is said before anything starts.
+#[test]
+fn up_refuses_a_kubeconfig_for_another_cluster_or_a_missing_file() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let remote = dir.path().join("remote.git");
+    std::fs::create_dir(&remote).expect("a remote folder");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\n").expect("a kubeconfig");
+    let up = |value: String| {
+        dev(dir.path())
+            .args(["up", "--clusters", "prod-cluster-1", "--repo"])
+            .arg(&remote)
+            .args(["--kubeconfig", &value])
+            .output()
+            .expect("run warroom-dev up")
+    };
+    let cases = [
+        (
+            format!("other-cluster={}", kubeconfig.display()),
+            "`other-cluster` is not one of --clusters",
+            1,
+        ),
+        (
+            format!("prod-cluster-1={}", dir.path().join("none").display()),
+            "no such file",
+            1,
+        ),
+        ("prod-cluster-1".to_owned(), "expected CLUSTER=FILE", 2),
+    ];
+    for (value, said, code) in cases {
+        let output = up(value.clone());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{value}: {stderr}");
+        assert!(stderr.contains(said), "{value}: {stderr}");
+    }
+    assert!(
+        !dir.path().join(".warroom-dev").exists(),
+        "nothing was started"
+    );
+}
