@@ -622,6 +622,7 @@ async fn burst(runners_here: bool) {
         })
         .collect();
     let cpu_before = bench.cpu();
+    let commits_before = commits(&bench.remote);
     let pushed = bench.push(&files).await;
     let push_instant = Instant::now();
     let mut accepted = None;
@@ -678,6 +679,11 @@ async fn burst(runners_here: bool) {
     println!(
         "  push -> all {FILES} {what:<28} {:>9}",
         ms(unix_now().saturating_sub(pushed))
+    );
+    // The engineer's push is one of them.
+    println!(
+        "  publisher commits until then                  {:>3}",
+        commits(&bench.remote).saturating_sub(commits_before + 1)
     );
     println!("  peak memory (VmHWM) of each daemon:");
     for daemon in ["gateway", "dispatcher", "publisher"] {

@@ -8,6 +8,7 @@ use warroom_runtime::daemon::Daemon as _;
 
 use async_nats::jetstream;
 use clap::Parser as _;
+use futures::StreamExt as _;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -211,6 +212,26 @@ impl Stack {
             .info()
             .await
             .is_ok_and(|info| info.num_ack_pending == 0 && info.num_pending == 0)
+    }
+
+    /// Waits until no pull request is open at the server for `consumer`: the server drops
+    /// those of a closed connection when it is asked.
+    async fn wait_no_pull_open(&self, consumer: &str) {
+        let js = self.nats.jetstream().await;
+        wait_until(
+            format!("no pull request open for {consumer}"),
+            DEFAULT_TIMEOUT,
+            || async {
+                let Ok(stream) = js.get_stream(Stream::Events.name()).await else {
+                    return false;
+                };
+                stream
+                    .consumer_info(consumer)
+                    .await
+                    .is_ok_and(|info| info.num_waiting == 0)
+            },
+        )
+        .await;
     }
 
     /// Waits until `path` on the remote's `main` satisfies `check`, and returns it.
@@ -1653,3 +1674,42 @@ async fn validated_run(config: Config) -> Result<(), String> {
 
 #[path = "publisher/s3.rs"]
 mod s3;
+
+/// A burst's backlog goes to git in one commit: 1,200 requests' snapshots (2,400 messages,
+/// more than one pull asks for) waiting when the publisher starts land together, and each
+/// request's newest snapshot is the one written.
+///
+/// Fails if a batch is capped below a burst (at 500 messages this took five commits, one
+/// after another, each costing about as much as the whole), or if the batch closes after
+/// the first pull's messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bursts_backlog_is_committed_at_once() {
+    const REQUESTS: usize = 1200;
+    let mut stack = Stack::without_publisher(&["--batch-window", "5s"]).await;
+    let bus = &stack.bus;
+    futures::stream::iter(0..REQUESTS)
+        .for_each_concurrent(64, |n| async move {
+            let id = format!("burst-{n:04}");
+            for (phase, revision) in [(RequestPhase::Accepted, 1), (RequestPhase::Dispatched, 2)] {
+                let update = status(&id, phase, revision);
+                bus.publish(&Subject::Status(update.status.id.clone()), None, &update)
+                    .await
+                    .expect("the status update is stored");
+            }
+        })
+        .await;
+    stack.spawn();
+    wait_until("the batch is counted", DEFAULT_TIMEOUT * 3, || async {
+        stack.health.metrics.batches_pushed.get() >= 1
+    })
+    .await;
+    assert_eq!(stack.health.metrics.batches_pushed.get(), 1, "one commit");
+    for n in [0, REQUESTS / 2, REQUESTS - 1] {
+        let text = stack
+            .remote
+            .read(&format!("results/burst-{n:04}/status.json"))
+            .unwrap_or_else(|| panic!("burst-{n:04}'s status is in git"));
+        assert!(text.contains("\"dispatched\""), "{text}");
+    }
+    stack.stop().await;
+}

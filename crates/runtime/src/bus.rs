@@ -964,6 +964,11 @@ impl<T> Delivery<T> {
         self.raw.term_raw(reason).await
     }
 
+    /// The size of the message's payload in bytes.
+    pub fn size(&self) -> usize {
+        self.raw.message.payload.len()
+    }
+
     /// How many times the server delivered this message (1 the first time).
     pub fn delivered(&self) -> i64 {
         self.raw.delivered()

@@ -313,6 +313,9 @@ async fn a_crash_between_sending_and_recording_is_counted_and_not_resent() {
     // Slack has the message; the publisher dies before it hears back.
     crashing.shutdown_background();
     assert_eq!(slack.delivered().len(), 1);
+    // Until the server has seen the dead connection go, its open pull request would take
+    // (and lose, until the ack wait) the repeat published next.
+    stack.wait_no_pull_open("publisher-slack").await;
 
     stack.spawn_in(1);
     stack.status_again(&completed_on_hub("r-1")).await;
