@@ -418,6 +418,25 @@ async fn a_github_app_keeps_one_check_run_and_one_comment_per_request() {
         stack.wait_check_run("app-2", 1).await,
         [("completed".to_owned(), Some("failure".to_owned()))]
     );
+    // Failed and rejected end in failure on the App path too, never success.
+    stack
+        .status(&update(
+            "app-3",
+            RequestPhase::Failed,
+            1,
+            &[("hub", ClusterPhase::Failed)],
+        ))
+        .await;
+    stack
+        .status(&update("app-4", RequestPhase::Rejected, 1, &[]))
+        .await;
+    for id in ["app-3", "app-4"] {
+        assert_eq!(
+            stack.wait_check_run(id, 1).await,
+            [("completed".to_owned(), Some("failure".to_owned()))],
+            "{id}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -453,6 +472,41 @@ async fn a_502_and_a_rate_limit_are_retried_until_the_final_state_lands() {
         landed.duration_since(limited) >= std::time::Duration::from_secs(1),
         "the write waited out Retry-After"
     );
+}
+
+/// The same on the App path: the check run's writes are retried through a 502 and a rate
+/// limit, and the final conclusion lands.
+#[tokio::test]
+async fn a_github_app_retries_a_502_and_a_rate_limit_until_the_conclusion_lands() {
+    let stack = Stack::app(&[]).await;
+    stack.github.fail_next_writes(1, 502, &[]);
+    stack.github.fail_next_writes(
+        1,
+        403,
+        &[("retry-after", "1"), ("x-ratelimit-remaining", "0")],
+    );
+    stack
+        .status(&update(
+            "flaky-app-1",
+            RequestPhase::Failed,
+            2,
+            &[("hub", ClusterPhase::Failed)],
+        ))
+        .await;
+    assert_eq!(
+        stack.wait_check_run("flaky-app-1", 1).await,
+        [("completed".to_owned(), Some("failure".to_owned()))]
+    );
+    let writes: Vec<u16> = stack
+        .github
+        .received()
+        .iter()
+        .filter(|r| r.path.starts_with("/repos/") && r.method == "POST")
+        .map(|r| r.answered)
+        .collect();
+    assert_eq!(writes.first(), Some(&502), "{writes:?}");
+    assert_eq!(writes.get(1), Some(&403), "{writes:?}");
+    assert_eq!(stack.github.check_runs().len(), 1, "one check run");
 }
 
 #[tokio::test]
