@@ -8,8 +8,8 @@
 //! is out of these figures; `--bench wake` runs the real CLI end to end).
 //!
 //! `WARROOM_BENCH_ONLY` picks sections (comma-separated: `memory`, `wake`, `fan-out`,
-//! `burst`, `poll`, `cold-start`); `WARROOM_BENCH_RUNS` sets the requests per wake setting
-//! (default 20).
+//! `burst`, `poll`, `cold-start`, `cancel`); `WARROOM_BENCH_RUNS` sets the requests per wake
+//! and per cancel setting (default 20).
 
 mod common;
 
@@ -28,9 +28,15 @@ const DEFAULT_POLL: &str = "5s";
 const LONG: Duration = Duration::from_secs(600);
 
 /// A `claude` that records when it started and ended (Unix nanoseconds, one line each in
-/// `starts.log` and `ends.log` of its folder) and prints a finished investigation at once.
+/// `starts.log` and `ends.log` of its folder) and prints a finished investigation at once;
+/// when its prompt asks it to hold (the cancel section), it records its pid in `held.log`
+/// and runs until it is stopped.
 const STAND_IN_CLAUDE: &str = r#"#!/bin/sh
 date +%s%N >> "__DIR__/starts.log"
+prompt=$(cat)
+case "$prompt" in
+  *hold-for-cancel*) echo $$ >> "__DIR__/held.log"; exec sleep 3600 ;;
+esac
 cat <<'EOF'
 {"type":"system","subtype":"init","session_id":"stand-in","tools":["Bash"]}
 {"type":"assistant","message":{"content":[{"type":"text","text":"FINDING: nothing is wrong."}]}}
@@ -217,13 +223,29 @@ impl Bench {
     /// Commits `files` (id, YAML) into `requests/pending/` and pushes; returns when the push
     /// returned, having sent the webhook if the gateway has one.
     async fn push(&mut self, files: &[(String, String)]) -> Duration {
+        let files: Vec<(String, String)> = files
+            .iter()
+            .map(|(id, yaml)| (format!("requests/pending/{id}.yaml"), yaml.clone()))
+            .collect();
+        self.push_paths(&files).await
+    }
+
+    /// Commits `files` (path in the repository, content), pushes, and wakes the gateway
+    /// when it has a webhook; returns when the push returned.
+    async fn push_paths(&mut self, files: &[(String, String)]) -> Duration {
         self.engineer.pull();
-        for (id, yaml) in files {
-            self.engineer
-                .write(format!("requests/pending/{id}.yaml"), yaml);
+        for (path, content) in files {
+            self.engineer.write(path, content);
         }
         self.engineer.commit_all("requests");
-        self.engineer.push();
+        // The publisher pushes too while a request runs: a push it beat is rebased and
+        // pushed again, as an engineer would.
+        let mut tries = 0;
+        while let Err(failure) = self.engineer.try_push() {
+            tries += 1;
+            assert!(tries < 20, "{failure}");
+            self.engineer.pull();
+        }
         let pushed = unix_now();
         if let Some(port) = self.webhook_port {
             self.deliveries += 1;
@@ -250,6 +272,18 @@ impl Bench {
     async fn agent_started(&self, n: usize) -> Duration {
         wait_for(format!("{n} agent starts"), LONG, || async {
             self.agent_times("starts.log").get(n - 1).copied()
+        })
+        .await
+    }
+
+    /// Waits until `n` stand-in agents in all have started holding; returns the `n`th's pid.
+    async fn held_agent(&self, n: usize) -> u32 {
+        wait_for(format!("{n} held agents"), LONG, || async {
+            std::fs::read_to_string(self.dir.path().join("held.log"))
+                .unwrap_or_default()
+                .lines()
+                .nth(n - 1)
+                .and_then(|l| l.trim().parse::<u32>().ok())
         })
         .await
     }
@@ -474,6 +508,71 @@ async fn wake(runs: usize) {
                 spread(&mut overhead)
             );
         }
+        bench.stop().await;
+    }
+}
+
+/// Cancelling a running investigation: from the push of the cancel file to the agent's
+/// process gone (the runner stops it: SIGINT, a grace, then the group killed), `runs` times
+/// one after another, with the webhook and by polling.
+async fn cancel(runs: usize) {
+    println!(
+        "\n## Cancel: push of the cancel file -> the agent's process gone ({runs} requests per \
+         setting; target p95 5 s with the webhook, poll interval + 5 s without)"
+    );
+    for (name, poll, webhook) in [
+        ("webhook, poll every 30s", "30s", true),
+        ("poll every 5s (default)", DEFAULT_POLL, false),
+    ] {
+        let mut bench = Bench::start(Setup {
+            poll,
+            webhook,
+            ..Setup::new(&["bench-cluster"])
+        })
+        .await;
+        let interval = Duration::from_secs(poll.trim_end_matches('s').parse().expect("seconds"));
+        let mut to_gone = Vec::with_capacity(runs);
+        for run in 0..runs {
+            let id = format!("cancel-{run:03}");
+            bench
+                .push(&[(id.clone(), request("bench-cluster", "hold-for-cancel"))])
+                .await;
+            let pid = bench.held_agent(run + 1).await;
+            // Cancels land at random points of the poll cycle, as engineers' do (the webhook
+            // wakes the gateway at once, whatever the point).
+            tokio::time::sleep(jitter(if webhook {
+                Duration::from_millis(500)
+            } else {
+                interval
+            }))
+            .await;
+            let pushed = bench
+                .push_paths(&[(
+                    format!("requests/cancel/{id}.yaml"),
+                    "apiVersion: warroom.intility.io/v1\nkind: CancelRequest\nmetadata:\n  \
+                     engineer: bench\n  timestamp: \"2026-11-24T10:00:00Z\"\nspec:\n  \
+                     reason: the bench\n"
+                        .to_owned(),
+                )])
+                .await;
+            // Checked every 10 ms, as `final_status` does.
+            let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+            let gone = loop {
+                if !proc_dir.exists() {
+                    break unix_now();
+                }
+                assert!(
+                    unix_now().saturating_sub(pushed) < LONG,
+                    "the agent of {id} was not stopped"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            to_gone.push(gone.saturating_sub(pushed));
+            bench.final_status(&id).await;
+        }
+        to_gone.sort();
+        let p95 = to_gone[((to_gone.len() - 1) as f64 * 0.95).round() as usize];
+        println!("  {name:<26} {}   p95 {:>9}", spread(&mut to_gone), ms(p95));
         bench.stop().await;
     }
 }
@@ -840,5 +939,8 @@ async fn main() {
     }
     if wanted("cold-start") {
         cold_start().await;
+    }
+    if wanted("cancel") {
+        cancel(runs).await;
     }
 }

@@ -442,12 +442,7 @@ async fn a_github_app_keeps_one_check_run_and_one_comment_per_request() {
 #[tokio::test]
 async fn a_502_and_a_rate_limit_are_retried_until_the_final_state_lands() {
     let stack = Stack::token(&[]).await;
-    stack.github.fail_next_writes(1, 502, &[]);
-    stack.github.fail_next_writes(
-        1,
-        403,
-        &[("retry-after", "1"), ("x-ratelimit-remaining", "0")],
-    );
+    fail_with_a_502_then_a_rate_limit(&stack);
     stack
         .status(&update(
             "flaky-1",
@@ -474,17 +469,23 @@ async fn a_502_and_a_rate_limit_are_retried_until_the_final_state_lands() {
     );
 }
 
-/// The same on the App path: the check run's writes are retried through a 502 and a rate
-/// limit, and the final conclusion lands.
-#[tokio::test]
-async fn a_github_app_retries_a_502_and_a_rate_limit_until_the_conclusion_lands() {
-    let stack = Stack::app(&[]).await;
+/// The next two writes to GitHub fail: a 502, then a secondary rate limit with
+/// `Retry-After: 1`.
+fn fail_with_a_502_then_a_rate_limit(stack: &Stack) {
     stack.github.fail_next_writes(1, 502, &[]);
     stack.github.fail_next_writes(
         1,
         403,
         &[("retry-after", "1"), ("x-ratelimit-remaining", "0")],
     );
+}
+
+/// The same on the App path: the check run's writes are retried through a 502 and a rate
+/// limit, and the final conclusion lands.
+#[tokio::test]
+async fn a_github_app_retries_a_502_and_a_rate_limit_until_the_conclusion_lands() {
+    let stack = Stack::app(&[]).await;
+    fail_with_a_502_then_a_rate_limit(&stack);
     stack
         .status(&update(
             "flaky-app-1",
