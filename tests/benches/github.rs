@@ -43,9 +43,11 @@ fn update(index: u64, phase: RequestPhase, revision: u64) -> StatusUpdate {
             verification: None,
             notices: Vec::new(),
             cancelled: None,
+            synthesis: None,
         },
         request: None,
         reports: BTreeMap::new(),
+        synthesis: None,
     }
 }
 

@@ -15,19 +15,28 @@ pub fn scenarios_dir() -> PathBuf {
 
 /// The scripted model's part of a scenario.
 pub trait Scripted {
-    /// The scripted model's conversations, one per cluster, each answering only the runs of
-    /// its cluster (the runner's prompt names the cluster: `- Cluster: <name> (`).
+    /// The scripted model's conversations: the synthesis's, answering only its request's
+    /// synthesis run, then one per cluster, each answering only the runs of its cluster (the
+    /// runner's prompt names the cluster: `- Cluster: <name> (`).
     fn conversations(&self) -> Vec<Conversation>;
 }
 
 impl Scripted for Scenario {
     fn conversations(&self) -> Vec<Conversation> {
-        self.recordings
-            .iter()
-            .map(|recording| {
+        // The synthesis's prompt names every cluster but never as `- Cluster: <name> (`; its
+        // own conversation comes first all the same.
+        let synthesis = self.synthesis.iter().map(|synthesis| {
+            Conversation::new(vec![Turn::structured(synthesis.model_answer())]).matching(format!(
+                "{} {}\n",
+                warroom_scenario::PROMPT_HEADING,
+                self.request_id()
+            ))
+        });
+        synthesis
+            .chain(self.recordings.iter().map(|recording| {
                 Conversation::new(turns(recording))
                     .matching(format!("- Cluster: {} (", recording.cluster))
-            })
+            }))
             .collect()
     }
 }

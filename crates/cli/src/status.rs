@@ -276,6 +276,7 @@ mod tests {
             verification: None,
             notices: Vec::new(),
             cancelled: None,
+            synthesis: None,
         };
         let text = render(
             &status,
@@ -321,6 +322,7 @@ mod tests {
             verification: None,
             notices: Vec::new(),
             cancelled: None,
+            synthesis: None,
         };
         let text = render(
             &status,
@@ -361,6 +363,7 @@ mod tests {
                 message: "requests/pending/r1\u{1b}[2J.yaml was changed".to_owned(),
             }],
             cancelled: None,
+            synthesis: None,
         };
         let now = datetime!(2026-01-15 14:33:10 UTC);
         let text = render(&status, "results/r1", "origin/main", now);

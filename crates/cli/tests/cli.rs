@@ -142,6 +142,7 @@ fn status(
         verification: None,
         notices: Vec::new(),
         cancelled: None,
+        synthesis: None,
     }
 }
 

@@ -45,6 +45,14 @@ pub struct Config {
     #[arg(long, env = "WARROOM_PROGRESS_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub progress_interval: Duration,
 
+    /// How long the cross-cluster synthesis of a request may take: once every cluster of a
+    /// request with several clusters ended and at least two gave supported findings, one of
+    /// its runners makes a tool-less model pass over their reports, and the request ends
+    /// with it. No synthesis within this bound plus --run-grace, or a failed one, only adds
+    /// a note; the cluster reports stand. `0s` turns synthesis off.
+    #[arg(long, env = "WARROOM_SYNTHESIS_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub synthesis_timeout: Duration,
+
     /// How long NATS waits for the dispatcher to acknowledge a message before it hands the
     /// message out again. Messages a dispatcher had fetched when it died are handled again
     /// this long later, by whichever replica is active. Applies when the dispatcher's durable

@@ -261,6 +261,7 @@ impl Engine {
         let id = request.id.clone();
         let limit = request.max_active_requests;
         let mut state = RequestState::new(request, warroom_proto::now());
+        state.synthesis_timeout_secs = self.timeouts.synthesis.map(|bound| bound.as_secs().max(1));
         if let Some(limit) = limit {
             let active = self.active_of(state.engineer(), &id);
             if active >= limit as usize {
@@ -371,6 +372,7 @@ impl Engine {
                         ..
                     } => state.on_started(cluster, runner, *at, *attempt, now),
                     RunnerReport::Finished(result) => state.on_finished(result, now),
+                    RunnerReport::Synthesis(result) => state.on_synthesis(result, now),
                     RunnerReport::Progress {
                         attempt, progress, ..
                     } => {
@@ -384,6 +386,7 @@ impl Engine {
         let kind = match report {
             RunnerReport::Started { .. } => "started",
             RunnerReport::Finished(_) => "finished",
+            RunnerReport::Synthesis(_) => "synthesis",
             RunnerReport::Progress { .. } => "progress",
         };
         let known = match modified {
@@ -453,6 +456,7 @@ impl Engine {
                                 ..
                             } => state.on_started(cluster, runner, *at, *attempt, now),
                             RunnerReport::Finished(result) => state.on_finished(result, now),
+                            RunnerReport::Synthesis(result) => state.on_synthesis(result, now),
                             RunnerReport::Progress {
                                 attempt, progress, ..
                             } => state.on_progress(
@@ -594,6 +598,24 @@ impl Engine {
                         known = Some((next, revision));
                     }
                 }
+                Step::Synthesize(index) => {
+                    known = self.synthesize(state, revision, index, now).await?;
+                }
+                Step::ExpireSynthesis(error) => {
+                    let mut next = state;
+                    if next.expire_synthesis(&error, now)
+                        && let Some(revision) = self.store.update(&next, revision).await?
+                    {
+                        warn!(request = %id, reason = %error, "the synthesis did not come; the request ends without it");
+                        if let Some(synthesis) = &next.synthesis
+                            && let (Some(cluster), Some(sequence)) =
+                                (&synthesis.cluster, synthesis.task_sequence)
+                        {
+                            self.take_back_task(id, cluster, sequence).await;
+                        }
+                        known = Some((next, revision));
+                    }
+                }
                 Step::Expire {
                     cluster,
                     phase,
@@ -702,6 +724,34 @@ impl Engine {
             if let Some(revision) = self.store.update(&state, revision).await? {
                 return Ok(Some((state, revision)));
             }
+        }
+        Ok(None)
+    }
+
+    /// Sends the request's synthesis task to the runner of the cluster at `index`, then
+    /// records where it went; the state as stored then.
+    async fn synthesize(
+        &self,
+        mut state: RequestState,
+        revision: u64,
+        index: usize,
+        now: warroom_proto::Timestamp,
+    ) -> Result<Option<Versioned>> {
+        let Some(task) = state.synthesis_task(index) else {
+            return Ok(None);
+        };
+        let cluster = task.cluster.name.clone();
+        let dedup = format!("{}-{cluster}-synthesis", task.request_id);
+        let ack = self
+            .bus
+            .publish(&Subject::Task(cluster.clone()), Some(&dedup), &task)
+            .await?;
+        self.metrics.tasks_published.inc();
+        info!(request = %state.id(), cluster = %cluster, sequence = ack.sequence, duplicate = ack.duplicate, "synthesis task published");
+        if state.mark_synthesis_requested(&cluster, ack.sequence, now)
+            && let Some(revision) = self.store.update(&state, revision).await?
+        {
+            return Ok(Some((state, revision)));
         }
         Ok(None)
     }

@@ -344,6 +344,7 @@ async fn setup(
         pickup: config.pickup_timeout,
         run_grace: config.run_grace,
         progress: config.progress_interval,
+        synthesis: (!config.synthesis_timeout.is_zero()).then_some(config.synthesis_timeout),
     };
     let mut engine = Engine::new(
         bus.clone(),

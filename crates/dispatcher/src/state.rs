@@ -10,11 +10,12 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use warroom_proto::synthesis::{CheckedSynthesis, SynthesisCluster, SynthesisInput};
 use warroom_proto::{
     AcceptedRequest, AnswerForm, CancelOrder, Cancellation, ClusterName, ClusterPhase, ClusterRef,
     ClusterReport, ClusterStatus, ClusterType, CoordinationMode, Denial, FieldError, Finding,
     Notice, NoticeKind, Progress, Queued, RequestId, RequestPhase, RequestStatus, RequestSummary,
-    StatusUpdate, Task, TaskResult, Timestamp,
+    StatusUpdate, SynthesisPhase, SynthesisResult, SynthesisStatus, Task, TaskResult, Timestamp,
 };
 
 use crate::config::human;
@@ -28,6 +29,10 @@ use crate::liveness::{Outside, Presence};
 /// that is about 900 KiB in all (a test checks it).
 pub const REPORT_BUDGET_BYTES: usize = 448 * 1024;
 
+/// How many bytes the cross-cluster synthesis keeps in a status snapshot, beside the
+/// clusters' [`REPORT_BUDGET_BYTES`]; claims past it are left out, from the last.
+pub const SYNTHESIS_BUDGET_BYTES: usize = 64 * 1024;
+
 /// The timeouts the dispatcher enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -38,6 +43,63 @@ pub struct Timeouts {
     pub run_grace: Duration,
     /// At most how often a running request gets a new snapshot for its agents' progress.
     pub progress: Duration,
+    /// How long a cross-cluster synthesis may take once asked for (plus `run_grace`); `None`:
+    /// requests get no synthesis.
+    pub synthesis: Option<Duration>,
+}
+
+/// The dispatcher's record of a request's cross-cluster synthesis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SynthesisState {
+    pub phase: SynthesisPhase,
+    /// The cluster whose runner was sent the synthesis task.
+    #[serde(default)]
+    pub cluster: Option<ClusterName>,
+    /// When the task was sent, by the dispatcher's clock (the bound counts from it).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub requested_at: Option<Timestamp>,
+    /// The task's sequence in the tasks stream, so an expired one can be taken back.
+    #[serde(default)]
+    pub task_sequence: Option<u64>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub report: Option<CheckedSynthesis>,
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    #[serde(default)]
+    pub run: Option<warroom_proto::RunFacts>,
+}
+
+impl SynthesisState {
+    fn pending() -> SynthesisState {
+        SynthesisState {
+            phase: SynthesisPhase::Pending,
+            cluster: None,
+            requested_at: None,
+            task_sequence: None,
+            error: None,
+            report: None,
+            cost_usd: None,
+            run: None,
+        }
+    }
+
+    fn fail(&mut self, error: String) {
+        self.phase = SynthesisPhase::Failed;
+        self.error = Some(error);
+    }
+
+    fn status(&self) -> SynthesisStatus {
+        SynthesisStatus {
+            phase: self.phase,
+            cluster: self.cluster.clone(),
+            claims: self.report.as_ref().map(CheckedSynthesis::counts),
+            error: self.error.clone(),
+            cost_usd: self.cost_usd,
+            run: self.run.clone(),
+        }
+    }
 }
 
 /// One request, as stored under its id in the requests bucket.
@@ -81,6 +143,15 @@ pub struct RequestState {
     /// redelivery, a rescan of the repository) changes nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cancel_versions: Vec<String>,
+    /// How long this request's cross-cluster synthesis may take once its task is sent, in
+    /// seconds; `None`: it gets none (the dispatcher ran with `--synthesis-timeout 0`, or
+    /// the request was stored before synthesis existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthesis_timeout_secs: Option<u64>,
+    /// The cross-cluster synthesis, from when every cluster ended (only for a request that
+    /// gets one: see [`RequestState::wants_synthesis`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthesis: Option<SynthesisState>,
 }
 
 /// One cluster's part of a request.
@@ -180,6 +251,10 @@ pub enum Step {
     Dispatch(Vec<usize>),
     /// These dispatched clusters' tasks moved in their queues: (cluster, new position).
     Requeue(Vec<(usize, u32)>),
+    /// Every cluster ended: send the synthesis task to the runner of this cluster.
+    Synthesize(usize),
+    /// The synthesis did not come within its bound: end the request without it.
+    ExpireSynthesis(String),
 }
 
 /// What applying a runner report did.
@@ -245,6 +320,8 @@ impl RequestState {
             progress_shown_at: None,
             cancellation: None,
             cancel_versions: Vec::new(),
+            synthesis_timeout_secs: None,
+            synthesis: None,
         }
     }
 
@@ -382,6 +459,9 @@ impl RequestState {
         if self.phase.is_final() {
             return None;
         }
+        if let Some(synthesis) = &self.synthesis {
+            return self.synthesis_step(synthesis, now, timeouts, outside);
+        }
         if let Some(expiry) = timeouts.and_then(|t| self.expiry(now, t, outside)) {
             return Some(expiry);
         }
@@ -447,6 +527,144 @@ impl RequestState {
             });
         }
         None
+    }
+
+    /// What a request whose clusters all ended needs for its synthesis: the task sent, or
+    /// the end of its wait.
+    fn synthesis_step(
+        &self,
+        synthesis: &SynthesisState,
+        now: Timestamp,
+        timeouts: Option<Timeouts>,
+        outside: &dyn Outside,
+    ) -> Option<Step> {
+        if synthesis.phase != SynthesisPhase::Pending {
+            return None;
+        }
+        let bound = Duration::from_secs(self.synthesis_timeout_secs.unwrap_or(0));
+        let Some(requested_at) = synthesis.requested_at else {
+            // The runner of the first cluster with findings that has a live runner; without
+            // any, the first with findings (its task waits like any other).
+            let candidates: Vec<usize> = self
+                .clusters
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| {
+                    c.structured
+                        .as_ref()
+                        .is_some_and(|r| r.counts().supported > 0)
+                })
+                .map(|(i, _)| i)
+                .collect();
+            let live = candidates.iter().copied().find(|&i| {
+                matches!(
+                    outside.presence(&self.clusters[i].name, now),
+                    Presence::Live
+                )
+            });
+            return live.or(candidates.first().copied()).map(Step::Synthesize);
+        };
+        let timeouts = timeouts?;
+        let limit = bound.saturating_add(timeouts.run_grace);
+        (elapsed(Some(requested_at), now) >= Some(limit)).then(|| {
+            Step::ExpireSynthesis(format!(
+                "no synthesis from the runner of {} within {} plus {} grace; the cluster \
+                 reports stand on their own",
+                synthesis.cluster.as_ref().map_or("?", ClusterName::as_str),
+                human(bound),
+                human(timeouts.run_grace)
+            ))
+        })
+    }
+
+    /// Whether this request, every cluster of which just ended, gets a cross-cluster
+    /// synthesis: several clusters, not cancelled, synthesis on, and at least two clusters
+    /// with supported findings to compare.
+    pub fn wants_synthesis(&self) -> bool {
+        self.synthesis.is_none()
+            && self.synthesis_timeout_secs.is_some_and(|secs| secs > 0)
+            && self.cancellation.is_none()
+            && self.clusters.len() >= 2
+            && self.synthesis_input().with_supported_findings() >= 2
+    }
+
+    /// The cluster reports the synthesis runs over.
+    pub fn synthesis_input(&self) -> SynthesisInput {
+        SynthesisInput::new(self.clusters.iter().map(|c| SynthesisCluster {
+            name: c.name.clone(),
+            phase: c.phase,
+            report: c.structured.clone(),
+            left_out: false,
+        }))
+    }
+
+    /// The synthesis task, for the runner of the cluster at `index`.
+    pub fn synthesis_task(&self, index: usize) -> Option<Task> {
+        let mut task = self.task_for(index)?;
+        task.allowed_tools = Vec::new();
+        task.prior_findings = Vec::new();
+        task.timeout_secs = self.synthesis_timeout_secs.unwrap_or(0).max(1);
+        task.synthesis = Some(Box::new(self.synthesis_input()));
+        Some(task)
+    }
+
+    /// Records that the synthesis task went to `cluster`'s runner (not a transition: the
+    /// status already says the synthesis is pending).
+    pub fn mark_synthesis_requested(
+        &mut self,
+        cluster: &ClusterName,
+        sequence: u64,
+        now: Timestamp,
+    ) -> bool {
+        match &mut self.synthesis {
+            Some(synthesis)
+                if synthesis.phase == SynthesisPhase::Pending
+                    && synthesis.requested_at.is_none() =>
+            {
+                synthesis.cluster = Some(cluster.clone());
+                synthesis.requested_at = Some(now);
+                synthesis.task_sequence = Some(sequence);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A runner reported the synthesis: the request ends with it (or with its failure noted).
+    pub fn on_synthesis(&mut self, result: &SynthesisResult, now: Timestamp) -> Applied {
+        let Some(synthesis) = &mut self.synthesis else {
+            return Applied::AlreadyFinal;
+        };
+        if synthesis.phase != SynthesisPhase::Pending {
+            return Applied::AlreadyFinal;
+        }
+        synthesis.cluster = Some(result.cluster.clone());
+        synthesis.cost_usd = Some(result.cost_usd);
+        synthesis.run = result.run.clone();
+        match (&result.synthesis, &result.error) {
+            (Some(report), _) => {
+                synthesis.phase = SynthesisPhase::Completed;
+                synthesis.report = Some(within_synthesis_budget(report.clone()));
+            }
+            (None, error) => synthesis.fail(error.as_deref().map_or_else(
+                || "the synthesis run gave no synthesis".to_owned(),
+                |e| truncate(e, 4096),
+            )),
+        }
+        self.transition(now);
+        Applied::Changed
+    }
+
+    /// Ends the wait for a synthesis that did not come.
+    pub fn expire_synthesis(&mut self, error: &str, now: Timestamp) -> bool {
+        match &mut self.synthesis {
+            Some(synthesis) if synthesis.phase == SynthesisPhase::Pending => {
+                synthesis.fail(error.to_owned());
+                self.transition(now);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The dispatched clusters whose place in their queue is not the recorded one.
@@ -549,6 +767,7 @@ impl RequestState {
             namespace: investigation.namespace.clone(),
             mode: self.mode,
             prior_findings,
+            synthesis: None,
         })
     }
 
@@ -740,6 +959,23 @@ impl RequestState {
             return;
         }
         if self.clusters.iter().all(|c| c.phase.is_final()) {
+            if self.wants_synthesis() {
+                self.synthesis = Some(SynthesisState::pending());
+            }
+            if let Some(synthesis) = &mut self.synthesis
+                && synthesis.phase == SynthesisPhase::Pending
+            {
+                if let Some(cancellation) = &self.cancellation {
+                    synthesis.fail(format!(
+                        "the request was {} before its synthesis came",
+                        cancellation.describe()
+                    ));
+                } else {
+                    // The clusters' reports are out; the request ends with its synthesis.
+                    self.phase = RequestPhase::Running;
+                    return;
+                }
+            }
             self.finish();
         } else if self
             .clusters
@@ -847,9 +1083,11 @@ impl RequestState {
                 verification: self.accepted.verification.clone(),
                 notices: self.notices.clone(),
                 cancelled: self.cancellation.clone(),
+                synthesis: self.synthesis.as_ref().map(SynthesisState::status),
             },
             request: Some(RequestSummary::of(&self.accepted.request)),
             reports,
+            synthesis: self.synthesis.as_ref().and_then(|s| s.report.clone()),
         }
     }
 }
@@ -996,6 +1234,16 @@ fn no_live_runner(
     }
 }
 
+/// `report`, its last claims left out while it is over [`SYNTHESIS_BUDGET_BYTES`].
+fn within_synthesis_budget(mut report: CheckedSynthesis) -> CheckedSynthesis {
+    let size = |r: &CheckedSynthesis| serde_json::to_vec(r).map_or(usize::MAX, |b| b.len());
+    while size(&report) > SYNTHESIS_BUDGET_BYTES && report.claims.pop().is_some() {}
+    if size(&report) > SYNTHESIS_BUDGET_BYTES {
+        report.summary = truncate(&report.summary, SYNTHESIS_BUDGET_BYTES / 2);
+    }
+    report
+}
+
 /// `2026-11-24T10:00:00Z`: to the second, in UTC.
 fn rfc3339(at: Timestamp) -> String {
     let format =
@@ -1060,6 +1308,7 @@ pub(crate) mod tests {
         pickup: Duration::from_secs(600),
         run_grace: Duration::from_secs(120),
         progress: Duration::from_secs(30),
+        synthesis: Some(Duration::from_secs(300)),
     };
 
     fn at(secs: i64) -> Timestamp {
@@ -1227,6 +1476,13 @@ pub(crate) mod tests {
                 }
                 Step::Requeue(moved) => {
                     state.requeue(moved, now);
+                }
+                Step::Synthesize(index) => {
+                    let cluster = state.clusters[*index].name.clone();
+                    state.mark_synthesis_requested(&cluster, 11, now);
+                }
+                Step::ExpireSynthesis(error) => {
+                    state.expire_synthesis(error, now);
                 }
             }
             steps.push(step);
@@ -1883,6 +2139,182 @@ pub(crate) mod tests {
         assert_eq!(
             queued,
             CancelOutcome::Cancelled(vec![(name("hub"), 7), (name("prod-1"), 7)])
+        );
+    }
+
+    /// A result with a structured answer of `findings` (supported or not).
+    fn structured(cluster: &str, findings: &[bool]) -> TaskResult {
+        use warroom_proto::{CheckedFinding, CheckedReport, Confidence};
+        let mut result = result(cluster, Outcome::Completed, None, "report");
+        result.report = Some(Box::new(CheckedReport {
+            summary: format!("{cluster} summary"),
+            findings: findings
+                .iter()
+                .map(|&supported| CheckedFinding {
+                    claim: "a finding".to_owned(),
+                    supported,
+                    evidence: Vec::new(),
+                })
+                .collect(),
+            ruled_out: Vec::new(),
+            confidence: Confidence::High,
+            next_steps: Vec::new(),
+            not_checked: Vec::new(),
+            runbook: None,
+        }));
+        result
+    }
+
+    /// A parallel request of `clusters` that gets a synthesis, every cluster started.
+    fn synthesized(clusters: &[&str]) -> RequestState {
+        let mut state = request(clusters, Some(CoordinationMode::Parallel));
+        state.synthesis_timeout_secs = Some(300);
+        settle(&mut state, at(1));
+        for cluster in clusters {
+            state.on_started(&name(cluster), "r-0", at(10), 1, at(10));
+        }
+        state
+    }
+
+    fn synthesis_result(
+        cluster: &str,
+        synthesis: Option<warroom_proto::synthesis::CheckedSynthesis>,
+    ) -> SynthesisResult {
+        SynthesisResult {
+            request_id: RequestId::new("r1").expect("valid id"),
+            cluster: name(cluster),
+            synthesis,
+            error: Some("the model gave no answer".to_owned()),
+            cost_usd: 0.05,
+            run: None,
+            started_at: at(80),
+            finished_at: at(90),
+        }
+    }
+
+    #[test]
+    fn a_request_with_findings_in_two_clusters_ends_with_its_synthesis() {
+        use warroom_proto::Confidence;
+        use warroom_proto::synthesis::CheckedSynthesis;
+        let mut state = synthesized(&["a", "b", "c"]);
+        state.on_finished(&structured("a", &[true]), at(70));
+        state.on_finished(&result("b", Outcome::Failed, Some("boom"), ""), at(71));
+        state.on_finished(&structured("c", &[false, true]), at(72));
+        // Every cluster ended, and their reports are out; the request waits for the synthesis.
+        assert_eq!(state.phase, RequestPhase::Running);
+        let pending = state.snapshot();
+        assert_eq!(
+            pending.status.synthesis.as_ref().map(|s| s.phase),
+            Some(SynthesisPhase::Pending)
+        );
+        assert_eq!(pending.reports.len(), 3);
+        // The first cluster with findings whose runner is live runs it.
+        let steps = settle_in(&mut state, at(73), &LIVE);
+        assert!(steps.contains(&Step::Synthesize(0)), "{steps:?}");
+        let task = state.synthesis_task(0).expect("a task");
+        let input = task.synthesis.as_deref().expect("a synthesis task");
+        assert!(task.allowed_tools.is_empty());
+        assert_eq!(task.timeout_secs, 300);
+        assert_eq!(input.clusters.len(), 3);
+        assert_eq!(input.with_supported_findings(), 2);
+        assert_eq!(
+            state.synthesis.as_ref().and_then(|s| s.cluster.clone()),
+            Some(name("a"))
+        );
+        // Asked once: a second sweep sends nothing.
+        assert_eq!(settle_in(&mut state, at(74), &LIVE), Vec::new());
+
+        let report = CheckedSynthesis {
+            summary: "a and c share a cause".to_owned(),
+            claims: Vec::new(),
+            confidence: Confidence::Medium,
+        };
+        let applied = state.on_synthesis(&synthesis_result("a", Some(report.clone())), at(90));
+        assert_eq!(applied, Applied::Changed);
+        // The request's phase is its clusters' own: the synthesis never changes it.
+        assert_eq!(state.phase, RequestPhase::Failed);
+        let done = state.snapshot();
+        assert_eq!(done.synthesis, Some(report));
+        assert_eq!(
+            done.status
+                .synthesis
+                .as_ref()
+                .map(|s| (s.phase, s.cost_usd)),
+            Some((SynthesisPhase::Completed, Some(0.05)))
+        );
+        // A redelivered result changes nothing.
+        assert_eq!(
+            state.on_synthesis(&synthesis_result("a", None), at(91)),
+            Applied::AlreadyFinal
+        );
+    }
+
+    #[test]
+    fn a_synthesis_that_fails_or_never_comes_only_adds_a_note() {
+        let ended = |state: &mut RequestState| {
+            state.on_finished(&structured("a", &[true]), at(70));
+            state.on_finished(&structured("b", &[true]), at(71));
+        };
+        let mut failed = synthesized(&["a", "b"]);
+        ended(&mut failed);
+        settle_in(&mut failed, at(72), &LIVE);
+        failed.on_synthesis(&synthesis_result("a", None), at(80));
+        assert_eq!(failed.phase, RequestPhase::Completed);
+        assert_eq!(failed.error, None);
+        let status = failed
+            .snapshot()
+            .status
+            .synthesis
+            .expect("a synthesis status");
+        assert_eq!(status.phase, SynthesisPhase::Failed);
+        assert_eq!(status.error.as_deref(), Some("the model gave no answer"));
+
+        let mut silent = synthesized(&["a", "b"]);
+        ended(&mut silent);
+        settle_in(&mut silent, at(72), &LIVE);
+        // Within its bound (300 s plus the 120 s grace) it waits.
+        assert_eq!(settle_in(&mut silent, at(72 + 419), &LIVE), Vec::new());
+        let steps = settle_in(&mut silent, at(72 + 420), &LIVE);
+        assert!(
+            matches!(steps.first(), Some(Step::ExpireSynthesis(e)) if e.contains("no synthesis from the runner of a within 5m")),
+            "{steps:?}"
+        );
+        assert_eq!(silent.phase, RequestPhase::Completed);
+        assert_eq!(
+            silent.on_synthesis(&synthesis_result("a", None), at(600)),
+            Applied::AlreadyFinal
+        );
+    }
+
+    #[test]
+    fn no_synthesis_without_two_clusters_with_findings_or_when_turned_off_or_cancelled() {
+        let mut one = synthesized(&["a", "b"]);
+        one.on_finished(&structured("a", &[true]), at(70));
+        one.on_finished(&structured("b", &[false]), at(71));
+        assert_eq!(one.phase, RequestPhase::Completed);
+        assert_eq!(one.synthesis, None);
+        assert_eq!(one.snapshot().status.synthesis, None);
+
+        let mut off = synthesized(&["a", "b"]);
+        off.synthesis_timeout_secs = None;
+        off.on_finished(&structured("a", &[true]), at(70));
+        off.on_finished(&structured("b", &[true]), at(71));
+        assert_eq!(off.phase, RequestPhase::Completed);
+
+        let mut cancelled = synthesized(&["a", "b"]);
+        cancelled.on_finished(&structured("a", &[true]), at(70));
+        cancelled.on_finished(&structured("b", &[true]), at(71));
+        assert_eq!(cancelled.phase, RequestPhase::Running);
+        cancelled.cancel(&order("v1"), at(75));
+        assert_eq!(cancelled.phase, RequestPhase::Cancelled);
+        let status = cancelled.snapshot().status.synthesis.expect("a status");
+        assert_eq!(status.phase, SynthesisPhase::Failed);
+        assert!(
+            status
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("cancelled by alice")),
+            "{status:?}"
         );
     }
 }

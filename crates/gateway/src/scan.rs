@@ -668,9 +668,11 @@ impl Scanner<'_> {
                 verification: None,
                 notices: Vec::new(),
                 cancelled: None,
+                synthesis: None,
             },
             request: request.map(|r| RequestSummary::of(&r.request)),
             reports: BTreeMap::new(),
+            synthesis: None,
         };
         let dedup = format!("{id}-rejected-{version}");
         self.bus

@@ -379,6 +379,7 @@ fn planted_status(request: &str) -> String {
         verification: None,
         notices: Vec::new(),
         cancelled: None,
+        synthesis: None,
     };
     serde_json::to_string_pretty(&status).expect("a status encodes")
 }

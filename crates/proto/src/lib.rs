@@ -15,6 +15,7 @@ pub mod schema;
 pub mod session;
 pub mod status;
 pub mod strategy;
+pub mod synthesis;
 pub mod validate;
 pub mod walk;
 pub mod wire;
@@ -32,14 +33,15 @@ pub use request::{
 pub use session::SessionRequest;
 pub use status::{
     AnswerForm, Cancellation, ClusterPhase, ClusterStatus, Notice, NoticeKind, Progress, Queued,
-    RequestPhase, RequestStatus, Verification,
+    RequestPhase, RequestStatus, SynthesisPhase, SynthesisStatus, Verification,
 };
 pub use strategy::{Strategy, strategies};
 pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request};
 pub use wire::{
     AcceptedRequest, AuditEvent, AuditKind, CancelOrder, ClusterReport, Denial, Finding,
     GatewayMessage, Inbound, Outcome, PublisherInput, RequestNotice, RequestSummary,
-    RunnerHeartbeat, RunnerReport, StatusUpdate, Task, TaskRecord, TaskResult, Undecodable,
+    RunnerHeartbeat, RunnerReport, StatusUpdate, SynthesisResult, Task, TaskRecord, TaskResult,
+    Undecodable,
 };
 
 /// The `apiVersion` of every request file this version understands.

@@ -156,6 +156,53 @@ pub struct RequestStatus {
     /// file (absent in statuses written before cancellation existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelled: Option<Cancellation>,
+    /// The cross-cluster synthesis of a request with several clusters, once every cluster
+    /// ended: pending while it runs (the request stays `running`), then completed or failed.
+    /// Absent for a single cluster, or when fewer than two clusters gave supported findings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthesis: Option<SynthesisStatus>,
+}
+
+/// Where a request's cross-cluster synthesis is (`status.json`: `"synthesis": {...}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SynthesisStatus {
+    pub phase: SynthesisPhase,
+    /// The cluster whose runner was asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterName>,
+    /// Its claims by the verdict on their citations, once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<crate::report::FindingCounts>,
+    /// Why it failed: the per-cluster reports stand, and the request's phase is theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What its model calls cost, in US dollars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// The model and CLI version of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<crate::report::RunFacts>,
+}
+
+/// How far a request's synthesis got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SynthesisPhase {
+    /// Every cluster ended; the synthesis is asked for or running.
+    Pending,
+    Completed,
+    /// No synthesis: `error` says why. Never fails the request.
+    Failed,
+}
+
+impl SynthesisPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SynthesisPhase::Pending => "pending",
+            SynthesisPhase::Completed => "completed",
+            SynthesisPhase::Failed => "failed",
+        }
+    }
 }
 
 /// Who cancelled a request, when and why (`status.json`: `"cancelled": {...}`).

@@ -14,6 +14,7 @@ use crate::ids::{ClusterName, ReplicaId, RequestId, ResultsDir};
 use crate::report::{CheckedReport, RunFacts};
 use crate::request::{ClusterRef, CoordinationMode, Issue, Tool, TroubleshootingRequest};
 use crate::status::{Cancellation, ClusterPhase, Notice, Progress, RequestStatus, Verification};
+use crate::synthesis::{CheckedSynthesis, SynthesisInput};
 
 /// An accepted request, as the gateway publishes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +87,11 @@ pub struct Task {
     /// In sequential mode, what the clusters before this one found, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prior_findings: Vec<Finding>,
+    /// Set on the request's cross-cluster synthesis task, which runs after every cluster
+    /// ended, on one of its clusters' runners: a tool-less pass over these reports instead of
+    /// an investigation ([`crate::synthesis`]). Its result is a [`RunnerReport::Synthesis`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthesis: Option<Box<SynthesisInput>>,
 }
 
 /// The dispatcher's record of one task, kept in [`crate::names::TASKS_BUCKET`] under
@@ -138,6 +144,31 @@ pub enum RunnerReport {
         attempt: u32,
         progress: Progress,
     },
+    /// The end of a request's cross-cluster synthesis run, on the subject of the cluster
+    /// whose runner ran it.
+    Synthesis(SynthesisResult),
+}
+
+/// How a synthesis run ended: the checked synthesis, or why there is none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SynthesisResult {
+    pub request_id: RequestId,
+    /// The cluster whose runner ran it.
+    pub cluster: ClusterName,
+    /// `Some` when the run gave a synthesis in its form; its claims checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthesis: Option<CheckedSynthesis>,
+    /// Why there is no synthesis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub cost_usd: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunFacts>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished_at: Timestamp,
 }
 
 /// How an investigation ended. Only `Completed` is a success.
@@ -329,6 +360,10 @@ pub struct StatusUpdate {
     /// The reports of clusters that finished, by cluster name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub reports: BTreeMap<ClusterName, ClusterReport>,
+    /// The cross-cluster synthesis, once a runner gave one (`status.synthesis` says how it
+    /// went); the README opens with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthesis: Option<CheckedSynthesis>,
 }
 
 /// What the aggregated report says about the request itself.
@@ -455,6 +490,7 @@ impl RunnerReport {
                 ..
             } => (request_id, cluster),
             RunnerReport::Finished(result) => (&result.request_id, &result.cluster),
+            RunnerReport::Synthesis(result) => (&result.request_id, &result.cluster),
             RunnerReport::Progress {
                 request_id,
                 cluster,

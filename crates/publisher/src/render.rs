@@ -9,10 +9,11 @@
 use std::fmt::Write as _;
 
 use time::format_description::well_known::Rfc3339;
+use warroom_proto::synthesis::{CheckedCitation, CheckedSynthesis};
 use warroom_proto::wire::Redacted;
 use warroom_proto::{
     AnswerForm, CheckedEvidence, CheckedReport, ClusterPhase, ClusterReport, ClusterStatus,
-    RequestPhase, RequestStatus, RequestSummary, Tokens,
+    RequestPhase, RequestStatus, RequestSummary, SynthesisPhase, Tokens,
 };
 
 use crate::redact;
@@ -447,6 +448,7 @@ pub(crate) fn readme(
     status: &RequestStatus,
     request: Option<&RequestSummary>,
     reports: &std::collections::BTreeMap<warroom_proto::ClusterName, ClusterReport>,
+    synthesis: Option<&CheckedSynthesis>,
     note: Option<&str>,
 ) -> String {
     let mut out = String::new();
@@ -454,6 +456,7 @@ pub(crate) fn readme(
     let _ = writeln!(out, "# {}\n", cell(title));
     push_note(&mut out, note);
     push_unverified(&mut out, status);
+    push_synthesis(&mut out, status, synthesis);
     push_overview(&mut out, status, request);
     push_validation_errors(&mut out, status);
     push_notices(&mut out, status);
@@ -475,6 +478,105 @@ pub(crate) fn readme(
         status.revision
     );
     out
+}
+
+/// What marks the synthesis as what it is, under its heading.
+pub(crate) const SYNTHESIS_MARK: &str = "_Synthesis: a model's pass over the cluster reports \
+     below, without tools. Each claim cites the cluster findings it rests on; a claim whose \
+     citations do not hold is marked UNSUPPORTED. The cluster reports are the evidence._";
+
+/// `## Synthesis across clusters`, which opens the README of a request with several
+/// clusters once every cluster ended: pending, the checked synthesis, or why there is none.
+fn push_synthesis(out: &mut String, status: &RequestStatus, synthesis: Option<&CheckedSynthesis>) {
+    let Some(state) = &status.synthesis else {
+        return;
+    };
+    out.push_str("## Synthesis across clusters\n\n");
+    match (state.phase, synthesis) {
+        (SynthesisPhase::Completed, Some(synthesis)) => {
+            let _ = writeln!(out, "{SYNTHESIS_MARK}\n");
+            let _ = writeln!(
+                out,
+                "{}\n",
+                redact::markdown::neutralize(&redact::text(synthesis.summary.trim()))
+            );
+            let counts = synthesis.counts();
+            let _ = writeln!(
+                out,
+                "Confidence: **{}**. Claims: {} supported, {} unsupported.\n",
+                synthesis.confidence.as_str(),
+                counts.supported,
+                counts.unsupported
+            );
+            for (n, claim) in synthesis.claims.iter().enumerate() {
+                let verdict = if claim.supported {
+                    "**Supported.**".to_owned()
+                } else {
+                    let mut why: Vec<String> = claim
+                        .cites
+                        .iter()
+                        .filter_map(|c| c.problem.as_deref())
+                        .chain(claim.problems.iter().map(String::as_str))
+                        .map(inert_line)
+                        .collect();
+                    why.dedup();
+                    format!("**UNSUPPORTED** ({}):", why.join("; "))
+                };
+                let clusters: Vec<String> = claim.clusters.iter().map(|c| cell(c)).collect();
+                let _ = writeln!(
+                    out,
+                    "{}. {verdict} _{}_ ({}): {}",
+                    n + 1,
+                    claim.kind.as_str(),
+                    clusters.join(", "),
+                    inert_line(&claim.claim)
+                );
+                let cites: Vec<String> = claim.cites.iter().map(citation).collect();
+                let _ = writeln!(out, "   - Rests on: {}", cites.join(", "));
+            }
+            out.push('\n');
+        }
+        (SynthesisPhase::Completed, None) => {
+            let counts = state.claims.unwrap_or_default();
+            let _ = write!(
+                out,
+                "_Completed: {} claims supported, {} unsupported. The results folder's \
+                 README.md holds it._\n\n",
+                counts.supported, counts.unsupported
+            );
+        }
+        (SynthesisPhase::Pending, _) => {
+            out.push_str(
+                "_Pending: every cluster ended, and a synthesis of their reports is being \
+                 made. The cluster reports below are complete._\n\n",
+            );
+        }
+        (_, _) => {
+            let why = state
+                .error
+                .as_deref()
+                .unwrap_or("the synthesis gave no answer");
+            let _ = write!(
+                out,
+                "{}\n\n",
+                quote(&format!(
+                    "**No synthesis:** {why}. The cluster reports below stand on their own."
+                ))
+            );
+        }
+    }
+}
+
+/// A citation as a link to the cited cluster's report, when the cluster is one of the
+/// request's (its name is then a checked cluster name, safe in a path).
+fn citation(cite: &CheckedCitation) -> String {
+    let label = format!("{} finding {}", cell(&cite.cluster), cite.finding);
+    match warroom_proto::ClusterName::new(&cite.cluster) {
+        Ok(name) if cite.problem.is_none() => {
+            format!("[{label}]({})", report_file(name.as_str()))
+        }
+        _ => label,
+    }
 }
 
 /// The table at the top of the README (request, phase, engineer, category, mode, update)
@@ -667,6 +769,7 @@ mod tests {
             verification: None,
             notices: Vec::new(),
             cancelled: None,
+            synthesis: None,
         }
     }
 
@@ -679,7 +782,7 @@ mod tests {
         };
         let mut unverified = status(RequestPhase::Completed);
         unverified.verification = Some(warroom_proto::Verification::unverified());
-        let readme_text = readme(&unverified, None, &BTreeMap::new(), None);
+        let readme_text = readme(&unverified, None, &BTreeMap::new(), None, None);
         assert!(readme_text.contains(UNVERIFIED), "{readme_text}");
         assert!(
             readme_text.contains("| Verified | **no** |"),
@@ -700,7 +803,7 @@ mod tests {
             verified: true,
             signed_by: vec!["SHA256:abc".to_owned()],
         });
-        let readme_text = readme(&verified, None, &BTreeMap::new(), None);
+        let readme_text = readme(&verified, None, &BTreeMap::new(), None, None);
         assert!(!readme_text.contains(UNVERIFIED), "{readme_text}");
         assert!(
             readme_text.contains("| Verified | yes, signed by `SHA256:abc` |"),
@@ -728,7 +831,7 @@ mod tests {
             at: time::macros::datetime!(2026-11-23 12:05 UTC),
             message: "requests/pending/![x](https:evil.example/x.png) re-uses the id".to_owned(),
         });
-        let text = readme(&with_notice, None, &BTreeMap::new(), None);
+        let text = readme(&with_notice, None, &BTreeMap::new(), None, None);
         assert!(text.contains("## Notices"), "{text}");
         assert!(text.contains("`id_reused`"), "{text}");
         assert!(!text.contains("![x](https:evil"), "{text}");
@@ -879,7 +982,7 @@ mod tests {
             &AuditLines::new(),
             Some(note),
         );
-        let aggregated = readme(&s, None, &BTreeMap::new(), Some(note));
+        let aggregated = readme(&s, None, &BTreeMap::new(), None, Some(note));
         for md in [&cluster, &aggregated] {
             let (title, rest) = md.split_once("\n\n").expect("a title line");
             assert!(title.starts_with("# "), "{md}");
@@ -915,7 +1018,7 @@ mod tests {
             s.clusters
                 .insert(format!("hosted-{n:03}").parse().unwrap(), line);
         }
-        let md = readme(&s, None, &BTreeMap::new(), None);
+        let md = readme(&s, None, &BTreeMap::new(), None, None);
         assert!(
             md.contains(
                 "| failed | 50 |\n| timed_out | 50 |\n| completed | 400 |\n| **all** | **500** |"
@@ -960,7 +1063,7 @@ mod tests {
             description: "API slow".to_owned(),
             prompt: "Look at ```etcd```".to_owned(),
         };
-        let md = readme(&s, Some(&summary), &reports, None);
+        let md = readme(&s, Some(&summary), &reports, None, None);
         assert!(md.starts_with("# api-timeouts\n"), "{md}");
         assert!(md.contains("[hub.md](hub.md)"), "{md}");
         assert!(md.contains("````text\nLook at ```etcd```\n````"), "{md}");
@@ -972,11 +1075,109 @@ mod tests {
             field: "spec.issue".to_owned(),
             message: "is required".to_owned(),
         }];
-        let md = readme(&rejected, None, &BTreeMap::new(), None);
+        let md = readme(&rejected, None, &BTreeMap::new(), None, None);
         assert!(
             md.contains("## Validation errors\n\n- `spec.issue`: is required"),
             "{md}"
         );
         assert!(!md.contains("audit.jsonl"), "{md}");
+    }
+
+    #[test]
+    fn the_readme_opens_with_the_synthesis_its_claims_marked_and_linked() {
+        use warroom_proto::synthesis::{CheckedClaim, ClaimKind};
+        use warroom_proto::{Confidence, SynthesisStatus};
+        let claim = |supported: bool, text: &str| CheckedClaim {
+            kind: if supported {
+                ClaimKind::SharedCause
+            } else {
+                ClaimKind::Outlier
+            },
+            claim: text.to_owned(),
+            clusters: vec!["ams-a".to_owned(), "ams-b".to_owned()],
+            cites: vec![
+                CheckedCitation {
+                    cluster: "ams-a".to_owned(),
+                    finding: 1,
+                    problem: None,
+                },
+                CheckedCitation {
+                    cluster: "ams-b".to_owned(),
+                    finding: 4,
+                    problem: (!supported)
+                        .then(|| "ams-b has no finding 4 (its report has 2)".to_owned()),
+                },
+            ],
+            supported,
+            problems: Vec::new(),
+        };
+        let synthesis = CheckedSynthesis {
+            summary: "Both serve the same expired certificate.".to_owned(),
+            claims: vec![
+                claim(true, "The wildcard certificate expired."),
+                claim(
+                    false,
+                    "![x](https://tracker.example/p.png) ams-b is different.",
+                ),
+            ],
+            confidence: Confidence::High,
+        };
+        let mut s = status(RequestPhase::Completed);
+        s.synthesis = Some(SynthesisStatus {
+            phase: SynthesisPhase::Completed,
+            cluster: Some("ams-a".parse().unwrap()),
+            claims: Some(synthesis.counts()),
+            error: None,
+            cost_usd: Some(0.02),
+            run: None,
+        });
+        let md = readme(&s, None, &BTreeMap::new(), Some(&synthesis), None);
+        let opening = md
+            .find("## Synthesis across clusters")
+            .expect("a synthesis section");
+        assert!(
+            opening < md.find("| Request |").expect("the overview"),
+            "{md}"
+        );
+        assert!(md.contains(SYNTHESIS_MARK), "{md}");
+        assert!(md.contains("Claims: 1 supported, 1 unsupported."), "{md}");
+        assert!(
+            md.contains(
+                "1. **Supported.** _shared cause_ (ams-a, ams-b): The wildcard certificate expired.\n   \
+                 - Rests on: [ams-a finding 1](ams-a.md), [ams-b finding 4](ams-b.md)\n"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("2. **UNSUPPORTED** (ams-b has no finding 4 (its report has 2)):"),
+            "{md}"
+        );
+        // A citation that does not hold is not a link.
+        assert!(md.contains(", ams-b finding 4\n"), "{md}");
+        assert!(!md.contains("![x]"), "an image that would load: {md}");
+
+        // Pending, then failed: the reports stand.
+        let mut pending = s.clone();
+        pending.synthesis.as_mut().unwrap().phase = SynthesisPhase::Pending;
+        let md = readme(&pending, None, &BTreeMap::new(), None, None);
+        assert!(md.contains("_Pending: every cluster ended"), "{md}");
+        let mut failed = s.clone();
+        let line = failed.synthesis.as_mut().unwrap();
+        line.phase = SynthesisPhase::Failed;
+        line.error = Some("no synthesis from the runner of ams-a within 10m".to_owned());
+        let md = readme(&failed, None, &BTreeMap::new(), None, None);
+        assert!(
+            md.contains("> **No synthesis:** no synthesis from the runner of ams-a within 10m. The cluster reports below stand on their own."),
+            "{md}"
+        );
+        // A single-cluster request has no synthesis section.
+        let md = readme(
+            &status(RequestPhase::Completed),
+            None,
+            &BTreeMap::new(),
+            None,
+            None,
+        );
+        assert!(!md.contains("Synthesis"), "{md}");
     }
 }

@@ -277,7 +277,13 @@ impl<'a> Tree<'a> {
                 render::cluster_report(&status, cluster, report, &removed, &audit.lines, note);
             write_file(&path, rendered.as_bytes())?;
         }
-        let readme = render::readme(&status, update.request.as_ref(), &update.reports, self.note);
+        let readme = render::readme(
+            &status,
+            update.request.as_ref(),
+            &update.reports,
+            update.synthesis.as_ref(),
+            self.note,
+        );
         write_file(&folder.join(README_FILE), readme.as_bytes())?;
         self.summary.entry(id).phase = Some(status.phase);
         self.summary
@@ -508,9 +514,11 @@ mod tests {
                 verification: None,
                 notices: Vec::new(),
                 cancelled: None,
+                synthesis: None,
             },
             request: None,
             reports,
+            synthesis: None,
         }
     }
 

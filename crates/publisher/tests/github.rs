@@ -229,9 +229,11 @@ fn update(
             verification: None,
             notices: Vec::new(),
             cancelled: None,
+            synthesis: None,
         },
         request: None,
         reports: BTreeMap::new(),
+        synthesis: None,
     }
 }
 

@@ -324,6 +324,7 @@ fn status(id: &str, phase: RequestPhase, revision: u64) -> StatusUpdate {
             verification: None,
             notices: Vec::new(),
             cancelled: None,
+            synthesis: None,
         },
         request: Some(RequestSummary {
             name: "etcd-latency".to_owned(),
@@ -333,6 +334,7 @@ fn status(id: &str, phase: RequestPhase, revision: u64) -> StatusUpdate {
             prompt: "Check etcd health.".to_owned(),
         }),
         reports: BTreeMap::new(),
+        synthesis: None,
     }
 }
 

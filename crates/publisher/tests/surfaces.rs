@@ -87,9 +87,11 @@ fn update(id: &str, phase: RequestPhase, revision: u64) -> StatusUpdate {
             verification: None,
             notices: Vec::new(),
             cancelled: None,
+            synthesis: None,
         },
         request: None,
         reports: BTreeMap::new(),
+        synthesis: None,
     }
 }
 

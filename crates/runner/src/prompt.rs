@@ -193,6 +193,7 @@ mod tests {
             namespace: Some("clusters-prod-1".to_owned()),
             mode: None,
             prior_findings: Vec::new(),
+            synthesis: None,
         }
     }
 

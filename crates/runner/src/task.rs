@@ -32,6 +32,8 @@ use crate::rerun::{self, Verdict};
 use crate::stream::{self, Ending, Item};
 use crate::{Config, Health, prompt};
 
+mod synthesis;
+
 /// What the runner needs for every task.
 #[derive(Debug)]
 pub struct Runner {
@@ -48,6 +50,8 @@ pub struct Runner {
     model: Option<String>,
     /// The JSON Schema of the agent's answer, as one `--json-schema` argument.
     answer_schema: String,
+    /// The JSON Schema of a synthesis's answer, likewise.
+    synthesis_schema: String,
     env: AgentEnv,
     /// The real model API; each run reaches it through a proxy of its own.
     model_api: ModelApi,
@@ -93,6 +97,7 @@ impl Runner {
             ack_wait: config.ack_wait,
             model: config.model.clone(),
             answer_schema: warroom_proto::report::agent_report_schema().to_string(),
+            synthesis_schema: warroom_proto::synthesis::schema().to_string(),
             env: config.agent_env(),
             model_api,
             // `run` validated the configuration, so the guard binary was found; the name
@@ -134,7 +139,11 @@ impl Runner {
         async {
             self.health.metrics.tasks.inc();
             let progress = spawn_progress_acks(delivery.progress_handle(), self.ack_wait / 3);
-            let done = match rerun::check(&self.bus, &self.cluster, &task.request_id, attempt).await {
+            // A synthesis runs after its clusters ended, so their records say final: it is
+            // not an investigation, and the dispatcher bounds it on its own.
+            let done = if let Some(input) = &task.synthesis {
+                self.synthesize(task, input, attempt, stop).await
+            } else { match rerun::check(&self.bus, &self.cluster, &task.request_id, attempt).await {
                 Verdict::AlreadyFinal(phase) => {
                     info!(cluster_phase = %phase, "the task's cluster is already final; acknowledging it without running it");
                     self.health.metrics.tasks_not_run.get_or_create(&NotRunLabels { reason: NotRun::Final }).inc();
@@ -150,7 +159,7 @@ impl Runner {
                     self.execute(task, attempt, stop).await
                 }
                 Verdict::Run => self.execute(task, attempt, stop).await,
-            };
+            } };
             progress.abort();
             match done {
                 Done::Finished => {

@@ -210,7 +210,9 @@ impl Harness {
                 .into_iter()
                 .find_map(|r| match r {
                     RunnerReport::Finished(result) => Some(result),
-                    RunnerReport::Started { .. } | RunnerReport::Progress { .. } => None,
+                    RunnerReport::Started { .. }
+                    | RunnerReport::Progress { .. }
+                    | RunnerReport::Synthesis(_) => None,
                 })
         })
         .await
@@ -223,7 +225,9 @@ impl Harness {
             .into_iter()
             .filter_map(|r| match r {
                 RunnerReport::Started { attempt, .. } => Some(attempt),
-                RunnerReport::Finished(_) | RunnerReport::Progress { .. } => None,
+                RunnerReport::Finished(_)
+                | RunnerReport::Progress { .. }
+                | RunnerReport::Synthesis(_) => None,
             })
             .collect()
     }
@@ -385,6 +389,7 @@ fn task(request: &str, timeout_secs: u64) -> Task {
         namespace: Some("openshift-api".to_owned()),
         mode: None,
         prior_findings: Vec::new(),
+        synthesis: None,
     }
 }
 

@@ -37,6 +37,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The file of a scenario that says what it is and what is expected.
 pub const SCENARIO_FILE: &str = "scenario.yaml";
 
+/// The first words of a synthesis run's prompt, before the request id (for a scripted
+/// model's matcher).
+pub use warroom_proto::synthesis::PROMPT_HEADING;
+
+/// The scripted model's cross-cluster synthesis of a scenario with several clusters.
+pub const SYNTHESIS_FILE: &str = "synthesis.yaml";
+
 /// The name of the kubeconfig [`ClusterRecording::write_answers`] writes: the recorded
 /// `oc`/`kubectl` finds its cluster's answers next to the file `KUBECONFIG` names.
 pub const KUBECONFIG_FILE: &str = "kubeconfig";
@@ -50,6 +57,112 @@ pub struct Scenario {
     pub spec: ScenarioSpec,
     /// In the order `spec.clusters` lists them.
     pub recordings: Vec<ClusterRecording>,
+    /// `synthesis.yaml`, for a scenario with several clusters.
+    pub synthesis: Option<SynthesisRecording>,
+}
+
+/// `synthesis.yaml`: the scripted model's synthesis over the clusters' answers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynthesisRecording {
+    /// The answer (`schema/synthesis.schema.json`), where claims may carry `planted: true`:
+    /// a claim whose citations do not hold, which must come out unsupported.
+    pub answer: Value,
+}
+
+impl SynthesisRecording {
+    /// The answer as the model gives it: `planted` removed from every claim.
+    pub fn model_answer(&self) -> Value {
+        let mut answer = self.answer.clone();
+        if let Some(claims) = answer.get_mut("claims").and_then(Value::as_array_mut) {
+            for claim in claims {
+                if let Some(fields) = claim.as_object_mut() {
+                    fields.remove("planted");
+                }
+            }
+        }
+        answer
+    }
+
+    /// Whether each claim, in order, is marked `planted: true`.
+    pub fn planted(&self) -> Vec<bool> {
+        self.answer
+            .get("claims")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(|c| c.get("planted").and_then(Value::as_bool) == Some(true))
+            .collect()
+    }
+
+    /// What is wrong with it: it must fit the schema, name the shared cause and the outlier
+    /// as `spec` records them in supported claims, plant at least one claim, and its claims
+    /// must check out, against the clusters' answers with their planted findings
+    /// unsupported, exactly where they are not planted.
+    fn problems(&self, spec: &SynthesisSpec, recordings: &[ClusterRecording]) -> Vec<String> {
+        use warroom_proto::synthesis::{self, AgentSynthesis, ClaimKind, SynthesisCluster};
+        let mut problems = Vec::new();
+        let answer: AgentSynthesis = match serde_json::from_value(self.model_answer()) {
+            Ok(answer) => answer,
+            Err(e) => return vec![format!("answer does not fit the synthesis form: {e}")],
+        };
+        let planted = self.planted();
+        if !planted.contains(&true) {
+            problems.push("answer needs a claim with `planted: true`".to_owned());
+        }
+        let names =
+            |clusters: &[String]| -> BTreeSet<String> { clusters.iter().cloned().collect() };
+        let real = || {
+            answer
+                .claims
+                .iter()
+                .zip(&planted)
+                .filter(|(_, p)| !**p)
+                .map(|(c, _)| c)
+        };
+        let shared: BTreeSet<String> = spec.shared_by.iter().cloned().collect();
+        if !real().any(|c| c.kind == ClaimKind::SharedCause && names(&c.clusters) == shared) {
+            problems.push(format!(
+                "answer needs a shared_cause claim (not planted) about exactly {:?}",
+                spec.shared_by
+            ));
+        }
+        if !real().any(|c| c.kind == ClaimKind::Outlier && c.clusters == [spec.outlier.clone()]) {
+            problems.push(format!(
+                "answer needs an outlier claim (not planted) about `{}` alone",
+                spec.outlier
+            ));
+        }
+        let mut clusters = Vec::new();
+        for recording in recordings {
+            let Ok(name) = recording.cluster.parse() else {
+                continue;
+            };
+            clusters.push(SynthesisCluster {
+                name,
+                phase: warroom_proto::ClusterPhase::Completed,
+                report: Some(recording.checked_as_planted()),
+                left_out: false,
+            });
+        }
+        let input = synthesis::SynthesisInput::new(clusters);
+        let checked = synthesis::check(answer, &input);
+        for (n, (claim, planted)) in checked.claims.iter().zip(&planted).enumerate() {
+            if claim.supported == *planted {
+                problems.push(format!(
+                    "claim {} is {}planted but its citations {}",
+                    n + 1,
+                    if *planted { "" } else { "not " },
+                    if claim.supported {
+                        "hold"
+                    } else {
+                        "do not hold"
+                    }
+                ));
+            }
+        }
+        problems
+    }
 }
 
 /// `scenario.yaml`: everything a live run and its judge need, and nothing scripted.
@@ -60,8 +173,8 @@ pub struct ScenarioSpec {
     pub description: String,
     pub request: RequestSpec,
     pub clusters: Vec<ClusterSpec>,
-    /// For a request over several clusters: what they share and which one stands out. Not
-    /// asserted until the cross-cluster synthesis exists; a live judge reads it.
+    /// For a request over several clusters: what they share and which one stands out. The
+    /// replay holds the synthesis to it; a live judge reads it.
     #[serde(default)]
     pub synthesis: Option<SynthesisSpec>,
 }
@@ -255,12 +368,43 @@ impl Scenario {
                 .into_iter()
                 .map(|p| format!("{SCENARIO_FILE}: {p}")),
         );
+        let synthesis_file = dir.join(SYNTHESIS_FILE);
+        let synthesis = match (&spec.synthesis, synthesis_file.is_file()) {
+            (Some(expected), true) => match read_yaml::<SynthesisRecording>(&synthesis_file) {
+                Ok(recording) => {
+                    problems.extend(
+                        recording
+                            .problems(expected, &recordings)
+                            .into_iter()
+                            .map(|p| format!("{SYNTHESIS_FILE}: {p}")),
+                    );
+                    Some(recording)
+                }
+                Err(problem) => {
+                    problems.push(problem);
+                    None
+                }
+            },
+            (Some(_), false) => {
+                problems.push(format!(
+                    "{SYNTHESIS_FILE} is missing: a scenario with several clusters scripts its \
+                     synthesis there"
+                ));
+                None
+            }
+            (None, true) => {
+                problems.push(format!("{SYNTHESIS_FILE} needs several clusters"));
+                None
+            }
+            (None, false) => None,
+        };
         if problems.is_empty() {
             Ok(Scenario {
                 name,
                 dir: dir.to_path_buf(),
                 spec,
                 recordings,
+                synthesis,
             })
         } else {
             Err(fail(problems))
@@ -415,6 +559,37 @@ impl ClusterRecording {
             .filter(|(_, f)| f.get("planted").and_then(Value::as_bool) == Some(true))
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// The answer as the runner would check it were every planted finding unsupported and
+    /// every other supported (the replay asserts that it is); findings without evidence.
+    pub fn checked_as_planted(&self) -> warroom_proto::CheckedReport {
+        use warroom_proto::report::{CheckedFinding, Confidence};
+        let planted = self.planted();
+        let claim = |f: &Value| {
+            f.get("claim")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        warroom_proto::CheckedReport {
+            summary: String::new(),
+            findings: self
+                .findings()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| CheckedFinding {
+                    claim: claim(f),
+                    supported: !planted.contains(&i),
+                    evidence: Vec::new(),
+                })
+                .collect(),
+            ruled_out: Vec::new(),
+            confidence: Confidence::High,
+            next_steps: Vec::new(),
+            not_checked: Vec::new(),
+            runbook: None,
+        }
     }
 
     /// The answer's findings as written.

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use warroom_proto::report::AgentReport;
-use warroom_proto::{AnswerForm, ClusterPhase, RequestPhase, RequestStatus};
-use warroom_scripted_model::Script;
+use warroom_proto::{AnswerForm, ClusterPhase, RequestPhase, RequestStatus, SynthesisPhase};
+use warroom_scripted_model::{Conversation, Script, Turn};
 use warroom_testkit::scenario::{self, Scenario, Scripted as _};
 use warroom_testkit::wait_for;
 
@@ -116,40 +116,11 @@ async fn replay_group(group: usize) {
     if scenarios.is_empty() {
         return;
     }
-    let answers = tempfile::Builder::new()
-        .prefix("warroom-scenarios-")
-        .tempdir()
-        .expect("create the answers folder");
-    let bin = answers.path().join("bin");
-    scenario::install_recorded_kubectl(&bin).expect("install the recorded kubectl");
-    let mut runner_of = BTreeMap::new();
-    let mut script = Script::new();
-    let mut clusters = Vec::new();
-    for scenario in &scenarios {
-        for recording in &scenario.recordings {
-            let kubeconfig = recording
-                .write_answers(&answers.path().join(&recording.cluster), &scenario.name)
-                .expect("write the recorded answers");
-            runner_of.insert(
-                recording.cluster.clone(),
-                vec!["--kubeconfig".to_owned(), kubeconfig.display().to_string()],
-            );
-            clusters.push(recording.cluster.clone());
-        }
-        for conversation in scenario.conversations() {
-            script = script.with(conversation);
-        }
-    }
-    let names: Vec<&str> = clusters.iter().map(String::as_str).collect();
-    let pipeline = Pipeline::start_with(&names, script, |options| {
-        options.agent_path = vec![bin.clone()];
-        options.extra_args.runner_of = runner_of;
-        // Fewer, larger commits: every commit is several git processes, and twenty
-        // scenarios write thousands of audit lines.
-        options.extra_args.publisher = vec!["--batch-window".to_owned(), "1s".to_owned()];
-    })
-    .await;
-
+    let (pipeline, _answers) = stack_for(&scenarios, scenario::Scenario::conversations).await;
+    let clusters: Vec<&String> = scenarios
+        .iter()
+        .flat_map(|s| s.recordings.iter().map(|r| &r.cluster))
+        .collect();
     let statuses = run_all(&pipeline, &scenarios).await;
     let ran = started.elapsed();
     let mut failures = Vec::new();
@@ -174,6 +145,104 @@ async fn replay_group(group: usize) {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     pipeline.shutdown().await;
+}
+
+/// A synthesis that fails (here the model answers in prose, never in the synthesis's form)
+/// never fails its request: the clusters' reports stand, `status.json` says why there is no
+/// synthesis, and the README says so where the synthesis would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_synthesis_leaves_the_request_and_its_reports_standing() {
+    let scenario = load()
+        .into_iter()
+        .find(|s| s.name == "multi-mirror-registry-down")
+        .expect("the scenario exists");
+    let (pipeline, _answers) = stack_for(std::slice::from_ref(&scenario), |scenario| {
+        let mut conversations = scenario.conversations();
+        conversations[0] = Conversation::new(vec![Turn::text(
+            "The clusters look alike to me; I will not fill in a form.",
+        )])
+        .matching(format!(
+            "{} {}\n",
+            scenario::PROMPT_HEADING,
+            scenario.request_id()
+        ));
+        conversations
+    })
+    .await;
+    let statuses = run_all(&pipeline, std::slice::from_ref(&scenario)).await;
+    let status = &statuses[&request_id(&scenario)];
+    assert_eq!(status.phase, RequestPhase::Completed, "{status:#?}");
+    let synthesis = status.synthesis.as_ref().expect("a synthesis line");
+    assert_eq!(synthesis.phase, SynthesisPhase::Failed, "{synthesis:#?}");
+    let error = synthesis.error.as_deref().unwrap_or_default();
+    assert!(error.contains("synthesis"), "{error}");
+    assert!(
+        status
+            .clusters
+            .values()
+            .all(|c| c.phase == ClusterPhase::Completed)
+    );
+    let readme = pipeline
+        .result(&request_id(&scenario), "README.md")
+        .expect("a README");
+    assert!(
+        readme.contains("> **No synthesis:** ")
+            && readme.contains("The cluster reports below stand on their own."),
+        "{readme}"
+    );
+    for cluster in &scenario.recordings {
+        assert!(
+            pipeline
+                .result(&request_id(&scenario), &format!("{}.md", cluster.cluster))
+                .is_some(),
+            "{} has its report",
+            cluster.cluster
+        );
+    }
+    pipeline.shutdown().await;
+}
+
+/// A stack for `scenarios`: each cluster's runner answering from its recorded outputs, the
+/// scripted model playing the conversations `script_of` gives for each scenario. The folder of
+/// recorded answers lives as long as the returned guard.
+async fn stack_for(
+    scenarios: &[Scenario],
+    script_of: impl Fn(&Scenario) -> Vec<Conversation>,
+) -> (Pipeline, tempfile::TempDir) {
+    let answers = tempfile::Builder::new()
+        .prefix("warroom-scenarios-")
+        .tempdir()
+        .expect("create the answers folder");
+    let bin = answers.path().join("bin");
+    scenario::install_recorded_kubectl(&bin).expect("install the recorded kubectl");
+    let mut runner_of = BTreeMap::new();
+    let mut script = Script::new();
+    let mut clusters = Vec::new();
+    for scenario in scenarios {
+        for recording in &scenario.recordings {
+            let kubeconfig = recording
+                .write_answers(&answers.path().join(&recording.cluster), &scenario.name)
+                .expect("write the recorded answers");
+            runner_of.insert(
+                recording.cluster.clone(),
+                vec!["--kubeconfig".to_owned(), kubeconfig.display().to_string()],
+            );
+            clusters.push(recording.cluster.clone());
+        }
+        for conversation in script_of(scenario) {
+            script = script.with(conversation);
+        }
+    }
+    let names: Vec<&str> = clusters.iter().map(String::as_str).collect();
+    let pipeline = Pipeline::start_with(&names, script, |options| {
+        options.agent_path = vec![bin.clone()];
+        options.extra_args.runner_of = runner_of;
+        // Fewer, larger commits: every commit is several git processes, and twenty
+        // scenarios write thousands of audit lines.
+        options.extra_args.publisher = vec!["--batch-window".to_owned(), "1s".to_owned()];
+    })
+    .await;
+    (pipeline, answers)
 }
 
 /// Pushes the scenarios' requests, at most [`IN_FLIGHT`] running at once, and returns each
@@ -313,6 +382,101 @@ fn check(pipeline: &Pipeline, scenario: &Scenario, status: &RequestStatus) -> Ve
                     problem(p);
                 }
             }
+        }
+    }
+    if let (Some(expected), Some(recording)) = (&scenario.spec.synthesis, &scenario.synthesis) {
+        let readme = pipeline.result(&id, "README.md").unwrap_or_default();
+        problems.extend(check_synthesis(status, &readme, expected, recording));
+    }
+    problems
+}
+
+/// Checks a multi-cluster request's synthesis: completed, its claims counted as planted, and
+/// the README opening with it, naming the shared cause and the outlier in supported claims,
+/// every supported claim's citations linked to the cluster reports and the planted claims
+/// marked UNSUPPORTED.
+fn check_synthesis(
+    status: &RequestStatus,
+    readme: &str,
+    expected: &scenario::SynthesisSpec,
+    recording: &scenario::SynthesisRecording,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(line) = &status.synthesis else {
+        return vec!["status.json has no synthesis".to_owned()];
+    };
+    if line.phase != SynthesisPhase::Completed {
+        problems.push(format!(
+            "the synthesis ended {}: {:?}",
+            line.phase.as_str(),
+            line.error
+        ));
+    }
+    let planted = recording.planted();
+    let unsupported = planted.iter().filter(|p| **p).count();
+    let counts = line.claims.unwrap_or_default();
+    if (counts.supported as usize, counts.unsupported as usize)
+        != (planted.len() - unsupported, unsupported)
+    {
+        problems.push(format!(
+            "status.json counts {} supported and {} unsupported synthesis claims; expected {} \
+             and {unsupported}",
+            counts.supported,
+            counts.unsupported,
+            planted.len() - unsupported
+        ));
+    }
+    let (Some(opening), Some(overview)) = (
+        readme.find("## Synthesis across clusters"),
+        readme.find("| Request |"),
+    ) else {
+        problems.push(format!(
+            "the README has no synthesis or no overview:\n{readme}"
+        ));
+        return problems;
+    };
+    if opening > overview {
+        problems.push("the README does not open with the synthesis".to_owned());
+    }
+    let claims: Vec<&str> = readme[opening..overview]
+        .lines()
+        .filter(|l| {
+            l.split_once(". ")
+                .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+        })
+        .collect();
+    if claims.len() != planted.len() {
+        problems.push(format!(
+            "the README shows {} synthesis claims, expected {}",
+            claims.len(),
+            planted.len()
+        ));
+    }
+    for (claim, planted) in claims.iter().zip(&planted) {
+        let marked = claim.contains("**UNSUPPORTED**");
+        if marked != *planted {
+            problems.push(format!(
+                "synthesis claim {claim:?} is {}marked UNSUPPORTED",
+                if marked { "" } else { "not " }
+            ));
+        }
+    }
+    let shared = format!("_shared cause_ ({})", expected.shared_by.join(", "));
+    let outlier = format!("_outlier_ ({})", expected.outlier);
+    for (what, needle) in [("shared cause", &shared), ("outlier", &outlier)] {
+        if !claims
+            .iter()
+            .any(|c| c.contains("**Supported.**") && c.contains(needle.as_str()))
+        {
+            problems.push(format!(
+                "no supported synthesis claim names the {what} as {needle:?}"
+            ));
+        }
+    }
+    for cluster in expected.shared_by.iter().chain([&expected.outlier]) {
+        let link = format!("]({cluster}.md)");
+        if !readme[opening..overview].contains(&link) {
+            problems.push(format!("the synthesis links no finding of {cluster}"));
         }
     }
     problems

@@ -361,7 +361,7 @@ fn data(status: &RequestStatus, max_bytes: usize) -> (BTreeMap<String, String>, 
         }
         status_text = serde_json::to_string(&json).unwrap_or_default();
     }
-    let summary = render::readme(status, None, &BTreeMap::new(), None);
+    let summary = render::readme(status, None, &BTreeMap::new(), None, None);
     let room = max_bytes.saturating_sub(status_text.len());
     let cut = redact::truncate(&summary, room);
     truncated |= cut.len() < summary.len();

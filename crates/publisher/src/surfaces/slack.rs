@@ -381,6 +381,7 @@ mod tests {
             verification: None,
             notices: Vec::new(),
             cancelled: None,
+            synthesis: None,
         }
     }
 

@@ -224,6 +224,7 @@ mod tests {
             verification: None,
             notices: Vec::new(),
             cancelled: None,
+            synthesis: None,
         }
     }
 
