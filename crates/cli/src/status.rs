@@ -147,6 +147,17 @@ pub(crate) fn render(status: &RequestStatus, dir: &str, rev: &str, now: Timestam
     for error in &status.errors {
         let _ = writeln!(out, "  - {}", printable(&error.to_string()));
     }
+    if let Some(synthesis) = &status.synthesis {
+        let detail = match (&synthesis.claims, &synthesis.error) {
+            (Some(claims), _) => format!(
+                ": {} claims supported, {} unsupported (README.md opens with it)",
+                claims.supported, claims.unsupported
+            ),
+            (None, Some(error)) => format!(": {}", printable(error)),
+            (None, None) => String::new(),
+        };
+        let _ = writeln!(out, "synthesis {}{detail}", synthesis.phase.as_str());
+    }
 
     if !status.clusters.is_empty() {
         let rows: Vec<[String; 7]> = status
@@ -380,6 +391,45 @@ mod tests {
         status.verification = Some(warroom_proto::Verification::unverified());
         let text = render(&status, "results/r1", "origin/main", now);
         assert!(text.contains("verified  NO"), "{text}");
+    }
+
+    #[test]
+    fn the_synthesis_is_one_line_with_its_counts_or_why_there_is_none() {
+        let mut status = status_for_synthesis();
+        let now = status.updated_at;
+        status.synthesis = Some(warroom_proto::SynthesisStatus {
+            phase: warroom_proto::SynthesisPhase::Completed,
+            cluster: None,
+            claims: Some(warroom_proto::FindingCounts {
+                supported: 2,
+                unsupported: 1,
+            }),
+            error: None,
+            cost_usd: None,
+            run: None,
+        });
+        let text = render(&status, "results/r1", "main", now);
+        assert!(
+            text.contains("synthesis completed: 2 claims supported, 1 unsupported"),
+            "{text}"
+        );
+        let line = status.synthesis.as_mut().expect("set above");
+        line.phase = warroom_proto::SynthesisPhase::Failed;
+        line.claims = None;
+        line.error = Some("no synthesis\u{1b}[2J within 10m".to_owned());
+        let text = render(&status, "results/r1", "main", now);
+        assert!(
+            text.contains("synthesis failed: no synthesis?[2J within 10m"),
+            "{text}"
+        );
+    }
+
+    fn status_for_synthesis() -> RequestStatus {
+        serde_json::from_value(serde_json::json!({
+            "id": "r1", "phase": "running", "results_dir": "results/r1", "revision": 4,
+            "updated_at": "2026-11-24T10:00:00Z"
+        }))
+        .expect("a status")
     }
 
     #[test]
