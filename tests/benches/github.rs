@@ -44,6 +44,8 @@ fn update(index: u64, phase: RequestPhase, revision: u64) -> StatusUpdate {
             notices: Vec::new(),
             cancelled: None,
             synthesis: None,
+            session: None,
+            turns: Vec::new(),
         },
         request: None,
         reports: BTreeMap::new(),

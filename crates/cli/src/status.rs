@@ -288,6 +288,8 @@ mod tests {
             notices: Vec::new(),
             cancelled: None,
             synthesis: None,
+            session: None,
+            turns: Vec::new(),
         };
         let text = render(
             &status,
@@ -334,6 +336,8 @@ mod tests {
             notices: Vec::new(),
             cancelled: None,
             synthesis: None,
+            session: None,
+            turns: Vec::new(),
         };
         let text = render(
             &status,
@@ -375,6 +379,8 @@ mod tests {
             }],
             cancelled: None,
             synthesis: None,
+            session: None,
+            turns: Vec::new(),
         };
         let now = datetime!(2026-01-15 14:33:10 UTC);
         let text = render(&status, "results/r1", "origin/main", now);

@@ -143,6 +143,8 @@ fn status(
         notices: Vec::new(),
         cancelled: None,
         synthesis: None,
+        session: None,
+        turns: Vec::new(),
     }
 }
 

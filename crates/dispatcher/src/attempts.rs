@@ -99,6 +99,55 @@ pub async fn sync_records(records: &kv::Store, state: &mut RequestState, now: Ti
             }
         }
     }
+    sync_turn_records(records, state, now).await;
+}
+
+/// [`sync_records`] for follow-up turns: each turn's record (`names::turn_record_key`) says
+/// when it runs and when it ended, so a redelivered turn is not answered twice.
+async fn sync_turn_records(records: &kv::Store, state: &mut RequestState, now: Timestamp) {
+    let id = state.id().clone();
+    let due: Vec<(usize, ClusterPhase)> = state
+        .turns
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.phase == ClusterPhase::Running || t.phase.is_final())
+        .filter(|(_, t)| t.recorded != Some(t.phase))
+        .map(|(index, t)| (index, t.phase))
+        .collect();
+    let turns = &state.turns;
+    let id = &id;
+    let written: Vec<(usize, ClusterPhase, Result<(), String>)> =
+        futures::stream::iter(due.into_iter().map(|(index, phase)| async move {
+            let turn = &turns[index];
+            let record = TaskRecord {
+                phase,
+                attempts: 1,
+                updated_at: now,
+            };
+            let key = names::turn_record_key(&turn.cluster, id, turn.turn);
+            let written = match serde_json::to_vec(&record) {
+                Ok(bytes) => records
+                    .put(&key, bytes.into())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            (index, phase, written)
+        }))
+        .buffer_unordered(RECORDS_IN_FLIGHT)
+        .collect()
+        .await;
+    for (index, phase, outcome) in written {
+        let turn = &mut state.turns[index];
+        match outcome {
+            Ok(()) => turn.recorded = Some(phase),
+            Err(cause) => {
+                warn!(request = %id, cluster = %turn.cluster, turn = turn.turn, %cause,
+                    "cannot write the turn's record; retrying with the next snapshot");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ use warroom_runtime::Chain;
 use async_nats::jetstream::{kv, stream};
 use futures::{StreamExt as _, TryStreamExt as _};
 use tracing::{debug, error, info, instrument, warn};
+use warroom_proto::wire::FollowUpOrder;
 use warroom_proto::{
     AcceptedRequest, CancelOrder, ClusterName, GatewayMessage, RequestId, RequestNotice,
     RunnerReport, Subject, Timestamp, names,
@@ -39,7 +40,7 @@ use warroom_runtime::{Bus, Delivery};
 
 use crate::Metrics;
 use crate::liveness::{Liveness, Queues, View};
-use crate::state::{Applied, CancelOutcome, RequestState, Step, Timeouts};
+use crate::state::{Applied, CancelOutcome, FollowUpOutcome, RequestState, Step, Timeouts};
 use crate::store::{Modified, Store, Versioned};
 use crate::{Error, Result};
 
@@ -186,6 +187,7 @@ impl Engine {
             GatewayMessage::Accepted(request) => self.accept((**request).clone()).await,
             GatewayMessage::Notice(notice) => self.notice(notice).await,
             GatewayMessage::Cancel(order) => self.cancel(order).await,
+            GatewayMessage::FollowUp(order) => self.follow_up(order).await,
         };
         self.settle(&delivery, outcome).await;
     }
@@ -355,6 +357,37 @@ impl Engine {
         }
     }
 
+    /// Adds an authorized follow-up question to its request as a new turn (or a notice saying
+    /// why not), then drives the request. Like a cancel, one for a request not known (yet) is
+    /// retried.
+    #[instrument(skip_all, fields(request = %order.id, turn = order.turn))]
+    async fn follow_up(&self, order: &FollowUpOrder) -> Result<()> {
+        let now = warroom_proto::now();
+        let mut outcome = FollowUpOutcome::Repeat;
+        let modified = self
+            .store
+            .modify(&order.id, |state| {
+                outcome = state.on_follow_up(order, now);
+                outcome != FollowUpOutcome::Repeat
+            })
+            .await?;
+        match modified {
+            Modified::Missing => Err(Error::UnknownRequest(order.id.clone())),
+            Modified::Changed(state, revision) => {
+                match &outcome {
+                    FollowUpOutcome::Refused(why) => {
+                        info!(by = %order.engineer, reason = %why, "follow-up refused with a notice");
+                    }
+                    _ => {
+                        info!(by = %order.engineer, cluster = ?order.cluster, "follow-up turn added")
+                    }
+                }
+                self.drive(&order.id, false, Some((state, revision))).await
+            }
+            Modified::Unchanged(..) => Ok(()),
+        }
+    }
+
     /// Applies a runner's report to its request, then drives the request.
     #[instrument(skip_all, fields(request = %report.about().0, cluster = %report.about().1))]
     async fn report(&self, report: &RunnerReport) -> Result<()> {
@@ -373,6 +406,10 @@ impl Engine {
                     } => state.on_started(cluster, runner, *at, *attempt, now),
                     RunnerReport::Finished(result) => state.on_finished(result, now),
                     RunnerReport::Synthesis(result) => state.on_synthesis(result, now),
+                    RunnerReport::TurnStarted {
+                        turn, runner, at, ..
+                    } => state.on_turn_started(cluster, *turn, runner, *at, now),
+                    RunnerReport::TurnFinished(result) => state.on_turn_finished(result, now),
                     RunnerReport::Progress {
                         attempt, progress, ..
                     } => {
@@ -387,6 +424,8 @@ impl Engine {
             RunnerReport::Started { .. } => "started",
             RunnerReport::Finished(_) => "finished",
             RunnerReport::Synthesis(_) => "synthesis",
+            RunnerReport::TurnStarted { .. } => "turn started",
+            RunnerReport::TurnFinished(_) => "turn finished",
             RunnerReport::Progress { .. } => "progress",
         };
         let known = match modified {
@@ -457,6 +496,12 @@ impl Engine {
                             } => state.on_started(cluster, runner, *at, *attempt, now),
                             RunnerReport::Finished(result) => state.on_finished(result, now),
                             RunnerReport::Synthesis(result) => state.on_synthesis(result, now),
+                            RunnerReport::TurnStarted {
+                                turn, runner, at, ..
+                            } => state.on_turn_started(cluster, *turn, runner, *at, now),
+                            RunnerReport::TurnFinished(result) => {
+                                state.on_turn_finished(result, now)
+                            }
                             RunnerReport::Progress {
                                 attempt, progress, ..
                             } => state.on_progress(
@@ -598,6 +643,34 @@ impl Engine {
                         known = Some((next, revision));
                     }
                 }
+                Step::DispatchTurn(index) => {
+                    known = self.dispatch_turn(state, revision, index, now).await?;
+                }
+                Step::ExpireTurn { turn, phase, error } => {
+                    let mut next = state;
+                    if next.expire_turn(turn, phase, &error, now)
+                        && let Some(revision) = self.store.update(&next, revision).await?
+                    {
+                        self.metrics.timeouts.inc();
+                        let expired = &next.turns[turn];
+                        warn!(request = %id, cluster = %expired.cluster, turn = expired.turn, phase = %phase, reason = %error, "follow-up turn ran out of time");
+                        if let Some(sequence) = expired.task_sequence {
+                            self.take_back_task(id, &expired.cluster, sequence).await;
+                        }
+                        known = Some((next, revision));
+                    }
+                }
+                Step::EndSession(why) => {
+                    let mut next = state;
+                    let take_back = next.end_session(&why, now);
+                    if let Some(revision) = self.store.update(&next, revision).await? {
+                        info!(request = %id, reason = %why, "session ended");
+                        for (cluster, sequence) in &take_back {
+                            self.take_back_task(id, cluster, *sequence).await;
+                        }
+                        known = Some((next, revision));
+                    }
+                }
                 Step::Synthesize(index) => {
                     known = self.synthesize(state, revision, index, now).await?;
                 }
@@ -728,6 +801,35 @@ impl Engine {
         Ok(None)
     }
 
+    /// Sends a follow-up turn's task to its cluster's runner, then records the dispatch; the
+    /// state as stored then.
+    async fn dispatch_turn(
+        &self,
+        mut state: RequestState,
+        revision: u64,
+        index: usize,
+        now: warroom_proto::Timestamp,
+    ) -> Result<Option<Versioned>> {
+        let Some(task) = state.turn_task(index) else {
+            return Ok(None);
+        };
+        let cluster = task.cluster.name.clone();
+        let turn = state.turns[index].turn;
+        let dedup = format!("{}-{cluster}-turn-{turn}", task.request_id);
+        let ack = self
+            .bus
+            .publish(&Subject::Task(cluster.clone()), Some(&dedup), &task)
+            .await?;
+        self.metrics.tasks_published.inc();
+        info!(request = %state.id(), cluster = %cluster, turn, sequence = ack.sequence, duplicate = ack.duplicate, "follow-up turn published");
+        if state.mark_turn_dispatched(index, ack.sequence, now)
+            && let Some(revision) = self.store.update(&state, revision).await?
+        {
+            return Ok(Some((state, revision)));
+        }
+        Ok(None)
+    }
+
     /// Sends the request's synthesis task to the runner of the cluster at `index`, then
     /// records where it went; the state as stored then.
     async fn synthesize(
@@ -814,6 +916,7 @@ fn lanes(deliveries: Vec<Delivery<GatewayMessage>>) -> Vec<Vec<Delivery<GatewayM
         ),
         GatewayMessage::Notice(notice) => (&notice.id, None),
         GatewayMessage::Cancel(order) => (&order.id, None),
+        GatewayMessage::FollowUp(order) => (&order.id, None),
     })
 }
 

@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use warroom_proto::synthesis::{CheckedSynthesis, SynthesisCluster, SynthesisInput};
+use warroom_proto::wire::{FollowUpOrder, FollowUpTurn, TurnResult};
 use warroom_proto::{
     AcceptedRequest, AnswerForm, CancelOrder, Cancellation, ClusterName, ClusterPhase, ClusterRef,
     ClusterReport, ClusterStatus, ClusterType, CoordinationMode, Denial, FieldError, Finding,
     Notice, NoticeKind, Progress, Queued, RequestId, RequestPhase, RequestStatus, RequestSummary,
-    StatusUpdate, SynthesisPhase, SynthesisResult, SynthesisStatus, Task, TaskResult, Timestamp,
+    SessionState, SessionStatus, StatusUpdate, SynthesisPhase, SynthesisResult, SynthesisStatus,
+    Task, TaskResult, Timestamp, TurnStatus,
 };
 
 use crate::config::human;
@@ -46,6 +48,98 @@ pub struct Timeouts {
     /// How long a cross-cluster synthesis may take once asked for (plus `run_grace`); `None`:
     /// requests get no synthesis.
     pub synthesis: Option<Duration>,
+}
+
+/// One follow-up turn of a request, as the dispatcher keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnState {
+    pub turn: u32,
+    pub cluster: ClusterName,
+    pub asked_by: String,
+    pub prompt: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub asked_at: Timestamp,
+    /// The git object id of the follow-up file.
+    pub version: String,
+    pub phase: ClusterPhase,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub dispatched_at: Option<Timestamp>,
+    #[serde(default)]
+    pub task_sequence: Option<u64>,
+    #[serde(default)]
+    pub runner: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub running_since: Option<Timestamp>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<Timestamp>,
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    #[serde(default)]
+    pub resumed: Option<bool>,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The phase last written to the turn's record (`names::turn_record_key`).
+    #[serde(default)]
+    pub recorded: Option<ClusterPhase>,
+}
+
+impl TurnState {
+    fn status(&self) -> TurnStatus {
+        TurnStatus {
+            turn: self.turn,
+            cluster: self.cluster.clone(),
+            asked_by: self.asked_by.clone(),
+            asked_at: self.asked_at,
+            phase: self.phase,
+            finished_at: self.finished_at,
+            cost_usd: self.cost_usd,
+            resumed: self.resumed,
+            error: self.error.clone(),
+            report: self
+                .phase
+                .is_final()
+                .then(|| warroom_proto::status::turn_file(self.turn)),
+        }
+    }
+
+    /// Ends a turn that never ran.
+    fn end_unrun(&mut self, phase: ClusterPhase, error: String, now: Timestamp) {
+        self.phase = phase;
+        self.error = Some(error);
+        self.finished_at = Some(now);
+    }
+}
+
+/// A session's term, as the dispatcher keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub duration_secs: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: Timestamp,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<Timestamp>,
+    #[serde(default)]
+    pub ended: Option<String>,
+    /// The pod holding the session for `kubectl exec`, once its runner made it.
+    #[serde(default)]
+    pub pod: Option<String>,
+}
+
+impl SessionRecord {
+    fn is_open(&self) -> bool {
+        self.ended_at.is_none()
+    }
+}
+
+/// What became of a follow-up order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FollowUpOutcome {
+    /// A new turn waits for its cluster's conversation.
+    Added,
+    /// Refused with a notice in the request's status; nothing runs.
+    Refused(String),
+    /// This file version was answered before.
+    Repeat,
 }
 
 /// The dispatcher's record of a request's cross-cluster synthesis.
@@ -152,6 +246,12 @@ pub struct RequestState {
     /// gets one: see [`RequestState::wants_synthesis`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthesis: Option<SynthesisState>,
+    /// For a session: its term, and whether and why it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionRecord>,
+    /// The follow-up turns asked, in the order they came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<TurnState>,
 }
 
 /// One cluster's part of a request.
@@ -253,6 +353,16 @@ pub enum Step {
     Requeue(Vec<(usize, u32)>),
     /// Every cluster ended: send the synthesis task to the runner of this cluster.
     Synthesize(usize),
+    /// This follow-up turn's task is to be queued now.
+    DispatchTurn(usize),
+    /// A follow-up turn ran out of time waiting for a runner or for its result.
+    ExpireTurn {
+        turn: usize,
+        phase: ClusterPhase,
+        error: String,
+    },
+    /// The session's duration ended.
+    EndSession(String),
     /// The synthesis did not come within its bound: end the request without it.
     ExpireSynthesis(String),
 }
@@ -322,7 +432,362 @@ impl RequestState {
             cancel_versions: Vec::new(),
             synthesis_timeout_secs: None,
             synthesis: None,
+            session: None,
+            turns: Vec::new(),
         }
+        .opened_as_session(now)
+    }
+
+    /// A session's state: its term set, and, when its file asked no first question, its
+    /// cluster ready for follow-ups at once (nothing runs until the first one).
+    fn opened_as_session(mut self, now: Timestamp) -> Self {
+        let Some(terms) = self.accepted.session.clone() else {
+            return self;
+        };
+        let secs = i64::try_from(terms.duration_secs).unwrap_or(i64::MAX);
+        self.session = Some(SessionRecord {
+            duration_secs: terms.duration_secs,
+            expires_at: now.saturating_add(time::Duration::seconds(secs)),
+            ended_at: None,
+            ended: None,
+            pod: None,
+        });
+        if !terms.opening_prompt && self.phase != RequestPhase::Failed {
+            for cluster in &mut self.clusters {
+                cluster.phase = ClusterPhase::Completed;
+                cluster.finished_at = Some(now);
+                cluster.final_text = Some(
+                    "The session opened without a first question: nothing ran yet. Ask with \
+                     `claude-warroom session ask`; each answer lands in its own `turn-<n>.md`."
+                        .to_owned(),
+                );
+            }
+            self.phase = RequestPhase::Running;
+        }
+        self
+    }
+
+    /// Takes an authorized follow-up question: a new turn of its cluster's conversation, or
+    /// a notice saying why not.
+    pub fn on_follow_up(&mut self, order: &FollowUpOrder, now: Timestamp) -> FollowUpOutcome {
+        if let Some(earlier) = self.turns.iter().find(|t| t.turn == order.turn) {
+            if earlier.version == order.version {
+                return FollowUpOutcome::Repeat;
+            }
+            let message = format!(
+                "{} asks turn {} again, which was asked before (by {}); a changed follow-up \
+                 never runs: add a new file with the next number",
+                order.file, order.turn, earlier.asked_by
+            );
+            return self.refuse_follow_up(order, message, now);
+        }
+        if self
+            .notices
+            .iter()
+            .any(|n| n.kind == NoticeKind::FollowUpRefused && n.version == order.version)
+        {
+            return FollowUpOutcome::Repeat;
+        }
+        let cluster = match (&order.cluster, self.clusters.as_slice()) {
+            (Some(name), clusters) if clusters.iter().any(|c| c.name == *name) => name.clone(),
+            (Some(name), clusters) => {
+                let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+                let message = format!(
+                    "{} asks cluster {name}, which is not a cluster of this request ({}); \
+                     nothing ran",
+                    order.file,
+                    names.join(", ")
+                );
+                return self.refuse_follow_up(order, message, now);
+            }
+            (None, [one]) => one.name.clone(),
+            (None, clusters) => {
+                let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+                let message = format!(
+                    "{} names no cluster, and this request has several ({}): say which with \
+                     `spec.cluster` (`session ask --cluster`); nothing ran",
+                    order.file,
+                    names.join(", ")
+                );
+                return self.refuse_follow_up(order, message, now);
+            }
+        };
+        if self.phase == RequestPhase::Rejected {
+            let message = format!(
+                "{} follows up a request that was rejected; nothing ran",
+                order.file
+            );
+            return self.refuse_follow_up(order, message, now);
+        }
+        if let Some(session) = &self.session
+            && let (Some(at), Some(why)) = (session.ended_at, &session.ended)
+        {
+            let message = format!(
+                "{} came after the session ended ({why}, at {}); nothing ran",
+                order.file,
+                rfc3339(at)
+            );
+            return self.refuse_follow_up(order, message, now);
+        }
+        self.turns.push(TurnState {
+            turn: order.turn,
+            cluster,
+            asked_by: order.engineer.clone(),
+            prompt: order.prompt.clone(),
+            asked_at: order.asked_at,
+            version: order.version.clone(),
+            phase: ClusterPhase::Pending,
+            dispatched_at: None,
+            task_sequence: None,
+            runner: None,
+            running_since: None,
+            finished_at: None,
+            cost_usd: None,
+            resumed: None,
+            error: None,
+            recorded: None,
+        });
+        self.transition(now);
+        FollowUpOutcome::Added
+    }
+
+    fn refuse_follow_up(
+        &mut self,
+        order: &FollowUpOrder,
+        message: String,
+        now: Timestamp,
+    ) -> FollowUpOutcome {
+        self.notices.push(Notice {
+            kind: NoticeKind::FollowUpRefused,
+            file: order.file.clone(),
+            version: order.version.clone(),
+            commit: order.commit.clone(),
+            at: now,
+            message: message.clone(),
+        });
+        self.transition(now);
+        FollowUpOutcome::Refused(message)
+    }
+
+    /// The first waiting turn that may run now: its cluster's investigation ended, no
+    /// earlier turn of the cluster is still open, and (for a session) the session is open.
+    fn due_turn(&self) -> Option<usize> {
+        if self.session.as_ref().is_some_and(|s| !s.is_open()) {
+            return None;
+        }
+        let mut order: Vec<usize> = (0..self.turns.len()).collect();
+        order.sort_by_key(|&i| self.turns[i].turn);
+        order.into_iter().find(|&i| {
+            let turn = &self.turns[i];
+            turn.phase == ClusterPhase::Pending
+                && self
+                    .clusters
+                    .iter()
+                    .any(|c| c.name == turn.cluster && c.phase.is_final())
+                && !self.turns.iter().any(|other| {
+                    other.cluster == turn.cluster
+                        && other.turn < turn.turn
+                        && !other.phase.is_final()
+                })
+        })
+    }
+
+    /// The task of the turn at `index`: the request's task for its cluster, with the
+    /// question.
+    pub fn turn_task(&self, index: usize) -> Option<Task> {
+        let turn = self.turns.get(index)?;
+        let cluster = self.clusters.iter().position(|c| c.name == turn.cluster)?;
+        let mut task = self.task_for(cluster)?;
+        task.prior_findings = Vec::new();
+        task.follow_up = Some(FollowUpTurn {
+            turn: turn.turn,
+            prompt: turn.prompt.clone(),
+            asked_by: turn.asked_by.clone(),
+        });
+        Some(task)
+    }
+
+    /// Records that the turn at `index` was queued (with its stream sequence).
+    pub fn mark_turn_dispatched(&mut self, index: usize, sequence: u64, now: Timestamp) -> bool {
+        match self.turns.get_mut(index) {
+            Some(turn) if turn.phase == ClusterPhase::Pending => {
+                turn.phase = ClusterPhase::Dispatched;
+                turn.dispatched_at = Some(now);
+                turn.task_sequence = Some(sequence);
+                self.transition(now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A runner started a follow-up turn.
+    pub fn on_turn_started(
+        &mut self,
+        cluster: &ClusterName,
+        turn: u32,
+        runner: &str,
+        _at: Timestamp,
+        now: Timestamp,
+    ) -> Applied {
+        let Some(state) = self
+            .turns
+            .iter_mut()
+            .find(|t| t.turn == turn && t.cluster == *cluster)
+        else {
+            return Applied::UnknownCluster;
+        };
+        if state.phase.is_final() {
+            return Applied::AlreadyFinal;
+        }
+        if state.phase == ClusterPhase::Running && state.runner.as_deref() == Some(runner) {
+            return Applied::Unchanged;
+        }
+        state.phase = ClusterPhase::Running;
+        state.runner = Some(runner.to_owned());
+        state.running_since = Some(now);
+        self.transition(now);
+        Applied::Changed
+    }
+
+    /// A runner reported how a follow-up turn ended (its answer went to the publisher).
+    pub fn on_turn_finished(&mut self, result: &TurnResult, now: Timestamp) -> Applied {
+        let Some(state) = self
+            .turns
+            .iter_mut()
+            .find(|t| t.turn == result.turn && t.cluster == result.cluster)
+        else {
+            return Applied::UnknownCluster;
+        };
+        if state.phase.is_final() {
+            return Applied::AlreadyFinal;
+        }
+        state.phase = result.outcome.phase();
+        state.finished_at = Some(result.finished_at);
+        state.cost_usd = Some(result.cost_usd);
+        state.resumed = Some(result.resumed);
+        state.error = result.error.as_deref().map(|e| truncate(e, 4096));
+        self.transition(now);
+        Applied::Changed
+    }
+
+    /// Ends a turn that ran out of time.
+    pub fn expire_turn(
+        &mut self,
+        index: usize,
+        phase: ClusterPhase,
+        error: &str,
+        now: Timestamp,
+    ) -> bool {
+        match self.turns.get_mut(index) {
+            Some(turn) if !turn.phase.is_final() => {
+                turn.end_unrun(phase, error.to_owned(), now);
+                self.transition(now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends the session (stopped, or its duration over): turns not yet queued never run;
+    /// the dispatched ones taken back are returned (cluster, stream sequence).
+    pub fn end_session(&mut self, why: &str, now: Timestamp) -> Vec<(ClusterName, u64)> {
+        let take_back = self.close_session(why, now);
+        self.transition(now);
+        take_back
+    }
+
+    /// [`RequestState::end_session`] without the transition.
+    fn close_session(&mut self, why: &str, now: Timestamp) -> Vec<(ClusterName, u64)> {
+        let Some(session) = &mut self.session else {
+            return Vec::new();
+        };
+        if !session.is_open() {
+            return Vec::new();
+        }
+        session.ended_at = Some(now);
+        session.ended = Some(why.to_owned());
+        let mut take_back = Vec::new();
+        for turn in &mut self.turns {
+            if matches!(turn.phase, ClusterPhase::Pending | ClusterPhase::Dispatched) {
+                if let (ClusterPhase::Dispatched, Some(sequence)) = (turn.phase, turn.task_sequence)
+                {
+                    take_back.push((turn.cluster.clone(), sequence));
+                }
+                turn.end_unrun(
+                    ClusterPhase::Cancelled,
+                    format!("the session ended ({why}) before this turn ran"),
+                    now,
+                );
+            }
+        }
+        take_back
+    }
+
+    /// What is due for the session and the turns at `now`, before the request's own steps.
+    fn turn_step(
+        &self,
+        now: Timestamp,
+        timeouts: Option<Timeouts>,
+        outside: &dyn Outside,
+    ) -> Option<Step> {
+        if let Some(session) = &self.session
+            && session.is_open()
+            && now >= session.expires_at
+        {
+            return Some(Step::EndSession(format!(
+                "its duration of {} ended",
+                human(Duration::from_secs(session.duration_secs))
+            )));
+        }
+        if let Some(timeouts) = timeouts {
+            let request_timeout =
+                Duration::from_secs(self.accepted.request.spec.investigation.timeout);
+            let run_limit = request_timeout.saturating_add(timeouts.run_grace);
+            for (index, turn) in self.turns.iter().enumerate() {
+                let expired = match turn.phase {
+                    ClusterPhase::Dispatched => {
+                        let Presence::Absent {
+                            last_heartbeat,
+                            since,
+                        } = outside.presence(&turn.cluster, now)
+                        else {
+                            continue;
+                        };
+                        let without = turn.dispatched_at.map(|at| at.max(since));
+                        if elapsed(without, now) < Some(timeouts.pickup) {
+                            continue;
+                        }
+                        (
+                            ClusterPhase::Failed,
+                            no_live_runner(&turn.cluster, last_heartbeat, since, timeouts.pickup),
+                        )
+                    }
+                    ClusterPhase::Running
+                        if elapsed(turn.running_since, now) >= Some(run_limit) =>
+                    {
+                        (
+                            ClusterPhase::TimedOut,
+                            format!(
+                                "no answer to turn {} from cluster {} within the request timeout \
+                                 ({}) plus {} grace",
+                                turn.turn,
+                                turn.cluster,
+                                human(request_timeout),
+                                human(timeouts.run_grace)
+                            ),
+                        )
+                    }
+                    _ => continue,
+                };
+                return Some(Step::ExpireTurn {
+                    turn: index,
+                    phase: expired.0,
+                    error: expired.1,
+                });
+            }
+        }
+        self.due_turn().map(Step::DispatchTurn)
     }
 
     /// Applies an authorized cancel: every cluster not final ends `cancelled` (a running one
@@ -362,7 +827,9 @@ impl RequestState {
         cancellation.at = now;
         let why = cancellation.describe();
         let mut take_back = Vec::new();
+        let mut cancelled_any = false;
         for cluster in &mut self.clusters {
+            cancelled_any |= !cluster.phase.is_final();
             match cluster.phase {
                 ClusterPhase::Pending | ClusterPhase::Dispatched => {
                     if let (ClusterPhase::Dispatched, Some(sequence)) =
@@ -389,7 +856,18 @@ impl RequestState {
                 _ => {}
             }
         }
-        self.cancellation = Some(cancellation);
+        // A cancel is how a session is stopped (`session stop`): the session ends, and the
+        // request is `cancelled` only when it cut an investigation short.
+        if self.session.as_ref().is_some_and(SessionRecord::is_open) {
+            let stopped = match &cancellation.reason {
+                Some(reason) => format!("stopped by {}: {reason}", cancellation.by),
+                None => format!("stopped by {}", cancellation.by),
+            };
+            take_back.extend(self.close_session(&stopped, now));
+        }
+        if cancelled_any || self.session.is_none() {
+            self.cancellation = Some(cancellation);
+        }
         self.transition(now);
         CancelOutcome::Cancelled(take_back)
     }
@@ -437,7 +915,9 @@ impl RequestState {
     /// Whether the request still needs the dispatcher: not final, or its last snapshot not
     /// yet published.
     pub fn is_active(&self) -> bool {
-        !self.phase.is_final() || self.published_revision < self.revision
+        !self.phase.is_final()
+            || self.published_revision < self.revision
+            || self.turns.iter().any(|t| !t.phase.is_final())
     }
 
     /// What is due next at `now`, or `None` when the request waits for a runner (or is done).
@@ -455,6 +935,12 @@ impl RequestState {
     ) -> Option<Step> {
         if self.published_revision < self.revision {
             return Some(Step::PublishStatus);
+        }
+        if self.phase.is_final() {
+            return None;
+        }
+        if let Some(step) = self.turn_step(now, timeouts, outside) {
+            return Some(step);
         }
         if self.phase.is_final() {
             return None;
@@ -768,6 +1254,7 @@ impl RequestState {
             mode: self.mode,
             prior_findings,
             synthesis: None,
+            follow_up: None,
         })
     }
 
@@ -959,6 +1446,11 @@ impl RequestState {
             return;
         }
         if self.clusters.iter().all(|c| c.phase.is_final()) {
+            // An open session ends only when it is stopped or its time is up.
+            if self.session.as_ref().is_some_and(SessionRecord::is_open) {
+                self.phase = RequestPhase::Running;
+                return;
+            }
             if self.wants_synthesis() {
                 self.synthesis = Some(SynthesisState::pending());
             }
@@ -1041,6 +1533,36 @@ impl RequestState {
         self.error = Some(reasons.join("; "));
     }
 
+    /// The session's line in `status.json`: its term and what it cost so far.
+    fn session_status(&self, session: &SessionRecord) -> SessionStatus {
+        let cost = self
+            .clusters
+            .iter()
+            .filter_map(|c| c.cost_usd)
+            .chain(self.turns.iter().filter_map(|t| t.cost_usd))
+            .sum();
+        SessionStatus {
+            state: if session.is_open() {
+                SessionState::Open
+            } else {
+                SessionState::Ended
+            },
+            duration_secs: session.duration_secs,
+            expires_at: session.expires_at,
+            ended_at: session.ended_at,
+            ended: session.ended.clone(),
+            turns: u32::try_from(
+                self.turns
+                    .iter()
+                    .filter(|t| t.phase == ClusterPhase::Completed)
+                    .count(),
+            )
+            .unwrap_or(u32::MAX),
+            cost_usd: cost,
+            pod: session.pod.clone(),
+        }
+    }
+
     /// The full snapshot published for the current revision.
     pub fn snapshot(&self) -> StatusUpdate {
         // A request the dispatcher refused never reached its clusters.
@@ -1084,6 +1606,8 @@ impl RequestState {
                 notices: self.notices.clone(),
                 cancelled: self.cancellation.clone(),
                 synthesis: self.synthesis.as_ref().map(SynthesisState::status),
+                session: self.session.as_ref().map(|s| self.session_status(s)),
+                turns: self.turns.iter().map(TurnState::status).collect(),
             },
             request: Some(RequestSummary::of(&self.accepted.request)),
             reports,
@@ -1378,6 +1902,7 @@ pub(crate) mod tests {
             },
             verification: None,
             max_active_requests: None,
+            session: None,
         };
         let mut state = RequestState::new(accepted, at(0));
         state.published_revision = state.revision;
@@ -1480,6 +2005,15 @@ pub(crate) mod tests {
                 Step::Synthesize(index) => {
                     let cluster = state.clusters[*index].name.clone();
                     state.mark_synthesis_requested(&cluster, 11, now);
+                }
+                Step::DispatchTurn(index) => {
+                    state.mark_turn_dispatched(*index, 13, now);
+                }
+                Step::ExpireTurn { turn, phase, error } => {
+                    state.expire_turn(*turn, *phase, error, now);
+                }
+                Step::EndSession(why) => {
+                    state.end_session(why, now);
                 }
                 Step::ExpireSynthesis(error) => {
                     state.expire_synthesis(error, now);

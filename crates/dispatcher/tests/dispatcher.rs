@@ -493,6 +493,7 @@ fn request(id: &str, clusters: &[&str], mode: Option<CoordinationMode>) -> Accep
         },
         verification: None,
         max_active_requests: None,
+        session: None,
     }
 }
 

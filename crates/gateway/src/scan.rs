@@ -440,6 +440,7 @@ impl Scanner<'_> {
             request: request.request,
             verification: Some(trust.verification),
             max_active_requests: trust.max_active_requests,
+            session: None,
         };
         let stored = self
             .bus
@@ -669,6 +670,8 @@ impl Scanner<'_> {
                 notices: Vec::new(),
                 cancelled: None,
                 synthesis: None,
+                session: None,
+                turns: Vec::new(),
             },
             request: request.map(|r| RequestSummary::of(&r.request)),
             reports: BTreeMap::new(),

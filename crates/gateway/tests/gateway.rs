@@ -380,6 +380,8 @@ fn planted_status(request: &str) -> String {
         notices: Vec::new(),
         cancelled: None,
         synthesis: None,
+        session: None,
+        turns: Vec::new(),
     };
     serde_json::to_string_pretty(&status).expect("a status encodes")
 }
@@ -861,6 +863,7 @@ async fn a_signed_request_edited_after_acceptance_never_runs_the_edit() {
                 GatewayMessage::Notice(notice) => notice.notice.kind,
                 GatewayMessage::Accepted(_) => panic!("a second acceptance of r-edit"),
                 GatewayMessage::Cancel(_) => panic!("a cancel of r-edit"),
+                GatewayMessage::FollowUp(_) => panic!("a follow-up of r-edit"),
             }
         })
         .collect();

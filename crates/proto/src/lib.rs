@@ -7,6 +7,7 @@
 //! stream, subject, consumer and bucket names. This crate does no I/O.
 
 pub mod cancel;
+pub mod followup;
 pub mod ids;
 pub mod names;
 pub mod report;
@@ -33,15 +34,16 @@ pub use request::{
 pub use session::SessionRequest;
 pub use status::{
     AnswerForm, Cancellation, ClusterPhase, ClusterStatus, Notice, NoticeKind, Progress, Queued,
-    RequestPhase, RequestStatus, SynthesisPhase, SynthesisStatus, Verification,
+    RequestPhase, RequestStatus, SessionState, SessionStatus, SynthesisPhase, SynthesisStatus,
+    TurnStatus, Verification,
 };
 pub use strategy::{Strategy, strategies};
 pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request};
 pub use wire::{
     AcceptedRequest, AuditEvent, AuditKind, CancelOrder, ClusterReport, Denial, Finding,
-    GatewayMessage, Inbound, Outcome, PublisherInput, RequestNotice, RequestSummary,
-    RunnerHeartbeat, RunnerReport, StatusUpdate, SynthesisResult, Task, TaskRecord, TaskResult,
-    Undecodable,
+    FollowUpOrder, FollowUpTurn, GatewayMessage, Inbound, Outcome, PublisherInput, RequestNotice,
+    RequestSummary, RunnerHeartbeat, RunnerReport, SessionTerms, StatusUpdate, SynthesisResult,
+    Task, TaskRecord, TaskResult, TurnResult, Undecodable,
 };
 
 /// The `apiVersion` of every request file this version understands.

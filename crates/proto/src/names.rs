@@ -40,6 +40,12 @@ pub fn task_record_key(cluster: &ClusterName, request: &RequestId) -> String {
     format!("{cluster}.{request}")
 }
 
+/// The key of a follow-up turn's record in [`TASKS_BUCKET`]: `<cluster>.<request>.turn-<n>`,
+/// below its cluster like every record a runner reads.
+pub fn turn_record_key(cluster: &ClusterName, request: &RequestId, turn: u32) -> String {
+    format!("{cluster}.{request}.turn-{turn}")
+}
+
 /// Runner heartbeats: one key per runner replica, [`heartbeat_key`], rewritten every
 /// [`crate::wire::HEARTBEAT_INTERVAL`] and expiring [`crate::wire::HEARTBEAT_TTL`] after its
 /// last write (the bucket's max age). A runner may write only its own cluster's keys; the

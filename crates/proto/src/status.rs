@@ -161,6 +161,90 @@ pub struct RequestStatus {
     /// Absent for a single cluster, or when fewer than two clusters gave supported findings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthesis: Option<SynthesisStatus>,
+    /// For a session: whether it is open, until when, what it cost so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionStatus>,
+    /// The follow-up questions asked of the request's conversations, in the order asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<TurnStatus>,
+}
+
+/// A session's state (`status.json`: `"session": {...}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionStatus {
+    pub state: SessionState,
+    /// How long it was granted, in seconds.
+    pub duration_secs: u64,
+    /// When it ends by itself (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: Timestamp,
+    /// When and why it ended, once it did ("stopped by alice", "its duration of 2h ended").
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub ended_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
+    /// Follow-up turns answered so far.
+    pub turns: u32,
+    /// What every run of the session cost so far, in US dollars.
+    pub cost_usd: f64,
+    /// The pod holding the session for `kubectl exec`, when it was asked for (`spec.exec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+}
+
+/// Whether a session takes questions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Open,
+    Ended,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Open => "open",
+            SessionState::Ended => "ended",
+        }
+    }
+}
+
+/// One follow-up turn (`status.json`: `"turns": [...]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnStatus {
+    pub turn: u32,
+    pub cluster: ClusterName,
+    pub asked_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub asked_at: Timestamp,
+    /// `pending` (waiting for the cluster's investigation or an earlier turn), `dispatched`,
+    /// `running`, then `completed`, `failed`, `timed_out` or `cancelled`.
+    pub phase: ClusterPhase,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub finished_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// Whether it continued the cluster's stored conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Its answer, relative to the results folder (`turn-2.md`), once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+}
+
+/// The answer file of follow-up turn `turn` in a results folder.
+pub fn turn_file(turn: u32) -> String {
+    format!("turn-{turn}.md")
 }
 
 /// Where a request's cross-cluster synthesis is (`status.json`: `"synthesis": {...}`).
@@ -289,6 +373,9 @@ pub enum NoticeKind {
     /// A cancel that came after the request had finished, or after an earlier cancel.
     /// Nothing changed.
     CancelIgnored,
+    /// A follow-up the secure zone did not take: its writer may not ask, it names no cluster
+    /// of the request, its turn was asked before, or the session had ended. Nothing ran.
+    FollowUpRefused,
 }
 
 impl NoticeKind {
@@ -298,6 +385,7 @@ impl NoticeKind {
             NoticeKind::IdReused => "id_reused",
             NoticeKind::CancelRefused => "cancel_refused",
             NoticeKind::CancelIgnored => "cancel_ignored",
+            NoticeKind::FollowUpRefused => "follow_up_refused",
         }
     }
 }

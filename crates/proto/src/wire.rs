@@ -33,6 +33,26 @@ pub struct AcceptedRequest {
     /// the dispatcher, which knows how many are active, to enforce. `None`: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_active_requests: Option<u32>,
+    /// Set when the request is a session (a `SessionRequest` file): its one cluster's
+    /// conversation stays open for follow-ups until it is stopped or its duration ends.
+    /// `request` is then the investigation the gateway made of the session file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionTerms>,
+}
+
+/// What a session was granted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionTerms {
+    /// How long it stays open from its acceptance, in seconds (the file's `spec.duration`,
+    /// cut to the policy's ceiling).
+    pub duration_secs: u64,
+    /// Whether its first turn runs the file's `spec.prompt`; without one the session opens
+    /// without running anything until the first follow-up.
+    #[serde(default)]
+    pub opening_prompt: bool,
+    /// Held as a pod for `kubectl exec` (the file's `spec.exec`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exec: bool,
 }
 
 /// What the gateway publishes on `warroom.requests.<id>`: the accepted request, or later a
@@ -43,6 +63,34 @@ pub enum GatewayMessage {
     Notice(RequestNotice),
     /// A cancel file the gateway verified and authorized: the dispatcher ends the request.
     Cancel(CancelOrder),
+    /// A follow-up file the gateway verified and authorized: a further turn of a cluster's
+    /// conversation.
+    FollowUp(FollowUpOrder),
+}
+
+/// An authorized follow-up question, from the gateway for the dispatcher, published on the
+/// request's subject with `ask-<id>-<turn>-<file version>` as its deduplication id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowUpOrder {
+    pub id: RequestId,
+    /// The file's stem: turns are answered in this order, per cluster.
+    pub turn: u32,
+    /// The cluster whose conversation it continues; `None` when the file named none (the
+    /// dispatcher takes the request's only cluster, or refuses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterName>,
+    pub prompt: String,
+    pub engineer: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub asked_at: Timestamp,
+    /// The file, e.g. `requests/ask/<id>/2.yaml`.
+    pub file: String,
+    /// The git object id of the file.
+    pub version: String,
+    /// The commit at which the gateway saw it.
+    pub commit: String,
+    /// Whether the gateway verified who wrote it (`false` without a policy).
+    pub verified: bool,
 }
 
 /// An authorized cancellation of a request, from the gateway for the dispatcher, published
@@ -92,6 +140,20 @@ pub struct Task {
     /// an investigation ([`crate::synthesis`]). Its result is a [`RunnerReport::Synthesis`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthesis: Option<Box<SynthesisInput>>,
+    /// Set on a follow-up turn: the runner continues the cluster's conversation (kept in the
+    /// conversations object store) with this question instead of starting an
+    /// investigation. Its reports are `TurnStarted` and `TurnFinished`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<FollowUpTurn>,
+}
+
+/// The question of a follow-up turn, as its task carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowUpTurn {
+    pub turn: u32,
+    pub prompt: String,
+    /// The engineer who asked.
+    pub asked_by: String,
 }
 
 /// The dispatcher's record of one task, kept in [`crate::names::TASKS_BUCKET`] under
@@ -147,6 +209,40 @@ pub enum RunnerReport {
     /// The end of a request's cross-cluster synthesis run, on the subject of the cluster
     /// whose runner ran it.
     Synthesis(SynthesisResult),
+    /// The runner took a follow-up turn and started the agent on it.
+    TurnStarted {
+        request_id: RequestId,
+        cluster: ClusterName,
+        turn: u32,
+        runner: String,
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// A follow-up turn ended; its answer went to the publisher as a `turn_answer` event.
+    TurnFinished(TurnResult),
+}
+
+/// How a follow-up turn ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnResult {
+    pub request_id: RequestId,
+    pub cluster: ClusterName,
+    pub turn: u32,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub cost_usd: f64,
+    #[serde(default)]
+    pub num_turns: u32,
+    /// Whether the turn continued the stored conversation (`false`: there was none, so it
+    /// started a new one).
+    #[serde(default)]
+    pub resumed: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished_at: Timestamp,
 }
 
 /// How a synthesis run ended: the checked synthesis, or why there is none.
@@ -286,6 +382,9 @@ pub struct AuditEvent {
     /// from the report's; 0 from a runner that predates attempts.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempt: u32,
+    /// The follow-up turn this event belongs to; 0 (left out) for the investigation itself.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub turn: u32,
     #[serde(flatten)]
     pub kind: AuditKind,
     /// What redaction removed from this event before it was published, by kind: counts,
@@ -347,6 +446,23 @@ pub enum AuditKind {
         /// final text, the error and the refused calls' inputs), by kind.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         report_redacted: Redacted,
+    },
+    /// A follow-up turn's answer, redacted: the publisher writes it to its own file
+    /// (`turn-<n>.md`), not to `audit.jsonl`.
+    TurnAnswer {
+        turn: u32,
+        /// The question, as the engineer asked it.
+        question: String,
+        asked_by: String,
+        outcome: Outcome,
+        /// The agent's answer (its final text; partial when it did not complete).
+        answer: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        #[serde(default)]
+        cost_usd: f64,
+        /// Whether it continued the cluster's stored conversation.
+        resumed: bool,
     },
 }
 
@@ -431,16 +547,28 @@ fn mismatch(what: &str, found: &str, subject: &crate::Subject) -> Undecodable {
 
 impl Inbound for GatewayMessage {
     fn decode(subject: &crate::Subject, payload: &[u8]) -> Result<Self, Undecodable> {
-        // A notice is told apart by its `notice` field; everything else is read as an
-        // accepted request, as every gateway has always published.
+        // A notice is told apart by its `notice` field, a cancel by `cancel`, a follow-up by
+        // `turn`; everything else is read as an accepted request, as every gateway has
+        // always published.
         #[derive(Deserialize)]
         struct Probe {
             #[serde(default)]
             notice: Option<serde::de::IgnoredAny>,
             #[serde(default)]
             cancel: Option<serde::de::IgnoredAny>,
+            #[serde(default)]
+            turn: Option<serde::de::IgnoredAny>,
         }
         let probe: Probe = json("a gateway message", payload)?;
+        if probe.turn.is_some() {
+            let order: FollowUpOrder = json("a follow-up order", payload)?;
+            return match subject {
+                crate::Subject::Request(id) if *id == order.id => {
+                    Ok(GatewayMessage::FollowUp(order))
+                }
+                _ => Err(mismatch("the follow-up of", &order.id, subject)),
+            };
+        }
         if probe.cancel.is_some() {
             let order: CancelOrder = json("a cancel order", payload)?;
             return match subject {
@@ -491,6 +619,12 @@ impl RunnerReport {
             } => (request_id, cluster),
             RunnerReport::Finished(result) => (&result.request_id, &result.cluster),
             RunnerReport::Synthesis(result) => (&result.request_id, &result.cluster),
+            RunnerReport::TurnStarted {
+                request_id,
+                cluster,
+                ..
+            } => (request_id, cluster),
+            RunnerReport::TurnFinished(result) => (&result.request_id, &result.cluster),
             RunnerReport::Progress {
                 request_id,
                 cluster,

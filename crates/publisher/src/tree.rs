@@ -515,6 +515,8 @@ mod tests {
                 notices: Vec::new(),
                 cancelled: None,
                 synthesis: None,
+                session: None,
+                turns: Vec::new(),
             },
             request: None,
             reports,
@@ -530,6 +532,7 @@ mod tests {
             results_dir: format!("results/custom/{request}").parse().unwrap(),
             at: warroom_proto::now(),
             attempt: 1,
+            turn: 0,
             kind: AuditKind::ToolResult {
                 tool_use_id: "t".to_owned(),
                 is_error: false,

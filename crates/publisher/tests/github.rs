@@ -230,6 +230,8 @@ fn update(
             notices: Vec::new(),
             cancelled: None,
             synthesis: None,
+            session: None,
+            turns: Vec::new(),
         },
         request: None,
         reports: BTreeMap::new(),

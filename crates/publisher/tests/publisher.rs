@@ -325,6 +325,8 @@ fn status(id: &str, phase: RequestPhase, revision: u64) -> StatusUpdate {
             notices: Vec::new(),
             cancelled: None,
             synthesis: None,
+            session: None,
+            turns: Vec::new(),
         },
         request: Some(RequestSummary {
             name: "etcd-latency".to_owned(),
@@ -378,6 +380,7 @@ fn event(request: &str, cluster: &str, seq: u32, kind: AuditKind) -> AuditEvent 
         results_dir: dir(&format!("results/{request}")),
         at: warroom_proto::now(),
         attempt: 1,
+        turn: 0,
         kind,
         redacted: BTreeMap::new(),
     }

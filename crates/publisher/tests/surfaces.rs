@@ -88,6 +88,8 @@ fn update(id: &str, phase: RequestPhase, revision: u64) -> StatusUpdate {
             notices: Vec::new(),
             cancelled: None,
             synthesis: None,
+            session: None,
+            turns: Vec::new(),
         },
         request: None,
         reports: BTreeMap::new(),

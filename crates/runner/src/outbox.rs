@@ -148,6 +148,8 @@ pub struct RunIdentity {
     pub cluster: ClusterName,
     pub results_dir: ResultsDir,
     pub attempt: u32,
+    /// The follow-up turn of the run; 0 for the investigation.
+    pub turn: u32,
 }
 
 /// One run's outbox, with the task that publishes it.
@@ -261,8 +263,15 @@ async fn flush(
                 markers += 1;
                 warn!(count, "events were dropped while NATS was unreachable");
                 let id = format!(
-                    "{}/{}/{}/dropped-{markers}",
-                    run.request, run.cluster, run.attempt
+                    "{}/{}/{}{}/dropped-{markers}",
+                    run.request,
+                    run.cluster,
+                    if run.turn == 0 {
+                        String::new()
+                    } else {
+                        format!("turn-{}-", run.turn)
+                    },
+                    run.attempt
                 );
                 let event = AuditEvent {
                     id: id.clone(),
@@ -271,6 +280,7 @@ async fn flush(
                     results_dir: run.results_dir.clone(),
                     at: warroom_proto::now(),
                     attempt: run.attempt,
+                    turn: run.turn,
                     kind: AuditKind::EventsDropped { count },
                     redacted: Default::default(),
                 };

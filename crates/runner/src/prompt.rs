@@ -194,6 +194,7 @@ mod tests {
             mode: None,
             prior_findings: Vec::new(),
             synthesis: None,
+            follow_up: None,
         }
     }
 

@@ -191,6 +191,7 @@ impl Runner {
                 cluster: self.cluster.clone(),
                 results_dir: task.results_dir.clone(),
                 attempt,
+                turn: task.follow_up.as_ref().map_or(0, |f| f.turn),
             },
             Limits {
                 count: outbox::MAX_BUFFERED,
@@ -699,6 +700,8 @@ struct Events<'a> {
     cluster: ClusterName,
     results_dir: ResultsDir,
     attempt: u32,
+    /// The follow-up turn the run answers; 0 for the investigation.
+    turn: u32,
     seq: u64,
     /// While the agent runs: its progress, reported to the dispatcher when due.
     progress: Option<crate::progress::Tally>,
@@ -717,6 +720,7 @@ impl<'a> Events<'a> {
             cluster: cluster.clone(),
             results_dir: task.results_dir.clone(),
             attempt,
+            turn: task.follow_up.as_ref().map_or(0, |f| f.turn),
             seq: 0,
             progress: None,
             transcript: Transcript::default(),
@@ -736,10 +740,16 @@ impl<'a> Events<'a> {
         for (kind, n) in removed_before {
             *redacted.entry(kind).or_default() += n;
         }
-        let id = format!(
-            "{}/{}/{}/{}",
-            self.request, self.cluster, self.attempt, self.seq
-        );
+        let id = match self.turn {
+            0 => format!(
+                "{}/{}/{}/{}",
+                self.request, self.cluster, self.attempt, self.seq
+            ),
+            turn => format!(
+                "{}/{}/turn-{turn}-{}/{}",
+                self.request, self.cluster, self.attempt, self.seq
+            ),
+        };
         self.seq += 1;
         if let Some(progress) = self.progress.as_mut().and_then(|t| t.observe(&kind)) {
             // After the events before it, on the results subject the dispatcher reads.
@@ -774,6 +784,7 @@ impl<'a> Events<'a> {
             results_dir: self.results_dir.clone(),
             at: warroom_proto::now(),
             attempt: self.attempt,
+            turn: self.turn,
             kind,
             redacted,
         };
@@ -835,6 +846,21 @@ fn redact_event(kind: &mut AuditKind) -> Redacted {
             redact_text(reason, &mut removed);
         }
         AuditKind::Finished { error, .. } => {
+            if let Some(error) = error {
+                redact_text(error, &mut removed);
+            }
+        }
+        AuditKind::TurnAnswer {
+            question,
+            answer,
+            error,
+            ..
+        } => {
+            redact_text(question, &mut removed);
+            redact_text(answer, &mut removed);
+            if answer.len() > MAX_REPORT_TEXT {
+                *answer = stream::truncate_redacted(answer, MAX_REPORT_TEXT);
+            }
             if let Some(error) = error {
                 redact_text(error, &mut removed);
             }

@@ -212,7 +212,9 @@ impl Harness {
                     RunnerReport::Finished(result) => Some(result),
                     RunnerReport::Started { .. }
                     | RunnerReport::Progress { .. }
-                    | RunnerReport::Synthesis(_) => None,
+                    | RunnerReport::Synthesis(_)
+                    | RunnerReport::TurnStarted { .. }
+                    | RunnerReport::TurnFinished(_) => None,
                 })
         })
         .await
@@ -227,7 +229,9 @@ impl Harness {
                 RunnerReport::Started { attempt, .. } => Some(attempt),
                 RunnerReport::Finished(_)
                 | RunnerReport::Progress { .. }
-                | RunnerReport::Synthesis(_) => None,
+                | RunnerReport::Synthesis(_)
+                | RunnerReport::TurnStarted { .. }
+                | RunnerReport::TurnFinished(_) => None,
             })
             .collect()
     }
@@ -390,6 +394,7 @@ fn task(request: &str, timeout_secs: u64) -> Task {
         mode: None,
         prior_findings: Vec::new(),
         synthesis: None,
+        follow_up: None,
     }
 }
 

@@ -225,6 +225,8 @@ mod tests {
             notices: Vec::new(),
             cancelled: None,
             synthesis: None,
+            session: None,
+            turns: Vec::new(),
         }
     }
 
