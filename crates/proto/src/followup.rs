@@ -288,8 +288,8 @@ mod tests {
             "`01.yaml` is not a turn",
             "kind: unknown kind `Question`",
             "metadata.timestamp: `yesterday` is not an RFC 3339 time",
-            "spec.prompt: is empty",
-            "spec.cluster: `a b` is not a cluster name",
+            "spec.prompt: must not be empty",
+            "spec.cluster: `a b` is not a valid cluster name",
             "spec.extra",
         ] {
             assert!(text.contains(expected), "{expected} in {text}");
