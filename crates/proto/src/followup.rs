@@ -224,26 +224,21 @@ fn check_root(walk: &mut Walk, root: &Mapping) {
     if let Some(value) = walk.field(root, "", "spec", true)
         && let Some(spec) = walk.mapping(value, "spec", &["prompt", "cluster"])
     {
-        match walk.string(spec, "spec", "prompt", true) {
-            Some(prompt) if prompt.trim().is_empty() => {
-                walk.error("spec.prompt", "is empty; expected the question to ask");
-            }
-            Some(prompt) if prompt.len() > MAX_PROMPT_LEN => walk.error(
+        if let Some(prompt) = walk.string(spec, "spec", "prompt", true)
+            && prompt.len() > MAX_PROMPT_LEN
+        {
+            walk.error(
                 "spec.prompt",
                 format!(
                     "is {} bytes long; at most {MAX_PROMPT_LEN} are allowed",
                     prompt.len()
                 ),
-            ),
-            _ => {}
+            );
         }
         if let Some(cluster) = walk.string(spec, "spec", "cluster", false)
             && let Err(e) = cluster.parse::<ClusterName>()
         {
-            walk.error(
-                "spec.cluster",
-                format!("`{cluster}` is not a cluster name: {e}"),
-            );
+            walk.error("spec.cluster", e.to_string());
         }
     }
 }
