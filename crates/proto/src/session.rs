@@ -1,8 +1,9 @@
 //! The `SessionRequest` file: a persistent troubleshooting session in one cluster
 //! (`claude-warroom session start --cluster X --duration 2h`).
 //!
-//! Defined now so the contract is fixed; the gateway rejects it with "not supported yet"
-//! until the session workflow is implemented.
+//! The gateway turns an accepted session file into an investigation of its one cluster
+//! (its `prompt`, when it has one) whose conversation stays open for follow-ups
+//! (`requests/ask/<id>/<turn>.yaml`) until it is stopped (a cancel file) or `duration` ends.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -39,4 +40,13 @@ pub struct SessionSpec {
     /// The namespace to focus on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The first question; without one the session opens without running anything until
+    /// the first follow-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32768))]
+    pub prompt: Option<String>,
+    /// Also hold the session as a pod an engineer on a secure admin workstation can
+    /// `kubectl exec` into (needs the opt-in `session-exec` component of `deploy/`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exec: bool,
 }

@@ -292,7 +292,14 @@ impl Check {
             root,
             "",
             "spec",
-            &["targetCluster", "duration", "purpose", "namespace"],
+            &[
+                "targetCluster",
+                "duration",
+                "purpose",
+                "namespace",
+                "prompt",
+                "exec",
+            ],
         ) {
             self.session_spec(spec);
         }
@@ -729,6 +736,14 @@ impl Check {
         self.number(spec, "spec", "duration", 60, MAX_SESSION_SECS, "seconds");
         self.string(spec, "spec", "purpose", false);
         self.string(spec, "spec", "namespace", false);
+        if spec.contains_key("prompt") {
+            self.limited(spec, "spec", "prompt", true, MAX_PROMPT_LEN);
+        }
+        if let Some(exec) = spec.get("exec")
+            && !exec.is_bool()
+        {
+            self.error("spec.exec", "expected `true` or `false`");
+        }
     }
 
     /// The typed request, once the walk found nothing wrong. A failure here means the walk

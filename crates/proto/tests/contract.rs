@@ -667,3 +667,24 @@ fn the_committed_synthesis_schema_is_current() {
          `WARROOM_BLESS=1 cargo nextest run -p warroom-proto the_committed_synthesis_schema_is_current`"
     );
 }
+
+/// The committed schema of follow-up files is what the types generate; regenerate it with
+/// `WARROOM_BLESS=1` on this test.
+#[test]
+fn the_committed_follow_up_schema_is_current() {
+    let committed = include_str!("../../../schema/follow-up.schema.json");
+    let generated = warroom_proto::followup::schema_pretty();
+    if std::env::var_os("WARROOM_BLESS").is_some() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schema/follow-up.schema.json"
+        );
+        std::fs::write(path, &generated).expect("writes the schema");
+        return;
+    }
+    assert!(
+        committed == generated,
+        "schema/follow-up.schema.json is stale; regenerate it with \
+         `WARROOM_BLESS=1 cargo nextest run -p warroom-proto the_committed_follow_up_schema_is_current`"
+    );
+}
