@@ -146,6 +146,11 @@ pub enum Refusal {
          admins may"
     )]
     NotAllowedToCancel { actor: String, owner: String },
+    #[error(
+        "`{actor}` may not ask follow-up questions of a request of `{owner}`; only the owner \
+         and the policy's admins may"
+    )]
+    NotAllowedToAsk { actor: String, owner: String },
 }
 
 fn tool_list(tools: &[Tool]) -> String {
@@ -178,11 +183,12 @@ impl Refusal {
             Refusal::ToolNotAllowed { .. } => "tool_not_allowed",
             Refusal::TooManyRequests { .. } => "too_many_requests",
             Refusal::NotAllowedToCancel { .. } => "not_allowed_to_cancel",
+            Refusal::NotAllowedToAsk { .. } => "not_allowed_to_ask",
         }
     }
 
     /// Every code, in the order the checks run.
-    pub const CODES: [&'static str; 15] = [
+    pub const CODES: [&'static str; 16] = [
         "unknown_engineer",
         "no_commits",
         "unsigned",
@@ -198,6 +204,7 @@ impl Refusal {
         "tool_not_allowed",
         "too_many_requests",
         "not_allowed_to_cancel",
+        "not_allowed_to_ask",
     ];
 }
 
@@ -287,6 +294,24 @@ pub fn authorize_cancel(
             actor: actor.to_owned(),
             owner: owner.to_owned(),
         })
+    }
+}
+
+/// Decides whether `actor` may ask a follow-up question of a request of `owner`: the commit
+/// that made the follow-up file must be signed by `actor`, who must own the request or be an
+/// admin (as for a cancel: a follow-up runs the owner's agent again, on the owner's
+/// clusters).
+pub fn authorize_follow_up(
+    policy: &WarroomPolicy,
+    actor: &str,
+    owner: &str,
+    commits: &[CommitSignature],
+) -> Result<(), Refusal> {
+    match authorize_cancel(policy, actor, owner, commits) {
+        Err(Refusal::NotAllowedToCancel { actor, owner }) => {
+            Err(Refusal::NotAllowedToAsk { actor, owner })
+        }
+        other => other,
     }
 }
 

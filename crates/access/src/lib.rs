@@ -23,7 +23,8 @@ pub mod signature;
 pub mod watch;
 
 pub use authorize::{
-    Authorized, Ceiling, Refusal, RequestFacts, authorize, authorize_cancel, ceiling,
+    Authorized, Ceiling, Refusal, RequestFacts, authorize, authorize_cancel, authorize_follow_up,
+    ceiling,
 };
 pub use policy::{
     ClusterPattern, ClusterRule, Defaults, Engineer, EngineerName, KeyOwner, KeyRef, PolicyKey,

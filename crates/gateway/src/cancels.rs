@@ -146,7 +146,7 @@ impl Scanner<'_> {
 
     /// The engineer named in the request file that was accepted under `id`, read from the
     /// version the gateway recorded; `None` when no request was accepted under `id`.
-    async fn owner_of(&self, id: &RequestId) -> Result<Option<String>> {
+    pub(crate) async fn owner_of(&self, id: &RequestId) -> Result<Option<String>> {
         let Some(version) = self.accepted_version(id).await? else {
             return Ok(None);
         };

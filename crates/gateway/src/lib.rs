@@ -20,6 +20,7 @@
 //! cursor is no longer an ancestor of the head, every request file present at the head whose
 //! `results/<id>/status.json` does not exist yet is published.
 
+mod asks;
 mod cancels;
 mod config;
 mod metrics;
@@ -331,8 +332,10 @@ impl Gateway {
         let verdicts = scanner.scan(&range, &head).await?;
         // After the requests: a request and its cancel in one push are both seen, in order.
         let cancels = scanner.scan_cancels(&range, &head).await?;
+        // After the cancels: a session stopped in the same push takes no more questions.
+        let follow_ups = scanner.scan_follow_ups(&range, &head).await?;
         self.save_cursor(&head).await?;
-        info!(head = %head, files = verdicts.len(), cancels, "processed up to head");
+        info!(head = %head, files = verdicts.len(), cancels, follow_ups, "processed up to head");
         Ok(())
     }
 

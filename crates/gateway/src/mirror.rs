@@ -192,18 +192,30 @@ impl Mirror {
     /// out. The object id is a hash of the content: two versions of a file have the same one
     /// exactly when their bytes are the same.
     pub async fn blobs_in(&self, commit: &CommitId, folder: &str) -> Result<HashMap<String, Blob>> {
-        let out = self
-            .git
-            .run_bytes_async(&[
-                "--literal-pathspecs",
-                "ls-tree",
-                "-z",
-                "--long",
-                commit,
-                "--",
-                folder,
-            ])
-            .await?;
+        self.list_blobs(commit, folder, false).await
+    }
+
+    /// [`Mirror::blobs_in`] for every file below `folder`, at any depth.
+    pub async fn blobs_below(
+        &self,
+        commit: &CommitId,
+        folder: &str,
+    ) -> Result<HashMap<String, Blob>> {
+        self.list_blobs(commit, folder, true).await
+    }
+
+    async fn list_blobs(
+        &self,
+        commit: &CommitId,
+        folder: &str,
+        recursive: bool,
+    ) -> Result<HashMap<String, Blob>> {
+        let mut args = vec!["--literal-pathspecs", "ls-tree", "-z", "--long"];
+        if recursive {
+            args.push("-r");
+        }
+        args.extend([commit.as_str(), "--", folder]);
+        let out = self.git.run_bytes_async(&args).await?;
         // Each entry: `<mode> <type> <object> <size>\t<path>`, the size padded with spaces.
         Ok(split_z(&out)
             .into_iter()

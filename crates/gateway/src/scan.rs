@@ -440,7 +440,7 @@ impl Scanner<'_> {
             request: request.request,
             verification: Some(trust.verification),
             max_active_requests: trust.max_active_requests,
-            session: None,
+            session: request.session,
         };
         let stored = self
             .bus

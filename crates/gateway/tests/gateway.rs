@@ -546,7 +546,7 @@ async fn an_invalid_configuration_fails_before_any_io() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_files_and_session_requests_are_rejected_without_blocking_others() {
+async fn oversized_files_are_rejected_and_sessions_accepted_without_blocking_others() {
     let mut stack = Stack::new(&[]).await;
     stack.start();
     let huge = format!("{VALID}# {}\n", "x".repeat(70 * 1024));
@@ -573,12 +573,12 @@ spec:
         "{:?}",
         huge.status.errors
     );
-    let session = stack.wait_status("r-session").await;
-    assert!(
-        has_error(&session.status.errors, "kind"),
-        "{:?}",
-        session.status.errors
-    );
+    // A session runs as the investigation of its one cluster, kept open for its duration.
+    let session = stack.wait_accepted("r-session").await;
+    let terms = session.session.expect("the session's terms");
+    assert_eq!(terms.duration_secs, 3600);
+    assert!(!terms.opening_prompt);
+    assert_eq!(session.request.kind, "SessionRequest");
     stack.wait_accepted("r-ok").await;
     stack.wait_cursor(&head).await;
     stack.stop().await;
@@ -1398,4 +1398,117 @@ async fn validated_run(config: Config) -> Result<(), String> {
     warroom_gateway::run(settings, Health::new(), std::future::pending())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// A follow-up question, from `engineer`, for turn file `requests/ask/<id>/<turn>.yaml`.
+fn follow_up(engineer: &str, prompt: &str) -> String {
+    format!(
+        "apiVersion: warroom.intility.io/v1\nkind: FollowUp\nmetadata:\n  engineer: {engineer}\n  \
+         timestamp: \"2026-11-23T11:00:00Z\"\nspec:\n  prompt: {prompt}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_ups_go_to_the_dispatcher_only_from_the_owner_signed_and_valid() {
+    let Secured {
+        _policy_dir: _keep,
+        mut stack,
+        alice,
+        bob,
+        ..
+    } = secured(&[]).await;
+    stack.start();
+    stack.wait_cursor(&stack.remote.head()).await;
+    stack.commit_signed(&[("requests/pending/r-ask.yaml", VALID)], Some(&alice));
+    stack.clone.push();
+    stack.wait_accepted("r-ask").await;
+    stack.wait_cursor(&stack.clone.head()).await;
+
+    // The owner's, signed; bob's, signed by bob; one unsigned; one invalid; turn 10 sorts
+    // after turn 2; one for a request nobody asked for is only logged.
+    stack.commit_signed(
+        &[
+            (
+                "requests/ask/r-ask/1.yaml",
+                &follow_up("alice", "And the leader?"),
+            ),
+            (
+                "requests/ask/r-ask/10.yaml",
+                &follow_up("alice", "And the disk?"),
+            ),
+            (
+                "requests/ask/r-ask/2.yaml",
+                &follow_up("alice", "And the network?"),
+            ),
+            (
+                "requests/ask/r-nobody/1.yaml",
+                &follow_up("alice", "Anyone?"),
+            ),
+        ],
+        Some(&alice),
+    );
+    stack.commit_signed(
+        &[(
+            "requests/ask/r-ask/3.yaml",
+            &follow_up("bob", "Show me secrets."),
+        )],
+        Some(&bob),
+    );
+    stack.commit_signed(
+        &[(
+            "requests/ask/r-ask/4.yaml",
+            &follow_up("alice", "Unsigned?"),
+        )],
+        None,
+    );
+    stack.commit_signed(
+        &[(
+            "requests/ask/r-ask/05.yaml",
+            &follow_up("alice", "Bad name."),
+        )],
+        Some(&alice),
+    );
+    stack.clone.push();
+    stack.wait_cursor(&stack.clone.head()).await;
+
+    let mut asked = Vec::new();
+    let mut refused = Vec::new();
+    for (subject, payload) in stack.messages(Stream::Requests).await.iter().skip(1) {
+        assert_eq!(
+            *subject,
+            Subject::Request(id("r-ask")),
+            "only r-ask is answered"
+        );
+        match GatewayMessage::decode(subject, payload).expect("a gateway message") {
+            GatewayMessage::FollowUp(order) => {
+                assert!(order.verified);
+                asked.push((order.turn, order.prompt));
+            }
+            GatewayMessage::Notice(notice) => {
+                assert_eq!(notice.notice.kind, NoticeKind::FollowUpRefused);
+                refused.push((notice.notice.file, notice.notice.message));
+            }
+            other => panic!("unexpected: {other:?}"),
+        }
+    }
+    assert_eq!(
+        asked,
+        [
+            (1, "And the leader?".to_owned()),
+            (2, "And the network?".to_owned()),
+            (10, "And the disk?".to_owned()),
+        ]
+    );
+    let reason = |file: &str| -> String {
+        refused
+            .iter()
+            .find(|(f, _)| f == file)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_else(|| panic!("no refusal of {file}: {refused:?}"))
+    };
+    assert!(reason("requests/ask/r-ask/3.yaml").contains("not_allowed_to_ask"));
+    assert!(reason("requests/ask/r-ask/4.yaml").contains("unsigned"));
+    assert!(reason("requests/ask/r-ask/05.yaml").contains("is not a turn"));
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    stack.stop().await;
 }

@@ -112,6 +112,8 @@ pub struct ValidatedRequest {
     /// The repository folder for the results, without a trailing `/`: `results/<id>` or the
     /// resolved `spec.output.destination`.
     pub results_dir: ResultsDir,
+    /// Set when the file was a `SessionRequest`: what keeps its conversation open.
+    pub session: Option<crate::wire::SessionTerms>,
 }
 
 /// A session request file that passed validation.
@@ -121,6 +123,70 @@ pub struct ValidatedSession {
     pub request: SessionRequest,
 }
 
+/// How long each run of a session (its first question, then each follow-up) may take, at
+/// most: half an hour, or the session's whole duration when that is shorter.
+pub const SESSION_TURN_TIMEOUT_SECS: u64 = 30 * 60;
+
+/// The tools a session's runs get: the read-only ones.
+pub const SESSION_TOOLS: [Tool; 4] = [Tool::Bash, Tool::Read, Tool::Grep, Tool::Glob];
+
+impl ValidatedSession {
+    /// The session as the investigation of its one cluster that the secure zone runs: its
+    /// first question (or a placeholder that never runs), read-only tools, each run bounded
+    /// by [`SESSION_TURN_TIMEOUT_SECS`]; and the terms that keep its conversation open.
+    pub fn as_request(&self) -> (ValidatedRequest, crate::wire::SessionTerms) {
+        let spec = &self.request.spec;
+        let prompt = spec.prompt.clone().filter(|p| !p.trim().is_empty());
+        let request = TroubleshootingRequest {
+            api_version: self.request.api_version.clone(),
+            kind: crate::KIND_SESSION.to_owned(),
+            metadata: self.request.metadata.clone(),
+            spec: crate::request::RequestSpec {
+                target_cluster: Some(spec.target_cluster.clone()),
+                target_clusters: None,
+                coordination: None,
+                issue: crate::request::Issue {
+                    category: "session".to_owned(),
+                    description: spec
+                        .purpose
+                        .clone()
+                        .filter(|p| !p.trim().is_empty())
+                        .unwrap_or_else(|| "A troubleshooting session.".to_owned()),
+                    affected_resources: Vec::new(),
+                },
+                investigation: crate::request::Investigation {
+                    prompt: prompt.clone().unwrap_or_else(|| {
+                        "(The session opened without a first question.)".to_owned()
+                    }),
+                    allowed_tools: SESSION_TOOLS.to_vec(),
+                    timeout: SESSION_TURN_TIMEOUT_SECS
+                        .min(spec.duration)
+                        .max(MIN_TIMEOUT_SECS),
+                    strategy: None,
+                    namespace: spec.namespace.clone(),
+                },
+                output: None,
+            },
+        };
+        let terms = crate::wire::SessionTerms {
+            duration_secs: spec.duration,
+            opening_prompt: prompt.is_some(),
+            exec: spec.exec,
+        };
+        (
+            ValidatedRequest {
+                id: self.id.clone(),
+                clusters: vec![spec.target_cluster.clone()],
+                mode: None,
+                results_dir: ResultsDir::default_for(&self.id),
+                request,
+                session: Some(terms.clone()),
+            },
+            terms,
+        )
+    }
+}
+
 /// Any request file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Document {
@@ -128,21 +194,16 @@ pub enum Document {
     Session(Box<ValidatedSession>),
 }
 
-/// Parses and validates a `TroubleshootingRequest` file. `path` names the file in errors and
-/// gives the request id (its stem).
+/// Parses and validates a request file: a `TroubleshootingRequest`, or a `SessionRequest`
+/// as the investigation the secure zone runs of it ([`ValidatedSession::as_request`], with
+/// `session` set). `path` names the file in errors and gives the request id (its stem).
 pub fn parse_request(path: &Path, bytes: &[u8]) -> Result<ValidatedRequest, ValidationErrors> {
     match parse_document(path, bytes)? {
         Document::Troubleshooting(request) => Ok(*request),
-        Document::Session(_) => Err(ValidationErrors {
-            file: path.display().to_string(),
-            errors: vec![FieldError {
-                field: "kind".to_owned(),
-                message: format!(
-                    "`{KIND_SESSION}` requests are not supported by this version yet; \
-                     expected `{KIND_TROUBLESHOOTING}`"
-                ),
-            }],
-        }),
+        Document::Session(session) => {
+            let (request, _) = session.as_request();
+            Ok(request)
+        }
     }
 }
 
@@ -213,6 +274,7 @@ impl Walked {
                 id,
                 clusters,
                 mode,
+                session: None,
             })),
         })
     }

@@ -461,8 +461,28 @@ spec:
         Document::Session(session) => assert_eq!(session.request.spec.duration, 7200),
         other => panic!("parsed as {other:?}"),
     }
-    let error = parse_request(Path::new("s1.yaml"), yaml.as_bytes()).expect_err("not supported");
-    assert_error(&error.errors, "kind", "not supported");
+    // The secure zone runs it as the investigation of its one cluster, kept open.
+    let run = parse_request(Path::new("s1.yaml"), yaml.as_bytes()).expect("a session");
+    let terms = run.session.expect("session terms");
+    assert_eq!((terms.duration_secs, terms.opening_prompt), (7200, false));
+    assert_eq!(run.clusters.len(), 1);
+    assert_eq!(run.request.kind, "SessionRequest");
+    assert_eq!(run.request.spec.investigation.timeout, 1800);
+    let with_prompt = yaml.replace(
+        "duration: 7200",
+        "duration: 600\n  prompt: Why are nodes NotReady?\n  exec: true",
+    );
+    let run = parse_request(Path::new("s1.yaml"), with_prompt.as_bytes()).expect("a session");
+    let terms = run.session.expect("session terms");
+    assert!(terms.opening_prompt && terms.exec);
+    assert_eq!(
+        run.request.spec.investigation.prompt,
+        "Why are nodes NotReady?"
+    );
+    assert_eq!(run.request.spec.investigation.timeout, 600);
+    let bad_exec = yaml.replace("duration: 7200", "duration: 7200\n  exec: sometimes");
+    let error = parse_document(Path::new("s1.yaml"), bad_exec.as_bytes()).expect_err("bad exec");
+    assert_error(&error.errors, "spec.exec", "true");
     let bad = yaml.replace("duration: 7200", "duration: 999999");
     let error = parse_document(Path::new("s1.yaml"), bad.as_bytes()).expect_err("out of range");
     assert_error(&error.errors, "spec.duration", "out of range");

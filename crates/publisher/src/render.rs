@@ -15,6 +15,7 @@ use warroom_proto::{
     AnswerForm, CheckedEvidence, CheckedReport, ClusterPhase, ClusterReport, ClusterStatus,
     RequestPhase, RequestStatus, RequestSummary, SynthesisPhase, Tokens,
 };
+use warroom_proto::{AuditEvent, AuditKind};
 
 use crate::redact;
 
@@ -443,6 +444,102 @@ fn push_attempt_and_error(out: &mut String, line: &ClusterStatus) {
     }
 }
 
+/// `<results_dir>/turn-<n>.md`: one follow-up turn's question and answer. The answer is the
+/// agent's text, redacted and made inert like a report's.
+pub(crate) fn turn_report(event: &AuditEvent, note: Option<&str>) -> Option<String> {
+    let AuditKind::TurnAnswer {
+        turn,
+        question,
+        asked_by,
+        outcome,
+        answer,
+        error,
+        cost_usd,
+        resumed,
+    } = &event.kind
+    else {
+        return None;
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Request {}, turn {turn}, on cluster {}\n",
+        code(&event.request_id),
+        code(&event.cluster)
+    );
+    push_note(&mut out, note);
+    out.push_str("| | |\n|---|---|\n");
+    let _ = writeln!(out, "| Asked by | {} |", cell(asked_by));
+    let _ = writeln!(out, "| Outcome | **{}** |", outcome.phase());
+    let _ = writeln!(
+        out,
+        "| Conversation | {} |",
+        if *resumed {
+            "continued from the turns before"
+        } else {
+            "started anew: no earlier conversation was kept"
+        }
+    );
+    let _ = writeln!(out, "| Cost | {} |", cost(Some(*cost_usd)));
+    let _ = writeln!(
+        out,
+        "| Audit | lines of turn {turn} in [{AUDIT_FILE}]({AUDIT_FILE}) |"
+    );
+    if let Some(error) = error {
+        let _ = write!(out, "\n{}\n", quote(&format!("**Error:** {error}")));
+    }
+    out.push_str("\n## Question\n\n");
+    let _ = writeln!(out, "{}", quote(&redact::text(question.trim())));
+    out.push_str("\n## Answer\n\n");
+    let text = redact::markdown::neutralize(&redact::text(answer.trim_end()));
+    if text.trim().is_empty() {
+        out.push_str("_The agent wrote no answer._\n");
+    } else {
+        out.push_str(&text);
+        out.push('\n');
+    }
+    Some(out)
+}
+
+/// `## Session` and `## Follow-up questions`: the session's term and every turn asked, each
+/// linked to its answer.
+fn push_turns(out: &mut String, status: &RequestStatus) {
+    if let Some(session) = &status.session {
+        out.push_str("\n## Session\n\n");
+        let state = match (&session.ended, session.ended_at) {
+            (Some(why), Some(at)) => format!("ended at {}: {}", timestamp(&at), cell(why)),
+            _ => format!("open until {}", timestamp(&session.expires_at)),
+        };
+        let _ = writeln!(
+            out,
+            "The session is {state}. {} follow-up turns answered; {} spent so far.",
+            session.turns,
+            cost(Some(session.cost_usd))
+        );
+        if let Some(pod) = &session.pod {
+            let _ = writeln!(out, "\nHeld as the pod {} for `kubectl exec`.", code(pod));
+        }
+    }
+    if status.turns.is_empty() {
+        return;
+    }
+    out.push_str("\n## Follow-up questions\n\n| Turn | Cluster | Asked by | Phase | Answer |\n|---|---|---|---|---|\n");
+    for turn in &status.turns {
+        let answer = match &turn.report {
+            Some(file) => format!("[{file}]({file})"),
+            None => "-".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {answer} |",
+            turn.turn,
+            cell(turn.cluster.as_str()),
+            cell(&turn.asked_by),
+            turn.phase
+        );
+    }
+}
+
 /// `<results_dir>/README.md`: the aggregated report of a request, section by section.
 pub(crate) fn readme(
     status: &RequestStatus,
@@ -464,6 +561,7 @@ pub(crate) fn readme(
         push_request(&mut out, request);
     }
     push_clusters(&mut out, status, reports);
+    push_turns(&mut out, status);
     if status.phase != RequestPhase::Rejected {
         let _ = write!(
             out,

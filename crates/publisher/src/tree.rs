@@ -17,7 +17,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use warroom_proto::wire::Redacted;
-use warroom_proto::{AuditEvent, PublisherInput, RequestId, RequestPhase, StatusUpdate};
+use warroom_proto::{AuditEvent, AuditKind, PublisherInput, RequestId, RequestPhase, StatusUpdate};
 
 use crate::redact;
 use crate::render::{self, AUDIT_FILE, README_FILE, STATUS_FILE};
@@ -295,6 +295,14 @@ impl<'a> Tree<'a> {
     fn audit(&mut self, event: &AuditEvent) -> Result<Applied, Problem> {
         let dir = event.results_dir.as_str();
         let folder = self.folder(dir)?;
+        // A follow-up's answer is a file of its own, not an audit line.
+        if let (AuditKind::TurnAnswer { turn, .. }, Some(text)) =
+            (&event.kind, render::turn_report(event, self.note))
+        {
+            let path = folder.join(warroom_proto::status::turn_file(*turn));
+            write_file(&path, text.as_bytes())?;
+            return Ok(Applied::Written);
+        }
         let path = folder.join(AUDIT_FILE);
         let mut value = serde_json::to_value(event)
             .map_err(|e| Problem::Refused(format!("the event cannot be encoded: {e}")))?;
