@@ -936,9 +936,6 @@ impl RequestState {
         if self.published_revision < self.revision {
             return Some(Step::PublishStatus);
         }
-        if self.phase.is_final() {
-            return None;
-        }
         if let Some(step) = self.turn_step(now, timeouts, outside) {
             return Some(step);
         }
@@ -2849,6 +2846,214 @@ pub(crate) mod tests {
                 .as_deref()
                 .is_some_and(|e| e.contains("cancelled by alice")),
             "{status:?}"
+        );
+    }
+
+    fn ask(turn: u32, cluster: Option<&str>, version: &str) -> FollowUpOrder {
+        FollowUpOrder {
+            id: RequestId::new("r1").expect("valid id"),
+            turn,
+            cluster: cluster.map(name),
+            prompt: format!("question {turn}"),
+            engineer: "alice".to_owned(),
+            asked_at: at(100),
+            file: format!("requests/ask/r1/{turn}.yaml"),
+            version: version.to_owned(),
+            commit: "c4".to_owned(),
+            verified: true,
+        }
+    }
+
+    fn turn_result(cluster: &str, turn: u32, outcome: Outcome) -> TurnResult {
+        TurnResult {
+            request_id: RequestId::new("r1").expect("valid id"),
+            cluster: name(cluster),
+            turn,
+            outcome,
+            error: None,
+            cost_usd: 0.1,
+            num_turns: 2,
+            resumed: true,
+            started_at: at(110),
+            finished_at: at(120),
+        }
+    }
+
+    #[test]
+    fn follow_ups_wait_for_their_clusters_investigation_and_run_one_at_a_time() {
+        let mut state = request(&["hub"], None);
+        settle_in(&mut state, at(1), &LIVE);
+        // Asked while the investigation runs: it waits.
+        assert_eq!(
+            state.on_follow_up(&ask(1, None, "v1"), at(5)),
+            FollowUpOutcome::Added
+        );
+        assert_eq!(
+            state.on_follow_up(&ask(2, Some("hub"), "v2"), at(6)),
+            FollowUpOutcome::Added
+        );
+        assert_eq!(
+            state.on_follow_up(&ask(1, None, "v1"), at(7)),
+            FollowUpOutcome::Repeat
+        );
+        assert!(
+            !settle_in(&mut state, at(8), &LIVE)
+                .iter()
+                .any(|s| matches!(s, Step::DispatchTurn(_)))
+        );
+        state.on_started(&name("hub"), "r-0", at(10), 1, at(10));
+        state.on_finished(&result("hub", Outcome::Completed, None, "done"), at(20));
+        assert_eq!(state.phase, RequestPhase::Completed);
+        // The request stays final; its turns are driven all the same, in order.
+        assert!(state.is_active());
+        let steps = settle_in(&mut state, at(21), &LIVE);
+        assert!(steps.contains(&Step::DispatchTurn(0)), "{steps:?}");
+        assert!(!steps.contains(&Step::DispatchTurn(1)), "{steps:?}");
+        let task = state.turn_task(0).expect("a task");
+        let follow_up = task.follow_up.expect("a follow-up");
+        assert_eq!(
+            (follow_up.turn, follow_up.prompt.as_str()),
+            (1, "question 1")
+        );
+        assert_eq!(task.allowed_tools, vec![Tool::Bash]);
+        assert_eq!(
+            state.on_turn_started(&name("hub"), 1, "r-0", at(22), at(22)),
+            Applied::Changed
+        );
+        assert_eq!(
+            state.on_turn_finished(&turn_result("hub", 1, Outcome::Completed), at(30)),
+            Applied::Changed
+        );
+        assert_eq!(
+            state.on_turn_finished(&turn_result("hub", 1, Outcome::Completed), at(31)),
+            Applied::AlreadyFinal
+        );
+        let steps = settle_in(&mut state, at(32), &LIVE);
+        assert!(steps.contains(&Step::DispatchTurn(1)), "{steps:?}");
+        let status = state.snapshot().status;
+        assert_eq!(status.phase, RequestPhase::Completed);
+        let turns: Vec<(u32, ClusterPhase, Option<String>)> = status
+            .turns
+            .iter()
+            .map(|t| (t.turn, t.phase, t.report.clone()))
+            .collect();
+        assert_eq!(
+            turns,
+            [
+                (1, ClusterPhase::Completed, Some("turn-1.md".to_owned())),
+                (2, ClusterPhase::Dispatched, None)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_follow_up_without_a_cluster_of_the_request_is_refused_with_a_notice() {
+        let mut state = request(&["hub", "prod-1"], Some(CoordinationMode::Parallel));
+        let none = state.on_follow_up(&ask(1, None, "v1"), at(5));
+        assert!(
+            matches!(&none, FollowUpOutcome::Refused(m) if m.contains("names no cluster")),
+            "{none:?}"
+        );
+        let other = state.on_follow_up(&ask(2, Some("elsewhere"), "v2"), at(6));
+        assert!(
+            matches!(&other, FollowUpOutcome::Refused(m) if m.contains("not a cluster of this request")),
+            "{other:?}"
+        );
+        // The same refused file again changes nothing.
+        assert_eq!(
+            state.on_follow_up(&ask(1, None, "v1"), at(7)),
+            FollowUpOutcome::Repeat
+        );
+        assert_eq!(
+            state.on_follow_up(&ask(1, Some("prod-1"), "v3"), at(8)),
+            FollowUpOutcome::Added
+        );
+        // Turn 1 again, in a changed file: refused, the first stands.
+        let again = state.on_follow_up(&ask(1, Some("hub"), "v4"), at(9));
+        assert!(
+            matches!(&again, FollowUpOutcome::Refused(m) if m.contains("asked before")),
+            "{again:?}"
+        );
+        assert_eq!(state.turns.len(), 1);
+        let kinds: Vec<NoticeKind> = state.notices.iter().map(|n| n.kind).collect();
+        assert_eq!(kinds, [NoticeKind::FollowUpRefused; 3]);
+    }
+
+    fn session(opening_prompt: bool) -> RequestState {
+        let mut accepted = request(&["hub"], None).accepted;
+        accepted.session = Some(warroom_proto::SessionTerms {
+            duration_secs: 3600,
+            opening_prompt,
+            exec: false,
+        });
+        let mut state = RequestState::new(accepted, at(0));
+        state.published_revision = state.revision;
+        state
+    }
+
+    #[test]
+    fn a_session_stays_open_until_its_duration_ends() {
+        let mut state = session(false);
+        // No first question: nothing runs, and the session is open.
+        assert_eq!(state.phase, RequestPhase::Running);
+        assert_eq!(state.clusters[0].phase, ClusterPhase::Completed);
+        assert_eq!(settle_in(&mut state, at(1), &LIVE), Vec::new());
+        state.on_follow_up(&ask(1, None, "v1"), at(5));
+        let steps = settle_in(&mut state, at(6), &LIVE);
+        assert!(steps.contains(&Step::DispatchTurn(0)), "{steps:?}");
+        state.on_turn_finished(&turn_result("hub", 1, Outcome::Completed), at(30));
+        assert_eq!(state.phase, RequestPhase::Running);
+        let open = state.snapshot().status.session.expect("a session");
+        assert_eq!((open.state, open.turns), (SessionState::Open, 1));
+        assert!((open.cost_usd - 0.1).abs() < 1e-9);
+        // Asked, not yet run when the time is up: it never runs.
+        state.on_follow_up(&ask(2, None, "v2"), at(3000));
+        let steps = settle_in(&mut state, at(3600), &NOBODY);
+        assert!(
+            steps
+                .iter()
+                .any(|s| matches!(s, Step::EndSession(why) if why.contains("1h")))
+                && !steps.iter().any(|s| matches!(s, Step::DispatchTurn(_))),
+            "{steps:?}"
+        );
+        assert_eq!(state.phase, RequestPhase::Completed);
+        let ended = state.snapshot().status;
+        let session = ended.session.expect("a session");
+        assert_eq!(session.state, SessionState::Ended);
+        assert_eq!(ended.turns[1].phase, ClusterPhase::Cancelled);
+        // A question after the end is refused.
+        let late = state.on_follow_up(&ask(3, None, "v3"), at(3700));
+        assert!(
+            matches!(&late, FollowUpOutcome::Refused(m) if m.contains("after the session ended")),
+            "{late:?}"
+        );
+    }
+
+    #[test]
+    fn stopping_a_session_ends_it_completed_or_cancels_its_running_first_question() {
+        let mut idle = session(false);
+        idle.on_follow_up(&ask(1, None, "v1"), at(5));
+        settle_in(&mut idle, at(6), &LIVE);
+        assert_eq!(
+            idle.cancel(&order("v9"), at(20)),
+            CancelOutcome::Cancelled(vec![(name("hub"), 13)])
+        );
+        assert_eq!(idle.phase, RequestPhase::Completed);
+        assert_eq!(idle.cancellation, None);
+        let stopped = idle.snapshot().status.session.expect("a session");
+        assert_eq!(
+            stopped.ended.as_deref(),
+            Some("stopped by alice: wrong cluster")
+        );
+
+        let mut busy = session(true);
+        settle_in(&mut busy, at(1), &LIVE);
+        busy.on_started(&name("hub"), "r-0", at(10), 1, at(10));
+        busy.cancel(&order("v9"), at(20));
+        assert_eq!(busy.phase, RequestPhase::Cancelled);
+        assert_eq!(
+            busy.snapshot().status.session.expect("a session").state,
+            SessionState::Ended
         );
     }
 }
