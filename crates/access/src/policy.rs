@@ -119,6 +119,15 @@ pub struct Defaults {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_concurrent_requests: Option<u32>,
+    /// Longest session, in seconds: a session file asking for longer gets this much.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 28800))]
+    pub max_session_duration: Option<u64>,
+    /// What one session's runs may cost together, in US dollars; the session ends once
+    /// they cost this much.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.01, max = 10000.0))]
+    pub session_budget_usd: Option<f64>,
 }
 
 /// A key that signs commits on behalf of engineers (a hosting provider's web-flow key).
@@ -467,6 +476,16 @@ impl WarroomPolicy {
     }
 
     /// The limit on an engineer's active requests, if any.
+    /// What a session file asking for `asked` seconds is granted: at most
+    /// `defaults.maxSessionDuration`; and the budget of its runs together.
+    pub fn session_terms(&self, asked: u64) -> (u64, Option<f64>) {
+        let defaults = self.defaults.as_ref();
+        let duration = defaults
+            .and_then(|d| d.max_session_duration)
+            .map_or(asked, |max| asked.min(max));
+        (duration, defaults.and_then(|d| d.session_budget_usd))
+    }
+
     pub fn max_concurrent_requests(&self, engineer: &Engineer) -> Option<u32> {
         engineer.max_concurrent_requests.or_else(|| {
             self.defaults
@@ -569,7 +588,11 @@ const ENGINEER_FIELDS: &[&str] = &[
     "maxConcurrentRequests",
 ];
 const RULE_FIELDS: &[&str] = &["name", "maxTimeout", "tools"];
-const DEFAULTS_FIELDS: &[&str] = &["maxConcurrentRequests"];
+const DEFAULTS_FIELDS: &[&str] = &[
+    "maxConcurrentRequests",
+    "maxSessionDuration",
+    "sessionBudgetUsd",
+];
 const TRUSTED_FIELDS: &[&str] = &["name", "keys"];
 
 /// Collects problems while walking the YAML tree.
@@ -840,6 +863,26 @@ impl Check {
                 MAX_CONCURRENT_LIMIT,
                 "requests",
             );
+            self.number(
+                defaults,
+                "defaults",
+                "maxSessionDuration",
+                60,
+                warroom_proto::session::MAX_SESSION_SECS,
+                "seconds",
+            );
+            if let Some(value) = self.field(defaults, "defaults", "sessionBudgetUsd", false) {
+                match value.as_f64() {
+                    Some(usd) if (0.01..=10_000.0).contains(&usd) => {}
+                    _ => self.error(
+                        "defaults.sessionBudgetUsd",
+                        format!(
+                            "expected an amount of US dollars from 0.01 to 10000, found {}",
+                            describe(value)
+                        ),
+                    ),
+                }
+            }
         }
 
         let mut trusted: BTreeMap<String, String> = BTreeMap::new();

@@ -1226,3 +1226,24 @@ fn chown_all(path: &Path) {
         }
     }
 }
+
+#[test]
+fn sessions_get_the_policys_longest_duration_and_budget() {
+    let base = "apiVersion: warroom.intility.io/v1\nkind: WarroomPolicy\nengineers:\n  - name: alice\n    keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAS0dxjkqtXd2eq1+wjhr1VdCDTv2N80KNHgudMPEJlh a\"]\n    clusters: [\"*\"]\n";
+    let with = |defaults: &str| format!("{base}defaults:\n{defaults}");
+    let policy = parse_policy(
+        "policy.yaml",
+        with("  maxSessionDuration: 3600\n  sessionBudgetUsd: 2.5\n").as_bytes(),
+    )
+    .expect("valid");
+    assert_eq!(policy.session_terms(7200), (3600, Some(2.5)));
+    assert_eq!(policy.session_terms(600), (600, Some(2.5)));
+    let open = parse_policy("policy.yaml", base.as_bytes()).expect("valid");
+    assert_eq!(open.session_terms(7200), (7200, None));
+
+    let errors = errors_of(&with(
+        "  maxSessionDuration: 30\n  sessionBudgetUsd: lots\n",
+    ));
+    assert_error(&errors, "defaults.maxSessionDuration", "60 to 28800");
+    assert_error(&errors, "defaults.sessionBudgetUsd", "0.01 to 10000");
+}

@@ -123,6 +123,9 @@ pub struct SessionRecord {
     /// The pod holding the session for `kubectl exec`, once its runner made it.
     #[serde(default)]
     pub pod: Option<String>,
+    /// What its runs may cost together; it ends once they cost this much.
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
 }
 
 impl SessionRecord {
@@ -451,6 +454,7 @@ impl RequestState {
             ended_at: None,
             ended: None,
             pod: None,
+            budget_usd: terms.budget_usd,
         });
         if !terms.opening_prompt && self.phase != RequestPhase::Failed {
             for cluster in &mut self.clusters {
@@ -738,6 +742,16 @@ impl RequestState {
             return Some(Step::EndSession(format!(
                 "its duration of {} ended",
                 human(Duration::from_secs(session.duration_secs))
+            )));
+        }
+        if let Some(session) = &self.session
+            && session.is_open()
+            && let Some(budget) = session.budget_usd
+            && self.session_cost() >= budget
+        {
+            return Some(Step::EndSession(format!(
+                "its budget of ${budget:.2} was spent (${:.2})",
+                self.session_cost()
             )));
         }
         if let Some(timeouts) = timeouts {
@@ -1530,14 +1544,18 @@ impl RequestState {
         self.error = Some(reasons.join("; "));
     }
 
-    /// The session's line in `status.json`: its term and what it cost so far.
-    fn session_status(&self, session: &SessionRecord) -> SessionStatus {
-        let cost = self
-            .clusters
+    /// What every run of the request cost so far: its clusters' and its turns'.
+    fn session_cost(&self) -> f64 {
+        self.clusters
             .iter()
             .filter_map(|c| c.cost_usd)
             .chain(self.turns.iter().filter_map(|t| t.cost_usd))
-            .sum();
+            .sum()
+    }
+
+    /// The session's line in `status.json`: its term and what it cost so far.
+    fn session_status(&self, session: &SessionRecord) -> SessionStatus {
+        let cost = self.session_cost();
         SessionStatus {
             state: if session.is_open() {
                 SessionState::Open
@@ -2985,6 +3003,7 @@ pub(crate) mod tests {
             duration_secs: 3600,
             opening_prompt,
             exec: false,
+            budget_usd: Some(0.25),
         });
         let mut state = RequestState::new(accepted, at(0));
         state.published_revision = state.revision;
@@ -3054,6 +3073,30 @@ pub(crate) mod tests {
         assert_eq!(
             busy.snapshot().status.session.expect("a session").state,
             SessionState::Ended
+        );
+    }
+
+    #[test]
+    fn a_session_ends_once_its_runs_spent_its_budget() {
+        let mut state = session(false);
+        for turn in 1..=3 {
+            state.on_follow_up(&ask(turn, None, &format!("v{turn}")), at(5));
+        }
+        for turn in 1..=3 {
+            settle_in(&mut state, at(10), &LIVE);
+            if state.turns[turn - 1].phase == ClusterPhase::Dispatched {
+                state
+                    .on_turn_finished(&turn_result("hub", turn as u32, Outcome::Completed), at(20));
+            }
+        }
+        settle_in(&mut state, at(30), &LIVE);
+        // 0.1 a turn: the third one reached the 0.25 budget.
+        assert_eq!(state.phase, RequestPhase::Completed);
+        let session = state.snapshot().status.session.expect("a session");
+        assert_eq!(session.turns, 3);
+        assert_eq!(
+            session.ended.as_deref(),
+            Some("its budget of $0.25 was spent ($0.30)")
         );
     }
 }

@@ -293,9 +293,12 @@ impl Scanner<'_> {
     fn decide(
         &self,
         candidate: Candidate,
-        request: Box<ValidatedRequest>,
+        mut request: Box<ValidatedRequest>,
         commits: Option<Vec<warroom_access::CommitSignature>>,
     ) -> Plan {
+        if let Some(verifier) = &self.verifier {
+            within_session_limits(&mut request, verifier.policy());
+        }
         let mut trust = Trust {
             verification: Verification::unverified(),
             max_active_requests: None,
@@ -762,6 +765,38 @@ fn sort_files(files: Vec<(Change, String)>, mut blobs: HashMap<String, Blob>) ->
 }
 
 /// The first 12 characters of a git object id, for messages.
+/// A session as the policy grants it: its duration cut to `defaults.maxSessionDuration`, its
+/// budget `defaults.sessionBudgetUsd`, and each run's timeout and tools cut to its cluster's
+/// ceilings (a session asks for none of its own, so it is narrowed rather than refused).
+fn within_session_limits(request: &mut ValidatedRequest, policy: &warroom_access::WarroomPolicy) {
+    let Some(terms) = request.session.as_mut() else {
+        return;
+    };
+    let (duration, budget) = policy.session_terms(terms.duration_secs);
+    terms.duration_secs = duration;
+    terms.budget_usd = budget;
+    let investigation = &mut request.request.spec.investigation;
+    investigation.timeout = investigation.timeout.min(duration.max(1));
+    for cluster in &request.clusters {
+        let ceiling = warroom_access::ceiling(policy, cluster.name.as_str());
+        if let Some(max) = ceiling.max_timeout_secs {
+            investigation.timeout = investigation.timeout.min(max);
+        }
+        if let Some(tools) = &ceiling.tools {
+            let narrowed: Vec<_> = investigation
+                .allowed_tools
+                .iter()
+                .filter(|t| tools.contains(t))
+                .copied()
+                .collect();
+            // None left: the policy's refusal (`tool_not_allowed`) says why.
+            if !narrowed.is_empty() {
+                investigation.allowed_tools = narrowed;
+            }
+        }
+    }
+}
+
 fn short(object: &str) -> &str {
     object.get(..12).unwrap_or(object)
 }

@@ -172,6 +172,7 @@ impl ValidatedSession {
             duration_secs: spec.duration,
             opening_prompt: prompt.is_some(),
             exec: spec.exec,
+            budget_usd: None,
         };
         (
             ValidatedRequest {

@@ -53,6 +53,10 @@ pub struct SessionTerms {
     /// Held as a pod for `kubectl exec` (the file's `spec.exec`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exec: bool,
+    /// What its runs may cost together (the policy's `defaults.sessionBudgetUsd`); the
+    /// session ends once they cost this much. `None`: no budget beyond each run's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_usd: Option<f64>,
 }
 
 /// What the gateway publishes on `warroom.requests.<id>`: the accepted request, or later a
