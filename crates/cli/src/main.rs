@@ -16,6 +16,7 @@ mod results;
 mod schema;
 mod status;
 mod strategies;
+mod submit;
 mod validate;
 mod verify;
 mod watch;
