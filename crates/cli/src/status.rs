@@ -59,12 +59,17 @@ pub struct Args {
 
 /// `10s`, `2m`, `500ms`; at least 100 ms, so a watch never hammers the git server.
 fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
-    let duration = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("`{text}` is not a duration like `10s` or `2m`: {e}"))?;
+    let duration = parse_duration(text)?;
     if duration < std::time::Duration::from_millis(100) {
         return Err(format!("`{text}` is shorter than 100ms"));
     }
     Ok(duration)
+}
+
+/// A duration as every flag of the command takes it: `10s`, `2m`, `1h30m`.
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration like `10s` or `2m`: {e}"))
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {

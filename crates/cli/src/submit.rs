@@ -95,6 +95,16 @@ impl Outbox {
         Ok(self.repo.has_commit(&rev)?.then_some(rev))
     }
 
+    /// Fetches the branch from the remote, so that [`Outbox::remote_rev`] is current.
+    pub fn fetch(&self) -> Result<()> {
+        if let Some(branch) = &self.branch {
+            self.repo
+                .output(&["fetch", "--quiet", REMOTE, branch])
+                .with_context(|| format!("fetching {REMOTE}/{branch}"))?;
+        }
+        Ok(())
+    }
+
     /// Writes, commits and (unless `--no-push`) pushes `file`, saying on stderr what it did.
     pub fn submit(&self, file: NewFile<'_>) -> Result<()> {
         if let Some(branch) = &self.branch
@@ -136,6 +146,17 @@ impl Outbox {
             );
         }
         Ok(signed)
+    }
+
+    /// Takes back the commit [`Outbox::commit`] just made of `path`, which must be `HEAD`:
+    /// the branch goes back one commit, the file is unstaged and removed, and whatever else
+    /// the engineer had staged stays staged.
+    pub fn uncommit(&self, path: &str) -> Result<()> {
+        self.repo
+            .output(&["reset", "--quiet", "--soft", "HEAD~1"])
+            .with_context(|| format!("taking back the commit of {path}"))?;
+        self.forget(path);
+        Ok(())
     }
 
     /// Unstages and removes `path`, best effort.
