@@ -14,6 +14,8 @@ use warroom_testkit::{BareRemote, SshKey};
 
 #[path = "cli/init.rs"]
 mod init;
+#[path = "cli/session.rs"]
+mod session;
 
 /// The binary with a hermetic environment: no system or global git config (so the clone's
 /// local test identity is what counts), no prompts, and none of our own env defaults.
@@ -1248,6 +1250,11 @@ fn completions_know_every_subcommand_and_the_bash_script_parses() {
         "strategies",
         "dev",
         "completions",
+        "cancel",
+        "session",
+        "ask",
+        "stop",
+        "duration",
     ];
     for (shell, marker) in [
         ("bash", "complete -F"),
