@@ -237,6 +237,19 @@ fn schema_equals_the_committed_file() {
     let result = run(&workspace_root(), &["schema"]);
     assert_eq!(result.code, Some(0), "{result}");
     assert_eq!(result.stdout, committed, "the committed schema is stale");
+    for (kind, file) in [
+        ("cancel", "cancel-request.schema.json"),
+        ("follow-up", "follow-up.schema.json"),
+    ] {
+        let committed = std::fs::read_to_string(workspace_root().join("schema").join(file))
+            .expect("reading the committed schema");
+        let result = run(&workspace_root(), &["schema", "--kind", kind]);
+        assert_eq!(result.code, Some(0), "{result}");
+        assert_eq!(
+            result.stdout, committed,
+            "{kind}: differs from schema/{file}"
+        );
+    }
 }
 
 #[test]
