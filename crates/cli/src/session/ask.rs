@@ -66,10 +66,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    if let Some(problem) = RequestId::problem(&args.id) {
-        bail!("ID: the request id `{}` {problem}", args.id);
-    }
-    let id: RequestId = args.id.parse().context("the request id")?;
+    let id = RequestId::new(args.id.as_str())
+        .map_err(|e| anyhow::anyhow!("ID: the request id `{}` {}", e.value, e.reason))?;
     let outbox = Outbox::open(&args.repo, args.no_push)?;
     let yaml = follow_up(&args, outbox.engineer(args.engineer.as_deref())?)?;
     // The question is checked before anything is fetched, so a typo costs nothing; the turn
@@ -124,8 +122,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                         }
                         eprintln!(
                             "someone else asked turn {turn} of {id} meanwhile ({rev} has \
-                             {relative}); asking as turn {} instead",
-                            turn + 1
+                             {relative}); asking again as the next turn"
                         );
                         retried = true;
                         continue;

@@ -291,7 +291,10 @@ fn session_ask_takes_the_next_turn_when_someone_else_pushed_the_same_one_meanwhi
             .contains(&format!("someone else asked turn 1 of {id} meanwhile")),
         "{asked}"
     );
-    assert!(asked.stderr.contains("asking as turn 2 instead"), "{asked}");
+    assert!(
+        asked.stderr.contains("asking again as the next turn"),
+        "{asked}"
+    );
     assert_eq!(
         pushed_turn(&remote, &id, 1).follow_up.spec.prompt,
         "Bob's question"
