@@ -7,10 +7,7 @@ use anyhow::{Context, Result, bail};
 use warroom_proto::RequestId;
 use warroom_proto::cancel::{CANCEL_DIR, CancelMetadata, CancelRequest, CancelSpec, KIND_CANCEL};
 
-use crate::git::{REMOTE, Repo};
-use crate::investigate::{
-    SIGNING_HELP, branch_to_push, commit_new_file, default_engineer, push, warn_unpushed, write_new,
-};
+use crate::submit::{NewFile, Outbox, invalid};
 
 /// Cancel a request: write, commit and push `requests/cancel/<ID>.yaml`.
 ///
@@ -56,21 +53,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(problem) = RequestId::problem(&args.id) {
         bail!("ID: the request id `{}` {problem}", args.id);
     }
-    let repo = Repo::open(&args.repo)?;
-    let branch = branch_to_push(&repo, args.no_push)?;
-    let engineer = match &args.engineer {
-        Some(engineer) => engineer.clone(),
-        None => default_engineer(&repo)?,
-    };
-    let now = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .context("truncating the time")?;
+    let outbox = Outbox::open(&args.repo, args.no_push)?;
     let cancel = CancelRequest {
         api_version: warroom_proto::API_VERSION.to_owned(),
         kind: KIND_CANCEL.to_owned(),
         metadata: CancelMetadata {
-            engineer,
-            timestamp: now,
+            engineer: outbox.engineer(args.engineer.as_deref())?,
+            timestamp: crate::submit::now()?,
         },
         spec: CancelSpec {
             reason: args.reason.clone(),
@@ -79,60 +68,35 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let relative = format!("{CANCEL_DIR}{}.yaml", args.id);
     let yaml = serde_yaml_ng::to_string(&cancel).context("serializing the cancel file")?;
     // The exact check the gateway makes; only a file that passes it is written.
-    warroom_proto::cancel::parse_cancel(Path::new(&relative), yaml.as_bytes()).map_err(
-        |errors| {
-            let lines: Vec<String> = errors
-                .errors
-                .iter()
-                .map(|e| match e.field.as_str() {
-                    "spec.reason" => format!("--reason: {}", e.message),
-                    "metadata.engineer" => format!("--engineer: {}", e.message),
-                    _ => e.to_string(),
-                })
-                .collect();
-            anyhow::anyhow!("the cancel file would be invalid:\n{}", lines.join("\n"))
-        },
-    )?;
-    if let Some(branch) = &branch {
-        let rev = format!("{REMOTE}/{branch}");
+    warroom_proto::cancel::parse_cancel(Path::new(&relative), yaml.as_bytes())
+        .map_err(|errors| invalid("the cancel file", &errors, flag_for))?;
+    if let Some(rev) = outbox.remote_rev()? {
         let pending = format!("requests/pending/{}.yaml", args.id);
-        if repo.has_commit(&rev)? && repo.read_at(&rev, &pending)?.is_none() {
+        if outbox.repo.read_at(&rev, &pending)?.is_none() {
             eprintln!(
                 "warning: {rev} has no {pending}; the secure zone answers a cancel of a request \
                  it does not know by ignoring it"
             );
         }
-        if !args.no_push {
-            warn_unpushed(&repo, branch);
-        }
     }
-
-    let path = repo.root().join(&relative);
-    write_new(&path, &yaml).context("a cancel of this request was already written")?;
-    let signed = commit_new_file(&repo, &relative, &format!("cancel: {}", args.id))?;
-    if !signed {
-        eprintln!(
-            "warning: this commit is not signed; a secure zone with a policy will refuse the \
-             cancel: set up commit signing with: {SIGNING_HELP}"
-        );
-    }
-    match &branch {
-        Some(branch) if !args.no_push => {
-            push(&repo, branch, signed).with_context(|| {
-                format!(
-                    "the cancel of {} is committed in {} but was not pushed; run `git push` \
-                     there once the problem is fixed",
-                    args.id,
-                    repo.root().display()
-                )
-            })?;
-            eprintln!(
-                "pushed to {REMOTE}/{branch}; follow it with: claude-warroom status {}",
-                args.id
-            );
-        }
-        _ => eprintln!("not pushed (--no-push); push with `git push` to submit it"),
-    }
+    outbox.submit(NewFile {
+        path: &relative,
+        text: &yaml,
+        subject: &format!("cancel: {}", args.id),
+        what: &format!("the cancel of {}", args.id),
+        unsigned: "refuse the cancel",
+        id: &args.id,
+    })?;
     println!("{}", args.id);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The flag that sets a field of the cancel file.
+fn flag_for(field: &str) -> &'static str {
+    match field {
+        "spec.reason" => "--reason",
+        "metadata.engineer" => "--engineer",
+        "metadata.timestamp" => "the clock",
+        _ => "ID",
+    }
 }

@@ -2,8 +2,6 @@
 //! as the gateway will validate it, commits only that file, and pushes.
 
 use std::fmt::Write as _;
-use std::fs::OpenOptions;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -15,7 +13,7 @@ use warroom_proto::request::{
 use warroom_proto::{API_VERSION, KIND_TROUBLESHOOTING};
 use warroom_proto::{ClusterName, RequestId};
 
-use crate::git::{REMOTE, Repo, Signing};
+use crate::submit::{NewFile, Outbox, invalid};
 
 /// The folder request files go to, from the repository root.
 const PENDING_DIR: &str = "requests/pending";
@@ -206,7 +204,7 @@ fn parse_tool(name: &str) -> Result<Tool, String> {
 }
 
 /// The type a cluster name implies: the hub is `hub` or `*-hub`.
-fn default_type(name: &str) -> ClusterType {
+pub(crate) fn default_type(name: &str) -> ClusterType {
     if name == "hub" || name.ends_with("-hub") {
         ClusterType::Hub
     } else {
@@ -223,16 +221,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         bail!("--id: the request id `{id}` {problem}");
     }
 
-    let repo = Repo::open(&args.repo)?;
-    let branch = branch_to_push(&repo, args.no_push)?;
-    let engineer = match &args.engineer {
-        Some(engineer) => engineer.clone(),
-        None => default_engineer(&repo)?,
-    };
-
-    let now = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .context("truncating the time")?;
+    let outbox = Outbox::open(&args.repo, args.no_push)?;
+    let engineer = outbox.engineer(args.engineer.as_deref())?;
+    let now = crate::submit::now()?;
     let category = args.category.clone().unwrap_or_else(|| slug(&args.issue));
     let id = match &args.id {
         Some(id) => id.clone(),
@@ -259,13 +250,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     // The exact check the gateway makes; only a request that passes it is written.
     let validated = warroom_proto::parse_request(Path::new(&relative), yaml.as_bytes())
-        .map_err(|errors| invalid(&errors))?;
-    if let Some(branch) = &branch
-        && validated.results_dir.as_str() != format!("results/{id}")
+        .map_err(|errors| invalid("the request", &errors, flag_for))?;
+    if validated.results_dir.as_str() != format!("results/{id}")
+        && let Some(rev) = outbox.remote_rev()?
     {
-        let rev = format!("{REMOTE}/{branch}");
         let status = format!("{}/status.json", validated.results_dir);
-        if repo.has_commit(&rev)? && repo.read_at(&rev, &status)?.is_some() {
+        if outbox.repo.read_at(&rev, &status)?.is_some() {
             bail!(
                 "--destination: `{}` already holds the results of another request on `{rev}`; \
                  choose a folder of its own",
@@ -274,35 +264,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
 
-    if let Some(branch) = &branch
-        && !args.no_push
-    {
-        warn_unpushed(&repo, branch);
-    }
-
-    let path = repo.root().join(&relative);
-    write_new(&path, &yaml)?;
-    let signed = commit_new_file(&repo, &relative, &format!("request: {id}"))?;
-    if !signed {
-        eprintln!(
-            "warning: this commit is not signed; a secure zone with a policy will reject it: set \
-             up commit signing with: {SIGNING_HELP}"
-        );
-    }
-
-    match &branch {
-        Some(branch) if !args.no_push => {
-            push(&repo, branch, signed).with_context(|| {
-                format!(
-                    "request {id} is committed in {} but was not pushed; run `git push` there \
-                     once the problem is fixed",
-                    repo.root().display()
-                )
-            })?;
-            eprintln!("pushed to {REMOTE}/{branch}; follow it with: claude-warroom status {id}");
-        }
-        _ => eprintln!("not pushed (--no-push); push with `git push` to submit it"),
-    }
+    outbox.submit(NewFile {
+        path: &relative,
+        text: &yaml,
+        subject: &format!("request: {id}"),
+        what: &format!("request {id}"),
+        unsigned: "reject it",
+        id: &id,
+    })?;
     println!("{id}");
     Ok(ExitCode::SUCCESS)
 }
@@ -455,21 +424,6 @@ fn render(request: &impl serde::Serialize, id: &str) -> Result<String> {
     ))
 }
 
-/// Turns validation errors into one message that names each field and the flag that set it.
-fn invalid(errors: &warroom_proto::ValidationErrors) -> anyhow::Error {
-    let mut message = String::from("the request would be invalid, so nothing was written:");
-    for error in &errors.errors {
-        let flag = flag_for(&error.field);
-        let field = if error.field.is_empty() {
-            "request id"
-        } else {
-            &error.field
-        };
-        let _ = write!(message, "\n  {field} ({flag}): {}", error.message);
-    }
-    anyhow::anyhow!(message)
-}
-
 /// The flag that sets a request field.
 fn flag_for(field: &str) -> &'static str {
     const FLAGS: &[(&str, &str)] = &[
@@ -497,14 +451,6 @@ fn flag_for(field: &str) -> &'static str {
         .map_or("--id", |(_, flag)| flag)
 }
 
-/// `git config user.email`, else `user.name`, else `$USER`.
-pub(crate) fn default_engineer(repo: &Repo) -> Result<String> {
-    repo.config("user.email")
-        .or_else(|| repo.config("user.name"))
-        .or_else(|| std::env::var("USER").ok().filter(|u| !u.trim().is_empty()))
-        .context("cannot tell who you are: set `git config user.email` or pass --engineer")
-}
-
 /// Lowercase ASCII letters and digits, runs of anything else as one `-`.
 fn slug(text: &str) -> String {
     let mut slug = String::new();
@@ -528,7 +474,7 @@ fn slug(text: &str) -> String {
 
 /// `<YYYY-MM-DD-HHMM>-<slug>-<6 hex>`: sorts by time, reads as the issue, and the random
 /// suffix keeps two requests written in the same minute apart.
-fn generate_id(now: time::OffsetDateTime, category: &str) -> Result<String> {
+pub(crate) fn generate_id(now: time::OffsetDateTime, category: &str) -> Result<String> {
     let format = time::macros::format_description!("[year]-[month]-[day]-[hour][minute]");
     let stamp = now.format(&format).context("formatting the time")?;
     let random = uuid::Uuid::new_v4();
@@ -537,133 +483,6 @@ fn generate_id(now: time::OffsetDateTime, category: &str) -> Result<String> {
         .map(|b| format!("{b:02x}"))
         .collect();
     Ok(format!("{stamp}-{}-{suffix}", slug(category)))
-}
-
-/// Writes a new file; never overwrites an existing request.
-pub(crate) fn write_new(path: &Path, text: &str) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .with_context(|| {
-            format!(
-                "creating {} (does a request with this id exist?)",
-                path.display()
-            )
-        })?;
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-/// The branch a new file is pushed to: the clone's current one. A detached HEAD, or a clone
-/// without the remote, is an error unless nothing is pushed (`--no-push`).
-pub(crate) fn branch_to_push(repo: &Repo, no_push: bool) -> Result<Option<String>> {
-    let branch = match (repo.current_branch(), no_push) {
-        (Some(branch), _) => Some(branch),
-        (None, true) => None,
-        (None, false) => bail!(
-            "{} is on a detached HEAD; check out the branch the secure zone follows (usually \
-             `main`) or pass --no-push",
-            repo.root().display()
-        ),
-    };
-    if !no_push && repo.config(&format!("remote.{REMOTE}.url")).is_none() {
-        bail!(
-            "{} has no `{REMOTE}` remote to push to; add it, or pass --no-push",
-            repo.root().display()
-        );
-    }
-    Ok(branch)
-}
-
-/// Commits the file `relative` just written, alone, and says whether the commit is signed.
-/// When the commit fails, the file is unstaged and removed again, so that running the
-/// command again is clean.
-pub(crate) fn commit_new_file(repo: &Repo, relative: &str, message: &str) -> Result<bool> {
-    if let Err(err) = commit_file(repo, relative, message) {
-        let _ = repo.try_output(&[
-            "rm",
-            "--cached",
-            "--quiet",
-            "--ignore-unmatch",
-            "--",
-            relative,
-        ]);
-        let _ = std::fs::remove_file(repo.root().join(relative));
-        return Err(err.context(format!(
-            "committing {relative} failed; nothing was committed"
-        )));
-    }
-    eprintln!("committed {relative}");
-    repo.is_signed("HEAD")
-}
-
-/// Commits only `relative`, with `message`: a pathspec on `git commit` leaves whatever else
-/// the engineer has staged out of the commit and still staged.
-///
-/// With a `user.signingkey` configured it passes `-S`, so the commit is signed even without
-/// `commit.gpgsign=true`: a secure zone with a policy accepts only signed requests.
-fn commit_file(repo: &Repo, relative: &str, message: &str) -> Result<()> {
-    repo.output(&["add", "--", relative])?;
-    let mut args = vec!["commit", "--quiet"];
-    if repo.signing() == Signing::WithKey {
-        args.push("--gpg-sign");
-    }
-    args.extend(["--message", message, "--", relative]);
-    repo.output(&args)?;
-    Ok(())
-}
-
-/// What to set up so that requests are signed, for the warning about an unsigned one.
-pub(crate) const SIGNING_HELP: &str = "git config gpg.format ssh; git config user.signingkey \
-     ~/.ssh/id_ed25519.pub; git config commit.gpgsign true (add --global for every clone), \
-     and give the public key to the secure zone's operators for its policy";
-
-/// Says so when the push will carry the engineer's own unpushed commits along.
-pub(crate) fn warn_unpushed(repo: &Repo, branch: &str) {
-    let range = format!("{REMOTE}/{branch}..HEAD");
-    let Ok(count) = repo.run(&["rev-list", "--count", &range]) else {
-        return;
-    };
-    match count.trim().parse::<u64>() {
-        Ok(0) | Err(_) => {}
-        Ok(n) => eprintln!(
-            "warning: {branch} has {n} commit(s) not on {REMOTE}/{branch}; they are pushed \
-             together with the request"
-        ),
-    }
-}
-
-/// Pushes the branch; when the remote moved on, rebases onto it and tries once more. A
-/// signed request commit is signed again when the rebase rewrites it.
-pub(crate) fn push(repo: &Repo, branch: &str, signed: bool) -> Result<()> {
-    let args = ["push", "--porcelain", REMOTE, branch];
-    let output = repo.try_output(&args)?;
-    if output.success {
-        return Ok(());
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    // `--porcelain` marks a ref the remote refused as out of date with `[rejected]`, in every
-    // locale; anything else (authentication, a hook saying no) is not cured by a rebase.
-    if !stdout.contains("[rejected]") {
-        bail!(
-            "`git push {REMOTE} {branch}` failed: {}",
-            output.stderr.trim()
-        );
-    }
-    eprintln!("{REMOTE}/{branch} moved on; rebasing onto it and pushing again");
-    let mut pull = vec!["pull", "--quiet", "--rebase", "--autostash"];
-    if signed {
-        pull.push("--gpg-sign");
-    }
-    pull.extend([REMOTE, branch]);
-    repo.output(&pull).context("rebasing onto the remote")?;
-    repo.output(&["push", "--quiet", REMOTE, branch])?;
-    Ok(())
 }
 
 #[cfg(test)]

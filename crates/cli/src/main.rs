@@ -14,8 +14,10 @@ mod init;
 mod investigate;
 mod results;
 mod schema;
+mod session;
 mod status;
 mod strategies;
+mod submit;
 mod validate;
 mod verify;
 mod watch;
@@ -51,6 +53,9 @@ Examples:
   claude-warroom status --verify <id>
   claude-warroom wait <id>                # follow it until it is final
   claude-warroom cancel <id> --reason \"wrong cluster\"
+  claude-warroom session start --cluster prod-cluster-1 --duration 2h
+  claude-warroom session ask <id> \"And what changed in the router config today?\"
+  claude-warroom session stop <id>
   claude-warroom get-results --verify <id>
   claude-warroom validate requests/pending/*.yaml
   claude-warroom strategies
@@ -82,6 +87,7 @@ enum Command {
     /// Follow a request until it is final: `claude-warroom status --watch`.
     Wait(status::Args),
     Cancel(cancel::Args),
+    Session(session::Args),
     GetResults(get_results::Args),
     Validate(validate::Args),
     Schema(schema::Args),
@@ -114,6 +120,7 @@ fn main() -> ExitCode {
             ..args
         }),
         Command::Cancel(args) => cancel::run(args),
+        Command::Session(args) => session::run(args),
         Command::GetResults(args) => get_results::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 /// Print the JSON Schema of a TroubleshootingRequest file (or, with `--kind cancel`, of a
-/// CancelRequest file).
+/// CancelRequest file; with `--kind follow-up`, of a FollowUp file).
 ///
 /// It is generated from the same types the gateway validates against, and equals the
 /// committed `schema/troubleshooting-request.schema.json`. The schema describes the shape;
@@ -19,8 +19,8 @@ Examples:
   # VS Code (redhat.vscode-yaml), in settings.json:
   #   \"yaml.schemas\": { \"./troubleshooting-request.schema.json\": \"requests/pending/*.yaml\" }")]
 pub struct Args {
-    /// Which file's schema: `request` (requests/pending/*.yaml) or `cancel`
-    /// (requests/cancel/*.yaml).
+    /// Which file's schema: `request` (requests/pending/*.yaml), `cancel`
+    /// (requests/cancel/*.yaml) or `follow-up` (requests/ask/*/*.yaml).
     #[arg(long, value_enum, default_value_t = Kind::Request)]
     pub kind: Kind,
 }
@@ -30,12 +30,14 @@ pub struct Args {
 pub enum Kind {
     Request,
     Cancel,
+    FollowUp,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let schema = match args.kind {
         Kind::Request => warroom_proto::schema::troubleshooting_request_pretty(),
         Kind::Cancel => warroom_proto::cancel::schema_pretty(),
+        Kind::FollowUp => warroom_proto::followup::schema_pretty(),
     };
     std::io::stdout()
         .write_all(schema.as_bytes())

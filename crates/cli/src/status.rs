@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use warroom_proto::{RequestStatus, Timestamp};
+use warroom_proto::{RequestStatus, SessionState, SessionStatus, Timestamp, TurnStatus};
 
 use crate::results::Target;
 
@@ -59,12 +59,17 @@ pub struct Args {
 
 /// `10s`, `2m`, `500ms`; at least 100 ms, so a watch never hammers the git server.
 fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
-    let duration = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("`{text}` is not a duration like `10s` or `2m`: {e}"))?;
+    let duration = parse_duration(text)?;
     if duration < std::time::Duration::from_millis(100) {
         return Err(format!("`{text}` is shorter than 100ms"));
     }
     Ok(duration)
+}
+
+/// A duration as every flag of the command takes it: `10s`, `2m`, `1h30m`.
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration like `10s` or `2m`: {e}"))
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -158,6 +163,9 @@ pub(crate) fn render(status: &RequestStatus, dir: &str, rev: &str, now: Timestam
         };
         let _ = writeln!(out, "synthesis {}{detail}", synthesis.phase.as_str());
     }
+    if let Some(session) = &status.session {
+        let _ = writeln!(out, "session   {}", session_line(session, now));
+    }
 
     if !status.clusters.is_empty() {
         let rows: Vec<[String; 7]> = status
@@ -207,10 +215,87 @@ pub(crate) fn render(status: &RequestStatus, dir: &str, rev: &str, now: Timestam
             }
         }
     }
+    if !status.turns.is_empty() {
+        out.push('\n');
+        out.push_str(&turn_lines(&status.turns));
+    }
     if status.phase.is_final() && status.phase != warroom_proto::RequestPhase::Rejected {
         let _ = writeln!(out, "\nreport: claude-warroom get-results {}", status.id);
     }
     out
+}
+
+/// The session in a line: `open, 1h12m left, 3 turns, $0.42`, or `ended: stopped by alice
+/// (3 turns, $0.42)`.
+fn session_line(session: &SessionStatus, now: Timestamp) -> String {
+    let turns = match session.turns {
+        1 => "1 turn".to_owned(),
+        n => format!("{n} turns"),
+    };
+    let figures = format!("{turns}, ${:.2}", session.cost_usd);
+    match session.state {
+        SessionState::Open => {
+            let left = (session.expires_at - now).whole_seconds();
+            let left = if left > 0 {
+                format!("{} left", remaining(left.unsigned_abs()))
+            } else {
+                "its time is up".to_owned()
+            };
+            let mut line = format!("open, {left}, {figures}");
+            if let Some(pod) = &session.pod {
+                let _ = write!(line, ", pod {}", printable(pod));
+            }
+            line
+        }
+        // Why it ended is the secure zone's text, naming whoever stopped it.
+        SessionState::Ended => match &session.ended {
+            Some(why) => format!("ended: {} ({figures})", printable(why)),
+            None => format!("ended ({figures})"),
+        },
+    }
+}
+
+/// One line per follow-up turn, `turn 2  prod-1  completed  turn-2.md`, the clusters and
+/// phases in columns, then each turn's error.
+fn turn_lines(turns: &[TurnStatus]) -> String {
+    let cluster_width = turns
+        .iter()
+        .map(|t| t.cluster.as_str().len())
+        .max()
+        .unwrap_or(0);
+    let phase_width = turns
+        .iter()
+        .map(|t| t.phase.as_str().len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for turn in turns {
+        let mut line = format!(
+            "turn {}  {:<cluster_width$}  {:<phase_width$}",
+            turn.turn,
+            turn.cluster.as_str(),
+            turn.phase.as_str()
+        );
+        if let Some(report) = &turn.report {
+            let _ = write!(line, "  {}", printable(report));
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    for turn in turns {
+        if let Some(error) = &turn.error {
+            let _ = writeln!(out, "turn {}: {}", turn.turn, printable(error));
+        }
+    }
+    out
+}
+
+/// `1h12m`, `12m`, `40s`: what is left of a session.
+fn remaining(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m", secs / 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
 }
 
 /// `text` with every control character (escape sequences, newlines) shown as `?`.
@@ -436,6 +521,53 @@ mod tests {
             "updated_at": "2026-11-24T10:00:00Z"
         }))
         .expect("a status")
+    }
+
+    #[test]
+    fn a_session_shows_its_state_and_a_line_per_turn() {
+        let mut status: RequestStatus = serde_json::from_value(serde_json::json!({
+            "id": "s1", "phase": "running", "results_dir": "results/s1", "revision": 9,
+            "updated_at": "2026-11-24T10:00:00Z",
+            "session": {"state": "open", "duration_secs": 7200,
+                        "expires_at": "2026-11-24T11:12:30Z", "turns": 3, "cost_usd": 0.4213},
+            "turns": [
+                {"turn": 1, "cluster": "prod-1", "asked_by": "alice",
+                 "asked_at": "2026-11-24T09:10:00Z", "phase": "completed", "report": "turn-1.md"},
+                {"turn": 2, "cluster": "production-hub", "asked_by": "alice",
+                 "asked_at": "2026-11-24T09:20:00Z", "phase": "failed",
+                 "report": "turn-2\u{1b}[2J.md", "error": "the agent\nhit the turn limit"},
+                {"turn": 3, "cluster": "prod-1", "asked_by": "bob",
+                 "asked_at": "2026-11-24T09:50:00Z", "phase": "pending"}
+            ]
+        }))
+        .expect("a status");
+        let now = status.updated_at;
+        let text = render(&status, "results/s1", "origin/main", now);
+        for expected in [
+            "session   open, 1h12m left, 3 turns, $0.42\n",
+            "turn 1  prod-1          completed  turn-1.md\n",
+            "turn 2  production-hub  failed     turn-2?[2J.md\n",
+            "turn 3  prod-1          pending\n",
+            "turn 2: the agent?hit the turn limit\n",
+        ] {
+            assert!(text.contains(expected), "{expected:?} in\n{text}");
+        }
+
+        let session = status.session.as_mut().expect("set above");
+        session.state = SessionState::Ended;
+        session.ended = Some("stopped by alice".to_owned());
+        let text = render(&status, "results/s1", "origin/main", now);
+        assert!(
+            text.contains("session   ended: stopped by alice (3 turns, $0.42)\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn what_is_left_of_a_session_reads_naturally() {
+        assert_eq!(remaining(40), "40s");
+        assert_eq!(remaining(12 * 60 + 5), "12m");
+        assert_eq!(remaining(72 * 60), "1h12m");
     }
 
     #[test]

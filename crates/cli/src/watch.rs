@@ -1,10 +1,11 @@
 //! `claude-warroom status --watch` (and `claude-warroom wait`): follows a request until it is
 //! final, fetching its `status.json` every `--interval`.
 //!
-//! Every transition is one line (the request's phase, each cluster's phase). On a terminal a
-//! live view under those lines shows each cluster with its elapsed time, turns, tool calls
-//! and last tool call, redrawn in place; in a pipe only the transition lines are printed. The
-//! exit code says how the request ended ([`exit_code`]).
+//! Every transition is one line (the request's phase, each cluster's phase, a session's state
+//! and each follow-up turn's phase). On a terminal a live view under those lines shows each
+//! cluster with its elapsed time, turns, tool calls and last tool call, redrawn in place; in
+//! a pipe only the transition lines are printed. The exit code says how the request ended
+//! ([`exit_code`]); a session is final when its request is.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -122,7 +123,7 @@ impl Watch<'_> {
 }
 
 /// The lines that say what changed from `before` to `now`: the request's phase, then each
-/// cluster's, in name order.
+/// cluster's, in name order, then the session's state and each follow-up turn's phase.
 pub fn transitions(before: Option<&RequestStatus>, now: &RequestStatus) -> Vec<String> {
     let mut lines = Vec::new();
     if before.is_none_or(|b| b.phase != now.phase) {
@@ -148,6 +149,36 @@ pub fn transitions(before: Option<&RequestStatus>, now: &RequestStatus) -> Vec<S
             .as_deref()
             .filter(|_| cluster.phase.is_final())
         {
+            let _ = write!(line, " ({})", printable(error));
+        }
+        lines.push(line);
+    }
+    if let Some(session) = &now.session
+        && before.and_then(|b| b.session.as_ref()).map(|s| s.state) != Some(session.state)
+    {
+        let mut line = format!("  session: {}", session.state.as_str());
+        if let Some(why) = &session.ended {
+            let _ = write!(line, " ({})", printable(why));
+        }
+        lines.push(line);
+    }
+    let old_turns = before.map_or(&[][..], |b| &b.turns[..]);
+    for turn in &now.turns {
+        let was = old_turns
+            .iter()
+            .find(|t| t.turn == turn.turn)
+            .map(|t| t.phase);
+        if was == Some(turn.phase) {
+            continue;
+        }
+        let mut line = match was {
+            Some(was) => format!(
+                "  turn {} ({}): {was} -> {}",
+                turn.turn, turn.cluster, turn.phase
+            ),
+            None => format!("  turn {} ({}): {}", turn.turn, turn.cluster, turn.phase),
+        };
+        if let Some(error) = turn.error.as_deref().filter(|_| turn.phase.is_final()) {
             let _ = write!(line, " ({})", printable(error));
         }
         lines.push(line);
@@ -290,5 +321,53 @@ impl View {
 
     fn finish(&mut self) -> Result<()> {
         self.clear()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(value: serde_json::Value) -> RequestStatus {
+        let mut base = serde_json::json!({
+            "id": "r1", "phase": "running", "results_dir": "results/r1", "revision": 4,
+            "updated_at": "2026-11-24T10:00:00Z",
+            "session": {"state": "open", "duration_secs": 7200,
+                        "expires_at": "2026-11-24T12:00:00Z", "turns": 0, "cost_usd": 0.0}
+        });
+        if let (Some(base), Some(extra)) = (base.as_object_mut(), value.as_object()) {
+            base.extend(extra.clone());
+        }
+        serde_json::from_value(base).expect("a status")
+    }
+
+    #[test]
+    fn a_session_and_its_turns_have_transition_lines() {
+        let first = status(serde_json::json!({}));
+        assert_eq!(transitions(None, &first), ["r1 running", "  session: open"]);
+        let asked = status(serde_json::json!({"turns": [
+            {"turn": 1, "cluster": "prod-1", "asked_by": "alice",
+             "asked_at": "2026-11-24T10:01:00Z", "phase": "running"}
+        ]}));
+        assert_eq!(
+            transitions(Some(&first), &asked),
+            ["  turn 1 (prod-1): running"]
+        );
+        let ended = status(serde_json::json!({
+            "session": {"state": "ended", "duration_secs": 7200,
+                        "expires_at": "2026-11-24T12:00:00Z", "turns": 1, "cost_usd": 0.1,
+                        "ended": "stopped by alice\u{1b}[2J"},
+            "turns": [
+                {"turn": 1, "cluster": "prod-1", "asked_by": "alice",
+                 "asked_at": "2026-11-24T10:01:00Z", "phase": "failed", "error": "boom"}
+            ]
+        }));
+        assert_eq!(
+            transitions(Some(&asked), &ended),
+            [
+                "  session: ended (stopped by alice?[2J)",
+                "  turn 1 (prod-1): running -> failed (boom)"
+            ]
+        );
     }
 }

@@ -14,6 +14,8 @@ use warroom_testkit::{BareRemote, SshKey};
 
 #[path = "cli/init.rs"]
 mod init;
+#[path = "cli/session.rs"]
+mod session;
 
 /// The binary with a hermetic environment: no system or global git config (so the clone's
 /// local test identity is what counts), no prompts, and none of our own env defaults.
@@ -235,6 +237,19 @@ fn schema_equals_the_committed_file() {
     let result = run(&workspace_root(), &["schema"]);
     assert_eq!(result.code, Some(0), "{result}");
     assert_eq!(result.stdout, committed, "the committed schema is stale");
+    for (kind, file) in [
+        ("cancel", "cancel-request.schema.json"),
+        ("follow-up", "follow-up.schema.json"),
+    ] {
+        let committed = std::fs::read_to_string(workspace_root().join("schema").join(file))
+            .expect("reading the committed schema");
+        let result = run(&workspace_root(), &["schema", "--kind", kind]);
+        assert_eq!(result.code, Some(0), "{result}");
+        assert_eq!(
+            result.stdout, committed,
+            "{kind}: differs from schema/{file}"
+        );
+    }
 }
 
 #[test]
@@ -1248,6 +1263,11 @@ fn completions_know_every_subcommand_and_the_bash_script_parses() {
         "strategies",
         "dev",
         "completions",
+        "cancel",
+        "session",
+        "ask",
+        "stop",
+        "duration",
     ];
     for (shell, marker) in [
         ("bash", "complete -F"),
