@@ -550,6 +550,19 @@ async fn oversized_files_are_rejected_and_sessions_accepted_without_blocking_oth
     let mut stack = Stack::new(&[]).await;
     stack.start();
     let huge = format!("{VALID}# {}\n", "x".repeat(70 * 1024));
+    let pod = r#"apiVersion: warroom.intility.io/v1
+kind: SessionRequest
+metadata:
+  name: pod-session
+  timestamp: "2026-11-23T10:00:00Z"
+  engineer: alice
+spec:
+  targetCluster:
+    type: hub
+    name: production-hub
+  duration: 3600
+  exec: true
+"#;
     let session = r#"apiVersion: warroom.intility.io/v1
 kind: SessionRequest
 metadata:
@@ -565,6 +578,7 @@ spec:
     let head = stack.push(&[
         ("requests/pending/r-huge.yaml", &huge),
         ("requests/pending/r-session.yaml", session),
+        ("requests/pending/r-pod.yaml", pod),
         ("requests/pending/r-ok.yml", VALID),
     ]);
     let huge = stack.wait_status("r-huge").await;
@@ -579,6 +593,13 @@ spec:
     assert_eq!(terms.duration_secs, 3600);
     assert!(!terms.opening_prompt);
     assert_eq!(session.request.kind, "SessionRequest");
+    // No session pod is held yet: asking for one is refused, plainly.
+    let pod = stack.wait_status("r-pod").await;
+    assert!(
+        has_error(&pod.status.errors, "spec.exec"),
+        "{:?}",
+        pod.status.errors
+    );
     stack.wait_accepted("r-ok").await;
     stack.wait_cursor(&head).await;
     stack.stop().await;

@@ -14,6 +14,7 @@ mod progress;
 mod queue;
 mod redaction;
 mod scenarios;
+mod sessions;
 mod testkit;
 mod tidy;
 mod trust;

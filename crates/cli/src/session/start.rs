@@ -65,7 +65,8 @@ pub struct Args {
     pub namespace: Option<String>,
 
     /// Also hold the session as a pod that an engineer on a secure admin workstation can
-    /// `kubectl exec` into (the secure zone must deploy the opt-in `session-exec` component).
+    /// `kubectl exec` into. Not held by this version's secure zone yet: it rejects the file
+    /// (`spec.exec`), saying so.
     #[arg(long)]
     pub exec: bool,
 

@@ -1,0 +1,299 @@
+//! Sessions and follow-up questions end to end (issue #22), as an engineer runs them: the
+//! real `claude-warroom session start|ask|stop` pushes the files, the gateway accepts them,
+//! the dispatcher turns each question into a turn of the cluster's conversation, and the
+//! runner continues the same Claude Code conversation (`--resume`, the conversation kept in
+//! the NATS object store between turns) with the real CLI against the scripted model. The
+//! model's recorded requests show whether a turn really carried the turns before it.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use warroom_proto::{ClusterPhase, NoticeKind, RequestPhase, RequestStatus, SessionState};
+use warroom_scripted_model::{Conversation, Script, Turn};
+use warroom_testkit::{tools, wait_for};
+
+use crate::harness::{FINAL_TIMEOUT, Pipeline, request_yaml};
+
+const CLUSTER: &str = "prod-session-1";
+const ENGINEER: &str = "platform-engineer-1";
+
+fn script() -> Script {
+    Script::new()
+        .with(
+            Conversation::new(vec![
+                Turn::text("SESSION-ANSWER-0: etcd is healthy, three members."),
+                Turn::text("SESSION-ANSWER-1: the leader is etcd-1."),
+                Turn::text("SESSION-ANSWER-2: its disk answers in 2 ms."),
+            ])
+            .matching("SESSION-OPENING"),
+        )
+        .with(
+            Conversation::new(vec![
+                Turn::text("INVESTIGATION-ANSWER: the API server restarted twice."),
+                Turn::text("FOLLOW-UP-ANSWER: both restarts were OOM kills."),
+            ])
+            .matching("INVESTIGATION-MARKER"),
+        )
+        .with(
+            Conversation::new(vec![Turn::text("IDLE-ANSWER: nothing to see.")])
+                .matching("IDLE-QUESTION"),
+        )
+}
+
+/// Runs `claude-warroom` in `dir`; returns (exit code, stdout, stderr).
+fn claude_warroom(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(tools::workspace_binary("claude-warroom"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .env("WARROOM_ENGINEER", ENGINEER)
+        .env_remove("WARROOM_REPO")
+        .output()
+        .expect("run claude-warroom");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs `claude-warroom` in the engineer's clone and expects it to succeed.
+fn run(pipeline: &Pipeline, args: &[&str]) -> String {
+    pipeline.engineer.pull();
+    let (code, out, err) = claude_warroom(pipeline.engineer.path(), args);
+    assert_eq!(
+        code,
+        Some(0),
+        "claude-warroom {args:?}\nstdout: {out}\nstderr: {err}"
+    );
+    out
+}
+
+async fn wait_status(
+    pipeline: &Pipeline,
+    id: &str,
+    what: &str,
+    holds: impl Fn(&RequestStatus) -> bool,
+) -> RequestStatus {
+    wait_for(format!("results/{id}: {what}"), FINAL_TIMEOUT, || async {
+        pipeline.status(id).filter(|s| holds(s))
+    })
+    .await
+}
+
+/// Waits until turn `turn` of `id` ended and its answer is in git; returns the answer file.
+async fn wait_turn(pipeline: &Pipeline, id: &str, turn: u32) -> String {
+    let status = wait_status(pipeline, id, &format!("turn {turn} ended"), |s| {
+        s.turns.iter().any(|t| t.turn == turn && t.phase.is_final())
+    })
+    .await;
+    let line = status
+        .turns
+        .iter()
+        .find(|t| t.turn == turn)
+        .expect("the turn");
+    assert_eq!(line.phase, ClusterPhase::Completed, "{line:?}");
+    wait_for(format!("turn-{turn}.md of {id}"), FINAL_TIMEOUT, || async {
+        pipeline.result(id, &format!("turn-{turn}.md"))
+    })
+    .await
+}
+
+/// The text of every message of the model request whose last user message holds `marker`.
+fn conversation_sent_with(pipeline: &Pipeline, marker: &str) -> String {
+    pipeline
+        .model
+        .requests()
+        .into_iter()
+        .map(|request| request.body.to_string())
+        .filter(|body| body.contains(marker))
+        .last()
+        .unwrap_or_else(|| panic!("no model request carried {marker:?}"))
+}
+
+/// A session with a first question and two follow-ups: each follow-up's model request
+/// carries the whole conversation before it, even after the runner process was killed and
+/// started again between the turns; the answers land in order; `session stop` ends it, and
+/// a question after that is refused with a notice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_continues_one_conversation_across_turns_and_a_runner_restart() {
+    let mut pipeline = Pipeline::start_processes(&[CLUSTER], script(), |_| {}).await;
+    let id = "2026-12-07-1600-session";
+    let printed = run(
+        &pipeline,
+        &[
+            "session",
+            "start",
+            "--cluster",
+            CLUSTER,
+            "--duration",
+            "30m",
+            "--prompt",
+            "SESSION-OPENING: how is etcd?",
+            "--id",
+            id,
+        ],
+    );
+    assert_eq!(printed.trim(), id);
+    let opened = wait_status(&pipeline, id, "the first question answered", |s| {
+        s.clusters
+            .get(CLUSTER)
+            .is_some_and(|c| c.phase == ClusterPhase::Completed)
+    })
+    .await;
+    assert_eq!(
+        opened.phase,
+        RequestPhase::Running,
+        "an open session runs on"
+    );
+    let session = opened.session.expect("a session");
+    assert_eq!(session.state, SessionState::Open);
+    assert_eq!(session.duration_secs, 30 * 60);
+
+    run(&pipeline, &["session", "ask", id, "FOLLOW-ONE: who leads?"]);
+    let first = wait_turn(&pipeline, id, 1).await;
+    assert!(first.contains("SESSION-ANSWER-1"), "{first}");
+    assert!(first.contains("FOLLOW-ONE: who leads?"), "{first}");
+
+    // Another runner process continues the conversation: nothing of it was on the first
+    // one's disk.
+    let runner = format!("runner-{CLUSTER}");
+    pipeline.kill(&runner).await;
+    pipeline.start_again(&runner);
+
+    run(
+        &pipeline,
+        &["session", "ask", id, "FOLLOW-TWO: and its disk?"],
+    );
+    let second = wait_turn(&pipeline, id, 2).await;
+    assert!(second.contains("SESSION-ANSWER-2"), "{second}");
+    let sent = conversation_sent_with(&pipeline, "FOLLOW-TWO");
+    for earlier in [
+        "SESSION-OPENING",
+        "SESSION-ANSWER-0",
+        "FOLLOW-ONE",
+        "SESSION-ANSWER-1",
+    ] {
+        assert!(
+            sent.contains(earlier),
+            "turn 2's model request lacks {earlier}: the conversation was not resumed"
+        );
+    }
+    let status = pipeline.status(id).expect("a status");
+    assert!(
+        status.turns.iter().all(|t| t.resumed == Some(true)),
+        "{:?}",
+        status.turns
+    );
+    let audit = pipeline.audit(id);
+    assert!(
+        !audit.iter().any(|line| line["event"] == "turn_answer"),
+        "answers are files of their own, not audit lines"
+    );
+
+    run(&pipeline, &["session", "stop", id]);
+    let stopped = wait_status(&pipeline, id, "the session stopped", |s| s.phase.is_final()).await;
+    assert_eq!(stopped.phase, RequestPhase::Completed, "{stopped:?}");
+    let session = stopped.session.expect("a session");
+    assert_eq!(session.state, SessionState::Ended);
+    assert_eq!(session.turns, 2);
+    assert!(
+        session
+            .ended
+            .as_deref()
+            .is_some_and(|e| e.starts_with(&format!("stopped by {ENGINEER}"))),
+        "{session:?}"
+    );
+    let readme = pipeline.result(id, "README.md").expect("a README");
+    assert!(readme.contains("[turn-2.md](turn-2.md)"), "{readme}");
+
+    run(
+        &pipeline,
+        &["session", "ask", id, "FOLLOW-THREE: still there?"],
+    );
+    let refused = wait_status(&pipeline, id, "the late question refused", |s| {
+        s.notices
+            .iter()
+            .any(|n| n.kind == NoticeKind::FollowUpRefused)
+    })
+    .await;
+    assert!(
+        refused.turns.iter().all(|t| t.turn != 3),
+        "{:?}",
+        refused.turns
+    );
+    pipeline.shutdown().await;
+}
+
+/// A follow-up on an investigation that already finished continues its conversation; a
+/// session opened without a question runs nothing until asked and ends when its duration
+/// does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finished_investigation_takes_follow_ups_and_a_session_ends_at_its_duration() {
+    let pipeline = Pipeline::start(&[CLUSTER], script()).await;
+    let investigation = "2026-12-07-1600-investigation";
+    pipeline.push_request(
+        investigation,
+        &request_yaml(
+            &[("hosted", CLUSTER)],
+            "parallel",
+            "INVESTIGATION-MARKER: why did the API server restart?",
+            600,
+        ),
+    );
+    pipeline.wait_final(investigation).await;
+    run(
+        &pipeline,
+        &[
+            "session",
+            "ask",
+            investigation,
+            "FOLLOW-UP-Q: what killed it?",
+        ],
+    );
+    let answer = wait_turn(&pipeline, investigation, 1).await;
+    assert!(answer.contains("FOLLOW-UP-ANSWER"), "{answer}");
+    let sent = conversation_sent_with(&pipeline, "FOLLOW-UP-Q");
+    assert!(
+        sent.contains("INVESTIGATION-MARKER") && sent.contains("INVESTIGATION-ANSWER"),
+        "the follow-up's model request lacks the investigation"
+    );
+    let status = pipeline.status(investigation).expect("a status");
+    assert_eq!(status.phase, RequestPhase::Completed);
+
+    let idle = "2026-12-07-1600-idle";
+    run(
+        &pipeline,
+        &[
+            "session",
+            "start",
+            "--cluster",
+            CLUSTER,
+            "--duration",
+            "1m",
+            "--id",
+            idle,
+        ],
+    );
+    let open = wait_status(&pipeline, idle, "the session opened", |s| {
+        s.session
+            .as_ref()
+            .is_some_and(|x| x.state == SessionState::Open)
+    })
+    .await;
+    assert_eq!(open.clusters[CLUSTER].started_at, None, "nothing ran");
+    run(
+        &pipeline,
+        &["session", "ask", idle, "IDLE-QUESTION: anything?"],
+    );
+    let answer = wait_turn(&pipeline, idle, 1).await;
+    assert!(answer.contains("IDLE-ANSWER"), "{answer}");
+    let ended = wait_status(&pipeline, idle, "the session ended at its duration", |s| {
+        s.phase.is_final()
+    })
+    .await;
+    assert_eq!(ended.phase, RequestPhase::Completed);
+    let session = ended.session.expect("a session");
+    assert_eq!(session.ended.as_deref(), Some("its duration of 1m ended"));
+    pipeline.shutdown().await;
+}
