@@ -13,7 +13,8 @@ use crate::results::{Results, Target};
 ///
 /// Fetches `origin/<BRANCH>` and reads the request's results folder: usually `results/<ID>/`,
 /// or the folder its `spec.output.destination` names. Prints `README.md` (the aggregated
-/// report: each cluster's phase, duration and cost) and then every cluster's report, each
+/// report: each cluster's phase, duration and cost) and then every cluster's report and every
+/// follow-up answer (`turn-<n>.md`, in turn order), each
 /// after a `==> PATH <==` line. With `--output DIR` it copies the whole folder (status.json,
 /// reports, audit.jsonl) to DIR instead. Reads git only.
 #[derive(Debug, clap::Args)]
@@ -55,7 +56,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The reports to print: the aggregated one first, then each cluster's in name order.
+/// The reports to print: the aggregated one first, then each cluster's in name order, then
+/// the follow-up answers in turn order.
 fn reports(results: &Results) -> Result<Vec<String>> {
     let files = results.files()?;
     let mut reports: Vec<String> = files
@@ -65,13 +67,22 @@ fn reports(results: &Results) -> Result<Vec<String>> {
         .collect();
     // Cluster reports are the Markdown files next to README.md; status.json names them too,
     // but a report written by an older publisher may not be listed there.
-    reports.extend(
-        files
-            .iter()
-            .filter(|f| f.ends_with(".md") && *f != "README.md" && !f.contains('/'))
-            .cloned(),
-    );
+    let mut others: Vec<&String> = files
+        .iter()
+        .filter(|f| f.ends_with(".md") && *f != "README.md" && !f.contains('/'))
+        .collect();
+    // The follow-up answers (`turn-<n>.md`) come last, in the order they were asked.
+    others.sort_by_key(|f| (turn_of(f), (*f).clone()));
+    reports.extend(others.into_iter().cloned());
     Ok(reports)
+}
+
+/// The turn a follow-up answer's file holds (`turn-12.md`: 12); 0 for any other report.
+fn turn_of(file: &str) -> u32 {
+    file.strip_prefix("turn-")
+        .and_then(|rest| rest.strip_suffix(".md"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn print(results: &Results) -> Result<()> {
@@ -130,4 +141,17 @@ fn copy(results: &Results, dir: &Path) -> Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_up_answers_sort_by_their_turn_after_the_cluster_reports() {
+        let mut files = vec!["turn-10.md", "hub.md", "turn-2.md", "a-cluster.md"];
+        files.sort_by_key(|f| (turn_of(f), (*f).to_owned()));
+        assert_eq!(files, ["a-cluster.md", "hub.md", "turn-2.md", "turn-10.md"]);
+        assert_eq!(turn_of("turn-x.md"), 0);
+    }
 }
