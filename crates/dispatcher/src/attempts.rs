@@ -65,31 +65,12 @@ pub async fn sync_records(records: &kv::Store, state: &mut RequestState, now: Ti
         .map(|(index, c)| (index, (c.phase, c.attempts)))
         .filter(|(index, now_is)| state.clusters[*index].recorded != Some(*now_is))
         .collect();
-    let clusters = &state.clusters;
-    let id = &id;
-    let written: Vec<(usize, Recorded, Result<(), String>)> =
-        futures::stream::iter(due.into_iter().map(|(index, now_is)| async move {
-            let (phase, attempts) = now_is;
-            let record = TaskRecord {
-                phase,
-                attempts,
-                updated_at: now,
-            };
-            let key = names::task_record_key(&clusters[index].name, id);
-            let written = match serde_json::to_vec(&record) {
-                Ok(bytes) => records
-                    .put(&key, bytes.into())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            (index, now_is, written)
-        }))
-        .buffer_unordered(RECORDS_IN_FLIGHT)
-        .collect()
-        .await;
-    for (index, now_is, outcome) in written {
+    let writes = due.iter().map(|&(index, (phase, attempts))| {
+        let key = names::task_record_key(&state.clusters[index].name, &id);
+        (key, phase, attempts)
+    });
+    let written = put_records(records, writes.collect(), now).await;
+    for ((index, now_is), outcome) in due.into_iter().zip(written) {
         let cluster = &mut state.clusters[index];
         match outcome {
             Ok(()) => cluster.recorded = Some(now_is),
@@ -114,31 +95,16 @@ async fn sync_turn_records(records: &kv::Store, state: &mut RequestState, now: T
         .filter(|(_, t)| t.recorded != Some(t.phase))
         .map(|(index, t)| (index, t.phase))
         .collect();
-    let turns = &state.turns;
-    let id = &id;
-    let written: Vec<(usize, ClusterPhase, Result<(), String>)> =
-        futures::stream::iter(due.into_iter().map(|(index, phase)| async move {
-            let turn = &turns[index];
-            let record = TaskRecord {
-                phase,
-                attempts: 1,
-                updated_at: now,
-            };
-            let key = names::turn_record_key(&turn.cluster, id, turn.turn);
-            let written = match serde_json::to_vec(&record) {
-                Ok(bytes) => records
-                    .put(&key, bytes.into())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            (index, phase, written)
-        }))
-        .buffer_unordered(RECORDS_IN_FLIGHT)
-        .collect()
-        .await;
-    for (index, phase, outcome) in written {
+    let writes = due.iter().map(|&(index, phase)| {
+        let turn = &state.turns[index];
+        (
+            names::turn_record_key(&turn.cluster, &id, turn.turn),
+            phase,
+            1,
+        )
+    });
+    let written = put_records(records, writes.collect(), now).await;
+    for ((index, phase), outcome) in due.into_iter().zip(written) {
         let turn = &mut state.turns[index];
         match outcome {
             Ok(()) => turn.recorded = Some(phase),
@@ -148,6 +114,33 @@ async fn sync_turn_records(records: &kv::Store, state: &mut RequestState, now: T
             }
         }
     }
+}
+
+/// Writes each `(key, phase, attempts)` record, [`RECORDS_IN_FLIGHT`] at a time; the
+/// outcomes in the order given.
+async fn put_records(
+    records: &kv::Store,
+    writes: Vec<(String, ClusterPhase, u32)>,
+    now: Timestamp,
+) -> Vec<Result<(), String>> {
+    futures::stream::iter(writes.into_iter().map(|(key, phase, attempts)| async move {
+        let record = TaskRecord {
+            phase,
+            attempts,
+            updated_at: now,
+        };
+        match serde_json::to_vec(&record) {
+            Ok(bytes) => records
+                .put(&key, bytes.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }))
+    .buffered(RECORDS_IN_FLIGHT)
+    .collect()
+    .await
 }
 
 #[cfg(test)]

@@ -761,21 +761,12 @@ impl RequestState {
             for (index, turn) in self.turns.iter().enumerate() {
                 let expired = match turn.phase {
                     ClusterPhase::Dispatched => {
-                        let Presence::Absent {
-                            last_heartbeat,
-                            since,
-                        } = outside.presence(&turn.cluster, now)
+                        let Some(error) =
+                            unpicked(&turn.cluster, turn.dispatched_at, now, timeouts, outside)
                         else {
                             continue;
                         };
-                        let without = turn.dispatched_at.map(|at| at.max(since));
-                        if elapsed(without, now) < Some(timeouts.pickup) {
-                            continue;
-                        }
-                        (
-                            ClusterPhase::Failed,
-                            no_live_runner(&turn.cluster, last_heartbeat, since, timeouts.pickup),
-                        )
+                        (ClusterPhase::Failed, error)
                     }
                     ClusterPhase::Running
                         if elapsed(turn.running_since, now) >= Some(run_limit) =>
@@ -987,21 +978,12 @@ impl RequestState {
         for (index, cluster) in self.clusters.iter().enumerate() {
             let expired = match cluster.phase {
                 ClusterPhase::Dispatched => {
-                    let Presence::Absent {
-                        last_heartbeat,
-                        since,
-                    } = outside.presence(&cluster.name, now)
+                    let Some(error) =
+                        unpicked(&cluster.name, cluster.dispatched_at, now, timeouts, outside)
                     else {
                         continue;
                     };
-                    let without_runner = cluster.dispatched_at.map(|at| at.max(since));
-                    if elapsed(without_runner, now) < Some(timeouts.pickup) {
-                        continue;
-                    }
-                    (
-                        ClusterPhase::Failed,
-                        no_live_runner(&cluster.name, last_heartbeat, since, timeouts.pickup),
-                    )
+                    (ClusterPhase::Failed, error)
                 }
                 ClusterPhase::Running if elapsed(cluster.running_since, now) >= Some(run_limit) => {
                     (
@@ -1746,6 +1728,28 @@ impl ClusterState {
             report,
         }
     }
+}
+
+/// Why a task of `cluster` queued at `dispatched_at` fails at `now`: its cluster has had no
+/// live runner for the pickup timeout (counted from the later of the dispatch and the moment
+/// the last runner went); `None` while it may still wait.
+fn unpicked(
+    cluster: &ClusterName,
+    dispatched_at: Option<Timestamp>,
+    now: Timestamp,
+    timeouts: Timeouts,
+    outside: &dyn Outside,
+) -> Option<String> {
+    let Presence::Absent {
+        last_heartbeat,
+        since,
+    } = outside.presence(cluster, now)
+    else {
+        return None;
+    };
+    let without_runner = dispatched_at.map(|at| at.max(since));
+    (elapsed(without_runner, now) >= Some(timeouts.pickup))
+        .then(|| no_live_runner(cluster, last_heartbeat, since, timeouts.pickup))
 }
 
 /// Why a waiting task failed: no runner of its cluster is live, since when, and how long the

@@ -16,7 +16,7 @@ use warroom_proto::followup::{
     ASK_DIR, MAX_FOLLOW_UP_FILE_BYTES, ValidatedFollowUp, parse_follow_up,
 };
 use warroom_proto::wire::FollowUpOrder;
-use warroom_proto::{FieldError, NoticeKind, RequestId, Subject, ValidationErrors};
+use warroom_proto::{NoticeKind, RequestId, Subject};
 
 use crate::Result;
 use crate::mirror::Blob;
@@ -102,23 +102,15 @@ impl Scanner<'_> {
             .and_then(Path::file_name)
             .and_then(|s| s.to_str())
             .and_then(|s| RequestId::new(s).ok());
-        let parsed = if blob.size > MAX_FOLLOW_UP_FILE_BYTES as u64 {
-            Err(ValidationErrors {
-                file: path.to_owned(),
-                errors: vec![FieldError {
-                    field: String::new(),
-                    message: format!(
-                        "the file is {} bytes; follow-up files may be at most \
-                         {MAX_FOLLOW_UP_FILE_BYTES} bytes",
-                        blob.size
-                    ),
-                }],
-            })
-        } else {
-            let contents = self.mirror.read_blobs(&[blob.id.as_str()]).await?;
-            let bytes = contents.get(&blob.id).cloned().unwrap_or_default();
-            parse_follow_up(Path::new(path), &bytes)
-        };
+        let parsed = self
+            .read_small(
+                path,
+                blob,
+                MAX_FOLLOW_UP_FILE_BYTES,
+                "follow-up files",
+                parse_follow_up,
+            )
+            .await?;
         let follow_up = match parsed {
             Ok(follow_up) => follow_up,
             Err(errors) => {
@@ -146,10 +138,7 @@ impl Scanner<'_> {
         let decision = match &self.verifier {
             None => Decision::Ask(Box::new(follow_up), false),
             Some(verifier) => {
-                let mut signatures = self.verify(verifier, head, vec![path.to_owned()]).await?;
-                // As for a cancel: only the commit that made this version vouches for it.
-                let mut commits = signatures.remove(path).unwrap_or_default();
-                commits.truncate(1);
+                let commits = self.newest_signature(verifier, head, path).await?;
                 let actor = &follow_up.follow_up.metadata.engineer;
                 match warroom_access::authorize_follow_up(
                     verifier.policy(),

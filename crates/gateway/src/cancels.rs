@@ -82,22 +82,15 @@ impl Scanner<'_> {
             .file_stem()
             .and_then(|s| s.to_str())
             .and_then(|s| RequestId::new(s).ok());
-        let parsed = if blob.size > MAX_CANCEL_FILE_BYTES as u64 {
-            Err(ValidationErrors {
-                file: path.to_owned(),
-                errors: vec![FieldError {
-                    field: String::new(),
-                    message: format!(
-                        "the file is {} bytes; cancel files may be at most {MAX_CANCEL_FILE_BYTES} bytes",
-                        blob.size
-                    ),
-                }],
-            })
-        } else {
-            let contents = self.mirror.read_blobs(&[blob.id.as_str()]).await?;
-            let bytes = contents.get(&blob.id).cloned().unwrap_or_default();
-            parse_cancel(Path::new(path), &bytes)
-        };
+        let parsed = self
+            .read_small(
+                path,
+                blob,
+                MAX_CANCEL_FILE_BYTES,
+                "cancel files",
+                parse_cancel,
+            )
+            .await?;
         let cancel = match parsed {
             Ok(cancel) => cancel,
             Err(errors) => {
@@ -127,13 +120,7 @@ impl Scanner<'_> {
         let decision = match &self.verifier {
             None => Decision::Order(cancellation(path, &cancel, false)),
             Some(verifier) => {
-                let mut signatures = self.verify(verifier, head, vec![path.to_owned()]).await?;
-                // Only the commit that made this version of the file (the newest that
-                // changed it) vouches for it: every version is judged once, when it is seen,
-                // so an earlier writer's refused cancel does not block the owner's or an
-                // admin's later one, and nobody can make a version another engineer signed.
-                let mut commits = signatures.remove(path).unwrap_or_default();
-                commits.truncate(1);
+                let commits = self.newest_signature(verifier, head, path).await?;
                 let actor = &cancel.cancel.metadata.engineer;
                 match warroom_access::authorize_cancel(verifier.policy(), actor, &owner, &commits) {
                     Ok(()) => Decision::Order(cancellation(path, &cancel, true)),
@@ -142,6 +129,49 @@ impl Scanner<'_> {
             }
         };
         Ok((Some(id), decision))
+    }
+
+    /// Reads and parses a small file of an engineer (a cancel, a follow-up) with `parse`; one
+    /// over `max` bytes is refused without being read.
+    pub(crate) async fn read_small<T>(
+        &self,
+        path: &str,
+        blob: &Blob,
+        max: usize,
+        what: &str,
+        parse: impl Fn(&Path, &[u8]) -> std::result::Result<T, ValidationErrors>,
+    ) -> Result<std::result::Result<T, ValidationErrors>> {
+        if blob.size > max as u64 {
+            return Ok(Err(ValidationErrors {
+                file: path.to_owned(),
+                errors: vec![FieldError {
+                    field: String::new(),
+                    message: format!(
+                        "the file is {} bytes; {what} may be at most {max} bytes",
+                        blob.size
+                    ),
+                }],
+            }));
+        }
+        let contents = self.mirror.read_blobs(&[blob.id.as_str()]).await?;
+        let bytes = contents.get(&blob.id).cloned().unwrap_or_default();
+        Ok(parse(Path::new(path), &bytes))
+    }
+
+    /// The signature of the commit that made the current version of `path`. Only that commit
+    /// vouches for it: every version is judged once, when it is seen, so an earlier writer's
+    /// refused file does not block the owner's or an admin's later one, and nobody can make a
+    /// version another engineer signed.
+    pub(crate) async fn newest_signature(
+        &self,
+        verifier: &std::sync::Arc<warroom_access::Verifier>,
+        head: &CommitId,
+        path: &str,
+    ) -> Result<Vec<warroom_access::CommitSignature>> {
+        let mut signatures = self.verify(verifier, head, vec![path.to_owned()]).await?;
+        let mut commits = signatures.remove(path).unwrap_or_default();
+        commits.truncate(1);
+        Ok(commits)
     }
 
     /// The engineer named in the request file that was accepted under `id`, read from the

@@ -113,8 +113,10 @@ pub fn parse_cancel(path: &Path, bytes: &[u8]) -> Result<ValidatedCancel, Valida
     }
 }
 
-/// The checks of a cancel file's fields.
-fn check_root(walk: &mut Walk, root: &Mapping) {
+/// The checks every engineer's small file shares (a cancel, a follow-up): `apiVersion`,
+/// `kind` (the one a file under `dir` must have), and `metadata` with the `engineer` who asks
+/// and the RFC 3339 `timestamp` of when.
+pub(crate) fn check_header(walk: &mut Walk, root: &Mapping, kind: &str, dir: &str) {
     match walk.string(root, "", "apiVersion", true) {
         Some(crate::API_VERSION) | None => {}
         Some(other) => walk.error(
@@ -126,10 +128,11 @@ fn check_root(walk: &mut Walk, root: &Mapping) {
         ),
     }
     match walk.string(root, "", "kind", true) {
-        Some(KIND_CANCEL) | None => {}
+        Some(found) if found == kind => {}
+        None => {}
         Some(other) => walk.error(
             "kind",
-            format!("unknown kind `{other}`; a file under {CANCEL_DIR} must be `{KIND_CANCEL}`"),
+            format!("unknown kind `{other}`; a file under {dir} must be `{kind}`"),
         ),
     }
     if let Some(value) = walk.field(root, "", "metadata", true)
@@ -161,6 +164,11 @@ fn check_root(walk: &mut Walk, root: &Mapping) {
             );
         }
     }
+}
+
+/// The checks of a cancel file's fields.
+fn check_root(walk: &mut Walk, root: &Mapping) {
+    check_header(walk, root, KIND_CANCEL, CANCEL_DIR);
     if let Some(value) = walk.field(root, "", "spec", false)
         && let Some(spec) = walk.mapping(value, "spec", &["reason"])
         && let Some(reason) = walk.string(spec, "spec", "reason", false)

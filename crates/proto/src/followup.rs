@@ -15,7 +15,7 @@ use serde_yaml_ng::Mapping;
 
 use crate::Timestamp;
 use crate::ids::{ClusterName, RequestId};
-use crate::validate::{FieldError, MAX_NAME_LEN, MAX_PROMPT_LEN, ValidationErrors};
+use crate::validate::{FieldError, MAX_PROMPT_LEN, ValidationErrors};
 use crate::walk::Walk;
 
 /// The `kind` of a follow-up file.
@@ -175,52 +175,7 @@ fn turn_of(path: &Path, walk: &mut Walk) -> Option<u32> {
 
 /// The checks of a follow-up file's fields.
 fn check_root(walk: &mut Walk, root: &Mapping) {
-    match walk.string(root, "", "apiVersion", true) {
-        Some(crate::API_VERSION) | None => {}
-        Some(other) => walk.error(
-            "apiVersion",
-            format!(
-                "unknown apiVersion `{other}`; expected `{}`",
-                crate::API_VERSION
-            ),
-        ),
-    }
-    match walk.string(root, "", "kind", true) {
-        Some(KIND_FOLLOW_UP) | None => {}
-        Some(other) => walk.error(
-            "kind",
-            format!("unknown kind `{other}`; a file under {ASK_DIR} must be `{KIND_FOLLOW_UP}`"),
-        ),
-    }
-    if let Some(value) = walk.field(root, "", "metadata", true)
-        && let Some(metadata) = walk.mapping(value, "metadata", &["engineer", "timestamp"])
-    {
-        if let Some(engineer) = walk.string(metadata, "metadata", "engineer", true)
-            && engineer.len() > MAX_NAME_LEN
-        {
-            walk.error(
-                "metadata.engineer",
-                format!(
-                    "is {} bytes long; at most {MAX_NAME_LEN} are allowed",
-                    engineer.len()
-                ),
-            );
-        }
-        if let Some(timestamp) = walk.string(metadata, "metadata", "timestamp", true)
-            && time::OffsetDateTime::parse(
-                timestamp,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .is_err()
-        {
-            walk.error(
-                "metadata.timestamp",
-                format!(
-                    "`{timestamp}` is not an RFC 3339 time; expected e.g. `2024-01-15T14:30:00Z`"
-                ),
-            );
-        }
-    }
+    crate::cancel::check_header(walk, root, KIND_FOLLOW_UP, ASK_DIR);
     if let Some(value) = walk.field(root, "", "spec", true)
         && let Some(spec) = walk.mapping(value, "spec", &["prompt", "cluster"])
     {
