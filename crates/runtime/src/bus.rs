@@ -219,11 +219,15 @@ impl Bus {
         Ok(bus)
     }
 
-    /// Creates the warroom streams that do not exist yet.
+    /// Creates the warroom streams that do not exist yet, and the conversations object store
+    /// ([`Bus::conversations_store`]).
     ///
     /// A JetStream that does not answer yet (a cluster still electing its leaders after a
     /// start or the loss of a node) is asked again with growing pauses, up to
-    /// [`STREAM_SETUP_ATTEMPTS`] times, before the error is returned.
+    /// [`STREAM_SETUP_ATTEMPTS`] times, before the error is returned. The object store comes
+    /// after the streams, from a JetStream that answered. A runner may create neither on a
+    /// locked-down server (see `warroom-admin nats-auth`): until a control-plane daemon has,
+    /// it fails at start.
     pub async fn ensure_streams(&self) -> Result<()> {
         use crate::retry::Retryable as _;
         use async_nats::jetstream::context::CreateStreamErrorKind;
@@ -250,6 +254,7 @@ impl Bus {
                     source: e.into(),
                 })?;
         }
+        self.conversations_store().await?;
         Ok(())
     }
 
