@@ -200,7 +200,10 @@ impl Runner {
         let (items_tx, mut items_rx) = mpsc::channel::<Item>(64);
         let draining = async {
             while let Some(item) = items_rx.recv().await {
-                if let Item::Init { model, cli_version } = item {
+                if let Item::Init {
+                    model, cli_version, ..
+                } = item
+                {
                     if model.is_some() {
                         facts.model = model;
                     }
