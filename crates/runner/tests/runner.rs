@@ -26,6 +26,8 @@ use warroom_testkit::{NatsServer, tools, wait_for, wait_until};
 // One test binary per crate: further test modules live in `tests/runner/`.
 #[path = "runner/conversation.rs"]
 mod conversation;
+#[path = "runner/turns.rs"]
+mod turns;
 
 const CLUSTER: &str = "prod-cluster-1";
 /// Long enough for a loaded two-core machine to start the CLI a few times.
