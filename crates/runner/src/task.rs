@@ -90,6 +90,25 @@ enum Ask<'a> {
     },
 }
 
+impl Ask<'_> {
+    /// The session a follow-up turn continues.
+    fn resume(&self) -> Option<&str> {
+        match self {
+            Ask::Investigation => None,
+            Ask::FollowUp { resume, .. } => resume.as_deref(),
+        }
+    }
+}
+
+/// What a run needs before the agent starts: its folders, what it is asked, its guard hook
+/// and its model proxy.
+struct Prepared<'a> {
+    dirs: TaskDirs,
+    ask: Ask<'a>,
+    hook: HookFiles,
+    proxy: Proxy,
+}
+
 /// A run in its workspace, as it ended.
 struct Ran {
     run: Run,
@@ -584,51 +603,14 @@ impl Runner {
         turn: Option<&FollowUpTurn>,
         stop: CancellationToken,
     ) -> Ran {
-        // File system work runs on the blocking pool, off the threads that drive the run.
-        let created = {
-            let (root, id) = (self.work_root.clone(), task.request_id.clone());
-            tokio::task::spawn_blocking(move || TaskDirs::create(&root, &id))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-        };
-        let dirs = match created {
-            Ok(dirs) => dirs,
-            Err(e) => {
-                let reason = format!(
-                    "cannot create a workspace in {}: {e}",
-                    self.work_root.display()
-                );
-                return Ran::not_started(reason);
-            }
-        };
-        let ask = match turn {
-            None => Ask::Investigation,
-            Some(turn) => match self.restore_conversation(&task.request_id, &dirs).await {
-                Ok(resume) => Ask::FollowUp { turn, resume },
-                Err(reason) => {
-                    dirs.remove_in_background().await;
-                    return Ran::not_started(reason);
-                }
-            },
-        };
-        let hook = match self.guard.write(dirs.root.path(), &dirs.workspace) {
-            Ok(hook) => hook,
-            Err(e) => {
-                let reason = format!(
-                    "cannot write the guard hook into {}: {e}",
-                    dirs.root.path().display()
-                );
-                dirs.remove_in_background().await;
-                return Ran::not_started(reason);
-            }
-        };
-        let proxy = match Proxy::start(&self.model_api).await {
-            Ok(proxy) => proxy,
-            Err(e) => {
-                dirs.remove_in_background().await;
-                let reason = format!("cannot start the model API proxy on 127.0.0.1: {e}");
-                return Ran::not_started(reason);
-            }
+        let Prepared {
+            dirs,
+            ask,
+            hook,
+            proxy,
+        } = match self.prepare(task, turn).await {
+            Ok(prepared) => prepared,
+            Err(reason) => return Ran::not_started(reason),
         };
         let launch = self.launch(task, rules, &dirs, &hook, &proxy.base_url(), &ask);
         // Progress reports are the investigation's: they carry no turn, and the dispatcher
@@ -647,14 +629,10 @@ impl Runner {
         let spend = proxy.spend();
         drop(proxy);
         let decisions = guard::read_decisions(&hook.decisions);
-        let resume = match ask {
-            Ask::Investigation => None,
-            Ask::FollowUp { resume, .. } => resume,
-        };
         if !run.cancelled || run.request_cancelled {
             // The CLI announced its session; a resumed one keeps the id it was given.
-            let session = events.session.clone().or_else(|| resume.clone());
-            self.keep_conversation(&task.request_id, &dirs, session.as_deref())
+            let session = events.session.as_deref().or(ask.resume());
+            self.keep_conversation(&task.request_id, &dirs, session)
                 .await;
         }
         dirs.remove_in_background().await;
@@ -662,8 +640,70 @@ impl Runner {
             run,
             decisions,
             spend,
-            resumed: resume.is_some(),
+            resumed: ask.resume().is_some(),
         }
+    }
+
+    /// Creates the run's workspace and HOME, restores the conversation a follow-up `turn`
+    /// continues into them, writes the guard hook and starts the model proxy; or says why
+    /// the run cannot start, with nothing of it left.
+    async fn prepare<'a>(
+        &self,
+        task: &Task,
+        turn: Option<&'a FollowUpTurn>,
+    ) -> Result<Prepared<'a>, String> {
+        // File system work runs on the blocking pool, off the threads that drive the run.
+        let created = {
+            let (root, id) = (self.work_root.clone(), task.request_id.clone());
+            tokio::task::spawn_blocking(move || TaskDirs::create(&root, &id))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
+        let dirs = match created {
+            Ok(dirs) => dirs,
+            Err(e) => {
+                let reason = format!(
+                    "cannot create a workspace in {}: {e}",
+                    self.work_root.display()
+                );
+                return Err(reason);
+            }
+        };
+        let ask = match turn {
+            None => Ask::Investigation,
+            Some(turn) => match self.restore_conversation(&task.request_id, &dirs).await {
+                Ok(resume) => Ask::FollowUp { turn, resume },
+                Err(reason) => {
+                    dirs.remove_in_background().await;
+                    return Err(reason);
+                }
+            },
+        };
+        let hook = match self.guard.write(dirs.root.path(), &dirs.workspace) {
+            Ok(hook) => hook,
+            Err(e) => {
+                let reason = format!(
+                    "cannot write the guard hook into {}: {e}",
+                    dirs.root.path().display()
+                );
+                dirs.remove_in_background().await;
+                return Err(reason);
+            }
+        };
+        let proxy = match Proxy::start(&self.model_api).await {
+            Ok(proxy) => proxy,
+            Err(e) => {
+                dirs.remove_in_background().await;
+                let reason = format!("cannot start the model API proxy on 127.0.0.1: {e}");
+                return Err(reason);
+            }
+        };
+        Ok(Prepared {
+            dirs,
+            ask,
+            hook,
+            proxy,
+        })
     }
 
     /// Writes the kept conversation of the task's cluster and request into the run's HOME and

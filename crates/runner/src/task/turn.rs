@@ -13,9 +13,11 @@ use warroom_redact as redact;
 use warroom_runtime::shutdown::CancellationToken;
 
 use super::{Done, Ran, Runner, final_text};
+use crate::agent::Run;
 use crate::guard::ToolRules;
 use crate::metrics::NotRun;
 use crate::outbox::Message;
+use crate::proxy::Spend;
 use crate::rerun::{self, Verdict};
 use crate::stream;
 
@@ -106,22 +108,7 @@ impl Runner {
             return Done::HandedBack;
         }
 
-        let (outcome, error) = stream::judge(
-            &run.ending,
-            run.result.as_ref(),
-            self.max_turns,
-            &run.stderr,
-        );
-        let (outcome, error) = if run.request_cancelled {
-            (Outcome::Cancelled, Some(CANCELLED_REASON.to_owned()))
-        } else {
-            spend.judge(outcome, error)
-        };
-        // The refused calls are audited as an investigation's are; the turn's result has no
-        // place for them.
-        let _ = self.refused_calls(&mut events, &run, &decisions);
-        // The error may quote the CLI's stderr: redacted for the report as for the event.
-        let error = error.map(|error| redact::text(&error).into_string());
+        let (outcome, error) = self.judge_turn(&mut events, &run, &decisions, &spend);
         events.push(AuditKind::TurnAnswer {
             turn: turn.turn,
             question: turn.prompt.clone(),
@@ -152,6 +139,34 @@ impl Runner {
         );
         self.count_finished(outcome, error.as_deref(), &spend);
         self.deliver(&outbox, &stop).await
+    }
+
+    /// How the turn's run ended: its outcome under the budget and its error, redacted (it
+    /// may quote the CLI's stderr). The guard's decisions and the refused calls are audited
+    /// on the way, as an investigation's are; a turn's result has no place for the calls.
+    fn judge_turn(
+        &self,
+        events: &mut super::Events<'_>,
+        run: &Run,
+        decisions: &[warroom_guard::hook::DecisionRecord],
+        spend: &Spend,
+    ) -> (Outcome, Option<String>) {
+        let (outcome, error) = stream::judge(
+            &run.ending,
+            run.result.as_ref(),
+            self.max_turns,
+            &run.stderr,
+        );
+        let (outcome, error) = if run.request_cancelled {
+            (Outcome::Cancelled, Some(CANCELLED_REASON.to_owned()))
+        } else {
+            spend.judge(outcome, error)
+        };
+        let _ = self.refused_calls(events, run, decisions);
+        (
+            outcome,
+            error.map(|error| redact::text(&error).into_string()),
+        )
     }
 
     /// Fails a turn without running it, for `error`.
