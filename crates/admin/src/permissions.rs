@@ -9,8 +9,9 @@
 use std::fmt;
 
 use warroom_proto::names::{
-    self, DISPATCHER_REQUESTS_CONSUMER, DISPATCHER_RESULTS_CONSUMER, GATEWAY_BUCKET, LEASES_BUCKET,
-    PUBLISHER_BUCKET, PUBLISHER_CONSUMER, REQUESTS_BUCKET, RUNNERS_BUCKET, TASKS_BUCKET,
+    self, CONVERSATIONS_BUCKET, DISPATCHER_REQUESTS_CONSUMER, DISPATCHER_RESULTS_CONSUMER,
+    GATEWAY_BUCKET, LEASES_BUCKET, PUBLISHER_BUCKET, PUBLISHER_CONSUMER, REQUESTS_BUCKET,
+    RUNNERS_BUCKET, TASKS_BUCKET,
 };
 use warroom_proto::{ClusterName, Stream, Subject};
 
@@ -53,7 +54,13 @@ impl Component {
         // `Bus::connect` makes sure every stream exists: INFO first, CREATE when missing.
         // Runners may only look: a stream that does not exist yet makes a runner fail at
         // start until a control-plane daemon created it (Kubernetes restarts it).
-        for stream in Stream::ALL {
+        // The conversations object store comes with the streams, likewise.
+        let conversations = format!("OBJ_{CONVERSATIONS_BUCKET}");
+        for stream in Stream::ALL
+            .iter()
+            .map(ToString::to_string)
+            .chain([conversations])
+        {
             p.publish.push(format!("$JS.API.STREAM.INFO.{stream}"));
             if !matches!(self, Component::Runner(_)) {
                 p.publish.push(format!("$JS.API.STREAM.CREATE.{stream}"));
@@ -99,6 +106,7 @@ impl Component {
                 p.heartbeat_writer(cluster);
                 // The dispatcher's records of this cluster's tasks, read before a run.
                 p.read_keys(TASKS_BUCKET, &format!("{cluster}.>"));
+                p.object_store_user(CONVERSATIONS_BUCKET);
             }
         }
         p.subscribe.push(format!("_INBOX.{}.>", self.client_name()));
@@ -188,6 +196,26 @@ impl Permissions {
         ]);
     }
 
+    /// Putting and getting the objects of object store `bucket`, not creating, changing or
+    /// deleting the store: the chunks and metadata (`$O.<bucket>.>`), the direct get of an
+    /// object's metadata, the purge of a replaced object's chunks, and the ordered consumer
+    /// (with its flow control) that reads an object's chunks to the user's inbox.
+    ///
+    /// An object's subjects name a random id and the encoded object name, not its cluster,
+    /// so one cluster's runner can reach every cluster's objects.
+    fn object_store_user(&mut self, bucket: &str) {
+        let stream = format!("OBJ_{bucket}");
+        self.publish.extend([
+            format!("$O.{bucket}.>"),
+            format!("$JS.API.DIRECT.GET.{stream}.>"),
+            format!("$JS.API.STREAM.PURGE.{stream}"),
+            format!("$JS.API.CONSUMER.CREATE.{stream}"),
+            format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
+            format!("$JS.API.CONSUMER.DELETE.{stream}.>"),
+            format!("$JS.FC.{stream}.>"),
+        ]);
+    }
+
     /// Writing (and deleting) the heartbeat keys of `cluster`'s replicas only, after looking
     /// the runners bucket up: a runner may not create it (like the streams), nor read it.
     fn heartbeat_writer(&mut self, cluster: &ClusterName) {
@@ -274,6 +302,27 @@ mod tests {
             records,
             [&"$JS.API.DIRECT.GET.KV_warroom-tasks.$KV.warroom-tasks.hub.>".to_owned()]
         );
+        // The conversations store: its objects, never the store itself.
+        let store: Vec<&String> = p
+            .publish
+            .iter()
+            .filter(|s| s.contains(CONVERSATIONS_BUCKET))
+            .collect();
+        assert!(
+            store.contains(&&"$O.warroom-conversations.>".to_owned()),
+            "{store:?}"
+        );
+        for forbidden in [
+            "STREAM.CREATE",
+            "STREAM.DELETE",
+            "STREAM.UPDATE",
+            "$JS.API.*",
+        ] {
+            assert!(
+                !store.iter().any(|s| s.contains(forbidden)),
+                "{forbidden} in {store:?}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt as _;
+use tokio::io::AsyncReadExt as _;
 use tokio::sync::mpsc;
 use warroom_admin::{Options, generate};
 use warroom_proto::{ClusterName, ReplicaId, Stream, Subject, names};
@@ -422,6 +423,35 @@ async fn a_runner_only_reaches_its_own_cluster() {
         js.get_key_value(names::TASKS_BUCKET).await.is_err(),
         "hub's runner opened the task records as a bucket"
     );
+
+    // The conversations object store, made by the dispatcher with the streams: a runner
+    // keeps a conversation, replaces it, and reads it back, as `Conversations` does.
+    let store = hub_bus
+        .conversations_store()
+        .await
+        .expect("hub's runner opens the conversations store");
+    let name = names::conversation_object(&cluster("hub"), &request("r1"));
+    for transcript in ["turn 1", "turn 1, turn 2"] {
+        store
+            .put(name.as_str(), &mut transcript.as_bytes())
+            .await
+            .expect("hub's runner keeps a conversation");
+    }
+    let mut kept = String::new();
+    store
+        .get(&name)
+        .await
+        .expect("hub's runner finds its conversation")
+        .read_to_string(&mut kept)
+        .await
+        .expect("hub's runner reads its conversation");
+    assert_eq!(kept, "turn 1, turn 2");
+    assert!(
+        js.delete_object_store(names::CONVERSATIONS_BUCKET)
+            .await
+            .is_err(),
+        "hub's runner deleted the conversations store"
+    );
 }
 
 /// A runner's consumer on its cluster's tasks, as `warroom-runner` creates it.
@@ -557,6 +587,20 @@ async fn the_pipeline_completes_a_request_with_every_component_on_its_own_creden
     )
     .await;
     control.close(Duration::from_secs(5)).await;
+    // The runner kept the investigation's conversation, on its own credentials, before it
+    // reported the result.
+    let runner = Bus::connect(&locked.connection("runner-prod-1"), "warroom-runner-prod-1")
+        .await
+        .expect("prod-1's runner connects");
+    let kept = runner
+        .conversations_store()
+        .await
+        .expect("prod-1's runner opens the conversations store")
+        .info(names::conversation_object(&cluster("prod-1"), &request(id)))
+        .await
+        .expect("the investigation's conversation was kept");
+    assert!(kept.size > 0, "{kept:?}");
+    runner.close(Duration::from_secs(5)).await;
     stack.shutdown().await.expect("every daemon stops cleanly");
 }
 

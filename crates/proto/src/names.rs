@@ -71,6 +71,20 @@ pub fn parse_heartbeat_key(key: &str) -> Option<(ClusterName, ReplicaId)> {
     ))
 }
 
+/// An object store (not a key-value bucket: a transcript outgrows NATS's 1 MiB message limit)
+/// holding the Claude Code conversations of runs that may be followed up: one object per
+/// cluster and request ([`conversation_object`]), the CLI's session transcript (its JSONL
+/// file) with the session id in the object's metadata. Any replica of the cluster's runner
+/// restores it into a fresh HOME and continues it with `claude --resume`, so nothing of a
+/// conversation has to stay on a runner's disk between turns.
+pub const CONVERSATIONS_BUCKET: &str = "warroom-conversations";
+
+/// The object name of one conversation in [`CONVERSATIONS_BUCKET`]: `<cluster>.<request>`,
+/// cluster first as in [`task_record_key`].
+pub fn conversation_object(cluster: &ClusterName, request: &RequestId) -> String {
+    format!("{cluster}.{request}")
+}
+
 /// The durable consumer of the dispatcher on [`Stream::Requests`].
 pub const DISPATCHER_REQUESTS_CONSUMER: &str = "dispatcher-requests";
 /// The durable consumer of the dispatcher on [`Stream::Results`].

@@ -454,6 +454,10 @@ pub enum AuditKind {
     /// A follow-up turn's answer, redacted: the publisher writes it to its own file
     /// (`turn-<n>.md`), not to `audit.jsonl`.
     TurnAnswer {
+        /// The turn answered, the event's `turn` too. Written as `answered_turn`: the kind is
+        /// flattened into the event, whose own `turn` field would otherwise appear twice and
+        /// the event not decode.
+        #[serde(rename = "answered_turn")]
         turn: u32,
         /// The question, as the engineer asked it.
         question: String,
@@ -759,6 +763,34 @@ mod tests {
         assert_eq!(report_redacted["password"], 2);
         let again: AuditEvent =
             serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
+        assert_eq!(again, event);
+    }
+
+    #[test]
+    fn a_turn_answer_round_trips_beside_the_events_turn() {
+        let event = AuditEvent {
+            id: "r1/hub/turn-2-1/7".to_owned(),
+            request_id: RequestId::new("r1").unwrap(),
+            cluster: ClusterName::new("hub").unwrap(),
+            results_dir: "results/r1".parse().unwrap(),
+            at: crate::now(),
+            attempt: 1,
+            turn: 2,
+            kind: AuditKind::TurnAnswer {
+                turn: 2,
+                question: "why?".to_owned(),
+                asked_by: "jane".to_owned(),
+                outcome: Outcome::Completed,
+                answer: "because".to_owned(),
+                error: None,
+                cost_usd: 0.5,
+                resumed: true,
+            },
+            redacted: Redacted::new(),
+        };
+        let written = serde_json::to_string(&event).unwrap();
+        assert_eq!(written.matches(r#""turn":"#).count(), 1, "{written}");
+        let again: AuditEvent = serde_json::from_str(&written).unwrap();
         assert_eq!(again, event);
     }
 }

@@ -21,6 +21,7 @@
 
 mod agent;
 mod config;
+pub mod conversation;
 mod evidence;
 mod guard;
 mod heartbeat;

@@ -9,6 +9,63 @@ use warroom_proto::{CoordinationMode, Task};
 pub fn build(task: &Task) -> String {
     let mut out = String::new();
     out.push_str(task.prompt.trim());
+    push_context(&mut out, task);
+    if !task.prior_findings.is_empty() {
+        let mode = task.mode.unwrap_or(CoordinationMode::Sequential);
+        let _ = writeln!(
+            out,
+            "\n## Findings of the clusters investigated before this one\n\nThis is a {} \
+             investigation. The clusters below were investigated first; build on what they \
+             found and say where this cluster confirms or contradicts it.",
+            mode.as_str()
+        );
+        for finding in &task.prior_findings {
+            let _ = writeln!(
+                out,
+                "\n### {} ({})\n\n{}",
+                finding.cluster,
+                finding.phase.as_str(),
+                finding.report.trim_end()
+            );
+        }
+    }
+
+    out.push_str(HOW_TO_WORK);
+    push_runbook(&mut out, task.strategy.as_deref());
+    out.push_str(
+        "\n## Report\n\
+         End by calling the StructuredOutput tool once with your report: a short summary; \
+         your findings, each with its evidence: the `tool_use_id` and the exact `command` of \
+         the call it came from and the lines of that call's output copied verbatim (one line \
+         per quote entry; the runner checks every quoted line against the call's output and \
+         marks a finding whose evidence it cannot find as unsupported); the hypotheses you \
+         ruled out and why; your confidence; next steps for a human with write access (you \
+         never take them); what you could not check; and the runbook you used.\n",
+    );
+    out
+}
+
+/// The prompt of a follow-up turn. When the turn continues the cluster's conversation, the
+/// agent has its investigation before it, and the prompt is the engineer's question as
+/// asked. When there is none to continue, the question comes with the request's context and
+/// how to work, as an investigation's prompt has them.
+pub fn follow_up(task: &Task, question: &str, resumed: bool) -> String {
+    let mut out = String::new();
+    out.push_str(question.trim());
+    if resumed {
+        return out;
+    }
+    out.push_str(
+        "\n\nThis is a follow-up question about an earlier investigation whose conversation \
+         was not kept: look again where you need to, and answer in prose.",
+    );
+    push_context(&mut out, task);
+    out.push_str(HOW_TO_WORK);
+    out
+}
+
+/// The request's context, as a `## Context` section.
+fn push_context(out: &mut String, task: &Task) {
     out.push_str("\n\n## Context\n");
     // Writing to a String cannot fail; the results are ignored on purpose.
     let _ = writeln!(
@@ -40,29 +97,10 @@ pub fn build(task: &Task) -> String {
         let _ = writeln!(out, "- Coordination: {} investigation", mode.as_str());
     }
     let _ = writeln!(out, "- Request: {}", task.request_id);
+}
 
-    if !task.prior_findings.is_empty() {
-        let mode = task.mode.unwrap_or(CoordinationMode::Sequential);
-        let _ = writeln!(
-            out,
-            "\n## Findings of the clusters investigated before this one\n\nThis is a {} \
-             investigation. The clusters below were investigated first; build on what they \
-             found and say where this cluster confirms or contradicts it.",
-            mode.as_str()
-        );
-        for finding in &task.prior_findings {
-            let _ = writeln!(
-                out,
-                "\n### {} ({})\n\n{}",
-                finding.cluster,
-                finding.phase.as_str(),
-                finding.report.trim_end()
-            );
-        }
-    }
-
-    out.push_str(
-        "\n## How to work\n\
+/// How the agent is to use its tools, the same for every run.
+const HOW_TO_WORK: &str = "\n## How to work\n\
          - You have read-only access. Use `kubectl` or `oc` with a read-only verb first \
          (`kubectl get ...`, `kubectl describe ...`, `kubectl logs ...`, `oc adm top ...`); \
          put flags such as `-n` after the verb. Filter output with pipes into `grep`, `head`, \
@@ -70,21 +108,7 @@ pub fn build(task: &Task) -> String {
          - Do not read Secrets and do not try to change anything in the cluster: such calls \
          are refused and recorded.\n\
          - Run one command per call; chained commands (`&&`, `;`, `$(...)`) are refused.\n\
-         \n",
-    );
-    push_runbook(&mut out, task.strategy.as_deref());
-    out.push_str(
-        "\n## Report\n\
-         End by calling the StructuredOutput tool once with your report: a short summary; \
-         your findings, each with its evidence: the `tool_use_id` and the exact `command` of \
-         the call it came from and the lines of that call's output copied verbatim (one line \
-         per quote entry; the runner checks every quoted line against the call's output and \
-         marks a finding whose evidence it cannot find as unsupported); the hypotheses you \
-         ruled out and why; your confidence; next steps for a human with write access (you \
-         never take them); what you could not check; and the runbook you used.\n",
-    );
-    out
-}
+         \n";
 
 /// The runbooks' text, compiled in: a task naming one gets it in its prompt (the agent's
 /// workspace is empty). A test checks that every runbook of the index is here.

@@ -6,9 +6,13 @@
 //! the task (`warroom-tasks`, key `<cluster>.<request>`, readable by this cluster's runner
 //! only): a task whose cluster is already final is acknowledged and not run. When the record
 //! cannot be read, the task runs: the dispatcher still ignores a second final result.
+//!
+//! A follow-up turn is checked the same way against its own record
+//! (`<cluster>.<request>.turn-<n>`, [`names::turn_record_key`]): the investigation it follows
+//! is always final by then.
 
 use warroom_proto::status::MAX_RUNS;
-use warroom_proto::{ClusterName, ClusterPhase, RequestId, TaskRecord, names};
+use warroom_proto::{ClusterPhase, TaskRecord, names};
 use warroom_runtime::Bus;
 
 /// What the check decided.
@@ -24,10 +28,10 @@ pub enum Verdict {
     TooManyRuns,
 }
 
-/// Decides on a task delivered for the `attempt`-th time.
-pub async fn check(bus: &Bus, cluster: &ClusterName, request: &RequestId, attempt: u32) -> Verdict {
-    let key = names::task_record_key(cluster, request);
-    let record = bus.read_key::<TaskRecord>(names::TASKS_BUCKET, &key).await;
+/// Decides on a task (or turn) delivered for the `attempt`-th time, by its record `key` in
+/// the tasks bucket ([`names::task_record_key`] or [`names::turn_record_key`]).
+pub async fn check(bus: &Bus, key: &str, attempt: u32) -> Verdict {
+    let record = bus.read_key::<TaskRecord>(names::TASKS_BUCKET, key).await;
     decide(record.map_err(|e| e.to_string()), attempt)
 }
 
@@ -51,20 +55,15 @@ pub const CANCEL_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 pub const CANCELLED_REASON: &str = "the request was cancelled while the agent ran; the agent \
      was interrupted (SIGINT), then every process of the run was killed";
 
-/// Returns once the task's record says `cancelled`, reading it every `every`. A record that
-/// cannot be read is read again at the next interval: only the dispatcher's word cancels.
-pub async fn cancelled(
-    bus: &Bus,
-    cluster: &ClusterName,
-    request: &RequestId,
-    every: std::time::Duration,
-) {
-    let key = names::task_record_key(cluster, request);
+/// Returns once the record `key` (the task's, or the turn's) says `cancelled`, reading it
+/// every `every`. A record that cannot be read is read again at the next interval: only the
+/// dispatcher's word cancels.
+pub async fn cancelled(bus: &Bus, key: &str, every: std::time::Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match bus.read_key::<TaskRecord>(names::TASKS_BUCKET, &key).await {
+        match bus.read_key::<TaskRecord>(names::TASKS_BUCKET, key).await {
             Ok(Some(record)) if record.phase == ClusterPhase::Cancelled => return,
             Ok(_) => {}
             Err(e) => {

@@ -41,10 +41,12 @@ pub enum Item {
     Text(String),
     /// The end of the run.
     Result(Box<RunResult>),
-    /// The CLI's `system/init` event: the model and the CLI's version.
+    /// The CLI's `system/init` event: the model, the CLI's version, and the session whose
+    /// transcript the CLI keeps (the conversation a follow-up turn continues).
     Init {
         model: Option<String>,
         cli_version: Option<String>,
+        session_id: Option<String>,
     },
 }
 
@@ -163,6 +165,7 @@ pub fn parse_line(line: &str) -> Vec<Item> {
             vec![Item::Init {
                 model: text("model"),
                 cli_version: text("claude_code_version"),
+                session_id: text("session_id"),
             }]
         }
         Some("result") => match serde_json::from_value::<RunResult>(event) {
@@ -514,11 +517,12 @@ mod tests {
         assert!(parse_line("not json").is_empty());
         assert_eq!(
             parse_line(
-                r#"{"type":"system","subtype":"init","model":"m","claude_code_version":"2.1.330"}"#
+                r#"{"type":"system","subtype":"init","model":"m","claude_code_version":"2.1.330","session_id":"649ca1c4-03d9"}"#
             ),
             vec![Item::Init {
                 model: Some("m".to_owned()),
-                cli_version: Some("2.1.330".to_owned())
+                cli_version: Some("2.1.330".to_owned()),
+                session_id: Some("649ca1c4-03d9".to_owned()),
             }]
         );
         assert!(parse_line(r#"{"type":"system","subtype":"api_retry"}"#).is_empty());

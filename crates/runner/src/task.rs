@@ -1,20 +1,21 @@
 //! One task, from the JetStream message to its ack: decode, report `Started`, prepare a fresh
 //! workspace and HOME, run the agent while publishing audit events and progress acks, judge
 //! the outcome, publish the result, ack. Stopped by shutdown, the task is handed back (nak)
-//! without a result.
+//! without a result. Every run's Claude Code conversation is kept ([`crate::conversation`])
+//! for the follow-up turns ([`turn`]) that continue it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use warroom_runtime::Chain;
 
 use tokio::sync::mpsc;
-use tracing::{Instrument as _, error, info, info_span, warn};
+use tracing::{Instrument as _, debug, error, info, info_span, warn};
 use warroom_proto::report::{AgentReport, CheckedReport, RunFacts};
 use warroom_proto::status::MAX_RUNS;
 use warroom_proto::wire::Redacted;
 use warroom_proto::{
-    AuditEvent, AuditKind, ClusterName, Denial, Outcome, RequestId, ResultsDir, RunnerReport,
-    Subject, Task, TaskResult,
+    AuditEvent, AuditKind, ClusterName, Denial, FollowUpTurn, Outcome, RequestId, ResultsDir,
+    RunnerReport, Subject, Task, TaskResult, names,
 };
 use warroom_redact as redact;
 use warroom_runtime::bus::Progress;
@@ -22,6 +23,7 @@ use warroom_runtime::shutdown::CancellationToken;
 use warroom_runtime::{Bus, Delivery};
 
 use crate::agent::{self, AgentEnv, Launch, Run, RunSite};
+use crate::conversation::{ConversationKey, Conversations};
 use crate::evidence::{self, Transcript};
 use crate::guard::{self, GuardHook, HookFiles, ToolRules};
 use crate::metrics::{NotRun, NotRunLabels, OutcomeLabels};
@@ -33,6 +35,11 @@ use crate::stream::{self, Ending, Item};
 use crate::{Config, Health, prompt};
 
 mod synthesis;
+mod turn;
+
+/// How long keeping or restoring a conversation may take: the object store is on NATS, and a
+/// run's result must not wait on an outage for longer than this.
+const CONVERSATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the runner needs for every task.
 #[derive(Debug)]
@@ -68,6 +75,60 @@ enum Done {
     /// Shutdown stopped the agent, or came before its result reached NATS: hand the task
     /// back at once.
     HandedBack,
+}
+
+/// What one run of the agent is asked.
+enum Ask<'a> {
+    /// The task's investigation: its prompt, answered in the report's form
+    /// (`--json-schema`), in a new conversation.
+    Investigation,
+    /// A follow-up question, answered in free text, continuing the conversation of session
+    /// `resume` when one was kept.
+    FollowUp {
+        turn: &'a FollowUpTurn,
+        resume: Option<String>,
+    },
+}
+
+impl Ask<'_> {
+    /// The session a follow-up turn continues.
+    fn resume(&self) -> Option<&str> {
+        match self {
+            Ask::Investigation => None,
+            Ask::FollowUp { resume, .. } => resume.as_deref(),
+        }
+    }
+}
+
+/// What a run needs before the agent starts: its folders, what it is asked, its guard hook
+/// and its model proxy.
+struct Prepared<'a> {
+    dirs: TaskDirs,
+    ask: Ask<'a>,
+    hook: HookFiles,
+    proxy: Proxy,
+}
+
+/// A run in its workspace, as it ended.
+struct Ran {
+    run: Run,
+    /// The guard's decisions over the run's tool calls.
+    decisions: Vec<warroom_guard::hook::DecisionRecord>,
+    spend: Spend,
+    /// Whether the run continued a kept conversation (`--resume`).
+    resumed: bool,
+}
+
+impl Ran {
+    /// A run that could not be started, for `reason`.
+    fn not_started(reason: String) -> Ran {
+        Ran {
+            run: not_started(reason),
+            decisions: Vec::new(),
+            spend: Spend::default(),
+            resumed: false,
+        }
+    }
 }
 
 /// What a finished run's result reports, redacted.
@@ -135,7 +196,9 @@ impl Runner {
             return;
         }
         let attempt = u32::try_from(delivery.delivered()).unwrap_or(u32::MAX);
-        let span = info_span!("task", request = %task.request_id, cluster = %self.cluster, attempt);
+        let turn = task.follow_up.as_ref().map_or(0, |f| f.turn);
+        let span =
+            info_span!("task", request = %task.request_id, cluster = %self.cluster, attempt, turn);
         async {
             self.health.metrics.tasks.inc();
             let progress = spawn_progress_acks(delivery.progress_handle(), self.ack_wait / 3);
@@ -143,23 +206,12 @@ impl Runner {
             // not an investigation, and the dispatcher bounds it on its own.
             let done = if let Some(input) = &task.synthesis {
                 self.synthesize(task, input, attempt, stop).await
-            } else { match rerun::check(&self.bus, &self.cluster, &task.request_id, attempt).await {
-                Verdict::AlreadyFinal(phase) => {
-                    info!(cluster_phase = %phase, "the task's cluster is already final; acknowledging it without running it");
-                    self.health.metrics.tasks_not_run.get_or_create(&NotRunLabels { reason: NotRun::Final }).inc();
-                    Done::Finished
-                }
-                Verdict::TooManyRuns => {
-                    warn!(max_runs = MAX_RUNS, "the task came back after its last run; failing it instead of running it again");
-                    self.health.metrics.tasks_not_run.get_or_create(&NotRunLabels { reason: NotRun::MaxRuns }).inc();
-                    self.refuse(task, attempt, stop).await
-                }
-                Verdict::RunUnchecked(cause) => {
-                    warn!(%cause, "cannot read the task's record; running it anyway (a second result would be ignored)");
-                    self.execute(task, attempt, stop).await
-                }
-                Verdict::Run => self.execute(task, attempt, stop).await,
-            } };
+            } else if let Some(turn) = &task.follow_up {
+                // A turn runs after its cluster's investigation ended: its own record decides.
+                self.follow_up(task, turn, attempt, stop).await
+            } else {
+                self.investigate(task, attempt, stop).await
+            };
             progress.abort();
             match done {
                 Done::Finished => {
@@ -180,6 +232,41 @@ impl Runner {
         }
         .instrument(span)
         .await;
+    }
+
+    /// Runs the task's investigation unless its record says it is not to run (its cluster
+    /// already final, or the task back after its last run).
+    async fn investigate(&self, task: &Task, attempt: u32, stop: CancellationToken) -> Done {
+        let record = names::task_record_key(&self.cluster, &task.request_id);
+        match rerun::check(&self.bus, &record, attempt).await {
+            Verdict::AlreadyFinal(phase) => {
+                info!(cluster_phase = %phase, "the task's cluster is already final; acknowledging it without running it");
+                self.not_run(NotRun::Final);
+                Done::Finished
+            }
+            Verdict::TooManyRuns => {
+                warn!(
+                    max_runs = MAX_RUNS,
+                    "the task came back after its last run; failing it instead of running it again"
+                );
+                self.not_run(NotRun::MaxRuns);
+                self.refuse(task, attempt, stop).await
+            }
+            Verdict::RunUnchecked(cause) => {
+                warn!(%cause, "cannot read the task's record; running it anyway (a second result would be ignored)");
+                self.execute(task, attempt, stop).await
+            }
+            Verdict::Run => self.execute(task, attempt, stop).await,
+        }
+    }
+
+    /// Counts a delivered task that was not run, and why.
+    fn not_run(&self, reason: NotRun) {
+        self.health
+            .metrics
+            .tasks_not_run
+            .get_or_create(&NotRunLabels { reason })
+            .inc();
     }
 
     /// Starts the run's outbox: everything the run publishes goes through it, in order.
@@ -284,8 +371,13 @@ impl Runner {
         });
         info!(timeout = ?self.timeout(task), tools = ?rules.tools, "agent starting");
 
-        let (run, decisions, spend) = self
-            .run_in_workspace(task, &rules, &mut events, stop.clone())
+        let Ran {
+            run,
+            decisions,
+            spend,
+            ..
+        } = self
+            .run_in_workspace(task, &rules, &mut events, None, stop.clone())
             .await;
         if run.cancelled && !run.request_cancelled {
             // Whatever of the run's events can still go out in the grace period does.
@@ -354,12 +446,7 @@ impl Runner {
         } else {
             spend.judge(outcome, error)
         };
-        let mut denials: Vec<Denial> = run
-            .result
-            .as_ref()
-            .map(|r| r.permission_denials.iter().map(|d| d.to_wire()).collect())
-            .unwrap_or_default();
-        self.audit_decisions(events, &mut denials, decisions);
+        let denials = self.refused_calls(events, run, decisions);
         let final_text = final_text(outcome, run);
         // The result goes to the dispatcher and from there into status snapshots: it is
         // redacted here, and what was removed is recorded with the `finished` event.
@@ -445,6 +532,23 @@ impl Runner {
         }
     }
 
+    /// The run's refused calls, as its result reports them, once [`Runner::audit_decisions`]
+    /// queued them and the guard's decisions in `events`.
+    fn refused_calls(
+        &self,
+        events: &mut Events<'_>,
+        run: &Run,
+        decisions: &[warroom_guard::hook::DecisionRecord],
+    ) -> Vec<Denial> {
+        let mut denials: Vec<Denial> = run
+            .result
+            .as_ref()
+            .map(|r| r.permission_denials.iter().map(|d| d.to_wire()).collect())
+            .unwrap_or_default();
+        self.audit_decisions(events, &mut denials, decisions);
+        denials
+    }
+
     /// Audits every decision of the guard: a refusal goes into the refused call's input (its
     /// rule and reason), a refusal no denial of the CLI's result names (a run that ended
     /// without a result) is published on its own, and an allowed call is a `guard_allowed`
@@ -487,14 +591,67 @@ impl Runner {
     }
 
     /// Prepares the workspace, the guard hook and the model proxy, runs the agent in them and
-    /// removes them again.
+    /// removes them again. The investigation (`turn` `None`) starts the conversation of the
+    /// task's cluster and request; a follow-up turn continues it, restored from the object
+    /// store into the fresh HOME. Either way the conversation is kept again after the run,
+    /// unless shutdown stopped it (the run is done again from the conversation as it was).
     async fn run_in_workspace(
         &self,
         task: &Task,
         rules: &ToolRules,
         events: &mut Events<'_>,
+        turn: Option<&FollowUpTurn>,
         stop: CancellationToken,
-    ) -> (Run, Vec<warroom_guard::hook::DecisionRecord>, Spend) {
+    ) -> Ran {
+        let Prepared {
+            dirs,
+            ask,
+            hook,
+            proxy,
+        } = match self.prepare(task, turn).await {
+            Ok(prepared) => prepared,
+            Err(reason) => return Ran::not_started(reason),
+        };
+        let launch = self.launch(task, rules, &dirs, &hook, &proxy.base_url(), &ask);
+        // Progress reports are the investigation's: they carry no turn, and the dispatcher
+        // drops them once the cluster is final, as it is when a turn runs.
+        if let Ask::Investigation = ask {
+            events.progress = Some(crate::progress::Tally::new(
+                self.progress_interval,
+                proxy.meter(),
+                hook.decisions.clone(),
+            ));
+        }
+        let run = self
+            .run_agent(&launch, events, &hook.redactions, stop)
+            .await;
+        events.progress = None;
+        let spend = proxy.spend();
+        drop(proxy);
+        let decisions = guard::read_decisions(&hook.decisions);
+        if !run.cancelled || run.request_cancelled {
+            // The CLI announced its session; a resumed one keeps the id it was given.
+            let session = events.session.as_deref().or(ask.resume());
+            self.keep_conversation(&task.request_id, &dirs, session)
+                .await;
+        }
+        dirs.remove_in_background().await;
+        Ran {
+            run,
+            decisions,
+            spend,
+            resumed: ask.resume().is_some(),
+        }
+    }
+
+    /// Creates the run's workspace and HOME, restores the conversation a follow-up `turn`
+    /// continues into them, writes the guard hook and starts the model proxy; or says why
+    /// the run cannot start, with nothing of it left.
+    async fn prepare<'a>(
+        &self,
+        task: &Task,
+        turn: Option<&'a FollowUpTurn>,
+    ) -> Result<Prepared<'a>, String> {
         // File system work runs on the blocking pool, off the threads that drive the run.
         let created = {
             let (root, id) = (self.work_root.clone(), task.request_id.clone());
@@ -509,8 +666,18 @@ impl Runner {
                     "cannot create a workspace in {}: {e}",
                     self.work_root.display()
                 );
-                return (not_started(reason), Vec::new(), Spend::default());
+                return Err(reason);
             }
+        };
+        let ask = match turn {
+            None => Ask::Investigation,
+            Some(turn) => match self.restore_conversation(&task.request_id, &dirs).await {
+                Ok(resume) => Ask::FollowUp { turn, resume },
+                Err(reason) => {
+                    dirs.remove_in_background().await;
+                    return Err(reason);
+                }
+            },
         };
         let hook = match self.guard.write(dirs.root.path(), &dirs.workspace) {
             Ok(hook) => hook,
@@ -520,7 +687,7 @@ impl Runner {
                     dirs.root.path().display()
                 );
                 dirs.remove_in_background().await;
-                return (not_started(reason), Vec::new(), Spend::default());
+                return Err(reason);
             }
         };
         let proxy = match Proxy::start(&self.model_api).await {
@@ -528,24 +695,75 @@ impl Runner {
             Err(e) => {
                 dirs.remove_in_background().await;
                 let reason = format!("cannot start the model API proxy on 127.0.0.1: {e}");
-                return (not_started(reason), Vec::new(), Spend::default());
+                return Err(reason);
             }
         };
-        let launch = self.launch(task, rules, &dirs, &hook, &proxy.base_url());
-        events.progress = Some(crate::progress::Tally::new(
-            self.progress_interval,
-            proxy.meter(),
-            hook.decisions.clone(),
-        ));
-        let run = self
-            .run_agent(&launch, events, &hook.redactions, stop)
-            .await;
-        events.progress = None;
-        let spend = proxy.spend();
-        drop(proxy);
-        let decisions = guard::read_decisions(&hook.decisions);
-        dirs.remove_in_background().await;
-        (run, decisions, spend)
+        Ok(Prepared {
+            dirs,
+            ask,
+            hook,
+            proxy,
+        })
+    }
+
+    /// Writes the kept conversation of the task's cluster and request into the run's HOME and
+    /// returns its session id, `None` when none was kept. A conversation that cannot be read
+    /// fails the turn (the reason): a turn run without it would answer out of context, and
+    /// its conversation would replace the kept one.
+    async fn restore_conversation(
+        &self,
+        request: &RequestId,
+        dirs: &TaskDirs,
+    ) -> Result<Option<String>, String> {
+        let key = ConversationKey::new(self.cluster.clone(), request.clone());
+        let restoring = async {
+            let conversations = Conversations::open(&self.bus).await?;
+            conversations
+                .restore(&key, &dirs.home, &dirs.transcript_cwd())
+                .await
+        };
+        match tokio::time::timeout(CONVERSATION_TIMEOUT, restoring).await {
+            Ok(Ok(session)) => {
+                if session.is_none() {
+                    info!(conversation = %key, "no conversation was kept; the turn starts a new one");
+                }
+                Ok(session)
+            }
+            Ok(Err(e)) => Err(format!(
+                "cannot restore the conversation to continue: {}",
+                Chain(&e)
+            )),
+            Err(_) => Err(format!(
+                "cannot restore the conversation to continue: conversation {key} did not come \
+                 from the object store within {CONVERSATION_TIMEOUT:?}"
+            )),
+        }
+    }
+
+    /// Keeps the run's conversation, the transcript of CLI session `session`, as that of the
+    /// task's cluster and request, for the turns that follow. A failure is logged and changes
+    /// nothing of the run: the next turn continues the conversation as it was last kept, or
+    /// starts a new one.
+    async fn keep_conversation(&self, request: &RequestId, dirs: &TaskDirs, session: Option<&str>) {
+        let Some(session) = session else {
+            debug!("the CLI announced no session; there is no conversation to keep");
+            return;
+        };
+        let key = ConversationKey::new(self.cluster.clone(), request.clone());
+        let saving = async {
+            let conversations = Conversations::open(&self.bus).await?;
+            conversations
+                .save(&key, &dirs.home, &dirs.transcript_cwd(), session)
+                .await
+        };
+        match tokio::time::timeout(CONVERSATION_TIMEOUT, saving).await {
+            Ok(Ok(())) => debug!(conversation = %key, "conversation kept"),
+            Ok(Err(e)) => {
+                warn!(cause = %Chain(&e), conversation = %key, "cannot keep the run's conversation")
+            }
+            Err(_) => warn!(conversation = %key, timeout = ?CONVERSATION_TIMEOUT,
+                "cannot keep the run's conversation: the object store did not take it in time"),
+        }
     }
 
     fn launch(
@@ -555,7 +773,10 @@ impl Runner {
         dirs: &TaskDirs,
         hook: &HookFiles,
         model_url: &str,
+        ask: &Ask<'_>,
     ) -> Launch {
+        // No `--no-session-persistence`: the CLI keeps the run's transcript under its HOME,
+        // the conversation a follow-up turn continues.
         let mut args = vec![
             "-p".to_owned(),
             "--output-format".to_owned(),
@@ -563,24 +784,36 @@ impl Runner {
             "--verbose".to_owned(),
             "--max-turns".to_owned(),
             self.max_turns.to_string(),
-            "--no-session-persistence".to_owned(),
         ];
         if let Some(model) = &self.model {
             args.push("--model".to_owned());
             args.push(model.clone());
         }
         args.extend(rules.cli_args());
-        // The answer comes as the report's structured form (the CLI's StructuredOutput tool);
-        // a run that gives none still reports its free text.
-        args.push("--json-schema".to_owned());
-        args.push(self.answer_schema.clone());
+        let prompt = match ask {
+            Ask::Investigation => {
+                // The answer comes as the report's structured form (the CLI's
+                // StructuredOutput tool); a run that gives none still reports its free text.
+                args.push("--json-schema".to_owned());
+                args.push(self.answer_schema.clone());
+                prompt::build(task)
+            }
+            // A follow-up is answered in free text, in the conversation it continues.
+            Ask::FollowUp { turn, resume } => {
+                if let Some(session) = resume {
+                    args.push("--resume".to_owned());
+                    args.push(session.clone());
+                }
+                prompt::follow_up(task, &turn.prompt, resume.is_some())
+            }
+        };
         // The guard hook decides every call first; the permission rules stay the second layer.
         args.push("--settings".to_owned());
         args.push(hook.settings.display().to_string());
         Launch {
             program: self.claude_bin.clone(),
             args,
-            prompt: prompt::build(task),
+            prompt,
             env: self.env.vars(RunSite {
                 home: &dirs.home,
                 tmp: &dirs.tmp,
@@ -598,7 +831,7 @@ impl Runner {
     /// Runs the agent and queues its tool calls and results as they come. NATS being
     /// unreachable does not stop the agent: the run's outbox keeps its events until it is
     /// back. Shutdown stops the run (handed back), and so does the request's cancellation,
-    /// which the task's record says ([`rerun::cancelled`], checked every
+    /// which the task's (or the turn's) record says ([`rerun::cancelled`], checked every
     /// [`rerun::CANCEL_CHECK`]; the run is then reported `cancelled`).
     async fn run_agent(
         &self,
@@ -609,7 +842,12 @@ impl Runner {
     ) -> Run {
         let (items_tx, mut items_rx) = mpsc::channel::<Item>(64);
         let cancel = stop.child_token();
-        let request = &events.request.clone();
+        // A turn is cancelled by its own record (its session ended, or its request was
+        // cancelled); the investigation by the task's.
+        let record = match events.turn {
+            0 => names::task_record_key(&events.cluster, &events.request),
+            turn => names::turn_record_key(&events.cluster, &events.request, turn),
+        };
         let queueing = async {
             while let Some(item) = items_rx.recv().await {
                 let kind = match item {
@@ -639,9 +877,14 @@ impl Runner {
                         );
                         continue;
                     }
-                    Item::Init { model, cli_version } => {
+                    Item::Init {
+                        model,
+                        cli_version,
+                        session_id,
+                    } => {
                         events.facts.model = model;
                         events.facts.cli_version = cli_version;
+                        events.session = session_id;
                         continue;
                     }
                     Item::Text(_) | Item::Result(_) => continue,
@@ -654,7 +897,7 @@ impl Runner {
             run
         };
         tokio::pin!(running);
-        let watch = rerun::cancelled(&self.bus, &self.cluster, request, rerun::CANCEL_CHECK);
+        let watch = rerun::cancelled(&self.bus, &record, rerun::CANCEL_CHECK);
         tokio::select! {
             run = &mut running => run,
             () = watch => {
@@ -709,6 +952,8 @@ struct Events<'a> {
     transcript: Transcript,
     /// The model and CLI version the CLI announced.
     facts: RunFacts,
+    /// The session the CLI announced: the conversation the run's transcript keeps.
+    session: Option<String>,
 }
 
 impl<'a> Events<'a> {
@@ -725,6 +970,7 @@ impl<'a> Events<'a> {
             progress: None,
             transcript: Transcript::default(),
             facts: RunFacts::default(),
+            session: None,
         }
     }
 
@@ -944,6 +1190,12 @@ impl TaskDirs {
             home,
             tmp,
         })
+    }
+
+    /// The workspace as the CLI sees its working directory (symbolic links resolved), which
+    /// names the folder of its transcripts.
+    fn transcript_cwd(&self) -> PathBuf {
+        std::fs::canonicalize(&self.workspace).unwrap_or_else(|_| self.workspace.clone())
     }
 
     /// The run's id: its folder's name, unique below the work root.

@@ -23,6 +23,12 @@ use warroom_runtime::Bus;
 use warroom_scripted_model::{Conversation, Script, ScriptedModel, ToolCall, Turn};
 use warroom_testkit::{NatsServer, tools, wait_for, wait_until};
 
+// One test binary per crate: further test modules live in `tests/runner/`.
+#[path = "runner/conversation.rs"]
+mod conversation;
+#[path = "runner/turns.rs"]
+mod turns;
+
 const CLUSTER: &str = "prod-cluster-1";
 /// Long enough for a loaded two-core machine to start the CLI a few times.
 const WAIT: Duration = Duration::from_secs(60);

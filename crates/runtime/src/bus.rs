@@ -15,7 +15,7 @@ use crate::Chain;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer, kv, stream};
+use async_nats::jetstream::{self, AckKind, consumer, kv, object_store, stream};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use warroom_proto::{Inbound, Stream, Subject, names};
@@ -55,6 +55,12 @@ pub enum BusError {
         #[source]
         source: Cause,
     },
+    #[error("cannot create or open object store {name}")]
+    ObjectStore {
+        name: String,
+        #[source]
+        source: Cause,
+    },
     #[error("cannot open consumer {consumer} on stream {stream}")]
     Consumer {
         stream: &'static str,
@@ -85,6 +91,11 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// The default retention of the events stream (raw tool output, already redacted at the
 /// source): the publisher reads it within seconds, so a week leaves room for an outage.
 pub const DEFAULT_EVENTS_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// How long a conversation is kept after its last turn: as long as the accepted request it
+/// follows up is kept in its stream, so a request that can still be read can still be
+/// followed up.
+pub const CONVERSATIONS_KEPT_FOR: Duration = KEEP_FOR;
 
 /// How a daemon reaches NATS.
 #[derive(Debug, Clone, Default)]
@@ -208,11 +219,15 @@ impl Bus {
         Ok(bus)
     }
 
-    /// Creates the warroom streams that do not exist yet.
+    /// Creates the warroom streams that do not exist yet, and the conversations object store
+    /// ([`Bus::conversations_store`]).
     ///
     /// A JetStream that does not answer yet (a cluster still electing its leaders after a
     /// start or the loss of a node) is asked again with growing pauses, up to
-    /// [`STREAM_SETUP_ATTEMPTS`] times, before the error is returned.
+    /// [`STREAM_SETUP_ATTEMPTS`] times, before the error is returned. The object store comes
+    /// after the streams, from a JetStream that answered. A runner may create neither on a
+    /// locked-down server (see `warroom-admin nats-auth`): until a control-plane daemon has,
+    /// it fails at start.
     pub async fn ensure_streams(&self) -> Result<()> {
         use crate::retry::Retryable as _;
         use async_nats::jetstream::context::CreateStreamErrorKind;
@@ -239,6 +254,7 @@ impl Bus {
                     source: e.into(),
                 })?;
         }
+        self.conversations_store().await?;
         Ok(())
     }
 
@@ -287,6 +303,47 @@ impl Bus {
             ..Default::default()
         })
         .await
+    }
+
+    /// Opens the conversations object store (`names::CONVERSATIONS_BUCKET`: the Claude Code
+    /// transcripts runners keep between the turns of a conversation), creating it when it
+    /// does not exist: file storage, this bus's replicas, each object kept for
+    /// [`CONVERSATIONS_KEPT_FOR`] after its last write. Every daemon opens it with this same
+    /// configuration.
+    pub async fn conversations_store(&self) -> Result<object_store::ObjectStore> {
+        self.object_store_with(object_store::Config {
+            bucket: names::CONVERSATIONS_BUCKET.to_owned(),
+            description: Some(
+                "claude-warroom conversations, <cluster>.<request>: a Claude Code transcript"
+                    .to_owned(),
+            ),
+            max_age: CONVERSATIONS_KEPT_FOR,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Opens an object store, creating it with `config` (file storage, this bus's replicas)
+    /// when it does not exist.
+    async fn object_store_with(
+        &self,
+        config: object_store::Config,
+    ) -> Result<object_store::ObjectStore> {
+        if let Ok(store) = self.jetstream.get_object_store(&config.bucket).await {
+            return Ok(store);
+        }
+        let name = config.bucket.clone();
+        self.jetstream
+            .create_object_store(object_store::Config {
+                storage: stream::StorageType::File,
+                num_replicas: self.replicas,
+                ..config
+            })
+            .await
+            .map_err(|e| BusError::ObjectStore {
+                name,
+                source: e.into(),
+            })
     }
 
     /// Reads the value of `key` in key-value `bucket` with one direct get, without opening the

@@ -12,10 +12,10 @@ use warroom_proto::{Outcome, RunnerReport, Subject, Task};
 use warroom_redact as redact;
 use warroom_runtime::shutdown::CancellationToken;
 
-use super::{Done, Runner, TaskDirs, not_started};
+use super::{Done, Prepared, Runner, not_started};
 use crate::agent::{self, Launch, Run, RunSite};
 use crate::outbox::Message;
-use crate::proxy::{Proxy, Spend};
+use crate::proxy::Spend;
 use crate::stream::{self, Item};
 
 /// Model turns a synthesis may take: its answer is one call of the form's tool.
@@ -115,7 +115,7 @@ impl Runner {
     }
 
     /// Runs the CLI without tools over the reports, in a fresh workspace and HOME behind the
-    /// run's own model proxy, as an investigation runs.
+    /// run's own model proxy and guard hook, prepared as an investigation's are.
     async fn run_synthesis(
         &self,
         task: &Task,
@@ -126,40 +126,11 @@ impl Runner {
             model: self.model.clone(),
             ..RunFacts::default()
         };
-        let created = {
-            let (root, id) = (self.work_root.clone(), task.request_id.clone());
-            tokio::task::spawn_blocking(move || TaskDirs::create(&root, &id))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-        };
-        let dirs = match created {
-            Ok(dirs) => dirs,
-            Err(e) => {
-                let reason = format!(
-                    "cannot create a workspace in {}: {e}",
-                    self.work_root.display()
-                );
-                return (not_started(reason), Spend::default(), facts);
-            }
-        };
-        let hook = match self.guard.write(dirs.root.path(), &dirs.workspace) {
-            Ok(hook) => hook,
-            Err(e) => {
-                let reason = format!(
-                    "cannot write the guard hook into {}: {e}",
-                    dirs.root.path().display()
-                );
-                dirs.remove_in_background().await;
-                return (not_started(reason), Spend::default(), facts);
-            }
-        };
-        let proxy = match Proxy::start(&self.model_api).await {
-            Ok(proxy) => proxy,
-            Err(e) => {
-                dirs.remove_in_background().await;
-                let reason = format!("cannot start the model API proxy on 127.0.0.1: {e}");
-                return (not_started(reason), Spend::default(), facts);
-            }
+        let Prepared {
+            dirs, hook, proxy, ..
+        } = match self.prepare(task, None).await {
+            Ok(prepared) => prepared,
+            Err(reason) => return (not_started(reason), Spend::default(), facts),
         };
         let mut args = vec![
             "-p".to_owned(),
@@ -200,7 +171,10 @@ impl Runner {
         let (items_tx, mut items_rx) = mpsc::channel::<Item>(64);
         let draining = async {
             while let Some(item) = items_rx.recv().await {
-                if let Item::Init { model, cli_version } = item {
+                if let Item::Init {
+                    model, cli_version, ..
+                } = item
+                {
                     if model.is_some() {
                         facts.model = model;
                     }

@@ -5,7 +5,7 @@ use warroom_testkit::NatsCluster;
 
 use crate::{DEADLINE, Note, bus_at, publish, spec};
 
-/// Three replicas of every stream and bucket, created as soon as the cluster elected its
+/// Three replicas of every stream, bucket and object store, created as soon as the cluster elected its
 /// meta leader (each stream still elects its own), and a note goes through.
 ///
 /// Fails if `ensure_streams` gives up on a JetStream that does not answer yet, or if the
@@ -32,6 +32,11 @@ async fn streams_and_buckets_have_three_replicas_on_a_fresh_cluster() {
     let mut handle = js.get_stream(&bucket).await.expect("the bucket's stream");
     let info = handle.info().await.expect("bucket stream info");
     assert_eq!(info.config.num_replicas, 3, "replicas of {bucket}");
+    // The conversations object store comes with the streams.
+    let store = format!("OBJ_{}", warroom_proto::names::CONVERSATIONS_BUCKET);
+    let mut handle = js.get_stream(&store).await.expect("the store's stream");
+    let info = handle.info().await.expect("store stream info");
+    assert_eq!(info.config.num_replicas, 3, "replicas of {store}");
 
     let mut consumer = bus
         .consume::<Note>(spec("on-cluster"))
