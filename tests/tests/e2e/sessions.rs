@@ -17,27 +17,40 @@ use crate::harness::{FINAL_TIMEOUT, Pipeline, request_yaml};
 const CLUSTER: &str = "prod-session-1";
 const ENGINEER: &str = "platform-engineer-1";
 
+/// The scripted conversations. On a resume the CLI may add an assistant message of its own
+/// before the question, so a conversation's answers are not tied to a turn number: each
+/// answer names its conversation, and the last one repeats.
 fn script() -> Script {
+    let answers = |prefix: &str| -> Vec<Turn> {
+        ["A", "B", "C", "D", "E", "F"]
+            .iter()
+            .map(|n| Turn::text(format!("{prefix}-{n}: all looks as expected.")))
+            .collect()
+    };
     Script::new()
         .with(
-            Conversation::new(vec![
-                Turn::text("SESSION-ANSWER-0: etcd is healthy, three members."),
-                Turn::text("SESSION-ANSWER-1: the leader is etcd-1."),
-                Turn::text("SESSION-ANSWER-2: its disk answers in 2 ms."),
-            ])
-            .matching("SESSION-OPENING"),
+            Conversation::new(answers("SESSION-ANSWER"))
+                .matching("SESSION-OPENING")
+                .repeat_last(),
         )
         .with(
-            Conversation::new(vec![
-                Turn::text("INVESTIGATION-ANSWER: the API server restarted twice."),
-                Turn::text("FOLLOW-UP-ANSWER: both restarts were OOM kills."),
-            ])
-            .matching("INVESTIGATION-MARKER"),
+            Conversation::new(answers("INVESTIGATION-ANSWER"))
+                .matching("INVESTIGATION-MARKER")
+                .repeat_last(),
         )
         .with(
-            Conversation::new(vec![Turn::text("IDLE-ANSWER: nothing to see.")])
-                .matching("IDLE-QUESTION"),
+            Conversation::new(answers("IDLE-ANSWER"))
+                .matching("IDLE-QUESTION")
+                .repeat_last(),
         )
+}
+
+/// The answer token (`SESSION-ANSWER-B`) an answer file holds.
+fn answer_token(text: &str, prefix: &str) -> String {
+    let at = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"));
+    text[at..].chars().take(prefix.len() + 2).collect()
 }
 
 /// Runs `claude-warroom` in `dir`; returns (exit code, stdout, stderr).
@@ -152,8 +165,8 @@ async fn a_session_continues_one_conversation_across_turns_and_a_runner_restart(
 
     run(&pipeline, &["session", "ask", id, "FOLLOW-ONE: who leads?"]);
     let first = wait_turn(&pipeline, id, 1).await;
-    assert!(first.contains("SESSION-ANSWER-1"), "{first}");
     assert!(first.contains("FOLLOW-ONE: who leads?"), "{first}");
+    let first_answer = answer_token(&first, "SESSION-ANSWER");
 
     // Another runner process continues the conversation: nothing of it was on the first
     // one's disk.
@@ -166,13 +179,18 @@ async fn a_session_continues_one_conversation_across_turns_and_a_runner_restart(
         &["session", "ask", id, "FOLLOW-TWO: and its disk?"],
     );
     let second = wait_turn(&pipeline, id, 2).await;
-    assert!(second.contains("SESSION-ANSWER-2"), "{second}");
+    let second_answer = answer_token(&second, "SESSION-ANSWER");
+    assert_ne!(first_answer, second_answer, "each turn got its own answer");
+    let opening = pipeline
+        .result(id, &format!("{CLUSTER}.md"))
+        .expect("the first question's report");
+    let opening_answer = answer_token(&opening, "SESSION-ANSWER");
     let sent = conversation_sent_with(&pipeline, "FOLLOW-TWO");
     for earlier in [
         "SESSION-OPENING",
-        "SESSION-ANSWER-0",
+        opening_answer.as_str(),
         "FOLLOW-ONE",
-        "SESSION-ANSWER-1",
+        first_answer.as_str(),
     ] {
         assert!(
             sent.contains(earlier),
@@ -252,10 +270,14 @@ async fn a_finished_investigation_takes_follow_ups_and_a_session_ends_at_its_dur
         ],
     );
     let answer = wait_turn(&pipeline, investigation, 1).await;
-    assert!(answer.contains("FOLLOW-UP-ANSWER"), "{answer}");
+    let report = pipeline
+        .result(investigation, &format!("{CLUSTER}.md"))
+        .expect("the investigation's report");
+    let reported = answer_token(&report, "INVESTIGATION-ANSWER");
+    assert_ne!(answer_token(&answer, "INVESTIGATION-ANSWER"), reported);
     let sent = conversation_sent_with(&pipeline, "FOLLOW-UP-Q");
     assert!(
-        sent.contains("INVESTIGATION-MARKER") && sent.contains("INVESTIGATION-ANSWER"),
+        sent.contains("INVESTIGATION-MARKER") && sent.contains(&reported),
         "the follow-up's model request lacks the investigation"
     );
     let status = pipeline.status(investigation).expect("a status");
