@@ -631,88 +631,121 @@ impl Engine {
                 self.track(&state);
                 return Ok(());
             };
-            match step {
-                Step::PublishStatus => known = self.publish_status(state, revision).await?,
-                Step::Dispatch(due) => known = self.dispatch(state, revision, &due, now).await?,
-                Step::Requeue(moved) => {
-                    let mut next = state;
-                    if next.requeue(&moved, now)
-                        && let Some(revision) = self.store.update(&next, revision).await?
-                    {
-                        debug!(request = %id, moved = ?moved, "tasks moved up in their queues");
-                        known = Some((next, revision));
-                    }
-                }
-                Step::DispatchTurn(index) => {
-                    known = self.dispatch_turn(state, revision, index, now).await?;
-                }
-                Step::ExpireTurn { turn, phase, error } => {
-                    let mut next = state;
-                    if next.expire_turn(turn, phase, &error, now)
-                        && let Some(revision) = self.store.update(&next, revision).await?
-                    {
-                        self.metrics.timeouts.inc();
-                        let expired = &next.turns[turn];
-                        warn!(request = %id, cluster = %expired.cluster, turn = expired.turn, phase = %phase, reason = %error, "follow-up turn ran out of time");
-                        if let Some(sequence) = expired.task_sequence {
-                            self.take_back_task(id, &expired.cluster, sequence).await;
-                        }
-                        known = Some((next, revision));
-                    }
-                }
-                Step::EndSession(why) => {
-                    let mut next = state;
-                    let take_back = next.end_session(&why, now);
-                    if let Some(revision) = self.store.update(&next, revision).await? {
-                        info!(request = %id, reason = %why, "session ended");
-                        for (cluster, sequence) in &take_back {
-                            self.take_back_task(id, cluster, *sequence).await;
-                        }
-                        known = Some((next, revision));
-                    }
-                }
-                Step::Synthesize(index) => {
-                    known = self.synthesize(state, revision, index, now).await?;
-                }
-                Step::ExpireSynthesis(error) => {
-                    let mut next = state;
-                    if next.expire_synthesis(&error, now)
-                        && let Some(revision) = self.store.update(&next, revision).await?
-                    {
-                        warn!(request = %id, reason = %error, "the synthesis did not come; the request ends without it");
-                        if let Some(synthesis) = &next.synthesis
-                            && let (Some(cluster), Some(sequence)) =
-                                (&synthesis.cluster, synthesis.task_sequence)
-                        {
-                            self.take_back_task(id, cluster, sequence).await;
-                        }
-                        known = Some((next, revision));
-                    }
-                }
-                Step::Expire {
-                    cluster,
-                    phase,
-                    error,
-                } => {
-                    let mut next = state;
-                    if next.expire(cluster, phase, &error, now)
-                        && let Some(revision) = self.store.update(&next, revision).await?
-                    {
-                        self.metrics.timeouts.inc();
-                        let name = &next.clusters[cluster].name;
-                        warn!(request = %id, cluster = %name, phase = %phase, reason = %error, "cluster ran out of time");
-                        if let Some(sequence) = next.clusters[cluster].task_sequence {
-                            self.take_back_task(id, name, sequence).await;
-                        }
-                        known = Some((next, revision));
-                    }
-                }
-            }
+            known = self.take(id, step, state, revision, now).await?;
         }
         Err(Error::Contention {
             id: id.clone(),
             attempts: u32::try_from(MAX_STEPS).unwrap_or(u32::MAX),
         })
+    }
+
+    /// Does one step of a request's state; the state as stored then, or `None` when someone
+    /// else moved it on meanwhile (the caller reads it again).
+    async fn take(
+        &self,
+        id: &RequestId,
+        step: Step,
+        state: RequestState,
+        revision: u64,
+        now: warroom_proto::Timestamp,
+    ) -> Result<Option<Versioned>> {
+        let known = match step {
+            Step::PublishStatus => self.publish_status(state, revision).await?,
+            Step::Dispatch(due) => self.dispatch(state, revision, &due, now).await?,
+            Step::Requeue(moved) => {
+                let mut next = state;
+                if next.requeue(&moved, now)
+                    && let Some(revision) = self.store.update(&next, revision).await?
+                {
+                    debug!(request = %id, moved = ?moved, "tasks moved up in their queues");
+                    return Ok(Some((next, revision)));
+                }
+                None
+            }
+            Step::DispatchTurn(index) => self.dispatch_turn(state, revision, index, now).await?,
+            Step::EndSession(why) => {
+                let mut next = state;
+                let take_back = next.end_session(&why, now);
+                if let Some(revision) = self.store.update(&next, revision).await? {
+                    info!(request = %id, reason = %why, "session ended");
+                    for (cluster, sequence) in &take_back {
+                        self.take_back_task(id, cluster, *sequence).await;
+                    }
+                    return Ok(Some((next, revision)));
+                }
+                None
+            }
+            Step::Synthesize(index) => self.synthesize(state, revision, index, now).await?,
+            step @ (Step::Expire { .. } | Step::ExpireTurn { .. } | Step::ExpireSynthesis(_)) => {
+                self.expire(id, step, state, revision, now).await?
+            }
+        };
+        Ok(known)
+    }
+    /// Ends what ran out of time (a cluster, a turn, a synthesis) and takes its task back off
+    /// its queue; the state as stored then.
+    async fn expire(
+        &self,
+        id: &RequestId,
+        step: Step,
+        state: RequestState,
+        revision: u64,
+        now: warroom_proto::Timestamp,
+    ) -> Result<Option<Versioned>> {
+        let known = match step {
+            Step::ExpireTurn { turn, phase, error } => {
+                let mut next = state;
+                if next.expire_turn(turn, phase, &error, now)
+                    && let Some(revision) = self.store.update(&next, revision).await?
+                {
+                    self.metrics.timeouts.inc();
+                    let expired = &next.turns[turn];
+                    warn!(request = %id, cluster = %expired.cluster, turn = expired.turn, phase = %phase, reason = %error, "follow-up turn ran out of time");
+                    if let Some(sequence) = expired.task_sequence {
+                        self.take_back_task(id, &expired.cluster, sequence).await;
+                    }
+                    return Ok(Some((next, revision)));
+                }
+                None
+            }
+            Step::ExpireSynthesis(error) => {
+                let mut next = state;
+                if next.expire_synthesis(&error, now)
+                    && let Some(revision) = self.store.update(&next, revision).await?
+                {
+                    warn!(request = %id, reason = %error, "the synthesis did not come; the request ends without it");
+                    if let Some(synthesis) = &next.synthesis
+                        && let (Some(cluster), Some(sequence)) =
+                            (&synthesis.cluster, synthesis.task_sequence)
+                    {
+                        self.take_back_task(id, cluster, sequence).await;
+                    }
+                    return Ok(Some((next, revision)));
+                }
+                None
+            }
+            Step::Expire {
+                cluster,
+                phase,
+                error,
+            } => {
+                let mut next = state;
+                if next.expire(cluster, phase, &error, now)
+                    && let Some(revision) = self.store.update(&next, revision).await?
+                {
+                    self.metrics.timeouts.inc();
+                    let name = &next.clusters[cluster].name;
+                    warn!(request = %id, cluster = %name, phase = %phase, reason = %error, "cluster ran out of time");
+                    if let Some(sequence) = next.clusters[cluster].task_sequence {
+                        self.take_back_task(id, name, sequence).await;
+                    }
+                    return Ok(Some((next, revision)));
+                }
+                None
+            }
+            _ => None,
+        };
+        Ok(known)
     }
 
     /// Publishes the current revision's snapshot and records that it went out; the state as

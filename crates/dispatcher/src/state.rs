@@ -492,29 +492,9 @@ impl RequestState {
         {
             return FollowUpOutcome::Repeat;
         }
-        let cluster = match (&order.cluster, self.clusters.as_slice()) {
-            (Some(name), clusters) if clusters.iter().any(|c| c.name == *name) => name.clone(),
-            (Some(name), clusters) => {
-                let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
-                let message = format!(
-                    "{} asks cluster {name}, which is not a cluster of this request ({}); \
-                     nothing ran",
-                    order.file,
-                    names.join(", ")
-                );
-                return self.refuse_follow_up(order, message, now);
-            }
-            (None, [one]) => one.name.clone(),
-            (None, clusters) => {
-                let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
-                let message = format!(
-                    "{} names no cluster, and this request has several ({}): say which with \
-                     `spec.cluster` (`session ask --cluster`); nothing ran",
-                    order.file,
-                    names.join(", ")
-                );
-                return self.refuse_follow_up(order, message, now);
-            }
+        let cluster = match self.turn_cluster(order) {
+            Ok(cluster) => cluster,
+            Err(message) => return self.refuse_follow_up(order, message, now),
         };
         if self.phase == RequestPhase::Rejected {
             let message = format!(
@@ -553,6 +533,34 @@ impl RequestState {
         });
         self.transition(now);
         FollowUpOutcome::Added
+    }
+
+    /// The cluster whose conversation a follow-up continues, or why it has none.
+    fn turn_cluster(&self, order: &FollowUpOrder) -> Result<ClusterName, String> {
+        match (&order.cluster, self.clusters.as_slice()) {
+            (Some(name), clusters) if clusters.iter().any(|c| c.name == *name) => Ok(name.clone()),
+            (Some(name), clusters) => {
+                let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+                let message = format!(
+                    "{} asks cluster {name}, which is not a cluster of this request ({}); \
+                     nothing ran",
+                    order.file,
+                    names.join(", ")
+                );
+                Err(message)
+            }
+            (None, [one]) => Ok(one.name.clone()),
+            (None, clusters) => {
+                let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+                let message = format!(
+                    "{} names no cluster, and this request has several ({}): say which with \
+                     `spec.cluster` (`session ask --cluster`); nothing ran",
+                    order.file,
+                    names.join(", ")
+                );
+                Err(message)
+            }
+        }
     }
 
     fn refuse_follow_up(
