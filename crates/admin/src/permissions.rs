@@ -9,9 +9,8 @@
 use std::fmt;
 
 use warroom_proto::names::{
-    self, CONVERSATIONS_BUCKET, DISPATCHER_REQUESTS_CONSUMER, DISPATCHER_RESULTS_CONSUMER,
-    GATEWAY_BUCKET, LEASES_BUCKET, PUBLISHER_BUCKET, PUBLISHER_CONSUMER, REQUESTS_BUCKET,
-    RUNNERS_BUCKET, TASKS_BUCKET,
+    self, DISPATCHER_REQUESTS_CONSUMER, DISPATCHER_RESULTS_CONSUMER, GATEWAY_BUCKET, LEASES_BUCKET,
+    PUBLISHER_BUCKET, PUBLISHER_CONSUMER, REQUESTS_BUCKET, RUNNERS_BUCKET, TASKS_BUCKET,
 };
 use warroom_proto::{ClusterName, Stream, Subject};
 
@@ -54,13 +53,7 @@ impl Component {
         // `Bus::connect` makes sure every stream exists: INFO first, CREATE when missing.
         // Runners may only look: a stream that does not exist yet makes a runner fail at
         // start until a control-plane daemon created it (Kubernetes restarts it).
-        // The conversations object store comes with the streams, likewise.
-        let conversations = format!("OBJ_{CONVERSATIONS_BUCKET}");
-        for stream in Stream::ALL
-            .iter()
-            .map(ToString::to_string)
-            .chain([conversations])
-        {
+        for stream in Stream::ALL.iter().map(ToString::to_string) {
             p.publish.push(format!("$JS.API.STREAM.INFO.{stream}"));
             if !matches!(self, Component::Runner(_)) {
                 p.publish.push(format!("$JS.API.STREAM.CREATE.{stream}"));
@@ -106,7 +99,14 @@ impl Component {
                 p.heartbeat_writer(cluster);
                 // The dispatcher's records of this cluster's tasks, read before a run.
                 p.read_keys(TASKS_BUCKET, &format!("{cluster}.>"));
-                p.object_store_user(CONVERSATIONS_BUCKET);
+                // Its own cluster's conversations store, which it creates on first use:
+                // another cluster's conversations are out of its reach.
+                let store = names::conversations_bucket(cluster);
+                p.publish.extend([
+                    format!("$JS.API.STREAM.INFO.OBJ_{store}"),
+                    format!("$JS.API.STREAM.CREATE.OBJ_{store}"),
+                ]);
+                p.object_store_user(&store);
             }
         }
         p.subscribe.push(format!("_INBOX.{}.>", self.client_name()));
@@ -271,6 +271,7 @@ mod tests {
                 !p.publish
                     .iter()
                     .filter(|s| !s.contains(TASKS_BUCKET) && !s.contains(RUNNERS_BUCKET))
+                    .filter(|s| !s.contains("warroom-conversations-hub"))
                     .any(|s| s.contains(forbidden)),
                 "{forbidden} in {:?}",
                 p.publish
@@ -302,22 +303,28 @@ mod tests {
             records,
             [&"$JS.API.DIRECT.GET.KV_warroom-tasks.$KV.warroom-tasks.hub.>".to_owned()]
         );
-        // The conversations store: its objects, never the store itself.
+        // Its own cluster's conversations store, which it may create, and no other: every
+        // subject names that store as a whole token.
         let store: Vec<&String> = p
             .publish
             .iter()
-            .filter(|s| s.contains(CONVERSATIONS_BUCKET))
+            .filter(|s| s.contains(names::CONVERSATIONS_BUCKET))
             .collect();
         assert!(
-            store.contains(&&"$O.warroom-conversations.>".to_owned()),
+            store.contains(&&"$O.warroom-conversations-hub.>".to_owned()),
             "{store:?}"
         );
-        for forbidden in [
-            "STREAM.CREATE",
-            "STREAM.DELETE",
-            "STREAM.UPDATE",
-            "$JS.API.*",
-        ] {
+        assert!(
+            store.contains(&&"$JS.API.STREAM.CREATE.OBJ_warroom-conversations-hub".to_owned()),
+            "{store:?}"
+        );
+        assert!(
+            store.iter().all(|s| s
+                .split(['.', ' '])
+                .any(|token| token.ends_with("warroom-conversations-hub"))),
+            "{store:?}"
+        );
+        for forbidden in ["STREAM.DELETE", "STREAM.UPDATE", "$JS.API.*"] {
             assert!(
                 !store.iter().any(|s| s.contains(forbidden)),
                 "{forbidden} in {store:?}"

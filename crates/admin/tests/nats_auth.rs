@@ -424,12 +424,12 @@ async fn a_runner_only_reaches_its_own_cluster() {
         "hub's runner opened the task records as a bucket"
     );
 
-    // The conversations object store, made by the dispatcher with the streams: a runner
-    // keeps a conversation, replaces it, and reads it back, as `Conversations` does.
+    // Its cluster's conversations store, which the runner makes on first use: it keeps a
+    // conversation, replaces it, and reads it back, as `Conversations` does.
     let store = hub_bus
-        .conversations_store()
+        .conversations_store(&cluster("hub"))
         .await
-        .expect("hub's runner opens the conversations store");
+        .expect("hub's runner opens its conversations store");
     let name = names::conversation_object(&cluster("hub"), &request("r1"));
     for transcript in ["turn 1", "turn 1, turn 2"] {
         store
@@ -447,11 +447,39 @@ async fn a_runner_only_reaches_its_own_cluster() {
         .expect("hub's runner reads its conversation");
     assert_eq!(kept, "turn 1, turn 2");
     assert!(
-        js.delete_object_store(names::CONVERSATIONS_BUCKET)
+        js.delete_object_store(names::conversations_bucket(&cluster("hub")))
             .await
             .is_err(),
-        "hub's runner deleted the conversations store"
+        "hub's runner deleted its conversations store"
     );
+    // Another cluster's conversations are out of its reach, even once they exist.
+    let prod = Bus::connect(&locked.connection("runner-prod-1"), "warroom-runner-prod-1")
+        .await
+        .expect("prod-1's runner connects");
+    prod.conversations_store(&cluster("prod-1"))
+        .await
+        .expect("prod-1's runner opens its conversations store")
+        .put("prod-1.r1", &mut "their turn".as_bytes())
+        .await
+        .expect("prod-1's runner keeps a conversation");
+    assert!(
+        hub_bus
+            .conversations_store(&cluster("prod-1"))
+            .await
+            .is_err(),
+        "hub's runner opened prod-1's conversations store"
+    );
+    let theirs = format!(
+        "$JS.API.DIRECT.GET.OBJ_{}",
+        names::conversations_bucket(&cluster("prod-1"))
+    );
+    let got = tokio::time::timeout(DENIED_TIMEOUT, hub.request(theirs.clone(), "".into())).await;
+    assert!(
+        !matches!(got, Ok(Ok(ref m)) if !m.payload.is_empty()),
+        "hub's runner read prod-1's conversations"
+    );
+    violation(&mut errors, &theirs).await;
+    prod.close(Duration::from_secs(5)).await;
 }
 
 /// A runner's consumer on its cluster's tasks, as `warroom-runner` creates it.
@@ -593,7 +621,7 @@ async fn the_pipeline_completes_a_request_with_every_component_on_its_own_creden
         .await
         .expect("prod-1's runner connects");
     let kept = runner
-        .conversations_store()
+        .conversations_store(&cluster("prod-1"))
         .await
         .expect("prod-1's runner opens the conversations store")
         .info(names::conversation_object(&cluster("prod-1"), &request(id)))

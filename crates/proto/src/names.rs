@@ -71,16 +71,24 @@ pub fn parse_heartbeat_key(key: &str) -> Option<(ClusterName, ReplicaId)> {
     ))
 }
 
-/// An object store (not a key-value bucket: a transcript outgrows NATS's 1 MiB message limit)
-/// holding the Claude Code conversations of runs that may be followed up: one object per
-/// cluster and request ([`conversation_object`]), the CLI's session transcript (its JSONL
-/// file) with the session id in the object's metadata. Any replica of the cluster's runner
-/// restores it into a fresh HOME and continues it with `claude --resume`, so nothing of a
-/// conversation has to stay on a runner's disk between turns.
+/// The object stores (not key-value buckets: a transcript outgrows NATS's 1 MiB message
+/// limit) holding the Claude Code conversations of runs that may be followed up: one store
+/// per cluster ([`conversations_bucket`]: `warroom-conversations-<cluster>`), so a runner's
+/// NATS permissions reach its own cluster's conversations only; in it one object per request
+/// ([`conversation_object`]), the CLI's session transcript (its JSONL file) with the session
+/// id in the object's metadata. Any replica of the cluster's runner restores it into a fresh
+/// HOME and continues it with `claude --resume`, so nothing of a conversation has to stay on
+/// a runner's disk between turns.
 pub const CONVERSATIONS_BUCKET: &str = "warroom-conversations";
 
-/// The object name of one conversation in [`CONVERSATIONS_BUCKET`]: `<cluster>.<request>`,
-/// cluster first as in [`task_record_key`].
+/// The conversations store of `cluster`: `warroom-conversations-<cluster>` (a cluster name is
+/// a valid bucket name part).
+pub fn conversations_bucket(cluster: &ClusterName) -> String {
+    format!("{CONVERSATIONS_BUCKET}-{cluster}")
+}
+
+/// The object name of one conversation in its cluster's store ([`conversations_bucket`]):
+/// `<cluster>.<request>`, cluster first as in [`task_record_key`].
 pub fn conversation_object(cluster: &ClusterName, request: &RequestId) -> String {
     format!("{cluster}.{request}")
 }

@@ -127,9 +127,12 @@ impl fmt::Debug for Conversations {
 }
 
 impl Conversations {
-    /// Opens the store, creating it when it does not exist.
-    pub async fn open(bus: &Bus) -> Result<Conversations> {
-        let store = bus.conversations_store().await.map_err(Error::Store)?;
+    /// Opens `cluster`'s store, creating it when it does not exist.
+    pub async fn open(bus: &Bus, cluster: &ClusterName) -> Result<Conversations> {
+        let store = bus
+            .conversations_store(cluster)
+            .await
+            .map_err(Error::Store)?;
         Ok(Conversations { store })
     }
 

@@ -717,7 +717,7 @@ impl Runner {
     ) -> Result<Option<String>, String> {
         let key = ConversationKey::new(self.cluster.clone(), request.clone());
         let restoring = async {
-            let conversations = Conversations::open(&self.bus).await?;
+            let conversations = Conversations::open(&self.bus, &self.cluster).await?;
             conversations
                 .restore(&key, &dirs.home, &dirs.transcript_cwd())
                 .await
@@ -751,7 +751,7 @@ impl Runner {
         };
         let key = ConversationKey::new(self.cluster.clone(), request.clone());
         let saving = async {
-            let conversations = Conversations::open(&self.bus).await?;
+            let conversations = Conversations::open(&self.bus, &self.cluster).await?;
             conversations
                 .save(&key, &dirs.home, &dirs.transcript_cwd(), session)
                 .await

@@ -219,15 +219,13 @@ impl Bus {
         Ok(bus)
     }
 
-    /// Creates the warroom streams that do not exist yet, and the conversations object store
-    /// ([`Bus::conversations_store`]).
+    /// Creates the warroom streams that do not exist yet.
     ///
     /// A JetStream that does not answer yet (a cluster still electing its leaders after a
     /// start or the loss of a node) is asked again with growing pauses, up to
-    /// [`STREAM_SETUP_ATTEMPTS`] times, before the error is returned. The object store comes
-    /// after the streams, from a JetStream that answered. A runner may create neither on a
-    /// locked-down server (see `warroom-admin nats-auth`): until a control-plane daemon has,
-    /// it fails at start.
+    /// [`STREAM_SETUP_ATTEMPTS`] times, before the error is returned. A runner may not create
+    /// them on a locked-down server (see `warroom-admin nats-auth`): until a control-plane
+    /// daemon has, it fails at start.
     pub async fn ensure_streams(&self) -> Result<()> {
         use crate::retry::Retryable as _;
         use async_nats::jetstream::context::CreateStreamErrorKind;
@@ -254,7 +252,6 @@ impl Bus {
                     source: e.into(),
                 })?;
         }
-        self.conversations_store().await?;
         Ok(())
     }
 
@@ -305,18 +302,21 @@ impl Bus {
         .await
     }
 
-    /// Opens the conversations object store (`names::CONVERSATIONS_BUCKET`: the Claude Code
-    /// transcripts runners keep between the turns of a conversation), creating it when it
-    /// does not exist: file storage, this bus's replicas, each object kept for
-    /// [`CONVERSATIONS_KEPT_FOR`] after its last write. Every daemon opens it with this same
-    /// configuration.
-    pub async fn conversations_store(&self) -> Result<object_store::ObjectStore> {
+    /// Opens `cluster`'s conversations object store (`names::conversations_bucket`: the
+    /// Claude Code transcripts its runners keep between the turns of a conversation),
+    /// creating it when it does not exist: file storage, this bus's replicas, each object kept
+    /// for [`CONVERSATIONS_KEPT_FOR`] after its last write. The cluster's runner creates it on
+    /// first use; its permissions reach that store and no other.
+    pub async fn conversations_store(
+        &self,
+        cluster: &warroom_proto::ClusterName,
+    ) -> Result<object_store::ObjectStore> {
         self.object_store_with(object_store::Config {
-            bucket: names::CONVERSATIONS_BUCKET.to_owned(),
-            description: Some(
-                "claude-warroom conversations, <cluster>.<request>: a Claude Code transcript"
-                    .to_owned(),
-            ),
+            bucket: names::conversations_bucket(cluster),
+            description: Some(format!(
+                "claude-warroom conversations of cluster {cluster}, <cluster>.<request>: a \
+                 Claude Code transcript"
+            )),
             max_age: CONVERSATIONS_KEPT_FOR,
             ..Default::default()
         })

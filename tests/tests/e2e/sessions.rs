@@ -112,15 +112,14 @@ async fn wait_turn(pipeline: &Pipeline, id: &str, turn: u32) -> String {
     .await
 }
 
-/// The text of every message of the model request whose last user message holds `marker`.
+/// The body of the last model request that holds `marker`: the conversation sent with it.
 fn conversation_sent_with(pipeline: &Pipeline, marker: &str) -> String {
     pipeline
         .model
         .requests()
         .into_iter()
         .map(|request| request.body.to_string())
-        .filter(|body| body.contains(marker))
-        .last()
+        .rfind(|body| body.contains(marker))
         .unwrap_or_else(|| panic!("no model request carried {marker:?}"))
 }
 

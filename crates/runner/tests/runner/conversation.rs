@@ -118,7 +118,9 @@ async fn a_conversation_continues_in_a_fresh_home_and_workspace() {
     let bus = Bus::connect(&Connection::plain(nats.url()), "conversation-test")
         .await
         .expect("bus");
-    let conversations = Conversations::open(&bus).await.expect("open the store");
+    let conversations = Conversations::open(&bus, &super::CLUSTER.parse().expect("a cluster"))
+        .await
+        .expect("open the store");
     let model = ScriptedModel::start(Script::new().with(Conversation::new(vec![
         Turn::text(FIRST_ANSWER),
         Turn::text(SECOND_ANSWER),
@@ -226,7 +228,9 @@ async fn a_missing_transcript_is_an_error_naming_it() {
     let bus = Bus::connect(&Connection::plain(nats.url()), "conversation-test")
         .await
         .expect("bus");
-    let conversations = Conversations::open(&bus).await.expect("open the store");
+    let conversations = Conversations::open(&bus, &super::CLUSTER.parse().expect("a cluster"))
+        .await
+        .expect("open the store");
     let place = Place::new();
     let err = conversations
         .save(

@@ -32,8 +32,15 @@ async fn streams_and_buckets_have_three_replicas_on_a_fresh_cluster() {
     let mut handle = js.get_stream(&bucket).await.expect("the bucket's stream");
     let info = handle.info().await.expect("bucket stream info");
     assert_eq!(info.config.num_replicas, 3, "replicas of {bucket}");
-    // The conversations object store comes with the streams.
-    let store = format!("OBJ_{}", warroom_proto::names::CONVERSATIONS_BUCKET);
+    // A cluster's conversations object store, as its runner makes it.
+    let cluster: warroom_proto::ClusterName = "hub".parse().expect("a cluster name");
+    bus.conversations_store(&cluster)
+        .await
+        .expect("the conversations store");
+    let store = format!(
+        "OBJ_{}",
+        warroom_proto::names::conversations_bucket(&cluster)
+    );
     let mut handle = js.get_stream(&store).await.expect("the store's stream");
     let info = handle.info().await.expect("store stream info");
     assert_eq!(info.config.num_replicas, 3, "replicas of {store}");
