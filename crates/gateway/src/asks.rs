@@ -50,6 +50,15 @@ impl Scanner<'_> {
             Range::Everything => blobs.keys().cloned().collect(),
         };
         paths.retain(|p| p.ends_with(".yaml") || p.ends_with(".yml"));
+        // Exactly `requests/ask/<id>/<turn>.yaml`: a deeper file would otherwise be read as a
+        // follow-up of the folder just above it.
+        paths.retain(|p| {
+            let direct = p.split('/').count() == 4;
+            if !direct {
+                warn!(file = %p, "ignoring a follow-up path that is not requests/ask/<id>/<turn>.yaml");
+            }
+            direct
+        });
         // Turn 10 after turn 9: by folder, then by the number the stem holds.
         paths.sort_by_key(|p| {
             let path = Path::new(p);

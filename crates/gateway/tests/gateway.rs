@@ -1465,6 +1465,11 @@ async fn follow_ups_go_to_the_dispatcher_only_from_the_owner_signed_and_valid() 
                 "requests/ask/r-nobody/1.yaml",
                 &follow_up("alice", "Anyone?"),
             ),
+            // Deeper than requests/ask/<id>/: not read as a follow-up of `r-ask`.
+            (
+                "requests/ask/x/r-ask/5.yaml",
+                &follow_up("alice", "Nested?"),
+            ),
         ],
         Some(&alice),
     );
