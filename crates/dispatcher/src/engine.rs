@@ -40,7 +40,9 @@ use warroom_runtime::{Bus, Delivery};
 
 use crate::Metrics;
 use crate::liveness::{Liveness, Queues, View};
-use crate::state::{Applied, CancelOutcome, FollowUpOutcome, RequestState, Step, Timeouts};
+use crate::state::{
+    Applied, CancelOutcome, FollowUpOutcome, PodStep, RequestState, Step, Timeouts,
+};
 use crate::store::{Modified, Store, Versioned};
 use crate::{Error, Result};
 
@@ -410,6 +412,7 @@ impl Engine {
                         turn, runner, at, ..
                     } => state.on_turn_started(cluster, *turn, runner, *at, now),
                     RunnerReport::TurnFinished(result) => state.on_turn_finished(result, now),
+                    RunnerReport::SessionPod(pod) => state.on_pod(pod, now),
                     RunnerReport::Progress {
                         attempt, progress, ..
                     } => {
@@ -426,6 +429,7 @@ impl Engine {
             RunnerReport::Synthesis(_) => "synthesis",
             RunnerReport::TurnStarted { .. } => "turn started",
             RunnerReport::TurnFinished(_) => "turn finished",
+            RunnerReport::SessionPod(_) => "session pod",
             RunnerReport::Progress { .. } => "progress",
         };
         let known = match modified {
@@ -502,6 +506,7 @@ impl Engine {
                             RunnerReport::TurnFinished(result) => {
                                 state.on_turn_finished(result, now)
                             }
+                            RunnerReport::SessionPod(pod) => state.on_pod(pod, now),
                             RunnerReport::Progress {
                                 attempt, progress, ..
                             } => state.on_progress(
@@ -676,6 +681,7 @@ impl Engine {
                 None
             }
             Step::Synthesize(index) => self.synthesize(state, revision, index, now).await?,
+            Step::Pod(order) => self.order_pod(state, revision, order, now).await?,
             step @ (Step::Expire { .. } | Step::ExpireTurn { .. } | Step::ExpireSynthesis(_)) => {
                 self.expire(id, step, state, revision, now).await?
             }
@@ -856,6 +862,34 @@ impl Engine {
         self.metrics.tasks_published.inc();
         info!(request = %state.id(), cluster = %cluster, turn, sequence = ack.sequence, duplicate = ack.duplicate, "follow-up turn published");
         if state.mark_turn_dispatched(index, ack.sequence, now)
+            && let Some(revision) = self.store.update(&state, revision).await?
+        {
+            return Ok(Some((state, revision)));
+        }
+        Ok(None)
+    }
+
+    /// Sends the session's pod order to its cluster's runner, then records it; the state as
+    /// stored then.
+    async fn order_pod(
+        &self,
+        mut state: RequestState,
+        revision: u64,
+        step: PodStep,
+        now: warroom_proto::Timestamp,
+    ) -> Result<Option<Versioned>> {
+        let Some(task) = state.pod_task(step) else {
+            return Ok(None);
+        };
+        let cluster = task.cluster.name.clone();
+        let dedup = state.pod_dedup(step);
+        let ack = self
+            .bus
+            .publish(&Subject::Task(cluster.clone()), Some(&dedup), &task)
+            .await?;
+        self.metrics.tasks_published.inc();
+        info!(request = %state.id(), cluster = %cluster, order = ?step, sequence = ack.sequence, duplicate = ack.duplicate, "session pod order published");
+        if state.mark_pod_ordered(step, now)
             && let Some(revision) = self.store.update(&state, revision).await?
         {
             return Ok(Some((state, revision)));

@@ -15,9 +15,9 @@ use warroom_proto::wire::{FollowUpOrder, FollowUpTurn, TurnResult};
 use warroom_proto::{
     AcceptedRequest, AnswerForm, CancelOrder, Cancellation, ClusterName, ClusterPhase, ClusterRef,
     ClusterReport, ClusterStatus, ClusterType, CoordinationMode, Denial, FieldError, Finding,
-    Notice, NoticeKind, Progress, Queued, RequestId, RequestPhase, RequestStatus, RequestSummary,
-    SessionState, SessionStatus, StatusUpdate, SynthesisPhase, SynthesisResult, SynthesisStatus,
-    Task, TaskResult, Timestamp, TurnStatus,
+    Notice, NoticeKind, PodOrder, PodPhase, PodReport, Progress, Queued, RequestId, RequestPhase,
+    RequestStatus, RequestSummary, SessionState, SessionStatus, StatusUpdate, SynthesisPhase,
+    SynthesisResult, SynthesisStatus, Task, TaskResult, Timestamp, TurnStatus,
 };
 
 use crate::config::human;
@@ -120,18 +120,50 @@ pub struct SessionRecord {
     pub ended_at: Option<Timestamp>,
     #[serde(default)]
     pub ended: Option<String>,
-    /// The pod holding the session for `kubectl exec`, once its runner made it.
+    /// The pod holding the session for `kubectl exec`, once its runner was told to make it.
     #[serde(default)]
     pub pod: Option<String>,
     /// What its runs may cost together; it ends once they cost this much.
     #[serde(default)]
     pub budget_usd: Option<f64>,
+    /// Held as a pod (`spec.exec`).
+    #[serde(default)]
+    pub exec: bool,
+    /// Where the pod is, once it was asked for.
+    #[serde(default)]
+    pub pod_phase: Option<PodPhase>,
+    #[serde(default)]
+    pub pod_error: Option<String>,
+    /// Release orders sent so far: each gets its own deduplication id, because a hold that
+    /// ran after a release makes the pod again and needs another.
+    #[serde(default)]
+    pub pod_releases: u32,
 }
 
 impl SessionRecord {
     fn is_open(&self) -> bool {
         self.ended_at.is_none()
     }
+
+    /// The pod order due now: a hold once an open session asks for its pod, a release once
+    /// the session ended and its pod may exist.
+    fn pod_order_due(&self) -> Option<PodStep> {
+        if !self.exec {
+            return None;
+        }
+        match self.pod_phase {
+            None if self.is_open() => Some(PodStep::Hold),
+            Some(PodPhase::Requested | PodPhase::Held) if !self.is_open() => Some(PodStep::Release),
+            _ => None,
+        }
+    }
+}
+
+/// Which pod order a step sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodStep {
+    Hold,
+    Release,
 }
 
 /// What became of a follow-up order.
@@ -366,6 +398,8 @@ pub enum Step {
     },
     /// The session's duration ended.
     EndSession(String),
+    /// Send the session's pod order (hold or release) to its cluster's runner.
+    Pod(PodStep),
     /// The synthesis did not come within its bound: end the request without it.
     ExpireSynthesis(String),
 }
@@ -455,6 +489,10 @@ impl RequestState {
             ended: None,
             pod: None,
             budget_usd: terms.budget_usd,
+            exec: terms.exec,
+            pod_phase: None,
+            pod_error: None,
+            pod_releases: 0,
         });
         if !terms.opening_prompt && self.phase != RequestPhase::Failed {
             for cluster in &mut self.clusters {
@@ -619,6 +657,87 @@ impl RequestState {
         Some(task)
     }
 
+    /// The session's pod order for its cluster's runner: the request's task with `pod` set.
+    pub fn pod_task(&self, step: PodStep) -> Option<Task> {
+        let session = self.session.as_ref()?;
+        let mut task = self.task_for(0)?;
+        task.prior_findings = Vec::new();
+        task.pod = Some(match step {
+            PodStep::Hold => PodOrder::Hold {
+                expires_at: session.expires_at,
+                budget_usd: session.budget_usd,
+            },
+            PodStep::Release => PodOrder::Release,
+        });
+        Some(task)
+    }
+
+    /// The deduplication id of the pod order `step`.
+    pub fn pod_dedup(&self, step: PodStep) -> String {
+        let id = self.id();
+        let cluster = self.clusters.first().map(|c| c.name.as_str()).unwrap_or("");
+        match step {
+            PodStep::Hold => format!("{id}-{cluster}-pod-hold"),
+            PodStep::Release => format!(
+                "{id}-{cluster}-pod-release-{}",
+                self.session.as_ref().map_or(0, |s| s.pod_releases) + 1
+            ),
+        }
+    }
+
+    /// Records that the pod order `step` was queued.
+    pub fn mark_pod_ordered(&mut self, step: PodStep, now: Timestamp) -> bool {
+        let pod = warroom_proto::names::session_pod_name(self.id());
+        let Some(session) = &mut self.session else {
+            return false;
+        };
+        if session.pod_order_due() != Some(step) {
+            return false;
+        }
+        session.pod = Some(pod);
+        match step {
+            PodStep::Hold => session.pod_phase = Some(PodPhase::Requested),
+            PodStep::Release => {
+                session.pod_phase = Some(PodPhase::Releasing);
+                session.pod_releases += 1;
+            }
+        }
+        self.transition(now);
+        true
+    }
+
+    /// A runner said what became of the session's pod.
+    pub fn on_pod(&mut self, report: &PodReport, now: Timestamp) -> Applied {
+        if self.clusters.first().map(|c| &c.name) != Some(&report.cluster) {
+            return Applied::UnknownCluster;
+        }
+        let Some(session) = &mut self.session else {
+            return Applied::UnknownCluster;
+        };
+        if !session.exec || session.pod_phase.is_none() {
+            return Applied::UnknownCluster;
+        }
+        let phase = match report.phase {
+            // A hold that ran after a release made the pod again: it is held, and the next
+            // step releases it once more.
+            PodPhase::Held => PodPhase::Held,
+            PodPhase::Removed => PodPhase::Removed,
+            // A failed hold leaves no pod; a failed release leaves one, which its deadline
+            // ends (the runner also deletes expired session pods by itself).
+            PodPhase::Failed => PodPhase::Failed,
+            PodPhase::Requested | PodPhase::Releasing => return Applied::Unchanged,
+        };
+        let error = report.error.as_deref().map(|e| truncate(e, 4096));
+        if session.pod_phase == Some(phase) && session.pod_error == error {
+            return Applied::Unchanged;
+        }
+        session.pod_phase = Some(phase);
+        session.pod_error = error;
+        session.pod = Some(report.pod.clone());
+        self.transition(now);
+        Applied::Changed
+    }
+
     /// Records that the turn at `index` was queued (with its stream sequence).
     pub fn mark_turn_dispatched(&mut self, index: usize, sequence: u64, now: Timestamp) -> bool {
         match self.turns.get_mut(index) {
@@ -761,6 +880,11 @@ impl RequestState {
                 "its budget of ${budget:.2} was spent (${:.2})",
                 self.session_cost()
             )));
+        }
+        if self.phase != RequestPhase::Rejected
+            && let Some(order) = self.session.as_ref().and_then(SessionRecord::pod_order_due)
+        {
+            return Some(Step::Pod(order));
         }
         if let Some(timeouts) = timeouts {
             let request_timeout =
@@ -931,6 +1055,10 @@ impl RequestState {
         !self.phase.is_final()
             || self.published_revision < self.revision
             || self.turns.iter().any(|t| !t.phase.is_final())
+            || self.session.as_ref().is_some_and(|s| {
+                s.pod_order_due().is_some()
+                    || matches!(s.pod_phase, Some(PodPhase::Requested | PodPhase::Releasing))
+            })
     }
 
     /// What is due next at `now`, or `None` when the request waits for a runner (or is done).
@@ -1256,6 +1384,7 @@ impl RequestState {
             prior_findings,
             synthesis: None,
             follow_up: None,
+            pod: None,
         })
     }
 
@@ -1565,6 +1694,8 @@ impl RequestState {
             .unwrap_or(u32::MAX),
             cost_usd: cost,
             pod: session.pod.clone(),
+            pod_phase: session.pod_phase,
+            pod_error: session.pod_error.clone(),
         }
     }
 
@@ -2041,6 +2172,9 @@ pub(crate) mod tests {
                 }
                 Step::EndSession(why) => {
                     state.end_session(why, now);
+                }
+                Step::Pod(order) => {
+                    state.mark_pod_ordered(*order, now);
                 }
                 Step::ExpireSynthesis(error) => {
                     state.expire_synthesis(error, now);

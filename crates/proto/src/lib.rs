@@ -33,17 +33,17 @@ pub use request::{
 };
 pub use session::SessionRequest;
 pub use status::{
-    AnswerForm, Cancellation, ClusterPhase, ClusterStatus, Notice, NoticeKind, Progress, Queued,
-    RequestPhase, RequestStatus, SessionState, SessionStatus, SynthesisPhase, SynthesisStatus,
-    TurnStatus, Verification,
+    AnswerForm, Cancellation, ClusterPhase, ClusterStatus, Notice, NoticeKind, PodPhase, Progress,
+    Queued, RequestPhase, RequestStatus, SessionState, SessionStatus, SynthesisPhase,
+    SynthesisStatus, TurnStatus, Verification,
 };
 pub use strategy::{Strategy, strategies};
 pub use validate::{FieldError, ValidatedRequest, ValidationErrors, parse_request};
 pub use wire::{
     AcceptedRequest, AuditEvent, AuditKind, CancelOrder, ClusterReport, Denial, Finding,
-    FollowUpOrder, FollowUpTurn, GatewayMessage, Inbound, Outcome, PublisherInput, RequestNotice,
-    RequestSummary, RunnerHeartbeat, RunnerReport, SessionTerms, StatusUpdate, SynthesisResult,
-    Task, TaskRecord, TaskResult, TurnResult, Undecodable,
+    FollowUpOrder, FollowUpTurn, GatewayMessage, Inbound, Outcome, PodOrder, PodReport,
+    PublisherInput, RequestNotice, RequestSummary, RunnerHeartbeat, RunnerReport, SessionTerms,
+    StatusUpdate, SynthesisResult, Task, TaskRecord, TaskResult, TurnResult, Undecodable,
 };
 
 /// The `apiVersion` of every request file this version understands.

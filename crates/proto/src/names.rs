@@ -93,6 +93,56 @@ pub fn conversation_object(cluster: &ClusterName, request: &RequestId) -> String
     format!("{cluster}.{request}")
 }
 
+/// The Kubernetes object name of request `id` with `prefix`: `<prefix>-<id>` when the id is a
+/// valid name in lowercase, else the id lowercased with `_` as `-` and a hash of the exact id
+/// appended, so that two ids differing only in case or `_` never share an object (a request
+/// id may hold uppercase letters and `_` and end with `-`; a name is DNS-1123: lowercase,
+/// `-`, ending alphanumeric). A request id has at most 128 characters, so the name stays
+/// well within the 253 of an object name.
+pub fn kube_name(prefix: &str, id: &RequestId) -> String {
+    let id = id.as_str();
+    let clean = id
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && id.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if clean {
+        return format!("{prefix}-{id}");
+    }
+    let lowered: String = id
+        .chars()
+        .map(|c| match c {
+            '_' => '-',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect();
+    format!("{prefix}-{lowered}-{}", short_hash(id))
+}
+
+/// The request id as a Kubernetes label value (at most 63 characters, alphanumeric at both
+/// ends): the id itself when it is one, else its first 54 characters and a hash. The exact id
+/// goes into an annotation beside it.
+pub fn kube_label_value(id: &RequestId) -> String {
+    let id = id.as_str();
+    if id.len() <= 63 && id.ends_with(|c: char| c.is_ascii_alphanumeric()) {
+        return id.to_owned();
+    }
+    let head: String = id.chars().take(54).collect();
+    format!("{}-{}", head.trim_end_matches(['-', '_']), short_hash(id))
+}
+
+fn short_hash(text: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    hex::encode(&digest[..4])
+}
+
+/// The pod holding session `id` for `kubectl exec` (`spec.exec`), in its runner's namespace:
+/// `warroom-session-<id>` ([`kube_name`]). Known before the pod exists, so a release finds it
+/// whichever replica made it.
+pub fn session_pod_name(id: &RequestId) -> String {
+    kube_name("warroom-session", id)
+}
+
 /// The durable consumer of the dispatcher on [`Stream::Requests`].
 pub const DISPATCHER_REQUESTS_CONSUMER: &str = "dispatcher-requests";
 /// The durable consumer of the dispatcher on [`Stream::Results`].

@@ -191,9 +191,44 @@ pub struct SessionStatus {
     pub turns: u32,
     /// What every run of the session cost so far, in US dollars.
     pub cost_usd: f64,
-    /// The pod holding the session for `kubectl exec`, when it was asked for (`spec.exec`).
+    /// The pod holding the session for `kubectl exec`, when it was asked for (`spec.exec`):
+    /// `kubectl exec -it <pod> -c session -- claude` in the runner's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// Where the pod is: requested, held, failed (see `pod_error`), releasing, removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_phase: Option<PodPhase>,
+    /// Why the pod could not be held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_error: Option<String>,
+}
+
+/// Where a session's pod is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PodPhase {
+    /// Its runner was told to make it.
+    Requested,
+    /// It exists: engineers with `pods/exec` in the runner's namespace can exec into it.
+    Held,
+    /// It could not be made (`pod_error` says why).
+    Failed,
+    /// The session ended; its runner was told to delete it.
+    Releasing,
+    /// It was deleted.
+    Removed,
+}
+
+impl PodPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodPhase::Requested => "requested",
+            PodPhase::Held => "held",
+            PodPhase::Failed => "failed",
+            PodPhase::Releasing => "releasing",
+            PodPhase::Removed => "removed",
+        }
+    }
 }
 
 /// Whether a session takes questions.

@@ -13,7 +13,9 @@ use crate::Timestamp;
 use crate::ids::{ClusterName, ReplicaId, RequestId, ResultsDir};
 use crate::report::{CheckedReport, RunFacts};
 use crate::request::{ClusterRef, CoordinationMode, Issue, Tool, TroubleshootingRequest};
-use crate::status::{Cancellation, ClusterPhase, Notice, Progress, RequestStatus, Verification};
+use crate::status::{
+    Cancellation, ClusterPhase, Notice, PodPhase, Progress, RequestStatus, Verification,
+};
 use crate::synthesis::{CheckedSynthesis, SynthesisInput};
 
 /// An accepted request, as the gateway publishes it.
@@ -149,6 +151,28 @@ pub struct Task {
     /// investigation. Its reports are `TurnStarted` and `TurnFinished`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow_up: Option<FollowUpTurn>,
+    /// Set on a session's pod order (`spec.exec`): the runner holds (creates) or releases
+    /// (deletes) the session's pod ([`crate::names::session_pod_name`]) instead of running
+    /// anything. Its report is a [`RunnerReport::SessionPod`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodOrder>,
+}
+
+/// What a runner is to do with a session's pod.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum PodOrder {
+    /// Create the pod, to live until `expires_at` (the session's end) and no longer: a hold
+    /// that arrives after it is refused, and the pod's own deadline ends it there.
+    Hold {
+        #[serde(with = "time::serde::rfc3339")]
+        expires_at: Timestamp,
+        /// What the pod's model calls may cost together (the session's budget).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        budget_usd: Option<f64>,
+    },
+    /// Delete the pod (the session ended); a pod already gone is released too.
+    Release,
 }
 
 /// The question of a follow-up turn, as its task carries it.
@@ -224,6 +248,24 @@ pub enum RunnerReport {
     },
     /// A follow-up turn ended; its answer went to the publisher as a `turn_answer` event.
     TurnFinished(TurnResult),
+    /// What became of a session's pod: held, removed, or not made (with the reason).
+    SessionPod(PodReport),
+}
+
+/// A runner's word about a session's pod.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodReport {
+    pub request_id: RequestId,
+    pub cluster: ClusterName,
+    /// The pod's name.
+    pub pod: String,
+    /// `held`, `removed` or `failed`.
+    pub phase: PodPhase,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
 }
 
 /// How a follow-up turn ended.
@@ -633,6 +675,7 @@ impl RunnerReport {
                 ..
             } => (request_id, cluster),
             RunnerReport::TurnFinished(result) => (&result.request_id, &result.cluster),
+            RunnerReport::SessionPod(report) => (&report.request_id, &report.cluster),
             RunnerReport::Progress {
                 request_id,
                 cluster,

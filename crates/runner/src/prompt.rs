@@ -219,6 +219,7 @@ mod tests {
             prior_findings: Vec::new(),
             synthesis: None,
             follow_up: None,
+            pod: None,
         }
     }
 

@@ -220,7 +220,8 @@ impl Harness {
                     | RunnerReport::Progress { .. }
                     | RunnerReport::Synthesis(_)
                     | RunnerReport::TurnStarted { .. }
-                    | RunnerReport::TurnFinished(_) => None,
+                    | RunnerReport::TurnFinished(_)
+                    | RunnerReport::SessionPod(_) => None,
                 })
         })
         .await
@@ -237,7 +238,8 @@ impl Harness {
                 | RunnerReport::Progress { .. }
                 | RunnerReport::Synthesis(_)
                 | RunnerReport::TurnStarted { .. }
-                | RunnerReport::TurnFinished(_) => None,
+                | RunnerReport::TurnFinished(_)
+                | RunnerReport::SessionPod(_) => None,
             })
             .collect()
     }
@@ -401,6 +403,7 @@ fn task(request: &str, timeout_secs: u64) -> Task {
         prior_findings: Vec::new(),
         synthesis: None,
         follow_up: None,
+        pod: None,
     }
 }
 

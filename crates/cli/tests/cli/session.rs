@@ -432,6 +432,8 @@ fn status_shows_the_session_and_each_turn() {
         turns: 2,
         cost_usd: 0.42,
         pod: None,
+        pod_phase: None,
+        pod_error: None,
     });
     let turn = |turn: u32, phase: ClusterPhase| TurnStatus {
         turn,

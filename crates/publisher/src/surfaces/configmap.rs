@@ -17,10 +17,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use sha2::Digest as _;
+
 use time::format_description::well_known::Rfc3339;
 use tracing::{debug, error, info, warn};
-use warroom_proto::{RequestId, RequestStatus};
+use warroom_proto::{RequestId, RequestStatus, names};
 use warroom_runtime::Bus;
 use warroom_runtime::config::Problems;
 use warroom_runtime::shutdown::CancellationToken;
@@ -375,44 +375,14 @@ fn data(status: &RequestStatus, max_bytes: usize) -> (BTreeMap<String, String>, 
     )
 }
 
-/// The ConfigMap's name: `warroom-<id>` when the id is a valid name in lowercase, else the
-/// id lowercased with `_` as `-` and a hash of the exact id appended, so that two ids
-/// differing only in case or `_` never share a ConfigMap (a request id may hold uppercase
-/// letters and `_` and end with `-`; a name is DNS-1123: lowercase, `-`, ending
-/// alphanumeric).
+/// The ConfigMap's name: `warroom-<id>` ([`names::kube_name`]).
 pub fn name(id: &RequestId) -> String {
-    let id = id.as_str();
-    let clean = id
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && id.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if clean {
-        return format!("warroom-{id}");
-    }
-    let lowered: String = id
-        .chars()
-        .map(|c| match c {
-            '_' => '-',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect();
-    format!("warroom-{lowered}-{}", short_hash(id))
+    names::kube_name("warroom", id)
 }
 
-/// The request id as a label value (at most 63 characters, alphanumeric at both ends): the
-/// id itself when it is one, else its first 54 characters and a hash.
+/// The request id as a label value ([`names::kube_label_value`]).
 pub fn label_value(id: &RequestId) -> String {
-    let id = id.as_str();
-    if id.len() <= 63 && id.ends_with(|c: char| c.is_ascii_alphanumeric()) {
-        return id.to_owned();
-    }
-    let head: String = id.chars().take(54).collect();
-    format!("{}-{}", head.trim_end_matches(['-', '_']), short_hash(id))
-}
-
-fn short_hash(text: &str) -> String {
-    let digest = sha2::Sha256::digest(text.as_bytes());
-    hex::encode(&digest[..4])
+    names::kube_label_value(id)
 }
 
 /// A DNS-1123 label: what a namespace name must be.
