@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use warroom_proto::{RequestStatus, SessionState, SessionStatus, Timestamp, TurnStatus};
+use warroom_proto::{PodPhase, RequestStatus, SessionState, SessionStatus, Timestamp, TurnStatus};
 
 use crate::results::Target;
 
@@ -165,6 +165,9 @@ pub(crate) fn render(status: &RequestStatus, dir: &str, rev: &str, now: Timestam
     }
     if let Some(session) = &status.session {
         let _ = writeln!(out, "session   {}", session_line(session, now));
+        if let Some(pod) = pod_line(session) {
+            let _ = writeln!(out, "pod       {pod}");
+        }
     }
 
     if !status.clusters.is_empty() {
@@ -241,11 +244,7 @@ fn session_line(session: &SessionStatus, now: Timestamp) -> String {
             } else {
                 "its time is up".to_owned()
             };
-            let mut line = format!("open, {left}, {figures}");
-            if let Some(pod) = &session.pod {
-                let _ = write!(line, ", pod {}", printable(pod));
-            }
-            line
+            format!("open, {left}, {figures}")
         }
         // Why it ended is the secure zone's text, naming whoever stopped it.
         SessionState::Ended => match &session.ended {
@@ -253,6 +252,28 @@ fn session_line(session: &SessionStatus, now: Timestamp) -> String {
             None => format!("ended ({figures})"),
         },
     }
+}
+
+/// The session's pod in a line: `warroom-session-x held: kubectl exec -it warroom-session-x
+/// -c session -- claude`, or where it is and why it failed.
+fn pod_line(session: &SessionStatus) -> Option<String> {
+    let phase = session.pod_phase?;
+    let pod = session.pod.as_deref().map(printable).unwrap_or_default();
+    Some(match phase {
+        PodPhase::Held if session.state == SessionState::Open => format!(
+            "{pod} held: kubectl exec -it {pod} -c session -- claude \
+             (in the runner's namespace)"
+        ),
+        PodPhase::Failed => format!(
+            "{pod} failed: {}",
+            session
+                .pod_error
+                .as_deref()
+                .map(printable)
+                .unwrap_or_default()
+        ),
+        phase => format!("{pod} {}", phase.as_str()),
+    })
 }
 
 /// One line per follow-up turn, `turn 2  prod-1  completed  turn-2.md`, the clusters and

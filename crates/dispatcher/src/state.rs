@@ -733,7 +733,6 @@ impl RequestState {
         }
         session.pod_phase = Some(phase);
         session.pod_error = error;
-        session.pod = Some(report.pod.clone());
         self.transition(now);
         Applied::Changed
     }
@@ -3144,16 +3143,139 @@ pub(crate) mod tests {
     }
 
     fn session(opening_prompt: bool) -> RequestState {
+        session_held(opening_prompt, false)
+    }
+
+    fn session_held(opening_prompt: bool, exec: bool) -> RequestState {
         let mut accepted = request(&["hub"], None).accepted;
         accepted.session = Some(warroom_proto::SessionTerms {
             duration_secs: 3600,
             opening_prompt,
-            exec: false,
+            exec,
             budget_usd: Some(0.25),
         });
         let mut state = RequestState::new(accepted, at(0));
         state.published_revision = state.revision;
         state
+    }
+
+    fn pod_report(phase: PodPhase, error: Option<&str>) -> PodReport {
+        PodReport {
+            request_id: "r-1".parse().expect("an id"),
+            cluster: name("hub"),
+            pod: "whatever-the-runner-says".to_owned(),
+            phase,
+            error: error.map(str::to_owned),
+            at: at(2),
+        }
+    }
+
+    fn pod_of(state: &RequestState) -> (Option<String>, Option<PodPhase>, Option<String>) {
+        let session = state.snapshot().status.session.expect("a session");
+        (session.pod, session.pod_phase, session.pod_error)
+    }
+
+    #[test]
+    fn a_session_held_as_a_pod_orders_it_at_the_start_and_releases_it_at_the_end() {
+        let mut state = session_held(false, true);
+        let steps = settle_in(&mut state, at(1), &LIVE);
+        assert_eq!(steps, vec![Step::Pod(PodStep::Hold), Step::PublishStatus]);
+        let hold = state.pod_task(PodStep::Hold).expect("a task");
+        assert_eq!(
+            hold.pod,
+            Some(PodOrder::Hold {
+                expires_at: at(3600),
+                budget_usd: Some(0.25)
+            })
+        );
+        assert_eq!(hold.cluster.name, name("hub"));
+        let pod = warroom_proto::names::session_pod_name(state.id());
+        assert_eq!(
+            pod_of(&state),
+            (Some(pod.clone()), Some(PodPhase::Requested), None)
+        );
+        // Ordered once: nothing more is due while the session is open.
+        assert_eq!(settle_in(&mut state, at(2), &LIVE), Vec::new());
+
+        assert_eq!(
+            state.on_pod(&pod_report(PodPhase::Held, None), at(3)),
+            Applied::Changed
+        );
+        assert_eq!(
+            state.on_pod(&pod_report(PodPhase::Held, None), at(4)),
+            Applied::Unchanged
+        );
+        // The name is the dispatcher's own, whatever a report says.
+        assert_eq!(
+            pod_of(&state),
+            (Some(pod.clone()), Some(PodPhase::Held), None)
+        );
+        assert!(state.is_active());
+
+        // Stopped: the release goes out, and the request stays active until it is removed.
+        state.cancel(&order("v9"), at(20));
+        let steps = settle_in(&mut state, at(21), &LIVE);
+        assert!(steps.contains(&Step::Pod(PodStep::Release)), "{steps:?}");
+        assert_eq!(
+            state.pod_task(PodStep::Release).expect("a task").pod,
+            Some(PodOrder::Release)
+        );
+        assert_eq!(state.phase, RequestPhase::Completed);
+        assert_eq!(pod_of(&state).1, Some(PodPhase::Releasing));
+        assert!(state.is_active());
+        let first_release = state.pod_dedup(PodStep::Release);
+        // A hold that ran after the release made the pod again: it is released once more,
+        // under a new deduplication id.
+        state.on_pod(&pod_report(PodPhase::Held, None), at(22));
+        let steps = settle_in(&mut state, at(23), &LIVE);
+        assert!(steps.contains(&Step::Pod(PodStep::Release)), "{steps:?}");
+        assert_ne!(state.pod_dedup(PodStep::Release), first_release);
+        state.on_pod(&pod_report(PodPhase::Removed, None), at(24));
+        settle_in(&mut state, at(25), &LIVE);
+        assert_eq!(pod_of(&state).1, Some(PodPhase::Removed));
+        assert!(!state.is_active());
+    }
+
+    #[test]
+    fn a_pod_that_could_not_be_held_says_why_and_is_not_released() {
+        let mut state = session_held(false, true);
+        settle_in(&mut state, at(1), &LIVE);
+        let why = "this cluster's runner does not hold session pods";
+        assert_eq!(
+            state.on_pod(&pod_report(PodPhase::Failed, Some(why)), at(2)),
+            Applied::Changed
+        );
+        assert_eq!(pod_of(&state).2.as_deref(), Some(why));
+        // The session stays open for follow-ups through git.
+        assert_eq!(state.phase, RequestPhase::Running);
+        let steps = settle_in(&mut state, at(3600), &LIVE);
+        assert!(!steps.contains(&Step::Pod(PodStep::Release)), "{steps:?}");
+        assert!(!state.is_active());
+    }
+
+    #[test]
+    fn pods_are_ordered_only_for_sessions_that_ask_and_reports_for_others_are_ignored() {
+        let mut plain = session(false);
+        let steps = settle_in(&mut plain, at(1), &LIVE);
+        assert!(
+            !steps.iter().any(|s| matches!(s, Step::Pod(_))),
+            "{steps:?}"
+        );
+        assert_eq!(
+            plain.on_pod(&pod_report(PodPhase::Held, None), at(2)),
+            Applied::UnknownCluster
+        );
+        let mut held = session_held(true, true);
+        settle_in(&mut held, at(1), &LIVE);
+        let mut other = pod_report(PodPhase::Held, None);
+        other.cluster = name("prod-1");
+        assert_eq!(held.on_pod(&other, at(2)), Applied::UnknownCluster);
+        // A first question runs beside the pod.
+        assert!(
+            held.clusters[0].phase == ClusterPhase::Dispatched,
+            "{:?}",
+            held.clusters[0].phase
+        );
     }
 
     #[test]

@@ -609,16 +609,6 @@ impl Scanner<'_> {
 
     /// `--allowed-clusters`' objections to the request's target clusters.
     fn allowed(&self, request: &ValidatedRequest) -> Vec<FieldError> {
-        if request.session.as_ref().is_some_and(|s| s.exec) {
-            // Said plainly rather than ignored: the engineer would wait for a pod.
-            return vec![FieldError {
-                field: "spec.exec".to_owned(),
-                message: "this secure zone does not hold session pods for `kubectl exec` \
-                          (the `session-exec` component is not built yet); open the session \
-                          without --exec and ask with `claude-warroom session ask`"
-                    .to_owned(),
-            }];
-        }
         if self.allowed_clusters.is_empty() {
             return Vec::new();
         }

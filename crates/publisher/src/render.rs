@@ -13,7 +13,7 @@ use warroom_proto::synthesis::{CheckedCitation, CheckedSynthesis};
 use warroom_proto::wire::Redacted;
 use warroom_proto::{
     AnswerForm, CheckedEvidence, CheckedReport, ClusterPhase, ClusterReport, ClusterStatus,
-    RequestPhase, RequestStatus, RequestSummary, SynthesisPhase, Tokens,
+    PodPhase, RequestPhase, RequestStatus, RequestSummary, SynthesisPhase, Tokens,
 };
 use warroom_proto::{AuditEvent, AuditKind};
 
@@ -516,8 +516,28 @@ fn push_turns(out: &mut String, status: &RequestStatus) {
             session.turns,
             cost(Some(session.cost_usd))
         );
-        if let Some(pod) = &session.pod {
-            let _ = writeln!(out, "\nHeld as the pod {} for `kubectl exec`.", code(pod));
+        if let (Some(pod), Some(phase)) = (&session.pod, session.pod_phase) {
+            let _ = match phase {
+                PodPhase::Held if session.ended_at.is_none() => writeln!(
+                    out,
+                    "\nHeld as the pod {} in the runner's namespace: `kubectl exec -it {} -c \
+                     session -- claude`.",
+                    code(pod),
+                    cell(pod)
+                ),
+                PodPhase::Failed => writeln!(
+                    out,
+                    "\nThe pod {} could not be held: {}",
+                    code(pod),
+                    cell(session.pod_error.as_deref().unwrap_or("no reason given"))
+                ),
+                phase => writeln!(
+                    out,
+                    "\nThe session's pod {} is {}.",
+                    code(pod),
+                    phase.as_str()
+                ),
+            };
         }
     }
     if status.turns.is_empty() {

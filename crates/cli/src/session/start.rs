@@ -65,8 +65,10 @@ pub struct Args {
     pub namespace: Option<String>,
 
     /// Also hold the session as a pod that an engineer on a secure admin workstation can
-    /// `kubectl exec` into. Not held by this version's secure zone yet: it rejects the file
-    /// (`spec.exec`), saying so.
+    /// `kubectl exec` into: `kubectl exec -it <pod> -c session -- claude`, under the same guard
+    /// and model proxy as every run. The pod's name appears in `status` once it is held; it is
+    /// removed when the session ends. Needs the cluster's runner deployed with the
+    /// `session-exec` component; without it the status says so (`session.pod_error`).
     #[arg(long)]
     pub exec: bool,
 
