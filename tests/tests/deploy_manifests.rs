@@ -610,15 +610,29 @@ fn project_problems(project: &Value, renderings: &[(String, Vec<Value>)]) -> Vec
                     "{what}: {k} {n} (group `{group}`) is not allowed by the project"
                 ));
             }
+            // Argo CD syncs a namespaced object only into a namespace of a destination.
+            if let Some(namespace) = str_at(doc, &["metadata", "namespace"])
+                && !seq_at(project, &["spec", "destinations"])
+                    .iter()
+                    .any(|d| str_at(d, &["namespace"]) == Some(namespace))
+            {
+                found.push(format!(
+                    "{what}: {k} {n} is in namespace {namespace}, which no destination names"
+                ));
+            }
         }
     }
     for (i, destination) in seq_at(project, &["spec", "destinations"])
         .iter()
         .enumerate()
     {
-        if str_at(destination, &["namespace"]) != Some("claude-warroom") {
+        if !matches!(
+            str_at(destination, &["namespace"]),
+            Some("claude-warroom" | "claude-warroom-sessions")
+        ) {
             found.push(format!(
-                "spec.destinations[{i}] is not the claude-warroom namespace"
+                "spec.destinations[{i}] is neither the claude-warroom namespace nor \
+                 claude-warroom-sessions"
             ));
         }
     }

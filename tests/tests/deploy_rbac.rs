@@ -4,8 +4,8 @@
 //! exec/attach/port-forward/token subresources, no aggregation, and no resource whose objects
 //! embed credentials (Secrets, machineconfigs, routes, OAuth clients and tokens, ...): what the
 //! agent reads reaches the model. Every kept rule has a `# reason:` comment in rbac.yaml. The opt-in
-//! `deploy/components/session-exec` is the only place `pods/exec` may appear, and no default
-//! overlay may contain it.
+//! `deploy/components/session-exec` is the only place `pods/exec` and pod writes may appear, as
+//! Roles of the session pods' own namespace, and no default overlay may contain it.
 
 mod deploy_common;
 
@@ -38,15 +38,20 @@ const FORBIDDEN_RESOURCES: &[&str] = &[
     "oauthauthorizetokens",
     "useroauthaccesstokens",
 ];
-/// The opt-in component's role: the one role allowed `pods/exec`, and only that.
-const SESSION_EXEC_ROLE: &str = "warroom-runner-session-exec";
+/// The opt-in component's Role for engineers: the one role allowed `pods/exec`.
+const SESSION_EXEC_ROLE: &str = "warroom-session-exec";
+/// The opt-in component's Role for the runner: the one role allowed to create and delete pods.
+const SESSION_PODS_ROLE: &str = "warroom-runner-session-pods";
+/// Where session pods live, and the only namespace those two Roles may be in.
+const SESSION_NAMESPACE: &str = "claude-warroom-sessions";
 
 /// What the checker allows beyond reading.
 #[derive(Clone, Copy, PartialEq)]
 enum Allow {
     /// Default overlays: read-only, nothing else.
     ReadOnly,
-    /// Overlays with the session-exec component: its role may grant create/get on pods/exec.
+    /// Overlays with the session-exec component: its Roles, in the session namespace, may
+    /// grant create/get on pods/exec (engineers) and create/delete on pods (the runner).
     SessionExec,
 }
 
@@ -81,7 +86,14 @@ fn violations(docs: &[Value], allow: Allow) -> Vec<String> {
                 "{role}: aggregationRule pulls in rules from other roles"
             ));
         }
-        let exec_allowed = allow == Allow::SessionExec && name == SESSION_EXEC_ROLE;
+        let in_sessions = kind == "Role"
+            && doc
+                .get("metadata")
+                .and_then(|m| m.get("namespace"))
+                .and_then(Value::as_str)
+                == Some(SESSION_NAMESPACE);
+        let exec_allowed = allow == Allow::SessionExec && in_sessions && name == SESSION_EXEC_ROLE;
+        let pods_allowed = allow == Allow::SessionExec && in_sessions && name == SESSION_PODS_ROLE;
         let rules = doc
             .get("rules")
             .and_then(Value::as_sequence)
@@ -116,9 +128,12 @@ fn violations(docs: &[Value], allow: Allow) -> Vec<String> {
                 let exec_verb = exec_allowed
                     && resources.iter().all(|r| r == "pods/exec")
                     && (lower == "create" || lower == "get");
+                let pod_verb = pods_allowed
+                    && resources.iter().all(|r| r == "pods")
+                    && (lower == "create" || lower == "delete");
                 if lower.contains('*') {
                     found.push(format!("{at}: wildcard verb `{verb}`"));
-                } else if !READ_VERBS.contains(&lower.as_str()) && !exec_verb {
+                } else if !READ_VERBS.contains(&lower.as_str()) && !exec_verb && !pod_verb {
                     found.push(format!("{at}: write or special verb `{verb}`"));
                 }
             }
@@ -207,10 +222,12 @@ fn runner_env(docs: &[Value], name: &str) -> Option<String> {
 }
 
 #[test]
-fn session_exec_is_opt_in_and_grants_only_exec() {
+fn session_exec_is_opt_in_and_grants_only_what_session_pods_need() {
     let example = workspace_root().join("deploy/runner/examples/hub-with-session-exec");
     let docs = render(&example);
-    assert!(roles(&docs).contains(&SESSION_EXEC_ROLE.to_string()));
+    let roles = roles(&docs);
+    assert!(roles.contains(&SESSION_EXEC_ROLE.to_string()), "{roles:?}");
+    assert!(roles.contains(&SESSION_PODS_ROLE.to_string()), "{roles:?}");
     // With the component allowed, nothing else slips in.
     let found = violations(&docs, Allow::SessionExec);
     assert!(
@@ -219,20 +236,112 @@ fn session_exec_is_opt_in_and_grants_only_exec() {
         example.display(),
         found.join("\n")
     );
-    // Judged as a default overlay, the exec grant is exactly what is flagged.
+    // Judged as a default overlay, exactly the two Roles' grants are flagged.
     let found = violations(&docs, Allow::ReadOnly);
-    assert!(
-        !found.is_empty(),
-        "the session-exec component grants no exec any more"
-    );
     for line in &found {
         assert!(
-            line.contains(SESSION_EXEC_ROLE),
-            "only the session-exec role may be flagged, got: {line}"
+            line.contains(SESSION_EXEC_ROLE) || line.contains(SESSION_PODS_ROLE),
+            "only the session Roles may be flagged, got: {line}"
         );
     }
     assert!(found.iter().any(|l| l.contains("`pods/exec`")), "{found:?}");
-    assert!(found.iter().any(|l| l.contains("`create`")), "{found:?}");
+    assert!(found.iter().any(|l| l.contains("`delete`")), "{found:?}");
+
+    // The runner's ServiceAccount never gets exec: it is bound to reading and to the pods of
+    // the session namespace.
+    let runner_roles = bound_roles(&docs, "warroom-runner");
+    assert_eq!(
+        runner_roles,
+        vec![
+            (
+                "ClusterRole".to_owned(),
+                "warroom-runner-read".to_owned(),
+                None
+            ),
+            (
+                "Role".to_owned(),
+                SESSION_PODS_ROLE.to_owned(),
+                Some(SESSION_NAMESPACE.to_owned())
+            ),
+        ]
+    );
+    // The pods' own ServiceAccount reads, exactly as a run does.
+    assert_eq!(
+        bound_roles(&docs, "warroom-session"),
+        vec![(
+            "ClusterRole".to_owned(),
+            "warroom-runner-read".to_owned(),
+            None
+        )]
+    );
+    // The runner makes its pods where the Roles are, from its own image.
+    assert_eq!(
+        runner_env(&docs, "WARROOM_SESSION_NAMESPACE").as_deref(),
+        Some(SESSION_NAMESPACE)
+    );
+    assert_eq!(
+        runner_env(&docs, "WARROOM_SESSION_PODS").as_deref(),
+        Some("true")
+    );
+    let image = docs
+        .iter()
+        .find(|d| d.get("kind").and_then(Value::as_str) == Some("StatefulSet"))
+        .and_then(|d| d["spec"]["template"]["spec"]["containers"][0]["image"].as_str())
+        .map(str::to_owned);
+    assert!(image.is_some());
+    assert_eq!(runner_env(&docs, "WARROOM_SESSION_IMAGE"), image);
+    // Nothing reaches a session pod.
+    let policy = docs
+        .iter()
+        .find(|d| {
+            d.get("kind").and_then(Value::as_str) == Some("NetworkPolicy")
+                && d["metadata"]["namespace"].as_str() == Some(SESSION_NAMESPACE)
+        })
+        .expect("a NetworkPolicy for the session pods");
+    assert_eq!(
+        policy["spec"]["ingress"].as_sequence().map(Vec::len),
+        Some(0)
+    );
+    assert!(
+        policy["spec"]["policyTypes"]
+            .as_sequence()
+            .is_some_and(|t| t.iter().any(|t| t.as_str() == Some("Ingress"))),
+        "{policy:?}"
+    );
+}
+
+/// The roles bound to ServiceAccount `account`: (kind, name, namespace of the binding for a
+/// RoleBinding), sorted.
+fn bound_roles(docs: &[Value], account: &str) -> Vec<(String, String, Option<String>)> {
+    let mut bound: Vec<(String, String, Option<String>)> = docs
+        .iter()
+        .filter(|d| {
+            matches!(
+                d.get("kind").and_then(Value::as_str),
+                Some("RoleBinding" | "ClusterRoleBinding")
+            )
+        })
+        .filter(|d| {
+            d["subjects"].as_sequence().is_some_and(|subjects| {
+                subjects.iter().any(|s| {
+                    s["kind"].as_str() == Some("ServiceAccount")
+                        && s["name"].as_str() == Some(account)
+                })
+            })
+        })
+        .map(|d| {
+            let namespace = (d["kind"].as_str() == Some("RoleBinding"))
+                .then(|| d["metadata"]["namespace"].as_str().map(str::to_owned))
+                .flatten();
+            (
+                d["roleRef"]["kind"].as_str().unwrap_or_default().to_owned(),
+                d["roleRef"]["name"].as_str().unwrap_or_default().to_owned(),
+                namespace,
+            )
+        })
+        .collect();
+    bound.sort();
+    bound
 }
 
 #[test]
