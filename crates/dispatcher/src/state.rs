@@ -81,6 +81,10 @@ pub struct TurnState {
     /// The phase last written to the turn's record (`names::turn_record_key`).
     #[serde(default)]
     pub recorded: Option<ClusterPhase>,
+    /// Cancelled while it ran (its session ended): its runner's report, when it comes, still
+    /// brings what the run cost.
+    #[serde(default)]
+    pub awaiting_report: bool,
 }
 
 impl TurnState {
@@ -568,6 +572,7 @@ impl RequestState {
             resumed: None,
             error: None,
             recorded: None,
+            awaiting_report: false,
         });
         self.transition(now);
         FollowUpOutcome::Added
@@ -790,7 +795,15 @@ impl RequestState {
             return Applied::UnknownCluster;
         };
         if state.phase.is_final() {
-            return Applied::AlreadyFinal;
+            if !state.awaiting_report {
+                return Applied::AlreadyFinal;
+            }
+            // Cancelled while it ran: it stays cancelled, with what it cost.
+            state.awaiting_report = false;
+            state.cost_usd = Some(result.cost_usd);
+            state.resumed = Some(result.resumed);
+            self.transition(now);
+            return Applied::Changed;
         }
         state.phase = result.outcome.phase();
         state.finished_at = Some(result.finished_at);
@@ -839,6 +852,18 @@ impl RequestState {
         session.ended = Some(why.to_owned());
         let mut take_back = Vec::new();
         for turn in &mut self.turns {
+            if turn.phase == ClusterPhase::Running {
+                // Its record says `cancelled` with the next snapshot, and its runner stops the
+                // agent; the partial answer still lands in its turn file.
+                turn.phase = ClusterPhase::Cancelled;
+                turn.error = Some(format!(
+                    "the session ended ({why}) while this turn ran; its runner was told to stop \
+                     the agent"
+                ));
+                turn.finished_at = Some(now);
+                turn.awaiting_report = true;
+                continue;
+            }
             if matches!(turn.phase, ClusterPhase::Pending | ClusterPhase::Dispatched) {
                 if let (ClusterPhase::Dispatched, Some(sequence)) = (turn.phase, turn.task_sequence)
                 {
@@ -3342,6 +3367,37 @@ pub(crate) mod tests {
             busy.snapshot().status.session.expect("a session").state,
             SessionState::Ended
         );
+    }
+
+    #[test]
+    fn stopping_a_session_stops_its_running_turn_and_keeps_what_it_cost() {
+        let mut state = session(false);
+        state.on_follow_up(&ask(1, None, "v1"), at(5));
+        settle_in(&mut state, at(6), &LIVE);
+        state.on_turn_started(&name("hub"), 1, "r-0", at(7), at(7));
+        state.cancel(&order("v9"), at(20));
+        let turn = &state.snapshot().status.turns[0];
+        assert_eq!(turn.phase, ClusterPhase::Cancelled);
+        assert!(
+            turn.error
+                .as_deref()
+                .is_some_and(|e| e.contains("while this turn ran")),
+            "{turn:?}"
+        );
+        // Its partial answer still has a file.
+        assert_eq!(turn.report.as_deref(), Some("turn-1.md"));
+        // The runner's report of the stopped run brings its cost, not another phase.
+        let mut stopped = turn_result("hub", 1, Outcome::Cancelled);
+        stopped.cost_usd = 0.07;
+        assert_eq!(state.on_turn_finished(&stopped, at(25)), Applied::Changed);
+        assert_eq!(
+            state.on_turn_finished(&stopped, at(26)),
+            Applied::AlreadyFinal
+        );
+        let after = state.snapshot().status;
+        assert_eq!(after.turns[0].phase, ClusterPhase::Cancelled);
+        assert_eq!(after.turns[0].cost_usd, Some(0.07));
+        assert!((after.session.expect("a session").cost_usd - 0.07).abs() < 1e-9);
     }
 
     #[test]
