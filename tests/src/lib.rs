@@ -1,6 +1,7 @@
 //! The shared test kit: a real `nats-server` ([`NatsServer`]), a real S3-compatible server
 //! ([`S3Server`], moto), a fixture Slack webhook ([`SlackFixture`]), real `git` with bare remotes
-//! ([`BareRemote`], [`WorkClone`]), and waiting on conditions with a deadline ([`wait_for`]).
+//! ([`BareRemote`], [`WorkClone`]), a fixture Kubernetes API server for pods ([`KubeApi`]), and
+//! waiting on conditions with a deadline ([`wait_for`]).
 //! Recorded incident scenarios and their `oc`/`kubectl` are in [`scenario`].
 //! The scripted model server that drives the real Claude Code CLI lives in
 //! `warroom-scripted-model`.
@@ -9,6 +10,7 @@ pub mod check;
 pub mod deploy;
 pub mod git;
 pub mod github;
+pub mod kube;
 pub mod nats;
 pub mod s3;
 pub mod scenario;
@@ -21,6 +23,7 @@ pub use check::{
     unused_nats_url,
 };
 pub use git::{BareRemote, GitFailure, SshKey, WorkClone};
+pub use kube::KubeApi;
 pub use nats::{NatsCluster, NatsServer, reserved_port};
 pub use s3::S3Server;
 pub use slack::SlackFixture;

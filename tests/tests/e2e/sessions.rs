@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use warroom_proto::{ClusterPhase, NoticeKind, RequestPhase, RequestStatus, SessionState};
+use warroom_proto::{
+    ClusterPhase, NoticeKind, PodPhase, RequestPhase, RequestStatus, SessionState,
+};
 use warroom_scripted_model::{Conversation, Script, Turn};
 use warroom_testkit::{tools, wait_for};
 
@@ -316,5 +318,92 @@ async fn a_finished_investigation_takes_follow_ups_and_a_session_ends_at_its_dur
     assert_eq!(ended.phase, RequestPhase::Completed);
     let session = ended.session.expect("a session");
     assert_eq!(session.ended.as_deref(), Some("its duration of 1m ended"));
+    pipeline.shutdown().await;
+}
+
+/// A session held as a pod (`session start --exec`) on a runner deployed with session pods:
+/// the runner makes the pod through the Kubernetes API (a fixture server) when the session
+/// opens, `status` names it and says how to exec into it, and `session stop` removes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_held_as_a_pod_is_made_at_its_start_and_removed_at_its_stop() {
+    const NAMESPACE: &str = "claude-warroom-sessions";
+    let kube = warroom_testkit::KubeApi::start().await;
+    let kubeconfig = kube.kubeconfig().display().to_string();
+    let pipeline = Pipeline::start_with(&[CLUSTER], script(), |options| {
+        options.extra_args.runner.extend(
+            [
+                "--session-pods",
+                "--session-image",
+                "registry.example.internal/claude-warroom:e2e",
+                "--session-namespace",
+                NAMESPACE,
+                "--kubeconfig",
+                &kubeconfig,
+            ]
+            .map(str::to_owned),
+        );
+    })
+    .await;
+    let id = "2026-12-08-0900-pod";
+    run(
+        &pipeline,
+        &[
+            "session",
+            "start",
+            "--cluster",
+            CLUSTER,
+            "--duration",
+            "1h",
+            "--exec",
+            "--id",
+            id,
+        ],
+    );
+    let held = wait_status(&pipeline, id, "the session's pod is held", |s| {
+        s.session
+            .as_ref()
+            .is_some_and(|x| x.pod_phase == Some(PodPhase::Held))
+    })
+    .await;
+    let session = held.session.expect("a session");
+    let pod = session.pod.expect("the pod's name");
+    assert_eq!(pod, format!("warroom-session-{id}"));
+    let made = kube.pod(NAMESPACE, &pod).expect("the pod exists");
+    assert_eq!(
+        made["metadata"]["annotations"]["warroom.io/request-id"].as_str(),
+        Some(id)
+    );
+    assert_eq!(
+        made["spec"]["containers"][0]["image"].as_str(),
+        Some("registry.example.internal/claude-warroom:e2e")
+    );
+    // The engineer is told how to get in.
+    let shown = run(&pipeline, &["status", id]);
+    assert!(
+        shown.contains(&format!("kubectl exec -it {pod} -c session -- claude")),
+        "{shown}"
+    );
+
+    run(&pipeline, &["session", "stop", id]);
+    let removed = wait_status(&pipeline, id, "the session's pod is removed", |s| {
+        s.session
+            .as_ref()
+            .is_some_and(|x| x.pod_phase == Some(PodPhase::Removed))
+    })
+    .await;
+    assert_eq!(removed.phase, RequestPhase::Completed);
+    assert_eq!(kube.pod(NAMESPACE, &pod), None);
+    assert_eq!(kube.deleted(), vec![(NAMESPACE.to_owned(), pod.clone())]);
+    let readme = wait_for(
+        format!("{id}'s README names the removed pod"),
+        FINAL_TIMEOUT,
+        || async {
+            pipeline
+                .result(id, "README.md")
+                .filter(|r| r.contains(&format!("`{pod}` is removed")))
+        },
+    )
+    .await;
+    assert!(readme.contains("## Session"), "{readme}");
     pipeline.shutdown().await;
 }
