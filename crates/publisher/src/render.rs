@@ -35,11 +35,15 @@ pub(crate) fn report_file(cluster: &str) -> String {
     }
 }
 
-/// `text` with secrets redacted, for a markdown table cell: one line, no `|`.
+/// `text` with secrets redacted, for a markdown table cell or a line of prose: one line, no
+/// `|`, inert (no image, no raw HTML: engineers' and agents' words, such as a cancel reason,
+/// land here).
 fn cell(text: &str) -> String {
-    redact::text(text)
-        .replace(['\r', '\n'], " ")
-        .replace('|', "\\|")
+    redact::markdown::neutralize(
+        &redact::text(text)
+            .replace(['\r', '\n'], " ")
+            .replace('|', "\\|"),
+    )
 }
 
 /// `text` as an inline code span, with a fence longer than any backtick run inside it.
@@ -61,7 +65,7 @@ fn longest_backtick_run(text: &str) -> usize {
 
 /// `text` as a block quote, each line prefixed.
 fn quote(text: &str) -> String {
-    redact::text(text)
+    redact::markdown::neutralize(&redact::text(text))
         .lines()
         .map(|line| format!("> {line}"))
         .collect::<Vec<_>>()
@@ -891,6 +895,90 @@ mod tests {
             session: None,
             turns: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_turn_file_shows_the_question_and_answer_inert() {
+        let event = AuditEvent {
+            id: "r1/hub/1/9".to_owned(),
+            request_id: "r1".parse().unwrap(),
+            cluster: "hub".parse().unwrap(),
+            results_dir: "results/r1".parse().unwrap(),
+            at: time::macros::datetime!(2026-11-23 12:00 UTC),
+            attempt: 1,
+            turn: 2,
+            kind: AuditKind::TurnAnswer {
+                turn: 2,
+                question: "why? ![q](https://evil.example/q.png)".to_owned(),
+                asked_by: "jane".to_owned(),
+                outcome: warroom_proto::Outcome::Completed,
+                answer: "because <img src=https://evil.example/a.png>".to_owned(),
+                error: Some("cut ![e](https://evil.example/e.png)".to_owned()),
+                cost_usd: 0.5,
+                resumed: true,
+            },
+            redacted: Default::default(),
+        };
+        let file = turn_report(&event, None).expect("a turn answer");
+        assert!(file.contains("## Question\n\n> why?"), "{file}");
+        assert!(file.contains("because"), "{file}");
+        for live in ["![q](", "![e](", "<img"] {
+            assert!(!file.contains(live), "{live} is live in:\n{file}");
+        }
+    }
+
+    #[test]
+    fn the_session_section_says_where_its_pod_is() {
+        let mut shown = status(RequestPhase::Running);
+        let at = time::macros::datetime!(2026-11-23 14:00 UTC);
+        shown.session = Some(warroom_proto::SessionStatus {
+            state: warroom_proto::SessionState::Open,
+            duration_secs: 7200,
+            expires_at: at,
+            ended_at: None,
+            ended: None,
+            turns: 0,
+            cost_usd: 0.0,
+            pod: Some("warroom-session-r1".to_owned()),
+            pod_phase: Some(PodPhase::Held),
+            pod_error: None,
+        });
+        let none = BTreeMap::new();
+        let held = readme(&shown, None, &none, None, None);
+        assert!(
+            held.contains(
+                "Held as the pod `warroom-session-r1` in the runner's namespace: `kubectl exec \
+                 -it warroom-session-r1 -c session -- claude`."
+            ),
+            "{held}"
+        );
+        let session = shown.session.as_mut().expect("set above");
+        session.pod_phase = Some(PodPhase::Failed);
+        session.pod_error = Some("no pods here | ![x](https://evil.example/x.png)".to_owned());
+        let failed = readme(&shown, None, &none, None, None);
+        assert!(
+            failed.contains("The pod `warroom-session-r1` could not be held: no pods here"),
+            "{failed}"
+        );
+        assert!(
+            !failed.contains("![x]("),
+            "a live image in the README: {failed}"
+        );
+        let session = shown.session.as_mut().expect("set above");
+        session.ended_at = Some(at);
+        session.ended = Some("stopped by alice: ![r](https://evil.example/r.png)".to_owned());
+        session.pod_phase = Some(PodPhase::Removed);
+        session.pod_error = None;
+        let removed = readme(&shown, None, &none, None, None);
+        assert!(
+            removed.contains("The session's pod `warroom-session-r1` is removed."),
+            "{removed}"
+        );
+        assert!(!removed.contains("kubectl exec"), "{removed}");
+        assert!(
+            !removed.contains("![r]("),
+            "a live image in the README: {removed}"
+        );
     }
 
     #[test]

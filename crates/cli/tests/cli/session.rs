@@ -7,7 +7,9 @@ use std::path::Path;
 use warroom_proto::cancel::parse_cancel;
 use warroom_proto::followup::{ValidatedFollowUp, parse_follow_up};
 use warroom_proto::validate::{Document, ValidatedSession, parse_document};
-use warroom_proto::{ClusterPhase, ClusterType, RequestPhase, SessionState, SessionStatus};
+use warroom_proto::{
+    ClusterPhase, ClusterType, PodPhase, RequestPhase, SessionState, SessionStatus,
+};
 use warroom_proto::{TurnStatus, status::turn_file};
 use warroom_testkit::BareRemote;
 use warroom_testkit::git::{TEST_USER_EMAIL, WorkClone};
@@ -463,10 +465,44 @@ fn status_shows_the_session_and_each_turn() {
         assert!(result.stdout.contains(expected), "{expected:?}: {result}");
     }
 
+    assert!(
+        !result.stdout.contains("pod "),
+        "no pod was asked for: {result}"
+    );
+
+    // Held as a pod: how to exec into it; and why, when it could not be held.
+    let session = shown.session.as_mut().expect("set above");
+    session.pod = Some("warroom-session-x".to_owned());
+    session.pod_phase = Some(PodPhase::Held);
+    shown.revision += 1;
+    publish(&remote, &dir, &[("status.json", status_json(&shown))]);
+    let result = run(engineer.path(), &["status", &id]);
+    assert!(
+        result.stdout.contains(
+            "pod       warroom-session-x held: kubectl exec -it warroom-session-x -c session -- \
+             claude (in the runner's namespace)\n"
+        ),
+        "{result}"
+    );
+    let session = shown.session.as_mut().expect("set above");
+    session.pod_phase = Some(PodPhase::Failed);
+    session.pod_error = Some("no session pods here\x1b[31m".to_owned());
+    shown.revision += 1;
+    publish(&remote, &dir, &[("status.json", status_json(&shown))]);
+    let result = run(engineer.path(), &["status", &id]);
+    assert!(
+        result
+            .stdout
+            .contains("pod       warroom-session-x failed: no session pods here?[31m\n"),
+        "{result}"
+    );
+
     let session = shown.session.as_mut().expect("set above");
     session.state = SessionState::Ended;
     session.ended_at = Some(now);
     session.ended = Some(format!("stopped by {TEST_USER_EMAIL}: session stopped"));
+    session.pod_phase = Some(PodPhase::Removed);
+    session.pod_error = None;
     shown.revision += 1;
     publish(&remote, &dir, &[("status.json", status_json(&shown))]);
     let result = run(engineer.path(), &["status", &id]);
@@ -474,6 +510,12 @@ fn status_shows_the_session_and_each_turn() {
         result.stdout.contains(&format!(
             "session   ended: stopped by {TEST_USER_EMAIL}: session stopped (2 turns, $0.42)\n"
         )),
+        "{result}"
+    );
+    assert!(
+        result
+            .stdout
+            .contains("pod       warroom-session-x removed\n"),
         "{result}"
     );
 }
