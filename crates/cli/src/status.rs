@@ -300,6 +300,9 @@ fn turn_lines(turns: &[TurnStatus]) -> String {
         if let Some(report) = &turn.report {
             let _ = write!(line, "  {}", printable(report));
         }
+        if let Some(progress) = turn.progress.as_ref().filter(|_| !turn.phase.is_final()) {
+            let _ = write!(line, "  {}", crate::watch::progress_summary(progress));
+        }
         let _ = writeln!(out, "{}", line.trim_end());
     }
     for turn in turns {

@@ -14,7 +14,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use warroom_proto::{ClusterName, ClusterPhase, ClusterStatus, RequestPhase, RequestStatus};
+use warroom_proto::{
+    ClusterName, ClusterPhase, ClusterStatus, Progress, RequestPhase, RequestStatus, TurnStatus,
+};
 
 use crate::NotYet;
 use crate::results::{Results, Target};
@@ -200,22 +202,40 @@ pub fn progress_line(
         let _ = write!(line, " {:>8}", format_elapsed(elapsed as u64));
     }
     if let Some(progress) = &cluster.progress {
-        let _ = write!(
-            line,
-            "  {} turns, {} tool calls",
-            progress.turns, progress.tool_calls
-        );
-        if progress.refused > 0 {
-            let _ = write!(line, " ({} refused)", progress.refused);
-        }
-        if let Some(cost) = progress.cost_usd {
-            let _ = write!(line, ", ${cost:.2}");
-        }
-        if let Some(call) = progress.last_tool_calls.last() {
-            let _ = write!(line, "  last: {}", printable(call));
-        }
+        let _ = write!(line, "  {}", progress_summary(progress));
     } else if let Some(queued) = &cluster.queued {
         let _ = write!(line, " queued #{}", queued.position);
+    }
+    line
+}
+
+/// A running follow-up turn's line of the live view.
+pub fn turn_progress_line(turn: &TurnStatus) -> String {
+    let mut line = format!(
+        "  turn {:<19} {:<10}",
+        format!("{} ({})", turn.turn, turn.cluster),
+        turn.phase.as_str()
+    );
+    if let Some(progress) = &turn.progress {
+        let _ = write!(line, "  {}", progress_summary(progress));
+    }
+    line
+}
+
+/// `4 turns, 12 tool calls (1 refused), $0.42  last: Bash: oc get pods`.
+pub fn progress_summary(progress: &Progress) -> String {
+    let mut line = format!(
+        "{} turns, {} tool calls",
+        progress.turns, progress.tool_calls
+    );
+    if progress.refused > 0 {
+        let _ = write!(line, " ({} refused)", progress.refused);
+    }
+    if let Some(cost) = progress.cost_usd {
+        let _ = write!(line, ", ${cost:.2}");
+    }
+    if let Some(call) = progress.last_tool_calls.last() {
+        let _ = write!(line, "  last: {}", printable(call));
     }
     line
 }
@@ -295,8 +315,16 @@ impl View {
         for (name, cluster) in &status.clusters {
             writeln!(out, "{}", progress_line(name, cluster, now)).context("writing to stdout")?;
         }
+        let running: Vec<&TurnStatus> = status
+            .turns
+            .iter()
+            .filter(|t| t.phase == ClusterPhase::Running)
+            .collect();
+        for turn in &running {
+            writeln!(out, "{}", turn_progress_line(turn)).context("writing to stdout")?;
+        }
         out.flush().context("writing to stdout")?;
-        self.drawn = status.clusters.len();
+        self.drawn = status.clusters.len() + running.len();
         Ok(())
     }
 

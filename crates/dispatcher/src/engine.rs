@@ -414,10 +414,17 @@ impl Engine {
                     RunnerReport::TurnFinished(result) => state.on_turn_finished(result, now),
                     RunnerReport::SessionPod(pod) => state.on_pod(pod, now),
                     RunnerReport::Progress {
-                        attempt, progress, ..
-                    } => {
-                        state.on_progress(cluster, *attempt, progress, now, self.timeouts.progress)
-                    }
+                        attempt,
+                        turn,
+                        progress,
+                        ..
+                    } => state.on_progress(
+                        cluster,
+                        (*attempt, *turn),
+                        progress,
+                        now,
+                        self.timeouts.progress,
+                    ),
                 };
                 applied == Applied::Changed
             })
@@ -508,10 +515,13 @@ impl Engine {
                             }
                             RunnerReport::SessionPod(pod) => state.on_pod(pod, now),
                             RunnerReport::Progress {
-                                attempt, progress, ..
+                                attempt,
+                                turn,
+                                progress,
+                                ..
                             } => state.on_progress(
                                 cluster,
-                                *attempt,
+                                (*attempt, *turn),
                                 progress,
                                 now,
                                 self.timeouts.progress,

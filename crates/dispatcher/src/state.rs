@@ -85,6 +85,9 @@ pub struct TurnState {
     /// brings what the run cost.
     #[serde(default)]
     pub awaiting_report: bool,
+    /// How far its agent got, while it runs.
+    #[serde(default)]
+    pub progress: Option<Progress>,
 }
 
 impl TurnState {
@@ -99,6 +102,9 @@ impl TurnState {
             cost_usd: self.cost_usd,
             resumed: self.resumed,
             error: self.error.clone(),
+            progress: (self.phase == ClusterPhase::Running)
+                .then(|| self.progress.clone())
+                .flatten(),
             report: self
                 .phase
                 .is_final()
@@ -573,6 +579,7 @@ impl RequestState {
             error: None,
             recorded: None,
             awaiting_report: false,
+            progress: None,
         });
         self.transition(now);
         FollowUpOutcome::Added
@@ -1478,11 +1485,14 @@ impl RequestState {
     pub fn on_progress(
         &mut self,
         cluster: &ClusterName,
-        attempt: u32,
+        (attempt, turn): (u32, u32),
         progress: &Progress,
         now: Timestamp,
         every: Duration,
     ) -> Applied {
+        if turn > 0 {
+            return self.on_turn_progress(cluster, turn, progress, now, every);
+        }
         let Some(state) = self.clusters.iter_mut().find(|c| c.name == *cluster) else {
             return Applied::UnknownCluster;
         };
@@ -1499,6 +1509,39 @@ impl RequestState {
             return Applied::Unchanged;
         }
         state.progress = Some(progress.clone());
+        self.show_progress(now, every);
+        Applied::Changed
+    }
+
+    /// A runner reported how far a follow-up turn's agent got.
+    fn on_turn_progress(
+        &mut self,
+        cluster: &ClusterName,
+        turn: u32,
+        progress: &Progress,
+        now: Timestamp,
+        every: Duration,
+    ) -> Applied {
+        let Some(state) = self
+            .turns
+            .iter_mut()
+            .find(|t| t.turn == turn && t.cluster == *cluster)
+        else {
+            return Applied::UnknownCluster;
+        };
+        if state.phase.is_final() {
+            return Applied::AlreadyFinal;
+        }
+        if state.phase != ClusterPhase::Running || state.progress.as_ref() == Some(progress) {
+            return Applied::Unchanged;
+        }
+        state.progress = Some(progress.clone());
+        self.show_progress(now, every);
+        Applied::Changed
+    }
+
+    /// Shows the progress applied in a new snapshot, at most once per `every` per request.
+    fn show_progress(&mut self, now: Timestamp, every: Duration) {
         let due = self
             .progress_shown_at
             .is_none_or(|shown| now - shown >= every);
@@ -1507,7 +1550,6 @@ impl RequestState {
             self.revision += 1;
             self.updated_at = now;
         }
-        Applied::Changed
     }
 
     /// A runner reported a cluster's result.
@@ -2345,14 +2387,14 @@ pub(crate) mod tests {
         settle(&mut state, at(0));
         // Before its `started`, a cluster's progress changes nothing.
         assert_eq!(
-            state.on_progress(&name("a"), 1, &progress(1), at(2), every),
+            state.on_progress(&name("a"), (1, 0), &progress(1), at(2), every),
             Applied::Unchanged
         );
         state.on_started(&name("a"), "r-0", at(5), 1, at(5));
         state.on_started(&name("hub"), "r-0", at(5), 1, at(5));
         let revision = state.revision;
         assert_eq!(
-            state.on_progress(&name("a"), 1, &progress(2), at(10), every),
+            state.on_progress(&name("a"), (1, 0), &progress(2), at(10), every),
             Applied::Changed
         );
         assert_eq!(
@@ -2362,12 +2404,12 @@ pub(crate) mod tests {
         );
         // The other cluster's progress 10 s later is kept, but makes no snapshot of its own…
         assert_eq!(
-            state.on_progress(&name("hub"), 1, &progress(3), at(20), every),
+            state.on_progress(&name("hub"), (1, 0), &progress(3), at(20), every),
             Applied::Changed
         );
         assert_eq!(state.revision, revision + 1);
         // …the next one after the interval does, and shows both.
-        state.on_progress(&name("a"), 1, &progress(4), at(40), every);
+        state.on_progress(&name("a"), (1, 0), &progress(4), at(40), every);
         assert_eq!(state.revision, revision + 2);
         let update = state.snapshot();
         let shown: Vec<u32> = update
@@ -2379,14 +2421,60 @@ pub(crate) mod tests {
         assert_eq!(shown, [4, 3], "both clusters' latest progress, a then hub");
         // A report of an earlier attempt is ignored; a finished cluster shows none.
         assert_eq!(
-            state.on_progress(&name("a"), 7, &progress(9), at(90), every),
+            state.on_progress(&name("a"), (7, 0), &progress(9), at(90), every),
             Applied::Unchanged
         );
         state.on_finished(&result("a", Outcome::Completed, None, "done"), at(95));
         let update = state.snapshot();
         assert!(update.status.clusters[&name("a")].progress.is_none());
         assert_eq!(
-            state.on_progress(&name("a"), 1, &progress(10), at(99), every),
+            state.on_progress(&name("a"), (1, 0), &progress(10), at(99), every),
+            Applied::AlreadyFinal
+        );
+    }
+
+    #[test]
+    fn a_running_turn_shows_its_progress_until_it_ends() {
+        let every = Duration::from_secs(30);
+        let progress = |calls: u32| Progress {
+            at: at(i64::from(calls)),
+            turns: 1,
+            tool_calls: calls,
+            refused: 0,
+            cost_usd: Some(0.02),
+            last_tool_calls: vec![format!("Bash: oc get pods # {calls}")],
+        };
+        let mut state = session(false);
+        state.on_follow_up(&ask(1, None, "v1"), at(5));
+        settle_in(&mut state, at(6), &LIVE);
+        // Not running yet: nothing to show.
+        assert_eq!(
+            state.on_progress(&name("hub"), (1, 1), &progress(1), at(7), every),
+            Applied::Unchanged
+        );
+        state.on_turn_started(&name("hub"), 1, "r-0", at(8), at(8));
+        let revision = state.revision;
+        assert_eq!(
+            state.on_progress(&name("hub"), (1, 1), &progress(2), at(9), every),
+            Applied::Changed
+        );
+        assert_eq!(state.revision, revision + 1);
+        let shown = state.snapshot().status.turns[0].progress.clone();
+        assert_eq!(shown.map(|p| p.tool_calls), Some(2));
+        // The investigation's cluster is final: a report without the turn is not the turn's.
+        assert_eq!(
+            state.on_progress(&name("hub"), (1, 0), &progress(3), at(10), every),
+            Applied::AlreadyFinal
+        );
+        // Another turn, or another cluster, is not this one.
+        assert_eq!(
+            state.on_progress(&name("hub"), (1, 2), &progress(3), at(10), every),
+            Applied::UnknownCluster
+        );
+        state.on_turn_finished(&turn_result("hub", 1, Outcome::Completed), at(30));
+        assert_eq!(state.snapshot().status.turns[0].progress, None);
+        assert_eq!(
+            state.on_progress(&name("hub"), (1, 1), &progress(4), at(31), every),
             Applied::AlreadyFinal
         );
     }

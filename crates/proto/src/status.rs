@@ -275,6 +275,9 @@ pub struct TurnStatus {
     /// Its answer, relative to the results folder (`turn-2.md`), once it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
+    /// How far its agent got, while it runs (as a cluster's `progress`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
 }
 
 /// The answer file of follow-up turn `turn` in a results folder.

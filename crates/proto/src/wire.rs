@@ -232,6 +232,9 @@ pub enum RunnerReport {
         /// The run of the task it is about (as in `Started`).
         #[serde(default, skip_serializing_if = "is_zero")]
         attempt: u32,
+        /// The follow-up turn it is about; 0 (left out) for the investigation.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        turn: u32,
         progress: Progress,
     },
     /// The end of a request's cross-cluster synthesis run, on the subject of the cluster

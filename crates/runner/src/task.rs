@@ -613,15 +613,12 @@ impl Runner {
             Err(reason) => return Ran::not_started(reason),
         };
         let launch = self.launch(task, rules, &dirs, &hook, &proxy.base_url(), &ask);
-        // Progress reports are the investigation's: they carry no turn, and the dispatcher
-        // drops them once the cluster is final, as it is when a turn runs.
-        if let Ask::Investigation = ask {
-            events.progress = Some(crate::progress::Tally::new(
-                self.progress_interval,
-                proxy.meter(),
-                hook.decisions.clone(),
-            ));
-        }
+        // A turn's progress reports carry its turn: its cluster is final while it runs.
+        events.progress = Some(crate::progress::Tally::new(
+            self.progress_interval,
+            proxy.meter(),
+            hook.decisions.clone(),
+        ));
         let run = self
             .run_agent(&launch, events, &hook.redactions, stop)
             .await;
@@ -1006,6 +1003,7 @@ impl<'a> Events<'a> {
                     request_id: self.request.clone(),
                     cluster: self.cluster.clone(),
                     attempt: self.attempt,
+                    turn: self.turn,
                     progress,
                 }),
             );

@@ -448,6 +448,14 @@ fn status_shows_the_session_and_each_turn() {
         resumed: Some(true),
         error: None,
         report: phase.is_final().then(|| turn_file(turn)),
+        progress: (phase == ClusterPhase::Running).then(|| warroom_proto::Progress {
+            at: now,
+            turns: 3,
+            tool_calls: 5,
+            refused: 1,
+            cost_usd: Some(0.12),
+            last_tool_calls: vec!["Bash: oc get pods -n openshift-ingress".to_owned()],
+        }),
     };
     shown.turns = vec![
         turn(1, ClusterPhase::Completed),
@@ -460,7 +468,8 @@ fn status_shows_the_session_and_each_turn() {
     for expected in [
         "session   open, 1h12m left, 2 turns, $0.42\n",
         "turn 1  prod-cluster-1  completed  turn-1.md\n",
-        "turn 2  prod-cluster-1  running\n",
+        "turn 2  prod-cluster-1  running    3 turns, 5 tool calls (1 refused), $0.12  last: \
+         Bash: oc get pods -n openshift-ingress\n",
     ] {
         assert!(result.stdout.contains(expected), "{expected:?}: {result}");
     }
