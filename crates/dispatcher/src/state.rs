@@ -3350,6 +3350,23 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_held_pod_is_released_when_its_session_runs_out() {
+        let mut state = session_held(true, true);
+        settle_in(&mut state, at(1), &LIVE);
+        state.on_pod(&pod_report(PodPhase::Held, None), at(2));
+        assert_eq!(settle_in(&mut state, at(3599), &LIVE), [Step::PublishStatus]);
+        let steps = settle_in(&mut state, at(3600), &LIVE);
+        assert!(
+            steps
+                .iter()
+                .any(|s| matches!(s, Step::EndSession(why) if why.contains("1h"))),
+            "{steps:?}"
+        );
+        assert!(steps.contains(&Step::Pod(PodStep::Release)), "{steps:?}");
+        assert_eq!(pod_of(&state).1, Some(PodPhase::Releasing));
+    }
+
+    #[test]
     fn a_pod_that_could_not_be_held_says_why_and_is_not_released() {
         let mut state = session_held(false, true);
         settle_in(&mut state, at(1), &LIVE);
