@@ -27,11 +27,13 @@ mod guard;
 mod heartbeat;
 mod metrics;
 mod outbox;
+pub mod pod_programs;
 mod progress;
 mod prompt;
 pub mod proxy;
 mod reaper;
 mod rerun;
+pub mod session_pod;
 mod stream;
 mod task;
 
@@ -111,9 +113,16 @@ pub async fn run(
     let consumer_name = names::runner_consumer(&config.cluster);
     let mut consumer = task_consumer(&bus, &config, &consumer_name).await?;
 
+    let session_pods = session_pod::SessionPods::connect(&config)
+        .await
+        .map(Arc::new);
+    let sweep = session_pods
+        .clone()
+        .map(|pods| tokio::spawn(session_pod::sweep(pods, bus.clone(), stop.clone())));
     let runner = Arc::new(task::Runner::new(
         &config,
         model_api,
+        session_pods,
         bus.clone(),
         health.clone(),
     ));
@@ -147,6 +156,11 @@ pub async fn run(
     )
     .await;
     health.set_ready(false);
+    if let Some(sweep) = sweep
+        && let Err(e) = sweep.await
+    {
+        warn!(cause = %Chain(&e), "the session pod sweep failed");
+    }
     // The heartbeat ends with `stop` and removes itself.
     if let Err(e) = heartbeat.await {
         warn!(cause = %Chain(&e), "the heartbeat task failed");
