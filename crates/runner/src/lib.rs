@@ -407,6 +407,47 @@ mod tests {
     }
 
     #[test]
+    fn session_pods_need_an_image() {
+        let off = parse(&["--cluster", "a", "--claude-bin", "sh"]);
+        assert!(!off.session.session_pods);
+        assert_eq!(off.session.session_proxy_port, 8787);
+        assert_eq!(off.session.session_service_account, "warroom-session");
+        assert_eq!(off.session.session_model_secret, "warroom-model");
+        let bad = parse(&["--cluster", "a", "--claude-bin", "sh", "--session-pods"]);
+        let err = bad.validate().expect_err("no image").to_string();
+        assert!(
+            err.contains("--session-pods needs --session-image"),
+            "{err}"
+        );
+        let bad = parse(&[
+            "--cluster",
+            "a",
+            "--claude-bin",
+            "sh",
+            "--session-pods",
+            "--session-image",
+            "x",
+            "--session-namespace",
+            "Bad_NS",
+        ]);
+        let err = bad.validate().expect_err("a bad namespace").to_string();
+        assert!(err.contains("--session-namespace \"Bad_NS\""), "{err}");
+        let good = parse(&[
+            "--cluster",
+            "a",
+            "--claude-bin",
+            "sh",
+            "--session-pods",
+            "--session-image",
+            "registry.example/warroom:1",
+            "--session-namespace",
+            "warroom",
+        ]);
+        assert!(good.validate().is_ok());
+        assert_eq!(good.session.namespace(), "warroom");
+    }
+
+    #[test]
     fn api_key_never_shows() {
         let config = parse(&["--cluster", "a", "--anthropic-api-key", "sk-ant-secret"]);
         assert!(!format!("{config:?}").contains("sk-ant-secret"));
