@@ -142,6 +142,33 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// A bare Pod (as a client sent it to the API server, JSON) as a workload of one replica,
+    /// so [`Pod::materialize`] runs its containers as it runs a Deployment's.
+    pub fn from_pod(pod: &serde_json::Value) -> Workload {
+        let pod: Value = serde_yaml_ng::to_value(pod).expect("JSON is YAML");
+        Workload {
+            kind: "Pod".to_owned(),
+            name: pod["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            namespace: pod["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_owned(),
+            replicas: 1,
+            object: serde_yaml_ng::to_value(serde_json::json!({
+                "kind": "Pod",
+                "spec": {"template": {}},
+            }))
+            .map(|mut object| {
+                object["spec"]["template"] = pod;
+                object
+            })
+            .expect("a template"),
+        }
+    }
+
     /// The pod template's spec.
     pub fn pod_spec(&self) -> &Value {
         &self.object["spec"]["template"]["spec"]
@@ -170,8 +197,11 @@ impl Workload {
     }
 
     /// The name pod number `ordinal` gets: `<name>-<ordinal>` for a StatefulSet, a stand-in
-    /// `<name>-<ordinal>` for a Deployment's generated name.
+    /// `<name>-<ordinal>` for a Deployment's generated name, a bare Pod's own name.
     pub fn pod_name(&self, ordinal: u64) -> String {
+        if self.kind == "Pod" {
+            return self.name.clone();
+        }
         format!("{}-{ordinal}", self.name)
     }
 }

@@ -122,7 +122,120 @@ pub struct Config {
     #[arg(long, env = "WARROOM_AGENT_PATH")]
     pub path: Option<String>,
     #[command(flatten)]
+    pub session: SessionPodArgs,
+    #[command(flatten)]
     pub common: warroom_runtime::CommonArgs,
+}
+
+/// Where the namespace of the runner's own pod is written (the service account's mount).
+pub const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+/// The session namespace when neither `--session-namespace` nor [`POD_NAMESPACE_FILE`] says.
+pub const DEFAULT_SESSION_NAMESPACE: &str = "claude-warroom";
+
+/// The session pods' flags: the pod a session with `spec.exec` is held as, for
+/// `kubectl exec -it <pod> -c session -- claude` (see [`crate::session_pod`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SessionPodArgs {
+    /// Hold session pods: a session with `spec.exec` gets a pod in --session-namespace that
+    /// engineers exec into (`kubectl exec -it <pod> -c session -- claude`). Needs
+    /// --session-image and RBAC to create, list and delete pods there (the
+    /// deploy/components/session-exec component).
+    #[arg(long, env = "WARROOM_SESSION_PODS")]
+    pub session_pods: bool,
+    /// The image of session pods (the runner's own image: both containers run
+    /// `warroom-runner`). Required with --session-pods.
+    #[arg(long, env = "WARROOM_SESSION_IMAGE")]
+    pub session_image: Option<String>,
+    /// The namespace session pods are made in (default: the runner's own, read from the
+    /// service account mount, else `claude-warroom`).
+    #[arg(long, env = "WARROOM_SESSION_NAMESPACE")]
+    pub session_namespace: Option<String>,
+    /// The service account of session pods: its token is the session's kubectl identity
+    /// (bind it read-only).
+    #[arg(
+        long,
+        env = "WARROOM_SESSION_SERVICE_ACCOUNT",
+        default_value = "warroom-session"
+    )]
+    pub session_service_account: String,
+    /// The loopback port of a session pod's model proxy (its `model-proxy` container).
+    #[arg(long, env = "WARROOM_SESSION_PROXY_PORT", default_value_t = 8787)]
+    pub session_proxy_port: u16,
+    /// The Secret holding the model API key (key `api-key`), mounted into the session pod's
+    /// `model-proxy` container only.
+    #[arg(
+        long,
+        env = "WARROOM_SESSION_MODEL_SECRET",
+        default_value = "warroom-model"
+    )]
+    pub session_model_secret: String,
+}
+
+impl SessionPodArgs {
+    /// The namespace session pods are made in: the flag, else the runner's own pod's
+    /// namespace, else [`DEFAULT_SESSION_NAMESPACE`].
+    pub fn namespace(&self) -> String {
+        self.session_namespace.clone().unwrap_or_else(|| {
+            std::fs::read_to_string(POD_NAMESPACE_FILE)
+                .ok()
+                .map(|text| text.trim().to_owned())
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or_else(|| DEFAULT_SESSION_NAMESPACE.to_owned())
+        })
+    }
+
+    /// Every problem of the session pod flags.
+    fn problems(&self, problems: &mut warroom_runtime::config::Problems) {
+        if !self.session_pods {
+            return;
+        }
+        match &self.session_image {
+            None => problems.push(
+                "--session-pods needs --session-image (WARROOM_SESSION_IMAGE): the image of \
+                 the session pods, the runner's own",
+            ),
+            Some(image) if image.trim().is_empty() => {
+                problems.push("--session-image must not be empty")
+            }
+            Some(_) => {}
+        }
+        if self.session_proxy_port == 0 {
+            problems.push("--session-proxy-port must be a port from 1 to 65535");
+        }
+        for (flag, value, dots) in [
+            ("--session-namespace", self.namespace(), false),
+            (
+                "--session-service-account",
+                self.session_service_account.clone(),
+                true,
+            ),
+            (
+                "--session-model-secret",
+                self.session_model_secret.clone(),
+                true,
+            ),
+        ] {
+            if !is_kube_name(&value, dots) {
+                problems.push(format!(
+                    "{flag} {value:?} is not a Kubernetes name (lower-case letters, digits, \
+                     '-'{}, alphanumeric at both ends)",
+                    if dots { " and '.'" } else { ", at most 63" }
+                ));
+            }
+        }
+    }
+}
+
+/// Whether `name` is a DNS-1123 label (a namespace), or with `dots` a DNS-1123 subdomain
+/// (a Secret, a service account).
+fn is_kube_name(name: &str, dots: bool) -> bool {
+    !name.is_empty()
+        && name.len() <= if dots { 253 } else { 63 }
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.'))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 /// The runner's configuration, checked by `validate`: only a valid configuration
@@ -234,6 +347,7 @@ impl Config {
         problems.extend(self.common.problems());
         problems.check(self.api_key());
         self.program_problems(&mut problems);
+        self.session.problems(&mut problems);
         if let Some(path) = &self.guard_config
             && let Err(e) = warroom_guard::Guard::load(path)
         {
@@ -359,7 +473,7 @@ impl Config {
 pub use warroom_runtime::parse_duration;
 
 /// A budget in USD: a positive, finite number.
-fn parse_budget(text: &str) -> std::result::Result<f64, String> {
+pub(crate) fn parse_budget(text: &str) -> std::result::Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(usd) if usd.is_finite() && usd > 0.0 => Ok(usd),
         _ => Err(format!(

@@ -27,11 +27,13 @@ mod guard;
 mod heartbeat;
 mod metrics;
 mod outbox;
+pub mod pod_programs;
 mod progress;
 mod prompt;
 pub mod proxy;
 mod reaper;
 mod rerun;
+pub mod session_pod;
 mod stream;
 mod task;
 
@@ -111,9 +113,16 @@ pub async fn run(
     let consumer_name = names::runner_consumer(&config.cluster);
     let mut consumer = task_consumer(&bus, &config, &consumer_name).await?;
 
+    let session_pods = session_pod::SessionPods::connect(&config)
+        .await
+        .map(Arc::new);
+    let sweep = session_pods
+        .clone()
+        .map(|pods| tokio::spawn(session_pod::sweep(pods, bus.clone(), stop.clone())));
     let runner = Arc::new(task::Runner::new(
         &config,
         model_api,
+        session_pods,
         bus.clone(),
         health.clone(),
     ));
@@ -147,6 +156,11 @@ pub async fn run(
     )
     .await;
     health.set_ready(false);
+    if let Some(sweep) = sweep
+        && let Err(e) = sweep.await
+    {
+        warn!(cause = %Chain(&e), "the session pod sweep failed");
+    }
     // The heartbeat ends with `stop` and removes itself.
     if let Err(e) = heartbeat.await {
         warn!(cause = %Chain(&e), "the heartbeat task failed");
@@ -390,6 +404,47 @@ mod tests {
             "/does/not/exist",
         ]);
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn session_pods_need_an_image() {
+        let off = parse(&["--cluster", "a", "--claude-bin", "sh"]);
+        assert!(!off.session.session_pods);
+        assert_eq!(off.session.session_proxy_port, 8787);
+        assert_eq!(off.session.session_service_account, "warroom-session");
+        assert_eq!(off.session.session_model_secret, "warroom-model");
+        let bad = parse(&["--cluster", "a", "--claude-bin", "sh", "--session-pods"]);
+        let err = bad.validate().expect_err("no image").to_string();
+        assert!(
+            err.contains("--session-pods needs --session-image"),
+            "{err}"
+        );
+        let bad = parse(&[
+            "--cluster",
+            "a",
+            "--claude-bin",
+            "sh",
+            "--session-pods",
+            "--session-image",
+            "x",
+            "--session-namespace",
+            "Bad_NS",
+        ]);
+        let err = bad.validate().expect_err("a bad namespace").to_string();
+        assert!(err.contains("--session-namespace \"Bad_NS\""), "{err}");
+        let good = parse(&[
+            "--cluster",
+            "a",
+            "--claude-bin",
+            "sh",
+            "--session-pods",
+            "--session-image",
+            "registry.example/warroom:1",
+            "--session-namespace",
+            "warroom",
+        ]);
+        assert!(good.validate().is_ok());
+        assert_eq!(good.session.namespace(), "warroom");
     }
 
     #[test]

@@ -93,6 +93,13 @@ impl FromStr for Price {
     }
 }
 
+impl std::fmt::Display for Price {
+    /// `INPUT/OUTPUT`, as [`Price::from_str`] reads it back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.input, self.output)
+    }
+}
+
 /// The price table, by model family: the family is the first of `opus`, `sonnet`, `haiku`
 /// that the model name contains. A model of no known family is priced as `opus`, the
 /// dearest, so an unknown name never makes the budget looser.
@@ -309,7 +316,13 @@ impl Shared {
 impl Proxy {
     /// Binds `127.0.0.1:0` and serves in a task of the current runtime.
     pub async fn start(api: &ModelApi) -> std::io::Result<Proxy> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        Proxy::start_on(api, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
+    }
+
+    /// Binds `addr` and serves in a task of the current runtime: a session pod's proxy, on
+    /// the fixed loopback port its `session` container is pointed at.
+    pub async fn start_on(api: &ModelApi, addr: SocketAddr) -> std::io::Result<Proxy> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             api: api.clone(),

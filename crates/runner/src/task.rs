@@ -14,8 +14,8 @@ use warroom_proto::report::{AgentReport, CheckedReport, RunFacts};
 use warroom_proto::status::MAX_RUNS;
 use warroom_proto::wire::Redacted;
 use warroom_proto::{
-    AuditEvent, AuditKind, ClusterName, Denial, FollowUpTurn, Outcome, RequestId, ResultsDir,
-    RunnerReport, Subject, Task, TaskResult, names,
+    AuditEvent, AuditKind, ClusterName, Denial, FollowUpTurn, Outcome, PodOrder, RequestId,
+    ResultsDir, RunnerReport, Subject, Task, TaskResult, names,
 };
 use warroom_redact as redact;
 use warroom_runtime::bus::Progress;
@@ -31,6 +31,7 @@ use crate::outbox::{self, Limits, Message, Outbox, RunIdentity};
 use crate::proxy::{ModelApi, Proxy, Spend};
 use crate::reaper::{self, WorkspaceLock};
 use crate::rerun::{self, Verdict};
+use crate::session_pod::{self, SessionPods};
 use crate::stream::{self, Ending, Item};
 use crate::{Config, Health, prompt};
 
@@ -64,6 +65,8 @@ pub struct Runner {
     model_api: ModelApi,
     /// The tool-call guard every run registers as its `PreToolUse` hook.
     guard: GuardHook,
+    /// The session pods, when the runner holds them (`--session-pods`).
+    session_pods: Option<std::sync::Arc<SessionPods>>,
     bus: Bus,
     health: Health,
 }
@@ -141,7 +144,13 @@ struct Judged {
 }
 
 impl Runner {
-    pub fn new(config: &Config, model_api: ModelApi, bus: Bus, health: Health) -> Runner {
+    pub fn new(
+        config: &Config,
+        model_api: ModelApi,
+        session_pods: Option<std::sync::Arc<SessionPods>>,
+        bus: Bus,
+        health: Health,
+    ) -> Runner {
         let name = nix::unistd::gethostname()
             .ok()
             .and_then(|name| name.into_string().ok())
@@ -172,6 +181,7 @@ impl Runner {
                     .as_ref()
                     .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone())),
             },
+            session_pods,
             bus,
             health,
         }
@@ -204,7 +214,12 @@ impl Runner {
             let progress = spawn_progress_acks(delivery.progress_handle(), self.ack_wait / 3);
             // A synthesis runs after its clusters ended, so their records say final: it is
             // not an investigation, and the dispatcher bounds it on its own.
-            let done = if let Some(input) = &task.synthesis {
+            // A pod order is not an investigation and has no task record of its own: a
+            // session without a first question has its cluster record final at once, and its
+            // pod must still be made.
+            let done = if let Some(order) = &task.pod {
+                self.pod_order(task, order, attempt, stop).await
+            } else if let Some(input) = &task.synthesis {
                 self.synthesize(task, input, attempt, stop).await
             } else if let Some(turn) = &task.follow_up {
                 // A turn runs after its cluster's investigation ended: its own record decides.
@@ -258,6 +273,56 @@ impl Runner {
             }
             Verdict::Run => self.execute(task, attempt, stop).await,
         }
+    }
+
+    /// Carries out a session's pod order and reports how it ended.
+    async fn pod_order(
+        &self,
+        task: &Task,
+        order: &PodOrder,
+        attempt: u32,
+        stop: CancellationToken,
+    ) -> Done {
+        let answer = match (order, &self.session_pods) {
+            (PodOrder::Hold { .. }, None) => session_pod::Answer {
+                phase: warroom_proto::status::PodPhase::Failed,
+                error: Some(session_pod::NOT_ENABLED.to_owned()),
+            },
+            (
+                PodOrder::Hold {
+                    expires_at,
+                    budget_usd,
+                },
+                Some(pods),
+            ) => {
+                let hold = session_pod::Hold {
+                    request: &task.request_id,
+                    engineer: &task.engineer,
+                    expires_at: *expires_at,
+                    budget_usd: *budget_usd,
+                    tools: &task.allowed_tools,
+                };
+                pods.hold(&hold, &stop).await
+            }
+            // Without session pods there is none to delete; releasing is still what was asked.
+            (PodOrder::Release, None) => session_pod::Answer {
+                phase: warroom_proto::status::PodPhase::Removed,
+                error: None,
+            },
+            (PodOrder::Release, Some(pods)) => pods.release(&task.request_id, &stop).await,
+        };
+        match &answer.error {
+            Some(error) => warn!(phase = answer.phase.as_str(), %error, "session pod order failed"),
+            None => info!(phase = answer.phase.as_str(), "session pod order done"),
+        }
+        let report = session_pod::report(&self.cluster, &task.request_id, answer);
+        let outbox = self.outbox(task, attempt, &stop);
+        outbox.send(
+            Subject::Result(task.request_id.clone(), self.cluster.clone()),
+            session_pod::report_id(&report),
+            Message::Report(RunnerReport::SessionPod(report)),
+        );
+        self.deliver(&outbox, &stop).await
     }
 
     /// Counts a delivered task that was not run, and why.

@@ -26,6 +26,8 @@ use warroom_testkit::{NatsServer, tools, wait_for, wait_until};
 // One test binary per crate: further test modules live in `tests/runner/`.
 #[path = "runner/conversation.rs"]
 mod conversation;
+#[path = "runner/session_pods.rs"]
+mod session_pods;
 #[path = "runner/turns.rs"]
 mod turns;
 
