@@ -3354,7 +3354,10 @@ pub(crate) mod tests {
         let mut state = session_held(true, true);
         settle_in(&mut state, at(1), &LIVE);
         state.on_pod(&pod_report(PodPhase::Held, None), at(2));
-        assert_eq!(settle_in(&mut state, at(3599), &LIVE), [Step::PublishStatus]);
+        assert_eq!(
+            settle_in(&mut state, at(3599), &LIVE),
+            [Step::PublishStatus]
+        );
         let steps = settle_in(&mut state, at(3600), &LIVE);
         assert!(
             steps

@@ -1,21 +1,16 @@
-//! Session pods against a fixture Kubernetes API server: a small HTTP server speaking the Pod
-//! API's JSON (create with 409, get, delete with 404, list by label selector), reached
-//! through the runner's `--kubeconfig`, driven by the real runner `run` on a real
+//! Session pods against a fixture Kubernetes API server ([`KubeApi`]: the Pod API's JSON,
+//! create with 409, get, delete with 404, list by label selector), reached through the
+//! runner's `--kubeconfig`, driven by the real runner `run` on a real
 //! nats-server. Then the pod the runner sent is run as it says: its two containers as local
 //! processes with exactly its arguments and environment, and `claude -p` as `kubectl exec`
 //! runs it, under the real guard and the real Claude Code CLI against the scripted model.
 
-use std::collections::BTreeMap as Map;
-use std::sync::{Arc, Mutex};
-
-use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use warroom_proto::status::PodPhase;
 use warroom_proto::wire::PodReport;
 use warroom_proto::{PodOrder, Subject};
 use warroom_runner::session_pod;
+use warroom_testkit::KubeApi;
 use warroom_testkit::deploy::{Pod as PodProcess, Rendered, Rewrite, Secrets, Workload};
 
 use super::*;
@@ -24,61 +19,21 @@ const NAMESPACE: &str = "warroom";
 /// The model key the session pod's Secret holds.
 const REAL_KEY: &str = "sk-ant-session-pod-real-key";
 
-#[derive(Default)]
-struct Api {
-    /// Pods by namespace and name.
-    pods: Mutex<Map<(String, String), Value>>,
-    /// Calls to answer with 500 before serving again.
-    fail_next: Mutex<u32>,
-    /// Every call: method and what it named.
-    calls: Mutex<Vec<String>>,
-}
-
-/// The fixture API server and a kubeconfig that reaches it.
+/// The fixture Pod API ([`KubeApi`]) in this test's namespace, with the runner's flags to
+/// reach it.
 struct KubeFixture {
-    state: Arc<Api>,
-    kubeconfig: PathBuf,
-    _dir: TempDir,
-    _server: JoinHandle<()>,
+    api: KubeApi,
 }
 
 impl KubeFixture {
     async fn start() -> KubeFixture {
-        let state = Arc::new(Api::default());
-        let app = axum::Router::new()
-            .route(
-                "/api/v1/namespaces/{ns}/pods",
-                axum::routing::get(list).post(create),
-            )
-            .route(
-                "/api/v1/namespaces/{ns}/pods/{name}",
-                axum::routing::get(get_one).delete(delete),
-            )
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free port");
-        let server_url = format!("http://{}", listener.local_addr().expect("an address"));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let kubeconfig = dir.path().join("kubeconfig");
-        let config = json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "fixture", "cluster": {"server": server_url}}],
-            "users": [{"name": "runner", "user": {}}],
-            "contexts": [{"name": "fixture", "context": {"cluster": "fixture", "user": "runner"}}],
-            "current-context": "fixture",
-        });
-        std::fs::write(&kubeconfig, config.to_string()).expect("the kubeconfig is written");
         KubeFixture {
-            state,
-            kubeconfig,
-            _dir: dir,
-            _server: server,
+            api: KubeApi::start().await,
         }
+    }
+
+    fn kubeconfig(&self) -> String {
+        self.api.kubeconfig().display().to_string()
     }
 
     /// The runner's flags for session pods through this server.
@@ -90,7 +45,7 @@ impl KubeFixture {
             "--session-namespace",
             NAMESPACE,
             "--kubeconfig",
-            self.kubeconfig.to_str().expect("utf-8 path"),
+            &self.kubeconfig(),
         ]
         .into_iter()
         .map(str::to_owned)
@@ -98,150 +53,38 @@ impl KubeFixture {
     }
 
     fn pod(&self, name: &str) -> Option<Value> {
-        let pods = self.state.pods.lock().expect("lock");
-        pods.get(&(NAMESPACE.to_owned(), name.to_owned())).cloned()
+        self.api.pod(NAMESPACE, name)
     }
 
     fn pod_names(&self) -> Vec<String> {
-        let pods = self.state.pods.lock().expect("lock");
-        pods.keys().map(|(_, name)| name.clone()).collect()
+        self.api
+            .pods()
+            .into_iter()
+            .filter(|(namespace, _)| namespace == NAMESPACE)
+            .map(|(_, name)| name)
+            .collect()
     }
 
+    /// Every call, `METHOD path`.
     fn calls(&self) -> Vec<String> {
-        self.state.calls.lock().expect("lock").clone()
+        self.api.calls()
+    }
+
+    /// How many calls were `METHOD path` for `path` below the namespace's pods (`""` for the
+    /// collection, `/<name>` for one pod).
+    fn count(&self, method: &str, path: &str) -> usize {
+        let call = format!("{method} /api/v1/namespaces/{NAMESPACE}/pods{path}");
+        self.calls().iter().filter(|c| **c == call).count()
     }
 
     fn fail_next(&self, n: u32) {
-        *self.state.fail_next.lock().expect("lock") = n;
+        self.api.fail_next(n);
     }
 
     /// A pod somebody (an earlier runner) made.
     fn seed(&self, object: Value) {
-        let name = object["metadata"]["name"]
-            .as_str()
-            .expect("a name")
-            .to_owned();
-        let mut pods = self.state.pods.lock().expect("lock");
-        pods.insert((NAMESPACE.to_owned(), name), object);
+        self.api.insert_pod(object);
     }
-}
-
-fn status_answer(code: u16, reason: &str, message: String) -> Response {
-    let body = json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {},
-        "status": "Failure", "message": message, "reason": reason, "code": code,
-    });
-    let code = StatusCode::from_u16(code).expect("a status code");
-    (code, axum::Json(body)).into_response()
-}
-
-/// Records the call; `Some(500)` when it is to fail.
-fn called(api: &Api, call: String) -> Option<Response> {
-    api.calls.lock().expect("lock").push(call);
-    let mut fail = api.fail_next.lock().expect("lock");
-    if *fail > 0 {
-        *fail -= 1;
-        return Some(status_answer(
-            500,
-            "InternalError",
-            "etcdserver: leader changed".to_owned(),
-        ));
-    }
-    None
-}
-
-async fn create(
-    State(api): State<Arc<Api>>,
-    UrlPath(ns): UrlPath<String>,
-    body: String,
-) -> Response {
-    let Ok(mut object) = serde_json::from_str::<Value>(&body) else {
-        return status_answer(400, "BadRequest", "not JSON".to_owned());
-    };
-    let name = object["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    if let Some(failed) = called(&api, format!("POST {name}")) {
-        return failed;
-    }
-    let mut pods = api.pods.lock().expect("lock");
-    let key = (ns.clone(), name.clone());
-    if pods.contains_key(&key) {
-        return status_answer(
-            409,
-            "AlreadyExists",
-            format!("pods \"{name}\" already exists"),
-        );
-    }
-    object["metadata"]["namespace"] = json!(ns);
-    object["metadata"]["resourceVersion"] = json!("1");
-    object["apiVersion"] = json!("v1");
-    object["kind"] = json!("Pod");
-    pods.insert(key, object.clone());
-    (StatusCode::CREATED, axum::Json(object)).into_response()
-}
-
-async fn get_one(
-    State(api): State<Arc<Api>>,
-    UrlPath((ns, name)): UrlPath<(String, String)>,
-) -> Response {
-    if let Some(failed) = called(&api, format!("GET {name}")) {
-        return failed;
-    }
-    match api.pods.lock().expect("lock").get(&(ns, name.clone())) {
-        Some(object) => axum::Json(object.clone()).into_response(),
-        None => status_answer(404, "NotFound", format!("pods \"{name}\" not found")),
-    }
-}
-
-async fn delete(
-    State(api): State<Arc<Api>>,
-    UrlPath((ns, name)): UrlPath<(String, String)>,
-) -> Response {
-    if let Some(failed) = called(&api, format!("DELETE {name}")) {
-        return failed;
-    }
-    match api.pods.lock().expect("lock").remove(&(ns, name.clone())) {
-        Some(object) => axum::Json(object).into_response(),
-        None => status_answer(404, "NotFound", format!("pods \"{name}\" not found")),
-    }
-}
-
-async fn list(
-    State(api): State<Arc<Api>>,
-    UrlPath(ns): UrlPath<String>,
-    Query(query): Query<Map<String, String>>,
-) -> Response {
-    let selector = query.get("labelSelector").cloned().unwrap_or_default();
-    if let Some(failed) = called(&api, format!("LIST {selector}")) {
-        return failed;
-    }
-    // Equality terms only (`a=b,c=d`), as the runner writes them.
-    let terms: Vec<(&str, &str)> = selector
-        .split(',')
-        .filter(|t| !t.is_empty())
-        .filter_map(|t| t.split_once('='))
-        .collect();
-    let items: Vec<Value> = api
-        .pods
-        .lock()
-        .expect("lock")
-        .iter()
-        .filter(|((pod_ns, _), _)| *pod_ns == ns)
-        .map(|(_, pod)| pod.clone())
-        .filter(|pod| {
-            terms
-                .iter()
-                .all(|(k, v)| pod["metadata"]["labels"][*k].as_str() == Some(*v))
-        })
-        .collect();
-    axum::Json(json!({
-        "apiVersion": "v1", "kind": "PodList",
-        "metadata": {"resourceVersion": "1"},
-        "items": items,
-    }))
-    .into_response()
 }
 
 /// A session's pod order as the dispatcher sends it.
@@ -343,8 +186,9 @@ async fn a_session_pod_is_held_once_and_released() {
     let reports = wait_pod_reports(&harness, "inc-7", 2).await;
     assert_eq!(reports[1].phase, PodPhase::Held, "{reports:?}");
     assert_eq!(kube.pod_names(), [name]);
-    assert!(
-        kube.calls().contains(&format!("GET {name}")),
+    assert_eq!(
+        kube.count("GET", &format!("/{name}")),
+        1,
         "the existing pod was read: {:?}",
         kube.calls()
     );
@@ -370,7 +214,7 @@ async fn a_session_pod_is_held_once_and_released() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hold_fails_without_session_pods_and_after_the_sessions_end() {
     let kube = KubeFixture::start().await;
-    let kubeconfig = kube.kubeconfig.display().to_string();
+    let kubeconfig = kube.kubeconfig();
     // A runner without --session-pods, though it could reach the API server.
     let mut harness = Harness::start(script(), &["--kubeconfig", &kubeconfig]).await;
     harness.publish_task(&pod_task("inc-8", hold_for(30))).await;
@@ -399,7 +243,7 @@ async fn a_hold_fails_without_session_pods_and_after_the_sessions_end() {
     harness.wait_tasks_acked().await;
     // No hold reached the API server (the sweep's list is all it saw).
     let calls = kube.calls();
-    assert!(calls.iter().all(|c| c.starts_with("LIST ")), "{calls:?}");
+    assert_eq!(kube.count("GET", ""), calls.len(), "{calls:?}");
     assert!(kube.pod_names().is_empty());
 }
 
@@ -411,7 +255,7 @@ async fn a_hold_outlasts_a_server_error() {
     let harness = Harness::start(script(), &args).await;
     // The sweep's first list goes first; then the create fails once.
     wait_until("the sweep listed the pods", WAIT, || async {
-        kube.calls().iter().any(|c| c.starts_with("LIST "))
+        kube.count("GET", "") > 0
     })
     .await;
     kube.fail_next(1);
@@ -420,12 +264,7 @@ async fn a_hold_outlasts_a_server_error() {
         .await;
     let reports = wait_pod_reports(&harness, "inc-10", 1).await;
     assert_eq!(reports[0].phase, PodPhase::Held, "{reports:?}");
-    let posts = kube
-        .calls()
-        .iter()
-        .filter(|c| c.starts_with("POST "))
-        .count();
-    assert_eq!(posts, 2, "{:?}", kube.calls());
+    assert_eq!(kube.count("POST", ""), 2, "{:?}", kube.calls());
     assert!(kube.pod("warroom-session-inc-10").is_some());
 }
 
