@@ -6,14 +6,16 @@
 //! tells an operator to make them (`warroom-admin nats-auth`, `ssh-keygen`, token files).
 //! First each daemon's `--check` must pass with that; then the control plane is started
 //! (three `nats-server`s with the rendered `nats.conf`, the gateway, both dispatchers, the
-//! publisher) with one runner from the hub overlay, and a signed request goes through to a
-//! completed report whose commits verify against the publisher's key.
+//! publisher) with one runner from the hub overlay with the session-exec component, a signed
+//! request goes through to a completed report whose commits verify against the publisher's
+//! key, and a signed session is held as a pod where the component says until its signed stop.
 //!
 //! What one machine cannot give as rendered is rewritten, and every rewrite is printed with
 //! its reason: mount paths (all pods share one file system), Service host names and ports
 //! (one loopback address for all), the repository URL (a bare repository here), the model
-//! API (the scripted model), the programs of the image (this workspace's builds), and the
-//! example policy's engineer (the test's own key).
+//! API (the scripted model), the programs of the image (this workspace's builds), the
+//! example policy's engineer (the test's own key), and the hub's Kubernetes API (a fixture
+//! Pod API, through `KUBECONFIG`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,9 +31,16 @@ const RUNNER_OVERLAYS: &[&str] = &[
     "deploy/runner/overlays/hub",
     "deploy/runner/overlays/hosted",
 ];
-const HUB_RUNNER: &str = "deploy/runner/overlays/hub";
+/// The hub runner the zone runs: the hub overlay with the opt-in session-exec component, so
+/// that the default overlay and the component both run as rendered.
+const HUB_RUNNER: &str = "deploy/runner/examples/hub-with-session-exec";
 /// Examples of the opt-in components whose daemons must pass `--check` as rendered too.
-const EXAMPLES: &[&str] = &["deploy/examples/control-plane-with-configmaps"];
+const EXAMPLES: &[&str] = &[
+    "deploy/examples/control-plane-with-configmaps",
+    "deploy/runner/examples/hub-with-session-exec",
+];
+/// Where the session-exec component puts session pods.
+const SESSION_NAMESPACE: &str = "claude-warroom-sessions";
 /// How long the whole zone may take to come up and finish one request on a loaded machine.
 const ZONE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The image's `PATH` for the programs a daemon runs (git, ssh-keygen, timeout).
@@ -271,12 +280,20 @@ fn every_daemon_passes_its_check_as_rendered() {
             .iter()
             .filter(|c| c.ends_with("warroom-runner"))
             .count()
-            == RUNNER_OVERLAYS.len(),
-        "every runner overlay renders a runner: {checked:?}"
+            == RUNNER_OVERLAYS.len() + 1,
+        "every runner overlay and the session-exec example render a runner: {checked:?}"
     );
     assert!(
         report.contains("ConfigMaps in namespace claude-warroom"),
         "the configmaps example turns the publisher's ConfigMap surface on:\n{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "session pods in namespace {SESSION_NAMESPACE} as warroom-session from \
+             registry.example.internal/claude-warroom:0.1.0"
+        )),
+        "the session-exec example turns the runner's session pods on, with its own image:\n\
+         {report}"
     );
     assert!(
         failed.is_empty(),
@@ -475,8 +492,9 @@ async fn start_nats(zone: &Zone, rendered: &Rendered) -> (Vec<Running>, Vec<u16>
     (running, clients, pods)
 }
 
-/// The rendered control plane and a hub runner complete a signed request with verified
-/// results.
+/// The rendered control plane and a hub runner (with the session-exec component) complete a
+/// signed request with verified results, and hold a signed session as a pod (through a
+/// fixture Pod API) until its signed stop.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rendered_zone_completes_a_signed_request_with_verified_results() {
     let zone = Zone::new();
@@ -508,6 +526,8 @@ async fn the_rendered_zone_completes_a_signed_request_with_verified_results() {
         "the control plane runs standby dispatchers: {dispatchers}"
     );
     let hub_cluster = runner_clusters()[0].clone();
+    // The hub's Kubernetes API, where the runner makes session pods.
+    let kube = warroom_testkit::KubeApi::start().await;
     let mut running = Vec::new();
     let bin = zone.dir.path().join("agent-bin");
     install_stand_in_kubectl(&bin);
@@ -547,6 +567,17 @@ async fn the_rendered_zone_completes_a_signed_request_with_verified_results() {
                 model.base_url(),
                 "the model is scripted here",
             );
+        }
+        if pod.env("WARROOM_SESSION_PODS").is_some() {
+            let kubeconfig = kube.kubeconfig().display().to_string();
+            pod.env.push(("KUBECONFIG".to_owned(), kubeconfig.clone()));
+            pod.rewrites.push(warroom_testkit::deploy::Rewrite {
+                what: format!("{}: env KUBECONFIG", pod.name),
+                from: "the in-cluster configuration (the pod's ServiceAccount)".to_owned(),
+                to: kubeconfig,
+                why: "no cluster here: a fixture Pod API stands in for the hub's API server"
+                    .to_owned(),
+            });
         }
         let path = if pod.workload == "warroom-runner" {
             // The image's oc and kubectl: stand-ins here, no cluster can be reached.
@@ -594,6 +625,73 @@ async fn the_rendered_zone_completes_a_signed_request_with_verified_results() {
         .read(&format!("results/{id}/{hub_cluster}.md"))
         .unwrap_or_else(|| panic!("the hub's report is missing\n{}", logs()));
     assert!(report.contains("etcd on the hub"), "{report}");
+
+    // A signed session held as a pod: the runner, as rendered with the session-exec
+    // component, makes it where the component's Roles are, as its ServiceAccount, from the
+    // runner's own image; the signed stop removes it.
+    let session = "s-deploy-up";
+    engineer.pull();
+    push_signed(
+        &engineer,
+        &zone.engineer_key,
+        session,
+        &session_yaml(&hub_cluster),
+    );
+    let pod_phase = |phase: &'static str| {
+        let remote = &remote;
+        move || async move {
+            remote
+                .read(&format!("results/{session}/status.json"))
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+                .filter(|s| s["session"]["pod_phase"] == phase)
+        }
+    };
+    let held = wait_for(
+        format!("results/{session}: its pod held"),
+        ZONE_TIMEOUT,
+        pod_phase("held"),
+    )
+    .await;
+    let name = held["session"]["pod"].as_str().expect("the pod's name");
+    let pod = kube
+        .pod(SESSION_NAMESPACE, name)
+        .unwrap_or_else(|| panic!("no pod {name} in {SESSION_NAMESPACE}: {:?}", kube.pods()));
+    assert_eq!(pod["spec"]["serviceAccountName"], "warroom-session");
+    let image = hub.workload("warroom-runner").image("runner");
+    for container in pod["spec"]["containers"].as_array().expect("containers") {
+        assert_eq!(container["image"], image.as_str(), "{container:#}");
+    }
+    let role = hub
+        .objects
+        .iter()
+        .find(|o| {
+            o["kind"].as_str() == Some("Role")
+                && o["metadata"]["name"].as_str() == Some("warroom-runner-session-pods")
+        })
+        .expect("the runner's Role on session pods");
+    assert_eq!(
+        role["metadata"]["namespace"].as_str(),
+        Some(SESSION_NAMESPACE)
+    );
+    engineer.pull();
+    engineer.write(
+        format!("requests/cancel/{session}.yaml"),
+        "apiVersion: warroom.intility.io/v1\nkind: CancelRequest\nmetadata:\n  \
+         engineer: platform-engineer-1\n  timestamp: \"2026-12-08T10:00:00Z\"\n\
+         spec:\n  reason: done\n",
+    );
+    engineer.git(["add", "--all"]);
+    let mut args = zone.engineer_key.signing_args();
+    args.extend(["commit", "--quiet", "--message", "Stop"].map(str::to_owned));
+    engineer.git(&args);
+    push_rebasing(&engineer, &zone.engineer_key);
+    wait_for(
+        format!("results/{session}: its pod removed\n{}", logs()),
+        ZONE_TIMEOUT,
+        pod_phase("removed"),
+    )
+    .await;
+    assert_eq!(kube.pod(SESSION_NAMESPACE, name), None);
 
     // The engineer verifies the results against the publisher's key.
     engineer.pull();
@@ -654,12 +752,44 @@ spec:
     )
 }
 
+fn session_yaml(cluster: &str) -> String {
+    format!(
+        "apiVersion: warroom.intility.io/v1
+kind: SessionRequest
+metadata:
+  name: deploy-up-session
+  timestamp: \"2026-12-08T10:00:00Z\"
+  engineer: platform-engineer-1
+spec:
+  targetCluster:
+    type: hub
+    name: {cluster}
+  duration: 3600
+  exec: true
+"
+    )
+}
+
 fn push_signed(clone: &WorkClone, key: &SshKey, id: &str, yaml: &str) {
     clone.write(format!("requests/pending/{id}.yaml"), yaml);
     clone.git(["add", "--all"]);
     let mut args = key.signing_args();
     args.extend(["commit", "--quiet", "--message", "Request"].map(str::to_owned));
     clone.git(&args);
+    push_rebasing(clone, key);
+}
+
+/// Pushes; while the publisher's pushes make the clone stale, pulls (rebasing, the commits
+/// signed again with `key`) and pushes again, as an engineer would.
+fn push_rebasing(clone: &WorkClone, key: &SshKey) {
+    for _ in 0..4 {
+        if clone.try_push().is_ok() {
+            return;
+        }
+        let mut args = key.signing_args();
+        args.extend(["pull", "--quiet", "--rebase"].map(str::to_owned));
+        clone.git(&args);
+    }
     clone.push();
 }
 

@@ -37,7 +37,9 @@ impl std::str::FromStr for ApiKey {
 #[command(
     name = "warroom-runner",
     version,
-    about = "Runs the Claude Code CLI on one cluster's warroom tasks."
+    about = "Runs the Claude Code CLI on one cluster's warroom tasks.",
+    after_help = "A session pod's two containers run `warroom-runner model-proxy` and \
+                  `warroom-runner session-shell` (each has its own --help); see --session-pods."
 )]
 pub struct Config {
     /// The cluster this runner serves; its tasks come from `warroom.tasks.<cluster>`.
@@ -270,8 +272,18 @@ impl warroom_runtime::daemon::Daemon for Config {
     /// problem, one per line.
     fn check(&self) -> std::result::Result<String, InvalidConfig> {
         self.problems().finish()?;
+        let session_pods = if self.session.session_pods {
+            format!(
+                ", session pods in namespace {} as {} from {}",
+                self.session.namespace(),
+                self.session.session_service_account,
+                self.session.session_image.as_deref().unwrap_or_default()
+            )
+        } else {
+            String::new()
+        };
         Ok(format!(
-            "warroom-runner: cluster {}, claude {}, guard {}, {}{}",
+            "warroom-runner: cluster {}, claude {}, guard {}, {}{}{session_pods}",
             self.cluster,
             self.resolve_claude_bin()
                 .unwrap_or_else(|| self.claude_bin.clone())
