@@ -399,33 +399,7 @@ impl Engine {
         let modified = self
             .store
             .modify(id, |state| {
-                applied = match report {
-                    RunnerReport::Started {
-                        runner,
-                        at,
-                        attempt,
-                        ..
-                    } => state.on_started(cluster, runner, *at, *attempt, now),
-                    RunnerReport::Finished(result) => state.on_finished(result, now),
-                    RunnerReport::Synthesis(result) => state.on_synthesis(result, now),
-                    RunnerReport::TurnStarted {
-                        turn, runner, at, ..
-                    } => state.on_turn_started(cluster, *turn, runner, *at, now),
-                    RunnerReport::TurnFinished(result) => state.on_turn_finished(result, now),
-                    RunnerReport::SessionPod(pod) => state.on_pod(pod, now),
-                    RunnerReport::Progress {
-                        attempt,
-                        turn,
-                        progress,
-                        ..
-                    } => state.on_progress(
-                        cluster,
-                        (*attempt, *turn),
-                        progress,
-                        now,
-                        self.timeouts.progress,
-                    ),
-                };
+                applied = state.apply(report, now, self.timeouts.progress);
                 applied == Applied::Changed
             })
             .await?;
@@ -496,38 +470,7 @@ impl Engine {
                 let before = state.revision;
                 applied = reports
                     .iter()
-                    .map(|report| {
-                        let (_, cluster) = report.about();
-                        match report {
-                            RunnerReport::Started {
-                                runner,
-                                at,
-                                attempt,
-                                ..
-                            } => state.on_started(cluster, runner, *at, *attempt, now),
-                            RunnerReport::Finished(result) => state.on_finished(result, now),
-                            RunnerReport::Synthesis(result) => state.on_synthesis(result, now),
-                            RunnerReport::TurnStarted {
-                                turn, runner, at, ..
-                            } => state.on_turn_started(cluster, *turn, runner, *at, now),
-                            RunnerReport::TurnFinished(result) => {
-                                state.on_turn_finished(result, now)
-                            }
-                            RunnerReport::SessionPod(pod) => state.on_pod(pod, now),
-                            RunnerReport::Progress {
-                                attempt,
-                                turn,
-                                progress,
-                                ..
-                            } => state.on_progress(
-                                cluster,
-                                (*attempt, *turn),
-                                progress,
-                                now,
-                                self.timeouts.progress,
-                            ),
-                        }
-                    })
+                    .map(|report| state.apply(report, now, self.timeouts.progress))
                     .collect();
                 // The reports handled together are one transition, published as one
                 // snapshot: the revisions a reader sees still grow by one.

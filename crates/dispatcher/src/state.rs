@@ -16,8 +16,8 @@ use warroom_proto::{
     AcceptedRequest, AnswerForm, CancelOrder, Cancellation, ClusterName, ClusterPhase, ClusterRef,
     ClusterReport, ClusterStatus, ClusterType, CoordinationMode, Denial, FieldError, Finding,
     Notice, NoticeKind, PodOrder, PodPhase, PodReport, Progress, Queued, RequestId, RequestPhase,
-    RequestStatus, RequestSummary, SessionState, SessionStatus, StatusUpdate, SynthesisPhase,
-    SynthesisResult, SynthesisStatus, Task, TaskResult, Timestamp, TurnStatus,
+    RequestStatus, RequestSummary, RunnerReport, SessionState, SessionStatus, StatusUpdate,
+    SynthesisPhase, SynthesisResult, SynthesisStatus, Task, TaskResult, Timestamp, TurnStatus,
 };
 
 use crate::config::human;
@@ -760,6 +760,37 @@ impl RequestState {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Applies one runner report (progress shown at most once per `progress_every`).
+    pub fn apply(
+        &mut self,
+        report: &RunnerReport,
+        now: Timestamp,
+        progress_every: Duration,
+    ) -> Applied {
+        let (_, cluster) = report.about();
+        match report {
+            RunnerReport::Started {
+                runner,
+                at,
+                attempt,
+                ..
+            } => self.on_started(cluster, runner, *at, *attempt, now),
+            RunnerReport::Finished(result) => self.on_finished(result, now),
+            RunnerReport::Synthesis(result) => self.on_synthesis(result, now),
+            RunnerReport::TurnStarted {
+                turn, runner, at, ..
+            } => self.on_turn_started(cluster, *turn, runner, *at, now),
+            RunnerReport::TurnFinished(result) => self.on_turn_finished(result, now),
+            RunnerReport::SessionPod(pod) => self.on_pod(pod, now),
+            RunnerReport::Progress {
+                attempt,
+                turn,
+                progress,
+                ..
+            } => self.on_progress(cluster, (*attempt, *turn), progress, now, progress_every),
         }
     }
 

@@ -69,32 +69,12 @@ pub struct Config {
     /// How long a stopped agent gets between SIGINT and SIGKILL (e.g. `10s`, `500ms`).
     #[arg(long, env = "WARROOM_KILL_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub kill_grace: Duration,
-    /// The Anthropic API endpoint the runner's proxy forwards the agent's model calls to
-    /// (default https://api.anthropic.com). The CLI itself only talks to the proxy.
-    #[arg(long, env = "ANTHROPIC_BASE_URL")]
-    pub anthropic_base_url: Option<String>,
-    /// The Anthropic API key. Only the runner's proxy holds it; the CLI gets a placeholder.
-    /// Set it through the environment: a flag shows in process lists.
-    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
-    pub anthropic_api_key: Option<ApiKey>,
-    /// A file holding the Anthropic API key (a mounted Secret), read once at start, its
-    /// trailing line break dropped. Instead of --anthropic-api-key.
-    #[arg(long, env = "ANTHROPIC_API_KEY_FILE", value_name = "FILE")]
-    pub api_key_file: Option<PathBuf>,
     /// The most one investigation may spend on model calls, in USD, as the proxy prices them;
     /// past it the next call is refused and the run fails with "budget exceeded".
     #[arg(long, env = "WARROOM_BUDGET_USD", default_value = "5.00", value_parser = parse_budget)]
     pub budget_usd: f64,
-    /// The price of Opus models (and of models of no known family), `INPUT/OUTPUT` in USD per
-    /// million tokens; cache writes cost 1.25x input, cache reads 0.1x.
-    #[arg(long, env = "WARROOM_PRICE_OPUS", default_value = "15/75")]
-    pub price_opus: Price,
-    /// The price of Sonnet models, `INPUT/OUTPUT` in USD per million tokens.
-    #[arg(long, env = "WARROOM_PRICE_SONNET", default_value = "3/15")]
-    pub price_sonnet: Price,
-    /// The price of Haiku models, `INPUT/OUTPUT` in USD per million tokens.
-    #[arg(long, env = "WARROOM_PRICE_HAIKU", default_value = "1/5")]
-    pub price_haiku: Price,
+    #[command(flatten)]
+    pub api: ModelApiArgs,
     /// The model the CLI uses (its default when not given).
     #[arg(long, env = "WARROOM_MODEL")]
     pub model: Option<String>,
@@ -300,7 +280,36 @@ impl warroom_runtime::daemon::Daemon for Config {
     }
 }
 
-impl Config {
+/// Where the model API is, its key and its prices: the runner's, and a session pod's
+/// `model-proxy`'s (`crate::pod_programs`). Only a proxy holds the key; the CLI it serves gets
+/// a placeholder.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelApiArgs {
+    /// The Anthropic API endpoint the proxy forwards the agent's model calls to (default
+    /// https://api.anthropic.com). The CLI itself only talks to the proxy.
+    #[arg(long, env = "ANTHROPIC_BASE_URL")]
+    pub anthropic_base_url: Option<String>,
+    /// The Anthropic API key. Only the proxy holds it; the CLI gets a placeholder. Set it
+    /// through the environment: a flag shows in process lists.
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<ApiKey>,
+    /// A file holding the Anthropic API key (a mounted Secret), read once at start, its
+    /// trailing line break dropped. Instead of --anthropic-api-key.
+    #[arg(long, env = "ANTHROPIC_API_KEY_FILE", value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// The price of Opus models (and of models of no known family), `INPUT/OUTPUT` in USD per
+    /// million tokens; cache writes cost 1.25x input, cache reads 0.1x.
+    #[arg(long, env = "WARROOM_PRICE_OPUS", default_value = "15/75")]
+    pub price_opus: Price,
+    /// The price of Sonnet models, `INPUT/OUTPUT` in USD per million tokens.
+    #[arg(long, env = "WARROOM_PRICE_SONNET", default_value = "3/15")]
+    pub price_sonnet: Price,
+    /// The price of Haiku models, `INPUT/OUTPUT` in USD per million tokens.
+    #[arg(long, env = "WARROOM_PRICE_HAIKU", default_value = "1/5")]
+    pub price_haiku: Price,
+}
+
+impl ModelApiArgs {
     /// The API key, from --anthropic-api-key or --api-key-file (never both).
     pub fn api_key(&self) -> std::result::Result<Option<ApiKey>, Invalid> {
         let inline = self
@@ -315,6 +324,28 @@ impl Config {
             ),
         )?;
         Ok(key.map(|key| ApiKey(key.expose().to_owned())))
+    }
+
+    /// The endpoint the proxy forwards to.
+    pub fn upstream(&self) -> &str {
+        self.anthropic_base_url
+            .as_deref()
+            .unwrap_or(proxy::DEFAULT_UPSTREAM)
+    }
+
+    pub fn prices(&self) -> Prices {
+        Prices {
+            opus: self.price_opus,
+            sonnet: self.price_sonnet,
+            haiku: self.price_haiku,
+        }
+    }
+}
+
+impl Config {
+    /// The API key, from --anthropic-api-key or --api-key-file (never both).
+    pub fn api_key(&self) -> std::result::Result<Option<ApiKey>, Invalid> {
+        self.api.api_key()
     }
 
     /// The Claude Code CLI and the guard: found and executable.
@@ -402,7 +433,7 @@ impl Config {
                 ));
             }
         }
-        if let Some(url) = &self.anthropic_base_url
+        if let Some(url) = &self.api.anthropic_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             problems.push(format!(
@@ -462,16 +493,10 @@ impl Config {
     /// The real model API the proxies forward to, with the key, prices and budget.
     pub fn model_api(&self) -> Result<ModelApi> {
         ModelApi::new(
-            self.anthropic_base_url
-                .as_deref()
-                .unwrap_or(proxy::DEFAULT_UPSTREAM),
+            self.api.upstream(),
             self.api_key()
                 .map_err(|e| Error::Config(InvalidConfig::one(e.0)))?,
-            Prices {
-                opus: self.price_opus,
-                sonnet: self.price_sonnet,
-                haiku: self.price_haiku,
-            },
+            self.api.prices(),
             self.budget_usd,
         )
     }

@@ -22,9 +22,9 @@ use tracing::info;
 use warroom_proto::{Timestamp, Tool};
 use warroom_runtime::Chain;
 
-use crate::config::{ApiKey, parse_budget};
+use crate::config::{ApiKey, ModelApiArgs, parse_budget};
 use crate::guard::{GuardHook, ToolRules, sh_quote};
-use crate::proxy::{self, ModelApi, Price, Prices, Proxy};
+use crate::proxy::{ModelApi, Proxy};
 
 /// The environment variable carrying the runner's guard configuration (YAML) into a session
 /// pod's `session` container, which has no mount of the runner's file.
@@ -99,24 +99,8 @@ pub struct ModelProxyArgs {
     /// What the session's model calls may cost together, in USD.
     #[arg(long, env = "WARROOM_BUDGET_USD", default_value = "5.00", value_parser = parse_budget)]
     pub budget_usd: f64,
-    /// The Anthropic API endpoint to forward to (default https://api.anthropic.com).
-    #[arg(long, env = "ANTHROPIC_BASE_URL")]
-    pub anthropic_base_url: Option<String>,
-    /// The Anthropic API key. Set it through the environment: a flag shows in process lists.
-    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
-    pub anthropic_api_key: Option<ApiKey>,
-    /// A file holding the Anthropic API key (the mounted Secret).
-    #[arg(long, env = "ANTHROPIC_API_KEY_FILE", value_name = "FILE")]
-    pub api_key_file: Option<PathBuf>,
-    /// The price of Opus models (and of unknown ones), `INPUT/OUTPUT` in USD per million tokens.
-    #[arg(long, env = "WARROOM_PRICE_OPUS", default_value = "15/75")]
-    pub price_opus: Price,
-    /// The price of Sonnet models.
-    #[arg(long, env = "WARROOM_PRICE_SONNET", default_value = "3/15")]
-    pub price_sonnet: Price,
-    /// The price of Haiku models.
-    #[arg(long, env = "WARROOM_PRICE_HAIKU", default_value = "1/5")]
-    pub price_haiku: Price,
+    #[command(flatten)]
+    pub api: ModelApiArgs,
     /// Log format: `text` or `json`.
     #[arg(long, env = "WARROOM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -125,48 +109,23 @@ pub struct ModelProxyArgs {
 impl ModelProxyArgs {
     /// The key, from --anthropic-api-key or --api-key-file (never both), as the runner reads it.
     fn api_key(&self) -> Result<ApiKey, String> {
-        let inline = self
-            .anthropic_api_key
-            .as_ref()
-            .map(|key| warroom_runtime::config::Secret::new(key.0.clone()));
-        let key = warroom_runtime::config::secret_setting(
-            ("--anthropic-api-key (ANTHROPIC_API_KEY)", inline.as_ref()),
-            (
-                "--api-key-file (ANTHROPIC_API_KEY_FILE)",
-                self.api_key_file.as_deref(),
-            ),
-        )
-        .map_err(|e| e.0)?;
-        key.map(|key| ApiKey(key.expose().to_owned()))
-            .ok_or_else(|| {
-                "no model API key: set ANTHROPIC_API_KEY_FILE (the mounted model Secret) or \
+        self.api.api_key().map_err(|e| e.0)?.ok_or_else(|| {
+            "no model API key: set ANTHROPIC_API_KEY_FILE (the mounted model Secret) or \
              ANTHROPIC_API_KEY"
-                    .to_owned()
-            })
+                .to_owned()
+        })
     }
 
     async fn run(self) -> Result<(), String> {
         let key = self.api_key()?;
-        let upstream = self
-            .anthropic_base_url
-            .as_deref()
-            .unwrap_or(proxy::DEFAULT_UPSTREAM);
+        let upstream = self.api.upstream();
         if !(upstream.starts_with("http://") || upstream.starts_with("https://")) {
             return Err(format!(
                 "--anthropic-base-url {upstream:?} must start with http:// or https://"
             ));
         }
-        let api = ModelApi::new(
-            upstream,
-            Some(key),
-            Prices {
-                opus: self.price_opus,
-                sonnet: self.price_sonnet,
-                haiku: self.price_haiku,
-            },
-            self.budget_usd,
-        )
-        .map_err(|e| Chain(&e).to_string())?;
+        let api = ModelApi::new(upstream, Some(key), self.api.prices(), self.budget_usd)
+            .map_err(|e| Chain(&e).to_string())?;
         let proxy = Proxy::start_on(&api, self.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", self.listen))?;
@@ -476,7 +435,10 @@ mod tests {
             panic!("a model proxy");
         };
         assert_eq!(args.budget_usd, 2.5);
-        assert_eq!(args.price_opus.to_string().parse(), Ok(args.price_opus));
+        assert_eq!(
+            args.api.price_opus.to_string().parse(),
+            Ok(args.api.price_opus)
+        );
     }
 
     #[test]

@@ -94,9 +94,9 @@ impl PodTemplate {
         }
         let mut proxy_args = Vec::new();
         for (flag, price) in [
-            ("--price-opus", config.price_opus),
-            ("--price-sonnet", config.price_sonnet),
-            ("--price-haiku", config.price_haiku),
+            ("--price-opus", config.api.price_opus),
+            ("--price-sonnet", config.api.price_sonnet),
+            ("--price-haiku", config.api.price_haiku),
         ] {
             proxy_args.push(flag.to_owned());
             proxy_args.push(price.to_string());
@@ -135,10 +135,7 @@ impl PodTemplate {
             service_account: session.session_service_account.clone(),
             proxy_port: session.session_proxy_port,
             model_secret: session.session_model_secret.clone(),
-            upstream: config
-                .anthropic_base_url
-                .clone()
-                .unwrap_or_else(|| crate::proxy::DEFAULT_UPSTREAM.to_owned()),
+            upstream: config.api.upstream().to_owned(),
             proxy_args,
             default_budget_usd: config.budget_usd,
             shell_args,
