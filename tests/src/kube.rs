@@ -29,34 +29,24 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The running fixture; the server stops when it is dropped.
-pub struct KubeApi {
-    state: Arc<Api>,
+/// An API server fixture serving `app` on a free port of loopback, and a kubeconfig file
+/// that reaches it; the server stops when this is dropped. [`KubeApi`] is one; a test of
+/// another API (ConfigMaps, say) serves its own routes the same way.
+pub struct Served {
     kubeconfig: PathBuf,
     _dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for KubeApi {
+impl Drop for Served {
     fn drop(&mut self) {
         self.server.abort();
     }
 }
 
-impl KubeApi {
-    /// Starts the server on a free port and writes its kubeconfig.
-    pub async fn start() -> KubeApi {
-        let state = Arc::new(Api::default());
-        let app = axum::Router::new()
-            .route(
-                "/api/v1/namespaces/{ns}/pods",
-                axum::routing::get(list).post(create),
-            )
-            .route(
-                "/api/v1/namespaces/{ns}/pods/{name}",
-                axum::routing::get(get_one).delete(delete),
-            )
-            .with_state(state.clone());
+impl Served {
+    /// Serves `app` and writes the kubeconfig.
+    pub async fn start(app: axum::Router) -> Served {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a free port");
@@ -75,17 +65,48 @@ impl KubeApi {
             "current-context": "fixture",
         });
         std::fs::write(&kubeconfig, config.to_string()).expect("the kubeconfig is written");
-        KubeApi {
-            state,
+        Served {
             kubeconfig,
             _dir: dir,
             server,
         }
     }
 
-    /// The kubeconfig file that reaches this server.
+    /// The kubeconfig file that reaches the server.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+}
+
+/// The running Pod API fixture; the server stops when it is dropped.
+pub struct KubeApi {
+    state: Arc<Api>,
+    served: Served,
+}
+
+impl KubeApi {
+    /// Starts the server on a free port and writes its kubeconfig.
+    pub async fn start() -> KubeApi {
+        let state = Arc::new(Api::default());
+        let app = axum::Router::new()
+            .route(
+                "/api/v1/namespaces/{ns}/pods",
+                axum::routing::get(list).post(create),
+            )
+            .route(
+                "/api/v1/namespaces/{ns}/pods/{name}",
+                axum::routing::get(get_one).delete(delete),
+            )
+            .with_state(state.clone());
+        KubeApi {
+            state,
+            served: Served::start(app).await,
+        }
+    }
+
+    /// The kubeconfig file that reaches this server.
+    pub fn kubeconfig(&self) -> &Path {
+        self.served.kubeconfig()
     }
 
     /// Pod `name` of `namespace`, as stored.

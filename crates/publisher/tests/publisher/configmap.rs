@@ -32,9 +32,7 @@ struct Api {
 
 struct KubeFixture {
     state: Arc<Api>,
-    kubeconfig: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-    _server: tokio::task::JoinHandle<()>,
+    served: warroom_testkit::kube::Served,
 }
 
 impl KubeFixture {
@@ -53,29 +51,9 @@ impl KubeFixture {
                     .delete(delete),
             )
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free port");
-        let server_url = format!("http://{}", listener.local_addr().expect("an address"));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let kubeconfig = dir.path().join("kubeconfig");
-        let config = json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "fixture", "cluster": {"server": server_url}}],
-            "users": [{"name": "publisher", "user": {}}],
-            "contexts": [{"name": "fixture", "context": {"cluster": "fixture", "user": "publisher"}}],
-            "current-context": "fixture",
-        });
-        std::fs::write(&kubeconfig, config.to_string()).expect("the kubeconfig is written");
         KubeFixture {
             state,
-            kubeconfig,
-            _dir: dir,
-            _server: server,
+            served: warroom_testkit::kube::Served::start(app).await,
         }
     }
 
@@ -84,7 +62,7 @@ impl KubeFixture {
             "--configmap-namespace".to_owned(),
             "warroom".to_owned(),
             "--configmap-kubeconfig".to_owned(),
-            self.kubeconfig.display().to_string(),
+            self.served.kubeconfig().display().to_string(),
         ]
     }
 
