@@ -794,6 +794,13 @@ impl RequestState {
         }
     }
 
+    /// Turn `turn` of `cluster`'s conversation.
+    fn turn_mut(&mut self, cluster: &ClusterName, turn: u32) -> Option<&mut TurnState> {
+        self.turns
+            .iter_mut()
+            .find(|t| t.turn == turn && t.cluster == *cluster)
+    }
+
     /// A runner started a follow-up turn.
     pub fn on_turn_started(
         &mut self,
@@ -803,11 +810,7 @@ impl RequestState {
         _at: Timestamp,
         now: Timestamp,
     ) -> Applied {
-        let Some(state) = self
-            .turns
-            .iter_mut()
-            .find(|t| t.turn == turn && t.cluster == *cluster)
-        else {
+        let Some(state) = self.turn_mut(cluster, turn) else {
             return Applied::UnknownCluster;
         };
         if state.phase.is_final() {
@@ -825,11 +828,7 @@ impl RequestState {
 
     /// A runner reported how a follow-up turn ended (its answer went to the publisher).
     pub fn on_turn_finished(&mut self, result: &TurnResult, now: Timestamp) -> Applied {
-        let Some(state) = self
-            .turns
-            .iter_mut()
-            .find(|t| t.turn == result.turn && t.cluster == result.cluster)
-        else {
+        let Some(state) = self.turn_mut(&result.cluster, result.turn) else {
             return Applied::UnknownCluster;
         };
         if state.phase.is_final() {
@@ -1553,11 +1552,7 @@ impl RequestState {
         now: Timestamp,
         every: Duration,
     ) -> Applied {
-        let Some(state) = self
-            .turns
-            .iter_mut()
-            .find(|t| t.turn == turn && t.cluster == *cluster)
-        else {
+        let Some(state) = self.turn_mut(cluster, turn) else {
             return Applied::UnknownCluster;
         };
         if state.phase.is_final() {
