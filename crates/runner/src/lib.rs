@@ -130,15 +130,7 @@ pub async fn run(
     let replica = ReplicaId::for_host(runner.name(), &instance_suffix());
     let heartbeat = tokio::spawn(heartbeat::beat(
         bus.clone(),
-        RunnerHeartbeat {
-            cluster: config.cluster.clone(),
-            replica: replica.clone(),
-            host: runner.name().to_owned(),
-            concurrency: config.concurrency,
-            running: 0,
-            started_at: warroom_proto::now(),
-            at: warroom_proto::now(),
-        },
+        first_heartbeat(&config, &replica, runner.name()),
         running.clone(),
         health.metrics.clone(),
         stop.clone(),
@@ -190,6 +182,19 @@ async fn task_consumer(
             )
         })
         .await?)
+}
+
+/// The heartbeat this replica starts with: `running` 0, both times now.
+fn first_heartbeat(config: &Config, replica: &ReplicaId, host: &str) -> RunnerHeartbeat {
+    RunnerHeartbeat {
+        cluster: config.cluster.clone(),
+        replica: replica.clone(),
+        host: host.to_owned(),
+        concurrency: config.concurrency,
+        running: 0,
+        started_at: warroom_proto::now(),
+        at: warroom_proto::now(),
+    }
 }
 
 /// The pull loop: takes a task only when one of the `concurrency` slots is free and runs it

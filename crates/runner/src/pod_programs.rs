@@ -226,7 +226,7 @@ impl SessionShellArgs {
     }
 
     /// Writes the hooks, the workspace and the wrapper into `--home`.
-    pub fn prepare(&self) -> Result<Shell, String> {
+    fn prepare(&self) -> Result<Shell, String> {
         let home = std::path::absolute(&self.home)
             .map_err(|e| format!("--home {}: {e}", self.home.display()))?;
         let bin_dir = home.join("bin");

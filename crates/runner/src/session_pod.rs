@@ -186,95 +186,6 @@ pub fn pod(template: &PodTemplate, hold: &Hold<'_>, now: Timestamp) -> Pod {
         (ENGINEER_ANNOTATION.to_owned(), hold.engineer.to_owned()),
         (EXPIRES_ANNOTATION.to_owned(), expires.clone()),
     ]);
-    let env = |pairs: &[(&str, &str)]| -> Vec<EnvVar> {
-        pairs
-            .iter()
-            .map(|(name, value)| EnvVar {
-                name: (*name).to_owned(),
-                value: Some((*value).to_owned()),
-                ..EnvVar::default()
-            })
-            .collect()
-    };
-    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
-        name: name.to_owned(),
-        mount_path: path.to_owned(),
-        read_only: read_only.then_some(true),
-        ..VolumeMount::default()
-    };
-
-    let budget = hold.budget_usd.unwrap_or(template.default_budget_usd);
-    let mut proxy_args = vec![
-        "warroom-runner".to_owned(),
-        "model-proxy".to_owned(),
-        "--listen".to_owned(),
-        format!("127.0.0.1:{}", template.proxy_port),
-        "--until".to_owned(),
-        expires.clone(),
-        "--budget-usd".to_owned(),
-        budget.to_string(),
-    ];
-    proxy_args.extend(template.proxy_args.iter().cloned());
-    let proxy = Container {
-        name: "model-proxy".to_owned(),
-        image: Some(template.image.clone()),
-        args: Some(proxy_args),
-        env: Some(env(&[
-            ("ANTHROPIC_BASE_URL", &template.upstream),
-            (
-                "ANTHROPIC_API_KEY_FILE",
-                &format!("{MODEL_KEY_DIR}/{MODEL_KEY}"),
-            ),
-        ])),
-        volume_mounts: Some(vec![
-            mount("model-key", MODEL_KEY_DIR, true),
-            mount("proxy-tmp", "/tmp", false),
-        ]),
-        resources: Some(resources(("50m", "64Mi"), ("500m", "256Mi"))),
-        security_context: Some(container_security()),
-        ..Container::default()
-    };
-
-    let tools: Vec<&str> = hold.tools.iter().map(|t| t.as_str()).collect();
-    let mut shell_args = vec![
-        "warroom-runner".to_owned(),
-        "session-shell".to_owned(),
-        "--home".to_owned(),
-        SESSION_HOME.to_owned(),
-        "--until".to_owned(),
-        expires,
-        "--tools".to_owned(),
-        tools.join(","),
-    ];
-    shell_args.extend(template.shell_args.iter().cloned());
-    let proxy_url = format!("http://127.0.0.1:{}", template.proxy_port);
-    let request = hold.request.to_string();
-    let mut shell_env = env(&[
-        ("HOME", SESSION_HOME),
-        ("PATH", "/session/bin:/usr/local/bin:/usr/bin:/bin"),
-        ("ANTHROPIC_BASE_URL", &proxy_url),
-        ("ANTHROPIC_API_KEY", crate::proxy::PLACEHOLDER_KEY),
-        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
-        ("DISABLE_AUTOUPDATER", "1"),
-        ("WARROOM_SESSION", &request),
-    ]);
-    if let Some(text) = &template.guard_config {
-        shell_env.extend(env(&[(crate::pod_programs::GUARD_CONFIG_TEXT_ENV, text)]));
-    }
-    let session = Container {
-        name: "session".to_owned(),
-        image: Some(template.image.clone()),
-        args: Some(shell_args),
-        env: Some(shell_env),
-        volume_mounts: Some(vec![
-            mount("session-home", SESSION_HOME, false),
-            mount("session-tmp", "/tmp", false),
-        ]),
-        resources: Some(resources(("100m", "256Mi"), ("1", "1Gi"))),
-        security_context: Some(container_security()),
-        ..Container::default()
-    };
-
     let empty = |name: &str| Volume {
         name: name.to_owned(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -304,7 +215,10 @@ pub fn pod(template: &PodTemplate, hold: &Hold<'_>, now: Timestamp) -> Pod {
                 }),
                 ..PodSecurityContext::default()
             }),
-            containers: vec![proxy, session],
+            containers: vec![
+                proxy_container(template, hold, &expires),
+                session_container(template, hold, &expires),
+            ],
             volumes: Some(vec![
                 Volume {
                     name: "model-key".to_owned(),
@@ -322,6 +236,107 @@ pub fn pod(template: &PodTemplate, hold: &Hold<'_>, now: Timestamp) -> Pod {
             ..PodSpec::default()
         }),
         status: None,
+    }
+}
+
+/// `name=value` pairs as a container's environment.
+fn env(pairs: &[(&str, &str)]) -> Vec<EnvVar> {
+    pairs
+        .iter()
+        .map(|(name, value)| EnvVar {
+            name: (*name).to_owned(),
+            value: Some((*value).to_owned()),
+            ..EnvVar::default()
+        })
+        .collect()
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+/// The `model-proxy` container: the key (its Secret mounted here only), the budget, the
+/// runner's upstream and prices, on the pod's loopback until the session's end.
+fn proxy_container(template: &PodTemplate, hold: &Hold<'_>, expires: &str) -> Container {
+    let budget = hold.budget_usd.unwrap_or(template.default_budget_usd);
+    let mut args = vec![
+        "warroom-runner".to_owned(),
+        "model-proxy".to_owned(),
+        "--listen".to_owned(),
+        format!("127.0.0.1:{}", template.proxy_port),
+        "--until".to_owned(),
+        expires.to_owned(),
+        "--budget-usd".to_owned(),
+        budget.to_string(),
+    ];
+    args.extend(template.proxy_args.iter().cloned());
+    Container {
+        name: "model-proxy".to_owned(),
+        image: Some(template.image.clone()),
+        args: Some(args),
+        env: Some(env(&[
+            ("ANTHROPIC_BASE_URL", &template.upstream),
+            (
+                "ANTHROPIC_API_KEY_FILE",
+                &format!("{MODEL_KEY_DIR}/{MODEL_KEY}"),
+            ),
+        ])),
+        volume_mounts: Some(vec![
+            mount("model-key", MODEL_KEY_DIR, true),
+            mount("proxy-tmp", "/tmp", false),
+        ]),
+        resources: Some(resources(("50m", "64Mi"), ("500m", "256Mi"))),
+        security_context: Some(container_security()),
+        ..Container::default()
+    }
+}
+
+/// The `session` container engineers exec into: the guard hooks, the tool rules and the
+/// `claude` wrapper of `session-shell`, the proxy's address and a placeholder key.
+fn session_container(template: &PodTemplate, hold: &Hold<'_>, expires: &str) -> Container {
+    let tools: Vec<&str> = hold.tools.iter().map(|t| t.as_str()).collect();
+    let mut args = vec![
+        "warroom-runner".to_owned(),
+        "session-shell".to_owned(),
+        "--home".to_owned(),
+        SESSION_HOME.to_owned(),
+        "--until".to_owned(),
+        expires.to_owned(),
+        "--tools".to_owned(),
+        tools.join(","),
+    ];
+    args.extend(template.shell_args.iter().cloned());
+    let proxy_url = format!("http://127.0.0.1:{}", template.proxy_port);
+    let request = hold.request.to_string();
+    let mut vars = env(&[
+        ("HOME", SESSION_HOME),
+        ("PATH", "/session/bin:/usr/local/bin:/usr/bin:/bin"),
+        ("ANTHROPIC_BASE_URL", &proxy_url),
+        ("ANTHROPIC_API_KEY", crate::proxy::PLACEHOLDER_KEY),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+        ("DISABLE_AUTOUPDATER", "1"),
+        ("WARROOM_SESSION", &request),
+    ]);
+    if let Some(text) = &template.guard_config {
+        vars.extend(env(&[(crate::pod_programs::GUARD_CONFIG_TEXT_ENV, text)]));
+    }
+    Container {
+        name: "session".to_owned(),
+        image: Some(template.image.clone()),
+        args: Some(args),
+        env: Some(vars),
+        volume_mounts: Some(vec![
+            mount("session-home", SESSION_HOME, false),
+            mount("session-tmp", "/tmp", false),
+        ]),
+        resources: Some(resources(("100m", "256Mi"), ("1", "1Gi"))),
+        security_context: Some(container_security()),
+        ..Container::default()
     }
 }
 
@@ -478,7 +493,7 @@ impl SessionPods {
 
     /// Deletes every session pod of this cluster whose end has passed (or says none), and
     /// returns the requests of those deleted, where the pod names one.
-    pub async fn sweep_once(
+    async fn sweep_once(
         &self,
         stop: &CancellationToken,
     ) -> Result<Vec<(RequestId, String)>, String> {
