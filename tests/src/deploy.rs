@@ -458,15 +458,8 @@ impl Pod {
         let mut rewrites = Vec::new();
         let mounts = self.mounts.clone();
         let map = |value: &str| -> Option<(String, String)> {
-            for (mount, local) in &mounts {
-                let why = "a mount path: every pod of this machine shares one file system";
-                if value == mount {
-                    return Some((local.display().to_string(), why.to_owned()));
-                }
-                if let Some(rest) = value.strip_prefix(&format!("{mount}/")) {
-                    return Some((local.join(rest).display().to_string(), why.to_owned()));
-                }
-            }
+            // A program of the image first: a path this machine built or installed may lie
+            // below a folder the pod mounts (a clone in `/tmp`, a pod with `/tmp` mounted).
             if value.starts_with('/') && !value.contains(':') {
                 let base = value.rsplit('/').next().unwrap_or(value);
                 if let Some(local) = programs(value).or_else(|| programs(base)) {
@@ -476,6 +469,15 @@ impl Pod {
                          build of it"
                             .to_owned(),
                     ));
+                }
+            }
+            for (mount, local) in &mounts {
+                let why = "a mount path: every pod of this machine shares one file system";
+                if value == mount {
+                    return Some((local.display().to_string(), why.to_owned()));
+                }
+                if let Some(rest) = value.strip_prefix(&format!("{mount}/")) {
+                    return Some((local.join(rest).display().to_string(), why.to_owned()));
                 }
             }
             None
