@@ -1757,11 +1757,12 @@ impl RequestState {
 
     /// What every run of the request cost so far: its clusters' and its turns'.
     fn session_cost(&self) -> f64 {
-        self.clusters
-            .iter()
-            .filter_map(|c| c.cost_usd)
-            .chain(self.turns.iter().filter_map(|t| t.cost_usd))
-            .sum()
+        warroom_proto::total_cost(
+            self.clusters
+                .iter()
+                .filter_map(|c| c.cost_usd)
+                .chain(self.turns.iter().filter_map(|t| t.cost_usd)),
+        )
     }
 
     /// The session's line in `status.json`: its term and what it cost so far.
@@ -3440,8 +3441,11 @@ pub(crate) mod tests {
     #[test]
     fn a_session_stays_open_until_its_duration_ends() {
         let mut state = session(false);
-        // No first question: nothing runs, and the session is open.
+        // No first question: nothing runs, and the session is open, having cost nothing
+        // (not -0.0, which would print as `$-0.00`).
         assert_eq!(state.phase, RequestPhase::Running);
+        let cost = state.snapshot().status.session.expect("a session").cost_usd;
+        assert!(cost == 0.0 && cost.is_sign_positive(), "{cost}");
         assert_eq!(state.clusters[0].phase, ClusterPhase::Completed);
         assert_eq!(settle_in(&mut state, at(1), &LIVE), Vec::new());
         state.on_follow_up(&ask(1, None, "v1"), at(5));

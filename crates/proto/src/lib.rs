@@ -55,6 +55,12 @@ pub const KIND_TROUBLESHOOTING: &str = "TroubleshootingRequest";
 /// The `kind` of a persistent-session request.
 pub const KIND_SESSION: &str = "SessionRequest";
 
+/// The sum of `costs` in US dollars: 0.0 when there are none. (`Iterator::sum` of no `f64`
+/// is -0.0, which prints as `$-0.00`.)
+pub fn total_cost(costs: impl IntoIterator<Item = f64>) -> f64 {
+    costs.into_iter().fold(0.0, |total, cost| total + cost)
+}
+
 /// Timestamps on the wire and in `status.json` are RFC 3339 in UTC.
 pub type Timestamp = time::OffsetDateTime;
 

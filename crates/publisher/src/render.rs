@@ -342,7 +342,7 @@ fn push_cluster_facts(
 /// The request's totals: cost, turns and tokens over every cluster, and the findings.
 fn push_totals(out: &mut String, status: &RequestStatus) {
     let lines = status.clusters.values();
-    let cost_total: f64 = lines.clone().filter_map(|l| l.cost_usd).sum();
+    let cost_total = warroom_proto::total_cost(lines.clone().filter_map(|l| l.cost_usd));
     let turns_total: u32 = lines.clone().filter_map(|l| l.num_turns).sum();
     let mut tokens_total = Tokens::default();
     let (mut supported, mut unsupported, mut unstructured) = (0, 0, 0);

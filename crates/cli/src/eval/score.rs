@@ -151,7 +151,7 @@ impl ScenarioScore {
             request: scenario.request_id(),
             phase: status.map_or("not_run", |s| s.phase.as_str()).to_owned(),
             cost_usd: status.map_or(0.0, |s| {
-                s.clusters.values().filter_map(|c| c.cost_usd).sum()
+                warroom_proto::total_cost(s.clusters.values().filter_map(|c| c.cost_usd))
             }),
             passed: completed && clusters.iter().all(|c| c.passed),
             clusters,
@@ -191,7 +191,7 @@ impl Report {
             runbook_used: count(|c| c.runbook.passed),
             commands_present: count(|c| c.commands.passed),
             no_unsupported: count(|c| c.findings.passed),
-            cost_usd: scenarios.iter().map(|s| s.cost_usd).sum(),
+            cost_usd: warroom_proto::total_cost(scenarios.iter().map(|s| s.cost_usd)),
         };
         Report { scenarios, totals }
     }

@@ -303,12 +303,13 @@ pub(crate) fn message(status: &RequestStatus, report_url: Option<&str>) -> Strin
     if let Some(engineer) = &status.engineer {
         let _ = write!(out, " (by {})", from_request(engineer));
     }
-    let total: f64 = status
-        .clusters
-        .values()
-        .filter_map(|c| c.cost_usd)
-        .filter(|c| c.is_finite())
-        .sum();
+    let total = warroom_proto::total_cost(
+        status
+            .clusters
+            .values()
+            .filter_map(|c| c.cost_usd)
+            .filter(|c| c.is_finite()),
+    );
     let _ = write!(
         out,
         ": {} cluster{}",
