@@ -797,7 +797,7 @@ impl Engine {
     /// state as stored then.
     async fn dispatch_turn(
         &self,
-        mut state: RequestState,
+        state: RequestState,
         revision: u64,
         index: usize,
         now: warroom_proto::Timestamp,
@@ -805,28 +805,24 @@ impl Engine {
         let Some(task) = state.turn_task(index) else {
             return Ok(None);
         };
-        let cluster = task.cluster.name.clone();
         let turn = state.turns[index].turn;
-        let dedup = format!("{}-{cluster}-turn-{turn}", task.request_id);
-        let ack = self
-            .bus
-            .publish(&Subject::Task(cluster.clone()), Some(&dedup), &task)
-            .await?;
-        self.metrics.tasks_published.inc();
-        info!(request = %state.id(), cluster = %cluster, turn, sequence = ack.sequence, duplicate = ack.duplicate, "follow-up turn published");
-        if state.mark_turn_dispatched(index, ack.sequence, now)
-            && let Some(revision) = self.store.update(&state, revision).await?
-        {
-            return Ok(Some((state, revision)));
-        }
-        Ok(None)
+        let dedup = format!("{}-{}-turn-{turn}", task.request_id, task.cluster.name);
+        self.send_task(
+            state,
+            revision,
+            &task,
+            &dedup,
+            "follow-up turn",
+            |state, sequence| state.mark_turn_dispatched(index, sequence, now),
+        )
+        .await
     }
 
     /// Sends the session's pod order to its cluster's runner, then records it; the state as
     /// stored then.
     async fn order_pod(
         &self,
-        mut state: RequestState,
+        state: RequestState,
         revision: u64,
         step: PodStep,
         now: warroom_proto::Timestamp,
@@ -834,27 +830,23 @@ impl Engine {
         let Some(task) = state.pod_task(step) else {
             return Ok(None);
         };
-        let cluster = task.cluster.name.clone();
         let dedup = state.pod_dedup(step);
-        let ack = self
-            .bus
-            .publish(&Subject::Task(cluster.clone()), Some(&dedup), &task)
-            .await?;
-        self.metrics.tasks_published.inc();
-        info!(request = %state.id(), cluster = %cluster, order = ?step, sequence = ack.sequence, duplicate = ack.duplicate, "session pod order published");
-        if state.mark_pod_ordered(step, now)
-            && let Some(revision) = self.store.update(&state, revision).await?
-        {
-            return Ok(Some((state, revision)));
-        }
-        Ok(None)
+        self.send_task(
+            state,
+            revision,
+            &task,
+            &dedup,
+            "session pod order",
+            |state, _| state.mark_pod_ordered(step, now),
+        )
+        .await
     }
 
     /// Sends the request's synthesis task to the runner of the cluster at `index`, then
     /// records where it went; the state as stored then.
     async fn synthesize(
         &self,
-        mut state: RequestState,
+        state: RequestState,
         revision: u64,
         index: usize,
         now: warroom_proto::Timestamp,
@@ -864,13 +856,37 @@ impl Engine {
         };
         let cluster = task.cluster.name.clone();
         let dedup = format!("{}-{cluster}-synthesis", task.request_id);
+        self.send_task(
+            state,
+            revision,
+            &task,
+            &dedup,
+            "synthesis task",
+            |state, sequence| state.mark_synthesis_requested(&cluster, sequence, now),
+        )
+        .await
+    }
+
+    /// Publishes one `task` of `state` to its cluster's queue under `dedup`, then records it
+    /// with `mark` (given the task's stream sequence) and stores the state; the state as
+    /// stored then, `None` when someone else moved it on meanwhile.
+    async fn send_task(
+        &self,
+        mut state: RequestState,
+        revision: u64,
+        task: &warroom_proto::Task,
+        dedup: &str,
+        what: &str,
+        mark: impl FnOnce(&mut RequestState, u64) -> bool,
+    ) -> Result<Option<Versioned>> {
+        let cluster = &task.cluster.name;
         let ack = self
             .bus
-            .publish(&Subject::Task(cluster.clone()), Some(&dedup), &task)
+            .publish(&Subject::Task(cluster.clone()), Some(dedup), task)
             .await?;
         self.metrics.tasks_published.inc();
-        info!(request = %state.id(), cluster = %cluster, sequence = ack.sequence, duplicate = ack.duplicate, "synthesis task published");
-        if state.mark_synthesis_requested(&cluster, ack.sequence, now)
+        info!(request = %state.id(), cluster = %cluster, sequence = ack.sequence, duplicate = ack.duplicate, dedup, "{what} published");
+        if mark(&mut state, ack.sequence)
             && let Some(revision) = self.store.update(&state, revision).await?
         {
             return Ok(Some((state, revision)));
